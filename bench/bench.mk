@@ -1,0 +1,11 @@
+# `make bench`: start-up benchmark of berth against runc and crun (needs root).
+# Include from the top Makefile:   include bench/bench.mk
+# Pass options with BENCH_ARGS, e.g. make bench BENCH_ARGS="--iterations 50 --json bench.json"
+
+BENCH_DIR := $(patsubst %/,%,$(dir $(lastword $(MAKEFILE_LIST))))
+BENCH_ARGS ?=
+
+.PHONY: bench
+bench:
+	cargo build --release
+	python3 $(BENCH_DIR)/bench.py $(BENCH_ARGS)

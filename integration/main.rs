@@ -1,0 +1,14 @@
+//! Integration tests for berth's runtime core: they drive the real binary as root against the
+//! real kernel. See integration/README.md for what each file covers and how to run it.
+
+mod common;
+
+mod badinput;
+mod cli;
+mod hooks;
+mod lifecycle;
+mod namespaces;
+mod process;
+mod rootfs;
+mod security;
+mod state;

@@ -1,0 +1,706 @@
+//! Container lifecycle operations: create, start, run, kill, delete, state, list.
+
+pub mod state;
+
+use crate::cgroups;
+use crate::namespaces::{self, Plan};
+use crate::process::{self, sync, BootHeader};
+use oci_spec::runtime::{LinuxNamespaceType, Spec};
+use state::{ContainerDir, Saved, StateError, Status};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error(transparent)]
+    State(#[from] StateError),
+    #[error(transparent)]
+    Cgroup(#[from] cgroups::CgroupError),
+    #[error(transparent)]
+    Namespace(#[from] namespaces::NamespaceError),
+    #[error(transparent)]
+    Seccomp(#[from] crate::seccomp::SeccompError),
+    #[error(transparent)]
+    Spawn(#[from] process::SpawnError),
+    #[error(transparent)]
+    Sync(#[from] sync::SyncError),
+    #[error(transparent)]
+    Hook(#[from] crate::hooks::HookError),
+    #[error(transparent)]
+    Caps(#[from] crate::capabilities::CapError),
+    #[error("{0}")]
+    Config(String),
+    #[error("{call}: {err}")]
+    Sys { call: String, err: std::io::Error },
+    #[error("{0}")]
+    Msg(String),
+}
+
+fn sys(call: impl Into<String>, err: std::io::Error) -> Error {
+    Error::Sys { call: call.into(), err }
+}
+
+/// Global options every command needs.
+pub struct Globals {
+    pub root: PathBuf,
+    pub systemd_cgroup: bool,
+    pub debug: bool,
+}
+
+pub struct CreateOpts {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub console_socket: Option<PathBuf>,
+    pub pid_file: Option<PathBuf>,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+}
+
+/// Read and parse `bundle/config.json`, with errors that name the file.
+pub fn load_config(bundle: &Path) -> Result<(Vec<u8>, Spec), Error> {
+    let path = bundle.join("config.json");
+    let data = std::fs::read(&path).map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
+    let spec: Spec =
+        serde_json::from_slice(&data).map_err(|e| Error::Config(format!("parse {}: {e}", path.display())))?;
+    Ok((data, spec))
+}
+
+fn canonical_bundle(b: &Path) -> Result<PathBuf, Error> {
+    std::fs::canonicalize(b).map_err(|e| Error::Config(format!("bundle {}: {e}", b.display())))
+}
+
+/// Everything that was made on the host for a container being created; undone on failure.
+struct Undo {
+    dir: Option<ContainerDir>,
+    cgroup: Option<cgroups::Manager>,
+    child: libc::pid_t,
+}
+
+impl Undo {
+    fn disarm(&mut self) -> ContainerDir {
+        self.cgroup = None;
+        self.child = 0;
+        self.dir.take().expect("container dir present until disarmed")
+    }
+}
+
+impl Drop for Undo {
+    fn drop(&mut self) {
+        if self.child > 0 {
+            // SAFETY: kill and reap our own child.
+            unsafe {
+                libc::kill(self.child, libc::SIGKILL);
+                let mut st = 0;
+                libc::waitpid(self.child, &mut st, 0);
+            }
+        }
+        if let Some(cg) = self.cgroup.take() {
+            let _ = cg.destroy();
+        }
+        if let Some(d) = self.dir.take() {
+            let _ = d.remove();
+        }
+    }
+}
+
+/// A created container; `child` is the init's pid (our child, for `run`).
+pub struct Created {
+    pub dir: ContainerDir,
+    pub saved: Saved,
+}
+
+fn mkfifo(path: &Path) -> Result<OwnedFd, Error> {
+    let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| Error::Msg(format!("fifo path {} contains NUL", path.display())))?;
+    // SAFETY: valid C string.
+    if unsafe { libc::mkfifo(c.as_ptr(), 0o600) } != 0 {
+        return Err(sys(format!("mkfifo {}", path.display()), std::io::Error::last_os_error()));
+    }
+    // O_RDWR never blocks on a fifo; the init keeps it as the reader it blocks on.
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_RDWR | libc::O_CLOEXEC) };
+    if fd < 0 {
+        return Err(sys(format!("open {}", path.display()), std::io::Error::last_os_error()));
+    }
+    // SAFETY: fresh fd.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+fn connect_console(path: &Path) -> Result<OwnedFd, Error> {
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| sys(format!("connect to console socket {}", path.display()), e))?;
+    Ok(OwnedFd::from(s))
+}
+
+fn frame(parts: &[&[u8]]) -> Vec<u8> {
+    let mut v = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
+    for p in parts {
+        v.extend_from_slice(&(p.len() as u32).to_le_bytes());
+        v.extend_from_slice(p);
+    }
+    v
+}
+
+pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
+    state::validate_id(&o.id)?;
+    let bundle = canonical_bundle(&o.bundle)?;
+    let (config_bytes, spec) = load_config(&bundle)?;
+    let root_path = spec
+        .root()
+        .as_ref()
+        .map(|r| r.path().clone())
+        .ok_or_else(|| Error::Config("config.json has no root.path".into()))?;
+    let rootfs_raw = if root_path.is_absolute() { root_path } else { bundle.join(root_path) };
+    let rootfs = std::fs::canonicalize(&rootfs_raw)
+        .map_err(|e| Error::Config(format!("rootfs {}: {e}", rootfs_raw.display())))?;
+    if !rootfs.is_dir() {
+        return Err(Error::Config(format!("rootfs {} is not a directory", rootfs.display())));
+    }
+    let linux = spec.linux().as_ref();
+    let plan = Plan::from_linux(linux)?;
+    if !plan.single_clone() {
+        return Err(Error::Config(
+            "a new user namespace together with namespaces joined by path is not supported yet".into(),
+        ));
+    }
+    if let Some(p) = spec.process() {
+        crate::capabilities::Masks::from_spec(p.capabilities().as_ref())?;
+        if p.terminal().unwrap_or(false) && o.console_socket.is_none() {
+            return Err(Error::Config(
+                "process.terminal is true: --console-socket is required (berth does not hold the terminal itself)".into(),
+            ));
+        }
+    }
+    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
+        crate::seccomp::prepare(s)?;
+    }
+    let userns = plan.creates(LinuxNamespaceType::User);
+    if userns {
+        let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
+        if l.uid_mappings().as_ref().map_or(true, |m| m.is_empty())
+            || l.gid_mappings().as_ref().map_or(true, |m| m.is_empty())
+        {
+            return Err(Error::Config("a new user namespace needs linux.uidMappings and linux.gidMappings".into()));
+        }
+    }
+
+    let dir = ContainerDir::create(&g.root, &o.id)?;
+    let mut undo = Undo { dir: Some(dir), cgroup: None, child: 0 };
+
+    let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
+    let cg = cgroups::Manager::new(cg_path.as_deref(), &o.id, g.systemd_cgroup)?;
+    cg.create(linux.and_then(|l| l.resources().as_ref()))?;
+    undo.cgroup = Some(cg.clone());
+
+    let fifo_path = undo.dir.as_ref().map(|d| d.fifo()).unwrap_or_default();
+    let fifo = mkfifo(&fifo_path)?;
+    let console = match &o.console_socket {
+        Some(p) if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) => Some(connect_console(p)?),
+        _ => None,
+    };
+    let (parent_ch, child_ch) = sync::pair()?;
+    let exe = process::readonly_self()?;
+
+    let annotations = spec.annotations().clone().unwrap_or_default();
+    let mut saved = Saved {
+        oci_version: spec.version().clone(),
+        id: o.id.clone(),
+        pid: 0,
+        pid_start: 0,
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        created: crate::logging::now_rfc3339(),
+        annotations,
+        owner: String::new(),
+        cgroup: Some(cg.clone()),
+        hooks: spec.hooks().clone(),
+        has_process: spec.process().is_some(),
+        own_pidns: plan.creates(LinuxNamespaceType::Pid),
+    };
+
+    // Namespaces that apply to children only are entered by the parent just around clone.
+    let restore = ParentNs::enter(&plan, linux)?;
+    let flags = plan.new_flags & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME);
+    let me = std::process::id() as libc::pid_t;
+    let pid = process::clone_fork(flags)?;
+    if pid == 0 {
+        drop(parent_ch);
+        let mut keep = vec![child_ch.fd.as_raw_fd(), fifo.as_raw_fd()];
+        if let Some(c) = &console {
+            keep.push(c.as_raw_fd());
+        }
+        process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns, me);
+    }
+    undo.child = pid;
+    restore.leave()?;
+    drop(child_ch);
+    drop(exe);
+
+    if userns {
+        let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
+        namespaces::write_id_maps(
+            pid,
+            l.uid_mappings().as_deref().unwrap_or(&[]),
+            l.gid_mappings().as_deref().unwrap_or(&[]),
+            false,
+        )?;
+        parent_ch.send(sync::kind::MAPPED, b"")?;
+    }
+    cg.add_task(pid)?;
+
+    saved.pid = pid;
+    let header = BootHeader {
+        id: o.id.clone(),
+        bundle: bundle.clone(),
+        rootfs: rootfs.clone(),
+        no_pivot: o.no_pivot,
+        no_new_keyring: o.no_new_keyring,
+        preserve_fds: o.preserve_fds,
+        fifo_fd: fifo.as_raw_fd(),
+        console_fd: console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1),
+        cgroup: cg.mount_info(),
+        state_creating: String::from_utf8_lossy(&saved.spec_state_json(Status::Creating)).into_owned(),
+        state_created: String::from_utf8_lossy(&saved.spec_state_json(Status::Created)).into_owned(),
+        debug: g.debug,
+    };
+    let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
+    parent_ch.send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes]))?;
+    drop(fifo);
+    drop(console);
+
+    loop {
+        let (k, _payload, fd) = match parent_ch.recv() {
+            Ok(m) => m,
+            Err(sync::SyncError::Eof) => return Err(Error::Msg(init_died(pid, &mut undo))),
+            Err(e) => return Err(e.into()),
+        };
+        match k {
+            sync::kind::HOOKS => {
+                let st = saved.spec_state_json(Status::Creating);
+                let hooks = spec.hooks().as_ref();
+                crate::hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                crate::hooks::run_all("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
+                parent_ch.send(sync::kind::HOOKS_DONE, b"")?;
+            }
+            sync::kind::SECCOMP_FD => {
+                let fd = fd.ok_or_else(|| Error::Msg("seccomp notify message without fd".into()))?;
+                send_seccomp_fd(&spec, &saved, fd.as_raw_fd())?;
+                parent_ch.send(sync::kind::SECCOMP_DONE, b"")?;
+            }
+            sync::kind::READY => break,
+            other => return Err(Error::Msg(format!("unexpected message {other} from container init"))),
+        }
+    }
+    saved.pid_start = state::pid_start_time(pid).unwrap_or(0);
+    let dir = undo.dir.as_ref().ok_or_else(|| Error::Msg("state dir vanished".into()))?;
+    dir.save(&saved)?;
+    if let Some(pf) = &o.pid_file {
+        write_pid_file(pf, pid)?;
+    }
+    let dir = undo.disarm();
+    Ok(Created { dir, saved })
+}
+
+fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {
+    let mut st = 0;
+    // SAFETY: reap our own child.
+    let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+    undo.child = 0;
+    if r == pid && libc::WIFSIGNALED(st) {
+        format!("container init was killed by signal {} during set-up", libc::WTERMSIG(st))
+    } else {
+        "container init exited during set-up".into()
+    }
+}
+
+fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(), Error> {
+    let sec = spec
+        .linux()
+        .as_ref()
+        .and_then(|l| l.seccomp().as_ref())
+        .ok_or_else(|| Error::Msg("seccomp fd without seccomp config".into()))?;
+    let listener = sec
+        .listener_path()
+        .as_ref()
+        .ok_or_else(|| Error::Config("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
+    let mut st = serde_json::to_value(saved.spec_state(Status::Creating)).unwrap_or_default();
+    st["pid"] = serde_json::json!(saved.pid);
+    let msg = serde_json::json!({
+        "ociVersion": saved.oci_version,
+        "fds": ["seccompFd"],
+        "pid": saved.pid,
+        "metadata": sec.listener_metadata().clone().unwrap_or_default(),
+        "state": st,
+    });
+    let bytes = serde_json::to_vec(&msg).unwrap_or_default();
+    // SAFETY: fd is valid for the duration of this call (owned by the caller).
+    let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
+    crate::seccomp::send_to_listener(listener, b, &bytes)?;
+    Ok(())
+}
+
+fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+    let tmp = path.with_extension("berth-tmp");
+    std::fs::write(&tmp, pid.to_string()).map_err(|e| sys(format!("write pid file {}", tmp.display()), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| sys(format!("write pid file {}", path.display()), e))
+}
+
+/// Namespaces the parent enters for its children (pid by path, a new time ns) and leaves
+/// right after clone, so that hooks it runs later stay in the runtime's namespaces.
+struct ParentNs {
+    saved: Vec<(libc::c_int, std::fs::File)>,
+}
+
+impl ParentNs {
+    fn enter(plan: &Plan, linux: Option<&oci_spec::runtime::Linux>) -> Result<ParentNs, Error> {
+        let mut saved = Vec::new();
+        if let Some(p) = plan.joins(LinuxNamespaceType::Pid) {
+            let cur = std::fs::File::open("/proc/self/ns/pid_for_children")
+                .map_err(|e| sys("open /proc/self/ns/pid_for_children", e))?;
+            let f = namespaces::open_ns(LinuxNamespaceType::Pid, p)?;
+            namespaces::setns(LinuxNamespaceType::Pid, p, &f)?;
+            saved.push((libc::CLONE_NEWPID, cur));
+        }
+        if let Some(p) = plan.joins(LinuxNamespaceType::Time) {
+            let cur = std::fs::File::open("/proc/self/ns/time_for_children")
+                .map_err(|e| sys("open /proc/self/ns/time_for_children", e))?;
+            let f = namespaces::open_ns(LinuxNamespaceType::Time, p)?;
+            namespaces::setns(LinuxNamespaceType::Time, p, &f)?;
+            saved.push((libc::CLONE_NEWTIME, cur));
+        } else if plan.creates(LinuxNamespaceType::Time) {
+            let cur = std::fs::File::open("/proc/self/ns/time_for_children")
+                .map_err(|e| sys("open /proc/self/ns/time_for_children", e))?;
+            if let Some(l) = linux {
+                namespaces::prepare_time_ns(l)?;
+            }
+            saved.push((libc::CLONE_NEWTIME, cur));
+        }
+        Ok(ParentNs { saved })
+    }
+
+    fn leave(self) -> Result<(), Error> {
+        for (flag, f) in self.saved {
+            // SAFETY: setns back into the namespace we came from.
+            if unsafe { libc::setns(f.as_raw_fd(), flag) } != 0 {
+                return Err(sys("setns back to the runtime's namespace", std::io::Error::last_os_error()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Release a created container's init (write to its fifo) and wait until it has executed the
+/// user's process (its fifo end closes at execve).
+pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let saved = dir.load()?;
+    let status = dir.status(&saved);
+    if status != Status::Created {
+        return Err(Error::Msg(format!("cannot start container {id}: it is {}, not created", status.as_str())));
+    }
+    if !saved.has_process {
+        return Err(Error::Msg(format!("cannot start container {id}: config.json has no process")));
+    }
+    let fifo = dir.fifo();
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
+    // SAFETY: valid C string.
+    let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
+    if fd < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENXIO) {
+            return Err(Error::Msg(format!("cannot start container {id}: its init is gone")));
+        }
+        return Err(sys(format!("open {}", fifo.display()), e));
+    }
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: write one byte from a valid buffer.
+    if unsafe { libc::write(fd.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
+        return Err(sys(format!("write {}", fifo.display()), std::io::Error::last_os_error()));
+    }
+    let _ = std::fs::remove_file(&fifo);
+    // Wait for the reader (the init) to go away: execve closed it, or the init died.
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
+    loop {
+        // SAFETY: valid pollfd.
+        let r = unsafe { libc::poll(&mut pfd, 1, 10_000) };
+        if r < 0 && std::io::Error::last_os_error().kind() == std::io::ErrorKind::Interrupted {
+            continue;
+        }
+        break;
+    }
+    let st = saved.spec_state_json(Status::Running);
+    if let Err(e) = crate::hooks::run_all("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st) {
+        // The spec: a failing poststart hook is logged, the container keeps running.
+        crate::logging::warn(&e.to_string());
+        eprintln!("berth: warning: {e}");
+    }
+    Ok(())
+}
+
+pub fn state_json(g: &Globals, id: &str) -> Result<String, Error> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let saved = dir.load()?;
+    let status = dir.status(&saved);
+    let mut v = serde_json::to_value(saved.spec_state(status)).map_err(|e| Error::Msg(e.to_string()))?;
+    // runc also reports these; engines read "created" and "rootfs".
+    v["rootfs"] = serde_json::json!(saved.rootfs);
+    v["created"] = serde_json::json!(saved.created);
+    v["owner"] = serde_json::json!(saved.owner);
+    if status == Status::Stopped {
+        v["pid"] = serde_json::json!(0);
+    }
+    serde_json::to_string_pretty(&v).map_err(|e| Error::Msg(e.to_string()))
+}
+
+pub fn parse_signal(s: &str) -> Result<i32, Error> {
+    let t = s.trim();
+    if let Ok(n) = t.parse::<i32>() {
+        if (1..=64).contains(&n) {
+            return Ok(n);
+        }
+        return Err(Error::Msg(format!("unknown signal {s:?}")));
+    }
+    let up = t.to_ascii_uppercase();
+    let name = up.strip_prefix("SIG").unwrap_or(&up);
+    let n = match name {
+        "HUP" => libc::SIGHUP,
+        "INT" => libc::SIGINT,
+        "QUIT" => libc::SIGQUIT,
+        "ILL" => libc::SIGILL,
+        "TRAP" => libc::SIGTRAP,
+        "ABRT" | "IOT" => libc::SIGABRT,
+        "BUS" => libc::SIGBUS,
+        "FPE" => libc::SIGFPE,
+        "KILL" => libc::SIGKILL,
+        "USR1" => libc::SIGUSR1,
+        "SEGV" => libc::SIGSEGV,
+        "USR2" => libc::SIGUSR2,
+        "PIPE" => libc::SIGPIPE,
+        "ALRM" => libc::SIGALRM,
+        "TERM" => libc::SIGTERM,
+        "STKFLT" => libc::SIGSTKFLT,
+        "CHLD" | "CLD" => libc::SIGCHLD,
+        "CONT" => libc::SIGCONT,
+        "STOP" => libc::SIGSTOP,
+        "TSTP" => libc::SIGTSTP,
+        "TTIN" => libc::SIGTTIN,
+        "TTOU" => libc::SIGTTOU,
+        "URG" => libc::SIGURG,
+        "XCPU" => libc::SIGXCPU,
+        "XFSZ" => libc::SIGXFSZ,
+        "VTALRM" => libc::SIGVTALRM,
+        "PROF" => libc::SIGPROF,
+        "WINCH" => libc::SIGWINCH,
+        "IO" | "POLL" => libc::SIGIO,
+        "PWR" => libc::SIGPWR,
+        "SYS" => libc::SIGSYS,
+        _ => {
+            if let Some(rt) = name.strip_prefix("RTMIN") {
+                let off: i32 = if rt.is_empty() { 0 } else { rt.trim_start_matches('+').parse().unwrap_or(-1) };
+                if (0..=30).contains(&off) {
+                    return Ok(libc::SIGRTMIN() + off);
+                }
+            }
+            return Err(Error::Msg(format!("unknown signal {s:?}")));
+        }
+    };
+    Ok(n)
+}
+
+fn pidfd_of(saved: &Saved) -> Option<OwnedFd> {
+    // SAFETY: pidfd_open with a pid and no flags.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, saved.pid, 0) };
+    if fd < 0 {
+        return None;
+    }
+    // SAFETY: fresh fd.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    // The pid is pinned by the pidfd now: check it is still our process.
+    if state::pid_start_time(saved.pid) != Some(saved.pid_start) {
+        return None;
+    }
+    Some(fd)
+}
+
+fn signal_pidfd(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
+    // SAFETY: pidfd_send_signal on a valid pidfd with no siginfo.
+    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0) };
+    if r < 0 {
+        Err(std::io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let saved = dir.load()?;
+    let status = dir.status(&saved);
+    if status == Status::Stopped && !all {
+        return Err(Error::Msg(format!("cannot kill container {id}: it is not running")));
+    }
+    if all {
+        if let Some(cg) = &saved.cgroup {
+            cg.kill_all(sig)?;
+        }
+    }
+    if status == Status::Stopped {
+        return Ok(());
+    }
+    let Some(fd) = pidfd_of(&saved) else {
+        return Err(Error::Msg(format!("cannot kill container {id}: it is not running")));
+    };
+    signal_pidfd(&fd, sig).map_err(|e| sys(format!("send signal {sig} to pid {}", saved.pid), e))
+}
+
+/// Wait (up to `ms`) for a pidfd to become readable, i.e. the process to exit.
+fn wait_pidfd(fd: &OwnedFd, ms: i32) -> bool {
+    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+    // SAFETY: valid pollfd.
+    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+}
+
+pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
+    let dir = match ContainerDir::open(&g.root, id) {
+        Ok(d) => d,
+        Err(StateError::NotFound(_)) if force => return Ok(()),
+        Err(e) => return Err(e.into()),
+    };
+    let saved = match dir.load() {
+        Ok(s) => s,
+        // A directory without state is what an interrupted create leaves: just remove it.
+        Err(StateError::NotFound(_)) => {
+            dir.remove()?;
+            return Ok(());
+        }
+        Err(e) => return Err(e.into()),
+    };
+    let status = dir.status(&saved);
+    if status != Status::Stopped {
+        if !force {
+            return Err(Error::Msg(format!(
+                "cannot delete container {id}: it is {} (stop it first or use --force)",
+                status.as_str()
+            )));
+        }
+        destroy_processes(&saved);
+    } else if let Some(cg) = &saved.cgroup {
+        // Stray processes left in the cgroup (no own pid namespace) go too.
+        if !saved.own_pidns {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
+    }
+    if let Some(cg) = &saved.cgroup {
+        cg.destroy()?;
+    }
+    let st = saved.spec_state_json(Status::Stopped);
+    let hook_res = crate::hooks::run_all("poststop", saved.hooks.as_ref().and_then(|h| h.poststop().as_ref()), &st);
+    dir.remove()?;
+    if let Err(e) = hook_res {
+        // The spec: a failing poststop hook is logged and the deletion goes on.
+        crate::logging::warn(&e.to_string());
+        eprintln!("berth: warning: {e}");
+    }
+    Ok(())
+}
+
+fn destroy_processes(saved: &Saved) {
+    if let Some(cg) = &saved.cgroup {
+        if cg.is_frozen().unwrap_or(false) {
+            let _ = cg.kill_all(libc::SIGKILL);
+        }
+    }
+    if let Some(fd) = pidfd_of(saved) {
+        let _ = signal_pidfd(&fd, libc::SIGKILL);
+        wait_pidfd(&fd, 5000);
+    }
+    if let Some(cg) = &saved.cgroup {
+        let _ = cg.kill_all(libc::SIGKILL);
+    }
+}
+
+pub struct ListEntry {
+    pub id: String,
+    pub pid: i32,
+    pub status: Status,
+    pub bundle: PathBuf,
+    pub created: String,
+    pub owner: String,
+    pub annotations: std::collections::HashMap<String, String>,
+}
+
+pub fn list(g: &Globals) -> Vec<ListEntry> {
+    let mut out = Vec::new();
+    for id in state::list_ids(&g.root) {
+        let Ok(dir) = ContainerDir::open(&g.root, &id) else { continue };
+        let Ok(saved) = dir.load() else { continue };
+        let status = dir.status(&saved);
+        out.push(ListEntry {
+            id,
+            pid: if status == Status::Stopped { 0 } else { saved.pid },
+            status,
+            bundle: saved.bundle,
+            created: saved.created,
+            owner: if saved.owner.is_empty() { "root".into() } else { saved.owner },
+            annotations: saved.annotations,
+        });
+    }
+    out
+}
+
+/// Attached `run`: create, start, wait for the init (our child) and return its exit code.
+pub fn run(g: &Globals, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32, Error> {
+    // Forward the usual terminating signals to the container while we wait.
+    let created = create(g, o)?;
+    let pid = created.saved.pid;
+    drop(created.dir);
+    if let Err(e) = start(g, &o.id) {
+        let _ = delete(g, &o.id, true);
+        return Err(e);
+    }
+    if detach {
+        return Ok(0);
+    }
+    let code = wait_forwarding(pid);
+    if !keep {
+        delete(g, &o.id, true)?;
+    }
+    Ok(code)
+}
+
+static FWD_PID: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(0);
+
+extern "C" fn forward(sig: libc::c_int) {
+    let pid = FWD_PID.load(std::sync::atomic::Ordering::Relaxed);
+    if pid > 0 {
+        // SAFETY: kill is async-signal-safe.
+        unsafe { libc::kill(pid, sig) };
+    }
+}
+
+fn wait_forwarding(pid: libc::pid_t) -> i32 {
+    FWD_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
+    for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH] {
+        // SAFETY: installing an async-signal-safe handler.
+        unsafe { libc::signal(s, forward as *const () as libc::sighandler_t) };
+    }
+    loop {
+        let mut st = 0;
+        // SAFETY: waiting for our own child.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            if libc::WIFEXITED(st) {
+                return libc::WEXITSTATUS(st);
+            }
+            if libc::WIFSIGNALED(st) {
+                return 128 + libc::WTERMSIG(st);
+            }
+            continue;
+        }
+        if r < 0 && std::io::Error::last_os_error().kind() != std::io::ErrorKind::Interrupted {
+            return 255;
+        }
+    }
+}

@@ -1,0 +1,280 @@
+//! berth: an OCI container runtime whose command line is a drop-in for runc's.
+
+mod capabilities;
+mod cgroups;
+mod container;
+mod hooks;
+mod logging;
+mod namespaces;
+mod process;
+mod rootfs;
+mod seccomp;
+mod spec_cmd;
+
+use clap::{Parser, Subcommand};
+use container::{CreateOpts, Globals};
+use std::io::Write;
+use std::path::PathBuf;
+
+#[derive(Parser)]
+#[command(name = "berth", disable_version_flag = true, about = "An OCI container runtime (runc-compatible command line)")]
+struct Cli {
+    /// Root directory for container state.
+    #[arg(long, global = true, default_value = "/run/berth")]
+    root: PathBuf,
+    /// Log file (errors are also printed on stderr).
+    #[arg(long, global = true, default_value = "")]
+    log: String,
+    /// Log format: text or json.
+    #[arg(long = "log-format", global = true, default_value = "text")]
+    log_format: String,
+    /// Enable debug logging.
+    #[arg(long, global = true)]
+    debug: bool,
+    /// Use systemd to manage cgroups (cgroupsPath in slice:prefix:name form).
+    #[arg(long = "systemd-cgroup", global = true)]
+    systemd_cgroup: bool,
+    /// Rootless mode: true, false or auto.
+    #[arg(long, global = true, default_value = "auto")]
+    rootless: String,
+    /// Path to criu (accepted for compatibility; checkpointing is not supported).
+    #[arg(long, global = true, hide = true)]
+    criu: Option<String>,
+    /// Print the version.
+    #[arg(short = 'v', long = "version")]
+    version: bool,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(clap::Args, Clone)]
+struct CreateArgs {
+    /// Path to the bundle directory (default: current directory).
+    #[arg(short = 'b', long, default_value = ".")]
+    bundle: PathBuf,
+    /// Unix socket that receives the pty master when process.terminal is true.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// File to write the container's init pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// Do not use pivot_root (for ramdisk roots).
+    #[arg(long = "no-pivot")]
+    no_pivot: bool,
+    /// Do not create a new session keyring.
+    #[arg(long = "no-new-keyring")]
+    no_new_keyring: bool,
+    /// Pass N additional fds (3 .. 3+N-1) to the container.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+    /// Container id.
+    id: String,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Create a container (its process waits for `start`).
+    Create(CreateArgs),
+    /// Start the process of a created container.
+    Start { id: String },
+    /// Create and start a container.
+    Run {
+        #[command(flatten)]
+        c: CreateArgs,
+        /// Detach from the container's process.
+        #[arg(short = 'd', long)]
+        detach: bool,
+        /// Keep the container's state after it exits.
+        #[arg(long)]
+        keep: bool,
+    },
+    /// Print the state of a container.
+    State { id: String },
+    /// Send a signal to a container's init (default SIGTERM).
+    Kill {
+        /// Send the signal to every process of the container.
+        #[arg(short = 'a', long)]
+        all: bool,
+        id: String,
+        #[arg(default_value = "SIGTERM")]
+        signal: String,
+    },
+    /// Delete a container.
+    Delete {
+        /// Kill and delete a running container.
+        #[arg(short = 'f', long)]
+        force: bool,
+        id: String,
+    },
+    /// List containers.
+    #[command(alias = "ls")]
+    List {
+        /// Output format: table or json.
+        #[arg(short = 'f', long, default_value = "table")]
+        format: String,
+        /// Print only the ids.
+        #[arg(short = 'q', long)]
+        quiet: bool,
+    },
+    /// Write a default config.json.
+    Spec {
+        /// Bundle directory to write config.json into.
+        #[arg(short = 'b', long, default_value = ".")]
+        bundle: PathBuf,
+        /// Make a config for a rootless container.
+        #[arg(long)]
+        rootless: bool,
+    },
+    /// Print the features berth supports (runtime-spec features.md JSON).
+    Features,
+    /// Internal: the container's init after re-exec.
+    #[command(hide = true)]
+    Init,
+}
+
+fn main() {
+    // The re-executed init takes the fast path, before any argument parsing.
+    if let Some(fd) = std::env::var_os(process::INIT_ENV) {
+        if std::env::args_os().nth(1).is_some_and(|a| a == "init") {
+            let fd: i32 = fd.to_str().and_then(|s| s.parse().ok()).unwrap_or(-1);
+            process::init::main(fd);
+        }
+    }
+    let cli = Cli::parse();
+    let json = match cli.log_format.as_str() {
+        "json" => true,
+        "text" => false,
+        other => fail(&format!("unknown --log-format {other:?} (text or json)"), 2),
+    };
+    if let Err(e) = logging::init(Some(cli.log.as_str()), json, cli.debug) {
+        fail(&e.to_string(), 1);
+    }
+    if !matches!(cli.rootless.as_str(), "true" | "false" | "auto") {
+        fail(&format!("unknown --rootless {:?} (true, false or auto)", cli.rootless), 2);
+    }
+    if cli.version {
+        println!("berth version {}", env!("CARGO_PKG_VERSION"));
+        println!("spec: {}", spec_cmd::OCI_VERSION);
+        println!("libseccomp: {}", libseccomp_version());
+        return;
+    }
+    let Some(cmd) = cli.cmd else {
+        fail("no command given (see berth --help)", 2);
+    };
+    let g = Globals { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup, debug: cli.debug };
+    let code = match dispatch(&g, cmd) {
+        Ok(c) => c,
+        Err(e) => fail(&e.to_string(), 1),
+    };
+    std::process::exit(code);
+}
+
+fn libseccomp_version() -> String {
+    match libseccomp::ScmpVersion::current() {
+        Ok(v) => format!("{}.{}.{}", v.major, v.minor, v.micro),
+        Err(_) => "unknown".into(),
+    }
+}
+
+fn fail(msg: &str, code: i32) -> ! {
+    let line = msg.replace('\n', " ");
+    logging::error(&line);
+    let _ = writeln!(std::io::stderr(), "berth: {line}");
+    std::process::exit(code)
+}
+
+fn create_opts(c: CreateArgs) -> CreateOpts {
+    CreateOpts {
+        id: c.id,
+        bundle: c.bundle,
+        console_socket: c.console_socket,
+        pid_file: c.pid_file,
+        no_pivot: c.no_pivot,
+        no_new_keyring: c.no_new_keyring,
+        preserve_fds: c.preserve_fds.max(0),
+    }
+}
+
+fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
+    match cmd {
+        Cmd::Create(c) => {
+            container::create(g, &create_opts(c))?;
+            Ok(0)
+        }
+        Cmd::Start { id } => container::start(g, &id).map(|_| 0),
+        Cmd::Run { c, detach, keep } => container::run(g, &create_opts(c), detach, keep),
+        Cmd::State { id } => {
+            println!("{}", container::state_json(g, &id)?);
+            Ok(0)
+        }
+        Cmd::Kill { all, id, signal } => {
+            let sig = container::parse_signal(&signal)?;
+            container::kill(g, &id, sig, all).map(|_| 0)
+        }
+        Cmd::Delete { force, id } => container::delete(g, &id, force).map(|_| 0),
+        Cmd::List { format, quiet } => {
+            list(g, &format, quiet)?;
+            Ok(0)
+        }
+        Cmd::Spec { bundle, rootless } => {
+            let path = bundle.join("config.json");
+            if path.exists() {
+                return Err(container::Error::Msg(format!("{} already exists", path.display())));
+            }
+            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless)).unwrap_or_default();
+            std::fs::write(&path, s + "\n")
+                .map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
+            Ok(0)
+        }
+        Cmd::Features => {
+            println!("{}", serde_json::to_string_pretty(&spec_cmd::features()).unwrap_or_default());
+            Ok(0)
+        }
+        Cmd::Init => Err(container::Error::Msg("init is internal to berth".into())),
+    }
+}
+
+fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), container::Error> {
+    let entries = container::list(g);
+    let mut out = std::io::stdout().lock();
+    if quiet {
+        for e in &entries {
+            let _ = writeln!(out, "{}", e.id);
+        }
+        return Ok(());
+    }
+    match format {
+        "json" => {
+            let v: Vec<serde_json::Value> = entries
+                .iter()
+                .map(|e| {
+                    serde_json::json!({
+                        "ociVersion": spec_cmd::OCI_VERSION,
+                        "id": e.id, "pid": e.pid, "status": e.status.as_str(),
+                        "bundle": e.bundle, "rootfs": e.bundle.join("rootfs"),
+                        "created": e.created, "owner": e.owner,
+                        "annotations": e.annotations,
+                    })
+                })
+                .collect();
+            let _ = writeln!(out, "{}", serde_json::Value::Array(v));
+        }
+        "table" => {
+            let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<31} {}", "ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER");
+            for e in &entries {
+                let _ = writeln!(
+                    out,
+                    "{:<12} {:<10} {:<10} {:<40} {:<31} {}",
+                    e.id,
+                    e.pid,
+                    e.status.as_str(),
+                    e.bundle.display(),
+                    e.created,
+                    e.owner
+                );
+            }
+        }
+        other => return Err(container::Error::Msg(format!("unknown list format {other:?} (table or json)"))),
+    }
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! Linux namespaces: which ones the container gets, joining existing ones by path,
+//! user-namespace id maps and time-namespace offsets.
+
+use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
+use std::fs::File;
+use std::io::Write;
+use std::os::fd::AsRawFd;
+use std::path::PathBuf;
+
+#[derive(Debug, thiserror::Error)]
+pub enum NamespaceError {
+    #[error("namespace {kind}: open {path}: {err}")]
+    Open { kind: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("namespace {kind}: setns {path}: {err}")]
+    Setns { kind: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("namespace {kind}: unshare: {err}")]
+    Unshare { kind: &'static str, err: std::io::Error },
+    #[error("namespace {0} is listed twice")]
+    Duplicate(&'static str),
+    #[error("write {path}: {err}")]
+    Write { path: String, err: std::io::Error },
+    #[error("{0}")]
+    Invalid(String),
+}
+
+pub fn type_name(t: LinuxNamespaceType) -> &'static str {
+    match t {
+        LinuxNamespaceType::Mount => "mount",
+        LinuxNamespaceType::Cgroup => "cgroup",
+        LinuxNamespaceType::Uts => "uts",
+        LinuxNamespaceType::Ipc => "ipc",
+        LinuxNamespaceType::User => "user",
+        LinuxNamespaceType::Pid => "pid",
+        LinuxNamespaceType::Network => "network",
+        LinuxNamespaceType::Time => "time",
+    }
+}
+
+/// The kernel's CLONE_NEW* flag for a namespace type.
+pub fn clone_flag(t: LinuxNamespaceType) -> libc::c_int {
+    match t {
+        LinuxNamespaceType::Mount => libc::CLONE_NEWNS,
+        LinuxNamespaceType::Cgroup => libc::CLONE_NEWCGROUP,
+        LinuxNamespaceType::Uts => libc::CLONE_NEWUTS,
+        LinuxNamespaceType::Ipc => libc::CLONE_NEWIPC,
+        LinuxNamespaceType::User => libc::CLONE_NEWUSER,
+        LinuxNamespaceType::Pid => libc::CLONE_NEWPID,
+        LinuxNamespaceType::Network => libc::CLONE_NEWNET,
+        LinuxNamespaceType::Time => libc::CLONE_NEWTIME,
+    }
+}
+
+/// The namespace plan of a container, worked out once from the config.
+#[derive(Debug, Default, Clone)]
+pub struct Plan {
+    /// CLONE_NEW* flags of the namespaces to create.
+    pub new_flags: libc::c_int,
+    /// Namespaces to join: (type, path). Order: user first, then the rest as listed.
+    pub join: Vec<(LinuxNamespaceType, PathBuf)>,
+}
+
+impl Plan {
+    pub fn from_linux(linux: Option<&Linux>) -> Result<Plan, NamespaceError> {
+        let mut plan = Plan::default();
+        let mut seen = 0;
+        let Some(nss) = linux.and_then(|l| l.namespaces().as_ref()) else {
+            return Ok(plan);
+        };
+        for ns in nss {
+            let t = ns.typ();
+            let flag = clone_flag(t);
+            if seen & flag != 0 {
+                return Err(NamespaceError::Duplicate(type_name(t)));
+            }
+            seen |= flag;
+            match ns.path() {
+                Some(p) if !p.as_os_str().is_empty() => {
+                    if !p.is_absolute() {
+                        return Err(NamespaceError::Invalid(format!(
+                            "namespace {}: path {} is not absolute",
+                            type_name(t),
+                            p.display()
+                        )));
+                    }
+                    if t == LinuxNamespaceType::User {
+                        plan.join.insert(0, (t, p.clone()));
+                    } else {
+                        plan.join.push((t, p.clone()));
+                    }
+                }
+                _ => plan.new_flags |= flag,
+            }
+        }
+        Ok(plan)
+    }
+
+    pub fn has(&self, t: LinuxNamespaceType) -> bool {
+        self.new_flags & clone_flag(t) != 0 || self.join.iter().any(|(k, _)| *k == t)
+    }
+
+    pub fn creates(&self, t: LinuxNamespaceType) -> bool {
+        self.new_flags & clone_flag(t) != 0
+    }
+
+    pub fn joins(&self, t: LinuxNamespaceType) -> Option<&PathBuf> {
+        self.join.iter().find(|(k, _)| *k == t).map(|(_, p)| p)
+    }
+
+    /// Whether every namespace can be made by one clone(2) in the parent: true unless a new
+    /// user namespace has to be created after joining other namespaces by path.
+    pub fn single_clone(&self) -> bool {
+        !(self.creates(LinuxNamespaceType::User) && !self.join.is_empty())
+            && self.joins(LinuxNamespaceType::User).is_none()
+    }
+}
+
+/// Open a namespace file for setns.
+pub fn open_ns(t: LinuxNamespaceType, path: &PathBuf) -> Result<File, NamespaceError> {
+    File::open(path).map_err(|err| NamespaceError::Open { kind: type_name(t), path: path.clone(), err })
+}
+
+/// setns(2) into the namespace behind `f`.
+pub fn setns(t: LinuxNamespaceType, path: &PathBuf, f: &File) -> Result<(), NamespaceError> {
+    // SAFETY: setns only reads the fd and flag; the fd is valid for the File's lifetime.
+    let r = unsafe { libc::setns(f.as_raw_fd(), clone_flag(t)) };
+    if r != 0 {
+        return Err(NamespaceError::Setns {
+            kind: type_name(t),
+            path: path.clone(),
+            err: std::io::Error::last_os_error(),
+        });
+    }
+    Ok(())
+}
+
+pub fn unshare(flags: libc::c_int, kind: &'static str) -> Result<(), NamespaceError> {
+    // SAFETY: unshare takes only flags.
+    if unsafe { libc::unshare(flags) } != 0 {
+        return Err(NamespaceError::Unshare { kind, err: std::io::Error::last_os_error() });
+    }
+    Ok(())
+}
+
+fn format_map(maps: &[LinuxIdMapping]) -> String {
+    let mut s = String::with_capacity(maps.len() * 24);
+    for m in maps {
+        s.push_str(&format!("{} {} {}\n", m.container_id(), m.host_id(), m.size()));
+    }
+    s
+}
+
+fn write_proc(path: &str, data: &str) -> Result<(), NamespaceError> {
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(path)
+        .map_err(|err| NamespaceError::Write { path: path.to_string(), err })?;
+    f.write_all(data.as_bytes()).map_err(|err| NamespaceError::Write { path: path.to_string(), err })
+}
+
+/// Write uid_map and gid_map of `pid` (a process in a new user namespace). With `deny_setgroups`
+/// "deny" goes to /proc/PID/setgroups first (needed when the writer lacks CAP_SETGID outside).
+pub fn write_id_maps(
+    pid: i32,
+    uid: &[LinuxIdMapping],
+    gid: &[LinuxIdMapping],
+    deny_setgroups: bool,
+) -> Result<(), NamespaceError> {
+    if uid.is_empty() || gid.is_empty() {
+        return Err(NamespaceError::Invalid(
+            "user namespace needs linux.uidMappings and linux.gidMappings".into(),
+        ));
+    }
+    if deny_setgroups {
+        write_proc(&format!("/proc/{pid}/setgroups"), "deny")?;
+    }
+    write_proc(&format!("/proc/{pid}/uid_map"), &format_map(uid))?;
+    write_proc(&format!("/proc/{pid}/gid_map"), &format_map(gid))?;
+    Ok(())
+}
+
+/// Create a time namespace for the caller's future children and write its offsets. Must be
+/// called in the parent right before clone: offsets can only be set before a process enters.
+pub fn prepare_time_ns(linux: &Linux) -> Result<(), NamespaceError> {
+    unshare(libc::CLONE_NEWTIME, "time")?;
+    let Some(offsets) = linux.time_offsets() else {
+        return Ok(());
+    };
+    let mut data = String::new();
+    for (clock, off) in offsets {
+        let name = match clock.as_str() {
+            "monotonic" | "boottime" => clock.as_str(),
+            other => {
+                return Err(NamespaceError::Invalid(format!(
+                    "time offset for unknown clock {other:?} (monotonic or boottime)"
+                )))
+            }
+        };
+        data.push_str(&format!(
+            "{} {} {}\n",
+            name,
+            off.secs().unwrap_or(0),
+            off.nanosecs().unwrap_or(0)
+        ));
+    }
+    if !data.is_empty() {
+        write_proc("/proc/self/timens_offsets", &data)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn linux(json: &str) -> Linux {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn plan_new_and_join() {
+        let l = linux(r#"{"namespaces":[{"type":"pid"},{"type":"network","path":"/proc/1/ns/net"},{"type":"user","path":"/x"}]}"#);
+        let p = Plan::from_linux(Some(&l)).unwrap();
+        assert_eq!(p.new_flags, libc::CLONE_NEWPID);
+        assert_eq!(p.join[0].0, LinuxNamespaceType::User);
+        assert_eq!(p.join.len(), 2);
+        assert!(!p.single_clone());
+        assert!(p.has(LinuxNamespaceType::Network));
+        assert!(!p.creates(LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn plan_rejects_duplicates_and_relative() {
+        let l = linux(r#"{"namespaces":[{"type":"pid"},{"type":"pid"}]}"#);
+        assert!(Plan::from_linux(Some(&l)).unwrap_err().to_string().contains("twice"));
+        let l = linux(r#"{"namespaces":[{"type":"network","path":"rel/x"}]}"#);
+        assert!(Plan::from_linux(Some(&l)).unwrap_err().to_string().contains("not absolute"));
+    }
+
+    #[test]
+    fn single_clone_with_userns() {
+        let l = linux(r#"{"namespaces":[{"type":"user"},{"type":"mount"}]}"#);
+        assert!(Plan::from_linux(Some(&l)).unwrap().single_clone());
+        let l = linux(r#"{"namespaces":[{"type":"user"},{"type":"network","path":"/n"}]}"#);
+        assert!(!Plan::from_linux(Some(&l)).unwrap().single_clone());
+    }
+
+    #[test]
+    fn id_map_format() {
+        let m: Vec<LinuxIdMapping> =
+            serde_json::from_str(r#"[{"containerID":0,"hostID":1000,"size":1},{"containerID":1,"hostID":100000,"size":65536}]"#).unwrap();
+        assert_eq!(format_map(&m), "0 1000 1\n1 100000 65536\n");
+    }
+}

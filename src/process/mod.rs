@@ -1,0 +1,187 @@
+//! The container's process: how the runtime starts its init (one clone, one re-exec through a
+//! read-only detached mount of the runtime binary), and what the init does inside.
+
+pub mod init;
+pub mod sync;
+pub mod tty;
+
+use serde::{Deserialize, Serialize};
+use std::ffi::CString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::PathBuf;
+
+pub const INIT_ENV: &str = "_BERTH_INIT";
+
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("{call}: {err}")]
+    Sys { call: &'static str, err: std::io::Error },
+}
+
+fn sys_err(call: &'static str) -> SpawnError {
+    SpawnError::Sys { call, err: std::io::Error::last_os_error() }
+}
+
+/// What the parent tells the init, besides the config itself.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct BootHeader {
+    pub id: String,
+    pub bundle: PathBuf,
+    pub rootfs: PathBuf,
+    pub no_pivot: bool,
+    pub no_new_keyring: bool,
+    pub preserve_fds: i32,
+    pub fifo_fd: RawFd,
+    pub console_fd: RawFd,
+    pub cgroup: crate::cgroups::MountInfo,
+    /// State JSON for createContainer hooks (status creating) and startContainer (created).
+    pub state_creating: String,
+    pub state_created: String,
+    pub debug: bool,
+}
+
+/// Open the runtime binary as a read-only, detached mount (open_tree + mount_setattr), so that
+/// the init re-executed from it can never be reopened for writing through /proc/PID/exe
+/// (CVE-2019-5736) without copying the binary. Falls back to a sealed memfd copy when the
+/// kernel lacks open_tree.
+pub fn readonly_self() -> Result<OwnedFd, SpawnError> {
+    let exe = std::fs::read_link("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "readlink /proc/self/exe", err })?;
+    let path = CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| SpawnError::Sys {
+        call: "readlink /proc/self/exe",
+        err: std::io::Error::other("nul in path"),
+    })?;
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
+    // SAFETY: path is a valid C string; open_tree returns a new fd or -1.
+    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) };
+    if fd < 0 {
+        return memfd_copy();
+    }
+    // SAFETY: fd was just returned by open_tree and is owned by nobody else.
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    const MOUNT_ATTR_RDONLY: u64 = 1;
+    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
+    let empty = b"\0";
+    // SAFETY: fd is valid, empty is a NUL-terminated string, attr lives across the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return memfd_copy();
+    }
+    Ok(fd)
+}
+
+fn memfd_copy() -> Result<OwnedFd, SpawnError> {
+    let name = b"berth\0";
+    // SAFETY: name is NUL-terminated.
+    let m = unsafe { libc::memfd_create(name.as_ptr().cast(), libc::MFD_CLOEXEC | libc::MFD_ALLOW_SEALING) };
+    if m < 0 {
+        return Err(sys_err("memfd_create"));
+    }
+    // SAFETY: m is a fresh fd we own.
+    let m = unsafe { OwnedFd::from_raw_fd(m) };
+    let mut src = std::fs::File::open("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "open /proc/self/exe", err })?;
+    let mut dst = std::fs::File::from(m);
+    std::io::copy(&mut src, &mut dst).map_err(|err| SpawnError::Sys { call: "copy runtime binary", err })?;
+    let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
+    // SAFETY: fcntl on a valid memfd.
+    if unsafe { libc::fcntl(dst.as_raw_fd(), libc::F_ADD_SEALS, seals) } < 0 {
+        return Err(sys_err("seal runtime copy"));
+    }
+    Ok(OwnedFd::from(dst))
+}
+
+/// clone(2) with `flags` (namespace flags) behaving like fork: returns 0 in the child.
+pub fn clone_fork(flags: libc::c_int) -> Result<libc::pid_t, SpawnError> {
+    // SAFETY: raw clone without CLONE_VM and with a NULL stack duplicates the (single-threaded)
+    // process like fork(2); the child only runs `pre_exec` code before execve.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (flags | libc::SIGCHLD) as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            std::ptr::null_mut::<libc::c_int>(),
+            0 as libc::c_ulong,
+        )
+    };
+    if r < 0 {
+        return Err(sys_err("clone"));
+    }
+    Ok(r as libc::pid_t)
+}
+
+/// In the freshly cloned child: die with the parent, take root in a new user namespace once the
+/// parent has written the maps, then re-execute the runtime from `exe` as `berth init`.
+pub fn child_pre_exec(ch: &sync::Channel, exe: RawFd, keep: &[RawFd], userns: bool, parent: libc::pid_t) -> ! {
+    // SAFETY: plain prctl/getppid calls.
+    unsafe {
+        libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong, 0, 0, 0);
+        // In a new pid namespace the parent is invisible and getppid() is 0.
+        let pp = libc::getppid();
+        if pp != parent && pp != 0 {
+            libc::_exit(1);
+        }
+    }
+    let fail = |what: &str| -> ! {
+        let msg = format!("{what}: {}", std::io::Error::last_os_error());
+        let _ = ch.send(sync::kind::ERROR, msg.as_bytes());
+        // SAFETY: _exit never returns.
+        unsafe { libc::_exit(1) }
+    };
+    if userns {
+        if ch.expect(sync::kind::MAPPED).is_err() {
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(1) }
+        }
+        // SAFETY: set ids to the namespace's root, which the parent has mapped.
+        unsafe {
+            if libc::setresgid(0, 0, 0) != 0 {
+                fail("setresgid(0) in user namespace");
+            }
+            if libc::setresuid(0, 0, 0) != 0 {
+                fail("setresuid(0) in user namespace");
+            }
+        }
+    }
+    for &fd in keep {
+        // SAFETY: clearing FD_CLOEXEC on an fd we hold.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, 0) };
+    }
+    let argv0 = b"berth\0";
+    let argv1 = b"init\0";
+    let argv = [argv0.as_ptr() as *const libc::c_char, argv1.as_ptr() as *const libc::c_char, std::ptr::null()];
+    let env = match CString::new(format!("{INIT_ENV}={}", ch.fd.as_raw_fd())) {
+        Ok(e) => e,
+        Err(_) => fail("init environment"),
+    };
+    let envp = [env.as_ptr(), std::ptr::null()];
+    let empty = b"\0";
+    // SAFETY: argv/envp are NULL-terminated arrays of valid C strings that outlive the call.
+    unsafe {
+        libc::syscall(
+            libc::SYS_execveat,
+            exe,
+            empty.as_ptr(),
+            argv.as_ptr(),
+            envp.as_ptr(),
+            libc::AT_EMPTY_PATH,
+        );
+    }
+    fail("re-exec runtime as init")
+}
