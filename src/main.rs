@@ -71,6 +71,66 @@ struct CreateArgs {
     id: String,
 }
 
+#[derive(clap::Args)]
+struct ExecArgs {
+    /// Unix socket that receives the pty master when --tty is given.
+    #[arg(long = "console-socket")]
+    console_socket: Option<PathBuf>,
+    /// Unix socket that receives a pidfd of the new process.
+    #[arg(long = "pidfd-socket")]
+    pidfd_socket: Option<PathBuf>,
+    /// Working directory inside the container.
+    #[arg(long)]
+    cwd: Option<PathBuf>,
+    /// Set an environment variable (KEY=VALUE), repeatable.
+    #[arg(short = 'e', long = "env")]
+    env: Vec<String>,
+    /// Allocate a pseudo-TTY.
+    #[arg(short = 't', long)]
+    tty: bool,
+    /// User as uid[:gid].
+    #[arg(short = 'u', long)]
+    user: Option<String>,
+    /// Additional gids, repeatable.
+    #[arg(short = 'g', long = "additional-gids")]
+    additional_gids: Vec<u32>,
+    /// Path to a process.json that describes the process.
+    #[arg(short = 'p', long)]
+    process: Option<PathBuf>,
+    /// Detach from the process.
+    #[arg(short = 'd', long)]
+    detach: bool,
+    /// File to write the process's pid to.
+    #[arg(long = "pid-file")]
+    pid_file: Option<PathBuf>,
+    /// SELinux label of the process.
+    #[arg(long = "process-label")]
+    process_label: Option<String>,
+    /// AppArmor profile of the process.
+    #[arg(long)]
+    apparmor: Option<String>,
+    /// Set no_new_privs for the process.
+    #[arg(long = "no-new-privs")]
+    no_new_privs: bool,
+    /// Add a capability, repeatable.
+    #[arg(short = 'c', long = "cap")]
+    cap: Vec<String>,
+    /// Pass N additional fds to the process.
+    #[arg(long = "preserve-fds", default_value_t = 0)]
+    preserve_fds: i32,
+    /// Run in a sub-cgroup of the container: [controller:]path.
+    #[arg(long)]
+    cgroup: Option<String>,
+    /// Exec even when the container is paused.
+    #[arg(long = "ignore-paused")]
+    ignore_paused: bool,
+    /// Container id.
+    id: String,
+    /// Command and arguments.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container (its process waits for `start`).
@@ -122,11 +182,13 @@ enum Cmd {
         #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
         /// Make a config for a rootless container.
-        #[arg(long)]
-        rootless: bool,
+        #[arg(long = "rootless", id = "spec_rootless", num_args = 0..=1, default_missing_value = "true")]
+        rootless: Option<String>,
     },
     /// Print the features berth supports (runtime-spec features.md JSON).
     Features,
+    /// Run a new process inside a container.
+    Exec(ExecArgs),
     /// Internal: the container's init after re-exec.
     #[command(hide = true)]
     Init,
@@ -221,7 +283,7 @@ fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
             if path.exists() {
                 return Err(container::Error::Msg(format!("{} already exists", path.display())));
             }
-            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless)).unwrap_or_default();
+            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless.as_deref() == Some("true"))).unwrap_or_default();
             std::fs::write(&path, s + "\n")
                 .map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
             Ok(0)
@@ -230,6 +292,30 @@ fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
             println!("{}", serde_json::to_string_pretty(&spec_cmd::features()).unwrap_or_default());
             Ok(0)
         }
+        Cmd::Exec(e) => container::exec::exec(
+            g,
+            &container::exec::ExecOpts {
+                id: e.id,
+                args: e.command,
+                process_file: e.process,
+                console_socket: e.console_socket,
+                pidfd_socket: e.pidfd_socket,
+                cwd: e.cwd,
+                env: e.env,
+                tty: e.tty,
+                user: e.user,
+                additional_gids: e.additional_gids,
+                detach: e.detach,
+                pid_file: e.pid_file,
+                process_label: e.process_label,
+                apparmor: e.apparmor,
+                no_new_privs: e.no_new_privs,
+                caps: e.cap,
+                preserve_fds: e.preserve_fds.max(0),
+                cgroup: e.cgroup,
+                ignore_paused: e.ignore_paused,
+            },
+        ),
         Cmd::Init => Err(container::Error::Msg("init is internal to berth".into())),
     }
 }

@@ -46,6 +46,10 @@ impl Manager {
     pub fn destroy(&self) -> Result<(), CgroupError> {
         Ok(())
     }
+    /// Move `pid` into a sub-cgroup of the container (`[controller:]path`, exec --cgroup).
+    pub fn add_task_sub(&self, pid: i32, _sub: &str) -> Result<(), CgroupError> {
+        self.add_task(pid)
+    }
     pub fn is_frozen(&self) -> Result<bool, CgroupError> {
         Ok(false)
     }

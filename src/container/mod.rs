@@ -1,6 +1,10 @@
 //! Container lifecycle operations: create, start, run, kill, delete, state, list.
 
+pub mod exec;
 pub mod state;
+
+/// The copy of config.json kept in the state dir.
+pub const CONFIG_COPY: &str = "config.json";
 
 use crate::cgroups;
 use crate::namespaces::{self, Plan};
@@ -36,7 +40,7 @@ pub enum Error {
     Msg(String),
 }
 
-fn sys(call: impl Into<String>, err: std::io::Error) -> Error {
+pub(crate) fn sys(call: impl Into<String>, err: std::io::Error) -> Error {
     Error::Sys { call: call.into(), err }
 }
 
@@ -127,13 +131,13 @@ fn mkfifo(path: &Path) -> Result<OwnedFd, Error> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-fn connect_console(path: &Path) -> Result<OwnedFd, Error> {
+pub(crate) fn connect_console(path: &Path) -> Result<OwnedFd, Error> {
     let s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| sys(format!("connect to console socket {}", path.display()), e))?;
     Ok(OwnedFd::from(s))
 }
 
-fn frame(parts: &[&[u8]]) -> Vec<u8> {
+pub(crate) fn frame(parts: &[&[u8]]) -> Vec<u8> {
     let mut v = Vec::with_capacity(parts.iter().map(|p| p.len() + 4).sum());
     for p in parts {
         v.extend_from_slice(&(p.len() as u32).to_le_bytes());
@@ -263,6 +267,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         state_creating: String::from_utf8_lossy(&saved.spec_state_json(Status::Creating)).into_owned(),
         state_created: String::from_utf8_lossy(&saved.spec_state_json(Status::Created)).into_owned(),
         debug: g.debug,
+        exec: None,
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
     parent_ch.send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes]))?;
@@ -294,6 +299,9 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     saved.pid_start = state::pid_start_time(pid).unwrap_or(0);
     let dir = undo.dir.as_ref().ok_or_else(|| Error::Msg("state dir vanished".into()))?;
+    // exec builds its processes from the config as it was at create.
+    let cfg_copy = dir.dir.join(CONFIG_COPY);
+    std::fs::write(&cfg_copy, &config_bytes).map_err(|e| sys(format!("write {}", cfg_copy.display()), e))?;
     dir.save(&saved)?;
     if let Some(pf) = &o.pid_file {
         write_pid_file(pf, pid)?;
@@ -314,7 +322,7 @@ fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {
     }
 }
 
-fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(), Error> {
+pub(crate) fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(), Error> {
     let sec = spec
         .linux()
         .as_ref()
@@ -340,7 +348,7 @@ fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(), Error> {
     Ok(())
 }
 
-fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
+pub(crate) fn write_pid_file(path: &Path, pid: i32) -> Result<(), Error> {
     let tmp = path.with_extension("berth-tmp");
     std::fs::write(&tmp, pid.to_string()).map_err(|e| sys(format!("write pid file {}", tmp.display()), e))?;
     std::fs::rename(&tmp, path).map_err(|e| sys(format!("write pid file {}", path.display()), e))
@@ -509,7 +517,7 @@ pub fn parse_signal(s: &str) -> Result<i32, Error> {
     Ok(n)
 }
 
-fn pidfd_of(saved: &Saved) -> Option<OwnedFd> {
+pub(crate) fn pidfd_of(saved: &Saved) -> Option<OwnedFd> {
     // SAFETY: pidfd_open with a pid and no flags.
     let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, saved.pid, 0) };
     if fd < 0 {
@@ -524,7 +532,7 @@ fn pidfd_of(saved: &Saved) -> Option<OwnedFd> {
     Some(fd)
 }
 
-fn signal_pidfd(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
+pub(crate) fn signal_pidfd(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
     // SAFETY: pidfd_send_signal on a valid pidfd with no siginfo.
     let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0) };
     if r < 0 {
@@ -556,7 +564,7 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
 }
 
 /// Wait (up to `ms`) for a pidfd to become readable, i.e. the process to exit.
-fn wait_pidfd(fd: &OwnedFd, ms: i32) -> bool {
+pub(crate) fn wait_pidfd(fd: &OwnedFd, ms: i32) -> bool {
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
     // SAFETY: valid pollfd.
     unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
@@ -680,7 +688,7 @@ extern "C" fn forward(sig: libc::c_int) {
     }
 }
 
-fn wait_forwarding(pid: libc::pid_t) -> i32 {
+pub(crate) fn wait_forwarding(pid: libc::pid_t) -> i32 {
     FWD_PID.store(pid, std::sync::atomic::Ordering::Relaxed);
     for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH] {
         // SAFETY: installing an async-signal-safe handler.

@@ -86,6 +86,9 @@ fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec), InitError> {
 
 fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     let (boot, spec) = parse_boot(&ch.expect(kind::BOOT)?)?;
+    if let Some(info) = &boot.exec {
+        return run_exec(ch, &boot, &spec, info);
+    }
     let linux = spec.linux().as_ref();
     let plan = Plan::from_linux(linux)?;
 
@@ -161,6 +164,38 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         unsafe { libc::_exit(1) }
     };
 
+    exec_process(ch, &boot, &spec, process, true)
+}
+
+/// `berth exec`: join the container's namespaces, then set up and run the process.
+fn run_exec(
+    ch: &Channel,
+    boot: &BootHeader,
+    spec: &Spec,
+    info: &super::ExecInfo,
+) -> Result<std::convert::Infallible, InitError> {
+    for (kind_name, path) in &info.namespaces {
+        let t = LinuxNamespaceType::try_from(kind_name.as_str())
+            .map_err(|_| InitError::Msg(format!("unknown namespace type {kind_name}")))?;
+        let f = namespaces::open_ns(t, path)?;
+        namespaces::setns(t, path, &f)?;
+    }
+    // SAFETY: setsid takes no arguments.
+    unsafe { libc::setsid() };
+    exec_process(ch, boot, spec, &info.process, false)
+}
+
+/// Set up `process` (terminal, attributes, seccomp, user, capabilities, cwd) and execute it.
+/// For the container's init (`is_init`) report ready and wait for `start` first.
+fn exec_process(
+    ch: &Channel,
+    boot: &BootHeader,
+    spec: &Spec,
+    process: &Process,
+    is_init: bool,
+) -> Result<std::convert::Infallible, InitError> {
+    let linux = spec.linux().as_ref();
+    let hooks = spec.hooks().as_ref();
     if process.terminal().unwrap_or(false) {
         if boot.console_fd < 0 {
             return Err(InitError::Msg("process.terminal is true but no --console-socket was given".into()));
@@ -223,16 +258,16 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
 
     // SAFETY: the runtime exits once we are ready; we must not die with it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
-    ch.send(kind::READY, b"")?;
-    drop_channel(ch);
-
-    wait_for_start(boot.fifo_fd);
-
-    crate::hooks::run_all("startContainer", hooks.and_then(|h| h.start_container().as_ref()), boot.state_created.as_bytes())
-        .map_err(|e| {
-            eprintln!("berth: {e}");
-            e
-        })?;
+    if is_init {
+        ch.send(kind::READY, b"")?;
+        drop_channel(ch);
+        wait_for_start(boot.fifo_fd);
+        crate::hooks::run_all("startContainer", hooks.and_then(|h| h.start_container().as_ref()), boot.state_created.as_bytes())
+            .map_err(|e| {
+                eprintln!("berth: {e}");
+                e
+            })?;
+    }
 
     if !early_seccomp {
         if let Some(s) = &seccomp {

@@ -38,6 +38,17 @@ pub struct BootHeader {
     pub state_creating: String,
     pub state_created: String,
     pub debug: bool,
+    /// Set for `berth exec`: join the running container instead of building one.
+    #[serde(default)]
+    pub exec: Option<ExecInfo>,
+}
+
+/// What an exec'd process needs: the namespaces to join and the process to run.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ExecInfo {
+    /// Namespace files of the container's init to join, user first.
+    pub namespaces: Vec<(String, PathBuf)>,
+    pub process: oci_spec::runtime::Process,
 }
 
 /// Open the runtime binary as a read-only, detached mount (open_tree + mount_setattr), so that

@@ -1,0 +1,35 @@
+# berth: `make demo` runs a real container end to end; `make test` runs unit and integration tests.
+CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
+BERTH := target/release/berth
+DEMO := /tmp/berth-demo
+
+.PHONY: all build deps demo test unit integration vmtest bench clean
+
+all: build
+
+deps:
+	@scripts/deps.sh build
+
+build: deps
+	$(CARGO) build --release
+
+demo: build
+	@scripts/busybox-bundle.sh $(BERTH) $(DEMO) sh -c 'echo "hostname: $$(hostname)"; echo "my pid: $$$$"; echo "mounts:"; cat /proc/self/mounts'
+	@echo "== berth run (bundle $(DEMO))"
+	cd $(DEMO) && $(CURDIR)/$(BERTH) --root /run/berth-demo run demo-$$$$
+
+test: deps
+	@scripts/deps.sh test
+	$(CARGO) build --release
+	$(CARGO) test --release -- --test-threads=2
+
+unit:
+	$(CARGO) test --release --bin berth
+
+integration: build
+	$(CARGO) test --release --test integration -- --test-threads=2
+
+-include bench/bench.mk
+
+clean:
+	$(CARGO) clean

@@ -1,0 +1,23 @@
+#!/bin/bash
+# Installs what berth needs to build, run and test on a fresh Debian machine (as root).
+# Usage: scripts/deps.sh [build|test|bench]
+set -euo pipefail
+want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
+case "${1:-build}" in
+  test) want+=(python3) ;;
+  bench) want+=(python3 runc crun) ;;
+esac
+missing=()
+for p in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null 2>&1 || {
+    apt-get -o DPkg::Lock::Timeout=600 update -qq >/dev/null
+    apt-get -o DPkg::Lock::Timeout=600 install -y -qq "${missing[@]}" >/dev/null
+  }
+fi
+command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || {
+  echo "cargo not found: install a Rust toolchain (rustup) first" >&2; exit 1; }
