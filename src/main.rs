@@ -131,6 +131,50 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+#[derive(clap::Args)]
+struct UpdateArgs {
+    /// Resources JSON file, or - for stdin (as containerd sends it).
+    #[arg(short = 'r', long)]
+    resources: Option<String>,
+    #[arg(long)]
+    memory: Option<String>,
+    #[arg(long = "memory-swap")]
+    memory_swap: Option<String>,
+    #[arg(long = "memory-reservation")]
+    memory_reservation: Option<String>,
+    #[arg(long = "kernel-memory", hide = true)]
+    kernel_memory: Option<String>,
+    #[arg(long = "kernel-memory-tcp", hide = true)]
+    kernel_memory_tcp: Option<String>,
+    #[arg(long = "cpu-shares")]
+    cpu_shares: Option<u64>,
+    #[arg(long = "cpu-quota")]
+    cpu_quota: Option<i64>,
+    #[arg(long = "cpu-period")]
+    cpu_period: Option<u64>,
+    #[arg(long = "cpu-burst")]
+    cpu_burst: Option<u64>,
+    #[arg(long = "cpu-rt-period")]
+    cpu_rt_period: Option<u64>,
+    #[arg(long = "cpu-rt-runtime")]
+    cpu_rt_runtime: Option<i64>,
+    #[arg(long = "cpuset-cpus")]
+    cpuset_cpus: Option<String>,
+    #[arg(long = "cpuset-mems")]
+    cpuset_mems: Option<String>,
+    #[arg(long = "cpu-idle")]
+    cpu_idle: Option<i64>,
+    #[arg(long = "pids-limit")]
+    pids_limit: Option<i64>,
+    #[arg(long = "blkio-weight")]
+    blkio_weight: Option<u16>,
+    #[arg(long = "l3-cache-schema", hide = true)]
+    l3_cache_schema: Option<String>,
+    #[arg(long = "mem-bw-schema", hide = true)]
+    mem_bw_schema: Option<String>,
+    id: String,
+}
+
 #[derive(Subcommand)]
 enum Cmd {
     /// Create a container (its process waits for `start`).
@@ -189,6 +233,32 @@ enum Cmd {
     Features,
     /// Run a new process inside a container.
     Exec(ExecArgs),
+    /// Suspend every process of a container (cgroup freezer).
+    Pause { id: String },
+    /// Resume a paused container.
+    Resume { id: String },
+    /// List the processes of a container.
+    Ps {
+        /// Output format: table or json.
+        #[arg(short = 'f', long, default_value = "table")]
+        format: String,
+        id: String,
+        /// Options passed to ps(1).
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        ps_args: Vec<String>,
+    },
+    /// Print container stats and events.
+    Events {
+        /// Print stats once and exit.
+        #[arg(long)]
+        stats: bool,
+        /// Interval between stats, e.g. 5s, 500ms.
+        #[arg(long, default_value = "5s")]
+        interval: String,
+        id: String,
+    },
+    /// Update a container's resource limits.
+    Update(UpdateArgs),
     /// Internal: the container's init after re-exec.
     #[command(hide = true)]
     Init,
@@ -316,6 +386,17 @@ fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
                 ignore_paused: e.ignore_paused,
             },
         ),
+        Cmd::Pause { id } => container::manage::pause(g, &id).map(|_| 0),
+        Cmd::Resume { id } => container::manage::resume(g, &id).map(|_| 0),
+        Cmd::Ps { format, id, ps_args } => container::manage::ps(g, &id, &format, &ps_args).map(|_| 0),
+        Cmd::Events { stats, interval, id } => {
+            let iv = parse_duration(&interval)?;
+            container::manage::events(g, &id, stats, iv).map(|_| 0)
+        }
+        Cmd::Update(u) => {
+            let r = update_resources(&u)?;
+            container::manage::update(g, &u.id, &r).map(|_| 0)
+        }
         Cmd::Init => Err(container::Error::Msg("init is internal to berth".into())),
     }
 }
@@ -363,4 +444,129 @@ fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), container::Error> 
         other => return Err(container::Error::Msg(format!("unknown list format {other:?} (table or json)"))),
     }
     Ok(())
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, container::Error> {
+    let bad = || container::Error::Msg(format!("invalid --interval {s:?} (e.g. 5s, 500ms, 1m)"));
+    let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
+    let n: f64 = num.parse().map_err(|_| bad())?;
+    let secs = match unit {
+        "ms" => n / 1000.0,
+        "s" | "" => n,
+        "m" => n * 60.0,
+        "h" => n * 3600.0,
+        _ => return Err(bad()),
+    };
+    if !(secs > 0.0 && secs.is_finite()) {
+        return Err(bad());
+    }
+    Ok(std::time::Duration::from_secs_f64(secs))
+}
+
+/// Parse a size such as 512m, 1g, 100000 or -1 (unlimited) into bytes.
+fn parse_size(flag: &str, s: &str) -> Result<i64, container::Error> {
+    let bad = || container::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)"));
+    let t = s.trim().to_ascii_lowercase();
+    if t == "-1" {
+        return Ok(-1);
+    }
+    let t = t.strip_suffix('b').unwrap_or(&t);
+    let (num, mul) = match t.chars().last() {
+        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
+        Some('m') => (&t[..t.len() - 1], 1 << 20),
+        Some('g') => (&t[..t.len() - 1], 1 << 30),
+        Some('t') => (&t[..t.len() - 1], 1 << 40),
+        _ => (t, 1),
+    };
+    let n: i64 = num.parse().map_err(|_| bad())?;
+    n.checked_mul(mul).filter(|v| *v >= 0).ok_or_else(bad)
+}
+
+fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources, container::Error> {
+    use serde_json::{json, Map, Value};
+    let mut v: Value = match &u.resources {
+        Some(f) => {
+            let data = if f == "-" {
+                let mut b = Vec::new();
+                std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
+                    .map_err(|e| container::Error::Msg(format!("read resources from stdin: {e}")))?;
+                b
+            } else {
+                std::fs::read(f).map_err(|e| container::Error::Msg(format!("read resources file {f}: {e}")))?
+            };
+            serde_json::from_slice(&data).map_err(|e| container::Error::Msg(format!("parse resources JSON: {e}")))?
+        }
+        None => json!({}),
+    };
+    let obj = v.as_object_mut().ok_or_else(|| container::Error::Msg("resources JSON must be an object".into()))?;
+    let mut set = |section: &str, key: &str, val: Value| {
+        let s = obj.entry(section.to_string()).or_insert_with(|| Value::Object(Map::new()));
+        if let Some(m) = s.as_object_mut() {
+            m.insert(key.to_string(), val);
+        }
+    };
+    if let Some(m) = &u.memory {
+        set("memory", "limit", json!(parse_size("--memory", m)?));
+    }
+    if let Some(m) = &u.memory_swap {
+        set("memory", "swap", json!(parse_size("--memory-swap", m)?));
+    }
+    if let Some(m) = &u.memory_reservation {
+        set("memory", "reservation", json!(parse_size("--memory-reservation", m)?));
+    }
+    if let Some(x) = u.cpu_shares {
+        set("cpu", "shares", json!(x));
+    }
+    if let Some(x) = u.cpu_quota {
+        set("cpu", "quota", json!(x));
+    }
+    if let Some(x) = u.cpu_period {
+        set("cpu", "period", json!(x));
+    }
+    if let Some(x) = u.cpu_burst {
+        set("cpu", "burst", json!(x));
+    }
+    if let Some(x) = u.cpu_rt_period {
+        set("cpu", "realtimePeriod", json!(x));
+    }
+    if let Some(x) = u.cpu_rt_runtime {
+        set("cpu", "realtimeRuntime", json!(x));
+    }
+    if let Some(x) = &u.cpuset_cpus {
+        set("cpu", "cpus", json!(x));
+    }
+    if let Some(x) = &u.cpuset_mems {
+        set("cpu", "mems", json!(x));
+    }
+    if let Some(x) = u.cpu_idle {
+        set("cpu", "idle", json!(x));
+    }
+    if let Some(x) = u.pids_limit {
+        set("pids", "limit", json!(x));
+    }
+    if let Some(x) = u.blkio_weight {
+        set("blockIO", "weight", json!(x));
+    }
+    serde_json::from_value(v).map_err(|e| container::Error::Msg(format!("resources: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes() {
+        assert_eq!(super::parse_size("--memory", "512m").unwrap(), 512 << 20);
+        assert_eq!(super::parse_size("--memory", "1G").unwrap(), 1 << 30);
+        assert_eq!(super::parse_size("--memory", "1000").unwrap(), 1000);
+        assert_eq!(super::parse_size("--memory", "-1").unwrap(), -1);
+        assert!(super::parse_size("--memory", "lots").is_err());
+        assert!(super::parse_size("--memory", "-5").is_err());
+    }
+
+    #[test]
+    fn durations() {
+        assert_eq!(super::parse_duration("5s").unwrap().as_millis(), 5000);
+        assert_eq!(super::parse_duration("500ms").unwrap().as_millis(), 500);
+        assert!(super::parse_duration("0s").is_err());
+        assert!(super::parse_duration("x").is_err());
+    }
 }

@@ -1,6 +1,7 @@
 //! Container lifecycle operations: create, start, run, kill, delete, state, list.
 
 pub mod exec;
+pub mod manage;
 pub mod state;
 
 /// The copy of config.json kept in the state dir.

@@ -19,8 +19,9 @@
 //! 3. When [`Prepared::uses_notify`], `load` returns the notify fd. The init hands it to the
 //!    runtime (e.g. the parent takes it with `pidfd_getfd(2)`, or the init sends it with
 //!    SCM_RIGHTS over its sync socket); the runtime then calls [`send_to_listener`] with the
-//!    state built by [`process_state_json`]. Like runc, SCMP_ACT_NOTIFY is refused as the default
-//!    action and for `write` (the init must still be able to report to its parent after load).
+//!    state built by [`process_state_json`]. SCMP_ACT_NOTIFY is refused as the default action
+//!    and for `write` (like runc), `sendmsg` and `recvmsg` (berth's init uses them to hand the
+//!    fd over after load: a notification there would hang the start).
 //!
 //! no_new_privs: libseccomp's own NNP handling is off (we never call `seccomp_load`). The kernel
 //! accepts a filter only from a thread that has no_new_privs set or holds CAP_SYS_ADMIN in its
@@ -61,8 +62,10 @@ use std::path::PathBuf;
 /// Kernel limit on the length of one classic BPF program (BPF_MAXINSNS).
 const BPF_MAXINSNS: usize = 4096;
 
-/// Syscalls on which SCMP_ACT_NOTIFY is refused: the init still needs them after `load`.
-const NO_NOTIFY: &[&str] = &["write"];
+/// Syscalls on which SCMP_ACT_NOTIFY is refused: the init makes them after `load` to hand
+/// the notify fd over (sync socket: sendmsg/recvmsg; `write` as in runc). Notifying on them
+/// would block the init before any agent has the fd, so the start would hang.
+const NO_NOTIFY: &[&str] = &["write", "sendmsg", "recvmsg"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {

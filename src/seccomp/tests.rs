@@ -228,6 +228,13 @@ fn bad_input_errors() {
     );
     assert_eq!(
         err(
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]})
+        ),
+        r#"seccomp: SCMP_ACT_NOTIFY cannot be used for syscall "sendmsg""#
+    );
+    assert_eq!(
+        err(
             json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
             "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
         ),

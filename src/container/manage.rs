@@ -1,0 +1,103 @@
+//! Commands that act on a container's cgroup: pause, resume, ps, events, update.
+
+use super::state::{ContainerDir, Status};
+use super::{Error, Globals};
+use oci_spec::runtime::LinuxResources;
+use std::io::Write;
+
+fn cgroup_of(g: &Globals, id: &str) -> Result<(ContainerDir, super::state::Saved, crate::cgroups::Manager), Error> {
+    let dir = ContainerDir::open(&g.root, id)?;
+    let saved = dir.load()?;
+    let cg = saved.cgroup.clone().ok_or_else(|| Error::Msg(format!("container {id} has no cgroup")))?;
+    Ok((dir, saved, cg))
+}
+
+pub fn pause(g: &Globals, id: &str) -> Result<(), Error> {
+    let (dir, saved, cg) = cgroup_of(g, id)?;
+    match dir.status(&saved) {
+        Status::Running | Status::Created => Ok(cg.freeze()?),
+        s => Err(Error::Msg(format!("cannot pause container {id}: it is {}", s.as_str()))),
+    }
+}
+
+pub fn resume(g: &Globals, id: &str) -> Result<(), Error> {
+    let (dir, saved, cg) = cgroup_of(g, id)?;
+    match dir.status(&saved) {
+        Status::Paused => Ok(cg.thaw()?),
+        s => Err(Error::Msg(format!("cannot resume container {id}: it is {}, not paused", s.as_str()))),
+    }
+}
+
+/// `ps`: the container's host pids, as JSON or through ps(1) with the given options.
+pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(), Error> {
+    let (dir, saved, cg) = cgroup_of(g, id)?;
+    if dir.status(&saved) == Status::Stopped {
+        return Err(Error::Msg(format!("cannot ps container {id}: it is not running")));
+    }
+    let pids = cg.pids()?;
+    drop(dir);
+    let mut out = std::io::stdout().lock();
+    match format {
+        "json" => {
+            let _ = writeln!(out, "{}", serde_json::to_string(&pids).unwrap_or_default());
+            Ok(())
+        }
+        "table" => {
+            let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+            let o = std::process::Command::new("ps")
+                .args(&args)
+                .output()
+                .map_err(|e| super::sys("run ps", e))?;
+            if !o.status.success() {
+                return Err(Error::Msg(format!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim())));
+            }
+            let text = String::from_utf8_lossy(&o.stdout);
+            let mut lines = text.lines();
+            let header = lines.next().unwrap_or("");
+            let pid_col = header
+                .split_whitespace()
+                .position(|c| c == "PID")
+                .ok_or_else(|| Error::Msg("ps output has no PID column".into()))?;
+            let _ = writeln!(out, "{header}");
+            for l in lines {
+                let pid: Option<i32> = l.split_whitespace().nth(pid_col).and_then(|p| p.parse().ok());
+                if pid.is_some_and(|p| pids.contains(&p)) {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
+            Ok(())
+        }
+        other => Err(Error::Msg(format!("unknown ps format {other:?} (table or json)"))),
+    }
+}
+
+pub fn stats_json(id: &str, cg: &crate::cgroups::Manager) -> Result<serde_json::Value, Error> {
+    Ok(serde_json::json!({"type": "stats", "id": id, "data": cg.stats()?}))
+}
+
+/// `events`: one stats JSON with `--stats`, else a stream every `interval`.
+pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration) -> Result<(), Error> {
+    loop {
+        let (dir, saved, cg) = cgroup_of(g, id)?;
+        if dir.status(&saved) == Status::Stopped {
+            return Err(Error::Msg(format!("container {id} is not running")));
+        }
+        drop(dir);
+        let v = stats_json(id, &cg)?;
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{v}");
+        let _ = out.flush();
+        if stats {
+            return Ok(());
+        }
+        std::thread::sleep(interval);
+    }
+}
+
+pub fn update(g: &Globals, id: &str, r: &LinuxResources) -> Result<(), Error> {
+    let (dir, saved, cg) = cgroup_of(g, id)?;
+    if dir.status(&saved) == Status::Stopped {
+        return Err(Error::Msg(format!("cannot update container {id}: it is stopped")));
+    }
+    Ok(cg.update(r)?)
+}
