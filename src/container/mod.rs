@@ -587,8 +587,10 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     };
     let status = dir.status(&saved);
+    // A created container is deleted without --force, as runc does: containerd's shim deletes
+    // tasks that were created but never started without passing --force.
     if status != Status::Stopped {
-        if !force {
+        if !force && status != Status::Created {
             return Err(Error::Msg(format!(
                 "cannot delete container {id}: it is {} (stop it first or use --force)",
                 status.as_str()
