@@ -84,6 +84,27 @@ def cgroup_mode():
     return "v1"
 
 
+def fs_type(path):
+    """fs type of the mount holding path (longest mount-point prefix)."""
+    path = os.path.realpath(path)
+    best, typ = "", None
+    for m, t in mountinfo():
+        if (path == m or path.startswith(m.rstrip("/") + "/")) and len(m) >= len(best):
+            best, typ = m, t
+    return typ
+
+
+def tmpfs_dir():
+    """/run or /dev/shm when it is an exec-able tmpfs, else None (the system temp dir)."""
+    for d in ("/run", "/dev/shm"):
+        try:
+            if fs_type(d) == "tmpfs" and not os.statvfs(d).f_flag & os.ST_NOEXEC and os.access(d, os.W_OK):
+                return d
+        except OSError:
+            pass
+    return None
+
+
 def is_static_elf(path):
     """True when the ELF file at path has no PT_INTERP program header."""
     with open(path, "rb") as f:
@@ -676,7 +697,7 @@ def parse_args():
                     help="run crun in a private mount ns with %s unmounted (auto: on a hybrid host)" % UNIFIED)
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="seconds to wait for the container process to exit (default 10)")
-    ap.add_argument("--tmpdir", help="where the temp dir (bundle, --root dirs) goes (default /run if tmpfs)")
+    ap.add_argument("--tmpdir", help="where the temp dir (bundle, --root dirs) goes (default: /run or /dev/shm if tmpfs)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (for debugging)")
     a = ap.parse_args()
     a.runtimes = [r.strip() for r in a.runtimes.split(",") if r.strip()]
@@ -719,9 +740,7 @@ def main():
     set_subreaper()
     DEVNULL_FD[0] = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
-    base = a.tmpdir
-    if base is None and dict(mountinfo()).get("/run") == "tmpfs":
-        base = "/run"                     # state on tmpfs, as runc's and crun's default roots are
+    base = a.tmpdir or tmpfs_dir()        # state on tmpfs, as runc's and crun's default roots are
     tmp = tempfile.mkdtemp(prefix="berth-bench-", dir=base)
     prefix = "berth-bench-%d" % os.getpid()
     mode = cgroup_mode()

@@ -215,11 +215,10 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         e
     };
     if let Some(cg) = &cg {
-        let r = match &o.cgroup {
-            Some(sub) => cg.add_task_sub(child, sub),
-            None => cg.add_task(child),
-        };
-        r.map_err(|e| kill_child(e.into()))?;
+        if let Some(sub) = &o.cgroup {
+            return Err(kill_child(Error::Msg(format!("exec --cgroup {sub}: sub-cgroups are not supported yet"))));
+        }
+        cg.add_task(child).map_err(|e| kill_child(e.into()))?;
     }
     let _ = userns;
     let header = BootHeader {

@@ -552,7 +552,7 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
     }
     if all {
         if let Some(cg) = &saved.cgroup {
-            cg.kill_all(sig)?;
+            cg.kill_all(to_signal(sig)?)?;
         }
     }
     if status == Status::Stopped {
@@ -600,7 +600,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
     } else if let Some(cg) = &saved.cgroup {
         // Stray processes left in the cgroup (no own pid namespace) go too.
         if !saved.own_pidns {
-            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
         }
     }
     if let Some(cg) = &saved.cgroup {
@@ -620,7 +620,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
 fn destroy_processes(saved: &Saved) {
     if let Some(cg) = &saved.cgroup {
         if cg.is_frozen().unwrap_or(false) {
-            let _ = cg.kill_all(libc::SIGKILL);
+            let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
         }
     }
     if let Some(fd) = pidfd_of(saved) {
@@ -628,7 +628,7 @@ fn destroy_processes(saved: &Saved) {
         wait_pidfd(&fd, 5000);
     }
     if let Some(cg) = &saved.cgroup {
-        let _ = cg.kill_all(libc::SIGKILL);
+        let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
     }
 }
 
@@ -714,4 +714,8 @@ pub(crate) fn wait_forwarding(pid: libc::pid_t) -> i32 {
             return 255;
         }
     }
+}
+
+fn to_signal(sig: i32) -> Result<nix::sys::signal::Signal, Error> {
+    nix::sys::signal::Signal::try_from(sig).map_err(|_| Error::Msg(format!("signal {sig} cannot be sent to every process (kill --all takes a standard signal)")))
 }
