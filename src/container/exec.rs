@@ -147,9 +147,10 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
         return Err(Error::Config("exec --tty needs --console-socket (berth does not hold the terminal itself)".into()));
     }
-    if let Some(s) = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
-        crate::seccomp::prepare(s)?;
-    }
+    let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(super::prepare_seccomp(g, s)?),
+        None => None,
+    };
     // Pin the init: namespaces are opened through its pid only while it is still ours.
     let pidfd = super::pidfd_of(&saved).ok_or_else(|| Error::Msg(format!("cannot exec in container {}: it is not running", o.id)))?;
     let cg = saved.cgroup.clone();
@@ -238,7 +239,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
     parent_ch
-        .send(sync::kind::BOOT, &super::frame(&[&header_json, &config_bytes]))
+        .send(sync::kind::BOOT, &super::frame(&[&header_json, &config_bytes, &seccomp.map(|s| s.to_bytes()).unwrap_or_default()]))
         .map_err(|e| kill_child(e.into()))?;
     drop(console);
     // The channel closes (EOF) when the process is executed; an error arrives as a message.

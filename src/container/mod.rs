@@ -66,8 +66,18 @@ pub struct CreateOpts {
 pub fn load_config(bundle: &Path) -> Result<(Vec<u8>, Spec), Error> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
-    let spec: Spec =
-        serde_json::from_slice(&data).map_err(|e| Error::Config(format!("parse {}: {e}", path.display())))?;
+    let spec: Spec = match serde_json::from_slice(&data) {
+        Ok(s) => s,
+        Err(e) => {
+            // A bad seccomp profile gets a precise one-line message instead of serde's.
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) {
+                if let Some(sec) = v.get("linux").and_then(|l| l.get("seccomp")) {
+                    crate::seccomp::check_json(sec)?;
+                }
+            }
+            return Err(Error::Config(format!("parse {}: {e}", path.display())));
+        }
+    };
     Ok((data, spec))
 }
 
@@ -177,9 +187,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
             ));
         }
     }
-    if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        crate::seccomp::prepare(s)?;
-    }
+    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
+        Some(s) => Some(prepare_seccomp(g, s)?),
+        None => None,
+    };
     let userns = plan.creates(LinuxNamespaceType::User);
     if userns {
         let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
@@ -271,7 +282,8 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         exec: None,
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
-    parent_ch.send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes]))?;
+    let bpf = seccomp.map(|s| s.to_bytes()).unwrap_or_default();
+    parent_ch.send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes, &bpf]))?;
     drop(fifo);
     drop(console);
 
@@ -309,6 +321,16 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     let dir = undo.disarm();
     Ok(Created { dir, saved })
+}
+
+/// Build (or reuse from the cache under --root) the seccomp program of a config.
+pub(crate) fn prepare_seccomp(g: &Globals, s: &oci_spec::runtime::LinuxSeccomp) -> Result<crate::seccomp::Prepared, Error> {
+    // "~" cannot start a container id, so the cache never collides with a container's dir.
+    let p = crate::seccomp::prepare_cached(s, &g.root.join("~seccomp"))?;
+    for name in p.unknown_syscalls() {
+        crate::logging::debug(&format!("seccomp: unknown syscall {name} skipped"));
+    }
+    Ok(p)
 }
 
 fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {

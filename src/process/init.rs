@@ -67,7 +67,7 @@ pub fn main(sync_fd: RawFd) -> ! {
     unsafe { libc::_exit(1) }
 }
 
-fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec), InitError> {
+fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec, Option<crate::seccomp::Prepared>), InitError> {
     let take = |p: &[u8], at: usize| -> Result<(usize, usize), InitError> {
         let b = p.get(at..at + 4).ok_or_else(|| InitError::Boot("truncated".into()))?;
         let n = u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize;
@@ -81,13 +81,19 @@ fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec), InitError> {
         serde_json::from_slice(&payload[h_at..h_at + h_len]).map_err(|e| InitError::Boot(e.to_string()))?;
     let (c_at, c_len) = take(payload, h_at + h_len)?;
     let spec: Spec = serde_json::from_slice(&payload[c_at..c_at + c_len]).map_err(|e| InitError::Boot(e.to_string()))?;
-    Ok((header, spec))
+    let (s_at, s_len) = take(payload, c_at + c_len)?;
+    let seccomp = if s_len == 0 {
+        None
+    } else {
+        Some(crate::seccomp::Prepared::from_bytes(&payload[s_at..s_at + s_len])?)
+    };
+    Ok((header, spec, seccomp))
 }
 
 fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
-    let (boot, spec) = parse_boot(&ch.expect(kind::BOOT)?)?;
+    let (boot, spec, seccomp) = parse_boot(&ch.expect(kind::BOOT)?)?;
     if let Some(info) = &boot.exec {
-        return run_exec(ch, &boot, &spec, info);
+        return run_exec(ch, &boot, &spec, info, seccomp);
     }
     let linux = spec.linux().as_ref();
     let plan = Plan::from_linux(linux)?;
@@ -164,7 +170,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         unsafe { libc::_exit(1) }
     };
 
-    exec_process(ch, &boot, &spec, process, true)
+    exec_process(ch, &boot, &spec, process, true, seccomp)
 }
 
 /// `berth exec`: join the container's namespaces, then set up and run the process.
@@ -173,6 +179,7 @@ fn run_exec(
     boot: &BootHeader,
     spec: &Spec,
     info: &super::ExecInfo,
+    seccomp: Option<crate::seccomp::Prepared>,
 ) -> Result<std::convert::Infallible, InitError> {
     for (kind_name, path) in &info.namespaces {
         let t = LinuxNamespaceType::try_from(kind_name.as_str())
@@ -182,7 +189,7 @@ fn run_exec(
     }
     // SAFETY: setsid takes no arguments.
     unsafe { libc::setsid() };
-    exec_process(ch, boot, spec, &info.process, false)
+    exec_process(ch, boot, spec, &info.process, false, seccomp)
 }
 
 /// Set up `process` (terminal, attributes, seccomp, user, capabilities, cwd) and execute it.
@@ -193,8 +200,8 @@ fn exec_process(
     spec: &Spec,
     process: &Process,
     is_init: bool,
+    seccomp: Option<crate::seccomp::Prepared>,
 ) -> Result<std::convert::Infallible, InitError> {
-    let linux = spec.linux().as_ref();
     let hooks = spec.hooks().as_ref();
     if process.terminal().unwrap_or(false) {
         if boot.console_fd < 0 {
@@ -212,10 +219,6 @@ fn exec_process(
         unsafe { libc::close(boot.console_fd) };
     }
 
-    let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
-        Some(s) => Some(crate::seccomp::prepare(s)?),
-        None => None,
-    };
 
     setup_process(process)?;
 

@@ -265,6 +265,41 @@ fn compile(s: &LinuxSeccomp, optimize: u32) -> Result<Compiled, SeccompError> {
 }
 
 impl Prepared {
+    /// Serialize the program for the container's init, which is re-executed and so cannot
+    /// inherit this value: `[flags u64][notify u8][insns: code u16, jt u8, jf u8, k u32]...`.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(9 + self.prog.len() * 8);
+        v.extend_from_slice(&(self.flags as u64).to_le_bytes());
+        v.push(self.notify as u8);
+        for i in &self.prog {
+            v.extend_from_slice(&i.code.to_le_bytes());
+            v.push(i.jt);
+            v.push(i.jf);
+            v.extend_from_slice(&i.k.to_le_bytes());
+        }
+        v
+    }
+
+    /// The inverse of [`Prepared::to_bytes`].
+    pub fn from_bytes(b: &[u8]) -> Result<Prepared, SeccompError> {
+        let bad = || SeccompError::Invalid("corrupt filter program from the runtime".into());
+        if b.len() < 9 || (b.len() - 9) % 8 != 0 || (b.len() - 9) / 8 > 4096 {
+            return Err(bad());
+        }
+        let mut f = [0u8; 8];
+        f.copy_from_slice(&b[..8]);
+        let prog = b[9..]
+            .chunks_exact(8)
+            .map(|c| libc::sock_filter {
+                code: u16::from_le_bytes([c[0], c[1]]),
+                jt: c[2],
+                jf: c[3],
+                k: u32::from_le_bytes([c[4], c[5], c[6], c[7]]),
+            })
+            .collect();
+        Ok(Prepared { prog, flags: u64::from_le_bytes(f) as libc::c_ulong, notify: b[8] != 0, unknown: Vec::new() })
+    }
+
     /// True when a rule is SCMP_ACT_NOTIFY (`load` then returns the listener fd).
     pub fn uses_notify(&self) -> bool {
         self.notify
