@@ -25,6 +25,18 @@ pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &[u8])
     Ok(())
 }
 
+/// Run every hook; a failure is reported as a warning and the next hook still runs (the spec
+/// for poststart and poststop).
+pub fn run_all_warn(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) {
+    let Some(hooks) = hooks else { return };
+    for h in hooks {
+        if let Err(e) = run_one(kind, h, state_json) {
+            crate::logging::warn(&e.to_string());
+            eprintln!("berth: warning: {e}");
+        }
+    }
+}
+
 fn run_one(kind: &'static str, h: &Hook, state_json: &[u8]) -> Result<(), HookError> {
     let path = h.path().display().to_string();
     let mut cmd = Command::new(h.path());

@@ -13,19 +13,15 @@
 //! (`/system.slice/prefix-name.scope`) and managed through cgroupfs; berth does not talk to
 //! systemd over D-Bus.
 
-mod devices;
+pub mod devices;
 mod oom;
-mod stats;
+pub mod stats;
 mod util;
 mod v1;
 mod v2;
 
-pub use devices::{DevKind, DeviceRule, DEFAULT_ALLOWED_DEVICES};
 pub use oom::{OomEvent, OomWatcher};
-pub use stats::{
-    Blkio, BlkioEntry, Cpu, CpuSet, CpuUsage, Event, Hugetlb, IntelRdt, Memory, MemoryEntry,
-    NetworkInterface, Pids, PsiData, PsiStats, Stats, Throttling,
-};
+pub use stats::{Event, Stats};
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -293,6 +289,33 @@ impl Manager {
         Ok(())
     }
 
+    /// Move `pid` into an existing sub-cgroup of the container (`exec --cgroup`). `sub` is
+    /// "path" (every hierarchy) or, on v1, "ctrl[,ctrl...]:path" (the listed controllers;
+    /// the other hierarchies get the container's own cgroup). "path" may not leave the
+    /// container's cgroup.
+    pub fn add_task_sub(&self, pid: i32, sub: &str) -> Result<(), CgroupError> {
+        let (ctrls, rel) = parse_sub(sub)?;
+        let s = pid.to_string();
+        if self.layout == Layout::V2 {
+            if ctrls.is_some() {
+                return Err(CgroupError::InvalidPath {
+                    path: sub.to_string(),
+                    reason: "controller-specific sub-cgroups need cgroup v1".into(),
+                });
+            }
+            return util::write(&self.v2_dir()?.join(&rel), "cgroup.procs", &s);
+        }
+        for h in self.hierarchies.iter().chain(self.unified.iter()) {
+            let pick = match &ctrls {
+                None => true,
+                Some(list) => list.iter().any(|c| h.options.split(',').any(|o| o == c || o == format!("name={c}"))),
+            };
+            let dir = if pick { h.path.join(&rel) } else { h.path.clone() };
+            util::write(&dir, "cgroup.procs", &s)?;
+        }
+        Ok(())
+    }
+
     /// Apply new resource limits to the running container (`berth update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
         self.validate(resources)?;
@@ -462,6 +485,19 @@ pub fn resolve_path(
         None => clean(&format!("berth/{id}")),
         Some(p) => clean(p),
     }
+}
+
+/// `exec --cgroup` argument: ([controllers], relative path without a leading '/').
+fn parse_sub(sub: &str) -> Result<(Option<Vec<String>>, String), CgroupError> {
+    let (ctrls, path) = match sub.split_once(':') {
+        Some((c, p)) => {
+            let list: Vec<String> = c.split(',').filter(|c| !c.is_empty()).map(String::from).collect();
+            (if list.is_empty() { None } else { Some(list) }, p)
+        }
+        None => (None, sub),
+    };
+    let rel = clean(path)?;
+    Ok((ctrls, rel.trim_start_matches('/').to_string()))
 }
 
 /// Lexically clean `p` as a path below the hierarchy root; ".." may not leave the root.
@@ -743,27 +779,34 @@ fn collect_pids(dir: &Path, out: &mut Vec<i32>, depth: u32) -> Result<(), Cgroup
 /// rmdir `dir`, its sub-cgroups first; retry briefly on EBUSY (tasks still exiting).
 fn remove_tree(dir: &Path, depth: u32) -> Result<(), CgroupError> {
     let mut delay_ms = 1;
+    let mut scanned = false;
     loop {
-        match std::fs::remove_dir(dir) {
+        let e = match std::fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
-            Err(e) => {
-                let errno = util::errno_of(&e);
-                match errno {
-                    Errno::ENOENT => return Ok(()),
-                    Errno::EBUSY | Errno::ENOTEMPTY if delay_ms <= 256 => {
-                        if depth < 32 {
-                            for d in subdirs(dir) {
-                                remove_tree(&d, depth + 1)?;
-                            }
+            Err(e) => e,
+        };
+        let errno = util::errno_of(&e);
+        match errno {
+            Errno::ENOENT => return Ok(()),
+            Errno::EBUSY | Errno::ENOTEMPTY => {
+                if !scanned && depth < 32 {
+                    scanned = true;
+                    let subs = subdirs(dir);
+                    if !subs.is_empty() {
+                        for d in subs {
+                            remove_tree(&d, depth + 1)?;
                         }
-                        if errno == Errno::EBUSY || delay_ms > 1 {
-                            std::thread::sleep(std::time::Duration::from_millis(delay_ms));
-                        }
-                        delay_ms *= 2;
+                        continue;
                     }
-                    _ => return Err(CgroupError::Io { op: "rmdir", path: dir.to_path_buf(), errno }),
                 }
+                if delay_ms > 256 {
+                    return Err(CgroupError::Io { op: "rmdir", path: dir.to_path_buf(), errno });
+                }
+                std::thread::sleep(std::time::Duration::from_millis(delay_ms));
+                delay_ms *= 2;
+                scanned = false;
             }
+            _ => return Err(CgroupError::Io { op: "rmdir", path: dir.to_path_buf(), errno }),
         }
     }
 }
@@ -802,6 +845,16 @@ mod tests {
         assert!(p("a--b.slice:p:n").is_err());
         assert!(p("system.slice:p:../x").is_err());
         assert_eq!(resolve_path(None, "x", true, true).unwrap(), "/system.slice/berth-x.scope");
+    }
+
+    #[test]
+    fn sub_cgroups() {
+        assert_eq!(parse_sub("a/b").unwrap(), (None, "a/b".to_string()));
+        assert_eq!(parse_sub("/a").unwrap(), (None, "a".to_string()));
+        assert_eq!(parse_sub("memory,pids:x").unwrap(), (Some(vec!["memory".into(), "pids".into()]), "x".into()));
+        assert_eq!(parse_sub(":x").unwrap(), (None, "x".to_string()));
+        assert!(parse_sub("../x").is_err());
+        assert!(parse_sub("memory:").is_err());
     }
 
     #[test]

@@ -295,9 +295,12 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         };
         match k {
             sync::kind::HOOKS => {
-                let st = saved.spec_state_json(Status::Creating);
                 let hooks = spec.hooks().as_ref();
+                // The deprecated prestart hooks get "created" (runtime-tools checks it; crun does
+                // the same), createRuntime gets "creating" as the spec's lifecycle says.
+                let st = saved.spec_state_json(Status::Created);
                 crate::hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                let st = saved.spec_state_json(Status::Creating);
                 crate::hooks::run_all("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
                 parent_ch.send(sync::kind::HOOKS_DONE, b"")?;
             }
@@ -462,11 +465,8 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
         break;
     }
     let st = saved.spec_state_json(Status::Running);
-    if let Err(e) = crate::hooks::run_all("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st) {
-        // The spec: a failing poststart hook is logged, the container keeps running.
-        crate::logging::warn(&e.to_string());
-        eprintln!("berth: warning: {e}");
-    }
+    // The spec: a failing poststart hook is logged, the container keeps running.
+    crate::hooks::run_all_warn("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st);
     Ok(())
 }
 
@@ -629,13 +629,9 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
         cg.destroy()?;
     }
     let st = saved.spec_state_json(Status::Stopped);
-    let hook_res = crate::hooks::run_all("poststop", saved.hooks.as_ref().and_then(|h| h.poststop().as_ref()), &st);
+    // The spec: a failing poststop hook is logged and the deletion goes on.
+    crate::hooks::run_all_warn("poststop", saved.hooks.as_ref().and_then(|h| h.poststop().as_ref()), &st);
     dir.remove()?;
-    if let Err(e) = hook_res {
-        // The spec: a failing poststop hook is logged and the deletion goes on.
-        crate::logging::warn(&e.to_string());
-        eprintln!("berth: warning: {e}");
-    }
     Ok(())
 }
 
