@@ -1,6 +1,6 @@
 # berth: `make demo` runs a real container end to end; `make test` runs unit and integration tests.
 CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
-BERTH := target/release/berth
+BERTH := target/x86_64-unknown-linux-gnu/release/berth
 DEMO := /tmp/berth-demo
 
 .PHONY: all build deps demo test unit integration vmtest bench clean

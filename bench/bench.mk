@@ -7,5 +7,6 @@ BENCH_ARGS ?=
 
 .PHONY: bench
 bench:
-	cargo build --release
-	python3 $(BENCH_DIR)/bench.py $(BENCH_ARGS)
+	@scripts/deps.sh bench
+	$(CARGO) build --release
+	BERTH=$(CURDIR)/$(BERTH) python3 $(BENCH_DIR)/bench.py $(BENCH_ARGS)

@@ -687,7 +687,7 @@ def parse_args():
     ap.add_argument("--rss-iterations", type=int, default=10,
                     help="untimed iterations of the peak-RSS pass (default 10)")
     ap.add_argument("--json", metavar="FILE", help="write machine-readable results to FILE")
-    ap.add_argument("--berth", default=os.environ.get("BERTH") or os.path.join(tgt, "release", "berth"),
+    ap.add_argument("--berth", default=os.environ.get("BERTH") or os.path.join(tgt, "x86_64-unknown-linux-gnu", "release", "berth"),
                     help="berth binary (default: $BERTH, else $CARGO_TARGET_DIR or <repo>/target, /release/berth)")
     ap.add_argument("--runc", default=os.environ.get("RUNC") or shutil.which("runc", path=ENV["PATH"]))
     ap.add_argument("--crun", default=os.environ.get("CRUN") or shutil.which("crun", path=ENV["PATH"]))

@@ -88,11 +88,14 @@ fn hooks_poststart_gets_state() {
     b.hook("poststart", sh_hook(&format!("cat > {}", out.display())));
     let id = ctx.id("h");
     ctx.create(&mut b, &id).ok();
-    assert!(!out.exists(), "poststart must not run at create");
+    // runc 1.1 deviates: it runs poststart hooks at create (with status "created").
+    if !is_runc() {
+        assert!(!out.exists(), "poststart must not run at create");
+    }
     ctx.start(&id).ok();
     // Poststart runs before start returns.
     let s = parse_state(&out);
-    check_state(&s, &id, &b, &["running"], true);
+    check_state(&s, &id, &b, if is_runc() { &["created", "running"] } else { &["running"] }, true);
 }
 
 #[test]
@@ -176,7 +179,10 @@ fn hooks_run_in_order() {
     assert!(pos("createRuntime") < pos("createContainer"), "{got:?}");
     assert!(pos("createContainer") < pos("startContainer"), "{got:?}");
     assert!(pos("startContainer") < pos("process"), "{got:?}");
-    assert!(pos("startContainer") < pos("poststart"), "{got:?}");
+    // runc 1.1 deviates: poststart runs at create, before startContainer.
+    if !is_runc() {
+        assert!(pos("startContainer") < pos("poststart"), "{got:?}");
+    }
     assert!(pos("poststart") < pos("poststop"), "{got:?}");
     assert!(pos("process") < pos("poststop"), "{got:?}");
     assert_eq!(got.len(), 6, "{got:?}");
@@ -216,8 +222,12 @@ fn hooks_failing_start_container_fails_start() {
     let id = ctx.id("hf");
     ctx.create(&mut b, &id).ok();
     let o = ctx.start(&id);
-    o.fails();
-    assert!(o.stderr.contains("start-hook-boom"), "the hook's stderr must be in the error: {o}");
+    // runc deviates: its start returns 0 before the init runs the startContainer hooks, so the
+    // failure is not reported by start. berth reports it (spec: MUST generate an error).
+    if !is_runc() {
+        o.fails();
+        assert!(o.stderr.contains("start-hook-boom"), "the hook's stderr must be in the error: {o}");
+    }
     std::thread::sleep(Duration::from_millis(300));
     assert!(!b.rootfs.join("tmp/ran").exists(), "the process must not run after a failed startContainer hook");
     // The container is stopped (or already gone).

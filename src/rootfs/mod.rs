@@ -24,6 +24,9 @@ use std::os::fd::{AsRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
+/// Test hook: use the user-space resolver even where openat2(2) exists.
+#[doc(hidden)]
+#[allow(unused_imports)]
 pub use sys::force_no_openat2;
 
 #[derive(Debug, thiserror::Error)]
