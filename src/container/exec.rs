@@ -235,6 +235,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         state_creating: String::new(),
         state_created: String::new(),
         debug: g.debug,
+        wait_joined: false,
         exec: Some(ExecInfo { namespaces, process }),
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;

@@ -239,7 +239,16 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let restore = ParentNs::enter(&plan, linux)?;
     let flags = plan.new_flags & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME);
     let me = std::process::id() as libc::pid_t;
-    let pid = process::clone_fork(flags)?;
+    // On cgroup v2 the init is born in its cgroup (CLONE_INTO_CGROUP). Elsewhere writing
+    // cgroup.procs waits for an RCU grace period (~10 ms): that write overlaps the init's own
+    // set-up instead of delaying it.
+    let cg_fd = match cg.layout() {
+        cgroups::Layout::V2 => cg.unified_dir().and_then(|d| {
+            std::fs::File::open(d).ok()
+        }),
+        _ => None,
+    };
+    let (pid, born_in_cgroup) = process::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
     if pid == 0 {
         drop(parent_ch);
         let mut keep = vec![child_ch.fd.as_raw_fd(), fifo.as_raw_fd()];
@@ -263,8 +272,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         )?;
         parent_ch.send(sync::kind::MAPPED, b"")?;
     }
-    cg.add_task(pid)?;
-
+    drop(cg_fd);
     saved.pid = pid;
     let header = BootHeader {
         id: o.id.clone(),
@@ -279,11 +287,16 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         state_creating: String::from_utf8_lossy(&saved.spec_state_json(Status::Creating)).into_owned(),
         state_created: String::from_utf8_lossy(&saved.spec_state_json(Status::Created)).into_owned(),
         debug: g.debug,
+        wait_joined: !born_in_cgroup,
         exec: None,
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
     let bpf = seccomp.map(|s| s.to_bytes()).unwrap_or_default();
     parent_ch.send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes, &bpf]))?;
+    if !born_in_cgroup {
+        cg.add_task(pid)?;
+        parent_ch.send(sync::kind::JOINED, b"")?;
+    }
     drop(fifo);
     drop(console);
 

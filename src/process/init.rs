@@ -107,9 +107,11 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         let f = namespaces::open_ns(*t, path)?;
         namespaces::setns(*t, path, &f)?;
     }
-    // The cgroup namespace is made now that the parent has put us in our cgroup, so that its
-    // root is the container's cgroup.
-    if plan.creates(LinuxNamespaceType::Cgroup) {
+    // The cgroup namespace must be made once we are in our cgroup, so that its root is the
+    // container's cgroup. Born there (v2): now, before the cgroup2 mount. Joined by the parent
+    // while we set up (v1, hybrid: their cgroup mounts are binds): after the mounts.
+    let cgroupns = plan.creates(LinuxNamespaceType::Cgroup);
+    if cgroupns && !boot.wait_joined {
         namespaces::unshare(libc::CLONE_NEWCGROUP, "cgroup")?;
     }
     // SAFETY: setsid takes no arguments; the init becomes a session leader.
@@ -128,6 +130,12 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     };
     if new_mnt {
         rootfs::prepare(&spec, &ctx)?;
+    }
+    if boot.wait_joined {
+        ch.expect(kind::JOINED)?;
+        if cgroupns {
+            namespaces::unshare(libc::CLONE_NEWCGROUP, "cgroup")?;
+        }
     }
 
     // createRuntime (and the deprecated prestart) hooks run in the runtime's namespaces.

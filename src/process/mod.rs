@@ -38,6 +38,10 @@ pub struct BootHeader {
     pub state_creating: String,
     pub state_created: String,
     pub debug: bool,
+    /// The parent joins the init to its cgroup while the init sets up its root: wait for
+    /// JOINED before anything that must happen inside the cgroup.
+    #[serde(default)]
+    pub wait_joined: bool,
     /// Set for `berth exec`: join the running container instead of building one.
     #[serde(default)]
     pub exec: Option<ExecInfo>,
@@ -135,6 +139,44 @@ pub fn clone_fork(flags: libc::c_int) -> Result<libc::pid_t, SpawnError> {
         return Err(sys_err("clone"));
     }
     Ok(r as libc::pid_t)
+}
+
+/// clone3(2) with `flags` and, when given, CLONE_INTO_CGROUP: the child is born in the cgroup2
+/// directory `cgroup_fd`, so no write to cgroup.procs (and none of its RCU grace-period wait) is
+/// needed. Falls back to plain clone when clone3 is unavailable.
+pub fn clone3_fork(flags: libc::c_int, cgroup_fd: Option<RawFd>) -> Result<(libc::pid_t, bool), SpawnError> {
+    #[repr(C)]
+    #[derive(Default)]
+    struct CloneArgs {
+        flags: u64,
+        pidfd: u64,
+        child_tid: u64,
+        parent_tid: u64,
+        exit_signal: u64,
+        stack: u64,
+        stack_size: u64,
+        tls: u64,
+        set_tid: u64,
+        set_tid_size: u64,
+        cgroup: u64,
+    }
+    const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+    let mut args = CloneArgs { flags: flags as u32 as u64, exit_signal: libc::SIGCHLD as u64, ..Default::default() };
+    if let Some(fd) = cgroup_fd {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = fd as u64;
+    }
+    // SAFETY: clone3 without CLONE_VM and with no stack duplicates this single-threaded process
+    // like fork(2); args is a valid, fully initialized clone_args of the size passed.
+    let r = unsafe { libc::syscall(libc::SYS_clone3, &mut args as *mut CloneArgs, std::mem::size_of::<CloneArgs>()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        if e.raw_os_error() == Some(libc::ENOSYS) {
+            return clone_fork(flags).map(|p| (p, false));
+        }
+        return Err(SpawnError::Sys { call: "clone3", err: e });
+    }
+    Ok((r as libc::pid_t, cgroup_fd.is_some()))
 }
 
 /// In the freshly cloned child: die with the parent, take root in a new user namespace once the

@@ -24,6 +24,9 @@ pub mod kind {
     pub const READY: u8 = 7;
     /// init → parent: set-up failed; payload is the one-line error.
     pub const ERROR: u8 = 8;
+    /// parent → init: the init is in its cgroup (sent after BOOT when the join overlaps the
+    /// init's own set-up).
+    pub const JOINED: u8 = 9;
 }
 
 #[derive(Debug, thiserror::Error)]
