@@ -229,6 +229,9 @@ fn exec_process(
 
 
     setup_process(process)?;
+    if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
+        set_personality(p)?;
+    }
 
     let nnp = process.no_new_privileges().unwrap_or(false);
     let masks = Masks::from_spec(process.capabilities().as_ref())?;
@@ -239,6 +242,8 @@ fn exec_process(
     // (through our parent) before we report ready.
     let early_seccomp = seccomp.as_ref().map(|s| s.uses_notify() || (!nnp && !sys_admin_kept)).unwrap_or(false);
     if early_seccomp {
+        // The cwd check (getcwd) must not run under a filter that may deny it.
+        change_cwd(process.cwd())?;
         if let Some(s) = &seccomp {
             if nnp {
                 set_nnp()?;
@@ -259,7 +264,9 @@ fn exec_process(
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(process.user().umask().unwrap_or(0o022) as libc::mode_t) };
 
-    change_cwd(process.cwd())?;
+    if !early_seccomp {
+        change_cwd(process.cwd())?;
+    }
     let env = process.env().clone().unwrap_or_default();
     let args = process.args().clone().unwrap_or_default();
     if args.is_empty() {
@@ -415,6 +422,33 @@ fn setup_process(p: &Process) -> Result<(), InitError> {
         set_selinux(label)?;
     }
     Ok(())
+}
+
+fn set_personality(p: &oci_spec::runtime::LinuxPersonality) -> Result<(), InitError> {
+    use oci_spec::runtime::LinuxPersonalityDomain as D;
+    let mut persona: libc::c_ulong = match p.domain() {
+        D::PerLinux => 0x0000,
+        D::PerLinux32 => 0x0008,
+    };
+    for f in p.flags().iter().flatten() {
+        persona |= match f.as_str() {
+            "ADDR_NO_RANDOMIZE" => 0x0040000,
+            "ADDR_COMPAT_LAYOUT" => 0x0200000,
+            "ADDR_LIMIT_32BIT" => 0x0800000,
+            "ADDR_LIMIT_3GB" => 0x8000000,
+            "FDPIC_FUNCPTRS" => 0x0080000,
+            "MMAP_PAGE_ZERO" => 0x0100000,
+            "READ_IMPLIES_EXEC" => 0x0400000,
+            "SHORT_INODE" => 0x1000000,
+            "STICKY_TIMEOUTS" => 0x4000000,
+            "UNAME26" => 0x0020000,
+            "WHOLE_SECONDS" => 0x2000000,
+            other => return Err(InitError::Msg(format!("linux.personality: unknown flag {other:?}"))),
+        };
+    }
+    // SAFETY: personality takes an integer.
+    let r = unsafe { libc::personality(persona) };
+    check(r, || format!("personality {persona:#x}"))
 }
 
 fn set_scheduler(s: &oci_spec::runtime::Scheduler) -> Result<(), InitError> {
