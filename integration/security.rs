@@ -112,13 +112,23 @@ fn security_cve_2019_5736_runtime_exe_not_writable() {
 #[test]
 fn security_cve_2024_21626_cwd_proc_self_fd() {
     let ctx = Ctx::new("cve202421626");
+    let script = "i=0; while [ $i -lt 64 ]; do cd -P .. 2>/dev/null; i=$((i+1)); done; stat -c %d:%i . /; ls -a . | head -50";
+    // Control: from a legitimate cwd the walk up ends at the container's /.
+    let mut b = ctx.bundle();
+    b.set("/process/cwd", json!("/etc"));
+    b.sh(script);
+    let id = ctx.id("etc");
+    let o = ctx.run(&mut b, &id);
+    o.ok();
+    assert_eq!(o.lines()[0], o.lines()[1], "{o}");
     for n in 3..=10 {
         let mut b = ctx.bundle();
         b.set("/process/cwd", json!(format!("/proc/self/fd/{n}")));
-        b.sh("i=0; while [ $i -lt 64 ]; do cd -P .. 2>/dev/null; i=$((i+1)); done; stat -c %d:%i . /; ls -a . | head -50");
+        b.sh(script);
         let id = ctx.id(&format!("fd{n}"));
         let snap = ctx.snapshot(&b);
         let o = ctx.run(&mut b, &id);
+        eprintln!("cwd /proc/self/fd/{n}: exit {} {}", o.code, o.stderr.trim());
         if o.code != 0 {
             assert!(!o.timed_out, "{o}");
             assert!(!o.stdout.contains(':'), "the process ran despite the failure: {o}");

@@ -446,9 +446,6 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
     if status != Status::Created {
         return Err(Error::Msg(format!("cannot start container {id}: it is {}, not created", status.as_str())));
     }
-    if !saved.has_process {
-        return Err(Error::Msg(format!("cannot start container {id}: config.json has no process")));
-    }
     let fifo = dir.fifo();
     let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
     // SAFETY: valid C string.
@@ -467,6 +464,10 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
         return Err(sys(format!("write {}", fifo.display()), std::io::Error::last_os_error()));
     }
     let _ = std::fs::remove_file(&fifo);
+    if !saved.has_process {
+        // The init had nothing to run: released, it exits and the container is stopped.
+        return Err(Error::Msg(format!("cannot start container {id}: config.json has no process")));
+    }
     // Wait for the reader (the init) to go away: execve closed it, or the init died.
     let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: 0, revents: 0 };
     loop {

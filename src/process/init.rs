@@ -121,7 +121,9 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         join_session_keyring(&boot.id);
     }
 
-    let new_mnt = plan.creates(LinuxNamespaceType::Mount);
+    // A mount namespace joined by path gets the same root set-up as a new one (as runc does):
+    // the namespace is the container's to shape.
+    let new_mnt = plan.has(LinuxNamespaceType::Mount);
     let ctx = rootfs::Context {
         rootfs: boot.rootfs.clone(),
         no_pivot: boot.no_pivot,
@@ -148,7 +150,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
 
     if new_mnt {
         rootfs::pivot(&ctx)?;
-    } else if plan.joins(LinuxNamespaceType::Mount).is_none() {
+    } else {
         // No mount namespace: do not touch the host's mount table, only change root.
         chroot_into(&boot.rootfs)?;
     }
@@ -172,6 +174,8 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
 
     let Some(process) = spec.process().as_ref() else {
         // A config without a process can be created; `start` refuses it.
+        // SAFETY: the runtime exits once we are ready; we must not die with it.
+        unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
         ch.send(kind::READY, b"")?;
         wait_for_start(boot.fifo_fd);
         // SAFETY: _exit never returns.

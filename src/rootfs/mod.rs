@@ -42,13 +42,6 @@ impl RootfsError {
     pub(crate) fn sys(errno: Errno, what: String) -> RootfsError {
         RootfsError::Sys { what, errno }
     }
-    /// The errno of a failed syscall, if that is what this is.
-    pub fn errno(&self) -> Option<i32> {
-        match self {
-            RootfsError::Sys { errno, .. } => Some(*errno as i32),
-            RootfsError::Other(_) => None,
-        }
-    }
 }
 
 pub struct Context {
@@ -250,6 +243,5 @@ mod tests {
     fn error_format() {
         let e = RootfsError::sys(Errno::EPERM, "mount proc on /x/rootfs/proc".into());
         assert_eq!(e.to_string(), "mount proc on /x/rootfs/proc: Operation not permitted");
-        assert_eq!(e.errno(), Some(libc::EPERM));
     }
 }

@@ -34,6 +34,7 @@ struct MountAttr {
 static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
 
 /// Force the user-space resolver instead of openat2 (used by tests and the harness).
+#[allow(dead_code)] // used by tests and the scratch harness only
 pub fn force_no_openat2(on: bool) {
     NO_OPENAT2.store(on, Ordering::Relaxed);
 }
