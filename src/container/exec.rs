@@ -230,6 +230,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         no_new_keyring: true,
         preserve_fds: o.preserve_fds,
         fifo_fd: -1,
+        exec_err_fd: -1,
         console_fd: console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1),
         cgroup: crate::cgroups::MountInfo::V1 { hierarchies: Vec::new() },
         state_creating: String::new(),

@@ -211,6 +211,15 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 
     let fifo_path = undo.dir.as_ref().map(|d| d.fifo()).unwrap_or_default();
     let fifo = mkfifo(&fifo_path)?;
+    // Where the init writes why it could not execute the process after `start` released it
+    // (a failing startContainer hook, a failed execve): `start` reports it.
+    let err_path = fifo_path.with_file_name(state::EXEC_ERR);
+    let exec_err = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(&err_path)
+        .map_err(|e| sys(format!("create {}", err_path.display()), e))?;
     let console = match &o.console_socket {
         Some(p) if spec.process().as_ref().and_then(|p| p.terminal()).unwrap_or(false) => Some(connect_console(p)?),
         _ => None,
@@ -251,7 +260,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let (pid, born_in_cgroup) = process::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
     if pid == 0 {
         drop(parent_ch);
-        let mut keep = vec![child_ch.fd.as_raw_fd(), fifo.as_raw_fd()];
+        let mut keep = vec![child_ch.fd.as_raw_fd(), fifo.as_raw_fd(), exec_err.as_raw_fd()];
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
@@ -270,7 +279,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
             l.gid_mappings().as_deref().unwrap_or(&[]),
             false,
         )?;
-        parent_ch.send(sync::kind::MAPPED, b"")?;
+        parent_ch.send(sync::kind::MAPPED, b"").map_err(|e| sync_failed(e, pid, &mut undo))?;
     }
     drop(cg_fd);
     saved.pid = pid;
@@ -282,6 +291,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         no_new_keyring: o.no_new_keyring,
         preserve_fds: o.preserve_fds,
         fifo_fd: fifo.as_raw_fd(),
+        exec_err_fd: exec_err.as_raw_fd(),
         console_fd: console.as_ref().map(|c| c.as_raw_fd()).unwrap_or(-1),
         cgroup: cg.mount_info(),
         state_creating: String::from_utf8_lossy(&saved.spec_state_json(Status::Creating)).into_owned(),
@@ -292,19 +302,21 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
     let bpf = seccomp.map(|s| s.to_bytes()).unwrap_or_default();
-    parent_ch.send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes, &bpf]))?;
+    parent_ch
+        .send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes, &bpf]))
+        .map_err(|e| sync_failed(e, pid, &mut undo))?;
     if !born_in_cgroup {
         cg.add_task(pid)?;
-        parent_ch.send(sync::kind::JOINED, b"")?;
+        parent_ch.send(sync::kind::JOINED, b"").map_err(|e| sync_failed(e, pid, &mut undo))?;
     }
     drop(fifo);
+    drop(exec_err);
     drop(console);
 
     loop {
         let (k, _payload, fd) = match parent_ch.recv() {
             Ok(m) => m,
-            Err(sync::SyncError::Eof) => return Err(Error::Msg(init_died(pid, &mut undo))),
-            Err(e) => return Err(e.into()),
+            Err(e) => return Err(sync_failed(e, pid, &mut undo)),
         };
         match k {
             sync::kind::HOOKS => {
@@ -347,6 +359,13 @@ pub(crate) fn prepare_seccomp(g: &Globals, s: &oci_spec::runtime::LinuxSeccomp) 
         crate::logging::debug(&format!("seccomp: unknown syscall {name} skipped"));
     }
     Ok(p)
+}
+
+fn sync_failed(e: sync::SyncError, pid: libc::pid_t, undo: &mut Undo) -> Error {
+    match e {
+        sync::SyncError::Eof => Error::Msg(init_died(pid, undo)),
+        e => e.into(),
+    }
 }
 
 fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {
@@ -478,6 +497,11 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
         }
         break;
     }
+    let err = std::fs::read_to_string(dir.dir.join(state::EXEC_ERR)).unwrap_or_default();
+    let _ = std::fs::remove_file(dir.dir.join(state::EXEC_ERR));
+    if !err.trim().is_empty() {
+        return Err(Error::Msg(format!("cannot start container {id}: {}", err.trim())));
+    }
     let st = saved.spec_state_json(Status::Running);
     // The spec: a failing poststart hook is logged, the container keeps running.
     crate::hooks::run_all_warn("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st);
@@ -588,7 +612,9 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
     }
     if all {
         if let Some(cg) = &saved.cgroup {
+            // The init is in the cgroup too: once the cgroup is signalled, we are done.
             cg.kill_all(to_signal(sig)?)?;
+            return Ok(());
         }
     }
     if status == Status::Stopped {

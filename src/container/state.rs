@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
+pub const EXEC_ERR: &str = "exec.err";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {

@@ -92,6 +92,13 @@ fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec, Option<crate::seccomp
 
 fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     let (boot, spec, seccomp) = parse_boot(&ch.expect(kind::BOOT)?)?;
+    // Inherited through the re-exec without close-on-exec: none of them may reach the process.
+    for fd in [boot.fifo_fd, boot.exec_err_fd, boot.console_fd] {
+        if fd >= 0 {
+            // SAFETY: fcntl on an fd number we were handed; an invalid one only fails.
+            unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
+        }
+    }
     if let Some(info) = &boot.exec {
         return run_exec(ch, &boot, &spec, info, seccomp);
     }
@@ -154,6 +161,20 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         // No mount namespace: do not touch the host's mount table, only change root.
         chroot_into(&boot.rootfs)?;
     }
+    // sysctls and the console go in while /proc/sys and /dev are still writable.
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        for (k, v) in sysctl {
+            write_sysctl(k, v)?;
+        }
+    }
+    let mut pty = None;
+    if let Some(p) = spec.process().as_ref().filter(|p| p.terminal().unwrap_or(false)) {
+        let t = open_console(&boot, p)?;
+        if new_mnt {
+            bind_dev_console(&t)?;
+        }
+        pty = Some(t);
+    }
     if new_mnt {
         rootfs::finalize(&spec, &ctx)?;
     }
@@ -164,11 +185,6 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         }
         if let Some(d) = spec.domainname() {
             set_name(libc::SYS_setdomainname, d, "setdomainname")?;
-        }
-    }
-    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-        for (k, v) in sysctl {
-            write_sysctl(k, v)?;
         }
     }
 
@@ -182,7 +198,7 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         unsafe { libc::_exit(1) }
     };
 
-    exec_process(ch, &boot, &spec, process, true, seccomp)
+    exec_process(ch, &boot, &spec, process, true, seccomp, pty)
 }
 
 /// `berth exec`: join the container's namespaces, then set up and run the process.
@@ -201,7 +217,11 @@ fn run_exec(
     }
     // SAFETY: setsid takes no arguments.
     unsafe { libc::setsid() };
-    exec_process(ch, boot, spec, &info.process, false, seccomp)
+    let pty = match info.process.terminal().unwrap_or(false) {
+        true => Some(open_console(boot, &info.process)?),
+        false => None,
+    };
+    exec_process(ch, boot, spec, &info.process, false, seccomp, pty)
 }
 
 /// Set up `process` (terminal, attributes, seccomp, user, capabilities, cwd) and execute it.
@@ -213,24 +233,12 @@ fn exec_process(
     process: &Process,
     is_init: bool,
     seccomp: Option<crate::seccomp::Prepared>,
+    pty: Option<super::tty::Pty>,
 ) -> Result<std::convert::Infallible, InitError> {
     let hooks = spec.hooks().as_ref();
-    if process.terminal().unwrap_or(false) {
-        if boot.console_fd < 0 {
-            return Err(InitError::Msg("process.terminal is true but no --console-socket was given".into()));
-        }
-        let pty = super::tty::open_pty()?;
-        if let Some(sz) = process.console_size() {
-            super::tty::set_winsize(pty.master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
-        }
-        // SAFETY: fchown on a valid fd.
-        unsafe { libc::fchown(pty.slave.as_raw_fd(), process.user().uid(), process.user().gid()) };
-        super::tty::send_master(boot.console_fd, pty.master.as_raw_fd())?;
+    if let Some(pty) = pty {
         super::tty::become_stdio(pty.slave.as_raw_fd())?;
-        // SAFETY: the console socket is no longer needed.
-        unsafe { libc::close(boot.console_fd) };
     }
-
 
     setup_process(process)?;
     if let Some(p) = spec.linux().as_ref().and_then(|l| l.personality().as_ref()) {
@@ -285,10 +293,7 @@ fn exec_process(
         drop_channel(ch);
         wait_for_start(boot.fifo_fd);
         crate::hooks::run_all("startContainer", hooks.and_then(|h| h.start_container().as_ref()), boot.state_created.as_bytes())
-            .map_err(|e| {
-                eprintln!("berth: {e}");
-                e
-            })?;
+            .map_err(|e| report_start_failure(boot, e.into()))?;
     }
 
     if !early_seccomp {
@@ -297,7 +302,58 @@ fn exec_process(
         }
     }
     close_fds(3 + boot.preserve_fds);
-    exec(&exe, &args, &env)
+    exec(&exe, &args, &env, boot.exec_err_fd)
+}
+
+/// After `start`, the runtime that created us is gone: leave the reason where `start` reads it.
+fn report_start_failure(boot: &BootHeader, e: InitError) -> InitError {
+    if boot.exec_err_fd >= 0 {
+        let msg = e.to_string();
+        // SAFETY: writing a buffer to our own fd.
+        unsafe { libc::write(boot.exec_err_fd, msg.as_ptr().cast(), msg.len()) };
+    }
+    e
+}
+
+/// Make the pty, size it, give the slave to the process's user and hand the master to the
+/// console socket.
+fn open_console(boot: &BootHeader, process: &Process) -> Result<super::tty::Pty, InitError> {
+    if boot.console_fd < 0 {
+        return Err(InitError::Msg("process.terminal is true but no --console-socket was given".into()));
+    }
+    let pty = super::tty::open_pty()?;
+    if let Some(sz) = process.console_size() {
+        super::tty::set_winsize(pty.master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
+    }
+    // SAFETY: fchown on a valid fd.
+    unsafe { libc::fchown(pty.slave.as_raw_fd(), process.user().uid(), process.user().gid()) };
+    super::tty::send_master(boot.console_fd, pty.master.as_raw_fd())?;
+    // SAFETY: the console socket is no longer needed.
+    unsafe { libc::close(boot.console_fd) };
+    Ok(pty)
+}
+
+/// Bind the pty slave over /dev/console, as runc does.
+fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes the pty number into n.
+    if unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCGPTN, &mut n) } < 0 {
+        return Err(sys("get pty number"));
+    }
+    let src = cstr(format!("/dev/pts/{n}").as_bytes())?;
+    // SAFETY: valid C strings; an existing /dev/console is reused.
+    unsafe {
+        let fd = libc::open(c"/dev/console".as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o600);
+        if fd < 0 {
+            return Err(sys("create /dev/console"));
+        }
+        libc::close(fd);
+        check(
+            libc::mount(src.as_ptr(), c"/dev/console".as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()),
+            || format!("bind /dev/pts/{n} on /dev/console"),
+        )?;
+    }
+    Ok(())
 }
 
 fn drop_channel(ch: &Channel) {
@@ -625,7 +681,7 @@ fn close_fds(from: i32) {
     }
 }
 
-fn exec(path: &Path, args: &[String], env: &[String]) -> Result<std::convert::Infallible, InitError> {
+fn exec(path: &Path, args: &[String], env: &[String], err_fd: RawFd) -> Result<std::convert::Infallible, InitError> {
     let p = cstr(path.as_os_str().as_bytes())?;
     let a: Vec<CString> = args.iter().map(|s| cstr(s.as_bytes())).collect::<Result<_, _>>()?;
     let e: Vec<CString> = env.iter().map(|s| cstr(s.as_bytes())).collect::<Result<_, _>>()?;
@@ -636,7 +692,12 @@ fn exec(path: &Path, args: &[String], env: &[String]) -> Result<std::convert::In
     // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(p.as_ptr(), av.as_ptr(), ev.as_ptr()) };
     let err = std::io::Error::last_os_error();
-    eprintln!("berth: exec {}: {err}", path.display());
+    let msg = format!("exec {}: {err}", path.display());
+    if err_fd >= 0 {
+        // SAFETY: writing a buffer to our own fd.
+        unsafe { libc::write(err_fd, msg.as_ptr().cast(), msg.len()) };
+    }
+    eprintln!("berth: {msg}");
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(if err.kind() == std::io::ErrorKind::NotFound { 127 } else { 126 }) }
 }

@@ -32,6 +32,9 @@ pub struct BootHeader {
     pub no_new_keyring: bool,
     pub preserve_fds: i32,
     pub fifo_fd: RawFd,
+    /// File for the reason the process could not be executed after `start` (-1: none).
+    #[serde(default = "no_fd")]
+    pub exec_err_fd: RawFd,
     pub console_fd: RawFd,
     pub cgroup: crate::cgroups::MountInfo,
     /// State JSON for createContainer hooks (status creating) and startContainer (created).
@@ -45,6 +48,10 @@ pub struct BootHeader {
     /// Set for `berth exec`: join the running container instead of building one.
     #[serde(default)]
     pub exec: Option<ExecInfo>,
+}
+
+fn no_fd() -> RawFd {
+    -1
 }
 
 /// What an exec'd process needs: the namespaces to join and the process to run.

@@ -58,7 +58,16 @@ pub fn pair() -> Result<(Channel, Channel), SyncError> {
 
 impl Channel {
     pub fn send(&self, kind: u8, payload: &[u8]) -> Result<(), SyncError> {
-        self.send_with_fd(kind, payload, None)
+        match self.send_with_fd(kind, payload, None) {
+            // The other side died: if it left its error message, that is the real cause.
+            Err(SyncError::Io(e)) if matches!(e.raw_os_error(), Some(libc::EPIPE) | Some(libc::ECONNRESET)) => {
+                match self.recv() {
+                    Err(remote @ SyncError::Remote(_)) => Err(remote),
+                    _ => Err(SyncError::Eof),
+                }
+            }
+            r => r,
+        }
     }
 
     pub fn send_with_fd(&self, kind: u8, payload: &[u8], fd: Option<RawFd>) -> Result<(), SyncError> {
