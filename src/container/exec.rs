@@ -237,6 +237,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         state_created: String::new(),
         debug: g.debug,
         wait_joined: false,
+        late_ns: false,
         exec: Some(ExecInfo { namespaces, process }),
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;

@@ -174,10 +174,13 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     let linux = spec.linux().as_ref();
     let plan = Plan::from_linux(linux)?;
-    if !plan.single_clone() {
-        return Err(Error::Config(
-            "a new user namespace together with namespaces joined by path is not supported yet".into(),
-        ));
+    // With a user namespace to create after joining others by path (or one to join), the init
+    // makes its namespaces itself and forks once for a new pid namespace.
+    let late_ns = !plan.single_clone();
+    if late_ns && plan.creates(LinuxNamespaceType::Pid) {
+        // The forked pid 1 is re-parented to us (and `run` can wait for it).
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     }
     if let Some(p) = spec.process() {
         crate::capabilities::Masks::from_spec(p.capabilities().as_ref())?;
@@ -246,7 +249,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 
     // Namespaces that apply to children only are entered by the parent just around clone.
     let restore = ParentNs::enter(&plan, linux)?;
-    let flags = plan.new_flags & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME);
+    let flags = if late_ns { 0 } else { plan.new_flags & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME) };
     let me = std::process::id() as libc::pid_t;
     // On cgroup v2 the init is born in its cgroup (CLONE_INTO_CGROUP). Elsewhere writing
     // cgroup.procs waits for an RCU grace period (~10 ms): that write overlaps the init's own
@@ -264,14 +267,14 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
-        process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns, me);
+        process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns && !late_ns, me);
     }
     undo.child = pid;
     restore.leave()?;
     drop(child_ch);
     drop(exe);
 
-    if userns {
+    if userns && !late_ns {
         let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
         namespaces::write_id_maps(
             pid,
@@ -297,15 +300,20 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         state_creating: String::from_utf8_lossy(&saved.spec_state_json(Status::Creating)).into_owned(),
         state_created: String::from_utf8_lossy(&saved.spec_state_json(Status::Created)).into_owned(),
         debug: g.debug,
-        wait_joined: !born_in_cgroup,
+        wait_joined: !born_in_cgroup && !late_ns,
+        late_ns,
         exec: None,
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
     let bpf = seccomp.map(|s| s.to_bytes()).unwrap_or_default();
+    if late_ns && !born_in_cgroup {
+        // Joined before the init forks, so its pid 1 inherits the cgroup.
+        cg.add_task(pid)?;
+    }
     parent_ch
         .send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes, &bpf]))
         .map_err(|e| sync_failed(e, pid, &mut undo))?;
-    if !born_in_cgroup {
+    if !born_in_cgroup && !late_ns {
         cg.add_task(pid)?;
         parent_ch.send(sync::kind::JOINED, b"").map_err(|e| sync_failed(e, pid, &mut undo))?;
     }
@@ -334,10 +342,32 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                 send_seccomp_fd(&spec, &saved, fd.as_raw_fd())?;
                 parent_ch.send(sync::kind::SECCOMP_DONE, b"")?;
             }
+            sync::kind::MAPS => {
+                let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
+                namespaces::write_id_maps(
+                    saved.pid,
+                    l.uid_mappings().as_deref().unwrap_or(&[]),
+                    l.gid_mappings().as_deref().unwrap_or(&[]),
+                    false,
+                )?;
+                parent_ch.send(sync::kind::MAPPED, b"")?;
+            }
+            sync::kind::NEWPID => {
+                let b: [u8; 4] = _payload.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Msg("bad pid message".into()))?;
+                let newpid = i32::from_le_bytes(b);
+                // Reap the process that forked it; the new one is our child now (subreaper).
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(saved.pid, &mut st, 0) };
+                saved.pid = newpid;
+                undo.child = newpid;
+                parent_ch.send(sync::kind::PID_ACK, b"")?;
+            }
             sync::kind::READY => break,
             other => return Err(Error::Msg(format!("unexpected message {other} from container init"))),
         }
     }
+    let pid = saved.pid;
     saved.pid_start = state::pid_start_time(pid).unwrap_or(0);
     let dir = undo.dir.as_ref().ok_or_else(|| Error::Msg("state dir vanished".into()))?;
     // exec builds its processes from the config as it was at create.

@@ -106,13 +106,16 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     let plan = Plan::from_linux(linux)?;
 
     // Join namespaces given by path (pid and time were joined by the parent before clone,
-    // since they apply to children only).
+    // since they apply to children only); the user namespace comes first.
     for (t, path) in &plan.join {
         if matches!(t, LinuxNamespaceType::Pid) {
             continue;
         }
         let f = namespaces::open_ns(*t, path)?;
         namespaces::setns(*t, path, &f)?;
+    }
+    if boot.late_ns {
+        make_late_namespaces(ch, &plan)?;
     }
     // The cgroup namespace must be made once we are in our cgroup, so that its root is the
     // container's cgroup. Born there (v2): now, before the cgroup2 mount. Joined by the parent
@@ -352,6 +355,39 @@ fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
             libc::mount(src.as_ptr(), c"/dev/console".as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()),
             || format!("bind /dev/pts/{n} on /dev/console"),
         )?;
+    }
+    Ok(())
+}
+
+/// Create the namespaces clone could not: a user namespace (the parent writes its maps), then
+/// the rest; a new pid namespace needs one more fork, whose child becomes the container's init.
+fn make_late_namespaces(ch: &Channel, plan: &Plan) -> Result<(), InitError> {
+    if plan.creates(LinuxNamespaceType::User) {
+        namespaces::unshare(libc::CLONE_NEWUSER, "user")?;
+        ch.send(kind::MAPS, b"")?;
+        ch.expect(kind::MAPPED)?;
+        // SAFETY: become root of the new user namespace, which the parent has mapped.
+        unsafe {
+            check(libc::setresgid(0, 0, 0), || "setresgid(0) in user namespace".into())?;
+            check(libc::setresuid(0, 0, 0), || "setresuid(0) in user namespace".into())?;
+        }
+    }
+    let rest = plan.new_flags & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME);
+    if rest != 0 {
+        namespaces::unshare(rest, "namespaces")?;
+    }
+    if plan.creates(LinuxNamespaceType::Pid) {
+        // SAFETY: single-threaded fork; the parent only reports the child's pid and exits.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(sys("fork into the new pid namespace"));
+        }
+        if child > 0 {
+            let _ = ch.send(kind::NEWPID, &child.to_le_bytes());
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(0) }
+        }
+        ch.expect(kind::PID_ACK)?;
     }
     Ok(())
 }

@@ -45,6 +45,10 @@ pub struct BootHeader {
     /// JOINED before anything that must happen inside the cgroup.
     #[serde(default)]
     pub wait_joined: bool,
+    /// The namespaces were not made by clone: join the given ones, then create the new ones
+    /// (a new user namespace after joining others by path, or a user namespace joined by path).
+    #[serde(default)]
+    pub late_ns: bool,
     /// Set for `berth exec`: join the running container instead of building one.
     #[serde(default)]
     pub exec: Option<ExecInfo>,

@@ -27,6 +27,13 @@ pub mod kind {
     /// parent → init: the init is in its cgroup (sent after BOOT when the join overlaps the
     /// init's own set-up).
     pub const JOINED: u8 = 9;
+    /// init → parent: write my uid/gid maps (I made a new user namespace myself).
+    pub const MAPS: u8 = 10;
+    /// init → parent: the container's pid-1 process has this pid (payload i32 le); the one
+    /// that sent it exits.
+    pub const NEWPID: u8 = 11;
+    /// parent → init: NEWPID noted, go on.
+    pub const PID_ACK: u8 = 12;
 }
 
 #[derive(Debug, thiserror::Error)]
