@@ -61,13 +61,29 @@ fn badinput_missing_rootfs() {
     create_and_run_fail(&ctx, &b, &["no-such-rootfs", "rootfs"]);
 }
 
+/// `process` is optional at create but REQUIRED at start (spec): `run` fails; `create` either
+/// fails (runc) or succeeds and then `start` fails.
 #[test]
-fn badinput_no_process_for_create() {
+fn badinput_no_process() {
     let ctx = Ctx::new("noprocess");
     let mut b = ctx.bundle();
     b.remove("/process");
     b.write_config("x");
-    create_and_run_fail(&ctx, &b, &["process"]);
+    let id = ctx.id("run");
+    let snap = ctx.snapshot(&b);
+    let o = ctx.cmd(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    o.one_line_error(&["process"]);
+    ctx.assert_nothing_left(&snap, &b, &id);
+
+    let id = ctx.id("create");
+    let snap = ctx.snapshot(&b);
+    let o = ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    if o.code != 0 {
+        o.one_line_error(&["process"]);
+        ctx.assert_nothing_left(&snap, &b, &id);
+        return;
+    }
+    ctx.start(&id).one_line_error(&["process"]);
 }
 
 #[test]

@@ -243,7 +243,9 @@ fn hooks_timeout_fails_step() {
     let ctx = Ctx::new("hooktimeout");
     let mut b = ctx.bundle();
     b.args(&["sleep", "100"]);
-    b.hook("createRuntime", json!({"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}));
+    // A duration no other test uses, to find this very hook process afterwards.
+    let secs = format!("30.{}{}", std::process::id(), ctx.dir.to_string_lossy().len());
+    b.hook("createRuntime", json!({"path": "/bin/sleep", "args": ["sleep", secs], "timeout": 1}));
     let id = ctx.id("ht");
     let snap = ctx.snapshot(&b);
     let o = ctx.create(&mut b, &id);
@@ -252,17 +254,17 @@ fn hooks_timeout_fails_step() {
     ctx.assert_nothing_left(&snap, &b, &id);
     // The hook process itself is gone.
     assert!(
-        wait_until(Duration::from_secs(3), || !sleep30_running()),
+        wait_until(Duration::from_secs(3), || !sleep_running(&secs)),
         "the timed-out hook is still running"
     );
 }
 
-fn sleep30_running() -> bool {
+fn sleep_running(secs: &str) -> bool {
     let Ok(rd) = fs::read_dir("/proc") else { return false };
     rd.filter_map(|e| e.ok()).any(|e| {
         let p = e.path();
         pid_alive(e.file_name().to_string_lossy().parse().unwrap_or(-1))
-            && read(p.join("cmdline")) == "sleep\u{0}30\u{0}"
+            && read(p.join("cmdline")) == format!("sleep\u{0}{secs}\u{0}")
     })
 }
 

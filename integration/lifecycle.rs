@@ -259,23 +259,23 @@ fn lifecycle_delete_running_without_force_fails() {
     assert!(pid_alive(pid));
 }
 
-/// Spec: deleting a container that is not stopped MUST fail and have no effect.
-/// runc deviates: it kills and deletes a *created* container without -f. berth follows the spec.
+/// Deleting a *created* container without -f kills and deletes it. The spec says deleting a
+/// container that is not stopped MUST fail; runc deviates for created containers (containerd's
+/// shim deletes never-started tasks without --force) and berth documents the same deviation
+/// (src/container/mod.rs, delete). A running one still needs -f (next test).
 #[test]
-fn lifecycle_delete_created_without_force_fails() {
-    if skip_on_runc("runc deletes a created container without -f") {
-        return;
-    }
+fn lifecycle_delete_created_without_force_deletes() {
     let ctx = Ctx::new("delcreated");
     let mut b = ctx.bundle();
     b.args(&["sleep", "1000"]);
     let id = ctx.id("dc");
+    let snap = ctx.snapshot(&b);
     ctx.create(&mut b, &id).ok();
     let pid = ctx.pid(&id);
-    let o = ctx.delete(&id);
-    o.one_line_error(&["created", "not stopped", "force"]);
-    assert_eq!(ctx.state(&id)["status"], "created");
-    assert!(pid_alive(pid));
+    ctx.delete(&id).ok();
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pid)), "init still alive after delete");
+    assert!(ctx.status(&id).is_none());
+    ctx.assert_nothing_left(&snap, &b, &id);
 }
 
 #[test]
@@ -341,9 +341,19 @@ fn lifecycle_parallel_50_distinct_creates() {
     }
 }
 
+/// Two creates of one id at once: exactly one wins, the loser fails with one line and leaves the
+/// winner intact. Three rounds, to give a race a chance to show.
+/// runc deviates: its same-id race can fail both creates ("unable to store init state"), so on
+/// runc the test only requires that at most one succeeds and checks the rest when one did.
 #[test]
 fn lifecycle_parallel_same_id_one_wins() {
     let ctx = Ctx::new("parsame");
+    for _round in 0..3 {
+        same_id_round(&ctx);
+    }
+}
+
+fn same_id_round(ctx: &Ctx) {
     let id = ctx.id("same");
     let mut bundles = Vec::new();
     let mut jobs = Vec::new();
@@ -357,8 +367,12 @@ fn lifecycle_parallel_same_id_one_wins() {
         jobs.push(ctx.spawn(&["create", "--bundle", b.dir.to_str().unwrap(), &id]));
     }
     let outs: Vec<Out> = jobs.into_iter().map(|j| j.wait(Duration::from_secs(60))).collect();
-    let ok: Vec<&Out> = outs.iter().filter(|o| o.code == 0).collect();
-    assert_eq!(ok.len(), 1, "exactly one create must succeed:\n{}\n{}", outs[0], outs[1]);
+    let ok = outs.iter().filter(|o| o.code == 0).count();
+    if is_runc() && ok == 0 {
+        eprintln!("runc: both same-id creates failed");
+        return;
+    }
+    assert_eq!(ok, 1, "exactly one create must succeed:\n{}\n{}", outs[0], outs[1]);
     let loser = outs.iter().find(|o| o.code != 0).unwrap();
     let words = ["exist", "already", "in use", "lock", "busy"];
     if is_runc() {
@@ -374,8 +388,15 @@ fn lifecycle_parallel_same_id_one_wins() {
     let winner = outs.iter().position(|o| o.code == 0).unwrap();
     let bundle = fs::canonicalize(&bundles[winner].dir).unwrap();
     assert_eq!(s["bundle"].as_str().unwrap(), bundle.to_str().unwrap());
+    // The winner is intact: its cgroup is still there and it starts.
+    assert!(cgroup_dirs(&id, None).iter().any(|d| d.exists()), "the winner's cgroup was removed");
+    ctx.start(&id).ok();
+    assert_eq!(ctx.state(&id)["status"], "running");
+    let pid = ctx.pid(&id);
+    assert!(read(format!("/proc/{pid}/cgroup")).contains(&format!("/berth/{id}")));
     // The loser's bundle has no process or mount left.
     let lb = &bundles[1 - winner];
     assert!(wait_until(Duration::from_secs(3), || procs_in(&lb.dir).is_empty()), "loser left processes");
     assert!(mounts_under(&lb.dir).is_empty());
+    ctx.delete_force(&id).ok();
 }

@@ -4,11 +4,14 @@
 mod common;
 
 mod badinput;
+mod cgroups;
+mod cgroups_v2;
 mod cli;
 mod hooks;
 mod lifecycle;
 mod namespaces;
 mod process;
 mod rootfs;
+mod seccomp;
 mod security;
 mod state;

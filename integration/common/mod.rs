@@ -748,6 +748,9 @@ impl Ctx {
             for (pid, what) in procs_in(&b.dir) {
                 problems.push(format!("process {pid} has {what} in the bundle"));
             }
+            for pid in procs_in_cgroup(id, b.cgroups_path().as_deref()) {
+                problems.push(format!("process {pid} is in the container's cgroup"));
+            }
             if problems.is_empty() || Instant::now() > deadline {
                 break;
             }
@@ -782,13 +785,19 @@ impl Drop for Ctx {
             let _ = c.kill();
             let _ = c.wait();
         }
-        // Kill what is left with its cwd or root in our dir (a broken runtime's init).
-        for (pid, _) in procs_in(&self.dir) {
+        // Kill what is left of this test's containers: processes with their cwd or root in our
+        // dir, or in the cgroup of one of our ids (a pivoted init reads as "/ (deleted)").
+        let mut left: Vec<i32> = procs_in(&self.dir).into_iter().map(|(p, _)| p).collect();
+        for id in &ids {
+            left.extend(procs_in_cgroup(id, None));
+        }
+        for pid in left {
             // SAFETY: kill(2) of a process found running inside this test's own temp dir.
             unsafe {
                 libc::kill(pid, libc::SIGKILL);
             }
         }
+        wait_until(Duration::from_secs(3), || ids.iter().all(|id| procs_in_cgroup(id, None).is_empty()));
         for id in &ids {
             for cg in cgroup_dirs(id, None) {
                 let _ = fs::remove_dir(cg);
@@ -944,6 +953,36 @@ pub fn procs_in(dir: &Path) -> Vec<(i32, String)> {
                     v.push((pid, what.to_string()));
                 }
             }
+        }
+    }
+    v
+}
+
+/// Live processes whose cgroup (in any hierarchy) is /berth/<id> or `cgroups_path`, or below.
+pub fn procs_in_cgroup(id: &str, cgroups_path: Option<&str>) -> Vec<i32> {
+    let mut paths = Vec::new();
+    if valid_name(id) {
+        paths.push(format!("/berth/{id}"));
+    }
+    if let Some(p) = cgroups_path {
+        if p.starts_with('/') && p.len() > 1 {
+            paths.push(p.to_string());
+        }
+    }
+    let mut v = Vec::new();
+    if paths.is_empty() {
+        return v;
+    }
+    let Ok(rd) = fs::read_dir("/proc") else { return v };
+    for e in rd.filter_map(|e| e.ok()) {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let cg = read(format!("/proc/{pid}/cgroup"));
+        let hit = cg.lines().any(|l| {
+            let path = l.splitn(3, ':').nth(2).unwrap_or("");
+            paths.iter().any(|p| path == p || path.starts_with(&format!("{p}/")))
+        });
+        if hit && !is_zombie(pid) {
+            v.push(pid);
         }
     }
     v
