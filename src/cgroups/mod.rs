@@ -200,6 +200,12 @@ impl Manager {
 
     /// Check the parts of `resources` that need no file access, before anything is created.
     pub fn validate(&self, r: &LinuxResources) -> Result<(), CgroupError> {
+        self.check(r, true)
+    }
+
+    /// `validate`; for an update (`fresh` false) a v2 memory+swap without a memory limit is
+    /// allowed: it is converted against the current memory.max.
+    fn check(&self, r: &LinuxResources, fresh: bool) -> Result<(), CgroupError> {
         if self.layout != Layout::V2 && r.unified().as_ref().is_some_and(|u| !u.is_empty()) {
             return Err(CgroupError::UnifiedNeedsV2);
         }
@@ -211,7 +217,7 @@ impl Manager {
                     )));
                 }
             }
-            if self.layout == Layout::V2 {
+            if self.layout == Layout::V2 && (fresh || m.limit().unwrap_or(0) != 0) {
                 convert_swap_to_v2(m.swap().unwrap_or(0), m.limit().unwrap_or(0))?;
             }
         }
@@ -318,7 +324,7 @@ impl Manager {
 
     /// Apply new resource limits to the running container (`berth update`).
     pub fn update(&self, resources: &LinuxResources) -> Result<(), CgroupError> {
-        self.validate(resources)?;
+        self.check(resources, false)?;
         self.apply(Some(resources), false)
     }
 
@@ -945,6 +951,10 @@ mod tests {
         assert!(v2.validate(&r).is_err());
         let r: LinuxResources = serde_json::from_str(r#"{"unified":{"memory.high":"1"}}"#).unwrap();
         assert!(v2.validate(&r).is_ok());
+        // memory+swap alone: refused at create, converted against memory.max on update.
+        let r: LinuxResources = serde_json::from_str(r#"{"memory":{"swap":100}}"#).unwrap();
+        assert!(v2.validate(&r).is_err());
+        assert!(v2.check(&r, false).is_ok());
     }
 
     #[test]

@@ -118,7 +118,20 @@ fn set_memory(dir: &Path, m: &LinuxMemory, fresh: bool) -> Result<(), CgroupErro
     if !fresh && m.check_before_update() == Some(true) {
         check_memory_usage(dir, "memory.current", limit, swap)?;
     }
-    let sw = convert_swap_to_v2(swap, limit)?;
+    // An update of memory+swap alone is converted against the current memory.max (runc
+    // merges the update into its stored limits, which comes to the same).
+    let base = if limit == 0 && swap > 0 && !fresh {
+        match read_opt(dir, "memory.max")?.as_deref().map(str::trim) {
+            None | Some("max") => -1,
+            Some(v) => v.parse().map_err(|_| CgroupError::Parse {
+                path: dir.join("memory.max"),
+                what: format!("not a number: {v:?}"),
+            })?,
+        }
+    } else {
+        limit
+    };
+    let sw = convert_swap_to_v2(swap, base)?;
     let sw_s = match num(sw) {
         None if swap > 0 => Some("0".to_string()), // swap == limit: no swap at all
         s => s,
@@ -159,14 +172,29 @@ fn set_cpu(dir: &Path, c: &LinuxCpu) -> Result<(), CgroupError> {
         }
     }
     if quota != 0 || period != 0 {
-        let q = if quota > 0 { quota.to_string() } else { "max".to_string() };
-        let p = if period != 0 { period } else { 100_000 };
-        write(dir, "cpu.max", &format!("{q} {p}"))?;
+        // Only a period: keep the current quota (reading cpu.max costs one read, update only).
+        let cur = if quota == 0 { read_opt(dir, "cpu.max")? } else { None };
+        if let Some(v) = cpu_max_value(quota, period, cur.as_deref()) {
+            write(dir, "cpu.max", &v)?;
+        }
         if let Some(b) = burst_later {
             write(dir, "cpu.max.burst", &b.to_string())?;
         }
     }
     Ok(())
+}
+
+/// The cpu.max line for the spec's quota and period (0 = unset, quota < 0 = no limit).
+/// Without a period only the quota is written, so the kernel keeps the current period; without
+/// a quota the current one (`cur`, cpu.max's content) is kept. None: nothing to write.
+fn cpu_max_value(quota: i64, period: u64, cur: Option<&str>) -> Option<String> {
+    let q = match quota {
+        0 if period == 0 => return None,
+        0 => cur.and_then(|c| c.split_whitespace().next()).unwrap_or("max").to_string(),
+        q if q < 0 => "max".to_string(),
+        q => q.to_string(),
+    };
+    Some(if period != 0 { format!("{q} {period}") } else { q })
 }
 
 fn set_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
@@ -386,6 +414,18 @@ mod tests {
         assert_eq!(i.len(), 2);
         assert_eq!(b[1], BlkioEntry { major: 8, minor: 0, op: "Write".into(), value: 20 });
         assert_eq!(b[2].major, 253);
+    }
+
+    #[test]
+    fn cpu_max() {
+        assert_eq!(cpu_max_value(0, 0, Some("max 100000")), None);
+        assert_eq!(cpu_max_value(50000, 0, None).as_deref(), Some("50000"));
+        assert_eq!(cpu_max_value(50000, 200000, None).as_deref(), Some("50000 200000"));
+        assert_eq!(cpu_max_value(-1, 0, None).as_deref(), Some("max"));
+        assert_eq!(cpu_max_value(-1, 50000, None).as_deref(), Some("max 50000"));
+        assert_eq!(cpu_max_value(0, 50000, Some("30000 200000\n")).as_deref(), Some("30000 50000"));
+        assert_eq!(cpu_max_value(0, 50000, Some("max 100000")).as_deref(), Some("max 50000"));
+        assert_eq!(cpu_max_value(0, 50000, None).as_deref(), Some("max 50000"));
     }
 
     #[test]
