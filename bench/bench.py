@@ -5,6 +5,9 @@ Measures, interleaved round-robin in one run:
   lifecycle  create -> start -> wait for the container process to exit -> delete
   run        `run` attached (the runtime exits with the container's code)
   limits     the lifecycle again with memory/cpu/pids limits in the config
+  exec       `exec ID true` (attached) into one long-running container per runtime
+  seccomp    the lifecycle again with a docker-like seccomp profile, set against the
+             plain lifecycle's create of the same runtime ("seccomp cost at create")
 plus two reference lines: the "kernel floor" (unshare + chroot + /bin/true)
 and, when crun has to be wrapped, the wrapper's own no-op cost.
 
@@ -16,6 +19,7 @@ import ctypes
 import json
 import os
 import platform
+import random
 import select
 import shlex
 import shutil
@@ -39,10 +43,64 @@ SECTION_TITLES = {
     "lifecycle": "lifecycle: create -> start -> exit (pidfd) -> delete",
     "run": "run (attached, exits with the container's code)",
     "limits": "lifecycle with limits (memory 256M, cpu 50000/100000, pids 100)",
+    "exec": "exec ID true (attached) into a running container",
+    "seccomp": "lifecycle with a docker-like seccomp profile",
 }
+DEFAULT_SECTIONS = "lifecycle,run,limits,exec,seccomp"
 # wrapped invocations of the runtime per measured operation (for crun's wrapper subtraction)
-CALLS = {"lifecycle": 3, "run": 1, "limits": 3}
+CALLS = {"lifecycle": 3, "run": 1, "limits": 3, "exec": 1, "seccomp": 3}
 PHASES = ("create", "start+wait", "delete")
+# sections that are a lifecycle (create/start/delete phases), with the config variant each uses
+LIFECYCLE_VARIANT = {"lifecycle": "plain", "limits": "limits", "seccomp": "seccomp"}
+# letter in the container id per section (fresh id per iteration)
+ID_CODE = {"lifecycle": "l", "run": "r", "limits": "m", "exec": "e", "seccomp": "s"}
+EXEC_ARGS = ["sleep", "100000"]           # the long-running container that exec enters
+
+# seccomp section: one ALLOW rule over these names, every other syscall fails with EPERM
+# (defaultAction SCMP_ACT_ERRNO). Each is allowed by docker's default profile, most of them
+# unconditionally; the list covers what static busybox `true`/`sh` and the runtimes' own init
+# code need after the filter is loaded. `personality` is left out on purpose: the seccomp probe
+# runs `linux32 true` (personality(2), no capability needed) and expects it to be refused, which
+# proves the runtime really loaded the filter. All names are known to libseccomp 2.5.
+SECCOMP_ARCHES = ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"]
+SECCOMP_NAMES = """
+accept accept4 access alarm bind brk capget capset chdir chmod chown clock_getres clock_gettime
+clock_nanosleep clone clone3 close close_range connect copy_file_range creat dup dup2 dup3
+epoll_create epoll_create1 epoll_ctl epoll_pwait epoll_pwait2 epoll_wait eventfd eventfd2 execve
+execveat exit exit_group faccessat faccessat2 fadvise64 fallocate fchdir fchmod fchmodat fchown
+fchownat fcntl fdatasync fgetxattr flistxattr flock fork fremovexattr fsetxattr fstat fstatfs fsync
+ftruncate futex futimesat get_robust_list getcpu getcwd getdents getdents64 getegid geteuid getgid
+getgroups getitimer getpeername getpgid getpgrp getpid getppid getpriority getrandom getresgid
+getresuid getrlimit getrusage getsid getsockname getsockopt gettid gettimeofday getuid getxattr
+inotify_add_watch inotify_init inotify_init1 inotify_rm_watch io_cancel io_destroy io_getevents
+io_pgetevents io_setup io_submit ioctl ioprio_get ioprio_set kill landlock_add_rule
+landlock_create_ruleset landlock_restrict_self lchown lgetxattr link linkat listen listxattr
+llistxattr lremovexattr lseek lsetxattr lstat madvise membarrier memfd_create mincore mkdir mkdirat
+mknod mknodat mlock mlock2 mlockall mmap mprotect mq_getsetattr mq_notify mq_open mq_timedreceive
+mq_timedsend mq_unlink mremap msgctl msgget msgrcv msgsnd msync munlock munlockall munmap nanosleep
+newfstatat open openat openat2 pause pidfd_getfd pidfd_open pidfd_send_signal pipe pipe2
+pkey_alloc pkey_free pkey_mprotect poll ppoll prctl pread64 preadv preadv2 prlimit64 process_mrelease
+pselect6 pwrite64 pwritev pwritev2 read readahead readlink readlinkat readv recvfrom recvmmsg
+recvmsg remap_file_pages removexattr rename renameat renameat2 restart_syscall rmdir rseq
+rt_sigaction rt_sigpending rt_sigprocmask rt_sigqueueinfo rt_sigreturn rt_sigsuspend rt_sigtimedwait
+rt_tgsigqueueinfo sched_get_priority_max sched_get_priority_min sched_getaffinity sched_getattr
+sched_getparam sched_getscheduler sched_rr_get_interval sched_setaffinity sched_setattr
+sched_setparam sched_setscheduler sched_yield seccomp select semctl semget semop semtimedop sendfile
+sendmmsg sendmsg sendto set_robust_list set_tid_address setfsgid setfsuid setgid setgroups
+setitimer setpgid setpriority setregid setresgid setresuid setreuid setrlimit setsid setsockopt
+setuid setxattr shmat shmctl shmdt shmget shutdown sigaltstack signalfd signalfd4 socket socketpair
+splice stat statfs statx symlink symlinkat sync sync_file_range syncfs sysinfo tee tgkill time
+timer_create timer_delete timer_getoverrun timer_gettime timer_settime timerfd_create
+timerfd_gettime timerfd_settime times tkill truncate umask uname unlink unlinkat utime utimensat
+utimes vfork vmsplice wait4 waitid write writev arch_prctl get_thread_area set_thread_area
+_llseek _newselect chown32 fchown32 fcntl64 fstat64 fstatat64 fstatfs64 ftruncate64 getegid32
+geteuid32 getgid32 getgroups32 getresgid32 getresuid32 getuid32 lchown32 lstat64 mmap2 recv send
+sendfile64 setfsgid32 setfsuid32 setgid32 setgroups32 setregid32 setresgid32 setresuid32 setreuid32
+setuid32 sigreturn socketcall stat64 statfs64 truncate64 ugetrlimit waitpid ipc
+""".split()
+# what static busybox `true` runs from execve to exit (strace -f of busybox 1.35 true)
+SECCOMP_NEEDED = {"execve", "readlink", "brk", "mprotect", "prctl", "arch_prctl", "prlimit64",
+                  "getrandom", "getuid", "set_tid_address", "set_robust_list", "rseq", "exit_group"}
 
 # pid of the runtime command currently being waited for (so cleanup can finish it on Ctrl-C)
 INFLIGHT = [None]
@@ -215,22 +273,33 @@ def make_bundle(tmp, busybox, runc, proc_args):
     return bundle, rootfs, spec, spec_source
 
 
+def seccomp_profile():
+    """linux.seccomp of the seccomp section (see SECCOMP_NAMES)."""
+    missing = SECCOMP_NEEDED - set(SECCOMP_NAMES)
+    if missing:
+        die("internal: SECCOMP_NAMES lacks %s" % ", ".join(sorted(missing)))
+    return {"defaultAction": "SCMP_ACT_ERRNO", "architectures": list(SECCOMP_ARCHES),
+            "syscalls": [{"names": list(SECCOMP_NAMES), "action": "SCMP_ACT_ALLOW"}]}
+
+
 class Bundle:
     """One bundle shared by all runtimes; config.json is rewritten (untimed) before each
-    operation to give every container its own cgroupsPath under our private prefix."""
+    operation to give every container its own cgroupsPath under our private prefix.
+    Config variants: plain, limits (LIMITS added), seccomp (seccomp_profile() added)."""
 
     def __init__(self, path, rootfs, spec, prefix):
         self.path = path
         self.rootfs = rootfs
         self.prefix = prefix
-        self.plain = spec
-        self.limited = json.loads(json.dumps(spec))
-        res = self.limited["linux"].setdefault("resources", {})
-        res.update(json.loads(json.dumps(LIMITS)))
+        limited = json.loads(json.dumps(spec))
+        limited["linux"].setdefault("resources", {}).update(json.loads(json.dumps(LIMITS)))
+        filtered = json.loads(json.dumps(spec))
+        filtered["linux"]["seccomp"] = seccomp_profile()
+        self.specs = {"plain": spec, "limits": limited, "seccomp": filtered}
         self._cfg = os.path.join(path, "config.json")
 
-    def write(self, cid, limits, args=None):
-        spec = self.limited if limits else self.plain
+    def write(self, cid, variant, args=None):
+        spec = self.specs[variant]
         spec["linux"]["cgroupsPath"] = "/%s/%s" % (self.prefix, cid)
         saved = spec["process"]["args"]
         if args:
@@ -318,6 +387,10 @@ class Runtime:
         self.live = set()                 # ids that may still exist in the runtime's state
         self.launcher = None              # RssLauncher during the RSS pass
         self.last_exit = None
+        self.create_at = {}               # section -> {iteration: create ms} (seccomp cost, paired)
+        self.exec_id = None               # the long-running container of the exec section
+        self.exec_pid = None
+        self.exec_pidfd = None
 
     def how(self):
         if self.wrap:
@@ -348,29 +421,41 @@ class Runtime:
         rc, _, t = spawn(argv, self.log)
         return rc, t
 
-    def lifecycle(self, bundle, cid, limits, timeout, args=None):
-        """create -> start -> container exit -> delete; returns (total ms, (create, start+wait, delete))."""
-        bundle.write(cid, limits, args)
-        pidfile = os.path.join(self.work, cid + ".pid")
-        self.live.add(cid)
-        self.last_exit = None
-        rc, t_create = self.timed(self.argv("create", "--bundle", bundle.path, "--pid-file", pidfile, cid),
-                                  "create-limits" if limits else "create")
-        if rc != 0:
-            raise OpError(self.fail_msg("create", rc))
+    def measure(self, bundle, sec, cid, a):
+        """One measured operation of section sec; returns (total ms, phases or None)."""
+        if sec == "run":
+            return self.run(bundle, cid, a.expect_exit, a.timeout)
+        if sec == "exec":
+            return self.exec(0)
+        return self.lifecycle(bundle, cid, LIFECYCLE_VARIANT[sec], a.timeout)
+
+    def read_pidfile(self, pidfile, step):
+        """pid from the --pid-file the runtime wrote, and a pidfd on it."""
         try:
             with open(pidfile) as f:
                 pid = int(f.read().strip())
         except FileNotFoundError:
             out = self.log.tail()
-            raise OpError("create exited 0 but wrote no --pid-file%s" % ((": " + out) if out else ""))
+            raise OpError("%s exited 0 but wrote no --pid-file%s" % (step, (": " + out) if out else ""))
         except (OSError, ValueError) as e:
-            raise OpError("create wrote an unusable --pid-file %s: %s" % (pidfile, e))
+            raise OpError("%s wrote an unusable --pid-file %s: %s" % (step, pidfile, e))
         os.unlink(pidfile)
         try:
-            pfd = os.pidfd_open(pid)
+            return pid, os.pidfd_open(pid)
         except OSError as e:
-            raise OpError("pidfd_open(%d) after create: %s" % (pid, e))
+            raise OpError("pidfd_open(%d) after %s: %s" % (pid, step, e))
+
+    def lifecycle(self, bundle, cid, variant, timeout, args=None):
+        """create -> start -> container exit -> delete; returns (total ms, (create, start+wait, delete))."""
+        bundle.write(cid, variant, args)
+        pidfile = os.path.join(self.work, cid + ".pid")
+        self.live.add(cid)
+        self.last_exit = None
+        rc, t_create = self.timed(self.argv("create", "--bundle", bundle.path, "--pid-file", pidfile, cid),
+                                  "create" if variant == "plain" else "create-" + variant)
+        if rc != 0:
+            raise OpError(self.fail_msg("create", rc))
+        pid, pfd = self.read_pidfile(pidfile, "create")
         try:
             poller = select.poll()
             poller.register(pfd, select.POLLIN)
@@ -401,7 +486,7 @@ class Runtime:
 
     def run(self, bundle, cid, expect, _timeout, args=None):
         """attached run; the runtime must exit with the container's code."""
-        bundle.write(cid, False, args)
+        bundle.write(cid, "plain", args)
         self.live.add(cid)
         rc, t = self.timed(self.argv("run", "--bundle", bundle.path, cid), "run")
         if rc != expect:
@@ -412,16 +497,62 @@ class Runtime:
             self.live.discard(cid)
         return t, None
 
+    def start_exec_container(self, bundle, timeout):
+        """Untimed: `run -d` the long-running container that the exec section enters."""
+        cid = "%s-exec" % self.name
+        bundle.write(cid, "plain", EXEC_ARGS)
+        pidfile = os.path.join(self.work, cid + ".pid")
+        self.live.add(cid)
+        self.exec_id = cid
+        # the container inherits the log file as stdout/stderr (a pipe would never see EOF)
+        rc, _, _ = spawn(self.argv("run", "-d", "--bundle", bundle.path, "--pid-file", pidfile, cid), self.log)
+        if rc != 0:
+            raise OpError(self.fail_msg("run -d", rc))
+        self.exec_pid, self.exec_pidfd = self.read_pidfile(pidfile, "run -d")
+        if select.select([self.exec_pidfd], [], [], 0.05)[0]:
+            raise OpError("run -d: container process %d (%s) exited at once: %s"
+                          % (self.exec_pid, " ".join(EXEC_ARGS), self.log.tail()))
+
+    def stop_exec_container(self):
+        """Untimed: delete -f the exec section's container; returns (rc, output) or None."""
+        if self.exec_id is None:
+            return None
+        r = self.force_delete(self.exec_id)
+        if self.exec_pidfd is not None:
+            os.close(self.exec_pidfd)
+        self.exec_id = self.exec_pid = self.exec_pidfd = None
+        return r
+
+    def exec(self, expect, args=("true",)):
+        """attached `exec ID ARGS` into the running container; must exit with expect."""
+        if self.exec_id is None:
+            raise OpError("no running container to exec into")
+        rc, t = self.timed(self.argv("exec", self.exec_id, *args), "exec")
+        if rc != expect:
+            gone = ""
+            if self.exec_pidfd is not None and select.select([self.exec_pidfd], [], [], 0)[0]:
+                gone = " (the container process %d has exited)" % self.exec_pid
+            raise OpError(self.fail_msg("exec", rc) + " (expected %d)%s" % (expect, gone))
+        return t, None
+
     def probe(self, bundle, sec, timeout):
         """Prove the container really ran (a stub that exits 0 must not pass): the process writes
-        a marker into the rootfs and exits 7."""
+        a marker into the rootfs and exits 7. For seccomp it also runs `linux32 true`, which the
+        profile must refuse (personality(2) is not allowed): else it exits 9."""
         cid = "%s-probe-%s" % (self.name, sec)
         marker = os.path.join(bundle.rootfs, "tmp", "probe-" + cid)
-        args = ["sh", "-c", "echo ok > /tmp/probe-%s; exit 7" % cid]
+        script = "echo ok > /tmp/probe-%s; " % cid
+        if sec == "seccomp":
+            script += "linux32 true 2>/dev/null && exit 9; "
+        args = ["sh", "-c", script + "exit 7"]
         if sec == "run":
             self.run(bundle, cid, 7, timeout, args=args)
+        elif sec == "exec":
+            self.exec(7, args)
         else:
-            self.lifecycle(bundle, cid, sec == "limits", timeout, args=args)
+            self.lifecycle(bundle, cid, LIFECYCLE_VARIANT[sec], timeout, args=args)
+            if self.last_exit == 9 and sec == "seccomp":
+                raise OpError("the seccomp profile was not applied: personality(2) (linux32 true) succeeded")
             if self.last_exit not in (None, 7):
                 raise OpError("probe container exited %s, expected 7" % self.last_exit)
         if not os.path.exists(marker):
@@ -590,9 +721,50 @@ def build_results(runtimes, refs, sections, wrap_ms):
             r["x_crun"] = ratio(m, crun_adj)
             r["x_crun_raw"] = ratio(m, crun_raw)
         res[sec] = rows
+    if "seccomp" in sections:
+        res["seccomp_cost"] = seccomp_cost(runtimes)
     res["reference"] = [{"name": r.name, "desc": r.desc, "stats": stats(r.samples),
                          "rss_kib": r.rss, "failures": r.fail} for r in refs]
     return res
+
+
+def seccomp_cost(runtimes):
+    """Per runtime: median create with and without the profile (same run) and the difference;
+    also the median of the per-iteration differences (pairs measured in the same iteration)."""
+    out = []
+    for rt in runtimes:
+        plain = rt.create_at.get("lifecycle", {})
+        filt = rt.create_at.get("seccomp", {})
+        if not plain or not filt:
+            continue
+        m_plain = statistics.median(plain.values())
+        m_filt = statistics.median(filt.values())
+        paired = [filt[i] - plain[i] for i in filt if i in plain]
+        out.append({"runtime": rt.name, "create_plain_median": m_plain, "create_seccomp_median": m_filt,
+                    "cost_ms": m_filt - m_plain, "n_plain": len(plain), "n_seccomp": len(filt),
+                    "paired_median_ms": statistics.median(paired) if paired else None,
+                    "paired_n": len(paired)})
+    return out
+
+
+def print_seccomp_cost(rows):
+    print()
+    print("  seccomp cost at create  [ms; median create with the profile - without it (lifecycle section),"
+          " same runtime, same run]")
+    if not rows:
+        print("    (needs the lifecycle and seccomp sections of the same runtime)")
+        return
+    print("    %-22s %10s %10s %8s %8s" % ("runtime", "without", "with", "cost", "paired"))
+    for r in rows:
+        print("    %-22s %s %s %s %s" % (r["runtime"], fmt(r["create_plain_median"], 10),
+                                      fmt(r["create_seccomp_median"], 10), fmt(r["cost_ms"]),
+                                      fmt(r["paired_median_ms"])))
+    print("    paired = median of the per-iteration differences; a wrapper's cost (crun) is in both and"
+          " cancels out")
+    b = next((r for r in rows if r["runtime"] == "berth"), None)
+    if b:
+        print("    target: berth's cost under 2 ms: %s (%.2f ms)" % ("met" if b["cost_ms"] < 2 else "NOT met",
+                                                                  b["cost_ms"]))
 
 
 def print_results(results, runtimes, sections, iters_done, wrap_calls_note, rss_note, launcher_floor):
@@ -605,7 +777,7 @@ def print_results(results, runtimes, sections, iters_done, wrap_calls_note, rss_
             continue
         hdr = "  %-24s %8s %8s %8s %7s %7s %9s" % ("runtime", "median", "p10", "p90", "x runc", "x crun",
                                                    "x crun-raw")
-        if sec != "run":
+        if sec in LIFECYCLE_VARIANT:
             hdr += "  |%8s %10s %8s" % ("create", "start+wait", "delete")
         print(hdr + "  fails")
         for r in rows:
@@ -614,12 +786,14 @@ def print_results(results, runtimes, sections, iters_done, wrap_calls_note, rss_
             line = "  %-24s %s %s %s %s %s %s" % (
                 label, fmt(st["median"]), fmt(st["p10"]), fmt(st["p90"]),
                 fmt(r["x_runc"], 7), fmt(r["x_crun"], 7), fmt(r["x_crun_raw"], 9))
-            if sec != "run":
+            if sec in LIFECYCLE_VARIANT:
                 ph = r["phases"]
                 line += "  |%s %s %s" % (fmt(ph["create"]["median"] if ph.get("create") else None),
                                         fmt(ph["start+wait"]["median"] if ph.get("start+wait") else None, 10),
                                         fmt(ph["delete"]["median"] if ph.get("delete") else None))
             print(line + "  %5d" % r["failures"])
+        if sec == "seccomp":
+            print_seccomp_cost(results.get("seccomp_cost", []))
     refs = results.get("reference", [])
     if refs:
         print()
@@ -640,8 +814,8 @@ def print_results(results, runtimes, sections, iters_done, wrap_calls_note, rss_
     if launcher_floor:
         print("  launcher's own floor (it running static busybox true): %.2f MiB; figures at that level are"
               " the floor, not the runtime" % (launcher_floor / 1024))
-    keys = [k for k, s in (("create", "lifecycle"), ("create-limits", "limits"), ("run", "run"))
-            if s in sections]
+    keys = [k for k, s in (("create", "lifecycle"), ("create-limits", "limits"), ("run", "run"),
+                           ("exec", "exec"), ("create-seccomp", "seccomp")) if s in sections]
     print("  %-24s" % "runtime" + "".join("%15s" % k for k in keys))
     for rt in runtimes:
         if not rt.rss:
@@ -677,8 +851,9 @@ def parse_args():
                     help="comma list of berth,runc,crun (default: all)")
     ap.add_argument("--iterations", "-n", type=int, default=200, help="measured iterations (default 200)")
     ap.add_argument("--warmup", type=int, default=3, help="unrecorded iterations after the check (default 3)")
-    ap.add_argument("--sections", default="lifecycle,run,limits",
-                    help="comma list of lifecycle,run,limits (default: all three)")
+    ap.add_argument("--sections", default=DEFAULT_SECTIONS,
+                    help="comma list of %s (default: all); seccomp adds lifecycle, which it is "
+                         "compared against" % DEFAULT_SECTIONS.replace(",", ", "))
     ap.add_argument("--with-limits", action="store_true",
                     help="make sure the limits section (lifecycle with memory/cpu/pids limits) is measured")
     ap.add_argument("--bundle-args", default="true",
@@ -688,7 +863,8 @@ def parse_args():
                     help="untimed iterations of the peak-RSS pass (default 10)")
     ap.add_argument("--json", metavar="FILE", help="write machine-readable results to FILE")
     ap.add_argument("--berth", default=os.environ.get("BERTH") or os.path.join(tgt, "x86_64-unknown-linux-gnu", "release", "berth"),
-                    help="berth binary (default: $BERTH, else $CARGO_TARGET_DIR or <repo>/target, /release/berth)")
+                    help="berth binary (default: $BERTH, else $CARGO_TARGET_DIR or <repo>/target, "
+                         "then /x86_64-unknown-linux-gnu/release/berth)")
     ap.add_argument("--runc", default=os.environ.get("RUNC") or shutil.which("runc", path=ENV["PATH"]))
     ap.add_argument("--crun", default=os.environ.get("CRUN") or shutil.which("crun", path=ENV["PATH"]))
     ap.add_argument("--busybox", default=os.environ.get("BUSYBOX") or "/bin/busybox",
@@ -698,6 +874,10 @@ def parse_args():
     ap.add_argument("--timeout", type=float, default=10.0,
                     help="seconds to wait for the container process to exit (default 10)")
     ap.add_argument("--tmpdir", help="where the temp dir (bundle, --root dirs) goes (default: /run or /dev/shm if tmpfs)")
+    ap.add_argument("--order", choices=("shuffle", "rotate"), default="shuffle",
+                    help="order of the operations in an iteration: a fresh random order each iteration "
+                         "(default), or the same order rotated by one")
+    ap.add_argument("--seed", type=int, default=1, help="seed of --order shuffle (default 1)")
     ap.add_argument("--keep", action="store_true", help="keep the temp dir (for debugging)")
     a = ap.parse_args()
     a.runtimes = [r.strip() for r in a.runtimes.split(",") if r.strip()]
@@ -707,9 +887,14 @@ def parse_args():
             ap.error("unknown runtime %r (berth, runc, crun)" % r)
     for s in a.sections:
         if s not in SECTION_TITLES:
-            ap.error("unknown section %r (lifecycle, run, limits)" % s)
+            ap.error("unknown section %r (%s)" % (s, DEFAULT_SECTIONS.replace(",", ", ")))
+    a.sections = list(dict.fromkeys(a.sections))
     if a.with_limits and "limits" not in a.sections:
         a.sections.append("limits")
+    a.added = None
+    if "seccomp" in a.sections and "lifecycle" not in a.sections:
+        a.sections.insert(a.sections.index("seccomp"), "lifecycle")
+        a.added = "lifecycle (the seccomp section is compared against it)"
     a.proc_args = shlex.split(a.bundle_args)
     if not a.proc_args:
         ap.error("--bundle-args is empty")
@@ -750,6 +935,7 @@ def main():
     rss_note, launcher_floor = None, None
     interrupted = False
     wrap_ms = None
+    load0 = os.getloadavg()
     try:
         bundle_path, rootfs, spec, spec_source = make_bundle(tmp, a.busybox, a.runc, a.proc_args)
         bundle = Bundle(bundle_path, rootfs, spec, prefix)
@@ -777,21 +963,34 @@ def main():
                                   % (shlex.quote(CRUN_WRAP_SCRIPT), true_bin), tmp))
 
         # header
-        print("berth bench: %s, kernel %s, %d CPUs, cgroup %s, python %s" % (
+        print("berth bench: %s, kernel %s, %d CPUs, cgroup %s, python %s, load average %.2f %.2f %.2f" % (
             time.strftime("%Y-%m-%d %H:%M:%S"), platform.release(), os.cpu_count() or 0, mode,
-            platform.python_version()))
+            platform.python_version(), *load0))
         print("bundle: %s; rootfs = static busybox %s; config from %s; args %s; terminal false; "
               "root writable; cgroupsPath /%s/<id>" % (bundle_path, a.busybox, spec_source,
                                                         json.dumps(a.proc_args), prefix))
-        print("method: one run, round-robin per iteration (order rotated each iteration); every command "
+        order = ("order shuffled each iteration, seed %d" % a.seed if a.order == "shuffle"
+                 else "order rotated each iteration")
+        print("method: one run, round-robin per iteration (%s); every command "
               "via posix_spawn + wait4; pid from --pid-file after create; exit seen via pidfd_open + poll "
-              "(harness is child subreaper and reaps it); fresh id per iteration; --root per runtime in %s" % tmp)
+              "(harness is child subreaper and reaps it); fresh id per iteration; --root per runtime in %s"
+              % (order, tmp))
+        print("sections: %s" % ", ".join(a.sections) + ("; added %s" % a.added if a.added else ""))
+        if "exec" in a.sections:
+            print("exec: per runtime one container started untimed with `run -d` (args %s, its own id and "
+                  "cgroupsPath), then `exec ID true` attached per iteration (must exit 0); delete -f at the end"
+                  % json.dumps(EXEC_ARGS))
+        if "seccomp" in a.sections:
+            print("seccomp: the lifecycle with linux.seccomp = defaultAction SCMP_ACT_ERRNO, one SCMP_ACT_ALLOW"
+                  " rule of %d syscall names (docker-allowed; personality left out), arches %s; the same"
+                  " profile every iteration; a runtime's lifecycle and seccomp operations run back to back,"
+                  " in alternating order" % (len(SECCOMP_NAMES), ", ".join(x[10:] for x in SECCOMP_ARCHES)))
         for rt in runtimes:
             print("peer %-6s %s; %s" % (rt.name + ":", rt.version, rt.how()))
         if any(rt.wrap for rt in runtimes):
             print("       crun 1.8 refuses a hybrid cgroup host, so each crun invocation runs in a private mount"
                   " namespace with the cgroup2 mount hidden; its figures are shown raw and minus the median"
-                  " cost of that wrapper (x3 for a lifecycle, x1 for run)")
+                  " cost of that wrapper (x3 for a lifecycle, x1 for run and exec)")
         for s in skipped:
             print(s)
 
@@ -800,21 +999,24 @@ def main():
             for sec in a.sections:
                 cid = "%s-check-%s" % (rt.name, sec)
                 try:
+                    if sec == "exec":
+                        rt.start_exec_container(bundle, a.timeout)
                     rt.probe(bundle, sec, a.timeout)
-                    if sec == "run":
-                        rt.run(bundle, cid, a.expect_exit, a.timeout)
-                    else:
-                        rt.lifecycle(bundle, cid, sec == "limits", a.timeout)
+                    rt.measure(bundle, sec, cid, a)
                     rt.sections.append(sec)
                 except OpError as e:
                     print("skip %s for %s: first run failed: %s" % (rt.name, sec, e))
                     rt.force_delete(cid)
                     rt.force_delete("%s-probe-%s" % (rt.name, sec))
+                    if sec == "exec":
+                        rt.stop_exec_container()
+                        after_op(rt, mounts, prefix, "%s-exec" % rt.name)
                 after_op(rt, mounts, prefix, cid)
                 after_op(rt, mounts, prefix, "%s-probe-%s" % (rt.name, sec))
             if not rt.sections:
                 print("skip %s: no section works" % rt.name)
                 runtimes.remove(rt)
+                rt.stop_exec_container()
         for ref in list(refs):
             try:
                 ref.measure()
@@ -826,14 +1028,13 @@ def main():
             return 1
         print()
 
-        tasks = [(rt, sec) for sec in a.sections for rt in runtimes if sec in rt.sections]
-        tasks += [(ref, None) for ref in refs]
+        units = make_units(runtimes, refs, a.sections)
+        rng = random.Random(a.seed)
         total = a.warmup + a.iterations
         tty = sys.stderr.isatty()
         for it in range(total):
             record = it >= a.warmup
-            k = it % len(tasks)
-            for obj, sec in tasks[k:] + tasks[:k]:
+            for obj, sec in schedule(units, it, a.order, rng):
                 if isinstance(obj, Reference):
                     try:
                         t = obj.measure()
@@ -845,12 +1046,9 @@ def main():
                 rt = obj
                 if sec not in rt.sections:
                     continue
-                cid = "%s-%s%d" % (rt.name, sec[0], it)
+                cid = "%s-%s%d" % (rt.name, ID_CODE[sec], it)
                 try:
-                    if sec == "run":
-                        t, ph = rt.run(bundle, cid, a.expect_exit, a.timeout)
-                    else:
-                        t, ph = rt.lifecycle(bundle, cid, sec == "limits", a.timeout)
+                    t, ph = rt.measure(bundle, sec, cid, a)
                     rt.consec[sec] = 0
                     if record:
                         rt.samples.setdefault(sec, []).append(t)
@@ -858,16 +1056,19 @@ def main():
                             d = rt.phases.setdefault(sec, {p: [] for p in PHASES})
                             for p, v in zip(PHASES, ph):
                                 d[p].append(v)
+                            rt.create_at.setdefault(sec, {})[it] = ph[0]
                 except OpError as e:
                     rt.fail[sec] = rt.fail.get(sec, 0) + 1
                     rt.consec[sec] = rt.consec.get(sec, 0) + 1
-                    rt.force_delete(cid)
+                    if sec != "exec":     # exec's container stays for the next iteration
+                        rt.force_delete(cid)
                     if rt.consec[sec] >= 3:
                         rt.sections.remove(sec)
                         msg = "dropped from %s after 3 failures in a row: %s" % (sec, e)
                         rt.notes.append(msg)
                         print("bench: %s %s" % (rt.name, msg), file=sys.stderr)
-                after_op(rt, mounts, prefix, cid)
+                if sec != "exec":
+                    after_op(rt, mounts, prefix, cid)
             reap_orphans()
             if record:
                 iters_done += 1
@@ -879,7 +1080,7 @@ def main():
 
         # peak RSS: a separate, untimed pass with create/run launched through a small parent
         launcher = RssLauncher(tmp, a.busybox)
-        rss_note = "%d untimed iteration(s) after the timed ones; create and run launched through %s" % (
+        rss_note = "%d untimed iteration(s) after the timed ones; create, run and exec launched through %s" % (
             min(a.rss_iterations, a.iterations), launcher.desc)
         try:
             Reference("launcher floor", [a.busybox, "true"], "", tmp).measure(launcher)
@@ -891,17 +1092,16 @@ def main():
                 rt.launcher = launcher
                 try:
                     for sec in list(rt.sections):
-                        cid = "%s-rss-%s%d" % (rt.name, sec[0], it)
+                        cid = "%s-rss-%s%d" % (rt.name, ID_CODE[sec], it)
                         try:
-                            if sec == "run":
-                                rt.run(bundle, cid, a.expect_exit, a.timeout)
-                            else:
-                                rt.lifecycle(bundle, cid, sec == "limits", a.timeout)
+                            rt.measure(bundle, sec, cid, a)
                         except OpError as e:
-                            rt.force_delete(cid)
+                            if sec != "exec":
+                                rt.force_delete(cid)
                             if it == 0:
                                 rt.notes.append("RSS pass, %s: %s" % (sec, e))
-                        after_op(rt, mounts, prefix, cid)
+                        if sec != "exec":
+                            after_op(rt, mounts, prefix, cid)
                 finally:
                     rt.launcher = None
             for ref in refs:
@@ -910,6 +1110,16 @@ def main():
                 except OpError:
                     pass
             reap_orphans()
+        # the exec section's containers (on Ctrl-C, cleanup() deletes them with the rest)
+        for rt in runtimes:
+            cid = rt.exec_id
+            r = rt.stop_exec_container()
+            if r is None:
+                continue
+            if r[0] != 0:
+                rt.notes.append("delete -f %s exited %d: %s" % (cid, r[0], r[1]))
+            after_op(rt, mounts, prefix, cid)
+        reap_orphans()
     except KeyboardInterrupt:
         interrupted = True
         print("\nbench: interrupted after %d measured iteration(s); cleaning up" % iters_done, file=sys.stderr)
@@ -926,14 +1136,21 @@ def main():
     if wrap_ms is not None:
         note = ("crun (minus wrapper xN) = crun raw - N x %.2f ms (wrapper no-op median); "
                 "x crun uses that figure, x crun-raw the raw one" % wrap_ms)
+    load1 = os.getloadavg()
     if iters_done:
         print_results(results, runtimes, a.sections, iters_done, note, rss_note, launcher_floor)
+        print("\nload average at the end: %.2f %.2f %.2f (1, 5, 15 min; %d CPUs): other work on the host"
+              " spreads the figures" % (*load1, os.cpu_count() or 0))
     if a.json:
         doc = {
             "meta": {"date": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "kernel": platform.release(),
-                     "cpus": os.cpu_count(), "cgroup_mode": mode, "iterations": iters_done,
+                     "cpus": os.cpu_count(), "cgroup_mode": mode,
+                     "loadavg_start": list(load0), "loadavg_end": list(load1), "iterations": iters_done,
+                     "order": a.order, "seed": a.seed if a.order == "shuffle" else None,
                      "warmup": a.warmup, "interrupted": interrupted, "bundle_args": a.proc_args,
                      "sections": a.sections, "limits": LIMITS, "wrapper_median_ms": wrap_ms,
+                     "exec_container_args": EXEC_ARGS,
+                     "seccomp_profile": seccomp_profile() if "seccomp" in a.sections else None,
                      "rss_method": rss_note, "rss_launcher_floor_kib": launcher_floor,
                      "skipped": skipped,
                      "peers": {rt.name: {"binary": rt.binary, "version": rt.version, "how": rt.how()}
@@ -949,6 +1166,37 @@ def main():
             json.dump(doc, f, indent=1)
         print("\nwrote %s" % a.json)
     return 130 if interrupted else 0
+
+
+def make_units(runtimes, refs, sections):
+    """What one iteration runs, as units kept together: one operation each, except a runtime's
+    lifecycle and seccomp, which run back to back so that the seccomp cost compares two creates
+    made under the same conditions."""
+    units = []
+    for sec in sections:
+        for rt in runtimes:
+            if sec not in rt.sections or (sec == "seccomp" and "lifecycle" in rt.sections):
+                continue
+            if sec == "lifecycle" and "seccomp" in rt.sections:
+                units.append([(rt, "lifecycle"), (rt, "seccomp")])
+            else:
+                units.append([(rt, sec)])
+    return units + [[(ref, None)] for ref in refs]
+
+
+def schedule(units, it, order, rng):
+    """Iteration it's operations: every unit once, units in a fresh random order (shuffle) or
+    rotated by one (rotate); the order inside a unit alternates between iterations.
+    Why shuffle: an operation is slowed by what ran just before it (e.g. a delete's cgroup
+    teardown finishes asynchronously in the kernel); rotation keeps each operation's
+    predecessor fixed, which biases one runtime against another."""
+    if order == "rotate":
+        k = it % len(units)
+        seq = units[k:] + units[:k]
+    else:
+        seq = list(units)
+        rng.shuffle(seq)
+    return [op for u in seq for op in (u if it % 2 == 0 else u[::-1])]
 
 
 def after_op(rt, mounts, prefix, cid):
@@ -982,8 +1230,9 @@ def cleanup(tmp, prefix, runtimes, keep):
     # 2. every container a runtime may still know about
     for rt in runtimes:
         names = set(rt.live)
-        try:
-            names.update(e.name for e in os.scandir(rt.root) if e.is_dir())
+        try:   # only our ids: a runtime may keep other things in its root (berth: ~seccomp cache)
+            names.update(e.name for e in os.scandir(rt.root)
+                         if e.is_dir() and e.name.startswith(rt.name + "-"))
         except OSError:
             pass
         for cid in sorted(names):

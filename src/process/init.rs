@@ -48,6 +48,10 @@ fn check(r: libc::c_int, call: impl FnOnce() -> String) -> Result<(), InitError>
     }
 }
 
+/// Once the init has reported ready, the runtime that created it is gone: later errors go to
+/// this fd (the container's exec error file, which `start` reads).
+static START_ERR_FD: std::sync::atomic::AtomicI32 = std::sync::atomic::AtomicI32::new(-1);
+
 /// Entry point of `berth init`. Never returns.
 pub fn main(sync_fd: RawFd) -> ! {
     // SAFETY: the fd number comes from our own parent through the environment; we own it now.
@@ -59,9 +63,16 @@ pub fn main(sync_fd: RawFd) -> ! {
         Err(e) => e,
     };
     let msg = err.to_string();
-    if ch.send(kind::ERROR, msg.as_bytes()).is_err() {
-        // The runtime is gone (we were started): the container's stderr is the only place left.
-        eprintln!("berth init: {msg}");
+    // Before READY the runtime is there to report our error (or, if it closed the channel, it
+    // failed itself and reports that): stay quiet. After READY the error has already gone to
+    // the exec error file and stderr.
+    let err_fd = START_ERR_FD.load(std::sync::atomic::Ordering::Relaxed);
+    if err_fd >= 0 {
+        // SAFETY: writing a buffer to our own fd.
+        unsafe { libc::write(err_fd, msg.as_ptr().cast(), msg.len()) };
+        eprintln!("berth: {msg}");
+    } else {
+        let _ = ch.send(kind::ERROR, msg.as_bytes());
     }
     // SAFETY: _exit never returns.
     unsafe { libc::_exit(1) }
@@ -294,9 +305,9 @@ fn exec_process(
     if is_init {
         ch.send(kind::READY, b"")?;
         drop_channel(ch);
+        START_ERR_FD.store(boot.exec_err_fd, std::sync::atomic::Ordering::Relaxed);
         wait_for_start(boot.fifo_fd);
-        crate::hooks::run_all("startContainer", hooks.and_then(|h| h.start_container().as_ref()), boot.state_created.as_bytes())
-            .map_err(|e| report_start_failure(boot, e.into()))?;
+        crate::hooks::run_all("startContainer", hooks.and_then(|h| h.start_container().as_ref()), boot.state_created.as_bytes())?;
     }
 
     if !early_seccomp {
@@ -306,16 +317,6 @@ fn exec_process(
     }
     close_fds(3 + boot.preserve_fds);
     exec(&exe, &args, &env, boot.exec_err_fd)
-}
-
-/// After `start`, the runtime that created us is gone: leave the reason where `start` reads it.
-fn report_start_failure(boot: &BootHeader, e: InitError) -> InitError {
-    if boot.exec_err_fd >= 0 {
-        let msg = e.to_string();
-        // SAFETY: writing a buffer to our own fd.
-        unsafe { libc::write(boot.exec_err_fd, msg.as_ptr().cast(), msg.len()) };
-    }
-    e
 }
 
 /// Make the pty, size it, give the slave to the process's user and hand the master to the
