@@ -26,6 +26,10 @@ test: deps
 unit:
 	$(CARGO) test --release --bin berth
 
+# cgroup v2 tests in one boot of the pure-v2 VM kit (../shared/vm/run-in-vm; CI has it).
+vmtest: build
+	integration/vm/run-v2.sh
+
 integration: build
 	$(CARGO) test --release --test integration -- --test-threads=2
 
