@@ -167,7 +167,13 @@ fn pids_max() {
     let (id, cg) = sleeper(&ctx, "v2pids", json!({"pids": {"limit": 8}}));
     assert_eq!(host(&cg, "pids.max"), "8");
     assert_eq!(inside(&ctx, &id, "pids.max"), "8");
-    let o = ctx.cmd(&["exec", &id, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo done"]);
+    let o = ctx.cmd(&[
+        "exec",
+        &id,
+        "sh",
+        "-c",
+        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo done",
+    ]);
     let cur: u64 = host(&cg, "pids.current").parse().unwrap();
     assert!(cur <= 8, "pids.current {cur} above the limit");
     assert!(o.stderr.contains("fork") || o.stderr.contains("Resource temporarily unavailable"), "{o}");
@@ -238,7 +244,9 @@ fn unified_keys() {
     delete_and_check(&ctx, &id, &cg);
 
     // Bad keys: one line, nothing left.
-    for (tag, key) in [("nofile", "memory.no_such_file"), ("slash", "../memory.max"), ("noctrl", "nosuch.max")] {
+    for (tag, key) in
+        [("nofile", "memory.no_such_file"), ("slash", "../memory.max"), ("noctrl", "nosuch.max")]
+    {
         let (mut b, cg) = v2_bundle(&ctx, &format!("v2unibad{tag}"), json!({"unified": {key: "1"}}));
         b.args(&["true"]);
         let id = ctx.id(tag);
@@ -259,10 +267,8 @@ fn devices_ebpf_eperm() {
     let ctx = Ctx::new("v2-dev");
     let (mut b, cg) = v2_bundle(&ctx, "v2dev", json!({}));
     add_caps(&mut b, &["CAP_MKNOD"]);
-    b.sh(
-        "mknod /dev/k12 c 1 2 || exit 10; mknod /dev/null2 c 1 3 || exit 11; \
-         head -c1 /dev/k12 2>&1; echo; echo x > /dev/null2 && echo null-ok",
-    );
+    b.sh("mknod /dev/k12 c 1 2 || exit 10; mknod /dev/null2 c 1 3 || exit 11; \
+         head -c1 /dev/k12 2>&1; echo; echo x > /dev/null2 && echo null-ok");
     let id = ctx.id("v2dev");
     let o = ctx.run(&mut b, &id);
     o.ok();
@@ -363,8 +369,23 @@ fn update_every_flag() {
     let (id, cg) = sleeper(&ctx, "v2update", json!({"memory": {"limit": 67108864}, "pids": {"limit": 100}}));
     let swap = dir(&cg).join("memory.swap.max").exists();
     let mut args = vec![
-        "update", "--memory", "100m", "--memory-reservation", "50m", "--cpu-shares", "512", "--cpu-quota",
-        "20000", "--cpu-period", "50000", "--cpuset-cpus", "0", "--cpuset-mems", "0", "--pids-limit", "50",
+        "update",
+        "--memory",
+        "100m",
+        "--memory-reservation",
+        "50m",
+        "--cpu-shares",
+        "512",
+        "--cpu-quota",
+        "20000",
+        "--cpu-period",
+        "50000",
+        "--cpuset-cpus",
+        "0",
+        "--cpuset-mems",
+        "0",
+        "--pids-limit",
+        "50",
     ];
     if swap {
         args.extend(["--memory-swap", "200m"]);
@@ -383,8 +404,12 @@ fn update_every_flag() {
     assert_eq!(host(&cg, "pids.max"), "50");
     assert_eq!(inside(&ctx, &id, "memory.max"), (100u64 << 20).to_string());
     // Resources JSON on stdin.
-    update_json(&ctx, &id, json!({"memory": {"limit": 41943040}, "cpu": {"shares": 2}, "pids": {"limit": 42}}))
-        .ok();
+    update_json(
+        &ctx,
+        &id,
+        json!({"memory": {"limit": 41943040}, "cpu": {"shares": 2}, "pids": {"limit": 42}}),
+    )
+    .ok();
     assert_eq!(host(&cg, "memory.max"), "41943040");
     assert_eq!(host(&cg, "cpu.weight"), "1");
     assert_eq!(host(&cg, "pids.max"), "42");
@@ -401,7 +426,8 @@ fn events_stats() {
         return;
     }
     let ctx = Ctx::new("v2-stats");
-    let (mut b, cg) = v2_bundle(&ctx, "v2stats", json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}}));
+    let (mut b, cg) =
+        v2_bundle(&ctx, "v2stats", json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}}));
     b.sh("sleep 1000 & exec sleep 1000");
     let id = ctx.id("v2stats");
     ctx.run_detached(&mut b, &id);
@@ -420,6 +446,15 @@ fn events_stats() {
         check_stats_shape(l, &id);
     }
     delete_and_check(&ctx, &id, &cg);
+}
+
+#[test]
+fn events_stream_reports_oom() {
+    if skip_unless_v2("events_stream_reports_oom") {
+        return;
+    }
+    let ctx = Ctx::new("v2-evoom");
+    check_oom_event(&ctx, "v2evoom", true);
 }
 
 #[test]
@@ -456,7 +491,7 @@ fn delete_force_and_kill_all() {
 
 #[test]
 fn bad_cpuset_nothing_left() {
-    if skip_unless_v2("bad_cpuset_nothing_left") {
+    if skip_unless_v2("bad_cpuset_nothing_left") || skip_on_runc("runc leaves the parents it made") {
         return;
     }
     let ctx = Ctx::new("v2-badcpus");
@@ -506,7 +541,10 @@ fn works_under_1mib_memory_limit() {
         return;
     }
     let ctx = Ctx::new("v2-floor");
-    let limits: Vec<u64> = [4096u64, 2048, 1536, 1024, 768, 512, 384, 256, 192, 128].iter().map(|k| k << 10).collect();
+    let limits: Vec<u64> = [8192u64, 6144, 4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256, 192, 128]
+        .iter()
+        .map(|k| k << 10)
+        .collect();
     let f = memory_floor(&ctx, "v2floor", &limits);
     if is_runc() {
         eprintln!("works_under_1mib_memory_limit: runc floor {f:?}");

@@ -3,10 +3,12 @@
 
 mod common;
 
+mod apparmor;
 mod badinput;
 mod cgroups;
 mod cgroups_v2;
 mod cli;
+mod exec;
 mod hooks;
 mod lifecycle;
 mod namespaces;
@@ -15,3 +17,4 @@ mod rootfs;
 mod seccomp;
 mod security;
 mod state;
+mod tty;

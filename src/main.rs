@@ -132,6 +132,7 @@ struct ExecArgs {
 }
 
 #[derive(clap::Args)]
+#[command(allow_negative_numbers = true)]
 struct UpdateArgs {
     /// Resources JSON file, or - for stdin (as containerd sends it).
     #[arg(short = 'r', long)]
@@ -146,7 +147,7 @@ struct UpdateArgs {
     kernel_memory: Option<String>,
     #[arg(long = "kernel-memory-tcp", hide = true)]
     kernel_memory_tcp: Option<String>,
-    #[arg(long = "cpu-shares")]
+    #[arg(long = "cpu-shares", alias = "cpu-share")]
     cpu_shares: Option<u64>,
     #[arg(long = "cpu-quota")]
     cpu_quota: Option<i64>,

@@ -89,44 +89,83 @@ impl OomWatcher {
                 }
                 Ok(OomEvent::Oom)
             }
-            Kind::V2 { mem_wd, cg_wd, last_kills, gone } => {
-                let mut buf = [0u8; 4096];
-                loop {
-                    // Events of different files may arrive in any order (kernfs notifies from
-                    // a work queue): look at the whole batch, report an OOM kill before the
-                    // end of the cgroup.
-                    let kills = kills_v2(&self.dir);
-                    if kills > *last_kills {
-                        *last_kills = kills;
-                        return Ok(OomEvent::Oom);
-                    }
-                    if *gone {
-                        return Ok(OomEvent::Gone);
-                    }
-                    let n = read_retry(self.fd.as_raw_fd(), &mut buf).map_err(io("read inotify of", &self.dir))?;
-                    let mut off = 0;
-                    let hdr = std::mem::size_of::<libc::inotify_event>();
-                    while off + hdr <= n {
-                        // SAFETY: the kernel wrote a whole inotify_event header at `off`
-                        // (checked against n); read_unaligned copes with the byte buffer.
-                        let ev: libc::inotify_event =
-                            unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off) as *const libc::inotify_event) };
-                        off += hdr + ev.len as usize;
-                        if ev.mask & libc::IN_IGNORED != 0 {
-                            *gone = true;
-                        } else if ev.wd == *cg_wd && ev.wd != *mem_wd {
-                            let populated = util::read_opt(&self.dir, "cgroup.events")
-                                .ok()
-                                .flatten()
-                                .and_then(|s| util::value_by_key(&s, "populated"));
-                            if populated.unwrap_or(0) == 0 {
-                                *gone = true;
-                            }
-                        }
-                    }
+            Kind::V2 { .. } => loop {
+                if let Some(ev) = self.v2_pending() {
+                    return Ok(ev);
+                }
+                self.v2_read()?;
+            },
+        }
+    }
+
+    /// Like `wait`, but gives up after `timeout`: None when no event came in time (activity
+    /// that was not an OOM, such as a memory.events "max" counter, counts as none).
+    pub fn poll_event(&mut self, timeout: std::time::Duration) -> Result<Option<OomEvent>, CgroupError> {
+        if let Some(ev) = self.v2_pending() {
+            return Ok(Some(ev));
+        }
+        let mut pfd = libc::pollfd { fd: self.fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
+        let ms = i32::try_from(timeout.as_millis()).unwrap_or(i32::MAX);
+        // SAFETY: one valid pollfd for the duration of the call.
+        let r = unsafe { libc::poll(&mut pfd, 1, ms) };
+        if r < 0 {
+            return match Errno::last() {
+                Errno::EINTR => Ok(None),
+                e => Err(io("poll oom notifications of", &self.dir)(e)),
+            };
+        }
+        if r == 0 {
+            return Ok(None);
+        }
+        match self.kind {
+            // Readable: this read does not block.
+            Kind::V1 { .. } => self.wait().map(Some),
+            Kind::V2 { .. } => {
+                self.v2_read()?;
+                Ok(self.v2_pending())
+            }
+        }
+    }
+
+    /// v2: an OOM kill not reported yet, else the end of the cgroup once seen. Kernfs notifies
+    /// from a work queue, so events of different files come in any order: an OOM kill is
+    /// reported before the end.
+    fn v2_pending(&mut self) -> Option<OomEvent> {
+        let Kind::V2 { last_kills, gone, .. } = &mut self.kind else { return None };
+        let kills = kills_v2(&self.dir);
+        if kills > *last_kills {
+            *last_kills = kills;
+            return Some(OomEvent::Oom);
+        }
+        gone.then_some(OomEvent::Gone)
+    }
+
+    /// v2: one (blocking) read of the inotify descriptor; notes the end of the cgroup.
+    fn v2_read(&mut self) -> Result<(), CgroupError> {
+        let Kind::V2 { mem_wd, cg_wd, gone, .. } = &mut self.kind else { return Ok(()) };
+        let mut buf = [0u8; 4096];
+        let n = read_retry(self.fd.as_raw_fd(), &mut buf).map_err(io("read inotify of", &self.dir))?;
+        let mut off = 0;
+        let hdr = std::mem::size_of::<libc::inotify_event>();
+        while off + hdr <= n {
+            // SAFETY: the kernel wrote a whole inotify_event header at `off` (checked against
+            // n); read_unaligned copes with the byte buffer.
+            let ev: libc::inotify_event =
+                unsafe { std::ptr::read_unaligned(buf.as_ptr().add(off) as *const libc::inotify_event) };
+            off += hdr + ev.len as usize;
+            if ev.mask & libc::IN_IGNORED != 0 {
+                *gone = true;
+            } else if ev.wd == *cg_wd && ev.wd != *mem_wd {
+                let populated = util::read_opt(&self.dir, "cgroup.events")
+                    .ok()
+                    .flatten()
+                    .and_then(|s| util::value_by_key(&s, "populated"));
+                if populated.unwrap_or(0) == 0 {
+                    *gone = true;
                 }
             }
         }
+        Ok(())
     }
 }
 

@@ -143,10 +143,25 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     let config_bytes = std::fs::read(&cfg_path).map_err(|e| sys(format!("read {}", cfg_path.display()), e))?;
     let spec: Spec =
         serde_json::from_slice(&config_bytes).map_err(|e| Error::Config(format!("parse {}: {e}", cfg_path.display())))?;
-    let process = build_process(o, &spec)?;
-    if process.terminal().unwrap_or(false) && o.console_socket.is_none() {
-        return Err(Error::Config("exec --tty needs --console-socket (berth does not hold the terminal itself)".into()));
-    }
+    let mut process = build_process(o, &spec)?;
+    // A terminal without a console socket: berth holds the pty itself when attached.
+    let tty = process.terminal().unwrap_or(false);
+    let relay = if tty && o.console_socket.is_none() {
+        if o.detach {
+            return Err(Error::Config("exec --tty --detach needs --console-socket (a detached process cannot use berth's terminal)".into()));
+        }
+        if let Some((rows, cols)) = super::tty_relay::caller_size() {
+            let size = oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build();
+            process.set_console_size(size.ok());
+        }
+        Some(super::tty_relay::TtyRelay::listen(&g.root)?)
+    } else {
+        None
+    };
+    let console_path = match &relay {
+        Some(r) => Some(r.path().to_path_buf()),
+        None => o.console_socket.clone(),
+    };
     let seccomp = match spec.linux().as_ref().and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(super::prepare_seccomp(g, s)?),
         None => None,
@@ -169,8 +184,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
             namespaces.push((name.to_string(), PathBuf::from(theirs)));
         }
     }
-    let console = match &o.console_socket {
-        Some(p) if process.terminal().unwrap_or(false) => Some(super::connect_console(p)?),
+    let console = match &console_path {
+        Some(p) if tty => Some(super::connect_console(p)?),
         _ => None,
     };
     let (parent_ch, child_ch) = sync::pair()?;
@@ -215,11 +230,13 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         }
         e
     };
-    if let Some(cg) = &cg {
-        if let Some(sub) = &o.cgroup {
-            return Err(kill_child(Error::Msg(format!("exec --cgroup {sub}: sub-cgroups are not supported yet"))));
+    match (&cg, &o.cgroup) {
+        (Some(cg), Some(sub)) => cg.add_task_sub(child, sub).map_err(|e| kill_child(e.into()))?,
+        (Some(cg), None) => cg.add_task(child).map_err(|e| kill_child(e.into()))?,
+        (None, Some(sub)) => {
+            return Err(kill_child(Error::Msg(format!("exec --cgroup {sub}: container {} has no cgroup", o.id))))
         }
-        cg.add_task(child).map_err(|e| kill_child(e.into()))?;
+        (None, None) => {}
     }
     let _ = userns;
     let header = BootHeader {
@@ -267,6 +284,15 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     }
     if o.detach {
         return Ok(0);
+    }
+    if let Some(mut r) = relay {
+        r.receive_master().map_err(|e| {
+            // SAFETY: kill our own child, which has no terminal anyone reads.
+            unsafe { libc::kill(child, libc::SIGKILL) };
+            super::wait_forwarding(child);
+            e
+        })?;
+        return Ok(r.relay(child));
     }
     Ok(super::wait_forwarding(child))
 }

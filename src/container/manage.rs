@@ -75,22 +75,45 @@ pub fn stats_json(id: &str, cg: &crate::cgroups::Manager) -> Result<serde_json::
     Ok(serde_json::json!({"type": "stats", "id": id, "data": cg.stats()?}))
 }
 
-/// `events`: one stats JSON with `--stats`, else a stream every `interval`.
+/// `events`: one stats JSON with `--stats`, else a stream: stats every `interval` and, as
+/// runc does, `{"type":"oom","id":ID}` whenever the container hits its memory limit.
 pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration) -> Result<(), Error> {
-    loop {
-        let (dir, saved, cg) = cgroup_of(g, id)?;
-        if dir.status(&saved) == Status::Stopped {
-            return Err(Error::Msg(format!("container {id} is not running")));
-        }
-        drop(dir);
-        let v = stats_json(id, &cg)?;
+    use crate::cgroups::OomEvent;
+    use std::time::Instant;
+    let print = |v: &serde_json::Value| {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{v}");
         let _ = out.flush();
-        if stats {
-            return Ok(());
+    };
+    // Without a memory controller there are no OOM notifications; stats still come.
+    let mut oom = None;
+    let mut first = true;
+    let mut next = Instant::now();
+    loop {
+        if Instant::now() >= next {
+            let (dir, saved, cg) = cgroup_of(g, id)?;
+            if dir.status(&saved) == Status::Stopped {
+                return Err(Error::Msg(format!("container {id} is not running")));
+            }
+            drop(dir);
+            if first && !stats {
+                oom = cg.oom_watcher().ok();
+            }
+            first = false;
+            print(&stats_json(id, &cg)?);
+            if stats {
+                return Ok(());
+            }
+            next = Instant::now() + interval;
         }
-        std::thread::sleep(interval);
+        let left = next.saturating_duration_since(Instant::now());
+        match oom.as_mut().map(|w| w.poll_event(left)) {
+            None => std::thread::sleep(left),
+            Some(Ok(Some(OomEvent::Oom))) => print(&serde_json::json!({"type": "oom", "id": id})),
+            Some(Ok(None)) => {}
+            // The cgroup is gone or unwatchable: stats go on; the next round tells why.
+            Some(Ok(Some(OomEvent::Gone))) | Some(Err(_)) => oom = None,
+        }
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod manage;
 pub mod state;
+pub mod tty_relay;
 
 /// The copy of config.json kept in the state dir.
 pub const CONFIG_COPY: &str = "config.json";
@@ -751,10 +752,35 @@ pub fn list(g: &Globals) -> Vec<ListEntry> {
 
 /// Attached `run`: create, start, wait for the init (our child) and return its exit code.
 pub fn run(g: &Globals, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32, Error> {
-    // Forward the usual terminating signals to the container while we wait.
+    // Attached, a terminal and no console socket: berth holds the pty itself (as runc does).
+    let mut relay = None;
+    let relay_opts;
+    let o = if !detach && o.console_socket.is_none() && tty_relay::wants_terminal(&o.bundle) {
+        let r = tty_relay::TtyRelay::listen(&g.root)?;
+        relay_opts = CreateOpts {
+            id: o.id.clone(),
+            bundle: o.bundle.clone(),
+            console_socket: Some(r.path().to_path_buf()),
+            pid_file: o.pid_file.clone(),
+            no_pivot: o.no_pivot,
+            no_new_keyring: o.no_new_keyring,
+            preserve_fds: o.preserve_fds,
+        };
+        relay = Some(r);
+        &relay_opts
+    } else {
+        o
+    };
     let created = create(g, o)?;
     let pid = created.saved.pid;
     drop(created.dir);
+    if let Some(r) = relay.as_mut() {
+        if let Err(e) = r.receive_master() {
+            let _ = delete(g, &o.id, true);
+            return Err(e);
+        }
+        r.sync_size();
+    }
     if let Err(e) = start(g, &o.id) {
         let _ = delete(g, &o.id, true);
         return Err(e);
@@ -762,7 +788,11 @@ pub fn run(g: &Globals, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32,
     if detach {
         return Ok(0);
     }
-    let code = wait_forwarding(pid);
+    // Forward the usual terminating signals to the container while we wait.
+    let code = match relay {
+        Some(r) => r.relay(pid),
+        None => wait_forwarding(pid),
+    };
     if !keep {
         delete(g, &o.id, true)?;
     }
