@@ -684,6 +684,7 @@ fn median(v: &mut [Duration]) -> Duration {
 /// Create with a 300-rule profile costs little more than without one: berth compiles the
 /// profile once and reuses the program cached under --root/~seccomp.
 #[test]
+#[ignore = "timing belongs to make bench (seccomp section), not to a test"]
 fn seccomp_300_rules_create_time() {
     let ctx = Ctx::new("sc300");
     let profile = profile_300_rules();
