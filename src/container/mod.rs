@@ -423,13 +423,16 @@ pub(crate) fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(
         .ok_or_else(|| Error::Config("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
     let mut st = serde_json::to_value(saved.spec_state(Status::Creating)).unwrap_or_default();
     st["pid"] = serde_json::json!(saved.pid);
-    let msg = serde_json::json!({
+    let mut msg = serde_json::json!({
         "ociVersion": saved.oci_version,
         "fds": ["seccompFd"],
         "pid": saved.pid,
-        "metadata": sec.listener_metadata().clone().unwrap_or_default(),
         "state": st,
     });
+    // The spec: metadata is present only when listenerMetadata is set.
+    if let Some(m) = sec.listener_metadata() {
+        msg["metadata"] = serde_json::json!(m);
+    }
     let bytes = serde_json::to_vec(&msg).unwrap_or_default();
     // SAFETY: fd is valid for the duration of this call (owned by the caller).
     let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
