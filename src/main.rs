@@ -310,10 +310,30 @@ fn libseccomp_version() -> String {
 }
 
 fn fail(msg: &str, code: i32) -> ! {
-    let line = msg.replace('\n', " ");
+    let line = plain_errno(&msg.replace('\n', " "));
     logging::error(&line);
     let _ = writeln!(std::io::stderr(), "berth: {line}");
     std::process::exit(code)
+}
+
+/// Drops Rust's " (os error N)" suffixes, so errno text reads as the kernel's words alone
+/// ("open /x: No such file or directory").
+fn plain_errno(msg: &str) -> String {
+    let mut out = String::with_capacity(msg.len());
+    let mut rest = msg;
+    while let Some(i) = rest.find(" (os error ") {
+        let tail = &rest[i + 11..];
+        let digits = tail.bytes().take_while(u8::is_ascii_digit).count();
+        if digits > 0 && tail[digits..].starts_with(')') {
+            out.push_str(&rest[..i]);
+            rest = &tail[digits + 1..];
+        } else {
+            out.push_str(&rest[..i + 11]);
+            rest = tail;
+        }
+    }
+    out.push_str(rest);
+    out
 }
 
 fn create_opts(c: CreateArgs) -> CreateOpts {
@@ -553,6 +573,13 @@ fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources,
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn plain_errno_strips_suffixes() {
+        assert_eq!(super::plain_errno("open /x: No such file or directory (os error 2)"), "open /x: No such file or directory");
+        assert_eq!(super::plain_errno("a (os error 1): b (os error 13)"), "a: b");
+        assert_eq!(super::plain_errno("keep (os error x)"), "keep (os error x)");
+    }
+
     #[test]
     fn sizes() {
         assert_eq!(super::parse_size("--memory", "512m").unwrap(), 512 << 20);

@@ -1,7 +1,8 @@
 #!/bin/bash
-# Runs the cgroup v2 integration tests (integration/cgroups_v2.rs) in ONE boot of the pure
-# cgroup v2 VM (../shared/vm/run-in-vm, see its README). The tests are built on the host (the
-# guest runs ~20x slower); the guest gets the test binary, which finds berth at the path cargo
+# Runs the cgroup v2 integration tests (integration/cgroups_v2.rs) and the AppArmor checks
+# (integration/vm/apparmor.sh) in ONE boot of the pure cgroup v2 + AppArmor VM
+# (../shared/vm/run-in-vm, see its README). The tests are built on the host (the guest runs
+# ~20x slower); the guest gets the test binary, which finds berth at the path cargo
 # compiled into it (CARGO_BIN_EXE_berth; the guest sees the host's / read-only).
 #
 #   integration/vm/run-v2.sh [TEST-FILTER-OR-LIBTEST-ARGS...]     (default filter: cgroups_v2)
@@ -35,6 +36,15 @@ if [ "${1-}" = "--guest" ]; then
     left=$(find /sys/fs/cgroup -maxdepth 1 -name 'berth-it-*' | wc -l)
     echo "== cgroup dirs left under /sys/fs/cgroup: $left"
     if [ "$left" != 0 ] && [ "$rc" = 0 ]; then rc=1; fi
+    # The AppArmor checks share this boot (the guest has AppArmor enabled); only with the
+    # default filter, so a filtered run stays a cgroup-only run.
+    if [ $# = 0 ] && [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
+        echo "== AppArmor checks (integration/vm/apparmor.sh)"
+        aa=0
+        BERTH="$(dirname "$bin")/../berth" ITEST_BIN="$bin" bash "$(dirname "$0")/apparmor.sh" || aa=$?
+        echo "== apparmor.sh exit: $aa"
+        if [ "$aa" != 0 ] && [ "$rc" = 0 ]; then rc=$aa; fi
+    fi
     exit "$rc"
 fi
 

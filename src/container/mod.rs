@@ -423,17 +423,7 @@ pub(crate) fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(
         .ok_or_else(|| Error::Config("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
     let mut st = serde_json::to_value(saved.spec_state(Status::Creating)).unwrap_or_default();
     st["pid"] = serde_json::json!(saved.pid);
-    let mut msg = serde_json::json!({
-        "ociVersion": saved.oci_version,
-        "fds": ["seccompFd"],
-        "pid": saved.pid,
-        "state": st,
-    });
-    // The spec: metadata is present only when listenerMetadata is set.
-    if let Some(m) = sec.listener_metadata() {
-        msg["metadata"] = serde_json::json!(m);
-    }
-    let bytes = serde_json::to_vec(&msg).unwrap_or_default();
+    let bytes = crate::seccomp::process_state_json(&saved.oci_version, saved.pid, st, sec.listener_metadata().as_deref());
     // SAFETY: fd is valid for the duration of this call (owned by the caller).
     let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     crate::seccomp::send_to_listener(listener, b, &bytes)?;

@@ -150,6 +150,11 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         no_pivot: boot.no_pivot,
         userns: plan.has(LinuxNamespaceType::User),
         cgroup: boot.cgroup.clone(),
+        mount_label: spec
+            .linux()
+            .as_ref()
+            .and_then(|l| l.mount_label().clone())
+            .filter(|l| !l.is_empty() && selinux_enabled()),
     };
     if new_mnt {
         rootfs::prepare(&spec, &ctx)?;
@@ -620,8 +625,12 @@ fn set_apparmor(profile: &str) -> Result<(), InitError> {
         .map_err(|err| InitError::Sys { call: format!("set apparmor profile {profile:?}"), err })
 }
 
+fn selinux_enabled() -> bool {
+    lsm_enabled("selinux") || Path::new("/sys/fs/selinux/enforce").exists()
+}
+
 fn set_selinux(label: &str) -> Result<(), InitError> {
-    if !lsm_enabled("selinux") && !Path::new("/sys/fs/selinux/enforce").exists() {
+    if !selinux_enabled() {
         return Err(InitError::Msg(format!(
             "selinux label {label:?} requested but SELinux is not enabled on this host"
         )));

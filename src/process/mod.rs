@@ -85,28 +85,9 @@ pub fn readonly_self() -> Result<OwnedFd, SpawnError> {
     }
     // SAFETY: fd was just returned by open_tree and is owned by nobody else.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
     const MOUNT_ATTR_RDONLY: u64 = 1;
-    let attr = MountAttr { attr_set: MOUNT_ATTR_RDONLY, attr_clr: 0, propagation: 0, userns_fd: 0 };
-    let empty = b"\0";
-    // SAFETY: fd is valid, empty is a NUL-terminated string, attr lives across the call.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd.as_raw_fd(),
-            empty.as_ptr(),
-            libc::AT_EMPTY_PATH,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r < 0 {
+    let r = crate::rootfs::mount_setattr(fd.as_raw_fd(), false, MOUNT_ATTR_RDONLY, 0);
+    if r.is_err() {
         return memfd_copy();
     }
     Ok(fd)

@@ -17,6 +17,8 @@ mod options;
 mod resolve;
 mod sys;
 
+pub(crate) use sys::mount_setattr;
+
 use nix::errno::Errno;
 use oci_spec::runtime::Spec;
 use std::ffi::{CStr, CString};
@@ -53,6 +55,9 @@ pub struct Context {
     pub userns: bool,
     /// What a `cgroup` type mount should show.
     pub cgroup: crate::cgroups::MountInfo,
+    /// linux.mountLabel, only when SELinux is enabled on the host (as runc, the label is
+    /// dropped when it is not): given to tmpfs, devpts and other fresh mounts as `context=`.
+    pub mount_label: Option<String>,
 }
 
 /// State shared by the steps of `prepare`.

@@ -278,6 +278,11 @@ fn mount_fs(
         let mode = format!("mode={:o}", st.st_mode & 0o7777);
         data = if opts.data.is_empty() { mode.into() } else { format!("{mode},{}", opts.data).into() };
     }
+    if let Some(label) = p.ctx.mount_label.as_deref() {
+        if matches!(kind, Kind::Tmpfs | Kind::Other) && fstype.to_bytes() != b"mqueue" {
+            data = with_context(&data, label).into();
+        }
+    }
     let cdata = if data.is_empty() { None } else { Some(cstring(data.as_bytes(), "mount data")?) };
     let what = || format!("{} on {}", fstype.to_string_lossy(), p.host(dest));
     match sys::mount(Some(src), FdPath::new(&target).as_cstr(), Some(fstype), mflags, cdata.as_deref()) {
@@ -359,6 +364,15 @@ fn attrs_of(flags: libc::c_ulong) -> u64 {
         }
     }
     a
+}
+
+/// Mount data with an SELinux `context="LABEL"` option added.
+fn with_context(data: &str, label: &str) -> String {
+    if data.is_empty() {
+        format!("context=\"{label}\"")
+    } else {
+        format!("{data},context=\"{label}\"")
+    }
 }
 
 fn has_mode(data: &str) -> bool {
@@ -623,6 +637,12 @@ pub(crate) fn mask_paths(paths: &[String]) -> Result<(), RootfsError> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn selinux_context_option() {
+        assert_eq!(super::with_context("", "system_u:object_r:container_file_t:s0"), "context=\"system_u:object_r:container_file_t:s0\"");
+        assert_eq!(super::with_context("size=64k", "l"), "size=64k,context=\"l\"");
+    }
+
     use super::*;
 
     #[test]

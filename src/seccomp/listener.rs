@@ -6,32 +6,26 @@ use nix::sys::socket::{
     connect, send, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
     UnixAddr,
 };
-use oci_spec::runtime::{ContainerProcessStateBuilder, State, SECCOMP_FD_NAME};
+use oci_spec::runtime::SECCOMP_FD_NAME;
 use std::io::IoSlice;
 use std::os::fd::{AsRawFd, BorrowedFd};
 use std::path::Path;
 
-/// Build the runtime spec's "container process state" JSON to send with the notify fd:
-/// `{"ociVersion", "fds": ["seccompFd"], "pid", "metadata", "state"}`. `pid` and `ociVersion`
-/// are taken from `state` (the container state with status "creating" and the init's pid as
-/// the runtime sees it); `metadata` is `linux.seccomp.listenerMetadata` (omitted when None).
-pub fn process_state_json(state: &State, metadata: Option<&str>) -> Result<Vec<u8>, SeccompError> {
-    let pid = state.pid().ok_or_else(|| {
-        SeccompError::Invalid("container state for the listener has no pid".into())
-    })?;
-    let mut b = ContainerProcessStateBuilder::default()
-        .version(state.version().clone())
-        .fds(vec![SECCOMP_FD_NAME.to_string()])
-        .pid(pid)
-        .state(state.clone());
+/// Build the runtime spec's "container process state" JSON sent with the notify fd:
+/// `{"ociVersion", "fds": ["seccompFd"], "pid", "metadata", "state"}`. `state` is the container
+/// state (status "creating", the init's pid); `metadata` is `linux.seccomp.listenerMetadata`
+/// and, as the spec says, present only when that is set.
+pub fn process_state_json(oci_version: &str, pid: i32, state: serde_json::Value, metadata: Option<&str>) -> Vec<u8> {
+    let mut msg = serde_json::json!({
+        "ociVersion": oci_version,
+        "fds": [SECCOMP_FD_NAME],
+        "pid": pid,
+        "state": state,
+    });
     if let Some(m) = metadata {
-        b = b.metadata(m.to_string());
+        msg["metadata"] = serde_json::json!(m);
     }
-    let cps = b
-        .build()
-        .map_err(|e| SeccompError::Invalid(format!("build container process state: {e}")))?;
-    serde_json::to_vec(&cps)
-        .map_err(|e| SeccompError::Invalid(format!("encode container process state: {e}")))
+    serde_json::to_vec(&msg).unwrap_or_default()
 }
 
 /// Connect to the unix stream socket at `listener_path` and send `state_json` (see
