@@ -622,7 +622,11 @@ fn set_apparmor(profile: &str) -> Result<(), InitError> {
     let data = format!("exec {profile}");
     std::fs::write("/proc/self/attr/apparmor/exec", &data)
         .or_else(|_| std::fs::write("/proc/self/attr/exec", &data))
-        .map_err(|err| InitError::Sys { call: format!("set apparmor profile {profile:?}"), err })
+        .map_err(|err| match err.raw_os_error() {
+            // The kernel's answer for a profile name it does not know.
+            Some(libc::ENOENT) => InitError::Msg(format!("apparmor profile {profile:?} is not loaded")),
+            _ => InitError::Sys { call: format!("set apparmor profile {profile:?}"), err },
+        })
 }
 
 fn selinux_enabled() -> bool {
