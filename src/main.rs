@@ -4,6 +4,8 @@ mod capabilities;
 mod cgroups;
 mod container;
 mod hooks;
+#[allow(dead_code)]
+mod image;
 mod logging;
 mod namespaces;
 mod process;

@@ -1,0 +1,8 @@
+//! The image layer of berth's engine: a content-addressed store, sources (docker/OCI
+//! archives, registries), layer unpacking and bundles made from images.
+
+pub mod digest;
+pub mod types;
+pub mod passwd;
+pub mod seccomp_profile;
+pub mod bundle;
