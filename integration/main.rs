@@ -16,5 +16,6 @@ mod process;
 mod rootfs;
 mod seccomp;
 mod security;
+mod shim;
 mod state;
 mod tty;

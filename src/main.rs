@@ -11,6 +11,7 @@ mod namespaces;
 mod process;
 mod rootfs;
 mod seccomp;
+mod shim;
 mod spec_cmd;
 
 use clap::{Parser, Subcommand};
@@ -274,6 +275,10 @@ fn main() {
             let fd: i32 = fd.to_str().and_then(|s| s.parse().ok()).unwrap_or(-1);
             process::init::main(fd);
         }
+    }
+    // The per-container shim (and its debugging CLI) takes a fast path too: no clap, no logging.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
+        std::process::exit(shim::main(std::env::args_os().skip(2).collect()));
     }
     let cli = Cli::parse();
     let json = match cli.log_format.as_str() {

@@ -1,0 +1,196 @@
+//! The attach client: relays the caller's stdin/stdout/stderr to a shim's attach socket and
+//! returns the container's exit code. With a tty the caller's terminal is put in raw mode and
+//! its size follows SIGWINCH; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received
+//! by the caller are forwarded to the container (docker's sig-proxy).
+
+use super::{proto, read_state, shim_alive, sys, ShimError, Status, ATTACH_SOCK};
+use std::os::fd::AsRawFd;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+const SIGNALS: [libc::c_int; 7] =
+    [libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2, libc::SIGWINCH];
+
+/// Attaches to the container whose shim keeps its state in `state_dir`; returns its exit code
+/// (at once when it has already exited). `stdin`: send our stdin (its end closes the
+/// container's stdin); `tty`: the container has a terminal.
+pub fn attach(state_dir: &Path, stdin: bool, tty: bool) -> Result<i32, ShimError> {
+    let path = state_dir.join(ATTACH_SOCK);
+    let sock = match sys::connect(&path) {
+        Ok(s) => s,
+        Err(e) => {
+            let st = read_state(state_dir)?;
+            if st.status == Status::Exited {
+                return Ok(st.exit_code.unwrap_or(255));
+            }
+            if !shim_alive(&st) {
+                return Err(ShimError::Msg(format!(
+                    "cannot attach: the shim of the container (pid {}) is not running",
+                    st.shim_pid
+                )));
+            }
+            return Err(ShimError::Io { op: "connect to", path, err: e });
+        }
+    };
+    relay(sock, stdin, tty, Some(state_dir))
+}
+
+/// The caller's terminal in raw mode while alive; restored on drop.
+struct RawMode {
+    fd: i32,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    fn enter(fd: i32) -> Option<RawMode> {
+        if !sys::isatty(fd) {
+            return None;
+        }
+        // SAFETY: termios is plain data, filled by tcgetattr.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr/cfmakeraw/tcsetattr on a terminal fd with live termios structs.
+        unsafe {
+            if libc::tcgetattr(fd, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+        }
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes read in `enter` on the same fd.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}
+
+struct MaskGuard(libc::sigset_t);
+
+impl Drop for MaskGuard {
+    fn drop(&mut self) {
+        sys::restore_mask(&self.0);
+    }
+}
+
+fn send(sock: &UnixStream, typ: u8, p: &[u8]) -> bool {
+    sys::write_all(sock.as_raw_fd(), &proto::frame(typ, p))
+}
+
+fn send_size(sock: &UnixStream) {
+    if let Some((r, c)) = sys::get_winsize(0).or_else(|| sys::get_winsize(1)) {
+        let mut p = [0u8; 4];
+        p[..2].copy_from_slice(&r.to_be_bytes());
+        p[2..].copy_from_slice(&c.to_be_bytes());
+        send(sock, proto::RESIZE, &p);
+    }
+}
+
+/// Relays over an attach connection (from [`attach`] or [`super::spawn_attached`]) until the
+/// exit frame; returns the exit code. `state_dir` gives the code if the connection is lost.
+pub fn relay(sock: UnixStream, stdin: bool, tty: bool, state_dir: Option<&Path>) -> Result<i32, ShimError> {
+    let (sigfd, old) = sys::signalfd(&SIGNALS).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;
+    let _mask = MaskGuard(old);
+    let _raw = if tty && stdin { RawMode::enter(0) } else { None };
+    let _ = sock.set_nonblocking(false);
+    if tty {
+        send_size(&sock);
+    }
+    let mut stdin_open = stdin;
+    let mut stdout_ok = true;
+    let mut stderr_ok = true;
+    let mut rbuf: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 16 << 10];
+    loop {
+        let mut p = [
+            libc::pollfd { fd: sock.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: if stdin_open { 0 } else { -1 }, events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: sigfd.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+        ];
+        if sys::poll(&mut p, -1) == 0 {
+            continue;
+        }
+        let readable = |r: i16| r & (libc::POLLIN | libc::POLLHUP | libc::POLLERR) != 0;
+        if readable(p[2].revents) {
+            while let Some(sig) = sys::next_signal(sigfd.as_raw_fd()) {
+                if sig == libc::SIGWINCH {
+                    if tty {
+                        send_size(&sock);
+                    }
+                } else {
+                    send(&sock, proto::SIGNAL, &sig.to_be_bytes());
+                }
+            }
+        }
+        if readable(p[1].revents) {
+            match sys::read(0, &mut buf) {
+                Ok(0) => {
+                    stdin_open = false;
+                    send(&sock, proto::STDIN, b"");
+                }
+                Ok(n) => {
+                    if !send(&sock, proto::STDIN, &buf[..n]) {
+                        stdin_open = false;
+                    }
+                }
+                Err(libc::EAGAIN) => {}
+                Err(_) => {
+                    stdin_open = false;
+                    send(&sock, proto::STDIN, b"");
+                }
+            }
+        }
+        if readable(p[0].revents) {
+            let n = match sys::read(sock.as_raw_fd(), &mut buf) {
+                Ok(n) => n,
+                Err(libc::EAGAIN) => continue,
+                Err(_) => 0,
+            };
+            if n == 0 {
+                return lost(state_dir);
+            }
+            rbuf.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let proto::Next::Frame(t, r) = proto::next(&rbuf[start..]) {
+                let data = &rbuf[start + r.start..start + r.end];
+                match t {
+                    proto::STDOUT if stdout_ok => stdout_ok = sys::write_all(1, data),
+                    proto::STDERR if stderr_ok => stderr_ok = sys::write_all(2, data),
+                    proto::EXIT => return Ok(proto::be_i32(data).unwrap_or(255)),
+                    _ => {}
+                }
+                start += r.end;
+            }
+            if let proto::Next::TooBig = proto::next(&rbuf[start..]) {
+                return Err(ShimError::Msg("attach: malformed frame from the shim".into()));
+            }
+            rbuf.drain(..start);
+        }
+    }
+}
+
+/// The connection ended without an exit frame: the exit code from the shim's state, if it
+/// says the container exited (the shim may still be writing it).
+fn lost(state_dir: Option<&Path>) -> Result<i32, ShimError> {
+    if let Some(dir) = state_dir {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        loop {
+            match read_state(dir) {
+                Ok(st) if st.status == Status::Exited => return Ok(st.exit_code.unwrap_or(255)),
+                Ok(st) if !shim_alive(&st) => break,
+                _ => {}
+            }
+            if Instant::now() >= deadline {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+    Err(ShimError::Msg("attach: the connection to the shim was lost before the container exited".into()))
+}

@@ -1,0 +1,548 @@
+//! Container logs in docker's json-file format: one JSON object per line,
+//! `{"log":"text\n","stream":"stdout","time":"2026-11-23T14:00:00.123456789Z"}`.
+//!
+//! The writer (in the shim) splits output at '\n' and flushes partial lines at 16 KiB (such an
+//! entry's "log" has no trailing newline); strings are escaped as docker does (Go's encoder:
+//! `<`, `>`, `&`, U+2028/U+2029 and control characters as \uXXXX, invalid UTF-8 as U+FFFD).
+//! The reader (`logs`) prints entries back, with tail / since / timestamps / follow.
+
+use super::ShimError;
+use std::fs::File;
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::path::Path;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Longest "log" text of one entry: longer runs without a newline are split.
+pub const MAX_LINE: usize = 16 * 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogStream {
+    Stdout,
+    Stderr,
+}
+
+impl LogStream {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogStream::Stdout => "stdout",
+            LogStream::Stderr => "stderr",
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Time
+
+/// (year, month, day) of a day count since 1970-01-01 (proleptic Gregorian calendar).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = if z >= 0 { z } else { z - 146_096 } / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn days_from_civil(y: i64, m: u32, d: u32) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let mp = i64::from(if m > 2 { m - 3 } else { m + 9 });
+    let doy = (153 * mp + 2) / 5 + i64::from(d) - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+/// RFC 3339 UTC with nanoseconds: "2026-11-23T14:00:00.123456789Z" (30 bytes).
+pub fn format_time(secs: i64, nanos: u32) -> [u8; 30] {
+    let (y, mo, d) = civil_from_days(secs.div_euclid(86_400));
+    let sod = secs.rem_euclid(86_400);
+    let mut b = *b"0000-00-00T00:00:00.000000000Z";
+    let mut put = |at: usize, width: usize, mut v: u64| {
+        for i in (0..width).rev() {
+            b[at + i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, 4, y.clamp(0, 9999) as u64);
+    put(5, 2, u64::from(mo));
+    put(8, 2, u64::from(d));
+    put(11, 2, (sod / 3600) as u64);
+    put(14, 2, (sod / 60 % 60) as u64);
+    put(17, 2, (sod % 60) as u64);
+    put(20, 9, u64::from(nanos.min(999_999_999)));
+    b
+}
+
+/// The current time as `format_time` text.
+pub fn now_rfc3339() -> String {
+    let (s, n) = super::sys::now();
+    String::from_utf8_lossy(&format_time(s, n)).into_owned()
+}
+
+/// Parses RFC 3339 ("2026-11-23T14:00:00Z", fractions and ±hh:mm offsets allowed).
+pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| -> Option<i64> {
+        let t = s.get(r)?;
+        if !t.bytes().all(|c| c.is_ascii_digit()) {
+            return None;
+        }
+        t.parse().ok()
+    };
+    let (y, mo, d) = (num(0..4)?, num(5..7)? as u32, num(8..10)? as u32);
+    let (h, mi, sec) = (num(11..13)?, num(14..16)?, num(17..19)?);
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) || h > 23 || mi > 59 || sec > 60 {
+        return None;
+    }
+    let mut i = 19;
+    let mut nanos: u64 = 0;
+    if b.get(i) == Some(&b'.') {
+        i += 1;
+        let start = i;
+        while i < b.len() && b[i].is_ascii_digit() {
+            if i - start < 9 {
+                nanos = nanos * 10 + u64::from(b[i] - b'0');
+            }
+            i += 1;
+        }
+        if i == start {
+            return None;
+        }
+        for _ in (i - start).min(9)..9 {
+            nanos *= 10;
+        }
+    }
+    let offset = match b.get(i..)? {
+        [b'Z' | b'z'] => 0,
+        [sign @ (b'+' | b'-'), h1, h2, b':', m1, m2] => {
+            let digits = [*h1, *h2, *m1, *m2];
+            if !digits.iter().all(u8::is_ascii_digit) {
+                return None;
+            }
+            let v = i64::from((h1 - b'0') * 10 + (h2 - b'0')) * 3600 + i64::from((m1 - b'0') * 10 + (m2 - b'0')) * 60;
+            if *sign == b'+' {
+                v
+            } else {
+                -v
+            }
+        }
+        _ => return None,
+    };
+    let secs = days_from_civil(y, mo, d) * 86_400 + h * 3600 + mi * 60 + sec - offset;
+    let secs = u64::try_from(secs).ok()?;
+    Some(UNIX_EPOCH + Duration::new(secs, nanos as u32))
+}
+
+/// Parses docker's --since / --until values: RFC 3339, a unix timestamp ("1700000000.5"), or a
+/// duration before `now` ("10m", "1h30m", "45s", "500ms").
+pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
+    if let Some(t) = parse_rfc3339(s) {
+        return Some(t);
+    }
+    if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') && s.bytes().filter(|&c| c == b'.').count() <= 1 && !s.is_empty() {
+        let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+        let secs: u64 = whole.parse().ok()?;
+        let mut nanos: u32 = 0;
+        for (k, c) in frac.bytes().take(9).enumerate() {
+            nanos += u32::from(c - b'0') * 10u32.pow(8 - k as u32);
+        }
+        return Some(UNIX_EPOCH + Duration::new(secs, nanos));
+    }
+    // Go-style durations: a sequence of <number><unit>.
+    let mut total = 0f64;
+    let mut rest = s;
+    while !rest.is_empty() {
+        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.').unwrap_or(rest.len());
+        let v: f64 = rest[..n].parse().ok()?;
+        rest = &rest[n..];
+        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let mult = match &rest[..u] {
+            "ns" => 1e-9,
+            "us" | "µs" => 1e-6,
+            "ms" => 1e-3,
+            "s" => 1.0,
+            "m" => 60.0,
+            "h" => 3600.0,
+            _ => return None,
+        };
+        rest = &rest[u..];
+        total += v * mult;
+    }
+    if total <= 0.0 || !total.is_finite() {
+        return None;
+    }
+    now.checked_sub(Duration::from_secs_f64(total))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Writing
+
+/// Appends `s` to `out` as the inside of a JSON string, escaped as Go's encoder does.
+pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    for chunk in s.utf8_chunks() {
+        let v = chunk.valid().as_bytes();
+        let mut start = 0;
+        let mut i = 0;
+        while i < v.len() {
+            let b = v[i];
+            let (esc, len): (&[u8], usize) = match b {
+                b'"' => (b"\\\"", 1),
+                b'\\' => (b"\\\\", 1),
+                b'\n' => (b"\\n", 1),
+                b'\r' => (b"\\r", 1),
+                b'\t' => (b"\\t", 1),
+                b'<' => (b"\\u003c", 1),
+                b'>' => (b"\\u003e", 1),
+                b'&' => (b"\\u0026", 1),
+                0..=0x1f => (&[], 1),
+                0xE2 if v.get(i + 1) == Some(&0x80) && matches!(v.get(i + 2), Some(0xA8 | 0xA9)) => {
+                    (if v[i + 2] == 0xA8 { b"\\u2028" } else { b"\\u2029" }, 3)
+                }
+                _ => {
+                    i += 1;
+                    continue;
+                }
+            };
+            out.extend_from_slice(&v[start..i]);
+            if esc.is_empty() {
+                out.extend_from_slice(&[b'\\', b'u', b'0', b'0', HEX[(b >> 4) as usize], HEX[(b & 15) as usize]]);
+            } else {
+                out.extend_from_slice(esc);
+            }
+            i += len;
+            start = i;
+        }
+        out.extend_from_slice(&v[start..]);
+        if !chunk.invalid().is_empty() {
+            out.extend_from_slice(b"\\ufffd");
+        }
+    }
+}
+
+/// Appends one json-file entry (with its newline) to `out`.
+pub fn push_entry(out: &mut Vec<u8>, text: &[u8], stream: LogStream, time: &[u8; 30]) {
+    out.extend_from_slice(b"{\"log\":\"");
+    escape_into(out, text);
+    out.extend_from_slice(b"\",\"stream\":\"");
+    out.extend_from_slice(stream.as_str().as_bytes());
+    out.extend_from_slice(b"\",\"time\":\"");
+    out.extend_from_slice(time);
+    out.extend_from_slice(b"\"}\n");
+}
+
+/// Line splitter and json-file writer, one per shim. Buffers only partial lines.
+pub struct LogWriter {
+    file: Option<File>,
+    partial: [Vec<u8>; 2],
+    out: Vec<u8>,
+}
+
+impl LogWriter {
+    pub fn open(path: &Path) -> io::Result<LogWriter> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
+        Ok(LogWriter { file: Some(f), partial: [Vec::new(), Vec::new()], out: Vec::new() })
+    }
+
+    /// A writer that keeps entries in memory (tests).
+    #[cfg(test)]
+    fn memory() -> LogWriter {
+        LogWriter { file: None, partial: [Vec::new(), Vec::new()], out: Vec::new() }
+    }
+
+    /// Logs output of `stream`: every complete line, and runs of MAX_LINE bytes.
+    pub fn write(&mut self, stream: LogStream, mut data: &[u8]) {
+        let (s, n) = super::sys::now();
+        let ts = format_time(s, n);
+        let k = stream as usize;
+        while !data.is_empty() {
+            let room = MAX_LINE - self.partial[k].len();
+            let (take, complete) = match data.iter().take(room).position(|&c| c == b'\n') {
+                Some(i) => (i + 1, true),
+                None if data.len() >= room => (room, true),
+                None => (data.len(), false),
+            };
+            let (chunk, rest) = data.split_at(take);
+            data = rest;
+            if !complete {
+                self.partial[k].extend_from_slice(chunk);
+                break;
+            }
+            if self.partial[k].is_empty() {
+                push_entry(&mut self.out, chunk, stream, &ts);
+            } else {
+                let mut line = std::mem::take(&mut self.partial[k]);
+                line.extend_from_slice(chunk);
+                push_entry(&mut self.out, &line, stream, &ts);
+                line.clear();
+                self.partial[k] = line;
+            }
+        }
+        self.flush_out();
+    }
+
+    /// Writes what is buffered of partial lines (end of the container's output).
+    pub fn finish(&mut self) {
+        let (s, n) = super::sys::now();
+        let ts = format_time(s, n);
+        for (k, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
+            if !self.partial[k].is_empty() {
+                let line = std::mem::take(&mut self.partial[k]);
+                push_entry(&mut self.out, &line, stream, &ts);
+            }
+        }
+        self.flush_out();
+    }
+
+    fn flush_out(&mut self) {
+        if self.out.is_empty() {
+            return;
+        }
+        if let Some(f) = self.file.as_mut() {
+            // A full disk loses log lines, never the container.
+            let _ = f.write_all(&self.out);
+            self.out.clear();
+            if self.out.capacity() > 4 * MAX_LINE {
+                self.out.shrink_to(MAX_LINE);
+            }
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reading
+
+#[derive(serde::Deserialize)]
+struct Entry {
+    log: String,
+    stream: String,
+    time: String,
+}
+
+/// Offset where the last `n` lines of `f` start.
+fn tail_offset(f: &mut File, n: usize) -> io::Result<u64> {
+    let len = f.metadata()?.len();
+    if n == 0 {
+        return Ok(len);
+    }
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut pos = len;
+    let mut seen = 0;
+    while pos > 0 {
+        let start = pos.saturating_sub(buf.len() as u64);
+        let want = (pos - start) as usize;
+        f.seek(SeekFrom::Start(start))?;
+        f.read_exact(&mut buf[..want])?;
+        for i in (0..want).rev() {
+            if buf[i] == b'\n' {
+                seen += 1;
+                // The file's final newline ends the last line; n+1 newlines back is the start.
+                if seen == n + 1 {
+                    return Ok(start + i as u64 + 1);
+                }
+            }
+        }
+        pos = start;
+    }
+    Ok(0)
+}
+
+/// The sink of `logs`: gets each entry's stream and bytes (with the timestamp prefix if
+/// asked). An error (e.g. a closed pipe) ends `logs` quietly.
+pub type LogSink<'a> = dyn FnMut(LogStream, &[u8]) -> io::Result<()> + 'a;
+
+/// Prints the entries of a json-file log. `tail`: only the last N entries; `since`: only
+/// entries at or after that time; `timestamps`: prefix each with its time and a space;
+/// `follow`: keep printing new entries until the shim that writes the log (whose state is in
+/// the log's directory) has exited.
+pub fn logs(
+    log_path: &Path,
+    follow: bool,
+    tail: Option<usize>,
+    since: Option<SystemTime>,
+    timestamps: bool,
+    out: &mut LogSink<'_>,
+) -> Result<(), ShimError> {
+    let state_dir = log_path.parent().unwrap_or(Path::new("."));
+    let mut f = match File::open(log_path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound && !follow => return Ok(()),
+        Err(e) => return Err(ShimError::io("open log", log_path, e)),
+    };
+    let mut pos = match tail {
+        Some(n) => tail_offset(&mut f, n).map_err(|e| ShimError::io("read log", log_path, e))?,
+        None => 0,
+    };
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut line_out: Vec<u8> = Vec::new();
+    let mut last_round = false;
+    loop {
+        f.seek(SeekFrom::Start(pos)).map_err(|e| ShimError::io("read log", log_path, e))?;
+        loop {
+            let n = match f.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(ShimError::io("read log", log_path, e)),
+            };
+            pos += n as u64;
+            pending.extend_from_slice(&buf[..n]);
+            let mut start = 0;
+            while let Some(i) = pending[start..].iter().position(|&c| c == b'\n') {
+                let line = &pending[start..start + i];
+                start += i + 1;
+                let Ok(e) = serde_json::from_slice::<Entry>(line) else { continue };
+                if let Some(s) = since {
+                    if parse_rfc3339(&e.time).is_some_and(|t| t < s) {
+                        continue;
+                    }
+                }
+                let stream = if e.stream == "stderr" { LogStream::Stderr } else { LogStream::Stdout };
+                line_out.clear();
+                if timestamps {
+                    line_out.extend_from_slice(e.time.as_bytes());
+                    line_out.push(b' ');
+                }
+                line_out.extend_from_slice(e.log.as_bytes());
+                if out(stream, &line_out).is_err() {
+                    return Ok(());
+                }
+            }
+            pending.drain(..start);
+        }
+        if !follow || last_round {
+            return Ok(());
+        }
+        // The writer is done when its shim has exited (or died): read once more, then stop.
+        match super::read_state(state_dir) {
+            Ok(st) if st.status != super::Status::Exited && super::shim_alive(&st) => {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            _ => last_round = true,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn time_round_trip() {
+        assert_eq!(&format_time(0, 0), b"1970-01-01T00:00:00.000000000Z");
+        // 2026-11-23T14:00:00Z
+        let t = 1_795_442_400;
+        assert_eq!(&format_time(t, 123_456_789), b"2026-11-23T14:00:00.123456789Z");
+        assert_eq!(&format_time(951_782_400, 5), b"2000-02-29T00:00:00.000000005Z");
+        assert_eq!(parse_rfc3339("2026-11-23T14:00:00.123456789Z"), Some(UNIX_EPOCH + Duration::new(t as u64, 123_456_789)));
+        assert_eq!(parse_rfc3339("2026-11-23T15:30:00.5+01:30"), Some(UNIX_EPOCH + Duration::new(t as u64, 500_000_000)));
+        assert_eq!(parse_rfc3339("2026-11-23T14:00:00Z"), Some(UNIX_EPOCH + Duration::from_secs(t as u64)));
+        for bad in ["", "2026-11-23", "2026-13-01T00:00:00Z", "2026-11-23T14:00:00", "2026-11-23T14:00:00.Z", "x026-11-23T14:00:00Z"] {
+            assert_eq!(parse_rfc3339(bad), None, "{bad}");
+        }
+        for days in [-800_000i64, -1, 0, 59, 365, 10_957, 20_000, 2_932_896] {
+            let (y, m, d) = civil_from_days(days);
+            assert_eq!(days_from_civil(y, m, d), days);
+        }
+    }
+
+    #[test]
+    fn since_values() {
+        let now = UNIX_EPOCH + Duration::from_secs(10_000);
+        assert_eq!(parse_since("10m", now), Some(UNIX_EPOCH + Duration::from_secs(9_400)));
+        assert_eq!(parse_since("1h2s", now), Some(UNIX_EPOCH + Duration::from_secs(6_398)));
+        assert_eq!(parse_since("1700000000.25", now), Some(UNIX_EPOCH + Duration::new(1_700_000_000, 250_000_000)));
+        assert_eq!(parse_since("1970-01-01T00:00:05Z", now), Some(UNIX_EPOCH + Duration::from_secs(5)));
+        assert_eq!(parse_since("soon", now), None);
+        assert_eq!(parse_since("5x", now), None);
+    }
+
+    #[test]
+    fn escaping_matches_go() {
+        let mut o = Vec::new();
+        escape_into(&mut o, "a\"b\\c\n\t\r<>&\u{1}é\u{2028}€".as_bytes());
+        assert_eq!(String::from_utf8(o).unwrap(), r#"a\"b\\c\n\t\r\u003c\u003e\u0026\u0001é\u2028€"#);
+        let mut o = Vec::new();
+        escape_into(&mut o, b"ok\xffok\xe2\x82");
+        assert_eq!(String::from_utf8(o).unwrap(), r"ok\ufffdok\ufffd");
+        let mut o = Vec::new();
+        push_entry(&mut o, b"hi\n", LogStream::Stderr, b"2026-11-23T14:00:00.123456789Z");
+        assert_eq!(&o[..], &b"{\"log\":\"hi\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-23T14:00:00.123456789Z\"}\n"[..]);
+        let v: serde_json::Value = serde_json::from_slice(&o).unwrap();
+        assert_eq!(v["log"], "hi\n");
+    }
+
+    fn entries(w: &LogWriter) -> Vec<(String, String)> {
+        String::from_utf8_lossy(&w.out)
+            .lines()
+            .map(|l| {
+                let v: serde_json::Value = serde_json::from_str(l).unwrap();
+                (v["stream"].as_str().unwrap().to_string(), v["log"].as_str().unwrap().to_string())
+            })
+            .collect()
+    }
+
+    #[test]
+    fn writer_splits_lines() {
+        let mut w = LogWriter::memory();
+        w.write(LogStream::Stdout, b"one\ntw");
+        w.write(LogStream::Stderr, b"err\n");
+        w.write(LogStream::Stdout, b"o\nthree");
+        w.finish();
+        assert_eq!(
+            entries(&w),
+            vec![
+                ("stdout".into(), "one\n".into()),
+                ("stderr".into(), "err\n".into()),
+                ("stdout".into(), "two\n".into()),
+                ("stdout".into(), "three".into())
+            ]
+        );
+        let mut w = LogWriter::memory();
+        let big = vec![b'x'; MAX_LINE * 2 + 10];
+        w.write(LogStream::Stdout, &big[..100]);
+        w.write(LogStream::Stdout, &big[100..]);
+        w.write(LogStream::Stdout, b"\n");
+        let e = entries(&w);
+        assert_eq!(e.iter().map(|(_, l)| l.len()).collect::<Vec<_>>(), vec![MAX_LINE, MAX_LINE, 11]);
+    }
+
+    #[test]
+    fn reader_tail_since_timestamps() {
+        let d = std::env::temp_dir().join(format!("berth-jsonlog-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("container.log");
+        let mut o = Vec::new();
+        for (i, t) in [1_000i64, 2_000, 3_000].iter().enumerate() {
+            let s = if i == 1 { LogStream::Stderr } else { LogStream::Stdout };
+            push_entry(&mut o, format!("l{i}\n").as_bytes(), s, &format_time(*t, 0));
+        }
+        o.extend_from_slice(b"not json\n");
+        std::fs::write(&p, &o).unwrap();
+        let run = |tail, since, ts| {
+            let mut got = Vec::new();
+            logs(&p, false, tail, since, ts, &mut |s: LogStream, b: &[u8]| {
+                got.push(format!("{}:{}", s.as_str(), String::from_utf8_lossy(b)));
+                Ok(())
+            })
+            .unwrap();
+            got
+        };
+        assert_eq!(run(None, None, false), vec!["stdout:l0\n", "stderr:l1\n", "stdout:l2\n"]);
+        assert_eq!(run(Some(2), None, false), vec!["stdout:l2\n"]); // the bad line counts
+        assert_eq!(run(Some(0), None, false), Vec::<String>::new());
+        assert_eq!(run(Some(10), None, false).len(), 3);
+        assert_eq!(run(None, Some(UNIX_EPOCH + Duration::from_secs(2_000)), false), vec!["stderr:l1\n", "stdout:l2\n"]);
+        assert_eq!(run(Some(2), None, true), vec!["stdout:1970-01-01T00:50:00.000000000Z l2\n"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+}
