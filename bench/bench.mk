@@ -10,3 +10,11 @@ bench:
 	@scripts/deps.sh bench
 	$(CARGO) build --release
 	BERTH=$(CURDIR)/$(BERTH) python3 $(BENCH_DIR)/bench.py $(BENCH_ARGS)
+
+# Engine layer: image unpack (berth vs umoci) and pull (berth vs skopeo), see bench/engine.py.
+.PHONY: bench-engine
+bench: bench-engine
+bench-engine:
+	@scripts/deps.sh bench
+	$(CARGO) build --release
+	python3 $(BENCH_DIR)/engine.py --berth $(CURDIR)/$(BERTH) $(ENGINE_BENCH_ARGS)

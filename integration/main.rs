@@ -10,6 +10,7 @@ mod cgroups_v2;
 mod cli;
 mod exec;
 mod hooks;
+mod image;
 mod lifecycle;
 mod namespaces;
 mod process;

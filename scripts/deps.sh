@@ -4,8 +4,8 @@
 set -euo pipefail
 want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
 case "${1:-build}" in
-  test) want+=(python3) ;;
-  bench) want+=(python3 runc crun) ;;
+  test) want+=(python3 docker-registry skopeo umoci apache2-utils debootstrap openssl containernetworking-plugins iptables) ;;
+  bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time) ;;
 esac
 missing=()
 for p in "${want[@]}"; do

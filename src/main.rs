@@ -4,7 +4,6 @@ mod capabilities;
 mod cgroups;
 mod container;
 mod hooks;
-#[allow(dead_code)]
 mod image;
 mod logging;
 mod namespaces;
@@ -43,6 +42,10 @@ struct Cli {
     /// Path to criu (accepted for compatibility; checkpointing is not supported).
     #[arg(long, global = true, hide = true)]
     criu: Option<String>,
+    /// Engine data: images, engine containers, networks, volumes
+    /// [default: $BERTH_DATA_ROOT, else /var/lib/berth].
+    #[arg(long = "data-root", global = true)]
+    data_root: Option<PathBuf>,
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     version: bool,
@@ -235,6 +238,11 @@ enum Cmd {
     },
     /// Print the features berth supports (runtime-spec features.md JSON).
     Features,
+    /// Images: load, pull, ls, inspect, tag, rm, prune, unpack, mount.
+    Image {
+        #[command(subcommand)]
+        cmd: image::cli::ImageCmd,
+    },
     /// Run a new process inside a container.
     Exec(ExecArgs),
     /// Suspend every process of a container (cgroup freezer).
@@ -302,6 +310,17 @@ fn main() {
         fail("no command given (see berth --help)", 2);
     };
     let g = Globals { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup, debug: cli.debug };
+    let data_root = cli
+        .data_root
+        .clone()
+        .or_else(|| std::env::var_os("BERTH_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
+    if let Cmd::Image { cmd } = cmd {
+        match image::cli::run(&data_root, cmd) {
+            Ok(()) => std::process::exit(0),
+            Err(e) => fail(&e.to_string(), 1),
+        }
+    }
     let code = match dispatch(&g, cmd) {
         Ok(c) => c,
         Err(e) => fail(&e.to_string(), 1),
@@ -357,6 +376,8 @@ fn create_opts(c: CreateArgs) -> CreateOpts {
 
 fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
     match cmd {
+        // Engine commands are run by main before dispatch.
+        Cmd::Image { .. } => Ok(0),
         Cmd::Create(c) => {
             container::create(g, &create_opts(c))?;
             Ok(0)

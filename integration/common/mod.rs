@@ -3,6 +3,9 @@
 //! test made, unmounts what is left under its temp dir and removes the dir.
 #![allow(dead_code)]
 
+pub mod images;
+pub mod registry;
+
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
 use std::fmt;

@@ -1,0 +1,796 @@
+//! `berth image ...`: the clap definitions and their implementation.
+
+use super::archive::{self, ArchiveError};
+use super::bundle::{self, BundleError, BundleOptions};
+use super::digest::Digest;
+use super::pull::{self, PullError, PullOptions};
+use super::registry::{Client, ClientOptions, RegistryError};
+use super::store::{familiar, normalise, split_name, Image, Store, StoreError, StoreIndex, Use};
+use super::unpack::{self, UnpackError, WhiteoutMode};
+use std::collections::BTreeSet;
+use std::fs;
+use std::io::{self, BufReader, Write};
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, clap::Subcommand)]
+pub enum ImageCmd {
+    /// Load images from a docker save archive or an OCI image layout (directory or tar; tars may be gzip- or zstd-compressed).
+    Load {
+        /// Archive file ("-": standard input) or OCI layout directory.
+        #[arg(short = 'i', long = "input")]
+        input: PathBuf,
+        /// Accepted for docker compatibility (load prints no progress).
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+    },
+    /// Pull an image from a registry.
+    Pull {
+        /// Platform to pull from a multi-platform image: os/arch[/variant].
+        #[arg(long)]
+        platform: Option<String>,
+        /// Allow plain http and unverified TLS.
+        #[arg(long)]
+        insecure: bool,
+        /// CA certificate (PEM) to trust for the registry.
+        #[arg(long = "tls-ca")]
+        tls_ca: Option<PathBuf>,
+        /// Credentials file (docker config.json format).
+        #[arg(long = "authfile")]
+        authfile: Option<PathBuf>,
+        /// Print only the image name at the end.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// Image reference, e.g. busybox, localhost:5000/x/y:t, name@sha256:...
+        reference: String,
+    },
+    /// List images.
+    #[command(alias = "list")]
+    Ls {
+        /// Show only image ids.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// Show digests.
+        #[arg(long)]
+        digests: bool,
+        /// Output format: table (default) or json (one object per line).
+        #[arg(long)]
+        format: Option<String>,
+        /// Show full image ids.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+    },
+    /// Show details of images as a JSON array.
+    Inspect {
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Give an image another name.
+    Tag { source: String, target: String },
+    /// Remove image names, and images left without a name.
+    #[command(alias = "remove")]
+    Rm {
+        /// Remove even when used, or named in several repositories.
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Remove unnamed images (with -a, every image no container uses).
+    Prune {
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// Accepted for docker compatibility (prune never prompts).
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+    },
+    /// Write a flat bundle: DIR/rootfs (layers applied in order) and DIR/config.json.
+    Unpack { image: String, dir: PathBuf },
+    /// Write an overlay bundle: DIR/rootfs mounted over the image's snapshots, DIR/config.json.
+    Mount { image: String, dir: PathBuf },
+    /// Undo `image mount`.
+    Umount { dir: PathBuf },
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Pull(#[from] PullError),
+    #[error(transparent)]
+    Archive(#[from] ArchiveError),
+    #[error(transparent)]
+    Registry(#[from] RegistryError),
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("layer {blob}: {source}")]
+    Unpack { blob: Digest, source: UnpackError },
+    #[error("{op} {}: {source}", path.display())]
+    Io { op: &'static str, path: PathBuf, source: io::Error },
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CliError + 'a {
+    move |source| CliError::Io { op, path: path.to_path_buf(), source }
+}
+
+pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
+    let store = Store::open(data_root)?;
+    match cmd {
+        ImageCmd::Load { input, quiet: _ } => {
+            let mut out = io::stdout().lock();
+            archive::load(&store, &input, &mut out)?;
+            Ok(())
+        }
+        ImageCmd::Pull { platform, insecure, tls_ca, authfile, quiet, reference } => {
+            let (r, _) = normalise(&reference)?;
+            let platform = platform.as_deref().map(pull::parse_platform).transpose()?;
+            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
+            pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
+            Ok(())
+        }
+        ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
+        ImageCmd::Inspect { images } => inspect(&store, &images),
+        ImageCmd::Tag { source, target } => tag(&store, &source, &target),
+        ImageCmd::Rm { force, images } => rm(&store, &images, force),
+        ImageCmd::Prune { all, force: _ } => prune(&store, all),
+        ImageCmd::Unpack { image, dir } => unpack_flat(&store, &image, &dir),
+        ImageCmd::Mount { image, dir } => mount(&store, &image, &dir),
+        ImageCmd::Umount { dir } => umount(&store, &dir),
+    }
+}
+
+/// Docker's size format: three significant digits, decimal units ("4.26MB").
+pub fn human_size(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB", "PB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 999.5 && u + 1 < units.len() {
+        v /= 1000.0;
+        u += 1;
+    }
+    let s = if v >= 99.95 {
+        format!("{v:.0}")
+    } else if v >= 9.995 {
+        format!("{v:.1}")
+    } else {
+        format!("{v:.2}")
+    };
+    let s = if s.contains('.') { s.trim_end_matches('0').trim_end_matches('.').to_string() } else { s };
+    format!("{s}{}", units[u])
+}
+
+/// Docker's "2 weeks" style of a duration in seconds.
+pub fn human_duration(secs: i64) -> String {
+    let s = secs.max(0);
+    let minutes = s / 60;
+    let hours = (s as f64 / 3600.0 + 0.5) as i64;
+    if s < 1 {
+        "Less than a second".into()
+    } else if s == 1 {
+        "1 second".into()
+    } else if s < 60 {
+        format!("{s} seconds")
+    } else if minutes == 1 {
+        "About a minute".into()
+    } else if minutes < 60 {
+        format!("{minutes} minutes")
+    } else if hours == 1 {
+        "About an hour".into()
+    } else if hours < 48 {
+        format!("{hours} hours")
+    } else if hours < 24 * 7 * 2 {
+        format!("{} days", hours / 24)
+    } else if hours < 24 * 30 * 2 {
+        format!("{} weeks", hours / 24 / 7)
+    } else if hours < 24 * 365 * 2 {
+        format!("{} months", hours / 24 / 30)
+    } else {
+        format!("{} years", s / 3600 / 24 / 365)
+    }
+}
+
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = if y >= 0 { y } else { y - 399 } / 400;
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146097 + doe - 719468
+}
+
+fn civil_from_days(z: i64) -> (i64, i64, i64) {
+    let z = z + 719468;
+    let era = if z >= 0 { z } else { z - 146096 } / 146097;
+    let doe = z - era * 146097;
+    let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    (if m <= 2 { y + 1 } else { y }, m, d)
+}
+
+/// Seconds since the epoch of an RFC 3339 time ("2024-01-02T03:04:05.123Z", "...+01:00").
+pub fn parse_rfc3339(s: &str) -> Option<i64> {
+    let b = s.as_bytes();
+    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !(b[10] == b'T' || b[10] == b't' || b[10] == b' ') {
+        return None;
+    }
+    let num = |r: std::ops::Range<usize>| s.get(r)?.parse::<i64>().ok();
+    let (y, mo, d, h, mi, se) = (num(0..4)?, num(5..7)?, num(8..10)?, num(11..13)?, num(14..16)?, num(17..19)?);
+    let mut rest = &s[19..];
+    if let Some(r) = rest.strip_prefix('.') {
+        let n = r.bytes().take_while(|c| c.is_ascii_digit()).count();
+        rest = &r[n..];
+    }
+    let off = match rest {
+        "Z" | "z" => 0,
+        _ if rest.len() == 6 && (rest.starts_with('+') || rest.starts_with('-')) => {
+            let sign = if rest.starts_with('-') { -1 } else { 1 };
+            sign * (rest.get(1..3)?.parse::<i64>().ok()? * 3600 + rest.get(4..6)?.parse::<i64>().ok()? * 60)
+        }
+        _ => return None,
+    };
+    if !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
+        return None;
+    }
+    Some(days_from_civil(y, mo, d) * 86400 + h * 3600 + mi * 60 + se - off)
+}
+
+/// "2024-01-02 03:04:05 +0000 UTC", as docker prints CreatedAt.
+pub fn format_utc(t: i64) -> String {
+    let (y, m, d) = civil_from_days(t.div_euclid(86400));
+    let s = t.rem_euclid(86400);
+    format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC", s / 3600, s / 60 % 60, s % 60)
+}
+
+struct Row {
+    repo: String,
+    tag: String,
+    digest: String,
+    id: Digest,
+    created: Option<i64>,
+    size: u64,
+}
+
+fn rows(index: &StoreIndex) -> Vec<Row> {
+    let mut out = Vec::new();
+    for (m, rec) in &index.images {
+        let created = rec.created.as_deref().and_then(parse_rfc3339);
+        let names = index.names_of(m);
+        let digest_of = |repo: &str| {
+            rec.repo_digests
+                .iter()
+                .find_map(|rd| rd.split_once('@').filter(|(r, _)| *r == repo).map(|(_, d)| d.to_string()))
+                .unwrap_or_else(|| "<none>".into())
+        };
+        if names.is_empty() {
+            let digest = rec
+                .repo_digests
+                .first()
+                .and_then(|rd| rd.split_once('@').map(|(_, d)| d.to_string()))
+                .unwrap_or_else(|| "<none>".into());
+            out.push(Row { repo: "<none>".into(), tag: "<none>".into(), digest, id: rec.config.clone(), created, size: rec.size });
+        }
+        for n in names {
+            let (repo, tag, dg) = split_name(&n);
+            let digest = dg.map(str::to_string).unwrap_or_else(|| digest_of(repo));
+            out.push(Row {
+                repo: familiar(repo).to_string(),
+                tag: tag.unwrap_or("<none>").to_string(),
+                digest,
+                id: rec.config.clone(),
+                created,
+                size: rec.size,
+            });
+        }
+    }
+    out.sort_by(|a, b| b.created.cmp(&a.created).then_with(|| a.repo.cmp(&b.repo)).then_with(|| a.tag.cmp(&b.tag)));
+    out
+}
+
+fn ls(store: &Store, quiet: bool, digests: bool, format: Option<&str>, no_trunc: bool) -> Result<(), CliError> {
+    let index = store.read_index()?;
+    let rows = rows(&index);
+    let mut out = io::stdout().lock();
+    let idstr = |d: &Digest| if no_trunc { d.to_string() } else { d.short().to_string() };
+    if quiet {
+        let mut seen = BTreeSet::new();
+        for r in &rows {
+            if seen.insert(r.id.clone()) {
+                let _ = writeln!(out, "{}", idstr(&r.id));
+            }
+        }
+        return Ok(());
+    }
+    let now = super::store::now_secs() as i64;
+    let since = |c: Option<i64>| c.map(|t| format!("{} ago", human_duration(now - t))).unwrap_or_else(|| "N/A".into());
+    match format {
+        None | Some("table") => {
+            let mut table: Vec<Vec<String>> = Vec::new();
+            let mut head = vec!["REPOSITORY", "TAG"];
+            if digests {
+                head.push("DIGEST");
+            }
+            head.extend(["IMAGE ID", "CREATED", "SIZE"]);
+            table.push(head.iter().map(|s| s.to_string()).collect());
+            for r in &rows {
+                let mut line = vec![r.repo.clone(), r.tag.clone()];
+                if digests {
+                    line.push(r.digest.clone());
+                }
+                line.extend([idstr(&r.id), since(r.created), human_size(r.size)]);
+                table.push(line);
+            }
+            let cols = table[0].len();
+            let widths: Vec<usize> =
+                (0..cols).map(|c| table.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
+            for l in &table {
+                let mut s = String::new();
+                for (c, cell) in l.iter().enumerate() {
+                    if c + 1 == cols {
+                        s.push_str(cell);
+                    } else {
+                        s.push_str(&format!("{cell:<w$}   ", w = widths[c]));
+                    }
+                }
+                let _ = writeln!(out, "{}", s.trim_end());
+            }
+        }
+        Some("json") | Some("{{json .}}") => {
+            for r in &rows {
+                let v = serde_json::json!({
+                    "Containers": "N/A",
+                    "CreatedAt": r.created.map(format_utc).unwrap_or_default(),
+                    "CreatedSince": since(r.created),
+                    "Digest": r.digest,
+                    "ID": idstr(&r.id),
+                    "Repository": r.repo,
+                    "SharedSize": "N/A",
+                    "Size": human_size(r.size),
+                    "Tag": r.tag,
+                    "UniqueSize": "N/A",
+                    "VirtualSize": human_size(r.size),
+                });
+                let _ = writeln!(out, "{v}");
+            }
+        }
+        Some(f) => return Err(CliError::Usage(format!("unsupported --format {f:?} (table or json)"))),
+    }
+    Ok(())
+}
+
+fn inspect_json(img: &Image) -> serde_json::Value {
+    let c = &img.config;
+    let repo_tags: Vec<&str> = img.names.iter().filter(|n| !n.contains('@')).map(|n| familiar(n)).collect();
+    let mut repo_digests: Vec<String> = img.repo_digests.iter().map(|n| familiar(n).to_string()).collect();
+    for n in img.names.iter().filter(|n| n.contains('@')) {
+        let f = familiar(n).to_string();
+        if !repo_digests.contains(&f) {
+            repo_digests.push(f);
+        }
+    }
+    let mut v = serde_json::json!({
+        "Id": img.config_digest.to_string(),
+        "RepoTags": repo_tags,
+        "RepoDigests": repo_digests,
+        "Parent": "",
+        "Comment": c.extra.get("comment").cloned().unwrap_or(serde_json::Value::String(String::new())),
+        "Created": c.created.clone().unwrap_or_default(),
+        "Author": c.author.clone().unwrap_or_default(),
+        "Config": c.config,
+        "Architecture": c.architecture,
+        "Os": c.os,
+        "Size": img.size,
+        "RootFS": { "Type": if c.rootfs.kind.is_empty() { "layers" } else { c.rootfs.kind.as_str() }, "Layers": c.rootfs.diff_ids },
+        "Descriptor": {
+            "mediaType": "",
+            "digest": img.manifest_digest.to_string(),
+        },
+    });
+    if let Some(var) = &c.variant {
+        v["Variant"] = serde_json::Value::String(var.clone());
+    }
+    v
+}
+
+fn inspect(store: &Store, queries: &[String]) -> Result<(), CliError> {
+    let index = store.read_index()?;
+    let mut found = Vec::new();
+    let mut first_err = None;
+    for q in queries {
+        match store.resolve_in(&index, q) {
+            Ok(img) => {
+                let mut v = inspect_json(&img);
+                if let Ok(data) = store.read_blob(&img.manifest_digest) {
+                    let mt = super::pull::manifest_media_type("", &data);
+                    v["Descriptor"]["mediaType"] = serde_json::Value::String(mt);
+                    v["Descriptor"]["size"] = serde_json::Value::from(data.len());
+                }
+                found.push(v);
+            }
+            Err(e) => {
+                if first_err.is_none() {
+                    first_err = Some(e);
+                }
+            }
+        }
+    }
+    let s = serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_else(|_| "[]".into());
+    println!("{s}");
+    match first_err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+fn tag(store: &Store, source: &str, target: &str) -> Result<(), CliError> {
+    let (r, name) = normalise(target)?;
+    if r.digest.is_some() {
+        return Err(CliError::Usage(format!("refusing to create a tag with a digest reference: {target}")));
+    }
+    let mut il = store.lock_index()?;
+    let img = store.resolve_in(&il.index, source)?;
+    il.index.set_ref(&name, &img.manifest_digest);
+    il.save()?;
+    Ok(())
+}
+
+/// Who uses image `id`, as conflicts name them.
+fn users_of(uses: &[Use], id: &Digest) -> Vec<String> {
+    uses.iter().filter(|u| u.id == *id).map(Use::describe).collect()
+}
+
+/// What `rm` of one name or id does to the index; returns the lines to print and whether
+/// an image was deleted.
+pub fn rm_one(
+    index: &mut StoreIndex,
+    uses: &[Use],
+    query: &str,
+    force: bool,
+) -> Result<(Vec<String>, bool), StoreError> {
+    let mut lines = Vec::new();
+    let name = if query.starts_with("sha256:") { None } else { normalise(query).ok() };
+    if let Some((_, n)) = &name {
+        if let Some(m) = index.refs.get(n).cloned() {
+            let id = index.images.get(&m).map(|r| r.config.clone());
+            let others = index.names_of(&m).into_iter().filter(|x| x != n).count();
+            let Some(id) = id else {
+                index.refs.remove(n);
+                lines.push(format!("Untagged: {}", familiar(n)));
+                return Ok((lines, false));
+            };
+            let same_id = index.manifests_of_id(&id).len();
+            let users = users_of(uses, &id);
+            if others == 0 && same_id == 1 && !users.is_empty() && !force {
+                return Err(StoreError::Conflict(format!(
+                    "conflict: unable to remove repository reference {query:?} (must force) - {} is using its referenced image {}",
+                    users[0],
+                    id.short()
+                )));
+            }
+            index.refs.remove(n);
+            lines.push(format!("Untagged: {}", familiar(n)));
+            if others == 0 && users.is_empty() {
+                index.images.remove(&m);
+                if same_id == 1 {
+                    lines.push(format!("Deleted: {id}"));
+                }
+                return Ok((lines, true));
+            }
+            return Ok((lines, false));
+        }
+    }
+    let parsed = name.as_ref().map(|(r, _)| r.clone());
+    let m = index.find(query, parsed.as_ref())?;
+    let id = index.images.get(&m).map(|r| r.config.clone()).ok_or_else(|| StoreError::NotFound(query.to_string()))?;
+    let manifests = index.manifests_of_id(&id);
+    let names: Vec<String> = manifests.iter().flat_map(|m| index.names_of(m)).collect();
+    let repos: BTreeSet<&str> = names.iter().map(|n| split_name(n).0).collect();
+    if repos.len() > 1 && !force {
+        return Err(StoreError::Conflict(format!(
+            "conflict: unable to delete {} (must be forced) - image is referenced in multiple repositories",
+            id.short()
+        )));
+    }
+    let users = users_of(uses, &id);
+    if !users.is_empty() && !force {
+        return Err(StoreError::Conflict(format!(
+            "conflict: unable to delete {} (must be forced) - image is being used by {}",
+            id.short(),
+            users[0]
+        )));
+    }
+    for n in &names {
+        index.refs.remove(n);
+        lines.push(format!("Untagged: {}", familiar(n)));
+    }
+    if !users.is_empty() {
+        return Ok((lines, false));
+    }
+    for m in &manifests {
+        index.images.remove(m);
+    }
+    lines.push(format!("Deleted: {id}"));
+    Ok((lines, true))
+}
+
+fn rm(store: &Store, queries: &[String], force: bool) -> Result<(), CliError> {
+    let mut deleted = false;
+    let mut last_err = None;
+    for q in queries {
+        let mut il = store.lock_index()?;
+        let uses = store.uses()?;
+        match rm_one(&mut il.index, &uses, q, force) {
+            Ok((lines, del)) => {
+                il.save()?;
+                drop(il);
+                for l in lines {
+                    println!("{l}");
+                }
+                deleted |= del;
+            }
+            Err(e) => {
+                if let Some(prev) = last_err.replace(e) {
+                    eprintln!("berth: {prev}");
+                }
+            }
+        }
+    }
+    if deleted {
+        store.gc()?;
+    }
+    match last_err {
+        Some(e) => Err(e.into()),
+        None => Ok(()),
+    }
+}
+
+/// Manifests `prune` removes: unnamed ones (all with `all`) whose image no one uses.
+pub fn prune_set(index: &StoreIndex, uses: &[Use], all: bool) -> Vec<Digest> {
+    let used: BTreeSet<&Digest> = uses.iter().map(|u| &u.id).collect();
+    index
+        .images
+        .iter()
+        .filter(|(m, rec)| !used.contains(&rec.config) && (all || index.names_of(m).is_empty()))
+        .map(|(m, _)| m.clone())
+        .collect()
+}
+
+fn prune(store: &Store, all: bool) -> Result<(), CliError> {
+    let mut il = store.lock_index()?;
+    let uses = store.uses()?;
+    let gone = prune_set(&il.index, &uses, all);
+    let mut lines = Vec::new();
+    for m in &gone {
+        for n in il.index.names_of(m) {
+            il.index.refs.remove(&n);
+            lines.push(format!("untagged: {}", familiar(&n)));
+        }
+        if let Some(rec) = il.index.images.remove(m) {
+            if il.index.manifests_of_id(&rec.config).is_empty() {
+                lines.push(format!("deleted: {}", rec.config));
+            }
+        }
+    }
+    if !gone.is_empty() {
+        il.save()?;
+    }
+    drop(il);
+    let st = store.gc()?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(st.bytes));
+    Ok(())
+}
+
+/// DIR/config.json for the image as `docker run IMAGE` would run it (`sh` when the image
+/// names no command, as `runc spec` does), with the bundle-relative root path `rootfs`.
+fn write_config(img: &Image, dir: &Path, rootfs: &Path) -> Result<(), CliError> {
+    let mut spec = match bundle::build_spec(&img.config, rootfs, &BundleOptions::default()) {
+        Err(BundleError::NoCommand) => {
+            let opts = BundleOptions { args: Some(vec!["sh".to_string()]), ..Default::default() };
+            bundle::build_spec(&img.config, rootfs, &opts)?
+        }
+        r => r?,
+    };
+    spec["root"]["path"] = serde_json::Value::String("rootfs".into());
+    let path = dir.join("config.json");
+    let data = serde_json::to_vec_pretty(&spec).unwrap_or_default();
+    fs::write(&path, data).map_err(io_err("write", &path))
+}
+
+fn empty_or_absent(p: &Path) -> Result<(), CliError> {
+    match fs::read_dir(p) {
+        Ok(mut rd) => {
+            if rd.next().is_some() {
+                return Err(CliError::Usage(format!("{}: exists and is not empty", p.display())));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == io::ErrorKind::NotFound => fs::create_dir_all(p).map_err(io_err("create", p)),
+        Err(e) => Err(CliError::Io { op: "read", path: p.to_path_buf(), source: e }),
+    }
+}
+
+/// A flat bundle: every layer applied in order straight from its blob.
+fn unpack_flat(store: &Store, query: &str, dir: &Path) -> Result<(), CliError> {
+    let img = store.resolve(query)?;
+    let rootfs = dir.join("rootfs");
+    empty_or_absent(&rootfs)?;
+    let res = (|| -> Result<(), CliError> {
+        for (i, l) in img.layers.iter().enumerate() {
+            let f = store.open_blob(&l.digest)?;
+            let stats = unpack::unpack_layer(BufReader::with_capacity(256 * 1024, f), &rootfs, WhiteoutMode::Apply)
+                .map_err(|source| CliError::Unpack { blob: l.digest.clone(), source })?;
+            if let Some(want) = img.config.rootfs.diff_ids.get(i) {
+                if stats.diff_id != *want {
+                    return Err(StoreError::DiffIdMismatch { blob: l.digest.clone(), expected: want.clone(), got: stats.diff_id }.into());
+                }
+            }
+        }
+        let abs = fs::canonicalize(&rootfs).map_err(io_err("resolve", &rootfs))?;
+        write_config(&img, dir, &abs)
+    })();
+    if res.is_err() {
+        let _ = fs::remove_dir_all(&rootfs);
+    }
+    res
+}
+
+fn mount_user(dir: &Path) -> String {
+    use std::os::unix::ffi::OsStrExt;
+    format!("mount-{}", &Digest::of(dir.as_os_str().as_bytes()).hex()[..32])
+}
+
+fn mount(store: &Store, query: &str, dir: &Path) -> Result<(), CliError> {
+    let img = store.resolve(query)?;
+    store.ensure_snapshots(&img)?;
+    fs::create_dir_all(dir).map_err(io_err("create", dir))?;
+    let dir = fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+    let (rootfs, upper, work) = (dir.join("rootfs"), dir.join("upper"), dir.join("work"));
+    for p in [&upper, &work] {
+        if p.exists() {
+            return Err(CliError::Usage(format!("{}: exists (already mounted? see berth image umount)", p.display())));
+        }
+    }
+    empty_or_absent(&rootfs)?;
+    let user = mount_user(&dir);
+    store.add_use_with(img.id(), &user, &format!("image mount at {}", dir.display()))?;
+    let res = (|| -> Result<(), CliError> {
+        bundle::mount_rootfs(&store.snapshot_dirs(&img), &upper, &work, &rootfs)?;
+        write_config(&img, &dir, &rootfs)
+    })();
+    if res.is_err() {
+        let _ = teardown(&dir);
+        let _ = store.remove_use(&user);
+    }
+    res
+}
+
+/// Unmounts DIR/rootfs and removes it with DIR/upper, DIR/work and DIR/config.json.
+fn teardown(dir: &Path) -> Result<(), CliError> {
+    let rootfs = dir.join("rootfs");
+    bundle::unmount_rootfs(&rootfs)?;
+    // Still another filesystem there (mounted twice?): leave it alone.
+    let dev = |p: &Path| fs::metadata(p).map(|m| m.dev());
+    if let (Ok(a), Ok(b)) = (dev(dir), dev(&rootfs)) {
+        if a != b {
+            return Err(CliError::Usage(format!("{}: still a mount point after unmounting", rootfs.display())));
+        }
+    }
+    // rootfs is an empty mount point now, or a copy of the layers (no overlay support).
+    let (upper, work) = (dir.join("upper"), dir.join("work"));
+    bundle::remove_dirs(&[&upper, &work, &rootfs])?;
+    let cfg = dir.join("config.json");
+    match fs::remove_file(&cfg) {
+        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(CliError::Io { op: "remove", path: cfg, source: e }),
+        _ => Ok(()),
+    }
+}
+
+fn umount(store: &Store, dir: &Path) -> Result<(), CliError> {
+    let dir = fs::canonicalize(dir).map_err(io_err("resolve", dir))?;
+    teardown(&dir)?;
+    store.remove_use(&mount_user(&dir))?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::image::store::ImageRecord;
+
+    #[test]
+    fn formats() {
+        assert_eq!(human_size(0), "0B");
+        assert_eq!(human_size(4_261_226), "4.26MB");
+        assert_eq!(human_size(128_000), "128kB");
+        assert_eq!(human_size(1_200_000_000), "1.2GB");
+        assert_eq!(human_size(4_000_000), "4MB");
+        assert_eq!(human_size(12_345), "12.3kB");
+        assert_eq!(human_duration(0), "Less than a second");
+        assert_eq!(human_duration(30), "30 seconds");
+        assert_eq!(human_duration(90), "About a minute");
+        assert_eq!(human_duration(3 * 3600), "3 hours");
+        assert_eq!(human_duration(15 * 86400), "2 weeks");
+        assert_eq!(human_duration(800 * 86400), "2 years");
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:00Z"), Some(0));
+        assert_eq!(parse_rfc3339("2024-03-01T12:00:00.123456789Z"), Some(1709294400));
+        assert_eq!(parse_rfc3339("2024-03-01T13:00:00+01:00"), Some(1709294400));
+        assert_eq!(parse_rfc3339("nope"), None);
+        assert_eq!(format_utc(1709294400), "2024-03-01 12:00:00 +0000 UTC");
+    }
+
+    fn rec(config: &Digest) -> ImageRecord {
+        ImageRecord {
+            config: config.clone(),
+            layers: vec![],
+            chain_ids: vec![],
+            created: Some("2024-03-01T12:00:00Z".into()),
+            size: 10,
+            repo_digests: vec![],
+            extra_blobs: vec![],
+            added: 1,
+        }
+    }
+
+    #[test]
+    fn rm_rules() {
+        let (m1, c1) = (Digest::of(b"m1"), Digest::of(b"c1"));
+        let mut ix = StoreIndex::default();
+        ix.add_image(&m1, rec(&c1));
+        ix.set_ref("docker.io/library/a:1", &m1);
+        ix.set_ref("docker.io/library/a:2", &m1);
+        ix.set_ref("docker.io/library/b:1", &m1);
+        // Untag while other names remain.
+        let (l, del) = rm_one(&mut ix, &[], "a:1", false).unwrap();
+        assert_eq!((l, del), (vec!["Untagged: a:1".to_string()], false));
+        // By id with names in two repositories: needs -f.
+        assert!(rm_one(&mut ix, &[], c1.short(), false).is_err());
+        // In use: the last name cannot go without -f.
+        let uses = vec![Use {
+            user: "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".to_string(),
+            id: c1.clone(),
+            note: String::new(),
+        }];
+        rm_one(&mut ix, &uses, "a:2", false).unwrap();
+        let e = rm_one(&mut ix, &uses, "b:1", false).unwrap_err().to_string();
+        assert!(e.contains("container 0123456789ab is using"), "{e}");
+        // Forced: untagged, kept (dangling) while used.
+        let (_, del) = rm_one(&mut ix, &uses, "b:1", true).unwrap();
+        assert!(!del && ix.images.contains_key(&m1) && ix.refs.is_empty());
+        assert!(prune_set(&ix, &uses, true).is_empty());
+        assert_eq!(prune_set(&ix, &[], false), vec![m1.clone()]);
+        // Not used any more: rm by id deletes it.
+        let (l, del) = rm_one(&mut ix, &[], &c1.to_string(), false).unwrap();
+        assert!(del && ix.images.is_empty());
+        assert_eq!(l, vec![format!("Deleted: {c1}")]);
+        assert!(matches!(rm_one(&mut ix, &[], "a:1", false), Err(StoreError::NotFound(_))));
+    }
+
+    #[test]
+    fn ls_rows() {
+        let (m1, c1) = (Digest::of(b"m1"), Digest::of(b"c1"));
+        let mut ix = StoreIndex::default();
+        let mut r = rec(&c1);
+        r.repo_digests = vec![format!("docker.io/library/busybox@{}", Digest::of(b"idx"))];
+        ix.add_image(&m1, r);
+        ix.set_ref("docker.io/library/busybox:latest", &m1);
+        ix.add_image(&Digest::of(b"m2"), rec(&Digest::of(b"c2")));
+        let rs = rows(&ix);
+        assert_eq!(rs.len(), 2);
+        let b = rs.iter().find(|r| r.repo == "busybox").unwrap();
+        assert_eq!((b.tag.as_str(), b.digest.clone()), ("latest", Digest::of(b"idx").to_string()));
+        assert!(rs.iter().any(|r| r.repo == "<none>" && r.tag == "<none>"));
+    }
+}
