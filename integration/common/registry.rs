@@ -3,6 +3,7 @@
 //! bearer-token front for it, pushes with `skopeo`, and a docker config.json writer.
 //! Everything listens on 127.0.0.1 only and is torn down on Drop (child killed by pid).
 
+use super::images::tool;
 use super::{mkdir, Ctx};
 use std::collections::HashMap;
 use std::fs;
@@ -45,23 +46,11 @@ pub fn free_port() -> u16 {
     l.local_addr().expect("local_addr").port()
 }
 
-fn run_tool(c: &mut Command) -> String {
-    let o = c.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
-    assert!(
-        o.status.success(),
-        "{c:?} failed ({}):\n{}\n{}",
-        o.status,
-        String::from_utf8_lossy(&o.stdout),
-        String::from_utf8_lossy(&o.stderr)
-    );
-    String::from_utf8_lossy(&o.stdout).into_owned()
-}
-
 /// Makes a CA and a server certificate for IP:127.0.0.1 in `dir`: (ca.crt, server.crt, server.key).
 fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
     let p = |n: &str| dir.join(n);
     let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
-    run_tool(
+    tool(
         Command::new("openssl")
             .args(["req", "-x509"])
             .args(ec)
@@ -72,7 +61,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
             .args(["-days", "2", "-subj", "/CN=berth-test-ca"])
             .args(["-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign"]),
     );
-    run_tool(
+    tool(
         Command::new("openssl")
             .arg("req")
             .args(ec)
@@ -87,7 +76,7 @@ fn make_certs(dir: &Path) -> (PathBuf, PathBuf, PathBuf) {
         "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=serverAuth\n",
     )
     .unwrap();
-    run_tool(
+    tool(
         Command::new("openssl")
             .args(["x509", "-req", "-in"])
             .arg(p("server.csr"))
@@ -123,7 +112,7 @@ impl Registry {
         }
         let mut auth_yaml = String::new();
         if let Some((u, pw)) = &opts.basic_auth {
-            let line = run_tool(Command::new("htpasswd").args(["-Bbn", u, pw]));
+            let line = tool(Command::new("htpasswd").args(["-Bbn", u, pw]));
             fs::write(dir.join("htpasswd"), line.trim()).unwrap();
             auth_yaml = format!(
                 "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
@@ -230,7 +219,7 @@ impl Registry {
         c.arg(format!("oci:{}:{tag}", layout.display())).arg(format!("docker://{}", self.reference(repo_tag)));
         // skopeo keeps its own state under $HOME/.local and /var/tmp; keep it in the registry dir.
         c.env("HOME", &self.dir).env("TMPDIR", &self.dir);
-        run_tool(&mut c);
+        tool(&mut c);
     }
 
     /// Everything the registry logged so far.
