@@ -3,10 +3,12 @@
 mod capabilities;
 mod cgroups;
 mod container;
+mod engine;
 mod hooks;
 mod image;
 mod logging;
 mod namespaces;
+mod network;
 mod process;
 mod rootfs;
 mod seccomp;
@@ -243,6 +245,21 @@ enum Cmd {
         #[command(subcommand)]
         cmd: image::cli::ImageCmd,
     },
+    /// Containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, ...
+    Container {
+        #[command(subcommand)]
+        cmd: engine::ContainerCmd,
+    },
+    /// Named volumes: create, ls, inspect, rm, prune.
+    Volume {
+        #[command(subcommand)]
+        cmd: engine::VolumeCmd,
+    },
+    /// Networks: create, ls, inspect, rm, prune.
+    Network {
+        #[command(subcommand)]
+        cmd: network::NetworkCmd,
+    },
     /// Run a new process inside a container.
     Exec(ExecArgs),
     /// Suspend every process of a container (cgroup freezer).
@@ -284,11 +301,24 @@ fn main() {
             process::init::main(fd);
         }
     }
+    // `--init`'s pid 1 inside a container (this binary bind-mounted as /sbin/berth-init).
+    if engine::init::is_init(std::env::args_os().next().as_deref()) {
+        engine::init::main(std::env::args_os().skip(1).collect());
+    }
     // The per-container shim (and its debugging CLI) takes a fast path too: no clap, no logging.
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
         std::process::exit(shim::main(std::env::args_os().skip(2).collect()));
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            // docker's exit code for a bad flag of an engine command is 125.
+            let engine_cmd = subcommand_name().is_some_and(|a| a == "container" || a == "volume");
+            let code = if !e.use_stderr() { 0 } else if engine_cmd { 125 } else { e.exit_code() };
+            let _ = e.print();
+            std::process::exit(code);
+        }
+    };
     let json = match cli.log_format.as_str() {
         "json" => true,
         "text" => false,
@@ -321,11 +351,47 @@ fn main() {
             Err(e) => fail(&e.to_string(), 1),
         }
     }
+    let cmd = match cmd {
+        Cmd::Container { cmd } => {
+            let e = engine::Engine::new(&data_root, &cli.root, cli.systemd_cgroup, cli.debug);
+            match engine::container_command(&e, cmd) {
+                Ok(code) => std::process::exit(code),
+                Err(err) => fail(&err.to_string(), err.exit_code()),
+            }
+        }
+        Cmd::Volume { cmd } => {
+            let e = engine::Engine::new(&data_root, &cli.root, cli.systemd_cgroup, cli.debug);
+            match engine::volume_command(&e, cmd) {
+                Ok(code) => std::process::exit(code),
+                Err(err) => fail(&err.to_string(), err.exit_code()),
+            }
+        }
+        Cmd::Network { cmd } => match network::run(&data_root, cmd) {
+            Ok(()) => std::process::exit(0),
+            Err(err) => fail(&err.to_string(), 1),
+        },
+        other => other,
+    };
     let code = match dispatch(&g, cmd) {
         Ok(c) => c,
         Err(e) => fail(&e.to_string(), 1),
     };
     std::process::exit(code);
+}
+
+/// The first positional argument (the subcommand), skipping global options and their values.
+fn subcommand_name() -> Option<String> {
+    let mut it = std::env::args().skip(1);
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--root" | "--log" | "--log-format" | "--rootless" | "--criu" | "--data-root" => {
+                it.next();
+            }
+            _ if a.starts_with('-') => {}
+            _ => return Some(a),
+        }
+    }
+    None
 }
 
 fn libseccomp_version() -> String {
@@ -377,7 +443,7 @@ fn create_opts(c: CreateArgs) -> CreateOpts {
 fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
     match cmd {
         // Engine commands are run by main before dispatch.
-        Cmd::Image { .. } => Ok(0),
+        Cmd::Image { .. } | Cmd::Container { .. } | Cmd::Volume { .. } | Cmd::Network { .. } => Ok(0),
         Cmd::Create(c) => {
             container::create(g, &create_opts(c))?;
             Ok(0)

@@ -1,0 +1,284 @@
+//! The `container` subcommands.
+
+use super::adapt;
+use super::cli::{ContainerCmd, RunArgs};
+use super::run::{self, Started, State};
+use super::store::{Containers, Record};
+use super::{show, Engine, EngineError};
+use std::io::Write;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::time::Duration;
+
+pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
+    let cs = Containers::new(&e.data_root);
+    match cmd {
+        ContainerCmd::Run(a) => run_cmd(e, &cs, a),
+        ContainerCmd::Create(c) => {
+            let rec = run::create(e, &cs, &c)?;
+            println!("{}", rec.id);
+            Ok(0)
+        }
+        ContainerCmd::Start { attach, interactive, containers } => {
+            if attach && containers.len() > 1 {
+                return Err(EngineError::Invalid("you cannot attach to more than one container".into()));
+            }
+            each(&containers, |key| {
+                let rec = cs.find(key)?;
+                match run::start(e, &cs, &rec.id, attach)? {
+                    Started::Spawned { sock: Some(sock), .. } => {
+                        let stdin = interactive && rec.spec.stdin_open;
+                        return adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id));
+                    }
+                    _ if attach => return adapt::shim_attach(&cs.path(&rec.id), interactive && rec.spec.stdin_open, rec.spec.tty),
+                    _ => println!("{key}"),
+                }
+                Ok(0)
+            })
+        }
+        ContainerCmd::Stop { time, signal, containers } => {
+            if let Some(s) = &signal {
+                adapt::parse_signal(s)?;
+            }
+            each(&containers, |key| {
+                let rec = cs.find(key)?;
+                run::stop(e, &cs, &rec, signal.as_deref(), time)?;
+                println!("{key}");
+                Ok(0)
+            })
+        }
+        ContainerCmd::Restart { time, signal, containers } => each(&containers, |key| {
+            let rec = cs.find(key)?;
+            run::stop(e, &cs, &rec, signal.as_deref(), time)?;
+            run::start(e, &cs, &rec.id, false)?;
+            println!("{key}");
+            Ok(0)
+        }),
+        ContainerCmd::Kill { signal, containers } => {
+            let sig = adapt::parse_signal(&signal)?;
+            each(&containers, |key| {
+                let rec = cs.find(key)?;
+                let st = run::status(e, &cs, &rec.id);
+                if st.state != State::Running {
+                    return Err(EngineError::Conflict(format!("cannot kill container {key}: it is not running")));
+                }
+                if sig == libc::SIGKILL || adapt::parse_signal(&adapt::stop_signal(&rec)).ok() == Some(sig) {
+                    adapt::shim_request_stop(&cs.path(&rec.id));
+                }
+                let pidfd = run::pidfd_open(st.pid);
+                adapt::runtime_kill(e, &rec.id, sig, false)?;
+                if !st.shim_alive && sig == libc::SIGKILL {
+                    // No shim to see the exit and clean up: do it here.
+                    if let Some(fd) = &pidfd {
+                        run::wait_pidfd(fd, Some(Duration::from_secs(5)));
+                    }
+                    run::finish_without_shim(e, &cs, &rec, st.shim.clone(), 128 + libc::SIGKILL)?;
+                }
+                println!("{key}");
+                Ok(0)
+            })
+        }
+        ContainerCmd::Rm { force, volumes, containers } => each(&containers, |key| {
+            let rec = cs.find(key)?;
+            run::remove(e, &cs, &rec, force, volumes)?;
+            println!("{key}");
+            Ok(0)
+        }),
+        ContainerCmd::Ls { all, quiet, format, no_trunc, last, filter } => {
+            show::ls(e, &cs, &show::LsOpts { all, quiet, format, no_trunc, last, filter })?;
+            Ok(0)
+        }
+        ContainerCmd::Logs { follow, tail, since, timestamps, container } => {
+            let rec = cs.find(&container)?;
+            let tail = match tail.as_deref() {
+                None | Some("all") => None,
+                Some(n) => Some(n.parse::<i64>().map_err(|_| EngineError::Invalid(format!("invalid --tail {n:?}")))?)
+                    .filter(|n| *n >= 0)
+                    .map(|n| n as usize),
+            };
+            adapt::shim_logs(&cs.path(&rec.id), follow, tail, since.as_deref(), timestamps)?;
+            Ok(0)
+        }
+        ContainerCmd::Exec { interactive, tty, detach, env, env_file, user, workdir, privileged, container, command } => {
+            let rec = cs.find(&container)?;
+            if run::status(e, &cs, &rec.id).state != State::Running {
+                return Err(EngineError::Conflict(format!("container {} is not running", rec.id)));
+            }
+            let env = super::opts::parse_env(&env, &env_file)?;
+            let user = match user.as_deref().filter(|u| !u.is_empty()) {
+                Some(u) => Some(adapt::resolve_user(&cs.path(&rec.id).join("bundle/rootfs"), u)?),
+                None => None,
+            };
+            if let Some(w) = &workdir {
+                if !w.starts_with('/') {
+                    return Err(EngineError::Invalid(format!("the working directory {w:?} is invalid, it needs to be an absolute path")));
+                }
+            }
+            let req = adapt::ExecRequest { id: rec.id.clone(), args: command, env, tty: tty && !detach, detach, user, cwd: workdir, privileged };
+            // The process gets our stdio: without -i no stdin; detached, nothing.
+            let _null = Redirect::new(!interactive || detach, detach);
+            adapt::runtime_exec(e, req)
+        }
+        ContainerCmd::Inspect { format, containers } => show::inspect(e, &cs, &containers, format.as_deref()),
+        ContainerCmd::Wait { containers } => each(&containers, |key| {
+            let rec = cs.find(key)?;
+            let code = wait_exit(e, &cs, &rec);
+            println!("{code}");
+            Ok(0)
+        }),
+        ContainerCmd::Attach { no_stdin, sig_proxy: _, container } => {
+            let rec = cs.find(&container)?;
+            let st = run::status(e, &cs, &rec.id);
+            if st.state != State::Running {
+                return Err(EngineError::Conflict(format!("you cannot attach to a stopped container, start it first")));
+            }
+            adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty)
+        }
+        ContainerCmd::Top { container, ps_args } => {
+            let rec = cs.find(&container)?;
+            if run::status(e, &cs, &rec.id).state != State::Running {
+                return Err(EngineError::Conflict(format!("container {} is not running", rec.id)));
+            }
+            adapt::runtime_top(e, &rec.id, &ps_args)?;
+            Ok(0)
+        }
+        ContainerCmd::Stats { no_stream, all, no_trunc, containers } => show::stats(e, &cs, &containers, all, no_stream, no_trunc),
+        ContainerCmd::Prune { force: _ } => {
+            let mut out = std::io::stdout().lock();
+            let _ = writeln!(out, "Deleted Containers:");
+            cs.sweep();
+            for rec in cs.all() {
+                let st = run::status(e, &cs, &rec.id);
+                if matches!(st.state, State::Running | State::Restarting) || st.shim_alive {
+                    continue;
+                }
+                if run::remove(e, &cs, &rec, false, false).is_ok() {
+                    let _ = writeln!(out, "{}", rec.id);
+                }
+            }
+            Ok(0)
+        }
+        ContainerCmd::Cleanup { id } => {
+            run::cleanup(e, &cs, &id)?;
+            Ok(0)
+        }
+    }
+}
+
+/// Runs `f` on every container; the first error is returned after the others were tried
+/// (later errors are printed).
+fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) -> Result<i32, EngineError> {
+    let mut first: Option<EngineError> = None;
+    let mut code = 0;
+    for k in keys {
+        match f(k) {
+            Ok(c) => code = c,
+            Err(err) => {
+                if first.is_some() {
+                    let _ = writeln!(std::io::stderr(), "berth: {err}");
+                }
+                first.get_or_insert(err);
+            }
+        }
+    }
+    match first {
+        Some(err) => Err(err),
+        None => Ok(code),
+    }
+}
+
+fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> {
+    let rec = run::create(e, cs, &a.c)?;
+    let started = match run::start(e, cs, &rec.id, !a.detach) {
+        Ok(s) => s,
+        Err(err) => {
+            // docker leaves nothing of a run that could not start.
+            run::discard(e, cs, &rec.id);
+            return Err(err);
+        }
+    };
+    match started {
+        Started::Spawned { shim_pid, sock: Some(sock) } => {
+            let shim = run::pidfd_open(shim_pid);
+            let code = adapt::shim_relay(sock, rec.spec.stdin_open, rec.spec.tty, &cs.path(&rec.id))?;
+            if rec.spec.auto_remove {
+                // As docker's CLI: return once the container is removed.
+                if let Some(fd) = &shim {
+                    run::wait_pidfd(fd, Some(Duration::from_secs(20)));
+                }
+            }
+            Ok(code)
+        }
+        _ => {
+            println!("{}", rec.id);
+            Ok(0)
+        }
+    }
+}
+
+/// Waits for the container's (final) exit; its exit code.
+fn wait_exit(e: &Engine, cs: &Containers, rec: &Record) -> i32 {
+    let dir = cs.path(&rec.id);
+    let mut last = None;
+    loop {
+        match adapt::shim_state(&dir) {
+            Some(st) => {
+                if st.status == adapt::ShimStatus::Exited {
+                    return st.exit_code.unwrap_or(255);
+                }
+                let alive = adapt::shim_alive(&st);
+                last = st.exit_code;
+                if !alive {
+                    let s = run::status(e, cs, &rec.id);
+                    if s.state == State::Exited {
+                        return s.exit_code.unwrap_or(255);
+                    }
+                }
+            }
+            // Removed (--rm) after its exit.
+            None if !dir.exists() => return last.unwrap_or(0),
+            None => {}
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Points stdin (and, `all`, stdout and stderr) at /dev/null until dropped; errors still
+/// reach the caller's stderr once restored.
+struct Redirect {
+    saved: Vec<(i32, OwnedFd)>,
+}
+
+impl Redirect {
+    fn new(stdin: bool, all: bool) -> Redirect {
+        let mut saved = Vec::new();
+        let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
+            return Redirect { saved };
+        };
+        let fds: &[i32] = match (stdin, all) {
+            (_, true) => &[0, 1, 2],
+            (true, false) => &[0],
+            (false, false) => &[],
+        };
+        for &fd in fds {
+            // SAFETY: duplicating and replacing the standard descriptors; the saved copies
+            // are owned below.
+            let s = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
+            if s >= 0 {
+                // SAFETY: a fresh descriptor owned by nobody else.
+                saved.push((fd, unsafe { OwnedFd::from_raw_fd(s) }));
+                // SAFETY: see above.
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            }
+        }
+        Redirect { saved }
+    }
+}
+
+impl Drop for Redirect {
+    fn drop(&mut self) {
+        for (fd, s) in &self.saved {
+            // SAFETY: restores a standard descriptor from its saved copy.
+            unsafe { libc::dup2(s.as_raw_fd(), *fd) };
+        }
+    }
+}

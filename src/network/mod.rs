@@ -1,0 +1,732 @@
+//! Container networking (issue 7): networks as CNI conflists run with the standard plugins
+//! (bridge + host-local, portmap, firewall, tuning), persistent network namespaces, published
+//! ports, a DNS server per user-defined network, and crash-safe teardown from an attachment
+//! record written before anything is set up.
+//!
+//! Layout under <data-root>/network/: `<name>.conflist` (one per network), `<name>/hosts` (DNS
+//! records) and `<name>/dns.lock` (held by its DNS server), `ipam/` (host-local's dataDir),
+//! `attachments/<container-id>.json`, `lock` (metadata lock). Namespace files live in
+//! /run/berth/netns/<container-id>.
+
+pub mod cli;
+pub mod cni;
+pub mod config;
+pub mod dns;
+pub mod etc;
+pub mod ipnet;
+pub mod netns;
+pub mod ports;
+
+pub use cli::{run, NetworkCmd};
+pub use ports::{PortMapping, Proto};
+
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+use std::fs;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error)]
+pub enum NetError {
+    #[error("network {0} not found")]
+    NotFound(String),
+    #[error("network {network}: cni plugin {plugin:?} not found in {path}")]
+    PluginMissing { network: String, plugin: String, path: String },
+    #[error("network {network}: plugin {plugin}: {msg}")]
+    Plugin { network: String, plugin: String, msg: String },
+    #[error("{op} {path}: {err}")]
+    Io { op: &'static str, path: PathBuf, err: std::io::Error },
+    #[error("{0}")]
+    Msg(String),
+}
+
+impl NetError {
+    pub fn io(op: &'static str, path: &Path, err: std::io::Error) -> NetError {
+        NetError::Io { op, path: path.to_path_buf(), err }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// API for the container layer
+
+/// One network to join (bridge mode).
+#[derive(Clone, Debug, Default)]
+pub struct NetRequest {
+    pub network: String,
+    /// Extra names this container answers to on that network (user-defined networks only).
+    pub aliases: Vec<String>,
+    /// A static address inside the network's subnet.
+    pub ip: Option<Ipv4Addr>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum NetMode {
+    /// Own namespace with only lo.
+    None,
+    /// The host's namespace.
+    Host,
+    /// Own namespace joined to `AttachRequest::networks` (empty: the default "bridge" network).
+    Bridge,
+    /// The namespace of another attached container (by container id).
+    Container(String),
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct DnsOptions {
+    pub servers: Vec<String>,
+    pub search: Vec<String>,
+    pub options: Vec<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct AttachRequest {
+    pub container_id: String,
+    /// The container's name (resolvable on user-defined networks); may be empty.
+    pub name: String,
+    pub mode: NetMode,
+    pub networks: Vec<NetRequest>,
+    /// host_port 0 = any free port (-P).
+    pub ports: Vec<PortMapping>,
+    pub dns: DnsOptions,
+    /// (hostname, ip) for /etc/hosts; ip "host-gateway" = the first network's gateway.
+    pub extra_hosts: Vec<(String, String)>,
+    pub hostname: String,
+}
+
+impl AttachRequest {
+    #[allow(dead_code)] // API of the container layer (issue 8)
+    pub fn new(container_id: &str, mode: NetMode) -> AttachRequest {
+        AttachRequest {
+            container_id: container_id.to_string(),
+            name: String::new(),
+            mode,
+            networks: Vec::new(),
+            ports: Vec::new(),
+            dns: DnsOptions::default(),
+            extra_hosts: Vec::new(),
+            hostname: String::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Interface {
+    pub network: String,
+    pub ifname: String,
+    pub ip: Ipv4Addr,
+    pub prefix: u8,
+    pub gateway: Option<Ipv4Addr>,
+    pub mac: String,
+}
+
+/// What a container gets.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Attachment {
+    /// The namespace to join (linux.namespaces network path); None: the host's.
+    pub netns_path: Option<PathBuf>,
+    pub interfaces: Vec<Interface>,
+    /// Published ports with the host ports actually used.
+    pub ports: Vec<PortMapping>,
+    pub resolv_conf: String,
+    pub hosts: String,
+    pub hostname: String,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The attachment record
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct RecNet {
+    network: String,
+    ifname: String,
+    aliases: Vec<String>,
+    /// The conflist used for ADD (DEL runs with it even if the network changed).
+    conflist: Value,
+    runtime_config: Value,
+    /// ADD was started: DEL is needed.
+    added: bool,
+    result: Option<Value>,
+    dns: bool,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+struct Record {
+    container_id: String,
+    name: String,
+    /// The process setting up, to tell a crashed set-up from one in progress.
+    owner_pid: u32,
+    owner_start: u64,
+    ready: bool,
+    mode: String,
+    owns_netns: bool,
+    nets: Vec<RecNet>,
+    attachment: Attachment,
+}
+
+fn records_dir(data_root: &Path) -> PathBuf {
+    config::root(data_root).join("attachments")
+}
+
+fn record_path(data_root: &Path, id: &str) -> PathBuf {
+    records_dir(data_root).join(format!("{id}.json"))
+}
+
+fn load_record(data_root: &Path, id: &str) -> Result<Option<Record>, NetError> {
+    let p = record_path(data_root, id);
+    match fs::read(&p) {
+        Ok(d) => serde_json::from_slice(&d).map(Some).map_err(|e| NetError::Msg(format!("{}: {e}", p.display()))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(NetError::io("read", &p, e)),
+    }
+}
+
+fn save_record(data_root: &Path, r: &Record) -> Result<(), NetError> {
+    let dir = records_dir(data_root);
+    fs::create_dir_all(&dir).map_err(|e| NetError::io("create", &dir, e))?;
+    let data = serde_json::to_vec(r).map_err(|e| NetError::Msg(format!("encode attachment record: {e}")))?;
+    config::write_atomic(&record_path(data_root, &r.container_id), &data)
+}
+
+fn all_records(data_root: &Path) -> Vec<Record> {
+    fs::read_dir(records_dir(data_root))
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.file_name().to_str()?.strip_suffix(".json").map(str::to_string))
+        .filter_map(|id| load_record(data_root, &id).ok().flatten())
+        .collect()
+}
+
+/// Start time (clock ticks after boot) of a process, None when gone.
+fn proc_start(pid: u32) -> Option<u64> {
+    let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// A set-up whose process died before it finished.
+fn is_stale(r: &Record) -> bool {
+    !r.ready && proc_start(r.owner_pid) != Some(r.owner_start)
+}
+
+fn validate_id(id: &str) -> Result<(), NetError> {
+    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) && !id.starts_with('.');
+    if ok {
+        Ok(())
+    } else {
+        Err(NetError::Msg(format!("invalid container id {id:?}")))
+    }
+}
+
+fn valid_dns_name(n: &str) -> bool {
+    !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+}
+
+// ---------------------------------------------------------------------------------------------
+// attach / detach
+
+/// Sets up networking for a container. On failure everything done is undone.
+pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
+    validate_id(&req.container_id)?;
+    for n in req.networks.iter().flat_map(|n| n.aliases.iter()).chain(std::iter::once(&req.name).filter(|n| !n.is_empty())) {
+        if !valid_dns_name(n) {
+            return Err(NetError::Msg(format!("invalid container name or alias {n:?}")));
+        }
+    }
+    if !req.hostname.is_empty() && !valid_dns_name(&req.hostname) {
+        return Err(NetError::Msg(format!("invalid hostname {:?}", req.hostname)));
+    }
+    for (h, ip) in &req.extra_hosts {
+        if !valid_dns_name(h) || (ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err()) {
+            return Err(NetError::Msg(format!("invalid --add-host {h}:{ip}")));
+        }
+    }
+    if req.mode != NetMode::Bridge {
+        if !req.ports.is_empty() {
+            return Err(NetError::Msg("published ports need a bridge network (not none, host or container:)".into()));
+        }
+        if !req.networks.is_empty() {
+            return Err(NetError::Msg("networks can only be joined in bridge mode".into()));
+        }
+    }
+    // What a crashed set-up of the same container left is undone first (this takes the lock).
+    if let Some(old) = load_record(data_root, &req.container_id)?.filter(is_stale) {
+        detach_record(data_root, old)?;
+    }
+    match &req.mode {
+        NetMode::Host | NetMode::Container(_) => attach_shared(data_root, req),
+        NetMode::None | NetMode::Bridge => attach_own(data_root, req),
+    }
+}
+
+fn new_record(req: &AttachRequest, mode: &str) -> Record {
+    let pid = std::process::id();
+    Record {
+        container_id: req.container_id.clone(),
+        name: req.name.clone(),
+        owner_pid: pid,
+        owner_start: proc_start(pid).unwrap_or(0),
+        ready: false,
+        mode: mode.into(),
+        owns_netns: false,
+        nets: Vec::new(),
+        attachment: Attachment {
+            netns_path: None,
+            interfaces: Vec::new(),
+            ports: Vec::new(),
+            resolv_conf: String::new(),
+            hosts: String::new(),
+            hostname: hostname_of(req),
+        },
+    }
+}
+
+fn hostname_of(req: &AttachRequest) -> String {
+    if !req.hostname.is_empty() {
+        req.hostname.clone()
+    } else {
+        req.container_id.chars().take(12).collect()
+    }
+}
+
+/// Refuses a container that has a record (the metadata lock is held).
+fn claim(data_root: &Path, id: &str) -> Result<(), NetError> {
+    if load_record(data_root, id)?.is_some() {
+        return Err(NetError::Msg(format!("container {id} is already attached")));
+    }
+    Ok(())
+}
+
+/// host and container: modes: nothing to set up, only a record.
+fn attach_shared(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
+    let mut rec;
+    {
+        let _l = config::lock(data_root)?;
+        claim(data_root, &req.container_id)?;
+        match &req.mode {
+            NetMode::Container(target) => {
+                let t = load_record(data_root, target)?
+                    .filter(|t| t.ready)
+                    .ok_or_else(|| NetError::Msg(format!("container {target} has no network attachment")))?;
+                rec = new_record(req, "container");
+                rec.attachment = t.attachment.clone();
+                rec.attachment.ports.clear();
+            }
+            _ => {
+                rec = new_record(req, "host");
+                let host = etc::host_resolv();
+                let hr = etc::resolv_conf(
+                    &pick(&req.dns.servers, || host.nameservers.iter().map(|a| a.to_string()).collect()),
+                    &pick(&req.dns.search, || host.search.clone()),
+                    &pick(&req.dns.options, || host.options.clone()),
+                );
+                let mut hosts = fs::read_to_string("/etc/hosts").unwrap_or_default();
+                if !hosts.is_empty() && !hosts.ends_with('\n') {
+                    hosts.push('\n');
+                }
+                for (h, ip) in &req.extra_hosts {
+                    if ip != "host-gateway" {
+                        hosts.push_str(&format!("{ip}\t{h}\n"));
+                    }
+                }
+                rec.attachment.resolv_conf = hr;
+                rec.attachment.hosts = hosts;
+            }
+        }
+        rec.ready = true;
+        save_record(data_root, &rec)?;
+    }
+    Ok(rec.attachment)
+}
+
+fn pick(given: &[String], default: impl FnOnce() -> Vec<String>) -> Vec<String> {
+    if given.is_empty() {
+        default()
+    } else {
+        given.to_vec()
+    }
+}
+
+fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
+    let cni = cni::Cni::from_env();
+    let mut rec = new_record(req, if req.mode == NetMode::None { "none" } else { "bridge" });
+    let mut nets: Vec<(config::Network, &NetRequest)> = Vec::new();
+    let default_req = NetRequest { network: config::DEFAULT_NETWORK.into(), ..Default::default() };
+    {
+        let _l = config::lock(data_root)?;
+        if req.mode == NetMode::Bridge {
+            let wanted: Vec<&NetRequest> = if req.networks.is_empty() { vec![&default_req] } else { req.networks.iter().collect() };
+            for w in wanted {
+                if nets.iter().any(|(n, _)| n.name == w.network) {
+                    return Err(NetError::Msg(format!("network {} given twice", w.network)));
+                }
+                let n = if w.network == config::DEFAULT_NETWORK { config::ensure_default(data_root)? } else { config::load(data_root, &w.network)? };
+                if let Some(ip) = w.ip {
+                    if !n.subnet.is_host(ip) || ip == n.gateway {
+                        return Err(NetError::Msg(format!("network {}: address {ip} is not a free host address of {}", n.name, n.subnet)));
+                    }
+                }
+                if !w.aliases.is_empty() && !n.has_dns() {
+                    return Err(NetError::Msg(format!("network {}: aliases need a user-defined network", n.name)));
+                }
+                cni.check(&n.name, &n.conflist)?;
+                nets.push((n, w));
+            }
+        }
+        // Published ports go to the first network that is not internal.
+        let port_net = if req.ports.is_empty() {
+            None
+        } else {
+            Some(nets.iter().position(|(n, _)| !n.internal).ok_or_else(|| {
+                NetError::Msg(format!("network {} is internal: ports cannot be published", nets.first().map(|(n, _)| n.name.as_str()).unwrap_or("")))
+            })?)
+        };
+        claim(data_root, &req.container_id)?;
+        rec.attachment.ports = resolve_ports(data_root, &req.ports)?;
+        let mut default_route = false;
+        for (i, (n, w)) in nets.iter().enumerate() {
+            let mut list = n.conflist.clone();
+            if let Some(routes) = list["plugins"][0]["ipam"]["routes"].as_array_mut() {
+                if default_route {
+                    routes.retain(|r| r["dst"] != "0.0.0.0/0");
+                } else if routes.iter().any(|r| r["dst"] == "0.0.0.0/0") {
+                    default_route = true;
+                }
+            }
+            let mut rc = json!({});
+            if port_net == Some(i) {
+                rc["portMappings"] = Value::Array(rec.attachment.ports.iter().map(PortMapping::cni).collect());
+            }
+            if let Some(ip) = w.ip {
+                rc["ips"] = json!([ip.to_string()]);
+            }
+            rec.nets.push(RecNet {
+                network: n.name.clone(),
+                ifname: format!("eth{i}"),
+                aliases: w.aliases.clone(),
+                conflist: list,
+                runtime_config: rc,
+                added: false,
+                result: None,
+                dns: n.has_dns(),
+            });
+        }
+        rec.owns_netns = true;
+        rec.attachment.netns_path = Some(netns::dir().join(&req.container_id));
+        save_record(data_root, &rec)?;
+    }
+    match setup(data_root, &cni, &mut rec, req, &nets) {
+        Ok(()) => Ok(rec.attachment),
+        Err(e) => {
+            let _ = detach(data_root, &req.container_id);
+            Err(e)
+        }
+    }
+}
+
+/// Checks published ports against berth's records and the host, picks free ones for port 0.
+/// The metadata lock is held.
+fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMapping>, NetError> {
+    if want.is_empty() {
+        return Ok(Vec::new());
+    }
+    let taken: Vec<(String, PortMapping)> =
+        all_records(data_root).into_iter().flat_map(|r| r.attachment.ports.into_iter().map(move |p| (r.container_id.clone(), p))).collect();
+    let mut out: Vec<PortMapping> = Vec::new();
+    for m in want {
+        let mut m = m.clone();
+        if m.host_port == 0 {
+            let mut found = false;
+            for _ in 0..32 {
+                m.host_port = ports::pick_free_port(&m).map_err(|e| NetError::Msg(format!("pick a free host port for {}: {e}", m.container_port)))?;
+                if !taken.iter().any(|(_, t)| t.conflicts(&m)) && !out.iter().any(|o| o.conflicts(&m)) {
+                    found = true;
+                    break;
+                }
+            }
+            if !found {
+                return Err(NetError::Msg(format!("no free host port for container port {}", m.container_port)));
+            }
+        } else {
+            if let Some((id, _)) = taken.iter().find(|(_, t)| t.conflicts(&m)) {
+                return Err(NetError::Msg(format!("host port {} is already published by container {id}", m.host_side())));
+            }
+            if out.iter().any(|o| o.conflicts(&m)) {
+                return Err(NetError::Msg(format!("host port {} is published twice", m.host_side())));
+            }
+            ports::host_port_free(&m).map_err(|e| NetError::Msg(format!("host port {} is not available: {e}", m.host_side())))?;
+        }
+        out.push(m);
+    }
+    Ok(out)
+}
+
+/// Creates the namespace, runs ADD for every network, registers DNS names.
+fn setup(data_root: &Path, cni: &cni::Cni, rec: &mut Record, req: &AttachRequest, nets: &[(config::Network, &NetRequest)]) -> Result<(), NetError> {
+    let ns = rec.attachment.netns_path.clone().unwrap_or_default();
+    netns::create(&ns)?;
+    let ns_str = ns.to_string_lossy().into_owned();
+    for i in 0..rec.nets.len() {
+        rec.nets[i].added = true;
+        save_record(data_root, rec)?;
+        let rn = rec.nets[i].clone();
+        let call = cni::Call {
+            network: &rn.network,
+            container_id: &req.container_id,
+            netns: &ns_str,
+            ifname: &rn.ifname,
+            runtime_config: &rn.runtime_config,
+        };
+        let result = cni.add(&rn.conflist, &call, &mut |res| {
+            rec.nets[i].result = Some(res.clone());
+            save_record(data_root, rec)
+        })?;
+        let iface = interface_of(&rn.network, &rn.ifname, &ns_str, &result)
+            .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))?;
+        rec.attachment.interfaces.push(iface);
+    }
+    // /etc/resolv.conf and /etc/hosts.
+    let host = etc::host_resolv();
+    let dns_net = nets.iter().position(|(n, _)| n.has_dns());
+    let resolv = match dns_net {
+        Some(i) => {
+            let mut servers = vec![nets[i].0.gateway.to_string()];
+            servers.extend(req.dns.servers.iter().cloned());
+            etc::resolv_conf(&servers, &pick(&req.dns.search, || host.search.clone()), &pick(&req.dns.options, || vec!["ndots:0".into()]))
+        }
+        None => etc::resolv_conf(
+            &pick(&req.dns.servers, || host.nameservers.iter().filter(|a| !a.is_loopback()).map(|a| a.to_string()).collect()),
+            &pick(&req.dns.search, || host.search.clone()),
+            &pick(&req.dns.options, || host.options.clone()),
+        ),
+    };
+    let own: Vec<Ipv4Addr> = rec.attachment.interfaces.iter().take(1).map(|i| i.ip).collect();
+    let hostname = rec.attachment.hostname.clone();
+    let mut names: Vec<&str> = vec![&hostname];
+    if !req.name.is_empty() {
+        names.push(&req.name);
+    }
+    let gw = rec.attachment.interfaces.iter().find_map(|i| i.gateway);
+    let mut extra = Vec::new();
+    for (h, ip) in &req.extra_hosts {
+        let ip = if ip == "host-gateway" {
+            gw.map(|g| g.to_string()).ok_or_else(|| NetError::Msg(format!("--add-host {h}:host-gateway: no gateway (network mode {})", rec.mode)))?
+        } else {
+            ip.clone()
+        };
+        extra.push((h.clone(), ip));
+    }
+    rec.attachment.resolv_conf = resolv;
+    rec.attachment.hosts = etc::hosts_file(&own, &names, &extra);
+    // Names on user-defined networks, then their DNS servers.
+    let _l = config::lock(data_root)?;
+    for (rn, iface) in rec.nets.iter().zip(&rec.attachment.interfaces) {
+        if !rn.dns {
+            continue;
+        }
+        let mut nm: Vec<String> = Vec::new();
+        for n in std::iter::once(&req.name).chain(rn.aliases.iter()).filter(|n| !n.is_empty()) {
+            nm.push(n.clone());
+        }
+        nm.push(req.container_id.chars().take(12).collect());
+        dns::set_record(data_root, &rn.network, &req.container_id, Some((iface.ip, &nm)))?;
+        dns::ensure_server(data_root, &rn.network)?;
+    }
+    rec.ready = true;
+    save_record(data_root, rec)
+}
+
+/// The interface `ifname` inside the namespace from a CNI 1.0 result.
+fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
+    let ifaces = res["interfaces"].as_array().cloned().unwrap_or_default();
+    let idx = ifaces.iter().position(|i| i["name"] == ifname && i["sandbox"] == netns);
+    let ipc = res["ips"]
+        .as_array()?
+        .iter()
+        .find(|c| c["address"].as_str().is_some_and(|a| !a.contains(':')) && (idx.is_none() || c["interface"].as_u64() == idx.map(|x| x as u64)))?;
+    let (ip, prefix) = ipc["address"].as_str()?.split_once('/')?;
+    Some(Interface {
+        network: network.to_string(),
+        ifname: ifname.to_string(),
+        ip: ip.parse().ok()?,
+        prefix: prefix.parse().ok()?,
+        gateway: ipc["gateway"].as_str().and_then(|g| g.parse().ok()),
+        mac: idx.and_then(|i| ifaces[i]["mac"].as_str()).unwrap_or("").to_string(),
+    })
+}
+
+/// Tears down a container's networking (idempotent; works from the record after a crash).
+pub fn detach(data_root: &Path, container_id: &str) -> Result<(), NetError> {
+    validate_id(container_id)?;
+    match load_record(data_root, container_id)? {
+        Some(r) => detach_record(data_root, r),
+        None => Ok(()),
+    }
+}
+
+fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
+    let cni = cni::Cni::from_env();
+    let ns = rec.attachment.netns_path.clone().filter(|_| rec.owns_netns);
+    let ns_str = match &ns {
+        Some(p) if netns::is_netns(p) => p.to_string_lossy().into_owned(),
+        _ => String::new(),
+    };
+    let mut first: Option<NetError> = None;
+    // DNS names first: nobody resolves to an address about to be released.
+    if rec.nets.iter().any(|n| n.dns) {
+        match config::lock(data_root) {
+            Ok(_l) => {
+                for rn in rec.nets.iter().filter(|n| n.dns) {
+                    match dns::set_record(data_root, &rn.network, &rec.container_id, None) {
+                        Ok(0) => dns::stop_server(data_root, &rn.network),
+                        Ok(_) => {}
+                        Err(e) => {
+                            first.get_or_insert(e);
+                        }
+                    }
+                }
+            }
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    for i in (0..rec.nets.len()).rev() {
+        let rn = &rec.nets[i];
+        if !rn.added {
+            continue;
+        }
+        let call = cni::Call {
+            network: &rn.network,
+            container_id: &rec.container_id,
+            netns: &ns_str,
+            ifname: &rn.ifname,
+            runtime_config: &rn.runtime_config,
+        };
+        match cni.del(&rn.conflist, &call, rn.result.as_ref()) {
+            Ok(()) => rec.nets[i].added = false,
+            Err(e) => {
+                first.get_or_insert(e);
+            }
+        }
+    }
+    if let Some(e) = first {
+        // Keep the record (with what is left to undo) for the next detach or prune.
+        rec.ready = false;
+        let _ = save_record(data_root, &rec);
+        return Err(e);
+    }
+    if let Some(p) = &ns {
+        netns::remove(p);
+    }
+    let p = record_path(data_root, &rec.container_id);
+    match fs::remove_file(&p) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(NetError::io("remove", &p, e)),
+    }
+}
+
+/// The attachment of a container, if attached.
+#[allow(dead_code)] // API of the container layer (issue 8)
+pub fn attachment(data_root: &Path, container_id: &str) -> Result<Option<Attachment>, NetError> {
+    validate_id(container_id)?;
+    Ok(load_record(data_root, container_id)?.filter(|r| r.ready).map(|r| r.attachment))
+}
+
+/// The network namespace of an attached container (for `container:NAME`); None: the host's.
+#[allow(dead_code)] // API of the container layer (issue 8)
+pub fn netns_path(data_root: &Path, container_id: &str) -> Result<Option<PathBuf>, NetError> {
+    attachment(data_root, container_id)?
+        .map(|a| a.netns_path)
+        .ok_or_else(|| NetError::Msg(format!("container {container_id} has no network attachment")))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network management used by the CLI
+
+/// (container id, container name, interface) of every attachment to `network`.
+pub fn users(data_root: &Path, network: &str) -> Vec<(String, String, Option<Interface>)> {
+    all_records(data_root)
+        .into_iter()
+        .filter(|r| r.nets.iter().any(|n| n.network == network))
+        .map(|r| {
+            let iface = r.attachment.interfaces.iter().find(|x| x.network == network).cloned();
+            (r.container_id, r.name, iface)
+        })
+        .collect()
+}
+
+/// Removes an unused network.
+pub fn remove_network(data_root: &Path, name: &str) -> Result<(), NetError> {
+    if matches!(name, "host" | "none") {
+        return Err(NetError::Msg(format!("network {name} is predefined and cannot be removed")));
+    }
+    let _l = config::lock(data_root)?;
+    let net = config::load(data_root, name)?;
+    if let Some((id, _, _)) = users(data_root, name).first() {
+        return Err(NetError::Msg(format!("network {name} is in use by container {id}")));
+    }
+    config::remove_files(data_root, &net)
+}
+
+/// Cleans up crashed set-ups, then removes every unused user-defined network; returns their names.
+pub fn prune(data_root: &Path) -> Result<Vec<String>, NetError> {
+    let mut first = None;
+    for r in all_records(data_root).into_iter().filter(is_stale) {
+        if let Err(e) = detach_record(data_root, r) {
+            first.get_or_insert(e);
+        }
+    }
+    let mut removed = Vec::new();
+    {
+        let _l = config::lock(data_root)?;
+        let recs = all_records(data_root);
+        for n in config::list(data_root) {
+            if n.is_default() || recs.iter().any(|r| r.nets.iter().any(|x| x.network == n.name)) {
+                continue;
+            }
+            match config::remove_files(data_root, &n) {
+                Ok(()) => removed.push(n.name),
+                Err(e) => {
+                    first.get_or_insert(e);
+                }
+            }
+        }
+    }
+    match first {
+        Some(e) => Err(e),
+        None => Ok(removed),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cni_result_to_interface() {
+        let r = json!({
+            "cniVersion": "1.0.0",
+            "interfaces": [
+                {"name": "br-x", "mac": "aa:aa:aa:aa:aa:aa"},
+                {"name": "veth1", "mac": "bb:bb:bb:bb:bb:bb"},
+                {"name": "eth0", "mac": "cc:cc:cc:cc:cc:cc", "sandbox": "/run/berth/netns/c1"}
+            ],
+            "ips": [{"interface": 2, "address": "10.89.0.5/16", "gateway": "10.89.0.1"}]
+        });
+        let i = interface_of("n", "eth0", "/run/berth/netns/c1", &r).unwrap();
+        assert_eq!(i.ip, Ipv4Addr::new(10, 89, 0, 5));
+        assert_eq!(i.prefix, 16);
+        assert_eq!(i.gateway, Some(Ipv4Addr::new(10, 89, 0, 1)));
+        assert_eq!(i.mac, "cc:cc:cc:cc:cc:cc");
+        assert!(interface_of("n", "eth0", "/x", &json!({"ips": []})).is_none());
+    }
+
+    #[test]
+    fn ids_and_names() {
+        assert!(validate_id("abc-1.2_x").is_ok());
+        assert!(validate_id("../x").is_err() && validate_id("").is_err() && validate_id(".x").is_err());
+        assert!(valid_dns_name("web") && valid_dns_name("a.b-c"));
+        assert!(!valid_dns_name("a..b") && !valid_dns_name("a b") && !valid_dns_name(""));
+    }
+}
