@@ -3,7 +3,7 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 BERTH := target/x86_64-unknown-linux-gnu/release/berth
 DEMO := /tmp/berth-demo
 
-.PHONY: all build deps demo test unit integration vmtest bench clean
+.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean
 
 all: build
 
@@ -14,6 +14,11 @@ build: deps
 	$(CARGO) build --release
 
 demo: build
+	@scripts/deps.sh demo
+	scripts/demo.sh $(CURDIR)/$(BERTH)
+
+# The runtime alone: a busybox bundle run with the runc-style CLI.
+demo-bundle: build
 	@scripts/busybox-bundle.sh $(BERTH) $(DEMO) sh -c 'echo "hostname: $$(hostname)"; echo "my pid: $$$$"; echo "mounts:"; cat /proc/self/mounts'
 	@echo "== berth run (bundle $(DEMO))"
 	cd $(DEMO) && $(CURDIR)/$(BERTH) --root /run/berth-demo run demo-$$$$

@@ -794,3 +794,76 @@ fn create_start_attach_and_run_flags() {
         "grep CapEff /proc/self/status; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null"]);
     assert!(o.stdout.contains("CapEff:\t0000000000000000") && o.stdout.contains("20"), "{o}");
 }
+
+/// `image import` (docker import): a directory or a (gzip) tar on stdin becomes a one-layer
+/// image whose config comes from --change lines; it runs, and bad input changes nothing. The
+/// default network's bridge goes with its last container.
+#[test]
+fn image_import_runs_and_bridge_goes_with_last_container() {
+    let e = Eng::new("eng-import");
+    let rootfs = e.ctx.bundle().rootfs.clone();
+    fs::create_dir_all(rootfs.join("www")).unwrap();
+    fs::write(rootfs.join("www/index.html"), "imported page\n").unwrap();
+    let o = e.cmd(&[
+        "image", "import", "-c", r#"CMD ["sh", "-c", "echo $GREETING from $(pwd)"]"#, "-c", "ENV GREETING=hello",
+        "-c", "WORKDIR /www", "-c", "EXPOSE 80", "-c", "LABEL org.x=imported", "-m", "made by a test",
+        rootfs.to_str().unwrap(), "imported:dir",
+    ]);
+    o.ok();
+    assert!(o.stdout.trim().starts_with("sha256:") && o.stdout.trim().len() == 71, "{o}");
+    let v: Value = serde_json::from_str(&e.cmd(&["image", "inspect", "imported:dir"]).stdout).unwrap();
+    let cfg = &v[0]["Config"];
+    assert_eq!(cfg["ExposedPorts"], json!({"80/tcp": {}}), "{v}");
+    assert_eq!(cfg["Labels"]["org.x"], "imported", "{v}");
+    let o = e.c(&["run", "--rm", "--network", "none", "imported:dir"]);
+    o.ok();
+    assert_eq!(o.stdout, "hello from /www\n");
+
+    // A gzip tar on stdin, run on the default bridge.
+    let tgz = e.ctx.dir.join("rootfs.tar.gz");
+    tool(Command::new("tar").arg("-C").arg(&rootfs).arg("-czf").arg(&tgz).arg("."));
+    let mut c = e.command(&["image", "import", "-", "imported:tgz"]);
+    c.stdin(fs::File::open(&tgz).unwrap());
+    e.ctx.exec_cmd(c, Duration::from_secs(60)).ok();
+    let o = e.c(&["run", "--rm", "imported:tgz", "cat", "/www/index.html"]);
+    o.ok();
+    assert_eq!(o.stdout, "imported page\n");
+    let net: Value = serde_json::from_str(&e.cmd(&["network", "inspect", "bridge"]).stdout).unwrap();
+    let bridge = net[0]["Bridge"].as_str().unwrap().to_string();
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} outlived its last container");
+
+    // Bad input: one line, the store as it was.
+    let before = tree_digest(&e.data.join("image"));
+    for (args, want) in [
+        (vec!["image", "import", "-c", "RUN true", rootfs.to_str().unwrap(), "x:y"], "RUN true"),
+        (vec!["image", "import", "/etc/hostname", "x:y"], "not a tar"),
+        (vec!["image", "import", "/nonexistent", "x:y"], "/nonexistent"),
+        (vec!["image", "import", rootfs.to_str().unwrap(), "Bad:Name"], "Bad:Name"),
+    ] {
+        let o = e.cmd(&args);
+        assert!(o.code != 0 && o.stderr.lines().count() == 1 && o.stderr.contains(want), "{args:?}: {o}");
+    }
+    assert_eq!(tree_digest(&e.data.join("image")), before, "a failed import changed the store");
+}
+
+/// Paths, sizes and modes of everything under `dir` (locks and empty tmp/ aside).
+fn tree_digest(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for ent in fs::read_dir(&d).unwrap().flatten() {
+            let p = ent.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(dir).unwrap().display().to_string();
+            if rel.ends_with(".lock") || rel == "tmp" {
+                continue;
+            }
+            out.push(format!("{rel} {} {:o}", m.len(), std::os::unix::fs::PermissionsExt::mode(&m.permissions())));
+            if m.is_dir() {
+                stack.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}

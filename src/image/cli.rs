@@ -24,6 +24,18 @@ pub enum ImageCmd {
         #[arg(short = 'q', long = "quiet")]
         quiet: bool,
     },
+    /// Make an image from a root filesystem: a tar (plain, gzip or zstd; "-": stdin) or a directory.
+    Import {
+        /// A Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME).
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        /// A comment kept in the image's history.
+        #[arg(short = 'm', long = "message")]
+        message: Option<String>,
+        source: PathBuf,
+        /// Name for the image, e.g. busybox:local.
+        reference: Option<String>,
+    },
     /// Pull an image from a registry.
     Pull {
         /// Platform to pull from a multi-platform image: os/arch[/variant].
@@ -103,6 +115,8 @@ pub enum CliError {
     #[error(transparent)]
     Registry(#[from] RegistryError),
     #[error(transparent)]
+    Import(#[from] super::import::ImportError),
+    #[error(transparent)]
     Bundle(#[from] BundleError),
     #[error("layer {blob}: {source}")]
     Unpack { blob: Digest, source: UnpackError },
@@ -122,6 +136,11 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Load { input, quiet: _ } => {
             let mut out = io::stdout().lock();
             archive::load(&store, &input, &mut out)?;
+            Ok(())
+        }
+        ImageCmd::Import { change, message, source, reference } => {
+            let id = super::import::import(&store, &source, reference.as_deref(), &change, message.as_deref())?;
+            println!("{id}");
             Ok(())
         }
         ImageCmd::Pull { platform, insecure, tls_ca, authfile, quiet, reference } => {

@@ -11,5 +11,6 @@ pub mod registry;
 pub mod unpack;
 pub mod store;
 pub mod archive;
+pub mod import;
 pub mod pull;
 pub mod cli;

@@ -10,8 +10,34 @@ use std::path::{Path, PathBuf};
 
 /// The default network (docker's "bridge"): created on first use, no name resolution.
 pub const DEFAULT_NETWORK: &str = "bridge";
-/// The default network's bridge is berth0 (berth1, ... when another data-root has berth0).
-pub const DEFAULT_BRIDGE_PREFIX: &str = "berth";
+/// The default network's bridge is berth0 for the default data-root.
+pub const DEFAULT_BRIDGE: &str = "berth0";
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+
+/// berth0 for /var/lib/berth, and `berth-` + 8 hex digits of a hash of the path for any other
+/// data-root: two data-roots never share a bridge (their address allocations are separate).
+pub fn default_bridge_name(data_root: &Path) -> String {
+    let abs = fs::canonicalize(data_root).unwrap_or_else(|_| data_root.to_path_buf());
+    if abs == Path::new(DEFAULT_DATA_ROOT) {
+        return DEFAULT_BRIDGE.to_string();
+    }
+    // FNV-1a: stable across builds and releases (std's hasher is not).
+    let mut h: u32 = 0x811c_9dc5;
+    for b in abs.as_os_str().as_encoded_bytes() {
+        h ^= u32::from(*b);
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    format!("berth-{h:08x}")
+}
+
+/// A host route that overlaps `net` on a device other than `bridge`: another data-root's
+/// network, or a host interface added since the network was made.
+pub fn subnet_clash(net: &Network) -> Option<String> {
+    ipnet::host_subnets()
+        .into_iter()
+        .find(|(h, dev)| h.overlaps(&net.subnet) && dev != &net.bridge)
+        .map(|(h, dev)| format!("network {}: subnet {} overlaps host route {h} on {dev}", net.name, net.subnet))
+}
 
 #[derive(Clone, Debug)]
 pub struct Network {
@@ -202,15 +228,7 @@ pub fn create(data_root: &Path, name: &str, subnet: Option<&str>, gateway: Optio
         }
         None => subnet.first_host(),
     };
-    let bridge_name = if is_default {
-        // berth0, unless another data-root's default network has it: then berth1, berth2, ...
-        (0..100)
-            .map(|i| format!("{DEFAULT_BRIDGE_PREFIX}{i}"))
-            .find(|b| !Path::new("/sys/class/net").join(b).exists())
-            .ok_or_else(|| NetError::Msg("no free name for the default bridge (berth0..berth99 exist)".into()))?
-    } else {
-        format!("br-{}", &id[..12])
-    };
+    let bridge_name = if is_default { default_bridge_name(data_root) } else { format!("br-{}", &id[..12]) };
     let meta = json!({
         "id": id, "subnet": subnet.to_string(), "gateway": gw.to_string(), "bridge": bridge_name,
         "internal": internal, "created": crate::logging::now_rfc3339(),
@@ -273,6 +291,10 @@ mod tests {
         assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/d/network/ipam");
         assert_eq!(v["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
         let v = conflist(Path::new("/d"), "n", &json!({}), s, gw, "br-x", true);
+        assert_eq!(default_bridge_name(Path::new("/var/lib/berth")), "berth0");
+        let a = default_bridge_name(Path::new("/nonexistent/a"));
+        assert!(a.starts_with("berth-") && a.len() == 14, "{a}");
+        assert_ne!(a, default_bridge_name(Path::new("/nonexistent/b")));
         let types: Vec<&str> = v["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["bridge", "firewall", "tuning"]);
         assert_eq!(v["plugins"][0]["ipMasq"], false);

@@ -369,6 +369,9 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
                     return Err(NetError::Msg(format!("network {}: aliases need a user-defined network", n.name)));
                 }
                 cni.check(&n.name, &n.conflist)?;
+                if let Some(m) = config::subnet_clash(&n) {
+                    return Err(NetError::Msg(m));
+                }
                 nets.push((n, w));
             }
         }
@@ -617,6 +620,21 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
     }
     if let Some(p) = &ns {
         netns::remove(p);
+    }
+    // A bridge no other container of this data-root uses goes with its last container (the CNI
+    // bridge plugin makes it again on the next ADD), so an idle host carries no berth bridge.
+    let nets: Vec<&str> = rec.nets.iter().filter(|n| n.conflist["plugins"][0]["type"] == "bridge").map(|n| n.network.as_str()).collect();
+    if !nets.is_empty() {
+        if let Ok(_l) = config::lock(data_root) {
+            let others = all_records(data_root);
+            for name in nets {
+                let used = others.iter().any(|o| o.container_id != rec.container_id && o.nets.iter().any(|n| n.network == name));
+                let bridge = rec.nets.iter().find(|n| n.network == name).and_then(|n| n.conflist["plugins"][0]["bridge"].as_str());
+                if let (false, Some(b)) = (used, bridge) {
+                    let _ = netns::delete_bridge(b);
+                }
+            }
+        }
     }
     let p = record_path(data_root, &rec.container_id);
     match fs::remove_file(&p) {

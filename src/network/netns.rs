@@ -94,8 +94,7 @@ pub fn remove(path: &Path) {
 }
 
 /// Deletes a bridge of the host (set down, then SIOCBRDELBR); a missing one is fine. A bridge
-/// that still has ports is left alone: the default bridge berth0 may serve containers of
-/// another data-root.
+/// that still has ports is left alone (a container still uses it).
 pub fn delete_bridge(name: &str) -> Result<(), NetError> {
     if name.is_empty() || name.len() >= libc::IFNAMSIZ || name.contains('/') {
         return Err(NetError::Msg(format!("invalid bridge name {name:?}")));

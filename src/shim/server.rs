@@ -230,15 +230,19 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         }
         sh.st.restart_count += 1;
     };
-    sh.st.status = Status::Exited;
-    sh.st.container_pid = 0;
-    sh.st.exit_code = Some(code);
-    sh.save();
-    sh.goodbye(code);
-    let _ = std::fs::remove_file(&sock_path);
+    // Clean up (network, rootfs; removal with --rm) before "exited" is recorded and the exit
+    // code is sent: whoever sees the container exited finds it torn down.
     if !sh.cfg.on_exit.is_empty() {
         run_on_exit(&sh.cfg.on_exit);
     }
+    sh.st.status = Status::Exited;
+    sh.st.container_pid = 0;
+    sh.st.exit_code = Some(code);
+    if sh.cfg.state_dir.is_dir() {
+        sh.save();
+    }
+    sh.goodbye(code);
+    let _ = std::fs::remove_file(&sock_path);
     reap_all();
     0
 }
