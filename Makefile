@@ -38,6 +38,19 @@ vmtest: build
 integration: build
 	$(CARGO) test --release --test integration -- --test-threads=2
 
+# engines: berth under real engines, each with a private daemon on this machine (root; the
+# packages come from `scripts/deps.sh engines`). One `ok - NAME` line per check, see integration/engines/.
+.PHONY: engines engines-containerd engines-docker
+engines: engines-containerd engines-docker
+
+engines-containerd: build
+	@scripts/deps.sh engines
+	integration/engines/containerd.sh $(CURDIR)/$(BERTH)
+
+engines-docker: build
+	@scripts/deps.sh engines
+	integration/engines/docker.sh $(CURDIR)/$(BERTH)
+
 -include bench/bench.mk
 
 clean:

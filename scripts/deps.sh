@@ -1,12 +1,14 @@
 #!/bin/bash
 # Installs what berth needs to build, run and test on a fresh Debian machine (as root).
-# Usage: scripts/deps.sh [build|demo|test|bench]
+# Usage: scripts/deps.sh [build|demo|test|bench|engines]
 set -euo pipefail
 want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
 case "${1:-build}" in
   test) want+=(python3 docker-registry skopeo umoci apache2-utils debootstrap openssl containernetworking-plugins iptables) ;;
   demo) want+=(containernetworking-plugins iptables) ;;
   bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time) ;;
+  # integration/engines/*.sh (each starts its own private daemon)
+  engines) want+=(python3 python3-grpcio runc containerd docker.io iptables) ;;
 esac
 missing=()
 for p in "${want[@]}"; do
