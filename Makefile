@@ -27,6 +27,7 @@ test: deps
 	@scripts/deps.sh test
 	$(CARGO) build --release
 	$(CARGO) test --release -- --test-threads=2
+	$(MAKE) --no-print-directory engines
 
 unit:
 	$(CARGO) test --release --bin berth

@@ -867,3 +867,27 @@ fn tree_digest(dir: &Path) -> Vec<String> {
     out.sort();
     out
 }
+
+/// An attached run forwards SIGTERM to the container; with --sig-proxy=false the CLI takes the
+/// signal itself (it dies, as docker's) and the container goes on.
+#[test]
+fn sig_proxy_forwards_or_not() {
+    let e = Eng::new("eng-sigproxy");
+    for (proxy, name) in [("true", "proxied"), ("false", "unproxied")] {
+        let script = "trap 'echo got-term; exit 3' TERM; echo ready; i=0; while [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; echo finished";
+        let bg = e.spawn_c(&["run", "--network", "none", "--name", name, &format!("--sig-proxy={proxy}"), "busybox", "sh", "-c", script]);
+        assert!(wait_until(Duration::from_secs(10), || e.c(&["logs", name]).stdout.contains("ready")), "{name} never started");
+        // SAFETY: kill(2) of the CLI this test started.
+        unsafe { libc::kill(bg.pid(), libc::SIGTERM) };
+        let o = bg.wait(Duration::from_secs(20));
+        e.wait_status(name, "exited", Duration::from_secs(10));
+        let logs = e.c(&["logs", name]).stdout;
+        if proxy == "true" {
+            assert_eq!(o.code, 3, "the CLI exits with the container's code: {o}");
+            assert!(logs.contains("got-term") && !logs.contains("finished"), "{logs}");
+        } else {
+            assert_eq!(o.code, 128 + libc::SIGTERM, "the CLI dies of the signal: {o}");
+            assert!(!logs.contains("got-term") && logs.contains("finished"), "{logs}");
+        }
+    }
+}

@@ -422,12 +422,12 @@ pub fn shim_spawn_attached(cfg: &crate::shim::ShimConfig) -> Result<(i32, std::o
     crate::shim::spawn_attached(cfg).map(|(i, s)| (i.shim_pid, s)).map_err(shim_err)
 }
 
-pub fn shim_relay(sock: std::os::unix::net::UnixStream, stdin: bool, tty: bool, dir: &Path) -> Result<i32, EngineError> {
-    crate::shim::relay(sock, stdin, tty, Some(dir)).map_err(|e| EngineError::Msg(e.to_string()))
+pub fn shim_relay(sock: std::os::unix::net::UnixStream, stdin: bool, tty: bool, dir: &Path, sig_proxy: bool) -> Result<i32, EngineError> {
+    crate::shim::relay(sock, stdin, tty, Some(dir), sig_proxy).map_err(|e| EngineError::Msg(e.to_string()))
 }
 
-pub fn shim_attach(dir: &Path, stdin: bool, tty: bool) -> Result<i32, EngineError> {
-    crate::shim::attach(dir, stdin, tty).map_err(|e| EngineError::Msg(e.to_string()))
+pub fn shim_attach(dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Result<i32, EngineError> {
+    crate::shim::attach(dir, stdin, tty, sig_proxy).map_err(|e| EngineError::Msg(e.to_string()))
 }
 
 pub fn shim_state(dir: &Path) -> Option<ShimState> {

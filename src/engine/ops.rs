@@ -27,9 +27,9 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 match run::start(e, &cs, &rec.id, attach)? {
                     Started::Spawned { sock: Some(sock), .. } => {
                         let stdin = interactive && rec.spec.stdin_open;
-                        return adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id));
+                        return adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id), true);
                     }
-                    _ if attach => return adapt::shim_attach(&cs.path(&rec.id), interactive && rec.spec.stdin_open, rec.spec.tty),
+                    _ if attach => return adapt::shim_attach(&cs.path(&rec.id), interactive && rec.spec.stdin_open, rec.spec.tty, true),
                     _ => println!("{key}"),
                 }
                 Ok(0)
@@ -125,13 +125,13 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             println!("{code}");
             Ok(0)
         }),
-        ContainerCmd::Attach { no_stdin, sig_proxy: _, container } => {
+        ContainerCmd::Attach { no_stdin, sig_proxy, container } => {
             let rec = cs.find(&container)?;
             let st = run::status(e, &cs, &rec.id);
             if st.state != State::Running {
                 return Err(EngineError::Conflict(format!("you cannot attach to a stopped container, start it first")));
             }
-            adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty)
+            adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty, sig_proxy)
         }
         ContainerCmd::Top { container, ps_args } => {
             let rec = cs.find(&container)?;
@@ -199,7 +199,7 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
     match started {
         Started::Spawned { shim_pid, sock: Some(sock) } => {
             let shim = run::pidfd_open(shim_pid);
-            let code = adapt::shim_relay(sock, rec.spec.stdin_open, rec.spec.tty, &cs.path(&rec.id))?;
+            let code = adapt::shim_relay(sock, rec.spec.stdin_open, rec.spec.tty, &cs.path(&rec.id), a.sig_proxy)?;
             if rec.spec.auto_remove {
                 // As docker's CLI: return once the container is removed.
                 if let Some(fd) = &shim {

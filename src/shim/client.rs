@@ -15,7 +15,7 @@ const SIGNALS: [libc::c_int; 7] =
 /// Attaches to the container whose shim keeps its state in `state_dir`; returns its exit code
 /// (at once when it has already exited). `stdin`: send our stdin (its end closes the
 /// container's stdin); `tty`: the container has a terminal.
-pub fn attach(state_dir: &Path, stdin: bool, tty: bool) -> Result<i32, ShimError> {
+pub fn attach(state_dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Result<i32, ShimError> {
     let path = state_dir.join(ATTACH_SOCK);
     let sock = match sys::connect(&path) {
         Ok(s) => s,
@@ -33,7 +33,7 @@ pub fn attach(state_dir: &Path, stdin: bool, tty: bool) -> Result<i32, ShimError
             return Err(ShimError::Io { op: "connect to", path, err: e });
         }
     };
-    relay(sock, stdin, tty, Some(state_dir))
+    relay(sock, stdin, tty, Some(state_dir), sig_proxy)
 }
 
 /// The caller's terminal in raw mode while alive; restored on drop.
@@ -94,8 +94,10 @@ fn send_size(sock: &UnixStream) {
 
 /// Relays over an attach connection (from [`attach`] or [`super::spawn_attached`]) until the
 /// exit frame; returns the exit code. `state_dir` gives the code if the connection is lost.
-pub fn relay(sock: UnixStream, stdin: bool, tty: bool, state_dir: Option<&Path>) -> Result<i32, ShimError> {
-    let (sigfd, old) = sys::signalfd(&SIGNALS).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;
+pub fn relay(sock: UnixStream, stdin: bool, tty: bool, state_dir: Option<&Path>, sig_proxy: bool) -> Result<i32, ShimError> {
+    // Without the proxy only SIGWINCH is taken: the others keep their default action here.
+    let sigs: &[libc::c_int] = if sig_proxy { &SIGNALS } else { &[libc::SIGWINCH] };
+    let (sigfd, old) = sys::signalfd(sigs).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;
     let _mask = MaskGuard(old);
     let _raw = if tty && stdin { RawMode::enter(0) } else { None };
     let _ = sock.set_nonblocking(false);

@@ -549,7 +549,7 @@ fn spawn_main(a: &mut Args) -> Result<i32, ShimError> {
         return Ok(0);
     }
     let (_info, sock) = spawn_attached(&cfg)?;
-    relay(sock, cfg.stdin, cfg.tty, Some(&cfg.state_dir))
+    relay(sock, cfg.stdin, cfg.tty, Some(&cfg.state_dir), true)
 }
 
 fn tool_main(sub: &str, a: &mut Args) -> Result<i32, ShimError> {
@@ -578,7 +578,7 @@ fn tool_main(sub: &str, a: &mut Args) -> Result<i32, ShimError> {
         return Err(ShimError::Msg("--state-dir is required".into()));
     }
     match sub {
-        "attach" => attach(&dir, stdin, tty),
+        "attach" => attach(&dir, stdin, tty, true),
         "logs" => {
             use std::io::Write;
             let (mut o, mut e) = (std::io::stdout().lock(), std::io::stderr().lock());
