@@ -11,7 +11,9 @@ bench:
 	$(CARGO) build --release
 	BERTH=$(CURDIR)/$(BERTH) python3 $(BENCH_DIR)/bench.py $(BENCH_ARGS)
 
-# Engine layer: image unpack (berth vs umoci) and pull (berth vs skopeo), see bench/engine.py.
+# Engine layer: image unpack (berth vs umoci), pull (berth vs skopeo), container run and network
+# cost (berth vs podman with runc/crun/berth), shim memory (vs conmon); see bench/engine.py.
+# Options with ENGINE_BENCH_ARGS, e.g. ENGINE_BENCH_ARGS="--container-iterations 50 --json engine.json"
 .PHONY: bench-engine
 bench: bench-engine
 bench-engine:

@@ -1,24 +1,32 @@
 #!/usr/bin/env python3
 """Engine-layer benchmark of berth against its peers, interleaved in one run.
 
-Sections (--sections, default all that can run on this machine):
-  unpack   unpack the multi-layer Debian image into a rootfs: berth vs `umoci unpack`
-  pull     pull that image from a local Debian `docker-registry` on 127.0.0.1:
-           berth (download + verify + unpack into its store) vs `skopeo copy` to a directory
-           (download + verify only)
+Sections (--sections, default all):
+  unpack      unpack the multi-layer Debian image into a rootfs: berth vs `umoci unpack`
+  pull        pull that image from a local Debian `docker-registry` on 127.0.0.1:
+              berth (download + verify + unpack into its store) vs `skopeo copy` to a directory
+              (download + verify only)
+  containers  `container run --rm busybox true` with the default bridge network and with
+              --network none: berth vs podman 4.3 driving runc, crun and berth; berth's network
+              layer alone (attach + detach); the figures of issues 7 (network cost), 8 (berth vs
+              podman) and 9 (podman --runtime berth vs runc and crun)
+  rss         memory of berth's shim vs podman's conmon per running container (issue 8)
 
 The Debian image is made once per machine: a `debootstrap --variant=minbase` rootfs cached in
 /var/cache/berth-tests/debian-rootfs.tar (shared with the integration tests), layered by this
 script into an OCI image layout (layer 1: the rootfs; layer 2: whiteouts, an opaque dir,
-hardlinks, a symlink). Python 3 standard library only. Must run as root. See bench/README.md.
+hardlinks, a symlink). The busybox image is made from the host's busybox-static. Python 3
+standard library only. Must run as root. See bench/README.md.
 """
 
 import argparse
 import gzip
 import hashlib
 import io
+import ipaddress
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -258,38 +266,806 @@ def section_pull(berth, work, layout, gz_mb, iters):
         reg.stop()
 
 
+# ------------------------------------------------------------------ cgroups
+#
+# Shells on some hosts start in a v1 memory cgroup the bench must never touch (e.g.
+# memory:/process_api/<id>), and runtimes resolve a relative cgroupsPath against the caller's
+# own cgroup. So the measuring process runs as a child placed, before it execs, in a cgroup of
+# its own in every mounted hierarchy (/sys/fs/cgroup/<h>/berth-engine-bench-<pid>); the parent
+# never moves, and removes those cgroups once the child is gone. podman is run with that cgroup
+# as --cgroup-parent, so its containers' and conmon's cgroups are in our tree too; berth's
+# engine uses /berth/<container id> and removes it with the container. Nothing else is removed:
+# other users of the host make cgroups under the shared parents (/berth, /libpod_parent) too.
+
+CG_MOUNT = "/sys/fs/cgroup"
+CG_FORBIDDEN = ("/process_api",)
+
+
+def cgroup_hierarchies():
+    out = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            pre, _, post = line.partition(" - ")
+            if post.split()[:1] in (["cgroup"], ["cgroup2"]):
+                mp = pre.split()[4]
+                if mp.startswith(CG_MOUNT + "/") and os.path.exists(os.path.join(mp, "cgroup.procs")):
+                    out.append(mp)
+    return sorted(set(out))
+
+
+def cg_dirs_under(top):
+    """Every directory under top, deepest first (top last)."""
+    out = []
+    for dirpath, dirnames, _ in os.walk(top):
+        out.append(dirpath)
+    return sorted(out, key=lambda d: -d.count("/"))
+
+
+class Cgroups:
+    def __init__(self):
+        self.hier = cgroup_hierarchies()
+        self.name = "berth-engine-bench-%d" % os.getpid()
+        self.dirs = []
+
+    def create(self):
+        for h in self.hier:
+            d = os.path.join(h, self.name)
+            os.makedirs(d, exist_ok=True)
+            self.dirs.append(d)
+            for k in ("cpuset.cpus", "cpuset.mems"):
+                if os.path.exists(os.path.join(d, k)):
+                    with open(os.path.join(h, k)) as fi, open(os.path.join(d, k), "w") as fo:
+                        fo.write(fi.read())
+
+    def enter(self):
+        """preexec_fn of the child: move it into every cgroup (and undo the parent's SIG_IGN of
+        SIGINT, which exec would pass on)."""
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        pid = str(os.getpid())
+        for d in self.dirs:
+            with open(os.path.join(d, "cgroup.procs"), "w") as f:
+                f.write(pid)
+
+    def remove(self):
+        """rmdir (depth first) our cgroups; returns the directories that could not be removed
+        (still populated)."""
+        left = []
+        for top in self.dirs:
+            for d in cg_dirs_under(top):
+                try:
+                    os.rmdir(d)
+                except OSError as e:
+                    left.append("%s (%s)" % (d, e.strerror))
+        return left
+
+
+def check_own_cgroup():
+    with open("/proc/self/cgroup") as f:
+        cg = f.read()
+    for line in cg.splitlines():
+        path = line.split(":", 2)[2]
+        if any(path.startswith(x) for x in CG_FORBIDDEN) or "berth-engine-bench-" not in path:
+            die("the measuring process is in cgroup %r, not in its own (see Cgroups)" % line)
+
+
+# ------------------------------------------------------------------ busybox image
+
+def busybox_archive(path):
+    """A docker-archive (`docker save` format) of a one-layer busybox image made from the host's
+    static busybox (Debian busybox-static), named docker.io/library/busybox:latest; both
+    `podman load` and `berth image load` read it. Returns the image id (config digest)."""
+    bb = shutil.which("busybox", path=ENV["PATH"])
+    if not bb:
+        die("busybox is not installed (apt-get install -y busybox-static)")
+
+    def info(name, kind, mode, data=b"", link=""):
+        ti = tarfile.TarInfo(name)
+        ti.type, ti.mode, ti.mtime, ti.linkname = kind, mode, 1700000000, link
+        ti.size = len(data) if kind == tarfile.REGTYPE else 0
+        return ti
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as t:
+        for d in ("bin", "dev", "etc", "proc", "sys", "tmp", "root", "run", "var", "usr", "usr/bin"):
+            t.addfile(info(d + "/", tarfile.DIRTYPE, 0o1777 if d == "tmp" else 0o755))
+        with open(bb, "rb") as f:
+            data = f.read()
+        t.addfile(info("bin/busybox", tarfile.REGTYPE, 0o755, data), io.BytesIO(data))
+        for a in run([bb, "--list"]).split():
+            if a != "busybox":
+                t.addfile(info("bin/" + a, tarfile.SYMTYPE, 0o777, link="busybox"))
+        for name, data in (("etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n"),
+                           ("etc/group", b"root:x:0:\nnogroup:x:65534:\n")):
+            t.addfile(info(name, tarfile.REGTYPE, 0o644, data), io.BytesIO(data))
+    layer = buf.getvalue()
+    diff = hashlib.sha256(layer).hexdigest()
+    config = json.dumps({
+        "architecture": "amd64", "os": "linux", "created": "2026-01-01T00:00:00Z",
+        "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"], "Cmd": ["sh"]},
+        "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff]},
+        "history": [{"created": "2026-01-01T00:00:00Z", "created_by": "berth bench: host busybox-static"}],
+    }).encode()
+    cid = hashlib.sha256(config).hexdigest()
+    manifest = json.dumps([{"Config": cid + ".json", "RepoTags": ["docker.io/library/busybox:latest"],
+                            "Layers": [diff + "/layer.tar"]}]).encode()
+    with tarfile.open(path, "w") as t:
+        t.addfile(info(diff + "/", tarfile.DIRTYPE, 0o755))
+        for name, data in ((diff + "/layer.tar", layer), (cid + ".json", config), ("manifest.json", manifest)):
+            t.addfile(info(name, tarfile.REGTYPE, 0o644, data), io.BytesIO(data))
+    return cid
+
+
+# ------------------------------------------------------------------ host state (clean-up checks)
+
+def host_routes():
+    """(network, mask) of every IPv4 route of the host."""
+    out = []
+    with open("/proc/net/route") as f:
+        for line in f.readlines()[1:]:
+            c = line.split()
+            out.append((int(c[1], 16), int(c[7], 16)))
+    return out
+
+
+def free_subnet24(taken=()):
+    """A /24 of 10.251.0.0/16 no host route overlaps (for podman's networks)."""
+    routes = [ipaddress.ip_network((socket.ntohl(n), bin(m).count("1")), strict=False) for n, m in host_routes() if m]
+    routes += list(taken)
+    for i in range(1, 255):
+        net = ipaddress.ip_network("10.251.%d.0/24" % i)
+        if not any(net.overlaps(r) for r in routes):
+            return net
+    die("no free /24 in 10.251.0.0/16 for podman's network")
+
+
+def iptables_rules():
+    r = subprocess.run(["iptables-save"], capture_output=True, text=True, env=ENV)
+    return set(l for l in r.stdout.splitlines() if l.startswith("-A "))
+
+
+# ------------------------------------------------------------------ podman
+
+def write_exec(path, text):
+    with open(path, "w") as f:
+        f.write(text)
+    os.chmod(path, 0o755)
+
+
+class Podman:
+    """podman with its own storage, state, network configs and containers.conf files under
+    work/pm. Its default network "berthbench" is defined for both of podman 4.3's network
+    backends, as `podman network create` writes it but with our own bridge name and subnet:
+      netavark (podman's default when installed, as Debian's `apt-get install podman` does):
+          a bridge network, host-local IPAM (netavark's own database), no DNS;
+      cni: a conflist bridge + host-local (IPAM dir under work/pm), portmap, firewall, tuning:
+          the plugins berth's networks use.
+    Containers go under --cgroup-parent (our own cgroup), so nothing lands in /libpod_parent."""
+
+    def __init__(self, work, cgroup_parent):
+        self.dir = os.path.join(work, "pm")       # short: podman refuses a runroot over 50 characters
+        for d in ("cni", "netavark", "ipam", "root", "rr", "tmp"):
+            os.makedirs(os.path.join(self.dir, d))
+        self.cgroup_parent = cgroup_parent
+        self.backends = ["netavark", "cni"] if shutil.which("netavark", path=ENV["PATH"] + ":/usr/lib/podman") else ["cni"]
+        self.default = self.backends[0]
+        taken = []
+        self.bridge, self.subnet = {}, {}
+        for b in self.backends:
+            self.bridge[b] = ("bbnv%d" if b == "netavark" else "bbpm%d") % (os.getpid() % 1000000)
+            self.subnet[b] = free_subnet24(taken)
+            taken.append(self.subnet[b])
+        gw = {b: str(next(self.subnet[b].hosts())) for b in self.backends}
+        if "cni" in self.backends:
+            conflist = {"cniVersion": "0.4.0", "name": "berthbench", "plugins": [
+                {"type": "bridge", "bridge": self.bridge["cni"], "isGateway": True, "ipMasq": True, "hairpinMode": True,
+                 "ipam": {"type": "host-local", "routes": [{"dst": "0.0.0.0/0"}],
+                          "ranges": [[{"subnet": str(self.subnet["cni"]), "gateway": gw["cni"]}]],
+                          "dataDir": os.path.join(self.dir, "ipam")},
+                 "capabilities": {"ips": True}},
+                {"type": "portmap", "capabilities": {"portMappings": True}},
+                {"type": "firewall", "backend": ""},
+                {"type": "tuning"}]}
+            with open(os.path.join(self.dir, "cni", "berthbench.conflist"), "w") as f:
+                json.dump(conflist, f, indent=1)
+        if "netavark" in self.backends:
+            net = {"name": "berthbench", "id": hashlib.sha256(self.dir.encode()).hexdigest(), "driver": "bridge",
+                   "network_interface": self.bridge["netavark"], "created": "2026-01-01T00:00:00Z",
+                   "subnets": [{"subnet": str(self.subnet["netavark"]), "gateway": gw["netavark"]}],
+                   "ipv6_enabled": False, "internal": False, "dns_enabled": False,
+                   "ipam_options": {"driver": "host-local"}}
+            with open(os.path.join(self.dir, "netavark", "berthbench.json"), "w") as f:
+                json.dump(net, f, indent=1)
+        self.base = ["podman", "--root", os.path.join(self.dir, "root"), "--runroot", os.path.join(self.dir, "rr"),
+                     "--tmpdir", os.path.join(self.dir, "tmp"), "--storage-driver", "overlay",
+                     "--cgroup-manager", "cgroupfs", "--events-backend", "file"]
+        self.ulimits = []
+        self.write_conf()
+
+    def conf(self, backend):
+        return os.path.join(self.dir, "containers-%s.conf" % backend)
+
+    def write_conf(self):
+        for b in self.backends:
+            with open(self.conf(b), "w") as f:
+                f.write("[containers]\n")
+                if self.ulimits:
+                    f.write("default_ulimits = [%s]\n" % ", ".join('"%s"' % u for u in self.ulimits))
+                f.write('[network]\nnetwork_backend = "%s"\nnetwork_config_dir = "%s"\ndefault_network = "berthbench"\n'
+                        '[engine]\nevents_logger = "file"\ncgroup_manager = "cgroupfs"\n' % (b, os.path.join(self.dir, b)))
+
+    def set_limits(self):
+        """Call once the busybox image is loaded."""
+        self.ulimits = self.own_limits()
+        self.write_conf()
+
+    def own_limits(self):
+        """podman sets nofile and nproc to 1048576 in every container unless containers.conf says
+        otherwise; without CAP_SYS_RESOURCE (as on this host) that fails. The limits podman runs
+        with itself (nproc: it lowers its own to pid_max) are read by a probe runtime, and become
+        its default_ulimits."""
+        out = os.path.join(self.dir, "limits")
+        probe = os.path.join(self.dir, "limits-probe")
+        write_exec(probe, "#!/bin/sh\ngrep -E '^Max (processes|open files)' /proc/self/limits > %s\nexit 1\n" % out)
+        self.cmd_ok(self.run_args(["--network", "none", "busybox", "true"]), runtime=probe)
+        self.cmd_ok(["rm", "-af"])
+        lim = {}
+        try:
+            with open(out) as f:
+                for line in f:
+                    c = line.split()
+                    lim["nproc" if c[1] == "processes" else "nofile"] = int(c[-2])
+            return ["nofile=%d:%d" % (lim["nofile"], lim["nofile"]), "nproc=%d:%d" % (lim["nproc"], lim["nproc"])]
+        except (OSError, ValueError, IndexError, KeyError):
+            return []
+
+    def run_args(self, args, detach=False):
+        return ["run", "--cgroup-parent", self.cgroup_parent] + (["-d"] if detach else ["--rm"]) + args
+
+    def cmd(self, args, runtime=None, backend=None):
+        b = backend or self.default
+        return self.base + ["--network-config-dir", os.path.join(self.dir, b)] + \
+            (["--runtime", runtime] if runtime else []) + args
+
+    def env(self, backend=None):
+        return dict(ENV, CONTAINERS_CONF=self.conf(backend or self.default))
+
+    def cmd_ok(self, args, runtime=None, backend=None):
+        return subprocess.run(self.cmd(args, runtime, backend), capture_output=True, text=True, env=self.env(backend))
+
+    def shown(self, backend=None):
+        b = backend or self.default
+        return "CONTAINERS_CONF=%s %s --network-config-dir %s" % (self.conf(b), " ".join(self.base), os.path.join(self.dir, b))
+
+    def cleanup(self):
+        errs = []
+        r = self.cmd_ok(["rm", "-af", "-t", "0"])
+        if r.returncode != 0:
+            errs.append("podman rm -af: " + r.stderr.strip()[-300:])
+        self.cmd_ok(["rmi", "-af"])
+        umount_under(self.dir)
+        for b in self.backends:
+            brif = "/sys/class/net/%s/brif" % self.bridge[b]
+            if os.path.isdir(brif) and os.listdir(brif):
+                errs.append("ports left on podman's bridge %s: %s" % (self.bridge[b], " ".join(os.listdir(brif))))
+            if os.path.exists("/sys/class/net/" + self.bridge[b]):
+                subprocess.run(["ip", "link", "del", self.bridge[b]], capture_output=True)
+        return errs
+
+
+# ------------------------------------------------------------------ containers: issues 7, 8, 9
+
+CRUN_WRAPPER = """#!/bin/sh
+# crun 1.8 refuses a hybrid cgroup host: run it in a private mount namespace without the
+# cgroup2 mount at /sys/fs/cgroup/unified (the host's mounts are untouched).
+exec unshare -m --propagation private -- /bin/sh -c 'umount -l /sys/fs/cgroup/unified 2>/dev/null
+  if grep -q " /sys/fs/cgroup/unified " /proc/self/mountinfo; then echo "crun-wrap: cannot detach /sys/fs/cgroup/unified" >&2; exit 125; fi
+  exec "$0" "$@"' %s "$@"
+"""
+
+
+def hybrid_cgroups():
+    return os.path.isdir("/sys/fs/cgroup/unified") and os.path.exists("/sys/fs/cgroup/memory/cgroup.procs")
+
+
+def tool_version(argv):
+    r = subprocess.run(argv, capture_output=True, text=True, env=ENV)
+    return (r.stdout or r.stderr).strip().splitlines()[0] if (r.stdout or r.stderr).strip() else "?"
+
+
+def pct(xs, p):
+    s = sorted(xs)
+    if not s:
+        return float("nan")
+    k = (len(s) - 1) * p / 100.0
+    lo, hi = int(k), min(int(k) + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+
+
+class Cell:
+    """One measured command (or pair of commands run back to back, each timed)."""
+
+    def __init__(self, name, argvs, env=None, shown=None):
+        self.name, self.argvs, self.env, self.shown = name, argvs, env or ENV, shown
+        self.samples = []          # total of the argvs, seconds
+        self.parts = [[] for _ in argvs]
+        self.error = None
+        self.fails = 0
+
+    def once(self, i):
+        total, parts = 0.0, []
+        for argv in self.argvs:
+            argv = [a.replace("{i}", str(i)) for a in argv]
+            t = time.perf_counter()
+            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True, text=True, env=self.env)
+            dt = time.perf_counter() - t
+            if r.returncode != 0:
+                return None, "%s: exit %d: %s" % (" ".join(argv), r.returncode, (r.stderr or r.stdout).strip()[-400:])
+            total += dt
+            parts.append(dt)
+        return (total, parts), None
+
+    def measure(self, i, record):
+        if self.error:
+            return
+        res, err = self.once(i)
+        if err:
+            self.fails += 1
+            if self.fails >= 3:
+                self.error = "3 failures in a row, last: " + err
+            return
+        self.fails = 0
+        if record:
+            self.samples.append(res[0])
+            for k, p in enumerate(res[1]):
+                self.parts[k].append(p)
+
+    def med(self):
+        return statistics.median(self.samples) if self.samples else float("nan")
+
+
+def count_runtime_calls(podman, runtime, work, name):
+    """How often podman calls the runtime for one `run --rm busybox true` (and with what)."""
+    log = os.path.join(work, "calls-%s" % name)
+    wrap = os.path.join(work, "count-%s" % name)
+    verbs = "create|start|delete|kill|state|run|exec|pause|resume|update|ps|features|checkpoint|restore|list|events"
+    write_exec(wrap, '#!/bin/sh\nfor a in "$@"; do case "$a" in %s) echo "$a" >> %s; break;; esac; done\n'
+                     'exec %s "$@"\n' % (verbs, log, runtime))
+    r = podman.cmd_ok(podman.run_args(["--network", "none", "busybox", "true"]), runtime=wrap)
+    podman.cmd_ok(["rm", "-af"])
+    try:
+        with open(log) as f:
+            calls = [l.strip() for l in f if l.strip()]
+    except OSError:
+        calls = []
+    return calls if r.returncode == 0 else None
+
+
+def umount_under(path):
+    """Unmount every mount at or below path, deepest first (podman's storage leaves some)."""
+    path = os.path.realpath(path)
+    mps = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            mp = line.split()[4].replace("\\040", " ")
+            if mp == path or mp.startswith(path + "/"):
+                mps.append(mp)
+    for mp in sorted(set(mps), key=lambda m: -m.count("/")):
+        subprocess.run(["umount", "-l", mp], capture_output=True)
+
+
+class Engines:
+    """The busybox image in berth's store and in podman's, and the runtimes podman is run with."""
+
+    def __init__(self, berth, work):
+        self.work, self.berth = work, berth
+        self.bbtar = os.path.join(work, "busybox.tar")
+        self.bdata, self.broot = os.path.join(work, "berth-data"), os.path.join(work, "berth-run")
+        self.bcmd = [berth, "--data-root", self.bdata, "--root", self.broot]
+        self.podman = None
+        self.rules_before = iptables_rules()
+
+    def setup(self):
+        work, berth = self.work, self.berth
+        self.image_id = busybox_archive(self.bbtar)
+        run(self.bcmd + ["image", "load", "-q", "-i", self.bbtar])
+        cg = open("/proc/self/cgroup").read().splitlines()[0].split(":", 2)[2]
+        self.podman = Podman(work, cg)
+        r = self.podman.cmd_ok(["load", "-q", "-i", self.bbtar])
+        if r.returncode != 0:
+            die("podman load: " + r.stderr.strip()[-400:])
+        self.podman.set_limits()
+        self.crun = shutil.which("crun", path=ENV["PATH"])
+        self.runc = shutil.which("runc", path=ENV["PATH"])
+        self.crun_rt, self.crun_note = self.crun, "direct"
+        if self.crun and hybrid_cgroups():
+            self.crun_rt = os.path.join(work, "crun-wrap")
+            write_exec(self.crun_rt, CRUN_WRAPPER % self.crun)
+            self.crun_note = ("through %s: unshare -m --propagation private, umount -l /sys/fs/cgroup/unified, "
+                              "exec %s (crun 1.8 refuses this hybrid cgroup host)" % (self.crun_rt, self.crun))
+        self.runtimes = [(n, p) for n, p in (("runc", self.runc), ("crun", self.crun_rt), ("berth", berth)) if p]
+
+    def cleanup(self):
+        """Removes every container, the networks, podman's storage; returns what is left over."""
+        errs = []
+        r = subprocess.run(self.bcmd + ["container", "ls", "-a", "-q"], capture_output=True, text=True, env=ENV)
+        ids = r.stdout.split()
+        if ids:
+            errs.append("berth containers were left: %d" % len(ids))
+            subprocess.run(self.bcmd + ["container", "rm", "-f"] + ids, capture_output=True, env=ENV)
+        att = os.path.join(self.bdata, "network", "attachments")
+        for f in (os.listdir(att) if os.path.isdir(att) else []):
+            if f.endswith(".json"):        # network attach cells interrupted between attach and detach
+                errs.append("berth network attachment %s was left: detached" % f[:-5])
+                subprocess.run(self.bcmd + ["network", "detach", f[:-5]], capture_output=True, env=ENV)
+        bridge, subnet = None, None
+        try:
+            with open(os.path.join(self.bdata, "network", "bridge.conflist")) as f:
+                meta = json.load(f)["berth"]
+                bridge, subnet = meta["bridge"], meta["subnet"]
+        except (OSError, ValueError, KeyError):
+            pass
+        if bridge and os.path.isdir("/sys/class/net/%s/brif" % bridge) and os.listdir("/sys/class/net/%s/brif" % bridge):
+            errs.append("ports left on berth's bridge %s: %s" % (bridge, " ".join(os.listdir("/sys/class/net/%s/brif" % bridge))))
+        subprocess.run(self.bcmd + ["network", "rm", "bridge"], capture_output=True, env=ENV)
+        if bridge and os.path.exists("/sys/class/net/" + bridge):
+            errs.append("berth network rm bridge left bridge %s: deleted" % bridge)
+            subprocess.run(["ip", "link", "del", bridge], capture_output=True)
+        if self.podman:
+            errs += self.podman.cleanup()
+        umount_under(self.work)
+        # What this run made on the host and did not remove: rules naming our subnets (the
+        # bridge plugin's masquerade chain is reached by a rule naming the container's address,
+        # the firewall plugin's rules name it too) and, above, ports left on our bridges (a
+        # leaked container network namespace keeps its veth on the bridge).
+        for net in [subnet] + ([str(x) for x in self.podman.subnet.values()] if self.podman else []):
+            if not net:
+                continue
+            n = ipaddress.ip_network(net)
+            for rule in iptables_rules() - self.rules_before:
+                for w in rule.replace("/", " ").split():
+                    try:
+                        if ipaddress.ip_address(w) in n:
+                            errs.append("iptables rule left over: " + rule)
+                            break
+                    except ValueError:
+                        pass
+        return errs
+
+
+def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
+    podman, bcmd, runtimes = eng.podman, eng.bcmd, eng.runtimes
+    crun, crun_rt, crun_note = eng.crun, eng.crun_rt, eng.crun_note
+    print("containers (issues 7, 8, 9): one busybox image (host busybox-static, id %s) loaded into both"
+          % eng.image_id[:12])
+    print("  berth:  %s container run --rm [--network none] busybox true" % " ".join(bcmd))
+    print("          default network 'bridge' (CNI bridge+host-local, firewall; portmap and tuning are skipped")
+    print("          when they have nothing to do); network layer alone: %s network attach --network bridge|none ID,"
+          % " ".join(bcmd))
+    print("          then ... network detach ID (hidden commands of src/network/cli.rs)")
+    print("  podman: %s" % tool_version(["podman", "--version"]) + ", " + tool_version(["conmon", "--version"]))
+    print("          %s --runtime R run --cgroup-parent %s --rm [--network none] busybox true"
+          % (podman.shown(), podman.cgroup_parent))
+    for b in podman.backends:
+        print("          network backend %s%s: default network 'berthbench' on bridge %s, %s, %s" % (
+            b, " (podman's default, used unless a cell says otherwise)" if b == podman.default else
+            " (cells marked 'cni': --network-config-dir %s, CONTAINERS_CONF=%s)" % (os.path.join(podman.dir, b), podman.conf(b)),
+            podman.bridge[b], podman.subnet[b],
+            "host-local IPAM, no DNS" if b == "netavark" else "CNI 0.4.0 bridge+host-local, portmap, firewall, tuning"))
+    print("          default_ulimits %s (podman's own limits: its 1048576 default needs CAP_SYS_RESOURCE)"
+          % (", ".join(podman.ulimits) or "(podman defaults)"))
+    for n, p in runtimes:
+        v = tool_version([crun if n == "crun" else p, "--version"])
+        print("          R=%-5s %s (%s)%s" % (n, p, v, ("\n                  " + crun_note) if n == "crun" else ""))
+
+    # how podman drives each runtime (untimed)
+    calls = {}
+    for n, p in runtimes:
+        c = count_runtime_calls(podman, p, work, n)
+        calls[n] = c
+        print("          podman -> %s per run: %s" % (n, ("%d calls (%s)" % (len(c), " ".join(c))) if c is not None
+                                                      else "FAILED (see the cells below)"))
+
+    cells = []
+    net_id = "bench-net-{i}"
+    cells.append(Cell("berth run none", [bcmd + ["container", "run", "--rm", "--network", "none", "busybox", "true"]]))
+    cells.append(Cell("berth run bridge", [bcmd + ["container", "run", "--rm", "busybox", "true"]]))
+    cells.append(Cell("berth net attach+detach none",
+                      [bcmd + ["network", "attach", "--network", "none", net_id], bcmd + ["network", "detach", net_id]]))
+    cells.append(Cell("berth net attach+detach bridge",
+                      [bcmd + ["network", "attach", "--network", "bridge", net_id], bcmd + ["network", "detach", net_id]]))
+    for n, p in runtimes:
+        cells.append(Cell("podman/%s run none" % n, [podman.cmd(podman.run_args(["--network", "none", "busybox", "true"]), p)],
+                          env=podman.env()))
+        cells.append(Cell("podman/%s run bridge" % n, [podman.cmd(podman.run_args(["busybox", "true"]), p)], env=podman.env()))
+    if len(podman.backends) > 1 and crun_rt:
+        cells.append(Cell("podman/crun run bridge cni", [podman.cmd(podman.run_args(["busybox", "true"]), crun_rt, "cni")],
+                          env=podman.env("cni")))
+    if cells_wanted:
+        cells = [c for c in cells if any(w in c.name for w in cells_wanted)]
+
+    # the crun wrapper's own cost per call: `crun --version` through it, then direct
+    wrapcell = None
+    if crun and crun_rt != crun and (not cells_wanted or "crun" in ",".join(cells_wanted)):
+        wrapcell = Cell("crun --version: wrapped, direct", [[crun_rt, "--version"], [crun, "--version"]])
+        cells.append(wrapcell)
+
+    # probe: one untimed run of each cell; a failing cell is reported and skipped
+    for c in cells:
+        res, err = c.once(0)
+        if err:
+            c.error = "probe failed: " + err
+    load0 = os.getloadavg()[0]
+    rng = random.Random(seed)
+    t0 = time.time()
+    for i in range(warmup + iters):
+        order = list(cells)
+        rng.shuffle(order)
+        for c in order:
+            c.measure(i, i >= warmup)
+    load1 = os.getloadavg()[0]
+    print("  %d iterations (+%d warm-up), every cell once per iteration in a shuffled order (seed %d); "
+          "%.0f s; load %.2f -> %.2f"
+          % (iters, warmup, seed, time.time() - t0, load0, load1))
+    print("  %-34s %9s %9s %9s" % ("cell", "median", "p10", "p90"))
+    by = {c.name: c for c in cells}
+    for c in cells:
+        if c.error or not c.samples:
+            print("  %-34s skipped: %s" % (c.name, c.error or "no samples"))
+            continue
+        extra = ""
+        if len(c.parts) > 1:
+            extra = "  (%s %.1f + %s %.1f)" % (("wrapped", statistics.median(c.parts[0]) * 1000, "direct",
+                                                   statistics.median(c.parts[1]) * 1000) if c is wrapcell else
+                                                  ("attach", statistics.median(c.parts[0]) * 1000, "detach",
+                                                   statistics.median(c.parts[1]) * 1000))
+        print("  %-34s %7.1f ms %6.1f ms %6.1f ms%s" % (c.name, c.med() * 1000, pct(c.samples, 10) * 1000,
+                                                       pct(c.samples, 90) * 1000, extra))
+    ncalls = len(calls.get("crun") or [])
+    wrap_cost = None
+    if wrapcell is not None and wrapcell.samples:
+        wrap_cost = statistics.median(a - b for a, b in zip(wrapcell.parts[0], wrapcell.parts[1]))
+    if wrap_cost is not None and "podman/crun run bridge" in by:
+        print("  crun wrapper: %.1f ms per call (paired median of wrapped minus direct), %d calls per podman run:"
+              % (wrap_cost * 1000, ncalls))
+        for k in ("none", "bridge"):
+            c = by.get("podman/crun run " + k)
+            if c and c.samples:
+                print("  %-34s %7.1f ms  (wrapper cost removed)" % ("podman/crun run %s -w" % k,
+                                                                  (c.med() - ncalls * wrap_cost) * 1000))
+
+    def ok(name):
+        c = by.get(name)
+        return c is not None and not c.error and bool(c.samples)
+
+    def paired(a, b):
+        """median of per-iteration differences a - b (same iteration index)"""
+        n = min(len(by[a].samples), len(by[b].samples))
+        return statistics.median([by[a].samples[k] - by[b].samples[k] for k in range(n)]) if n else float("nan")
+
+    out = {"iterations": iters, "load": [load0, load1], "cells": {}, "wrapper_ms": None if wrap_cost is None else wrap_cost * 1000,
+           "crun_calls": ncalls}
+    for c in cells:
+        out["cells"][c.name] = {"median_ms": c.med() * 1000, "p10_ms": pct(c.samples, 10) * 1000,
+                                "p90_ms": pct(c.samples, 90) * 1000, "n": len(c.samples), "error": c.error}
+
+    # Issue 7
+    print("  issue 7: network set-up + teardown per container = median(bridge) - median(none) of the same engine+runtime;")
+    print("           paired = median of the per-iteration differences (target: berth no slower than podman)")
+    nb = podman.default
+    net = {}
+    pairs = [("berth (container run)", "berth run bridge", "berth run none"),
+             ("berth (network layer: attach+detach)", "berth net attach+detach bridge", "berth net attach+detach none")]
+    pairs += [("podman/%s (%s)" % (n, nb), "podman/%s run bridge" % n, "podman/%s run none" % n) for n, _ in runtimes]
+    pairs += [("podman/crun (cni)", "podman/crun run bridge cni", "podman/crun run none")]
+    for who, a, b in pairs:
+        if ok(a) and ok(b):
+            d = by[a].med() - by[b].med()
+            net[who] = d
+            print("    %-38s %7.1f ms  (paired %7.1f ms)" % (who, d * 1000, paired(a, b) * 1000))
+    mine = net.get("berth (container run)")
+    for ref in ("podman/crun (%s)" % nb, "podman/crun (cni)"):
+        if mine is not None and net.get(ref):
+            print("    berth / %s network cost = %.2fx  -> %s" % (ref, mine / net[ref], "met" if mine <= net[ref] else "NOT met"))
+    out["issue7_ms"] = {k: v * 1000 for k, v in net.items()}
+
+    # Issue 8
+    print("  issue 8: berth container run --rm busybox true vs podman run (default network; target: berth <= 0.5x)")
+    for k in ("bridge", "none"):
+        if not ok("berth run " + k):
+            continue
+        bm = by["berth run " + k].med()
+        for n in ("crun", "runc"):
+            pc = "podman/%s run %s" % (n, k)
+            if ok(pc):
+                ratio = bm / by[pc].med()
+                line = "    %-6s berth %7.1f ms / podman --runtime %s %7.1f ms = %.2fx" % (k, bm * 1000, n, by[pc].med() * 1000, ratio)
+                if k == "bridge":
+                    line += "  -> %s" % ("met" if ratio <= 0.5 else "NOT met")
+                if n == "crun" and wrap_cost is not None:
+                    line += "  (%.2fx without the wrapper)" % (bm / (by[pc].med() - ncalls * wrap_cost))
+                print(line)
+                out.setdefault("issue8_ratio", {})["%s/%s" % (k, n)] = ratio
+        if k == "bridge" and ok("podman/crun run bridge cni"):
+            pc = by["podman/crun run bridge cni"].med()
+            print("    bridge berth %7.1f ms / podman --runtime crun, cni backend %7.1f ms = %.2fx" % (bm * 1000, pc * 1000, bm / pc))
+
+    # Issue 9
+    print("  issue 9: podman --runtime berth vs runc and crun (target: berth's median below both)")
+    for k in ("bridge", "none"):
+        pb = "podman/berth run " + k
+        if not ok(pb):
+            continue
+        parts = []
+        met = True
+        for n in ("runc", "crun"):
+            pc = "podman/%s run %s" % (n, k)
+            if ok(pc):
+                parts.append("%s %.1f ms (%.2fx)" % (n, by[pc].med() * 1000, by[pb].med() / by[pc].med()))
+                met = met and by[pb].med() < by[pc].med()
+                out.setdefault("issue9_ratio", {})["%s/%s" % (k, n)] = by[pb].med() / by[pc].med()
+        print("    %-6s berth %7.1f ms vs %s  -> %s" % (k, by[pb].med() * 1000, ", ".join(parts), "met" if met else "NOT met"))
+        if wrap_cost is not None and ok("podman/crun run " + k):
+            print("           (crun without its wrapper: %.1f ms)" % ((by["podman/crun run " + k].med() - ncalls * wrap_cost) * 1000))
+
+    # leftovers of the measured runs
+    r = subprocess.run(bcmd + ["container", "ls", "-a", "-q"], capture_output=True, text=True, env=ENV)
+    if r.stdout.strip():
+        print("  bench: berth containers left by `run --rm`: " + " ".join(r.stdout.split()))
+    r = podman.cmd_ok(["ps", "-a", "-q"])
+    if r.stdout.strip():
+        print("  bench: podman containers left by `run --rm`: " + " ".join(r.stdout.split()))
+    return out
+
+
+# ------------------------------------------------------------------ shim memory (issue 8)
+
+def mem_of(pid):
+    """VmRSS, Rss, Pss, Private_Dirty in KiB of a process."""
+    v = {}
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                v["VmRSS"] = int(line.split()[1])
+    with open("/proc/%d/smaps_rollup" % pid) as f:
+        for line in f:
+            k = line.split(":")[0]
+            if k in ("Rss", "Pss", "Private_Dirty"):
+                v[k] = int(line.split()[1])
+    return v
+
+
+def section_rss(eng, n):
+    """n detached `sleep 1000` containers each: berth's shim vs podman's conmon."""
+    podman, bcmd = eng.podman, eng.bcmd
+    bdir = os.path.join(eng.bdata, "containers")
+    res = {"berth shim": [], "conmon": []}
+    berth_ids, podman_ids = [], []
+    try:
+        for _ in range(n):
+            cid = run(bcmd + ["container", "run", "-d", "busybox", "sleep", "1000"]).strip()
+            berth_ids.append(cid)
+            r = podman.cmd_ok(podman.run_args(["busybox", "sleep", "1000"], detach=True), runtime=eng.runc)
+            if r.returncode != 0:
+                die("podman run -d: " + r.stderr.strip()[-400:])
+            podman_ids.append(r.stdout.strip())
+        time.sleep(1.0)        # let the shims settle (berth's trims itself after the start)
+        for cid in berth_ids:
+            with open(os.path.join(bdir, cid, "shim.json")) as f:
+                pid = json.load(f)["shim_pid"]
+            res["berth shim"].append((pid, mem_of(pid)))
+        for cid in podman_ids:
+            pid = int(podman.cmd_ok(["inspect", "--format", "{{.State.ConmonPid}}", cid]).stdout.strip())
+            res["conmon"].append((pid, mem_of(pid)))
+    finally:
+        if berth_ids:
+            subprocess.run(bcmd + ["container", "rm", "-f"] + berth_ids, capture_output=True, env=ENV)
+        if podman_ids:
+            podman.cmd_ok(["rm", "-f", "-t", "0"] + podman_ids)
+    print("shim memory per running container (issue 8): `container run -d busybox sleep 1000` x%d per engine, all running"
+          % n)
+    print("  berth shim: `berth shim serve` (pid from containers/ID/shim.json); conmon: %s --runtime %s %s"
+          % (podman.shown(), eng.runc, " ".join(podman.run_args(["busybox", "sleep", "1000"], detach=True))))
+    print("  (pid from podman inspect .State.ConmonPid); KiB from /proc/PID/status (VmRSS) and /proc/PID/smaps_rollup;")
+    print("  Private_Dirty is what each further container adds (Pss also splits shared pages among all their users)")
+    out = {}
+    keys = ("VmRSS", "Pss", "Private_Dirty")
+    for who, xs in res.items():
+        out[who] = {k: statistics.median(m[k] for _, m in xs) for k in keys}
+        print("  %-11s %s   (each VmRSS/Pss/Private_Dirty: %s)" % (
+            who, "  ".join("%s %5d" % (k, out[who][k]) for k in keys),
+            ", ".join("%d/%d/%d" % tuple(m[k] for k in keys) for _, m in xs)))
+    b, c = out["berth shim"], out["conmon"]
+    print("  berth shim / conmon: %s  (target: at or below conmon -> %s)" % (
+        ", ".join("%s %.2fx" % (k, b[k] / c[k]) for k in keys),
+        "met" if all(b[k] <= c[k] for k in keys) else
+        "met for " + (", ".join(k for k in keys if b[k] <= c[k]) or "none")))
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--berth", default=os.environ.get("BERTH", "target/x86_64-unknown-linux-gnu/release/berth"))
-    ap.add_argument("--iterations", type=int, default=5)
-    ap.add_argument("--sections", default="unpack,pull")
+    ap.add_argument("--iterations", type=int, default=5, help="unpack and pull iterations (default 5)")
+    ap.add_argument("--container-iterations", type=int, default=20,
+                    help="iterations of the containers section (default 20)")
+    ap.add_argument("--warmup", type=int, default=2, help="unrecorded iterations first (containers section)")
+    ap.add_argument("--seed", type=int, default=1, help="seed of the shuffled order (containers section)")
+    ap.add_argument("--cells", default="", help="only the containers cells whose name contains one of these (comma list)")
+    ap.add_argument("--rss-containers", type=int, default=3, help="detached containers per engine for rss")
+    ap.add_argument("--sections", default="unpack,pull,containers,rss")
     ap.add_argument("--json", help="write the medians to this file")
     a = ap.parse_args()
+    sys.stdout.reconfigure(line_buffering=True)
     if os.geteuid() != 0:
         die("must run as root")
     berth = os.path.abspath(a.berth)
     if not os.access(berth, os.X_OK):
         die("no berth binary at %s (cargo build --release)" % berth)
-    for tool in ("umoci", "skopeo", "docker-registry"):
-        if not shutil.which(tool, path=ENV["PATH"]):
-            die("%s is not installed (scripts/deps.sh bench)" % tool)
+    sections = [x.strip() for x in a.sections.split(",") if x.strip()]
+    for s in sections:
+        if s not in ("unpack", "pull", "containers", "rss"):
+            die("unknown section %r" % s)
+    need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry"],
+            "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"]}
+    for s in sections:
+        for tool in need[s]:
+            if not shutil.which(tool, path=ENV["PATH"]):
+                die("%s is not installed (scripts/deps.sh bench)" % tool)
+
+    if os.environ.get("BERTH_ENGINE_BENCH_CHILD") != "1":
+        # The parent: make our cgroups, run the measuring child in them, remove them.
+        cg = Cgroups()
+        cg.create()
+        signal.signal(signal.SIGINT, signal.SIG_IGN)      # the child gets it too, cleans up, exits
+        try:
+            p = subprocess.Popen([sys.executable, os.path.abspath(__file__)] + sys.argv[1:],
+                                 env=dict(os.environ, BERTH_ENGINE_BENCH_CHILD="1"), preexec_fn=cg.enter)
+            signal.signal(signal.SIGTERM, lambda *_: p.send_signal(signal.SIGTERM))
+            rc = p.wait()
+        finally:
+            left = cg.remove()
+        for d in left:
+            print("bench: cgroup not removed: " + d, file=sys.stderr)
+        sys.exit(rc if rc >= 0 else 128 - rc)
+
+    check_own_cgroup()
+
+    def interrupted(*_):
+        raise KeyboardInterrupt
+    signal.signal(signal.SIGTERM, interrupted)
     # On tmpfs, as the runtime bench: the disk writeback of other jobs on this shared host is
     # noise for every tool. There the store's syncfs (durability of snapshots) costs nothing;
     # BENCH_TMP=/var/tmp measures on disk, where it does.
     work = tempfile.mkdtemp(prefix="berth-engine-bench-", dir=os.environ.get("BENCH_TMP", "/dev/shm"))
     out = {}
+    eng = None
     try:
-        layout, raw, gz = debian_layout(work)
-        print("engine bench: %s, %d cpus, load %.2f" % (berth, os.cpu_count(), os.getloadavg()[0]))
-        for s in [x.strip() for x in a.sections.split(",") if x.strip()]:
+        print("engine bench: %s, %d cpus, load %.2f %.2f %.2f, cgroup %s" % (
+            (berth, os.cpu_count()) + os.getloadavg() + (open("/proc/self/cgroup").read().splitlines()[0].split(":", 2)[2],)))
+        layout = None
+        for s in sections:
+            if s in ("unpack", "pull") and layout is None:
+                layout, raw, gz = debian_layout(work)
+            if s in ("containers", "rss") and eng is None:
+                eng = Engines(berth, work)
+                eng.setup()
             if s == "unpack":
                 out[s] = section_unpack(berth, work, layout, raw / 1e6, a.iterations)
             elif s == "pull":
                 out[s] = section_pull(berth, work, layout, gz / 1e6, a.iterations)
-            else:
-                die("unknown section %r" % s)
+            elif s == "containers":
+                out[s] = section_containers(eng, berth, work, a.container_iterations, a.warmup, a.seed,
+                                            [x for x in a.cells.split(",") if x])
+            elif s == "rss":
+                out[s] = section_rss(eng, a.rss_containers)
+        print("engine bench: end, load %.2f %.2f %.2f" % os.getloadavg())
+    except KeyboardInterrupt:
+        print("bench: interrupted, cleaning up", file=sys.stderr)
     finally:
-        umount_tree(work)
+        if eng is not None:
+            for e in eng.cleanup():
+                print("bench: clean-up: " + e)
+        umount_under(work)
         shutil.rmtree(work, ignore_errors=True)
     if a.json:
         with open(a.json, "w") as f:

@@ -6,7 +6,9 @@ want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
 case "${1:-build}" in
   test) want+=(python3 docker-registry skopeo umoci apache2-utils debootstrap openssl containernetworking-plugins iptables) ;;
   demo) want+=(containernetworking-plugins iptables) ;;
-  bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time) ;;
+  # bench: podman (with conmon and netavark, as `apt-get install podman` brings them) and the CNI
+  # plugins are the peers of the engine bench's containers section
+  bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time podman conmon netavark containernetworking-plugins iptables) ;;
   # integration/engines/*.sh (each starts its own private daemon)
   engines) want+=(python3 python3-grpcio runc containerd docker.io iptables) ;;
 esac
