@@ -292,19 +292,36 @@ fn run_on_exit(argv: &[String]) {
     let mut c = command(&argv[0]);
     c.args(&argv[1..]).current_dir("/").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let Ok(mut child) = c.spawn() else { return };
-    let deadline = Instant::now() + ON_EXIT_TIMEOUT;
-    loop {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return,
-            Ok(None) => {}
+    // Block on a pidfd until the clean-up exits or the time is up (no polling delay).
+    // SAFETY: pidfd_open(2) of our own unreaped child; the fd is owned right away.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
+    if fd >= 0 {
+        // SAFETY: fd is a fresh pidfd we own.
+        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+        let deadline = Instant::now() + ON_EXIT_TIMEOUT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            let mut p = [libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
+            // 0 also on EINTR: the loop asks again with the time left.
+            if sys::poll(&mut p, left.as_millis().clamp(1, i32::MAX as u128) as i32) > 0 {
+                let _ = child.wait();
+                return;
+            }
         }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            return;
+    } else {
+        let deadline = Instant::now() + ON_EXIT_TIMEOUT;
+        while Instant::now() < deadline {
+            if !matches!(child.try_wait(), Ok(None)) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
         }
-        std::thread::sleep(Duration::from_millis(20));
     }
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 impl Shim {
