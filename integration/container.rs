@@ -796,10 +796,10 @@ fn create_start_attach_and_run_flags() {
 }
 
 /// `image import` (docker import): a directory or a (gzip) tar on stdin becomes a one-layer
-/// image whose config comes from --change lines; it runs, and bad input changes nothing. The
-/// default network's bridge goes with its last container.
+/// image whose config comes from --change lines; it runs, and bad input changes nothing.
+/// `network prune` removes the default network's bridge once no container uses it.
 #[test]
-fn image_import_runs_and_bridge_goes_with_last_container() {
+fn image_import_runs_and_prune_removes_the_idle_bridge() {
     let e = Eng::new("eng-import");
     let rootfs = e.ctx.bundle().rootfs.clone();
     fs::create_dir_all(rootfs.join("www")).unwrap();
@@ -830,7 +830,9 @@ fn image_import_runs_and_bridge_goes_with_last_container() {
     assert_eq!(o.stdout, "imported page\n");
     let net: Value = serde_json::from_str(&e.cmd(&["network", "inspect", "bridge"]).stdout).unwrap();
     let bridge = net[0]["Bridge"].as_str().unwrap().to_string();
-    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} outlived its last container");
+    assert!(Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} is kept while the network exists");
+    e.cmd(&["network", "prune"]).ok();
+    assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "network prune leaves the idle bridge {bridge}");
 
     // Bad input: one line, the store as it was.
     let before = tree_digest(&e.data.join("image"));

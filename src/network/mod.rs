@@ -621,21 +621,6 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
     if let Some(p) = &ns {
         netns::remove(p);
     }
-    // A bridge no other container of this data-root uses goes with its last container (the CNI
-    // bridge plugin makes it again on the next ADD), so an idle host carries no berth bridge.
-    let nets: Vec<&str> = rec.nets.iter().filter(|n| n.conflist["plugins"][0]["type"] == "bridge").map(|n| n.network.as_str()).collect();
-    if !nets.is_empty() {
-        if let Ok(_l) = config::lock(data_root) {
-            let others = all_records(data_root);
-            for name in nets {
-                let used = others.iter().any(|o| o.container_id != rec.container_id && o.nets.iter().any(|n| n.network == name));
-                let bridge = rec.nets.iter().find(|n| n.network == name).and_then(|n| n.conflist["plugins"][0]["bridge"].as_str());
-                if let (false, Some(b)) = (used, bridge) {
-                    let _ = netns::delete_bridge(b);
-                }
-            }
-        }
-    }
     let p = record_path(data_root, &rec.container_id);
     match fs::remove_file(&p) {
         Ok(()) => Ok(()),
@@ -700,7 +685,15 @@ pub fn prune(data_root: &Path) -> Result<Vec<String>, NetError> {
         let _l = config::lock(data_root)?;
         let recs = all_records(data_root);
         for n in config::list(data_root) {
-            if n.is_default() || recs.iter().any(|r| r.nets.iter().any(|x| x.network == n.name)) {
+            if recs.iter().any(|r| r.nets.iter().any(|x| x.network == n.name)) {
+                continue;
+            }
+            if n.is_default() {
+                // The default network stays (as docker's); its idle bridge goes, and the CNI
+                // bridge plugin makes it again on the next container.
+                if let Err(e) = netns::delete_bridge(&n.bridge) {
+                    first.get_or_insert(e);
+                }
                 continue;
             }
             match config::remove_files(data_root, &n) {
