@@ -831,8 +831,13 @@ fn image_import_runs_and_prune_removes_the_idle_bridge() {
     let net: Value = serde_json::from_str(&e.cmd(&["network", "inspect", "bridge"]).stdout).unwrap();
     let bridge = net[0]["Bridge"].as_str().unwrap().to_string();
     assert!(Path::new("/sys/class/net").join(&bridge).exists(), "bridge {bridge} is kept while the network exists");
+    let subnet = net[0]["Config"]["berth"]["subnet"].as_str().unwrap().to_string();
+    let nat = || tool(Command::new("iptables").args(["-w", "-t", "nat", "-S", "POSTROUTING"]));
+    let masq = |rules: &str| rules.lines().filter(|l| l.contains(&subnet) && l.contains("MASQUERADE")).count();
+    assert_eq!(masq(&nat()), 1, "one masquerade rule for the default network: {}", nat());
     e.cmd(&["network", "prune"]).ok();
     assert!(!Path::new("/sys/class/net").join(&bridge).exists(), "network prune leaves the idle bridge {bridge}");
+    assert_eq!(masq(&nat()), 0, "network prune leaves the masquerade rule: {}", nat());
 
     // Bad input: one line, the store as it was.
     let before = tree_digest(&e.data.join("image"));
@@ -892,4 +897,49 @@ fn sig_proxy_forwards_or_not() {
             assert!(!logs.contains("got-term") && logs.contains("finished"), "{logs}");
         }
     }
+}
+
+/// Traffic leaving the default network for another interface is masqueraded by the network's
+/// one MASQUERADE rule: a peer namespace the test makes (on a /30 with no route back to the
+/// containers' subnet) answers only because the source is rewritten to the host's address.
+#[test]
+fn outbound_traffic_is_masqueraded() {
+    let e = Eng::new("eng-masq");
+    let n = std::process::id() % 10000;
+    let (ns, host_if, peer_if) = (format!("bmq{n}"), format!("bmqh{n}"), format!("bmqp{n}"));
+    let (host_ip, peer_ip) = ("198.18.9.1", "198.18.9.2");
+    let sh = |c: &str| tool(Command::new("sh").arg("-c").arg(c));
+    struct Peer(String, String);
+    impl Drop for Peer {
+        fn drop(&mut self) {
+            let _ = Command::new("ip").args(["netns", "del", &self.0]).status();
+            let _ = Command::new("ip").args(["link", "del", &self.1]).status();
+        }
+    }
+    let _peer = Peer(ns.clone(), host_if.clone());
+    sh(&format!(
+        "ip netns add {ns} && ip link add {host_if} type veth peer name {peer_if} && ip link set {peer_if} netns {ns} && \
+         ip addr add {host_ip}/30 dev {host_if} && ip link set {host_if} up && \
+         ip netns exec {ns} ip addr add {peer_ip}/30 dev {peer_if} && ip netns exec {ns} ip link set {peer_if} up && \
+         ip netns exec {ns} ip link set lo up"
+    ));
+    // A one-shot TCP server in the peer namespace, answering with the client's address.
+    let srv = Command::new("ip")
+        .args(["netns", "exec", &ns, "busybox", "nc", "-l", "-p", "8000", "-e", "sh", "-c", "echo from-peer $NCAT_REMOTE_ADDR"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Kill(std::process::Child);
+    impl Drop for Kill {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _srv = Kill(srv);
+    std::thread::sleep(Duration::from_millis(200));
+    let o = e.c(&["run", "--rm", "busybox", "sh", "-c", &format!("echo hi | nc -w 3 {peer_ip} 8000")]);
+    o.ok();
+    assert!(o.stdout.contains("from-peer"), "the peer answered the container: {o}");
 }

@@ -169,7 +169,9 @@ pub fn conflist(data_root: &Path, name: &str, meta: &Value, subnet: Ipv4Net, gw:
         "type": "bridge",
         "bridge": bridge,
         "isGateway": true,
-        "ipMasq": !internal,
+        // Masquerading is one rule per network that berth adds (ensure_masquerade) rather than
+        // the plugin's chain per container: ~15 iptables runs less per container.
+        "ipMasq": false,
         "hairpinMode": true,
         "capabilities": {"ips": true},
         "ipam": ipam,
@@ -231,12 +233,62 @@ pub fn create(data_root: &Path, name: &str, subnet: Option<&str>, gateway: Optio
     let bridge_name = if is_default { default_bridge_name(data_root) } else { format!("br-{}", &id[..12]) };
     let meta = json!({
         "id": id, "subnet": subnet.to_string(), "gateway": gw.to_string(), "bridge": bridge_name,
-        "internal": internal, "created": crate::logging::now_rfc3339(),
+        "internal": internal, "created": crate::logging::now_rfc3339(), "masquerade": !internal,
     });
     let v = conflist(data_root, name, &meta, subnet, gw, &bridge_name, internal);
     let data = serde_json::to_vec_pretty(&v).map_err(|e| NetError::Msg(format!("encode network {name}: {e}")))?;
     write_atomic(&conf_path(data_root, name), &data)?;
     from_conflist(v).ok_or_else(|| NetError::Msg(format!("network {name}: bad configuration")))
+}
+
+/// The iptables arguments of a network's masquerade rule with `op` (-C, -A or -D).
+fn masquerade_args(net: &Network, op: &str) -> Vec<String> {
+    let comment = format!("berth network {}", &net.id[..net.id.len().min(12)]);
+    [
+        "-w", "-t", "nat", op, "POSTROUTING", "-s", &net.subnet.to_string(), "!", "-o", &net.bridge, "-m", "comment", "--comment",
+        &comment, "-j", "MASQUERADE",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect()
+}
+
+fn iptables(args: &[String]) -> Result<std::process::Output, NetError> {
+    std::process::Command::new("iptables")
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| NetError::io("run", Path::new("iptables"), e))
+}
+
+/// Adds the network's masquerade rule (traffic from its subnet leaving by another interface)
+/// unless it is there; networks made before berth owned the rule carry ipMasq and are skipped.
+pub fn ensure_masquerade(net: &Network) -> Result<(), NetError> {
+    if net.conflist["berth"]["masquerade"] != true {
+        return Ok(());
+    }
+    if iptables(&masquerade_args(net, "-C"))?.status.success() {
+        return Ok(());
+    }
+    let o = iptables(&masquerade_args(net, "-A"))?;
+    if !o.status.success() {
+        let err = String::from_utf8_lossy(&o.stderr);
+        return Err(NetError::Msg(format!("network {}: add masquerade rule: {}", net.name, err.trim())));
+    }
+    Ok(())
+}
+
+/// Removes the network's masquerade rule (every copy); missing is fine.
+pub fn remove_masquerade(net: &Network) {
+    if net.conflist["berth"]["masquerade"] != true {
+        return;
+    }
+    for _ in 0..8 {
+        match iptables(&masquerade_args(net, "-D")) {
+            Ok(o) if o.status.success() => {}
+            _ => break,
+        }
+    }
 }
 
 /// The default network, created on first use (the lock must be held).
@@ -251,6 +303,7 @@ pub fn ensure_default(data_root: &Path) -> Result<Network, NetError> {
 /// container may use it): the DNS server, the bridge, host-local's reservations, the config.
 pub fn remove_files(data_root: &Path, net: &Network) -> Result<(), NetError> {
     super::dns::stop_server(data_root, &net.name);
+    remove_masquerade(net);
     super::netns::delete_bridge(&net.bridge)?;
     let ipam = ipam_dir(data_root).join(&net.name);
     if let Err(e) = fs::remove_dir_all(&ipam) {
@@ -287,7 +340,7 @@ mod tests {
         let v = conflist(Path::new("/d"), "n", &json!({}), s, gw, "br-x", false);
         let types: Vec<&str> = v["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["bridge", "portmap", "firewall", "tuning"]);
-        assert_eq!(v["plugins"][0]["ipMasq"], true);
+        assert_eq!(v["plugins"][0]["ipMasq"], false);
         assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/d/network/ipam");
         assert_eq!(v["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
         let v = conflist(Path::new("/d"), "n", &json!({}), s, gw, "br-x", true);

@@ -372,6 +372,7 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
                 if let Some(m) = config::subnet_clash(&n) {
                     return Err(NetError::Msg(m));
                 }
+                config::ensure_masquerade(&n)?;
                 nets.push((n, w));
             }
         }
@@ -691,6 +692,7 @@ pub fn prune(data_root: &Path) -> Result<Vec<String>, NetError> {
             if n.is_default() {
                 // The default network stays (as docker's); its idle bridge goes, and the CNI
                 // bridge plugin makes it again on the next container.
+                config::remove_masquerade(&n);
                 if let Err(e) = netns::delete_bridge(&n.bridge) {
                     first.get_or_insert(e);
                 }
