@@ -238,3 +238,70 @@ fn badinput_bundle_dir_missing() {
     o.one_line_error(&["no-such-bundle", "bundle"]);
     ctx.assert_nothing_left(&snap, &b, &id);
 }
+
+/// A sysctl the container would set in a namespace it shares with the host (here ipc), or
+/// one no namespace covers, is refused before anything is made (runc does the same). The
+/// value asked for is the host's own, so a regression could not change the host.
+#[test]
+fn badinput_sysctl_outside_container_namespaces() {
+    let ctx = Ctx::new("sysctlhost");
+    for (key, remove, words) in [
+        ("kernel.shmmax", Some("ipc"), &["kernel.shmmax", "ipc namespace"][..]),
+        ("net.core.somaxconn", Some("network"), &["net.core.somaxconn", "network namespace"][..]),
+        ("vm.swappiness", None, &["vm.swappiness", "not in a separate kernel namespace"][..]),
+    ] {
+        let path = format!("/proc/sys/{}", key.replace('.', "/"));
+        let host = fs::read_to_string(&path).unwrap();
+        let mut b = ctx.bundle();
+        if let Some(ns) = remove {
+            b.ns_remove(ns);
+        }
+        b.set("/linux/sysctl", json!({ key: host.trim() }));
+        b.args(&["true"]);
+        b.write_config("x");
+        create_and_run_fail(&ctx, &b, words);
+        assert_eq!(fs::read_to_string(&path).unwrap(), host, "{key} changed on the host");
+    }
+}
+
+/// Nothing can be mounted inside the container's /proc but the files lxcfs emulates; a mount
+/// point that does not exist there is refused with runc's reason, not "no such file" (which
+/// engines turn into "command not found", exit status 127).
+#[test]
+fn badinput_mount_inside_proc() {
+    let ctx = Ctx::new("procmount");
+    for (m, runc_words) in [
+        (
+            json!({"destination": "/proc/berth-x", "type": "bind", "source": "/etc/hostname", "options": ["bind"]}),
+            &["inside /proc"][..],
+        ),
+        // runc only says "mkdir …/proc/berth-y: no such file or directory" for a tmpfs
+        (json!({"destination": "/proc/berth-y", "type": "tmpfs", "source": "tmpfs"}), &["berth-y"][..]),
+    ] {
+        let mut b = ctx.bundle();
+        b.mount(m);
+        b.args(&["true"]);
+        b.write_config("x");
+        create_and_run_fail(&ctx, &b, if is_runc() { runc_words } else { &["inside /proc"] });
+    }
+}
+
+/// A memory limit too low to run anything: when the init is OOM-killed during set-up the
+/// error says so (runc: it cannot set the limit), not "sync with container init: connection
+/// reset"; when set-up fits and the process is killed, `run` exits 137 like any OOM kill.
+#[test]
+fn badinput_memory_limit_too_low() {
+    let ctx = Ctx::new("memlow");
+    let mut b = ctx.bundle();
+    b.set("/linux/resources/memory", json!({"limit": 102400}));
+    b.args(&["true"]);
+    let id = ctx.id("m");
+    let snap = ctx.snapshot(&b);
+    let o = ctx.run(&mut b, &id);
+    if o.code == 137 && o.stderr.trim().is_empty() {
+        ctx.delete_force(&id);
+        return;
+    }
+    o.one_line_error(&["memory limit"]);
+    ctx.assert_nothing_left(&snap, &b, &id);
+}

@@ -175,6 +175,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     let linux = spec.linux().as_ref();
     let plan = Plan::from_linux(linux)?;
+    namespaces::check_sysctls(linux, &plan)?;
     // With a user namespace to create after joining others by path (or one to join), the init
     // makes its namespaces itself and forks once for a new pid namespace.
     let late_ns = !plan.single_clone();
@@ -405,6 +406,11 @@ fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {
     let r = unsafe { libc::waitpid(pid, &mut st, 0) };
     undo.child = 0;
     if r == pid && libc::WIFSIGNALED(st) {
+        let oom = libc::WTERMSIG(st) == libc::SIGKILL
+            && undo.cgroup.as_ref().and_then(|c| c.oom_kill_count().ok()).is_some_and(|n| n > 0);
+        if oom {
+            return "container init was killed by the OOM killer during set-up: the memory limit is too low".into();
+        }
         format!("container init was killed by signal {} during set-up", libc::WTERMSIG(st))
     } else {
         "container init exited during set-up".into()

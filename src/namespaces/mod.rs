@@ -114,6 +114,74 @@ impl Plan {
     }
 }
 
+/// The namespace a sysctl lives in, for the ones a container may set; `None` for sysctls that
+/// are global to the machine. Keys may use '.' or '/' as separator.
+pub fn sysctl_namespace(key: &str) -> Option<LinuxNamespaceType> {
+    const IPC: [&str; 8] = [
+        "kernel.msgmax",
+        "kernel.msgmnb",
+        "kernel.msgmni",
+        "kernel.sem",
+        "kernel.shmall",
+        "kernel.shmmax",
+        "kernel.shmmni",
+        "kernel.shm_rmid_forced",
+    ];
+    let k = key.replace('/', ".");
+    if IPC.contains(&k.as_str()) || k.starts_with("fs.mqueue.") {
+        Some(LinuxNamespaceType::Ipc)
+    } else if k.starts_with("net.") {
+        Some(LinuxNamespaceType::Network)
+    } else if k == "kernel.domainname" || k == "kernel.hostname" {
+        Some(LinuxNamespaceType::Uts)
+    } else {
+        None
+    }
+}
+
+/// Refuse `linux.sysctl` entries that would change the host (as runc does): a sysctl must be
+/// namespaced and the container must have that namespace (a new one, or one joined by path
+/// that is not the runtime's own network namespace). kernel.hostname conflicts with the
+/// `hostname` field.
+pub fn check_sysctls(linux: Option<&Linux>, plan: &Plan) -> Result<(), NamespaceError> {
+    let Some(map) = linux.and_then(|l| l.sysctl().as_ref()) else {
+        return Ok(());
+    };
+    for key in map.keys() {
+        let Some(t) = sysctl_namespace(key) else {
+            return Err(NamespaceError::Invalid(format!("sysctl {key:?} is not in a separate kernel namespace")));
+        };
+        if !plan.has(t) {
+            return Err(NamespaceError::Invalid(format!(
+                "sysctl {key:?} is not allowed in the host's {} namespace",
+                type_name(t)
+            )));
+        }
+        if t == LinuxNamespaceType::Uts && key.replace('/', ".") == "kernel.hostname" {
+            return Err(NamespaceError::Invalid(format!(
+                "sysctl {key:?} is not allowed as it conflicts with the hostname field"
+            )));
+        }
+        if let Some(path) = plan.joins(t).filter(|_| t == LinuxNamespaceType::Network) {
+            if same_file(path, "/proc/self/ns/net") {
+                return Err(NamespaceError::Invalid(format!(
+                    "sysctl {key:?} is not allowed in the host's network namespace ({} is ours)",
+                    path.display()
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn same_file(a: &std::path::Path, b: &str) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
+}
+
 /// Open a namespace file for setns.
 pub fn open_ns(t: LinuxNamespaceType, path: &PathBuf) -> Result<File, NamespaceError> {
     File::open(path).map_err(|err| NamespaceError::Open { kind: type_name(t), path: path.clone(), err })
@@ -226,6 +294,44 @@ mod tests {
         assert!(!p.single_clone());
         assert!(p.has(LinuxNamespaceType::Network));
         assert!(!p.creates(LinuxNamespaceType::Network));
+    }
+
+    #[test]
+    fn sysctl_namespaces() {
+        assert_eq!(sysctl_namespace("kernel.shmmax"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(sysctl_namespace("kernel/shmmax"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(sysctl_namespace("fs.mqueue.msg_max"), Some(LinuxNamespaceType::Ipc));
+        assert_eq!(sysctl_namespace("net.ipv4.ip_forward"), Some(LinuxNamespaceType::Network));
+        assert_eq!(sysctl_namespace("kernel.domainname"), Some(LinuxNamespaceType::Uts));
+        assert_eq!(sysctl_namespace("kernel.pid_max"), None);
+        assert_eq!(sysctl_namespace("vm.swappiness"), None);
+        assert_eq!(sysctl_namespace("fs.mqueue"), None);
+    }
+
+    fn check(json: &str) -> Result<(), String> {
+        let l = linux(json);
+        let p = Plan::from_linux(Some(&l)).unwrap();
+        check_sysctls(Some(&l), &p).map_err(|e| e.to_string())
+    }
+
+    #[test]
+    fn sysctls_need_their_namespace() {
+        assert!(check(r#"{"namespaces":[{"type":"ipc"}],"sysctl":{"kernel.shmmax":"1"}}"#).is_ok());
+        assert!(check(r#"{"namespaces":[{"type":"ipc","path":"/proc/1/ns/ipc"}],"sysctl":{"kernel.sem":"1"}}"#).is_ok());
+        assert!(check(r#"{"namespaces":[{"type":"network"}],"sysctl":{"net.ipv4.ip_forward":"1"}}"#).is_ok());
+        assert!(check(r#"{"namespaces":[{"type":"uts"}],"sysctl":{"kernel.domainname":"d"}}"#).is_ok());
+        assert!(check(r#"{"namespaces":[]}"#).is_ok());
+        let e = check(r#"{"namespaces":[{"type":"network"}],"sysctl":{"kernel.shmmax":"1"}}"#).unwrap_err();
+        assert!(e.contains("host's ipc namespace"), "{e}");
+        let e = check(r#"{"namespaces":[{"type":"ipc"}],"sysctl":{"net/ipv4/ip_forward":"1"}}"#).unwrap_err();
+        assert!(e.contains("host's network namespace"), "{e}");
+        let e = check(r#"{"namespaces":[{"type":"ipc"}],"sysctl":{"kernel.pid_max":"1"}}"#).unwrap_err();
+        assert!(e.contains("not in a separate kernel namespace"), "{e}");
+        let e = check(r#"{"namespaces":[{"type":"uts"}],"sysctl":{"kernel.hostname":"h"}}"#).unwrap_err();
+        assert!(e.contains("conflicts with the hostname field"), "{e}");
+        let e = check(r#"{"namespaces":[{"type":"network","path":"/proc/self/ns/net"}],"sysctl":{"net.core.somaxconn":"1"}}"#)
+            .unwrap_err();
+        assert!(e.contains("host's network namespace"), "{e}");
     }
 
     #[test]

@@ -133,6 +133,8 @@ impl Channel {
             let msg = match msg {
                 Ok(m) => m,
                 Err(nix::errno::Errno::EINTR) => continue,
+                // The other side died with our last message unread: it is gone all the same.
+                Err(nix::errno::Errno::ECONNRESET) => return Err(SyncError::Eof),
                 Err(e) => return Err(SyncError::Io(e.into())),
             };
             if let Ok(cmsgs) = msg.cmsgs() {

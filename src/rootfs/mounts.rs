@@ -133,8 +133,36 @@ fn open_dest(p: &Prep, dest: &CStr, kind: Kind, create: Create) -> Result<(Owned
             if kind == Kind::Proc { "proc" } else { "sysfs" },
             p.host(dest)
         )),
+        Errno::ENOENT | Errno::EACCES | Errno::EPERM if in_procfs(p, dest) => inside_proc(p, dest),
         e => RootfsError::sys(e, format!("open mount point {}", p.host(dest))),
     })
+}
+
+/// A mount point that could not be created. Inside a mounted procfs nothing can be created:
+/// say so the way runc does (a missing file would read as "command not found" to engines
+/// that map ENOENT messages to exit status 127).
+fn create_failed(p: &Prep, dest: &CStr, e: Errno) -> RootfsError {
+    if matches!(e, Errno::ENOENT | Errno::EACCES | Errno::EPERM) && in_procfs(p, dest) {
+        return inside_proc(p, dest);
+    }
+    RootfsError::sys(e, format!("create mount point {}", p.host(dest)))
+}
+
+fn inside_proc(p: &Prep, dest: &CStr) -> RootfsError {
+    RootfsError::Other(format!("{} cannot be mounted because it is inside /proc", p.host(dest)))
+}
+
+/// Whether the deepest existing ancestor of `dest` (relative to the rootfs) is on a procfs.
+fn in_procfs(p: &Prep, dest: &CStr) -> bool {
+    let mut d = dest.to_bytes();
+    while let Some(i) = d.iter().rposition(|&b| b == b'/') {
+        d = &d[..i];
+        let Ok(c) = CString::new(d) else { return false };
+        if let Ok(fd) = resolve::open(p.root.as_raw_fd(), &c, false) {
+            return sys::fstatfs(fd.as_raw_fd()).is_ok_and(|st| st.f_type == libc::PROC_SUPER_MAGIC);
+        }
+    }
+    false
 }
 
 /// Re-open the destination after something was mounted on it: the new descriptor is on the
@@ -229,8 +257,7 @@ fn mount_bind(p: &Prep, dest: &CStr, src: &CStr, flags: libc::c_ulong, opts: &Mo
             let st = sys::stat(src)
                 .map_err(|e| RootfsError::sys(e, format!("bind mount source {}", src.to_string_lossy())))?;
             let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
-            resolve::create(p.root.as_raw_fd(), dest, false, create)
-                .map_err(|e| RootfsError::sys(e, format!("create mount point {}", p.host(dest))))?
+            resolve::create(p.root.as_raw_fd(), dest, false, create).map_err(|e| create_failed(p, dest, e))?
         }
         Err(e) => return Err(RootfsError::sys(e, format!("open mount point {}", p.host(dest)))),
     };
