@@ -41,8 +41,12 @@ integration: build
 
 # engines: berth under real engines, each with a private daemon on this machine (root; the
 # packages come from `scripts/deps.sh engines`). One `ok - NAME` line per check, see integration/engines/.
-.PHONY: engines engines-containerd engines-docker
-engines: engines-containerd engines-docker
+.PHONY: engines engines-podman engines-containerd engines-docker
+engines: engines-podman engines-containerd engines-docker
+
+engines-podman: build
+	@scripts/deps.sh engines
+	integration/engines/podman.sh $(CURDIR)/$(BERTH)
 
 engines-containerd: build
 	@scripts/deps.sh engines

@@ -10,7 +10,8 @@ case "${1:-build}" in
   # plugins are the peers of the engine bench's containers section
   bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time podman conmon netavark containernetworking-plugins iptables) ;;
   # integration/engines/*.sh (each starts its own private daemon)
-  engines) want+=(python3 python3-grpcio runc containerd docker.io iptables) ;;
+  # podman.sh: podman 4.3 with conmon, netavark + aardvark-dns (named networks with DNS)
+  engines) want+=(python3 python3-grpcio runc containerd docker.io iptables curl util-linux procps podman conmon netavark aardvark-dns) ;;
 esac
 missing=()
 for p in "${want[@]}"; do
