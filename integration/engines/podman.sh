@@ -19,9 +19,6 @@ for t in podman conmon python3 iptables curl; do
   command -v $t >/dev/null || { echo "podman.sh: $t missing (scripts/deps.sh engines)" >&2; exit 2; }
 done
 
-eng_init podman
-eng_escape_cgroup
-T=$ENG_TMP
 CGP=/berth-engines-podman-$$          # --cgroup-parent of every container (conmon: $CGP/conmon)
 IMG=localhost/berth-busybox:test
 NET=bpm-$$                            # named network; bridges bpm<pid>n (named), bpm<pid>d (default)
@@ -34,40 +31,6 @@ pre_varlib=0; [ -e /var/lib/containers ] && pre_varlib=1   # image tools' blob-i
 pre_chains=$( { iptables-save; ip6tables-save; } 2>/dev/null | awk '/^:/ { print $1 }' | sort -u)
 pre_aardvark=$(pgrep -x aardvark-dns | sort)
 
-# podman (root) sets RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 and runs itself with nproc clamped
-# to pid_max; without CAP_SYS_RESOURCE (as on the dev machine) no runtime can raise them, so ask
-# for what we have.
-nofile="$(ulimit -Sn):$(ulimit -Hn)"
-np=$(ulimit -Hu); pm=$(cat /proc/sys/kernel/pid_max)
-[ "$np" = unlimited ] || [ "$np" -gt "$pm" ] && np=$pm
-mkdir -p "$T/tmp" "$T/networks"
-cat > "$T/containers.conf" <<EOF
-[containers]
-default_ulimits = ["nofile=$nofile", "nproc=$np:$np"]
-[engine]
-cgroup_manager = "cgroupfs"
-events_logger = "file"
-events_logfile_path = "$T/events.log"
-tmp_dir = "$T/tmp"
-volume_path = "$T/volumes"
-runtime = "berth"
-# errors come back through the runtime's --log FILE --log-format json, as for runc
-runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "$(basename "$RUNTIME")"]
-[engine.runtimes]
-berth = ["$RUNTIME"]
-[network]
-network_backend = "netavark"
-network_config_dir = "$T/networks"
-default_network = "$NET-def"
-EOF
-cat > "$T/storage.conf" <<EOF
-[storage]
-driver = "overlay"
-graphroot = "$T/root"
-runroot = "$T/runroot"
-EOF
-export CONTAINERS_CONF=$T/containers.conf CONTAINERS_STORAGE_CONF=$T/storage.conf
-
 pm() {
   podman --root "$T/root" --runroot "$T/runroot" --tmpdir "$T/tmp" --cgroup-manager=cgroupfs \
     --events-backend=file --runtime "$RUNTIME" "$@"
@@ -78,6 +41,7 @@ pmrun() { local c=$1; shift; pm "$c" --cgroup-parent="$CGP" "$@"; }
 cleanup() {
   trap - EXIT INT TERM
   local ns p c
+  case $T in /tmp/berth-podman.?*) ;; *) return ;; esac   # never match "/" below
   eng_stop_checks
   # netns of our containers, to remove if podman leaves them
   ns=$(pm ps -aq 2>/dev/null | xargs -r podman --root "$T/root" --runroot "$T/runroot" --tmpdir "$T/tmp" \
@@ -132,8 +96,46 @@ _cleanup_chains() {
     done
   done
 }
+T=
+eng_init podman
+T=$ENG_TMP
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+eng_escape_cgroup
+
+# podman (root) sets RLIMIT_NOFILE and RLIMIT_NPROC to 1048576 and runs itself with nproc clamped
+# to pid_max; without CAP_SYS_RESOURCE (as on the dev machine) no runtime can raise them, so ask
+# for what we have.
+nofile="$(ulimit -Sn):$(ulimit -Hn)"
+np=$(ulimit -Hu); pidmax=$(cat /proc/sys/kernel/pid_max)
+[ "$np" = unlimited ] || [ "$np" -gt "$pidmax" ] && np=$pidmax
+mkdir -p "$T/tmp" "$T/networks"
+cat > "$T/containers.conf" <<EOF
+[containers]
+default_ulimits = ["nofile=$nofile", "nproc=$np:$np"]
+[engine]
+cgroup_manager = "cgroupfs"
+events_logger = "file"
+events_logfile_path = "$T/events.log"
+tmp_dir = "$T/tmp"
+volume_path = "$T/volumes"
+runtime = "berth"
+# errors come back through the runtime's --log FILE --log-format json, as for runc
+runtime_supports_json = ["crun", "runc", "kata", "runsc", "krun", "$(basename "$RUNTIME")"]
+[engine.runtimes]
+berth = ["$RUNTIME"]
+[network]
+network_backend = "netavark"
+network_config_dir = "$T/networks"
+default_network = "$NET-def"
+EOF
+cat > "$T/storage.conf" <<EOF
+[storage]
+driver = "overlay"
+graphroot = "$T/root"
+runroot = "$T/runroot"
+EOF
+export CONTAINERS_CONF=$T/containers.conf CONTAINERS_STORAGE_CONF=$T/storage.conf
 
 state() { pm inspect -f '{{.State.Status}}' "$1" 2>&1; }
 exitcode() { pm inspect -f '{{.State.ExitCode}}' "$1" 2>&1; }
