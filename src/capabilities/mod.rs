@@ -54,6 +54,7 @@ impl Masks {
         })
     }
 
+    #[cfg(test)]
     pub fn from_names(names: &[String]) -> Result<u64, CapError> {
         let mut m = 0u64;
         for n in names {

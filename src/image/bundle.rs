@@ -1,5 +1,5 @@
 //! An image turned into an OCI bundle: the config.json `docker run` would give the container
-//! ([`build_spec`]), the container's /etc/{hostname,hosts,resolv.conf} ([`write_etc_files`]),
+//! ([`build_spec`]), the bind mounts of the per-container /etc/{hostname,hosts,resolv.conf} (written by the network layer),
 //! and the rootfs as an overlay of the image's layer snapshots ([`mount_rootfs`]) or, where
 //! overlayfs cannot be used, a flattened copy of them.
 //!
@@ -164,14 +164,6 @@ pub struct EtcFiles {
     pub resolv_conf: Option<PathBuf>,
 }
 
-/// DNS settings (`--dns`, `--dns-search`, `--dns-option`); empty parts come from the host.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct ResolvConf {
-    pub nameservers: Vec<String>,
-    pub search: Vec<String>,
-    pub options: Vec<String>,
-}
-
 /// What `docker run` flags change in the container's config. `Default` = `docker run IMAGE`.
 #[derive(Debug, Clone, Default)]
 pub struct BundleOptions {
@@ -233,7 +225,7 @@ pub struct BundleOptions {
     pub cgroupns_host: bool,
     /// linux.cgroupsPath.
     pub cgroups_path: Option<String>,
-    /// Per-container /etc files to bind-mount (see [`write_etc_files`]).
+    /// Per-container /etc files to bind-mount (written by `network::attach`).
     pub etc_files: Option<EtcFiles>,
     /// `--init`: host path of the init binary, bind-mounted read-only at [`INIT_PATH`] and
     /// run as `INIT_PATH -- ARGS...`.
@@ -832,98 +824,6 @@ pub fn ensure_workdir(rootfs: &Path, spec: &Value) -> Result<(), BundleError> {
     open(&done).map(|_| ()).map_err(|e| err("open workdir", e))
 }
 
-const HOSTS_BASE: &str = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\
-    fe00::0\tip6-localnet\nff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n";
-
-fn is_loopback_ns(ns: &str) -> bool {
-    ns.starts_with("127.") || ns == "::1" || ns == "0:0:0:0:0:0:0:1"
-}
-
-/// (nameservers, search, options) of a resolv.conf text.
-fn parse_resolv(text: &str) -> (Vec<String>, Vec<String>, Vec<String>) {
-    let (mut ns, mut search, mut options) = (Vec::new(), Vec::new(), Vec::new());
-    for line in text.lines() {
-        let mut w = line.split_whitespace();
-        match w.next() {
-            Some("nameserver") => ns.extend(w.next().map(String::from)),
-            Some("search") | Some("domain") => search = w.map(String::from).collect(),
-            Some("options") => options.extend(w.map(String::from)),
-            _ => {}
-        }
-    }
-    (ns, search, options)
-}
-
-/// The container's resolv.conf: the host's (`host`; `resolved` = systemd-resolved's upstream
-/// file, used when the host only points at a local stub) without loopback nameservers, falling
-/// back to Google DNS when none are left; each non-empty part of `opts` replaces the host's.
-pub fn resolv_conf_text(host: &str, resolved: Option<&str>, opts: &ResolvConf) -> String {
-    let (mut ns, mut search, mut options) = parse_resolv(host);
-    if !ns.is_empty() && ns.iter().all(|n| is_loopback_ns(n)) {
-        if let Some(r) = resolved {
-            let (rn, rs, ro) = parse_resolv(r);
-            if rn.iter().any(|n| !is_loopback_ns(n)) {
-                (ns, search, options) = (rn, rs, ro);
-            }
-        }
-    }
-    ns.retain(|n| !is_loopback_ns(n));
-    if ns.is_empty() {
-        ns = strs(&["8.8.8.8", "8.8.4.4"]);
-    }
-    if !opts.nameservers.is_empty() {
-        ns = opts.nameservers.clone();
-    }
-    if !opts.search.is_empty() {
-        search = opts.search.clone();
-    }
-    if !opts.options.is_empty() {
-        options = opts.options.clone();
-    }
-    let mut out = String::new();
-    for n in &ns {
-        out.push_str(&format!("nameserver {n}\n"));
-    }
-    if !search.is_empty() && search != ["."] {
-        out.push_str(&format!("search {}\n", search.join(" ")));
-    }
-    if !options.is_empty() {
-        out.push_str(&format!("options {}\n", options.join(" ")));
-    }
-    out
-}
-
-/// Write `dir/hostname`, `dir/hosts` (localhost lines, then one line per (ip, names) entry)
-/// and `dir/resolv.conf` (see [`resolv_conf_text`]), mode 0644, for bind mounting.
-pub fn write_etc_files(
-    dir: &Path,
-    hostname: &str,
-    hosts_entries: &[(String, Vec<String>)],
-    resolv: &ResolvConf,
-) -> Result<EtcFiles, BundleError> {
-    std::fs::create_dir_all(dir).map_err(|e| io_err("create", dir, e))?;
-    let mut hosts = HOSTS_BASE.to_string();
-    for (ip, names) in hosts_entries {
-        if !names.is_empty() {
-            hosts.push_str(&format!("{ip}\t{}\n", names.join(" ")));
-        }
-    }
-    let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-    let resolved = std::fs::read_to_string("/run/systemd/resolve/resolv.conf").ok();
-    let resolv_text = resolv_conf_text(&host, resolved.as_deref(), resolv);
-    let files = EtcFiles {
-        hostname: Some(dir.join("hostname")),
-        hosts: Some(dir.join("hosts")),
-        resolv_conf: Some(dir.join("resolv.conf")),
-    };
-    for (p, text) in [(&files.hostname, format!("{hostname}\n")), (&files.hosts, hosts), (&files.resolv_conf, resolv_text)] {
-        let Some(p) = p else { continue };
-        std::fs::write(p, text).map_err(|e| io_err("write", p, e))?;
-        std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644)).map_err(|e| io_err("chmod", p, e))?;
-    }
-    Ok(files)
-}
-
 // ---------------------------------------------------------------------------------------
 // rootfs: overlay mount, copy fallback
 
@@ -1438,19 +1338,6 @@ mod tests {
         assert_eq!(image_volumes(&i), s(&["/data", "/var/lib/x"]));
     }
 
-    #[test]
-    fn resolv() {
-        let host = "# x\nnameserver 127.0.0.53\noptions edns0 trust-ad\nsearch lan\n";
-        let resolved = "nameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch corp\n";
-        assert_eq!(resolv_conf_text(host, Some(resolved), &ResolvConf::default()),
-            "nameserver 10.0.0.1\nnameserver 10.0.0.2\nsearch corp\n");
-        assert_eq!(resolv_conf_text(host, None, &ResolvConf::default()),
-            "nameserver 8.8.8.8\nnameserver 8.8.4.4\nsearch lan\noptions edns0 trust-ad\n");
-        let o = ResolvConf { nameservers: s(&["1.1.1.1"]), search: vec![], options: s(&["ndots:2"]) };
-        assert_eq!(resolv_conf_text("nameserver 192.168.1.1\nsearch a b\n", None, &o), "nameserver 1.1.1.1\nsearch a b\noptions ndots:2\n");
-        assert_eq!(resolv_conf_text("nameserver 192.168.1.1\nnameserver ::1\n", None, &ResolvConf::default()), "nameserver 192.168.1.1\n");
-    }
-
     fn rootfs_with_passwd(name: &str) -> PathBuf {
         let d = tmp(name);
         std::fs::create_dir_all(d.join("etc")).unwrap();
@@ -1571,18 +1458,6 @@ mod tests {
         assert!(ensure_workdir(&r, &json!({"process": {"cwd": "/loop/x"}})).is_err());
         assert!(!d.join("outside").exists());
         ensure_workdir(&r, &json!({"process": {"cwd": "/"}})).unwrap();
-        std::fs::remove_dir_all(&d).unwrap();
-    }
-
-    #[test]
-    fn etc_files_written() {
-        let d = tmp("etc");
-        let f = write_etc_files(&d, "box", &[("10.0.0.5".into(), s(&["box", "box.local"]))], &ResolvConf::default()).unwrap();
-        assert_eq!(std::fs::read_to_string(f.hostname.unwrap()).unwrap(), "box\n");
-        let h = std::fs::read_to_string(f.hosts.unwrap()).unwrap();
-        assert!(h.starts_with("127.0.0.1\tlocalhost\n") && h.ends_with("10.0.0.5\tbox box.local\n"));
-        let rc = std::fs::read_to_string(f.resolv_conf.unwrap()).unwrap();
-        assert!(rc.contains("nameserver ") && !rc.contains("nameserver 127."));
         std::fs::remove_dir_all(&d).unwrap();
     }
 

@@ -42,6 +42,32 @@ pub fn host_resolv() -> Resolv {
     parse_resolv(&std::fs::read_to_string(host_resolv_path()).unwrap_or_default())
 }
 
+/// Where systemd-resolved keeps the real upstream servers when /etc/resolv.conf names its stub.
+const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
+
+/// The nameservers a container in its own network namespace can use (as docker picks them):
+/// the host's without loopback ones; when only loopback ones were given (a local stub such as
+/// systemd-resolved's 127.0.0.53), the stub's upstream file; when still none, Google's public DNS.
+pub fn container_nameservers(host: &Resolv, resolved_upstream: Option<&str>) -> Vec<String> {
+    let usable = |r: &Resolv| r.nameservers.iter().filter(|a| !a.is_loopback()).map(|a| a.to_string()).collect::<Vec<_>>();
+    let mut v = usable(host);
+    if v.is_empty() && !host.nameservers.is_empty() {
+        if let Some(text) = resolved_upstream {
+            v = usable(&parse_resolv(text));
+        }
+    }
+    if v.is_empty() {
+        v = vec!["8.8.8.8".into(), "8.8.4.4".into()];
+    }
+    v
+}
+
+/// [`container_nameservers`] for this host.
+pub fn host_container_nameservers(host: &Resolv) -> Vec<String> {
+    let upstream = std::fs::read_to_string(RESOLVED_UPSTREAM).ok();
+    container_nameservers(host, upstream.as_deref())
+}
+
 /// resolv.conf text.
 pub fn resolv_conf(nameservers: &[String], search: &[String], options: &[String]) -> String {
     let mut s = String::new();
@@ -100,5 +126,15 @@ mod tests {
         assert!(t.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(t.contains("\n10.89.0.2\tweb abc\n"));
         assert!(t.ends_with("10.0.0.9\tdb\n"));
+    }
+
+    #[test]
+    fn nameservers_like_docker() {
+        let stub = parse_resolv("nameserver 127.0.0.53\nsearch lan\n");
+        assert_eq!(container_nameservers(&stub, Some("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(container_nameservers(&stub, None), ["8.8.8.8", "8.8.4.4"]);
+        let mixed = parse_resolv("nameserver 192.168.1.1\nnameserver ::1\n");
+        assert_eq!(container_nameservers(&mixed, Some("nameserver 10.9.9.9\n")), ["192.168.1.1"]);
+        assert_eq!(container_nameservers(&Resolv::default(), None), ["8.8.8.8", "8.8.4.4"]);
     }
 }

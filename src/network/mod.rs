@@ -498,7 +498,7 @@ fn setup(data_root: &Path, cni: &cni::Cni, rec: &mut Record, req: &AttachRequest
             etc::resolv_conf(&servers, &pick(&req.dns.search, || host.search.clone()), &pick(&req.dns.options, || vec!["ndots:0".into()]))
         }
         None => etc::resolv_conf(
-            &pick(&req.dns.servers, || host.nameservers.iter().filter(|a| !a.is_loopback()).map(|a| a.to_string()).collect()),
+            &pick(&req.dns.servers, || etc::host_container_nameservers(&host)),
             &pick(&req.dns.search, || host.search.clone()),
             &pick(&req.dns.options, || host.options.clone()),
         ),

@@ -148,6 +148,7 @@ pub struct Prepared {
 /// Validate the profile and build the filter. Bad input (errno out of range, bad argument
 /// index, NOTIFY misuse, arch or flag unsupported here) fails here, before anything is created
 /// on the host. Costs a few ms for a docker-sized profile (libseccomp); see [`prepare_cached`].
+#[cfg(test)]
 pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared, SeccompError> {
     let (flags, notify) = check_env(s)?;
     let c = compile(s, 1)?;
@@ -310,7 +311,8 @@ impl Prepared {
         &self.unknown
     }
 
-    /// Length of the BPF program in instructions (for debug logs).
+    /// Length of the BPF program in instructions.
+    #[cfg(test)]
     pub fn instructions(&self) -> usize {
         self.prog.len()
     }
