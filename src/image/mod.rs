@@ -1,6 +1,7 @@
 //! The image layer of berth's engine: a content-addressed store, sources (docker/OCI
 //! archives, registries), layer unpacking and bundles made from images.
 
+pub mod chunks;
 pub mod digest;
 pub mod types;
 pub mod passwd;

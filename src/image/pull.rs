@@ -1,6 +1,8 @@
 //! `berth image pull`: manifest (choosing the platform from an index), config, then the
-//! layers fetched and unpacked in parallel (up to 3 at a time), then the name recorded.
+//! layers fetched in parallel (up to 3 at a time), each unpacked while it downloads (see
+//! `fetch_layer`), then the name recorded.
 
+use super::chunks;
 use super::digest::Digest;
 use super::reference::Reference;
 use super::registry::{Client, RegistryError};
@@ -363,7 +365,7 @@ fn fetch_blob(
     let Some(mut ing) = store.begin_ingest(g, &desc.digest, size)? else {
         return Ok(false);
     };
-    if let Err(e) = client.get_blob(r, &desc.digest, &mut ing, size, progress) {
+    if let Err(e) = client.get_blob_unverified(r, &desc.digest, &mut ing, size, progress) {
         // A failed write to the store (a full disk) is the real cause, whatever the client says.
         return Err(match ing.write_error() {
             Some(w) => PullError::Store(w),
@@ -372,6 +374,114 @@ fn fetch_blob(
     }
     ing.commit(size)?;
     Ok(true)
+}
+
+/// Compressed layer bytes in flight between the download and the unpack of a layer:
+/// STREAM_DEPTH chunks of STREAM_CHUNK bytes.
+const STREAM_DEPTH: usize = 16;
+const STREAM_CHUNK: usize = 256 << 10;
+
+/// Fetches layer `l` and unpacks it into the snapshot `chain` unless that exists; returns
+/// the layer's uncompressed size. `downloaded` is called once the blob is in.
+///
+/// The unpack runs while the blob downloads: the body goes to the blob's ingest file (which
+/// hashes it) and, through a bounded in-memory pipe, to an unpacker thread that builds the
+/// snapshot under tmp/. The unpacker's stream ends only once the whole blob has been
+/// received and its digest and size verified; if they do not match, its stream fails
+/// instead and the half-made snapshot is removed. Blob and snapshot are moved into place
+/// only when both are complete (after one syncfs of the store's filesystem).
+#[allow(clippy::too_many_arguments)]
+fn fetch_layer(
+    store: &Store,
+    g: &WriteGuard,
+    client: &Client,
+    r: &Reference,
+    l: &Descriptor,
+    diff_id: &Digest,
+    chain: &Digest,
+    progress: &dyn Fn(u64),
+    downloaded: &dyn Fn(),
+) -> Result<u64, PullError> {
+    let size = u64::try_from(l.size).ok();
+    let Some(mut ing) = store.begin_ingest(g, &l.digest, size)? else {
+        // The blob is here (fetched meanwhile by another writer): unpack it from the store.
+        downloaded();
+        return Ok(store.ensure_snapshot(g, chain, diff_id, &l.digest)?);
+    };
+    let (w, rd) = chunks::channel(STREAM_DEPTH, STREAM_CHUNK);
+    let (fetched, unpacked) = std::thread::scope(|s| {
+        let unpacker = s.spawn(move || store.prepare_snapshot_from(g, chain, diff_id, &l.digest, rd, true));
+        let mut tee = Tee { ing: &mut ing, pipe: Some(w) };
+        let got = client.get_blob_unverified(r, &l.digest, &mut tee, size, progress);
+        let pipe = tee.pipe.take();
+        let fetched = match got {
+            // A failed write to the store (a full disk) is the real cause, whatever the client says.
+            Err(e) => Err(match ing.write_error() {
+                Some(w) => PullError::Store(w),
+                None => PullError::Registry(e),
+            }),
+            Ok(_) => ing.verify(size).map_err(PullError::Store),
+        };
+        // The unpacker sees the end of the layer only once it is known to be the right one.
+        if let Some(p) = pipe {
+            match &fetched {
+                Ok(_) => {
+                    let _ = p.finish();
+                }
+                Err(e) => p.fail(io::ErrorKind::InvalidData, e.to_string()),
+            }
+        }
+        if fetched.is_ok() {
+            downloaded();
+        }
+        let unpacked = unpacker.join().unwrap_or_else(|_| Err(StoreError::Conflict("layer unpacker panicked".into())));
+        (fetched, unpacked)
+    });
+    let blob = fetched?;
+    match unpacked? {
+        Some(mut snap) => {
+            // One syncfs covers the blob file and the snapshot.
+            store.sync_tmp()?;
+            snap.mark_synced();
+            blob.commit()?;
+            Ok(snap.commit()?)
+        }
+        // Made meanwhile by another writer.
+        None => {
+            blob.commit()?;
+            Ok(store.snapshot_bytes(chain).unwrap_or(0))
+        }
+    }
+}
+
+/// The download's writer: the ingest file and, while the unpacker reads, the pipe to it.
+struct Tee<'a, W: Write> {
+    ing: &'a mut W,
+    pipe: Option<chunks::ChunkWriter>,
+}
+
+impl<W: Write> Write for Tee<'_, W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.ing.write_all(buf)?;
+        if let Some(p) = self.pipe.as_mut() {
+            // An unpacker that stopped (failed, or found the snapshot made) reads no more;
+            // the blob is still fetched and verified, for the error to name the real cause.
+            if p.write_all(buf).is_err() {
+                self.pipe = None;
+            }
+        }
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.ing.flush()?;
+        if let Some(p) = self.pipe.as_mut() {
+            if p.flush().is_err() {
+                self.pipe = None;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Fetches and unpacks every layer, PARALLEL at a time; returns each layer's
@@ -406,11 +516,11 @@ fn fetch_layers(
         let show = |n: u64| {
             prog.set(line, format!("Downloading {}/{}", progress_size(n), progress_size(total)), None, false);
         };
-        if fetch_blob(store, g, client, r, l, &show)? {
+        let downloaded = || {
             prog.set(line, "Download complete".into(), Some(format!("downloaded {}", progress_size(total))), true);
-        }
-        prog.set(line, "Extracting".into(), None, true);
-        let bytes = store.ensure_snapshot(g, &chains[i], &diff_ids[i], &l.digest)?;
+            prog.set(line, "Extracting".into(), None, true);
+        };
+        let bytes = fetch_layer(store, g, client, r, l, &diff_ids[i], &chains[i], &show, &downloaded)?;
         prog.set(line, "Pull complete".into(), Some("extracted".into()), true);
         Ok(bytes)
     };

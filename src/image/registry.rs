@@ -5,7 +5,10 @@
 //! - `insecure` set: https without certificate verification first; if that fails at the
 //!   connection level (no TLS server there), plain http. The first scheme that works is
 //!   remembered for the host.
-//! - a loopback host (`localhost`, `127.0.0.0/8`, `::1`, with any port) and no `tls_ca`: plain http.
+//! - a loopback host (`localhost`, `127.0.0.0/8`, `::1`, with any port) and no `tls_ca`: plain
+//!   http, unless the host turns out to speak https (it answers plain http with a 400 that
+//!   says so, as Go's and nginx's https servers do, or with something that is not http at
+//!   all): then https, verified against the system CAs, for this and later requests.
 //! - anything else: https only, verified against the system CAs
 //!   (`$SSL_CERT_FILE`, else /etc/ssl/certs/ca-certificates.crt and the usual other bundle
 //!   paths) plus the certificates in `tls_ca`.
@@ -19,7 +22,7 @@
 //! They are sent only when the registry (or its token server) asks with a 401. Bearer
 //! tokens are cached per (registry, repository) and fetched again when one is refused.
 
-use super::digest::{Digest, HashingWriter};
+use super::digest::{Digest, Hasher};
 use super::reference::Reference;
 use super::types;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -37,6 +40,8 @@ use std::time::Duration;
 pub const MAX_MANIFEST: u64 = 4 << 20;
 const USER_AGENT: &str = "berth/0.1";
 const PROGRESS_STEP: u64 = 64 << 10;
+/// Blob bytes handed on at a time.
+const BLOB_BUF: usize = 256 << 10;
 const CA_BUNDLES: &[&str] = &[
     "/etc/ssl/certs/ca-certificates.crt",
     "/etc/pki/tls/certs/ca-bundle.crt",
@@ -258,6 +263,32 @@ impl Client {
         expected_size: Option<u64>,
         progress: &dyn Fn(u64),
     ) -> Result<u64, RegistryError> {
+        self.stream_blob(r, digest, out, expected_size, progress, true)
+    }
+
+    /// `get_blob` without the digest check, for a caller that hashes what it is given
+    /// anyway (a store ingest verifies the digest before it keeps anything): the blob is
+    /// hashed once, not twice. The size is still checked.
+    pub fn get_blob_unverified(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        out: &mut dyn Write,
+        expected_size: Option<u64>,
+        progress: &dyn Fn(u64),
+    ) -> Result<u64, RegistryError> {
+        self.stream_blob(r, digest, out, expected_size, progress, false)
+    }
+
+    fn stream_blob(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+        out: &mut dyn Write,
+        expected_size: Option<u64>,
+        progress: &dyn Fn(u64),
+        verify: bool,
+    ) -> Result<u64, RegistryError> {
         let path = format!("/v2/{}/blobs/{digest}", r.repository);
         let resp = self.get(r, &path, None)?;
         match resp.status() {
@@ -279,25 +310,34 @@ impl Client {
         }
         let expected = expected_size.or(content_length);
         let mut body = resp.into_reader();
-        let mut w = HashingWriter::new(out);
-        let mut buf = vec![0u8; 256 << 10];
+        let mut hasher = verify.then(Hasher::new);
+        // ureq hands out at most 8 KiB per read (its socket buffer); `out` gets whole
+        // BLOB_BUF blocks, so the file writes and the hand-over to an unpacker stay few.
+        let mut buf = vec![0u8; BLOB_BUF];
         let (mut total, mut reported) = (0u64, 0u64);
-        loop {
-            let n = match body.read(&mut buf) {
-                Ok(0) => break,
-                Ok(n) => n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && expected.is_some() => break,
-                Err(err) => {
-                    return Err(RegistryError::BlobRead {
-                        digest: digest.clone(),
-                        host: r.registry.clone(),
-                        got: total,
-                        err,
-                    })
+        let mut eof = false;
+        while !eof {
+            let mut fill = 0;
+            while fill < buf.len() {
+                match body.read(&mut buf[fill..]) {
+                    Ok(0) => eof = true,
+                    Ok(n) => fill += n,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) if e.kind() == io::ErrorKind::UnexpectedEof && expected.is_some() => eof = true,
+                    Err(err) => {
+                        return Err(RegistryError::BlobRead {
+                            digest: digest.clone(),
+                            host: r.registry.clone(),
+                            got: total + fill as u64,
+                            err,
+                        })
+                    }
                 }
-            };
-            total += n as u64;
+                if eof {
+                    break;
+                }
+            }
+            total += fill as u64;
             if let Some(exp) = expected {
                 if total > exp {
                     return Err(RegistryError::BlobSize {
@@ -307,22 +347,27 @@ impl Client {
                     });
                 }
             }
-            w.write_all(&buf[..n]).map_err(|err| RegistryError::BlobWrite { digest: digest.clone(), err })?;
+            if let Some(h) = hasher.as_mut() {
+                h.update(&buf[..fill]);
+            }
+            out.write_all(&buf[..fill]).map_err(|err| RegistryError::BlobWrite { digest: digest.clone(), err })?;
             if total - reported >= PROGRESS_STEP {
                 progress(total);
                 reported = total;
             }
         }
-        w.flush().map_err(|err| RegistryError::BlobWrite { digest: digest.clone(), err })?;
+        out.flush().map_err(|err| RegistryError::BlobWrite { digest: digest.clone(), err })?;
         progress(total);
         if let Some(exp) = expected {
             if total < exp {
                 return Err(RegistryError::Truncated { digest: digest.clone(), got: total, expected: exp });
             }
         }
-        let (_, got, _) = w.finish();
-        if got != *digest {
-            return Err(RegistryError::BlobDigest { digest: digest.clone(), got });
+        if let Some(h) = hasher {
+            let got = h.finish();
+            if got != *digest {
+                return Err(RegistryError::BlobDigest { digest: digest.clone(), got });
+            }
         }
         Ok(total)
     }
@@ -448,7 +493,7 @@ impl Client {
         auth: Option<&str>,
     ) -> Result<ureq::Response, RegistryError> {
         let host = r.api_host();
-        let fail = |t: ureq::Transport| {
+        let fail = |t: Box<ureq::Transport>| {
             let (tls, msg) = transport_message(&t);
             let host = r.registry.clone();
             if tls {
@@ -457,7 +502,7 @@ impl Client {
                 RegistryError::Transport { host, msg }
             }
         };
-        let call = |agent: &ureq::Agent, scheme: Scheme| {
+        let call = |agent: &ureq::Agent, scheme: Scheme| -> Result<ureq::Response, Box<ureq::Transport>> {
             let s = if scheme == Scheme::Https { "https" } else { "http" };
             let mut req = agent.get(&format!("{s}://{host}{path}"));
             if let Some(a) = accept {
@@ -468,30 +513,60 @@ impl Client {
             }
             match req.call() {
                 Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
-                Err(ureq::Error::Transport(t)) => Err(fail(t)),
+                Err(ureq::Error::Transport(t)) => Err(Box::new(t)),
             }
+        };
+        let remember = |scheme: Scheme| {
+            lock(&self.schemes).insert(host.to_string(), scheme);
         };
         let known = lock(&self.schemes).get(host).copied();
         match (&self.insecure_agent, known) {
             (Some(insecure), None) => match call(insecure, Scheme::Https) {
                 Ok(resp) => {
-                    lock(&self.schemes).insert(host.to_string(), Scheme::Https);
+                    remember(Scheme::Https);
                     Ok(resp)
                 }
                 Err(first) => match call(&self.agent, Scheme::Http) {
                     Ok(resp) => {
-                        lock(&self.schemes).insert(host.to_string(), Scheme::Http);
+                        remember(Scheme::Http);
                         Ok(resp)
                     }
-                    Err(_) => Err(first),
+                    Err(_) => Err(fail(first)),
                 },
             },
-            (Some(insecure), Some(Scheme::Https)) => call(insecure, Scheme::Https),
-            (_, Some(scheme)) => call(&self.agent, scheme),
-            (None, None) => {
-                let scheme = if is_loopback(host) && !self.tls_ca_given { Scheme::Http } else { Scheme::Https };
-                call(&self.agent, scheme)
+            (Some(insecure), Some(Scheme::Https)) => call(insecure, Scheme::Https).map_err(fail),
+            (_, Some(scheme)) => call(&self.agent, scheme).map_err(fail),
+            (None, None) if is_loopback(host) && !self.tls_ca_given => {
+                // Plain http first (the usual local registry), https if the host speaks it.
+                let https = || {
+                    let resp = call(&self.agent, Scheme::Https).map_err(fail)?;
+                    remember(Scheme::Https);
+                    Ok(resp)
+                };
+                match call(&self.agent, Scheme::Http) {
+                    Ok(resp) if resp.status() == 400 => {
+                        let mut body = Vec::new();
+                        let _ = resp.into_reader().take(4 << 10).read_to_end(&mut body);
+                        if says_https(&body) {
+                            return https();
+                        }
+                        let text = String::from_utf8_lossy(&body);
+                        ureq::Response::new(400, "Bad Request", &text)
+                            .map_err(|e| RegistryError::Transport { host: r.registry.clone(), msg: e.to_string() })
+                    }
+                    Ok(resp) => {
+                        remember(Scheme::Http);
+                        Ok(resp)
+                    }
+                    Err(t) if maybe_tls_server(&t) => match https() {
+                        Err(e @ RegistryError::Tls { .. }) => Err(e),
+                        Ok(resp) => Ok(resp),
+                        Err(_) => Err(fail(t)),
+                    },
+                    Err(t) => Err(fail(t)),
+                }
             }
+            (None, None) => call(&self.agent, Scheme::Https).map_err(fail),
         }
     }
 
@@ -558,18 +633,28 @@ fn status_error(r: &Reference, what: String, resp: ureq::Response) -> RegistryEr
     RegistryError::Status { host: r.registry.clone(), what, status, detail }
 }
 
+/// A TLS failure in words; a certificate that is not trusted says how to trust it.
+fn tls_message(e: &rustls::Error) -> String {
+    match e {
+        rustls::Error::InvalidCertificate(_) => format!(
+            "{e}: the registry's certificate is not trusted; pass the CA certificate that signed it with --tls-ca FILE (or skip verification with --insecure)"
+        ),
+        _ => e.to_string(),
+    }
+}
+
 /// (is a TLS failure, message) for a transport error, from its innermost useful cause.
 fn transport_message(t: &ureq::Transport) -> (bool, String) {
     let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
     let mut last: Option<String> = None;
     while let Some(e) = cause {
         if let Some(tls) = e.downcast_ref::<rustls::Error>() {
-            return (true, tls.to_string());
+            return (true, tls_message(tls));
         }
         if let Some(ioe) = e.downcast_ref::<io::Error>() {
             if let Some(inner) = ioe.get_ref() {
                 if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return (true, tls.to_string());
+                    return (true, tls_message(tls));
                 }
             }
             if ioe.kind() == io::ErrorKind::TimedOut || ioe.kind() == io::ErrorKind::WouldBlock {
@@ -593,6 +678,35 @@ fn transport_message(t: &ureq::Transport) -> (bool, String) {
         (None, None) => what.to_string(),
     };
     (false, msg)
+}
+
+/// Whether a 400 reply to plain http says the server wants https ("Client sent an HTTP
+/// request to an HTTPS server." from Go, "The plain HTTP request was sent to HTTPS port" from nginx).
+fn says_https(body: &[u8]) -> bool {
+    let t = String::from_utf8_lossy(body).to_ascii_lowercase();
+    t.contains("https")
+}
+
+/// Whether a failed plain-http exchange looks like a TLS server on the other end: it
+/// answered with something that is not http, or dropped the connection on the request.
+fn maybe_tls_server(t: &ureq::Transport) -> bool {
+    match t.kind() {
+        ureq::ErrorKind::BadStatus | ureq::ErrorKind::BadHeader => true,
+        ureq::ErrorKind::Io => {
+            let mut cause: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(t);
+            while let Some(e) = cause {
+                if let Some(ioe) = e.downcast_ref::<io::Error>() {
+                    return matches!(
+                        ioe.kind(),
+                        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionAborted
+                    );
+                }
+                cause = e.source();
+            }
+            false
+        }
+        _ => false,
+    }
 }
 
 fn host_of_url(url: &str) -> Option<&str> {

@@ -6,6 +6,12 @@
 //! syncfs). A crash leaves only garbage in `tmp/`, removed by the next `open` that finds
 //! no writer at work. Writers (pull, load) hold `activity.lock` shared; tmp cleanup and
 //! garbage collection take it exclusively. The index is changed under `lock`.
+//!
+//! Durability costs one syncfs per committed snapshot (or per batch: `sync_tmp` +
+//! `mark_synced`), never an fsync per unpacked file: the rename that publishes a snapshot
+//! comes after the syncfs, so a snapshot that exists after a crash has all its files on
+//! disk. A pull unpacks a layer from its download stream (`prepare_snapshot_from`); that
+//! snapshot is published only after the blob verified, see pull.rs.
 
 use super::digest::{Digest, HashingWriter};
 use super::reference::Reference;
@@ -495,6 +501,12 @@ impl Ingest {
 
     /// Verifies digest (and size when known), fsyncs and moves the blob into place.
     pub fn commit(self, size: Option<u64>) -> Result<(), StoreError> {
+        self.verify(size)?.commit()
+    }
+
+    /// Closes the file and verifies digest (and size when known); the blob stays under
+    /// tmp/ (and its ingest lock held) until `commit`, and is removed if dropped.
+    pub fn verify(self, size: Option<u64>) -> Result<VerifiedBlob, StoreError> {
         let staged = self.writer.finish()?;
         if staged.digest != self.expected {
             return Err(StoreError::DigestMismatch { expected: self.expected, got: staged.digest.clone() });
@@ -504,7 +516,21 @@ impl Ingest {
                 return Err(StoreError::SizeMismatch { digest: self.expected, expected: s, got: staged.size });
             }
         }
-        move_into(staged, &self.blobs)
+        Ok(VerifiedBlob { staged, _lock: self._lock, blobs: self.blobs })
+    }
+}
+
+/// A fetched blob whose digest matched, waiting under tmp/ to be moved into place.
+pub struct VerifiedBlob {
+    staged: StagedBlob,
+    _lock: TmpLock,
+    blobs: PathBuf,
+}
+
+impl VerifiedBlob {
+    /// fsyncs and moves the blob into blobs/.
+    pub fn commit(self) -> Result<(), StoreError> {
+        move_into(self.staged, &self.blobs)
     }
 }
 
@@ -814,6 +840,49 @@ impl Store {
         if self.has_snapshot(chain) {
             return Ok(None);
         }
+        let file = match layer {
+            Some(p) => File::open(p).map_err(io_err("open", p))?,
+            None => self.open_blob(blob)?,
+        };
+        self.unpack_snapshot(l, lock_path, chain, diff_id, blob, io::BufReader::with_capacity(256 * 1024, file), hold)
+            .map(Some)
+    }
+
+    /// `prepare_snapshot` of a layer read from `src` (e.g. while it is being downloaded):
+    /// the snapshot stays under tmp/ until committed, so a caller that finds the layer's blob
+    /// bad drops it unused. None when the snapshot already exists (`src` is then not read).
+    #[allow(clippy::too_many_arguments)]
+    pub fn prepare_snapshot_from<R: Read + Send>(
+        &self,
+        _g: &WriteGuard,
+        chain: &Digest,
+        diff_id: &Digest,
+        blob: &Digest,
+        src: R,
+        hold: bool,
+    ) -> Result<Option<PreparedSnapshot>, StoreError> {
+        if self.has_snapshot(chain) {
+            return Ok(None);
+        }
+        let lock_path = self.tmp().join(format!("{}.snap.lock", chain.hex()));
+        let l = tmp_lock(&lock_path)?;
+        if self.has_snapshot(chain) {
+            return Ok(None);
+        }
+        self.unpack_snapshot(l, lock_path, chain, diff_id, blob, src, hold).map(Some)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn unpack_snapshot<R: Read + Send>(
+        &self,
+        l: TmpLock,
+        lock_path: PathBuf,
+        chain: &Digest,
+        diff_id: &Digest,
+        blob: &Digest,
+        src: R,
+        hold: bool,
+    ) -> Result<PreparedSnapshot, StoreError> {
         let dir = self.tmp().join(unique("snap-"));
         let fsdir = dir.join("fs");
         fs::create_dir_all(&fsdir).map_err(io_err("create", &fsdir))?;
@@ -826,11 +895,7 @@ impl Store {
             lock: Some(l),
             synced: false,
         };
-        let file = match layer {
-            Some(p) => File::open(p).map_err(io_err("open", p))?,
-            None => self.open_blob(blob)?,
-        };
-        let stats = unpack::unpack_layer(io::BufReader::with_capacity(256 * 1024, file), &fsdir, WhiteoutMode::Overlay)
+        let stats = unpack::unpack_layer(src, &fsdir, WhiteoutMode::Overlay)
             .map_err(|source| StoreError::Unpack { blob: blob.clone(), source })?;
         if stats.diff_id != *diff_id {
             return Err(StoreError::DiffIdMismatch { blob: blob.clone(), expected: diff_id.clone(), got: stats.diff_id });
@@ -843,7 +908,7 @@ impl Store {
         if !hold {
             prep.lock = None;
         }
-        Ok(Some(prep))
+        Ok(prep)
     }
 
     /// syncfs of the filesystem of tmp/ (once for many prepared snapshots).

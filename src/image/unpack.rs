@@ -7,6 +7,7 @@
 //! syscalls on that parent fd that never follow a final symlink. Names with a `..`
 //! component are refused; a leading `/` is dropped.
 
+use super::chunks;
 use super::digest::{Digest, HashingReader};
 use std::cell::Cell;
 use std::collections::HashSet;
@@ -17,6 +18,7 @@ use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
+use std::sync::Mutex;
 
 /// How whiteout entries (`.wh.NAME`, `.wh..wh..opq`) are applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -86,43 +88,109 @@ pub fn unpack_layer_file(path: &Path, dest: &Path, mode: WhiteoutMode) -> Result
 /// Applies one layer read from `r` (gzip, zstd or plain tar, told apart by magic bytes) to
 /// the directory `dest`. The whole stream is read, trailing padding included, so `diff_id`
 /// matches what docker and umoci compute.
-pub fn unpack_layer<R: Read>(r: R, dest: &Path, mode: WhiteoutMode) -> Result<UnpackStats, UnpackError> {
+///
+/// A compressed layer is decompressed on a second thread, which hands the tar stream over
+/// in chunks: decompression and the hashing and writing of the entries overlap.
+pub fn unpack_layer<R: Read + Send>(mut r: R, dest: &Path, mode: WhiteoutMode) -> Result<UnpackStats, UnpackError> {
     let root = open_dir_path(dest).map_err(|source| UnpackError::Dest { path: dest.to_path_buf(), source })?;
-    let slot: Rc<Cell<Option<io::Error>>> = Rc::new(Cell::new(None));
-    let mut src = SourceReader { inner: r, slot: slot.clone() };
     let mut magic = [0u8; 4];
     let mut n = 0;
     while n < magic.len() {
-        match src.read(&mut magic[n..]) {
+        match r.read(&mut magic[n..]) {
             Ok(0) => break,
             Ok(k) => n += k,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(source) => return Err(UnpackError::Read { source }),
+            Err(e) => return Err(UnpackError::Read { source: io::Error::new(e.kind(), plain(&e)) }),
         }
     }
     let head = &magic[..n];
-    let raw = BufReader::with_capacity(COPY_BUF, head.chain(src));
-    let decoder: Box<dyn Read + '_> = if head.starts_with(&[0x1f, 0x8b]) {
-        Box::new(flate2::bufread::MultiGzDecoder::new(raw))
+    let codec = if head.starts_with(&[0x1f, 0x8b]) {
+        Codec::Gzip
     } else if head == [0x28, 0xb5, 0x2f, 0xfd] {
-        Box::new(zstd::stream::read::Decoder::with_buffer(raw).map_err(|e| classify(&slot, e))?)
+        Codec::Zstd
     } else {
-        Box::new(raw)
+        Codec::None
     };
-    let hashed = BufReader::with_capacity(64 * 1024, HashingReader::new(decoder));
-    let mut archive = tar::Archive::new(hashed);
+    let slot: Rc<Cell<Option<io::Error>>> = Rc::new(Cell::new(None));
     let mut u = Unpacker::new(root, mode, slot.clone());
+    if codec == Codec::None {
+        let src = SourceReader { inner: head.chain(r), slot: slot.clone() };
+        let hashed = HashingReader::new(BufReader::with_capacity(COPY_BUF, src));
+        return read_tar(hashed, &mut u, &slot);
+    }
+    let decode_err: Mutex<Option<UnpackError>> = Mutex::new(None);
+    let (w, chunks) = chunks::channel(DECODE_DEPTH, COPY_BUF);
+    let res = std::thread::scope(|s| {
+        let derr = &decode_err;
+        s.spawn(move || decode(head.chain(r), codec, w, derr));
+        let src = SourceReader { inner: chunks, slot: slot.clone() };
+        // On an error the chunk reader is dropped here, which stops the decoder.
+        read_tar(HashingReader::new(src), &mut u, &slot)
+    });
+    match res {
+        // A failed read of the decoded stream: the decoder's own error says what happened.
+        Err(UnpackError::Read { source }) => {
+            Err(decode_err.into_inner().unwrap_or_else(|e| e.into_inner()).unwrap_or(UnpackError::Read { source }))
+        }
+        r => r,
+    }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    None,
+    Gzip,
+    Zstd,
+}
+
+/// Decoded chunks in flight between the decoder thread and the tar reader.
+const DECODE_DEPTH: usize = 8;
+
+/// The decoder thread: decompresses `src` into `w`. Its failure is recorded in `err`
+/// before the stream is failed, so the reader finds it there.
+fn decode<R: Read>(src: R, codec: Codec, mut w: chunks::ChunkWriter, err: &Mutex<Option<UnpackError>>) {
+    let slot: Rc<Cell<Option<io::Error>>> = Rc::new(Cell::new(None));
+    let raw = BufReader::with_capacity(COPY_BUF, SourceReader { inner: src, slot: slot.clone() });
+    let fail = |w: chunks::ChunkWriter, e: UnpackError| {
+        let msg = e.to_string();
+        *err.lock().unwrap_or_else(|p| p.into_inner()) = Some(e);
+        w.fail(io::ErrorKind::Other, msg);
+    };
+    let mut dec: Box<dyn Read + '_> = match codec {
+        Codec::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(raw)),
+        Codec::Zstd => match zstd::stream::read::Decoder::with_buffer(raw) {
+            Ok(d) => Box::new(d),
+            Err(e) => return fail(w, classify(&slot, e)),
+        },
+        Codec::None => Box::new(raw),
+    };
+    loop {
+        match w.fill_from(&mut dec) {
+            Ok(0) => {
+                let _ = w.finish();
+                return;
+            }
+            Ok(_) => {}
+            Err(chunks::FillError::Closed) => return,
+            Err(chunks::FillError::Source(e)) => return fail(w, classify(&slot, e)),
+        }
+    }
+}
+
+/// Applies the tar stream `hashed` (read to its end); returns the stats.
+fn read_tar<R: Read>(hashed: HashingReader<R>, u: &mut Unpacker, slot: &Cell<Option<io::Error>>) -> Result<UnpackStats, UnpackError> {
+    let mut archive = tar::Archive::new(hashed);
     let mut entries = 0u64;
-    for e in archive.entries().map_err(|e| classify(&slot, e))? {
-        let mut e = e.map_err(|e| classify(&slot, e))?;
+    for e in archive.entries().map_err(|e| classify(slot, e))? {
+        let mut e = e.map_err(|e| classify(slot, e))?;
         if u.entry(&mut e)? {
             entries += 1;
         }
     }
     let mut rest = archive.into_inner();
-    io::copy(&mut rest, &mut io::sink()).map_err(|e| classify(&slot, e))?;
+    io::copy(&mut rest, &mut io::sink()).map_err(|e| classify(slot, e))?;
     u.finish()?;
-    let (diff_id, bytes) = rest.into_inner().finish();
+    let (diff_id, bytes) = rest.finish();
     Ok(UnpackStats { diff_id, entries, bytes })
 }
 
