@@ -56,6 +56,7 @@ cleanup() {
     rmdir /run/containerd/s /run/containerd 2>/dev/null
   fi
   if [ -n "${ENG_KEEP:-}" ]; then echo "# kept $D"; else rm -rf "$D"; fi
+  eng_release_cgroups
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

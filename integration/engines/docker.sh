@@ -88,6 +88,7 @@ cleanup() {
   [ $run_ctrd_had = 0 ] && rmdir /run/containerd/s /run/containerd 2>/dev/null
   [ $run_docker_had = 0 ] && rmdir /run/docker/plugins /run/docker 2>/dev/null
   if [ -n "${ENG_KEEP:-}" ]; then echo "# kept $D"; else rm -rf "$D"; fi
+  eng_release_cgroups
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM

@@ -33,6 +33,17 @@ eng_leave_process_api() {
   fi
 }
 
+# Undo eng_leave_process_api at the end: this shell moves to the hierarchy's root (never back
+# under /process_api) and the berth-engines cgroups go once empty.
+eng_release_cgroups() {
+  local dir
+  for dir in /sys/fs/cgroup/*/berth-engines; do
+    [ -d "$dir" ] || continue
+    echo $$ > "$(dirname "$dir")/cgroup.procs" 2>/dev/null
+    rmdir "$dir" 2>/dev/null
+  done
+}
+
 # eng_check NAME CMD...: run CMD in this shell (so it can set variables for later checks),
 # output to a file; its last line is the reason when it fails.
 eng_check() {
