@@ -265,7 +265,7 @@ c_top() {
 
 c_pause() {
   local before after fr
-  pmrun run -d --name p1 "$IMG" sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n; sleep 0.05; done' >/dev/null ||
+  pmrun run -d --name p1 "$IMG" sh -c 'i=0; while :; do i=$((i+1)); echo $i > /tmp/n.t; mv /tmp/n.t /tmp/n; sleep 0.05; done' >/dev/null ||
     fail "run -d failed" || return
   sleep 0.3
   pm pause p1 >/dev/null || fail "pause failed" || return
