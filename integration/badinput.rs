@@ -32,7 +32,7 @@ fn badinput_missing_config_json() {
 fn badinput_malformed_json() {
     let ctx = Ctx::new("badjson");
     let mut b = ctx.bundle();
-    b.write_config("x");
+    b.write_config("");
     fs::write(b.config_path(), "{ \"ociVersion\": \"1.0.2\", \"process\": { oops").unwrap();
     // runc deviates: "invalid character 'o' looking for ..." does not name config.json.
     // berth names the file, as every berth error names its path.
@@ -45,7 +45,7 @@ fn badinput_wrong_field_type() {
     let ctx = Ctx::new("badtype");
     let mut b = ctx.bundle();
     b.set("/process/args", json!("x"));
-    b.write_config("x");
+    b.write_config("");
     // runc names the field ("...field Process.process.args of type []string"); berth names the
     // file (and serde's "invalid type").
     let words: &[&str] = if is_runc() { &["args"] } else { &["config.json"] };
@@ -57,7 +57,7 @@ fn badinput_missing_rootfs() {
     let ctx = Ctx::new("norootfs");
     let mut b = ctx.bundle();
     b.set("/root/path", json!("no-such-rootfs"));
-    b.write_config("x");
+    b.write_config("");
     create_and_run_fail(&ctx, &b, &["no-such-rootfs", "rootfs"]);
 }
 
@@ -68,7 +68,7 @@ fn badinput_no_process() {
     let ctx = Ctx::new("noprocess");
     let mut b = ctx.bundle();
     b.remove("/process");
-    b.write_config("x");
+    b.write_config("");
     let id = ctx.id("run");
     let snap = ctx.snapshot(&b);
     let o = ctx.cmd(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
@@ -218,7 +218,7 @@ fn badinput_invalid_ids() {
 fn badinput_create_without_id() {
     let ctx = Ctx::new("noid");
     let mut b = ctx.bundle();
-    b.write_config("x");
+    b.write_config("");
     let snap = ctx.snapshot(&b);
     let o = ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap()]);
     o.fails();
@@ -258,7 +258,7 @@ fn badinput_sysctl_outside_container_namespaces() {
         }
         b.set("/linux/sysctl", json!({ key: host.trim() }));
         b.args(&["true"]);
-        b.write_config("x");
+        b.write_config("");
         create_and_run_fail(&ctx, &b, words);
         assert_eq!(fs::read_to_string(&path).unwrap(), host, "{key} changed on the host");
     }
@@ -281,7 +281,7 @@ fn badinput_mount_inside_proc() {
         let mut b = ctx.bundle();
         b.mount(m);
         b.args(&["true"]);
-        b.write_config("x");
+        b.write_config("");
         create_and_run_fail(&ctx, &b, if is_runc() { runc_words } else { &["inside /proc"] });
     }
 }
