@@ -835,17 +835,11 @@ impl Store {
         if self.has_snapshot(chain) {
             return Ok(None);
         }
-        let lock_path = self.tmp().join(format!("{}.snap.lock", chain.hex()));
-        let l = tmp_lock(&lock_path)?;
-        if self.has_snapshot(chain) {
-            return Ok(None);
-        }
         let file = match layer {
             Some(p) => File::open(p).map_err(io_err("open", p))?,
             None => self.open_blob(blob)?,
         };
-        self.unpack_snapshot(l, lock_path, chain, diff_id, blob, io::BufReader::with_capacity(256 * 1024, file), hold)
-            .map(Some)
+        self.prepare_snapshot_from(_g, chain, diff_id, blob, io::BufReader::with_capacity(256 * 1024, file), hold)
     }
 
     /// `prepare_snapshot` of a layer read from `src` (e.g. while it is being downloaded):
