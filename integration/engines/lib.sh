@@ -83,14 +83,18 @@ eng_kill_cgroup_dir() {
     [ -d "$dir" ] || return 0
     sleep 0.1
   done
-  echo "# warning: could not remove cgroup $dir" >&2
+  echo "# warning: could not remove cgroup $dir (left: $(find "$dir" -name cgroup.procs -exec cat {} + 2>/dev/null |
+    while read -r p; do printf '%s ' "$p:$(cat /proc/$p/comm 2>/dev/null)"; done))" >&2
 }
 
-# REL is a path relative to each hierarchy's root (e.g. berth-engines-podman-123).
+# REL is a path relative to each hierarchy's root (e.g. berth-engines-podman-123). Where that
+# is the cgroup this shell escaped to (same name), eng_release_cgroups does it after the shell
+# has left.
 eng_kill_cgroup_tree() {
-  local rel=${1#/} m
+  local rel=${1#/} m own
   [ -n "$rel" ] || return 0
   for m in /sys/fs/cgroup/*/; do
+    for own in "${ENG_CGROUPS[@]}"; do [ "$own" = "$m$rel" ] && continue 2; done
     eng_kill_cgroup_dir "$m$rel"
   done
 }
@@ -269,36 +273,5 @@ eng_free_subnet() {
   return 1
 }
 
-# Run ARGV on a fresh pseudo-terminal of ROWSxCOLS, type INPUT once the output shows PROMPT
-# (a regex; empty: right away), print everything read from the terminal, exit with ARGV's status.
-# Usage: eng_pty ROWS COLS PROMPT INPUT ARGV...
-eng_pty() {
-  python3 - "$@" <<'PY'
-import fcntl, os, pty, re, select, struct, sys, termios, time
-rows, cols, prompt, data, argv = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5:]
-pid, fd = pty.fork()
-if pid == 0:
-    os.execvp(argv[0], argv)
-fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
-buf, sent, t0 = b"", False, time.time()
-while time.time() - t0 < 40:
-    if not sent and (not prompt or re.search(prompt.encode(), buf)):
-        os.write(fd, data.encode().replace(b"\n", b"\r"))
-        sent = True
-    r, _, _ = select.select([fd], [], [], 0.2)
-    if fd in r:
-        try:
-            d = os.read(fd, 4096)
-        except OSError:
-            break
-        if not d:
-            break
-        buf += d
-sys.stdout.buffer.write(buf)
-sys.stdout.flush()
-if time.time() - t0 >= 40:
-    os.kill(pid, 9)
-_, st = os.waitpid(pid, 0)
-sys.exit(os.waitstatus_to_exitcode(st) if hasattr(os, "waitstatus_to_exitcode") else (st >> 8))
-PY
-}
+# eng_pty ROWS COLS PROMPT INPUT ARGV...: ARGV on a fresh pseudo-terminal (see pty-run.py).
+eng_pty() { python3 "${BASH_SOURCE[0]%/*}/pty-run.py" "$@"; }
