@@ -426,6 +426,7 @@ fn image_pull_basic_auth_authfile() {
     let o = eng.image(&["pull", "--insecure", "--authfile", s(&bad), &r]);
     o.one_line_error(&["401"]);
     assert!(o.stderr.contains(&reg.host), "the error must name the registry {}: {o}", reg.host);
+    assert!(o.stderr.contains(s(&bad)), "the error must name the auth file the refused credentials came from: {o}");
     eng.assert_store_unchanged(&snap, "failed authenticated pulls");
 
     let good = ctx.dir.join("auth.json");

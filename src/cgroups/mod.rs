@@ -21,7 +21,7 @@ mod v1;
 mod v2;
 
 pub use oom::{OomEvent, OomWatcher};
-pub use stats::{Event, Stats};
+pub use stats::Stats;
 
 use nix::errno::Errno;
 use nix::sys::signal::Signal;
@@ -146,19 +146,8 @@ impl Manager {
         })
     }
 
-    pub fn id(&self) -> &str {
-        &self.id
-    }
     pub fn layout(&self) -> Layout {
         self.layout
-    }
-    /// The container's cgroup path inside each hierarchy ("/berth/<id>").
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-    /// v1 hierarchies (empty on v2).
-    pub fn hierarchies(&self) -> &[Hierarchy] {
-        &self.hierarchies
     }
     /// Every host directory of the container's cgroup.
     pub fn dirs(&self) -> impl Iterator<Item = &Path> {
@@ -181,11 +170,6 @@ impl Manager {
             .find(|h| h.options.split(',').any(|o| o == controller))
             .map(|h| h.path.as_path())
     }
-    /// True when the container's cgroup exists (first hierarchy checked).
-    pub fn exists(&self) -> bool {
-        self.dirs().next().map(util::exists).unwrap_or(false)
-    }
-
     fn v2_dir(&self) -> Result<&Path, CgroupError> {
         self.unified
             .as_ref()
@@ -434,11 +418,6 @@ impl Manager {
             Layout::V2 => v2::stats(self.v2_dir()?),
             _ => v1::stats(self),
         }
-    }
-
-    /// `{"type":"stats","id":...,"data":{...}}` as printed by `events --stats`.
-    pub fn stats_event(&self) -> Result<Event<Stats>, CgroupError> {
-        Ok(Event { kind: "stats".into(), id: self.id.clone(), data: Some(self.stats()?) })
     }
 
     /// Number of OOM kills so far (v1 needs kernel >= 4.13 for the counter; 0 otherwise).

@@ -71,18 +71,18 @@ pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(),
     }
 }
 
-pub fn stats_json(id: &str, cg: &crate::cgroups::Manager) -> Result<serde_json::Value, Error> {
-    Ok(serde_json::json!({"type": "stats", "id": id, "data": cg.stats()?}))
-}
-
 /// `events`: one stats JSON with `--stats`, else a stream: stats every `interval` and, as
 /// runc does, `{"type":"oom","id":ID}` whenever the container hits its memory limit.
 pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration) -> Result<(), Error> {
+    use crate::cgroups::stats::{Event, Stats};
     use crate::cgroups::OomEvent;
     use std::time::Instant;
-    let print = |v: &serde_json::Value| {
+    let print = |kind: &str, data: Option<Stats>| {
+        let ev = Event { kind: kind.into(), id: id.into(), data };
         let mut out = std::io::stdout().lock();
-        let _ = writeln!(out, "{v}");
+        if let Ok(line) = serde_json::to_string(&ev) {
+            let _ = writeln!(out, "{line}");
+        }
         let _ = out.flush();
     };
     // Without a memory controller there are no OOM notifications; stats still come.
@@ -100,7 +100,7 @@ pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration)
                 oom = cg.oom_watcher().ok();
             }
             first = false;
-            print(&stats_json(id, &cg)?);
+            print("stats", Some(cg.stats()?));
             if stats {
                 return Ok(());
             }
@@ -109,7 +109,7 @@ pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration)
         let left = next.saturating_duration_since(Instant::now());
         match oom.as_mut().map(|w| w.poll_event(left)) {
             None => std::thread::sleep(left),
-            Some(Ok(Some(OomEvent::Oom))) => print(&serde_json::json!({"type": "oom", "id": id})),
+            Some(Ok(Some(OomEvent::Oom))) => print("oom", None),
             Some(Ok(None)) => {}
             // The cgroup is gone or unwatchable: stats go on; the next round tells why.
             Some(Ok(Some(OomEvent::Gone))) | Some(Err(_)) => oom = None,

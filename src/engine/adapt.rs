@@ -36,8 +36,9 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
     let img = match found {
         Ok(i) => i,
         Err(StoreError::NotFound(_)) if pull != "never" => {
-            pull_image(&store, name)?;
-            store.resolve(name).map_err(image_err)?
+            // The manifest just pulled, whatever the name points at by now.
+            let manifest = pull_image(&store, name)?;
+            store.resolve(&manifest.to_string()).map_err(image_err)?
         }
         Err(StoreError::NotFound(_)) => return Err(EngineError::Image(format!("unable to find image {name:?} locally"))),
         Err(err) => return Err(image_err(err)),
@@ -49,16 +50,14 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
 
 /// `image pull` with docker's defaults; its progress goes to stderr (stdout may carry the
 /// container id of `run -d`).
-fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<(), EngineError> {
+fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::image::digest::Digest, EngineError> {
     use crate::image::pull::{self, PullOptions};
     use crate::image::registry::{Client, ClientOptions};
     let (r, _) = crate::image::store::normalise(name).map_err(image_err)?;
     let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None })
         .map_err(|err| EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}")))?;
     let _redirect = StdoutToStderr::new();
-    pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false })
-        .map(|_| ())
-        .map_err(|err| EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}")))
+    pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false }).map_err(|err| EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}")))
 }
 
 /// Points fd 1 at stderr until dropped.
@@ -551,6 +550,5 @@ pub fn runtime_stats(e: &Engine, id: &str) -> Option<serde_json::Value> {
     let saved = dir.load().ok()?;
     let cg = saved.cgroup.clone()?;
     drop(dir);
-    let v = crate::container::manage::stats_json(id, &cg).ok()?;
-    Some(v["data"].clone())
+    serde_json::to_value(cg.stats().ok()?).ok()
 }

@@ -267,7 +267,6 @@ struct Candidate {
 #[derive(Debug, Clone)]
 pub struct Loaded {
     pub id: Digest,
-    pub manifest: Digest,
     pub names: Vec<String>,
 }
 
@@ -412,7 +411,7 @@ pub fn load(store: &Store, input: &Path, out: &mut dyn io::Write) -> Result<Vec<
             for n in &c.names {
                 il.index.set_ref(n, &c.manifest_digest);
             }
-            loaded.push(Loaded { id: c.config_digest.clone(), manifest: c.manifest_digest.clone(), names: c.names.clone() });
+            loaded.push(Loaded { id: c.config_digest.clone(), names: c.names.clone() });
         }
         il.save()?;
     }

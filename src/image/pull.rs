@@ -143,16 +143,6 @@ pub struct PullOptions {
     pub quiet: bool,
 }
 
-pub struct Pulled {
-    /// The recorded name (normalised).
-    pub name: String,
-    /// The digest the name resolved to at the registry (of the index, for a multi-platform image).
-    pub digest: Digest,
-    pub manifest: Digest,
-    pub id: Digest,
-    pub up_to_date: bool,
-}
-
 /// Decimal size with one decimal, as the progress shows it ("3.2 MB").
 pub fn progress_size(n: u64) -> String {
     let f = n as f64;
@@ -227,8 +217,9 @@ impl Progress {
 }
 
 /// Pulls `reference` into the store. Prints progress and docker's closing lines on
-/// stdout (only the name with `quiet`).
-pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOptions) -> Result<Pulled, PullError> {
+/// stdout (only the name with `quiet`). Returns the digest of the manifest recorded (the
+/// platform's one for a multi-platform image).
+pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOptions) -> Result<Digest, PullError> {
     let name = canonical_name(reference);
     let repo = format!("{}/{}", reference.registry, reference.repository);
     let (top, top_type, top_digest) = client.get_manifest(reference)?;
@@ -287,13 +278,12 @@ pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOp
             if let Some(b) = &index_blob {
                 store.write_blob(&g, b)?;
             }
-            let id = rec.config.clone();
             let mut rec = rec.clone();
             rec.repo_digests = vec![repo_digest];
             rec.extra_blobs = extra;
             record(store, &name, &mdigest, rec)?;
             finish(opts, &name, &top_digest, up_to_date);
-            return Ok(Pulled { name, digest: top_digest, manifest: mdigest, id, up_to_date });
+            return Ok(mdigest);
         }
     }
 
@@ -328,7 +318,7 @@ pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOp
     record(store, &name, &mdigest, rec)?;
     drop(g);
     finish(opts, &name, &top_digest, false);
-    Ok(Pulled { name, digest: top_digest, manifest: mdigest, id: manifest.config.digest, up_to_date: false })
+    Ok(mdigest)
 }
 
 fn record(store: &Store, name: &str, manifest: &Digest, rec: ImageRecord) -> Result<(), StoreError> {

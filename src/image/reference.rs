@@ -100,60 +100,6 @@ impl Reference {
         Ok(Reference { registry, repository, tag, digest })
     }
 
-    /// The same repository with `tag` and no digest.
-    pub fn with_tag(&self, tag: &str) -> Result<Reference, RefError> {
-        if !valid_tag(tag) {
-            return Err(RefError {
-                input: format!("{}:{tag}", self.name()),
-                why: "tag must be 1-128 of [A-Za-z0-9_.-], not starting with '.' or '-'".to_string(),
-            });
-        }
-        Ok(Reference { tag: Some(tag.to_string()), digest: None, ..self.clone() })
-    }
-
-    /// The same repository pinned to `digest` (no tag): `repo@sha256:...`.
-    pub fn with_digest(&self, digest: Digest) -> Reference {
-        Reference { tag: None, digest: Some(digest), ..self.clone() }
-    }
-
-    /// `docker.io/library/busybox`
-    pub fn name(&self) -> String {
-        format!("{}/{}", self.registry, self.repository)
-    }
-
-    /// `docker.io/library/busybox:latest`, or `name@sha256:..` for a digest-only reference
-    /// (the tag wins when both are set): the key an image store keeps names under.
-    pub fn name_tag(&self) -> String {
-        match (&self.tag, &self.digest) {
-            (Some(t), _) => format!("{}:{t}", self.name()),
-            (None, Some(d)) => format!("{}@{d}", self.name()),
-            (None, None) => self.name(),
-        }
-    }
-
-    /// The short repository name docker shows: `busybox`, `user/img`, `quay.io/a/b`.
-    pub fn familiar_name(&self) -> String {
-        if self.registry == DEFAULT_REGISTRY {
-            self.repository.strip_prefix("library/").unwrap_or(&self.repository).to_string()
-        } else {
-            self.name()
-        }
-    }
-
-    /// The short form docker shows: `busybox:latest`, `user/img@sha256:..`.
-    pub fn familiar(&self) -> String {
-        let mut s = self.familiar_name();
-        if let Some(t) = &self.tag {
-            s.push(':');
-            s.push_str(t);
-        }
-        if let Some(d) = &self.digest {
-            s.push('@');
-            s.push_str(&d.to_string());
-        }
-        s
-    }
-
     /// The host (and port) the registry API is served on: docker.io → registry-1.docker.io.
     pub fn api_host(&self) -> &str {
         if self.registry == DEFAULT_REGISTRY {
@@ -301,16 +247,11 @@ mod tests {
         assert_eq!(r.digest.as_ref().map(|d| d.hex()), Some(HEX));
         assert_eq!(r.to_string(), format!("docker.io/library/busybox@sha256:{HEX}"));
         assert_eq!(r.tag_or_digest(), format!("sha256:{HEX}"));
-        assert_eq!(r.familiar(), format!("busybox@sha256:{HEX}"));
-        assert_eq!(r.name_tag(), format!("docker.io/library/busybox@sha256:{HEX}"));
 
         let r = p(&format!("localhost:5000/x:v1@sha256:{HEX}"));
         assert_eq!(r.tag.as_deref(), Some("v1"));
         assert_eq!(r.to_string(), format!("localhost:5000/x:v1@sha256:{HEX}"));
         assert_eq!(r.tag_or_digest(), format!("sha256:{HEX}"));
-        assert_eq!(r.name_tag(), "localhost:5000/x:v1");
-        assert_eq!(r.with_tag("v2").unwrap().to_string(), "localhost:5000/x:v2");
-        assert_eq!(p("x:v1").with_digest(Digest::of(b"")).to_string(), format!("docker.io/library/x@sha256:{HEX}"));
     }
 
     #[test]
@@ -318,14 +259,8 @@ mod tests {
         let r = p("busybox");
         assert_eq!(r.api_host(), "registry-1.docker.io");
         assert_eq!(r.tag_or_digest(), "latest");
-        assert_eq!(r.familiar(), "busybox:latest");
-        assert_eq!(r.familiar_name(), "busybox");
-        assert_eq!(r.name(), "docker.io/library/busybox");
-        assert_eq!(p("user/img:t").familiar(), "user/img:t");
         let l = p("localhost:5000/a/b:t");
         assert_eq!(l.api_host(), "localhost:5000");
-        assert_eq!(l.familiar(), "localhost:5000/a/b:t");
-        assert!(r.with_tag("-bad").is_err());
         assert_eq!("busybox".parse::<Reference>().unwrap(), r);
     }
 

@@ -22,7 +22,7 @@
 //! They are sent only when the registry (or its token server) asks with a 401. Bearer
 //! tokens are cached per (registry, repository) and fetched again when one is refused.
 
-use super::digest::{Digest, Hasher};
+use super::digest::Digest;
 use super::reference::Reference;
 use super::types;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -69,8 +69,8 @@ pub enum RegistryError {
     ManifestNotFound { host: String, what: String },
     #[error("registry {host}: blob {digest} not found in {repo} (404)")]
     BlobNotFound { host: String, repo: String, digest: Digest },
-    #[error("registry {host}: authentication refused (401) for {repo}")]
-    AuthRefused { host: String, repo: String },
+    #[error("registry {host}: authentication refused (401) for {repo} with the credentials in {file}")]
+    AuthRefused { host: String, repo: String, file: String },
     #[error("registry {host}: access denied (401) for {repo}: the repository does not exist or needs credentials")]
     AuthRequired { host: String, repo: String },
     #[error("registry {host}: unsupported authentication challenge {challenge:?} for {repo}")]
@@ -85,8 +85,6 @@ pub enum RegistryError {
     ManifestTooBig { what: String, max: u64 },
     #[error("manifest {what}: read from registry {host}: {err}")]
     ManifestRead { what: String, host: String, err: io::Error },
-    #[error("blob {digest}: digest mismatch (got {got})")]
-    BlobDigest { digest: Digest, got: Digest },
     #[error("blob {digest}: size mismatch: expected {expected} bytes, registry sends {got}")]
     BlobSize { digest: Digest, expected: u64, got: String },
     #[error("blob {digest}: truncated after {got} of {expected} bytes")]
@@ -252,23 +250,11 @@ impl Client {
         Ok((body, media_type, digest))
     }
 
-    /// Streams blob `digest` of `r`'s repository into `out`, verifying its digest and
-    /// (when given) its size. `progress` gets the byte count so far, every 64 KiB or so
-    /// and once at the end. Returns the number of bytes written.
-    pub fn get_blob(
-        &self,
-        r: &Reference,
-        digest: &Digest,
-        out: &mut dyn Write,
-        expected_size: Option<u64>,
-        progress: &dyn Fn(u64),
-    ) -> Result<u64, RegistryError> {
-        self.stream_blob(r, digest, out, expected_size, progress, true)
-    }
-
-    /// `get_blob` without the digest check, for a caller that hashes what it is given
-    /// anyway (a store ingest verifies the digest before it keeps anything): the blob is
-    /// hashed once, not twice. The size is still checked.
+    /// Streams blob `digest` of `r`'s repository into `out`, checking its size (when
+    /// given). The digest is not checked here: the caller writes into a store ingest, which
+    /// hashes what it is given and verifies it before keeping anything (hashed once, not
+    /// twice). `progress` gets the byte count so far, every 64 KiB or so and once at the end.
+    /// Returns the number of bytes written.
     pub fn get_blob_unverified(
         &self,
         r: &Reference,
@@ -276,18 +262,6 @@ impl Client {
         out: &mut dyn Write,
         expected_size: Option<u64>,
         progress: &dyn Fn(u64),
-    ) -> Result<u64, RegistryError> {
-        self.stream_blob(r, digest, out, expected_size, progress, false)
-    }
-
-    fn stream_blob(
-        &self,
-        r: &Reference,
-        digest: &Digest,
-        out: &mut dyn Write,
-        expected_size: Option<u64>,
-        progress: &dyn Fn(u64),
-        verify: bool,
     ) -> Result<u64, RegistryError> {
         let path = format!("/v2/{}/blobs/{digest}", r.repository);
         let resp = self.get(r, &path, None)?;
@@ -310,7 +284,6 @@ impl Client {
         }
         let expected = expected_size.or(content_length);
         let mut body = resp.into_reader();
-        let mut hasher = verify.then(Hasher::new);
         // ureq hands out at most 8 KiB per read (its socket buffer); `out` gets whole
         // BLOB_BUF blocks, so the file writes and the hand-over to an unpacker stay few.
         let mut buf = vec![0u8; BLOB_BUF];
@@ -347,9 +320,6 @@ impl Client {
                     });
                 }
             }
-            if let Some(h) = hasher.as_mut() {
-                h.update(&buf[..fill]);
-            }
             out.write_all(&buf[..fill]).map_err(|err| RegistryError::BlobWrite { digest: digest.clone(), err })?;
             if total - reported >= PROGRESS_STEP {
                 progress(total);
@@ -361,12 +331,6 @@ impl Client {
         if let Some(exp) = expected {
             if total < exp {
                 return Err(RegistryError::Truncated { digest: digest.clone(), got: total, expected: exp });
-            }
-        }
-        if let Some(h) = hasher {
-            let got = h.finish();
-            if got != *digest {
-                return Err(RegistryError::BlobDigest { digest: digest.clone(), got });
             }
         }
         Ok(total)
@@ -398,7 +362,7 @@ impl Client {
     fn denied(&self, r: &Reference) -> RegistryError {
         let (host, repo) = (r.registry.clone(), r.repository.clone());
         match self.credentials(&r.registry) {
-            Some(_) => RegistryError::AuthRefused { host, repo },
+            Some(_) => RegistryError::AuthRefused { host, repo, file: self.auth_file_name() },
             None => RegistryError::AuthRequired { host, repo },
         }
     }
@@ -459,7 +423,11 @@ impl Client {
             200 => {}
             401 | 403 if creds.is_some() => {
                 drain(resp);
-                return Err(RegistryError::AuthRefused { host: r.registry.clone(), repo: r.repository.clone() });
+                return Err(RegistryError::AuthRefused {
+                    host: r.registry.clone(),
+                    repo: r.repository.clone(),
+                    file: self.auth_file_name(),
+                });
             }
             401 | 403 => {
                 drain(resp);
@@ -575,9 +543,9 @@ impl Client {
         lookup_credentials(&self.auths, registry)
     }
 
-    /// The auth file in use, if one was found.
-    pub fn auth_file(&self) -> Option<&Path> {
-        self.auth_path.as_deref()
+    /// The auth file the credentials came from (for errors).
+    fn auth_file_name(&self) -> String {
+        self.auth_path.as_deref().map_or_else(|| "the auth file".to_string(), |p| p.display().to_string())
     }
 }
 

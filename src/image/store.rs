@@ -255,8 +255,6 @@ pub struct Image {
     /// Layer descriptors, bottom first.
     pub layers: Vec<Descriptor>,
     pub chain_ids: Vec<Digest>,
-    /// Snapshot `fs` dirs, top first (overlay lowerdir order).
-    pub snapshots: Vec<PathBuf>,
     pub size: u64,
 }
 
@@ -956,7 +954,6 @@ impl Store {
         let data = self.read_blob(&rec.config)?;
         let config: ImageConfig = serde_json::from_slice(&data)
             .map_err(|source| StoreError::Json { path: self.blob_path(&rec.config), source })?;
-        let snapshots = rec.chain_ids.iter().rev().map(|c| self.snapshot_dir(c).join("fs")).collect();
         Ok(Image {
             names: index.names_of(manifest),
             repo_digests: rec.repo_digests.clone(),
@@ -965,7 +962,6 @@ impl Store {
             config,
             layers: rec.layers.clone(),
             chain_ids: rec.chain_ids.clone(),
-            snapshots,
             size: rec.size,
         })
     }
@@ -975,12 +971,8 @@ impl Store {
     }
 
     /// Records that `user` (a container id, or `mount-<hash>`) uses image `id`, so that
-    /// neither `image rm` nor GC removes it. Fails if the image is gone meanwhile.
-    pub fn add_use(&self, id: &Digest, user: &str) -> Result<(), StoreError> {
-        self.add_use_with(id, user, "")
-    }
-
-    /// `add_use` with a note shown when the use blocks `image rm` (e.g. a mount path).
+    /// neither `image rm` nor GC removes it; `note` is shown when the use blocks `image rm`
+    /// (e.g. a mount path). Fails if the image is gone meanwhile.
     pub fn add_use_with(&self, id: &Digest, user: &str, note: &str) -> Result<(), StoreError> {
         check_user(user)?;
         let il = self.lock_index()?;

@@ -43,8 +43,6 @@ pub struct UnpackStats {
 
 #[derive(Debug, thiserror::Error)]
 pub enum UnpackError {
-    #[error("open layer {path}: {}", plain(.source))]
-    OpenLayer { path: PathBuf, source: io::Error },
     #[error("open {path}: {}", plain(.source))]
     Dest { path: PathBuf, source: io::Error },
     #[error("read layer: {}", plain(.source))]
@@ -78,12 +76,6 @@ const COPY_BUF: usize = 256 * 1024;
 const WH_PREFIX: &[u8] = b".wh.";
 const WH_META: &[u8] = b".wh..wh.";
 const WH_OPAQUE: &[u8] = b".wh..wh..opq";
-
-/// Applies the layer at `path` to `dest`; see [`unpack_layer`].
-pub fn unpack_layer_file(path: &Path, dest: &Path, mode: WhiteoutMode) -> Result<UnpackStats, UnpackError> {
-    let f = File::open(path).map_err(|source| UnpackError::OpenLayer { path: path.to_path_buf(), source })?;
-    unpack_layer(f, dest, mode)
-}
 
 /// Applies one layer read from `r` (gzip, zstd or plain tar, told apart by magic bytes) to
 /// the directory `dest`. The whole stream is read, trailing padding included, so `diff_id`
