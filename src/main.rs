@@ -14,6 +14,7 @@ mod rootfs;
 mod seccomp;
 mod shim;
 mod spec_cmd;
+mod units;
 
 use clap::{Parser, Subcommand};
 use container::{CreateOpts, Globals};
@@ -578,23 +579,13 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, container::Error> {
     Ok(std::time::Duration::from_secs_f64(secs))
 }
 
-/// Parse a size such as 512m, 1g, 100000 or -1 (unlimited) into bytes.
+/// A size for `update` (see units::ram_in_bytes), or -1 for unlimited.
 fn parse_size(flag: &str, s: &str) -> Result<i64, container::Error> {
-    let bad = || container::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)"));
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if s.trim() == "-1" {
         return Ok(-1);
     }
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: i64 = num.parse().map_err(|_| bad())?;
-    n.checked_mul(mul).filter(|v| *v >= 0).ok_or_else(bad)
+    units::ram_in_bytes(s)
+        .ok_or_else(|| container::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)")))
 }
 
 fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources, container::Error> {

@@ -84,27 +84,10 @@ fn invalid(msg: String) -> EngineError {
     EngineError::Invalid(msg)
 }
 
-/// Parse a size such as 512m, 1g, 100000, 1.5g.
+/// Parse a size such as 512m, 1g, 100000, 1.5g (units::ram_in_bytes).
 pub fn parse_size(flag: &str, s: &str) -> Result<i64, EngineError> {
-    let bad = || invalid(format!("invalid {flag} {s:?}: a size is a number with an optional b, k, m or g suffix"));
-    let t = s.trim().to_ascii_lowercase();
-    let t = t.strip_suffix('b').filter(|x| !x.is_empty()).unwrap_or(&t);
-    let (num, mul) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| bad())?;
-    if !(n.is_finite() && n >= 0.0) {
-        return Err(bad());
-    }
-    let v = n * mul as f64;
-    if v > i64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(v as i64)
+    crate::units::ram_in_bytes(s)
+        .ok_or_else(|| invalid(format!("invalid {flag} {s:?}: a size is a number with an optional b, k, m or g suffix")))
 }
 
 fn clean_dest(flag: &str, spec: &str, d: &str) -> Result<String, EngineError> {
