@@ -63,7 +63,7 @@ fn build_process(o: &ExecOpts, spec: &Spec) -> Result<Process, Error> {
             p
         }
     };
-    if p.args().as_ref().map_or(true, |a| a.is_empty()) {
+    if p.args().as_ref().is_none_or(|a| a.is_empty()) {
         return Err(Error::Config("exec: process.args is empty".into()));
     }
     if let Some(cwd) = &o.cwd {
@@ -286,11 +286,10 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         return Ok(0);
     }
     if let Some(mut r) = relay {
-        r.receive_master().map_err(|e| {
+        r.receive_master().inspect_err(|_| {
             // SAFETY: kill our own child, which has no terminal anyone reads.
             unsafe { libc::kill(child, libc::SIGKILL) };
             super::wait_forwarding(child);
-            e
         })?;
         return Ok(r.relay(child));
     }

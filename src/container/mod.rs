@@ -199,8 +199,8 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let userns = plan.creates(LinuxNamespaceType::User);
     if userns {
         let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
-        if l.uid_mappings().as_ref().map_or(true, |m| m.is_empty())
-            || l.gid_mappings().as_ref().map_or(true, |m| m.is_empty())
+        if l.uid_mappings().as_ref().is_none_or(|m| m.is_empty())
+            || l.gid_mappings().as_ref().is_none_or(|m| m.is_empty())
         {
             return Err(Error::Config("a new user namespace needs linux.uidMappings and linux.gidMappings".into()));
         }

@@ -129,7 +129,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             let rec = cs.find(&container)?;
             let st = run::status(e, &cs, &rec.id);
             if st.state != State::Running {
-                return Err(EngineError::Conflict(format!("you cannot attach to a stopped container, start it first")));
+                return Err(EngineError::Conflict("you cannot attach to a stopped container, start it first".to_string()));
             }
             adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty, sig_proxy)
         }

@@ -143,7 +143,7 @@ pub fn parse_volume(spec: &str) -> Result<VolumeArg, EngineError> {
     match src {
         None => Ok(VolumeArg::Volume { name: None, dest, readonly }),
         Some(s) if s.starts_with('/') => Ok(VolumeArg::Bind { source: s.to_string(), dest, readonly, options }),
-        Some(s) if s.is_empty() => Err(invalid(format!("invalid volume specification {spec:?}: empty source"))),
+        Some("") => Err(invalid(format!("invalid volume specification {spec:?}: empty source"))),
         Some(s) if s.starts_with('.') || s.starts_with('~') => Err(invalid(format!(
             "invalid volume specification {spec:?}: a bind mount source must be an absolute path"
         ))),
@@ -159,9 +159,12 @@ pub fn parse_volume(spec: &str) -> Result<VolumeArg, EngineError> {
     }
 }
 
+/// What a `--mount` becomes: a volume or bind, or a tmpfs (destination, options).
+pub type ParsedMount = (Option<VolumeArg>, Option<(String, String)>);
+
 /// `--mount type=bind|volume|tmpfs,source=..,target=..[,readonly]`; tmpfs comes back as Err-free
 /// `(None, Some((dest, options)))`.
-pub fn parse_mount(spec: &str) -> Result<(Option<VolumeArg>, Option<(String, String)>), EngineError> {
+pub fn parse_mount(spec: &str) -> Result<ParsedMount, EngineError> {
     let bad = |why: &str| invalid(format!("invalid --mount {spec:?}: {why}"));
     let (mut kind, mut src, mut dst, mut ro) = ("volume".to_string(), None, None, false);
     let mut tmpfs_opts = Vec::new();

@@ -198,7 +198,7 @@ pub fn command(e: &Engine, cmd: VolumeCmd) -> Result<i32, EngineError> {
                     }
                 }
                 (false, None) | (false, Some("table")) => {
-                    let _ = writeln!(out, "{:<16}{}", "DRIVER", "VOLUME NAME");
+                    let _ = writeln!(out, "{:<16}VOLUME NAME", "DRIVER");
                     for v in &list {
                         let _ = writeln!(out, "{:<16}{}", "local", v.name);
                     }

@@ -5,7 +5,7 @@ use oci_spec::runtime::{Linux, LinuxIdMapping, LinuxNamespaceType};
 use std::fs::File;
 use std::io::Write;
 use std::os::fd::AsRawFd;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
 pub enum NamespaceError {
@@ -109,8 +109,7 @@ impl Plan {
     /// Whether every namespace can be made by one clone(2) in the parent: true unless a new
     /// user namespace has to be created after joining other namespaces by path.
     pub fn single_clone(&self) -> bool {
-        !(self.creates(LinuxNamespaceType::User) && !self.join.is_empty())
-            && self.joins(LinuxNamespaceType::User).is_none()
+        (!self.creates(LinuxNamespaceType::User) || self.join.is_empty()) && self.joins(LinuxNamespaceType::User).is_none()
     }
 }
 
@@ -188,13 +187,13 @@ pub fn open_ns(t: LinuxNamespaceType, path: &PathBuf) -> Result<File, NamespaceE
 }
 
 /// setns(2) into the namespace behind `f`.
-pub fn setns(t: LinuxNamespaceType, path: &PathBuf, f: &File) -> Result<(), NamespaceError> {
+pub fn setns(t: LinuxNamespaceType, path: &Path, f: &File) -> Result<(), NamespaceError> {
     // SAFETY: setns only reads the fd and flag; the fd is valid for the File's lifetime.
     let r = unsafe { libc::setns(f.as_raw_fd(), clone_flag(t)) };
     if r != 0 {
         return Err(NamespaceError::Setns {
             kind: type_name(t),
-            path: path.clone(),
+            path: path.to_path_buf(),
             err: std::io::Error::last_os_error(),
         });
     }

@@ -126,7 +126,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                     let _ = writeln!(out, "{}", r[1]);
                 }
             } else {
-                let _ = writeln!(out, "{:<14}{:<24}{:<8}{:<18}{:<16}{}", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY", "INTERNAL");
+                let _ = writeln!(out, "{:<14}{:<24}{:<8}{:<18}{:<16}INTERNAL", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY");
                 for r in &rows {
                     let _ = writeln!(out, "{:<14}{:<24}{:<8}{:<18}{:<16}{}", r[0], r[1], r[2], r[3], r[4], r[5]);
                 }

@@ -84,7 +84,7 @@ fn loopback_up() -> Result<(), NetError> {
 
 /// True when `path` is a mounted network namespace.
 pub fn is_netns(path: &Path) -> bool {
-    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 as i64 == NSFS_MAGIC).unwrap_or(false)
+    nix::sys::statfs::statfs(path).map(|s| s.filesystem_type().0 == NSFS_MAGIC).unwrap_or(false)
 }
 
 /// Unmounts and removes a namespace file; missing is fine.

@@ -270,7 +270,7 @@ impl Prepared {
     /// inherit this value: `[flags u64][notify u8][insns: code u16, jt u8, jf u8, k u32]...`.
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut v = Vec::with_capacity(9 + self.prog.len() * 8);
-        v.extend_from_slice(&(self.flags as u64).to_le_bytes());
+        v.extend_from_slice(&self.flags.to_le_bytes());
         v.push(self.notify as u8);
         for i in &self.prog {
             v.extend_from_slice(&i.code.to_le_bytes());
@@ -284,7 +284,7 @@ impl Prepared {
     /// The inverse of [`Prepared::to_bytes`].
     pub fn from_bytes(b: &[u8]) -> Result<Prepared, SeccompError> {
         let bad = || SeccompError::Invalid("corrupt filter program from the runtime".into());
-        if b.len() < 9 || (b.len() - 9) % 8 != 0 || (b.len() - 9) / 8 > 4096 {
+        if b.len() < 9 || !(b.len() - 9).is_multiple_of(8) || (b.len() - 9) / 8 > 4096 {
             return Err(bad());
         }
         let mut f = [0u8; 8];
