@@ -24,6 +24,26 @@ use std::path::PathBuf;
 #[derive(Parser)]
 #[command(name = "berth", disable_version_flag = true, about = "An OCI container runtime (runc-compatible command line)")]
 struct Cli {
+    #[command(flatten)]
+    g: GlobalArgs,
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+/// The runtime commands alone: what engines call (create, start, state, kill, delete, exec...)
+/// is parsed without building the engine commands' hundreds of flags (about 2 MiB less peak
+/// RSS per call). Anything it does not accept (help, errors) goes to the full `Cli`.
+#[derive(Parser)]
+#[command(name = "berth", disable_version_flag = true)]
+struct RuntimeCli {
+    #[command(flatten)]
+    g: GlobalArgs,
+    #[command(subcommand)]
+    cmd: Option<RuntimeCmd>,
+}
+
+#[derive(clap::Args)]
+struct GlobalArgs {
     /// Root directory for container state.
     #[arg(long, global = true, default_value = "/run/berth")]
     root: PathBuf,
@@ -52,8 +72,6 @@ struct Cli {
     /// Print the version.
     #[arg(short = 'v', long = "version")]
     version: bool,
-    #[command(subcommand)]
-    cmd: Option<Cmd>,
 }
 
 #[derive(clap::Args, Clone)]
@@ -188,7 +206,7 @@ struct UpdateArgs {
 // One value per process: the size of the largest variant costs nothing.
 #[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
-enum Cmd {
+enum RuntimeCmd {
     /// Create a container (its process waits for `start`).
     Create(CreateArgs),
     /// Start the process of a created container.
@@ -243,26 +261,6 @@ enum Cmd {
     },
     /// Print the features berth supports (runtime-spec features.md JSON).
     Features,
-    /// Images: load, pull, ls, inspect, tag, rm, prune, unpack, mount.
-    Image {
-        #[command(subcommand)]
-        cmd: image::cli::ImageCmd,
-    },
-    /// Containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, ...
-    Container {
-        #[command(subcommand)]
-        cmd: engine::ContainerCmd,
-    },
-    /// Named volumes: create, ls, inspect, rm, prune.
-    Volume {
-        #[command(subcommand)]
-        cmd: engine::VolumeCmd,
-    },
-    /// Networks: create, ls, inspect, rm, prune.
-    Network {
-        #[command(subcommand)]
-        cmd: network::NetworkCmd,
-    },
     /// Run a new process inside a container.
     Exec(ExecArgs),
     /// Suspend every process of a container (cgroup freezer).
@@ -296,6 +294,32 @@ enum Cmd {
     Init,
 }
 
+#[derive(Subcommand)]
+enum Cmd {
+    #[command(flatten)]
+    Runtime(RuntimeCmd),
+    /// Images: load, pull, ls, inspect, tag, rm, prune, unpack, mount.
+    Image {
+        #[command(subcommand)]
+        cmd: image::cli::ImageCmd,
+    },
+    /// Containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, ...
+    Container {
+        #[command(subcommand)]
+        cmd: engine::ContainerCmd,
+    },
+    /// Named volumes: create, ls, inspect, rm, prune.
+    Volume {
+        #[command(subcommand)]
+        cmd: engine::VolumeCmd,
+    },
+    /// Networks: create, ls, inspect, rm, prune.
+    Network {
+        #[command(subcommand)]
+        cmd: network::NetworkCmd,
+    },
+}
+
 fn main() {
     // The re-executed init takes the fast path, before any argument parsing.
     if let Some(fd) = std::env::var_os(process::INIT_ENV) {
@@ -312,16 +336,25 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
         std::process::exit(shim::main(std::env::args_os().skip(2).collect()));
     }
-    let cli = match Cli::try_parse() {
-        Ok(c) => c,
-        Err(e) => {
-            // docker's exit code for a bad flag of an engine command is 125.
-            let engine_cmd = subcommand_name().is_some_and(|a| a == "container" || a == "volume");
-            let code = if !e.use_stderr() { 0 } else if engine_cmd { 125 } else { e.exit_code() };
-            let _ = e.print();
-            std::process::exit(code);
-        }
+    let sub = subcommand_name();
+    let runtime = match sub.as_deref() {
+        None | Some("image" | "container" | "volume" | "network" | "help") => None,
+        Some(_) => RuntimeCli::try_parse().ok(),
     };
+    let cli = match runtime {
+        Some(r) => Cli { g: r.g, cmd: r.cmd.map(Cmd::Runtime) },
+        None => match Cli::try_parse() {
+            Ok(c) => c,
+            Err(e) => {
+                // docker's exit code for a bad flag of an engine command is 125.
+                let engine_cmd = sub.is_some_and(|a| a == "container" || a == "volume");
+                let code = if !e.use_stderr() { 0 } else if engine_cmd { 125 } else { e.exit_code() };
+                let _ = e.print();
+                std::process::exit(code);
+            }
+        },
+    };
+    let Cli { g: cli, cmd } = cli;
     let json = match cli.log_format.as_str() {
         "json" => true,
         "text" => false,
@@ -339,7 +372,7 @@ fn main() {
         println!("libseccomp: {}", libseccomp_version());
         return;
     }
-    let Some(cmd) = cli.cmd else {
+    let Some(cmd) = cmd else {
         fail("no command given (see berth --help)", 2);
     };
     let g = Globals { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup, debug: cli.debug };
@@ -348,13 +381,11 @@ fn main() {
         .clone()
         .or_else(|| std::env::var_os("BERTH_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
-    if let Cmd::Image { cmd } = cmd {
-        match image::cli::run(&data_root, cmd) {
+    let cmd = match cmd {
+        Cmd::Image { cmd } => match image::cli::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(e) => fail(&e.to_string(), 1),
-        }
-    }
-    let cmd = match cmd {
+        },
         Cmd::Container { cmd } => {
             let e = engine::Engine::new(&data_root, &cli.root, cli.systemd_cgroup, cli.debug);
             match engine::container_command(&e, cmd) {
@@ -373,7 +404,7 @@ fn main() {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),
         },
-        other => other,
+        Cmd::Runtime(c) => c,
     };
     let code = match dispatch(&g, cmd) {
         Ok(c) => c,
@@ -443,30 +474,28 @@ fn create_opts(c: CreateArgs) -> CreateOpts {
     }
 }
 
-fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
+fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, container::Error> {
     match cmd {
-        // Engine commands are run by main before dispatch.
-        Cmd::Image { .. } | Cmd::Container { .. } | Cmd::Volume { .. } | Cmd::Network { .. } => Ok(0),
-        Cmd::Create(c) => {
+        RuntimeCmd::Create(c) => {
             container::create(g, &create_opts(c))?;
             Ok(0)
         }
-        Cmd::Start { id } => container::start(g, &id).map(|_| 0),
-        Cmd::Run { c, detach, keep } => container::run(g, &create_opts(c), detach, keep),
-        Cmd::State { id } => {
+        RuntimeCmd::Start { id } => container::start(g, &id).map(|_| 0),
+        RuntimeCmd::Run { c, detach, keep } => container::run(g, &create_opts(c), detach, keep),
+        RuntimeCmd::State { id } => {
             println!("{}", container::state_json(g, &id)?);
             Ok(0)
         }
-        Cmd::Kill { all, id, signal } => {
+        RuntimeCmd::Kill { all, id, signal } => {
             let sig = container::parse_signal(&signal)?;
             container::kill(g, &id, sig, all).map(|_| 0)
         }
-        Cmd::Delete { force, id } => container::delete(g, &id, force).map(|_| 0),
-        Cmd::List { format, quiet } => {
+        RuntimeCmd::Delete { force, id } => container::delete(g, &id, force).map(|_| 0),
+        RuntimeCmd::List { format, quiet } => {
             list(g, &format, quiet)?;
             Ok(0)
         }
-        Cmd::Spec { bundle, rootless } => {
+        RuntimeCmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
                 return Err(container::Error::Msg(format!("{} already exists", path.display())));
@@ -476,11 +505,11 @@ fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
                 .map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
             Ok(0)
         }
-        Cmd::Features => {
+        RuntimeCmd::Features => {
             println!("{}", serde_json::to_string_pretty(&spec_cmd::features()).unwrap_or_default());
             Ok(0)
         }
-        Cmd::Exec(e) => container::exec::exec(
+        RuntimeCmd::Exec(e) => container::exec::exec(
             g,
             &container::exec::ExecOpts {
                 id: e.id,
@@ -504,18 +533,18 @@ fn dispatch(g: &Globals, cmd: Cmd) -> Result<i32, container::Error> {
                 ignore_paused: e.ignore_paused,
             },
         ),
-        Cmd::Pause { id } => container::manage::pause(g, &id).map(|_| 0),
-        Cmd::Resume { id } => container::manage::resume(g, &id).map(|_| 0),
-        Cmd::Ps { format, id, ps_args } => container::manage::ps(g, &id, &format, &ps_args).map(|_| 0),
-        Cmd::Events { stats, interval, id } => {
+        RuntimeCmd::Pause { id } => container::manage::pause(g, &id).map(|_| 0),
+        RuntimeCmd::Resume { id } => container::manage::resume(g, &id).map(|_| 0),
+        RuntimeCmd::Ps { format, id, ps_args } => container::manage::ps(g, &id, &format, &ps_args).map(|_| 0),
+        RuntimeCmd::Events { stats, interval, id } => {
             let iv = parse_duration(&interval)?;
             container::manage::events(g, &id, stats, iv).map(|_| 0)
         }
-        Cmd::Update(u) => {
+        RuntimeCmd::Update(u) => {
             let r = update_resources(&u)?;
             container::manage::update(g, &u.id, &r).map(|_| 0)
         }
-        Cmd::Init => Err(container::Error::Msg("init is internal to berth".into())),
+        RuntimeCmd::Init => Err(container::Error::Msg("init is internal to berth".into())),
     }
 }
 
