@@ -132,8 +132,7 @@ t_run_exit() {
 # an EOF at a moment that depends on timing). On failure: what was left running.
 t_run_tty() {
   local out rc
-  out=$(python3 "$here/pty-run.py" 24 80 '' '' \
-    ctr -a "$SOCK" -n "$NS" run --rm -t "${RUNOPTS[@]}" $IMG c-tty sh -c 'tty; exit 4'); rc=$?
+  out=$(eng_pty 24 80 '' '' ctr -a "$SOCK" -n "$NS" run --rm -t "${RUNOPTS[@]}" $IMG c-tty sh -c 'tty; exit 4'); rc=$?
   if [ "$rc" != 4 ]; then
     echo "terminal output: $(printf %s "$out" | od -c | head -3)"
     C task ls; "$BERTH" --root "$RT/$NS" list

@@ -4,6 +4,7 @@
 
 ENG_PASS=0
 ENG_FAIL=0
+. "${BASH_SOURCE[0]%/*}/fixtures.sh"
 
 # eng_init ENGINE BERTH: root check, leave process_api, make $ENG_TMP, set $BERTH (absolute).
 eng_init() {
@@ -73,47 +74,6 @@ expect() { [ "$2" = "$3" ] || { echo "$1: got '$2', want '$3'"; return 1; }; }
 expect_in() {
   case $2 in *"$3"*) return 0 ;; esac
   echo "$1: '$3' not in '$(printf %s "$2" | tr '\n' ' ' | cut -c1-200)'"; return 1
-}
-
-# eng_busybox_archive OUT NAME [CMD...]: a docker-save archive (loads into docker and
-# `ctr image import`) of one layer made from Debian's static busybox, every applet linked,
-# /etc/passwd and group with root and nobody, /var/www/index.html; config Cmd is CMD (sh).
-eng_busybox_archive() {
-  /usr/bin/python3 - "$@" <<'PY'
-import hashlib, io, json, subprocess, sys, tarfile
-out, name, cmd = sys.argv[1], sys.argv[2], sys.argv[3:] or ["sh"]
-bb = "/bin/busybox"
-applets = subprocess.run([bb, "--list"], capture_output=True, text=True, check=True).stdout.split()
-def entry(t, path, data=None, mode=0o644, kind=tarfile.REGTYPE, link=""):
-    i = tarfile.TarInfo(path); i.mode = mode; i.type = kind; i.linkname = link
-    i.size = len(data) if data is not None else 0
-    t.addfile(i, io.BytesIO(data) if data is not None else None)
-layer = io.BytesIO()
-with tarfile.open(fileobj=layer, mode="w", format=tarfile.PAX_FORMAT) as t:
-    for d in ["bin", "dev", "etc", "home", "proc", "root", "sys", "var", "var/www"]:
-        entry(t, d, mode=0o755, kind=tarfile.DIRTYPE)
-    entry(t, "tmp", mode=0o1777, kind=tarfile.DIRTYPE)
-    entry(t, "bin/busybox", open(bb, "rb").read(), 0o755)
-    for a in applets:
-        if a != "busybox":
-            entry(t, "bin/" + a, mode=0o777, kind=tarfile.SYMTYPE, link="busybox")
-    entry(t, "etc/passwd", b"root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n")
-    entry(t, "etc/group", b"root:x:0:\nnogroup:x:65534:\n")
-    entry(t, "var/www/index.html", b"hello from busybox\n")
-data = layer.getvalue()
-diff = hashlib.sha256(data).hexdigest()
-cfg = json.dumps({"architecture": "amd64", "os": "linux",
-                  "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
-                             "Cmd": cmd},
-                  "rootfs": {"type": "layers", "diff_ids": ["sha256:" + diff]}}).encode()
-cdig = hashlib.sha256(cfg).hexdigest()
-man = json.dumps([{"Config": cdig + ".json", "RepoTags": [name], "Layers": [diff + "/layer.tar"]}]).encode()
-with tarfile.open(out, "w") as t:
-    entry(t, diff, mode=0o755, kind=tarfile.DIRTYPE)
-    entry(t, diff + "/layer.tar", data)
-    entry(t, cdig + ".json", cfg)
-    entry(t, "manifest.json", man)
-PY
 }
 
 # eng_stop_pid PID [SECONDS]: SIGTERM, wait, then SIGKILL.
