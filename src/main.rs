@@ -294,6 +294,7 @@ enum RuntimeCmd {
     Init,
 }
 
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum Cmd {
     #[command(flatten)]

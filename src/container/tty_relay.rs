@@ -157,7 +157,7 @@ impl TtyRelay {
         let Some(master) = self.master.take() else {
             return super::wait_forwarding(pid);
         };
-        let raw = RawMode::enter(libc::STDIN_FILENO);
+        let raw = crate::process::tty::RawMode::enter(libc::STDIN_FILENO);
         match relay_loop(master.as_raw_fd(), pid, libc::STDIN_FILENO, libc::STDOUT_FILENO) {
             Ok(code) => code,
             Err(_) => {
@@ -216,42 +216,6 @@ fn recv_fd(s: &UnixStream) -> std::io::Result<OwnedFd> {
         }
     }
     got.ok_or_else(|| std::io::Error::other("no file descriptor in the message"))
-}
-
-/// The caller's terminal in raw mode while alive; restored on drop.
-struct RawMode {
-    fd: RawFd,
-    saved: libc::termios,
-}
-
-impl RawMode {
-    fn enter(fd: RawFd) -> Option<RawMode> {
-        // SAFETY: isatty only inspects the fd.
-        if unsafe { libc::isatty(fd) } != 1 {
-            return None;
-        }
-        // SAFETY: termios is plain data, filled by tcgetattr.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: tcgetattr/cfmakeraw/tcsetattr on a terminal fd with live termios structs.
-        unsafe {
-            if libc::tcgetattr(fd, &mut saved) != 0 {
-                return None;
-            }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
-                return None;
-            }
-        }
-        Some(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores the attributes read in `enter` on the same fd.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
-    }
 }
 
 /// Restores the signal mask on drop.

@@ -78,3 +78,42 @@ pub fn become_stdio(slave: RawFd) -> Result<(), TtyError> {
     }
     Ok(())
 }
+
+/// A terminal in raw mode (cfmakeraw) while alive; its attributes are restored on drop. Used
+/// by the callers that relay a container's terminal to their own (`run`/`exec` without a
+/// console socket, `container attach`/`run -it` through the shim).
+pub struct RawMode {
+    fd: RawFd,
+    saved: libc::termios,
+}
+
+impl RawMode {
+    /// None when `fd` is not a terminal or its attributes can't be changed.
+    pub fn enter(fd: RawFd) -> Option<RawMode> {
+        // SAFETY: isatty only inspects the fd.
+        if unsafe { libc::isatty(fd) } != 1 {
+            return None;
+        }
+        // SAFETY: termios is plain data, filled by tcgetattr.
+        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
+        // SAFETY: tcgetattr/cfmakeraw/tcsetattr on a terminal fd with live termios structs.
+        unsafe {
+            if libc::tcgetattr(fd, &mut saved) != 0 {
+                return None;
+            }
+            let mut raw = saved;
+            libc::cfmakeraw(&mut raw);
+            if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
+                return None;
+            }
+        }
+        Some(RawMode { fd, saved })
+    }
+}
+
+impl Drop for RawMode {
+    fn drop(&mut self) {
+        // SAFETY: restores the attributes read in `enter` on the same fd.
+        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
+    }
+}

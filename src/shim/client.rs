@@ -36,41 +36,6 @@ pub fn attach(state_dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Resu
     relay(sock, stdin, tty, Some(state_dir), sig_proxy)
 }
 
-/// The caller's terminal in raw mode while alive; restored on drop.
-struct RawMode {
-    fd: i32,
-    saved: libc::termios,
-}
-
-impl RawMode {
-    fn enter(fd: i32) -> Option<RawMode> {
-        if !sys::isatty(fd) {
-            return None;
-        }
-        // SAFETY: termios is plain data, filled by tcgetattr.
-        let mut saved: libc::termios = unsafe { std::mem::zeroed() };
-        // SAFETY: tcgetattr/cfmakeraw/tcsetattr on a terminal fd with live termios structs.
-        unsafe {
-            if libc::tcgetattr(fd, &mut saved) != 0 {
-                return None;
-            }
-            let mut raw = saved;
-            libc::cfmakeraw(&mut raw);
-            if libc::tcsetattr(fd, libc::TCSANOW, &raw) != 0 {
-                return None;
-            }
-        }
-        Some(RawMode { fd, saved })
-    }
-}
-
-impl Drop for RawMode {
-    fn drop(&mut self) {
-        // SAFETY: restores the attributes read in `enter` on the same fd.
-        unsafe { libc::tcsetattr(self.fd, libc::TCSANOW, &self.saved) };
-    }
-}
-
 struct MaskGuard(libc::sigset_t);
 
 impl Drop for MaskGuard {
@@ -99,7 +64,7 @@ pub fn relay(sock: UnixStream, stdin: bool, tty: bool, state_dir: Option<&Path>,
     let sigs: &[libc::c_int] = if sig_proxy { &SIGNALS } else { &[libc::SIGWINCH] };
     let (sigfd, old) = sys::signalfd(sigs).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;
     let _mask = MaskGuard(old);
-    let _raw = if tty && stdin { RawMode::enter(0) } else { None };
+    let _raw = if tty && stdin { crate::process::tty::RawMode::enter(0) } else { None };
     let _ = sock.set_nonblocking(false);
     if tty {
         send_size(&sock);

@@ -145,11 +145,6 @@ pub fn get_winsize(fd: RawFd) -> Option<(u16, u16)> {
     (r == 0 && (ws.ws_row > 0 || ws.ws_col > 0)).then_some((ws.ws_row, ws.ws_col))
 }
 
-pub fn isatty(fd: RawFd) -> bool {
-    // SAFETY: isatty only inspects the fd.
-    unsafe { libc::isatty(fd) == 1 }
-}
-
 /// Seconds and nanoseconds since the epoch (CLOCK_REALTIME).
 pub fn now() -> (i64, u32) {
     // SAFETY: timespec is plain data filled by clock_gettime.
