@@ -94,7 +94,7 @@ impl Drop for StdoutToStderr {
 pub fn image_use_add(e: &Engine, image_id: &str, id: &str) -> Result<(), EngineError> {
     let store = crate::image::store::Store::open(&e.data_root).map_err(image_err)?;
     let d = crate::image::digest::Digest::parse(image_id).map_err(image_err)?;
-    store.add_use_with(&d, id, "container").map_err(image_err)
+    store.add_use(&d, id, "container").map_err(image_err)
 }
 
 pub fn image_use_remove(e: &Engine, id: &str) {

@@ -684,7 +684,7 @@ fn mount(store: &Store, query: &str, dir: &Path) -> Result<(), CliError> {
     }
     empty_or_absent(&rootfs)?;
     let user = mount_user(&dir);
-    store.add_use_with(img.id(), &user, &format!("image mount at {}", dir.display()))?;
+    store.add_use(img.id(), &user, &format!("image mount at {}", dir.display()))?;
     let res = (|| -> Result<(), CliError> {
         bundle::mount_rootfs(&store.snapshot_dirs(&img), &upper, &work, &rootfs)?;
         write_config(&img, &dir, &rootfs)

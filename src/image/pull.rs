@@ -427,12 +427,13 @@ fn fetch_layer(
         let unpacked = unpacker.join().unwrap_or_else(|_| Err(StoreError::Conflict("layer unpacker panicked".into())));
         (fetched, unpacked)
     });
-    let blob = fetched?;
+    let mut blob = fetched?;
     match unpacked? {
         Some(mut snap) => {
             // One syncfs covers the blob file and the snapshot.
             store.sync_tmp()?;
             snap.mark_synced();
+            blob.mark_synced();
             blob.commit()?;
             Ok(snap.commit()?)
         }

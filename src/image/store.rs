@@ -514,7 +514,7 @@ impl Ingest {
                 return Err(StoreError::SizeMismatch { digest: self.expected, expected: s, got: staged.size });
             }
         }
-        Ok(VerifiedBlob { staged, _lock: self._lock, blobs: self.blobs })
+        Ok(VerifiedBlob { staged, _lock: self._lock, blobs: self.blobs, synced: false })
     }
 }
 
@@ -523,17 +523,26 @@ pub struct VerifiedBlob {
     staged: StagedBlob,
     _lock: TmpLock,
     blobs: PathBuf,
+    synced: bool,
 }
 
 impl VerifiedBlob {
-    /// fsyncs and moves the blob into blobs/.
+    /// Records that the filesystem was synced since the blob was written (`Store::sync_tmp`).
+    pub fn mark_synced(&mut self) {
+        self.synced = true;
+    }
+
+    /// Moves the blob into blobs/ (after an fsync, unless marked synced).
     pub fn commit(self) -> Result<(), StoreError> {
-        move_into(self.staged, &self.blobs)
+        move_into(self.staged, &self.blobs, self.synced)
     }
 }
 
-fn move_into(mut staged: StagedBlob, blobs: &Path) -> Result<(), StoreError> {
-    File::open(&staged.path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &staged.path))?;
+/// Moves a staged blob into `blobs` (its data fsynced first unless `synced`) and syncs the dir.
+fn move_into(mut staged: StagedBlob, blobs: &Path, synced: bool) -> Result<(), StoreError> {
+    if !synced {
+        File::open(&staged.path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &staged.path))?;
+    }
     let dest = blobs.join(staged.digest.hex());
     fs::rename(&staged.path, &dest).map_err(io_err("rename", &staged.path))?;
     staged.path = PathBuf::new();
@@ -773,7 +782,7 @@ impl Store {
         if self.has_blob(&staged.digest, Some(staged.size)) {
             return Ok(());
         }
-        move_into(staged, &self.blobs_dir())
+        move_into(staged, &self.blobs_dir(), false)
     }
 
     /// Starts fetching a blob: None when it is already there (with `size` bytes when
@@ -861,20 +870,6 @@ impl Store {
         if self.has_snapshot(chain) {
             return Ok(None);
         }
-        self.unpack_snapshot(l, lock_path, chain, diff_id, blob, src, hold).map(Some)
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn unpack_snapshot<R: Read + Send>(
-        &self,
-        l: TmpLock,
-        lock_path: PathBuf,
-        chain: &Digest,
-        diff_id: &Digest,
-        blob: &Digest,
-        src: R,
-        hold: bool,
-    ) -> Result<PreparedSnapshot, StoreError> {
         let dir = self.tmp().join(unique("snap-"));
         let fsdir = dir.join("fs");
         fs::create_dir_all(&fsdir).map_err(io_err("create", &fsdir))?;
@@ -900,7 +895,7 @@ impl Store {
         if !hold {
             prep.lock = None;
         }
-        Ok(prep)
+        Ok(Some(prep))
     }
 
     /// syncfs of the filesystem of tmp/ (once for many prepared snapshots).
@@ -973,7 +968,7 @@ impl Store {
     /// Records that `user` (a container id, or `mount-<hash>`) uses image `id`, so that
     /// neither `image rm` nor GC removes it; `note` is shown when the use blocks `image rm`
     /// (e.g. a mount path). Fails if the image is gone meanwhile.
-    pub fn add_use_with(&self, id: &Digest, user: &str, note: &str) -> Result<(), StoreError> {
+    pub fn add_use(&self, id: &Digest, user: &str, note: &str) -> Result<(), StoreError> {
         check_user(user)?;
         let il = self.lock_index()?;
         if il.index.manifests_of_id(id).is_empty() {
