@@ -8,7 +8,6 @@ use std::path::Path;
 use std::process::Command;
 use std::sync::OnceLock;
 
-
 /// The test profile: everything allowed except reading /etc/berth-fixture and writing below
 /// /tmp/aa-denied.
 const PROFILE_NAME: &str = "berth-itest";
@@ -72,8 +71,13 @@ fn apparmor_profile_applied() {
     let id = ctx.id("aa");
     let o = ctx.run(&mut b, &id);
     o.ok();
-    let l: Vec<String> = o.lines().into_iter().filter(|l| !l.trim().is_empty()).map(|l| l.trim_matches('\0').to_string()).collect();
-    assert_eq!(l, [format!("{PROFILE_NAME} (enforce)"), "fixture-denied".into(), "write-denied".into(), "passwd-ok".into()], "{o}");
+    let l: Vec<String> =
+        o.lines().into_iter().filter(|l| !l.trim().is_empty()).map(|l| l.trim_matches('\0').to_string()).collect();
+    assert_eq!(
+        l,
+        [format!("{PROFILE_NAME} (enforce)"), "fixture-denied".into(), "write-denied".into(), "passwd-ok".into()],
+        "{o}"
+    );
 }
 
 /// Seen from the host: the running init carries the profile.
@@ -89,7 +93,10 @@ fn apparmor_profile_seen_from_host() {
     let id = ctx.id("aah");
     ctx.run_detached(&mut b, &id);
     let pid = ctx.pid(&id);
-    assert_eq!(read(format!("/proc/{pid}/attr/current")).trim_matches(|c| c == '\0' || c == '\n'), format!("{PROFILE_NAME} (enforce)"));
+    assert_eq!(
+        read(format!("/proc/{pid}/attr/current")).trim_matches(|c| c == '\0' || c == '\n'),
+        format!("{PROFILE_NAME} (enforce)")
+    );
 }
 
 /// `exec --apparmor` confines the exec'd process of an unconfined container; a plain exec in a

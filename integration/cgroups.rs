@@ -171,8 +171,7 @@ pub(crate) fn add_caps(b: &mut Bundle, caps: &[&str]) {
 pub(crate) fn ps_pids(ctx: &Ctx, id: &str) -> Vec<i32> {
     let o = ctx.cmd(&["ps", "-f", "json", id]);
     o.ok();
-    serde_json::from_str(o.stdout.trim())
-        .unwrap_or_else(|e| panic!("ps -f json is not a pid list ({e}): {o}"))
+    serde_json::from_str(o.stdout.trim()).unwrap_or_else(|e| panic!("ps -f json is not a pid list ({e}): {o}"))
 }
 
 /// A block device of the host as (major, minor, name): the first of /sys/block that is not a
@@ -186,9 +185,7 @@ pub(crate) fn block_device() -> Option<(u64, u64, String)> {
         let (Ok(ma), Ok(mi)) = (ma.parse(), mi.parse()) else { continue };
         all.push((ma, mi, name));
     }
-    all.sort_by_key(|(_, _, n)| {
-        (n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram"), n.clone())
-    });
+    all.sort_by_key(|(_, _, n)| (n.starts_with("loop") || n.starts_with("ram") || n.starts_with("zram"), n.clone()));
     all.into_iter().next()
 }
 
@@ -302,8 +299,7 @@ pub(crate) fn check_oom_event(ctx: &Ctx, tag: &str, cgroupns: bool) {
 /// Parses a `stats` event and checks the fields every runc consumer reads.
 #[track_caller]
 pub(crate) fn check_stats_shape(line: &str, id: &str) -> Value {
-    let v: Value =
-        serde_json::from_str(line).unwrap_or_else(|e| panic!("stats line is not JSON ({e}): {line}"));
+    let v: Value = serde_json::from_str(line).unwrap_or_else(|e| panic!("stats line is not JSON ({e}): {line}"));
     assert_eq!(v["type"], "stats", "{v}");
     assert_eq!(v["id"], id, "{v}");
     let d = &v["data"];
@@ -322,8 +318,7 @@ pub(crate) fn read_counter(pid: i32) -> Option<u64> {
 }
 
 /// An init that bumps /dev/shm/n every 20 ms.
-pub(crate) const COUNTER_SCRIPT: &str =
-    "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/n; usleep 20000; done";
+pub(crate) const COUNTER_SCRIPT: &str = "i=0; while :; do i=$((i+1)); echo $i > /dev/shm/n; usleep 20000; done";
 
 /// Waits for a counter that moves.
 #[track_caller]
@@ -398,8 +393,7 @@ fn cpu_shares_quota_period() {
         return;
     }
     let ctx = Ctx::new("cg-cpu");
-    let (mut b, cg) =
-        cg_bundle(&ctx, "cpu", json!({"cpu": {"shares": 512, "quota": 25000, "period": 50000}}));
+    let (mut b, cg) = cg_bundle(&ctx, "cpu", json!({"cpu": {"shares": 512, "quota": 25000, "period": 50000}}));
     b.args(&["sleep", "1000"]);
     let id = ctx.id("cpu");
     ctx.run_detached(&mut b, &id);
@@ -448,8 +442,7 @@ fn cpu_realtime() {
         return;
     }
     let ctx = Ctx::new("cg-rt");
-    let (mut b, cg) =
-        cg_bundle(&ctx, "rt", json!({"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 500000}}));
+    let (mut b, cg) = cg_bundle(&ctx, "rt", json!({"cpu": {"realtimeRuntime": 10000, "realtimePeriod": 500000}}));
     b.args(&["sleep", "1000"]);
     let id = ctx.id("rt");
     ctx.run_detached(&mut b, &id);
@@ -472,13 +465,7 @@ fn pids_limit() {
     assert_eq!(cg_read("pids", &cg, "pids.max"), "8");
     assert_eq!(inside(&ctx, &id, "pids/pids.max"), "8");
     // 12 background sleeps from a shell in the container: the limit stops some of them.
-    let o = ctx.cmd(&[
-        "exec",
-        &id,
-        "sh",
-        "-c",
-        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo done",
-    ]);
+    let o = ctx.cmd(&["exec", &id, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo done"]);
     let cur: u64 = cg_read("pids", &cg, "pids.current").parse().unwrap();
     assert!(cur <= 8, "pids.current {cur} above the limit");
     assert!(
@@ -854,18 +841,10 @@ fn events_stats_shape() {
     assert_eq!(d["memory"]["usage"]["limit"], 67108864, "{v}");
     assert!(d["memory"]["raw"].is_object(), "{v}");
     let ncpu = read("/sys/devices/system/cpu/present");
-    assert!(
-        !d["cpu"]["usage"]["percpu"].as_array().map(|a| a.is_empty()).unwrap_or(true),
-        "percpu: {v} ({ncpu})"
-    );
+    assert!(!d["cpu"]["usage"]["percpu"].as_array().map(|a| a.is_empty()).unwrap_or(true), "percpu: {v} ({ncpu})");
     delete_and_check(&ctx, &id, &cg);
     // On a deleted container: one line.
-    ctx.cmd(&["events", "--stats", &id]).one_line_error(&[
-        "not exist",
-        "does not exist",
-        "not found",
-        "no such",
-    ]);
+    ctx.cmd(&["events", "--stats", &id]).one_line_error(&["not exist", "does not exist", "not found", "no such"]);
 }
 
 #[test]
@@ -884,10 +863,7 @@ fn events_stream_interval() {
         check_stats_shape(l, &id);
     }
     let gap = lines[1].1.duration_since(lines[0].1);
-    assert!(
-        gap >= Duration::from_millis(700) && gap < Duration::from_secs(5),
-        "interval between lines: {gap:?}"
-    );
+    assert!(gap >= Duration::from_millis(700) && gap < Duration::from_secs(5), "interval between lines: {gap:?}");
     delete_and_check(&ctx, &id, &cg);
 }
 
@@ -1152,8 +1128,7 @@ fn bad_cgroups_path_rejected_nothing_left() {
     }
     let ctx = Ctx::new("cg-badpath");
     let name = format!("berth-it-escape-{}", std::process::id());
-    for p in [format!("../../{name}"), format!("/../../{name}"), format!("/x/../../{name}"), "..".to_string()]
-    {
+    for p in [format!("../../{name}"), format!("/../../{name}"), format!("/x/../../{name}"), "..".to_string()] {
         let mut b = ctx.bundle();
         b.set("/linux/cgroupsPath", json!(p));
         b.args(&["true"]);
@@ -1267,19 +1242,7 @@ fn works_under_1mib_memory_limit() {
     let f = memory_floor(
         &ctx,
         "floor",
-        &[
-            8 << 20,
-            6 << 20,
-            4 << 20,
-            3 << 20,
-            2 << 20,
-            1 << 20,
-            768 << 10,
-            512 << 10,
-            256 << 10,
-            128 << 10,
-            64 << 10,
-        ],
+        &[8 << 20, 6 << 20, 4 << 20, 3 << 20, 2 << 20, 1 << 20, 768 << 10, 512 << 10, 256 << 10, 128 << 10, 64 << 10],
     );
     if is_runc() {
         eprintln!("works_under_1mib_memory_limit: runc floor {f:?}");

@@ -62,11 +62,8 @@ fn memory_max_swap_low() {
         return;
     }
     let ctx = Ctx::new("v2-mem");
-    let (id, cg) = sleeper(
-        &ctx,
-        "v2mem",
-        json!({"memory": {"limit": 67108864, "swap": 100663296, "reservation": 33554432}}),
-    );
+    let (id, cg) =
+        sleeper(&ctx, "v2mem", json!({"memory": {"limit": 67108864, "swap": 100663296, "reservation": 33554432}}));
     assert_eq!(host(&cg, "memory.max"), "67108864");
     assert_eq!(host(&cg, "memory.low"), "33554432");
     let swap = dir(&cg).join("memory.swap.max").exists();
@@ -91,8 +88,7 @@ fn memory_max_swap_low() {
         ctx.cmd(&["update", "--memory-swap", "100m", &id]).ok();
         assert_eq!(host(&cg, "memory.swap.max"), (36u64 << 20).to_string());
         // swap below memory: one line, nothing changed.
-        update_json(&ctx, &id, json!({"memory": {"limit": 67108864, "swap": 1048576}}))
-            .one_line_error(&["swap"]);
+        update_json(&ctx, &id, json!({"memory": {"limit": 67108864, "swap": 1048576}})).one_line_error(&["swap"]);
         assert_eq!(host(&cg, "memory.swap.max"), (36u64 << 20).to_string());
     }
     // -1: memory.max "max".
@@ -167,13 +163,7 @@ fn pids_max() {
     let (id, cg) = sleeper(&ctx, "v2pids", json!({"pids": {"limit": 8}}));
     assert_eq!(host(&cg, "pids.max"), "8");
     assert_eq!(inside(&ctx, &id, "pids.max"), "8");
-    let o = ctx.cmd(&[
-        "exec",
-        &id,
-        "sh",
-        "-c",
-        "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo done",
-    ]);
+    let o = ctx.cmd(&["exec", &id, "sh", "-c", "for i in 1 2 3 4 5 6 7 8 9 10 11 12; do sleep 30 & done; echo done"]);
     let cur: u64 = host(&cg, "pids.current").parse().unwrap();
     assert!(cur <= 8, "pids.current {cur} above the limit");
     assert!(o.stderr.contains("fork") || o.stderr.contains("Resource temporarily unavailable"), "{o}");
@@ -244,9 +234,7 @@ fn unified_keys() {
     delete_and_check(&ctx, &id, &cg);
 
     // Bad keys: one line, nothing left.
-    for (tag, key) in
-        [("nofile", "memory.no_such_file"), ("slash", "../memory.max"), ("noctrl", "nosuch.max")]
-    {
+    for (tag, key) in [("nofile", "memory.no_such_file"), ("slash", "../memory.max"), ("noctrl", "nosuch.max")] {
         let (mut b, cg) = v2_bundle(&ctx, &format!("v2unibad{tag}"), json!({"unified": {key: "1"}}));
         b.args(&["true"]);
         let id = ctx.id(tag);
@@ -404,12 +392,7 @@ fn update_every_flag() {
     assert_eq!(host(&cg, "pids.max"), "50");
     assert_eq!(inside(&ctx, &id, "memory.max"), (100u64 << 20).to_string());
     // Resources JSON on stdin.
-    update_json(
-        &ctx,
-        &id,
-        json!({"memory": {"limit": 41943040}, "cpu": {"shares": 2}, "pids": {"limit": 42}}),
-    )
-    .ok();
+    update_json(&ctx, &id, json!({"memory": {"limit": 41943040}, "cpu": {"shares": 2}, "pids": {"limit": 42}})).ok();
     assert_eq!(host(&cg, "memory.max"), "41943040");
     assert_eq!(host(&cg, "cpu.weight"), "1");
     assert_eq!(host(&cg, "pids.max"), "42");
@@ -426,8 +409,7 @@ fn events_stats() {
         return;
     }
     let ctx = Ctx::new("v2-stats");
-    let (mut b, cg) =
-        v2_bundle(&ctx, "v2stats", json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}}));
+    let (mut b, cg) = v2_bundle(&ctx, "v2stats", json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}}));
     b.sh("sleep 1000 & exec sleep 1000");
     let id = ctx.id("v2stats");
     ctx.run_detached(&mut b, &id);
@@ -541,10 +523,8 @@ fn works_under_1mib_memory_limit() {
         return;
     }
     let ctx = Ctx::new("v2-floor");
-    let limits: Vec<u64> = [8192u64, 6144, 4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256, 192, 128]
-        .iter()
-        .map(|k| k << 10)
-        .collect();
+    let limits: Vec<u64> =
+        [8192u64, 6144, 4096, 3072, 2048, 1536, 1024, 768, 512, 384, 256, 192, 128].iter().map(|k| k << 10).collect();
     let f = memory_floor(&ctx, "v2floor", &limits);
     if is_runc() {
         eprintln!("works_under_1mib_memory_limit: runc floor {f:?}");

@@ -43,12 +43,7 @@ fn strs(v: &Value) -> Vec<String> {
 }
 
 fn ns_types(c: &Value) -> Vec<String> {
-    c["linux"]["namespaces"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|n| n["type"].as_str().unwrap().to_string())
-        .collect()
+    c["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap().to_string()).collect()
 }
 
 #[test]
@@ -99,8 +94,16 @@ fn cli_spec_rootless() {
     let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
     let um = &c["linux"]["uidMappings"][0];
     let gm = &c["linux"]["gidMappings"][0];
-    assert_eq!((um["containerID"].as_u64(), um["hostID"].as_u64(), um["size"].as_u64()), (Some(0), Some(uid as u64), Some(1)), "{c}");
-    assert_eq!((gm["containerID"].as_u64(), gm["hostID"].as_u64(), gm["size"].as_u64()), (Some(0), Some(gid as u64), Some(1)), "{c}");
+    assert_eq!(
+        (um["containerID"].as_u64(), um["hostID"].as_u64(), um["size"].as_u64()),
+        (Some(0), Some(uid as u64), Some(1)),
+        "{c}"
+    );
+    assert_eq!(
+        (gm["containerID"].as_u64(), gm["hostID"].as_u64(), gm["size"].as_u64()),
+        (Some(0), Some(gid as u64), Some(1)),
+        "{c}"
+    );
     // No sysfs mount (needs a network namespace of the user namespace): /sys is a bind.
     for m in c["mounts"].as_array().unwrap() {
         if m["destination"] == "/sys" {

@@ -28,10 +28,20 @@ fn save_archive(ctx: &Ctx, out: &Path, layer_tar: &Path, repo_tag: &str, config:
     let data = serde_json::to_vec(&cfg).unwrap();
     let chex = sha256_bytes(&data);
     fs::write(d.join(format!("{chex}.json")), &data).unwrap();
-    let manifest = json!([{"Config": format!("{chex}.json"), "RepoTags": [repo_tag], "Layers": [format!("{lhex}/layer.tar")]}]);
+    let manifest =
+        json!([{"Config": format!("{chex}.json"), "RepoTags": [repo_tag], "Layers": [format!("{lhex}/layer.tar")]}]);
     fs::write(d.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
     let tmp = out.with_extension(format!("{}.tmp", std::process::id()));
-    tool(Command::new("tar").arg("-C").arg(&d).arg("-cf").arg(&tmp).arg(&lhex).arg(format!("{chex}.json")).arg("manifest.json"));
+    tool(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&d)
+            .arg("-cf")
+            .arg(&tmp)
+            .arg(&lhex)
+            .arg(format!("{chex}.json"))
+            .arg("manifest.json"),
+    );
     fs::rename(&tmp, out).unwrap();
     let _ = fs::remove_dir_all(&d);
 }
@@ -155,7 +165,12 @@ impl Eng {
 
     fn container_dirs(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.data.join("containers"))
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).filter(|n| n != "names").collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .filter(|n| n != "names")
+                    .collect()
+            })
             .unwrap_or_default();
         v.sort();
         v
@@ -280,7 +295,16 @@ fn run_attached_exit_code_and_output() {
 #[test]
 fn run_detached_then_logs() {
     let e = Eng::new("eng-logs");
-    let id = e.run_d(&["--network", "none", "--name", "talker", "busybox", "sh", "-c", "echo one; echo two >&2; sleep 0.2; echo three; sleep 100"]);
+    let id = e.run_d(&[
+        "--network",
+        "none",
+        "--name",
+        "talker",
+        "busybox",
+        "sh",
+        "-c",
+        "echo one; echo two >&2; sleep 0.2; echo three; sleep 100",
+    ]);
     let ok = wait_until(Duration::from_secs(5), || e.c(&["logs", "talker"]).stdout.contains("three"));
     assert!(ok, "logs show the output");
     let o = e.c(&["logs", "talker"]);
@@ -306,7 +330,8 @@ fn run_detached_then_logs() {
 #[test]
 fn stdin_from_a_pipe() {
     let e = Eng::new("eng-stdin");
-    let mut c = e.command(&["container", "run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "cat; echo done"]);
+    let mut c =
+        e.command(&["container", "run", "-i", "--rm", "--network", "none", "busybox", "sh", "-c", "cat; echo done"]);
     c.stdin(Stdio::from(pipe_with(b"hello\nworld\n")));
     let o = e.ctx.exec_cmd(c, Duration::from_secs(30));
     o.ok();
@@ -322,7 +347,18 @@ fn stdin_from_a_pipe() {
 fn rm_flag_leaves_nothing() {
     let e = Eng::new("eng-rm");
     // The default bridge network: a netns, a veth, an attachment record.
-    let o = e.c(&["run", "--rm", "--name", "gone", "-v", "/scratch", "busybox", "sh", "-c", "ip addr show eth0 | grep -c 'inet ' ; cat /proc/self/cgroup | head -1"]);
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--name",
+        "gone",
+        "-v",
+        "/scratch",
+        "busybox",
+        "sh",
+        "-c",
+        "ip addr show eth0 | grep -c 'inet ' ; cat /proc/self/cgroup | head -1",
+    ]);
     o.ok();
     assert!(o.stdout.starts_with("1\n"), "the container had an address: {o}");
     assert!(e.container_dirs().is_empty(), "no container dir after --rm: {:?}", e.container_dirs());
@@ -385,8 +421,16 @@ fn not_found_and_not_executable() {
     assert_eq!(e.container_dirs(), before, "a run that could not start leaves no container");
     let leftovers = e.leftovers(&"0".repeat(64));
     assert!(leftovers.is_empty(), "{leftovers:?}");
-    assert!(fs::read_dir(e.data.join("network/attachments")).map(|d| d.count()).unwrap_or(0) == 0, "no attachment left");
-    assert!(fs::read_dir(&e.ctx.root).map(|d| d.filter_map(|x| x.ok()).filter(|x| x.file_name().len() == 64).count()).unwrap_or(0) == 0);
+    assert!(
+        fs::read_dir(e.data.join("network/attachments")).map(|d| d.count()).unwrap_or(0) == 0,
+        "no attachment left"
+    );
+    assert!(
+        fs::read_dir(&e.ctx.root)
+            .map(|d| d.filter_map(|x| x.ok()).filter(|x| x.file_name().len() == 64).count())
+            .unwrap_or(0)
+            == 0
+    );
 }
 
 #[test]
@@ -434,8 +478,18 @@ fn bad_input_is_125_and_makes_nothing() {
 fn stop_uses_the_stop_signal_then_the_timeout() {
     let e = Eng::new("eng-stop");
     // A trap on the stop signal: stop returns as soon as the container exits.
-    e.run_d(&["--network", "none", "--name", "polite", "--stop-signal", "SIGUSR1", "busybox", "sh", "-c",
-        "trap 'echo got-usr1; exit 9' USR1; echo ready; while :; do sleep 0.1; done"]);
+    e.run_d(&[
+        "--network",
+        "none",
+        "--name",
+        "polite",
+        "--stop-signal",
+        "SIGUSR1",
+        "busybox",
+        "sh",
+        "-c",
+        "trap 'echo got-usr1; exit 9' USR1; echo ready; while :; do sleep 0.1; done",
+    ]);
     assert!(wait_until(Duration::from_secs(5), || e.c(&["logs", "polite"]).stdout.contains("ready")));
     let t = Instant::now();
     let o = e.c(&["stop", "polite"]);
@@ -448,7 +502,16 @@ fn stop_uses_the_stop_signal_then_the_timeout() {
     assert!(e.c(&["logs", "polite"]).stdout.contains("got-usr1"));
     // The image's STOPSIGNAL is the default.
     e.load_extra();
-    e.run_d(&["--network", "none", "--name", "imgsig", "berth-test/extra", "sh", "-c", "trap 'exit 4' USR1; while :; do sleep 0.1; done"]);
+    e.run_d(&[
+        "--network",
+        "none",
+        "--name",
+        "imgsig",
+        "berth-test/extra",
+        "sh",
+        "-c",
+        "trap 'exit 4' USR1; while :; do sleep 0.1; done",
+    ]);
     std::thread::sleep(Duration::from_millis(300));
     e.c(&["stop", "imgsig"]).ok();
     assert_eq!(e.inspect("imgsig")["State"]["ExitCode"], 4);
@@ -480,7 +543,18 @@ fn stop_uses_the_stop_signal_then_the_timeout() {
 #[test]
 fn restart_on_failure() {
     let e = Eng::new("eng-restart");
-    let id = e.run_d(&["--network", "none", "--name", "flaky", "--restart", "on-failure:2", "busybox", "sh", "-c", "echo attempt; exit 5"]);
+    let id = e.run_d(&[
+        "--network",
+        "none",
+        "--name",
+        "flaky",
+        "--restart",
+        "on-failure:2",
+        "busybox",
+        "sh",
+        "-c",
+        "echo attempt; exit 5",
+    ]);
     let o = e.c(&["wait", "flaky"]);
     o.ok();
     assert_eq!(o.stdout, "5\n", "wait prints the exit code: {o}");
@@ -512,13 +586,30 @@ fn volumes_named_anonymous_and_binds() {
     };
     assert_eq!(v(&["create", "data1"]).stdout, "data1\n");
     let o = v(&["ls"]);
-    assert!(o.stdout.starts_with("DRIVER") && o.stdout.lines().any(|l| l.starts_with("local") && l.ends_with("data1")), "{o}");
+    assert!(
+        o.stdout.starts_with("DRIVER") && o.stdout.lines().any(|l| l.starts_with("local") && l.ends_with("data1")),
+        "{o}"
+    );
     let info: Value = serde_json::from_str(&v(&["inspect", "data1"]).stdout).unwrap();
     let mp = PathBuf::from(info[0]["Mountpoint"].as_str().unwrap());
     assert_eq!(mp, e.data.join("volumes/data1/_data"));
     assert_eq!(info[0]["Driver"], "local");
     // -v NAME:/dest writes into the volume; a missing volume is created.
-    e.c(&["run", "--rm", "--network", "none", "-v", "data1:/d", "-v", "auto1:/e", "busybox", "sh", "-c", "echo v1 > /d/f; echo v2 > /e/g"]).ok();
+    e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        "data1:/d",
+        "-v",
+        "auto1:/e",
+        "busybox",
+        "sh",
+        "-c",
+        "echo v1 > /d/f; echo v2 > /e/g",
+    ])
+    .ok();
     assert_eq!(read(mp.join("f")), "v1\n");
     assert_eq!(read(e.data.join("volumes/auto1/_data/g")), "v2\n");
     // Read-only: named and bind mounts.
@@ -543,10 +634,20 @@ fn volumes_named_anonymous_and_binds() {
     assert!(!e.data.join("volumes/data1").exists());
     // Anonymous volumes (-v /dest and the image's VOLUME): kept by rm, removed by rm -v.
     e.load_extra();
-    let id = e.run_d(&["--network", "none", "-v", "/anon", "berth-test/extra", "sh", "-c", "echo a > /anon/a; echo b > /data/b"]);
+    let id = e.run_d(&[
+        "--network",
+        "none",
+        "-v",
+        "/anon",
+        "berth-test/extra",
+        "sh",
+        "-c",
+        "echo a > /anon/a; echo b > /data/b",
+    ]);
     e.c(&["wait", &id]).ok();
     let mounts = e.inspect(&id)["Mounts"].clone();
-    let names: Vec<String> = mounts.as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap().to_string()).collect();
+    let names: Vec<String> =
+        mounts.as_array().unwrap().iter().map(|m| m["Name"].as_str().unwrap().to_string()).collect();
     assert_eq!(names.len(), 2, "{mounts}");
     for n in &names {
         assert_eq!(n.len(), 64, "anonymous volume names are 64 hex: {n}");
@@ -597,8 +698,29 @@ fn exec_in_a_running_container() {
 #[test]
 fn inspect_and_ls_formats() {
     let e = Eng::new("eng-inspect");
-    let id = e.run_d(&["--network", "none", "--name", "shown", "-l", "k=v", "-e", "A=b", "--memory", "64m", "--pids-limit", "50",
-        "--hostname", "hosty", "--read-only", "--cap-drop", "NET_RAW", "busybox", "sh", "-c", "hostname; sleep 1000"]);
+    let id = e.run_d(&[
+        "--network",
+        "none",
+        "--name",
+        "shown",
+        "-l",
+        "k=v",
+        "-e",
+        "A=b",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "--hostname",
+        "hosty",
+        "--read-only",
+        "--cap-drop",
+        "NET_RAW",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; sleep 1000",
+    ]);
     let done = e.run_d(&["--network", "none", "--name", "done", "busybox", "sh", "-c", "exit 2"]);
     e.c(&["wait", "done"]).ok();
     let v = e.inspect("shown");
@@ -626,7 +748,10 @@ fn inspect_and_ls_formats() {
     assert_eq!(o.lines().len(), 2, "header + the running one: {o}");
     assert!(o.stdout.starts_with("CONTAINER ID"));
     let o = e.c(&["ls", "-a"]);
-    assert!(o.stdout.lines().any(|l| l.starts_with(&done[..12]) && l.contains("Exited (2) ") && l.contains(" ago")), "{o}");
+    assert!(
+        o.stdout.lines().any(|l| l.starts_with(&done[..12]) && l.contains("Exited (2) ") && l.contains(" ago")),
+        "{o}"
+    );
     let o = e.c(&["ls", "-a", "-q"]);
     let mut ids = o.lines();
     ids.sort();
@@ -651,7 +776,17 @@ fn inspect_and_ls_formats() {
 #[test]
 fn init_reaps_and_forwards_signals() {
     let e = Eng::new("eng-init");
-    let o = e.c(&["run", "--rm", "--init", "--network", "none", "busybox", "sh", "-c", "cat /proc/1/cmdline | tr '\\0' ' '; exit 3"]);
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--init",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/1/cmdline | tr '\\0' ' '; exit 3",
+    ]);
     assert_eq!(o.code, 3, "{o}");
     assert!(o.stdout.starts_with("/sbin/berth-init -- sh -c"), "{o}");
     // sleep under the init: SIGTERM reaches it, no wait for the timeout.
@@ -677,7 +812,8 @@ fn killed_cli_or_shim_leaks_nothing() {
     // The CLI killed at different points of `run -d`.
     for (i, ms) in [5u64, 15, 30, 60, 100, 200].iter().enumerate() {
         let name = format!("k{i}");
-        let mut bg = e.spawn_c(&["run", "-d", "--name", &name, "--network", "none", "-v", "/anon", "busybox", "sleep", "1000"]);
+        let mut bg =
+            e.spawn_c(&["run", "-d", "--name", &name, "--network", "none", "-v", "/anon", "busybox", "sleep", "1000"]);
         std::thread::sleep(Duration::from_millis(*ms));
         // SAFETY: kill(2) of the test's own child.
         unsafe { libc::kill(bg.pid(), libc::SIGKILL) };
@@ -735,7 +871,21 @@ fn published_port_reaches_a_web_server() {
     }
     let port = crate::common::registry::free_port();
     let publish = format!("127.0.0.1:{port}:80");
-    let id = e.run_d(&["--name", "web", "--network", "webnet", "-p", &publish, "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let id = e.run_d(&[
+        "--name",
+        "web",
+        "--network",
+        "webnet",
+        "-p",
+        &publish,
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
     let mut body = String::new();
     let ok = wait_until(Duration::from_secs(10), || {
         let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
@@ -757,14 +907,28 @@ fn published_port_reaches_a_web_server() {
     e.c(&["rm", "-f", "web"]).ok();
     e.assert_gone(&id);
     let addr = std::net::SocketAddr::from(([127, 0, 0, 1], port));
-    assert!(std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(), "the port is closed after rm");
+    assert!(
+        std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2)).is_err(),
+        "the port is closed after rm"
+    );
     e.cmd(&["network", "rm", "webnet"]).ok();
 }
 
 #[test]
 fn create_start_attach_and_run_flags() {
     let e = Eng::new("eng-create");
-    let o = e.c(&["create", "--name", "later", "--network", "none", "-i", "busybox", "sh", "-c", "read l; echo got:$l; exit 2"]);
+    let o = e.c(&[
+        "create",
+        "--name",
+        "later",
+        "--network",
+        "none",
+        "-i",
+        "busybox",
+        "sh",
+        "-c",
+        "read l; echo got:$l; exit 2",
+    ]);
     o.ok();
     let id = o.stdout.trim().to_string();
     assert_eq!(id.len(), 64, "{o}");
@@ -776,22 +940,79 @@ fn create_start_attach_and_run_flags() {
     assert_eq!(o.code, 2, "start -a returns the container's code: {o}");
     assert_eq!(o.stdout, "got:x\n", "{o}");
     // attach to a running container's stdio.
-    e.run_d(&["--name", "echoer", "--network", "none", "-i", "busybox", "sh", "-c", "while read l; do echo re:$l; done; exit 5"]);
+    e.run_d(&[
+        "--name",
+        "echoer",
+        "--network",
+        "none",
+        "-i",
+        "busybox",
+        "sh",
+        "-c",
+        "while read l; do echo re:$l; done; exit 5",
+    ]);
     let mut c = e.command(&["container", "attach", "echoer"]);
     c.stdin(Stdio::from(pipe_with(b"a\nb\n")));
     let o = e.ctx.exec_cmd(c, Duration::from_secs(30));
     assert_eq!(o.code, 5, "{o}");
     assert_eq!(o.stdout, "re:a\nre:b\n", "{o}");
     // A few run flags end to end.
-    let o = e.c(&["run", "--rm", "--network", "none", "--read-only", "--tmpfs", "/scratch", "--entrypoint", "sh", "busybox", "-c",
-        "touch /x 2>/dev/null && echo root-writable; touch /scratch/y && echo tmpfs-ok"]);
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--read-only",
+        "--tmpfs",
+        "/scratch",
+        "--entrypoint",
+        "sh",
+        "busybox",
+        "-c",
+        "touch /x 2>/dev/null && echo root-writable; touch /scratch/y && echo tmpfs-ok",
+    ]);
     assert_eq!(o.stdout, "tmpfs-ok\n", "{o}");
-    let o = e.c(&["run", "--rm", "--network", "none", "--hostname", "hh", "--add-host", "db:10.1.2.3", "--dns", "10.9.9.9", "-w", "/made",
-        "-u", "user", "--env-file", "/dev/null", "-e", "K=v", "busybox", "sh", "-c",
-        "hostname; grep db /etc/hosts; grep nameserver /etc/resolv.conf; pwd; id -u; echo $K"]);
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--hostname",
+        "hh",
+        "--add-host",
+        "db:10.1.2.3",
+        "--dns",
+        "10.9.9.9",
+        "-w",
+        "/made",
+        "-u",
+        "user",
+        "--env-file",
+        "/dev/null",
+        "-e",
+        "K=v",
+        "busybox",
+        "sh",
+        "-c",
+        "hostname; grep db /etc/hosts; grep nameserver /etc/resolv.conf; pwd; id -u; echo $K",
+    ]);
     assert_eq!(o.stdout, "hh\n10.1.2.3\tdb\nnameserver 10.9.9.9\n/made\n1000\nv\n", "{o}");
-    let o = e.c(&["run", "--rm", "--network", "none", "--memory", "64m", "--pids-limit", "20", "--cap-drop", "ALL", "busybox", "sh", "-c",
-        "grep CapEff /proc/self/status; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null"]);
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "20",
+        "--cap-drop",
+        "ALL",
+        "busybox",
+        "sh",
+        "-c",
+        "grep CapEff /proc/self/status; cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/pids/pids.max 2>/dev/null",
+    ]);
     assert!(o.stdout.contains("CapEff:\t0000000000000000") && o.stdout.contains("20"), "{o}");
 }
 
@@ -805,9 +1026,22 @@ fn image_import_runs_and_prune_removes_the_idle_bridge() {
     fs::create_dir_all(rootfs.join("www")).unwrap();
     fs::write(rootfs.join("www/index.html"), "imported page\n").unwrap();
     let o = e.cmd(&[
-        "image", "import", "-c", r#"CMD ["sh", "-c", "echo $GREETING from $(pwd)"]"#, "-c", "ENV GREETING=hello",
-        "-c", "WORKDIR /www", "-c", "EXPOSE 80", "-c", "LABEL org.x=imported", "-m", "made by a test",
-        rootfs.to_str().unwrap(), "imported:dir",
+        "image",
+        "import",
+        "-c",
+        r#"CMD ["sh", "-c", "echo $GREETING from $(pwd)"]"#,
+        "-c",
+        "ENV GREETING=hello",
+        "-c",
+        "WORKDIR /www",
+        "-c",
+        "EXPOSE 80",
+        "-c",
+        "LABEL org.x=imported",
+        "-m",
+        "made by a test",
+        rootfs.to_str().unwrap(),
+        "imported:dir",
     ]);
     o.ok();
     assert!(o.stdout.trim().starts_with("sha256:") && o.stdout.trim().len() == 71, "{o}");
@@ -882,8 +1116,22 @@ fn sig_proxy_forwards_or_not() {
     let e = Eng::new("eng-sigproxy");
     for (proxy, name) in [("true", "proxied"), ("false", "unproxied")] {
         let script = "trap 'echo got-term; exit 3' TERM; echo ready; i=0; while [ $i -lt 30 ]; do sleep 0.1; i=$((i+1)); done; echo finished";
-        let bg = e.spawn_c(&["run", "--network", "none", "--name", name, &format!("--sig-proxy={proxy}"), "busybox", "sh", "-c", script]);
-        assert!(wait_until(Duration::from_secs(10), || e.c(&["logs", name]).stdout.contains("ready")), "{name} never started");
+        let bg = e.spawn_c(&[
+            "run",
+            "--network",
+            "none",
+            "--name",
+            name,
+            &format!("--sig-proxy={proxy}"),
+            "busybox",
+            "sh",
+            "-c",
+            script,
+        ]);
+        assert!(
+            wait_until(Duration::from_secs(10), || e.c(&["logs", name]).stdout.contains("ready")),
+            "{name} never started"
+        );
         // SAFETY: kill(2) of the CLI this test started.
         unsafe { libc::kill(bg.pid(), libc::SIGTERM) };
         let o = bg.wait(Duration::from_secs(20));
@@ -925,7 +1173,20 @@ fn outbound_traffic_is_masqueraded() {
     ));
     // A one-shot TCP server in the peer namespace, answering with the client's address.
     let srv = Command::new("ip")
-        .args(["netns", "exec", &ns, "busybox", "nc", "-l", "-p", "8000", "-e", "sh", "-c", "echo from-peer $NCAT_REMOTE_ADDR"])
+        .args([
+            "netns",
+            "exec",
+            &ns,
+            "busybox",
+            "nc",
+            "-l",
+            "-p",
+            "8000",
+            "-e",
+            "sh",
+            "-c",
+            "echo from-peer $NCAT_REMOTE_ADDR",
+        ])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

@@ -100,10 +100,16 @@ fn exec_cwd_env_user_groups() {
     let o = exec_sh(&ctx, &["--env", "NEW=long"], &id, "echo $NEW");
     o.ok();
     assert_eq!(o.stdout, "long\n", "{o}");
-    let o = exec_sh(&ctx, &["-u", "1000:1000", "-g", "10", "-g", "20"], &id, "id -u; id -g; grep ^Groups: /proc/self/status");
+    let o = exec_sh(
+        &ctx,
+        &["-u", "1000:1000", "-g", "10", "-g", "20"],
+        &id,
+        "id -u; id -g; grep ^Groups: /proc/self/status",
+    );
     o.ok();
     assert_eq!(&o.lines()[..2], ["1000", "1000"], "{o}");
-    let mut groups: Vec<String> = status_field(&o.stdout, "Groups").unwrap().split_whitespace().map(String::from).collect();
+    let mut groups: Vec<String> =
+        status_field(&o.stdout, "Groups").unwrap().split_whitespace().map(String::from).collect();
     groups.sort();
     assert_eq!(groups, ["10", "20"], "{o}");
     // A uid alone keeps the config's gid (0).
@@ -122,7 +128,16 @@ fn exec_detach_pid_file() {
     let ctx = Ctx::new("exdetach");
     let (b, id) = running(&ctx, |_| {});
     let pf = ctx.dir.join("exec.pid");
-    let o = ctx.cmd(&["exec", "-d", "--pid-file", pf.to_str().unwrap(), &id, "sh", "-c", "sleep 1; echo done > /tmp/detached"]);
+    let o = ctx.cmd(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        &id,
+        "sh",
+        "-c",
+        "sleep 1; echo done > /tmp/detached",
+    ]);
     o.ok();
     assert!(o.elapsed < Duration::from_millis(900), "exec -d waited for the process: {:?}", o.elapsed);
     let pid: i32 = read(&pf).trim().parse().unwrap_or_else(|_| panic!("pid file: {:?}", read(&pf)));
@@ -144,7 +159,15 @@ fn exec_pidfd_socket() {
     let sock = ConsoleSocket::new(&ctx);
     let pf = ctx.dir.join("exec.pid");
     let o = ctx.cmd(&[
-        "exec", "-d", "--pid-file", pf.to_str().unwrap(), "--pidfd-socket", sock.path.to_str().unwrap(), &id, "sleep", "2",
+        "exec",
+        "-d",
+        "--pid-file",
+        pf.to_str().unwrap(),
+        "--pidfd-socket",
+        sock.path.to_str().unwrap(),
+        &id,
+        "sleep",
+        "2",
     ]);
     o.ok();
     let fd = sock.recv_master(Duration::from_secs(10));
@@ -178,7 +201,12 @@ fn exec_cap() {
     let ctx = Ctx::new("excap");
     let (_b, id) = running(&ctx, |_| {});
     // runc's parser refuses the short and long form of one flag in the same command.
-    let o = exec_sh(&ctx, &["--cap", "CAP_SYS_ADMIN", "--cap", "CAP_NET_RAW"], &id, "grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status");
+    let o = exec_sh(
+        &ctx,
+        &["--cap", "CAP_SYS_ADMIN", "--cap", "CAP_NET_RAW"],
+        &id,
+        "grep -E '^Cap(Eff|Prm|Bnd):' /proc/self/status",
+    );
     o.ok();
     let want = cap_mask(&["CAP_SYS_ADMIN", "CAP_NET_RAW"]);
     for k in ["CapEff", "CapPrm", "CapBnd"] {
@@ -212,7 +240,10 @@ fn exec_preserve_fds() {
     let mut c = ctx.command(&["exec", "--preserve-fds", "1", &id, "sh", "-c", "cat <&3; ls /proc/self/fd"]);
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on fds we own; the copies are closed below.
     let (src, src2) = unsafe {
-        (libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100), libc::fcntl(extra.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100))
+        (
+            libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100),
+            libc::fcntl(extra.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100),
+        )
     };
     assert!(src >= 100 && src2 >= 100);
     // SAFETY: only async-signal-safe dup2 between fork and exec.
@@ -239,7 +270,8 @@ fn exec_preserve_fds() {
 
 /// The container's cgroup dirs that exist on this host (one per hierarchy).
 fn container_cgroup_dirs(b: &Bundle, id: &str) -> Vec<std::path::PathBuf> {
-    let mut v: Vec<_> = cgroup_dirs(id, b.cgroups_path().as_deref()).into_iter().filter(|p| p.join("cgroup.procs").exists()).collect();
+    let mut v: Vec<_> =
+        cgroup_dirs(id, b.cgroups_path().as_deref()).into_iter().filter(|p| p.join("cgroup.procs").exists()).collect();
     v.sort();
     v.dedup();
     v
@@ -337,7 +369,11 @@ fn exec_joins_every_namespace() {
     }
     // The container's namespaces are not the host's.
     for n in ["cgroup", "ipc", "mnt", "net", "pid", "uts"] {
-        assert_ne!(fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap().to_string_lossy(), host_ns(n), "namespace {n}");
+        assert_ne!(
+            fs::read_link(format!("/proc/{pid}/ns/{n}")).unwrap().to_string_lossy(),
+            host_ns(n),
+            "namespace {n}"
+        );
     }
 }
 
@@ -370,7 +406,12 @@ fn exec_gets_rlimits_and_seccomp() {
                    "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38}]}),
         );
     });
-    let o = exec_sh(&ctx, &[], &id, "ulimit -n; ulimit -Hn; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?");
+    let o = exec_sh(
+        &ctx,
+        &[],
+        &id,
+        "ulimit -n; ulimit -Hn; grep -E '^(Seccomp|NoNewPrivs):' /proc/self/status; mkdir /tmp/x 2>&1; echo rc=$?",
+    );
     o.ok();
     let l = o.lines();
     assert_eq!(&l[..2], ["123", "456"], "{o}");

@@ -49,14 +49,21 @@ fn hooks_create_container_gets_state() {
     b.args(&["sleep", "100"]);
     let out = ctx.dir.join("cc.json");
     // Runs in the container's namespaces before pivot_root: the host path is still reachable.
-    b.hook("createContainer", sh_hook(&format!("cat > {}; readlink /proc/self/ns/mnt > {}.mnt", out.display(), out.display())));
+    b.hook(
+        "createContainer",
+        sh_hook(&format!("cat > {}; readlink /proc/self/ns/mnt > {}.mnt", out.display(), out.display())),
+    );
     let id = ctx.id("h");
     ctx.create(&mut b, &id).ok();
     let s = parse_state(&out);
     check_state(&s, &id, &b, &["creating"], true);
     let pid = ctx.pid(&id);
     let container_mnt = fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
-    assert_eq!(read(format!("{}.mnt", out.display())).trim(), container_mnt.to_str().unwrap(), "createContainer must run in the container's mount namespace");
+    assert_eq!(
+        read(format!("{}.mnt", out.display())).trim(),
+        container_mnt.to_str().unwrap(),
+        "createContainer must run in the container's mount namespace"
+    );
 }
 
 #[test]
@@ -76,7 +83,11 @@ fn hooks_start_container_gets_state() {
     ctx.wait_status(&id, "stopped", Duration::from_secs(10));
     let s = parse_state(&p);
     check_state(&s, &id, &b, &["created"], true);
-    assert_eq!(read(b.rootfs.join("tmp/sc.host")).trim(), "berth-test", "startContainer runs in the container's uts namespace");
+    assert_eq!(
+        read(b.rootfs.join("tmp/sc.host")).trim(),
+        "berth-test",
+        "startContainer runs in the container's uts namespace"
+    );
 }
 
 #[test]
@@ -253,10 +264,7 @@ fn hooks_timeout_fails_step() {
     assert!(o.elapsed < Duration::from_secs(15), "the hook must be stopped after its timeout: {o}");
     ctx.assert_nothing_left(&snap, &b, &id);
     // The hook process itself is gone.
-    assert!(
-        wait_until(Duration::from_secs(3), || !sleep_running(&secs)),
-        "the timed-out hook is still running"
-    );
+    assert!(wait_until(Duration::from_secs(3), || !sleep_running(&secs)), "the timed-out hook is still running");
 }
 
 fn sleep_running(secs: &str) -> bool {

@@ -72,7 +72,10 @@ fn one_line_failure(o: &Out) {
 
 /// A repo tag like docker shows it: RepoTags may be normalised (docker.io/...).
 fn has_tag(insp: &Value, short: &str) -> bool {
-    insp["RepoTags"].as_array().map(|a| a.iter().any(|t| t.as_str().is_some_and(|t| t == short || t.ends_with(&format!("/{short}"))))).unwrap_or(false)
+    insp["RepoTags"]
+        .as_array()
+        .map(|a| a.iter().any(|t| t.as_str().is_some_and(|t| t == short || t.ends_with(&format!("/{short}")))))
+        .unwrap_or(false)
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -84,7 +87,11 @@ fn image_load_docker_archive_and_run() {
     let eng = Eng::new(&ctx);
     let tar = busybox_layer_tar(&ctx, "docker-archive");
     let archive = ctx.dir.join("saved.tar");
-    let spec = ImageSpec::new(&["sh", "-c", "echo docker-archive-cmd; cat /etc/image-marker /etc/berth-fixture; touch /upper-marker-dsave"]);
+    let spec = ImageSpec::new(&[
+        "sh",
+        "-c",
+        "echo docker-archive-cmd; cat /etc/image-marker /etc/berth-fixture; touch /upper-marker-dsave",
+    ]);
     let cfg = docker_save_archive(&ctx, &archive, &tar, &["berth-test/saved:v1"], &spec);
     eng.image(&["load", "-i", s(&archive)]).ok();
     let ls = eng.image(&["ls"]);
@@ -182,7 +189,8 @@ fn image_unpack_flat_bundle_runs() {
 /// A plain registry with a busybox image pushed as berth/busybox:v1: (registry, manifest, config).
 fn registry_with_busybox(ctx: &Ctx, opts: RegistryOpts) -> (Registry, Desc, Desc) {
     let reg = Registry::start(ctx, opts);
-    let (lay, m, c) = busybox_oci_layout(ctx, &ctx.tempdir("layout"), "v1", None, &ImageSpec::new(&["sh", "-c", "echo pulled"]));
+    let (lay, m, c) =
+        busybox_oci_layout(ctx, &ctx.tempdir("layout"), "v1", None, &ImageSpec::new(&["sh", "-c", "echo pulled"]));
     reg.push(&lay.dir, "v1", "berth/busybox:v1", false);
     (reg, m, c)
 }
@@ -282,15 +290,35 @@ fn image_pull_tls_ca() {
     let o = eng.image(&["pull", &r]);
     o.one_line_error(&["--tls-ca"]);
     let err = o.stderr.to_lowercase();
-    assert!(err.contains("tls") && err.contains("certificate"), "the error must say it is a tls certificate problem: {o}");
+    assert!(
+        err.contains("tls") && err.contains("certificate"),
+        "the error must say it is a tls certificate problem: {o}"
+    );
     assert!(!err.contains("400"), "the error must not be the server's answer to plain http: {o}");
     assert!(o.stderr.contains(&reg.host), "the error must name the registry {}: {o}", reg.host);
     eng.assert_store_unchanged(&snap, "pull from an untrusted https registry");
     // A wrong CA (another test CA): refused.
     let other = ctx.tempdir("other-ca");
-    tool(std::process::Command::new("openssl")
-        .args(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=other-ca", "-keyout"])
-        .arg(other.join("k.pem")).arg("-out").arg(other.join("ca.pem")));
+    tool(
+        std::process::Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=other-ca",
+                "-keyout",
+            ])
+            .arg(other.join("k.pem"))
+            .arg("-out")
+            .arg(other.join("ca.pem")),
+    );
     let o = eng.image(&["pull", "--tls-ca", s(&other.join("ca.pem")), &r]);
     o.one_line_error(&["tls", "certificate", "x509", "issuer"]);
     eng.assert_store_unchanged(&snap, "pull with the wrong CA");
@@ -303,7 +331,11 @@ fn image_pull_tls_ca() {
     ctx.exec_cmd(cmd, IMAGE_TIMEOUT).ok();
     assert_eq!(eng_sys.inspect(&r)["Id"], json!(c.digest));
     let lines = reg.access_lines();
-    assert!(lines.iter().any(|l| l.contains("/blobs/") && l.contains(" 200 ")), "no blob served over https:\n{}", lines.join("\n"));
+    assert!(
+        lines.iter().any(|l| l.contains("/blobs/") && l.contains(" 200 ")),
+        "no blob served over https:\n{}",
+        lines.join("\n")
+    );
     // --insecure skips verification.
     let eng2 = Eng::new(&ctx);
     eng2.image(&["pull", "--insecure", &r]).ok();
@@ -314,7 +346,8 @@ fn image_pull_tls_ca() {
 fn image_pull_corrupt_layer_digest_mismatch() {
     let ctx = Ctx::new("img-pull-corrupt");
     let reg = Registry::start(&ctx, RegistryOpts::default());
-    let (lay, m, c) = busybox_oci_layout(&ctx, &ctx.tempdir("layout"), "v1", None, &ImageSpec::new(&["sh", "-c", "echo pulled"]));
+    let (lay, m, c) =
+        busybox_oci_layout(&ctx, &ctx.tempdir("layout"), "v1", None, &ImageSpec::new(&["sh", "-c", "echo pulled"]));
     reg.push(&lay.dir, "v1", "berth/busybox:v1", false);
     let r = reg.reference("berth/busybox:v1");
     // The layer blob as the registry stores it: flip one byte in the middle (same size, so
@@ -372,7 +405,10 @@ fn image_pull_killed_midway_store_consistent() {
         let o = bg.wait(IMAGE_TIMEOUT);
         let snaps = eng.data.join("image/snapshots");
         for s in dir_entries_sorted(&snaps) {
-            assert!(snaps.join(&s).join("done").is_file(), "after a kill at {delay_ms} ms: snapshot {s} without its done marker ({o})");
+            assert!(
+                snaps.join(&s).join("done").is_file(),
+                "after a kill at {delay_ms} ms: snapshot {s} without its done marker ({o})"
+            );
         }
         let blobs = eng.data.join("image/blobs/sha256");
         for b in dir_entries_sorted(&blobs) {
@@ -394,14 +430,19 @@ fn image_pull_killed_midway_store_consistent() {
     let theirs = ctx.dir.join("loaded-unpack");
     eng2.image(&["unpack", &cfg.digest, s(&theirs)]).ok();
     let diff = tree_diff("pulled", &walk_tree(&mine.join("rootfs")), "loaded", &walk_tree(&theirs.join("rootfs")));
-    assert!(diff.is_empty(), "pulled image differs from the loaded one:\n{}", diff.iter().take(40).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        diff.is_empty(),
+        "pulled image differs from the loaded one:\n{}",
+        diff.iter().take(40).cloned().collect::<Vec<_>>().join("\n")
+    );
 }
 
 #[test]
 fn image_pull_basic_auth_authfile() {
     let ctx = Ctx::new("img-basic");
     let creds = ("alice".to_string(), "s3cret-pw".to_string());
-    let (reg, _m, c) = registry_with_busybox(&ctx, RegistryOpts { basic_auth: Some(creds.clone()), ..Default::default() });
+    let (reg, _m, c) =
+        registry_with_busybox(&ctx, RegistryOpts { basic_auth: Some(creds.clone()), ..Default::default() });
     let r = reg.reference("berth/busybox:v1");
     let eng = Eng::new(&ctx);
     let snap = eng.store_snapshot();
@@ -437,11 +478,18 @@ fn image_pull_bearer_token() {
     assert!(o.code == 0, "pull through the bearer front failed: {o}\nfront saw:\n{seen}");
     assert_eq!(eng.inspect(&r)["Id"], json!(c.digest));
     assert!(
-        proxy.seen().iter().any(|l| l.contains("/token?") && l.contains("repository%3Aberth%2Fbusybox%3Apull") || l.contains("/token?") && l.contains("repository:berth/busybox:pull")),
+        proxy.seen().iter().any(|l| l.contains("/token?") && l.contains("repository%3Aberth%2Fbusybox%3Apull")
+            || l.contains("/token?") && l.contains("repository:berth/busybox:pull")),
         "no token request for repository:berth/busybox:pull:\n{seen}"
     );
-    assert!(proxy.seen().iter().any(|l| l.contains("/token") && l.ends_with("[basic-ok]")), "token request without the credentials:\n{seen}");
-    assert!(proxy.seen().iter().any(|l| l.contains("/blobs/") && l.ends_with("[bearer-ok]")), "no blob fetched with the token:\n{seen}");
+    assert!(
+        proxy.seen().iter().any(|l| l.contains("/token") && l.ends_with("[basic-ok]")),
+        "token request without the credentials:\n{seen}"
+    );
+    assert!(
+        proxy.seen().iter().any(|l| l.contains("/blobs/") && l.ends_with("[bearer-ok]")),
+        "no blob fetched with the token:\n{seen}"
+    );
 
     // Wrong credentials for the token: fails, one line.
     let bad = ctx.dir.join("bad.json");
@@ -679,7 +727,11 @@ fn image_load_layer_escape_rejected() {
     let o = load_layer("dotdot", json!([{"name": "ok-file", "data": "fine\n"}, {"name": rel, "data": "pwned\n"}]));
     o.one_line_error(&[&format!("evil-{uniq}")]);
     assert!(!outside.exists(), "{} was created outside the layer", outside.display());
-    assert!(find_named(&eng.data, "evil-").is_empty(), "the entry was written inside the store: {:?}", find_named(&eng.data, "evil-"));
+    assert!(
+        find_named(&eng.data, "evil-").is_empty(),
+        "the entry was written inside the store: {:?}",
+        find_named(&eng.data, "evil-")
+    );
     eng.assert_store_unchanged(&snap, "load of a ../ layer");
 
     // Through a symlink that points outside: refused or kept inside, never written outside.
@@ -698,11 +750,18 @@ fn image_load_layer_escape_rejected() {
     }
 
     // A hard link to a host file: refused or linked inside, never to the host's file.
-    let o = load_layer("hardlink", json!([{"name": "hl", "type": "hardlink", "link": "../../../../../../../../../../etc/passwd"}]));
+    let o = load_layer(
+        "hardlink",
+        json!([{"name": "hl", "type": "hardlink", "link": "../../../../../../../../../../etc/passwd"}]),
+    );
     let host = fs::metadata("/etc/passwd").unwrap();
     let linked: Vec<PathBuf> = find_named(&eng.data, "hl")
         .into_iter()
-        .filter(|p| fs::metadata(p).map(|m| std::os::unix::fs::MetadataExt::ino(&m) == std::os::unix::fs::MetadataExt::ino(&host)).unwrap_or(false))
+        .filter(|p| {
+            fs::metadata(p)
+                .map(|m| std::os::unix::fs::MetadataExt::ino(&m) == std::os::unix::fs::MetadataExt::ino(&host))
+                .unwrap_or(false)
+        })
         .collect();
     assert!(linked.is_empty(), "a layer hard-linked the host's /etc/passwd: {linked:?} {o}");
     o.one_line_error(&["hl", "passwd", "leaves", "outside", "link"]);
@@ -717,18 +776,29 @@ fn image_unpack_debian_matches_umoci() {
     let ctx = Ctx::new("img-debian-cmp");
     let eng = Eng::new(&ctx);
     let name = "localhost/berth-test/debian:layered";
-    let (lay, _m, cfg) = debian_oci_layout(&ctx, &ctx.tempdir("layout"), "layered", Some(name), &ImageSpec::new(&["/bin/bash"]));
+    let (lay, _m, cfg) =
+        debian_oci_layout(&ctx, &ctx.tempdir("layout"), "layered", Some(name), &ImageSpec::new(&["/bin/bash"]));
     eng.image(&["load", "-i", s(&lay.dir)]).ok();
     assert_eq!(eng.inspect(name)["Id"], json!(cfg.digest));
     let mine = ctx.dir.join("berth-unpack");
     eng.image(&["unpack", name, s(&mine)]).ok();
     let theirs = ctx.dir.join("umoci-unpack");
-    tool(std::process::Command::new("umoci").args(["unpack", "--image"]).arg(format!("{}:layered", lay.dir.display())).arg(&theirs));
+    tool(
+        std::process::Command::new("umoci")
+            .args(["unpack", "--image"])
+            .arg(format!("{}:layered", lay.dir.display()))
+            .arg(&theirs),
+    );
 
     let a = walk_tree(&mine.join("rootfs"));
     let b = walk_tree(&theirs.join("rootfs"));
     let diff = tree_diff("berth", &a, "umoci", &b);
-    assert!(diff.is_empty(), "berth image unpack differs from umoci unpack ({} differences):\n{}", diff.len(), diff.iter().take(60).cloned().collect::<Vec<_>>().join("\n"));
+    assert!(
+        diff.is_empty(),
+        "berth image unpack differs from umoci unpack ({} differences):\n{}",
+        diff.len(),
+        diff.iter().take(60).cloned().collect::<Vec<_>>().join("\n")
+    );
 
     // And the layer's intent, checked directly.
     let r = mine.join("rootfs");
@@ -739,7 +809,11 @@ fn image_unpack_debian_matches_umoci() {
     assert!(fs::symlink_metadata(r.join("var/opt")).unwrap().is_file(), "a directory replaced by a file");
     let wh: Vec<&String> = a.0.keys().filter(|p| p.contains(".wh.")).collect();
     assert!(wh.is_empty(), "whiteout files left in the tree: {wh:?}");
-    assert!(a.1.contains(&vec!["berth/file".to_string(), "berth/hardlink1".into(), "berth/hardlink2".into()]), "hard links: {:?}", a.1);
+    assert!(
+        a.1.contains(&vec!["berth/file".to_string(), "berth/hardlink1".into(), "berth/hardlink2".into()]),
+        "hard links: {:?}",
+        a.1
+    );
     let x = &a.0["berth/xattr"];
     assert_eq!(x.xattrs.get("user.berth").map(|v| v.as_slice()), Some(&b"hello"[..]), "user xattr");
     assert_eq!((a.0["berth/owned"].uid, a.0["berth/owned"].gid), (1000, 1000));
@@ -769,5 +843,9 @@ fn image_run_debian_layered() {
     umount_clean(&eng, &bundle, "upper-marker-debian");
     let dir = ctx.dir.join("after");
     eng.image(&["unpack", name, s(&dir)]).ok();
-    assert_eq!(fs::read_to_string(dir.join("rootfs/etc/debian_version")).unwrap(), "berth-layer2\n", "a container write reached the image");
+    assert_eq!(
+        fs::read_to_string(dir.join("rootfs/etc/debian_version")).unwrap(),
+        "berth-layer2\n",
+        "a container write reached the image"
+    );
 }

@@ -191,7 +191,12 @@ impl Drop for Net<'_> {
 }
 
 fn dir_names(p: &Path) -> BTreeSet<String> {
-    fs::read_dir(p).into_iter().flatten().filter_map(|e| e.ok()).map(|e| e.file_name().to_string_lossy().into_owned()).collect()
+    fs::read_dir(p)
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
 }
 
 /// What networking leaves on the host: link names, namespace files, iptables (filter and nat,
@@ -247,7 +252,9 @@ fn assert_same_host(n: &Net, before: &HostSnap, after: &HostSnap) {
     if before == after {
         return;
     }
-    let diff = |a: &BTreeSet<String>, b: &BTreeSet<String>| (a.difference(b).cloned().collect::<Vec<_>>(), b.difference(a).cloned().collect::<Vec<_>>());
+    let diff = |a: &BTreeSet<String>, b: &BTreeSet<String>| {
+        (a.difference(b).cloned().collect::<Vec<_>>(), b.difference(a).cloned().collect::<Vec<_>>())
+    };
     let ia: BTreeSet<String> = before.iptables.iter().cloned().collect();
     let ib: BTreeSet<String> = after.iptables.iter().cloned().collect();
     panic!(
@@ -310,7 +317,10 @@ fn network_create_ls_inspect_rm() {
     let ls = n.cmd(&["ls"]);
     ls.ok();
     let rows = norm(&ls.stdout);
-    assert!(rows.iter().any(|r| r.starts_with(&id[..12]) && r.contains("front bridge 10.210.0.0/24 10.210.0.254 false")), "{ls}");
+    assert!(
+        rows.iter().any(|r| r.starts_with(&id[..12]) && r.contains("front bridge 10.210.0.0/24 10.210.0.254 false")),
+        "{ls}"
+    );
     assert!(rows.iter().any(|r| r.contains("back bridge 10.210.1.0/24 10.210.1.1 true")), "{ls}");
     for builtin in ["bridge", "host", "none"] {
         assert!(rows.iter().any(|r| r.split(' ').nth(1) == Some(builtin)), "{builtin} listed: {ls}");
@@ -323,7 +333,8 @@ fn network_create_ls_inspect_rm() {
     assert_eq!(v["Gateway"], "10.210.0.254");
     assert_eq!(v["Internal"], false);
     assert_eq!(v["Config"]["cniVersion"], "1.0.0");
-    let types: Vec<&str> = v["Config"]["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
+    let types: Vec<&str> =
+        v["Config"]["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
     assert_eq!(types, ["bridge", "portmap", "firewall", "tuning"]);
     assert_eq!(v["Config"]["plugins"][0]["ipam"]["dataDir"], n.data.join("network/ipam").to_str().unwrap());
     assert!(n.data.join("network/front.conflist").is_file());
@@ -372,7 +383,8 @@ fn containers_reach_each_other_by_name() {
     // The same static address again: the IPAM plugin refuses, nothing is left of the attempt.
     let dup = ctx.id("dup");
     n.track(&dup);
-    n.cmd(&["attach", "--network", "app", "--ip", "10.211.0.77", &dup]).one_line_error(&["network app: plugin bridge:", "10.211.0.77"]);
+    n.cmd(&["attach", "--network", "app", "--ip", "10.211.0.77", &dup])
+        .one_line_error(&["network app: plugin bridge:", "10.211.0.77"]);
     assert!(!n.records().contains(&format!("{dup}.json")));
     assert!(!Path::new("/run/berth/netns").join(&dup).exists());
     n.web(&cl, &a2, 8080, "from-client\n");
@@ -442,7 +454,8 @@ fn dns_forwards_to_host_upstream() {
     fs::write(&conf, "nameserver 127.0.0.77\n").unwrap();
     n.create("fw", &["--subnet", "10.214.0.0/24"]).ok();
     let id = ctx.id("fwd");
-    let att = n.attach_env(&[("BERTH_RESOLV_CONF", conf.to_str().unwrap())], &id, &["--network", "fw", "--name", "asker"]);
+    let att =
+        n.attach_env(&[("BERTH_RESOLV_CONF", conf.to_str().unwrap())], &id, &["--network", "fw", "--name", "asker"]);
     let o = n.run_sh(&id, &att, "nslookup some.example.test; nslookup nosuchname && echo BAD; true");
     o.ok();
     assert!(o.stdout.contains("1.2.3.4"), "{o}");
@@ -465,7 +478,17 @@ fn published_ports_from_host_and_containers() {
     let web = ctx.id("web");
     let a = n.attach(
         &web,
-        &["--network", "pub", "-p", &format!("127.0.0.1:{p1}:8080"), "-p", &format!("{p2}:8080"), "-P", "--expose", "8081"],
+        &[
+            "--network",
+            "pub",
+            "-p",
+            &format!("127.0.0.1:{p1}:8080"),
+            "-p",
+            &format!("{p2}:8080"),
+            "-P",
+            "--expose",
+            "8081",
+        ],
     );
     let ports = a["ports"].as_array().unwrap();
     assert_eq!(ports.len(), 3, "{a}");
@@ -491,7 +514,8 @@ fn published_ports_from_host_and_containers() {
     }
     // The same host port again: refused, whoever asks.
     let id = ctx.id("dup");
-    n.cmd(&["attach", "--network", "pub", "-p", &format!("{p2}:80"), &id]).one_line_error(&[&format!("{p2}"), "already published"]);
+    n.cmd(&["attach", "--network", "pub", "-p", &format!("{p2}:80"), &id])
+        .one_line_error(&[&format!("{p2}"), "already published"]);
     assert!(!n.records().contains(&format!("{id}.json")));
 }
 
@@ -504,14 +528,30 @@ fn none_host_and_container_modes() {
     let id = ctx.id("none");
     let a = n.attach(
         &id,
-        &["--network", "none", "--dns", "10.1.2.3", "--dns-search", "example.test", "--dns-option", "ndots:2", "--add-host", "db:10.9.9.9"],
+        &[
+            "--network",
+            "none",
+            "--dns",
+            "10.1.2.3",
+            "--dns-search",
+            "example.test",
+            "--dns-option",
+            "ndots:2",
+            "--add-host",
+            "db:10.9.9.9",
+        ],
     );
     assert!(a["interfaces"].as_array().unwrap().is_empty());
     assert_eq!(a["resolv_conf"], "nameserver 10.1.2.3\nsearch example.test\noptions ndots:2\n");
     assert!(a["hosts"].as_str().unwrap().ends_with("10.9.9.9\tdb\n"), "{a}");
     let o = n.run_sh(&id, &a, "cat /proc/net/dev; ip link show lo");
     o.ok();
-    let ifs: Vec<&str> = o.stdout.lines().filter_map(|l| l.split_once(':').map(|x| x.0.trim())).filter(|x| !x.contains('|') && !x.chars().all(|c| c.is_ascii_digit())).collect();
+    let ifs: Vec<&str> = o
+        .stdout
+        .lines()
+        .filter_map(|l| l.split_once(':').map(|x| x.0.trim()))
+        .filter(|x| !x.contains('|') && !x.chars().all(|c| c.is_ascii_digit()))
+        .collect();
     assert!(ifs.contains(&"lo") && !ifs.iter().any(|i| i.starts_with("eth")), "{o}");
     assert!(o.stdout.contains("UP"), "{o}");
     n.detach(&id);
@@ -562,7 +602,10 @@ fn default_bridge_and_two_networks() {
     n.create("second", &["--subnet", "10.216.0.0/24"]).ok();
     n.nets.borrow_mut().push("bridge".into());
     let id = ctx.id("multi");
-    let a = n.attach(&id, &["--network", "bridge", "--network", "second", "--hostname", "multi", "--add-host", "gw:host-gateway"]);
+    let a = n.attach(
+        &id,
+        &["--network", "bridge", "--network", "second", "--hostname", "multi", "--add-host", "gw:host-gateway"],
+    );
     let gw0 = a["interfaces"][0]["gateway"].as_str().unwrap().to_string();
     assert_eq!(a["interfaces"][0]["network"], "bridge");
     assert_eq!(a["interfaces"][1]["ifname"], "eth1");
@@ -572,7 +615,11 @@ fn default_bridge_and_two_networks() {
     n.markers.borrow_mut().push(br.clone());
     let o = n.run_sh(&id, &a, "ip addr; ip route; hostname");
     o.ok();
-    assert!(o.stdout.contains(&format!("inet {}/", ip_of(&a, 0))) && o.stdout.contains(&format!("inet {}/24", ip_of(&a, 1))), "{o}");
+    assert!(
+        o.stdout.contains(&format!("inet {}/", ip_of(&a, 0)))
+            && o.stdout.contains(&format!("inet {}/24", ip_of(&a, 1))),
+        "{o}"
+    );
     assert_eq!(o.stdout.lines().filter(|l| l.starts_with("default")).count(), 1, "{o}");
     assert!(o.stdout.contains(&format!("default via {gw0} dev eth0")), "{o}");
     assert!(o.stdout.ends_with("multi\n"), "{o}");
@@ -690,7 +737,8 @@ fn bad_input_one_line_and_nothing_left() {
     // A port a host process holds.
     let hold = TcpListener::bind("127.0.0.1:0").unwrap();
     let held = hold.local_addr().unwrap().port();
-    n.cmd(&["attach", "--network", "ok", "-p", &format!("127.0.0.1:{held}:80"), &id]).one_line_error(&[&format!("{held}")]);
+    n.cmd(&["attach", "--network", "ok", "-p", &format!("127.0.0.1:{held}:80"), &id])
+        .one_line_error(&[&format!("{held}")]);
     n.cmd(&["attach", "--network", "ok", "-p", &format!("{held}:80"), &id]).one_line_error(&[&format!("{held}")]);
     n.cmd(&["attach", "--network", "ok", "-p", "99999:80", &id]).one_line_error(&["99999"]);
     n.cmd(&["attach", "--network", "nosuchnet", &id]).one_line_error(&["network nosuchnet not found"]);
@@ -799,5 +847,8 @@ fn network_setup_time() {
     for _ in 0..30 {
         ctx.exec_cmd(ctx.command_noroot(&["--version"]), TIMEOUT).ok();
     }
-    eprintln!("network set-up + teardown, median of 30: none {none:?}, bridge {bridge:?} (one berth exec: {:?})", t.elapsed() / 30);
+    eprintln!(
+        "network set-up + teardown, median of 30: none {none:?}, bridge {bridge:?} (one berth exec: {:?})",
+        t.elapsed() / 30
+    );
 }

@@ -149,7 +149,8 @@ fn process_oom_score_adj() {
 }
 
 fn cap_status(o: &Out) -> [u64; 5] {
-    let f = |k: &str| u64::from_str_radix(&status_field(&o.stdout, k).unwrap_or_else(|| panic!("{k}: {o}")), 16).unwrap();
+    let f =
+        |k: &str| u64::from_str_radix(&status_field(&o.stdout, k).unwrap_or_else(|| panic!("{k}: {o}")), 16).unwrap();
     [f("CapInh"), f("CapPrm"), f("CapEff"), f("CapBnd"), f("CapAmb")]
 }
 
@@ -229,7 +230,8 @@ fn process_terminal_console_socket() {
     let id = ctx.id("tty");
     b.write_config(&id);
     ctx.track(&id);
-    ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id]).ok();
+    ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id])
+        .ok();
     let master = sock.recv_master(Duration::from_secs(10));
     ctx.start(&id).ok();
     let out = read_pty(&master, Duration::from_secs(10));
@@ -288,7 +290,10 @@ fn process_preserve_fds() {
     // Move both above 100 first so that dup2 onto 3 and 4 cannot clobber either source.
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on fds we own; the copies are closed at the end of the test.
     let (src, src2) = unsafe {
-        (libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100), libc::fcntl(extra.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100))
+        (
+            libc::fcntl(file.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100),
+            libc::fcntl(extra.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 100),
+        )
     };
     assert!(src >= 100 && src2 >= 100);
     // SAFETY: between fork and exec only async-signal-safe dup2 calls: fd 3 is the file

@@ -12,9 +12,10 @@ fn inside_mounts(out: &str) -> Vec<MountInfo> {
 
 fn find<'a>(m: &'a [MountInfo], dest: &str) -> &'a MountInfo {
     // The last mount on a path is the visible one.
-    m.iter().rev().find(|x| x.mount_point == dest).unwrap_or_else(|| {
-        panic!("no mount on {dest}: {:#?}", m.iter().map(|x| &x.mount_point).collect::<Vec<_>>())
-    })
+    m.iter()
+        .rev()
+        .find(|x| x.mount_point == dest)
+        .unwrap_or_else(|| panic!("no mount on {dest}: {:#?}", m.iter().map(|x| &x.mount_point).collect::<Vec<_>>()))
 }
 
 fn opts(s: &str) -> Vec<&str> {
@@ -51,7 +52,9 @@ fn rootfs_default_mount_types() {
     // cgroup: a cgroup2 mount, or (v1/hybrid host) a tmpfs with one cgroup mount per hierarchy.
     let cg = find(&m, "/sys/fs/cgroup");
     assert!(cg.fstype == "cgroup2" || cg.fstype == "tmpfs", "{o}");
-    if cg.fstype == "tmpfs" && mountinfo().iter().any(|x| x.mount_point == "/sys/fs/cgroup/memory" && x.fstype == "cgroup") {
+    if cg.fstype == "tmpfs"
+        && mountinfo().iter().any(|x| x.mount_point == "/sys/fs/cgroup/memory" && x.fstype == "cgroup")
+    {
         let mem = find(&m, "/sys/fs/cgroup/memory");
         assert_eq!(mem.fstype, "cgroup", "{o}");
         assert!(opts(&mem.options).contains(&"ro"), "{o}");
@@ -113,10 +116,8 @@ fn rootfs_tmpfs_size_and_mode() {
     let mut b = ctx.bundle();
     // The destination does not exist in the rootfs: the runtime creates it.
     b.mount(json!({"destination": "/made/by/runtime", "type": "tmpfs", "source": "tmpfs", "options": ["size=1m", "mode=0711"]}));
-    b.sh(
-        "stat -c %a /made/by/runtime; grep ' /made/by/runtime ' /proc/self/mountinfo; \
-         dd if=/dev/zero of=/made/by/runtime/f bs=1024 count=2048 2>/dev/null; echo rc=$?",
-    );
+    b.sh("stat -c %a /made/by/runtime; grep ' /made/by/runtime ' /proc/self/mountinfo; \
+         dd if=/dev/zero of=/made/by/runtime/f bs=1024 count=2048 2>/dev/null; echo rc=$?");
     let id = ctx.id("t");
     let o = ctx.run(&mut b, &id);
     o.ok();
@@ -238,14 +239,15 @@ fn rootfs_masked_paths() {
     let masked = b.config["linux"]["maskedPaths"].as_array_mut().unwrap();
     masked.push(json!("/secret.txt"));
     masked.push(json!("/secretdir"));
-    b.sh(
-        "wc -c < /secret.txt; ls -A /secretdir | wc -l; wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; \
-         cat /etc/berth-fixture",
-    );
+    b.sh("wc -c < /secret.txt; ls -A /secretdir | wc -l; wc -c < /proc/timer_list; ls -A /sys/firmware | wc -l; \
+         cat /etc/berth-fixture");
     let id = ctx.id("m");
     let o = ctx.run(&mut b, &id);
     o.ok();
-    assert!(fs::read_dir("/sys/firmware").map(|mut d| d.next().is_some()).unwrap_or(false), "host /sys/firmware is empty: test is void");
+    assert!(
+        fs::read_dir("/sys/firmware").map(|mut d| d.next().is_some()).unwrap_or(false),
+        "host /sys/firmware is empty: test is void"
+    );
     assert!(!read("/proc/timer_list").is_empty(), "host /proc/timer_list is empty: test is void");
     assert_eq!(o.lines(), ["0", "0", "0", "0", FIXTURE_MARK.trim()], "{o}");
     // The host files are untouched.
@@ -259,10 +261,8 @@ fn rootfs_readonly_paths() {
     b.writable_root();
     fs::create_dir(b.rootfs.join("rodir")).unwrap();
     b.config["linux"]["readonlyPaths"].as_array_mut().unwrap().push(json!("/rodir"));
-    b.sh(
-        "touch /rodir/x 2>/dev/null; echo rodir=$?; touch /other; echo other=$?; \
-         echo 1 > /proc/sys/kernel/domainname 2>/dev/null; echo procsys=$?",
-    );
+    b.sh("touch /rodir/x 2>/dev/null; echo rodir=$?; touch /other; echo other=$?; \
+         echo 1 > /proc/sys/kernel/domainname 2>/dev/null; echo procsys=$?");
     let id = ctx.id("ro");
     let o = ctx.run(&mut b, &id);
     o.ok();
@@ -278,14 +278,8 @@ fn rootfs_default_devices() {
     );
     o.ok();
     let l = o.lines();
-    let want = [
-        ("null", "1 3"),
-        ("zero", "1 5"),
-        ("full", "1 7"),
-        ("random", "1 8"),
-        ("urandom", "1 9"),
-        ("tty", "5 0"),
-    ];
+    let want =
+        [("null", "1 3"), ("zero", "1 5"), ("full", "1 7"), ("random", "1 8"), ("urandom", "1 9"), ("tty", "5 0")];
     for (i, (name, mm)) in want.iter().enumerate() {
         assert_eq!(l[i], format!("{name} character special file {mm} 666"), "{o}");
     }
@@ -299,7 +293,13 @@ fn rootfs_dev_symlinks() {
     o.ok();
     assert_eq!(
         o.lines(),
-        ["fd=/proc/self/fd", "stdin=/proc/self/fd/0", "stdout=/proc/self/fd/1", "stderr=/proc/self/fd/2", "ptmx=pts/ptmx"],
+        [
+            "fd=/proc/self/fd",
+            "stdin=/proc/self/fd/0",
+            "stdout=/proc/self/fd/1",
+            "stderr=/proc/self/fd/2",
+            "ptmx=pts/ptmx"
+        ],
         "{o}"
     );
 }

@@ -57,7 +57,11 @@ fn run_sh_with(ctx: &Ctx, seccomp: Value, script: &str) -> Out {
 #[test]
 fn seccomp_errno_ret_exact() {
     let ctx = Ctx::new("scerrnoret");
-    let o = run_with(&ctx, allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])), &["mkdir", "/tmp/d"]);
+    let o = run_with(
+        &ctx,
+        allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])),
+        &["mkdir", "/tmp/d"],
+    );
     assert_eq!(o.code, 1, "{o}");
     assert!(o.stderr.contains("Function not implemented"), "{o}");
 }
@@ -65,7 +69,11 @@ fn seccomp_errno_ret_exact() {
 #[test]
 fn seccomp_errno_default_is_eperm() {
     let ctx = Ctx::new("scerrnodef");
-    let o = run_sh_with(&ctx, allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({}))])), "mkdir /tmp/d; echo rc=$?; mkdir -p /tmp; echo after");
+    let o = run_sh_with(
+        &ctx,
+        allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({}))])),
+        "mkdir /tmp/d; echo rc=$?; mkdir -p /tmp; echo after",
+    );
     o.ok();
     assert!(o.stderr.contains("Operation not permitted"), "{o}");
     assert_eq!(o.lines(), ["rc=1", "after"], "{o}");
@@ -84,16 +92,70 @@ fn seccomp_unknown_syscall_names_skipped() {
 
 /// What a docker-like profile leaves out of its allow list (plus x86_64's unimplemented ones).
 const DOCKER_DENIED: &[&str] = &[
-    "acct", "add_key", "bpf", "clock_adjtime", "clock_settime", "create_module", "delete_module",
-    "finit_module", "get_kernel_syms", "get_mempolicy", "init_module", "ioperm", "iopl", "kcmp",
-    "kexec_file_load", "kexec_load", "keyctl", "lookup_dcookie", "mbind", "mount", "move_pages",
-    "name_to_handle_at", "nfsservctl", "open_by_handle_at", "perf_event_open", "personality",
-    "pivot_root", "process_vm_readv", "process_vm_writev", "ptrace", "query_module", "quotactl",
-    "reboot", "request_key", "set_mempolicy", "setns", "settimeofday", "swapon", "swapoff",
-    "sysfs", "_sysctl", "umount2", "unshare", "uselib", "userfaultfd", "ustat", "vm86",
-    "vm86old", "fsopen", "fsconfig", "fsmount", "fspick", "open_tree", "move_mount",
-    "mount_setattr", "syslog", "afs_syscall", "tuxcall", "security", "vserver", "putpmsg",
-    "getpmsg", "epoll_ctl_old", "epoll_wait_old",
+    "acct",
+    "add_key",
+    "bpf",
+    "clock_adjtime",
+    "clock_settime",
+    "create_module",
+    "delete_module",
+    "finit_module",
+    "get_kernel_syms",
+    "get_mempolicy",
+    "init_module",
+    "ioperm",
+    "iopl",
+    "kcmp",
+    "kexec_file_load",
+    "kexec_load",
+    "keyctl",
+    "lookup_dcookie",
+    "mbind",
+    "mount",
+    "move_pages",
+    "name_to_handle_at",
+    "nfsservctl",
+    "open_by_handle_at",
+    "perf_event_open",
+    "personality",
+    "pivot_root",
+    "process_vm_readv",
+    "process_vm_writev",
+    "ptrace",
+    "query_module",
+    "quotactl",
+    "reboot",
+    "request_key",
+    "set_mempolicy",
+    "setns",
+    "settimeofday",
+    "swapon",
+    "swapoff",
+    "sysfs",
+    "_sysctl",
+    "umount2",
+    "unshare",
+    "uselib",
+    "userfaultfd",
+    "ustat",
+    "vm86",
+    "vm86old",
+    "fsopen",
+    "fsconfig",
+    "fsmount",
+    "fspick",
+    "open_tree",
+    "move_mount",
+    "mount_setattr",
+    "syslog",
+    "afs_syscall",
+    "tuxcall",
+    "security",
+    "vserver",
+    "putpmsg",
+    "getpmsg",
+    "epoll_ctl_old",
+    "epoll_wait_old",
 ];
 
 /// Every x86_64 syscall name libseccomp knows, minus a docker-like deny list (about 300).
@@ -159,7 +221,11 @@ fn seccomp_kill_actions_exit_codes() {
 #[test]
 fn seccomp_log_allows() {
     let ctx = Ctx::new("sclog");
-    let o = run_sh_with(&ctx, allow_all_but(json!([mkdir_rule("SCMP_ACT_LOG", json!({}))])), "mkdir /tmp/d && test -d /tmp/d && echo made");
+    let o = run_sh_with(
+        &ctx,
+        allow_all_but(json!([mkdir_rule("SCMP_ACT_LOG", json!({}))])),
+        "mkdir /tmp/d && test -d /tmp/d && echo made",
+    );
     o.ok();
     assert_eq!(o.stdout.trim(), "made", "{o}");
 }
@@ -197,7 +263,8 @@ fn seccomp_arg_operators() {
         if let Some(t) = two {
             arg["valueTwo"] = json!(t);
         }
-        let rule = json!({"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": EAFNOSUPPORT, "args": [arg]});
+        let rule =
+            json!({"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": EAFNOSUPPORT, "args": [arg]});
         let o = run_sh_with(&ctx, allow_all_but(json!([rule])), "linux32 true; echo l32=$?; linux64 true; echo l64=$?");
         o.ok();
         let want = [format!("l32={}", deny32 as i32), format!("l64={}", deny64 as i32)];
@@ -243,7 +310,10 @@ fn seccomp_arg_several_args_one_rule() {
     o.ok();
     let l = o.lines();
     assert_eq!(l[0], "nc: socket: Address family not supported by protocol", "{o}");
-    assert!(!o.stdout.contains("ping: socket") && !o.stdout.contains("Address family not supported by protocol\nping"), "{o}");
+    assert!(
+        !o.stdout.contains("ping: socket") && !o.stdout.contains("Address family not supported by protocol\nping"),
+        "{o}"
+    );
     assert!(o.stdout.contains("PING 127.0.0.1"), "{o}");
     assert!(!o.stdout.contains("are you root"), "ping's raw socket must be allowed: {o}");
 }
@@ -461,7 +531,9 @@ fn agent_loop(listener: UnixListener, stop: Arc<AtomicBool>) -> AgentLog {
                     Ok((fd, data)) => {
                         match serde_json::from_slice::<Value>(&data) {
                             Ok(v) => log.states.push(v),
-                            Err(e) => log.errors.push(format!("state is not JSON ({e}): {:?}", String::from_utf8_lossy(&data))),
+                            Err(e) => log
+                                .errors
+                                .push(format!("state is not JSON ({e}): {:?}", String::from_utf8_lossy(&data))),
                         }
                         fds.push(fd);
                         seen_any = true;
@@ -524,11 +596,7 @@ fn seccomp_notify_listener() {
     assert_eq!(st["state"]["id"], json!(id), "{st}");
     assert_eq!(st["state"]["pid"], json!(pid), "{st}");
     assert!(["creating", "created"].contains(&st["state"]["status"].as_str().unwrap_or("")), "{st}");
-    assert_eq!(
-        st["state"]["bundle"].as_str().map(PathBuf::from),
-        Some(fs::canonicalize(&b.dir).unwrap()),
-        "{st}"
-    );
+    assert_eq!(st["state"]["bundle"].as_str().map(PathBuf::from), Some(fs::canonicalize(&b.dir).unwrap()), "{st}");
     let decided: Vec<(String, String)> = log.notifications.iter().map(|n| (n.2.clone(), n.3.clone())).collect();
     assert_eq!(
         decided,
@@ -571,21 +639,33 @@ fn seccomp_bad_profiles() {
     let cases: Vec<(&str, Value, &[&str])> = vec![
         ("unknown action", allow_all_but(json!([{"names": ["mkdir"], "action": "SCMP_ACT_FOO"}])), &["SCMP_ACT_FOO"]),
         ("unknown default action", json!({"defaultAction": "SCMP_ACT_BAR"}), &["SCMP_ACT_BAR"]),
-        ("bad arch", json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]}), &["SCMP_ARCH_PDP11"]),
+        (
+            "bad arch",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_PDP11"]}),
+            &["SCMP_ARCH_PDP11"],
+        ),
         (
             "bad op",
             allow_all_but(json!([{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
                                   "args": [{"index": 0, "value": 1, "op": "SCMP_CMP_ALMOST"}]}])),
             &["SCMP_CMP_ALMOST"],
         ),
-        ("bad flag", json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_FAST"]}), &["SECCOMP_FILTER_FLAG_FAST"]),
+        (
+            "bad flag",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "flags": ["SECCOMP_FILTER_FLAG_FAST"]}),
+            &["SECCOMP_FILTER_FLAG_FAST"],
+        ),
         (
             "arg index 6",
             allow_all_but(json!([{"names": ["personality"], "action": "SCMP_ACT_ERRNO",
                                   "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}])),
             &["index"],
         ),
-        ("notify without listenerPath", allow_all_but(json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}])), &["listenerPath"]),
+        (
+            "notify without listenerPath",
+            allow_all_but(json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}])),
+            &["listenerPath"],
+        ),
         (
             "listenerPath missing",
             json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": missing,
@@ -604,7 +684,11 @@ fn seccomp_bad_profiles() {
                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
             &["dead-agent.sock"],
         ),
-        ("notify as default action", json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": not_socket}), &["default", "notify"]),
+        (
+            "notify as default action",
+            json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": not_socket}),
+            &["default", "notify"],
+        ),
     ];
     if !is_runc() {
         // berth's cache of compiled programs: a profile that compiles is cached even when the
@@ -767,11 +851,23 @@ fn seccomp_cache_distinguishes_profiles() {
         return;
     }
     let ctx = Ctx::new("sccache");
-    let a = run_with(&ctx, allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])), &["mkdir", "/tmp/d"]);
+    let a = run_with(
+        &ctx,
+        allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])),
+        &["mkdir", "/tmp/d"],
+    );
     assert!(a.stderr.contains("Function not implemented"), "{a}");
-    let b = run_with(&ctx, allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 13}))])), &["mkdir", "/tmp/d"]);
+    let b = run_with(
+        &ctx,
+        allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 13}))])),
+        &["mkdir", "/tmp/d"],
+    );
     assert!(b.stderr.contains("Permission denied"), "{b}");
-    let again = run_with(&ctx, allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])), &["mkdir", "/tmp/d"]);
+    let again = run_with(
+        &ctx,
+        allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])),
+        &["mkdir", "/tmp/d"],
+    );
     assert!(again.stderr.contains("Function not implemented"), "{again}");
     let cache: PathBuf = ctx.root.join("~seccomp");
     let n = fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);

@@ -112,7 +112,8 @@ fn security_cve_2019_5736_runtime_exe_not_writable() {
 #[test]
 fn security_cve_2024_21626_cwd_proc_self_fd() {
     let ctx = Ctx::new("cve202421626");
-    let script = "i=0; while [ $i -lt 64 ]; do cd -P .. 2>/dev/null; i=$((i+1)); done; stat -c %d:%i . /; ls -a . | head -50";
+    let script =
+        "i=0; while [ $i -lt 64 ]; do cd -P .. 2>/dev/null; i=$((i+1)); done; stat -c %d:%i . /; ls -a . | head -50";
     // Control: from a legitimate cwd the walk up ends at the container's /.
     let mut b = ctx.bundle();
     b.set("/process/cwd", json!("/etc"));
@@ -156,10 +157,8 @@ fn security_no_leaked_fds_host_view() {
         .map(|e| e.unwrap().file_name().to_string_lossy().parse().unwrap())
         .collect();
     fds.sort();
-    let targets: Vec<String> = fds
-        .iter()
-        .map(|f| format!("{f} -> {:?}", fs::read_link(format!("/proc/{pid}/fd/{f}")).ok()))
-        .collect();
+    let targets: Vec<String> =
+        fds.iter().map(|f| format!("{f} -> {:?}", fs::read_link(format!("/proc/{pid}/fd/{f}")).ok())).collect();
     assert_eq!(fds, [0, 1, 2], "{targets:?}");
 }
 
@@ -218,7 +217,11 @@ fn security_mount_destination_symlink_to_host() {
         ctx.assert_nothing_left(&snap, &b, &id);
         return;
     }
-    assert_eq!(read(format!("{}.count", seen.display())).trim(), "0", "tmpfs was mounted on the host path in the container's mount namespace");
+    assert_eq!(
+        read(format!("{}.count", seen.display())).trim(),
+        "0",
+        "tmpfs was mounted on the host path in the container's mount namespace"
+    );
     assert_eq!(read(format!("{}.ls", seen.display())).trim(), "marker", "the host dir was hidden by a mount");
 }
 
@@ -244,7 +247,9 @@ fn security_proc_symlink_fails_create() {
 #[test]
 fn security_root_is_rootfs() {
     let ctx = Ctx::new("rootisrootfs");
-    let o = ctx.run_sh("cat /etc/berth-fixture; cd -P /../../..; stat -c %d:%i . /; ls /proc/1/root/ | grep -c '^work$'; true");
+    let o = ctx.run_sh(
+        "cat /etc/berth-fixture; cd -P /../../..; stat -c %d:%i . /; ls /proc/1/root/ | grep -c '^work$'; true",
+    );
     o.ok();
     let l = o.lines();
     assert_eq!(l[0], FIXTURE_MARK.trim(), "{o}");

@@ -73,7 +73,10 @@ impl<'a> Shim<'a> {
     fn wait_exited(&self) -> Value {
         let st = self.wait_state("status exited", Duration::from_secs(20), |v| v["status"] == "exited");
         let pid = st["shim_pid"].as_i64().unwrap() as i32;
-        assert!(wait_until(Duration::from_secs(10), || !pid_alive(pid)), "shim {pid} still runs after the container exited");
+        assert!(
+            wait_until(Duration::from_secs(10), || !pid_alive(pid)),
+            "shim {pid} still runs after the container exited"
+        );
         st
     }
 
@@ -140,7 +143,9 @@ impl Conn {
         let (mut out, mut err) = (Vec::new(), Vec::new());
         loop {
             let mut h = [0u8; 5];
-            self.0.read_exact(&mut h).unwrap_or_else(|e| panic!("attach frame header: {e}; stdout so far {:?}", String::from_utf8_lossy(&out)));
+            self.0.read_exact(&mut h).unwrap_or_else(|e| {
+                panic!("attach frame header: {e}; stdout so far {:?}", String::from_utf8_lossy(&out))
+            });
             let len = u32::from_be_bytes([h[1], h[2], h[3], h[4]]) as usize;
             let mut p = vec![0u8; len];
             self.0.read_exact(&mut p).unwrap();
@@ -149,7 +154,11 @@ impl Conn {
                 2 => err.extend_from_slice(&p),
                 3 => {
                     let code = i32::from_be_bytes(p[..4].try_into().unwrap());
-                    return (String::from_utf8_lossy(&out).into_owned(), String::from_utf8_lossy(&err).into_owned(), code);
+                    return (
+                        String::from_utf8_lossy(&out).into_owned(),
+                        String::from_utf8_lossy(&err).into_owned(),
+                        code,
+                    );
                 }
                 t => panic!("unexpected frame type {t}"),
             }
@@ -217,7 +226,11 @@ fn shim_sigkill_gives_137() {
     let stat = read(format!("/proc/{spid}/stat"));
     let f: Vec<&str> = stat.rsplit_once(')').unwrap().1.split_whitespace().collect();
     assert_eq!(f[2], spid.to_string(), "shim is its own process group leader: {stat}");
-    assert_ne!(f[3], read("/proc/self/stat").rsplit_once(')').unwrap().1.split_whitespace().nth(3).unwrap(), "shim has its own session");
+    assert_ne!(
+        f[3],
+        read("/proc/self/stat").rsplit_once(')').unwrap().1.split_whitespace().nth(3).unwrap(),
+        "shim has its own session"
+    );
     ctx.kill(&sh.id, "KILL").ok();
     let st = sh.wait_exited();
     assert_eq!(st["exit_code"], 137, "{st}");
@@ -246,7 +259,9 @@ fn shim_logs_json_file() {
         assert_eq!(obj.len(), 3, "{v}");
         assert!(is_rfc3339_nanos_utc(v["time"].as_str().unwrap()), "{v}");
     }
-    let by = |s: &str| -> Vec<String> { e.iter().filter(|v| v["stream"] == s).map(|v| v["log"].as_str().unwrap().to_string()).collect() };
+    let by = |s: &str| -> Vec<String> {
+        e.iter().filter(|v| v["stream"] == s).map(|v| v["log"].as_str().unwrap().to_string()).collect()
+    };
     assert_eq!(by("stderr"), vec!["two\n"]);
     let out = by("stdout");
     assert_eq!(out.len(), 6, "{:?}", out.iter().map(|l| l.len()).collect::<Vec<_>>());

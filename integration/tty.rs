@@ -32,7 +32,8 @@ fn tty_create_console_socket_size() {
     b.set("/process/consoleSize", json!({"height": 33, "width": 101}));
     let id = ctx.id("sz");
     b.write_config(&id);
-    ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id]).ok();
+    ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id])
+        .ok();
     let master = sock.recv_master(Duration::from_secs(10));
     ctx.start(&id).ok();
     let out = read_pty(&master, Duration::from_secs(10));
@@ -54,7 +55,8 @@ fn tty_resize_through_master() {
     let id = ctx.id("rs");
     b.write_config(&id);
     ctx.track(&id);
-    ctx.cmd(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id]).ok();
+    ctx.cmd(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id])
+        .ok();
     let master = sock.recv_master(Duration::from_secs(10));
     let mut seen = Vec::new();
     assert!(read_until(&master, &mut seen, "10 20", Duration::from_secs(10)), "{:?}", String::from_utf8_lossy(&seen));
@@ -211,10 +213,8 @@ fn raw_mode(t: &libc::termios) -> bool {
 #[test]
 fn tty_run_attached_relays_terminal() {
     let ctx = Ctx::new("ttyrelay");
-    let mut b = tty_bundle(
-        &ctx,
-        "tty; stty size; echo ready; read line; echo got:$line; read x; stty size; read y; exit 4",
-    );
+    let mut b =
+        tty_bundle(&ctx, "tty; stty size; echo ready; read line; echo got:$line; read x; stty size; read y; exit 4");
     let id = ctx.id("rl");
     b.write_config(&id);
     ctx.track(&id);
@@ -275,7 +275,10 @@ fn tty_run_attached_pipes_and_signal() {
         return;
     }
     let ctx = Ctx::new("ttypipes");
-    let mut b = tty_bundle(&ctx, "trap 'echo got-term; exit 9' TERM; read line; echo got:$line; echo ready; while :; do sleep 0.1; done");
+    let mut b = tty_bundle(
+        &ctx,
+        "trap 'echo got-term; exit 9' TERM; read line; echo got:$line; echo ready; while :; do sleep 0.1; done",
+    );
     let id = ctx.id("pp");
     b.write_config(&id);
     ctx.track(&id);
@@ -306,7 +309,14 @@ fn tty_exec_attached_relays_terminal() {
     ctx.run_detached(&mut b, &id);
     let mut pty = TestPty::new(30, 100);
     let before = pty.termios();
-    let child = pty.spawn(ctx.command(&["exec", "-t", &id, "sh", "-c", "tty; stty size; echo ready; read l; echo got:$l; exit 6"]));
+    let child = pty.spawn(ctx.command(&[
+        "exec",
+        "-t",
+        &id,
+        "sh",
+        "-c",
+        "tty; stty size; echo ready; read l; echo got:$l; exit 6",
+    ]));
     assert!(pty.wait_for("ready", Duration::from_secs(20)), "{}", pty.text());
     let t = pty.text();
     let l = lines(&t);

@@ -16,9 +16,11 @@ static LOGGER: OnceLock<Logger> = OnceLock::new();
 pub fn init(path: Option<&str>, json: bool, debug: bool) -> Result<(), std::io::Error> {
     let file = match path {
         Some(p) if !p.is_empty() && p != "/dev/stderr" => Some(
-            std::fs::OpenOptions::new().create(true).append(true).open(p).map_err(|e| {
-                std::io::Error::new(e.kind(), format!("open log file {p}: {e}"))
-            })?,
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(p)
+                .map_err(|e| std::io::Error::new(e.kind(), format!("open log file {p}: {e}")))?,
         ),
         _ => None,
     };
@@ -50,16 +52,7 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     let d = doy - (153 * mp + 2) / 5 + 1;
     let m = if mp < 10 { mp + 3 } else { mp - 9 };
     let y = if m <= 2 { y + 1 } else { y };
-    format!(
-        "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z",
-        y,
-        m,
-        d,
-        rem / 3600,
-        (rem % 3600) / 60,
-        rem % 60,
-        nanos
-    )
+    format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", y, m, d, rem / 3600, (rem % 3600) / 60, rem % 60, nanos)
 }
 
 fn write(level: &str, msg: &str) {

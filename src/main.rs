@@ -22,7 +22,11 @@ use std::io::Write;
 use std::path::PathBuf;
 
 #[derive(Parser)]
-#[command(name = "berth", disable_version_flag = true, about = "An OCI container runtime (runc-compatible command line)")]
+#[command(
+    name = "berth",
+    disable_version_flag = true,
+    about = "An OCI container runtime (runc-compatible command line)"
+)]
 struct Cli {
     #[command(flatten)]
     g: GlobalArgs,
@@ -349,7 +353,13 @@ fn main() {
             Err(e) => {
                 // docker's exit code for a bad flag of an engine command is 125.
                 let engine_cmd = sub.is_some_and(|a| a == "container" || a == "volume");
-                let code = if !e.use_stderr() { 0 } else if engine_cmd { 125 } else { e.exit_code() };
+                let code = if !e.use_stderr() {
+                    0
+                } else if engine_cmd {
+                    125
+                } else {
+                    e.exit_code()
+                };
                 let _ = e.print();
                 std::process::exit(code);
             }
@@ -501,7 +511,8 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, container::Error> {
             if path.exists() {
                 return Err(container::Error::Msg(format!("{} already exists", path.display())));
             }
-            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless.as_deref() == Some("true"))).unwrap_or_default();
+            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless.as_deref() == Some("true")))
+                .unwrap_or_default();
             std::fs::write(&path, s + "\n")
                 .map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
             Ok(0)
@@ -575,7 +586,8 @@ fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), container::Error> 
             let _ = writeln!(out, "{}", serde_json::Value::Array(v));
         }
         "table" => {
-            let _ = writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
+            let _ =
+                writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
             for e in &entries {
                 let _ = writeln!(
                     out,
@@ -616,8 +628,9 @@ fn parse_size(flag: &str, s: &str) -> Result<i64, container::Error> {
     if s.trim() == "-1" {
         return Ok(-1);
     }
-    units::ram_in_bytes(s)
-        .ok_or_else(|| container::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)")))
+    units::ram_in_bytes(s).ok_or_else(|| {
+        container::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)"))
+    })
 }
 
 fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources, container::Error> {
@@ -692,7 +705,10 @@ fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources,
 mod tests {
     #[test]
     fn plain_errno_strips_suffixes() {
-        assert_eq!(super::plain_errno("open /x: No such file or directory (os error 2)"), "open /x: No such file or directory");
+        assert_eq!(
+            super::plain_errno("open /x: No such file or directory (os error 2)"),
+            "open /x: No such file or directory"
+        );
         assert_eq!(super::plain_errno("a (os error 1): b (os error 13)"), "a: b");
         assert_eq!(super::plain_errno("keep (os error x)"), "keep (os error x)");
     }

@@ -176,12 +176,7 @@ impl Layout {
         let tmp = self.dir.join(format!("layer.{}.tmp", next()));
         if compress {
             let out = File::create(&tmp).unwrap();
-            let st = Command::new("gzip")
-                .args(["-n", "-c", "-6"])
-                .arg(tar)
-                .stdout(out)
-                .status()
-                .expect("spawn gzip");
+            let st = Command::new("gzip").args(["-n", "-c", "-6"]).arg(tar).stdout(out).status().expect("spawn gzip");
             assert!(st.success(), "gzip {}: {st}", tar.display());
         } else {
             fs::copy(tar, &tmp).unwrap();
@@ -250,7 +245,11 @@ impl Layout {
 
     /// The whole layout as one tar file.
     pub fn to_tar(&self, out: &Path) {
-        tool(Command::new("tar").arg("-C").arg(&self.dir).arg("-cf").arg(out).args(["oci-layout", "index.json", "blobs"]));
+        tool(Command::new("tar").arg("-C").arg(&self.dir).arg("-cf").arg(out).args([
+            "oci-layout",
+            "index.json",
+            "blobs",
+        ]));
     }
 }
 
@@ -263,12 +262,19 @@ pub fn tar_dir(src: &Path, out: &Path) {
     // and removing links change its ctime while tar reads it, which GNU tar reports as "file
     // changed as we read it" (exit 1) although the content is the same. Only that is tolerated.
     let mut c = Command::new("tar");
-    c.args(["--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=user.*", "--warning=no-file-changed", "-C"])
-        .arg(src)
-        .arg("-cf")
-        .arg(out)
-        .arg("--")
-        .args(&names);
+    c.args([
+        "--numeric-owner",
+        "--sort=name",
+        "--xattrs",
+        "--xattrs-include=user.*",
+        "--warning=no-file-changed",
+        "-C",
+    ])
+    .arg(src)
+    .arg("-cf")
+    .arg(out)
+    .arg("--")
+    .args(&names);
     let o = c.stdin(Stdio::null()).output().unwrap_or_else(|e| panic!("spawn {c:?}: {e}"));
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(
@@ -290,7 +296,13 @@ pub fn busybox_layer_tar(ctx: &Ctx, marker: &str) -> PathBuf {
 
 /// An OCI layout at `dir` with one busybox image tagged `tag` (and named `full` for loaders).
 /// Returns (manifest, config).
-pub fn busybox_oci_layout(ctx: &Ctx, dir: &Path, tag: &str, full: Option<&str>, spec: &ImageSpec) -> (Layout, Desc, Desc) {
+pub fn busybox_oci_layout(
+    ctx: &Ctx,
+    dir: &Path,
+    tag: &str,
+    full: Option<&str>,
+    spec: &ImageSpec,
+) -> (Layout, Desc, Desc) {
     let lay = Layout::create(dir);
     let tar = busybox_layer_tar(ctx, tag);
     let layer = lay.add_layer(&tar, true);
@@ -335,7 +347,8 @@ pub fn docker_save_archive(ctx: &Ctx, out: &Path, layer_tar: &Path, repo_tags: &
         repos.entry(r.to_string()).or_insert_with(|| json!({}))[t] = json!(lhex);
     }
     fs::write(d.join("repositories"), serde_json::to_vec(&Value::Object(repos)).unwrap()).unwrap();
-    let manifest = json!([{"Config": format!("{chex}.json"), "RepoTags": repo_tags, "Layers": [format!("{lhex}/layer.tar")]}]);
+    let manifest =
+        json!([{"Config": format!("{chex}.json"), "RepoTags": repo_tags, "Layers": [format!("{lhex}/layer.tar")]}]);
     fs::write(d.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
     tool(
         Command::new("tar")
@@ -499,7 +512,13 @@ pub fn debian_layer2_entries() -> Value {
 
 /// An OCI layout with the two-layer Debian image, tagged `tag` (and named `full`).
 /// Returns (layout, manifest, config).
-pub fn debian_oci_layout(ctx: &Ctx, dir: &Path, tag: &str, full: Option<&str>, spec: &ImageSpec) -> (Layout, Desc, Desc) {
+pub fn debian_oci_layout(
+    ctx: &Ctx,
+    dir: &Path,
+    tag: &str,
+    full: Option<&str>,
+    spec: &ImageSpec,
+) -> (Layout, Desc, Desc) {
     let (_tar, gz, diff) = debian_rootfs();
     let lay = Layout::create(dir);
     let l1 = lay.add_gz_layer(&gz, &diff);

@@ -80,13 +80,8 @@ fn busybox_template() -> &'static BusyboxTemplate {
     static T: OnceLock<BusyboxTemplate> = OnceLock::new();
     T.get_or_init(|| {
         let src = Path::new("/bin/busybox");
-        let data = fs::read(src).unwrap_or_else(|e| {
-            panic!("/bin/busybox: {e} (apt-get install -y busybox-static)")
-        });
-        assert!(
-            elf_is_static(&data),
-            "/bin/busybox is dynamically linked: install Debian's busybox-static"
-        );
+        let data = fs::read(src).unwrap_or_else(|e| panic!("/bin/busybox: {e} (apt-get install -y busybox-static)"));
+        assert!(elf_is_static(&data), "/bin/busybox is dynamically linked: install Debian's busybox-static");
         fs::create_dir_all(TMP_BASE).unwrap();
         fs::set_permissions(TMP_BASE, fs::Permissions::from_mode(0o755)).unwrap();
         // One shared copy (rootfs busyboxes are hard links to it); replaced atomically when
@@ -876,11 +871,8 @@ pub fn cgroup_dirs(id: &str, cgroups_path: Option<&str>) -> Vec<PathBuf> {
 /// Mount points (from /proc/self/mountinfo) at or below `dir`.
 pub fn mounts_under(dir: &Path) -> Vec<String> {
     let d = dir.to_string_lossy().into_owned();
-    let mut v: Vec<String> = mountinfo()
-        .into_iter()
-        .map(|m| m.mount_point)
-        .filter(|p| p == &d || p.starts_with(&format!("{d}/")))
-        .collect();
+    let mut v: Vec<String> =
+        mountinfo().into_iter().map(|m| m.mount_point).filter(|p| p == &d || p.starts_with(&format!("{d}/"))).collect();
     v.sort();
     v
 }
@@ -1028,8 +1020,7 @@ pub fn wait_file(p: &Path, timeout: Duration) -> bool {
 
 /// A field of /proc/PID/status-like text ("CapEff" → "0000000020000420").
 pub fn status_field(text: &str, key: &str) -> Option<String> {
-    text.lines()
-        .find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
+    text.lines().find_map(|l| l.strip_prefix(&format!("{key}:")).map(|v| v.trim().to_string()))
 }
 
 /// Namespace link of this process, e.g. "net:[4026531840]".

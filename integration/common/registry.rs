@@ -114,10 +114,8 @@ impl Registry {
         if let Some((u, pw)) = &opts.basic_auth {
             let line = tool(Command::new("htpasswd").args(["-Bbn", u, pw]));
             fs::write(dir.join("htpasswd"), line.trim()).unwrap();
-            auth_yaml = format!(
-                "auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n",
-                dir.join("htpasswd").display()
-            );
+            auth_yaml =
+                format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", dir.join("htpasswd").display());
         }
         let log = dir.join("registry.log");
         let mut last_err = String::new();
@@ -459,10 +457,11 @@ fn serve_one(
         return respond(
             &mut s,
             "401 Unauthorized",
-            &[("Content-Type", "application/json".into()), ("WWW-Authenticate", chal), (
-                "Docker-Distribution-Api-Version",
-                "registry/2.0".into(),
-            )],
+            &[
+                ("Content-Type", "application/json".into()),
+                ("WWW-Authenticate", chal),
+                ("Docker-Distribution-Api-Version", "registry/2.0".into()),
+            ],
             br#"{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}"#,
         );
     }

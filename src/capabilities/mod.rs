@@ -84,7 +84,9 @@ pub fn drop_bounding(bounding: u64) -> Result<(), CapError> {
         }
         if r == 1 && bounding & (1 << cap) == 0 {
             // SAFETY: as above.
-            sys("prctl(PR_CAPBSET_DROP)", unsafe { libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0) })?;
+            sys("prctl(PR_CAPBSET_DROP)", unsafe {
+                libc::prctl(libc::PR_CAPBSET_DROP, cap as libc::c_ulong, 0, 0, 0)
+            })?;
         }
     }
     Ok(())
@@ -108,11 +110,7 @@ const LINUX_CAPABILITY_VERSION_3: u32 = 0x2008_0522;
 pub fn set_eip(m: &Masks) -> Result<(), CapError> {
     let hdr = CapHeader { version: LINUX_CAPABILITY_VERSION_3, pid: 0 };
     let data = [
-        CapData {
-            effective: m.effective as u32,
-            permitted: m.permitted as u32,
-            inheritable: m.inheritable as u32,
-        },
+        CapData { effective: m.effective as u32, permitted: m.permitted as u32, inheritable: m.inheritable as u32 },
         CapData {
             effective: (m.effective >> 32) as u32,
             permitted: (m.permitted >> 32) as u32,
@@ -133,11 +131,13 @@ pub fn set_ambient(ambient: u64) -> Result<(), CapError> {
         if ambient & (1 << cap) != 0 {
             // SAFETY: as above. A cap missing from permitted or inheritable cannot be raised:
             // like runc, that is not an error (the config asked for the impossible).
-            let r = unsafe {
-                libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0)
-            };
+            let r =
+                unsafe { libc::prctl(libc::PR_CAP_AMBIENT, libc::PR_CAP_AMBIENT_RAISE, cap as libc::c_ulong, 0, 0) };
             if r < 0 {
-                crate::logging::debug(&format!("ambient capability {cap} not raised: {}", std::io::Error::last_os_error()));
+                crate::logging::debug(&format!(
+                    "ambient capability {cap} not raised: {}",
+                    std::io::Error::last_os_error()
+                ));
             }
         }
     }
@@ -150,10 +150,9 @@ mod tests {
 
     #[test]
     fn masks_from_spec() {
-        let c: LinuxCapabilities = serde_json::from_str(
-            r#"{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":["CAP_KILL"],"ambient":[]}"#,
-        )
-        .unwrap();
+        let c: LinuxCapabilities =
+            serde_json::from_str(r#"{"bounding":["CAP_CHOWN","CAP_KILL"],"effective":["CAP_KILL"],"ambient":[]}"#)
+                .unwrap();
         let m = Masks::from_spec(Some(&c)).unwrap();
         assert_eq!(m.bounding, (1 << 0) | (1 << 5));
         assert_eq!(m.effective, 1 << 5);

@@ -100,20 +100,15 @@ fn parse_rule(d: &LinuxDeviceCgroup) -> Result<DeviceRule, CgroupError> {
         LinuxDeviceType::A => DevKind::All,
         LinuxDeviceType::B => DevKind::Block,
         LinuxDeviceType::C => DevKind::Char,
-        t => {
-            return Err(CgroupError::Invalid(format!(
-                "invalid cgroup device rule type {:?}",
-                t.as_str()
-            )))
-        }
+        t => return Err(CgroupError::Invalid(format!("invalid cgroup device rule type {:?}", t.as_str()))),
     };
     let num = |n: Option<i64>, what: &str| -> Result<Option<u32>, CgroupError> {
         match n {
             None => Ok(None),
             Some(n) if n < 0 => Ok(None),
-            Some(n) => u32::try_from(n)
-                .map(Some)
-                .map_err(|_| CgroupError::Invalid(format!("invalid device {what} {n}"))),
+            Some(n) => {
+                u32::try_from(n).map(Some).map_err(|_| CgroupError::Invalid(format!("invalid device {what} {n}")))
+            }
         }
     };
     let mut access = 0;
@@ -129,13 +124,7 @@ fn parse_rule(d: &LinuxDeviceCgroup) -> Result<DeviceRule, CgroupError> {
     if access == 0 {
         access = ACC_ALL; // the spec's default
     }
-    Ok(DeviceRule {
-        allow: d.allow(),
-        kind,
-        major: num(d.major(), "major")?,
-        minor: num(d.minor(), "minor")?,
-        access,
-    })
+    Ok(DeviceRule { allow: d.allow(), kind, major: num(d.major(), "major")?, minor: num(d.minor(), "minor")?, access })
 }
 
 /// The spec's rules followed by [`DEFAULT_ALLOWED_DEVICES`].
@@ -367,9 +356,8 @@ fn bpf<T>(cmd: libc::c_long, attr: &mut T) -> Result<libc::c_long, Errno> {
         // SAFETY: `attr` points to a properly sized, initialised #[repr(C)] bpf_attr prefix
         // that lives for the whole call; the kernel reads (and for QUERY writes) only within
         // the size we pass.
-        let r = unsafe {
-            libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>())
-        };
+        let r =
+            unsafe { libc::syscall(libc::SYS_bpf, cmd, attr as *mut T as *mut libc::c_void, std::mem::size_of::<T>()) };
         if r >= 0 {
             return Ok(r);
         }
@@ -452,8 +440,12 @@ fn attached(dir: &OwnedFd, path: &Path) -> Result<Vec<OwnedFd>, CgroupError> {
         prog_cnt: ids.len() as u32,
         _pad: 0,
     };
-    bpf(BPF_PROG_QUERY, &mut attr)
-        .map_err(|errno| CgroupError::Bpf { op: "prog query", path: path.to_path_buf(), errno, log: String::new() })?;
+    bpf(BPF_PROG_QUERY, &mut attr).map_err(|errno| CgroupError::Bpf {
+        op: "prog query",
+        path: path.to_path_buf(),
+        errno,
+        log: String::new(),
+    })?;
     let n = (attr.prog_cnt as usize).min(ids.len());
     let mut out = Vec::with_capacity(n);
     for &id in &ids[..n] {
@@ -462,7 +454,12 @@ fn attached(dir: &OwnedFd, path: &Path) -> Result<Vec<OwnedFd>, CgroupError> {
             Ok(fd) => out.push(owned(fd)),
             Err(Errno::ENOENT) => {} // detached meanwhile
             Err(errno) => {
-                return Err(CgroupError::Bpf { op: "prog get fd by id", path: path.to_path_buf(), errno, log: String::new() })
+                return Err(CgroupError::Bpf {
+                    op: "prog get fd by id",
+                    path: path.to_path_buf(),
+                    errno,
+                    log: String::new(),
+                })
             }
         }
     }
@@ -486,11 +483,11 @@ pub(crate) fn apply_v2(dir: &Path, set: &RuleSet, fresh: bool) -> Result<(), Cgr
     if fresh && set.allows_everything() {
         return Ok(());
     }
-    let f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags_dir()
-        .open(dir)
-        .map_err(|e| CgroupError::Io { op: "open", path: dir.to_path_buf(), errno: util::errno_of(&e) })?;
+    let f = std::fs::OpenOptions::new().read(true).custom_flags_dir().open(dir).map_err(|e| CgroupError::Io {
+        op: "open",
+        path: dir.to_path_buf(),
+        errno: util::errno_of(&e),
+    })?;
     let dfd: OwnedFd = f.into();
     let old = if fresh { Vec::new() } else { attached(&dfd, dir)? };
     if !set.allows_everything() {
@@ -538,7 +535,10 @@ mod tests {
 
     #[test]
     fn compile_typical() {
-        let s = compile(&spec(r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":4,"minor":1,"access":"rw"}]"#)).unwrap();
+        let s = compile(&spec(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":4,"minor":1,"access":"rw"}]"#,
+        ))
+        .unwrap();
         assert!(s.reset && !s.default_allow);
         assert_eq!(s.rules.len(), 1 + DEFAULT_ALLOWED_DEVICES.len());
         assert_eq!(s.rules[0].v1_line('c'), "c 4:1 rw");
@@ -576,7 +576,10 @@ mod tests {
 
     #[test]
     fn bpf_blacklist() {
-        let s = compile(&spec(r#"[{"allow":true,"access":"rwm"},{"allow":false,"type":"c","major":1,"minor":11,"access":"rwm"}]"#)).unwrap();
+        let s = compile(&spec(
+            r#"[{"allow":true,"access":"rwm"},{"allow":false,"type":"c","major":1,"minor":11,"access":"rwm"}]"#,
+        ))
+        .unwrap();
         assert!(s.default_allow && !s.allows_everything());
         let p = program(&s);
         assert_eq!(interpret(&p, C, R, 1, 11), 0);

@@ -165,21 +165,14 @@ impl Manager {
         if self.layout == Layout::V2 {
             return self.unified.as_ref().map(|h| h.path.as_path());
         }
-        self.hierarchies
-            .iter()
-            .find(|h| h.options.split(',').any(|o| o == controller))
-            .map(|h| h.path.as_path())
+        self.hierarchies.iter().find(|h| h.options.split(',').any(|o| o == controller)).map(|h| h.path.as_path())
     }
     fn v2_dir(&self) -> Result<&Path, CgroupError> {
-        self.unified
-            .as_ref()
-            .map(|h| h.path.as_path())
-            .ok_or_else(|| CgroupError::Other("no cgroup2 directory".into()))
+        self.unified.as_ref().map(|h| h.path.as_path()).ok_or_else(|| CgroupError::Other("no cgroup2 directory".into()))
     }
 
     pub(crate) fn need(&self, controller: &'static str, what: &'static str) -> Result<&Path, CgroupError> {
-        self.controller_dir(controller)
-            .ok_or(CgroupError::NoController { controller, what })
+        self.controller_dir(controller).ok_or(CgroupError::NoController { controller, what })
     }
 
     /// Check the parts of `resources` that need no file access, before anything is created.
@@ -212,9 +205,7 @@ impl Manager {
                         return Err(CgroupError::Invalid("the minimum allowed cpu-shares is 2".into()));
                     }
                     if s > 262144 {
-                        return Err(CgroupError::Invalid(
-                            "the maximum allowed cpu-shares is 262144".into(),
-                        ));
+                        return Err(CgroupError::Invalid("the maximum allowed cpu-shares is 262144".into()));
                     }
                 }
             }
@@ -329,8 +320,7 @@ impl Manager {
 
     pub fn is_frozen(&self) -> Result<bool, CgroupError> {
         match self.layout {
-            Layout::V2 => Ok(util::read_opt(self.v2_dir()?, "cgroup.freeze")?
-                .is_some_and(|s| s.trim() == "1")),
+            Layout::V2 => Ok(util::read_opt(self.v2_dir()?, "cgroup.freeze")?.is_some_and(|s| s.trim() == "1")),
             _ => match self.controller_dir("freezer") {
                 Some(d) => Ok(util::read(d, "freezer.state")?.trim() == "FROZEN"),
                 None => Ok(false),
@@ -398,9 +388,7 @@ impl Manager {
 
     pub fn mount_info(&self) -> MountInfo {
         match self.layout {
-            Layout::V2 => MountInfo::V2 {
-                host_dir: self.unified.as_ref().map(|h| h.path.clone()).unwrap_or_default(),
-            },
+            Layout::V2 => MountInfo::V2 { host_dir: self.unified.as_ref().map(|h| h.path.clone()).unwrap_or_default() },
             _ => MountInfo::V1 {
                 hierarchies: self
                     .hierarchies
@@ -426,9 +414,7 @@ impl Manager {
             Layout::V2 => (self.v2_dir()?, "memory.events"),
             _ => (self.need("memory", "oom events")?, "memory.oom_control"),
         };
-        Ok(util::read_opt(dir, file)?
-            .and_then(|s| util::value_by_key(&s, "oom_kill"))
-            .unwrap_or(0))
+        Ok(util::read_opt(dir, file)?.and_then(|s| util::value_by_key(&s, "oom_kill")).unwrap_or(0))
     }
 
     /// Start watching for OOM events (for `events`). See [`OomWatcher`].
@@ -451,10 +437,7 @@ pub fn resolve_path(
     systemd_running: bool,
 ) -> Result<String, CgroupError> {
     if id.is_empty() || id.contains('/') || id == "." || id == ".." {
-        return Err(CgroupError::InvalidPath {
-            path: id.to_string(),
-            reason: "invalid container id".into(),
-        });
+        return Err(CgroupError::InvalidPath { path: id.to_string(), reason: "invalid container id".into() });
     }
     let given = cgroups_path.filter(|p| !p.is_empty());
     if systemd {
@@ -596,8 +579,20 @@ fn fs_type(path: &Path) -> Result<i64, CgroupError> {
 }
 
 const KNOWN_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "devices", "freezer", "net_cls", "net_prio", "blkio",
-    "perf_event", "hugetlb", "pids", "rdma", "misc",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "devices",
+    "freezer",
+    "net_cls",
+    "net_prio",
+    "blkio",
+    "perf_event",
+    "hugetlb",
+    "pids",
+    "rdma",
+    "misc",
 ];
 
 /// Mount options of a v1 hierarchy from its directory name: "cpu,cpuacct" stays, a name that
@@ -616,11 +611,7 @@ fn detect(root: &Path) -> Result<Detected, CgroupError> {
     if t == libc::CGROUP2_SUPER_MAGIC as i64 {
         return Ok(Detected { layout: Layout::V2, v1: Vec::new(), unified: Some(String::new()) });
     }
-    let io = |e: std::io::Error| CgroupError::Io {
-        op: "readdir",
-        path: root.to_path_buf(),
-        errno: util::errno_of(&e),
-    };
+    let io = |e: std::io::Error| CgroupError::Io { op: "readdir", path: root.to_path_buf(), errno: util::errno_of(&e) };
     let mut v1 = Vec::new();
     let mut unified = None;
     for ent in std::fs::read_dir(root).map_err(io)? {
@@ -640,10 +631,7 @@ fn detect(root: &Path) -> Result<Detected, CgroupError> {
         }
     }
     if v1.is_empty() {
-        return Err(CgroupError::Other(format!(
-            "no cgroup hierarchy mounted under {}",
-            root.display()
-        )));
+        return Err(CgroupError::Other(format!("no cgroup hierarchy mounted under {}", root.display())));
     }
     v1.sort();
     let layout = if unified.is_some() { Layout::Hybrid } else { Layout::V1 };
@@ -680,9 +668,7 @@ pub fn convert_swap_to_v2(swap: i64, memory: i64) -> Result<i64, CgroupError> {
         (_, -1) => Ok(swap),
         (_, 0) => Err(CgroupError::Invalid("unable to set swap limit without memory limit".into())),
         (_, m) if m < 0 => Err(CgroupError::Invalid(format!("invalid memory value: {m}"))),
-        (s, m) if s < m => Err(CgroupError::Invalid(
-            "memory+swap limit should be >= memory limit".into(),
-        )),
+        (s, m) if s < m => Err(CgroupError::Invalid("memory+swap limit should be >= memory limit".into())),
         (s, m) => Ok(s - m),
     }
 }
@@ -883,11 +869,7 @@ mod tests {
 
     fn fake_manager(layout: Layout) -> Manager {
         let root = PathBuf::from("/sys/fs/cgroup");
-        let h = |n: &str, o: &str| Hierarchy {
-            name: n.into(),
-            options: o.into(),
-            path: root.join(n).join("berth/x"),
-        };
+        let h = |n: &str, o: &str| Hierarchy { name: n.into(), options: o.into(), path: root.join(n).join("berth/x") };
         let (hierarchies, unified) = match layout {
             Layout::V2 => (vec![], Some(Hierarchy { name: "".into(), options: "".into(), path: root.join("berth/x") })),
             _ => (

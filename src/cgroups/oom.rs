@@ -170,11 +170,7 @@ impl OomWatcher {
 }
 
 fn kills_v2(dir: &Path) -> u64 {
-    util::read_opt(dir, "memory.events")
-        .ok()
-        .flatten()
-        .and_then(|s| util::value_by_key(&s, "oom_kill"))
-        .unwrap_or(0)
+    util::read_opt(dir, "memory.events").ok().flatten().and_then(|s| util::value_by_key(&s, "oom_kill")).unwrap_or(0)
 }
 
 fn read_retry(fd: RawFd, buf: &mut [u8]) -> Result<usize, Errno> {

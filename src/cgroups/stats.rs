@@ -257,10 +257,8 @@ pub(crate) fn hugepage_size_name(dir_name: &str) -> Option<String> {
 /// The host's huge page sizes in cgroup file naming ("2MB", "1GB").
 pub(crate) fn hugepage_sizes() -> Vec<String> {
     let Ok(rd) = std::fs::read_dir("/sys/kernel/mm/hugepages") else { return Vec::new() };
-    let mut v: Vec<String> = rd
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.file_name().to_str().and_then(hugepage_size_name))
-        .collect();
+    let mut v: Vec<String> =
+        rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().to_str().and_then(hugepage_size_name)).collect();
     v.sort();
     v
 }
@@ -288,7 +286,10 @@ mod tests {
 
     #[test]
     fn psi() {
-        let p = parse_psi("some avg10=1.50 avg60=0.00 avg300=0.00 total=12\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n").unwrap();
+        let p = parse_psi(
+            "some avg10=1.50 avg60=0.00 avg300=0.00 total=12\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=3\n",
+        )
+        .unwrap();
         assert_eq!(p.some.avg10, 1.5);
         assert_eq!(p.some.total, 12);
         assert_eq!(p.full.total, 3);

@@ -22,11 +22,7 @@ pub(crate) fn write_path(path: &Path, value: &str) -> Result<(), CgroupError> {
         path: path.to_path_buf(),
         errno: errno_of(&e),
     };
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(err)?;
+    let mut f = std::fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(path).map_err(err)?;
     f.write_all(value.as_bytes()).map_err(err)
 }
 
@@ -39,17 +35,9 @@ pub(crate) struct Writer {
 impl Writer {
     pub(crate) fn open(dir: &Path, file: &str, first_value: &str) -> Result<Writer, CgroupError> {
         let path = dir.join(file);
-        match std::fs::OpenOptions::new()
-            .write(true)
-            .custom_flags(libc::O_CLOEXEC)
-            .open(&path)
-        {
+        match std::fs::OpenOptions::new().write(true).custom_flags(libc::O_CLOEXEC).open(&path) {
             Ok(file) => Ok(Writer { path, file }),
-            Err(e) => Err(CgroupError::Write {
-                value: first_value.to_string(),
-                path,
-                errno: errno_of(&e),
-            }),
+            Err(e) => Err(CgroupError::Write { value: first_value.to_string(), path, errno: errno_of(&e) }),
         }
     }
     pub(crate) fn write(&mut self, value: &str) -> Result<(), CgroupError> {
@@ -67,16 +55,8 @@ pub(crate) fn read(dir: &Path, file: &str) -> Result<String, CgroupError> {
 }
 
 pub(crate) fn read_path(path: &Path) -> Result<String, CgroupError> {
-    let err = |e: std::io::Error| CgroupError::Io {
-        op: "read",
-        path: path.to_path_buf(),
-        errno: errno_of(&e),
-    };
-    let mut f = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_CLOEXEC)
-        .open(path)
-        .map_err(err)?;
+    let err = |e: std::io::Error| CgroupError::Io { op: "read", path: path.to_path_buf(), errno: errno_of(&e) };
+    let mut f = std::fs::OpenOptions::new().read(true).custom_flags(libc::O_CLOEXEC).open(path).map_err(err)?;
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     loop {
@@ -90,10 +70,7 @@ pub(crate) fn read_path(path: &Path) -> Result<String, CgroupError> {
         }
         out.extend_from_slice(&buf[..n]);
     }
-    String::from_utf8(out).map_err(|_| CgroupError::Parse {
-        path: path.to_path_buf(),
-        what: "not utf-8".into(),
-    })
+    String::from_utf8(out).map_err(|_| CgroupError::Parse { path: path.to_path_buf(), what: "not utf-8".into() })
 }
 
 /// Like `read`, but a missing file gives `Ok(None)`.
@@ -118,20 +95,16 @@ pub(crate) fn parse_u64(s: &str) -> Option<u64> {
 
 pub(crate) fn read_u64(dir: &Path, file: &str) -> Result<u64, CgroupError> {
     let s = read(dir, file)?;
-    parse_u64(&s).ok_or_else(|| CgroupError::Parse {
-        path: dir.join(file),
-        what: format!("bad number {:?}", s.trim()),
-    })
+    parse_u64(&s).ok_or_else(|| CgroupError::Parse { path: dir.join(file), what: format!("bad number {:?}", s.trim()) })
 }
 
 /// Like `read_u64` but a missing file gives `Ok(None)`.
 pub(crate) fn read_u64_opt(dir: &Path, file: &str) -> Result<Option<u64>, CgroupError> {
     match read_opt(dir, file)? {
         None => Ok(None),
-        Some(s) => parse_u64(&s).map(Some).ok_or_else(|| CgroupError::Parse {
-            path: dir.join(file),
-            what: format!("bad number {:?}", s.trim()),
-        }),
+        Some(s) => parse_u64(&s)
+            .map(Some)
+            .ok_or_else(|| CgroupError::Parse { path: dir.join(file), what: format!("bad number {:?}", s.trim()) }),
     }
 }
 
@@ -175,8 +148,7 @@ pub(crate) fn parse_list(s: &str) -> Option<Vec<u16>> {
 
 pub(crate) fn exists(path: &Path) -> bool {
     // access(2) is the cheapest existence probe.
-    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str()))
-    else {
+    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(path.as_os_str())) else {
         return false;
     };
     // SAFETY: `c` is a valid NUL-terminated string that outlives the call.
@@ -187,11 +159,7 @@ pub(crate) fn mkdir(path: &Path) -> Result<bool, CgroupError> {
     match std::fs::create_dir(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(false),
-        Err(e) => Err(CgroupError::Io {
-            op: "mkdir",
-            path: path.to_path_buf(),
-            errno: errno_of(&e),
-        }),
+        Err(e) => Err(CgroupError::Io { op: "mkdir", path: path.to_path_buf(), errno: errno_of(&e) }),
     }
 }
 

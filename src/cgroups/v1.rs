@@ -26,11 +26,9 @@ pub(super) fn create_dir(
         }
         Ok(false) => Ok(()),
         Err(CgroupError::Io { errno: Errno::ENOENT, .. }) => {
-            let rel = leaf.strip_prefix(hroot).map_err(|_| CgroupError::Other(format!(
-                "{} is not below {}",
-                leaf.display(),
-                hroot.display()
-            )))?;
+            let rel = leaf
+                .strip_prefix(hroot)
+                .map_err(|_| CgroupError::Other(format!("{} is not below {}", leaf.display(), hroot.display())))?;
             let mut cur = hroot.to_path_buf();
             for c in rel.components() {
                 cur.push(c);
@@ -175,12 +173,7 @@ fn set_memory(m: &Manager, mem: &LinuxMemory, fresh: bool) -> Result<(), CgroupE
     let mut swap = mem.swap().unwrap_or(0);
     let reservation = mem.reservation().unwrap_or(0);
     // kernel and kernelTCP are ignored, as runc does (the kernel dropped them).
-    if limit == 0
-        && swap == 0
-        && reservation == 0
-        && mem.disable_oom_killer().is_none()
-        && mem.swappiness().is_none()
-    {
+    if limit == 0 && swap == 0 && reservation == 0 && mem.disable_oom_killer().is_none() && mem.swappiness().is_none() {
         return Ok(());
     }
     let dir = m.need("memory", "memory limits")?;
@@ -487,9 +480,8 @@ fn cpuset_stats(d: &Path, c: &mut CpuSet) -> Result<(), CgroupError> {
     c.memory_spread_slab = num("cpuset.memory_spread_slab")?;
     c.memory_pressure = num("cpuset.memory_pressure")?;
     c.sched_load_balance = num("cpuset.sched_load_balance")?;
-    c.sched_relax_domain_level = read_opt(d, "cpuset.sched_relax_domain_level")?
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0);
+    c.sched_relax_domain_level =
+        read_opt(d, "cpuset.sched_relax_domain_level")?.and_then(|s| s.trim().parse().ok()).unwrap_or(0);
     Ok(())
 }
 
@@ -499,12 +491,7 @@ fn memory_entry(d: &Path, prefix: &str) -> Result<MemoryEntry, CgroupError> {
         return Ok(MemoryEntry::default());
     };
     let get = |f: &str| read_u64_opt(d, &format!("{prefix}.{f}")).map(|v| v.unwrap_or(0));
-    Ok(MemoryEntry {
-        usage,
-        max: get("max_usage_in_bytes")?,
-        failcnt: get("failcnt")?,
-        limit: get("limit_in_bytes")?,
-    })
+    Ok(MemoryEntry { usage, max: get("max_usage_in_bytes")?, failcnt: get("failcnt")?, limit: get("limit_in_bytes")? })
 }
 
 fn memory_stats(d: &Path, mem: &mut Memory) -> Result<(), CgroupError> {

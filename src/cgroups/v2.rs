@@ -3,9 +3,7 @@
 use super::devices::{self, RuleSet};
 use super::stats::*;
 use super::util::{self, read_opt, read_u64_opt, write};
-use super::{
-    blkio_weight_to_io_weight, check_memory_usage, convert_swap_to_v2, shares_to_weight, CgroupError,
-};
+use super::{blkio_weight_to_io_weight, check_memory_usage, convert_swap_to_v2, shares_to_weight, CgroupError};
 use nix::errno::Errno;
 use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxResources};
 use std::path::{Path, PathBuf};
@@ -235,9 +233,7 @@ fn set_io(dir: &Path, b: &LinuxBlockIo) -> Result<(), CgroupError> {
 fn set_unified(dir: &Path, u: &std::collections::HashMap<String, String>) -> Result<(), CgroupError> {
     for (k, v) in u {
         if k.contains('/') || k.is_empty() || k.starts_with('.') {
-            return Err(CgroupError::Invalid(format!(
-                "unified resource {k:?} must be a file name (no slashes)"
-            )));
+            return Err(CgroupError::Invalid(format!("unified resource {k:?} must be a file name (no slashes)")));
         }
         // Multi-line values (io.max with several devices) need one write per line.
         let lines: Vec<&str> = v.split('\n').filter(|l| !l.is_empty()).collect();
@@ -286,10 +282,7 @@ pub(super) fn freeze(dir: &Path, frozen: bool) -> Result<(), CgroupError> {
         }
         if start.elapsed() > Duration::from_secs(10) {
             let _ = write(dir, "cgroup.freeze", "0");
-            return Err(CgroupError::Other(format!(
-                "timeout waiting for {} to freeze",
-                dir.display()
-            )));
+            return Err(CgroupError::Other(format!("timeout waiting for {} to freeze", dir.display())));
         }
         std::thread::sleep(delay);
         delay = (delay * 2).min(Duration::from_millis(10));
@@ -371,9 +364,7 @@ pub(super) fn stats(dir: &Path) -> Result<Stats, CgroupError> {
                 None => continue, // controller not enabled
             },
         };
-        let failcnt = read_opt(dir, &format!("{p}.events"))?
-            .and_then(|e| util::value_by_key(&e, "max"))
-            .unwrap_or(0);
+        let failcnt = read_opt(dir, &format!("{p}.events"))?.and_then(|e| util::value_by_key(&e, "max")).unwrap_or(0);
         s.hugetlb.insert(size, Hugetlb { usage, max: 0, failcnt });
     }
     Ok(s)

@@ -49,8 +49,10 @@ fn ns_inode(path: &str) -> Option<u64> {
 fn build_process(o: &ExecOpts, spec: &Spec) -> Result<Process, Error> {
     let mut p: Process = match &o.process_file {
         Some(f) => {
-            let data = std::fs::read(f).map_err(|e| Error::Config(format!("read process file {}: {e}", f.display())))?;
-            serde_json::from_slice(&data).map_err(|e| Error::Config(format!("parse process file {}: {e}", f.display())))?
+            let data =
+                std::fs::read(f).map_err(|e| Error::Config(format!("read process file {}: {e}", f.display())))?;
+            serde_json::from_slice(&data)
+                .map_err(|e| Error::Config(format!("parse process file {}: {e}", f.display())))?
         }
         None => {
             let mut p = spec.process().clone().unwrap_or_default();
@@ -109,7 +111,8 @@ fn build_process(o: &ExecOpts, spec: &Spec) -> Result<Process, Error> {
         for name in &o.caps {
             let n = name.to_uppercase();
             let n = n.strip_prefix("CAP_").unwrap_or(&n).to_string();
-            let cap = Capability::from_str(&n).map_err(|_| Error::Config(format!("--cap {name:?}: unknown capability")))?;
+            let cap =
+                Capability::from_str(&n).map_err(|_| Error::Config(format!("--cap {name:?}: unknown capability")))?;
             add.insert(cap);
         }
         for set in [c.bounding().clone(), c.effective().clone(), c.permitted().clone()].iter().enumerate() {
@@ -141,14 +144,16 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     }
     let cfg_path = dir.dir.join(super::CONFIG_COPY);
     let config_bytes = std::fs::read(&cfg_path).map_err(|e| sys(format!("read {}", cfg_path.display()), e))?;
-    let spec: Spec =
-        serde_json::from_slice(&config_bytes).map_err(|e| Error::Config(format!("parse {}: {e}", cfg_path.display())))?;
+    let spec: Spec = serde_json::from_slice(&config_bytes)
+        .map_err(|e| Error::Config(format!("parse {}: {e}", cfg_path.display())))?;
     let mut process = build_process(o, &spec)?;
     // A terminal without a console socket: berth holds the pty itself when attached.
     let tty = process.terminal().unwrap_or(false);
     let relay = if tty && o.console_socket.is_none() {
         if o.detach {
-            return Err(Error::Config("exec --tty --detach needs --console-socket (a detached process cannot use berth's terminal)".into()));
+            return Err(Error::Config(
+                "exec --tty --detach needs --console-socket (a detached process cannot use berth's terminal)".into(),
+            ));
         }
         if let Some((rows, cols)) = super::tty_relay::caller_size() {
             let size = oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build();
@@ -167,7 +172,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         None => None,
     };
     // Pin the init: namespaces are opened through its pid only while it is still ours.
-    let pidfd = super::pidfd_of(&saved).ok_or_else(|| Error::Msg(format!("cannot exec in container {}: it is not running", o.id)))?;
+    let pidfd = super::pidfd_of(&saved)
+        .ok_or_else(|| Error::Msg(format!("cannot exec in container {}: it is not running", o.id)))?;
     let cg = saved.cgroup.clone();
     drop(dir);
 
@@ -194,7 +200,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     // The pid namespace applies to children: enter it around clone only.
     let pid_ns = format!("/proc/{pid}/ns/pid");
     let restore = if ns_inode(&pid_ns) != ns_inode("/proc/self/ns/pid_for_children") {
-        let cur = std::fs::File::open("/proc/self/ns/pid_for_children").map_err(|e| sys("open /proc/self/ns/pid_for_children", e))?;
+        let cur = std::fs::File::open("/proc/self/ns/pid_for_children")
+            .map_err(|e| sys("open /proc/self/ns/pid_for_children", e))?;
         let f = std::fs::File::open(&pid_ns).map_err(|e| sys(format!("open {pid_ns}"), e))?;
         // SAFETY: setns on valid fds.
         if unsafe { libc::setns(f.as_raw_fd(), libc::CLONE_NEWPID) } != 0 {
@@ -259,7 +266,10 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
     parent_ch
-        .send(sync::kind::BOOT, &super::frame(&[&header_json, &config_bytes, &seccomp.map(|s| s.to_bytes()).unwrap_or_default()]))
+        .send(
+            sync::kind::BOOT,
+            &super::frame(&[&header_json, &config_bytes, &seccomp.map(|s| s.to_bytes()).unwrap_or_default()]),
+        )
         .map_err(|e| kill_child(e.into()))?;
     drop(console);
     // The channel closes (EOF) when the process is executed; an error arrives as a message.
@@ -305,10 +315,17 @@ fn send_pidfd(path: &std::path::Path, pid: libc::pid_t) -> Result<(), Error> {
     }
     // SAFETY: fresh fd.
     let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
-    let s = std::os::unix::net::UnixStream::connect(path).map_err(|e| sys(format!("connect to pidfd socket {}", path.display()), e))?;
+    let s = std::os::unix::net::UnixStream::connect(path)
+        .map_err(|e| sys(format!("connect to pidfd socket {}", path.display()), e))?;
     let fds = [fd.as_raw_fd()];
     let cmsg = [nix::sys::socket::ControlMessage::ScmRights(&fds)];
-    nix::sys::socket::sendmsg::<()>(s.as_raw_fd(), &[std::io::IoSlice::new(b"pidfd")], &cmsg, nix::sys::socket::MsgFlags::empty(), None)
-        .map_err(|e| sys(format!("send pidfd to {}", path.display()), e.into()))?;
+    nix::sys::socket::sendmsg::<()>(
+        s.as_raw_fd(),
+        &[std::io::IoSlice::new(b"pidfd")],
+        &cmsg,
+        nix::sys::socket::MsgFlags::empty(),
+        None,
+    )
+    .map_err(|e| sys(format!("send pidfd to {}", path.display()), e.into()))?;
     Ok(())
 }

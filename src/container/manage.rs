@@ -44,12 +44,13 @@ pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(),
         }
         "table" => {
             let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
-            let o = std::process::Command::new("ps")
-                .args(&args)
-                .output()
-                .map_err(|e| super::sys("run ps", e))?;
+            let o = std::process::Command::new("ps").args(&args).output().map_err(|e| super::sys("run ps", e))?;
             if !o.status.success() {
-                return Err(Error::Msg(format!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&o.stderr).trim())));
+                return Err(Error::Msg(format!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&o.stderr).trim()
+                )));
             }
             let text = String::from_utf8_lossy(&o.stdout);
             let mut lines = text.lines();

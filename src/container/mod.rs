@@ -188,7 +188,8 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         crate::capabilities::Masks::from_spec(p.capabilities().as_ref())?;
         if p.terminal().unwrap_or(false) && o.console_socket.is_none() {
             return Err(Error::Config(
-                "process.terminal is true: --console-socket is required (berth does not hold the terminal itself)".into(),
+                "process.terminal is true: --console-socket is required (berth does not hold the terminal itself)"
+                    .into(),
             ));
         }
     }
@@ -257,9 +258,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     // cgroup.procs waits for an RCU grace period (~10 ms): that write overlaps the init's own
     // set-up instead of delaying it.
     let cg_fd = match cg.layout() {
-        cgroups::Layout::V2 => cg.unified_dir().and_then(|d| {
-            std::fs::File::open(d).ok()
-        }),
+        cgroups::Layout::V2 => cg.unified_dir().and_then(|d| std::fs::File::open(d).ok()),
         _ => None,
     };
     let (pid, born_in_cgroup) = process::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
@@ -355,7 +354,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                 parent_ch.send(sync::kind::MAPPED, b"")?;
             }
             sync::kind::NEWPID => {
-                let b: [u8; 4] = _payload.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Msg("bad pid message".into()))?;
+                let b: [u8; 4] = _payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| Error::Msg("bad pid message".into()))?;
                 let newpid = i32::from_le_bytes(b);
                 // Reap the process that forked it; the new one is our child now (subreaper).
                 let mut st = 0;
@@ -384,7 +386,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 }
 
 /// Build (or reuse from the cache under --root) the seccomp program of a config.
-pub(crate) fn prepare_seccomp(g: &Globals, s: &oci_spec::runtime::LinuxSeccomp) -> Result<crate::seccomp::Prepared, Error> {
+pub(crate) fn prepare_seccomp(
+    g: &Globals,
+    s: &oci_spec::runtime::LinuxSeccomp,
+) -> Result<crate::seccomp::Prepared, Error> {
     // "~" cannot start a container id, so the cache never collides with a container's dir.
     let p = crate::seccomp::prepare_cached(s, &g.root.join("~seccomp"))?;
     for name in p.unknown_syscalls() {
@@ -429,7 +434,8 @@ pub(crate) fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(
         .ok_or_else(|| Error::Config("seccomp: SCMP_ACT_NOTIFY needs linux.seccomp.listenerPath".into()))?;
     let mut st = serde_json::to_value(saved.spec_state(Status::Creating)).unwrap_or_default();
     st["pid"] = serde_json::json!(saved.pid);
-    let bytes = crate::seccomp::process_state_json(&saved.oci_version, saved.pid, st, sec.listener_metadata().as_deref());
+    let bytes =
+        crate::seccomp::process_state_json(&saved.oci_version, saved.pid, st, sec.listener_metadata().as_deref());
     // SAFETY: fd is valid for the duration of this call (owned by the caller).
     let b = unsafe { std::os::fd::BorrowedFd::borrow_raw(fd) };
     crate::seccomp::send_to_listener(listener, b, &bytes)?;
@@ -496,7 +502,8 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
         return Err(Error::Msg(format!("cannot start container {id}: it is {}, not created", status.as_str())));
     }
     let fifo = dir.fifo();
-    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
+    let c =
+        std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
     // SAFETY: valid C string.
     let fd = unsafe { libc::open(c.as_ptr(), libc::O_WRONLY | libc::O_NONBLOCK | libc::O_CLOEXEC) };
     if fd < 0 {
@@ -834,5 +841,7 @@ pub(crate) fn wait_forwarding(pid: libc::pid_t) -> i32 {
 }
 
 fn to_signal(sig: i32) -> Result<nix::sys::signal::Signal, Error> {
-    nix::sys::signal::Signal::try_from(sig).map_err(|_| Error::Msg(format!("signal {sig} cannot be sent to every process (kill --all takes a standard signal)")))
+    nix::sys::signal::Signal::try_from(sig).map_err(|_| {
+        Error::Msg(format!("signal {sig} cannot be sent to every process (kill --all takes a standard signal)"))
+    })
 }

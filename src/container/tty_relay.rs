@@ -26,15 +26,8 @@ const DRAIN_GRACE_MS: i32 = 50;
 
 /// Signals berth handles while relaying (blocked and read from a signalfd). The process's exit
 /// is seen on a pidfd, not through SIGCHLD.
-const SIGNALS: [libc::c_int; 7] = [
-    libc::SIGWINCH,
-    libc::SIGINT,
-    libc::SIGTERM,
-    libc::SIGHUP,
-    libc::SIGQUIT,
-    libc::SIGUSR1,
-    libc::SIGUSR2,
-];
+const SIGNALS: [libc::c_int; 7] =
+    [libc::SIGWINCH, libc::SIGINT, libc::SIGTERM, libc::SIGHUP, libc::SIGQUIT, libc::SIGUSR1, libc::SIGUSR2];
 
 /// True when `bundle/config.json` asks for a terminal. Only process.terminal is decoded; any
 /// read or parse problem gives false (create then reports it properly).
@@ -180,7 +173,13 @@ fn peer_pid(s: &UnixStream) -> Option<libc::pid_t> {
     let mut len = std::mem::size_of::<libc::ucred>() as libc::socklen_t;
     // SAFETY: getsockopt(SO_PEERCRED) writes at most `len` bytes into `cred`.
     let r = unsafe {
-        libc::getsockopt(s.as_raw_fd(), libc::SOL_SOCKET, libc::SO_PEERCRED, (&mut cred as *mut libc::ucred).cast(), &mut len)
+        libc::getsockopt(
+            s.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_PEERCRED,
+            (&mut cred as *mut libc::ucred).cast(),
+            &mut len,
+        )
     };
     (r == 0).then_some(cred.pid)
 }

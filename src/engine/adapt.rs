@@ -40,7 +40,9 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
             let manifest = pull_image(&store, name)?;
             store.resolve(&manifest.to_string()).map_err(image_err)?
         }
-        Err(StoreError::NotFound(_)) => return Err(EngineError::Image(format!("unable to find image {name:?} locally"))),
+        Err(StoreError::NotFound(_)) => {
+            return Err(EngineError::Image(format!("unable to find image {name:?} locally")))
+        }
         Err(err) => return Err(image_err(err)),
     };
     store.ensure_snapshots(&img).map_err(image_err)?;
@@ -54,10 +56,13 @@ fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::i
     use crate::image::pull::{self, PullOptions};
     use crate::image::registry::{Client, ClientOptions};
     let (r, _) = crate::image::store::normalise(name).map_err(image_err)?;
-    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None })
-        .map_err(|err| EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}")))?;
+    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|err| {
+        EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
+    })?;
     let _redirect = StdoutToStderr::new();
-    pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false }).map_err(|err| EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}")))
+    pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false }).map_err(|err| {
+        EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
+    })
 }
 
 /// Points fd 1 at stderr until dropped.
@@ -114,11 +119,8 @@ pub fn image_volumes(c: &RunConfig) -> Vec<String> {
 
 /// The process's argv (entrypoint + cmd), or docker's "no command specified".
 pub fn process_args(c: &RunConfig, spec: &RunSpec) -> Result<Vec<String>, EngineError> {
-    let opts = BundleOptions {
-        args: Some(spec.cmd.clone()),
-        entrypoint: spec.entrypoint.clone(),
-        ..Default::default()
-    };
+    let opts =
+        BundleOptions { args: Some(spec.cmd.clone()), entrypoint: spec.entrypoint.clone(), ..Default::default() };
     bundle::process_args(&image_config(c), &opts).map_err(|e| EngineError::Invalid(e.to_string()))
 }
 
@@ -267,7 +269,11 @@ pub fn write_etc_files(dir: &Path, hostname: &str, hosts: &str, resolv: &str) ->
         hosts: Some(dir.join("hosts")),
         resolv_conf: Some(dir.join("resolv.conf")),
     };
-    for (p, text) in [(&files.hostname, format!("{hostname}\n")), (&files.hosts, hosts.to_string()), (&files.resolv_conf, resolv.to_string())] {
+    for (p, text) in [
+        (&files.hostname, format!("{hostname}\n")),
+        (&files.hosts, hosts.to_string()),
+        (&files.resolv_conf, resolv.to_string()),
+    ] {
         let Some(p) = p else { continue };
         std::fs::write(p, text).map_err(|err| EngineError::Io { op: "write", path: p.clone(), err })?;
         let _ = std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o644));
@@ -276,7 +282,15 @@ pub fn write_etc_files(dir: &Path, hostname: &str, hosts: &str, resolv: &str) ->
 }
 
 /// Builds config.json for a start (the rootfs must be mounted: users are looked up in it).
-pub fn write_spec(e: &Engine, rec: &Record, bundle_dir: &Path, rootfs: &Path, netns: NetworkNs, etc: EtcFiles, hostname: &str) -> Result<(), EngineError> {
+pub fn write_spec(
+    e: &Engine,
+    rec: &Record,
+    bundle_dir: &Path,
+    rootfs: &Path,
+    netns: NetworkNs,
+    etc: EtcFiles,
+    hostname: &str,
+) -> Result<(), EngineError> {
     let s = &rec.spec;
     let berr = |err: bundle::BundleError| EngineError::Invalid(err.to_string());
     let opts = BundleOptions {
@@ -381,7 +395,8 @@ pub fn stop_signal(rec: &Record) -> String {
 pub use crate::shim::{ShimState, Status as ShimStatus};
 
 pub fn shim_config(e: &Engine, rec: &Record, dir: &Path) -> Result<crate::shim::ShimConfig, EngineError> {
-    let restart = crate::shim::RestartPolicy::parse(&rec.spec.restart).map_err(|err| EngineError::Invalid(err.to_string()))?;
+    let restart =
+        crate::shim::RestartPolicy::parse(&rec.spec.restart).map_err(|err| EngineError::Invalid(err.to_string()))?;
     let on_exit = vec![
         e.exe.to_string_lossy().into_owned(),
         "--root".into(),
@@ -417,11 +432,19 @@ pub fn shim_spawn(cfg: &crate::shim::ShimConfig) -> Result<i32, EngineError> {
 }
 
 /// Starts the shim with an attach connection made before the container runs.
-pub fn shim_spawn_attached(cfg: &crate::shim::ShimConfig) -> Result<(i32, std::os::unix::net::UnixStream), EngineError> {
+pub fn shim_spawn_attached(
+    cfg: &crate::shim::ShimConfig,
+) -> Result<(i32, std::os::unix::net::UnixStream), EngineError> {
     crate::shim::spawn_attached(cfg).map(|(i, s)| (i.shim_pid, s)).map_err(shim_err)
 }
 
-pub fn shim_relay(sock: std::os::unix::net::UnixStream, stdin: bool, tty: bool, dir: &Path, sig_proxy: bool) -> Result<i32, EngineError> {
+pub fn shim_relay(
+    sock: std::os::unix::net::UnixStream,
+    stdin: bool,
+    tty: bool,
+    dir: &Path,
+    sig_proxy: bool,
+) -> Result<i32, EngineError> {
     crate::shim::relay(sock, stdin, tty, Some(dir), sig_proxy).map_err(|e| EngineError::Msg(e.to_string()))
 }
 
@@ -442,14 +465,19 @@ pub fn shim_request_stop(dir: &Path) {
 }
 
 /// Prints the container's json-file log.
-pub fn shim_logs(dir: &Path, follow: bool, tail: Option<usize>, since: Option<&str>, timestamps: bool) -> Result<(), EngineError> {
+pub fn shim_logs(
+    dir: &Path,
+    follow: bool,
+    tail: Option<usize>,
+    since: Option<&str>,
+    timestamps: bool,
+) -> Result<(), EngineError> {
     use crate::shim::LogStream;
     use std::io::Write;
     let since = match since {
-        Some(s) => Some(
-            crate::shim::parse_since(s, std::time::SystemTime::now())
-                .ok_or_else(|| EngineError::Invalid(format!("invalid --since {s:?} (RFC 3339 time, unix seconds or a duration like 10m)")))?,
-        ),
+        Some(s) => Some(crate::shim::parse_since(s, std::time::SystemTime::now()).ok_or_else(|| {
+            EngineError::Invalid(format!("invalid --since {s:?} (RFC 3339 time, unix seconds or a duration like 10m)"))
+        })?),
         None => None,
     };
     let (mut o, mut er) = (std::io::stdout().lock(), std::io::stderr().lock());

@@ -11,13 +11,13 @@
 //! Locking: changes to a container's mounts/network/dir happen under its `lock` file; nobody
 //! holds that lock while waiting for a shim to exit (the shim's clean-up needs it).
 
-pub mod cli;
 mod adapt;
+pub mod cli;
 pub mod init;
 mod ops;
-mod show;
 mod opts;
 mod run;
+mod show;
 mod store;
 mod volume;
 
@@ -40,7 +40,13 @@ pub struct Engine {
 impl Engine {
     pub fn new(data_root: &Path, root: &Path, systemd_cgroup: bool, debug: bool) -> Engine {
         let exe = std::fs::read_link("/proc/self/exe").unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
-        let abs = |p: &Path| if p.is_absolute() { p.to_path_buf() } else { std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf()) };
+        let abs = |p: &Path| {
+            if p.is_absolute() {
+                p.to_path_buf()
+            } else {
+                std::env::current_dir().map(|d| d.join(p)).unwrap_or_else(|_| p.to_path_buf())
+            }
+        };
         Engine { data_root: abs(data_root), root: abs(root), exe, systemd_cgroup, debug }
     }
 }

@@ -29,7 +29,14 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                         let stdin = interactive && rec.spec.stdin_open;
                         return adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id), true);
                     }
-                    _ if attach => return adapt::shim_attach(&cs.path(&rec.id), interactive && rec.spec.stdin_open, rec.spec.tty, true),
+                    _ if attach => {
+                        return adapt::shim_attach(
+                            &cs.path(&rec.id),
+                            interactive && rec.spec.stdin_open,
+                            rec.spec.tty,
+                            true,
+                        )
+                    }
                     _ => println!("{key}"),
                 }
                 Ok(0)
@@ -98,7 +105,18 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             adapt::shim_logs(&cs.path(&rec.id), follow, tail, since.as_deref(), timestamps)?;
             Ok(0)
         }
-        ContainerCmd::Exec { interactive, tty, detach, env, env_file, user, workdir, privileged, container, command } => {
+        ContainerCmd::Exec {
+            interactive,
+            tty,
+            detach,
+            env,
+            env_file,
+            user,
+            workdir,
+            privileged,
+            container,
+            command,
+        } => {
             let rec = cs.find(&container)?;
             if run::status(e, &cs, &rec.id).state != State::Running {
                 return Err(EngineError::Conflict(format!("container {} is not running", rec.id)));
@@ -110,10 +128,21 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             };
             if let Some(w) = &workdir {
                 if !w.starts_with('/') {
-                    return Err(EngineError::Invalid(format!("the working directory {w:?} is invalid, it needs to be an absolute path")));
+                    return Err(EngineError::Invalid(format!(
+                        "the working directory {w:?} is invalid, it needs to be an absolute path"
+                    )));
                 }
             }
-            let req = adapt::ExecRequest { id: rec.id.clone(), args: command, env, tty: tty && !detach, detach, user, cwd: workdir, privileged };
+            let req = adapt::ExecRequest {
+                id: rec.id.clone(),
+                args: command,
+                env,
+                tty: tty && !detach,
+                detach,
+                user,
+                cwd: workdir,
+                privileged,
+            };
             // The process gets our stdio: without -i no stdin; detached, nothing.
             let _null = Redirect::new(!interactive || detach, detach);
             adapt::runtime_exec(e, req)
@@ -129,7 +158,9 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             let rec = cs.find(&container)?;
             let st = run::status(e, &cs, &rec.id);
             if st.state != State::Running {
-                return Err(EngineError::Conflict("you cannot attach to a stopped container, start it first".to_string()));
+                return Err(EngineError::Conflict(
+                    "you cannot attach to a stopped container, start it first".to_string(),
+                ));
             }
             adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty, sig_proxy)
         }
@@ -141,7 +172,9 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             adapt::runtime_top(e, &rec.id, &ps_args)?;
             Ok(0)
         }
-        ContainerCmd::Stats { no_stream, all, no_trunc, containers } => show::stats(e, &cs, &containers, all, no_stream, no_trunc),
+        ContainerCmd::Stats { no_stream, all, no_trunc, containers } => {
+            show::stats(e, &cs, &containers, all, no_stream, no_trunc)
+        }
         ContainerCmd::Prune { force: _ } => {
             let mut out = std::io::stdout().lock();
             let _ = writeln!(out, "Deleted Containers:");

@@ -86,8 +86,9 @@ fn invalid(msg: String) -> EngineError {
 
 /// Parse a size such as 512m, 1g, 100000, 1.5g (units::ram_in_bytes).
 pub fn parse_size(flag: &str, s: &str) -> Result<i64, EngineError> {
-    crate::units::ram_in_bytes(s)
-        .ok_or_else(|| invalid(format!("invalid {flag} {s:?}: a size is a number with an optional b, k, m or g suffix")))
+    crate::units::ram_in_bytes(s).ok_or_else(|| {
+        invalid(format!("invalid {flag} {s:?}: a size is a number with an optional b, k, m or g suffix"))
+    })
 }
 
 fn clean_dest(flag: &str, spec: &str, d: &str) -> Result<String, EngineError> {
@@ -113,9 +114,8 @@ pub fn valid_volume_name(n: &str) -> bool {
         && b.iter().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(c))
 }
 
-const MOUNT_MODES: &[&str] = &[
-    "ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave",
-];
+const MOUNT_MODES: &[&str] =
+    &["ro", "rw", "z", "Z", "nocopy", "private", "rprivate", "shared", "rshared", "slave", "rslave"];
 
 /// `-v SRC:DEST[:MODE]`, `-v NAME:DEST[:MODE]` or `-v DEST`.
 pub fn parse_volume(spec: &str) -> Result<VolumeArg, EngineError> {
@@ -144,12 +144,14 @@ pub fn parse_volume(spec: &str) -> Result<VolumeArg, EngineError> {
         None => Ok(VolumeArg::Volume { name: None, dest, readonly }),
         Some(s) if s.starts_with('/') => Ok(VolumeArg::Bind { source: s.to_string(), dest, readonly, options }),
         Some("") => Err(invalid(format!("invalid volume specification {spec:?}: empty source"))),
-        Some(s) if s.starts_with('.') || s.starts_with('~') => Err(invalid(format!(
-            "invalid volume specification {spec:?}: a bind mount source must be an absolute path"
-        ))),
+        Some(s) if s.starts_with('.') || s.starts_with('~') => {
+            Err(invalid(format!("invalid volume specification {spec:?}: a bind mount source must be an absolute path")))
+        }
         Some(s) if valid_volume_name(s) => {
             if !options.is_empty() {
-                return Err(invalid(format!("invalid volume specification {spec:?}: propagation is only for bind mounts")));
+                return Err(invalid(format!(
+                    "invalid volume specification {spec:?}: propagation is only for bind mounts"
+                )));
             }
             Ok(VolumeArg::Volume { name: Some(s.to_string()), dest, readonly })
         }
@@ -276,7 +278,9 @@ pub fn check_name(n: &str) -> Result<String, EngineError> {
     if ok {
         Ok(n.to_string())
     } else {
-        Err(invalid(format!("invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (2 characters or more)")))
+        Err(invalid(format!(
+            "invalid container name {n:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed (2 characters or more)"
+        )))
     }
 }
 
@@ -404,7 +408,11 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         s.shm_size = Some(parse_size("--shm-size", m)?);
     }
     if let Some(x) = &c.cpus {
-        let v: f64 = x.parse().ok().filter(|v: &f64| v.is_finite() && *v >= 0.0).ok_or_else(|| invalid(format!("invalid --cpus {x:?}")))?;
+        let v: f64 = x
+            .parse()
+            .ok()
+            .filter(|v: &f64| v.is_finite() && *v >= 0.0)
+            .ok_or_else(|| invalid(format!("invalid --cpus {x:?}")))?;
         s.cpus = Some(v);
     }
     for o in &c.security_opt {
@@ -425,11 +433,16 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
                 }
             }
             "label" => {}
-            _ => return Err(invalid(format!("invalid --security-opt {o:?} (seccomp=FILE|unconfined, apparmor=PROFILE, no-new-privileges)"))),
+            _ => {
+                return Err(invalid(format!(
+                    "invalid --security-opt {o:?} (seccomp=FILE|unconfined, apparmor=PROFILE, no-new-privileges)"
+                )))
+            }
         }
     }
     for h in &c.add_host {
-        let (host, ip) = h.split_once([':', '=']).ok_or_else(|| invalid(format!("invalid --add-host {h:?}: expected HOST:IP")))?;
+        let (host, ip) =
+            h.split_once([':', '=']).ok_or_else(|| invalid(format!("invalid --add-host {h:?}: expected HOST:IP")))?;
         if host.is_empty() || (ip != "host-gateway" && ip.parse::<std::net::IpAddr>().is_err()) {
             return Err(invalid(format!("invalid --add-host {h:?}: expected HOST:IP")));
         }
@@ -456,7 +469,9 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     for e in &c.expose {
         let (p, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
         let (lo, hi) = p.split_once('-').unwrap_or((p, p));
-        let ok = matches!(proto, "tcp" | "udp") && lo.parse::<u16>().is_ok_and(|l| l > 0) && hi.parse::<u16>().is_ok_and(|h| h >= lo.parse::<u16>().unwrap_or(u16::MAX));
+        let ok = matches!(proto, "tcp" | "udp")
+            && lo.parse::<u16>().is_ok_and(|l| l > 0)
+            && hi.parse::<u16>().is_ok_and(|h| h >= lo.parse::<u16>().unwrap_or(u16::MAX));
         if !ok {
             return Err(invalid(format!("invalid --expose {e:?}")));
         }
@@ -466,7 +481,10 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     }
     match s.network.as_str() {
         "host" | "none" if !s.publish.is_empty() || s.publish_all => {
-            return Err(invalid(format!("published ports are discarded with --network {}: use the bridge network", s.network)));
+            return Err(invalid(format!(
+                "published ports are discarded with --network {}: use the bridge network",
+                s.network
+            )));
         }
         "" => return Err(invalid("invalid --network \"\"".into())),
         _ => {}
@@ -484,14 +502,29 @@ mod tests {
             parse_volume("/h:/c:ro").unwrap(),
             VolumeArg::Bind { source: "/h".into(), dest: "/c".into(), readonly: true, options: vec![] }
         );
-        assert_eq!(parse_volume("data:/d").unwrap(), VolumeArg::Volume { name: Some("data".into()), dest: "/d".into(), readonly: false });
-        assert_eq!(parse_volume("/anon").unwrap(), VolumeArg::Volume { name: None, dest: "/anon".into(), readonly: false });
-        assert_eq!(parse_volume("/anon:ro").unwrap(), VolumeArg::Volume { name: None, dest: "/anon".into(), readonly: true });
+        assert_eq!(
+            parse_volume("data:/d").unwrap(),
+            VolumeArg::Volume { name: Some("data".into()), dest: "/d".into(), readonly: false }
+        );
+        assert_eq!(
+            parse_volume("/anon").unwrap(),
+            VolumeArg::Volume { name: None, dest: "/anon".into(), readonly: false }
+        );
+        assert_eq!(
+            parse_volume("/anon:ro").unwrap(),
+            VolumeArg::Volume { name: None, dest: "/anon".into(), readonly: true }
+        );
         assert_eq!(
             parse_volume("/h:/c:rshared").unwrap(),
-            VolumeArg::Bind { source: "/h".into(), dest: "/c".into(), readonly: false, options: vec!["rshared".into()] }
+            VolumeArg::Bind {
+                source: "/h".into(),
+                dest: "/c".into(),
+                readonly: false,
+                options: vec!["rshared".into()]
+            }
         );
-        for bad in ["", "rel", "a:b", "/h:/c:xx", "/h:rel", "x y:/d", ":/d", "/h:/", "a:b:c:d", "./x:/d", "/h:/c/../d"] {
+        for bad in ["", "rel", "a:b", "/h:/c:xx", "/h:rel", "x y:/d", ":/d", "/h:/", "a:b:c:d", "./x:/d", "/h:/c/../d"]
+        {
             assert!(parse_volume(bad).is_err(), "{bad:?} must be rejected");
         }
     }
@@ -521,7 +554,12 @@ mod tests {
         assert!(check_name("a").is_err());
         assert!(check_name("-x").is_err());
         assert!(check_name("a b").is_err());
-        assert!(valid_volume_name("v") && valid_volume_name("my-vol.1") && !valid_volume_name("_x") && !valid_volume_name("a/b"));
+        assert!(
+            valid_volume_name("v")
+                && valid_volume_name("my-vol.1")
+                && !valid_volume_name("_x")
+                && !valid_volume_name("a/b")
+        );
     }
 
     #[test]

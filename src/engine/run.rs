@@ -229,7 +229,8 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
         if let VolumeArg::Bind { source, .. } = v {
             // -v creates a missing host directory, as docker does.
             if fs::symlink_metadata(source).is_err() {
-                fs::create_dir_all(source).map_err(|err| EngineError::Invalid(format!("create bind source {source}: {err}")))?;
+                fs::create_dir_all(source)
+                    .map_err(|err| EngineError::Invalid(format!("create bind source {source}: {err}")))?;
             }
         }
     }
@@ -301,7 +302,10 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
 
 pub enum Started {
     /// The shim runs; with an attach connection when asked for.
-    Spawned { shim_pid: i32, sock: Option<UnixStream> },
+    Spawned {
+        shim_pid: i32,
+        sock: Option<UnixStream>,
+    },
     AlreadyRunning,
 }
 
@@ -382,7 +386,13 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
 
 /// Stops a running container: its stop signal, then SIGKILL after `timeout` seconds (< 0:
 /// wait forever); no restart afterwards. Returns once the clean-up is done.
-pub fn stop(e: &Engine, cs: &Containers, rec: &Record, signal: Option<&str>, timeout: Option<i64>) -> Result<(), EngineError> {
+pub fn stop(
+    e: &Engine,
+    cs: &Containers,
+    rec: &Record,
+    signal: Option<&str>,
+    timeout: Option<i64>,
+) -> Result<(), EngineError> {
     let dir = cs.path(&rec.id);
     let st = status(e, cs, &rec.id);
     if !matches!(st.state, State::Running | State::Restarting) {
@@ -421,7 +431,13 @@ pub fn stop(e: &Engine, cs: &Containers, rec: &Record, signal: Option<&str>, tim
 }
 
 /// A container whose shim died has stopped: nobody records the exit or cleans up but us.
-pub fn finish_without_shim(e: &Engine, cs: &Containers, rec: &Record, shim: Option<ShimState>, code: i32) -> Result<(), EngineError> {
+pub fn finish_without_shim(
+    e: &Engine,
+    cs: &Containers,
+    rec: &Record,
+    shim: Option<ShimState>,
+    code: i32,
+) -> Result<(), EngineError> {
     let _l = cs.lock(&rec.id)?;
     if status(e, cs, &rec.id).shim_alive {
         return Ok(());

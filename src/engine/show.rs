@@ -46,9 +46,7 @@ pub fn human_duration(d: Duration) -> String {
 }
 
 fn since(t: Option<&str>) -> Duration {
-    t.and_then(adapt::parse_rfc3339)
-        .and_then(|t| SystemTime::now().duration_since(t).ok())
-        .unwrap_or_default()
+    t.and_then(adapt::parse_rfc3339).and_then(|t| SystemTime::now().duration_since(t).ok()).unwrap_or_default()
 }
 
 /// The STATUS column: "Up 5 seconds", "Exited (0) 3 minutes ago", "Created", ...
@@ -77,7 +75,8 @@ pub fn status_text(st: &Status) -> String {
 }
 
 fn command_text(rec: &Record, trunc: bool) -> String {
-    let mut c = std::iter::once(rec.path.as_str()).chain(rec.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
+    let mut c =
+        std::iter::once(rec.path.as_str()).chain(rec.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
     if trunc && c.chars().count() > 20 {
         c = c.chars().take(19).collect::<String>() + "…";
     }
@@ -94,7 +93,8 @@ pub struct LsOpts {
 }
 
 fn matches_filter(rec: &Record, st: &Status, f: &str) -> Result<bool, EngineError> {
-    let (k, v) = f.split_once('=').ok_or_else(|| EngineError::Invalid(format!("invalid --filter {f:?}: expected KEY=VALUE")))?;
+    let (k, v) =
+        f.split_once('=').ok_or_else(|| EngineError::Invalid(format!("invalid --filter {f:?}: expected KEY=VALUE")))?;
     Ok(match k {
         "name" => rec.name.contains(v),
         "id" => rec.id.starts_with(v),
@@ -102,7 +102,9 @@ fn matches_filter(rec: &Record, st: &Status, f: &str) -> Result<bool, EngineErro
         "exited" => st.state == State::Exited && st.exit_code.map(|c| c.to_string()).as_deref() == Some(v),
         "label" => match v.split_once('=') {
             Some((lk, lv)) => rec.spec.labels.get(lk).map(String::as_str) == Some(lv),
-            None => rec.spec.labels.contains_key(v) || rec.image_config.labels.as_ref().is_some_and(|l| l.contains_key(v)),
+            None => {
+                rec.spec.labels.contains_key(v) || rec.image_config.labels.as_ref().is_some_and(|l| l.contains_key(v))
+            }
         },
         "ancestor" => rec.image == v || rec.image_id.contains(v),
         _ => return Err(EngineError::Invalid(format!("invalid --filter {f:?}: unknown key {k:?}"))),
@@ -139,7 +141,9 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
     }
     match o.format.as_deref() {
         None | Some("table") => {
-            let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"].map(String::from).to_vec()];
+            let mut rows = vec![["CONTAINER ID", "IMAGE", "COMMAND", "CREATED", "STATUS", "PORTS", "NAMES"]
+                .map(String::from)
+                .to_vec()];
             for (r, st) in &recs {
                 rows.push(vec![
                     id_of(r),
@@ -181,7 +185,11 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
                 let _ = writeln!(out, "{}", render_template(t, &ls_view(r, st, &v, o.no_trunc)));
             }
         }
-        Some(f) => return Err(EngineError::Invalid(format!("unknown --format {f:?} (table, json or a {{{{.Field}}}} template)"))),
+        Some(f) => {
+            return Err(EngineError::Invalid(format!(
+                "unknown --format {f:?} (table, json or a {{{{.Field}}}} template)"
+            )))
+        }
     }
     Ok(())
 }
@@ -283,44 +291,44 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
     let mut labels = r.image_config.labels.clone().unwrap_or_default();
     labels.extend(s.labels.clone());
     let hostconfig = json!({
-            "Binds": r.mounts.iter().filter(|m| !m.anonymous).map(|m| {
-                let src = if m.kind == "volume" { m.name.clone().unwrap_or_default() } else { m.source.to_string_lossy().into_owned() };
-                format!("{src}:{}{}", m.destination, if m.rw { "" } else { ":ro" })
-            }).collect::<Vec<_>>(),
-            "NetworkMode": s.network,
-            "PortBindings": port_bindings,
-            "PublishAllPorts": s.publish_all,
-            "RestartPolicy": restart_json(&s.restart),
-            "AutoRemove": s.auto_remove,
-            "CapAdd": s.cap_add,
-            "CapDrop": s.cap_drop,
-            "Dns": s.dns,
-            "DnsSearch": s.dns_search,
-            "DnsOptions": s.dns_options,
-            "ExtraHosts": s.extra_hosts.iter().map(|(h, i)| format!("{h}:{i}")).collect::<Vec<_>>(),
-            "Privileged": s.privileged,
-            "ReadonlyRootfs": s.read_only,
-            "SecurityOpt": security_opt,
-            "Tmpfs": s.tmpfs.iter().map(|(d, o)| (d.clone(), json!(o))).collect::<serde_json::Map<_, _>>(),
-            "Memory": s.memory.unwrap_or(0),
-            "MemorySwap": s.memory_swap.unwrap_or(0),
-            "NanoCpus": s.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
-            "PidsLimit": s.pids_limit,
-            "ShmSize": s.shm_size.unwrap_or(64 << 20),
-            "Init": s.init,
-            "PidMode": if s.pid_host { "host" } else { "" },
-            "IpcMode": if s.ipc_host { "host" } else { "private" },
-            "UTSMode": if s.uts_host { "host" } else { "" },
-        });
+        "Binds": r.mounts.iter().filter(|m| !m.anonymous).map(|m| {
+            let src = if m.kind == "volume" { m.name.clone().unwrap_or_default() } else { m.source.to_string_lossy().into_owned() };
+            format!("{src}:{}{}", m.destination, if m.rw { "" } else { ":ro" })
+        }).collect::<Vec<_>>(),
+        "NetworkMode": s.network,
+        "PortBindings": port_bindings,
+        "PublishAllPorts": s.publish_all,
+        "RestartPolicy": restart_json(&s.restart),
+        "AutoRemove": s.auto_remove,
+        "CapAdd": s.cap_add,
+        "CapDrop": s.cap_drop,
+        "Dns": s.dns,
+        "DnsSearch": s.dns_search,
+        "DnsOptions": s.dns_options,
+        "ExtraHosts": s.extra_hosts.iter().map(|(h, i)| format!("{h}:{i}")).collect::<Vec<_>>(),
+        "Privileged": s.privileged,
+        "ReadonlyRootfs": s.read_only,
+        "SecurityOpt": security_opt,
+        "Tmpfs": s.tmpfs.iter().map(|(d, o)| (d.clone(), json!(o))).collect::<serde_json::Map<_, _>>(),
+        "Memory": s.memory.unwrap_or(0),
+        "MemorySwap": s.memory_swap.unwrap_or(0),
+        "NanoCpus": s.cpus.map(|c| (c * 1e9) as i64).unwrap_or(0),
+        "PidsLimit": s.pids_limit,
+        "ShmSize": s.shm_size.unwrap_or(64 << 20),
+        "Init": s.init,
+        "PidMode": if s.pid_host { "host" } else { "" },
+        "IpcMode": if s.ipc_host { "host" } else { "private" },
+        "UTSMode": if s.uts_host { "host" } else { "" },
+    });
     let graphdriver = json!({
-            "Name": "overlay",
-            "Data": {
-                "LowerDir": r.lowers.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>().join(":"),
-                "UpperDir": dir.join("rw/upper"),
-                "WorkDir": dir.join("rw/work"),
-                "MergedDir": dir.join("bundle/rootfs"),
-            }
-        });
+        "Name": "overlay",
+        "Data": {
+            "LowerDir": r.lowers.iter().map(|p| p.to_string_lossy().into_owned()).collect::<Vec<_>>().join(":"),
+            "UpperDir": dir.join("rw/upper"),
+            "WorkDir": dir.join("rw/work"),
+            "MergedDir": dir.join("bundle/rootfs"),
+        }
+    });
     let mounts = r.mounts.iter().map(|m| json!({
             "Type": m.kind,
             "Name": m.name,
@@ -332,31 +340,31 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
             "Propagation": m.options.iter().find(|o| o.contains("private") || o.contains("shared") || o.contains("slave")).cloned().unwrap_or_else(|| if m.kind == "bind" { "rprivate".into() } else { String::new() }),
         })).collect::<Vec<_>>();
     let config = json!({
-            "Hostname": adapt::hostname_of(r),
-            "User": s.user.clone().or_else(|| r.image_config.user.clone()).unwrap_or_default(),
-            "AttachStdin": false,
-            "Tty": s.tty,
-            "OpenStdin": s.stdin_open,
-            "Env": s.env,
-            "Cmd": if s.cmd.is_empty() && s.entrypoint.is_none() { r.image_config.cmd.clone().map(Value::from).unwrap_or(Value::Null) } else { json!(s.cmd) },
-            "Image": r.image,
-            "Volumes": r.image_config.volumes,
-            "WorkingDir": s.workdir.clone().or_else(|| r.image_config.working_dir.clone()).unwrap_or_default(),
-            "Entrypoint": s.entrypoint.clone().or_else(|| r.image_config.entrypoint.clone()),
-            "Labels": labels,
-            "StopSignal": adapt::stop_signal(r),
-            "StopTimeout": s.stop_timeout,
-            "ExposedPorts": r.image_config.exposed_ports,
-        });
+        "Hostname": adapt::hostname_of(r),
+        "User": s.user.clone().or_else(|| r.image_config.user.clone()).unwrap_or_default(),
+        "AttachStdin": false,
+        "Tty": s.tty,
+        "OpenStdin": s.stdin_open,
+        "Env": s.env,
+        "Cmd": if s.cmd.is_empty() && s.entrypoint.is_none() { r.image_config.cmd.clone().map(Value::from).unwrap_or(Value::Null) } else { json!(s.cmd) },
+        "Image": r.image,
+        "Volumes": r.image_config.volumes,
+        "WorkingDir": s.workdir.clone().or_else(|| r.image_config.working_dir.clone()).unwrap_or_default(),
+        "Entrypoint": s.entrypoint.clone().or_else(|| r.image_config.entrypoint.clone()),
+        "Labels": labels,
+        "StopSignal": adapt::stop_signal(r),
+        "StopTimeout": s.stop_timeout,
+        "ExposedPorts": r.image_config.exposed_ports,
+    });
     let networksettings = json!({
-            "SandboxKey": r.net.sandbox,
-            "Ports": ports,
-            "IPAddress": if running { r.net.ip.clone().unwrap_or_default() } else { String::new() },
-            "IPPrefixLen": r.net.prefix.unwrap_or(0),
-            "Gateway": r.net.gateway.clone().unwrap_or_default(),
-            "MacAddress": r.net.mac.clone().unwrap_or_default(),
-            "Networks": networks,
-        });
+        "SandboxKey": r.net.sandbox,
+        "Ports": ports,
+        "IPAddress": if running { r.net.ip.clone().unwrap_or_default() } else { String::new() },
+        "IPPrefixLen": r.net.prefix.unwrap_or(0),
+        "Gateway": r.net.gateway.clone().unwrap_or_default(),
+        "MacAddress": r.net.mac.clone().unwrap_or_default(),
+        "Networks": networks,
+    });
     json!({
         "Id": r.id,
         "Created": r.created,
@@ -483,11 +491,7 @@ fn bytes_text(n: u64) -> String {
     if i == 0 {
         format!("{n}B")
     } else {
-        format!("{v:.3}")
-            .trim_end_matches('0')
-            .trim_end_matches('.')
-            .to_string()
-            + units[i]
+        format!("{v:.3}").trim_end_matches('0').trim_end_matches('.').to_string() + units[i]
     }
 }
 
@@ -510,7 +514,11 @@ fn io_text(n: u64) -> String {
 fn host_memory() -> u64 {
     std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|s| s.lines().find(|l| l.starts_with("MemTotal:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok()))
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<u64>().ok())
+        })
         .map(|kb| kb * 1024)
         .unwrap_or(0)
 }
@@ -542,13 +550,26 @@ struct Sample {
 
 fn sample(e: &Engine, id: &str) -> Option<Sample> {
     let data = adapt::runtime_stats(e, id)?;
-    Some(Sample { cpu_ns: data.pointer("/cpu/usage/total").and_then(Value::as_u64).unwrap_or(0), at: Instant::now(), data })
+    Some(Sample {
+        cpu_ns: data.pointer("/cpu/usage/total").and_then(Value::as_u64).unwrap_or(0),
+        at: Instant::now(),
+        data,
+    })
 }
 
 fn stats_row(r: &Record, st: &Status, a: Option<&Sample>, b: Option<&Sample>, no_trunc: bool) -> Vec<String> {
     let id = if no_trunc { r.id.clone() } else { r.id[..12].to_string() };
     let (Some(a), Some(b)) = (a, b) else {
-        return vec![id, r.name.clone(), "0.00%".into(), "0B / 0B".into(), "0.00%".into(), "0B / 0B".into(), "0B / 0B".into(), "0".into()];
+        return vec![
+            id,
+            r.name.clone(),
+            "0.00%".into(),
+            "0B / 0B".into(),
+            "0.00%".into(),
+            "0B / 0B".into(),
+            "0B / 0B".into(),
+            "0".into(),
+        ];
     };
     let dt = b.at.duration_since(a.at).as_nanos().max(1) as f64;
     let cpu = (b.cpu_ns.saturating_sub(a.cpu_ns)) as f64 / dt * 100.0;
@@ -586,15 +607,25 @@ fn stats_row(r: &Record, st: &Status, a: Option<&Sample>, b: Option<&Sample>, no
     ]
 }
 
-pub fn stats(e: &Engine, cs: &Containers, keys: &[String], all: bool, no_stream: bool, no_trunc: bool) -> Result<i32, EngineError> {
+pub fn stats(
+    e: &Engine,
+    cs: &Containers,
+    keys: &[String],
+    all: bool,
+    no_stream: bool,
+    no_trunc: bool,
+) -> Result<i32, EngineError> {
     let recs: Vec<Record> = if keys.is_empty() {
-        let mut v: Vec<Record> = cs.all().into_iter().filter(|r| all || run::status(e, cs, &r.id).state == State::Running).collect();
+        let mut v: Vec<Record> =
+            cs.all().into_iter().filter(|r| all || run::status(e, cs, &r.id).state == State::Running).collect();
         v.sort_by(|a, b| b.created.cmp(&a.created));
         v
     } else {
         keys.iter().map(|k| cs.find(k)).collect::<Result<_, _>>()?
     };
-    let header = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"].map(String::from).to_vec();
+    let header = ["CONTAINER ID", "NAME", "CPU %", "MEM USAGE / LIMIT", "MEM %", "NET I/O", "BLOCK I/O", "PIDS"]
+        .map(String::from)
+        .to_vec();
     let mut prev: Vec<Option<Sample>> = recs.iter().map(|r| sample(e, &r.id)).collect();
     loop {
         std::thread::sleep(Duration::from_millis(if no_stream { 500 } else { 1000 }));

@@ -131,9 +131,12 @@ impl Containers {
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         let tmp = self.dir.join(format!(".new-{}", r.id));
         // Only root reads a record (it holds the container's environment).
-        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o711).create(&tmp).map_err(io("create", &tmp))?;
+        std::os::unix::fs::DirBuilderExt::mode(&mut fs::DirBuilder::new(), 0o711)
+            .create(&tmp)
+            .map_err(io("create", &tmp))?;
         let made = (|| {
-            let lock = lock_file(&tmp.join("lock"), true)?.ok_or_else(|| EngineError::Msg(format!("lock {}: held", tmp.display())))?;
+            let lock = lock_file(&tmp.join("lock"), true)?
+                .ok_or_else(|| EngineError::Msg(format!("lock {}: held", tmp.display())))?;
             write_record(&tmp, r)?;
             let dst = self.path(&r.id);
             fs::rename(&tmp, &dst).map_err(io("rename to", &dst))?;
@@ -168,7 +171,9 @@ impl Containers {
         let p = self.path(id).join(RECORD);
         let data = match fs::read(&p) {
             Ok(d) => d,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Err(EngineError::NoSuchContainer(id.to_string())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(EngineError::NoSuchContainer(id.to_string()))
+            }
             Err(e) => return Err(EngineError::Io { op: "read", path: p, err: e }),
         };
         serde_json::from_slice(&data).map_err(|e| EngineError::Msg(format!("parse {}: {e}", p.display())))
@@ -177,10 +182,7 @@ impl Containers {
     /// Ids of every container dir holding a record.
     pub fn ids(&self) -> Vec<String> {
         let Ok(rd) = fs::read_dir(&self.dir) else { return Vec::new() };
-        rd.filter_map(|e| e.ok())
-            .filter_map(|e| e.file_name().into_string().ok())
-            .filter(|n| is_id(n))
-            .collect()
+        rd.filter_map(|e| e.ok()).filter_map(|e| e.file_name().into_string().ok()).filter(|n| is_id(n)).collect()
     }
 
     pub fn all(&self) -> Vec<Record> {
@@ -250,7 +252,11 @@ impl Containers {
             match m.len() {
                 0 => {}
                 1 => return self.load(&m[0]),
-                _ => return Err(EngineError::Invalid(format!("multiple containers match the id prefix {key:?}: be more specific"))),
+                _ => {
+                    return Err(EngineError::Invalid(format!(
+                        "multiple containers match the id prefix {key:?}: be more specific"
+                    )))
+                }
             }
         }
         Err(EngineError::NoSuchContainer(key.to_string()))
@@ -262,7 +268,9 @@ impl Containers {
         match lock_file(&self.path(id).join("lock"), true) {
             Ok(Some(l)) => Ok(l),
             Ok(None) => Err(EngineError::Msg(format!("lock container {id}: held"))),
-            Err(EngineError::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => Err(EngineError::NoSuchContainer(id.to_string())),
+            Err(EngineError::Io { err, .. }) if err.kind() == std::io::ErrorKind::NotFound => {
+                Err(EngineError::NoSuchContainer(id.to_string()))
+            }
             Err(e) => Err(e),
         }
     }
@@ -271,7 +279,13 @@ impl Containers {
 fn write_record(dir: &Path, r: &Record) -> Result<(), EngineError> {
     let tmp = dir.join(".record.json.tmp");
     let data = serde_json::to_vec_pretty(r).map_err(|e| EngineError::Msg(format!("encode record of {}: {e}", r.id)))?;
-    let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).mode(0o600).open(&tmp).map_err(io("create", &tmp))?;
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(&tmp)
+        .map_err(io("create", &tmp))?;
     f.write_all(&data).map_err(io("write", &tmp))?;
     let dst = dir.join(RECORD);
     fs::rename(&tmp, &dst).map_err(io("rename to", &dst))
@@ -279,13 +293,8 @@ fn write_record(dir: &Path, r: &Record) -> Result<(), EngineError> {
 
 /// An exclusive flock on `p` (created if missing); `wait` false: None when someone holds it.
 fn lock_file(p: &Path, wait: bool) -> Result<Option<Lock>, EngineError> {
-    let f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .mode(0o600)
-        .open(p)
-        .map_err(io("open", p))?;
+    let f =
+        fs::OpenOptions::new().write(true).create(true).truncate(false).mode(0o600).open(p).map_err(io("open", p))?;
     let op = if wait { libc::LOCK_EX } else { libc::LOCK_EX | libc::LOCK_NB };
     loop {
         // SAFETY: flock on an fd we own.
@@ -303,20 +312,19 @@ fn lock_file(p: &Path, wait: bool) -> Result<Option<Lock>, EngineError> {
 
 /// Adjective_noun names, as docker makes them.
 const ADJECTIVES: &[&str] = &[
-    "agile", "amber", "ancient", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic",
-    "crisp", "curious", "daring", "dazzling", "eager", "elated", "epic", "fervent", "fond", "gentle",
-    "gifted", "golden", "happy", "hardy", "humble", "jolly", "keen", "kind", "lively", "lucid",
-    "lucky", "mellow", "merry", "mighty", "modest", "nimble", "noble", "patient", "placid", "plucky",
-    "proud", "quiet", "quirky", "rapid", "serene", "sharp", "shiny", "silent", "sleepy", "snowy",
-    "sober", "spry", "steady", "stoic", "sunny", "swift", "tender", "tidy", "vivid", "witty",
+    "agile", "amber", "ancient", "bold", "brave", "bright", "brisk", "calm", "clever", "cosmic", "crisp", "curious",
+    "daring", "dazzling", "eager", "elated", "epic", "fervent", "fond", "gentle", "gifted", "golden", "happy", "hardy",
+    "humble", "jolly", "keen", "kind", "lively", "lucid", "lucky", "mellow", "merry", "mighty", "modest", "nimble",
+    "noble", "patient", "placid", "plucky", "proud", "quiet", "quirky", "rapid", "serene", "sharp", "shiny", "silent",
+    "sleepy", "snowy", "sober", "spry", "steady", "stoic", "sunny", "swift", "tender", "tidy", "vivid", "witty",
 ];
 const NOUNS: &[&str] = &[
-    "anchor", "badger", "beacon", "bison", "breeze", "canyon", "cedar", "comet", "coral", "cricket",
-    "delta", "dolphin", "falcon", "fern", "fjord", "galaxy", "glacier", "harbor", "heron", "island",
-    "jaguar", "kestrel", "lagoon", "lantern", "lynx", "maple", "meadow", "meteor", "narwhal", "nebula",
-    "oasis", "orca", "otter", "panda", "pebble", "pelican", "pine", "prairie", "quasar", "raven",
-    "reef", "river", "saffron", "sequoia", "sparrow", "spruce", "summit", "tern", "thistle", "tiger",
-    "tundra", "valley", "vortex", "walrus", "willow", "wombat", "yak", "zebra", "zephyr", "quill",
+    "anchor", "badger", "beacon", "bison", "breeze", "canyon", "cedar", "comet", "coral", "cricket", "delta",
+    "dolphin", "falcon", "fern", "fjord", "galaxy", "glacier", "harbor", "heron", "island", "jaguar", "kestrel",
+    "lagoon", "lantern", "lynx", "maple", "meadow", "meteor", "narwhal", "nebula", "oasis", "orca", "otter", "panda",
+    "pebble", "pelican", "pine", "prairie", "quasar", "raven", "reef", "river", "saffron", "sequoia", "sparrow",
+    "spruce", "summit", "tern", "thistle", "tiger", "tundra", "valley", "vortex", "walrus", "willow", "wombat", "yak",
+    "zebra", "zephyr", "quill",
 ];
 
 /// A random adjective_noun name (with a number appended after a few clashes).

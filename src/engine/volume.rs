@@ -47,9 +47,16 @@ impl Volumes {
     }
 
     /// Creates `name` (or finds it). Returns the volume and whether this call made it.
-    pub fn create(&self, name: &str, labels: BTreeMap<String, String>, anonymous: bool) -> Result<(Volume, bool), EngineError> {
+    pub fn create(
+        &self,
+        name: &str,
+        labels: BTreeMap<String, String>,
+        anonymous: bool,
+    ) -> Result<(Volume, bool), EngineError> {
         if !valid_volume_name(name) {
-            return Err(EngineError::Invalid(format!("invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed")));
+            return Err(EngineError::Invalid(format!(
+                "invalid volume name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+            )));
         }
         fs::create_dir_all(&self.dir).map_err(io("create", &self.dir))?;
         let vdir = self.dir.join(name);
@@ -203,7 +210,9 @@ pub fn command(e: &Engine, cmd: VolumeCmd) -> Result<i32, EngineError> {
                         let _ = writeln!(out, "{:<16}{}", "local", v.name);
                     }
                 }
-                (false, Some(f)) => return Err(EngineError::Invalid(format!("unknown --format {f:?} (table or json)"))),
+                (false, Some(f)) => {
+                    return Err(EngineError::Invalid(format!("unknown --format {f:?} (table or json)")))
+                }
             }
         }
         VolumeCmd::Inspect { volumes } => {
@@ -243,11 +252,8 @@ pub fn command(e: &Engine, cmd: VolumeCmd) -> Result<i32, EngineError> {
         }
         VolumeCmd::Prune { all, force: _ } => {
             let _ = writeln!(out, "Deleted Volumes:");
-            let users: Vec<String> = containers
-                .all()
-                .iter()
-                .flat_map(|r| r.mounts.iter().filter_map(|m| m.name.clone()))
-                .collect();
+            let users: Vec<String> =
+                containers.all().iter().flat_map(|r| r.mounts.iter().filter_map(|m| m.name.clone())).collect();
             for v in vols.list() {
                 if (all || v.meta.anonymous) && !users.contains(&v.name) && vols.remove_unchecked(&v.name).is_ok() {
                     let _ = writeln!(out, "{}", v.name);

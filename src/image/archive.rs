@@ -150,7 +150,8 @@ impl<'s> Source<'s> {
     /// Stages every file of a tar stream.
     fn read_tar(&mut self, r: impl Read) -> Result<(), ArchiveError> {
         let mut ar = tar::Archive::new(r);
-        let bad = |e: io::Error| ArchiveError::Format { path: self.input.clone(), msg: format!("reading the tar: {e}") };
+        let bad =
+            |e: io::Error| ArchiveError::Format { path: self.input.clone(), msg: format!("reading the tar: {e}") };
         let entries = ar.entries().map_err(bad)?;
         for e in entries {
             let mut e = e.map_err(bad)?;
@@ -237,11 +238,21 @@ impl<'s> Source<'s> {
         let input = self.input.clone();
         let s = self.get(entry)?;
         if s.digest != *d {
-            return Err(ArchiveError::DigestMismatch { path: input, entry: entry.to_string(), expected: d.clone(), got: s.digest.clone() });
+            return Err(ArchiveError::DigestMismatch {
+                path: input,
+                entry: entry.to_string(),
+                expected: d.clone(),
+                got: s.digest.clone(),
+            });
         }
         if let Some(n) = size {
             if n != s.size {
-                return Err(ArchiveError::SizeMismatch { path: input, entry: entry.to_string(), expected: n, got: s.size });
+                return Err(ArchiveError::SizeMismatch {
+                    path: input,
+                    entry: entry.to_string(),
+                    expected: n,
+                    got: s.size,
+                });
             }
         }
         Ok((s.digest.clone(), s.size))
@@ -338,10 +349,16 @@ pub fn load(store: &Store, input: &Path, out: &mut dyn io::Write) -> Result<Vec<
                 Some(p) => Some(src.get(p)?.path().to_path_buf()),
                 None => None,
             };
-            jobs.push(Job { chain, diff_id: c.config.rootfs.diff_ids[i].clone(), blob: c.layers[i].digest.clone(), staged });
+            jobs.push(Job {
+                chain,
+                diff_id: c.config.rootfs.diff_ids[i].clone(),
+                blob: c.layers[i].digest.clone(),
+                staged,
+            });
         }
     }
-    let results = run_parallel(&jobs, |j| store.prepare_snapshot(&g, &j.chain, &j.diff_id, &j.blob, j.staged.as_deref(), false))?;
+    let results =
+        run_parallel(&jobs, |j| store.prepare_snapshot(&g, &j.chain, &j.diff_id, &j.blob, j.staged.as_deref(), false))?;
     let mut prepared: Vec<PreparedSnapshot> = Vec::new();
     let mut chain_bytes: HashMap<Digest, u64> = HashMap::new();
     for (j, r) in jobs.iter().zip(results) {
@@ -468,7 +485,11 @@ fn run_parallel<J: Sync, T: Send, E: Send>(jobs: &[J], f: impl Fn(&J) -> Result<
 }
 
 fn json<T: serde::de::DeserializeOwned>(src: &Source, entry: &str, data: &[u8]) -> Result<T, ArchiveError> {
-    serde_json::from_slice(data).map_err(|source| ArchiveError::Json { path: src.input.clone(), entry: entry.to_string(), source })
+    serde_json::from_slice(data).map_err(|source| ArchiveError::Json {
+        path: src.input.clone(),
+        entry: entry.to_string(),
+        source,
+    })
 }
 
 /// Checks a manifest's config and layers in the archive and builds the candidate.
@@ -527,7 +548,8 @@ fn oci_candidates(src: &mut Source) -> Result<Vec<Candidate>, ArchiveError> {
     let idx: Index = json(src, "index.json", &data)?;
     let host = types::host_platform();
     // Several platforms listed at the top: keep the host's, when there is one.
-    let any_host = idx.manifests.iter().any(|d| d.platform.as_ref().is_some_and(|p| super::pull::platform_matches(&host, p)));
+    let any_host =
+        idx.manifests.iter().any(|d| d.platform.as_ref().is_some_and(|p| super::pull::platform_matches(&host, p)));
     // RepoTags of a docker 25+ archive, by config digest, for descriptors without names.
     let mut docker_tags: HashMap<String, Vec<String>> = HashMap::new();
     if src.has("manifest.json") {
@@ -550,7 +572,8 @@ fn oci_candidates(src: &mut Source) -> Result<Vec<Candidate>, ArchiveError> {
             let entry = format!("blobs/sha256/{}", d.digest.hex());
             let nd = src.read_small(&entry)?;
             let nested: Index = json(src, &entry, &nd)?;
-            let m = select_manifest(&nested, &host).map_err(|source| ArchiveError::Pull { path: src.input.clone(), source })?;
+            let m = select_manifest(&nested, &host)
+                .map_err(|source| ArchiveError::Pull { path: src.input.clone(), source })?;
             (m.clone(), vec![(d.digest.clone(), entry)])
         } else if d.media_type.is_empty() || types::is_manifest(&d.media_type) {
             (d.clone(), Vec::new())
@@ -622,7 +645,12 @@ fn docker_candidates(src: &mut Source) -> Result<Vec<Candidate>, ArchiveError> {
         if let Some(hex) = config_path.strip_prefix("blobs/sha256/") {
             if hex != config_digest.hex() {
                 let expected = Digest::parse(&format!("sha256:{hex}")).unwrap_or_else(|_| config_digest.clone());
-                return Err(ArchiveError::DigestMismatch { path: src.input.clone(), entry: config_path, expected, got: config_digest });
+                return Err(ArchiveError::DigestMismatch {
+                    path: src.input.clone(),
+                    entry: config_path,
+                    expected,
+                    got: config_digest,
+                });
             }
         }
         let manifest = docker_manifest(&config_digest, cdata.len() as u64, &layers);
@@ -637,8 +665,11 @@ fn docker_candidates(src: &mut Source) -> Result<Vec<Candidate>, ArchiveError> {
             c.names.dedup();
             continue;
         }
-        let m: Manifest = serde_json::from_slice(&manifest)
-            .map_err(|source| ArchiveError::Json { path: src.input.clone(), entry: "manifest.json".into(), source })?;
+        let m: Manifest = serde_json::from_slice(&manifest).map_err(|source| ArchiveError::Json {
+            path: src.input.clone(),
+            entry: "manifest.json".into(),
+            source,
+        })?;
         out.push(Candidate {
             manifest,
             manifest_digest,

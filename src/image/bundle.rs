@@ -32,27 +32,78 @@ pub const STOP_SIGNAL_ANNOTATION: &str = "org.opencontainers.image.stopSignal";
 
 /// Docker's default capability set.
 pub const DEFAULT_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FSETID", "CAP_FOWNER", "CAP_MKNOD", "CAP_NET_RAW",
-    "CAP_SETGID", "CAP_SETUID", "CAP_SETFCAP", "CAP_SETPCAP", "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT", "CAP_KILL", "CAP_AUDIT_WRITE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_FSETID",
+    "CAP_FOWNER",
+    "CAP_MKNOD",
+    "CAP_NET_RAW",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETFCAP",
+    "CAP_SETPCAP",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_SYS_CHROOT",
+    "CAP_KILL",
+    "CAP_AUDIT_WRITE",
 ];
 
 /// Every capability, in kernel number order (index = capability number).
 pub const ALL_CAPS: &[&str] = &[
-    "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_DAC_READ_SEARCH", "CAP_FOWNER", "CAP_FSETID",
-    "CAP_KILL", "CAP_SETGID", "CAP_SETUID", "CAP_SETPCAP", "CAP_LINUX_IMMUTABLE",
-    "CAP_NET_BIND_SERVICE", "CAP_NET_BROADCAST", "CAP_NET_ADMIN", "CAP_NET_RAW",
-    "CAP_IPC_LOCK", "CAP_IPC_OWNER", "CAP_SYS_MODULE", "CAP_SYS_RAWIO", "CAP_SYS_CHROOT",
-    "CAP_SYS_PTRACE", "CAP_SYS_PACCT", "CAP_SYS_ADMIN", "CAP_SYS_BOOT", "CAP_SYS_NICE",
-    "CAP_SYS_RESOURCE", "CAP_SYS_TIME", "CAP_SYS_TTY_CONFIG", "CAP_MKNOD", "CAP_LEASE",
-    "CAP_AUDIT_WRITE", "CAP_AUDIT_CONTROL", "CAP_SETFCAP", "CAP_MAC_OVERRIDE", "CAP_MAC_ADMIN",
-    "CAP_SYSLOG", "CAP_WAKE_ALARM", "CAP_BLOCK_SUSPEND", "CAP_AUDIT_READ", "CAP_PERFMON",
-    "CAP_BPF", "CAP_CHECKPOINT_RESTORE",
+    "CAP_CHOWN",
+    "CAP_DAC_OVERRIDE",
+    "CAP_DAC_READ_SEARCH",
+    "CAP_FOWNER",
+    "CAP_FSETID",
+    "CAP_KILL",
+    "CAP_SETGID",
+    "CAP_SETUID",
+    "CAP_SETPCAP",
+    "CAP_LINUX_IMMUTABLE",
+    "CAP_NET_BIND_SERVICE",
+    "CAP_NET_BROADCAST",
+    "CAP_NET_ADMIN",
+    "CAP_NET_RAW",
+    "CAP_IPC_LOCK",
+    "CAP_IPC_OWNER",
+    "CAP_SYS_MODULE",
+    "CAP_SYS_RAWIO",
+    "CAP_SYS_CHROOT",
+    "CAP_SYS_PTRACE",
+    "CAP_SYS_PACCT",
+    "CAP_SYS_ADMIN",
+    "CAP_SYS_BOOT",
+    "CAP_SYS_NICE",
+    "CAP_SYS_RESOURCE",
+    "CAP_SYS_TIME",
+    "CAP_SYS_TTY_CONFIG",
+    "CAP_MKNOD",
+    "CAP_LEASE",
+    "CAP_AUDIT_WRITE",
+    "CAP_AUDIT_CONTROL",
+    "CAP_SETFCAP",
+    "CAP_MAC_OVERRIDE",
+    "CAP_MAC_ADMIN",
+    "CAP_SYSLOG",
+    "CAP_WAKE_ALARM",
+    "CAP_BLOCK_SUSPEND",
+    "CAP_AUDIT_READ",
+    "CAP_PERFMON",
+    "CAP_BPF",
+    "CAP_CHECKPOINT_RESTORE",
 ];
 
 const MASKED_PATHS: &[&str] = &[
-    "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats",
-    "/proc/timer_list", "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware",
+    "/proc/asound",
+    "/proc/acpi",
+    "/proc/kcore",
+    "/proc/keys",
+    "/proc/latency_stats",
+    "/proc/timer_list",
+    "/proc/timer_stats",
+    "/proc/sched_debug",
+    "/proc/scsi",
+    "/sys/firmware",
     "/sys/devices/virtual/powercap",
 ];
 const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"];
@@ -60,10 +111,18 @@ const READONLY_PATHS: &[&str] = &["/proc/bus", "/proc/fs", "/proc/irq", "/proc/s
 /// Devices every container may use (device cgroup allow list after deny-all): mknod of any
 /// node, then null, random, full, tty, zero, urandom, console, pts, ptmx, tun.
 const ALLOWED_DEVICES: &[(&str, i64, i64, &str)] = &[
-    ("c", -1, -1, "m"), ("b", -1, -1, "m"),
-    ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"),
-    ("c", 1, 5, "rwm"), ("c", 1, 9, "rwm"), ("c", 5, 1, "rwm"), ("c", 136, -1, "rwm"),
-    ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
+    ("c", -1, -1, "m"),
+    ("b", -1, -1, "m"),
+    ("c", 1, 3, "rwm"),
+    ("c", 1, 8, "rwm"),
+    ("c", 1, 7, "rwm"),
+    ("c", 5, 0, "rwm"),
+    ("c", 1, 5, "rwm"),
+    ("c", 1, 9, "rwm"),
+    ("c", 5, 1, "rwm"),
+    ("c", 136, -1, "rwm"),
+    ("c", 5, 2, "rwm"),
+    ("c", 10, 200, "rwm"),
 ];
 
 /// An errno as its plain text ("Invalid argument"), without Rust's " (os error N)".
@@ -247,10 +306,9 @@ pub fn process_args(img: &ImageConfig, opts: &BundleOptions) -> Result<Vec<Strin
     let (entry, cmd): (&[String], &[String]) = match &opts.entrypoint {
         // --entrypoint drops the image's Cmd too.
         Some(e) => (e, user_args.map(Vec::as_slice).unwrap_or(&[])),
-        None => (
-            cfg.entrypoint.as_deref().unwrap_or(&[]),
-            user_args.or(cfg.cmd.as_ref()).map(Vec::as_slice).unwrap_or(&[]),
-        ),
+        None => {
+            (cfg.entrypoint.as_deref().unwrap_or(&[]), user_args.or(cfg.cmd.as_ref()).map(Vec::as_slice).unwrap_or(&[]))
+        }
     };
     let mut args: Vec<String> = entry.iter().chain(cmd).cloned().collect();
     if args.is_empty() {
@@ -361,12 +419,7 @@ pub fn capabilities(opts: &BundleOptions) -> Result<Vec<String>, BundleError> {
     } else if all(&drops) {
         adds
     } else {
-        DEFAULT_CAPS
-            .iter()
-            .map(|s| s.to_string())
-            .filter(|c| !drops.contains(c))
-            .chain(adds)
-            .collect()
+        DEFAULT_CAPS.iter().map(|s| s.to_string()).filter(|c| !drops.contains(c)).chain(adds).collect()
     };
     let mut out: Vec<String> = ALL_CAPS.iter().filter(|c| set.iter().any(|s| s == *c)).map(|s| s.to_string()).collect();
     out.dedup();
@@ -375,14 +428,8 @@ pub fn capabilities(opts: &BundleOptions) -> Result<Vec<String>, BundleError> {
 
 /// The image's Volumes (anonymous volumes for the container layer to create), sorted, cleaned.
 pub fn image_volumes(img: &ImageConfig) -> Vec<String> {
-    let mut v: Vec<String> = img
-        .config
-        .volumes
-        .iter()
-        .flat_map(|m| m.keys())
-        .filter_map(|k| clean_abs(k))
-        .filter(|k| k != "/")
-        .collect();
+    let mut v: Vec<String> =
+        img.config.volumes.iter().flat_map(|m| m.keys()).filter_map(|k| clean_abs(k)).filter(|k| k != "/").collect();
     v.sort();
     v.dedup();
     v
@@ -426,7 +473,12 @@ fn default_mounts(opts: &BundleOptions) -> Vec<Value> {
     vec![
         mount_json("/proc", "proc", "proc", &strs(&["nosuid", "noexec", "nodev"])),
         mount_json("/dev", "tmpfs", "tmpfs", &strs(&["nosuid", "strictatime", "mode=755", "size=65536k"])),
-        mount_json("/dev/pts", "devpts", "devpts", &strs(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"])),
+        mount_json(
+            "/dev/pts",
+            "devpts",
+            "devpts",
+            &strs(&["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+        ),
         mount_json("/sys", "sysfs", "sysfs", &with(&["nosuid", "noexec", "nodev"], sys_ro)),
         mount_json("/sys/fs/cgroup", "cgroup", "cgroup", &with(&["nosuid", "noexec", "nodev", "relatime"], sys_ro)),
         mount_json("/dev/mqueue", "mqueue", "mqueue", &strs(&["nosuid", "noexec", "nodev"])),
@@ -434,12 +486,16 @@ fn default_mounts(opts: &BundleOptions) -> Vec<Value> {
     ]
 }
 
-const PROPAGATIONS: &[&str] = &["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
+const PROPAGATIONS: &[&str] =
+    &["private", "rprivate", "shared", "rshared", "slave", "rslave", "unbindable", "runbindable"];
 
 fn check_dest(dest: &str) -> Result<String, BundleError> {
     match clean_abs(dest) {
         Some(d) if d != "/" => Ok(d),
-        _ => Err(BundleError::Mount { dest: dest.to_string(), msg: "destination must be an absolute path other than /".into() }),
+        _ => Err(BundleError::Mount {
+            dest: dest.to_string(),
+            msg: "destination must be an absolute path other than /".into(),
+        }),
     }
 }
 
@@ -469,11 +525,8 @@ fn user_mounts(opts: &BundleOptions) -> Result<Vec<(String, Value)>, BundleError
         let dest = check_dest(d)?;
         let user: Vec<&str> = opt.split(',').map(str::trim).filter(|s| !s.is_empty()).collect();
         // Defaults unless the user says otherwise ("exec" lifts "noexec", ...).
-        let mut o: Vec<String> = ["noexec", "nosuid", "nodev"]
-            .iter()
-            .filter(|d| !user.contains(&&d[2..]))
-            .map(|s| s.to_string())
-            .collect();
+        let mut o: Vec<String> =
+            ["noexec", "nosuid", "nodev"].iter().filter(|d| !user.contains(&&d[2..])).map(|s| s.to_string()).collect();
         o.extend(user.iter().map(|s| s.to_string()));
         out.push((dest.clone(), mount_json(&dest, "tmpfs", "tmpfs", &o)));
     }
@@ -482,7 +535,9 @@ fn user_mounts(opts: &BundleOptions) -> Result<Vec<(String, Value)>, BundleError
         if opts.read_only {
             o.push("ro".into());
         }
-        for (dest, p) in [("/etc/hostname", &e.hostname), ("/etc/hosts", &e.hosts), ("/etc/resolv.conf", &e.resolv_conf)] {
+        for (dest, p) in
+            [("/etc/hostname", &e.hostname), ("/etc/hosts", &e.hosts), ("/etc/resolv.conf", &e.resolv_conf)]
+        {
             if let Some(p) = p {
                 out.push((dest.to_string(), mount_json(dest, "bind", &p.to_string_lossy(), &o)));
             }
@@ -542,7 +597,11 @@ fn host_devices() -> Vec<Value> {
 fn host_cpus() -> i64 {
     // SAFETY: sysconf with a valid name has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_NPROCESSORS_ONLN) };
-    if n > 0 { n as i64 } else { 1 }
+    if n > 0 {
+        n as i64
+    } else {
+        1
+    }
 }
 
 /// Swap limits need swap accounting: memsw files on cgroup v1 (often off), always on v2.
@@ -575,7 +634,10 @@ fn resources(opts: &BundleOptions) -> Result<Map<String, Value>, BundleError> {
     if let Some(c) = opts.cpus.filter(|c| *c != 0.0) {
         let n = host_cpus();
         if !(c.is_finite() && c >= 0.01 && c <= n as f64) {
-            return Err(invalid("cpus", format!("{c}: range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available")));
+            return Err(invalid(
+                "cpus",
+                format!("{c}: range of CPUs is from 0.01 to {n}.00, as there are only {n} CPUs available"),
+            ));
         }
         r.insert("cpu".into(), json!({"quota": (c * 100_000.0).round() as i64, "period": 100_000}));
     }
@@ -623,11 +685,16 @@ pub fn build_spec(img: &ImageConfig, rootfs: &Path, opts: &BundleOptions) -> Res
     let user_spec = opts.user.as_deref().or(img.config.user.as_deref()).unwrap_or("");
     let mut user = passwd::resolve_in_rootfs(rootfs, user_spec)?;
     if !opts.group_add.is_empty() {
-        let groups = passwd::read_rootfs_file(rootfs, "etc/group")?.map(|t| passwd::parse_group(&t)).unwrap_or_default();
+        let groups =
+            passwd::read_rootfs_file(rootfs, "etc/group")?.map(|t| passwd::parse_group(&t)).unwrap_or_default();
         for g in &opts.group_add {
             let gid = match groups.iter().find(|e| &e.name == g) {
                 Some(e) => e.gid,
-                None => g.parse::<u32>().ok().filter(|n| *n <= i32::MAX as u32).ok_or_else(|| PasswdError::NoGroup(g.clone()))?,
+                None => g
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n <= i32::MAX as u32)
+                    .ok_or_else(|| PasswdError::NoGroup(g.clone()))?,
             };
             if !user.additional_gids.contains(&gid) {
                 user.additional_gids.push(gid);
@@ -709,7 +776,8 @@ pub fn build_spec(img: &ImageConfig, rootfs: &Path, opts: &BundleOptions) -> Res
     for d in &opts.devices {
         let m = std::fs::metadata(&d.host).map_err(|e| io_err("stat device", &d.host, e))?;
         let path = if d.container.is_empty() { d.host.to_string_lossy().into_owned() } else { d.container.clone() };
-        let path = clean_abs(&path).ok_or_else(|| BundleError::Invalid { what: "device", msg: format!("{path:?} is not an absolute path") })?;
+        let path = clean_abs(&path)
+            .ok_or_else(|| BundleError::Invalid { what: "device", msg: format!("{path:?} is not an absolute path") })?;
         if let Some(j) = device_json(&path, &m) {
             devices.retain(|x| x["path"] != path.as_str());
             devices.push(j);
@@ -768,7 +836,8 @@ pub fn ensure_workdir(rootfs: &Path, spec: &Value) -> Result<(), BundleError> {
     let cwd = spec.pointer("/process/cwd").and_then(Value::as_str).unwrap_or("/");
     let full = rootfs.join(cwd.trim_start_matches('/'));
     let err = |op: &str, e: std::io::Error| io_err(op, &full, e);
-    let split = |p: &str| -> Vec<String> { p.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect() };
+    let split =
+        |p: &str| -> Vec<String> { p.split('/').filter(|c| !c.is_empty() && *c != ".").map(String::from).collect() };
     let mut todo: std::collections::VecDeque<String> = split(cwd).into();
     if todo.is_empty() {
         return Ok(());
@@ -793,7 +862,8 @@ pub fn ensure_workdir(rootfs: &Path, spec: &Value) -> Result<(), BundleError> {
         }
         let comp = done.pop().unwrap_or_default();
         let parent = open(&done).map_err(|e| err("open workdir", e))?;
-        let name = CString::new(comp.as_str()).map_err(|_| err("create workdir", std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let name = CString::new(comp.as_str())
+            .map_err(|_| err("create workdir", std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         let mut buf = [0u8; libc::PATH_MAX as usize];
         // SAFETY: valid dirfd, C string and buffer of the given length.
         let n = unsafe { libc::readlinkat(parent.as_raw_fd(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
@@ -837,7 +907,8 @@ pub enum RootfsKind {
 }
 
 fn cstr(p: &Path) -> Result<CString, BundleError> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io_err("use path", p, std::io::Error::from_raw_os_error(libc::EINVAL)))
+    CString::new(p.as_os_str().as_bytes())
+        .map_err(|_| io_err("use path", p, std::io::Error::from_raw_os_error(libc::EINVAL)))
 }
 
 /// Mount the overlay of `lowers` (top layer first) with `upper` and `work` at `target`
@@ -902,16 +973,29 @@ fn mount_overlay_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target:
         if bytes.len() < FSCONFIG_STRING_MAX {
             let v = CString::new(bytes).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
             // SAFETY: valid fd and C strings.
-            let r = unsafe { libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), v.as_ptr(), 0) };
+            let r = unsafe {
+                libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_STRING, key.as_ptr(), v.as_ptr(), 0)
+            };
             return if r < 0 { Err(last_err()) } else { Ok(()) };
         }
         // Too long for a string value: pass the opened directory (Linux >= 6.13).
         let d = std::fs::File::open(path)?;
         // SAFETY: valid fds and C string; value must be NULL for SET_FD.
         let r = unsafe {
-            libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_SET_FD, key.as_ptr(), std::ptr::null::<u8>(), d.as_raw_fd())
+            libc::syscall(
+                libc::SYS_fsconfig,
+                fs.as_raw_fd(),
+                FSCONFIG_SET_FD,
+                key.as_ptr(),
+                std::ptr::null::<u8>(),
+                d.as_raw_fd(),
+            )
         };
-        if r < 0 { Err(last_err()) } else { Ok(()) }
+        if r < 0 {
+            Err(last_err())
+        } else {
+            Ok(())
+        }
     };
     for l in lowers {
         if let Err(e) = set(c"lowerdir+", l) {
@@ -931,7 +1015,14 @@ fn mount_overlay_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target:
     }
     // SAFETY: valid fd; no strings for CMD_CREATE.
     let r = unsafe {
-        libc::syscall(libc::SYS_fsconfig, fs.as_raw_fd(), FSCONFIG_CMD_CREATE, std::ptr::null::<u8>(), std::ptr::null::<u8>(), 0)
+        libc::syscall(
+            libc::SYS_fsconfig,
+            fs.as_raw_fd(),
+            FSCONFIG_CMD_CREATE,
+            std::ptr::null::<u8>(),
+            std::ptr::null::<u8>(),
+            0,
+        )
     };
     if r < 0 {
         return Err(fail("create overlay for", target, last_err()));
@@ -946,7 +1037,14 @@ fn mount_overlay_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target:
     let t = cstr(target).map_err(Fallback::Fail)?;
     // SAFETY: valid fds and C strings.
     let r = unsafe {
-        libc::syscall(libc::SYS_move_mount, m.as_raw_fd(), c"".as_ptr(), libc::AT_FDCWD, t.as_ptr(), MOVE_MOUNT_F_EMPTY_PATH)
+        libc::syscall(
+            libc::SYS_move_mount,
+            m.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            t.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
     };
     if r < 0 {
         return Err(fail("mount overlay on", target, last_err()));
@@ -970,7 +1068,11 @@ fn ovl_escape(p: &Path) -> String {
 fn page_size() -> usize {
     // SAFETY: sysconf with a valid name has no preconditions.
     let n = unsafe { libc::sysconf(libc::_SC_PAGESIZE) };
-    if n > 0 { n as usize } else { 4096 }
+    if n > 0 {
+        n as usize
+    } else {
+        4096
+    }
 }
 
 /// The longest common ancestor directory of `paths` (all absolute).
@@ -990,22 +1092,26 @@ fn common_parent(paths: &[PathBuf]) -> PathBuf {
 /// mount(2) with `lowerdir=a:b:c,...`. Data longer than a page is retried with lower paths
 /// relative to their common parent, in a forked child that chdirs there (the parent's cwd, which
 /// all its threads share, stays untouched).
-pub(crate) fn mount_overlay_legacy(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<(), BundleError> {
+pub(crate) fn mount_overlay_legacy(
+    lowers: &[PathBuf],
+    upper: &Path,
+    work: &Path,
+    target: &Path,
+) -> Result<(), BundleError> {
     let tail = format!(",upperdir={},workdir={},index=off", ovl_escape(upper), ovl_escape(work));
     let join = |ls: Vec<String>| format!("lowerdir={}{tail}", ls.join(":"));
     let data = join(lowers.iter().map(|l| ovl_escape(l)).collect());
     let t = cstr(target)?;
     if data.len() < page_size() {
-        let d = CString::new(data).map_err(|_| io_err("mount overlay on", target, std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+        let d = CString::new(data)
+            .map_err(|_| io_err("mount overlay on", target, std::io::Error::from_raw_os_error(libc::EINVAL)))?;
         // SAFETY: valid C strings.
         let r = unsafe { libc::mount(c"overlay".as_ptr(), t.as_ptr(), c"overlay".as_ptr(), 0, d.as_ptr().cast()) };
         return if r < 0 { Err(io_err("mount overlay on", target, last_err())) } else { Ok(()) };
     }
     let base = common_parent(lowers);
-    let rel: Vec<String> = lowers
-        .iter()
-        .map(|l| l.strip_prefix(&base).map(ovl_escape).unwrap_or_else(|_| ovl_escape(l)))
-        .collect();
+    let rel: Vec<String> =
+        lowers.iter().map(|l| l.strip_prefix(&base).map(ovl_escape).unwrap_or_else(|_| ovl_escape(l))).collect();
     let data = join(rel);
     if data.len() >= page_size() {
         return Err(BundleError::Invalid {
@@ -1013,7 +1119,8 @@ pub(crate) fn mount_overlay_legacy(lowers: &[PathBuf], upper: &Path, work: &Path
             msg: format!("{} layers give {} bytes of options, more than a page", lowers.len(), data.len()),
         });
     }
-    let d = CString::new(data).map_err(|_| io_err("mount overlay on", target, std::io::Error::from_raw_os_error(libc::EINVAL)))?;
+    let d = CString::new(data)
+        .map_err(|_| io_err("mount overlay on", target, std::io::Error::from_raw_os_error(libc::EINVAL)))?;
     let b = cstr(&base)?;
     // SAFETY: fork; the child only makes async-signal-safe syscalls (chdir, mount, _exit) on
     // memory prepared before the fork, then exits.
@@ -1139,7 +1246,8 @@ fn copy_xattrs(src: &Path, dst: &Path) -> Result<(), BundleError> {
 fn copy_meta(src: &Path, dst: &Path, m: &std::fs::Metadata) -> Result<(), BundleError> {
     std::os::unix::fs::lchown(dst, Some(m.uid()), Some(m.gid())).map_err(|e| io_err("chown", dst, e))?;
     if !m.file_type().is_symlink() {
-        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777)).map_err(|e| io_err("chmod", dst, e))?;
+        std::fs::set_permissions(dst, std::fs::Permissions::from_mode(m.mode() & 0o7777))
+            .map_err(|e| io_err("chmod", dst, e))?;
     }
     copy_xattrs(src, dst)?;
     let times = [
@@ -1296,7 +1404,10 @@ mod tests {
             terminal: true,
             ..Default::default()
         };
-        assert_eq!(process_env(&i, &o, "/root"), s(&["PATH=/img/bin", "HOSTNAME=h1", "TERM=xterm", "B=3", "C=4", "D=", "HOME=/root"]));
+        assert_eq!(
+            process_env(&i, &o, "/root"),
+            s(&["PATH=/img/bin", "HOSTNAME=h1", "TERM=xterm", "B=3", "C=4", "D=", "HOME=/root"])
+        );
         let e = process_env(&img(json!({})), &BundleOptions { env: s(&["HOME=/x"]), ..Default::default() }, "/root");
         assert_eq!(e, s(&[&format!("PATH={DEFAULT_PATH_ENV}"), "HOME=/x"]));
     }
@@ -1314,7 +1425,9 @@ mod tests {
 
     #[test]
     fn caps_rules() {
-        let c = |add: &[&str], drop: &[&str]| capabilities(&BundleOptions { cap_add: s(add), cap_drop: s(drop), ..Default::default() });
+        let c = |add: &[&str], drop: &[&str]| {
+            capabilities(&BundleOptions { cap_add: s(add), cap_drop: s(drop), ..Default::default() })
+        };
         let d = c(&[], &[]).unwrap();
         assert_eq!(d.len(), DEFAULT_CAPS.len());
         assert!(DEFAULT_CAPS.iter().all(|x| d.contains(&x.to_string())));
@@ -1331,17 +1444,30 @@ mod tests {
 
     #[test]
     fn ports_and_volumes() {
-        let i = img(json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "8080": {}, "7000-7002/tcp": {}, "x/tcp": {}, "1/foo": {}},
-            "Volumes": {"/data": {}, "/var/lib/x/": {}, "rel": {}}}));
+        let i = img(
+            json!({"ExposedPorts": {"80/tcp": {}, "53/udp": {}, "8080": {}, "7000-7002/tcp": {}, "x/tcp": {}, "1/foo": {}},
+            "Volumes": {"/data": {}, "/var/lib/x/": {}, "rel": {}}}),
+        );
         let p = exposed_ports(&i);
-        assert_eq!(p, vec![(53, "udp".into()), (80, "tcp".into()), (7000, "tcp".into()), (7001, "tcp".into()), (7002, "tcp".into()), (8080, "tcp".into())]);
+        assert_eq!(
+            p,
+            vec![
+                (53, "udp".into()),
+                (80, "tcp".into()),
+                (7000, "tcp".into()),
+                (7001, "tcp".into()),
+                (7002, "tcp".into()),
+                (8080, "tcp".into())
+            ]
+        );
         assert_eq!(image_volumes(&i), s(&["/data", "/var/lib/x"]));
     }
 
     fn rootfs_with_passwd(name: &str) -> PathBuf {
         let d = tmp(name);
         std::fs::create_dir_all(d.join("etc")).unwrap();
-        std::fs::write(d.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n").unwrap();
+        std::fs::write(d.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\napp:x:1000:1000::/home/app:/bin/sh\n")
+            .unwrap();
         std::fs::write(d.join("etc/group"), "root:x:0:\nwheel:x:10:root\napp:x:1000:\nvideo:x:44:app\n").unwrap();
         d
     }
@@ -1350,7 +1476,11 @@ mod tests {
     fn spec_defaults() {
         let r = rootfs_with_passwd("spec");
         let i = img(json!({"Cmd": ["sh"], "Labels": {"a": "1", "b": "2"}, "StopSignal": "SIGQUIT", "User": "app"}));
-        let o = BundleOptions { labels: [("b".to_string(), "3".to_string())].into(), hostname: Some("c1".into()), ..Default::default() };
+        let o = BundleOptions {
+            labels: [("b".to_string(), "3".to_string())].into(),
+            hostname: Some("c1".into()),
+            ..Default::default()
+        };
         let v = build_spec(&i, &r, &o).unwrap();
         let spec: oci_spec::runtime::Spec = serde_json::from_value(v.clone()).unwrap();
         assert_eq!(v["ociVersion"], "1.1.0");
@@ -1360,12 +1490,14 @@ mod tests {
         assert!(v["process"]["capabilities"].get("inheritable").is_none());
         assert_eq!(v["hostname"], "c1");
         assert_eq!(v["annotations"], json!({"a": "1", "b": "3", STOP_SIGNAL_ANNOTATION: "SIGQUIT"}));
-        let ns: Vec<&str> = v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
+        let ns: Vec<&str> =
+            v["linux"]["namespaces"].as_array().unwrap().iter().map(|n| n["type"].as_str().unwrap()).collect();
         assert_eq!(ns, vec!["pid", "ipc", "uts", "mount", "network", "cgroup"]);
         assert_eq!(v["linux"]["maskedPaths"].as_array().unwrap().len(), MASKED_PATHS.len());
         assert_eq!(v["linux"]["seccomp"]["defaultAction"], "SCMP_ACT_ERRNO");
         assert_eq!(v["linux"]["resources"]["devices"][0], json!({"allow": false, "access": "rwm"}));
-        let dests: Vec<&str> = v["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
+        let dests: Vec<&str> =
+            v["mounts"].as_array().unwrap().iter().map(|m| m["destination"].as_str().unwrap()).collect();
         assert_eq!(dests, vec!["/proc", "/dev", "/dev/pts", "/sys", "/sys/fs/cgroup", "/dev/mqueue", "/dev/shm"]);
         assert!(v["process"].get("rlimits").is_none() && v["process"].get("oomScoreAdj").is_none());
         assert_eq!(v["root"], json!({"path": r, "readonly": false}));
@@ -1382,8 +1514,15 @@ mod tests {
             group_add: s(&["wheel", "77"]),
             read_only: true,
             privileged: true,
-            mounts: vec![MountSpec { source: "/srv/data".into(), destination: "/data".into(), readonly: true, options: vec![] },
-                         MountSpec { source: "/srv/x".into(), destination: "/data/x".into(), readonly: false, options: s(&["bind", "rshared"]) }],
+            mounts: vec![
+                MountSpec { source: "/srv/data".into(), destination: "/data".into(), readonly: true, options: vec![] },
+                MountSpec {
+                    source: "/srv/x".into(),
+                    destination: "/data/x".into(),
+                    readonly: false,
+                    options: s(&["bind", "rshared"]),
+                },
+            ],
             tmpfs: vec![("/dev/shm".into(), "size=1m,exec".into())],
             memory: Some(64 << 20),
             memory_swap: Some(-1),
@@ -1391,7 +1530,11 @@ mod tests {
             pids_limit: Some(100),
             netns: NetworkNs::Path("/proc/1/ns/net".into()),
             cgroups_path: Some("/berth/x".into()),
-            etc_files: Some(EtcFiles { hostname: Some("/e/hostname".into()), hosts: None, resolv_conf: Some("/e/resolv.conf".into()) }),
+            etc_files: Some(EtcFiles {
+                hostname: Some("/e/hostname".into()),
+                hosts: None,
+                resolv_conf: Some("/e/resolv.conf".into()),
+            }),
             apparmor: Some("berth-default".into()),
             no_new_privileges: true,
             stop_signal: Some("SIGINT".into()),
@@ -1411,7 +1554,10 @@ mod tests {
         assert_eq!(v["linux"]["resources"]["cpu"], json!({"quota": 50000, "period": 100000}));
         assert_eq!(v["linux"]["resources"]["pids"], json!({"limit": 100}));
         assert_eq!(v["linux"]["cgroupsPath"], "/berth/x");
-        assert!(v["linux"]["namespaces"].as_array().unwrap().contains(&json!({"type": "network", "path": "/proc/1/ns/net"})));
+        assert!(v["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!({"type": "network", "path": "/proc/1/ns/net"})));
         assert!(v.get("hostname").is_none());
         assert_eq!(v["process"]["apparmorProfile"], "berth-default");
         assert_eq!(v["process"]["noNewPrivileges"], true);
@@ -1430,15 +1576,24 @@ mod tests {
 
         // Bad input.
         let bad = |o: BundleOptions| build_spec(&i, &r, &o).unwrap_err().to_string();
-        assert_eq!(bad(BundleOptions { user: Some("nobody".into()), ..Default::default() }),
-            "unable to find user nobody: no matching entries in passwd file");
+        assert_eq!(
+            bad(BundleOptions { user: Some("nobody".into()), ..Default::default() }),
+            "unable to find user nobody: no matching entries in passwd file"
+        );
         assert!(bad(BundleOptions { memory: Some(1 << 20), ..Default::default() }).contains("6MB"));
         assert!(bad(BundleOptions { cpus: Some(1000.0), ..Default::default() }).contains("range of CPUs"));
-        assert!(bad(BundleOptions { tmpfs: vec![("rel".into(), String::new())], ..Default::default() }).contains("absolute"));
-        assert!(bad(BundleOptions { mounts: vec![MountSpec { source: "x".into(), destination: "/x".into(), ..Default::default() }], ..Default::default() })
-            .contains("source \"x\""));
-        assert!(bad(BundleOptions { seccomp: SeccompChoice::File("/nonexistent/p.json".into()), ..Default::default() })
-            .starts_with("seccomp profile /nonexistent/p.json: "));
+        assert!(bad(BundleOptions { tmpfs: vec![("rel".into(), String::new())], ..Default::default() })
+            .contains("absolute"));
+        assert!(bad(BundleOptions {
+            mounts: vec![MountSpec { source: "x".into(), destination: "/x".into(), ..Default::default() }],
+            ..Default::default()
+        })
+        .contains("source \"x\""));
+        assert!(bad(BundleOptions {
+            seccomp: SeccompChoice::File("/nonexistent/p.json".into()),
+            ..Default::default()
+        })
+        .starts_with("seccomp profile /nonexistent/p.json: "));
         std::fs::remove_dir_all(&r).unwrap();
     }
 
@@ -1655,7 +1810,12 @@ mod tests {
             v["root"]["path"] = json!("rootfs");
             write_config(&bundle, &v).unwrap();
             let out = Command::new(&bin)
-                .arg("--root").arg(&state).arg("run").arg("--bundle").arg(&bundle).arg(name)
+                .arg("--root")
+                .arg(&state)
+                .arg("run")
+                .arg("--bundle")
+                .arg(&bundle)
+                .arg(name)
                 .stdin(std::process::Stdio::null())
                 .output()
                 .unwrap();
@@ -1670,18 +1830,34 @@ mod tests {
         let (rc, out) = run("t3", "mount -t tmpfs x /mnt; echo rc=$?", d());
         assert!(rc == 0 && out.contains("permission denied") && out.contains("rc=1"), "{out}");
         let sa = || BundleOptions { cap_add: s(&["SYS_ADMIN"]), ..Default::default() };
-        let (rc, out) = run("t4", "mount -t tmpfs x /mnt && grep -c ' /mnt tmpfs' /proc/mounts && unshare -n true && echo un", sa());
+        let (rc, out) = run(
+            "t4",
+            "mount -t tmpfs x /mnt && grep -c ' /mnt tmpfs' /proc/mounts && unshare -n true && echo un",
+            sa(),
+        );
         assert_eq!((rc, out.trim()), (0, "1\nun"), "{out}");
         // With CAP_SYS_ADMIN but the profile of the default capability set (as a file), it is
         // seccomp that refuses mount, unshare and clone with namespace flags.
         let prof = base.join("profile.json");
         let caps = capabilities(&d()).unwrap();
         std::fs::write(&prof, seccomp_profile::default_profile(&caps).to_string()).unwrap();
-        let f = || BundleOptions { cap_add: s(&["SYS_ADMIN"]), seccomp: SeccompChoice::File(prof.clone()), ..Default::default() };
-        let (rc, out) = run("t6", "mount -t tmpfs x /mnt; echo rc=$?; unshare -n true; echo rc=$?; unshare -m true; echo rc=$?", f());
+        let f = || BundleOptions {
+            cap_add: s(&["SYS_ADMIN"]),
+            seccomp: SeccompChoice::File(prof.clone()),
+            ..Default::default()
+        };
+        let (rc, out) = run(
+            "t6",
+            "mount -t tmpfs x /mnt; echo rc=$?; unshare -n true; echo rc=$?; unshare -m true; echo rc=$?",
+            f(),
+        );
         assert!(rc == 0 && out.contains("permission denied") && out.matches("rc=1").count() == 3, "{out}");
         assert!(out.contains("Operation not permitted"), "{out}");
-        let (rc, out) = run("t7", "id -u; id -g; pwd", BundleOptions { user: Some("1000:1000".into()), workdir: Some("/tmp".into()), ..Default::default() });
+        let (rc, out) = run(
+            "t7",
+            "id -u; id -g; pwd",
+            BundleOptions { user: Some("1000:1000".into()), workdir: Some("/tmp".into()), ..Default::default() },
+        );
         assert_eq!((rc, out.trim()), (0, "1000\n1000\n/tmp"), "{out}");
         // Threads and fork work (clone without namespace flags, clone3 → ENOSYS → clone).
         let (rc, out) = run("t5", "(echo sub) & wait; echo done", d());

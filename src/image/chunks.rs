@@ -156,7 +156,10 @@ impl BufRead for ChunkReader {
                 State::Failed(k, m) => return Err(io::Error::new(*k, m.clone())),
                 State::Open => {}
             }
-            let msg = self.rx.recv().unwrap_or(Msg::Fail(io::ErrorKind::UnexpectedEof, "stream abandoned by its writer".into()));
+            let msg = self
+                .rx
+                .recv()
+                .unwrap_or(Msg::Fail(io::ErrorKind::UnexpectedEof, "stream abandoned by its writer".into()));
             match msg {
                 Msg::Data(v) => {
                     let old = std::mem::replace(&mut self.cur, v);

@@ -293,7 +293,14 @@ fn rows(index: &StoreIndex) -> Vec<Row> {
                 .first()
                 .and_then(|rd| rd.split_once('@').map(|(_, d)| d.to_string()))
                 .unwrap_or_else(|| "<none>".into());
-            out.push(Row { repo: "<none>".into(), tag: "<none>".into(), digest, id: rec.config.clone(), created, size: rec.size });
+            out.push(Row {
+                repo: "<none>".into(),
+                tag: "<none>".into(),
+                digest,
+                id: rec.config.clone(),
+                created,
+                size: rec.size,
+            });
         }
         for n in names {
             let (repo, tag, dg) = split_name(&n);
@@ -653,7 +660,12 @@ fn unpack_flat(store: &Store, query: &str, dir: &Path) -> Result<(), CliError> {
                 .map_err(|source| CliError::Unpack { blob: l.digest.clone(), source })?;
             if let Some(want) = img.config.rootfs.diff_ids.get(i) {
                 if stats.diff_id != *want {
-                    return Err(StoreError::DiffIdMismatch { blob: l.digest.clone(), expected: want.clone(), got: stats.diff_id }.into());
+                    return Err(StoreError::DiffIdMismatch {
+                        blob: l.digest.clone(),
+                        expected: want.clone(),
+                        got: stats.diff_id,
+                    }
+                    .into());
                 }
             }
         }

@@ -160,7 +160,13 @@ impl Drop for TmpDir {
 
 /// Imports `source` ("-" = stdin, a tar file, or a directory) as an image named `name`.
 /// Returns the image id (the config digest).
-pub fn import(store: &Store, source: &Path, name: Option<&str>, changes: &[String], message: Option<&str>) -> Result<Digest, ImportError> {
+pub fn import(
+    store: &Store,
+    source: &Path,
+    name: Option<&str>,
+    changes: &[String],
+    message: Option<&str>,
+) -> Result<Digest, ImportError> {
     let canonical = name.map(|n| normalise(n).map(|(_, c)| c)).transpose()?;
     let mut run = RunConfig {
         env: Some(vec!["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin".into()]),
@@ -248,7 +254,8 @@ pub fn import(store: &Store, source: &Path, name: Option<&str>, changes: &[Strin
         let p = blobs.join(Digest::of(data).hex());
         fs::write(&p, data).map_err(io_err("write", &p))?;
     }
-    let mut desc = json!({"mediaType": OCI_MANIFEST, "digest": Digest::of(&manifest_bytes), "size": manifest_bytes.len()});
+    let mut desc =
+        json!({"mediaType": OCI_MANIFEST, "digest": Digest::of(&manifest_bytes), "size": manifest_bytes.len()});
     if let Some(c) = &canonical {
         desc["annotations"] = json!({"io.containerd.image.name": c});
     }
@@ -259,11 +266,9 @@ pub fn import(store: &Store, source: &Path, name: Option<&str>, changes: &[Strin
     }
     let loaded = archive::load(store, &layout.0, &mut io::sink())?;
     drop(g);
-    loaded
-        .into_iter()
-        .next()
-        .map(|l| l.id)
-        .ok_or_else(|| ImportError::Archive(ArchiveError::Format { path: source.to_path_buf(), msg: "nothing imported".into() }))
+    loaded.into_iter().next().map(|l| l.id).ok_or_else(|| {
+        ImportError::Archive(ArchiveError::Format { path: source.to_path_buf(), msg: "nothing imported".into() })
+    })
 }
 
 #[cfg(test)]

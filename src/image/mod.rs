@@ -1,17 +1,17 @@
 //! The image layer of berth's engine: a content-addressed store, sources (docker/OCI
 //! archives, registries), layer unpacking and bundles made from images.
 
-pub mod chunks;
-pub mod digest;
-pub mod types;
-pub mod passwd;
-pub mod seccomp_profile;
+pub mod archive;
 pub mod bundle;
+pub mod chunks;
+pub mod cli;
+pub mod digest;
+pub mod import;
+pub mod passwd;
+pub mod pull;
 pub mod reference;
 pub mod registry;
-pub mod unpack;
+pub mod seccomp_profile;
 pub mod store;
-pub mod archive;
-pub mod import;
-pub mod pull;
-pub mod cli;
+pub mod types;
+pub mod unpack;

@@ -190,9 +190,7 @@ pub fn read_rootfs_file(rootfs: &Path, rel: &str) -> Result<Option<String>, Pass
     let flags = libc::O_RDONLY | libc::O_CLOEXEC | libc::O_NONBLOCK | libc::O_NOCTTY;
     let fd = match open_in_root(&rfd, rel, flags) {
         Ok(fd) => fd,
-        Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ENOTDIR) => {
-            return Ok(None)
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOENT) || e.raw_os_error() == Some(libc::ENOTDIR) => return Ok(None),
         Err(e) => return Err(err(e)),
     };
     let mut f = File::from(fd);
@@ -253,7 +251,11 @@ pub(crate) fn open_in_root(root: &OwnedFd, rel: &str, flags: libc::c_int) -> std
             return Err(std::io::Error::from_raw_os_error(libc::EXDEV));
         }
         let last = i + 1 == parts.len();
-        let f = if last { flags | libc::O_NOFOLLOW } else { libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC };
+        let f = if last {
+            flags | libc::O_NOFOLLOW
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC
+        };
         let cp = CString::new(*part).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))?;
         let dir = cur.as_ref().unwrap_or(root).as_raw_fd();
         // SAFETY: valid dirfd and C string; result checked.
@@ -283,7 +285,10 @@ mod tests {
     fn parse() {
         let p = parse_passwd(PASSWD);
         assert_eq!(p.len(), 3);
-        assert_eq!(p[2], PasswdEntry { name: "app".into(), uid: 1000, gid: 1000, home: "/home/app".into(), shell: "/bin/sh".into() });
+        assert_eq!(
+            p[2],
+            PasswdEntry { name: "app".into(), uid: 1000, gid: 1000, home: "/home/app".into(), shell: "/bin/sh".into() }
+        );
         let g = parse_group(GROUP);
         assert_eq!(g[1].members, vec!["root".to_string(), "app".to_string()]);
     }
@@ -293,7 +298,10 @@ mod tests {
         let u = r("").unwrap();
         assert_eq!((u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()), (0, 0, vec![0, 10], "/root"));
         let u = r("app").unwrap();
-        assert_eq!((u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()), (1000, 1000, vec![1000, 10, 29], "/home/app"));
+        assert_eq!(
+            (u.uid, u.gid, u.additional_gids.clone(), u.home.as_str()),
+            (1000, 1000, vec![1000, 10, 29], "/home/app")
+        );
         assert_eq!(r("1000").unwrap().name.as_deref(), Some("app"));
         let u = r("4242").unwrap();
         assert_eq!((u.uid, u.gid, u.additional_gids.clone(), u.home.as_str(), u.name), (4242, 0, vec![0], "/", None));
@@ -303,8 +311,14 @@ mod tests {
         assert_eq!((u.uid, u.gid), (4242, 777));
         let u = r(":wheel").unwrap();
         assert_eq!((u.uid, u.gid), (0, 10));
-        assert_eq!(r("nobody").unwrap_err().to_string(), "unable to find user nobody: no matching entries in passwd file");
-        assert_eq!(r("app:nogroup").unwrap_err().to_string(), "unable to find group nogroup: no matching entries in group file");
+        assert_eq!(
+            r("nobody").unwrap_err().to_string(),
+            "unable to find user nobody: no matching entries in passwd file"
+        );
+        assert_eq!(
+            r("app:nogroup").unwrap_err().to_string(),
+            "unable to find group nogroup: no matching entries in group file"
+        );
         assert!(matches!(r("4294967296"), Err(PasswdError::Range(_))));
         assert!(matches!(r("2147483648"), Err(PasswdError::Range(_))));
         assert!(matches!(r("1:2147483648"), Err(PasswdError::Range(_))));

@@ -41,7 +41,8 @@ pub enum PullError {
 /// "os/arch[/variant]".
 pub fn parse_platform(s: &str) -> Result<Platform, PullError> {
     let parts: Vec<&str> = s.split('/').collect();
-    let ok = |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
+    let ok =
+        |p: &&str| !p.is_empty() && p.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'.' || b == b'-');
     if !(2..=3).contains(&parts.len()) || !parts.iter().all(ok) {
         return Err(PullError::BadPlatform(s.to_string()));
     }
@@ -76,12 +77,11 @@ pub fn platform_matches(want: &Platform, have: &Platform) -> bool {
 /// The manifest of an index for platform `want`: the first match with the same variant
 /// when one was asked for, else the first match.
 pub fn select_manifest<'a>(idx: &'a Index, want: &Platform) -> Result<&'a Descriptor, PullError> {
-    let usable = |d: &&Descriptor| d.media_type.is_empty() || types::is_manifest(&d.media_type) || types::is_index(&d.media_type);
-    let found = idx
-        .manifests
-        .iter()
-        .filter(usable)
-        .find(|d| d.platform.as_ref().is_some_and(|p| platform_matches(want, p)));
+    let usable = |d: &&Descriptor| {
+        d.media_type.is_empty() || types::is_manifest(&d.media_type) || types::is_index(&d.media_type)
+    };
+    let found =
+        idx.manifests.iter().filter(usable).find(|d| d.platform.as_ref().is_some_and(|p| platform_matches(want, p)));
     if let Some(d) = found {
         return Ok(d);
     }
@@ -226,8 +226,11 @@ pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOp
     let top_type = manifest_media_type(&top_type, &top);
     let want = opts.platform.clone().unwrap_or_else(types::host_platform);
     let (mdata, mdigest, index_blob) = if types::is_index(&top_type) {
-        let idx: Index = serde_json::from_slice(&top)
-            .map_err(|source| PullError::Json { what: "manifest list", digest: top_digest.clone(), source })?;
+        let idx: Index = serde_json::from_slice(&top).map_err(|source| PullError::Json {
+            what: "manifest list",
+            digest: top_digest.clone(),
+            source,
+        })?;
         let desc = select_manifest(&idx, &want)?;
         let (data, mt, d) = client.get_manifest_by_digest(reference, &desc.digest)?;
         let mt = manifest_media_type(&mt, &data);
@@ -247,8 +250,11 @@ pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOp
     if got != mdigest {
         return Err(PullError::ManifestDigest(mdigest, got));
     }
-    let manifest: Manifest = serde_json::from_slice(&mdata)
-        .map_err(|source| PullError::Json { what: "manifest", digest: mdigest.clone(), source })?;
+    let manifest: Manifest = serde_json::from_slice(&mdata).map_err(|source| PullError::Json {
+        what: "manifest",
+        digest: mdigest.clone(),
+        source,
+    })?;
     check_manifest(&manifest)?;
     let repo_digest = format!("{repo}@{top_digest}");
     let mut extra = Vec::new();
@@ -293,8 +299,11 @@ pub fn pull(store: &Store, client: &Client, reference: &Reference, opts: &PullOp
     store.write_blob(&g, &mdata)?;
     fetch_blob(store, &g, client, reference, &manifest.config, &|_| {})?;
     let cdata = store.read_blob(&manifest.config.digest)?;
-    let config: ImageConfig = serde_json::from_slice(&cdata)
-        .map_err(|source| PullError::Json { what: "image config", digest: manifest.config.digest.clone(), source })?;
+    let config: ImageConfig = serde_json::from_slice(&cdata).map_err(|source| PullError::Json {
+        what: "image config",
+        digest: manifest.config.digest.clone(),
+        source,
+    })?;
     let diff_ids = &config.rootfs.diff_ids;
     if diff_ids.len() != manifest.layers.len() {
         return Err(PullError::LayerCount {
@@ -575,11 +584,22 @@ mod tests {
         let idx = Index {
             schema_version: 2,
             media_type: None,
-            manifests: vec![desc(Some("linux/arm/v6")), desc(Some("linux/arm/v7")), desc(Some("linux/amd64")), desc(Some("unknown/unknown"))],
+            manifests: vec![
+                desc(Some("linux/arm/v6")),
+                desc(Some("linux/arm/v7")),
+                desc(Some("linux/amd64")),
+                desc(Some("unknown/unknown")),
+            ],
             annotations: None,
         };
-        assert_eq!(select_manifest(&idx, &parse_platform("linux/amd64").unwrap()).unwrap().digest, Digest::of(b"linux/amd64"));
-        assert_eq!(select_manifest(&idx, &parse_platform("linux/arm/v7").unwrap()).unwrap().digest, Digest::of(b"linux/arm/v7"));
+        assert_eq!(
+            select_manifest(&idx, &parse_platform("linux/amd64").unwrap()).unwrap().digest,
+            Digest::of(b"linux/amd64")
+        );
+        assert_eq!(
+            select_manifest(&idx, &parse_platform("linux/arm/v7").unwrap()).unwrap().digest,
+            Digest::of(b"linux/arm/v7")
+        );
         match select_manifest(&idx, &parse_platform("linux/s390x").unwrap()) {
             Err(PullError::NoPlatform { want, available }) => {
                 assert_eq!(want, "linux/s390x");
@@ -605,7 +625,10 @@ mod tests {
             Digest::of(b"l")
         ))
         .unwrap();
-        assert_eq!(check_manifest(&m).unwrap_err().to_string(), "unsupported media type application/vnd.in-toto+json in manifest");
+        assert_eq!(
+            check_manifest(&m).unwrap_err().to_string(),
+            "unsupported media type application/vnd.in-toto+json in manifest"
+        );
         assert_eq!(progress_size(3_200_000), "3.2 MB");
         assert_eq!(progress_size(999), "999 B");
     }

@@ -666,7 +666,9 @@ fn maybe_tls_server(t: &ureq::Transport) -> bool {
                 if let Some(ioe) = e.downcast_ref::<io::Error>() {
                     return matches!(
                         ioe.kind(),
-                        io::ErrorKind::ConnectionReset | io::ErrorKind::UnexpectedEof | io::ErrorKind::ConnectionAborted
+                        io::ErrorKind::ConnectionReset
+                            | io::ErrorKind::UnexpectedEof
+                            | io::ErrorKind::ConnectionAborted
                     );
                 }
                 cause = e.source();

@@ -73,9 +73,12 @@ const ALLOW: &str = "
 
 /// Syscalls granted by one capability (any listed capability is enough).
 const BY_CAP: &[(&[&str], &str)] = &[
-    (&["CAP_SYS_ADMIN"], "bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick \
+    (
+        &["CAP_SYS_ADMIN"],
+        "bpf clone clone3 fanotify_init fsconfig fsmount fsopen fspick \
         lookup_dcookie mount mount_setattr move_mount name_to_handle_at open_tree open_tree_attr \
-        perf_event_open quotactl quotactl_fd setdomainname sethostname setns syslog umount umount2 unshare"),
+        perf_event_open quotactl quotactl_fd setdomainname sethostname setns syslog umount umount2 unshare",
+    ),
     (&["CAP_DAC_READ_SEARCH"], "open_by_handle_at name_to_handle_at"),
     (&["CAP_SYS_BOOT"], "reboot"),
     (&["CAP_SYS_CHROOT"], "chroot"),
@@ -225,10 +228,9 @@ fn filter_matches(f: Option<&Value>, caps: &[String], include: bool) -> Result<b
     let strs = |k: &str| -> Result<Vec<String>, String> {
         match o.get(k) {
             None | Some(Value::Null) => Ok(Vec::new()),
-            Some(Value::Array(a)) => a
-                .iter()
-                .map(|x| x.as_str().map(String::from).ok_or_else(|| format!("{k} must hold strings")))
-                .collect(),
+            Some(Value::Array(a)) => {
+                a.iter().map(|x| x.as_str().map(String::from).ok_or_else(|| format!("{k} must hold strings"))).collect()
+            }
             _ => Err(format!("{k} must be an array")),
         }
     };
@@ -242,9 +244,7 @@ fn filter_matches(f: Option<&Value>, caps: &[String], include: bool) -> Result<b
     let arch_hit = arches.iter().any(|a| host_arch_names().contains(&a.as_str()));
     let kernel_ok = min_kernel.map(|k| kernel_version() >= k);
     if include {
-        Ok(fcaps.iter().all(|c| has(caps, c))
-            && (arches.is_empty() || arch_hit)
-            && kernel_ok.unwrap_or(true))
+        Ok(fcaps.iter().all(|c| has(caps, c)) && (arches.is_empty() || arch_hit) && kernel_ok.unwrap_or(true))
     } else {
         Ok((!fcaps.is_empty() && fcaps.iter().any(|c| has(caps, c)))
             || arch_hit
@@ -316,7 +316,10 @@ pub fn convert_profile(v: &Value, caps: &[String]) -> Result<Value, String> {
         }
         let mut rule = Map::new();
         rule.insert("names".into(), Value::Array(names));
-        rule.insert("action".into(), ro.get("action").cloned().ok_or_else(|| format!("syscalls[{i}].action is missing"))?);
+        rule.insert(
+            "action".into(),
+            ro.get("action").cloned().ok_or_else(|| format!("syscalls[{i}].action is missing"))?,
+        );
         for k in ["errnoRet", "args"] {
             if let Some(x) = ro.get(k).filter(|x| !x.is_null()) {
                 rule.insert(k.into(), x.clone());
@@ -385,7 +388,9 @@ mod tests {
     #[test]
     fn caps_grant() {
         let p = default_profile(&caps(&["CAP_SYS_ADMIN", "CAP_SYS_PTRACE", "CAP_SYS_CHROOT"]));
-        for n in ["mount", "umount2", "unshare", "setns", "clone3", "ptrace", "process_vm_readv", "chroot", "sethostname"] {
+        for n in
+            ["mount", "umount2", "unshare", "setns", "clone3", "ptrace", "process_vm_readv", "chroot", "sethostname"]
+        {
             assert!(!allowed(&p, n).is_empty(), "{n} must be allowed");
         }
         // SYS_ADMIN: clone unrestricted, clone3 allowed (no ENOSYS rule).
@@ -418,7 +423,10 @@ mod tests {
             ]
         });
         let p = convert_profile(&d, &caps(&["CAP_KILL"])).unwrap();
-        let names: Vec<String> = p["syscalls"].as_array().unwrap().iter()
+        let names: Vec<String> = p["syscalls"]
+            .as_array()
+            .unwrap()
+            .iter()
             .flat_map(|r| r["names"].as_array().unwrap().iter().map(|n| n.as_str().unwrap().to_string()))
             .collect();
         let native = std::env::consts::ARCH == "x86_64";

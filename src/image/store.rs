@@ -379,7 +379,8 @@ impl IndexLock<'_> {
         }
         let path = self.store.root.join("index.json");
         let tmp = self.store.root.join("index.json.tmp");
-        let data = serde_json::to_vec_pretty(&self.index).map_err(|source| StoreError::Json { path: path.clone(), source })?;
+        let data =
+            serde_json::to_vec_pretty(&self.index).map_err(|source| StoreError::Json { path: path.clone(), source })?;
         let write = || -> io::Result<()> {
             let mut f = OpenOptions::new().write(true).create(true).truncate(true).mode(0o644).open(&tmp)?;
             f.write_all(&data)?;
@@ -440,7 +441,11 @@ impl BlobWriter {
         let (buf, digest, size) = w.finish();
         let path = std::mem::take(&mut self.path);
         let staged = StagedBlob { path, digest, size };
-        buf.into_inner().map_err(|e| StoreError::Io { op: "write", path: staged.path.clone(), source: e.into_error() })?;
+        buf.into_inner().map_err(|e| StoreError::Io {
+            op: "write",
+            path: staged.path.clone(),
+            source: e.into_error(),
+        })?;
         Ok(staged)
     }
 }
@@ -885,7 +890,11 @@ impl Store {
         let stats = unpack::unpack_layer(src, &fsdir, WhiteoutMode::Overlay)
             .map_err(|source| StoreError::Unpack { blob: blob.clone(), source })?;
         if stats.diff_id != *diff_id {
-            return Err(StoreError::DiffIdMismatch { blob: blob.clone(), expected: diff_id.clone(), got: stats.diff_id });
+            return Err(StoreError::DiffIdMismatch {
+                blob: blob.clone(),
+                expected: diff_id.clone(),
+                got: stats.diff_id,
+            });
         }
         let info = SnapshotInfo { diff_id: stats.diff_id, entries: stats.entries, bytes: stats.bytes };
         let done = dir.join("done");
@@ -905,7 +914,13 @@ impl Store {
 
     /// Unpacks a layer blob into its snapshot unless that exists; returns the layer's
     /// uncompressed size.
-    pub fn ensure_snapshot(&self, g: &WriteGuard, chain: &Digest, diff_id: &Digest, blob: &Digest) -> Result<u64, StoreError> {
+    pub fn ensure_snapshot(
+        &self,
+        g: &WriteGuard,
+        chain: &Digest,
+        diff_id: &Digest,
+        blob: &Digest,
+    ) -> Result<u64, StoreError> {
         match self.prepare_snapshot(g, chain, diff_id, blob, None, true)? {
             Some(p) => p.commit(),
             None => Ok(self.snapshot_bytes(chain).unwrap_or(0)),
@@ -1140,8 +1155,14 @@ mod tests {
     #[test]
     fn find_and_index_updates() {
         let mut ix = StoreIndex::default();
-        let (m1, c1) = (d("m1"), Digest::parse("sha256:abcd1111111111111111111111111111111111111111111111111111111111aa").unwrap());
-        let (m2, c2) = (d("m2"), Digest::parse("sha256:abcd2222222222222222222222222222222222222222222222222222222222bb").unwrap());
+        let (m1, c1) = (
+            d("m1"),
+            Digest::parse("sha256:abcd1111111111111111111111111111111111111111111111111111111111aa").unwrap(),
+        );
+        let (m2, c2) = (
+            d("m2"),
+            Digest::parse("sha256:abcd2222222222222222222222222222222222222222222222222222222222bb").unwrap(),
+        );
         ix.add_image(&m1, rec(&c1, 1));
         ix.add_image(&m2, rec(&c2, 2));
         let busy = "docker.io/library/busybox:latest";

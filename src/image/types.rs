@@ -43,7 +43,9 @@ pub enum LayerCompression {
 pub fn layer_compression(media_type: &str) -> Option<LayerCompression> {
     match media_type {
         OCI_LAYER | OCI_LAYER_NONDIST | DOCKER_LAYER => Some(LayerCompression::None),
-        OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN => Some(LayerCompression::Gzip),
+        OCI_LAYER_GZIP | OCI_LAYER_NONDIST_GZIP | DOCKER_LAYER_GZIP | DOCKER_LAYER_FOREIGN => {
+            Some(LayerCompression::Gzip)
+        }
         OCI_LAYER_ZSTD | OCI_LAYER_NONDIST_ZSTD => Some(LayerCompression::Zstd),
         _ => None,
     }

@@ -170,7 +170,11 @@ fn decode<R: Read>(src: R, codec: Codec, mut w: chunks::ChunkWriter, err: &Mutex
 }
 
 /// Applies the tar stream `hashed` (read to its end); returns the stats.
-fn read_tar<R: Read>(hashed: HashingReader<R>, u: &mut Unpacker, slot: &Cell<Option<io::Error>>) -> Result<UnpackStats, UnpackError> {
+fn read_tar<R: Read>(
+    hashed: HashingReader<R>,
+    u: &mut Unpacker,
+    slot: &Cell<Option<io::Error>>,
+) -> Result<UnpackStats, UnpackError> {
     let mut archive = tar::Archive::new(hashed);
     let mut entries = 0u64;
     for e in archive.entries().map_err(|e| classify(slot, e))? {
@@ -315,7 +319,8 @@ impl Unpacker {
         let mode = h.mode().map_err(|e| self.corrupt(e))? & 0o7777;
         let mut uid = h.uid().map_err(|e| self.corrupt(e))?;
         let mut gid = h.gid().map_err(|e| self.corrupt(e))?;
-        let mut mtime = libc::timespec { tv_sec: h.mtime().map_err(|e| self.corrupt(e))?.min(i64::MAX as u64) as i64, tv_nsec: 0 };
+        let mut mtime =
+            libc::timespec { tv_sec: h.mtime().map_err(|e| self.corrupt(e))?.min(i64::MAX as u64) as i64, tv_nsec: 0 };
         self.xattrs.clear();
         if let Some(exts) = e.pax_extensions().map_err(|e| self.corrupt(e))? {
             for ext in exts {
@@ -389,7 +394,8 @@ impl Unpacker {
                 }
                 tar::EntryType::Symlink => {
                     let target = e.link_name_bytes().unwrap_or_default();
-                    let target = CString::new(target.as_ref()).map_err(|_| self.invalid("link name contains a NUL byte"))?;
+                    let target =
+                        CString::new(target.as_ref()).map_err(|_| self.invalid("link name contains a NUL byte"))?;
                     self.make_symlink(pfd, &target, &meta)?
                 }
                 tar::EntryType::Link => {
@@ -446,14 +452,17 @@ impl Unpacker {
         while start < plen {
             let end = self.path[start..plen].iter().position(|&b| b == b'/').map_or(plen, |i| start + i);
             set_c(&mut self.cparent, &self.path[..end]);
-            let next = match open_beneath(self.root.as_raw_fd(), cstr(&self.cparent), libc::O_PATH | libc::O_DIRECTORY) {
+            let next = match open_beneath(self.root.as_raw_fd(), cstr(&self.cparent), libc::O_PATH | libc::O_DIRECTORY)
+            {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
                     let mut comp = Vec::new();
                     set_c(&mut comp, &self.path[start..end]);
-                    mkdirat(cur.as_raw_fd(), cstr(&comp), 0o755).map_err(|e| self.err("mkdirat parent directory", e))?;
+                    mkdirat(cur.as_raw_fd(), cstr(&comp), 0o755)
+                        .map_err(|e| self.err("mkdirat parent directory", e))?;
                     // mkdir's mode is cut by the umask.
-                    fchmodat(cur.as_raw_fd(), cstr(&comp), 0o755).map_err(|e| self.err("fchmodat parent directory", e))?;
+                    fchmodat(cur.as_raw_fd(), cstr(&comp), 0o755)
+                        .map_err(|e| self.err("fchmodat parent directory", e))?;
                     if self.mode == WhiteoutMode::Apply {
                         self.created.insert(self.path[..end].to_vec());
                     }
@@ -602,7 +611,8 @@ impl Unpacker {
     }
 
     fn make_hardlink(&mut self, pfd: RawFd, target: &[u8]) -> Result<(), UnpackError> {
-        let not_in = |s: &Self| UnpackError::LinkTarget { name: s.name(), target: String::from_utf8_lossy(target).into_owned() };
+        let not_in =
+            |s: &Self| UnpackError::LinkTarget { name: s.name(), target: String::from_utf8_lossy(target).into_owned() };
         let mut tpath = Vec::new();
         if !normalize(target, &mut tpath) || tpath.is_empty() {
             return Err(not_in(self));
@@ -669,7 +679,11 @@ impl Unpacker {
             let ignore = k.starts_with(b"security.")
                 || (k.starts_with(b"user.") && (errno == libc::EOPNOTSUPP || (node && errno == libc::EPERM)));
             if !ignore {
-                return Err(UnpackError::Xattr { name: self.name(), key: String::from_utf8_lossy(k).into_owned(), source: e });
+                return Err(UnpackError::Xattr {
+                    name: self.name(),
+                    key: String::from_utf8_lossy(k).into_owned(),
+                    source: e,
+                });
             }
         }
         Ok(())
@@ -723,8 +737,9 @@ impl Unpacker {
             WhiteoutMode::Overlay => {
                 let key = c"trusted.overlay.opaque";
                 // SAFETY: key is NUL-terminated; the value is 1 readable byte.
-                cvt(unsafe { libc::fsetxattr(dfd.as_raw_fd(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) })
-                    .map_err(|source| UnpackError::Xattr { name: self.name(), key: "trusted.overlay.opaque".into(), source })
+                cvt(unsafe { libc::fsetxattr(dfd.as_raw_fd(), key.as_ptr(), b"y".as_ptr().cast(), 1, 0) }).map_err(
+                    |source| UnpackError::Xattr { name: self.name(), key: "trusted.overlay.opaque".into(), source },
+                )
             }
             WhiteoutMode::Apply => {
                 let mut dpath = self.path[..plen].to_vec();
@@ -770,12 +785,22 @@ impl Unpacker {
         let mut c = Vec::new();
         for (p, t) in &self.dirs {
             set_c(&mut c, if p.is_empty() { b"." } else { p });
-            let fd = match open_beneath(self.root.as_raw_fd(), cstr(&c), libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW) {
+            let fd = match open_beneath(
+                self.root.as_raw_fd(),
+                cstr(&c),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOFOLLOW,
+            ) {
                 Ok(fd) => fd,
                 // Removed or replaced by a later entry.
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)) => continue,
+                Err(e) if matches!(e.raw_os_error(), Some(libc::ENOENT) | Some(libc::ENOTDIR) | Some(libc::ELOOP)) => {
+                    continue
+                }
                 Err(source) => {
-                    return Err(UnpackError::Entry { name: String::from_utf8_lossy(p).into_owned(), op: "open", source })
+                    return Err(UnpackError::Entry {
+                        name: String::from_utf8_lossy(p).into_owned(),
+                        op: "open",
+                        source,
+                    })
                 }
             };
             let ts = [*t, *t];
@@ -903,7 +928,13 @@ fn open_beneath(root: RawFd, path: &CStr, flags: libc::c_int) -> io::Result<Owne
     loop {
         // SAFETY: path is NUL-terminated; how is a valid open_how of the size passed.
         let fd = unsafe {
-            libc::syscall(libc::SYS_openat2, root, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
+            libc::syscall(
+                libc::SYS_openat2,
+                root,
+                path.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
         };
         if fd >= 0 {
             // SAFETY: fd was just returned by openat2 and is not owned elsewhere.

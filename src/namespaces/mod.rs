@@ -109,7 +109,8 @@ impl Plan {
     /// Whether every namespace can be made by one clone(2) in the parent: true unless a new
     /// user namespace has to be created after joining other namespaces by path.
     pub fn single_clone(&self) -> bool {
-        (!self.creates(LinuxNamespaceType::User) || self.join.is_empty()) && self.joins(LinuxNamespaceType::User).is_none()
+        (!self.creates(LinuxNamespaceType::User) || self.join.is_empty())
+            && self.joins(LinuxNamespaceType::User).is_none()
     }
 }
 
@@ -233,9 +234,7 @@ pub fn write_id_maps(
     deny_setgroups: bool,
 ) -> Result<(), NamespaceError> {
     if uid.is_empty() || gid.is_empty() {
-        return Err(NamespaceError::Invalid(
-            "user namespace needs linux.uidMappings and linux.gidMappings".into(),
-        ));
+        return Err(NamespaceError::Invalid("user namespace needs linux.uidMappings and linux.gidMappings".into()));
     }
     if deny_setgroups {
         write_proc(&format!("/proc/{pid}/setgroups"), "deny")?;
@@ -262,12 +261,7 @@ pub fn prepare_time_ns(linux: &Linux) -> Result<(), NamespaceError> {
                 )))
             }
         };
-        data.push_str(&format!(
-            "{} {} {}\n",
-            name,
-            off.secs().unwrap_or(0),
-            off.nanosecs().unwrap_or(0)
-        ));
+        data.push_str(&format!("{} {} {}\n", name, off.secs().unwrap_or(0), off.nanosecs().unwrap_or(0)));
     }
     if !data.is_empty() {
         write_proc("/proc/self/timens_offsets", &data)?;
@@ -285,7 +279,9 @@ mod tests {
 
     #[test]
     fn plan_new_and_join() {
-        let l = linux(r#"{"namespaces":[{"type":"pid"},{"type":"network","path":"/proc/1/ns/net"},{"type":"user","path":"/x"}]}"#);
+        let l = linux(
+            r#"{"namespaces":[{"type":"pid"},{"type":"network","path":"/proc/1/ns/net"},{"type":"user","path":"/x"}]}"#,
+        );
         let p = Plan::from_linux(Some(&l)).unwrap();
         assert_eq!(p.new_flags, libc::CLONE_NEWPID);
         assert_eq!(p.join[0].0, LinuxNamespaceType::User);
@@ -328,8 +324,10 @@ mod tests {
         assert!(e.contains("not in a separate kernel namespace"), "{e}");
         let e = check(r#"{"namespaces":[{"type":"uts"}],"sysctl":{"kernel.hostname":"h"}}"#).unwrap_err();
         assert!(e.contains("conflicts with the hostname field"), "{e}");
-        let e = check(r#"{"namespaces":[{"type":"network","path":"/proc/self/ns/net"}],"sysctl":{"net.core.somaxconn":"1"}}"#)
-            .unwrap_err();
+        let e = check(
+            r#"{"namespaces":[{"type":"network","path":"/proc/self/ns/net"}],"sysctl":{"net.core.somaxconn":"1"}}"#,
+        )
+        .unwrap_err();
         assert!(e.contains("host's network namespace"), "{e}");
     }
 
@@ -351,8 +349,10 @@ mod tests {
 
     #[test]
     fn id_map_format() {
-        let m: Vec<LinuxIdMapping> =
-            serde_json::from_str(r#"[{"containerID":0,"hostID":1000,"size":1},{"containerID":1,"hostID":100000,"size":65536}]"#).unwrap();
+        let m: Vec<LinuxIdMapping> = serde_json::from_str(
+            r#"[{"containerID":0,"hostID":1000,"size":1},{"containerID":1,"hostID":100000,"size":65536}]"#,
+        )
+        .unwrap();
         assert_eq!(format_map(&m), "0 1000 1\n1 100000 65536\n");
     }
 }

@@ -113,10 +113,24 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
             let nets = config::list(data_root);
             let mut rows: Vec<[String; 6]> = Vec::new();
             if !nets.iter().any(|n| n.is_default()) {
-                rows.push(["-".into(), config::DEFAULT_NETWORK.into(), "bridge".into(), "-".into(), "-".into(), "false".into()]);
+                rows.push([
+                    "-".into(),
+                    config::DEFAULT_NETWORK.into(),
+                    "bridge".into(),
+                    "-".into(),
+                    "-".into(),
+                    "false".into(),
+                ]);
             }
             for n in &nets {
-                rows.push([n.id[..12].to_string(), n.name.clone(), "bridge".into(), n.subnet.to_string(), n.gateway.to_string(), n.internal.to_string()]);
+                rows.push([
+                    n.id[..12].to_string(),
+                    n.name.clone(),
+                    "bridge".into(),
+                    n.subnet.to_string(),
+                    n.gateway.to_string(),
+                    n.internal.to_string(),
+                ]);
             }
             rows.push(["-".into(), "host".into(), "host".into(), "-".into(), "-".into(), "false".into()]);
             rows.push(["-".into(), "none".into(), "null".into(), "-".into(), "-".into(), "false".into()]);
@@ -126,7 +140,11 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                     let _ = writeln!(out, "{}", r[1]);
                 }
             } else {
-                let _ = writeln!(out, "{:<14}{:<24}{:<8}{:<18}{:<16}INTERNAL", "NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY");
+                let _ = writeln!(
+                    out,
+                    "{:<14}{:<24}{:<8}{:<18}{:<16}INTERNAL",
+                    "NETWORK ID", "NAME", "DRIVER", "SUBNET", "GATEWAY"
+                );
                 for r in &rows {
                     let _ = writeln!(out, "{:<14}{:<24}{:<8}{:<18}{:<16}{}", r[0], r[1], r[2], r[3], r[4], r[5]);
                 }
@@ -171,7 +189,8 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
             if json {
                 let _ = writeln!(out, "{}", serde_json::to_string(&att).unwrap_or_default());
             } else {
-                let _ = writeln!(out, "{}", att.netns_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
+                let _ =
+                    writeln!(out, "{}", att.netns_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
             }
         }
         NetworkCmd::Detach { container_id } => super::detach(data_root, &container_id)?,
@@ -246,7 +265,11 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
                 None => (e.as_str(), Proto::Tcp),
                 Some((_, x)) => return Err(NetError::Msg(format!("invalid --expose {e:?}: unknown protocol {x:?}"))),
             };
-            let cp = port.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| NetError::Msg(format!("invalid --expose {e:?}")))?;
+            let cp = port
+                .parse::<u16>()
+                .ok()
+                .filter(|p| *p > 0)
+                .ok_or_else(|| NetError::Msg(format!("invalid --expose {e:?}")))?;
             if !ports.iter().any(|m: &PortMapping| m.container_port == cp && m.protocol == proto) {
                 ports.push(PortMapping { host_ip: None, host_port: 0, container_port: cp, protocol: proto });
             }
@@ -254,7 +277,8 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
     }
     let mut extra_hosts = Vec::new();
     for h in &a.add_host {
-        let (host, ip) = h.split_once(':').ok_or_else(|| NetError::Msg(format!("invalid --add-host {h:?} (HOST:IP)")))?;
+        let (host, ip) =
+            h.split_once(':').ok_or_else(|| NetError::Msg(format!("invalid --add-host {h:?} (HOST:IP)")))?;
         extra_hosts.push((host.to_string(), ip.to_string()));
     }
     Ok(AttachRequest {

@@ -62,7 +62,12 @@ impl Cni {
 
     /// ADD through the whole chain; returns the last plugin's result. `progress` gets each
     /// plugin's result as it comes (so a DEL after a crash has the latest one).
-    pub fn add(&self, list: &Value, call: &Call, progress: &mut dyn FnMut(&Value) -> Result<(), NetError>) -> Result<Value, NetError> {
+    pub fn add(
+        &self,
+        list: &Value,
+        call: &Call,
+        progress: &mut dyn FnMut(&Value) -> Result<(), NetError>,
+    ) -> Result<Value, NetError> {
         let mut prev: Option<Value> = None;
         for p in plugins(list).iter().filter(|p| !is_noop(p, call.runtime_config)) {
             let conf = plugin_conf(list, p, call.runtime_config, prev.as_ref());

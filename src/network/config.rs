@@ -86,7 +86,12 @@ pub fn lock(data_root: &Path) -> Result<fs::File, NetError> {
     let dir = root(data_root);
     fs::create_dir_all(&dir).map_err(|e| NetError::io("create", &dir, e))?;
     let p = dir.join("lock");
-    let f = fs::OpenOptions::new().create(true).truncate(false).write(true).open(&p).map_err(|e| NetError::io("open", &p, e))?;
+    let f = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&p)
+        .map_err(|e| NetError::io("open", &p, e))?;
     f.lock().map_err(|e| NetError::io("lock", &p, e))?;
     Ok(f)
 }
@@ -156,7 +161,15 @@ pub fn list(data_root: &Path) -> Vec<Network> {
 }
 
 /// The CNI list of a network: bridge (+ host-local), portmap, firewall, tuning.
-pub fn conflist(data_root: &Path, name: &str, meta: &Value, subnet: Ipv4Net, gw: Ipv4Addr, bridge: &str, internal: bool) -> Value {
+pub fn conflist(
+    data_root: &Path,
+    name: &str,
+    meta: &Value,
+    subnet: Ipv4Net,
+    gw: Ipv4Addr,
+    bridge: &str,
+    internal: bool,
+) -> Value {
     let mut ipam = json!({
         "type": "host-local",
         "ranges": [[{"subnet": subnet.to_string(), "gateway": gw.to_string()}]],
@@ -193,7 +206,13 @@ fn random_id() -> Result<String, NetError> {
 
 /// Creates a network (the lock must be held). `subnet` None picks the first free one of the
 /// default pool.
-pub fn create(data_root: &Path, name: &str, subnet: Option<&str>, gateway: Option<&str>, internal: bool) -> Result<Network, NetError> {
+pub fn create(
+    data_root: &Path,
+    name: &str,
+    subnet: Option<&str>,
+    gateway: Option<&str>,
+    internal: bool,
+) -> Result<Network, NetError> {
     validate_name(name)?;
     if matches!(name, "host" | "none") || name.starts_with("container:") {
         return Err(NetError::Msg(format!("network name {name:?} is reserved")));
@@ -245,8 +264,22 @@ pub fn create(data_root: &Path, name: &str, subnet: Option<&str>, gateway: Optio
 fn masquerade_args(net: &Network, op: &str) -> Vec<String> {
     let comment = format!("berth network {}", &net.id[..net.id.len().min(12)]);
     [
-        "-w", "-t", "nat", op, "POSTROUTING", "-s", &net.subnet.to_string(), "!", "-o", &net.bridge, "-m", "comment", "--comment",
-        &comment, "-j", "MASQUERADE",
+        "-w",
+        "-t",
+        "nat",
+        op,
+        "POSTROUTING",
+        "-s",
+        &net.subnet.to_string(),
+        "!",
+        "-o",
+        &net.bridge,
+        "-m",
+        "comment",
+        "--comment",
+        &comment,
+        "-j",
+        "MASQUERADE",
     ]
     .iter()
     .map(|s| s.to_string())

@@ -33,11 +33,17 @@ fn lock_path(data_root: &Path, network: &str) -> PathBuf {
 
 /// Replaces the lines of `container_id` by `entry` (None: removes them); returns how many
 /// containers are left. The metadata lock must be held.
-pub fn set_record(data_root: &Path, network: &str, container_id: &str, entry: Option<(Ipv4Addr, &[String])>) -> Result<usize, NetError> {
+pub fn set_record(
+    data_root: &Path,
+    network: &str,
+    container_id: &str,
+    entry: Option<(Ipv4Addr, &[String])>,
+) -> Result<usize, NetError> {
     let p = records_path(data_root, network);
     let old = fs::read_to_string(&p).unwrap_or_default();
     let tag = format!("# {container_id}");
-    let mut lines: Vec<String> = old.lines().filter(|l| !l.ends_with(&tag) && !l.trim().is_empty()).map(str::to_string).collect();
+    let mut lines: Vec<String> =
+        old.lines().filter(|l| !l.ends_with(&tag) && !l.trim().is_empty()).map(str::to_string).collect();
     if let Some((ip, names)) = entry {
         lines.push(format!("{ip} {} {tag}", names.join(" ")));
     }
@@ -295,7 +301,13 @@ fn setup(data_root: &Path, net: &config::Network) -> Result<Option<Sockets>, Net
     let dir = config::state_dir(data_root, &net.name);
     fs::create_dir_all(&dir).map_err(|e| NetError::io("create", &dir, e))?;
     let lp = lock_path(data_root, &net.name);
-    let mut lockf = fs::OpenOptions::new().create(true).truncate(false).read(true).write(true).open(&lp).map_err(|e| NetError::io("open", &lp, e))?;
+    let mut lockf = fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .write(true)
+        .open(&lp)
+        .map_err(|e| NetError::io("open", &lp, e))?;
     match lockf.try_lock() {
         Ok(()) => {}
         Err(fs::TryLockError::WouldBlock) => return Ok(None),
@@ -357,7 +369,9 @@ fn run(data_root: &Path, net: &config::Network, udp: UdpSocket, tcp: TcpListener
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();
             reload(&rec_path, &mut key, &mut count, &shared);
-            if (count == 0 && started.elapsed() > Duration::from_secs(2)) || config::load(data_root, &net.name).map(|n| n.id != net.id).unwrap_or(true) {
+            if (count == 0 && started.elapsed() > Duration::from_secs(2))
+                || config::load(data_root, &net.name).map(|n| n.id != net.id).unwrap_or(true)
+            {
                 // Decide under the metadata lock so that an attach in progress either sees this
                 // server gone or has its record read here.
                 let Ok(_l) = config::lock(data_root) else { return };
@@ -471,7 +485,8 @@ pub fn ensure_server(data_root: &Path, network: &str) -> Result<(), NetError> {
     fs::create_dir_all(&dir).map_err(|e| NetError::io("create", &dir, e))?;
     let err = |m: String| NetError::Msg(format!("network {network}: dns server: {m}"));
     let log = dir.join("dns.log");
-    let logf = fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| NetError::io("open", &log, e))?;
+    let logf =
+        fs::OpenOptions::new().create(true).append(true).open(&log).map_err(|e| NetError::io("open", &log, e))?;
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut child = std::process::Command::new(&exe)
         .arg("--data-root")
@@ -509,7 +524,11 @@ pub fn ensure_server(data_root: &Path, network: &str) -> Result<(), NetError> {
         return Ok(());
     }
     let msg = line.strip_prefix("error: ").unwrap_or(line);
-    Err(if msg.is_empty() { err(format!("did not start (see {})", log.display())) } else { NetError::Msg(msg.to_string()) })
+    Err(if msg.is_empty() {
+        err(format!("did not start (see {})", log.display()))
+    } else {
+        NetError::Msg(msg.to_string())
+    })
 }
 
 /// Stops the network's DNS server if one runs.

@@ -49,7 +49,8 @@ const RESOLVED_UPSTREAM: &str = "/run/systemd/resolve/resolv.conf";
 /// the host's without loopback ones; when only loopback ones were given (a local stub such as
 /// systemd-resolved's 127.0.0.53), the stub's upstream file; when still none, Google's public DNS.
 pub fn container_nameservers(host: &Resolv, resolved_upstream: Option<&str>) -> Vec<String> {
-    let usable = |r: &Resolv| r.nameservers.iter().filter(|a| !a.is_loopback()).map(|a| a.to_string()).collect::<Vec<_>>();
+    let usable =
+        |r: &Resolv| r.nameservers.iter().filter(|a| !a.is_loopback()).map(|a| a.to_string()).collect::<Vec<_>>();
     let mut v = usable(host);
     if v.is_empty() && !host.nameservers.is_empty() {
         if let Some(text) = resolved_upstream {
@@ -131,7 +132,10 @@ mod tests {
     #[test]
     fn nameservers_like_docker() {
         let stub = parse_resolv("nameserver 127.0.0.53\nsearch lan\n");
-        assert_eq!(container_nameservers(&stub, Some("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")), ["10.0.0.1", "10.0.0.2"]);
+        assert_eq!(
+            container_nameservers(&stub, Some("nameserver 10.0.0.1\nnameserver 10.0.0.2\n")),
+            ["10.0.0.1", "10.0.0.2"]
+        );
         assert_eq!(container_nameservers(&stub, None), ["8.8.8.8", "8.8.4.4"]);
         let mixed = parse_resolv("nameserver 192.168.1.1\nnameserver ::1\n");
         assert_eq!(container_nameservers(&mixed, Some("nameserver 10.9.9.9\n")), ["192.168.1.1"]);

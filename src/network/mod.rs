@@ -209,7 +209,10 @@ fn is_stale(r: &Record) -> bool {
 }
 
 fn validate_id(id: &str) -> Result<(), NetError> {
-    let ok = !id.is_empty() && id.len() <= 128 && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c)) && !id.starts_with('.');
+    let ok = !id.is_empty()
+        && id.len() <= 128
+        && id.bytes().all(|c| c.is_ascii_alphanumeric() || b"_.-".contains(&c))
+        && !id.starts_with('.');
     if ok {
         Ok(())
     } else {
@@ -218,7 +221,11 @@ fn validate_id(id: &str) -> Result<(), NetError> {
 }
 
 fn valid_dns_name(n: &str) -> bool {
-    !n.is_empty() && n.len() <= 253 && n.split('.').all(|l| !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_'))
+    !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty() && l.len() <= 63 && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-' || c == b'_')
+        })
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -227,7 +234,9 @@ fn valid_dns_name(n: &str) -> bool {
 /// Sets up networking for a container. On failure everything done is undone.
 pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
     validate_id(&req.container_id)?;
-    for n in req.networks.iter().flat_map(|n| n.aliases.iter()).chain(std::iter::once(&req.name).filter(|n| !n.is_empty())) {
+    for n in
+        req.networks.iter().flat_map(|n| n.aliases.iter()).chain(std::iter::once(&req.name).filter(|n| !n.is_empty()))
+    {
         if !valid_dns_name(n) {
             return Err(NetError::Msg(format!("invalid container name or alias {n:?}")));
         }
@@ -354,15 +363,23 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     {
         let _l = config::lock(data_root)?;
         if req.mode == NetMode::Bridge {
-            let wanted: Vec<&NetRequest> = if req.networks.is_empty() { vec![&default_req] } else { req.networks.iter().collect() };
+            let wanted: Vec<&NetRequest> =
+                if req.networks.is_empty() { vec![&default_req] } else { req.networks.iter().collect() };
             for w in wanted {
                 if nets.iter().any(|(n, _)| n.name == w.network) {
                     return Err(NetError::Msg(format!("network {} given twice", w.network)));
                 }
-                let n = if w.network == config::DEFAULT_NETWORK { config::ensure_default(data_root)? } else { config::load(data_root, &w.network)? };
+                let n = if w.network == config::DEFAULT_NETWORK {
+                    config::ensure_default(data_root)?
+                } else {
+                    config::load(data_root, &w.network)?
+                };
                 if let Some(ip) = w.ip {
                     if !n.subnet.is_host(ip) || ip == n.gateway {
-                        return Err(NetError::Msg(format!("network {}: address {ip} is not a free host address of {}", n.name, n.subnet)));
+                        return Err(NetError::Msg(format!(
+                            "network {}: address {ip} is not a free host address of {}",
+                            n.name, n.subnet
+                        )));
                     }
                 }
                 if !w.aliases.is_empty() && !n.has_dns() {
@@ -381,7 +398,10 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
             None
         } else {
             Some(nets.iter().position(|(n, _)| !n.internal).ok_or_else(|| {
-                NetError::Msg(format!("network {} is internal: ports cannot be published", nets.first().map(|(n, _)| n.name.as_str()).unwrap_or("")))
+                NetError::Msg(format!(
+                    "network {} is internal: ports cannot be published",
+                    nets.first().map(|(n, _)| n.name.as_str()).unwrap_or("")
+                ))
             })?)
         };
         claim(data_root, &req.container_id)?;
@@ -433,15 +453,18 @@ fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMappi
     if want.is_empty() {
         return Ok(Vec::new());
     }
-    let taken: Vec<(String, PortMapping)> =
-        all_records(data_root).into_iter().flat_map(|r| r.attachment.ports.into_iter().map(move |p| (r.container_id.clone(), p))).collect();
+    let taken: Vec<(String, PortMapping)> = all_records(data_root)
+        .into_iter()
+        .flat_map(|r| r.attachment.ports.into_iter().map(move |p| (r.container_id.clone(), p)))
+        .collect();
     let mut out: Vec<PortMapping> = Vec::new();
     for m in want {
         let mut m = m.clone();
         if m.host_port == 0 {
             let mut found = false;
             for _ in 0..32 {
-                m.host_port = ports::pick_free_port(&m).map_err(|e| NetError::Msg(format!("pick a free host port for {}: {e}", m.container_port)))?;
+                m.host_port = ports::pick_free_port(&m)
+                    .map_err(|e| NetError::Msg(format!("pick a free host port for {}: {e}", m.container_port)))?;
                 if !taken.iter().any(|(_, t)| t.conflicts(&m)) && !out.iter().any(|o| o.conflicts(&m)) {
                     found = true;
                     break;
@@ -452,12 +475,16 @@ fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMappi
             }
         } else {
             if let Some((id, _)) = taken.iter().find(|(_, t)| t.conflicts(&m)) {
-                return Err(NetError::Msg(format!("host port {} is already published by container {id}", m.host_side())));
+                return Err(NetError::Msg(format!(
+                    "host port {} is already published by container {id}",
+                    m.host_side()
+                )));
             }
             if out.iter().any(|o| o.conflicts(&m)) {
                 return Err(NetError::Msg(format!("host port {} is published twice", m.host_side())));
             }
-            ports::host_port_free(&m).map_err(|e| NetError::Msg(format!("host port {} is not available: {e}", m.host_side())))?;
+            ports::host_port_free(&m)
+                .map_err(|e| NetError::Msg(format!("host port {} is not available: {e}", m.host_side())))?;
         }
         out.push(m);
     }
@@ -465,7 +492,13 @@ fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMappi
 }
 
 /// Creates the namespace, runs ADD for every network, registers DNS names.
-fn setup(data_root: &Path, cni: &cni::Cni, rec: &mut Record, req: &AttachRequest, nets: &[(config::Network, &NetRequest)]) -> Result<(), NetError> {
+fn setup(
+    data_root: &Path,
+    cni: &cni::Cni,
+    rec: &mut Record,
+    req: &AttachRequest,
+    nets: &[(config::Network, &NetRequest)],
+) -> Result<(), NetError> {
     let ns = rec.attachment.netns_path.clone().unwrap_or_default();
     netns::create(&ns)?;
     let ns_str = ns.to_string_lossy().into_owned();
@@ -495,7 +528,11 @@ fn setup(data_root: &Path, cni: &cni::Cni, rec: &mut Record, req: &AttachRequest
         Some(i) => {
             let mut servers = vec![nets[i].0.gateway.to_string()];
             servers.extend(req.dns.servers.iter().cloned());
-            etc::resolv_conf(&servers, &pick(&req.dns.search, || host.search.clone()), &pick(&req.dns.options, || vec!["ndots:0".into()]))
+            etc::resolv_conf(
+                &servers,
+                &pick(&req.dns.search, || host.search.clone()),
+                &pick(&req.dns.options, || vec!["ndots:0".into()]),
+            )
         }
         None => etc::resolv_conf(
             &pick(&req.dns.servers, || etc::host_container_nameservers(&host)),
@@ -513,7 +550,9 @@ fn setup(data_root: &Path, cni: &cni::Cni, rec: &mut Record, req: &AttachRequest
     let mut extra = Vec::new();
     for (h, ip) in &req.extra_hosts {
         let ip = if ip == "host-gateway" {
-            gw.map(|g| g.to_string()).ok_or_else(|| NetError::Msg(format!("--add-host {h}:host-gateway: no gateway (network mode {})", rec.mode)))?
+            gw.map(|g| g.to_string()).ok_or_else(|| {
+                NetError::Msg(format!("--add-host {h}:host-gateway: no gateway (network mode {})", rec.mode))
+            })?
         } else {
             ip.clone()
         };
@@ -543,10 +582,10 @@ fn setup(data_root: &Path, cni: &cni::Cni, rec: &mut Record, req: &AttachRequest
 fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
     let ifaces = res["interfaces"].as_array().cloned().unwrap_or_default();
     let idx = ifaces.iter().position(|i| i["name"] == ifname && i["sandbox"] == netns);
-    let ipc = res["ips"]
-        .as_array()?
-        .iter()
-        .find(|c| c["address"].as_str().is_some_and(|a| !a.contains(':')) && (idx.is_none() || c["interface"].as_u64() == idx.map(|x| x as u64)))?;
+    let ipc = res["ips"].as_array()?.iter().find(|c| {
+        c["address"].as_str().is_some_and(|a| !a.contains(':'))
+            && (idx.is_none() || c["interface"].as_u64() == idx.map(|x| x as u64))
+    })?;
     let (ip, prefix) = ipc["address"].as_str()?.split_once('/')?;
     Some(Interface {
         network: network.to_string(),

@@ -142,4 +142,3 @@ pub fn delete_bridge(name: &str) -> Result<(), NetError> {
     }
     Ok(())
 }
-

@@ -91,13 +91,11 @@ fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec, Option<crate::seccomp
     let header: BootHeader =
         serde_json::from_slice(&payload[h_at..h_at + h_len]).map_err(|e| InitError::Boot(e.to_string()))?;
     let (c_at, c_len) = take(payload, h_at + h_len)?;
-    let spec: Spec = serde_json::from_slice(&payload[c_at..c_at + c_len]).map_err(|e| InitError::Boot(e.to_string()))?;
+    let spec: Spec =
+        serde_json::from_slice(&payload[c_at..c_at + c_len]).map_err(|e| InitError::Boot(e.to_string()))?;
     let (s_at, s_len) = take(payload, c_at + c_len)?;
-    let seccomp = if s_len == 0 {
-        None
-    } else {
-        Some(crate::seccomp::Prepared::from_bytes(&payload[s_at..s_at + s_len])?)
-    };
+    let seccomp =
+        if s_len == 0 { None } else { Some(crate::seccomp::Prepared::from_bytes(&payload[s_at..s_at + s_len])?) };
     Ok((header, spec, seccomp))
 }
 
@@ -172,7 +170,11 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         ch.send(kind::HOOKS, b"")?;
         ch.expect(kind::HOOKS_DONE)?;
     }
-    crate::hooks::run_all("createContainer", hooks.and_then(|h| h.create_container().as_ref()), boot.state_creating.as_bytes())?;
+    crate::hooks::run_all(
+        "createContainer",
+        hooks.and_then(|h| h.create_container().as_ref()),
+        boot.state_creating.as_bytes(),
+    )?;
 
     if new_mnt {
         rootfs::pivot(&ctx)?;
@@ -312,7 +314,11 @@ fn exec_process(
         drop_channel(ch);
         START_ERR_FD.store(boot.exec_err_fd, std::sync::atomic::Ordering::Relaxed);
         wait_for_start(boot.fifo_fd);
-        crate::hooks::run_all("startContainer", hooks.and_then(|h| h.start_container().as_ref()), boot.state_created.as_bytes())?;
+        crate::hooks::run_all(
+            "startContainer",
+            hooks.and_then(|h| h.start_container().as_ref()),
+            boot.state_created.as_bytes(),
+        )?;
     }
 
     if !early_seccomp {
@@ -352,7 +358,11 @@ fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
     let src = cstr(format!("/dev/pts/{n}").as_bytes())?;
     // SAFETY: valid C strings; an existing /dev/console is reused.
     unsafe {
-        let fd = libc::open(c"/dev/console".as_ptr(), libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW, 0o600);
+        let fd = libc::open(
+            c"/dev/console".as_ptr(),
+            libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            0o600,
+        );
         if fd < 0 {
             return Err(sys("create /dev/console"));
         }
@@ -611,9 +621,8 @@ fn lsm_enabled(name: &str) -> bool {
 }
 
 fn set_apparmor(profile: &str) -> Result<(), InitError> {
-    let enabled = std::fs::read_to_string("/sys/module/apparmor/parameters/enabled")
-        .map(|s| s.trim() == "Y")
-        .unwrap_or(false);
+    let enabled =
+        std::fs::read_to_string("/sys/module/apparmor/parameters/enabled").map(|s| s.trim() == "Y").unwrap_or(false);
     if !enabled {
         return Err(InitError::Msg(format!(
             "apparmor profile {profile:?} requested but AppArmor is not enabled on this host"
@@ -722,7 +731,14 @@ fn find_executable(name: &str, env: &[String]) -> Result<PathBuf, InitError> {
 
 fn close_fds(from: i32) {
     // SAFETY: close_range marks every fd from `from` close-on-exec; no memory is touched.
-    let r = unsafe { libc::syscall(libc::SYS_close_range, from as libc::c_uint, libc::c_uint::MAX, 4u32 /* CLOSE_RANGE_CLOEXEC */) };
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            from as libc::c_uint,
+            libc::c_uint::MAX,
+            4u32, /* CLOSE_RANGE_CLOEXEC */
+        )
+    };
     if r != 0 {
         for fd in from..1024 {
             // SAFETY: fcntl on possibly-invalid fds only fails with EBADF.

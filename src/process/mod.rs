@@ -71,15 +71,16 @@ pub struct ExecInfo {
 /// (CVE-2019-5736) without copying the binary. Falls back to a sealed memfd copy when the
 /// kernel lacks open_tree.
 pub fn readonly_self() -> Result<OwnedFd, SpawnError> {
-    let exe = std::fs::read_link("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "readlink /proc/self/exe", err })?;
-    let path = CString::new(exe.as_os_str().as_encoded_bytes()).map_err(|_| SpawnError::Sys {
-        call: "readlink /proc/self/exe",
-        err: std::io::Error::other("nul in path"),
-    })?;
+    let exe =
+        std::fs::read_link("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "readlink /proc/self/exe", err })?;
+    let path = CString::new(exe.as_os_str().as_encoded_bytes())
+        .map_err(|_| SpawnError::Sys { call: "readlink /proc/self/exe", err: std::io::Error::other("nul in path") })?;
     const OPEN_TREE_CLONE: libc::c_uint = 1;
     const OPEN_TREE_CLOEXEC: libc::c_uint = libc::O_CLOEXEC as libc::c_uint;
     // SAFETY: path is a valid C string; open_tree returns a new fd or -1.
-    let fd = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC) };
+    let fd = unsafe {
+        libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC)
+    };
     if fd < 0 {
         return memfd_copy();
     }
@@ -102,7 +103,8 @@ fn memfd_copy() -> Result<OwnedFd, SpawnError> {
     }
     // SAFETY: m is a fresh fd we own.
     let m = unsafe { OwnedFd::from_raw_fd(m) };
-    let mut src = std::fs::File::open("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "open /proc/self/exe", err })?;
+    let mut src =
+        std::fs::File::open("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "open /proc/self/exe", err })?;
     let mut dst = std::fs::File::from(m);
     std::io::copy(&mut src, &mut dst).map_err(|err| SpawnError::Sys { call: "copy runtime binary", err })?;
     let seals = libc::F_SEAL_SEAL | libc::F_SEAL_SHRINK | libc::F_SEAL_GROW | libc::F_SEAL_WRITE;
@@ -219,14 +221,7 @@ pub fn child_pre_exec(ch: &sync::Channel, exe: RawFd, keep: &[RawFd], userns: bo
     let empty = b"\0";
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe {
-        libc::syscall(
-            libc::SYS_execveat,
-            exe,
-            empty.as_ptr(),
-            argv.as_ptr(),
-            envp.as_ptr(),
-            libc::AT_EMPTY_PATH,
-        );
+        libc::syscall(libc::SYS_execveat, exe, empty.as_ptr(), argv.as_ptr(), envp.as_ptr(), libc::AT_EMPTY_PATH);
     }
     fail("re-exec runtime as init")
 }

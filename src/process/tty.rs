@@ -35,7 +35,8 @@ pub fn open_pty() -> Result<Pty, TtyError> {
         return Err(err("unlock pty"));
     }
     // SAFETY: TIOCGPTPEER opens the peer of this master, returning a new fd.
-    let s = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
+    let s =
+        unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTPEER, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC) };
     if s < 0 {
         return Err(err("open pty peer"));
     }

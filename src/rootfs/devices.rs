@@ -10,14 +10,8 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 
 /// (name under /dev, major, minor): char devices, mode 0666, root-owned.
-const DEFAULTS: [(&CStr, u32, u32); 6] = [
-    (c"null", 1, 3),
-    (c"zero", 1, 5),
-    (c"full", 1, 7),
-    (c"random", 1, 8),
-    (c"urandom", 1, 9),
-    (c"tty", 5, 0),
-];
+const DEFAULTS: [(&CStr, u32, u32); 6] =
+    [(c"null", 1, 3), (c"zero", 1, 5), (c"full", 1, 7), (c"random", 1, 8), (c"urandom", 1, 9), (c"tty", 5, 0)];
 
 const SYMLINKS: [(&CStr, &CStr); 4] = [
     (c"/proc/self/fd", c"fd"),
@@ -48,9 +42,10 @@ pub(crate) fn setup_dev(p: &Prep, spec: &Spec) -> Result<(), RootfsError> {
     // Clean paths of the spec's devices, computed once.
     let mut cleaned: Vec<CString> = Vec::with_capacity(devs.len());
     for d in devs {
-        cleaned.push(resolve::clean(d.path().as_os_str().as_bytes()).ok_or_else(|| {
-            RootfsError::Other(format!("device path {} contains a NUL byte", d.path().display()))
-        })?);
+        cleaned
+            .push(resolve::clean(d.path().as_os_str().as_bytes()).ok_or_else(|| {
+                RootfsError::Other(format!("device path {} contains a NUL byte", d.path().display()))
+            })?);
     }
 
     let mut abs = [0u8; 16];

@@ -86,8 +86,9 @@ pub(crate) fn cstring(b: &[u8], what: &str) -> Result<CString, RootfsError> {
 fn root_propagation(spec: &Spec) -> Result<libc::c_ulong, RootfsError> {
     match spec.linux().as_ref().and_then(|l| l.rootfs_propagation().as_deref()) {
         None | Some("") => Ok(libc::MS_SLAVE | libc::MS_REC),
-        Some(s) => options::propagation(s)
-            .ok_or_else(|| RootfsError::Other(format!("rootfsPropagation={s} is not supported"))),
+        Some(s) => {
+            options::propagation(s).ok_or_else(|| RootfsError::Other(format!("rootfsPropagation={s} is not supported")))
+        }
     }
 }
 
@@ -96,9 +97,7 @@ fn root_propagation(spec: &Spec) -> Result<libc::c_ulong, RootfsError> {
 pub fn prepare(spec: &Spec, ctx: &Context) -> Result<(), RootfsError> {
     let prop = root_propagation(spec)?;
     if ctx.no_pivot && prop & libc::MS_PRIVATE != 0 {
-        return Err(RootfsError::Other(
-            "rootfsPropagation of [r]private is not safe without pivot_root".into(),
-        ));
+        return Err(RootfsError::Other("rootfsPropagation of [r]private is not safe without pivot_root".into()));
     }
     let rootfs = cstring(ctx.rootfs.as_os_str().as_bytes(), "rootfs path")?;
     // As runc, the asked propagation goes on "/" of the new namespace now (rshared keeps
@@ -158,10 +157,7 @@ fn parent_mount_private(path: &CStr, prop: libc::c_ulong) -> Result<(), RootfsEr
                 buf.push(0);
             }
             Err(e) => {
-                return Err(RootfsError::sys(
-                    e,
-                    format!("make the mount holding {} private", cur.to_string_lossy()),
-                ))
+                return Err(RootfsError::sys(e, format!("make the mount holding {} private", cur.to_string_lossy())))
             }
         }
     }
@@ -177,8 +173,8 @@ pub fn pivot(ctx: &Context) -> Result<(), RootfsError> {
             .map_err(|e| RootfsError::sys(e, format!("move mount {} to /", show())))?;
         sys::chroot(c".").map_err(|e| RootfsError::sys(e, format!("chroot {}", show())))?;
     } else {
-        let old = sys::open_path(c"/", libc::O_PATH | libc::O_DIRECTORY)
-            .map_err(|e| RootfsError::sys(e, "open /".into()))?;
+        let old =
+            sys::open_path(c"/", libc::O_PATH | libc::O_DIRECTORY).map_err(|e| RootfsError::sys(e, "open /".into()))?;
         let new = sys::open_path(&rootfs, libc::O_PATH | libc::O_DIRECTORY)
             .map_err(|e| RootfsError::sys(e, format!("open {}", show())))?;
         sys::fchdir(new.as_raw_fd()).map_err(|e| RootfsError::sys(e, format!("chdir {}", show())))?;

@@ -62,10 +62,7 @@ pub(crate) fn mount_one(p: &Prep, m: &Mount) -> Result<bool, RootfsError> {
         )));
     }
     if opts.idmap || m.uid_mappings().is_some() || m.gid_mappings().is_some() {
-        return Err(RootfsError::Other(format!(
-            "idmapped mount on {} is not supported",
-            p.host(&dest)
-        )));
+        return Err(RootfsError::Other(format!("idmapped mount on {} is not supported", p.host(&dest))));
     }
     let mut flags = opts.flags;
     match typ {
@@ -90,9 +87,8 @@ pub(crate) fn mount_one(p: &Prep, m: &Mount) -> Result<bool, RootfsError> {
     };
     match kind {
         Kind::Bind => {
-            let src = source.ok_or_else(|| {
-                RootfsError::Other(format!("bind mount on {} has no source", p.host(&dest)))
-            })?;
+            let src =
+                source.ok_or_else(|| RootfsError::Other(format!("bind mount on {} has no source", p.host(&dest))))?;
             mount_bind(p, &dest, &src, flags, &opts)?;
             Ok(dest.to_bytes() == b"dev")
         }
@@ -195,10 +191,7 @@ fn check_proc(p: &Prep, dest: &CStr, kind: Kind, target: &OwnedFd, src: Option<&
     }
     let st = sys::fstatfs(target.as_raw_fd()).map_err(|e| RootfsError::sys(e, format!("statfs {}", p.host(dest))))?;
     if st.f_type == libc::PROC_SUPER_MAGIC && !PROC_ALLOWED.contains(&d) {
-        return Err(RootfsError::Other(format!(
-            "{} cannot be mounted because it is inside /proc",
-            p.host(dest)
-        )));
+        return Err(RootfsError::Other(format!("{} cannot be mounted because it is inside /proc", p.host(dest))));
     }
     Ok(())
 }
@@ -224,7 +217,12 @@ fn needs_post(opts: &MountOptions) -> bool {
 /// MS_BIND|MS_REMOUNT with `flags` on the mount `fd`. As runc: first exactly the asked flags;
 /// if the kernel refuses (flags locked in a user namespace), again with the mount's current
 /// lockable flags kept, unless the caller explicitly cleared one of them.
-fn bind_remount(fd: RawFd, flags: libc::c_ulong, cleared: libc::c_ulong, what: &dyn Fn() -> String) -> Result<(), RootfsError> {
+fn bind_remount(
+    fd: RawFd,
+    flags: libc::c_ulong,
+    cleared: libc::c_ulong,
+    what: &dyn Fn() -> String,
+) -> Result<(), RootfsError> {
     let target = FdPath::raw(fd);
     let f = (flags & !libc::MS_REC) | libc::MS_BIND | libc::MS_REMOUNT;
     let first = match sys::mount(None, target.as_cstr(), None, f, None) {
@@ -264,7 +262,8 @@ fn mount_bind(p: &Prep, dest: &CStr, src: &CStr, flags: libc::c_ulong, opts: &Mo
     check_proc(p, dest, Kind::Bind, &target, Some(src))?;
     let what = || format!("{} on {}", src.to_string_lossy(), p.host(dest));
     // With "remount", this changes the flags of what is already mounted there.
-    let first = if flags & libc::MS_REMOUNT != 0 { flags | libc::MS_BIND } else { flags & (libc::MS_BIND | libc::MS_REC) };
+    let first =
+        if flags & libc::MS_REMOUNT != 0 { flags | libc::MS_BIND } else { flags & (libc::MS_BIND | libc::MS_REC) };
     sys::mount(Some(src), FdPath::new(&target).as_cstr(), None, first, None)
         .map_err(|e| RootfsError::sys(e, format!("bind mount {}", what())))?;
     let remount = flags & libc::MS_REMOUNT == 0
@@ -499,7 +498,10 @@ fn mount_cgroup(p: &Prep, dest: &CStr, flags: libc::c_ulong, opts: &MountOptions
                         match sys::symlinkat(&name, t, &link) {
                             Ok(()) | Err(Errno::EEXIST) => {}
                             Err(e) => {
-                                return Err(RootfsError::sys(e, format!("symlink {}/{} -> {}", p.host(dest), part, dir)))
+                                return Err(RootfsError::sys(
+                                    e,
+                                    format!("symlink {}/{} -> {}", p.host(dest), part, dir),
+                                ))
                             }
                         }
                     }
@@ -598,7 +600,8 @@ pub(crate) fn remount_deferred_ro(spec: &Spec) -> Result<(), RootfsError> {
 
 /// Bind-remount `path` (a mount point) read-only, keeping its lockable flags.
 pub(crate) fn remount_ro(path: &CStr) -> Result<(), RootfsError> {
-    let cur = sys::statvfs_flags(path).map_err(|e| RootfsError::sys(e, format!("statvfs {}", path.to_string_lossy())))?;
+    let cur =
+        sys::statvfs_flags(path).map_err(|e| RootfsError::sys(e, format!("statvfs {}", path.to_string_lossy())))?;
     let f = (options::statfs_to_ms(cur) & LOCKED_FLAGS) | libc::MS_RDONLY | libc::MS_BIND | libc::MS_REMOUNT;
     sys::mount(None, path, None, f, None)
         .map_err(|e| RootfsError::sys(e, format!("remount {} read-only", path.to_string_lossy())))
@@ -634,10 +637,22 @@ pub(crate) fn mask_paths(paths: &[String]) -> Result<(), RootfsError> {
                     continue;
                 }
             }
-            let mut r = sys::mount(Some(c"tmpfs"), target.as_cstr(), Some(c"tmpfs"), libc::MS_RDONLY, Some(c"nr_blocks=1,nr_inodes=1"));
+            let mut r = sys::mount(
+                Some(c"tmpfs"),
+                target.as_cstr(),
+                Some(c"tmpfs"),
+                libc::MS_RDONLY,
+                Some(c"nr_blocks=1,nr_inodes=1"),
+            );
             if r == Err(Errno::EINVAL) {
                 // Some kernels want at least two inodes.
-                r = sys::mount(Some(c"tmpfs"), target.as_cstr(), Some(c"tmpfs"), libc::MS_RDONLY, Some(c"nr_blocks=1,nr_inodes=2"));
+                r = sys::mount(
+                    Some(c"tmpfs"),
+                    target.as_cstr(),
+                    Some(c"tmpfs"),
+                    libc::MS_RDONLY,
+                    Some(c"nr_blocks=1,nr_inodes=2"),
+                );
             }
             r.map_err(|e| RootfsError::sys(e, format!("mask directory {path}")))?;
             if mask.is_none() {
@@ -666,7 +681,10 @@ pub(crate) fn mask_paths(paths: &[String]) -> Result<(), RootfsError> {
 mod tests {
     #[test]
     fn selinux_context_option() {
-        assert_eq!(super::with_context("", "system_u:object_r:container_file_t:s0"), "context=\"system_u:object_r:container_file_t:s0\"");
+        assert_eq!(
+            super::with_context("", "system_u:object_r:container_file_t:s0"),
+            "context=\"system_u:object_r:container_file_t:s0\""
+        );
         assert_eq!(super::with_context("size=64k", "l"), "size=64k,context=\"l\"");
     }
 

@@ -241,8 +241,18 @@ mod tests {
     #[test]
     fn all_flag_options() {
         let m = parse(&[
-            "sync", "dirsync", "remount", "mand", "noatime", "nodiratime", "relatime", "strictatime",
-            "lazytime", "nosymfollow", "silent", "iversion",
+            "sync",
+            "dirsync",
+            "remount",
+            "mand",
+            "noatime",
+            "nodiratime",
+            "relatime",
+            "strictatime",
+            "lazytime",
+            "nosymfollow",
+            "silent",
+            "iversion",
         ]);
         assert_eq!(
             m.flags,
@@ -276,7 +286,17 @@ mod tests {
 
     #[test]
     fn propagation_options_in_order() {
-        let m = parse(&["rbind", "rprivate", "shared", "slave", "rslave", "unbindable", "runbindable", "private", "rshared"]);
+        let m = parse(&[
+            "rbind",
+            "rprivate",
+            "shared",
+            "slave",
+            "rslave",
+            "unbindable",
+            "runbindable",
+            "private",
+            "rshared",
+        ]);
         assert_eq!(
             m.propagation,
             vec![

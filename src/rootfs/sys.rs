@@ -48,21 +48,13 @@ pub(crate) fn openat2_in_root(dirfd: RawFd, path: &CStr, no_symlinks: bool) -> R
     let how = OpenHow {
         flags: (libc::O_PATH | libc::O_CLOEXEC) as u64,
         mode: 0,
-        resolve: RESOLVE_IN_ROOT
-            | RESOLVE_NO_MAGICLINKS
-            | if no_symlinks { RESOLVE_NO_SYMLINKS } else { 0 },
+        resolve: RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS | if no_symlinks { RESOLVE_NO_SYMLINKS } else { 0 },
     };
     // A concurrent rename or mount makes RESOLVE_IN_ROOT fail with EAGAIN: retry a little.
     for _ in 0..16 {
         // SAFETY: path is NUL-terminated, `how` is a valid open_how of the size we pass.
         let r = unsafe {
-            libc::syscall(
-                SYS_OPENAT2,
-                dirfd,
-                path.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
+            libc::syscall(SYS_OPENAT2, dirfd, path.as_ptr(), &how as *const OpenHow, std::mem::size_of::<OpenHow>())
         };
         if r >= 0 {
             // SAFETY: the kernel just returned this new descriptor, we own it.

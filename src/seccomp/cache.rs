@@ -30,14 +30,7 @@ pub(super) fn get_or_compile(s: &LinuxSeccomp, dir: &Path) -> Result<Compiled, S
 /// the whole profile.
 fn key(s: &LinuxSeccomp) -> Option<Vec<u8>> {
     let v = libseccomp::ScmpVersion::current().ok()?;
-    let mut k = format!(
-        "{}.{}.{} {}\n",
-        v.major,
-        v.minor,
-        v.micro,
-        std::env::consts::ARCH
-    )
-    .into_bytes();
+    let mut k = format!("{}.{}.{} {}\n", v.major, v.minor, v.micro, std::env::consts::ARCH).into_bytes();
     serde_json::to_writer(&mut k, s).ok()?;
     Some(k)
 }
@@ -60,11 +53,7 @@ impl<'a> Reader<'a> {
 }
 
 fn read(path: &Path, key: &[u8]) -> Option<Compiled> {
-    let mut f = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .ok()?;
+    let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ok()?;
     let m = f.metadata().ok()?;
     // SAFETY: geteuid cannot fail.
     let euid = unsafe { libc::geteuid() };
@@ -98,11 +87,7 @@ fn read(path: &Path, key: &[u8]) -> Option<Compiled> {
 }
 
 fn write(dir: &Path, path: &Path, key: &[u8], c: &Compiled) -> std::io::Result<()> {
-    let len = |n: usize| {
-        u32::try_from(n)
-            .map(u32::to_le_bytes)
-            .map_err(std::io::Error::other)
-    };
+    let len = |n: usize| u32::try_from(n).map(u32::to_le_bytes).map_err(std::io::Error::other);
     let mut b = Vec::with_capacity(MAGIC.len() + key.len() + c.prog.len() * 8 + 64);
     b.extend_from_slice(MAGIC);
     b.extend_from_slice(&len(key.len())?);

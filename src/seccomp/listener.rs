@@ -3,8 +3,7 @@
 use super::{OsErr, SeccompError};
 use nix::errno::Errno;
 use nix::sys::socket::{
-    connect, send, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType,
-    UnixAddr,
+    connect, send, sendmsg, socket, AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, UnixAddr,
 };
 use oci_spec::runtime::SECCOMP_FD_NAME;
 use std::io::IoSlice;
@@ -32,24 +31,15 @@ pub fn process_state_json(oci_version: &str, pid: i32, state: serde_json::Value,
 /// [`process_state_json`]) with `notify_fd` attached as SCM_RIGHTS in the same message, as the
 /// runtime spec's seccomp section describes. The connection is closed afterwards; the caller
 /// keeps (and should close) its own copy of `notify_fd`.
-pub fn send_to_listener(
-    listener_path: &Path,
-    notify_fd: BorrowedFd,
-    state_json: &[u8],
-) -> Result<(), SeccompError> {
+pub fn send_to_listener(listener_path: &Path, notify_fd: BorrowedFd, state_json: &[u8]) -> Result<(), SeccompError> {
     let err = |op: &'static str, e: Errno| SeccompError::Listener {
         op,
         path: listener_path.to_path_buf(),
         err: OsErr(e as i32),
     };
     let addr = UnixAddr::new(listener_path).map_err(|e| err("connect to", e))?;
-    let sock = socket(
-        AddressFamily::Unix,
-        SockType::Stream,
-        SockFlag::SOCK_CLOEXEC,
-        None,
-    )
-    .map_err(|e| err("connect to", e))?;
+    let sock = socket(AddressFamily::Unix, SockType::Stream, SockFlag::SOCK_CLOEXEC, None)
+        .map_err(|e| err("connect to", e))?;
     loop {
         match connect(sock.as_raw_fd(), &addr) {
             Err(Errno::EINTR) => continue,
@@ -60,13 +50,7 @@ pub fn send_to_listener(
     let flags = MsgFlags::MSG_NOSIGNAL;
     let mut sent = loop {
         let iov = [IoSlice::new(state_json)];
-        match sendmsg::<UnixAddr>(
-            sock.as_raw_fd(),
-            &iov,
-            &[ControlMessage::ScmRights(&fds)],
-            flags,
-            None,
-        ) {
+        match sendmsg::<UnixAddr>(sock.as_raw_fd(), &iov, &[ControlMessage::ScmRights(&fds)], flags, None) {
             Err(Errno::EINTR) => continue,
             r => break r.map_err(|e| err("send seccomp fd to", e))?,
         }

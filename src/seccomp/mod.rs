@@ -44,12 +44,9 @@ mod listener;
 
 pub use listener::{process_state_json, send_to_listener};
 
-use libseccomp::{
-    ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall,
-};
+use libseccomp::{ScmpAction, ScmpArch, ScmpArgCompare, ScmpCompareOp, ScmpFilterContext, ScmpSyscall};
 use oci_spec::runtime::{
-    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag,
-    LinuxSeccompOperator,
+    Arch, LinuxSeccomp, LinuxSeccompAction, LinuxSeccompArg, LinuxSeccompFilterFlag, LinuxSeccompOperator,
 };
 use serde::de::DeserializeOwned;
 use serde_json::Value;
@@ -88,17 +85,9 @@ pub enum SeccompError {
     #[error("seccomp: {what}: {msg}")]
     Libseccomp { what: String, msg: String },
     #[error("seccomp: load filter of {insns} instructions: {err}{hint}")]
-    Load {
-        insns: usize,
-        err: OsErr,
-        hint: &'static str,
-    },
+    Load { insns: usize, err: OsErr, hint: &'static str },
     #[error("seccomp: {op} listener {}: {err}", path.display())]
-    Listener {
-        op: &'static str,
-        path: PathBuf,
-        err: OsErr,
-    },
+    Listener { op: &'static str, path: PathBuf, err: OsErr },
 }
 
 /// An errno shown as its plain text ("Operation not permitted"), without Rust's " (os error N)".
@@ -114,11 +103,7 @@ impl fmt::Display for OsErr {
 
 impl OsErr {
     fn last() -> Self {
-        OsErr(
-            std::io::Error::last_os_error()
-                .raw_os_error()
-                .unwrap_or(libc::EIO),
-        )
+        OsErr(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
     }
 }
 
@@ -129,10 +114,7 @@ fn lib_err(what: impl Into<String>, e: libseccomp::error::SeccompError) -> Secco
         Some(f) => f.to_lowercase().chain(c).collect(),
         None => msg,
     };
-    SeccompError::Libseccomp {
-        what: what.into(),
-        msg,
-    }
+    SeccompError::Libseccomp { what: what.into(), msg }
 }
 
 /// A filter that is built and validated but not yet loaded: a plain BPF program plus the
@@ -152,12 +134,7 @@ pub struct Prepared {
 pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared, SeccompError> {
     let (flags, notify) = check_env(s)?;
     let c = compile(s, 1)?;
-    Ok(Prepared {
-        prog: c.prog,
-        flags,
-        notify,
-        unknown: c.unknown,
-    })
+    Ok(Prepared { prog: c.prog, flags, notify, unknown: c.unknown })
 }
 
 /// Like [`prepare`], but reuses the program compiled for a byte-identical profile (same
@@ -171,18 +148,10 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared, SeccompError> {
 /// writable. The full profile is compared on every hit, so a hash collision cannot mix
 /// profiles up. Cache read/write problems are not errors: the profile is compiled instead.
 /// Listener and flag checks against the host run on every call, hit or miss.
-pub fn prepare_cached(
-    s: &LinuxSeccomp,
-    cache_dir: &std::path::Path,
-) -> Result<Prepared, SeccompError> {
+pub fn prepare_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<Prepared, SeccompError> {
     let (flags, notify) = check_env(s)?;
     let c = cache::get_or_compile(s, cache_dir)?;
-    Ok(Prepared {
-        prog: c.prog,
-        flags,
-        notify,
-        unknown: c.unknown,
-    })
+    Ok(Prepared { prog: c.prog, flags, notify, unknown: c.unknown })
 }
 
 /// A compiled program and the names it skipped.
@@ -196,22 +165,14 @@ struct Compiled {
 /// Returns (seccomp(2) flags, uses notify).
 fn check_env(s: &LinuxSeccomp) -> Result<(libc::c_ulong, bool), SeccompError> {
     if s.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(SeccompError::Invalid(
-            "SCMP_ACT_NOTIFY cannot be the default action".into(),
-        ));
+        return Err(SeccompError::Invalid("SCMP_ACT_NOTIFY cannot be the default action".into()));
     }
     let mut notify = false;
     for rule in s.syscalls().iter().flatten() {
         if rule.action() == LinuxSeccompAction::ScmpActNotify {
             notify = true;
-            if let Some(n) = rule
-                .names()
-                .iter()
-                .find(|n| NO_NOTIFY.contains(&n.as_str()))
-            {
-                return Err(SeccompError::Invalid(format!(
-                    "SCMP_ACT_NOTIFY cannot be used for syscall {n:?}"
-                )));
+            if let Some(n) = rule.names().iter().find(|n| NO_NOTIFY.contains(&n.as_str())) {
+                return Err(SeccompError::Invalid(format!("SCMP_ACT_NOTIFY cannot be used for syscall {n:?}")));
             }
         }
     }
@@ -227,11 +188,9 @@ fn check_env(s: &LinuxSeccomp) -> Result<(libc::c_ulong, bool), SeccompError> {
 fn compile(s: &LinuxSeccomp, optimize: u32) -> Result<Compiled, SeccompError> {
     let default = action(s.default_action(), s.default_errno_ret(), None)?;
     let mut ctx = ScmpFilterContext::new(default).map_err(|e| lib_err("create filter", e))?;
-    ctx.set_ctl_nnp(false)
-        .map_err(|e| lib_err("unset no_new_privs attribute", e))?;
+    ctx.set_ctl_nnp(false).map_err(|e| lib_err("unset no_new_privs attribute", e))?;
     if optimize != 1 {
-        ctx.set_ctl_optimize(optimize)
-            .map_err(|e| lib_err("set optimize attribute", e))?;
+        ctx.set_ctl_optimize(optimize).map_err(|e| lib_err("set optimize attribute", e))?;
     }
     for &a in s.architectures().iter().flatten() {
         add_arch(&mut ctx, a)?;
@@ -259,10 +218,7 @@ fn compile(s: &LinuxSeccomp, optimize: u32) -> Result<Compiled, SeccompError> {
             }
         }
     }
-    Ok(Compiled {
-        prog: export(&ctx)?,
-        unknown,
-    })
+    Ok(Compiled { prog: export(&ctx)?, unknown })
 }
 
 impl Prepared {
@@ -339,16 +295,8 @@ impl Prepared {
         };
         if rc < 0 {
             let err = OsErr::last();
-            let hint = if err.0 == libc::EACCES {
-                " (needs no_new_privs or CAP_SYS_ADMIN)"
-            } else {
-                ""
-            };
-            return Err(SeccompError::Load {
-                insns: self.prog.len(),
-                err,
-                hint,
-            });
+            let hint = if err.0 == libc::EACCES { " (needs no_new_privs or CAP_SYS_ADMIN)" } else { "" };
+            return Err(SeccompError::Load { insns: self.prog.len(), err, hint });
         }
         if self.notify {
             // SAFETY: with SECCOMP_FILTER_FLAG_NEW_LISTENER a successful call returns a new
@@ -366,11 +314,7 @@ impl Prepared {
 }
 
 /// Map a spec action to libseccomp's. `errno_ret` defaults to EPERM for ERRNO and TRACE.
-fn action(
-    a: LinuxSeccompAction,
-    errno_ret: Option<u32>,
-    rule: Option<usize>,
-) -> Result<ScmpAction, SeccompError> {
+fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, rule: Option<usize>) -> Result<ScmpAction, SeccompError> {
     let ret = || -> Result<u16, SeccompError> {
         match errno_ret {
             None => Ok(libc::EPERM as u16),
@@ -384,9 +328,7 @@ fn action(
         }
     };
     Ok(match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
-            ScmpAction::KillThread
-        }
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => ScmpAction::Errno(i32::from(ret()?)),
@@ -441,10 +383,7 @@ fn add_arch(ctx: &mut ScmpFilterContext, a: Arch) -> Result<(), SeccompError> {
             let version = libseccomp::ScmpVersion::current()
                 .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
                 .unwrap_or_else(|_| "?".into());
-            SeccompError::UnsupportedArch {
-                arch: spec_name(&a),
-                version,
-            }
+            SeccompError::UnsupportedArch { arch: spec_name(&a), version }
         } else {
             lib_err(format!("add architecture {}", spec_name(&a)), e)
         }
@@ -470,10 +409,9 @@ fn conditions(args: &[LinuxSeccompArg], i: usize) -> Result<Vec<ScmpArgCompare>,
                 LinuxSeccompOperator::ScmpCmpEq => (ScmpCompareOp::Equal, a.value()),
                 LinuxSeccompOperator::ScmpCmpGe => (ScmpCompareOp::GreaterEqual, a.value()),
                 LinuxSeccompOperator::ScmpCmpGt => (ScmpCompareOp::Greater, a.value()),
-                LinuxSeccompOperator::ScmpCmpMaskedEq => (
-                    ScmpCompareOp::MaskedEqual(a.value()),
-                    a.value_two().unwrap_or(0),
-                ),
+                LinuxSeccompOperator::ScmpCmpMaskedEq => {
+                    (ScmpCompareOp::MaskedEqual(a.value()), a.value_two().unwrap_or(0))
+                }
             };
             Ok(ScmpArgCompare::new(a.index() as u32, op, datum))
         })
@@ -482,9 +420,7 @@ fn conditions(args: &[LinuxSeccompArg], i: usize) -> Result<Vec<ScmpArgCompare>,
 
 /// True when an argument index appears more than once in one rule.
 fn has_duplicate_index(args: &[LinuxSeccompArg]) -> bool {
-    args.iter()
-        .enumerate()
-        .any(|(k, a)| args[..k].iter().any(|b| b.index() == a.index()))
+    args.iter().enumerate().any(|(k, a)| args[..k].iter().any(|b| b.index() == a.index()))
 }
 
 /// The condition sets to add as separate rules: all together (AND) normally, one rule per
@@ -519,11 +455,7 @@ fn filter_flags(spec: &[LinuxSeccompFilterFlag], notify: bool) -> (libc::c_ulong
         };
     }
     let with_listener = |f: libc::c_ulong| {
-        let esrch = if f & FLAG_TSYNC != 0 {
-            FLAG_TSYNC_ESRCH
-        } else {
-            0
-        };
+        let esrch = if f & FLAG_TSYNC != 0 { FLAG_TSYNC_ESRCH } else { 0 };
         f | FLAG_NEW_LISTENER | esrch
     };
     if notify {
@@ -540,14 +472,7 @@ fn filter_flags(spec: &[LinuxSeccompFilterFlag], notify: bool) -> (libc::c_ulong
 fn kernel_accepts(flags: libc::c_ulong) -> bool {
     // SAFETY: a NULL program is never dereferenced successfully; the kernel checks the flags,
     // then fails to copy the program with EFAULT. Nothing is installed.
-    let rc = unsafe {
-        libc::syscall(
-            libc::SYS_seccomp,
-            libc::SECCOMP_SET_MODE_FILTER,
-            flags,
-            std::ptr::null::<u8>(),
-        )
-    };
+    let rc = unsafe { libc::syscall(libc::SYS_seccomp, libc::SECCOMP_SET_MODE_FILTER, flags, std::ptr::null::<u8>()) };
     rc < 0 && std::io::Error::last_os_error().raw_os_error() == Some(libc::EFAULT)
 }
 
@@ -561,23 +486,12 @@ fn check_flags(probe: libc::c_ulong) -> Result<(), SeccompError> {
         (FLAG_TSYNC, "SECCOMP_FILTER_FLAG_TSYNC"),
         (FLAG_LOG, "SECCOMP_FILTER_FLAG_LOG"),
         (FLAG_SPEC_ALLOW, "SECCOMP_FILTER_FLAG_SPEC_ALLOW"),
-        (
-            FLAG_WAIT_KILLABLE_RECV,
-            "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV",
-        ),
-        (
-            FLAG_TSYNC_ESRCH,
-            "SECCOMP_FILTER_FLAG_TSYNC_ESRCH (TSYNC with SCMP_ACT_NOTIFY)",
-        ),
+        (FLAG_WAIT_KILLABLE_RECV, "SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV"),
+        (FLAG_TSYNC_ESRCH, "SECCOMP_FILTER_FLAG_TSYNC_ESRCH (TSYNC with SCMP_ACT_NOTIFY)"),
     ];
     for (bit, name) in names {
         let extra = if bit == FLAG_WAIT_KILLABLE_RECV || bit == FLAG_TSYNC_ESRCH {
-            FLAG_NEW_LISTENER
-                | if bit == FLAG_TSYNC_ESRCH {
-                    FLAG_TSYNC
-                } else {
-                    0
-                }
+            FLAG_NEW_LISTENER | if bit == FLAG_TSYNC_ESRCH { FLAG_TSYNC } else { 0 }
         } else {
             0
         };
@@ -585,26 +499,18 @@ fn check_flags(probe: libc::c_ulong) -> Result<(), SeccompError> {
             return Err(SeccompError::UnsupportedFlag(name));
         }
     }
-    Err(SeccompError::UnsupportedFlag(
-        "SECCOMP_FILTER_FLAG_NEW_LISTENER (SCMP_ACT_NOTIFY)",
-    ))
+    Err(SeccompError::UnsupportedFlag("SECCOMP_FILTER_FLAG_NEW_LISTENER (SCMP_ACT_NOTIFY)"))
 }
 
 /// NOTIFY needs listenerPath, and it must be a unix socket now (one stat, no connect: the
 /// agent must not see a spurious connection).
 fn check_listener(s: &LinuxSeccomp) -> Result<(), SeccompError> {
     let Some(path) = s.listener_path() else {
-        return Err(SeccompError::Invalid(
-            "SCMP_ACT_NOTIFY needs listenerPath".into(),
-        ));
+        return Err(SeccompError::Invalid("SCMP_ACT_NOTIFY needs listenerPath".into()));
     };
     match std::fs::metadata(path) {
         Ok(m) if m.file_type().is_socket() => Ok(()),
-        Ok(_) => Err(SeccompError::Listener {
-            op: "check",
-            path: path.clone(),
-            err: OsErr(libc::ENOTSOCK),
-        }),
+        Ok(_) => Err(SeccompError::Listener { op: "check", path: path.clone(), err: OsErr(libc::ENOTSOCK) }),
         Err(e) => Err(SeccompError::Listener {
             op: "check",
             path: path.clone(),
@@ -618,22 +524,17 @@ fn export(ctx: &ScmpFilterContext) -> Result<Vec<libc::sock_filter>, SeccompErro
     // SAFETY: the name is a valid NUL-terminated string; the returned fd is checked below.
     let fd = unsafe { libc::memfd_create(c"berth-seccomp".as_ptr(), libc::MFD_CLOEXEC) };
     if fd < 0 {
-        return Err(SeccompError::Invalid(format!(
-            "memfd_create: {}",
-            OsErr::last()
-        )));
+        return Err(SeccompError::Invalid(format!("memfd_create: {}", OsErr::last())));
     }
     // SAFETY: fd is a new descriptor that nothing else owns.
     let mut file = std::fs::File::from(unsafe { OwnedFd::from_raw_fd(fd) });
-    ctx.export_bpf(&file)
-        .map_err(|e| lib_err("export bpf", e))?;
+    ctx.export_bpf(&file).map_err(|e| lib_err("export bpf", e))?;
     let mut bytes = Vec::new();
     file.seek(SeekFrom::Start(0))
         .and_then(|_| file.read_to_end(&mut bytes))
         .map_err(|e| SeccompError::Invalid(format!("read exported bpf: {e}")))?;
-    let prog = bpf_from_bytes(&bytes).ok_or_else(|| {
-        SeccompError::Invalid(format!("exported bpf has a bad size {}", bytes.len()))
-    })?;
+    let prog = bpf_from_bytes(&bytes)
+        .ok_or_else(|| SeccompError::Invalid(format!("exported bpf has a bad size {}", bytes.len())))?;
     if prog.len() > BPF_MAXINSNS {
         return Err(SeccompError::Invalid(format!(
             "filter has {} instructions, the kernel allows {BPF_MAXINSNS}",
@@ -677,10 +578,7 @@ fn bpf_to_bytes(prog: &[libc::sock_filter], out: &mut Vec<u8>) {
 /// message:
 /// `if let Some(s) = raw.pointer("/linux/seccomp") { seccomp::check_json(s)? }`.
 pub fn check_json(v: &Value) -> Result<(), SeccompError> {
-    fn one<T: DeserializeOwned>(
-        v: &Value,
-        err: fn(String) -> SeccompError,
-    ) -> Result<(), SeccompError> {
+    fn one<T: DeserializeOwned>(v: &Value, err: fn(String) -> SeccompError) -> Result<(), SeccompError> {
         match serde_json::from_value::<T>(v.clone()) {
             Ok(_) => Ok(()),
             Err(_) => Err(err(match v {
@@ -697,9 +595,7 @@ pub fn check_json(v: &Value) -> Result<(), SeccompError> {
         }
     }
     if !v.is_object() {
-        return Err(SeccompError::Invalid(
-            "linux.seccomp must be an object".into(),
-        ));
+        return Err(SeccompError::Invalid("linux.seccomp must be an object".into()));
     }
     match v.get("defaultAction") {
         None => return Err(SeccompError::Invalid("defaultAction is missing".into())),
@@ -713,28 +609,18 @@ pub fn check_json(v: &Value) -> Result<(), SeccompError> {
     }
     for (i, rule) in list(v, "syscalls")?.iter().enumerate() {
         match rule.get("action") {
-            None => {
-                return Err(SeccompError::Invalid(format!(
-                    "syscalls[{i}].action is missing"
-                )))
-            }
+            None => return Err(SeccompError::Invalid(format!("syscalls[{i}].action is missing"))),
             Some(a) => one::<LinuxSeccompAction>(a, SeccompError::UnknownAction)?,
         }
         for (j, arg) in list(rule, "args")?.iter().enumerate() {
             match arg.get("op") {
-                None => {
-                    return Err(SeccompError::Invalid(format!(
-                        "syscalls[{i}].args[{j}].op is missing"
-                    )))
-                }
+                None => return Err(SeccompError::Invalid(format!("syscalls[{i}].args[{j}].op is missing"))),
                 Some(op) => one::<LinuxSeccompOperator>(op, SeccompError::UnknownOp)?,
             }
         }
     }
     // Anything else (types, missing names...) is reported as oci-spec's own error.
-    serde_json::from_value::<LinuxSeccomp>(v.clone())
-        .map(|_| ())
-        .map_err(|e| SeccompError::Invalid(e.to_string()))
+    serde_json::from_value::<LinuxSeccomp>(v.clone()).map(|_| ()).map_err(|e| SeccompError::Invalid(e.to_string()))
 }
 
 #[cfg(test)]

@@ -16,105 +16,56 @@ fn err(v: Value) -> String {
 #[test]
 fn actions_map_with_errno_defaults() {
     use LinuxSeccompAction::*;
-    assert_eq!(
-        action(ScmpActErrno, None, None).unwrap(),
-        ScmpAction::Errno(libc::EPERM)
-    );
-    assert_eq!(
-        action(ScmpActErrno, Some(38), None).unwrap(),
-        ScmpAction::Errno(38)
-    );
-    assert_eq!(
-        action(ScmpActTrace, None, None).unwrap(),
-        ScmpAction::Trace(libc::EPERM as u16)
-    );
-    assert_eq!(
-        action(ScmpActTrace, Some(7), None).unwrap(),
-        ScmpAction::Trace(7)
-    );
-    assert_eq!(
-        action(ScmpActKill, None, None).unwrap(),
-        ScmpAction::KillThread
-    );
-    assert_eq!(
-        action(ScmpActKillThread, None, None).unwrap(),
-        ScmpAction::KillThread
-    );
-    assert_eq!(
-        action(ScmpActKillProcess, None, None).unwrap(),
-        ScmpAction::KillProcess
-    );
+    assert_eq!(action(ScmpActErrno, None, None).unwrap(), ScmpAction::Errno(libc::EPERM));
+    assert_eq!(action(ScmpActErrno, Some(38), None).unwrap(), ScmpAction::Errno(38));
+    assert_eq!(action(ScmpActTrace, None, None).unwrap(), ScmpAction::Trace(libc::EPERM as u16));
+    assert_eq!(action(ScmpActTrace, Some(7), None).unwrap(), ScmpAction::Trace(7));
+    assert_eq!(action(ScmpActKill, None, None).unwrap(), ScmpAction::KillThread);
+    assert_eq!(action(ScmpActKillThread, None, None).unwrap(), ScmpAction::KillThread);
+    assert_eq!(action(ScmpActKillProcess, None, None).unwrap(), ScmpAction::KillProcess);
     assert_eq!(action(ScmpActTrap, None, None).unwrap(), ScmpAction::Trap);
     assert_eq!(action(ScmpActLog, None, None).unwrap(), ScmpAction::Log);
-    assert_eq!(
-        action(ScmpActAllow, Some(5), None).unwrap(),
-        ScmpAction::Allow
-    );
-    assert_eq!(
-        action(ScmpActNotify, None, None).unwrap(),
-        ScmpAction::Notify
-    );
+    assert_eq!(action(ScmpActAllow, Some(5), None).unwrap(), ScmpAction::Allow);
+    assert_eq!(action(ScmpActNotify, None, None).unwrap(), ScmpAction::Notify);
     let e = action(ScmpActErrno, Some(70000), Some(2)).unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        "seccomp: syscalls[2].errnoRet 70000 out of range (0-65535)"
-    );
+    assert_eq!(e.to_string(), "seccomp: syscalls[2].errnoRet 70000 out of range (0-65535)");
 }
 
 #[test]
 fn check_json_one_line_errors() {
-    let base = || json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]});
+    let base =
+        || json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ALLOW"}]});
     assert!(check_json(&base()).is_ok());
 
     let mut v = base();
     v["syscalls"][0]["action"] = json!("SCMP_ACT_FOO");
-    assert_eq!(
-        check_json(&v).unwrap_err().to_string(),
-        r#"seccomp: unknown action "SCMP_ACT_FOO""#
-    );
+    assert_eq!(check_json(&v).unwrap_err().to_string(), r#"seccomp: unknown action "SCMP_ACT_FOO""#);
     // and oci-spec itself refuses it, which is why check_json exists
     assert!(serde_json::from_value::<LinuxSeccomp>(v).is_err());
 
     let mut v = base();
     v["defaultAction"] = json!("SCMP_ACT_BAR");
-    assert_eq!(
-        check_json(&v).unwrap_err().to_string(),
-        r#"seccomp: unknown action "SCMP_ACT_BAR""#
-    );
+    assert_eq!(check_json(&v).unwrap_err().to_string(), r#"seccomp: unknown action "SCMP_ACT_BAR""#);
 
     let mut v = base();
     v["architectures"] = json!(["SCMP_ARCH_X86_64", "SCMP_ARCH_PDP11"]);
-    assert_eq!(
-        check_json(&v).unwrap_err().to_string(),
-        r#"seccomp: unknown architecture "SCMP_ARCH_PDP11""#
-    );
+    assert_eq!(check_json(&v).unwrap_err().to_string(), r#"seccomp: unknown architecture "SCMP_ARCH_PDP11""#);
 
     let mut v = base();
     v["flags"] = json!(["SECCOMP_FILTER_FLAG_NOPE"]);
-    assert_eq!(
-        check_json(&v).unwrap_err().to_string(),
-        r#"seccomp: unknown flag "SECCOMP_FILTER_FLAG_NOPE""#
-    );
+    assert_eq!(check_json(&v).unwrap_err().to_string(), r#"seccomp: unknown flag "SECCOMP_FILTER_FLAG_NOPE""#);
 
     let mut v = base();
-    v["syscalls"][0]["args"] = json!([{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 1, "op": "SCMP_CMP_XX"}]);
-    assert_eq!(
-        check_json(&v).unwrap_err().to_string(),
-        r#"seccomp: unknown operator "SCMP_CMP_XX""#
-    );
+    v["syscalls"][0]["args"] =
+        json!([{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 1, "op": "SCMP_CMP_XX"}]);
+    assert_eq!(check_json(&v).unwrap_err().to_string(), r#"seccomp: unknown operator "SCMP_CMP_XX""#);
 
     let v = json!({"syscalls": []});
-    assert_eq!(
-        check_json(&v).unwrap_err().to_string(),
-        "seccomp: defaultAction is missing"
-    );
+    assert_eq!(check_json(&v).unwrap_err().to_string(), "seccomp: defaultAction is missing");
 
     let mut v = base();
     v["syscalls"][0]["names"] = json!("mkdir");
-    assert!(check_json(&v)
-        .unwrap_err()
-        .to_string()
-        .starts_with("seccomp: "));
+    assert!(check_json(&v).unwrap_err().to_string().starts_with("seccomp: "));
 }
 
 #[test]
@@ -177,7 +128,8 @@ fn rule_equal_to_default_is_skipped() {
 
 #[test]
 fn same_arg_index_twice_is_split() {
-    let args = json!([{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 457, "op": "SCMP_CMP_EQ"}]);
+    let args =
+        json!([{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 457, "op": "SCMP_CMP_EQ"}]);
     let s = spec(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": args}]}));
     let a = s.syscalls().as_ref().unwrap()[0].args().clone().unwrap();
@@ -190,19 +142,15 @@ fn same_arg_index_twice_is_split() {
     let distinct = json!([{"index": 0, "value": 1, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": 2, "op": "SCMP_CMP_MASKED_EQ", "valueTwo": 0}]);
     let s = spec(json!({"defaultAction": "SCMP_ACT_ALLOW",
         "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "args": distinct}]}));
-    assert!(!has_duplicate_index(
-        s.syscalls().as_ref().unwrap()[0].args().as_ref().unwrap()
-    ));
+    assert!(!has_duplicate_index(s.syscalls().as_ref().unwrap()[0].args().as_ref().unwrap()));
     prepare(&s).unwrap();
 }
 
 #[test]
 fn bad_input_errors() {
     assert_eq!(
-        err(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
-            "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]})
-        ),
+        err(json!({"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_ERRNO",
+            "args": [{"index": 6, "value": 1, "op": "SCMP_CMP_EQ"}]}]})),
         "seccomp: syscalls[0].args[0].index 6 out of range (0-5)"
     );
     assert_eq!(
@@ -220,38 +168,27 @@ fn bad_input_errors() {
         "seccomp: SCMP_ACT_NOTIFY cannot be the default action"
     );
     assert_eq!(
-        err(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
-            "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]})
-        ),
+        err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]})),
         r#"seccomp: SCMP_ACT_NOTIFY cannot be used for syscall "write""#
     );
     assert_eq!(
-        err(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
-            "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]})
-        ),
+        err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/x",
+            "syscalls": [{"names": ["sendmsg"], "action": "SCMP_ACT_NOTIFY"}]})),
         r#"seccomp: SCMP_ACT_NOTIFY cannot be used for syscall "sendmsg""#
     );
     assert_eq!(
-        err(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
-        ),
+        err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent/agent.sock",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})),
         "seccomp: check listener /nonexistent/agent.sock: No such file or directory"
     );
     assert_eq!(
-        err(
-            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/etc/hostname",
-            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})
-        ),
+        err(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/etc/hostname",
+            "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]})),
         "seccomp: check listener /etc/hostname: Socket operation on non-socket"
     );
     // a listenerPath without NOTIFY is not looked at
-    prepare(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent"}),
-    ))
-    .unwrap();
+    prepare(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": "/nonexistent"}))).unwrap();
 }
 
 #[test]
@@ -265,14 +202,10 @@ fn architectures() {
     .unwrap();
     assert!(p.instructions() > native.instructions());
     // newer arches: accepted or refused with a clear message, depending on libseccomp
-    match prepare(&spec(
-        json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_LOONGARCH64"]}),
-    )) {
+    match prepare(&spec(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_LOONGARCH64"]}))) {
         Ok(_) => {}
         Err(e) => assert!(
-            e.to_string().starts_with(
-                "seccomp: architecture SCMP_ARCH_LOONGARCH64 is not supported by libseccomp 2."
-            ),
+            e.to_string().starts_with("seccomp: architecture SCMP_ARCH_LOONGARCH64 is not supported by libseccomp 2."),
             "{e}"
         ),
     }
@@ -282,14 +215,8 @@ fn architectures() {
 fn flag_sets() {
     use LinuxSeccompFilterFlag::*;
     assert_eq!(filter_flags(&[], false), (0, 0));
-    assert_eq!(
-        filter_flags(&[], true),
-        (FLAG_NEW_LISTENER, FLAG_NEW_LISTENER)
-    );
-    assert_eq!(
-        filter_flags(&[SeccompFilterFlagTsync, SeccompFilterFlagLog], false),
-        (3, 3)
-    );
+    assert_eq!(filter_flags(&[], true), (FLAG_NEW_LISTENER, FLAG_NEW_LISTENER));
+    assert_eq!(filter_flags(&[SeccompFilterFlagTsync, SeccompFilterFlagLog], false), (3, 3));
     let all = [SeccompFilterFlagTsync, SeccompFilterFlagWaitKillableRecv];
     let f = FLAG_TSYNC | FLAG_WAIT_KILLABLE_RECV | FLAG_NEW_LISTENER | FLAG_TSYNC_ESRCH;
     assert_eq!(filter_flags(&all, false), (FLAG_TSYNC, f));
@@ -324,13 +251,7 @@ fn listener_not_connectable_names_path() {
     let path = dir.join("none.sock");
     let fd = std::fs::File::open("/dev/null").unwrap();
     let e = send_to_listener(&path, std::os::fd::AsFd::as_fd(&fd), b"{}").unwrap_err();
-    assert_eq!(
-        e.to_string(),
-        format!(
-            "seccomp: connect to listener {}: No such file or directory",
-            path.display()
-        )
-    );
+    assert_eq!(e.to_string(), format!("seccomp: connect to listener {}: No such file or directory", path.display()));
 }
 
 #[test]
@@ -349,17 +270,12 @@ fn cache_miss_hit_and_bad_entries() {
     use std::os::unix::fs::PermissionsExt;
     let dir = std::env::temp_dir().join(format!("berth-seccomp-cache-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
-    let s = spec(
-        json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86"],
+    let s = spec(json!({"defaultAction": "SCMP_ACT_ERRNO", "architectures": ["SCMP_ARCH_X86"],
         "syscalls": [{"names": ["read", "write", "nope_call"], "action": "SCMP_ACT_ALLOW"},
                      {"names": ["mkdir"], "action": "SCMP_ACT_ERRNO", "errnoRet": 38,
-                      "args": [{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}]}]}),
-    );
+                      "args": [{"index": 1, "value": 448, "op": "SCMP_CMP_EQ"}]}]}));
     let miss = prepare_cached(&s, &dir).unwrap();
-    let entries: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
+    let entries: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
     assert_eq!(entries.len(), 1, "{entries:?}");
     let mode = std::fs::metadata(&dir).unwrap().permissions().mode() & 0o777;
     assert_eq!(mode, 0o700);
@@ -370,17 +286,14 @@ fn cache_miss_hit_and_bad_entries() {
     assert!(hit.instructions() > 0 && prepare(&s).unwrap().instructions() > 0);
 
     // a different profile does not hit the entry
-    let s2 = spec(
-        json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}),
-    );
+    let s2 =
+        spec(json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [{"names": ["read"], "action": "SCMP_ACT_ALLOW"}]}));
     assert_ne!(bytes(&prepare_cached(&s2, &dir).unwrap()), bytes(&hit));
 
     // a corrupted entry is ignored and rewritten
     std::fs::write(&entries[0], b"garbage").unwrap();
     assert_eq!(bytes(&prepare_cached(&s, &dir).unwrap()), bytes(&miss));
-    assert!(std::fs::read(&entries[0])
-        .unwrap()
-        .starts_with(b"berth-seccomp-cache"));
+    assert!(std::fs::read(&entries[0]).unwrap().starts_with(b"berth-seccomp-cache"));
 
     // a group/other-writable entry is not trusted
     let mut tampered = std::fs::read(&entries[0]).unwrap();

@@ -59,7 +59,13 @@ fn send_size(sock: &UnixStream) {
 
 /// Relays over an attach connection (from [`attach`] or [`super::spawn_attached`]) until the
 /// exit frame; returns the exit code. `state_dir` gives the code if the connection is lost.
-pub fn relay(sock: UnixStream, stdin: bool, tty: bool, state_dir: Option<&Path>, sig_proxy: bool) -> Result<i32, ShimError> {
+pub fn relay(
+    sock: UnixStream,
+    stdin: bool,
+    tty: bool,
+    state_dir: Option<&Path>,
+    sig_proxy: bool,
+) -> Result<i32, ShimError> {
     // Without the proxy only SIGWINCH is taken: the others keep their default action here.
     let sigs: &[libc::c_int] = if sig_proxy { &SIGNALS } else { &[libc::SIGWINCH] };
     let (sigfd, old) = sys::signalfd(sigs).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;

@@ -86,7 +86,13 @@ pub fn now_rfc3339() -> String {
 /// Parses RFC 3339 ("2026-11-23T14:00:00Z", fractions and ±hh:mm offsets allowed).
 pub fn parse_rfc3339(s: &str) -> Option<SystemTime> {
     let b = s.as_bytes();
-    if b.len() < 20 || b[4] != b'-' || b[7] != b'-' || !matches!(b[10], b'T' | b't' | b' ') || b[13] != b':' || b[16] != b':' {
+    if b.len() < 20
+        || b[4] != b'-'
+        || b[7] != b'-'
+        || !matches!(b[10], b'T' | b't' | b' ')
+        || b[13] != b':'
+        || b[16] != b':'
+    {
         return None;
     }
     let num = |r: std::ops::Range<usize>| -> Option<i64> {
@@ -146,7 +152,10 @@ pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
     if let Some(t) = parse_rfc3339(s) {
         return Some(t);
     }
-    if s.bytes().all(|c| c.is_ascii_digit() || c == b'.') && s.bytes().filter(|&c| c == b'.').count() <= 1 && !s.is_empty() {
+    if s.bytes().all(|c| c.is_ascii_digit() || c == b'.')
+        && s.bytes().filter(|&c| c == b'.').count() <= 1
+        && !s.is_empty()
+    {
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
         let secs: u64 = whole.parse().ok()?;
         let mut nanos: u32 = 0;
@@ -443,10 +452,23 @@ mod tests {
         let t = 1_795_442_400;
         assert_eq!(&format_time(t, 123_456_789), b"2026-11-23T14:00:00.123456789Z");
         assert_eq!(&format_time(951_782_400, 5), b"2000-02-29T00:00:00.000000005Z");
-        assert_eq!(parse_rfc3339("2026-11-23T14:00:00.123456789Z"), Some(UNIX_EPOCH + Duration::new(t as u64, 123_456_789)));
-        assert_eq!(parse_rfc3339("2026-11-23T15:30:00.5+01:30"), Some(UNIX_EPOCH + Duration::new(t as u64, 500_000_000)));
+        assert_eq!(
+            parse_rfc3339("2026-11-23T14:00:00.123456789Z"),
+            Some(UNIX_EPOCH + Duration::new(t as u64, 123_456_789))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-11-23T15:30:00.5+01:30"),
+            Some(UNIX_EPOCH + Duration::new(t as u64, 500_000_000))
+        );
         assert_eq!(parse_rfc3339("2026-11-23T14:00:00Z"), Some(UNIX_EPOCH + Duration::from_secs(t as u64)));
-        for bad in ["", "2026-11-23", "2026-13-01T00:00:00Z", "2026-11-23T14:00:00", "2026-11-23T14:00:00.Z", "x026-11-23T14:00:00Z"] {
+        for bad in [
+            "",
+            "2026-11-23",
+            "2026-13-01T00:00:00Z",
+            "2026-11-23T14:00:00",
+            "2026-11-23T14:00:00.Z",
+            "x026-11-23T14:00:00Z",
+        ] {
             assert_eq!(parse_rfc3339(bad), None, "{bad}");
         }
         for days in [-800_000i64, -1, 0, 59, 365, 10_957, 20_000, 2_932_896] {
@@ -476,7 +498,10 @@ mod tests {
         assert_eq!(String::from_utf8(o).unwrap(), r"ok\ufffdok\ufffd");
         let mut o = Vec::new();
         push_entry(&mut o, b"hi\n", LogStream::Stderr, b"2026-11-23T14:00:00.123456789Z");
-        assert_eq!(&o[..], &b"{\"log\":\"hi\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-23T14:00:00.123456789Z\"}\n"[..]);
+        assert_eq!(
+            &o[..],
+            &b"{\"log\":\"hi\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-23T14:00:00.123456789Z\"}\n"[..]
+        );
         let v: serde_json::Value = serde_json::from_slice(&o).unwrap();
         assert_eq!(v["log"], "hi\n");
     }

@@ -77,7 +77,8 @@ pub enum RestartPolicy {
 
 impl RestartPolicy {
     pub fn parse(s: &str) -> Result<RestartPolicy, ShimError> {
-        let bad = || ShimError::Msg(format!("invalid restart policy {s:?} (no, always, unless-stopped, on-failure[:N])"));
+        let bad =
+            || ShimError::Msg(format!("invalid restart policy {s:?} (no, always, unless-stopped, on-failure[:N])"));
         Ok(match s {
             "" | "no" => RestartPolicy::No,
             "always" => RestartPolicy::Always,
@@ -266,7 +267,8 @@ impl ShimConfig {
 }
 
 fn cstring(s: &[u8]) -> Result<CString, ShimError> {
-    CString::new(s).map_err(|_| ShimError::Msg(format!("argument {:?} contains a NUL byte", String::from_utf8_lossy(s))))
+    CString::new(s)
+        .map_err(|_| ShimError::Msg(format!("argument {:?} contains a NUL byte", String::from_utf8_lossy(s))))
 }
 
 /// Starts the detached shim of `cfg` and returns once the container runs; a runtime error
@@ -372,7 +374,9 @@ fn spawn_inner(cfg: &ShimConfig, attach_fd: Option<RawFd>) -> Result<StartInfo, 
                 }
             }
             Err(libc::EAGAIN) => continue,
-            Err(e) => return Err(ShimError::Msg(format!("read the shim's reply: {}", std::io::Error::from_raw_os_error(e)))),
+            Err(e) => {
+                return Err(ShimError::Msg(format!("read the shim's reply: {}", std::io::Error::from_raw_os_error(e))))
+            }
         }
     }
     let line = String::from_utf8_lossy(&reply);
@@ -417,7 +421,11 @@ impl Args {
 
 fn fd_arg(a: &mut Args, flag: &str) -> Result<OwnedFd, ShimError> {
     let v = a.value(flag)?;
-    let n: RawFd = v.to_str().and_then(|s| s.parse().ok()).filter(|n| *n > 2).ok_or_else(|| ShimError::Msg(format!("invalid {flag} {v:?}")))?;
+    let n: RawFd = v
+        .to_str()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 2)
+        .ok_or_else(|| ShimError::Msg(format!("invalid {flag} {v:?}")))?;
     // SAFETY: fcntl(F_GETFD) only checks that the fd is open.
     if unsafe { libc::fcntl(n, libc::F_GETFD) } < 0 {
         return Err(ShimError::Msg(format!("{flag} {n}: not an open file descriptor")));
@@ -450,7 +458,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
 }
 
 /// Parses the ShimConfig flags; unknown flags go to `extra`.
-fn parse_config(a: &mut Args, extra: &mut dyn FnMut(&str, &mut Args) -> Result<bool, ShimError>) -> Result<ShimConfig, ShimError> {
+fn parse_config(
+    a: &mut Args,
+    extra: &mut dyn FnMut(&str, &mut Args) -> Result<bool, ShimError>,
+) -> Result<ShimConfig, ShimError> {
     let mut c = ShimConfig {
         id: String::new(),
         bundle: PathBuf::new(),
@@ -565,11 +576,18 @@ fn tool_main(sub: &str, a: &mut Args) -> Result<i32, ShimError> {
             "--log" => log = Some(PathBuf::from(a.value("--log")?)),
             "--tail" => {
                 let v = a.value("--tail")?.to_string_lossy().into_owned();
-                tail = if v == "all" { None } else { Some(v.parse().map_err(|_| ShimError::Msg(format!("invalid --tail {v:?}")))?) };
+                tail = if v == "all" {
+                    None
+                } else {
+                    Some(v.parse().map_err(|_| ShimError::Msg(format!("invalid --tail {v:?}")))?)
+                };
             }
             "--since" => {
                 let v = a.value("--since")?.to_string_lossy().into_owned();
-                since = Some(parse_since(&v, std::time::SystemTime::now()).ok_or_else(|| ShimError::Msg(format!("invalid --since {v:?}")))?);
+                since = Some(
+                    parse_since(&v, std::time::SystemTime::now())
+                        .ok_or_else(|| ShimError::Msg(format!("invalid --since {v:?}")))?,
+                );
             }
             other => return Err(ShimError::Msg(format!("unknown option {other:?} ({USAGE})"))),
         }

@@ -401,7 +401,8 @@ impl Shim {
             self.runtime_delete();
             return Err(msg);
         }
-        let pid: i32 = match std::fs::read_to_string(dir.join(super::PID_FILE)).ok().and_then(|s| s.trim().parse().ok()) {
+        let pid: i32 = match std::fs::read_to_string(dir.join(super::PID_FILE)).ok().and_then(|s| s.trim().parse().ok())
+        {
             Some(p) if p > 0 => p,
             _ => {
                 self.runtime_delete();
@@ -441,7 +442,8 @@ impl Shim {
             Ok(o) if o.status.success() => {}
             r => {
                 let msg = match &r {
-                    Ok(o) => super::error_line(&o.stderr).unwrap_or_else(|| format!("runtime start of container {} failed ({})", self.cfg.id, o.status)),
+                    Ok(o) => super::error_line(&o.stderr)
+                        .unwrap_or_else(|| format!("runtime start of container {} failed ({})", self.cfg.id, o.status)),
                     Err(e) => format!("run the runtime {}: {e}", self.cfg.runtime_binary.display()),
                 };
                 self.runtime_delete();
@@ -713,7 +715,9 @@ impl Shim {
         }
         for c in &mut self.clients {
             sys::set_nonblocking(c.sock.as_raw_fd(), false);
-            let _ = c.sock.set_write_timeout(Some(deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10))));
+            let _ = c.sock.set_write_timeout(Some(
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(10)),
+            ));
             if !c.dead && !c.wbuf.is_empty() {
                 use std::io::Write;
                 let _ = c.sock.write_all(&c.wbuf);
@@ -737,7 +741,10 @@ fn receive_master(l: &UnixListener) -> std::io::Result<OwnedFd> {
             Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                 let left = deadline.saturating_duration_since(Instant::now());
                 if left.is_zero() {
-                    return Err(std::io::Error::new(std::io::ErrorKind::TimedOut, "no pty master received on the console socket"));
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "no pty master received on the console socket",
+                    ));
                 }
                 let mut p = [libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
                 sys::poll(&mut p, left.as_millis().min(1000) as i32);

@@ -243,6 +243,5 @@ pub fn trim_readonly_image() {
         // SAFETY: the range covers only read-only, file-backed, never-written mappings of our
         // own executable; dropping them only costs page faults later.
         unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-
     }
 }

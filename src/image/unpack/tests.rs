@@ -7,7 +7,11 @@ struct TempDir(PathBuf);
 impl TempDir {
     fn new(tag: &str) -> TempDir {
         static N: AtomicU32 = AtomicU32::new(0);
-        let p = PathBuf::from(format!("/tmp/berth-unpack-{}-{}-{tag}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+        let p = PathBuf::from(format!(
+            "/tmp/berth-unpack-{}-{}-{tag}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        ));
         let _ = fs::remove_dir_all(&p);
         fs::create_dir_all(&p).unwrap();
         TempDir(p)
@@ -214,7 +218,13 @@ fn overlay_whiteouts() {
     let mut t = T::new();
     t.pax(&[("SCHILY.xattr.trusted.overlay.redirect", b"/etc"), ("SCHILY.xattr.trusted.overlay.opaque", b"y")]);
     t.dir("r", 0o755);
-    let tar = t.dir("d", 0o755).file("d/keep", b"k").file("d/.wh..wh..opq", b"").file(".wh.gone", b"").file("x/.wh.y", b"").done();
+    let tar = t
+        .dir("d", 0o755)
+        .file("d/keep", b"k")
+        .file("d/.wh..wh..opq", b"")
+        .file(".wh.gone", b"")
+        .file("x/.wh.y", b"")
+        .done();
     unpack(&tar, &d.0, WhiteoutMode::Overlay).unwrap();
     for p in ["gone", "x/y"] {
         let m = lstat(&d.p(p));
@@ -267,8 +277,25 @@ fn apply_whiteouts_and_opaque_keep_this_layer() {
 #[test]
 fn apply_replaces_entries() {
     let d = TempDir::new("replace");
-    unpack(&T::new().file("f2d", b"x").dir("d2f", 0o755).file("d2f/inner", b"i").dir("keep", 0o755).file("keep/old", b"o").symlink("s", "/etc").done(), &d.0, WhiteoutMode::Apply).unwrap();
-    let layer = T::new().dir("f2d", 0o700).file("d2f", b"now a file").dir("keep", 0o711).file("s", b"file replaces symlink").done();
+    unpack(
+        &T::new()
+            .file("f2d", b"x")
+            .dir("d2f", 0o755)
+            .file("d2f/inner", b"i")
+            .dir("keep", 0o755)
+            .file("keep/old", b"o")
+            .symlink("s", "/etc")
+            .done(),
+        &d.0,
+        WhiteoutMode::Apply,
+    )
+    .unwrap();
+    let layer = T::new()
+        .dir("f2d", 0o700)
+        .file("d2f", b"now a file")
+        .dir("keep", 0o711)
+        .file("s", b"file replaces symlink")
+        .done();
     unpack(&layer, &d.0, WhiteoutMode::Apply).unwrap();
     assert!(d.p("f2d").is_dir());
     assert_eq!(fs::read(d.p("d2f")).unwrap(), b"now a file");
@@ -317,7 +344,12 @@ fn symlinks_cannot_carry_writes_outside() {
     // Relative symlink climbing out: clamped at the root, lands inside.
     let d2 = top.p("root2");
     fs::create_dir(&d2).unwrap();
-    let tar = T::new().symlink("up", "../../../../../../..").file("up/pwn", b"x").symlink("abs", "/").file("abs/pwn2", b"y").done();
+    let tar = T::new()
+        .symlink("up", "../../../../../../..")
+        .file("up/pwn", b"x")
+        .symlink("abs", "/")
+        .file("abs/pwn2", b"y")
+        .done();
     unpack(&tar, &d2, WhiteoutMode::Overlay).unwrap();
     assert_eq!(fs::read(d2.join("pwn")).unwrap(), b"x");
     assert_eq!(fs::read(d2.join("pwn2")).unwrap(), b"y");
