@@ -3,7 +3,7 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 BERTH := target/x86_64-unknown-linux-gnu/release/berth
 DEMO := /tmp/berth-demo
 
-.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean
+.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean lint
 
 all: build
 
@@ -31,6 +31,12 @@ test: deps
 
 unit:
 	$(CARGO) test --release --bin berth
+
+# The house rules: the tree formatted as rustfmt.toml says, no clippy warning in any target.
+lint:
+	@scripts/deps.sh lint
+	$(CARGO) fmt --check
+	$(CARGO) clippy --all-targets -- -D warnings
 
 # cgroup v2 tests in one boot of the pure-v2 VM kit (../shared/vm/run-in-vm; CI has it).
 vmtest: build

@@ -372,9 +372,12 @@ fn rm_flag_leaves_nothing() {
     e.c(&["run", "--rm", "--name", "gone", "--network", "none", "busybox", "true"]).ok();
     let o = e.c(&["run", "--rm", "--name", "gone", "--network", "none", "busybox", "true"]);
     o.ok();
-    for l in e.leftovers(&"0".repeat(64)).iter().filter(|l| l.starts_with("mount") || l.starts_with("process")) {
-        panic!("left behind: {l}");
-    }
+    let left: Vec<String> = e
+        .leftovers(&"0".repeat(64))
+        .into_iter()
+        .filter(|l| l.starts_with("mount") || l.starts_with("process"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
 }
 
 #[test]

@@ -665,7 +665,7 @@ fn image_load_digest_mismatch_store_unchanged() {
     // A flipped byte in an uncompressed layer (tar still parses).
     let lay = Layout::create(&ctx.tempdir("layout"));
     let l = lay.add_layer(&layer, false);
-    let (m, _) = lay.add_image(&[l.clone()], &ImageSpec::new(&["sh"]));
+    let (m, _) = lay.add_image(std::slice::from_ref(&l), &ImageSpec::new(&["sh"]));
     lay.tag(&m, "v1", Some("localhost/berth-test/flip:v1"));
     lay.corrupt_blob(&l.desc.digest, |b| {
         let i = b.windows(19).position(|w| w == b"berth-itest-rootfs\n").expect("marker in layer");

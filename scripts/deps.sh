@@ -27,3 +27,9 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 command -v cargo >/dev/null || [ -x "$HOME/.cargo/bin/cargo" ] || {
   echo "cargo not found: install a Rust toolchain (rustup) first" >&2; exit 1; }
+if [ "${1:-build}" = lint ]; then
+  for c in rustfmt clippy; do
+    sub=${c/rustfmt/fmt}
+    cargo "$sub" --version >/dev/null 2>&1 || rustup component add "$c"
+  done
+fi

@@ -321,7 +321,7 @@ pub fn multiarch_oci_layout(ctx: &Ctx, dir: &Path, tag: &str) -> (Layout, Desc, 
     let mut out = Vec::new();
     for arch in ["amd64", "arm64"] {
         let spec = ImageSpec::new(&["sh", "-c", &format!("echo {arch}")]).arch(arch).label("berth.test.arch", arch);
-        let (m, c) = lay.add_image(&[layer.clone()], &spec);
+        let (m, c) = lay.add_image(std::slice::from_ref(&layer), &spec);
         out.push((arch.to_string(), m, c));
     }
     let idx = lay.add_index(&out.iter().map(|(a, m, _)| (m, a.as_str())).collect::<Vec<_>>());

@@ -1,5 +1,4 @@
 use super::*;
-use oci_spec::runtime::State;
 use serde_json::json;
 
 fn spec(v: Value) -> LinuxSeccomp {
