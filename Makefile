@@ -30,7 +30,7 @@ test: deps
 	$(MAKE) --no-print-directory engines
 
 unit:
-	$(CARGO) test --release --bin berth
+	$(CARGO) test --release --lib --bins
 
 # The house rules: the tree formatted as rustfmt.toml says, no clippy warning in any target.
 lint:

@@ -9,9 +9,9 @@ Sections (--sections, default all):
               directory alone (download + verify only: the target is berth no slower than that)
   containers  `container run --rm busybox true` with the default bridge network and with
               --network none: berth vs podman 4.3 driving runc, crun and berth; berth's network
-              layer alone (attach + detach); the figures of issues 7 (network cost), 8 (berth vs
-              podman) and 9 (podman --runtime berth vs runc and crun)
-  rss         memory of berth's shim vs podman's conmon per running container (issue 8)
+              layer alone (attach + detach); the network cost, berth vs podman, and podman
+              --runtime berth vs runc and crun
+  rss         memory of berth's shim vs podman's conmon per running container
 
 The Debian image is made once per machine: a `debootstrap --variant=minbase` rootfs cached in
 /var/cache/berth-tests/debian-rootfs.tar (shared with the integration tests), layered by this
@@ -619,7 +619,7 @@ class Podman:
         return errs
 
 
-# ------------------------------------------------------------------ containers: issues 7, 8, 9
+# ------------------------------------------------------------------ containers
 
 CRUN_WRAPPER = """#!/bin/sh
 # crun 1.8 refuses a hybrid cgroup host: run it in a private mount namespace without the
@@ -802,7 +802,7 @@ class Engines:
 def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
     podman, bcmd, runtimes = eng.podman, eng.bcmd, eng.runtimes
     crun, crun_rt, crun_note = eng.crun, eng.crun_rt, eng.crun_note
-    print("containers (issues 7, 8, 9): one busybox image (host busybox-static, id %s) loaded into both"
+    print("containers: one busybox image (host busybox-static, id %s) loaded into both"
           % eng.image_id[:12])
     print("  berth:  %s container run --rm [--network none] busybox true" % " ".join(bcmd))
     print("          default network 'bridge' (CNI bridge+host-local, firewall; portmap and tuning are skipped")
@@ -915,8 +915,8 @@ def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
         out["cells"][c.name] = {"median_ms": c.med() * 1000, "p10_ms": pct(c.samples, 10) * 1000,
                                 "p90_ms": pct(c.samples, 90) * 1000, "n": len(c.samples), "error": c.error}
 
-    # Issue 7
-    print("  issue 7: network set-up + teardown per container = median(bridge) - median(none) of the same engine+runtime;")
+    # Network set-up + teardown
+    print("  network: set-up + teardown per container = median(bridge) - median(none) of the same engine+runtime;")
     print("           paired = median of the per-iteration differences (target: berth no slower than podman)")
     nb = podman.default
     net = {}
@@ -933,10 +933,10 @@ def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
     for ref in ("podman/crun (%s)" % nb, "podman/crun (cni)"):
         if mine is not None and net.get(ref):
             print("    berth / %s network cost = %.2fx  -> %s" % (ref, mine / net[ref], "met" if mine <= net[ref] else "NOT met"))
-    out["issue7_ms"] = {k: v * 1000 for k, v in net.items()}
+    out["network_ms"] = {k: v * 1000 for k, v in net.items()}
 
-    # Issue 8
-    print("  issue 8: berth container run --rm busybox true vs podman run (default network; target: berth <= 0.5x)")
+    # berth against podman
+    print("  run: berth container run --rm busybox true vs podman run (default network; target: berth <= 0.5x)")
     for k in ("bridge", "none"):
         if not ok("berth run " + k):
             continue
@@ -951,13 +951,13 @@ def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
                 if n == "crun" and wrap_cost is not None:
                     line += "  (%.2fx without the wrapper)" % (bm / (by[pc].med() - ncalls * wrap_cost))
                 print(line)
-                out.setdefault("issue8_ratio", {})["%s/%s" % (k, n)] = ratio
+                out.setdefault("run_ratio", {})["%s/%s" % (k, n)] = ratio
         if k == "bridge" and ok("podman/crun run bridge cni"):
             pc = by["podman/crun run bridge cni"].med()
             print("    bridge berth %7.1f ms / podman --runtime crun, cni backend %7.1f ms = %.2fx" % (bm * 1000, pc * 1000, bm / pc))
 
     # Issue 9
-    print("  issue 9: podman --runtime berth vs runc and crun (target: berth's median below both)")
+    print("  podman runtime: podman --runtime berth vs runc and crun (target: berth's median below both)")
     for k in ("bridge", "none"):
         pb = "podman/berth run " + k
         if not ok(pb):
@@ -969,7 +969,7 @@ def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
             if ok(pc):
                 parts.append("%s %.1f ms (%.2fx)" % (n, by[pc].med() * 1000, by[pb].med() / by[pc].med()))
                 met = met and by[pb].med() < by[pc].med()
-                out.setdefault("issue9_ratio", {})["%s/%s" % (k, n)] = by[pb].med() / by[pc].med()
+                out.setdefault("podman_runtime_ratio", {})["%s/%s" % (k, n)] = by[pb].med() / by[pc].med()
         print("    %-6s berth %7.1f ms vs %s  -> %s" % (k, by[pb].med() * 1000, ", ".join(parts), "met" if met else "NOT met"))
         if wrap_cost is not None and ok("podman/crun run " + k):
             print("           (crun without its wrapper: %.1f ms)" % ((by["podman/crun run " + k].med() - ncalls * wrap_cost) * 1000))
@@ -984,7 +984,7 @@ def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
     return out
 
 
-# ------------------------------------------------------------------ shim memory (issue 8)
+# ------------------------------------------------------------------ shim memory
 
 def mem_of(pid):
     """VmRSS, Rss, Pss, Private_Dirty in KiB of a process."""
@@ -1028,7 +1028,7 @@ def section_rss(eng, n):
             subprocess.run(bcmd + ["container", "rm", "-f"] + berth_ids, capture_output=True, env=ENV)
         if podman_ids:
             podman.cmd_ok(["rm", "-f", "-t", "0"] + podman_ids)
-    print("shim memory per running container (issue 8): `container run -d busybox sleep 1000` x%d per engine, all running"
+    print("shim memory per running container: `container run -d busybox sleep 1000` x%d per engine, all running"
           % n)
     print("  berth shim: `berth shim serve` (pid from containers/ID/shim.json); conmon: %s --runtime %s %s"
           % (podman.shown(), eng.runc, " ".join(podman.run_args(["busybox", "sleep", "1000"], detach=True))))

@@ -1,4 +1,4 @@
-//! The docker-style engine commands (issue 8): `berth container ...` and `berth volume ...`,
+//! The docker-style engine commands: `berth container ...` and `berth volume ...`,
 //! with images loaded from a docker-save archive of the harness's busybox rootfs. Every test
 //! has its own --data-root and --root. Covered: attached runs and exit codes (125/126/127),
 //! -d + logs, -i from a pipe, --rm leaving nothing, names, stop (stop signal, timeout),

@@ -1,4 +1,4 @@
-//! Image layer (issue 6): `berth image load/pull/ls/inspect/tag/rm/prune/unpack/mount/umount`
+//! Image layer: `berth image load/pull/ls/inspect/tag/rm/prune/unpack/mount/umount`
 //! through the real binary, against hand-made OCI layouts and docker-save archives, a real
 //! registry (docker-registry: plain, TLS, basic auth), a bearer-token front, and a layered
 //! Debian image compared with umoci's unpack.

@@ -1,4 +1,4 @@
-//! Networking (issue 7) with the real Debian CNI plugins: `network create/ls/inspect/rm/prune`,
+//! Networking with the real Debian CNI plugins: `network create/ls/inspect/rm/prune`,
 //! containers on user networks reaching each other by name, published ports from the host
 //! (127.0.0.1 included) and from other containers, `none`, `host` and `container:` modes, several
 //! networks per container, crash clean-up, bad input, and teardown leaving the host as it was.

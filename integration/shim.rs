@@ -1,4 +1,4 @@
-//! The per-container shim (src/shim, issue 8), driven through the hidden `berth shim` command:
+//! The per-container shim (src/shim), driven through the hidden `berth shim` command:
 //! `shim spawn` (attached, or -d), `shim attach`, `shim logs`, `shim state`, `shim stop`.
 //! Exit codes (7, 137), json-file logs, attach (output, stdin, tty with resize), restart
 //! policies, the caller or the shim being killed, exec errors (127/126), OOM, and that nothing

@@ -1,23 +1,17 @@
 //! berth: an OCI container runtime whose command line is a drop-in for runc's.
 
-mod capabilities;
-mod cgroups;
-mod container;
-mod engine;
-mod hooks;
-mod image;
-mod logging;
-mod namespaces;
-mod network;
-mod process;
-mod rootfs;
-mod seccomp;
-mod shim;
-mod spec_cmd;
-mod units;
+//!
+//! This file parses the command line and calls the runtime library (`berth::`, src/lib.rs);
+//! the engine (images, containers, networks, the per-container shim) lives in this binary's
+//! own modules and reaches the runtime through that library's API only.
 
+mod engine;
+mod image;
+mod network;
+mod shim;
+
+use berth::{logging, units, CreateOpts, Globals};
 use clap::{Parser, Subcommand};
-use container::{CreateOpts, Globals};
 use std::io::Write;
 use std::path::PathBuf;
 
@@ -327,10 +321,10 @@ enum Cmd {
 
 fn main() {
     // The re-executed init takes the fast path, before any argument parsing.
-    if let Some(fd) = std::env::var_os(process::INIT_ENV) {
+    if let Some(fd) = std::env::var_os(berth::INIT_ENV) {
         if std::env::args_os().nth(1).is_some_and(|a| a == "init") {
             let fd: i32 = fd.to_str().and_then(|s| s.parse().ok()).unwrap_or(-1);
-            process::init::main(fd);
+            berth::init_main(fd);
         }
     }
     // `--init`'s pid 1 inside a container (this binary bind-mounted as /sbin/berth-init).
@@ -379,7 +373,7 @@ fn main() {
     }
     if cli.version {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
-        println!("spec: {}", spec_cmd::OCI_VERSION);
+        println!("spec: {}", berth::OCI_VERSION);
         println!("libseccomp: {}", libseccomp_version());
         return;
     }
@@ -485,23 +479,23 @@ fn create_opts(c: CreateArgs) -> CreateOpts {
     }
 }
 
-fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, container::Error> {
+fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
     match cmd {
         RuntimeCmd::Create(c) => {
-            container::create(g, &create_opts(c))?;
+            berth::create(g, &create_opts(c))?;
             Ok(0)
         }
-        RuntimeCmd::Start { id } => container::start(g, &id).map(|_| 0),
-        RuntimeCmd::Run { c, detach, keep } => container::run(g, &create_opts(c), detach, keep),
+        RuntimeCmd::Start { id } => berth::start(g, &id).map(|_| 0),
+        RuntimeCmd::Run { c, detach, keep } => berth::run(g, &create_opts(c), detach, keep),
         RuntimeCmd::State { id } => {
-            println!("{}", container::state_json(g, &id)?);
+            println!("{}", berth::state_json(g, &id)?);
             Ok(0)
         }
         RuntimeCmd::Kill { all, id, signal } => {
-            let sig = container::parse_signal(&signal)?;
-            container::kill(g, &id, sig, all).map(|_| 0)
+            let sig = berth::parse_signal(&signal)?;
+            berth::kill(g, &id, sig, all).map(|_| 0)
         }
-        RuntimeCmd::Delete { force, id } => container::delete(g, &id, force).map(|_| 0),
+        RuntimeCmd::Delete { force, id } => berth::delete(g, &id, force).map(|_| 0),
         RuntimeCmd::List { format, quiet } => {
             list(g, &format, quiet)?;
             Ok(0)
@@ -509,21 +503,20 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, container::Error> {
         RuntimeCmd::Spec { bundle, rootless } => {
             let path = bundle.join("config.json");
             if path.exists() {
-                return Err(container::Error::Msg(format!("{} already exists", path.display())));
+                return Err(berth::Error::Msg(format!("{} already exists", path.display())));
             }
-            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless.as_deref() == Some("true")))
+            let s = serde_json::to_string_pretty(&berth::default_spec(rootless.as_deref() == Some("true")))
                 .unwrap_or_default();
-            std::fs::write(&path, s + "\n")
-                .map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
+            std::fs::write(&path, s + "\n").map_err(|e| berth::Error::Msg(format!("write {}: {e}", path.display())))?;
             Ok(0)
         }
         RuntimeCmd::Features => {
-            println!("{}", serde_json::to_string_pretty(&spec_cmd::features()).unwrap_or_default());
+            println!("{}", serde_json::to_string_pretty(&berth::features()).unwrap_or_default());
             Ok(0)
         }
-        RuntimeCmd::Exec(e) => container::exec::exec(
+        RuntimeCmd::Exec(e) => berth::exec(
             g,
-            &container::exec::ExecOpts {
+            &berth::ExecOpts {
                 id: e.id,
                 args: e.command,
                 process_file: e.process,
@@ -545,23 +538,23 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, container::Error> {
                 ignore_paused: e.ignore_paused,
             },
         ),
-        RuntimeCmd::Pause { id } => container::manage::pause(g, &id).map(|_| 0),
-        RuntimeCmd::Resume { id } => container::manage::resume(g, &id).map(|_| 0),
-        RuntimeCmd::Ps { format, id, ps_args } => container::manage::ps(g, &id, &format, &ps_args).map(|_| 0),
+        RuntimeCmd::Pause { id } => berth::pause(g, &id).map(|_| 0),
+        RuntimeCmd::Resume { id } => berth::resume(g, &id).map(|_| 0),
+        RuntimeCmd::Ps { format, id, ps_args } => berth::ps(g, &id, &format, &ps_args).map(|_| 0),
         RuntimeCmd::Events { stats, interval, id } => {
             let iv = parse_duration(&interval)?;
-            container::manage::events(g, &id, stats, iv).map(|_| 0)
+            berth::events(g, &id, stats, iv).map(|_| 0)
         }
         RuntimeCmd::Update(u) => {
             let r = update_resources(&u)?;
-            container::manage::update(g, &u.id, &r).map(|_| 0)
+            berth::update(g, &u.id, &r).map(|_| 0)
         }
-        RuntimeCmd::Init => Err(container::Error::Msg("init is internal to berth".into())),
+        RuntimeCmd::Init => Err(berth::Error::Msg("init is internal to berth".into())),
     }
 }
 
-fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), container::Error> {
-    let entries = container::list(g);
+fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), berth::Error> {
+    let entries = berth::list(g);
     let mut out = std::io::stdout().lock();
     if quiet {
         for e in &entries {
@@ -575,7 +568,7 @@ fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), container::Error> 
                 .iter()
                 .map(|e| {
                     serde_json::json!({
-                        "ociVersion": spec_cmd::OCI_VERSION,
+                        "ociVersion": berth::OCI_VERSION,
                         "id": e.id, "pid": e.pid, "status": e.status.as_str(),
                         "bundle": e.bundle, "rootfs": e.bundle.join("rootfs"),
                         "created": e.created, "owner": e.owner,
@@ -601,13 +594,13 @@ fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), container::Error> 
                 );
             }
         }
-        other => return Err(container::Error::Msg(format!("unknown list format {other:?} (table or json)"))),
+        other => return Err(berth::Error::Msg(format!("unknown list format {other:?} (table or json)"))),
     }
     Ok(())
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, container::Error> {
-    let bad = || container::Error::Msg(format!("invalid --interval {s:?} (e.g. 5s, 500ms, 1m)"));
+fn parse_duration(s: &str) -> Result<std::time::Duration, berth::Error> {
+    let bad = || berth::Error::Msg(format!("invalid --interval {s:?} (e.g. 5s, 500ms, 1m)"));
     let (num, unit) = s.find(|c: char| !c.is_ascii_digit() && c != '.').map(|i| s.split_at(i)).unwrap_or((s, "s"));
     let n: f64 = num.parse().map_err(|_| bad())?;
     let secs = match unit {
@@ -624,32 +617,31 @@ fn parse_duration(s: &str) -> Result<std::time::Duration, container::Error> {
 }
 
 /// A size for `update` (see units::ram_in_bytes), or -1 for unlimited.
-fn parse_size(flag: &str, s: &str) -> Result<i64, container::Error> {
+fn parse_size(flag: &str, s: &str) -> Result<i64, berth::Error> {
     if s.trim() == "-1" {
         return Ok(-1);
     }
-    units::ram_in_bytes(s).ok_or_else(|| {
-        container::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)"))
-    })
+    units::ram_in_bytes(s)
+        .ok_or_else(|| berth::Error::Msg(format!("invalid {flag} {s:?} (bytes, with an optional k, m, g or t suffix)")))
 }
 
-fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources, container::Error> {
+fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources, berth::Error> {
     use serde_json::{json, Map, Value};
     let mut v: Value = match &u.resources {
         Some(f) => {
             let data = if f == "-" {
                 let mut b = Vec::new();
                 std::io::Read::read_to_end(&mut std::io::stdin(), &mut b)
-                    .map_err(|e| container::Error::Msg(format!("read resources from stdin: {e}")))?;
+                    .map_err(|e| berth::Error::Msg(format!("read resources from stdin: {e}")))?;
                 b
             } else {
-                std::fs::read(f).map_err(|e| container::Error::Msg(format!("read resources file {f}: {e}")))?
+                std::fs::read(f).map_err(|e| berth::Error::Msg(format!("read resources file {f}: {e}")))?
             };
-            serde_json::from_slice(&data).map_err(|e| container::Error::Msg(format!("parse resources JSON: {e}")))?
+            serde_json::from_slice(&data).map_err(|e| berth::Error::Msg(format!("parse resources JSON: {e}")))?
         }
         None => json!({}),
     };
-    let obj = v.as_object_mut().ok_or_else(|| container::Error::Msg("resources JSON must be an object".into()))?;
+    let obj = v.as_object_mut().ok_or_else(|| berth::Error::Msg("resources JSON must be an object".into()))?;
     let mut set = |section: &str, key: &str, val: Value| {
         let s = obj.entry(section.to_string()).or_insert_with(|| Value::Object(Map::new()));
         if let Some(m) = s.as_object_mut() {
@@ -698,7 +690,7 @@ fn update_resources(u: &UpdateArgs) -> Result<oci_spec::runtime::LinuxResources,
     if let Some(x) = u.blkio_weight {
         set("blockIO", "weight", json!(x));
     }
-    serde_json::from_value(v).map_err(|e| container::Error::Msg(format!("resources: {e}")))
+    serde_json::from_value(v).map_err(|e| berth::Error::Msg(format!("resources: {e}")))
 }
 
 #[cfg(test)]

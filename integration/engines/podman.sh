@@ -1,5 +1,5 @@
 #!/bin/bash
-# podman 4.3 (Debian) with conmon in front of RUNTIME: the checks of issue 9, one line each.
+# podman 4.3 (Debian) with conmon in front of RUNTIME: each check one line.
 # Usage: integration/engines/podman.sh /abs/path/to/berth   (any runc-compatible runtime works:
 #        /usr/bin/runc for reference; /work/conf/crun-wrap for crun on a hybrid host)
 # Needs (scripts/deps.sh engines): podman, netavark, aardvark-dns, conmon, busybox-static, python3,

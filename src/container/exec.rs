@@ -5,7 +5,7 @@ use super::{sys, Error, Globals};
 use crate::process::{self, sync, BootHeader, ExecInfo};
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 use std::collections::HashSet;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::path::PathBuf;
 use std::str::FromStr;
 
@@ -308,13 +308,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
 
 /// Send a pidfd of `pid` over the unix socket at `path` (runc's --pidfd-socket).
 fn send_pidfd(path: &std::path::Path, pid: libc::pid_t) -> Result<(), Error> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return Err(sys(format!("pidfd_open {pid}"), std::io::Error::last_os_error()));
-    }
-    // SAFETY: fresh fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as i32) };
+    let fd = crate::process::pidfd::open(pid).map_err(|e| sys(format!("pidfd_open {pid}"), e))?;
     let s = std::os::unix::net::UnixStream::connect(path)
         .map_err(|e| sys(format!("connect to pidfd socket {}", path.display()), e))?;
     let fds = [fd.as_raw_fd()];

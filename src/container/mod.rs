@@ -616,28 +616,12 @@ pub fn parse_signal(s: &str) -> Result<i32, Error> {
 }
 
 pub(crate) fn pidfd_of(saved: &Saved) -> Option<OwnedFd> {
-    // SAFETY: pidfd_open with a pid and no flags.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, saved.pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: fresh fd.
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = process::pidfd::open(saved.pid).ok()?;
     // The pid is pinned by the pidfd now: check it is still our process.
     if state::pid_start_time(saved.pid) != Some(saved.pid_start) {
         return None;
     }
     Some(fd)
-}
-
-pub(crate) fn signal_pidfd(fd: &OwnedFd, sig: i32) -> std::io::Result<()> {
-    // SAFETY: pidfd_send_signal on a valid pidfd with no siginfo.
-    let r = unsafe { libc::syscall(libc::SYS_pidfd_send_signal, fd.as_raw_fd(), sig, std::ptr::null::<u8>(), 0) };
-    if r < 0 {
-        Err(std::io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
 }
 
 pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
@@ -660,14 +644,7 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
     let Some(fd) = pidfd_of(&saved) else {
         return Err(Error::Msg(format!("cannot kill container {id}: it is not running")));
     };
-    signal_pidfd(&fd, sig).map_err(|e| sys(format!("send signal {sig} to pid {}", saved.pid), e))
-}
-
-/// Wait (up to `ms`) for a pidfd to become readable, i.e. the process to exit.
-pub(crate) fn wait_pidfd(fd: &OwnedFd, ms: i32) -> bool {
-    let mut pfd = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-    // SAFETY: valid pollfd.
-    unsafe { libc::poll(&mut pfd, 1, ms) > 0 }
+    process::pidfd::send_signal(&fd, sig).map_err(|e| sys(format!("send signal {sig} to pid {}", saved.pid), e))
 }
 
 pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
@@ -719,8 +696,8 @@ fn destroy_processes(saved: &Saved) {
         }
     }
     if let Some(fd) = pidfd_of(saved) {
-        let _ = signal_pidfd(&fd, libc::SIGKILL);
-        wait_pidfd(&fd, 5000);
+        let _ = process::pidfd::send_signal(&fd, libc::SIGKILL);
+        process::pidfd::wait(&fd, Some(std::time::Duration::from_secs(5)));
     }
     if let Some(cg) = &saved.cgroup {
         let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);

@@ -309,10 +309,8 @@ fn relay_loop(master: RawFd, pid: libc::pid_t, input: RawFd, output: RawFd) -> s
         libc::fcntl(master, libc::F_SETFL, fl | libc::O_NONBLOCK);
     }
 
-    // SAFETY: pidfd_open of our own child (not yet reaped, so the pid is still its).
-    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    // SAFETY: a non-negative result is a fresh fd owned by nobody else.
-    let pidfd = (pidfd >= 0).then(|| unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) });
+    // Our own child, not yet reaped: the pid is still its.
+    let pidfd = crate::process::pidfd::open(pid).ok();
     // Without a pidfd (old kernel) the exit is polled for.
     let timeout = if pidfd.is_some() { -1 } else { 100 };
 

@@ -505,31 +505,31 @@ pub fn now_rfc3339() -> String {
 // ---------------------------------------------------------------------------------------------
 // Runtime (in-process: berth's own runtime, state under --root)
 
-fn globals(e: &Engine) -> crate::container::Globals {
-    crate::container::Globals { root: e.root.clone(), systemd_cgroup: e.systemd_cgroup, debug: e.debug }
+fn globals(e: &Engine) -> berth::Globals {
+    berth::Globals { root: e.root.clone(), systemd_cgroup: e.systemd_cgroup, debug: e.debug }
 }
 
-fn rt_err(e: crate::container::Error) -> EngineError {
+fn rt_err(e: berth::Error) -> EngineError {
     EngineError::Runtime(e.to_string())
 }
 
 /// (status, pid) of the runtime's container; None when the runtime has no such container.
 pub fn runtime_state(e: &Engine, id: &str) -> Option<(String, i32)> {
-    let s = crate::container::state_json(&globals(e), id).ok()?;
+    let s = berth::state_json(&globals(e), id).ok()?;
     let v: serde_json::Value = serde_json::from_str(&s).ok()?;
     Some((v["status"].as_str().unwrap_or("").to_string(), v["pid"].as_i64().unwrap_or(0) as i32))
 }
 
 pub fn runtime_kill(e: &Engine, id: &str, sig: i32, all: bool) -> Result<(), EngineError> {
-    crate::container::kill(&globals(e), id, sig, all).map_err(rt_err)
+    berth::kill(&globals(e), id, sig, all).map_err(rt_err)
 }
 
 pub fn runtime_delete(e: &Engine, id: &str) -> Result<(), EngineError> {
-    crate::container::delete(&globals(e), id, true).map_err(rt_err)
+    berth::delete(&globals(e), id, true).map_err(rt_err)
 }
 
 pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
-    crate::container::parse_signal(s).map_err(|_| EngineError::Invalid(format!("invalid signal {s:?}")))
+    berth::parse_signal(s).map_err(|_| EngineError::Invalid(format!("invalid signal {s:?}")))
 }
 
 pub struct ExecRequest {
@@ -545,7 +545,7 @@ pub struct ExecRequest {
 
 /// Runs a process in the container with the caller's stdio; its exit code (0 detached).
 pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
-    let mut o = crate::container::exec::ExecOpts {
+    let mut o = berth::ExecOpts {
         id: r.id,
         args: r.args,
         env: r.env,
@@ -561,7 +561,7 @@ pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
     if r.privileged {
         o.caps = own_caps();
     }
-    crate::container::exec::exec(&globals(e), &o).map_err(|err| {
+    berth::exec(&globals(e), &o).map_err(|err| {
         let msg = err.to_string();
         EngineError::Start { code: exit_code_for(&msg), msg }
     })
@@ -569,14 +569,10 @@ pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
 
 /// `ps` output of the container's processes.
 pub fn runtime_top(e: &Engine, id: &str, ps_args: &[String]) -> Result<(), EngineError> {
-    crate::container::manage::ps(&globals(e), id, "table", ps_args).map_err(rt_err)
+    berth::ps(&globals(e), id, "table", ps_args).map_err(rt_err)
 }
 
 /// The runtime's cgroup stats (as `berth events --stats` prints them, "data" part).
 pub fn runtime_stats(e: &Engine, id: &str) -> Option<serde_json::Value> {
-    let dir = crate::container::state::ContainerDir::open(&e.root, id).ok()?;
-    let saved = dir.load().ok()?;
-    let cg = saved.cgroup.clone()?;
-    drop(dir);
-    serde_json::to_value(cg.stats().ok()?).ok()
+    berth::cgroup_stats(&e.root, id)
 }

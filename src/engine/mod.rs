@@ -1,4 +1,4 @@
-//! The docker-style engine commands (issue 8): `berth container ...` and `berth volume ...`.
+//! The docker-style engine commands `berth container ...` and `berth volume ...`.
 //!
 //! A container is a directory under `<data-root>/containers/<id>/` (see [`store`]) holding its
 //! record, its bundle (config.json built from the image at every start, rootfs = overlay of

@@ -71,12 +71,12 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 if sig == libc::SIGKILL || adapt::parse_signal(&adapt::stop_signal(&rec)).ok() == Some(sig) {
                     adapt::shim_request_stop(&cs.path(&rec.id));
                 }
-                let pidfd = run::pidfd_open(st.pid);
+                let pidfd = berth::pidfd::open(st.pid).ok();
                 adapt::runtime_kill(e, &rec.id, sig, false)?;
                 if !st.shim_alive && sig == libc::SIGKILL {
                     // No shim to see the exit and clean up: do it here.
                     if let Some(fd) = &pidfd {
-                        run::wait_pidfd(fd, Some(Duration::from_secs(5)));
+                        berth::pidfd::wait(fd, Some(Duration::from_secs(5)));
                     }
                     run::finish_without_shim(e, &cs, &rec, st.shim.clone(), 128 + libc::SIGKILL)?;
                 }
@@ -231,12 +231,12 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
     };
     match started {
         Started::Spawned { shim_pid, sock: Some(sock) } => {
-            let shim = run::pidfd_open(shim_pid);
+            let shim = berth::pidfd::open(shim_pid).ok();
             let code = adapt::shim_relay(sock, rec.spec.stdin_open, rec.spec.tty, &cs.path(&rec.id), a.sig_proxy)?;
             if rec.spec.auto_remove {
                 // As docker's CLI: return once the container is removed.
                 if let Some(fd) = &shim {
-                    run::wait_pidfd(fd, Some(Duration::from_secs(20)));
+                    berth::pidfd::wait(fd, Some(Duration::from_secs(20)));
                 }
             }
             Ok(code)

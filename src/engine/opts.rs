@@ -86,7 +86,7 @@ fn invalid(msg: String) -> EngineError {
 
 /// Parse a size such as 512m, 1g, 100000, 1.5g (units::ram_in_bytes).
 pub fn parse_size(flag: &str, s: &str) -> Result<i64, EngineError> {
-    crate::units::ram_in_bytes(s).ok_or_else(|| {
+    berth::units::ram_in_bytes(s).ok_or_else(|| {
         invalid(format!("invalid {flag} {s:?}: a size is a number with an optional b, k, m or g suffix"))
     })
 }
@@ -290,7 +290,7 @@ pub fn check_restart(s: &str) -> Result<(), EngineError> {
 
 /// A signal name or number (SIGTERM, TERM, 15).
 pub fn check_signal(s: &str) -> Result<i32, EngineError> {
-    crate::container::parse_signal(s).map_err(|_| invalid(format!("invalid signal {s:?}")))
+    berth::parse_signal(s).map_err(|_| invalid(format!("invalid signal {s:?}")))
 }
 
 fn host_mode(flag: &str, v: &Option<String>) -> Result<bool, EngineError> {

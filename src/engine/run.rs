@@ -9,7 +9,6 @@ use super::store::{self, Containers, MountRec, NetInfo, Record};
 use super::volume::Volumes;
 use super::{Engine, EngineError, Undo};
 use std::fs;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -20,53 +19,16 @@ const SHIM_EXIT_TIMEOUT: Duration = Duration::from_secs(20);
 // ---------------------------------------------------------------------------------------------
 // Processes
 
-/// A pidfd of `pid`, None when it is gone.
-pub fn pidfd_open(pid: i32) -> Option<OwnedFd> {
-    if pid <= 0 {
-        return None;
-    }
-    // SAFETY: pidfd_open takes a pid and flags; the result is checked.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
-    if fd < 0 {
-        return None;
-    }
-    // SAFETY: a fresh descriptor owned by nobody else.
-    Some(unsafe { OwnedFd::from_raw_fd(fd as i32) })
-}
-
-/// Waits for a pidfd to report its process's exit; false on timeout (None = forever).
-pub fn wait_pidfd(fd: &OwnedFd, timeout: Option<Duration>) -> bool {
-    let deadline = timeout.map(|t| Instant::now() + t);
-    loop {
-        let ms = match deadline {
-            Some(d) => d.saturating_duration_since(Instant::now()).as_millis().min(i32::MAX as u128) as i32,
-            None => -1,
-        };
-        let mut p = libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLIN, revents: 0 };
-        // SAFETY: poll on one valid pollfd.
-        let r = unsafe { libc::poll(&mut p, 1, ms) };
-        if r > 0 {
-            return true;
-        }
-        if r == 0 {
-            return false;
-        }
-        if std::io::Error::last_os_error().raw_os_error() != Some(libc::EINTR) {
-            return false;
-        }
-    }
-}
-
 /// Waits until the shim whose state is in `dir` has exited (it first runs the clean-up).
 /// True when no shim runs any more.
 pub fn wait_shim_gone(dir: &Path, timeout: Duration) -> bool {
     let Some(st) = adapt::shim_state(dir) else { return true };
-    let Some(fd) = pidfd_open(st.shim_pid) else { return true };
+    let Ok(fd) = berth::pidfd::open(st.shim_pid) else { return true };
     // The pidfd is of the shim only if it is still the process that wrote the state.
     if !adapt::shim_alive(&st) {
         return true;
     }
-    wait_pidfd(&fd, Some(timeout))
+    berth::pidfd::wait(&fd, Some(timeout))
 }
 
 /// Waits for the shim of a just-failed spawn: its state file may not be written yet.
@@ -409,15 +371,15 @@ pub fn stop(
     if st.state == State::Running {
         if let Some((rs, pid)) = adapt::runtime_state(e, &rec.id) {
             if matches!(rs.as_str(), "running" | "paused" | "created") {
-                let fd = pidfd_open(pid);
+                let fd = berth::pidfd::open(pid).ok();
                 let _ = adapt::runtime_kill(e, &rec.id, sig, false);
                 let limit = if t < 0 { None } else { Some(Duration::from_secs(t as u64)) };
-                let exited = fd.as_ref().is_some_and(|fd| wait_pidfd(fd, limit));
+                let exited = fd.as_ref().is_some_and(|fd| berth::pidfd::wait(fd, limit));
                 if !exited {
                     let _ = adapt::runtime_kill(e, &rec.id, libc::SIGKILL, true);
                     killed = true;
                     if let Some(fd) = &fd {
-                        wait_pidfd(fd, Some(Duration::from_secs(10)));
+                        berth::pidfd::wait(fd, Some(Duration::from_secs(10)));
                     }
                 }
             }

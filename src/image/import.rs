@@ -225,7 +225,7 @@ pub fn import(
     fs::rename(&layer_tmp, &layer_path).map_err(io_err("rename", &layer_path))?;
 
     let plat = host_platform();
-    let created = crate::logging::now_rfc3339();
+    let created = berth::logging::now_rfc3339();
     let mut history = json!({"created": created, "created_by": "berth image import"});
     if let Some(m) = message {
         history["comment"] = json!(m);

@@ -252,7 +252,7 @@ pub fn create(
     let bridge_name = if is_default { default_bridge_name(data_root) } else { format!("br-{}", &id[..12]) };
     let meta = json!({
         "id": id, "subnet": subnet.to_string(), "gateway": gw.to_string(), "bridge": bridge_name,
-        "internal": internal, "created": crate::logging::now_rfc3339(), "masquerade": !internal,
+        "internal": internal, "created": berth::logging::now_rfc3339(), "masquerade": !internal,
     });
     let v = conflist(data_root, name, &meta, subnet, gw, &bridge_name, internal);
     let data = serde_json::to_vec_pretty(&v).map_err(|e| NetError::Msg(format!("encode network {name}: {e}")))?;

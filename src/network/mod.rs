@@ -1,4 +1,4 @@
-//! Container networking (issue 7): networks as CNI conflists run with the standard plugins
+//! Container networking: networks as CNI conflists run with the standard plugins
 //! (bridge + host-local, portmap, firewall, tuning), persistent network namespaces, published
 //! ports, a DNS server per user-defined network, and crash-safe teardown from an attachment
 //! record written before anything is set up.
@@ -91,22 +91,6 @@ pub struct AttachRequest {
     /// (hostname, ip) for /etc/hosts; ip "host-gateway" = the first network's gateway.
     pub extra_hosts: Vec<(String, String)>,
     pub hostname: String,
-}
-
-impl AttachRequest {
-    #[allow(dead_code)] // API of the container layer (issue 8)
-    pub fn new(container_id: &str, mode: NetMode) -> AttachRequest {
-        AttachRequest {
-            container_id: container_id.to_string(),
-            name: String::new(),
-            mode,
-            networks: Vec::new(),
-            ports: Vec::new(),
-            dns: DnsOptions::default(),
-            extra_hosts: Vec::new(),
-            hostname: String::new(),
-        }
-    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
@@ -670,14 +654,12 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
 }
 
 /// The attachment of a container, if attached.
-#[allow(dead_code)] // API of the container layer (issue 8)
 pub fn attachment(data_root: &Path, container_id: &str) -> Result<Option<Attachment>, NetError> {
     validate_id(container_id)?;
     Ok(load_record(data_root, container_id)?.filter(|r| r.ready).map(|r| r.attachment))
 }
 
 /// The network namespace of an attached container (for `container:NAME`); None: the host's.
-#[allow(dead_code)] // API of the container layer (issue 8)
 pub fn netns_path(data_root: &Path, container_id: &str) -> Result<Option<PathBuf>, NetError> {
     attachment(data_root, container_id)?
         .map(|a| a.netns_path)

@@ -70,7 +70,7 @@ pub fn relay(
     let sigs: &[libc::c_int] = if sig_proxy { &SIGNALS } else { &[libc::SIGWINCH] };
     let (sigfd, old) = sys::signalfd(sigs).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;
     let _mask = MaskGuard(old);
-    let _raw = if tty && stdin { crate::process::tty::RawMode::enter(0) } else { None };
+    let _raw = if tty && stdin { berth::RawMode::enter(0) } else { None };
     let _ = sock.set_nonblocking(false);
     if tty {
         send_size(&sock);

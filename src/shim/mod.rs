@@ -1,4 +1,4 @@
-//! The per-container shim (issue 8), like conmon: one small detached process per container that
+//! The per-container shim, like conmon: one small detached process per container that
 //! starts it through the runtime (berth's own binary: `create` then `start`), holds its stdio
 //! (pipes, or the pty master received over a console socket), is its child subreaper so it gets
 //! the real exit status, writes the json-file log, serves `attach` on a unix socket, applies the
@@ -286,7 +286,7 @@ pub fn spawn_attached(cfg: &ShimConfig) -> Result<(StartInfo, UnixStream), ShimE
 }
 
 fn spawn_inner(cfg: &ShimConfig, attach_fd: Option<RawFd>) -> Result<StartInfo, ShimError> {
-    crate::container::state::validate_id(&cfg.id).map_err(|e| ShimError::Msg(e.to_string()))?;
+    berth::validate_id(&cfg.id).map_err(|e| ShimError::Msg(e.to_string()))?;
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| ShimError::io("create", &cfg.state_dir, e))?;
     // A stop asked of an earlier run of this container does not apply to this one.
     let _ = std::fs::remove_file(cfg.state_dir.join(STOP_FILE));

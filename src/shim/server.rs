@@ -293,23 +293,11 @@ fn run_on_exit(argv: &[String]) {
     c.args(&argv[1..]).current_dir("/").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
     let Ok(mut child) = c.spawn() else { return };
     // Block on a pidfd until the clean-up exits or the time is up (no polling delay).
-    // SAFETY: pidfd_open(2) of our own unreaped child; the fd is owned right away.
-    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, child.id() as libc::pid_t, 0) };
-    if fd >= 0 {
-        // SAFETY: fd is a fresh pidfd we own.
-        let pidfd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
-        let deadline = Instant::now() + ON_EXIT_TIMEOUT;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                break;
-            }
-            let mut p = [libc::pollfd { fd: pidfd.as_raw_fd(), events: libc::POLLIN, revents: 0 }];
-            // 0 also on EINTR: the loop asks again with the time left.
-            if sys::poll(&mut p, left.as_millis().clamp(1, i32::MAX as u128) as i32) > 0 {
-                let _ = child.wait();
-                return;
-            }
+    // Our own unreaped child: its pid cannot have been reused.
+    if let Ok(pidfd) = berth::pidfd::open(child.id() as libc::pid_t) {
+        if berth::pidfd::wait(&pidfd, Some(ON_EXIT_TIMEOUT)) {
+            let _ = child.wait();
+            return;
         }
     } else {
         let deadline = Instant::now() + ON_EXIT_TIMEOUT;
@@ -459,16 +447,7 @@ impl Shim {
     }
 
     fn oom_killed(&self) -> bool {
-        #[derive(serde::Deserialize)]
-        struct RuntimeState {
-            cgroup: Option<crate::cgroups::Manager>,
-        }
-        let p = self.cfg.runtime_root.join(&self.cfg.id).join(crate::container::state::STATE_FILE);
-        let Ok(data) = std::fs::read(p) else { return false };
-        match serde_json::from_slice::<RuntimeState>(&data) {
-            Ok(RuntimeState { cgroup: Some(cg) }) => cg.oom_kill_count().map(|n| n > 0).unwrap_or(false),
-            _ => false,
-        }
+        berth::oom_killed(&self.cfg.runtime_root, &self.cfg.id)
     }
 
     /// Output of the container: to the log and every client.

@@ -218,7 +218,7 @@ pub fn recv_fd(s: &UnixStream) -> io::Result<OwnedFd> {
 
 /// Start time (clock ticks since boot) of a live, non-zombie process.
 pub fn start_time(pid: i32) -> Option<u64> {
-    crate::container::state::pid_start_time(pid)
+    berth::pid_start_time(pid)
 }
 
 /// Unmaps (MADV_DONTNEED) this process's pages of the binary's read-only segments: ELF header,
