@@ -252,31 +252,7 @@ fn devices_ebpf_eperm() {
     if skip_unless_v2("devices_ebpf_eperm") {
         return;
     }
-    let ctx = Ctx::new("v2-dev");
-    let (mut b, cg) = v2_bundle(&ctx, "v2dev", json!({}));
-    add_caps(&mut b, &["CAP_MKNOD"]);
-    b.sh("mknod /dev/k12 c 1 2 || exit 10; mknod /dev/null2 c 1 3 || exit 11; \
-         head -c1 /dev/k12 2>&1; echo; echo x > /dev/null2 && echo null-ok");
-    let id = ctx.id("v2dev");
-    let o = ctx.run(&mut b, &id);
-    o.ok();
-    assert!(o.stdout.contains("Operation not permitted"), "denied device must give EPERM: {o}");
-    assert!(o.stdout.contains("null-ok"), "allowed device must work: {o}");
-    assert_cg_gone(&cg);
-
-    let (mut b, cg) = v2_bundle(
-        &ctx,
-        "v2dev2",
-        json!({"devices": [{"allow": false, "access": "rwm"},
-                           {"allow": true, "type": "c", "major": 1, "minor": 2, "access": "r"}]}),
-    );
-    add_caps(&mut b, &["CAP_MKNOD"]);
-    b.sh("mknod /dev/k12 c 1 2 || exit 10; head -c1 /dev/k12 2>&1; echo; (echo x > /dev/k12) 2>&1");
-    let id = ctx.id("v2dev2");
-    let o = ctx.run(&mut b, &id);
-    assert!(o.stdout.contains("No such device or address"), "an allowed read must reach the driver: {o}");
-    assert!(o.stdout.contains("Operation not permitted"), "write is not allowed: {o}");
-    assert_cg_gone(&cg);
+    devices_eperm(&Ctx::new("v2-dev"), v2_bundle);
 }
 
 #[test]
@@ -409,19 +385,7 @@ fn events_stats() {
         return;
     }
     let ctx = Ctx::new("v2-stats");
-    let (mut b, cg) = v2_bundle(&ctx, "v2stats", json!({"memory": {"limit": 67108864}, "pids": {"limit": 64}}));
-    b.sh("sleep 1000 & exec sleep 1000");
-    let id = ctx.id("v2stats");
-    ctx.run_detached(&mut b, &id);
-    wait_until(Duration::from_secs(10), || ps_pids(&ctx, &id).len() >= 2);
-    let o = ctx.cmd(&["events", "--stats", &id]);
-    o.ok();
-    let v = check_stats_shape(o.stdout.trim(), &id);
-    let d = &v["data"];
-    assert!(d["pids"]["current"].as_u64().unwrap() >= 2, "{v}");
-    assert_eq!(d["pids"]["limit"], 64, "{v}");
-    assert_eq!(d["memory"]["usage"]["limit"], 67108864, "{v}");
-    assert!(d["cpu"]["usage"]["total"].as_u64().unwrap() > 0, "{v}");
+    let (id, cg, _) = events_stats_of_sleepers(&ctx, v2_bundle);
     let lines = first_lines(ctx.command(&["events", "--interval", "1s", &id]), 2, Duration::from_secs(30));
     assert_eq!(lines.len(), 2, "events --interval 1s: {lines:?}");
     for (l, _) in &lines {

@@ -34,7 +34,7 @@ pub use process::pidfd;
 /// The caller's terminal in raw mode while a container's terminal is relayed to it.
 pub use process::tty::RawMode;
 /// The default `config.json` (`berth spec`) and the runtime-spec features document.
-pub use spec_cmd::{default_spec, features, OCI_VERSION};
+pub use spec_cmd::{default_spec, features, ALL_CAPS, OCI_VERSION};
 
 use std::path::Path;
 

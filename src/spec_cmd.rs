@@ -65,6 +65,7 @@ pub fn default_spec(rootless: bool) -> Value {
     spec
 }
 
+/// Every capability, in kernel number order (index = capability number).
 pub const ALL_CAPS: &[&str] = &[
     "CAP_CHOWN",
     "CAP_DAC_OVERRIDE",
