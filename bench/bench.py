@@ -456,11 +456,14 @@ class Runtime:
         if rc != 0:
             raise OpError(self.fail_msg("create", rc))
         pid, pfd = self.read_pidfile(pidfile, "create")
+        plain = variant == "plain"
+        if self.launcher and plain:
+            self.created_rss(pid, cid)
         try:
             poller = select.poll()
             poller.register(pfd, select.POLLIN)
             t0 = time.perf_counter_ns()
-            rc, _ = self.timed(self.argv("start", cid))
+            rc, _ = self.timed(self.argv("start", cid), "start" if plain else None)
             if rc != 0:
                 raise OpError(self.fail_msg("start", rc))
             if not poller.poll(int(timeout * 1000)):
@@ -478,11 +481,37 @@ class Runtime:
             t_start = (time.perf_counter_ns() - t0) / 1e6
         finally:
             os.close(pfd)
-        rc, t_delete = self.timed(self.argv("delete", cid))
+        rc, t_delete = self.timed(self.argv("delete", cid), "delete" if plain else None)
         if rc != 0:
             raise OpError(self.fail_msg("delete", rc))
         self.live.discard(cid)
         return t_create + t_start + t_delete, (t_create, t_start, t_delete)
+
+    def created_rss(self, pid, cid):
+        """RSS pass only: the container's init waiting in `created` (VmRSS once it sleeps), and
+        the peak RSS of `state` and `kill ID 0` on it."""
+        deadline = time.monotonic() + 2
+        while time.monotonic() < deadline:
+            try:
+                with open("/proc/%d/stat" % pid) as f:
+                    if f.read().rsplit(")", 1)[1].split()[0] == "S":
+                        break
+            except OSError:
+                break
+            time.sleep(0.005)
+        time.sleep(0.05)
+        try:
+            with open("/proc/%d/status" % pid) as f:
+                for line in f:
+                    if line.startswith("VmRSS:"):
+                        self.note_rss("init waiting", int(line.split()[1]))
+        except OSError:
+            pass
+        for key, argv in (("state", self.argv("state", cid)), ("kill 0", self.argv("kill", cid, "0"))):
+            rc, _ = self.timed(argv, key)
+            note = "RSS pass: %s exited %d" % (key, rc)
+            if rc != 0 and note not in self.notes:
+                self.notes.append(note)
 
     def run(self, bundle, cid, expect, _timeout, args=None):
         """attached run; the runtime must exit with the container's code."""
@@ -814,14 +843,22 @@ def print_results(results, runtimes, sections, iters_done, wrap_calls_note, rss_
     if launcher_floor:
         print("  launcher's own floor (it running static busybox true): %.2f MiB; figures at that level are"
               " the floor, not the runtime" % (launcher_floor / 1024))
-    keys = [k for k, s in (("create", "lifecycle"), ("create-limits", "limits"), ("run", "run"),
-                           ("exec", "exec"), ("create-seccomp", "seccomp")) if s in sections]
-    print("  %-24s" % "runtime" + "".join("%15s" % k for k in keys))
+    keys = [k for k, s in (("create", "lifecycle"), ("start", "lifecycle"), ("state", "lifecycle"),
+                           ("kill 0", "lifecycle"), ("delete", "lifecycle"), ("init waiting", "lifecycle"),
+                           ("create-limits", "limits"), ("run", "run"), ("exec", "exec"),
+                           ("create-seccomp", "seccomp")) if s in sections]
+    print("  %-24s" % "runtime" + "".join("%13s" % k for k in keys))
     for rt in runtimes:
         if not rt.rss:
             continue
-        print("  %-24s" % rt.name + "".join(fmt(rt.rss[k] / 1024 if k in rt.rss else None, 15)
+        print("  %-24s" % rt.name + "".join(fmt(rt.rss[k] / 1024 if k in rt.rss else None, 13)
                                           for k in keys))
+    by_name = {rt.name: rt.rss for rt in runtimes if rt.rss}
+    if "berth" in by_name:
+        for peer in ("crun", "runc"):
+            if peer in by_name:
+                print("  %-24s" % ("x " + peer + " (berth/" + peer + ")") + "".join(
+                    fmt(ratio(by_name["berth"].get(k), by_name[peer].get(k)), 13) for k in keys))
     for r in refs:
         if r["rss_kib"]:
             print("  %-24s%15s  (reference command)" % (r["name"], "%.2f" % (r["rss_kib"] / 1024)))

@@ -29,6 +29,8 @@ pub use container::state::{pid_start_time, validate_id, Status};
 pub use container::{
     create, delete, kill, list, parse_signal, run, start, state_json, CreateOpts, Created, Error, Globals, ListEntry,
 };
+/// Gives back the binary's read-only pages and free heap once a long-lived process waits.
+pub use process::memory::release_readonly_image;
 /// Process file descriptors: signal and wait for one process without pid reuse races.
 pub use process::pidfd;
 /// The caller's terminal in raw mode while a container's terminal is relayed to it.

@@ -415,8 +415,10 @@ fn drop_channel(ch: &Channel) {
     unsafe { libc::shutdown(ch.fd.as_raw_fd(), libc::SHUT_RDWR) };
 }
 
-/// Block until `start` writes to the exec fifo.
+/// Block until `start` writes to the exec fifo. The wait can be long (engines create ahead of
+/// time), so the init first gives back the pages its set-up used.
 fn wait_for_start(fifo: RawFd) {
+    super::memory::release_readonly_image();
     let mut b = [0u8; 1];
     loop {
         // SAFETY: reading one byte into a valid buffer.

@@ -2,6 +2,7 @@
 //! read-only detached mount of the runtime binary), and what the init does inside.
 
 pub mod init;
+pub mod memory;
 pub mod pidfd;
 pub mod sync;
 pub mod tty;

@@ -144,7 +144,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
     // Hold no directory: the container layer may remove or unmount anything.
     let _ = std::env::set_current_dir("/");
     // Start-up pages (relocation, argument parsing) are not needed again: keep the peak low.
-    sys::trim_readonly_image();
+    berth::release_readonly_image();
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
     let sigfd = match sys::signalfd(&SIGNALS) {
@@ -205,7 +205,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
             break code;
         }
         reply(&mut sync, &format!("ok {} {}", sh.st.container_pid, sh.st.shim_pid));
-        sys::trim_readonly_image();
+        berth::release_readonly_image();
         let started = Instant::now();
         let code = sh.serve(Wait::Exit).unwrap_or(255);
         sh.log.finish();
@@ -374,7 +374,7 @@ impl Shim {
         c.arg(&self.cfg.id);
         let status = c.status();
         drop(c); // closes our copies of the ends the runtime got
-        sys::trim_readonly_image();
+        berth::release_readonly_image();
         sys::set_nonblocking(err_r.as_raw_fd(), true);
         let ok = matches!(&status, Ok(s) if s.success());
         if !ok {

@@ -220,28 +220,3 @@ pub fn recv_fd(s: &UnixStream) -> io::Result<OwnedFd> {
 pub fn start_time(pid: i32) -> Option<u64> {
     berth::pid_start_time(pid)
 }
-
-/// Unmaps (MADV_DONTNEED) this process's pages of the binary's read-only segments: ELF header,
-/// relocations, rodata, eh_frame and text, from the ELF header to `etext`. Those pages are
-/// never written (no text relocations: static-pie relocations only touch RELRO and data), so
-/// they come back unchanged from the page cache when next used. Done by the long-lived shim
-/// once the container runs, its RSS then holds only what its poll loop touches, not start-up
-/// code (relocation, argument parsing, spawning).
-pub fn trim_readonly_image() {
-    extern "C" {
-        // Defined by the linker: the ELF header (start of the first segment) and end of text.
-        static __ehdr_start: u8;
-        static etext: u8;
-    }
-    // SAFETY: sysconf has no preconditions.
-    let page = unsafe { libc::sysconf(libc::_SC_PAGESIZE) }.max(4096) as usize;
-    // Only the addresses of the linker symbols are taken; they are not read.
-    let (start, end) = (std::ptr::addr_of!(__ehdr_start) as usize, std::ptr::addr_of!(etext) as usize);
-    let start = start & !(page - 1);
-    let end = end & !(page - 1);
-    if end > start {
-        // SAFETY: the range covers only read-only, file-backed, never-written mappings of our
-        // own executable; dropping them only costs page faults later.
-        unsafe { libc::madvise(start as *mut libc::c_void, end - start, libc::MADV_DONTNEED) };
-    }
-}
