@@ -149,7 +149,9 @@ impl<R: Read> Reader<R> {
                         b'L' => long_name = Some(cut_nul(&data).to_vec()),
                         b'K' => long_link = Some(cut_nul(&data).to_vec()),
                         b'x' => {
-                            parse_pax(&data, &mut local).map_err(corrupt)?;
+                            if let Err(what) = parse_pax(&data, &mut local) {
+                                return Err(self.named_by_next(what, hname));
+                            }
                             have_local = true;
                         }
                         _ => {
@@ -311,6 +313,18 @@ impl<R: Read> Reader<R> {
             }
         }
         Ok(Entry { kind, name, link, mode, uid, gid, mtime, dev_major, dev_minor, size, xattrs, sparse })
+    }
+
+    /// An error in an entry's pax header, named after the entry's own header (the next block)
+    /// when it reads as one, else after the pax header.
+    fn named_by_next(&mut self, what: &str, fallback: Vec<u8>) -> TarError {
+        let mut b = [0u8; BLOCK];
+        let name = match self.read_block(&mut b, true) {
+            Ok(true) if check_sum(&b).is_ok() => header_name(&b),
+            _ => fallback,
+        };
+        self.done = true;
+        TarError::Corrupt { name: String::from_utf8_lossy(&name).into_owned(), what: what.into() }
     }
 
     /// The sparse map of an old GNU `S` header and its extension blocks; the real size.

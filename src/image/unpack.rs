@@ -52,6 +52,8 @@ pub enum UnpackError {
     Corrupt(String),
     #[error("layer is truncated")]
     Truncated,
+    #[error("layer is truncated in entry {name:?}")]
+    TruncatedIn { name: String },
     #[error("layer entry {name:?}: leaves the layer")]
     Escapes { name: String },
     #[error("layer entry {name:?}: hardlink target {target:?} is not in the layer")]
@@ -303,8 +305,12 @@ impl Unpacker {
         UnpackError::Invalid { name: self.name(), what }
     }
 
+    /// A tar reader's error while reading this entry's data.
     fn tar_err(&self, e: tarread::TarError) -> UnpackError {
-        tar_err(&self.slot, e)
+        match tar_err(&self.slot, e) {
+            UnpackError::Truncated => UnpackError::TruncatedIn { name: self.name() },
+            e => e,
+        }
     }
 
     /// Applies one entry (its data, if any, is read from `tr`).
@@ -547,7 +553,7 @@ impl Unpacker {
         while left > 0 {
             let want = left.min(self.buf.len() as u64) as usize;
             let n = match tr.read(&mut self.buf[..want]) {
-                Ok(0) => return Err(UnpackError::Truncated),
+                Ok(0) => return Err(UnpackError::TruncatedIn { name: self.name() }),
                 Ok(n) => n,
                 Err(err) => return Err(self.tar_err(err)),
             };
