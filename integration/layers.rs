@@ -1,9 +1,11 @@
 //! Layers as real tar writers make them, pulled from a registry and unpacked by berth, compared
 //! file by file with `umoci unpack` of the same image: GNU tar in each of its formats (ustar,
 //! gnu, oldgnu, posix with xattrs and each sparse version), Python's tarfile in each of its
-//! formats (long and non-UTF-8 names, base-256 and pax numbers, binary xattrs, whiteouts), and
+//! formats (long and non-UTF-8 names, base-256 and pax numbers, binary xattrs, whiteouts),
 //! buildah (layers committed from a container it mounted: file capabilities, hard links,
-//! whiteouts). A file capability restored from a layer is then used by a non-root process.
+//! whiteouts) and a private dockerd 20.10 (`docker build` with RUN steps, `docker save`: a file
+//! capability, hard links, whiteouts, an opaque dir). A file capability restored from a layer is
+//! then used by a non-root process.
 
 use crate::common::images::*;
 use crate::common::registry::*;
@@ -13,7 +15,8 @@ use std::fs;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn s(p: &Path) -> &str {
     p.to_str().unwrap()
@@ -22,7 +25,9 @@ fn s(p: &Path) -> &str {
 /// A value holding a NUL, a non-UTF-8 byte and a newline.
 const BIN_XATTR: [u8; 4] = [0x00, 0xff, 0x7c, 0x0a];
 
-/// A static program that opens a raw IP socket (needs CAP_NET_RAW) and says how it went.
+/// A static program that opens a raw IP socket (needs CAP_NET_RAW) and says how it went; with
+/// `setcap FILE` it gives FILE the capability cap_net_raw+ep instead (for images built where
+/// there is no setcap tool).
 fn rawsock(ctx: &Ctx) -> PathBuf {
     let src = ctx.dir.join("rawsock.c");
     fs::write(
@@ -32,7 +37,14 @@ fn rawsock(ctx: &Ctx) -> PathBuf {
 #include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
-int main(void) {
+#include <sys/xattr.h>
+int main(int argc, char **argv) {
+    if (argc == 3 && strcmp(argv[1], "setcap") == 0) {
+        /* struct vfs_cap_data, revision 2 with the effective flag; permitted: bit 13 */
+        unsigned char cap[20] = {0x01, 0, 0, 0x02, 0, 0x20, 0, 0};
+        if (setxattr(argv[2], "security.capability", cap, sizeof cap, 0) != 0) { perror("setxattr"); return 1; }
+        return 0;
+    }
     int s = socket(AF_INET, SOCK_RAW, IPPROTO_ICMP);
     if (s < 0) { printf("raw socket: %s\n", strerror(errno)); return 1; }
     printf("raw socket: ok\n");
@@ -493,4 +505,153 @@ fn corrupt_layers_fail_naming_the_entry_store_unchanged() {
     let o = load("cut", &bytes[..victim + 512 + 1000]);
     o.one_line_error(&["layer is truncated in entry \"etc/victim-entry\""]);
     eng.assert_store_unchanged(&snap, "load of a truncated layer");
+}
+
+/// A private dockerd: its own data root, exec root, socket and pidfile under the test dir, no
+/// bridge, no iptables, its own cgroup parent; stopped by pid on drop, with what it leaves on
+/// the host (`/etc/docker/key.json` and `/run/docker` when they were not there, its cgroup
+/// dirs) removed.
+struct Dockerd {
+    dir: PathBuf,
+    child: Option<Child>,
+    key_was_there: bool,
+    run_docker_was_there: bool,
+    cgroup: String,
+}
+
+const DOCKER_KEY: &str = "/etc/docker/key.json";
+
+impl Dockerd {
+    fn start(ctx: &Ctx) -> Dockerd {
+        let dir = ctx.tempdir("dockerd");
+        let cgroup = format!("berth-layers-{}", std::process::id());
+        let log = fs::File::create(dir.join("dockerd.log")).unwrap();
+        let key_was_there = Path::new(DOCKER_KEY).exists();
+        let run_docker_was_there = Path::new("/run/docker").exists();
+        let child = Command::new("dockerd")
+            .arg("--data-root")
+            .arg(dir.join("data"))
+            .arg("--exec-root")
+            .arg(dir.join("exec"))
+            .arg("-H")
+            .arg(format!("unix://{}", dir.join("docker.sock").display()))
+            .arg("--pidfile")
+            .arg(dir.join("docker.pid"))
+            .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--storage-driver", "overlay2"])
+            .args(["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", &format!("/{cgroup}")])
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("spawn dockerd (scripts/deps.sh test installs docker.io)");
+        let d = Dockerd { dir, child: Some(child), key_was_there, run_docker_was_there, cgroup };
+        let t = Instant::now();
+        while !d.docker(&["version"]).status().map(|s| s.success()).unwrap_or(false) {
+            assert!(
+                t.elapsed() < Duration::from_secs(60),
+                "dockerd did not come up: {}",
+                fs::read_to_string(d.dir.join("dockerd.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        d
+    }
+
+    fn docker(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("docker");
+        c.arg("-H").arg(format!("unix://{}", self.dir.join("docker.sock").display())).args(args);
+        c.env("DOCKER_CONFIG", &self.dir).env("DOCKER_BUILDKIT", "0").stdout(Stdio::null()).stderr(Stdio::null());
+        c
+    }
+}
+
+impl Drop for Dockerd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            // SAFETY: kill(2) on the pid of our own child, not yet reaped.
+            unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+            let t = Instant::now();
+            while child.try_wait().ok().flatten().is_none() {
+                if t.elapsed() > Duration::from_secs(30) {
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(100));
+            }
+        }
+        if !self.key_was_there {
+            let _ = fs::remove_file(DOCKER_KEY);
+        }
+        if !self.run_docker_was_there {
+            // Empty dirs only: another daemon's are left alone.
+            let _ = fs::remove_dir("/run/docker/plugins");
+            let _ = fs::remove_dir("/run/docker");
+        }
+        if let Ok(rd) = fs::read_dir("/sys/fs/cgroup") {
+            for e in rd.flatten() {
+                let _ = fs::remove_dir(e.path().join(&self.cgroup));
+            }
+        }
+    }
+}
+
+#[test]
+fn layers_from_dockerd_match_umoci_and_keep_file_capabilities() {
+    let ctx = Ctx::new("layers-docker");
+    let eng = Eng::new(&ctx);
+    let raw = rawsock(&ctx);
+    let base = busybox_layer_tar(&ctx, "docker-base");
+    let d = Dockerd::start(&ctx);
+    let run = |c: &mut Command| {
+        let c = c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        tool(c)
+    };
+    run(d.docker(&["import"]).arg(&base).arg("berth-test/docker-base:v1"));
+    let bctx = ctx.tempdir("build");
+    fs::copy(&raw, bctx.join("rawsock")).unwrap();
+    fs::write(
+        bctx.join("Dockerfile"),
+        "FROM berth-test/docker-base:v1
+COPY rawsock /rawsock
+RUN mkdir -p /d/sub && echo old > /d/sub/old && echo gone > /etc/gone && echo keep > /etc/keep
+RUN cp /rawsock /rawsock-nocap && /rawsock setcap /rawsock && ln /rawsock /rawsock-hard \\
+    && rm /etc/gone && rm -rf /d && mkdir /d && echo new > /d/new && chown 1000:1000 /etc/keep
+",
+    )
+    .unwrap();
+    run(d.docker(&["build", "-q", "--network", "none", "-t", "berth-test/docker:v1"]).arg(&bctx));
+    let saved = ctx.dir.join("docker-save.tar");
+    run(d.docker(&["save", "-o"]).arg(&saved).arg("berth-test/docker:v1"));
+    drop(d);
+    // The layers as docker wrote them, into an OCI layout (blobs copied as they are).
+    let lay = ctx.dir.join("docker-layout");
+    tool(
+        Command::new("skopeo")
+            .args(["--insecure-policy", "copy", "-q"])
+            .arg(format!("docker-archive:{}", saved.display()))
+            .arg(format!("oci:{}:v1", lay.display()))
+            .env("HOME", &ctx.dir)
+            .env("TMPDIR", &ctx.dir),
+    );
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let (r, diff) = pull_and_compare(&ctx, &eng, &reg, &lay, "v1", "berth-test/docker:v1");
+    no_diff("docker layers", &diff);
+    assert_eq!(
+        xattr(&r.join("rawsock"), "security.capability").map(|v| hex(&v)).as_deref(),
+        Some("0100000200200000000000000000000000000000"),
+        "file capability restored"
+    );
+    assert!(xattr(&r.join("rawsock-nocap"), "security.capability").is_none());
+    assert_eq!(fs::metadata(r.join("rawsock-hard")).unwrap().ino(), fs::metadata(r.join("rawsock")).unwrap().ino());
+    assert!(!r.join("etc/gone").exists(), "whiteout");
+    assert_eq!(dir_entries_sorted(&r.join("d")), vec!["new"], "opaque directory");
+    assert_eq!(fs::metadata(r.join("etc/keep")).unwrap().uid(), 1000);
+
+    let name = reg.reference("berth-test/docker:v1");
+    let o = run_unprivileged(&eng, &name, &["/rawsock"]);
+    o.ok();
+    assert_eq!(o.stdout, "raw socket: ok\n", "{o}");
+    let o = run_unprivileged(&eng, &name, &["/rawsock-nocap"]);
+    assert_eq!(o.stdout, "raw socket: Operation not permitted\n", "{o}");
 }
