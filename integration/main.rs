@@ -12,6 +12,7 @@ mod container;
 mod exec;
 mod hooks;
 mod image;
+mod layers;
 mod lifecycle;
 mod namespaces;
 mod network;

@@ -12,6 +12,7 @@ use super::pull::{check_manifest, select_manifest, PullError};
 use super::store::{
     chain_ids, familiar, normalise, now_secs, ImageRecord, PreparedSnapshot, StagedBlob, Store, StoreError, WriteGuard,
 };
+use super::tarread::{Data, Kind, Reader, TarError};
 use super::types::{self, Descriptor, ImageConfig, Index, Manifest};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -149,27 +150,24 @@ impl<'s> Source<'s> {
 
     /// Stages every file of a tar stream.
     fn read_tar(&mut self, r: impl Read) -> Result<(), ArchiveError> {
-        let mut ar = tar::Archive::new(r);
-        let bad =
-            |e: io::Error| ArchiveError::Format { path: self.input.clone(), msg: format!("reading the tar: {e}") };
-        let entries = ar.entries().map_err(bad)?;
-        for e in entries {
-            let mut e = e.map_err(bad)?;
-            let raw = String::from_utf8_lossy(&e.path_bytes()).into_owned();
+        let mut tr = Reader::new(r);
+        let bad = |e: TarError| ArchiveError::Format { path: self.input.clone(), msg: format!("reading the tar: {e}") };
+        while let Some(e) = tr.next().map_err(bad)? {
+            let raw = String::from_utf8_lossy(&e.name).into_owned();
             let Some(path) = norm(&raw) else { continue };
-            let kind = e.header().entry_type();
-            if kind.is_file() || kind == tar::EntryType::Continuous {
+            let kind = e.kind;
+            if kind == Kind::File {
                 let mut w = self.store.stage(self.g)?;
-                if let Err(err) = io::copy(&mut e, &mut w) {
+                if let Err(err) = io::copy(&mut Data(&mut tr), &mut w) {
                     return Err(match w.write_error() {
                         Some(we) => ArchiveError::Store(we),
                         None => ArchiveError::Io { path: self.input.clone(), source: err },
                     });
                 }
                 self.files.insert(path, w.finish()?);
-            } else if kind.is_symlink() || kind.is_hard_link() {
-                let target = e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
-                let full = if kind.is_symlink() && !target.starts_with('/') {
+            } else if kind == Kind::Symlink || kind == Kind::Hardlink {
+                let target = String::from_utf8_lossy(&e.link).into_owned();
+                let full = if kind == Kind::Symlink && !target.starts_with('/') {
                     match path.rsplit_once('/') {
                         Some((parent, _)) => format!("{parent}/{target}"),
                         None => target,

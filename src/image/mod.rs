@@ -13,5 +13,6 @@ pub mod reference;
 pub mod registry;
 pub mod seccomp_profile;
 pub mod store;
+pub mod tarread;
 pub mod types;
 pub mod unpack;

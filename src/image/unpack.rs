@@ -9,11 +9,12 @@
 
 use super::chunks;
 use super::digest::{Digest, HashingReader};
+use super::tarread::{self, Kind};
 use std::cell::Cell;
 use std::collections::HashSet;
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::io::{self, BufReader, Read, Write};
+use std::io::{self, BufReader, Read, Seek, SeekFrom, Write};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
@@ -51,6 +52,8 @@ pub enum UnpackError {
     Corrupt(String),
     #[error("layer is truncated")]
     Truncated,
+    #[error("layer is truncated in entry {name:?}")]
+    TruncatedIn { name: String },
     #[error("layer entry {name:?}: leaves the layer")]
     Escapes { name: String },
     #[error("layer entry {name:?}: hardlink target {target:?} is not in the layer")]
@@ -175,19 +178,29 @@ fn read_tar<R: Read>(
     u: &mut Unpacker,
     slot: &Cell<Option<io::Error>>,
 ) -> Result<UnpackStats, UnpackError> {
-    let mut archive = tar::Archive::new(hashed);
+    let mut tr = tarread::Reader::new(hashed);
     let mut entries = 0u64;
-    for e in archive.entries().map_err(|e| classify(slot, e))? {
-        let mut e = e.map_err(|e| classify(slot, e))?;
-        if u.entry(&mut e)? {
-            entries += 1;
-        }
+    while let Some(e) = tr.next().map_err(|e| tar_err(slot, e))? {
+        u.entry(&e, &mut tr)?;
+        entries += 1;
     }
-    let mut rest = archive.into_inner();
+    let mut rest = tr.into_inner();
     io::copy(&mut rest, &mut io::sink()).map_err(|e| classify(slot, e))?;
     u.finish()?;
     let (diff_id, bytes) = rest.finish();
     Ok(UnpackStats { diff_id, entries, bytes })
+}
+
+/// A tar reader's error as the unpacker reports it.
+fn tar_err(slot: &Cell<Option<io::Error>>, e: tarread::TarError) -> UnpackError {
+    match e {
+        tarread::TarError::Read(e) => classify(slot, e),
+        tarread::TarError::Truncated => match slot.take() {
+            Some(source) => UnpackError::Read { source },
+            None => UnpackError::Truncated,
+        },
+        e @ tarread::TarError::Corrupt { .. } => UnpackError::Corrupt(e.to_string()),
+    }
 }
 
 /// The caller's reader, remembering its own errors so they are told apart from a corrupt
@@ -292,21 +305,19 @@ impl Unpacker {
         UnpackError::Invalid { name: self.name(), what }
     }
 
-    fn corrupt(&self, e: io::Error) -> UnpackError {
-        match classify(&self.slot, e) {
-            UnpackError::Corrupt(m) => UnpackError::Corrupt(format!("entry {:?}: {m}", self.name())),
-            other => other,
+    /// A tar reader's error while reading this entry's data.
+    fn tar_err(&self, e: tarread::TarError) -> UnpackError {
+        match tar_err(&self.slot, e) {
+            UnpackError::Truncated => UnpackError::TruncatedIn { name: self.name() },
+            e => e,
         }
     }
 
-    /// Applies one entry; false for entries that are not counted (global pax headers).
-    fn entry<R: Read>(&mut self, e: &mut tar::Entry<'_, R>) -> Result<bool, UnpackError> {
-        let kind = e.header().entry_type();
-        if kind.is_pax_global_extensions() {
-            return Ok(false);
-        }
+    /// Applies one entry (its data, if any, is read from `tr`).
+    fn entry<R: Read>(&mut self, e: &tarread::Entry, tr: &mut tarread::Reader<R>) -> Result<(), UnpackError> {
+        let kind = e.kind;
         self.raw.clear();
-        self.raw.extend_from_slice(&e.path_bytes());
+        self.raw.extend_from_slice(&e.name);
         if !normalize(&self.raw, &mut self.path) {
             return Err(if self.raw.contains(&0) {
                 self.invalid("name contains a NUL byte")
@@ -314,44 +325,20 @@ impl Unpacker {
                 UnpackError::Escapes { name: self.name() }
             });
         }
-
-        let h = e.header();
-        let mode = h.mode().map_err(|e| self.corrupt(e))? & 0o7777;
-        let mut uid = h.uid().map_err(|e| self.corrupt(e))?;
-        let mut gid = h.gid().map_err(|e| self.corrupt(e))?;
-        let mut mtime =
-            libc::timespec { tv_sec: h.mtime().map_err(|e| self.corrupt(e))?.min(i64::MAX as u64) as i64, tv_nsec: 0 };
         self.xattrs.clear();
-        if let Some(exts) = e.pax_extensions().map_err(|e| self.corrupt(e))? {
-            for ext in exts {
-                let ext = ext.map_err(|e| self.corrupt(e))?;
-                let (k, v) = (ext.key_bytes(), ext.value_bytes());
-                match k {
-                    b"uid" => uid = parse_u64(v).ok_or_else(|| self.invalid("bad pax uid"))?,
-                    b"gid" => gid = parse_u64(v).ok_or_else(|| self.invalid("bad pax gid"))?,
-                    b"mtime" => {
-                        if let Some(t) = parse_pax_time(v) {
-                            mtime = t;
-                        }
-                    }
-                    _ => {
-                        if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
-                            // Overlay's own attributes are made from whiteouts only: a layer
-                            // must not plant redirects or metacopy markers.
-                            if x.starts_with(b"trusted.overlay.") {
-                                continue;
-                            }
-                            let key = CString::new(x).map_err(|_| self.invalid("xattr name contains a NUL byte"))?;
-                            self.xattrs.push((key, v.to_vec()));
-                        }
-                    }
-                }
+        for (k, v) in &e.xattrs {
+            // Overlay's own attributes are made from whiteouts only: a layer must not plant
+            // redirects or metacopy markers.
+            if k.starts_with(b"trusted.overlay.") {
+                continue;
             }
+            let key = CString::new(k.as_slice()).map_err(|_| self.invalid("xattr name contains a NUL byte"))?;
+            self.xattrs.push((key, v.clone()));
         }
-        let (Ok(uid), Ok(gid)) = (u32::try_from(uid), u32::try_from(gid)) else {
+        let (Ok(uid), Ok(gid)) = (u32::try_from(e.uid), u32::try_from(e.gid)) else {
             return Err(self.invalid("uid or gid out of range"));
         };
-        let meta = Meta { mode, uid, gid, mtime };
+        let meta = Meta { mode: e.mode, uid, gid, mtime: e.mtime };
 
         let split = self.path.iter().rposition(|&b| b == b'/');
         let (pstart, nstart) = match split {
@@ -360,13 +347,13 @@ impl Unpacker {
         };
         if self.path.is_empty() {
             // The layer's root ("./"): only its metadata applies, to dest itself.
-            if !kind.is_dir() {
+            if kind != Kind::Dir {
                 return Err(self.invalid("the layer root is not a directory"));
             }
             let fd = reopen_dir(self.root.as_raw_fd()).map_err(|e| self.err("open", e))?;
             self.dir_meta(&fd, &meta)?;
             self.dirs.push((Vec::new(), meta.mtime));
-            return Ok(true);
+            return Ok(());
         }
         set_c(&mut self.cname, &self.path[nstart..]);
 
@@ -380,43 +367,30 @@ impl Unpacker {
             } else {
                 self.whiteout(pstart, nstart, meta.mtime)?;
             }
-            return Ok(true);
+            return Ok(());
         }
 
         let pfd = self.parent(pstart, true)?;
-        let is_dir = kind.is_dir() || (kind == tar::EntryType::Regular && self.raw.last() == Some(&b'/'));
-        if is_dir {
-            self.make_dir(pfd, &meta)?;
-        } else {
-            match kind {
-                tar::EntryType::Regular | tar::EntryType::Continuous | tar::EntryType::GNUSparse => {
-                    self.make_file(pfd, e, &meta)?
-                }
-                tar::EntryType::Symlink => {
-                    let target = e.link_name_bytes().unwrap_or_default();
-                    let target =
-                        CString::new(target.as_ref()).map_err(|_| self.invalid("link name contains a NUL byte"))?;
-                    self.make_symlink(pfd, &target, &meta)?
-                }
-                tar::EntryType::Link => {
-                    let target = e.link_name_bytes().unwrap_or_default().into_owned();
-                    self.make_hardlink(pfd, &target)?
-                }
-                tar::EntryType::Fifo => self.make_node(pfd, libc::S_IFIFO, 0, &meta)?,
-                tar::EntryType::Char | tar::EntryType::Block => {
-                    let h = e.header();
-                    let major = dev_number(h.device_major(), &h.as_bytes()[329..337]).map_err(|e| self.corrupt(e))?;
-                    let minor = dev_number(h.device_minor(), &h.as_bytes()[337..345]).map_err(|e| self.corrupt(e))?;
-                    let fmt = if kind == tar::EntryType::Char { libc::S_IFCHR } else { libc::S_IFBLK };
-                    self.make_node(pfd, fmt, libc::makedev(major, minor), &meta)?
-                }
-                _ => return Err(self.invalid("unsupported entry type")),
+        match kind {
+            Kind::Dir => self.make_dir(pfd, &meta)?,
+            Kind::File => self.make_file(pfd, e, tr, &meta)?,
+            Kind::Symlink => {
+                let target =
+                    CString::new(e.link.as_slice()).map_err(|_| self.invalid("link name contains a NUL byte"))?;
+                self.make_symlink(pfd, &target, &meta)?
             }
+            Kind::Hardlink => self.make_hardlink(pfd, &e.link)?,
+            Kind::Fifo => self.make_node(pfd, libc::S_IFIFO, 0, &meta)?,
+            Kind::Char | Kind::Block => {
+                let fmt = if kind == Kind::Char { libc::S_IFCHR } else { libc::S_IFBLK };
+                self.make_node(pfd, fmt, libc::makedev(e.dev_major, e.dev_minor), &meta)?
+            }
+            Kind::Other(_) => return Err(self.invalid("unsupported entry type")),
         }
         if self.mode == WhiteoutMode::Apply {
             self.created.insert(self.path.clone());
         }
-        Ok(true)
+        Ok(())
     }
 
     /// An fd of the dir at self.path[..plen] (the layer root for 0), beneath the root. With
@@ -531,7 +505,13 @@ impl Unpacker {
         fchmod(fd, meta.mode).map_err(|e| self.err("fchmod", e))
     }
 
-    fn make_file<R: Read>(&mut self, pfd: RawFd, e: &mut tar::Entry<'_, R>, meta: &Meta) -> Result<(), UnpackError> {
+    fn make_file<R: Read>(
+        &mut self,
+        pfd: RawFd,
+        e: &tarread::Entry,
+        tr: &mut tarread::Reader<R>,
+        meta: &Meta,
+    ) -> Result<(), UnpackError> {
         let flags = libc::O_WRONLY | libc::O_CREAT | libc::O_EXCL | libc::O_NOFOLLOW;
         let fd = match openat(pfd, cstr(&self.cname), flags, 0o600) {
             Ok(fd) => fd,
@@ -542,20 +522,16 @@ impl Unpacker {
             Err(err) => return Err(self.err("openat", err)),
         };
         let mut f = File::from(fd);
-        let mut left = e.size();
-        if left > 0 && self.buf.is_empty() {
-            self.buf = vec![0u8; COPY_BUF];
-        }
-        while left > 0 {
-            let want = left.min(self.buf.len() as u64) as usize;
-            let n = match e.read(&mut self.buf[..want]) {
-                Ok(0) => return Err(UnpackError::Truncated),
-                Ok(n) => n,
-                Err(err) if err.kind() == io::ErrorKind::Interrupted => continue,
-                Err(err) => return Err(self.corrupt(err)),
-            };
-            f.write_all(&self.buf[..n]).map_err(|e| self.err("write", e))?;
-            left -= n as u64;
+        match &e.sparse {
+            None => self.copy_data(&mut f, tr, e.size)?,
+            Some(map) => {
+                // Each segment at its offset; the holes between stay holes.
+                for &(off, len) in map {
+                    f.seek(SeekFrom::Start(off)).map_err(|e| self.err("lseek", e))?;
+                    self.copy_data(&mut f, tr, len)?;
+                }
+                f.set_len(e.size).map_err(|e| self.err("ftruncate", e))?;
+            }
         }
         let fd = f.as_raw_fd();
         fchown(fd, meta.uid, meta.gid).map_err(|e| self.err("fchown", e))?;
@@ -565,6 +541,25 @@ impl Unpacker {
         let ts = [meta.mtime, meta.mtime];
         // SAFETY: fd is an open file we own; ts is a valid array of two timespecs.
         cvt(unsafe { libc::futimens(fd, ts.as_ptr()) }).map_err(|e| self.err("futimens", e))?;
+        Ok(())
+    }
+
+    /// Copies `len` bytes of the entry's data from `tr` to `f`.
+    fn copy_data<R: Read>(&mut self, f: &mut File, tr: &mut tarread::Reader<R>, len: u64) -> Result<(), UnpackError> {
+        let mut left = len;
+        if left > 0 && self.buf.is_empty() {
+            self.buf = vec![0u8; COPY_BUF];
+        }
+        while left > 0 {
+            let want = left.min(self.buf.len() as u64) as usize;
+            let n = match tr.read(&mut self.buf[..want]) {
+                Ok(0) => return Err(UnpackError::TruncatedIn { name: self.name() }),
+                Ok(n) => n,
+                Err(err) => return Err(self.tar_err(err)),
+            };
+            f.write_all(&self.buf[..n]).map_err(|e| self.err("write", e))?;
+            left -= n as u64;
+        }
         Ok(())
     }
 
@@ -841,34 +836,6 @@ fn normalize(raw: &[u8], out: &mut Vec<u8>) -> bool {
         }
     }
     true
-}
-
-/// A device number field; blank (all NUL or space) reads as 0, as Go's archive/tar does.
-fn dev_number(parsed: io::Result<Option<u32>>, raw: &[u8]) -> io::Result<u32> {
-    match parsed {
-        Ok(v) => Ok(v.unwrap_or(0)),
-        Err(_) if raw.iter().all(|&b| b == 0 || b == b' ') => Ok(0),
-        Err(e) => Err(e),
-    }
-}
-
-fn parse_u64(v: &[u8]) -> Option<u64> {
-    std::str::from_utf8(v).ok()?.trim().parse().ok()
-}
-
-/// A pax time ("1700000000.123456789"); None for negative or malformed values.
-fn parse_pax_time(v: &[u8]) -> Option<libc::timespec> {
-    let s = std::str::from_utf8(v).ok()?;
-    let (sec, frac) = s.split_once('.').unwrap_or((s, ""));
-    let tv_sec: i64 = sec.parse().ok().filter(|s: &i64| *s >= 0)?;
-    let mut tv_nsec = 0i64;
-    for (i, c) in frac.bytes().take(9).enumerate() {
-        if !c.is_ascii_digit() {
-            return None;
-        }
-        tv_nsec += (c - b'0') as i64 * 10i64.pow(8 - i as u32);
-    }
-    Some(libc::timespec { tv_sec, tv_nsec })
 }
 
 /// Fills `buf` with `s` and a NUL (callers have checked `s` holds none).
