@@ -137,10 +137,11 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     match dir.status(&saved) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
+        // runc's words.
         Status::Paused => {
-            return Err(Error::Msg(format!("cannot exec in container {}: it is paused (use --ignore-paused)", o.id)))
+            return Err(Error::Msg("cannot exec in a paused container (use --ignore-paused to override)".into()))
         }
-        s => return Err(Error::Msg(format!("cannot exec in container {}: it is {}", o.id, s.as_str()))),
+        _ => return Err(Error::Msg("cannot exec in a stopped container".into())),
     }
     let cfg_path = dir.dir.join(super::CONFIG_COPY);
     let config_bytes = std::fs::read(&cfg_path).map_err(|e| sys(format!("read {}", cfg_path.display()), e))?;
@@ -172,12 +173,12 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         None => None,
     };
     // Pin the init: namespaces are opened through its pid only while it is still ours.
-    let pidfd = super::pidfd_of(&saved)
-        .ok_or_else(|| Error::Msg(format!("cannot exec in container {}: it is not running", o.id)))?;
+    let pidfd = super::pidfd_of(&saved).ok_or_else(|| Error::Msg("cannot exec in a stopped container".into()))?;
     let cg = saved.cgroup.clone();
     drop(dir);
 
     let pid = saved.pid;
+    crate::debug!("exec in container {} (init {pid}): {:?}", o.id, process.args().as_deref().unwrap_or(&[]));
     let mut namespaces = Vec::new();
     let mut userns = false;
     for (t, file, name) in NS_ORDER {
@@ -212,6 +213,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         None
     };
     let me = std::process::id() as libc::pid_t;
+    crate::debug!("join namespaces {:?}", namespaces.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
     let child = process::clone_fork(0)?;
     if child == 0 {
         drop(parent_ch);
@@ -228,6 +230,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     }
     drop(child_ch);
     drop(exe);
+    crate::debug!("exec process pid {child}");
     let kill_child = |e: Error| -> Error {
         // SAFETY: kill and reap our own child.
         unsafe {
@@ -286,7 +289,9 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         }
     }
     drop(pidfd);
+    crate::debug!("process {child} executed");
     if let Some(pf) = &o.pid_file {
+        crate::debug!("write pid file {}", pf.display());
         super::write_pid_file(pf, child)?;
     }
     if let Some(sock) = &o.pidfd_socket {
@@ -303,7 +308,9 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         })?;
         return Ok(r.relay(child));
     }
-    Ok(super::wait_forwarding(child))
+    let code = super::wait_forwarding(child);
+    crate::debug!("process {child} exited: code {code}");
+    Ok(code)
 }
 
 /// Send a pidfd of `pid` over the unix socket at `path` (runc's --pidfd-socket).
