@@ -160,7 +160,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
             let size = oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build();
             process.set_console_size(size.ok());
         }
-        Some(super::tty_relay::TtyRelay::listen(&g.root)?)
+        Some(super::tty_relay::TtyRelay::listen()?)
     } else {
         None
     };

@@ -401,13 +401,33 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     Ok(Created { dir, saved })
 }
 
-/// Build (or reuse from the cache under --root) the seccomp program of a config.
+/// berth's private scratch directory outside the state root (engines list and clean `--root`,
+/// which holds one directory per container and nothing else): the cache of compiled seccomp
+/// programs and the console sockets of attached `run`/`exec`. `$BERTH_CACHE_DIR` if set, else
+/// `/run/berth-cache` for root, `$XDG_RUNTIME_DIR/berth-cache` for others (or a per-uid dir
+/// under the temp dir). Shared by every `--root`: cache entries are keyed and checked by the
+/// whole profile, and socket names carry the pid.
+pub fn aux_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BERTH_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return PathBuf::from("/run/berth-cache");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("berth-cache"),
+        None => std::env::temp_dir().join(format!("berth-cache-{euid}")),
+    }
+}
+
+/// Build (or reuse from the cache in [`aux_dir`]) the seccomp program of a config.
 pub(crate) fn prepare_seccomp(
-    g: &Globals,
+    _g: &Globals,
     s: &oci_spec::runtime::LinuxSeccomp,
 ) -> Result<crate::seccomp::Prepared, Error> {
-    // "~" cannot start a container id, so the cache never collides with a container's dir.
-    let p = crate::seccomp::prepare_cached(s, &g.root.join("~seccomp"))?;
+    let p = crate::seccomp::prepare_cached(s, &aux_dir().join("seccomp"))?;
     for name in p.unknown_syscalls() {
         crate::logging::debug(&format!("seccomp: unknown syscall {name} skipped"));
     }
@@ -797,7 +817,7 @@ pub fn run(g: &Globals, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32,
     let mut relay = None;
     let relay_opts;
     let o = if !detach && o.console_socket.is_none() && tty_relay::wants_terminal(&o.bundle) {
-        let r = tty_relay::TtyRelay::listen(&g.root)?;
+        let r = tty_relay::TtyRelay::listen()?;
         relay_opts = CreateOpts {
             id: o.id.clone(),
             bundle: o.bundle.clone(),
