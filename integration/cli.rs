@@ -147,6 +147,18 @@ fn cli_features_json() {
     let max = f["ociVersionMax"].as_str().expect("ociVersionMax");
     assert!(min.starts_with("1.0"), "{min}");
     assert!(max.starts_with("1."), "{max}");
+    if !is_runc() {
+        // The newest runtime-spec release (v1.3.0), in features, spec and --version alike.
+        assert_eq!(max, "1.3.0");
+        let v = ctx.exec_cmd(ctx.command_noroot(&["--version"]), TIMEOUT);
+        assert!(v.stdout.contains("\nspec: 1.3.0\n"), "{v}");
+        let dir = ctx.tempdir("spec");
+        ctx.exec_cmd(ctx.command_noroot(&["spec", "-b", dir.to_str().unwrap()]), TIMEOUT).ok();
+        assert_eq!(load_spec(&dir.join("config.json"))["ociVersion"], "1.3.0");
+        assert_eq!(f["linux"]["netDevices"]["enabled"], false, "{o}");
+        assert_eq!(f["linux"]["intelRdt"]["enabled"], false, "{o}");
+        assert!(f["linux"].get("memoryPolicy").is_none(), "memoryPolicy is not applied: {o}");
+    }
     let hooks = strs(&f["hooks"]);
     for h in ["createRuntime", "createContainer", "startContainer", "poststart", "poststop"] {
         assert!(hooks.iter().any(|x| x == h), "hook {h} missing: {hooks:?}");

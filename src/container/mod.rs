@@ -179,6 +179,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     if !rootfs.is_dir() {
         return Err(Error::Config(format!("rootfs {} is not a directory", rootfs.display())));
     }
+    refuse_unsupported(&spec)?;
     let linux = spec.linux().as_ref();
     let plan = Plan::from_linux(linux)?;
     namespaces::check_sysctls(linux, &plan)?;
@@ -401,6 +402,40 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     Ok(Created { dir, saved })
 }
 
+/// The runtime-spec (1.3.0) fields berth does not apply: refused with one line before anything
+/// is created, never silently ignored. Idmapped mounts are refused where mounts are made.
+pub(crate) fn refuse_unsupported(spec: &Spec) -> Result<(), Error> {
+    let refuse = |what: &str, why: &str| Err(Error::Config(format!("{what} is not supported: {why}")));
+    if spec.vm().is_some() {
+        return refuse("vm", "berth runs containers, not virtual machines");
+    }
+    if let Some(p) = spec.process() {
+        refuse_process(p)?;
+    }
+    let Some(l) = spec.linux() else { return Ok(()) };
+    if l.intel_rdt().is_some() {
+        return refuse("linux.intelRdt", "berth does not manage resctrl (Intel RDT) groups");
+    }
+    if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return refuse("linux.netDevices", "berth does not move host network devices into a container");
+    }
+    if l.memory_policy().is_some() {
+        return refuse("linux.memoryPolicy", "berth does not set NUMA memory policies");
+    }
+    Ok(())
+}
+
+/// The process fields berth does not apply (for create and for `exec --process`).
+pub(crate) fn refuse_process(p: &oci_spec::runtime::Process) -> Result<(), Error> {
+    if p.exec_cpu_affinity().is_some() {
+        return Err(Error::Config(
+            "process.execCPUAffinity is not supported: berth does not set a CPU affinity for executing the process"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
 /// berth's private scratch directory outside the state root (engines list and clean `--root`,
 /// which holds one directory per container and nothing else): the cache of compiled seccomp
 /// programs and the console sockets of attached `run`/`exec`. `$BERTH_CACHE_DIR` if set, else
@@ -582,8 +617,13 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
     }
     crate::debug!("container {id} started");
     let st = saved.spec_state_json(Status::Running);
-    // The spec: a failing poststart hook is logged, the container keeps running.
-    crate::hooks::run_all_warn("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st);
+    // runtime-spec 1.3: a failing poststart hook is an error and the container is stopped
+    // (runc does the same); delete then runs the poststop hooks.
+    if let Err(e) = crate::hooks::run_all("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st) {
+        crate::debug!("poststart hook failed: kill container {id}");
+        destroy_processes(&saved);
+        return Err(e.into());
+    }
     Ok(())
 }
 
