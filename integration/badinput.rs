@@ -305,3 +305,37 @@ fn badinput_memory_limit_too_low() {
     o.one_line_error(&["memory limit"]);
     ctx.assert_nothing_left(&snap, &b, &id);
 }
+
+/// The runtime-spec 1.3.0 fields berth does not apply are refused with one line naming the
+/// field, before anything exists, never silently ignored.
+#[test]
+fn badinput_unsupported_spec_fields() {
+    if skip_on_runc("runc 1.1.5 predates these fields and ignores them") {
+        return;
+    }
+    let ctx = Ctx::new("unsupported");
+    let cases: Vec<(&str, serde_json::Value, &str)> = vec![
+        ("/linux/intelRdt", json!({"closID": "c1", "schemata": ["L3:0=f"]}), "linux.intelRdt"),
+        ("/linux/netDevices", json!({"eth9": {"name": "eth0"}}), "linux.netDevices"),
+        ("/linux/memoryPolicy", json!({"mode": "MPOL_BIND", "nodes": "0"}), "linux.memoryPolicy"),
+        ("/process/execCPUAffinity", json!({"initial": "0", "final": "0"}), "process.execCPUAffinity"),
+        ("/vm", json!({"hypervisor": {"path": "/x"}, "kernel": {"path": "/k"}}), "vm"),
+    ];
+    for (ptr, v, word) in cases {
+        let mut b = ctx.bundle();
+        b.set(ptr, v);
+        b.write_config("");
+        create_and_run_fail(&ctx, &b, &[&format!("{word} is not supported")]);
+    }
+    // exec --process with execCPUAffinity too.
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("ex");
+    ctx.run_detached(&mut b, &id);
+    let p = ctx.dir.join("process.json");
+    let proc = json!({"args": ["true"], "cwd": "/", "user": {"uid": 0, "gid": 0}, "execCPUAffinity": {"initial": "0"}});
+    fs::write(&p, proc.to_string()).unwrap();
+    let o = ctx.cmd(&["exec", "--process", p.to_str().unwrap(), &id]);
+    o.one_line_error(&["process.execCPUAffinity is not supported"]);
+    assert_eq!(o.code, 255, "{o}");
+}

@@ -918,7 +918,7 @@ fn pause_freezes_resume_thaws() {
     std::thread::sleep(Duration::from_millis(300));
     assert_eq!(read_counter(pid), c1, "counter moved while paused");
     // Pausing twice fails, resume of a running one fails: both one line.
-    ctx.cmd(&["pause", &id]).one_line_error(&["paused"]);
+    ctx.cmd(&["pause", &id]).one_line_error(&["container not running"]);
     ctx.cmd(&["resume", &id]).ok();
     assert_eq!(ctx.state(&id)["status"], "running");
     assert_eq!(cg_read("freezer", &cg, "freezer.state"), "THAWED");

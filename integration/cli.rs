@@ -147,6 +147,18 @@ fn cli_features_json() {
     let max = f["ociVersionMax"].as_str().expect("ociVersionMax");
     assert!(min.starts_with("1.0"), "{min}");
     assert!(max.starts_with("1."), "{max}");
+    if !is_runc() {
+        // The newest runtime-spec release (v1.3.0), in features, spec and --version alike.
+        assert_eq!(max, "1.3.0");
+        let v = ctx.exec_cmd(ctx.command_noroot(&["--version"]), TIMEOUT);
+        assert!(v.stdout.contains("\nspec: 1.3.0\n"), "{v}");
+        let dir = ctx.tempdir("spec");
+        ctx.exec_cmd(ctx.command_noroot(&["spec", "-b", dir.to_str().unwrap()]), TIMEOUT).ok();
+        assert_eq!(load_spec(&dir.join("config.json"))["ociVersion"], "1.3.0");
+        assert_eq!(f["linux"]["netDevices"]["enabled"], false, "{o}");
+        assert_eq!(f["linux"]["intelRdt"]["enabled"], false, "{o}");
+        assert!(f["linux"].get("memoryPolicy").is_none(), "memoryPolicy is not applied: {o}");
+    }
     let hooks = strs(&f["hooks"]);
     for h in ["createRuntime", "createContainer", "startContainer", "poststart", "poststop"] {
         assert!(hooks.iter().any(|x| x == h), "hook {h} missing: {hooks:?}");
@@ -167,4 +179,220 @@ fn cli_features_json() {
     for c in ["CAP_CHOWN", "CAP_SYS_ADMIN", "CAP_NET_BIND_SERVICE"] {
         assert!(caps.iter().any(|x| x == c), "capability {c} missing: {caps:?}");
     }
+}
+
+/// The program name as help prints it ("berth", or "runc" when testing runc).
+fn prog() -> String {
+    if is_runc() {
+        "runc".into()
+    } else {
+        "berth".into()
+    }
+}
+
+/// The runtime commands' help has urfave/cli's layout (NAME, USAGE, OPTIONS aligned by a
+/// tabwriter, a "   " line closing OPTIONS), exit 0, for `CMD --help`, `CMD -h`, `help CMD`
+/// and `h CMD`. Where berth has exactly runc's options, the text is runc's own, byte for byte
+/// (compared live with /usr/sbin/runc when it is installed).
+#[test]
+fn cli_help_layout_as_runc() {
+    let ctx = Ctx::new("help");
+    let p = prog();
+    let cmds = [
+        "create", "start", "run", "state", "kill", "delete", "list", "spec", "features", "exec", "pause", "resume",
+        "ps", "events", "update",
+    ];
+    for c in cmds {
+        let o = ctx.exec_cmd(ctx.command_noroot(&[c, "--help"]), TIMEOUT);
+        o.ok();
+        assert!(o.stderr.is_empty(), "{o}");
+        let t = &o.stdout;
+        assert!(t.starts_with(&format!("NAME:\n   {p} {c} - ")), "{o}");
+        assert!(t.contains(&format!("\n\nUSAGE:\n   {p} {c} ")), "{o}");
+        if let Some(i) = t.find("\nOPTIONS:\n") {
+            assert!(t.ends_with("\n   \n"), "OPTIONS ends with urfave's \"   \" line: {o}");
+            // Each run of option lines has its texts in one column: flags padded to the widest + 2.
+            let body = &t[i + 10..];
+            let lines: Vec<&str> = body.lines().filter(|l| l.starts_with("   --")).collect();
+            assert!(!lines.is_empty(), "{o}");
+            let col = |l: &str| l[3..].find("  ").map(|k| k + 3 + l[3 + k..].chars().take_while(|&c| c == ' ').count());
+            if c != "update" {
+                let cols: Vec<_> = lines.iter().map(|l| col(l)).collect();
+                assert!(cols.windows(2).all(|w| w[0] == w[1]), "{c}: misaligned options {cols:?}: {o}");
+            }
+        } else {
+            assert!(t.ends_with('\n') && !t.ends_with("\n\n\n"), "{o}");
+        }
+        for alt in [vec![c, "-h"], vec!["help", c], vec!["h", c]] {
+            let a = ctx.exec_cmd(ctx.command_noroot(&alt), TIMEOUT);
+            a.ok();
+            assert_eq!(a.stdout, o.stdout, "{alt:?}");
+        }
+        // Global options before the command change nothing.
+        let g = ctx.cmd(&["--debug", c, "--help"]);
+        g.ok();
+        assert_eq!(g.stdout, o.stdout);
+    }
+    // runc 1.1.5's own text where the options are the same.
+    let runc = std::path::Path::new("/usr/sbin/runc");
+    if runc.exists() {
+        for c in ["create", "start", "state", "kill", "delete", "list", "pause", "resume", "ps", "events"] {
+            let r = std::process::Command::new(runc).args([c, "--help"]).output().unwrap();
+            let want = String::from_utf8_lossy(&r.stdout).replace("runc", &p);
+            let o = ctx.exec_cmd(ctx.command_noroot(&[c, "--help"]), TIMEOUT);
+            assert_eq!(o.stdout, want, "{c} --help differs from runc's");
+        }
+    }
+    // The whole program's help: runc's sections, every runtime command listed.
+    for args in [vec!["--help"], vec!["-h"], vec!["help"], vec![]] {
+        let o = ctx.exec_cmd(ctx.command_noroot(&args), TIMEOUT);
+        o.ok();
+        let t = &o.stdout;
+        assert!(t.starts_with(&format!("NAME:\n   {p} - ")), "{args:?}: {o}");
+        for s in ["\nUSAGE:\n", "\nCOMMANDS:\n", "\nGLOBAL OPTIONS:\n", "\n   --root value ", "\n   help, h "] {
+            assert!(t.contains(s), "{args:?} lacks {s:?}: {o}");
+        }
+        for c in cmds {
+            assert!(t.contains(&format!("\n   {c} ")) || t.contains(&format!("\n   {c}, ")), "{c} not listed: {o}");
+        }
+    }
+}
+
+/// An unknown command (or help topic) fails as runc's does: exit 3, one line naming it; a
+/// usage error of a runtime command exits 1 with one line.
+#[test]
+fn cli_unknown_command_and_usage_errors() {
+    let ctx = Ctx::new("unknowncmd");
+    for args in [vec!["no-such-command"], vec!["no-such-command", "--help"], vec!["help", "no-such-command"]] {
+        let o = ctx.exec_cmd(ctx.command_noroot(&args), TIMEOUT);
+        o.one_line_error(&["No help topic for 'no-such-command'"]);
+        assert_eq!(o.code, 3, "{o}");
+        assert!(o.stdout.is_empty(), "{o}");
+    }
+    for args in [vec!["kill"], vec!["state", "a", "b"], vec!["kill", "--no-such-flag", "x"]] {
+        let o = ctx.cmd(&args);
+        assert_eq!(o.code, 1, "runc's code for a usage error: {o}");
+        if !is_runc() {
+            o.one_line_error(&["argument", "flag", "required"]);
+        }
+    }
+}
+
+/// berth-only: the engine commands keep their docker-style help (clap's).
+#[test]
+fn cli_engine_help_stays_docker_style() {
+    if skip_on_runc("engine commands are berth's") {
+        return;
+    }
+    let ctx = Ctx::new("enginehelp");
+    for c in ["image", "container", "volume", "network"] {
+        let o = ctx.exec_cmd(ctx.command_noroot(&[c, "--help"]), TIMEOUT);
+        o.ok();
+        assert!(!o.stdout.starts_with("NAME:"), "{o}");
+        assert!(o.stdout.contains("Usage:"), "{o}");
+    }
+}
+
+/// Listing and streaming commands whose reader has gone (`berth list | head -1`) end quietly:
+/// status 0 or death by SIGPIPE (141 in a shell), never a panic or an error line.
+#[test]
+fn cli_closed_pipe_is_quiet() {
+    let ctx = Ctx::new("epipe");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("p");
+    ctx.run_detached(&mut b, &id);
+    let data = ctx.tempdir("data");
+    let data = data.to_str().unwrap();
+    let mut cases: Vec<Vec<&str>> = vec![
+        vec!["list"],
+        vec!["list", "--format", "json"],
+        vec!["list", "-q"],
+        vec!["state", &id],
+        vec!["ps", &id],
+        vec!["ps", "--format", "json", &id],
+        vec!["events", "--stats", &id],
+        vec!["events", "--interval", "100ms", &id],
+        vec!["features"],
+        vec!["--help"],
+        vec!["kill", "--help"],
+        vec!["--version"],
+    ];
+    if !is_runc() {
+        for c in [["image", "ls"], ["container", "ls"], ["network", "ls"], ["volume", "ls"], ["image", "--help"]] {
+            cases.push(vec!["--data-root", data, c[0], c[1]]);
+        }
+    }
+    for args in cases {
+        let (r, w) = std::io::pipe().unwrap();
+        drop(r);
+        let mut c = ctx.command(&args);
+        c.stdout(w).stderr(std::process::Stdio::piped());
+        let child = c.spawn().unwrap();
+        let pid = child.id() as i32;
+        let killer = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_secs(20));
+            // SAFETY: kill(2) of the child this test spawned, if it is still there.
+            unsafe { libc::kill(pid, libc::SIGKILL) };
+        });
+        let o = child.wait_with_output().unwrap();
+        drop(killer);
+        use std::os::unix::process::ExitStatusExt;
+        let quiet = o.status.code() == Some(0) || o.status.signal() == Some(libc::SIGPIPE);
+        assert!(quiet, "{args:?}: {:?}, stderr {}", o.status, String::from_utf8_lossy(&o.stderr));
+        assert!(o.stderr.is_empty(), "{args:?}: stderr {}", String::from_utf8_lossy(&o.stderr));
+    }
+}
+
+/// `--debug` writes runc-style debug lines for create, start, run, exec, kill and delete: text
+/// (`time="..." level=debug msg="..."`) on stderr, or JSON lines in `--log` with
+/// `--log-format json`; without --debug there are none.
+#[test]
+fn cli_debug_lines() {
+    if skip_on_runc("the messages are berth's own") {
+        return;
+    }
+    let ctx = Ctx::new("debug");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("d");
+    b.write_config(&id);
+    let bundle = b.dir.to_str().unwrap().to_string();
+    let text_line = |l: &str| l.starts_with("time=\"") && l.contains("\" level=debug msg=\"") && l.ends_with('"');
+    let o = ctx.cmd(&["--debug", "create", "--bundle", &bundle, &id]);
+    o.ok();
+    let lines: Vec<&str> = o.stderr.lines().collect();
+    assert!(lines.len() >= 3 && lines.iter().all(|l| text_line(l)), "{o}");
+    assert!(lines[0].contains(&format!("create container {id}")), "{o}");
+    assert!(lines.last().unwrap().contains(&format!("container {id} created")), "{o}");
+    for args in [vec!["start", &id], vec!["exec", &id, "true"], vec!["kill", &id, "KILL"]] {
+        let mut a = vec!["--debug"];
+        a.extend(&args);
+        let o = ctx.cmd(&a);
+        o.ok();
+        assert!(!o.stderr.is_empty() && o.stderr.lines().all(text_line), "{o}");
+    }
+    ctx.wait_status(&id, "stopped", std::time::Duration::from_secs(10));
+    let log = ctx.dir.join("debug.json");
+    let log_s = log.to_str().unwrap();
+    let o = ctx.cmd(&["--debug", "--log", log_s, "--log-format", "json", "delete", &id]);
+    o.ok();
+    assert!(o.stderr.is_empty(), "debug lines go to --log: {o}");
+    let text = fs::read_to_string(&log).unwrap();
+    let msgs: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert!(msgs.len() >= 2, "{text}");
+    for m in &msgs {
+        assert_eq!(m["level"], "debug", "{text}");
+        assert!(m["time"].as_str().is_some_and(|t| t.ends_with('Z')), "{text}");
+    }
+    assert!(msgs[0]["msg"].as_str().unwrap().contains(&format!("delete container {id}")), "{text}");
+    // Off: nothing.
+    let id2 = ctx.id("quiet");
+    b.write_config(&id2);
+    let o = ctx.cmd(&["run", "-d", "--bundle", &bundle, &id2]);
+    o.ok();
+    assert!(o.stderr.is_empty(), "{o}");
+    let o = ctx.cmd(&["--debug", "delete", "--force", &id2]);
+    o.ok();
+    assert!(o.stderr.lines().any(|l| l.contains("level=debug") && l.contains("force: true")), "{o}");
 }

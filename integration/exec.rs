@@ -560,3 +560,38 @@ fn exec_lsm_flags_without_lsm() {
     assert_eq!(ctx.status(&id).as_deref(), Some("running"));
     assert_eq!(ctx.cmd(&["ps", &id]).stdout.lines().count(), before, "a failed exec left a process");
 }
+
+/// As runc: exec exits with the process's own code, and 255 (one line, "exec failed: ...") for
+/// every failure of its own: no such container, a stopped one, a binary not found, a pid file
+/// it cannot write.
+#[test]
+fn exec_exit_codes_as_runc() {
+    let ctx = Ctx::new("excodes");
+    let (_b, id) = running(&ctx, |_| {});
+    let o = ctx.cmd(&["exec", &id, "sh", "-c", "exit 7"]);
+    assert_eq!(o.code, 7, "{o}");
+    let o = ctx.cmd(&["exec", &id, "sh", "-c", "kill -9 $$"]);
+    assert_eq!(o.code, 137, "{o}");
+    let missing = ctx.id("missing");
+    let pid_file = ctx.dir.join("no-such-dir/pid");
+    let pid_file = pid_file.to_str().unwrap();
+    let cases: Vec<(Vec<&str>, &[&str])> = vec![
+        (vec!["exec", &missing, "true"], &["does not exist"]),
+        (vec!["exec", &id, "no-such-binary-xyz"], &["no-such-binary-xyz"]),
+        (vec!["exec", "--pid-file", pid_file, &id, "true"], &["no-such-dir"]),
+    ];
+    for (args, words) in cases {
+        let o = ctx.cmd(&args);
+        o.one_line_error(words);
+        assert_eq!(o.code, 255, "{o}");
+        assert!(o.stderr.contains("exec failed: "), "{o}");
+    }
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    let st = ctx.id("stopped");
+    ctx.run_detached(&mut b, &st);
+    ctx.wait_status(&st, "stopped", Duration::from_secs(10));
+    let o = ctx.cmd(&["exec", &st, "true"]);
+    o.one_line_error(&["cannot exec in a stopped container"]);
+    assert_eq!(o.code, 255, "{o}");
+}

@@ -290,3 +290,28 @@ fn hooks_failing_poststop_does_not_fail_delete() {
     ctx.delete(&id).ok();
     assert!(ctx.status(&id).is_none());
 }
+
+/// runtime-spec 1.3.0: a failing poststart hook makes `start` fail and stops the container; the
+/// lifecycle goes on at delete (poststop hooks run).
+#[test]
+fn hooks_failing_poststart_stops_container() {
+    let ctx = Ctx::new("hookfailps");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let marker = ctx.dir.join("poststop-ran");
+    b.hook("poststart", sh_hook("echo poststart-boom >&2; exit 4"));
+    b.hook("poststop", sh_hook(&format!("touch {}", marker.display())));
+    let id = ctx.id("ps");
+    ctx.create(&mut b, &id).ok();
+    let pid = ctx.pid(&id);
+    let o = ctx.start(&id);
+    o.fails();
+    if is_runc() {
+        return;
+    }
+    assert!(o.stderr.contains("poststart-boom"), "the hook's stderr must be in the error: {o}");
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pid)), "init {pid} survived a failed poststart hook");
+    ctx.wait_status(&id, "stopped", Duration::from_secs(5));
+    ctx.delete(&id).ok();
+    assert!(marker.exists(), "poststop hooks run at delete");
+}

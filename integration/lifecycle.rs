@@ -410,3 +410,55 @@ fn same_id_round(ctx: &Ctx) {
     assert!(mounts_under(&lb.dir).is_empty());
     ctx.delete_force(&id).ok();
 }
+
+/// A container that exited on its own: `kill` fails with runc's "container not running" (what
+/// containerd's shim reads as "already gone"), `kill -a ID 0` and `kill -a ID KILL` succeed,
+/// `start` gives runc's words, `ps` lists nothing, as runc 1.1.5 does.
+#[test]
+fn lifecycle_exited_container_as_runc() {
+    let ctx = Ctx::new("exitedrunc");
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    let id = ctx.id("ex");
+    ctx.run_detached(&mut b, &id);
+    ctx.wait_status(&id, "stopped", Duration::from_secs(10));
+    for sig in ["KILL", "TERM", "0"] {
+        let o = ctx.kill(&id, sig);
+        o.one_line_error(&["container not running"]);
+        assert_eq!(o.code, 1, "{o}");
+    }
+    ctx.cmd(&["kill", "-a", &id, "0"]).ok();
+    ctx.cmd(&["kill", "--all", &id, "KILL"]).ok();
+    let o = ctx.start(&id);
+    o.one_line_error(&["cannot start a container that has stopped"]);
+    assert_eq!(o.code, 1, "{o}");
+    let o = ctx.cmd(&["ps", &id]);
+    o.ok();
+    assert_eq!(o.lines().len(), 1, "only ps's header: {o}");
+    assert!(o.stdout.contains("PID"), "{o}");
+    let o = ctx.cmd(&["ps", "--format", "json", &id]);
+    o.ok();
+    assert_eq!(o.stdout, "null\n", "{o}");
+    ctx.cmd(&["pause", &id]).one_line_error(&["container not running"]);
+    ctx.cmd(&["resume", &id]).one_line_error(&["container not paused"]);
+    ctx.delete(&id).ok();
+    let o = ctx.kill(&id, "KILL");
+    o.one_line_error(&["does not exist"]);
+}
+
+/// Signal 0 is kill(2)'s existence check: runc passes it on, so `kill ID 0` succeeds on a
+/// running container; `start` and `delete` of a running one fail with runc's words.
+#[test]
+fn lifecycle_running_container_words_as_runc() {
+    let ctx = Ctx::new("runningrunc");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("rn");
+    ctx.run_detached(&mut b, &id);
+    ctx.kill(&id, "0").ok();
+    ctx.cmd(&["kill", "-a", &id, "0"]).ok();
+    assert_eq!(ctx.state(&id)["status"], "running");
+    ctx.start(&id).one_line_error(&["cannot start an already running container"]);
+    ctx.delete(&id).one_line_error(&[&format!("cannot delete container {id} that is not stopped: running")]);
+    ctx.cmd(&["resume", &id]).one_line_error(&["container not paused"]);
+}

@@ -690,12 +690,6 @@ fn seccomp_bad_profiles() {
             &["default", "notify"],
         ),
     ];
-    if !is_runc() {
-        // berth's cache of compiled programs: a profile that compiles is cached even when the
-        // create fails later (by design); it is not a leftover of the failed container.
-        let cache = ctx.root.join("~seccomp");
-        mkdir(&cache, 0o700);
-    }
     for (what, profile, words) in cases {
         let mut b = ctx.bundle();
         b.set("/linux/seccomp", profile);
@@ -766,11 +760,12 @@ fn median(v: &mut [Duration]) -> Duration {
 }
 
 /// Create with a 300-rule profile costs little more than without one: berth compiles the
-/// profile once and reuses the program cached under --root/~seccomp.
+/// profile once and reuses the program cached in berth's scratch dir (BERTH_CACHE_DIR).
 #[test]
 #[ignore = "timing belongs to make bench (seccomp section), not to a test"]
 fn seccomp_300_rules_create_time() {
-    let ctx = Ctx::new("sc300");
+    let mut ctx = Ctx::new("sc300");
+    let cache = ctx.private_cache().join("seccomp");
     let profile = profile_300_rules();
     assert_eq!(profile["syscalls"].as_array().unwrap().len(), 300);
     let mut plain = ctx.bundle();
@@ -787,14 +782,13 @@ fn seccomp_300_rules_create_time() {
     o.ok();
     assert_eq!(o.lines(), ["ok", "l32"], "{o}");
     if !is_runc() {
-        let cache = ctx.root.join("~seccomp");
         let n = fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
         assert_eq!(n, 1, "one compiled program cached in {}", cache.display());
     }
 
     time_create(&ctx, &mut plain, "warm");
     // One create that compiles the profile (cache emptied), for the report.
-    let _ = fs::remove_dir_all(ctx.root.join("~seccomp"));
+    let _ = fs::remove_dir_all(&cache);
     let cold = time_create(&ctx, &mut with, "cold");
     eprintln!("create with 300 rules, profile not cached: {:.2} ms", cold.as_secs_f64() * 1e3);
     // Other load on the machine only adds time: up to three rounds, the best one counts.
@@ -847,10 +841,11 @@ fn measure_round(ctx: &Ctx, plain: &mut Bundle, with: &mut Bundle) -> f64 {
 /// takes effect (no stale program).
 #[test]
 fn seccomp_cache_distinguishes_profiles() {
-    if skip_on_runc("berth's --root/~seccomp cache") {
+    if skip_on_runc("berth's seccomp cache") {
         return;
     }
-    let ctx = Ctx::new("sccache");
+    let mut ctx = Ctx::new("sccache");
+    let cache = ctx.private_cache().join("seccomp");
     let a = run_with(
         &ctx,
         allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])),
@@ -869,7 +864,17 @@ fn seccomp_cache_distinguishes_profiles() {
         &["mkdir", "/tmp/d"],
     );
     assert!(again.stderr.contains("Function not implemented"), "{again}");
-    let cache: PathBuf = ctx.root.join("~seccomp");
     let n = fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
     assert_eq!(n, 2, "two programs cached in {}", cache.display());
+    // The state root holds one directory per container and nothing else (engines list and
+    // clean it): the cache lives outside it.
+    let mut b = ctx.bundle();
+    b.set("/linux/seccomp", allow_all_but(json!([mkdir_rule("SCMP_ACT_ERRNO", json!({"errnoRet": 38}))])));
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("kept");
+    ctx.run_detached(&mut b, &id);
+    ctx.cmd(&["exec", &id, "true"]).ok();
+    let names: Vec<String> =
+        fs::read_dir(&ctx.root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    assert_eq!(names, [id.as_str()], "only the container's dir under --root");
 }

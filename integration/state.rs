@@ -190,3 +190,104 @@ fn state_list_empty_root() {
     // An empty list is `[]` (runc prints `null`, also accepted: no containers either way).
     assert!(t == "[]" || t == "null", "{o}");
 }
+
+/// Go's text/tabwriter as runc's `list` uses it (minwidth 12, padding 3, ' '): every cell but
+/// the last padded to its column's widest cell + 3, at least 12.
+fn go_tabwriter(rows: &[Vec<String>]) -> String {
+    let widths: Vec<usize> =
+        (0..rows[0].len() - 1).map(|c| rows.iter().map(|r| r[c].chars().count() + 3).max().unwrap().max(12)).collect();
+    let mut out = String::new();
+    for r in rows {
+        for (i, cell) in r.iter().enumerate() {
+            out.push_str(cell);
+            if i < widths.len() {
+                out.push_str(&" ".repeat(widths[i] - cell.chars().count()));
+            }
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// `list`, `list -q` and `list --format json` print exactly runc's fields and layout (runc
+/// 1.1.5 observed on the same containers: tabwriter columns, RFC 3339 times without trailing
+/// zeros, JSON keys in runc's order, `null` for no containers).
+#[test]
+fn state_list_layout_as_runc() {
+    let ctx = Ctx::new("listlayout");
+    let o = ctx.cmd(&["list"]);
+    o.ok();
+    assert_eq!(
+        o.stdout,
+        go_tabwriter(&[["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()])
+    );
+    let o = ctx.cmd(&["list", "--format", "json"]);
+    o.ok();
+    assert_eq!(o.stdout, "null\n", "runc prints null for no containers");
+    ctx.cmd(&["list", "-q"]).ok();
+
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let run = ctx.id("a");
+    ctx.run_detached(&mut b, &run);
+    let mut b2 = ctx.bundle();
+    b2.args(&["true"]);
+    let stopped = ctx.id("b-longer-id");
+    ctx.run_detached(&mut b2, &stopped);
+    ctx.wait_status(&stopped, "stopped", Duration::from_secs(10));
+
+    let mut ids = vec![run.clone(), stopped.clone()];
+    ids.sort();
+    let mut rows = vec![["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"].map(String::from).to_vec()];
+    for id in &ids {
+        let s = ctx.state(id);
+        let created = s["created"].as_str().unwrap().to_string();
+        rows.push(vec![
+            id.clone(),
+            if s["status"] == "stopped" { "0".into() } else { s["pid"].to_string() },
+            s["status"].as_str().unwrap().to_string(),
+            s["bundle"].as_str().unwrap().to_string(),
+            created,
+            "root".into(),
+        ]);
+    }
+    let o = ctx.cmd(&["list"]);
+    o.ok();
+    assert_eq!(o.stdout, go_tabwriter(&rows), "{o}");
+    for r in &rows[1..] {
+        // Go's RFC3339Nano: no trailing zeros in the fraction.
+        assert!(r[4].ends_with('Z') && !r[4].ends_with("0Z") && !r[4].ends_with(".Z"), "{}", r[4]);
+    }
+
+    let o = ctx.cmd(&["list", "-q"]);
+    o.ok();
+    assert_eq!(o.lines(), ids);
+
+    let o = ctx.cmd(&["list", "--format", "json"]);
+    o.ok();
+    assert_eq!(o.stdout.matches('\n').count(), 1, "one line: {o}");
+    let v: Value = serde_json::from_str(&o.stdout).unwrap();
+    let arr = v.as_array().unwrap();
+    assert_eq!(arr.len(), 2, "{o}");
+    for (e, id) in arr.iter().zip(&ids) {
+        let s = ctx.state(id);
+        assert_eq!(e["id"], id.as_str());
+        for k in ["ociVersion", "status", "bundle", "rootfs", "created"] {
+            assert_eq!(e[k], s[k], "{k}: {o}");
+        }
+        // As runc: list names the owner of the state dir; state leaves it empty for root.
+        assert_eq!(e["owner"], "root", "{o}");
+        assert_eq!(e["pid"], if e["status"] == "stopped" { Value::from(0) } else { s["pid"].clone() });
+        let bundle = if *id == run { &b } else { &b2 };
+        assert_eq!(e["rootfs"].as_str().unwrap(), canon(&bundle.rootfs), "{o}");
+    }
+    // runc's field order (its containerState struct); no annotations when there are none.
+    let first = &o.stdout[..o.stdout.find('}').unwrap()];
+    let pos: Vec<usize> =
+        ["\"ociVersion\"", "\"id\"", "\"pid\"", "\"status\"", "\"bundle\"", "\"rootfs\"", "\"created\"", "\"owner\""]
+            .iter()
+            .map(|k| first.find(k).unwrap_or_else(|| panic!("{k} missing: {o}")))
+            .collect();
+    assert!(pos.windows(2).all(|w| w[0] < w[1]), "keys out of runc's order: {o}");
+    assert!(!first.contains("annotations"), "{o}");
+}

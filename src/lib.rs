@@ -21,6 +21,8 @@ pub mod units;
 
 /// A new process in a running container (`berth exec`).
 pub use container::exec::{exec, ExecOpts};
+/// `berth list`'s table and JSON, as runc prints them.
+pub use container::listing;
 /// Operations on a container's cgroup and processes.
 pub use container::manage::{events, pause, ps, resume, update};
 /// Container ids and the process identity the state records.

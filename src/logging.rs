@@ -55,21 +55,30 @@ pub fn rfc3339(secs: i64, nanos: u32) -> String {
     format!("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:09}Z", y, m, d, rem / 3600, (rem % 3600) / 60, rem % 60, nanos)
 }
 
-fn write(level: &str, msg: &str) {
-    let Some(l) = LOGGER.get() else { return };
-    let Some(mut f) = l.file.as_ref() else {
-        if level != "error" && l.debug {
-            let _ = writeln!(std::io::stderr(), "{level}: {msg}");
-        }
-        return;
-    };
-    let line = if l.json {
+/// One log line as runc's logrus writes it: `{"level","msg","time"}` JSON, or
+/// `time="..." level=... msg="..."` text.
+fn line(json: bool, level: &str, msg: &str) -> String {
+    if json {
         let v = serde_json::json!({"level": level, "msg": msg, "time": now_rfc3339()});
         format!("{v}\n")
     } else {
         format!("time=\"{}\" level={} msg={:?}\n", now_rfc3339(), level, msg)
-    };
-    let _ = f.write_all(line.as_bytes());
+    }
+}
+
+fn write(level: &str, msg: &str) {
+    let Some(l) = LOGGER.get() else { return };
+    match l.file.as_ref() {
+        Some(mut f) => {
+            let _ = f.write_all(line(l.json, level, msg).as_bytes());
+        }
+        // Without --log the lines go to stderr, as runc's do; errors are printed there anyway
+        // (as "berth: ..."), so only the other levels.
+        None if level != "error" && l.debug => {
+            let _ = std::io::stderr().write_all(line(l.json, level, msg).as_bytes());
+        }
+        None => {}
+    }
 }
 
 pub fn error(msg: &str) {
@@ -78,6 +87,16 @@ pub fn error(msg: &str) {
 
 pub fn warn(msg: &str) {
     write("warning", msg);
+}
+
+/// `--debug`'s lines: `debug!("...", args)` formats only when debug logging is on.
+#[macro_export]
+macro_rules! debug {
+    ($($arg:tt)*) => {
+        if $crate::logging::debug_enabled() {
+            $crate::logging::debug(&format!($($arg)*));
+        }
+    };
 }
 
 pub fn debug(msg: &str) {

@@ -6,6 +6,7 @@
 //! own modules and reaches the runtime through that library's API only.
 
 mod engine;
+mod help;
 mod image;
 mod network;
 mod shim;
@@ -335,6 +336,16 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
         std::process::exit(shim::main(std::env::args_os().skip(2).collect()));
     }
+    let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
+    if printing_command(&args) {
+        // A listing or stream whose reader goes away (`berth list | head -1`) ends quietly, by
+        // SIGPIPE, as runc does; Rust would otherwise panic on EPIPE in println!.
+        // SAFETY: restoring the default disposition of a signal, before any thread exists.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
+    if let Some(code) = help::intercept(&args) {
+        std::process::exit(code);
+    }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
         None | Some("image" | "container" | "volume" | "network" | "help") => None,
@@ -346,11 +357,18 @@ fn main() {
             Ok(c) => c,
             Err(e) => {
                 // docker's exit code for a bad flag of an engine command is 125.
-                let engine_cmd = sub.is_some_and(|a| a == "container" || a == "volume");
+                let engine_cmd = sub.as_deref().is_some_and(|a| a == "container" || a == "volume");
+                let runtime_cmd = !sub.as_deref().is_some_and(help::is_engine);
                 let code = if !e.use_stderr() {
                     0
                 } else if engine_cmd {
                     125
+                } else if runtime_cmd {
+                    // runc's code for a usage error, on one line.
+                    let text = e.to_string();
+                    let first = text.split("\n\n").next().unwrap_or("usage error");
+                    let first = first.split_whitespace().collect::<Vec<_>>().join(" ");
+                    fail(first.strip_prefix("error: ").unwrap_or(&first), 1);
                 } else {
                     e.exit_code()
                 };
@@ -431,6 +449,26 @@ fn subcommand_name() -> Option<String> {
         }
     }
     None
+}
+
+/// Commands whose whole job is printing (listings, streams, help): they take SIGPIPE's default
+/// action. The others keep it ignored, so a closed console socket or sync pipe is an error they
+/// handle and clean up after, not a silent death.
+fn printing_command(args: &[String]) -> bool {
+    let mut words = args.iter().enumerate().filter(|(i, a)| {
+        let flag_value = *i > 0 && help::GLOBAL_VALUE_FLAGS.contains(&args[i - 1].as_str());
+        !a.starts_with('-') && !flag_value
+    });
+    let first = words.next().map(|(_, a)| a.as_str());
+    let second = words.next().map(|(_, a)| a.as_str());
+    match first {
+        None | Some("list" | "ls" | "ps" | "events" | "state" | "features" | "spec" | "help" | "h") => true,
+        Some("image" | "container" | "volume" | "network") => matches!(
+            second,
+            Some("ls" | "list" | "ps" | "logs" | "inspect" | "history" | "top" | "stats" | "port" | "diff")
+        ),
+        _ => false,
+    }
 }
 
 fn libseccomp_version() -> String {
@@ -514,7 +552,8 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
             println!("{}", serde_json::to_string_pretty(&berth::features()).unwrap_or_default());
             Ok(0)
         }
-        RuntimeCmd::Exec(e) => berth::exec(
+        // As runc: the process's own exit code, and 255 for every failure of exec itself.
+        RuntimeCmd::Exec(e) => match berth::exec(
             g,
             &berth::ExecOpts {
                 id: e.id,
@@ -537,7 +576,10 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
                 cgroup: e.cgroup,
                 ignore_paused: e.ignore_paused,
             },
-        ),
+        ) {
+            Ok(code) => Ok(code),
+            Err(err) => fail(&format!("exec failed: {err}"), 255),
+        },
         RuntimeCmd::Pause { id } => berth::pause(g, &id).map(|_| 0),
         RuntimeCmd::Resume { id } => berth::resume(g, &id).map(|_| 0),
         RuntimeCmd::Ps { format, id, ps_args } => berth::ps(g, &id, &format, &ps_args).map(|_| 0),
@@ -562,40 +604,12 @@ fn list(g: &Globals, format: &str, quiet: bool) -> Result<(), berth::Error> {
         }
         return Ok(());
     }
-    match format {
-        "json" => {
-            let v: Vec<serde_json::Value> = entries
-                .iter()
-                .map(|e| {
-                    serde_json::json!({
-                        "ociVersion": berth::OCI_VERSION,
-                        "id": e.id, "pid": e.pid, "status": e.status.as_str(),
-                        "bundle": e.bundle, "rootfs": e.bundle.join("rootfs"),
-                        "created": e.created, "owner": e.owner,
-                        "annotations": e.annotations,
-                    })
-                })
-                .collect();
-            let _ = writeln!(out, "{}", serde_json::Value::Array(v));
-        }
-        "table" => {
-            let _ =
-                writeln!(out, "{:<12} {:<10} {:<10} {:<40} {:<31} OWNER", "ID", "PID", "STATUS", "BUNDLE", "CREATED");
-            for e in &entries {
-                let _ = writeln!(
-                    out,
-                    "{:<12} {:<10} {:<10} {:<40} {:<31} {}",
-                    e.id,
-                    e.pid,
-                    e.status.as_str(),
-                    e.bundle.display(),
-                    e.created,
-                    e.owner
-                );
-            }
-        }
+    let text = match format {
+        "json" => berth::listing::json(&entries),
+        "table" => berth::listing::table(&entries),
         other => return Err(berth::Error::Msg(format!("unknown list format {other:?} (table or json)"))),
-    }
+    };
+    let _ = out.write_all(text.as_bytes());
     Ok(())
 }
 

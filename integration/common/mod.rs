@@ -508,6 +508,8 @@ pub struct Ctx {
     ids: Mutex<Vec<String>>,
     n: AtomicU64,
     extra_children: Mutex<Vec<Child>>,
+    /// BERTH_CACHE_DIR for every command, when the test asked for its own (see `private_cache`).
+    cache: Option<PathBuf>,
 }
 
 impl Ctx {
@@ -526,6 +528,7 @@ impl Ctx {
             ids: Mutex::new(Vec::new()),
             n: AtomicU64::new(0),
             extra_children: Mutex::new(Vec::new()),
+            cache: None,
         }
     }
 
@@ -566,10 +569,18 @@ impl Ctx {
         p
     }
 
+    /// Gives this test's commands their own berth scratch dir (BERTH_CACHE_DIR: the seccomp
+    /// program cache and console sockets, kept outside --root) and returns it.
+    pub fn private_cache(&mut self) -> PathBuf {
+        let d = self.dir.join("cache");
+        self.cache = Some(d.clone());
+        d
+    }
+
     /// `BIN --root ROOT args...`, stdin from /dev/null.
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
-        c.arg("--root").arg(&self.root).args(args).stdin(Stdio::null());
+        let mut c = self.command_noroot(&[]);
+        c.arg("--root").arg(&self.root).args(args);
         c
     }
 
@@ -577,6 +588,9 @@ impl Ctx {
     pub fn command_noroot(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
         c.args(args).stdin(Stdio::null());
+        if let Some(d) = &self.cache {
+            c.env("BERTH_CACHE_DIR", d);
+        }
         c
     }
 

@@ -336,12 +336,6 @@ impl Manager {
             .ok_or_else(|| CgroupError::Other("no cgroup directory".into()))
     }
 
-    /// Pids in the container's cgroup (not in its sub-cgroups).
-    pub fn pids(&self) -> Result<Vec<i32>, CgroupError> {
-        let s = util::read(self.procs_dir()?, "cgroup.procs")?;
-        Ok(s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-    }
-
     /// Pids in the container's cgroup and all its sub-cgroups.
     pub fn all_pids(&self) -> Result<Vec<i32>, CgroupError> {
         let mut out = Vec::new();

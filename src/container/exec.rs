@@ -137,16 +137,18 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     match dir.status(&saved) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
+        // runc's words.
         Status::Paused => {
-            return Err(Error::Msg(format!("cannot exec in container {}: it is paused (use --ignore-paused)", o.id)))
+            return Err(Error::Msg("cannot exec in a paused container (use --ignore-paused to override)".into()))
         }
-        s => return Err(Error::Msg(format!("cannot exec in container {}: it is {}", o.id, s.as_str()))),
+        _ => return Err(Error::Msg("cannot exec in a stopped container".into())),
     }
     let cfg_path = dir.dir.join(super::CONFIG_COPY);
     let config_bytes = std::fs::read(&cfg_path).map_err(|e| sys(format!("read {}", cfg_path.display()), e))?;
     let spec: Spec = serde_json::from_slice(&config_bytes)
         .map_err(|e| Error::Config(format!("parse {}: {e}", cfg_path.display())))?;
     let mut process = build_process(o, &spec)?;
+    super::refuse_process(&process)?;
     // A terminal without a console socket: berth holds the pty itself when attached.
     let tty = process.terminal().unwrap_or(false);
     let relay = if tty && o.console_socket.is_none() {
@@ -159,7 +161,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
             let size = oci_spec::runtime::BoxBuilder::default().height(rows as u64).width(cols as u64).build();
             process.set_console_size(size.ok());
         }
-        Some(super::tty_relay::TtyRelay::listen(&g.root)?)
+        Some(super::tty_relay::TtyRelay::listen()?)
     } else {
         None
     };
@@ -172,12 +174,12 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         None => None,
     };
     // Pin the init: namespaces are opened through its pid only while it is still ours.
-    let pidfd = super::pidfd_of(&saved)
-        .ok_or_else(|| Error::Msg(format!("cannot exec in container {}: it is not running", o.id)))?;
+    let pidfd = super::pidfd_of(&saved).ok_or_else(|| Error::Msg("cannot exec in a stopped container".into()))?;
     let cg = saved.cgroup.clone();
     drop(dir);
 
     let pid = saved.pid;
+    crate::debug!("exec in container {} (init {pid}): {:?}", o.id, process.args().as_deref().unwrap_or(&[]));
     let mut namespaces = Vec::new();
     let mut userns = false;
     for (t, file, name) in NS_ORDER {
@@ -212,6 +214,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         None
     };
     let me = std::process::id() as libc::pid_t;
+    crate::debug!("join namespaces {:?}", namespaces.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
     let child = process::clone_fork(0)?;
     if child == 0 {
         drop(parent_ch);
@@ -228,6 +231,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     }
     drop(child_ch);
     drop(exe);
+    crate::debug!("exec process pid {child}");
     let kill_child = |e: Error| -> Error {
         // SAFETY: kill and reap our own child.
         unsafe {
@@ -286,7 +290,9 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         }
     }
     drop(pidfd);
+    crate::debug!("process {child} executed");
     if let Some(pf) = &o.pid_file {
+        crate::debug!("write pid file {}", pf.display());
         super::write_pid_file(pf, child)?;
     }
     if let Some(sock) = &o.pidfd_socket {
@@ -303,7 +309,9 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         })?;
         return Ok(r.relay(child));
     }
-    Ok(super::wait_forwarding(child))
+    let code = super::wait_forwarding(child);
+    crate::debug!("process {child} exited: code {code}");
+    Ok(code)
 }
 
 /// Send a pidfd of `pid` over the unix socket at `path` (runc's --pidfd-socket).

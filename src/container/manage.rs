@@ -16,7 +16,7 @@ pub fn pause(g: &Globals, id: &str) -> Result<(), Error> {
     let (dir, saved, cg) = cgroup_of(g, id)?;
     match dir.status(&saved) {
         Status::Running | Status::Created => Ok(cg.freeze()?),
-        s => Err(Error::Msg(format!("cannot pause container {id}: it is {}", s.as_str()))),
+        _ => Err(Error::Msg(super::NOT_RUNNING.into())),
     }
 }
 
@@ -24,20 +24,28 @@ pub fn resume(g: &Globals, id: &str) -> Result<(), Error> {
     let (dir, saved, cg) = cgroup_of(g, id)?;
     match dir.status(&saved) {
         Status::Paused => Ok(cg.thaw()?),
-        s => Err(Error::Msg(format!("cannot resume container {id}: it is {}, not paused", s.as_str()))),
+        _ => Err(Error::Msg("container not paused".into())),
     }
 }
 
 /// `ps`: the container's host pids, as JSON or through ps(1) with the given options.
 pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(), Error> {
     let (dir, saved, cg) = cgroup_of(g, id)?;
-    if dir.status(&saved) == Status::Stopped {
-        return Err(Error::Msg(format!("cannot ps container {id}: it is not running")));
-    }
-    let pids = cg.pids()?;
+    // As runc: a stopped container lists what is left in its cgroup (usually nothing, and a
+    // cgroup already gone is nothing too), not an error.
+    let pids = match cg.all_pids() {
+        Ok(p) => p,
+        Err(_) if dir.status(&saved) == Status::Stopped => Vec::new(),
+        Err(e) => return Err(e.into()),
+    };
     drop(dir);
     let mut out = std::io::stdout().lock();
     match format {
+        // runc encodes an empty list as null.
+        "json" if pids.is_empty() => {
+            let _ = writeln!(out, "null");
+            Ok(())
+        }
         "json" => {
             let _ = writeln!(out, "{}", serde_json::to_string(&pids).unwrap_or_default());
             Ok(())
@@ -94,7 +102,7 @@ pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration)
         if Instant::now() >= next {
             let (dir, saved, cg) = cgroup_of(g, id)?;
             if dir.status(&saved) == Status::Stopped {
-                return Err(Error::Msg(format!("container {id} is not running")));
+                return Err(Error::Msg(super::NOT_RUNNING.into()));
             }
             drop(dir);
             if first && !stats {
@@ -121,7 +129,7 @@ pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration)
 pub fn update(g: &Globals, id: &str, r: &LinuxResources) -> Result<(), Error> {
     let (dir, saved, cg) = cgroup_of(g, id)?;
     if dir.status(&saved) == Status::Stopped {
-        return Err(Error::Msg(format!("cannot update container {id}: it is stopped")));
+        return Err(Error::Msg(super::NOT_RUNNING.into()));
     }
     Ok(cg.update(r)?)
 }

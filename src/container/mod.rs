@@ -1,6 +1,7 @@
 //! Container lifecycle operations: create, start, run, kill, delete, state, list.
 
 pub mod exec;
+pub mod listing;
 pub mod manage;
 pub mod state;
 pub mod tty_relay;
@@ -41,6 +42,10 @@ pub enum Error {
     #[error("{0}")]
     Msg(String),
 }
+
+/// runc's error for signalling, pausing or exec'ing a container that is not running; engines
+/// (containerd's shim) match these words.
+pub const NOT_RUNNING: &str = "container not running";
 
 pub(crate) fn sys(call: impl Into<String>, err: std::io::Error) -> Error {
     Error::Sys { call: call.into(), err }
@@ -161,6 +166,7 @@ pub(crate) fn frame(parts: &[&[u8]]) -> Vec<u8> {
 pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     state::validate_id(&o.id)?;
     let bundle = canonical_bundle(&o.bundle)?;
+    crate::debug!("create container {}: bundle {}", o.id, bundle.display());
     let (config_bytes, spec) = load_config(&bundle)?;
     let root_path = spec
         .root()
@@ -173,6 +179,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     if !rootfs.is_dir() {
         return Err(Error::Config(format!("rootfs {} is not a directory", rootfs.display())));
     }
+    refuse_unsupported(&spec)?;
     let linux = spec.linux().as_ref();
     let plan = Plan::from_linux(linux)?;
     namespaces::check_sysctls(linux, &plan)?;
@@ -193,6 +200,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
             ));
         }
     }
+    crate::debug!("rootfs {}", rootfs.display());
     let seccomp = match linux.and_then(|l| l.seccomp().as_ref()) {
         Some(s) => Some(prepare_seccomp(g, s)?),
         None => None,
@@ -208,11 +216,13 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
 
     let dir = ContainerDir::create(&g.root, &o.id)?;
+    crate::debug!("state directory {}", dir.dir.display());
     let mut undo = Undo { dir: Some(dir), cgroup: None, child: 0 };
 
     let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let cg = cgroups::Manager::new(cg_path.as_deref(), &o.id, g.systemd_cgroup)?;
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
+    crate::debug!("cgroup created (cgroupsPath {})", cg_path.as_deref().unwrap_or("not set: the default"));
     undo.cgroup = Some(cg.clone());
 
     let fifo_path = undo.dir.as_ref().map(|d| d.fifo()).unwrap_or_default();
@@ -261,6 +271,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         cgroups::Layout::V2 => cg.unified_dir().and_then(|d| std::fs::File::open(d).ok()),
         _ => None,
     };
+    crate::debug!("spawn init: new namespaces {flags:#x}, into cgroup at birth: {}", cg_fd.is_some());
     let (pid, born_in_cgroup) = process::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
     if pid == 0 {
         drop(parent_ch);
@@ -271,6 +282,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns && !late_ns, me);
     }
     undo.child = pid;
+    crate::debug!("init pid {pid}");
     restore.leave()?;
     drop(child_ch);
     drop(exe);
@@ -311,6 +323,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         // Joined before the init forks, so its pid 1 inherits the cgroup.
         cg.add_task(pid)?;
     }
+    crate::debug!("send the config to init (seccomp program: {} bytes)", bpf.len());
     parent_ch
         .send(sync::kind::BOOT, &frame(&[&header_json, &config_bytes, &bpf]))
         .map_err(|e| sync_failed(e, pid, &mut undo))?;
@@ -329,6 +342,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         };
         match k {
             sync::kind::HOOKS => {
+                crate::debug!("run prestart and createRuntime hooks");
                 let hooks = spec.hooks().as_ref();
                 // The deprecated prestart hooks get "created" (runtime-tools checks it; crun does
                 // the same), createRuntime gets "creating" as the spec's lifecycle says.
@@ -372,6 +386,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         }
     }
     let pid = saved.pid;
+    crate::debug!("init {pid} is ready: waiting on the exec fifo for start");
     saved.pid_start = state::pid_start_time(pid).unwrap_or(0);
     let dir = undo.dir.as_ref().ok_or_else(|| Error::Msg("state dir vanished".into()))?;
     // exec builds its processes from the config as it was at create.
@@ -379,19 +394,75 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     std::fs::write(&cfg_copy, &config_bytes).map_err(|e| sys(format!("write {}", cfg_copy.display()), e))?;
     dir.save(&saved)?;
     if let Some(pf) = &o.pid_file {
+        crate::debug!("write pid file {}", pf.display());
         write_pid_file(pf, pid)?;
     }
+    crate::debug!("container {} created", o.id);
     let dir = undo.disarm();
     Ok(Created { dir, saved })
 }
 
-/// Build (or reuse from the cache under --root) the seccomp program of a config.
+/// The runtime-spec (1.3.0) fields berth does not apply: refused with one line before anything
+/// is created, never silently ignored. Idmapped mounts are refused where mounts are made.
+pub(crate) fn refuse_unsupported(spec: &Spec) -> Result<(), Error> {
+    let refuse = |what: &str, why: &str| Err(Error::Config(format!("{what} is not supported: {why}")));
+    if spec.vm().is_some() {
+        return refuse("vm", "berth runs containers, not virtual machines");
+    }
+    if let Some(p) = spec.process() {
+        refuse_process(p)?;
+    }
+    let Some(l) = spec.linux() else { return Ok(()) };
+    if l.intel_rdt().is_some() {
+        return refuse("linux.intelRdt", "berth does not manage resctrl (Intel RDT) groups");
+    }
+    if l.net_devices().as_ref().is_some_and(|d| !d.is_empty()) {
+        return refuse("linux.netDevices", "berth does not move host network devices into a container");
+    }
+    if l.memory_policy().is_some() {
+        return refuse("linux.memoryPolicy", "berth does not set NUMA memory policies");
+    }
+    Ok(())
+}
+
+/// The process fields berth does not apply (for create and for `exec --process`).
+pub(crate) fn refuse_process(p: &oci_spec::runtime::Process) -> Result<(), Error> {
+    if p.exec_cpu_affinity().is_some() {
+        return Err(Error::Config(
+            "process.execCPUAffinity is not supported: berth does not set a CPU affinity for executing the process"
+                .into(),
+        ));
+    }
+    Ok(())
+}
+
+/// berth's private scratch directory outside the state root (engines list and clean `--root`,
+/// which holds one directory per container and nothing else): the cache of compiled seccomp
+/// programs and the console sockets of attached `run`/`exec`. `$BERTH_CACHE_DIR` if set, else
+/// `/run/berth-cache` for root, `$XDG_RUNTIME_DIR/berth-cache` for others (or a per-uid dir
+/// under the temp dir). Shared by every `--root`: cache entries are keyed and checked by the
+/// whole profile, and socket names carry the pid.
+pub fn aux_dir() -> PathBuf {
+    if let Some(d) = std::env::var_os("BERTH_CACHE_DIR").filter(|d| !d.is_empty()) {
+        return PathBuf::from(d);
+    }
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    if euid == 0 {
+        return PathBuf::from("/run/berth-cache");
+    }
+    match std::env::var_os("XDG_RUNTIME_DIR").filter(|d| !d.is_empty()) {
+        Some(d) => PathBuf::from(d).join("berth-cache"),
+        None => std::env::temp_dir().join(format!("berth-cache-{euid}")),
+    }
+}
+
+/// Build (or reuse from the cache in [`aux_dir`]) the seccomp program of a config.
 pub(crate) fn prepare_seccomp(
-    g: &Globals,
+    _g: &Globals,
     s: &oci_spec::runtime::LinuxSeccomp,
 ) -> Result<crate::seccomp::Prepared, Error> {
-    // "~" cannot start a container id, so the cache never collides with a container's dir.
-    let p = crate::seccomp::prepare_cached(s, &g.root.join("~seccomp"))?;
+    let p = crate::seccomp::prepare_cached(s, &aux_dir().join("seccomp"))?;
     for name in p.unknown_syscalls() {
         crate::logging::debug(&format!("seccomp: unknown syscall {name} skipped"));
     }
@@ -498,10 +569,15 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
     let dir = ContainerDir::open(&g.root, id)?;
     let saved = dir.load()?;
     let status = dir.status(&saved);
-    if status != Status::Created {
-        return Err(Error::Msg(format!("cannot start container {id}: it is {}, not created", status.as_str())));
+    // runc's words for each state.
+    match status {
+        Status::Created => {}
+        Status::Stopped => return Err(Error::Msg("cannot start a container that has stopped".into())),
+        Status::Running => return Err(Error::Msg("cannot start an already running container".into())),
+        s => return Err(Error::Msg(format!("cannot start a container in the {} state", s.as_str()))),
     }
     let fifo = dir.fifo();
+    crate::debug!("start container {id}: release init {} through {}", saved.pid, fifo.display());
     let c =
         std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
     // SAFETY: valid C string.
@@ -539,9 +615,15 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
     if !err.trim().is_empty() {
         return Err(Error::Msg(format!("cannot start container {id}: {}", err.trim())));
     }
+    crate::debug!("container {id} started");
     let st = saved.spec_state_json(Status::Running);
-    // The spec: a failing poststart hook is logged, the container keeps running.
-    crate::hooks::run_all_warn("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st);
+    // runtime-spec 1.3: a failing poststart hook is an error and the container is stopped
+    // (runc does the same); delete then runs the poststop hooks.
+    if let Err(e) = crate::hooks::run_all("poststart", saved.hooks.as_ref().and_then(|h| h.poststart().as_ref()), &st) {
+        crate::debug!("poststart hook failed: kill container {id}");
+        destroy_processes(&saved);
+        return Err(e.into());
+    }
     Ok(())
 }
 
@@ -552,7 +634,7 @@ pub fn state_json(g: &Globals, id: &str) -> Result<String, Error> {
     let mut v = serde_json::to_value(saved.spec_state(status)).map_err(|e| Error::Msg(e.to_string()))?;
     // runc also reports these; engines read "created" and "rootfs".
     v["rootfs"] = serde_json::json!(saved.rootfs);
-    v["created"] = serde_json::json!(saved.created);
+    v["created"] = serde_json::json!(listing::go_rfc3339_nano(&saved.created));
     v["owner"] = serde_json::json!(saved.owner);
     if status == Status::Stopped {
         v["pid"] = serde_json::json!(0);
@@ -563,7 +645,8 @@ pub fn state_json(g: &Globals, id: &str) -> Result<String, Error> {
 pub fn parse_signal(s: &str) -> Result<i32, Error> {
     let t = s.trim();
     if let Ok(n) = t.parse::<i32>() {
-        if (1..=64).contains(&n) {
+        // 0 is kill(2)'s existence check, as runc passes it on.
+        if (0..=64).contains(&n) {
             return Ok(n);
         }
         return Err(Error::Msg(format!("unknown signal {s:?}")));
@@ -628,12 +711,16 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
     let dir = ContainerDir::open(&g.root, id)?;
     let saved = dir.load()?;
     let status = dir.status(&saved);
+    crate::debug!("kill container {id} ({}): signal {sig}, all processes: {all}", status.as_str());
+    // runc's words: containerd's shim reads "container not running" as "already gone" (and so
+    // can stop and remove a container that exited on its own).
     if status == Status::Stopped && !all {
-        return Err(Error::Msg(format!("cannot kill container {id}: it is not running")));
+        return Err(Error::Msg(NOT_RUNNING.into()));
     }
-    if all {
+    if all && sig != 0 {
         if let Some(cg) = &saved.cgroup {
             // The init is in the cgroup too: once the cgroup is signalled, we are done.
+            crate::debug!("send signal {sig} to every process of the cgroup");
             cg.kill_all(to_signal(sig)?)?;
             return Ok(());
         }
@@ -642,8 +729,9 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
         return Ok(());
     }
     let Some(fd) = pidfd_of(&saved) else {
-        return Err(Error::Msg(format!("cannot kill container {id}: it is not running")));
+        return Err(Error::Msg(NOT_RUNNING.into()));
     };
+    crate::debug!("send signal {sig} to init {}", saved.pid);
     process::pidfd::send_signal(&fd, sig).map_err(|e| sys(format!("send signal {sig} to pid {}", saved.pid), e))
 }
 
@@ -663,15 +751,14 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
         Err(e) => return Err(e.into()),
     };
     let status = dir.status(&saved);
+    crate::debug!("delete container {id} ({}), force: {force}", status.as_str());
     // A created container is deleted without --force, as runc does: containerd's shim deletes
     // tasks that were created but never started without passing --force.
     if status != Status::Stopped {
         if !force && status != Status::Created {
-            return Err(Error::Msg(format!(
-                "cannot delete container {id}: it is {} (stop it first or use --force)",
-                status.as_str()
-            )));
+            return Err(Error::Msg(format!("cannot delete container {id} that is not stopped: {}", status.as_str())));
         }
+        crate::debug!("kill the container's processes");
         destroy_processes(&saved);
     } else if let Some(cg) = &saved.cgroup {
         // Stray processes left in the cgroup (no own pid namespace) go too.
@@ -680,11 +767,14 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
         }
     }
     if let Some(cg) = &saved.cgroup {
+        crate::debug!("destroy cgroup");
         cg.destroy()?;
     }
+    crate::debug!("run poststop hooks");
     let st = saved.spec_state_json(Status::Stopped);
     // The spec: a failing poststop hook is logged and the deletion goes on.
     crate::hooks::run_all_warn("poststop", saved.hooks.as_ref().and_then(|h| h.poststop().as_ref()), &st);
+    crate::debug!("remove state directory {}", dir.dir.display());
     dir.remove()?;
     Ok(())
 }
@@ -705,10 +795,13 @@ fn destroy_processes(saved: &Saved) {
 }
 
 pub struct ListEntry {
+    /// The ociVersion of the container's config.
+    pub oci_version: String,
     pub id: String,
     pub pid: i32,
     pub status: Status,
     pub bundle: PathBuf,
+    pub rootfs: PathBuf,
     pub created: String,
     pub owner: String,
     pub annotations: std::collections::HashMap<String, String>,
@@ -721,10 +814,12 @@ pub fn list(g: &Globals) -> Vec<ListEntry> {
         let Ok(saved) = dir.load() else { continue };
         let status = dir.status(&saved);
         out.push(ListEntry {
+            oci_version: saved.oci_version,
             id,
             pid: if status == Status::Stopped { 0 } else { saved.pid },
             status,
             bundle: saved.bundle,
+            rootfs: saved.rootfs,
             created: saved.created,
             owner: if saved.owner.is_empty() { "root".into() } else { saved.owner },
             annotations: saved.annotations,
@@ -739,7 +834,7 @@ pub fn run(g: &Globals, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32,
     let mut relay = None;
     let relay_opts;
     let o = if !detach && o.console_socket.is_none() && tty_relay::wants_terminal(&o.bundle) {
-        let r = tty_relay::TtyRelay::listen(&g.root)?;
+        let r = tty_relay::TtyRelay::listen()?;
         relay_opts = CreateOpts {
             id: o.id.clone(),
             bundle: o.bundle.clone(),
@@ -771,11 +866,13 @@ pub fn run(g: &Globals, o: &CreateOpts, detach: bool, keep: bool) -> Result<i32,
     if detach {
         return Ok(0);
     }
+    crate::debug!("wait for init {pid}, forwarding signals");
     // Forward the usual terminating signals to the container while we wait.
     let code = match relay {
         Some(r) => r.relay(pid),
         None => wait_forwarding(pid),
     };
+    crate::debug!("init {pid} exited: code {code}");
     if !keep {
         delete(g, &o.id, true)?;
     }

@@ -81,11 +81,20 @@ pub struct TtyRelay {
 }
 
 impl TtyRelay {
-    /// Listen on `<root>/~tty-<pid>.sock` ("~" cannot start a container id). Mode 0600; only a
-    /// connection made by this process itself is accepted in [`TtyRelay::receive_master`].
-    pub fn listen(root: &Path) -> Result<TtyRelay, Error> {
-        std::fs::create_dir_all(root).map_err(|e| sys(format!("create state root {}", root.display()), e))?;
-        let path = root.join(format!("~tty-{}.sock", std::process::id()));
+    /// Listen on `<aux dir>/tty-<pid>.sock` (see `container::aux_dir`: never under the state
+    /// root). Mode 0600; only a connection made by this process itself is accepted in
+    /// [`TtyRelay::receive_master`].
+    pub fn listen() -> Result<TtyRelay, Error> {
+        let dir = super::aux_dir();
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .map_err(|e| sys(format!("create {}", dir.display()), e))?;
+        }
+        let path = dir.join(format!("tty-{}.sock", std::process::id()));
         // A leftover of a killed berth that had our pid: nothing can be using it.
         let _ = std::fs::remove_file(&path);
         let listener =

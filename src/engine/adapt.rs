@@ -529,7 +529,11 @@ pub fn runtime_delete(e: &Engine, id: &str) -> Result<(), EngineError> {
 }
 
 pub fn parse_signal(s: &str) -> Result<i32, EngineError> {
-    berth::parse_signal(s).map_err(|_| EngineError::Invalid(format!("invalid signal {s:?}")))
+    // The runtime passes 0 (an existence check) on; docker's commands take real signals only.
+    match berth::parse_signal(s) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(EngineError::Invalid(format!("invalid signal {s:?}"))),
+    }
 }
 
 pub struct ExecRequest {

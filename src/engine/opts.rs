@@ -290,7 +290,10 @@ pub fn check_restart(s: &str) -> Result<(), EngineError> {
 
 /// A signal name or number (SIGTERM, TERM, 15).
 pub fn check_signal(s: &str) -> Result<i32, EngineError> {
-    berth::parse_signal(s).map_err(|_| invalid(format!("invalid signal {s:?}")))
+    match berth::parse_signal(s) {
+        Ok(n) if n > 0 => Ok(n),
+        _ => Err(invalid(format!("invalid signal {s:?}"))),
+    }
 }
 
 fn host_mode(flag: &str, v: &Option<String>) -> Result<bool, EngineError> {

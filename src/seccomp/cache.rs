@@ -26,6 +26,21 @@ pub(super) fn get_or_compile(s: &LinuxSeccomp, dir: &Path) -> Result<Compiled, S
     Ok(c)
 }
 
+/// The cache directory is ours alone (owned by the euid, not writable by group or others), and
+/// nobody else can swap it: its parent is owned by the euid or root and not writable by others
+/// unless sticky (like /tmp).
+fn private(dir: &Path) -> bool {
+    // SAFETY: geteuid cannot fail.
+    let euid = unsafe { libc::geteuid() };
+    let own = std::fs::symlink_metadata(dir).is_ok_and(|m| m.is_dir() && m.uid() == euid && m.mode() & 0o022 == 0);
+    let parent = dir.parent().is_none_or(|p| {
+        std::fs::metadata(p).is_ok_and(|m| {
+            (m.uid() == euid || m.uid() == 0) && (m.mode() & 0o022 == 0 || m.mode() & libc::S_ISVTX != 0)
+        })
+    });
+    own && parent
+}
+
 /// What the program depends on: libseccomp's version (its syscall tables), the machine, and
 /// the whole profile.
 fn key(s: &LinuxSeccomp) -> Option<Vec<u8>> {
@@ -53,6 +68,9 @@ impl<'a> Reader<'a> {
 }
 
 fn read(path: &Path, key: &[u8]) -> Option<Compiled> {
+    if !path.parent().is_some_and(private) {
+        return None;
+    }
     let mut f = OpenOptions::new().read(true).custom_flags(libc::O_NOFOLLOW).open(path).ok()?;
     let m = f.metadata().ok()?;
     // SAFETY: geteuid cannot fail.
@@ -101,6 +119,9 @@ fn write(dir: &Path, path: &Path, key: &[u8], c: &Compiled) -> std::io::Result<(
     bpf_to_bytes(&c.prog, &mut b);
 
     DirBuilder::new().recursive(true).mode(0o700).create(dir)?;
+    if !private(dir) {
+        return Err(std::io::Error::other("cache directory is not private"));
+    }
     let tmp = path.with_extension(format!("{}.tmp", std::process::id()));
     let r = OpenOptions::new()
         .write(true)

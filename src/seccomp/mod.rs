@@ -143,9 +143,9 @@ pub fn prepare(s: &LinuxSeccomp) -> Result<Prepared, SeccompError> {
 /// Programs built here use libseccomp's binary-tree layout, slower to compile but ~2.5x
 /// faster for the kernel to attach in `load` (and fewer BPF steps per syscall).
 ///
-/// `cache_dir` must be private to the runtime (e.g. `/run/berth/seccomp`): it is created with
-/// mode 0700, and an entry is used only if owned by the current euid and not group/other
-/// writable. The full profile is compared on every hit, so a hash collision cannot mix
+/// `cache_dir` must be private to the runtime (`/run/berth-cache/seccomp`, never under the state
+/// root): it is created with mode 0700 and used only while nobody else can write it or swap it;
+/// an entry is used only if owned by the current euid and not group/other writable. The full profile is compared on every hit, so a hash collision cannot mix
 /// profiles up. Cache read/write problems are not errors: the profile is compiled instead.
 /// Listener and flag checks against the host run on every call, hit or miss.
 pub fn prepare_cached(s: &LinuxSeccomp, cache_dir: &std::path::Path) -> Result<Prepared, SeccompError> {

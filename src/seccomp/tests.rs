@@ -302,6 +302,13 @@ fn cache_miss_hit_and_bad_entries() {
     std::fs::set_permissions(&entries[0], std::fs::Permissions::from_mode(0o666)).unwrap();
     assert_eq!(bytes(&prepare_cached(&s, &dir).unwrap()), bytes(&miss));
 
+    // a cache dir others could swap (its parent writable by others, not sticky) is not used
+    let open_parent = dir.join("open");
+    std::fs::create_dir(&open_parent).unwrap();
+    std::fs::set_permissions(&open_parent, std::fs::Permissions::from_mode(0o777)).unwrap();
+    assert!(prepare_cached(&s, &open_parent.join("c")).is_ok());
+    assert_eq!(std::fs::read_dir(open_parent.join("c")).map(|d| d.count()).unwrap_or(0), 0);
+
     // an unusable cache dir is not an error
     assert!(prepare_cached(&s, std::path::Path::new("/proc/berth-no-such/dir")).is_ok());
     // bad input still fails
