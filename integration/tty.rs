@@ -352,3 +352,76 @@ fn tty_exec_attached_pipes() {
     let left: Vec<_> = fs::read_dir(&ctx.root).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
     assert!(!left.iter().any(|n| n.to_string_lossy().contains("tty")), "{left:?}");
 }
+
+/// The pty is the process's: owned by its uid with gid 5 (tty) and mode 0620, for the
+/// container's process (root and a non-root user) and for `exec` (root and `--user`), as runc
+/// leaves it (a non-root process can then change its own terminal's mode, as `mesg` does).
+#[test]
+fn tty_owner_group_and_mode() {
+    let ctx = Ctx::new("ttyowner");
+    let script = "stat -c '%u %g %a' $(tty); chmod 600 $(tty) && echo chmod-ok";
+    for (uid, gid) in [(0u32, 0u32), (1000, 1000)] {
+        let sock = ConsoleSocket::new(&ctx);
+        let mut b = tty_bundle(&ctx, script);
+        b.set("/process/user", json!({"uid": uid, "gid": gid}));
+        let id = ctx.id("own");
+        b.write_config(&id);
+        ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock.path.to_str().unwrap(), &id])
+            .ok();
+        let master = sock.recv_master(Duration::from_secs(10));
+        ctx.start(&id).ok();
+        let out = read_pty(&master, Duration::from_secs(10));
+        assert_eq!(lines(&out), [format!("{uid} 5 620"), "chmod-ok".to_string()], "uid {uid}: {out:?}");
+    }
+
+    // exec with a terminal, as root and as --user.
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100000"]);
+    let id = ctx.id("ex");
+    ctx.run_detached(&mut b, &id);
+    for user in [None, Some("1000:1000")] {
+        let sock = ConsoleSocket::new(&ctx);
+        // A console socket goes with --detach (runc refuses it otherwise), as engines use it.
+        let mut args = vec!["exec", "-d", "-t", "--console-socket", sock.path.to_str().unwrap()];
+        if let Some(u) = user {
+            args.extend_from_slice(&["--user", u]);
+        }
+        args.extend_from_slice(&[&id, "sh", "-c", script]);
+        let bg = ctx.spawn(&args);
+        let master = sock.recv_master(Duration::from_secs(10));
+        let out = read_pty(&master, Duration::from_secs(10));
+        bg.wait(Duration::from_secs(10)).ok();
+        let uid = if user.is_some() { 1000 } else { 0 };
+        assert_eq!(lines(&out), [format!("{uid} 5 620"), "chmod-ok".to_string()], "exec {user:?}: {out:?}");
+    }
+}
+
+/// `exec --process FILE` with `terminal` and `consoleSize`: the exec'd process starts with
+/// that size (read before anything could resize it).
+#[test]
+fn tty_exec_process_console_size() {
+    let ctx = Ctx::new("ttyexecsz");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "100000"]);
+    let id = ctx.id("es");
+    ctx.run_detached(&mut b, &id);
+    let sock = ConsoleSocket::new(&ctx);
+    let proc_json = json!({
+        "terminal": true,
+        "consoleSize": {"height": 27, "width": 91},
+        "user": {"uid": 0, "gid": 0},
+        "args": ["sh", "-c", "stty size; tty"],
+        "env": ["PATH=/bin"],
+        "cwd": "/"
+    });
+    let pf = ctx.dir.join("process.json");
+    fs::write(&pf, proc_json.to_string()).unwrap();
+    let pf = pf.to_str().unwrap();
+    let bg = ctx.spawn(&["exec", "-d", "--process", pf, "--console-socket", sock.path.to_str().unwrap(), &id]);
+    let master = sock.recv_master(Duration::from_secs(10));
+    let out = read_pty(&master, Duration::from_secs(10));
+    bg.wait(Duration::from_secs(10)).ok();
+    let l = lines(&out);
+    assert_eq!(l.first().map(String::as_str), Some("27 91"), "{out:?}");
+    assert!(l.get(1).is_some_and(|t| t.starts_with("/dev/pts/")), "{out:?}");
+}

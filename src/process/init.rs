@@ -330,6 +330,9 @@ fn exec_process(
     exec(&exe, &args, &env, boot.exec_err_fd)
 }
 
+/// The tty group, owner group of a container's terminal (the spec's /dev/pts `gid=5`).
+const TTY_GID: libc::gid_t = 5;
+
 /// Make the pty, size it, give the slave to the process's user and hand the master to the
 /// console socket.
 fn open_console(boot: &BootHeader, process: &Process) -> Result<super::tty::Pty, InitError> {
@@ -340,8 +343,17 @@ fn open_console(boot: &BootHeader, process: &Process) -> Result<super::tty::Pty,
     if let Some(sz) = process.console_size() {
         super::tty::set_winsize(pty.master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
     }
-    // SAFETY: fchown on a valid fd.
-    unsafe { libc::fchown(pty.slave.as_raw_fd(), process.user().uid(), process.user().gid()) };
+    // The process's own terminal, as runc leaves it: its uid, group tty (5), mode 0620. In a
+    // user namespace where gid 5 is not mapped only the owner changes; a failure leaves the
+    // pty as devpts made it (runc does not fail there either).
+    let slave = pty.slave.as_raw_fd();
+    // SAFETY: fchown/fchmod on the pty slave fd we own.
+    unsafe {
+        if libc::fchown(slave, process.user().uid(), TTY_GID) != 0 {
+            libc::fchown(slave, process.user().uid(), u32::MAX);
+        }
+        libc::fchmod(slave, 0o620);
+    }
     super::tty::send_master(boot.console_fd, pty.master.as_raw_fd())?;
     // SAFETY: the console socket is no longer needed.
     unsafe { libc::close(boot.console_fd) };
