@@ -30,11 +30,16 @@ pub fn resume(g: &Globals, id: &str) -> Result<(), Error> {
 
 /// `ps`: the container's host pids, as JSON or through ps(1) with the given options.
 pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(), Error> {
-    let (dir, saved, cg) = cgroup_of(g, id)?;
+    let dir = ContainerDir::open(&g.root, id)?;
+    let saved = dir.load()?;
     if dir.status(&saved) == Status::Stopped {
         return Err(Error::Msg(format!("cannot ps container {id}: it is not running")));
     }
-    let pids = cg.pids()?;
+    let pids = match &saved.cgroup {
+        Some(cg) => cg.pids()?,
+        // No cgroup (rootless): the processes found through the init.
+        None => super::pids_without_cgroup(&saved),
+    };
     drop(dir);
     let mut out = std::io::stdout().lock();
     match format {

@@ -506,7 +506,12 @@ pub fn now_rfc3339() -> String {
 // Runtime (in-process: berth's own runtime, state under --root)
 
 fn globals(e: &Engine) -> crate::container::Globals {
-    crate::container::Globals { root: e.root.clone(), systemd_cgroup: e.systemd_cgroup, debug: e.debug }
+    crate::container::Globals {
+        root: e.root.clone(),
+        systemd_cgroup: e.systemd_cgroup,
+        debug: e.debug,
+        rootless: crate::container::rootless::use_rootless_cgroups(None, e.systemd_cgroup),
+    }
 }
 
 fn rt_err(e: crate::container::Error) -> EngineError {
