@@ -530,10 +530,8 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, container::Error> {
             if path.exists() {
                 return Err(container::Error::Msg(format!("{} already exists", path.display())));
             }
-            let s = serde_json::to_string_pretty(&spec_cmd::default_spec(rootless.as_deref() == Some("true")))
-                .unwrap_or_default();
-            std::fs::write(&path, s + "\n")
-                .map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
+            let s = spec_cmd::to_runc_json(&spec_cmd::default_spec(rootless.as_deref() == Some("true")));
+            std::fs::write(&path, s).map_err(|e| container::Error::Msg(format!("write {}: {e}", path.display())))?;
             Ok(0)
         }
         RuntimeCmd::Features => {
