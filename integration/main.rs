@@ -18,6 +18,7 @@ mod namespaces;
 mod network;
 mod process;
 mod rootfs;
+mod rootless;
 mod seccomp;
 mod security;
 mod shim;

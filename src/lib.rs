@@ -25,6 +25,10 @@ pub use container::exec::{exec, ExecOpts};
 pub use container::listing;
 /// Operations on a container's cgroup and processes.
 pub use container::manage::{events, pause, ps, resume, update};
+/// Rootless mode as runc's: `--rootless auto|true|false`, the default state root of a non-root
+/// caller, and whether cgroups are used the rootless way (skipped when they cannot be written).
+pub use container::rootless;
+pub use container::rootless::use_rootless_cgroups;
 /// Container ids and the process identity the state records.
 pub use container::state::{pid_start_time, validate_id, Status};
 /// The container lifecycle: create, start, run, state, kill, delete, list.
@@ -38,7 +42,7 @@ pub use process::pidfd;
 /// The caller's terminal in raw mode while a container's terminal is relayed to it.
 pub use process::tty::RawMode;
 /// The default `config.json` (`berth spec`) and the runtime-spec features document.
-pub use spec_cmd::{default_spec, features, ALL_CAPS, OCI_VERSION};
+pub use spec_cmd::{default_spec, features, to_runc_json, ALL_CAPS, OCI_VERSION};
 
 use std::path::Path;
 

@@ -43,9 +43,10 @@ struct RuntimeCli {
 
 #[derive(clap::Args)]
 struct GlobalArgs {
-    /// Root directory for container state.
-    #[arg(long, global = true, default_value = "/run/berth")]
-    root: PathBuf,
+    /// Root directory for container state [default: /run/berth; for a non-root user
+    /// $XDG_RUNTIME_DIR/berth when XDG_RUNTIME_DIR is set].
+    #[arg(long, global = true)]
+    root: Option<PathBuf>,
     /// Log file (errors are also printed on stderr).
     #[arg(long, global = true, default_value = "")]
     log: String,
@@ -386,9 +387,10 @@ fn main() {
     if let Err(e) = logging::init(Some(cli.log.as_str()), json, cli.debug) {
         fail(&e.to_string(), 1);
     }
-    if !matches!(cli.rootless.as_str(), "true" | "false" | "auto") {
-        fail(&format!("unknown --rootless {:?} (true, false or auto)", cli.rootless), 2);
-    }
+    let rootless_flag = match berth::rootless::parse_bool_or_auto(&cli.rootless) {
+        Ok(b) => b,
+        Err(e) => fail(&e, 2),
+    };
     if cli.version {
         println!("berth version {}", env!("CARGO_PKG_VERSION"));
         println!("spec: {}", berth::OCI_VERSION);
@@ -398,7 +400,24 @@ fn main() {
     let Some(cmd) = cmd else {
         fail("no command given (see berth --help)", 2);
     };
-    let g = Globals { root: cli.root.clone(), systemd_cgroup: cli.systemd_cgroup, debug: cli.debug };
+    let root = match &cli.root {
+        Some(r) => r.clone(),
+        None => {
+            let (r, xdg) = berth::rootless::default_root();
+            if xdg {
+                if let Err(e) = berth::rootless::prepare_xdg_root(&r) {
+                    fail(&e, 1);
+                }
+            }
+            r
+        }
+    };
+    let g = Globals {
+        root,
+        systemd_cgroup: cli.systemd_cgroup,
+        debug: cli.debug,
+        rootless: berth::rootless::use_rootless_cgroups(rootless_flag, cli.systemd_cgroup),
+    };
     let data_root = cli
         .data_root
         .clone()
@@ -410,14 +429,14 @@ fn main() {
             Err(e) => fail(&e.to_string(), 1),
         },
         Cmd::Container { cmd } => {
-            let e = engine::Engine::new(&data_root, &cli.root, cli.systemd_cgroup, cli.debug);
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
             match engine::container_command(&e, cmd) {
                 Ok(code) => std::process::exit(code),
                 Err(err) => fail(&err.to_string(), err.exit_code()),
             }
         }
         Cmd::Volume { cmd } => {
-            let e = engine::Engine::new(&data_root, &cli.root, cli.systemd_cgroup, cli.debug);
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
             match engine::volume_command(&e, cmd) {
                 Ok(code) => std::process::exit(code),
                 Err(err) => fail(&err.to_string(), err.exit_code()),
@@ -543,9 +562,8 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
             if path.exists() {
                 return Err(berth::Error::Msg(format!("{} already exists", path.display())));
             }
-            let s = serde_json::to_string_pretty(&berth::default_spec(rootless.as_deref() == Some("true")))
-                .unwrap_or_default();
-            std::fs::write(&path, s + "\n").map_err(|e| berth::Error::Msg(format!("write {}: {e}", path.display())))?;
+            let s = berth::to_runc_json(&berth::default_spec(rootless.as_deref() == Some("true")));
+            std::fs::write(&path, s).map_err(|e| berth::Error::Msg(format!("write {}: {e}", path.display())))?;
             Ok(0)
         }
         RuntimeCmd::Features => {

@@ -32,37 +32,169 @@ pub fn default_spec(rootless: bool) -> Value {
         ],
         "linux": {
             "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}],
+            "namespaces": [{"type": "pid"}, {"type": "network"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}],
             "maskedPaths": ["/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
                             "/proc/timer_stats", "/proc/sched_debug", "/sys/firmware", "/proc/scsi"],
             "readonlyPaths": ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
         }
     });
-    if rootless {
-        // SAFETY: getuid/getgid cannot fail.
-        let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
-        let linux = &mut spec["linux"];
-        linux["resources"] = json!(null);
-        linux["namespaces"] = json!([{"type": "pid"}, {"type": "ipc"}, {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}, {"type": "user"}]);
-        linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
-        linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
-        if let Some(obj) = linux.as_object_mut() {
-            obj.remove("resources");
-        }
-        let mounts = spec["mounts"].as_array_mut();
-        if let Some(m) = mounts {
-            for mnt in m.iter_mut() {
-                if mnt["destination"] == "/sys" {
-                    *mnt = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
-                }
-                if let Some(opts) = mnt["options"].as_array_mut() {
-                    opts.retain(|o| o != "gid=5");
-                }
-            }
-            m.retain(|mnt| mnt["destination"] != "/sys/fs/cgroup");
+    // As runc: a cgroup namespace only where /sys/fs/cgroup is cgroup v2.
+    if cgroup2_unified() {
+        if let Some(ns) = spec["linux"]["namespaces"].as_array_mut() {
+            ns.push(json!({"type": "cgroup"}));
         }
     }
+    if rootless {
+        to_rootless(&mut spec);
+    }
     spec
+}
+
+/// runc's `specconv.ToRootless`: a user namespace (no network namespace) mapping the caller's
+/// euid/egid to 0, /sys bind-mounted (sysfs cannot be mounted without a network namespace of
+/// one's own), no uid=/gid= mount options (those ids are not mapped), no resources.
+fn to_rootless(spec: &mut Value) {
+    // SAFETY: geteuid/getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let linux = &mut spec["linux"];
+    if let Some(ns) = linux["namespaces"].as_array_mut() {
+        ns.retain(|n| n["type"] != "network" && n["type"] != "user");
+        ns.push(json!({"type": "user"}));
+    }
+    linux["uidMappings"] = json!([{"containerID": 0, "hostID": uid, "size": 1}]);
+    linux["gidMappings"] = json!([{"containerID": 0, "hostID": gid, "size": 1}]);
+    if let Some(obj) = linux.as_object_mut() {
+        obj.remove("resources");
+    }
+    for mnt in spec["mounts"].as_array_mut().into_iter().flatten() {
+        if mnt["destination"].as_str().map(|d| d.trim_end_matches('/')) == Some("/sys") {
+            *mnt = json!({"destination": "/sys", "type": "none", "source": "/sys", "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+            continue;
+        }
+        if let Some(opts) = mnt.get_mut("options").and_then(Value::as_array_mut) {
+            opts.retain(|o| !o.as_str().is_some_and(|o| o.starts_with("uid=") || o.starts_with("gid=")));
+        }
+    }
+}
+
+/// True when /sys/fs/cgroup is a cgroup2 mount.
+fn cgroup2_unified() -> bool {
+    const CGROUP2_SUPER_MAGIC: i64 = 0x6367_7270;
+    // SAFETY: statfs is plain old data; all zeroes is a valid value.
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: the path is a valid C string and st a writable statfs.
+    let r = unsafe { libc::statfs(c"/sys/fs/cgroup".as_ptr(), &mut st) };
+    r == 0 && st.f_type as i64 == CGROUP2_SUPER_MAGIC
+}
+
+/// Field order of the runtime-spec's Go structs, which runc's `spec` output follows.
+const KEY_ORDER: &[&str] = &[
+    "ociVersion",
+    "process",
+    "root",
+    "hostname",
+    "domainname",
+    "mounts",
+    "hooks",
+    "annotations",
+    "linux",
+    "terminal",
+    "consoleSize",
+    "user",
+    "uid",
+    "gid",
+    "umask",
+    "additionalGids",
+    "username",
+    "args",
+    "commandLine",
+    "env",
+    "cwd",
+    "capabilities",
+    "bounding",
+    "effective",
+    "inheritable",
+    "permitted",
+    "ambient",
+    "rlimits",
+    "noNewPrivileges",
+    "apparmorProfile",
+    "oomScoreAdj",
+    "selinuxLabel",
+    "allow",
+    "destination",
+    "type",
+    "source",
+    "options",
+    "hard",
+    "soft",
+    "path",
+    "readonly",
+    "uidMappings",
+    "gidMappings",
+    "containerID",
+    "hostID",
+    "size",
+    "sysctl",
+    "resources",
+    "cgroupsPath",
+    "namespaces",
+    "devices",
+    "major",
+    "minor",
+    "access",
+    "seccomp",
+    "rootfsPropagation",
+    "maskedPaths",
+    "readonlyPaths",
+    "mountLabel",
+];
+
+/// A config as runc's `spec` writes it (Go's `json.MarshalIndent(spec, "", "\t")`): keys in the
+/// spec's field order, tab indentation, no final newline.
+pub fn to_runc_json(v: &Value) -> String {
+    let mut out = String::new();
+    write_value(&mut out, v, 0);
+    out
+}
+
+fn write_value(out: &mut String, v: &Value, depth: usize) {
+    let indent = |out: &mut String, d: usize| {
+        out.push('\n');
+        out.extend(std::iter::repeat_n('\t', d));
+    };
+    match v {
+        Value::Array(a) if !a.is_empty() => {
+            out.push('[');
+            for (i, x) in a.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                write_value(out, x, depth + 1);
+            }
+            indent(out, depth);
+            out.push(']');
+        }
+        Value::Object(m) if !m.is_empty() => {
+            let rank = |k: &str| KEY_ORDER.iter().position(|x| *x == k).unwrap_or(KEY_ORDER.len());
+            let mut keys: Vec<&String> = m.keys().collect();
+            keys.sort_by(|a, b| rank(a).cmp(&rank(b)).then(a.cmp(b)));
+            out.push('{');
+            for (i, k) in keys.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                indent(out, depth + 1);
+                out.push_str(&Value::String((*k).clone()).to_string());
+                out.push_str(": ");
+                write_value(out, &m[k.as_str()], depth + 1);
+            }
+            indent(out, depth);
+            out.push('}');
+        }
+        other => out.push_str(&other.to_string()),
+    }
 }
 
 /// Every capability, in kernel number order (index = capability number).

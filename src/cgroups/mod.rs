@@ -60,6 +60,9 @@ pub enum CgroupError {
     Bpf { op: &'static str, path: PathBuf, errno: Errno, log: String },
     #[error("cgroups: {0}")]
     Other(String),
+    /// A rootless container's limit or cgroup it has no permission for (runc's words).
+    #[error("{0}")]
+    Rootless(String),
 }
 
 /// The cgroup layout of the host.
@@ -112,6 +115,16 @@ pub struct Manager {
     /// v2: the container's directory; hybrid: its directory in the cgroup2 hierarchy.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     unified: Option<Hierarchy>,
+    /// Rootless (as runc's rootless cgroup manager): a cgroup the caller may not create is
+    /// left out when the config named no cgroupsPath, and a limit that needs it fails.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    rootless: bool,
+    /// Rootless: the config named a cgroupsPath (then no permission is an error, as runc).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    explicit_path: bool,
+    /// Rootless: the mount options (controllers) of the hierarchies left out.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    skipped: Vec<String>,
 }
 
 impl Manager {
@@ -143,7 +156,36 @@ impl Manager {
             path: path.to_string(),
             hierarchies,
             unified,
+            rootless: false,
+            explicit_path: false,
+            skipped: Vec::new(),
         })
+    }
+
+    /// The manager for an unprivileged caller (runc's rootless cgroup manager): on cgroup v2 a
+    /// relative or empty cgroupsPath is placed below the parent of the caller's own cgroup (the
+    /// subtree a user's session has delegated to it), and cgroups it may not create are left out
+    /// (see [`Manager::create`]).
+    pub fn into_rootless(self, cgroups_path: Option<&str>) -> Result<Manager, CgroupError> {
+        let given = cgroups_path.filter(|p| !p.is_empty());
+        let mut m = if self.layout == Layout::V2 && !given.is_some_and(|p| p.starts_with('/')) {
+            let own = own_v2_cgroup()?;
+            let parent = Path::new(&own).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+            let inner = clean(given.unwrap_or(&self.id))?;
+            let path = clean(&format!("{parent}/{}", inner.trim_start_matches('/')))?;
+            Manager::with_root(&self.root, &path, &self.id)?
+        } else {
+            self
+        };
+        m.rootless = true;
+        m.explicit_path = given.is_some();
+        Ok(m)
+    }
+
+    /// True when the container has no cgroup of its own (a rootless container whose cgroups
+    /// could not be made).
+    pub fn is_empty(&self) -> bool {
+        self.dirs().next().is_none()
     }
 
     pub fn layout(&self) -> Layout {
@@ -172,7 +214,15 @@ impl Manager {
     }
 
     pub(crate) fn need(&self, controller: &'static str, what: &'static str) -> Result<&Path, CgroupError> {
-        self.controller_dir(controller).ok_or(CgroupError::NoController { controller, what })
+        if let Some(d) = self.controller_dir(controller) {
+            return Ok(d);
+        }
+        if self.skipped.iter().any(|o| o.split(',').any(|c| c == controller)) {
+            return Err(CgroupError::Rootless(format!(
+                "cannot set {controller} limit: container could not join or create cgroup"
+            )));
+        }
+        Err(CgroupError::NoController { controller, what })
     }
 
     /// Check the parts of `resources` that need no file access, before anything is created.
@@ -217,12 +267,15 @@ impl Manager {
     }
 
     /// Create the cgroup directories and apply `resources`. On error, removes what it created.
-    pub fn create(&self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
+    /// Rootless without a cgroupsPath, a hierarchy the caller may not create a cgroup in is
+    /// left out of the manager (v1: a limit needing its controller fails; v2: any limit fails),
+    /// and device rules are not applied (an unprivileged user cannot, as runc ignores).
+    pub fn create(&mut self, resources: Option<&LinuxResources>) -> Result<(), CgroupError> {
         if let Some(r) = resources {
             self.validate(r)?;
         }
         let mut created = Vec::new();
-        let res = self.create_dirs(&mut created).and_then(|()| self.apply(resources, true));
+        let res = self.create_dirs(&mut created, resources).and_then(|()| self.apply(resources, true));
         if res.is_err() {
             for d in created.iter().rev() {
                 let _ = std::fs::remove_dir(d);
@@ -231,30 +284,71 @@ impl Manager {
         res
     }
 
-    fn create_dirs(&self, created: &mut Vec<PathBuf>) -> Result<(), CgroupError> {
+    fn create_dirs(
+        &mut self,
+        created: &mut Vec<PathBuf>,
+        resources: Option<&LinuxResources>,
+    ) -> Result<(), CgroupError> {
         match self.layout {
-            Layout::V2 => v2::create_dirs(&self.root, &self.path, created),
-            Layout::V1 | Layout::Hybrid => {
-                for h in &self.hierarchies {
-                    let cpuset = h.options.split(',').any(|o| o == "cpuset");
-                    v1::create_dir(&self.root.join(&h.name), &h.path, created, cpuset)?;
+            Layout::V2 => match v2::create_dirs(&self.root, &self.path, created) {
+                Err(e) if self.may_skip(&e) => {
+                    if resources.is_some_and(needs_controllers) {
+                        return Err(CgroupError::Rootless(format!(
+                            "rootless needs no limits + no cgrouppath when no permission is granted for cgroups: {e}"
+                        )));
+                    }
+                    self.skipped.push(String::new());
+                    self.unified = None;
+                    Ok(())
                 }
+                r => r,
+            },
+            Layout::V1 | Layout::Hybrid => {
+                let mut kept = Vec::with_capacity(self.hierarchies.len());
+                for h in std::mem::take(&mut self.hierarchies) {
+                    let cpuset = h.options.split(',').any(|o| o == "cpuset");
+                    match v1::create_dir(&self.root.join(&h.name), &h.path, created, cpuset) {
+                        Ok(()) => kept.push(h),
+                        Err(e) if self.may_skip(&e) => self.skipped.push(h.options),
+                        Err(e) => return Err(e),
+                    }
+                }
+                self.hierarchies = kept;
                 if let Some(u) = &self.unified {
-                    v1::create_dir(&self.root.join(&u.name), &u.path, created, false)?;
+                    match v1::create_dir(&self.root.join(&u.name), &u.path, created, false) {
+                        Ok(()) => {}
+                        Err(e) if self.may_skip(&e) => {
+                            self.skipped.push(u.name.clone());
+                            self.unified = None;
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
                 Ok(())
             }
         }
     }
 
+    /// runc's `isIgnorableError` for a rootless container without a cgroupsPath.
+    fn may_skip(&self, e: &CgroupError) -> bool {
+        self.rootless
+            && !self.explicit_path
+            && matches!(e, CgroupError::Io { errno: Errno::EACCES | Errno::EPERM | Errno::EROFS, .. })
+    }
+
     fn apply(&self, r: Option<&LinuxResources>, fresh: bool) -> Result<(), CgroupError> {
         // The device rules: on creation always (runc's default list is appended), on update
         // only when the update names devices.
         let dev = match r.and_then(|r| r.devices().as_ref()) {
+            _ if self.rootless => None,
             Some(d) => Some(devices::compile(d)?),
             None if fresh => Some(devices::compile(&[])?),
             None => None,
         };
+        if self.layout == Layout::V2 && self.unified.is_none() {
+            // A rootless container without a cgroup: create_dirs made sure nothing is asked.
+            return Ok(());
+        }
         match self.layout {
             Layout::V2 => v2::apply(self.v2_dir()?, r, dev.as_ref(), fresh),
             Layout::V1 | Layout::Hybrid => v1::apply(self, r, dev.as_ref(), fresh),
@@ -422,6 +516,56 @@ impl Manager {
 
 // ---------------------------------------------------------------------------------------------
 // Paths
+
+/// True when `r` asks for a limit that needs a cgroup controller (runc's `needAnyControllers`;
+/// device rules do not count).
+fn needs_controllers(r: &LinuxResources) -> bool {
+    let mem = r.memory().as_ref().is_some_and(|m| {
+        m.limit().is_some_and(|v| v != 0)
+            || m.reservation().is_some_and(|v| v != 0)
+            || m.swap().is_some_and(|v| v != 0)
+            || m.swappiness().is_some()
+            || m.disable_oom_killer().is_some()
+    });
+    let cpu = r.cpu().as_ref().is_some_and(|c| {
+        c.shares().is_some_and(|v| v != 0)
+            || c.quota().is_some_and(|v| v != 0)
+            || c.period().is_some_and(|v| v != 0)
+            || c.realtime_runtime().is_some_and(|v| v != 0)
+            || c.realtime_period().is_some_and(|v| v != 0)
+            || c.cpus().as_deref().is_some_and(|s| !s.is_empty())
+            || c.mems().as_deref().is_some_and(|s| !s.is_empty())
+            || c.idle().is_some_and(|v| v != 0)
+    });
+    let pids = r.pids().as_ref().is_some_and(|p| p.limit() != 0);
+    let io = r.block_io().as_ref().is_some_and(|b| {
+        b.weight().is_some_and(|v| v != 0)
+            || b.leaf_weight().is_some_and(|v| v != 0)
+            || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_read_bps_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_write_bps_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_read_iops_device().as_ref().is_some_and(|v| !v.is_empty())
+            || b.throttle_write_iops_device().as_ref().is_some_and(|v| !v.is_empty())
+    });
+    let huge = r.hugepage_limits().as_ref().is_some_and(|h| !h.is_empty());
+    let unified = r.unified().as_ref().is_some_and(|u| !u.is_empty());
+    let rdma = r.rdma().as_ref().is_some_and(|u| !u.is_empty());
+    mem || cpu || pids || io || huge || unified || rdma
+}
+
+/// The caller's own cgroup on a cgroup v2 host (the "0::" line of /proc/self/cgroup).
+fn own_v2_cgroup() -> Result<String, CgroupError> {
+    let p = Path::new("/proc/self/cgroup");
+    let s = std::fs::read_to_string(p).map_err(|e| CgroupError::Io {
+        op: "read",
+        path: p.into(),
+        errno: util::errno_of(&e),
+    })?;
+    s.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .map(str::to_string)
+        .ok_or_else(|| CgroupError::Parse { path: p.into(), what: "no cgroup v2 entry".into() })
+}
 
 /// Turn the spec's cgroupsPath into the path inside every hierarchy ("/a/b").
 pub fn resolve_path(
@@ -871,7 +1015,42 @@ mod tests {
                 (layout == Layout::Hybrid).then(|| h("unified", "")),
             ),
         };
-        Manager { id: "x".into(), layout, root, path: "/berth/x".into(), hierarchies, unified }
+        Manager {
+            id: "x".into(),
+            layout,
+            root,
+            path: "/berth/x".into(),
+            hierarchies,
+            unified,
+            rootless: false,
+            explicit_path: false,
+            skipped: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn rootless_skipped_controllers() {
+        let mut m = fake_manager(Layout::V1);
+        m.rootless = true;
+        let e = CgroupError::Io { op: "mkdir", path: "/x".into(), errno: Errno::EACCES };
+        assert!(m.may_skip(&e));
+        assert!(!m.may_skip(&CgroupError::Io { op: "mkdir", path: "/x".into(), errno: Errno::ENOSPC }));
+        m.hierarchies.retain(|h| h.name != "memory");
+        m.skipped.push("memory".into());
+        assert_eq!(
+            m.need("memory", "memory limits").unwrap_err().to_string(),
+            "cannot set memory limit: container could not join or create cgroup"
+        );
+        assert!(matches!(m.need("pids", "pids limit"), Err(CgroupError::NoController { .. })));
+        m.explicit_path = true;
+        assert!(!m.may_skip(&e));
+        let mem: LinuxResources = serde_json::from_str(r#"{"memory":{"limit":1048576}}"#).unwrap();
+        let dev: LinuxResources = serde_json::from_str(r#"{"devices":[{"allow":false,"access":"rwm"}]}"#).unwrap();
+        assert!(needs_controllers(&mem));
+        assert!(!needs_controllers(&dev));
+        // The state keeps what was left out.
+        let back: Manager = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        assert_eq!(back, m);
     }
 
     #[test]

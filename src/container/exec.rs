@@ -199,9 +199,19 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     let (parent_ch, child_ch) = sync::pair()?;
     let exe = process::readonly_self()?;
 
-    // The pid namespace applies to children: enter it around clone only.
+    // The pid namespace applies to children: enter it around clone only. An unprivileged caller
+    // may enter it only from inside the container's user namespace: then the process joins it
+    // after the user namespace and forks once more (as a container's init does with late
+    // namespaces); the forked process is re-parented to us.
     let pid_ns = format!("/proc/{pid}/ns/pid");
-    let restore = if ns_inode(&pid_ns) != ns_inode("/proc/self/ns/pid_for_children") {
+    let other_pid_ns = ns_inode(&pid_ns) != ns_inode("/proc/self/ns/pid_for_children");
+    let late_pid = other_pid_ns && userns && super::rootless::euid() != 0;
+    if late_pid {
+        namespaces.insert(1, ("pid".to_string(), PathBuf::from(&pid_ns)));
+        // SAFETY: prctl with integer arguments.
+        unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) };
+    }
+    let restore = if other_pid_ns && !late_pid {
         let cur = std::fs::File::open("/proc/self/ns/pid_for_children")
             .map_err(|e| sys("open /proc/self/ns/pid_for_children", e))?;
         let f = std::fs::File::open(&pid_ns).map_err(|e| sys(format!("open {pid_ns}"), e))?;
@@ -215,8 +225,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     };
     let me = std::process::id() as libc::pid_t;
     crate::debug!("join namespaces {:?}", namespaces.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>());
-    let child = process::clone_fork(0)?;
-    if child == 0 {
+    let first = process::clone_fork(0)?;
+    if first == 0 {
         drop(parent_ch);
         let mut keep = vec![child_ch.fd.as_raw_fd()];
         if let Some(c) = &console {
@@ -231,16 +241,18 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     }
     drop(child_ch);
     drop(exe);
-    crate::debug!("exec process pid {child}");
+    crate::debug!("exec process pid {first}");
+    let child_cell = std::cell::Cell::new(first);
     let kill_child = |e: Error| -> Error {
         // SAFETY: kill and reap our own child.
         unsafe {
-            libc::kill(child, libc::SIGKILL);
+            libc::kill(child_cell.get(), libc::SIGKILL);
             let mut st = 0;
-            libc::waitpid(child, &mut st, 0);
+            libc::waitpid(child_cell.get(), &mut st, 0);
         }
         e
     };
+    let child = first;
     match (&cg, &o.cgroup) {
         (Some(cg), Some(sub)) => cg.add_task_sub(child, sub).map_err(|e| kill_child(e.into()))?,
         (Some(cg), None) => cg.add_task(child).map_err(|e| kill_child(e.into()))?,
@@ -265,7 +277,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         state_created: String::new(),
         debug: g.debug,
         wait_joined: false,
-        late_ns: false,
+        late_ns: late_pid,
         exec: Some(ExecInfo { namespaces, process }),
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;
@@ -286,9 +298,22 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
                 parent_ch.send(sync::kind::SECCOMP_DONE, b"").map_err(|e| kill_child(e.into()))?;
             }
             Ok((sync::kind::READY, _, _)) => {}
+            Ok((sync::kind::NEWPID, payload, _)) if late_pid => {
+                let b: [u8; 4] = payload
+                    .get(..4)
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| kill_child(Error::Msg("bad pid message".into())))?;
+                // Reap the process that forked it; the new one is our child now (subreaper).
+                let mut st = 0;
+                // SAFETY: waiting for our own child.
+                unsafe { libc::waitpid(child_cell.get(), &mut st, 0) };
+                child_cell.set(i32::from_le_bytes(b));
+                parent_ch.send(sync::kind::PID_ACK, b"").map_err(|e| kill_child(e.into()))?;
+            }
             Ok((k, _, _)) => return Err(kill_child(Error::Msg(format!("unexpected message {k} from exec process")))),
         }
     }
+    let child = child_cell.get();
     drop(pidfd);
     crate::debug!("process {child} executed");
     if let Some(pf) = &o.pid_file {

@@ -30,13 +30,20 @@ pub fn resume(g: &Globals, id: &str) -> Result<(), Error> {
 
 /// `ps`: the container's host pids, as JSON or through ps(1) with the given options.
 pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(), Error> {
-    let (dir, saved, cg) = cgroup_of(g, id)?;
+    let dir = ContainerDir::open(&g.root, id)?;
+    let saved = dir.load()?;
     // As runc: a stopped container lists what is left in its cgroup (usually nothing, and a
     // cgroup already gone is nothing too), not an error.
-    let pids = match cg.all_pids() {
-        Ok(p) => p,
-        Err(_) if dir.status(&saved) == Status::Stopped => Vec::new(),
-        Err(e) => return Err(e.into()),
+    let stopped = dir.status(&saved) == Status::Stopped;
+    let pids = match &saved.cgroup {
+        Some(cg) => match cg.all_pids() {
+            Ok(p) => p,
+            Err(_) if stopped => Vec::new(),
+            Err(e) => return Err(e.into()),
+        },
+        None if stopped => Vec::new(),
+        // No cgroup (rootless): the processes found through the init.
+        None => super::pids_without_cgroup(&saved),
     };
     drop(dir);
     let mut out = std::io::stdout().lock();

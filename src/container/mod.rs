@@ -3,6 +3,7 @@
 pub mod exec;
 pub mod listing;
 pub mod manage;
+pub mod rootless;
 pub mod state;
 pub mod tty_relay;
 
@@ -56,6 +57,8 @@ pub struct Globals {
     pub root: PathBuf,
     pub systemd_cgroup: bool,
     pub debug: bool,
+    /// Cgroups as for an unprivileged user (`--rootless`, see [`rootless::use_rootless_cgroups`]).
+    pub rootless: bool,
 }
 
 pub struct CreateOpts {
@@ -205,6 +208,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         Some(s) => Some(prepare_seccomp(g, s)?),
         None => None,
     };
+    let rootless_euid = rootless::euid() != 0;
+    if rootless_euid {
+        rootless::check_config(&spec).map_err(Error::Config)?;
+    }
     let userns = plan.creates(LinuxNamespaceType::User);
     if userns {
         let l = linux.ok_or_else(|| Error::Config("user namespace without linux section".into()))?;
@@ -220,7 +227,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let mut undo = Undo { dir: Some(dir), cgroup: None, child: 0 };
 
     let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
-    let cg = cgroups::Manager::new(cg_path.as_deref(), &o.id, g.systemd_cgroup)?;
+    let mut cg = cgroups::Manager::new(cg_path.as_deref(), &o.id, g.systemd_cgroup)?;
+    if g.rootless {
+        cg = cg.into_rootless(cg_path.as_deref())?;
+    }
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
     crate::debug!("cgroup created (cgroupsPath {})", cg_path.as_deref().unwrap_or("not set: the default"));
     undo.cgroup = Some(cg.clone());
@@ -254,7 +264,8 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         created: crate::logging::now_rfc3339(),
         annotations,
         owner: String::new(),
-        cgroup: Some(cg.clone()),
+        // A rootless container whose cgroups could not be made has none.
+        cgroup: if cg.is_empty() { None } else { Some(cg.clone()) },
         hooks: spec.hooks().clone(),
         has_process: spec.process().is_some(),
         own_pidns: plan.creates(LinuxNamespaceType::Pid),
@@ -293,7 +304,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
             pid,
             l.uid_mappings().as_deref().unwrap_or(&[]),
             l.gid_mappings().as_deref().unwrap_or(&[]),
-            false,
+            deny_setgroups(l),
         )?;
         parent_ch.send(sync::kind::MAPPED, b"").map_err(|e| sync_failed(e, pid, &mut undo))?;
     }
@@ -363,7 +374,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                     saved.pid,
                     l.uid_mappings().as_deref().unwrap_or(&[]),
                     l.gid_mappings().as_deref().unwrap_or(&[]),
-                    false,
+                    deny_setgroups(l),
                 )?;
                 parent_ch.send(sync::kind::MAPPED, b"")?;
             }
@@ -455,6 +466,18 @@ pub fn aux_dir() -> PathBuf {
         Some(d) => PathBuf::from(d).join("berth-cache"),
         None => std::env::temp_dir().join(format!("berth-cache-{euid}")),
     }
+}
+
+/// A non-root caller can write a gid_map only after denying setgroups in the new namespace,
+/// unless newgidmap writes it: runc denies it when the gid mappings are exactly the caller's
+/// own gid as 0 (anything else needs root or the mapping tool).
+fn deny_setgroups(l: &oci_spec::runtime::Linux) -> bool {
+    let gids = l.gid_mappings().as_deref().unwrap_or(&[]);
+    rootless::euid() != 0
+        && gids.len() == 1
+        && gids[0].container_id() == 0
+        && gids[0].host_id() == rootless::egid()
+        && gids[0].size() == 1
 }
 
 /// Build (or reuse from the cache in [`aux_dir`]) the seccomp program of a config.
@@ -724,6 +747,14 @@ pub fn kill(g: &Globals, id: &str, sig: i32, all: bool) -> Result<(), Error> {
             cg.kill_all(to_signal(sig)?)?;
             return Ok(());
         }
+        if status != Status::Stopped {
+            // No cgroup (rootless): the processes found through the init.
+            for p in pids_without_cgroup(&saved) {
+                // SAFETY: kill with a pid and a signal number; ESRCH (gone meanwhile) is fine.
+                unsafe { libc::kill(p, sig) };
+            }
+            return Ok(());
+        }
     }
     if status == Status::Stopped {
         return Ok(());
@@ -780,6 +811,12 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
 }
 
 fn destroy_processes(saved: &Saved) {
+    if saved.cgroup.is_none() && !saved.own_pidns {
+        for p in pids_without_cgroup(saved) {
+            // SAFETY: kill with a pid and a signal number.
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+    }
     if let Some(cg) = &saved.cgroup {
         if cg.is_frozen().unwrap_or(false) {
             let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
@@ -792,6 +829,46 @@ fn destroy_processes(saved: &Saved) {
     if let Some(cg) = &saved.cgroup {
         let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
     }
+}
+
+/// The processes of a running container that has no cgroup of its own (rootless, cgroups not
+/// writable): with its own pid namespace every process in that namespace, else the init and its
+/// descendants. Empty when the init is gone.
+pub(crate) fn pids_without_cgroup(saved: &Saved) -> Vec<i32> {
+    let Some(_pin) = pidfd_of(saved) else { return Vec::new() };
+    let ns_of = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/pid")).ok();
+    let init_ns = ns_of(saved.pid);
+    let mut procs = Vec::new();
+    for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { continue };
+        // The ppid is the 2nd field after the parenthesised command name.
+        let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok());
+        procs.push((pid, ppid.unwrap_or(0)));
+    }
+    if saved.own_pidns && init_ns.is_some() {
+        return procs.into_iter().filter(|(p, _)| ns_of(*p) == init_ns).map(|(p, _)| p).collect();
+    }
+    let mut out = vec![saved.pid];
+    let mut i = 0;
+    while i < out.len() {
+        let parent = out[i];
+        out.extend(procs.iter().filter(|(_, pp)| *pp == parent).map(|(p, _)| *p));
+        i += 1;
+    }
+    out
+}
+
+/// The user name of `uid` in /etc/passwd, else "#UID" (as runc's `list` shows owners).
+fn user_name(uid: u32) -> String {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    passwd
+        .lines()
+        .find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() > 2 && f[2].parse() == Ok(uid)).then(|| f[0].to_string())
+        })
+        .unwrap_or_else(|| format!("#{uid}"))
 }
 
 pub struct ListEntry {
@@ -821,7 +898,12 @@ pub fn list(g: &Globals) -> Vec<ListEntry> {
             bundle: saved.bundle,
             rootfs: saved.rootfs,
             created: saved.created,
-            owner: if saved.owner.is_empty() { "root".into() } else { saved.owner },
+            owner: if saved.owner.is_empty() {
+                use std::os::unix::fs::MetadataExt;
+                std::fs::metadata(&dir.dir).map(|m| user_name(m.uid())).unwrap_or_else(|_| "root".into())
+            } else {
+                saved.owner
+            },
             annotations: saved.annotations,
         });
     }

@@ -506,7 +506,12 @@ pub fn now_rfc3339() -> String {
 // Runtime (in-process: berth's own runtime, state under --root)
 
 fn globals(e: &Engine) -> berth::Globals {
-    berth::Globals { root: e.root.clone(), systemd_cgroup: e.systemd_cgroup, debug: e.debug }
+    berth::Globals {
+        root: e.root.clone(),
+        systemd_cgroup: e.systemd_cgroup,
+        debug: e.debug,
+        rootless: berth::use_rootless_cgroups(None, e.systemd_cgroup),
+    }
 }
 
 fn rt_err(e: berth::Error) -> EngineError {

@@ -239,8 +239,43 @@ pub fn write_id_maps(
     if deny_setgroups {
         write_proc(&format!("/proc/{pid}/setgroups"), "deny")?;
     }
-    write_proc(&format!("/proc/{pid}/uid_map"), &format_map(uid))?;
-    write_proc(&format!("/proc/{pid}/gid_map"), &format_map(gid))?;
+    write_map(pid, "uid_map", "newuidmap", uid)?;
+    write_map(pid, "gid_map", "newgidmap", gid)?;
+    Ok(())
+}
+
+/// Writes /proc/PID/{uid,gid}_map; a non-root caller denied (EPERM: a mapping other than its own
+/// id) falls back to the setuid helper of the uidmap package, which maps the ranges that
+/// /etc/subuid and /etc/subgid grant it, as runc does.
+fn write_map(pid: i32, file: &str, tool: &str, maps: &[LinuxIdMapping]) -> Result<(), NamespaceError> {
+    let path = format!("/proc/{pid}/{file}");
+    let err = match write_proc(&path, &format_map(maps)) {
+        Err(NamespaceError::Write { err, .. }) if err.raw_os_error() == Some(libc::EPERM) => err,
+        r => return r,
+    };
+    // SAFETY: geteuid cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        return Err(NamespaceError::Write { path, err });
+    }
+    let mut cmd = std::process::Command::new(tool);
+    cmd.arg(pid.to_string());
+    for m in maps {
+        cmd.args([m.container_id().to_string(), m.host_id().to_string(), m.size().to_string()]);
+    }
+    let out = match cmd.stdin(std::process::Stdio::null()).output() {
+        Ok(o) => o,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(NamespaceError::Invalid(format!(
+                "write {path}: {err}: mapping ids other than the caller's own needs {tool} (from the uidmap package)"
+            )))
+        }
+        Err(e) => return Err(NamespaceError::Invalid(format!("run {tool}: {e}"))),
+    };
+    if !out.status.success() {
+        let msg = String::from_utf8_lossy(&out.stderr);
+        let msg = msg.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join("; ");
+        return Err(NamespaceError::Invalid(format!("{tool} {pid} failed ({}): {msg}", out.status)));
+    }
     Ok(())
 }
 

@@ -236,6 +236,20 @@ fn run_exec(
         let f = namespaces::open_ns(t, path)?;
         namespaces::setns(t, path, &f)?;
     }
+    if boot.late_ns {
+        // The pid namespace was joined here (an unprivileged caller): fork into it.
+        // SAFETY: single-threaded fork; the parent only reports the child's pid and exits.
+        let child = unsafe { libc::fork() };
+        if child < 0 {
+            return Err(sys("fork into the container's pid namespace"));
+        }
+        if child > 0 {
+            let _ = ch.send(kind::NEWPID, &child.to_le_bytes());
+            // SAFETY: _exit never returns.
+            unsafe { libc::_exit(0) }
+        }
+        ch.expect(kind::PID_ACK)?;
+    }
     // SAFETY: setsid takes no arguments.
     unsafe { libc::setsid() };
     let pty = match info.process.terminal().unwrap_or(false) {
