@@ -326,3 +326,61 @@ fn rootless_spec_bytes_match_runc() {
     }
     assert_eq!(ours, want, "berth spec --rootless differs from runc's beyond the deliberate differences");
 }
+
+/// The user's subordinate id range from /etc/subuid or /etc/subgid, added when missing.
+fn sub_range(file: &str) -> (u32, u32) {
+    let find = || {
+        fs::read_to_string(file).unwrap_or_default().lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == USER)
+                .then(|| (f[1].parse().ok(), f[2].parse().ok()))
+                .and_then(|(a, b)| Some((a?, b?)))
+        })
+    };
+    if let Some(r) = find() {
+        return r;
+    }
+    let flag = if file.ends_with("subuid") { "--add-subuids" } else { "--add-subgids" };
+    let o = Command::new("usermod").args([flag, "300000-365535", USER]).output().expect("run usermod");
+    assert!(o.status.success(), "usermod {flag}: {o:?}");
+    find().expect("subordinate ids after usermod")
+}
+
+/// Mapping more than the caller's own id goes through newuidmap/newgidmap (the uidmap package),
+/// within the ranges /etc/subuid and /etc/subgid grant the user, as runc does.
+#[test]
+fn rootless_newuidmap_for_more_ids() {
+    if !Path::new("/usr/bin/newuidmap").exists() {
+        eprintln!("SKIPPED: newuidmap is not installed (apt-get install uidmap)");
+        return;
+    }
+    let Some(rl) = Rl::new("rootless_newuidmap") else { return };
+    let (su, _) = sub_range("/etc/subuid");
+    let (sg, _) = sub_range("/etc/subgid");
+    let (b, mut cfg) = rl.bundle(&["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g"]);
+    cfg["linux"]["uidMappings"] =
+        json!([{"containerID": 0, "hostID": rl.uid, "size": 1}, {"containerID": 1, "hostID": su, "size": 1000}]);
+    cfg["linux"]["gidMappings"] =
+        json!([{"containerID": 0, "hostID": rl.gid, "size": 1}, {"containerID": 1, "hostID": sg, "size": 1000}]);
+    // runc's rule: no additional groups for a non-root caller, one line, nothing left.
+    cfg["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10]});
+    rl.write(&b, &cfg);
+    let id = rl.ctx.id("map");
+    let o = rl.cmd(&b.dir, &["run", &id]);
+    if is_runc() {
+        assert!(o.fails().stderr.contains("cannot set any additional groups in a rootless container"), "{o}");
+    } else {
+        o.one_line_error(&["cannot set any additional groups in a rootless container"]);
+    }
+    rl.assert_gone(&b, &id);
+    cfg["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    rl.write(&b, &cfg);
+    let o = rl.cmd(&b.dir, &["run", &id]);
+    o.ok();
+    let rows: Vec<Vec<String>> = o.lines().iter().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let row = |c: u32, h: u32, s: u32| vec![c.to_string(), h.to_string(), s.to_string()];
+    assert_eq!(rows[0..2], [row(0, rl.uid, 1), row(1, su, 1000)], "uid_map: {o}");
+    assert_eq!(rows[2..4], [row(0, rl.gid, 1), row(1, sg, 1000)], "gid_map: {o}");
+    assert_eq!(rows[4..6], [["1000"], ["1000"]], "uid and gid in the container: {o}");
+    rl.assert_gone(&b, &id);
+}
