@@ -384,3 +384,69 @@ fn rootless_newuidmap_for_more_ids() {
     assert_eq!(rows[4..6], [["1000"], ["1000"]], "uid and gid in the container: {o}");
     rl.assert_gone(&b, &id);
 }
+
+/// cgroup v2 (the VM: integration/vm/run-v2.sh rootless_v2): a subtree delegated to the user
+/// (owned by it, as a systemd user session gets one) with the caller inside it; a relative
+/// cgroupsPath goes below the parent of the caller's cgroup, limits apply, delete removes it.
+#[test]
+fn rootless_v2_delegated_cgroup() {
+    if !cgroup_v2_host() {
+        eprintln!("SKIPPED: needs a cgroup v2 host (run in the VM: integration/vm/run-v2.sh rootless_v2)");
+        return;
+    }
+    let Some(rl) = Rl::new("rootless_v2") else { return };
+    let base = PathBuf::from(format!("/sys/fs/cgroup/berth-it-rl{}", std::process::id()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            for d in ["self", "ctr", ""] {
+                let _ = fs::remove_dir(self.0.join(d));
+            }
+        }
+    }
+    let _rm = Rm(base.clone());
+    fs::create_dir(&base).unwrap();
+    fs::write(base.join("cgroup.subtree_control"), "+memory +pids").unwrap();
+    fs::create_dir(base.join("self")).unwrap();
+    // Delegation as systemd does it: the directory and its cgroup.procs, cgroup.threads and
+    // cgroup.subtree_control belong to the user.
+    for p in [&base, &base.join("self")] {
+        chown(p, rl.uid, rl.gid);
+        for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+            chown(&p.join(f), rl.uid, rl.gid);
+        }
+    }
+    let (b, mut cfg) = rl.bundle(&["sleep", "300"]);
+    cfg["linux"]["cgroupsPath"] = json!("ctr");
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}});
+    rl.write(&b, &cfg);
+    let id = rl.ctx.id("v2");
+    // The caller joins the delegated subtree first (a shell as root, then the user's berth).
+    let in_self = |args: &[&str]| {
+        let inner = rl.as_user(&b.dir, args);
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("echo $$ > {}/self/cgroup.procs && exec \"$@\"", base.display()))
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(&b.dir)
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null());
+        rl.ctx.exec_cmd(c, TIMEOUT)
+    };
+    in_self(&["run", "-d", &id]).ok();
+    let ctr = base.join("ctr");
+    assert_eq!(fs::read_to_string(ctr.join("memory.max")).unwrap().trim(), "67108864");
+    assert_eq!(fs::read_to_string(ctr.join("pids.max")).unwrap().trim(), "50");
+    let st: Value = serde_json::from_str(&rl.cmd(&b.dir, &["state", &id]).ok().stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(cg.trim(), format!("0::/{}/ctr", base.file_name().unwrap().to_string_lossy()));
+    let ps = rl.cmd(&b.dir, &["ps", "--format", "json", &id]);
+    assert!(ps.ok().stdout.contains(&pid.to_string()), "{ps}");
+    in_self(&["delete", "-f", &id]).ok();
+    assert!(!ctr.exists(), "the container's cgroup is left");
+    rl.assert_gone(&b, &id);
+}
