@@ -243,6 +243,24 @@ fn rootless_detached_exec_ps_kill_delete() {
         assert!(table.ok().stdout.contains("sleep 301"), "{table}");
     }
 
+    if !cgroup_v2_host() {
+        // No cgroup of its own: pause and update fail with runc's words.
+        let words = |o: &Out, w: &str| {
+            if is_runc() {
+                assert!(o.fails().stderr.contains(w), "{o}");
+            } else {
+                o.one_line_error(&[w]);
+            }
+        };
+        words(&rl.cmd(&b.dir, &["pause", &id]), "cannot toggle freezer: cgroups not configured for container");
+        let o = rl.cmd(&b.dir, &["update", "--memory", "100000000", &id]);
+        words(&o, "cannot set memory limit: container could not join or create cgroup");
+        assert_eq!(
+            serde_json::from_str::<Value>(&rl.cmd(&b.dir, &["state", &id]).stdout).unwrap()["status"],
+            "running"
+        );
+    }
+
     rl.cmd(&b.dir, &["kill", &id, "KILL"]).ok();
     let stopped = wait_until(Duration::from_secs(5), || {
         serde_json::from_str::<Value>(&rl.cmd(&b.dir, &["state", &id]).stdout).is_ok_and(|v| v["status"] == "stopped")

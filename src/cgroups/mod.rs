@@ -559,6 +559,38 @@ fn needs_controllers(r: &LinuxResources) -> bool {
     mem || cpu || pids || io || huge || unified || rdma
 }
 
+/// The first controller (in runc's order of v1 subsystems) that `r` sets a limit for: what runc
+/// names when a rootless container without cgroups is updated.
+pub fn first_controller(r: &LinuxResources) -> Option<&'static str> {
+    let cpu = r.cpu().as_ref();
+    let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+    if cpu.is_some_and(|c| set(c.cpus()) || set(c.mems())) {
+        return Some("cpuset");
+    }
+    let mem = r.memory().as_ref().is_some_and(|m| {
+        m.limit().is_some_and(|v| v != 0)
+            || m.reservation().is_some_and(|v| v != 0)
+            || m.swap().is_some_and(|v| v != 0)
+            || m.swappiness().is_some()
+    });
+    if mem {
+        return Some("memory");
+    }
+    let cpu_limits = cpu.is_some_and(|c| {
+        c.shares().is_some_and(|v| v != 0) || c.quota().is_some_and(|v| v != 0) || c.period().is_some_and(|v| v != 0)
+    });
+    if cpu_limits {
+        return Some("cpu");
+    }
+    if r.pids().as_ref().is_some_and(|p| p.limit() != 0) {
+        return Some("pids");
+    }
+    if r.block_io().as_ref().is_some_and(|b| b.weight().is_some_and(|v| v != 0)) {
+        return Some("blkio");
+    }
+    needs_controllers(r).then_some("memory")
+}
+
 /// The caller's own cgroup on a cgroup v2 host (the "0::" line of /proc/self/cgroup).
 fn own_v2_cgroup() -> Result<String, CgroupError> {
     let p = Path::new("/proc/self/cgroup");
