@@ -166,9 +166,11 @@ impl Manager {
     /// relative or empty cgroupsPath is placed below the parent of the caller's own cgroup (the
     /// subtree a user's session has delegated to it), and cgroups it may not create are left out
     /// (see [`Manager::create`]).
-    pub fn into_rootless(self, cgroups_path: Option<&str>) -> Result<Manager, CgroupError> {
+    /// With the systemd driver (`systemd`) the path keeps its systemd form.
+    pub fn into_rootless(self, cgroups_path: Option<&str>, systemd: bool) -> Result<Manager, CgroupError> {
         let given = cgroups_path.filter(|p| !p.is_empty());
-        let mut m = if self.layout == Layout::V2 && !given.is_some_and(|p| p.starts_with('/')) {
+        let nest = !systemd && self.layout == Layout::V2 && !given.is_some_and(|p| p.starts_with('/'));
+        let mut m = if nest {
             let own = own_v2_cgroup()?;
             let parent = Path::new(&own).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
             let inner = clean(given.unwrap_or(&self.id))?;
