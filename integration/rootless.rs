@@ -82,7 +82,7 @@ impl Rl {
 
     /// `BIN args...` as the test user, without --root, in `cwd`, with a clean environment.
     fn as_user(&self, cwd: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new("setpriv");
+        let mut c = Command::new("/usr/bin/setpriv");
         c.args(["--reuid", USER, "--regid", USER, "--init-groups", "--"])
             .arg(&self.ctx.bin)
             .args(args)
@@ -401,6 +401,15 @@ fn rootless_newuidmap_for_more_ids() {
     assert_eq!(rows[2..4], [row(0, rl.gid, 1), row(1, sg, 1000)], "gid_map: {o}");
     assert_eq!(rows[4..6], [["1000"], ["1000"]], "uid and gid in the container: {o}");
     rl.assert_gone(&b, &id);
+
+    if !skip_on_runc("the wording when newuidmap cannot be found is berth's") {
+        // Without the helper (not on PATH): one line that says what is needed, nothing left.
+        let mut c = rl.as_user(&b.dir, &["run", &id]);
+        c.env("PATH", "/nonexistent");
+        let o = rl.ctx.exec_cmd(c, TIMEOUT);
+        o.one_line_error(&["needs newuidmap (from the uidmap package)"]);
+        rl.assert_gone(&b, &id);
+    }
 }
 
 /// cgroup v2 (the VM: integration/vm/run-v2.sh rootless_v2): a subtree delegated to the user
