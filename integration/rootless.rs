@@ -82,7 +82,7 @@ impl Rl {
 
     /// `BIN args...` as the test user, without --root, in `cwd`, with a clean environment.
     fn as_user(&self, cwd: &Path, args: &[&str]) -> Command {
-        let mut c = Command::new("setpriv");
+        let mut c = Command::new("/usr/bin/setpriv");
         c.args(["--reuid", USER, "--regid", USER, "--init-groups", "--"])
             .arg(&self.ctx.bin)
             .args(args)
@@ -243,6 +243,24 @@ fn rootless_detached_exec_ps_kill_delete() {
         assert!(table.ok().stdout.contains("sleep 301"), "{table}");
     }
 
+    if !cgroup_v2_host() {
+        // No cgroup of its own: pause and update fail with runc's words.
+        let words = |o: &Out, w: &str| {
+            if is_runc() {
+                assert!(o.fails().stderr.contains(w), "{o}");
+            } else {
+                o.one_line_error(&[w]);
+            }
+        };
+        words(&rl.cmd(&b.dir, &["pause", &id]), "cannot toggle freezer: cgroups not configured for container");
+        let o = rl.cmd(&b.dir, &["update", "--memory", "100000000", &id]);
+        words(&o, "cannot set memory limit: container could not join or create cgroup");
+        assert_eq!(
+            serde_json::from_str::<Value>(&rl.cmd(&b.dir, &["state", &id]).stdout).unwrap()["status"],
+            "running"
+        );
+    }
+
     rl.cmd(&b.dir, &["kill", &id, "KILL"]).ok();
     let stopped = wait_until(Duration::from_secs(5), || {
         serde_json::from_str::<Value>(&rl.cmd(&b.dir, &["state", &id]).stdout).is_ok_and(|v| v["status"] == "stopped")
@@ -325,4 +343,137 @@ fn rootless_spec_bytes_match_runc() {
         want.replace_range(i..end, "");
     }
     assert_eq!(ours, want, "berth spec --rootless differs from runc's beyond the deliberate differences");
+}
+
+/// The user's subordinate id range from /etc/subuid or /etc/subgid, added when missing.
+fn sub_range(file: &str) -> (u32, u32) {
+    let find = || {
+        fs::read_to_string(file).unwrap_or_default().lines().find_map(|l| {
+            let f: Vec<&str> = l.split(':').collect();
+            (f.len() == 3 && f[0] == USER)
+                .then(|| (f[1].parse().ok(), f[2].parse().ok()))
+                .and_then(|(a, b)| Some((a?, b?)))
+        })
+    };
+    if let Some(r) = find() {
+        return r;
+    }
+    let flag = if file.ends_with("subuid") { "--add-subuids" } else { "--add-subgids" };
+    let o = Command::new("usermod").args([flag, "300000-365535", USER]).output().expect("run usermod");
+    assert!(o.status.success(), "usermod {flag}: {o:?}");
+    find().expect("subordinate ids after usermod")
+}
+
+/// Mapping more than the caller's own id goes through newuidmap/newgidmap (the uidmap package),
+/// within the ranges /etc/subuid and /etc/subgid grant the user, as runc does.
+#[test]
+fn rootless_newuidmap_for_more_ids() {
+    if !Path::new("/usr/bin/newuidmap").exists() {
+        eprintln!("SKIPPED: newuidmap is not installed (apt-get install uidmap)");
+        return;
+    }
+    let Some(rl) = Rl::new("rootless_newuidmap") else { return };
+    let (su, _) = sub_range("/etc/subuid");
+    let (sg, _) = sub_range("/etc/subgid");
+    let (b, mut cfg) = rl.bundle(&["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; id -g"]);
+    cfg["linux"]["uidMappings"] =
+        json!([{"containerID": 0, "hostID": rl.uid, "size": 1}, {"containerID": 1, "hostID": su, "size": 1000}]);
+    cfg["linux"]["gidMappings"] =
+        json!([{"containerID": 0, "hostID": rl.gid, "size": 1}, {"containerID": 1, "hostID": sg, "size": 1000}]);
+    // runc's rule: no additional groups for a non-root caller, one line, nothing left.
+    cfg["process"]["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [10]});
+    rl.write(&b, &cfg);
+    let id = rl.ctx.id("map");
+    let o = rl.cmd(&b.dir, &["run", &id]);
+    if is_runc() {
+        assert!(o.fails().stderr.contains("cannot set any additional groups in a rootless container"), "{o}");
+    } else {
+        o.one_line_error(&["cannot set any additional groups in a rootless container"]);
+    }
+    rl.assert_gone(&b, &id);
+    cfg["process"]["user"] = json!({"uid": 1000, "gid": 1000});
+    rl.write(&b, &cfg);
+    let o = rl.cmd(&b.dir, &["run", &id]);
+    o.ok();
+    let rows: Vec<Vec<String>> = o.lines().iter().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let row = |c: u32, h: u32, s: u32| vec![c.to_string(), h.to_string(), s.to_string()];
+    assert_eq!(rows[0..2], [row(0, rl.uid, 1), row(1, su, 1000)], "uid_map: {o}");
+    assert_eq!(rows[2..4], [row(0, rl.gid, 1), row(1, sg, 1000)], "gid_map: {o}");
+    assert_eq!(rows[4..6], [["1000"], ["1000"]], "uid and gid in the container: {o}");
+    rl.assert_gone(&b, &id);
+
+    if !skip_on_runc("the wording when newuidmap cannot be found is berth's") {
+        // Without the helper (not on PATH): one line that says what is needed, nothing left.
+        let mut c = rl.as_user(&b.dir, &["run", &id]);
+        c.env("PATH", "/nonexistent");
+        let o = rl.ctx.exec_cmd(c, TIMEOUT);
+        o.one_line_error(&["needs newuidmap (from the uidmap package)"]);
+        rl.assert_gone(&b, &id);
+    }
+}
+
+/// cgroup v2 (the VM: integration/vm/run-v2.sh rootless_v2): a subtree delegated to the user
+/// (owned by it, as a systemd user session gets one) with the caller inside it; a relative
+/// cgroupsPath goes below the parent of the caller's cgroup, limits apply, delete removes it.
+#[test]
+fn rootless_v2_delegated_cgroup() {
+    if !cgroup_v2_host() {
+        eprintln!("SKIPPED: needs a cgroup v2 host (run in the VM: integration/vm/run-v2.sh rootless_v2)");
+        return;
+    }
+    let Some(rl) = Rl::new("rootless_v2") else { return };
+    let base = PathBuf::from(format!("/sys/fs/cgroup/berth-it-rl{}", std::process::id()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            for d in ["self", "ctr", ""] {
+                let _ = fs::remove_dir(self.0.join(d));
+            }
+        }
+    }
+    let _rm = Rm(base.clone());
+    fs::create_dir(&base).unwrap();
+    fs::write(base.join("cgroup.subtree_control"), "+memory +pids").unwrap();
+    fs::create_dir(base.join("self")).unwrap();
+    // Delegation as systemd does it: the directory and its cgroup.procs, cgroup.threads and
+    // cgroup.subtree_control belong to the user.
+    for p in [&base, &base.join("self")] {
+        chown(p, rl.uid, rl.gid);
+        for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+            chown(&p.join(f), rl.uid, rl.gid);
+        }
+    }
+    let (b, mut cfg) = rl.bundle(&["sleep", "300"]);
+    cfg["linux"]["cgroupsPath"] = json!("ctr");
+    cfg["linux"]["resources"] = json!({"memory": {"limit": 64 << 20}, "pids": {"limit": 50}});
+    rl.write(&b, &cfg);
+    let id = rl.ctx.id("v2");
+    // The caller joins the delegated subtree first (a shell as root, then the user's berth).
+    let in_self = |args: &[&str]| {
+        let inner = rl.as_user(&b.dir, args);
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("echo $$ > {}/self/cgroup.procs && exec \"$@\"", base.display()))
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(&b.dir)
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null());
+        rl.ctx.exec_cmd(c, TIMEOUT)
+    };
+    in_self(&["run", "-d", &id]).ok();
+    let ctr = base.join("ctr");
+    assert_eq!(fs::read_to_string(ctr.join("memory.max")).unwrap().trim(), "67108864");
+    assert_eq!(fs::read_to_string(ctr.join("pids.max")).unwrap().trim(), "50");
+    let st: Value = serde_json::from_str(&rl.cmd(&b.dir, &["state", &id]).ok().stdout).unwrap();
+    let pid = st["pid"].as_i64().unwrap();
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    assert_eq!(cg.trim(), format!("0::/{}/ctr", base.file_name().unwrap().to_string_lossy()));
+    let ps = rl.cmd(&b.dir, &["ps", "--format", "json", &id]);
+    assert!(ps.ok().stdout.contains(&pid.to_string()), "{ps}");
+    in_self(&["delete", "-f", &id]).ok();
+    assert!(!ctr.exists(), "the container's cgroup is left");
+    rl.assert_gone(&b, &id);
 }

@@ -166,9 +166,11 @@ impl Manager {
     /// relative or empty cgroupsPath is placed below the parent of the caller's own cgroup (the
     /// subtree a user's session has delegated to it), and cgroups it may not create are left out
     /// (see [`Manager::create`]).
-    pub fn into_rootless(self, cgroups_path: Option<&str>) -> Result<Manager, CgroupError> {
+    /// With the systemd driver (`systemd`) the path keeps its systemd form.
+    pub fn into_rootless(self, cgroups_path: Option<&str>, systemd: bool) -> Result<Manager, CgroupError> {
         let given = cgroups_path.filter(|p| !p.is_empty());
-        let mut m = if self.layout == Layout::V2 && !given.is_some_and(|p| p.starts_with('/')) {
+        let nest = !systemd && self.layout == Layout::V2 && !given.is_some_and(|p| p.starts_with('/'));
+        let mut m = if nest {
             let own = own_v2_cgroup()?;
             let parent = Path::new(&own).parent().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
             let inner = clean(given.unwrap_or(&self.id))?;
@@ -551,6 +553,38 @@ fn needs_controllers(r: &LinuxResources) -> bool {
     let unified = r.unified().as_ref().is_some_and(|u| !u.is_empty());
     let rdma = r.rdma().as_ref().is_some_and(|u| !u.is_empty());
     mem || cpu || pids || io || huge || unified || rdma
+}
+
+/// The first controller (in runc's order of v1 subsystems) that `r` sets a limit for: what runc
+/// names when a rootless container without cgroups is updated.
+pub fn first_controller(r: &LinuxResources) -> Option<&'static str> {
+    let cpu = r.cpu().as_ref();
+    let set = |s: &Option<String>| s.as_deref().is_some_and(|s| !s.is_empty());
+    if cpu.is_some_and(|c| set(c.cpus()) || set(c.mems())) {
+        return Some("cpuset");
+    }
+    let mem = r.memory().as_ref().is_some_and(|m| {
+        m.limit().is_some_and(|v| v != 0)
+            || m.reservation().is_some_and(|v| v != 0)
+            || m.swap().is_some_and(|v| v != 0)
+            || m.swappiness().is_some()
+    });
+    if mem {
+        return Some("memory");
+    }
+    let cpu_limits = cpu.is_some_and(|c| {
+        c.shares().is_some_and(|v| v != 0) || c.quota().is_some_and(|v| v != 0) || c.period().is_some_and(|v| v != 0)
+    });
+    if cpu_limits {
+        return Some("cpu");
+    }
+    if r.pids().as_ref().is_some_and(|p| p.limit() != 0) {
+        return Some("pids");
+    }
+    if r.block_io().as_ref().is_some_and(|b| b.weight().is_some_and(|v| v != 0)) {
+        return Some("blkio");
+    }
+    needs_controllers(r).then_some("memory")
 }
 
 /// The caller's own cgroup on a cgroup v2 host (the "0::" line of /proc/self/cgroup).

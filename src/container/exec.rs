@@ -149,6 +149,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         .map_err(|e| Error::Config(format!("parse {}: {e}", cfg_path.display())))?;
     let mut process = build_process(o, &spec)?;
     super::refuse_process(&process)?;
+    super::rootless::check_process(&process).map_err(Error::Config)?;
     // A terminal without a console socket: berth holds the pty itself when attached.
     let tty = process.terminal().unwrap_or(false);
     let relay = if tty && o.console_socket.is_none() {

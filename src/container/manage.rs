@@ -6,14 +6,26 @@ use oci_spec::runtime::LinuxResources;
 use std::io::Write;
 
 fn cgroup_of(g: &Globals, id: &str) -> Result<(ContainerDir, super::state::Saved, crate::cgroups::Manager), Error> {
+    cgroup_or(g, id, || format!("container {id} has no cgroup"))
+}
+
+/// `cgroup_of` with the error for a container without a cgroup (rootless) in runc's words.
+fn cgroup_or(
+    g: &Globals,
+    id: &str,
+    none: impl FnOnce() -> String,
+) -> Result<(ContainerDir, super::state::Saved, crate::cgroups::Manager), Error> {
     let dir = ContainerDir::open(&g.root, id)?;
     let saved = dir.load()?;
-    let cg = saved.cgroup.clone().ok_or_else(|| Error::Msg(format!("container {id} has no cgroup")))?;
+    let cg = saved.cgroup.clone().ok_or_else(|| Error::Msg(none()))?;
     Ok((dir, saved, cg))
 }
 
+/// runc's error when a rootless container without cgroups is paused or resumed.
+const NO_FREEZER: &str = "cannot toggle freezer: cgroups not configured for container";
+
 pub fn pause(g: &Globals, id: &str) -> Result<(), Error> {
-    let (dir, saved, cg) = cgroup_of(g, id)?;
+    let (dir, saved, cg) = cgroup_or(g, id, || NO_FREEZER.into())?;
     match dir.status(&saved) {
         Status::Running | Status::Created => Ok(cg.freeze()?),
         _ => Err(Error::Msg(super::NOT_RUNNING.into())),
@@ -21,7 +33,7 @@ pub fn pause(g: &Globals, id: &str) -> Result<(), Error> {
 }
 
 pub fn resume(g: &Globals, id: &str) -> Result<(), Error> {
-    let (dir, saved, cg) = cgroup_of(g, id)?;
+    let (dir, saved, cg) = cgroup_or(g, id, || NO_FREEZER.into())?;
     match dir.status(&saved) {
         Status::Paused => Ok(cg.thaw()?),
         _ => Err(Error::Msg("container not paused".into())),
@@ -134,7 +146,11 @@ pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration)
 }
 
 pub fn update(g: &Globals, id: &str, r: &LinuxResources) -> Result<(), Error> {
-    let (dir, saved, cg) = cgroup_of(g, id)?;
+    let none = || match crate::cgroups::first_controller(r) {
+        Some(c) => format!("cannot set {c} limit: container could not join or create cgroup"),
+        None => format!("container {id} has no cgroup"),
+    };
+    let (dir, saved, cg) = cgroup_or(g, id, none)?;
     if dir.status(&saved) == Status::Stopped {
         return Err(Error::Msg(super::NOT_RUNNING.into()));
     }

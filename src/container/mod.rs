@@ -229,7 +229,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let mut cg = cgroups::Manager::new(cg_path.as_deref(), &o.id, g.systemd_cgroup)?;
     if g.rootless {
-        cg = cg.into_rootless(cg_path.as_deref())?;
+        cg = cg.into_rootless(cg_path.as_deref(), g.systemd_cgroup)?;
     }
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
     crate::debug!("cgroup created (cgroupsPath {})", cg_path.as_deref().unwrap_or("not set: the default"));

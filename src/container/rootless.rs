@@ -85,6 +85,15 @@ pub fn prepare_xdg_root(root: &std::path::Path) -> Result<(), String> {
     })
 }
 
+/// runc refuses additional groups for a non-root caller (it cannot set them), for the init and
+/// for `exec` alike.
+pub fn check_process(p: &oci_spec::runtime::Process) -> Result<(), String> {
+    if euid() != 0 && p.user().additional_gids().as_ref().is_some_and(|g| !g.is_empty()) {
+        return Err("cannot set any additional groups in a rootless container".into());
+    }
+    Ok(())
+}
+
 /// runc's `rootlessEUIDCheck`, for a caller whose euid is not 0: a user namespace is needed,
 /// with mappings unless one is joined, and uid=/gid= mount options must name mapped ids.
 pub fn check_config(spec: &Spec) -> Result<(), String> {
@@ -92,6 +101,9 @@ pub fn check_config(spec: &Spec) -> Result<(), String> {
     let userns = linux
         .and_then(|l| l.namespaces().as_ref())
         .and_then(|ns| ns.iter().find(|n| n.typ() == LinuxNamespaceType::User));
+    if let Some(p) = spec.process() {
+        check_process(p)?;
+    }
     let Some(userns) = userns else {
         return Err("rootless container requires user namespaces".into());
     };
