@@ -1,6 +1,6 @@
 //! Layers as real tar writers make them, pulled from a registry and unpacked by berth, compared
-//! file by file with `umoci unpack` of the same image: GNU tar in each of its formats (ustar,
-//! gnu, oldgnu, posix with xattrs and each sparse version), Python's tarfile in each of its
+//! file by file with `umoci unpack` of the same image: GNU tar in each of its formats (v7,
+//! ustar, gnu, oldgnu, posix with xattrs and each sparse version), Python's tarfile in each of its
 //! formats (long and non-UTF-8 names, base-256 and pax numbers, binary xattrs, whiteouts),
 //! buildah (layers committed from a container it mounted: file capabilities, hard links,
 //! whiteouts) and a private dockerd 20.10 (`docker build` with RUN steps, classic builder and
@@ -109,7 +109,8 @@ fn source_tree(dir: &Path, full: bool, rawsock: &Path) {
 /// The layers of the tar writers: (GNU tar formats, python tarfile formats).
 fn writer_layers(ctx: &Ctx, rawsock: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let gnu: [(&str, bool, &[&str]); 6] = [
+    let gnu: [(&str, bool, &[&str]); 7] = [
+        ("v7", false, &["--format=v7"]),
         ("ustar", false, &["--format=ustar"]),
         // GNU sparse entries (type 'S') are refused by umoci: they get a layer of their own.
         ("gnu", true, &["--format=gnu"]),
@@ -123,6 +124,12 @@ fn writer_layers(ctx: &Ctx, rawsock: &Path) -> Vec<PathBuf> {
         let top = src.join(format!("gnutar-{name}"));
         fs::create_dir(&top).unwrap();
         source_tree(&top, full, rawsock);
+        if name == "v7" {
+            // No fifos, devices or names past 99 bytes in v7.
+            fs::remove_file(top.join("fifo")).unwrap();
+            fs::remove_file(top.join("null")).unwrap();
+            fs::remove_dir_all(top.join("p".repeat(60))).unwrap();
+        }
         let tarp = ctx.dir.join(format!("gnutar-{name}.tar"));
         tool(
             Command::new("tar")
