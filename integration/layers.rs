@@ -1,10 +1,10 @@
 //! Layers as real tar writers make them, pulled from a registry and unpacked by berth, compared
-//! file by file with `umoci unpack` of the same image: GNU tar in each of its formats (ustar,
-//! gnu, oldgnu, posix with xattrs and each sparse version), Python's tarfile in each of its
+//! file by file with `umoci unpack` of the same image: GNU tar in each of its formats (v7,
+//! ustar, gnu, oldgnu, posix with xattrs and each sparse version), Python's tarfile in each of its
 //! formats (long and non-UTF-8 names, base-256 and pax numbers, binary xattrs, whiteouts),
 //! buildah (layers committed from a container it mounted: file capabilities, hard links,
-//! whiteouts) and a private dockerd 20.10 (`docker build` with RUN steps, `docker save`: a file
-//! capability, hard links, whiteouts, an opaque dir). A file capability restored from a layer is
+//! whiteouts) and a private dockerd 20.10 (`docker build` with RUN steps, classic builder and
+//! BuildKit, `docker save`: a file capability, hard links, whiteouts, an opaque dir). A file capability restored from a layer is
 //! then used by a non-root process.
 
 use crate::common::images::*;
@@ -109,7 +109,8 @@ fn source_tree(dir: &Path, full: bool, rawsock: &Path) {
 /// The layers of the tar writers: (GNU tar formats, python tarfile formats).
 fn writer_layers(ctx: &Ctx, rawsock: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let gnu: [(&str, bool, &[&str]); 6] = [
+    let gnu: [(&str, bool, &[&str]); 7] = [
+        ("v7", false, &["--format=v7"]),
         ("ustar", false, &["--format=ustar"]),
         // GNU sparse entries (type 'S') are refused by umoci: they get a layer of their own.
         ("gnu", true, &["--format=gnu"]),
@@ -123,6 +124,12 @@ fn writer_layers(ctx: &Ctx, rawsock: &Path) -> Vec<PathBuf> {
         let top = src.join(format!("gnutar-{name}"));
         fs::create_dir(&top).unwrap();
         source_tree(&top, full, rawsock);
+        if name == "v7" {
+            // No fifos, devices or names past 99 bytes in v7.
+            fs::remove_file(top.join("fifo")).unwrap();
+            fs::remove_file(top.join("null")).unwrap();
+            fs::remove_dir_all(top.join("p".repeat(60))).unwrap();
+        }
         let tarp = ctx.dir.join(format!("gnutar-{name}.tar"));
         tool(
             Command::new("tar")
@@ -557,8 +564,10 @@ impl Dockerd {
         d
     }
 
+    /// Debian's docker 20.10 CLI (its BuildKit client is built in; a newer CLI elsewhere on
+    /// PATH wants a buildx plugin).
     fn docker(&self, args: &[&str]) -> Command {
-        let mut c = Command::new("docker");
+        let mut c = Command::new("/usr/bin/docker");
         c.arg("-H").arg(format!("unix://{}", self.dir.join("docker.sock").display())).args(args);
         c.env("DOCKER_CONFIG", &self.dir).env("DOCKER_BUILDKIT", "0").stdout(Stdio::null()).stderr(Stdio::null());
         c
@@ -620,38 +629,48 @@ RUN cp /rawsock /rawsock-nocap && /rawsock setcap /rawsock && ln /rawsock /rawso
 ",
     )
     .unwrap();
-    run(d.docker(&["build", "-q", "--network", "none", "-t", "berth-test/docker:v1"]).arg(&bctx));
-    let saved = ctx.dir.join("docker-save.tar");
-    run(d.docker(&["save", "-o"]).arg(&saved).arg("berth-test/docker:v1"));
+    // The classic builder (docker's own layer diffs) and BuildKit (containerd's differ).
+    let builders = [("classic", "0"), ("buildkit", "1")];
+    for (b, kit) in builders {
+        let tag = format!("berth-test/docker-{b}:v1");
+        run(d.docker(&["build", "-q", "--network", "none", "-t", &tag]).arg(&bctx).env("DOCKER_BUILDKIT", kit));
+        let saved = ctx.dir.join(format!("docker-save-{b}.tar"));
+        run(d.docker(&["save", "-o"]).arg(&saved).arg(&tag));
+    }
     drop(d);
-    // The layers as docker wrote them, into an OCI layout (blobs copied as they are).
-    let lay = ctx.dir.join("docker-layout");
-    tool(
-        Command::new("skopeo")
-            .args(["--insecure-policy", "copy", "-q"])
-            .arg(format!("docker-archive:{}", saved.display()))
-            .arg(format!("oci:{}:v1", lay.display()))
-            .env("HOME", &ctx.dir)
-            .env("TMPDIR", &ctx.dir),
-    );
     let reg = Registry::start(&ctx, RegistryOpts::default());
-    let (r, diff) = pull_and_compare(&ctx, &eng, &reg, &lay, "v1", "berth-test/docker:v1");
-    no_diff("docker layers", &diff);
-    assert_eq!(
-        xattr(&r.join("rawsock"), "security.capability").map(|v| hex(&v)).as_deref(),
-        Some("0100000200200000000000000000000000000000"),
-        "file capability restored"
-    );
-    assert!(xattr(&r.join("rawsock-nocap"), "security.capability").is_none());
-    assert_eq!(fs::metadata(r.join("rawsock-hard")).unwrap().ino(), fs::metadata(r.join("rawsock")).unwrap().ino());
-    assert!(!r.join("etc/gone").exists(), "whiteout");
-    assert_eq!(dir_entries_sorted(&r.join("d")), vec!["new"], "opaque directory");
-    assert_eq!(fs::metadata(r.join("etc/keep")).unwrap().uid(), 1000);
+    for (b, _) in builders {
+        // The layers as docker wrote them, into an OCI layout (blobs copied as they are).
+        let lay = ctx.dir.join(format!("docker-layout-{b}"));
+        tool(
+            Command::new("skopeo")
+                .args(["--insecure-policy", "copy", "-q"])
+                .arg(format!("docker-archive:{}", ctx.dir.join(format!("docker-save-{b}.tar")).display()))
+                .arg(format!("oci:{}:{b}", lay.display()))
+                .env("HOME", &ctx.dir)
+                .env("TMPDIR", &ctx.dir),
+        );
+        let (r, diff) = pull_and_compare(&ctx, &eng, &reg, &lay, b, &format!("berth-test/docker-{b}:v1"));
+        no_diff(&format!("docker layers ({b} builder)"), &diff);
+        assert_eq!(
+            xattr(&r.join("rawsock"), "security.capability").map(|v| hex(&v)).as_deref(),
+            Some("0100000200200000000000000000000000000000"),
+            "{b}: file capability restored"
+        );
+        assert!(xattr(&r.join("rawsock-nocap"), "security.capability").is_none(), "{b}");
+        let ino = |p: &str| fs::metadata(r.join(p)).unwrap().ino();
+        assert_eq!(ino("rawsock-hard"), ino("rawsock"), "{b}: hard link");
+        assert!(!r.join("etc/gone").exists(), "{b}: whiteout");
+        assert_eq!(dir_entries_sorted(&r.join("d")), vec!["new"], "{b}: opaque directory");
+        assert_eq!(fs::metadata(r.join("etc/keep")).unwrap().uid(), 1000, "{b}");
+    }
 
-    let name = reg.reference("berth-test/docker:v1");
-    let o = run_unprivileged(&eng, &name, &["/rawsock"]);
-    o.ok();
-    assert_eq!(o.stdout, "raw socket: ok\n", "{o}");
-    let o = run_unprivileged(&eng, &name, &["/rawsock-nocap"]);
-    assert_eq!(o.stdout, "raw socket: Operation not permitted\n", "{o}");
+    for (b, _) in builders {
+        let name = reg.reference(&format!("berth-test/docker-{b}:v1"));
+        let o = run_unprivileged(&eng, &name, &["/rawsock"]);
+        o.ok();
+        assert_eq!(o.stdout, "raw socket: ok\n", "{b}: {o}");
+        let o = run_unprivileged(&eng, &name, &["/rawsock-nocap"]);
+        assert_eq!(o.stdout, "raw socket: Operation not permitted\n", "{b}: {o}");
+    }
 }

@@ -12,7 +12,7 @@ use super::pull::{check_manifest, select_manifest, PullError};
 use super::store::{
     chain_ids, familiar, normalise, now_secs, ImageRecord, PreparedSnapshot, StagedBlob, Store, StoreError, WriteGuard,
 };
-use super::tarread::{Data, Kind, Reader, TarError};
+use super::tarread::{Contents, Kind, Reader, TarError};
 use super::types::{self, Descriptor, ImageConfig, Index, Manifest};
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -158,7 +158,7 @@ impl<'s> Source<'s> {
             let kind = e.kind;
             if kind == Kind::File {
                 let mut w = self.store.stage(self.g)?;
-                if let Err(err) = io::copy(&mut Data(&mut tr), &mut w) {
+                if let Err(err) = io::copy(&mut Contents::new(&mut tr, &e), &mut w) {
                     return Err(match w.write_error() {
                         Some(we) => ArchiveError::Store(we),
                         None => ArchiveError::Io { path: self.input.clone(), source: err },

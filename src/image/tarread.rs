@@ -461,6 +461,53 @@ impl<R: Read> Read for Data<'_, R> {
     }
 }
 
+/// The current entry's contents as an `io::Read`: for a sparse file, its segments with the
+/// holes between them read as zeros, up to its full size.
+pub struct Contents<'a, R> {
+    tr: &'a mut Reader<R>,
+    /// (offset, length) of the segments; a plain file is one segment.
+    map: Vec<(u64, u64)>,
+    next: usize,
+    pos: u64,
+    size: u64,
+}
+
+impl<'a, R: Read> Contents<'a, R> {
+    pub fn new(tr: &'a mut Reader<R>, e: &Entry) -> Contents<'a, R> {
+        let map = e.sparse.clone().unwrap_or_else(|| vec![(0, e.size)]);
+        Contents { tr, map, next: 0, pos: 0, size: e.size }
+    }
+}
+
+impl<R: Read> Read for Contents<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while let Some(&(off, len)) = self.map.get(self.next) {
+            if self.pos < off {
+                // In the hole before this segment.
+                let n = buf.len().min((off - self.pos).min(usize::MAX as u64) as usize);
+                buf[..n].fill(0);
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            if self.pos < off + len {
+                let want = buf.len().min((off + len - self.pos).min(usize::MAX as u64) as usize);
+                let n = Data(&mut *self.tr).read(&mut buf[..want])?;
+                if n == 0 && want > 0 {
+                    return Err(io::Error::new(io::ErrorKind::UnexpectedEof, TarError::Truncated.to_string()));
+                }
+                self.pos += n as u64;
+                return Ok(n);
+            }
+            self.next += 1;
+        }
+        // The hole after the last segment.
+        let n = buf.len().min(self.size.saturating_sub(self.pos).min(usize::MAX as u64) as usize);
+        buf[..n].fill(0);
+        self.pos += n as u64;
+        Ok(n)
+    }
+}
+
 fn read_err(e: io::Error) -> TarError {
     if e.kind() == io::ErrorKind::UnexpectedEof {
         TarError::Truncated

@@ -254,6 +254,21 @@ fn sparse_old_gnu() {
     let (e, d) = &es[0];
     assert_eq!((e.kind, e.size, d.as_slice()), (Kind::File, 100_000, &b"aabbbccccc"[..]));
     assert_eq!(e.sparse.as_deref(), Some(&[(0, 2), (4096, 3), (99_995, 5)][..]));
+    // Expanded, holes as zeros.
+    let mut r = Reader::new(&data[..]);
+    let e = r.next().unwrap().unwrap();
+    let mut got = Vec::new();
+    io::copy(&mut Contents::new(&mut r, &e), &mut got).unwrap();
+    let mut want = vec![0u8; 100_000];
+    want[..2].copy_from_slice(b"aa");
+    want[4096..4099].copy_from_slice(b"bbb");
+    want[99_995..].copy_from_slice(b"ccccc");
+    assert!(got == want, "expanded sparse contents differ");
+    assert!(r.next().unwrap().is_none());
+    // Cut inside a segment: an error, not zeros.
+    let mut r = Reader::new(&data[..1024 + 5]);
+    let e = r.next().unwrap().unwrap();
+    assert!(io::copy(&mut Contents::new(&mut r, &e), &mut io::sink()).is_err());
 }
 
 #[test]
