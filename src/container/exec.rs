@@ -277,7 +277,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         match parent_ch.recv() {
             Err(sync::SyncError::Eof) => break,
             Err(e) => return Err(kill_child(e.into())),
-            Ok((sync::kind::SECCOMP_FD, _, Some(fd))) => {
+            Ok((sync::kind::SECCOMP_FD, payload, fd)) => {
+                let fd = super::seccomp_fd_of(child, &payload, fd).map_err(kill_child)?;
                 super::send_seccomp_fd(&spec, &saved, fd.as_raw_fd()).map_err(kill_child)?;
                 parent_ch.send(sync::kind::SECCOMP_DONE, b"").map_err(|e| kill_child(e.into()))?;
             }

@@ -339,7 +339,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                 parent_ch.send(sync::kind::HOOKS_DONE, b"")?;
             }
             sync::kind::SECCOMP_FD => {
-                let fd = fd.ok_or_else(|| Error::Msg("seccomp notify message without fd".into()))?;
+                let fd = seccomp_fd_of(saved.pid, &_payload, fd)?;
                 send_seccomp_fd(&spec, &saved, fd.as_raw_fd())?;
                 parent_ch.send(sync::kind::SECCOMP_DONE, b"")?;
             }
@@ -420,6 +420,32 @@ fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {
     } else {
         "container init exited during set-up".into()
     }
+}
+
+/// The seccomp notify fd a process announced by number (`payload`, le i32): a copy taken with
+/// pidfd_getfd(2) (the process does not use sendmsg after loading its filter). An fd that came
+/// with the message is used as it is.
+pub(crate) fn seccomp_fd_of(pid: libc::pid_t, payload: &[u8], fd: Option<OwnedFd>) -> Result<OwnedFd, Error> {
+    if let Some(fd) = fd {
+        return Ok(fd);
+    }
+    let n: [u8; 4] =
+        payload.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Msg("bad seccomp fd message".into()))?;
+    let target = i32::from_le_bytes(n);
+    // SAFETY: pidfd_open with a pid and no flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(sys(format!("pidfd_open {pid}"), std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd that we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    // SAFETY: pidfd_getfd on our pidfd; flags must be 0.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    if fd < 0 {
+        return Err(sys(format!("pidfd_getfd {pid} fd {target}"), std::io::Error::last_os_error()));
+    }
+    // SAFETY: pidfd_getfd returned a new fd (close-on-exec) that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 pub(crate) fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(), Error> {

@@ -282,8 +282,11 @@ fn exec_process(
                 set_nnp()?;
             }
             if let Some(fd) = s.load()? {
-                ch.send_with_fd(kind::SECCOMP_FD, b"", Some(fd.as_raw_fd()))?;
+                // Only the fd's number goes (by write, as runc): the runtime takes the fd with
+                // pidfd_getfd(2). Kept open until the runtime has passed it on.
+                ch.write_plain(kind::SECCOMP_FD, &fd.as_raw_fd().to_le_bytes())?;
                 ch.expect(kind::SECCOMP_DONE)?;
+                drop(fd);
                 notify_sent = true;
             }
         }
