@@ -137,9 +137,11 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     match dir.status(&saved) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
+        // runc's wording (engines match it).
         Status::Paused => {
-            return Err(Error::Msg(format!("cannot exec in container {}: it is paused (use --ignore-paused)", o.id)))
+            return Err(Error::Msg("cannot exec in a paused container (use --ignore-paused to override)".into()))
         }
+        Status::Stopped => return Err(Error::Msg("cannot exec in a stopped container".into())),
         s => return Err(Error::Msg(format!("cannot exec in container {}: it is {}", o.id, s.as_str()))),
     }
     let cfg_path = dir.dir.join(super::CONFIG_COPY);

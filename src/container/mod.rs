@@ -212,6 +212,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 
     let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
     let cg = cgroups::Manager::new(cg_path.as_deref(), &o.id, g.systemd_cgroup)?;
+    check_existing_cgroup(&cg)?;
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
     undo.cgroup = Some(cg.clone());
 
@@ -396,6 +397,21 @@ pub(crate) fn prepare_seccomp(
         crate::logging::debug(&format!("seccomp: unknown syscall {name} skipped"));
     }
     Ok(p)
+}
+
+/// runc's checks of a cgroup that exists before the container (wording as runc's): processes
+/// in it only warn, a frozen one is refused (the init would hang in it). Nothing is made or
+/// removed here: the cgroup is not the container's yet.
+fn check_existing_cgroup(cg: &cgroups::Manager) -> Result<(), Error> {
+    // A missing cgroup (the usual case) fails both reads.
+    let n = cg.all_pids().map(|p| p.len()).unwrap_or(0);
+    if n != 0 {
+        crate::logging::warn(&format!("container's cgroup is not empty: {n} process(es) found"));
+    }
+    if cg.is_frozen().unwrap_or(false) {
+        return Err(Error::Msg("container's cgroup unexpectedly frozen".into()));
+    }
+    Ok(())
 }
 
 fn sync_failed(e: sync::SyncError, pid: libc::pid_t, undo: &mut Undo) -> Error {
