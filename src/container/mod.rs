@@ -334,9 +334,11 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                 // The deprecated prestart hooks get "created" (runtime-tools checks it; crun does
                 // the same), createRuntime gets "creating" as the spec's lifecycle says.
                 let st = saved.spec_state_json(Status::Created);
-                crate::hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                // In the bundle directory, as runc (which changes into it) runs them.
+                let dir = Some(saved.bundle.as_path());
+                crate::hooks::run_all_in("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st, dir)?;
                 let st = saved.spec_state_json(Status::Creating);
-                crate::hooks::run_all("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
+                crate::hooks::run_all_in("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st, dir)?;
                 parent_ch.send(sync::kind::HOOKS_DONE, b"")?;
             }
             sync::kind::SECCOMP_FD => {

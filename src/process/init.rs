@@ -170,10 +170,12 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         ch.send(kind::HOOKS, b"")?;
         ch.expect(kind::HOOKS_DONE)?;
     }
-    crate::hooks::run_all(
+    // In the rootfs directory (not yet the root), as runc runs them.
+    crate::hooks::run_all_in(
         "createContainer",
         hooks.and_then(|h| h.create_container().as_ref()),
         boot.state_creating.as_bytes(),
+        Some(&ctx.rootfs),
     )?;
 
     if new_mnt {
