@@ -1411,3 +1411,31 @@ fn delete_force_removes_sub_cgroups() {
     delete_and_check(&ctx, &id, &cg);
     assert!(!sub.exists() && !other.exists(), "sub-cgroups left");
 }
+
+/// Device rules with the access string "rwa" (runc's own tests use it) are accepted: the
+/// "a" is ignored, r and w apply.
+#[test]
+fn devices_access_rwa_accepted() {
+    if skip_unless_v1("devices_access_rwa_accepted") {
+        return;
+    }
+    let ctx = Ctx::new("cg-devrwa");
+    let (mut b, cg) = cg_bundle(
+        &ctx,
+        "devrwa",
+        json!({"devices": [{"allow": false, "access": "rwm"},
+                           {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwa"},
+                           {"allow": true, "type": "c", "major": 1, "minor": 2, "access": "ra"}]}),
+    );
+    add_caps(&mut b, &["CAP_MKNOD"]);
+    b.writable_root();
+    b.sh("echo x > /dev/null && echo null-ok; mknod /tmp/k12 c 1 2 || exit 10; \
+          head -c1 /tmp/k12 2>&1; echo; (echo x > /tmp/k12) 2>&1");
+    let id = ctx.id("devrwa");
+    let o = ctx.run(&mut b, &id);
+    assert_eq!(o.lines().first().map(String::as_str), Some("null-ok"), "{o}");
+    // "ra": the read reaches the (missing) driver, the write is refused by the cgroup.
+    assert!(o.stdout.contains("No such device or address"), "{o}");
+    assert!(o.stdout.contains("Operation not permitted"), "{o}");
+    assert_cg_gone(&cg);
+}
