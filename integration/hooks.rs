@@ -325,3 +325,29 @@ fn hooks_cwd_relative_path_and_inherited_env() {
         "{got}"
     );
 }
+
+/// startContainer hooks run under the container's seccomp filter, as runc orders it (the
+/// filter is loaded before the init reports ready), with and without noNewPrivileges.
+#[test]
+fn hooks_start_container_runs_under_seccomp() {
+    let ctx = Ctx::new("hookseccomp");
+    for nnp in [true, false] {
+        let mut b = ctx.bundle();
+        b.writable_root();
+        b.set("/process/noNewPrivileges", json!(nnp));
+        b.set(
+            "/linux/seccomp",
+            json!({"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}),
+        );
+        b.hook(
+            "startContainer",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/from-hook 2>/dev/null; echo rc=$? > /tmp/hook-out"]}),
+        );
+        b.args(&["true"]);
+        let id = ctx.id("hs");
+        ctx.run(&mut b, &id).ok();
+        assert_eq!(read(b.rootfs.join("tmp/hook-out")).trim(), "rc=1", "nnp {nnp}");
+        assert!(!b.rootfs.join("tmp/from-hook").exists(), "nnp {nnp}: the hook's mkdir was not filtered");
+    }
+}

@@ -318,7 +318,15 @@ fn exec_process(
     // SAFETY: the runtime exits once we are ready; we must not die with it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     if is_init {
-        ch.send(kind::READY, b"")?;
+        // The filter goes on before the init reports ready, where runc loads it: the
+        // startContainer hooks run under it. READY goes by plain write(2) (a profile may
+        // refuse or notify sendmsg; runc writes too).
+        if !early_seccomp {
+            if let Some(s) = &seccomp {
+                s.load()?;
+            }
+        }
+        ch.write_plain(kind::READY, b"")?;
         drop_channel(ch);
         START_ERR_FD.store(boot.exec_err_fd, std::sync::atomic::Ordering::Relaxed);
         wait_for_start(boot.fifo_fd);
@@ -329,7 +337,7 @@ fn exec_process(
         )?;
     }
 
-    if !early_seccomp {
+    if !early_seccomp && !is_init {
         if let Some(s) = &seccomp {
             s.load()?;
         }
