@@ -1266,3 +1266,192 @@ fn works_under_1mib_memory_limit() {
     }
     assert!(f.is_some_and(|f| f <= 1 << 20), "berth must run under a 1 MiB memory limit (floor {f:?})");
 }
+
+// ---------------------------------------------------------------------------------------------
+// exec and the container's cgroup; create into an existing cgroup
+
+/// The cgroup of `pid` in every hierarchy, as /proc/PID/cgroup lists it (sorted lines).
+fn proc_cgroups(pid: i32) -> Vec<String> {
+    let mut v: Vec<String> = read(format!("/proc/{pid}/cgroup")).lines().map(str::to_string).collect();
+    v.sort();
+    v
+}
+
+/// An exec'd process is in the container's cgroup in every v1 hierarchy and in the unified
+/// one: its /proc/PID/cgroup equals the init's, line for line.
+#[test]
+fn exec_joins_every_hierarchy() {
+    if skip_unless_v1("exec_joins_every_hierarchy") {
+        return;
+    }
+    let ctx = Ctx::new("cg-execjoin");
+    let (mut b, cg) = cg_bundle(&ctx, "execjoin", json!({}));
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("execjoin");
+    ctx.run_detached(&mut b, &id);
+    let init = proc_cgroups(ctx.pid(&id));
+    assert!(init.iter().filter(|l| l.ends_with(&cg)).count() >= 2, "{init:?}");
+    let pf = ctx.dir.join("exec.pid");
+    let bg = ctx.spawn(&["exec", "--pid-file", pf.to_str().unwrap(), &id, "sleep", "30"]);
+    assert!(wait_file(&pf, Duration::from_secs(10)), "no exec pid file");
+    let pid: i32 = read(&pf).trim().parse().expect("exec pid");
+    let mine = proc_cgroups(pid);
+    assert_eq!(mine, init, "exec'd process {pid} is not in the container's cgroups");
+    // Every hierarchy the host has (v1 ones and the unified one) names the container's path.
+    for l in &mine {
+        let path = l.splitn(3, ':').nth(2).unwrap_or("");
+        assert_eq!(path, cg, "{l} (all: {mine:?})");
+    }
+    delete_and_check(&ctx, &id, &cg);
+    let _ = bg.wait(Duration::from_secs(5));
+}
+
+/// exec into a paused or stopped container: runc's messages.
+#[test]
+fn exec_paused_and_stopped_messages() {
+    if skip_unless_v1("exec_paused_and_stopped_messages") || !v1_has("freezer") {
+        return;
+    }
+    let ctx = Ctx::new("cg-execmsg");
+    let (mut b, cg) = cg_bundle(&ctx, "execmsg", json!({}));
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("execmsg");
+    ctx.run_detached(&mut b, &id);
+    ctx.cmd(&["pause", &id]).ok();
+    let o = ctx.cmd(&["exec", &id, "true"]);
+    o.fails();
+    assert!(o.stderr.contains("cannot exec in a paused container (use --ignore-paused to override)"), "{o}");
+    ctx.cmd(&["resume", &id]).ok();
+    delete_and_check(&ctx, &id, &cg);
+
+    let (mut b, cg) = cg_bundle(&ctx, "execmsg2", json!({}));
+    b.args(&["true"]);
+    let id = ctx.id("execmsg2");
+    ctx.run_detached(&mut b, &id);
+    ctx.wait_status(&id, "stopped", Duration::from_secs(10));
+    let o = ctx.cmd(&["exec", &id, "true"]);
+    o.fails();
+    assert!(o.stderr.contains("cannot exec in a stopped container"), "{o}");
+    delete_and_check(&ctx, &id, &cg);
+}
+
+/// `create` into a cgroup that already has a process: a warning with runc's words (in the
+/// log), and the container is made. Into a frozen cgroup: refused with runc's message, and
+/// the cgroup (not the container's) is left as it was.
+#[test]
+fn create_into_busy_or_frozen_cgroup() {
+    if skip_unless_v1("create_into_busy_or_frozen_cgroup") || !v1_has("freezer") {
+        return;
+    }
+    let ctx = Ctx::new("cg-existing");
+    let (mut b, cg) = cg_bundle(&ctx, "existing", json!({}));
+    b.args(&["true"]);
+    // A cgroup made beforehand (in the freezer and devices hierarchies: runc looks at devices
+    // for processes), with a sleeping process in it.
+    let dirs = [cg_dir("freezer", &cg), cg_dir("devices", &cg)];
+    for d in &dirs {
+        fs::create_dir_all(d).unwrap();
+    }
+    let mut sleeper = Command::new("sleep").arg("1000").spawn().unwrap();
+    let spid = sleeper.id().to_string();
+    for d in &dirs {
+        fs::write(d.join("cgroup.procs"), &spid).unwrap();
+    }
+    let cleanup = |sleeper: &mut std::process::Child| {
+        let _ = fs::write(cg_dir("freezer", &cg).join("freezer.state"), "THAWED");
+        let _ = sleeper.kill();
+        let _ = sleeper.wait();
+        for d in cg_dirs(&cg) {
+            let _ = fs::remove_dir(d);
+        }
+    };
+
+    let id = ctx.id("busy");
+    let log = ctx.dir.join("busy.log");
+    b.write_config(&id);
+    let o = ctx.cmd(&["--log", log.to_str().unwrap(), "create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let logged = read(&log);
+    if o.code != 0 {
+        cleanup(&mut sleeper);
+    }
+    o.ok();
+    assert!(logged.contains("container's cgroup is not empty: 1 process(es) found"), "log: {logged}\n{o}");
+    ctx.delete_force(&id).ok();
+
+    // Frozen: refused, nothing of the container left, the cgroup and its process untouched.
+    for d in &dirs {
+        fs::create_dir_all(d).unwrap();
+        fs::write(d.join("cgroup.procs"), &spid).unwrap();
+    }
+    fs::write(cg_dir("freezer", &cg).join("freezer.state"), "FROZEN").unwrap();
+    let id = ctx.id("frozen");
+    b.write_config(&id);
+    let o = ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let still = cg_dir("freezer", &cg).exists();
+    let state = ctx.status(&id);
+    cleanup(&mut sleeper);
+    o.fails();
+    assert!(o.stderr.contains("container's cgroup unexpectedly frozen"), "{o}");
+    if !is_runc() {
+        assert_eq!(o.stderr.trim().lines().count(), 1, "{o}");
+    }
+    assert!(still, "the pre-existing frozen cgroup was removed");
+    assert!(state.is_none(), "container state left: {state:?}");
+}
+
+/// `delete --force` removes the sub-cgroups made under the container's cgroup (here made by
+/// the host, with a container process moved into one, as a container with a writable cgroup
+/// mount would).
+#[test]
+fn delete_force_removes_sub_cgroups() {
+    if skip_unless_v1("delete_force_removes_sub_cgroups") {
+        return;
+    }
+    let ctx = Ctx::new("cg-subdel");
+    let (mut b, cg) = cg_bundle(&ctx, "subdel", json!({}));
+    b.sh("sleep 1000 & exec sleep 1001");
+    let id = ctx.id("subdel");
+    ctx.run_detached(&mut b, &id);
+    let mem = cg_dir("memory", &cg);
+    let sub = mem.join("a/b");
+    fs::create_dir_all(&sub).unwrap();
+    let pids: Vec<i32> = read(mem.join("cgroup.procs")).lines().filter_map(|l| l.trim().parse().ok()).collect();
+    let child = pids.iter().copied().find(|&p| p != ctx.pid(&id));
+    if let Some(c) = child {
+        fs::write(sub.join("cgroup.procs"), c.to_string()).unwrap();
+    }
+    let other = cg_dir("pids", &cg).join("x");
+    if v1_has("pids") {
+        fs::create_dir_all(&other).unwrap();
+    }
+    delete_and_check(&ctx, &id, &cg);
+    assert!(!sub.exists() && !other.exists(), "sub-cgroups left");
+}
+
+/// Device rules with the access string "rwa" (runc's own tests use it) are accepted: the
+/// "a" is ignored, r and w apply.
+#[test]
+fn devices_access_rwa_accepted() {
+    if skip_unless_v1("devices_access_rwa_accepted") {
+        return;
+    }
+    let ctx = Ctx::new("cg-devrwa");
+    let (mut b, cg) = cg_bundle(
+        &ctx,
+        "devrwa",
+        json!({"devices": [{"allow": false, "access": "rwm"},
+                           {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwa"},
+                           {"allow": true, "type": "c", "major": 1, "minor": 2, "access": "ra"}]}),
+    );
+    add_caps(&mut b, &["CAP_MKNOD"]);
+    b.writable_root();
+    b.sh("echo x > /dev/null && echo null-ok; mknod /tmp/k12 c 1 2 || exit 10; \
+          head -c1 /tmp/k12 2>&1; echo; (echo x > /tmp/k12) 2>&1");
+    let id = ctx.id("devrwa");
+    let o = ctx.run(&mut b, &id);
+    assert_eq!(o.lines().first().map(String::as_str), Some("null-ok"), "{o}");
+    // "ra": the read reaches the (missing) driver, the write is refused by the cgroup.
+    assert!(o.stdout.contains("No such device or address"), "{o}");
+    assert!(o.stdout.contains("Operation not permitted"), "{o}");
+    assert_cg_gone(&cg);
+}

@@ -595,3 +595,79 @@ fn exec_exit_codes_as_runc() {
     o.one_line_error(&["cannot exec in a stopped container"]);
     assert_eq!(o.code, 255, "{o}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// cwd and users
+
+/// A rootfs directory only root may enter (0700, root-owned) with a file in it.
+fn root_only_dir(b: &Bundle) {
+    b.write_file("/secret/f", "x", 0o644);
+    fs::set_permissions(b.rootfs.join("secret"), std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+}
+
+/// A cwd only root can enter, for a non-root process: the runtime changes into it while still
+/// privileged (as runc does), so the process starts there although it cannot list it.
+#[test]
+fn exec_cwd_only_root_can_enter() {
+    let ctx = Ctx::new("execcwdroot");
+    let script = "pwd; ls . >/dev/null 2>&1 || echo cannot-list; id -u";
+    // create/start of a container whose process is user 1000 in /secret.
+    let mut b = ctx.bundle();
+    b.writable_root();
+    root_only_dir(&b);
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.set("/process/cwd", json!("/secret"));
+    b.sh(script);
+    let id = ctx.id("cr");
+    let o = ctx.run(&mut b, &id);
+    o.ok();
+    assert_eq!(o.lines(), ["/secret", "cannot-list", "1000"], "{o}");
+
+    // exec --user 1000 --cwd /secret into a root container.
+    let (_b, id) = running(&ctx, |b| root_only_dir(b));
+    let o = ctx.cmd(&["exec", "--user", "1000:1000", "--cwd", "/secret", &id, "sh", "-c", script]);
+    o.ok();
+    assert_eq!(o.lines(), ["/secret", "cannot-list", "1000"], "{o}");
+    // A cwd that does not exist still fails, with one line naming it.
+    ctx.cmd(&["exec", "--user", "1000", "--cwd", "/no-such-dir", &id, "true"]).one_line_error(&["/no-such-dir"]);
+}
+
+/// `exec --user` (and a non-root container process) never changes the owner of what the
+/// caller passed as stdio: a host file as stdout, the host's /dev/null as stdin.
+#[test]
+fn exec_user_leaves_stdio_owners_alone() {
+    if skip_on_runc("runc 1.1 chowns a stdio file (not /dev/null) to the process's user") {
+        return;
+    }
+    use std::os::unix::fs::MetadataExt;
+    let ctx = Ctx::new("execstdio");
+    let null_before = fs::metadata("/dev/null").unwrap();
+    let (_b, id) = running(&ctx, |_| {});
+    let out = ctx.dir.join("exec-out.txt");
+    fs::write(&out, "").unwrap();
+    let mut c = ctx.command(&["exec", "--user", "1000:1000", &id, "sh", "-c", "echo written; id -u"]);
+    c.stdout(fs::File::create(&out).unwrap()).stdin(fs::File::open("/dev/null").unwrap());
+    let st = c.status().unwrap();
+    assert!(st.success(), "{st:?}");
+    assert_eq!(read(&out), "written\n1000\n");
+    let m = fs::metadata(&out).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0), "exec --user changed the owner of its stdout file");
+    let n = fs::metadata("/dev/null").unwrap();
+    assert_eq!((n.uid(), n.gid(), n.mode()), (null_before.uid(), null_before.gid(), null_before.mode()));
+
+    // The same for a container whose process is user 1000 (attached run).
+    let mut b = ctx.bundle();
+    b.set("/process/user", json!({"uid": 1000, "gid": 1000}));
+    b.sh("echo run-written");
+    let id = ctx.id("ru");
+    b.write_config(&id);
+    let out2 = ctx.dir.join("run-out.txt");
+    let mut c = ctx.command(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    c.stdout(fs::File::create(&out2).unwrap()).stdin(fs::File::open("/dev/null").unwrap());
+    assert!(c.status().unwrap().success());
+    assert_eq!(read(&out2), "run-written\n");
+    let m = fs::metadata(&out2).unwrap();
+    assert_eq!((m.uid(), m.gid()), (0, 0), "run changed the owner of its stdout file");
+    let n = fs::metadata("/dev/null").unwrap();
+    assert_eq!((n.uid(), n.gid(), n.mode()), (null_before.uid(), null_before.gid(), null_before.mode()));
+}

@@ -315,3 +315,64 @@ fn hooks_failing_poststart_stops_container() {
     ctx.delete(&id).ok();
     assert!(marker.exists(), "poststop hooks run at delete");
 }
+
+/// As runc: createRuntime hooks run in the bundle directory and createContainer hooks in the
+/// rootfs directory, so a relative hook path and relative files resolve there; a hook without
+/// `env` inherits the runtime's environment (one with `env` gets exactly that, see above).
+#[test]
+fn hooks_cwd_relative_path_and_inherited_env() {
+    let ctx = Ctx::new("hookcwd");
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    let out = ctx.dir.join("cwd.txt");
+    // A hook script in the bundle, named by a relative path.
+    let script = b.dir.join("hook-rel.sh");
+    fs::write(&script, format!("#!/bin/sh\necho \"$1 $(pwd) ${{BERTH_ITEST_INHERIT:-unset}}\" >> {}\n", out.display()))
+        .unwrap();
+    fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    b.hook("createRuntime", json!({"path": "hook-rel.sh", "args": ["hook-rel.sh", "createRuntime"]}));
+    b.hook(
+        "createContainer",
+        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("echo \"$0 $(pwd)\" >> {}", out.display()), "createContainer"]}),
+    );
+    let id = ctx.id("h");
+    b.write_config(&id);
+    ctx.track(&id);
+    let mut c = ctx.command(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    c.env("BERTH_ITEST_INHERIT", "inherited").current_dir("/");
+    ctx.exec_cmd(c, TIMEOUT).ok();
+    let bundle = fs::canonicalize(&b.dir).unwrap();
+    let rootfs = fs::canonicalize(&b.rootfs).unwrap();
+    let got = read(&out);
+    assert_eq!(
+        got.lines().collect::<Vec<_>>(),
+        [format!("createRuntime {} inherited", bundle.display()), format!("createContainer {}", rootfs.display())],
+        "{got}"
+    );
+}
+
+/// startContainer hooks run under the container's seccomp filter, as runc orders it (the
+/// filter is loaded before the init reports ready), with and without noNewPrivileges.
+#[test]
+fn hooks_start_container_runs_under_seccomp() {
+    let ctx = Ctx::new("hookseccomp");
+    for nnp in [true, false] {
+        let mut b = ctx.bundle();
+        b.writable_root();
+        b.set("/process/noNewPrivileges", json!(nnp));
+        b.set(
+            "/linux/seccomp",
+            json!({"defaultAction": "SCMP_ACT_ALLOW",
+                   "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13}]}),
+        );
+        b.hook(
+            "startContainer",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", "mkdir /tmp/from-hook 2>/dev/null; echo rc=$? > /tmp/hook-out"]}),
+        );
+        b.args(&["true"]);
+        let id = ctx.id("hs");
+        ctx.run(&mut b, &id).ok();
+        assert_eq!(read(b.rootfs.join("tmp/hook-out")).trim(), "rc=1", "nnp {nnp}");
+        assert!(!b.rootfs.join("tmp/from-hook").exists(), "nnp {nnp}: the hook's mkdir was not filtered");
+    }
+}

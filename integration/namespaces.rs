@@ -254,3 +254,27 @@ fn ns_join_bad_path_fails() {
     assert!(o.stderr.contains("not-a-ns") || o.stderr.to_lowercase().contains("namespace"), "{o}");
     ctx.assert_nothing_left(&snap, &b, &id);
 }
+
+/// The same namespace twice in linux.namespaces: refused with runc's message, nothing left.
+#[test]
+fn namespace_listed_twice() {
+    let ctx = Ctx::new("nstwice");
+    let mut b = ctx.bundle();
+    b.args(&["true"]);
+    b.ns_add("uts", None);
+    let mut list = b.get("/linux/namespaces").and_then(|v| v.as_array().cloned()).unwrap_or_default();
+    list.push(json!({"type": "uts"}));
+    b.set("/linux/namespaces", json!(list));
+    let id = ctx.id("twice");
+    b.write_config(&id);
+    let snap = ctx.snapshot(&b);
+    let o = ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    if is_runc() {
+        // runc's log line escapes the quotes.
+        o.fails();
+        assert!(o.stderr.contains("malformed spec file: duplicated ns"), "{o}");
+    } else {
+        o.one_line_error(&[r#"malformed spec file: duplicated ns {"uts" ""}"#]);
+    }
+    ctx.assert_nothing_left(&snap, &b, &id);
+}

@@ -622,6 +622,25 @@ fn seccomp_notify_attached_run() {
     assert_eq!(log.notifications.len(), 2, "{log:?}");
 }
 
+/// NOTIFY on sendmsg and recvmsg is accepted (runc refuses it only on write): the container
+/// starts, the agent answers, the run finishes.
+#[test]
+fn seccomp_notify_on_sendmsg_recvmsg() {
+    let ctx = Ctx::new("scnotifymsg");
+    let agent = Agent::start(&ctx);
+    let profile = json!({
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "listenerPath": agent.path,
+        "syscalls": [{"names": ["mkdir", "mkdirat", "sendmsg", "recvmsg"], "action": "SCMP_ACT_NOTIFY"}]
+    });
+    let o = run_sh_with(&ctx, profile, "mkdir /tmp/deny-x 2>/dev/null || echo denied; echo done; exit 4");
+    let log = agent.finish(Duration::from_secs(10));
+    assert!(!o.timed_out, "{o}");
+    assert_eq!(o.code, 4, "{o}");
+    assert_eq!(o.lines(), ["denied", "done"], "{o}");
+    assert!(log.errors.is_empty(), "agent errors: {:?}", log.errors);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Bad profiles
 
@@ -664,30 +683,36 @@ fn seccomp_bad_profiles() {
         (
             "notify without listenerPath",
             allow_all_but(json!([{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}])),
-            &["listenerPath"],
+            &["listenerPath is not set"],
         ),
         (
             "listenerPath missing",
             json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": missing,
                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-            &["no-such-agent.sock"],
+            &["failed to connect with seccomp agent", "no-such-agent.sock", "no such file or directory"],
         ),
         (
             "listenerPath not a socket",
             json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": not_socket,
                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-            &["plain-file"],
+            &["failed to connect with seccomp agent", "plain-file", "connection refused"],
         ),
         (
             "listener not listening",
             json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": dead,
                    "syscalls": [{"names": ["mkdir"], "action": "SCMP_ACT_NOTIFY"}]}),
-            &["dead-agent.sock"],
+            &["failed to connect with seccomp agent", "dead-agent.sock", "connection refused"],
         ),
         (
             "notify as default action",
             json!({"defaultAction": "SCMP_ACT_NOTIFY", "listenerPath": not_socket}),
-            &["default", "notify"],
+            &["SCMP_ACT_NOTIFY cannot be used as default action"],
+        ),
+        (
+            "notify on write",
+            json!({"defaultAction": "SCMP_ACT_ALLOW", "listenerPath": not_socket,
+                   "syscalls": [{"names": ["mkdir", "write"], "action": "SCMP_ACT_NOTIFY"}]}),
+            &["SCMP_ACT_NOTIFY cannot be used for the write syscall"],
         ),
     ];
     for (what, profile, words) in cases {
@@ -877,4 +902,76 @@ fn seccomp_cache_distinguishes_profiles() {
     let names: Vec<String> =
         fs::read_dir(&ctx.root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
     assert_eq!(names, [id.as_str()], "only the container's dir under --root");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The ENOSYS stub
+
+/// A bundle that has the host's /usr (perl and its libraries) mounted read-only, for probing
+/// raw syscalls (`perl -e 'syscall(...)'`) that busybox never makes.
+fn perl_bundle(ctx: &Ctx) -> Bundle {
+    let mut b = ctx.bundle();
+    b.writable_root();
+    for d in ["/usr", "/lib", "/lib64"] {
+        b.mount(json!({"destination": d, "type": "bind", "source": d, "options": ["rbind", "ro"]}));
+    }
+    b
+}
+
+/// Each syscall number of `nrs` called with junk arguments: "NR ERRNO" lines.
+const PERL_PROBE: &str = r#"for $n (@ARGV) { $! = 0; syscall($n, -1, 0, 0, 0); printf "%d %d\n", $n, $! + 0 }"#;
+
+/// Syscalls newer than every syscall the profile names return ENOSYS (so C libraries fall back
+/// from clone3, openat2, faccessat2), not the default errno; an older syscall left out still
+/// gets the default errno; a default that allows gets no stub.
+#[test]
+fn seccomp_enosys_for_newer_syscalls() {
+    if !std::path::Path::new("/usr/bin/perl").exists() {
+        eprintln!("seccomp_enosys_for_newer_syscalls: skipped: no /usr/bin/perl");
+        return;
+    }
+    let ctx = Ctx::new("scenosys");
+    // The docker-like allow list as a profile written before Linux 5.3 would be: nothing
+    // newer than pidfd_open (434).
+    let names: Vec<String> = docker_like_allow_names()
+        .into_iter()
+        .filter(|n| {
+            libseccomp::ScmpSyscall::from_name_by_arch(n, libseccomp::ScmpArch::X8664)
+                .is_ok_and(|s| (0..=434).contains(&i32::from(s)))
+        })
+        .collect();
+    assert!(names.iter().any(|n| n == "pidfd_open"), "pidfd_open not in the list");
+    let probe = ["435", "437", "439", "441", "163"]; // clone3 openat2 faccessat2 epoll_pwait2 acct
+    for (errno_ret, want_old) in [(None, 1), (Some(95), 95)] {
+        let mut profile = json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "architectures": ["SCMP_ARCH_X86_64", "SCMP_ARCH_X86", "SCMP_ARCH_X32"],
+            "syscalls": [{"names": names, "action": "SCMP_ACT_ALLOW"}]
+        });
+        if let Some(e) = errno_ret {
+            profile["defaultErrnoRet"] = json!(e);
+        }
+        let mut b = perl_bundle(&ctx);
+        b.set("/linux/seccomp", profile);
+        let mut args = vec!["/usr/bin/perl", "-e", PERL_PROBE];
+        args.extend_from_slice(&probe);
+        b.args(&args);
+        let id = ctx.id("en");
+        let o = ctx.run(&mut b, &id);
+        o.ok();
+        let want = ["435 38", "437 38", "439 38", "441 38", &format!("163 {want_old}")];
+        assert_eq!(o.lines(), want, "defaultErrnoRet {errno_ret:?}: {o}");
+    }
+
+    // defaultAction ALLOW: the kernel answers (EFAULT/EBADF/EINVAL...), never ENOSYS here.
+    let mut b = perl_bundle(&ctx);
+    b.set("/linux/seccomp", allow_all_but(json!([{"names": ["acct"], "action": "SCMP_ACT_ERRNO"}])));
+    b.args(&["/usr/bin/perl", "-e", PERL_PROBE, "439", "163"]);
+    let id = ctx.id("al");
+    let o = ctx.run(&mut b, &id);
+    o.ok();
+    let l = o.lines();
+    assert_eq!(l.len(), 2, "{o}");
+    assert_ne!(l[0], "439 38", "{o}");
+    assert_eq!(l[1], "163 1", "{o}");
 }

@@ -18,9 +18,22 @@ pub enum HookError {
 
 /// Run every hook in order; the first failure stops the sequence.
 pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) -> Result<(), HookError> {
+    run_all_in(kind, hooks, state_json, None)
+}
+
+/// `run_all` with the hooks' working directory `dir` (None: the caller's). runc runs
+/// createRuntime hooks in the bundle directory (it changes into it) and createContainer hooks
+/// in the rootfs directory (before pivot_root): a relative hook path or a relative file a hook
+/// writes resolves there.
+pub fn run_all_in(
+    kind: &'static str,
+    hooks: Option<&Vec<Hook>>,
+    state_json: &[u8],
+    dir: Option<&std::path::Path>,
+) -> Result<(), HookError> {
     let Some(hooks) = hooks else { return Ok(()) };
     for h in hooks {
-        run_one(kind, h, state_json)?;
+        run_one(kind, h, state_json, dir)?;
     }
     Ok(())
 }
@@ -30,24 +43,36 @@ pub fn run_all(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &[u8])
 pub fn run_all_warn(kind: &'static str, hooks: Option<&Vec<Hook>>, state_json: &[u8]) {
     let Some(hooks) = hooks else { return };
     for h in hooks {
-        if let Err(e) = run_one(kind, h, state_json) {
+        if let Err(e) = run_one(kind, h, state_json, None) {
             crate::logging::warn(&e.to_string());
             eprintln!("berth: warning: {e}");
         }
     }
 }
 
-fn run_one(kind: &'static str, h: &Hook, state_json: &[u8]) -> Result<(), HookError> {
+fn run_one(kind: &'static str, h: &Hook, state_json: &[u8], dir: Option<&std::path::Path>) -> Result<(), HookError> {
     let path = h.path().display().to_string();
-    let mut cmd = Command::new(h.path());
+    // A relative path is a file relative to the working directory, never a PATH lookup (as
+    // Go's exec.Cmd takes runc's hook path).
+    let prog = if h.path().is_relative() && h.path().components().count() == 1 {
+        std::path::Path::new(".").join(h.path())
+    } else {
+        h.path().clone()
+    };
+    let mut cmd = Command::new(prog);
     if let Some(args) = h.args() {
         if let Some((first, rest)) = args.split_first() {
             cmd.arg0(first);
             cmd.args(rest);
         }
     }
-    cmd.env_clear();
+    if let Some(d) = dir {
+        cmd.current_dir(d);
+    }
+    // As runc (Go's exec.Cmd): `env` set, even empty, is the whole environment; no `env`
+    // inherits the runtime's.
     if let Some(env) = h.env() {
+        cmd.env_clear();
         for kv in env {
             if let Some((k, v)) = kv.split_once('=') {
                 cmd.env(k, v);

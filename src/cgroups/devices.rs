@@ -113,13 +113,18 @@ fn parse_rule(d: &LinuxDeviceCgroup) -> Result<DeviceRule, CgroupError> {
     };
     let mut access = 0;
     let a = d.access().as_deref().unwrap_or("");
+    // Other letters are ignored, as runc does (its own tests use "rwa"); a string with none
+    // of r, w, m is refused.
     for c in a.chars() {
         access |= match c {
             'r' => ACC_READ,
             'w' => ACC_WRITE,
             'm' => ACC_MKNOD,
-            _ => return Err(CgroupError::Invalid(format!("invalid device access {a:?}"))),
+            _ => 0,
         };
+    }
+    if access == 0 && !a.is_empty() {
+        return Err(CgroupError::Invalid(format!("invalid device access {a:?}")));
     }
     if access == 0 {
         access = ACC_ALL; // the spec's default
@@ -546,7 +551,10 @@ mod tests {
         let none = compile(&[]).unwrap();
         assert!(!none.reset && none.allows_everything());
         assert!(compile(&spec(r#"[{"allow":true,"type":"p"}]"#)).is_err());
-        assert!(compile(&spec(r#"[{"allow":true,"type":"c","access":"rx"}]"#)).is_err());
+        // runc's tests use "rwa": letters other than r, w, m are ignored; none of them is refused.
+        let s = compile(&spec(r#"[{"allow":true,"type":"c","major":4,"minor":1,"access":"rwa"}]"#)).unwrap();
+        assert_eq!(s.rules[0].v1_line('c'), "c 4:1 rw");
+        assert!(compile(&spec(r#"[{"allow":true,"type":"c","access":"xa"}]"#)).is_err());
     }
 
     #[test]

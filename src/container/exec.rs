@@ -137,11 +137,12 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     match dir.status(&saved) {
         Status::Running | Status::Created => {}
         Status::Paused if o.ignore_paused => {}
-        // runc's words.
+        // runc's wording (engines match it).
         Status::Paused => {
             return Err(Error::Msg("cannot exec in a paused container (use --ignore-paused to override)".into()))
         }
-        _ => return Err(Error::Msg("cannot exec in a stopped container".into())),
+        Status::Stopped => return Err(Error::Msg("cannot exec in a stopped container".into())),
+        s => return Err(Error::Msg(format!("cannot exec in container {}: it is {}", o.id, s.as_str()))),
     }
     let cfg_path = dir.dir.join(super::CONFIG_COPY);
     let config_bytes = std::fs::read(&cfg_path).map_err(|e| sys(format!("read {}", cfg_path.display()), e))?;
@@ -294,7 +295,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         match parent_ch.recv() {
             Err(sync::SyncError::Eof) => break,
             Err(e) => return Err(kill_child(e.into())),
-            Ok((sync::kind::SECCOMP_FD, _, Some(fd))) => {
+            Ok((sync::kind::SECCOMP_FD, payload, fd)) => {
+                let fd = super::seccomp_fd_of(child, &payload, fd).map_err(kill_child)?;
                 super::send_seccomp_fd(&spec, &saved, fd.as_raw_fd()).map_err(kill_child)?;
                 parent_ch.send(sync::kind::SECCOMP_DONE, b"").map_err(|e| kill_child(e.into()))?;
             }

@@ -231,6 +231,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     if g.rootless {
         cg = cg.into_rootless(cg_path.as_deref(), g.systemd_cgroup)?;
     }
+    check_existing_cgroup(&cg)?;
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
     crate::debug!("cgroup created (cgroupsPath {})", cg_path.as_deref().unwrap_or("not set: the default"));
     undo.cgroup = Some(cg.clone());
@@ -358,13 +359,15 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                 // The deprecated prestart hooks get "created" (runtime-tools checks it; crun does
                 // the same), createRuntime gets "creating" as the spec's lifecycle says.
                 let st = saved.spec_state_json(Status::Created);
-                crate::hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                // In the bundle directory, as runc (which changes into it) runs them.
+                let dir = Some(saved.bundle.as_path());
+                crate::hooks::run_all_in("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st, dir)?;
                 let st = saved.spec_state_json(Status::Creating);
-                crate::hooks::run_all("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
+                crate::hooks::run_all_in("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st, dir)?;
                 parent_ch.send(sync::kind::HOOKS_DONE, b"")?;
             }
             sync::kind::SECCOMP_FD => {
-                let fd = fd.ok_or_else(|| Error::Msg("seccomp notify message without fd".into()))?;
+                let fd = seccomp_fd_of(saved.pid, &_payload, fd)?;
                 send_seccomp_fd(&spec, &saved, fd.as_raw_fd())?;
                 parent_ch.send(sync::kind::SECCOMP_DONE, b"")?;
             }
@@ -492,6 +495,21 @@ pub(crate) fn prepare_seccomp(
     Ok(p)
 }
 
+/// runc's checks of a cgroup that exists before the container (wording as runc's): processes
+/// in it only warn, a frozen one is refused (the init would hang in it). Nothing is made or
+/// removed here: the cgroup is not the container's yet.
+fn check_existing_cgroup(cg: &cgroups::Manager) -> Result<(), Error> {
+    // A missing cgroup (the usual case) fails both reads.
+    let n = cg.all_pids().map(|p| p.len()).unwrap_or(0);
+    if n != 0 {
+        crate::logging::warn(&format!("container's cgroup is not empty: {n} process(es) found"));
+    }
+    if cg.is_frozen().unwrap_or(false) {
+        return Err(Error::Msg("container's cgroup unexpectedly frozen".into()));
+    }
+    Ok(())
+}
+
 fn sync_failed(e: sync::SyncError, pid: libc::pid_t, undo: &mut Undo) -> Error {
     match e {
         sync::SyncError::Eof => Error::Msg(init_died(pid, undo)),
@@ -514,6 +532,32 @@ fn init_died(pid: libc::pid_t, undo: &mut Undo) -> String {
     } else {
         "container init exited during set-up".into()
     }
+}
+
+/// The seccomp notify fd a process announced by number (`payload`, le i32): a copy taken with
+/// pidfd_getfd(2) (the process does not use sendmsg after loading its filter). An fd that came
+/// with the message is used as it is.
+pub(crate) fn seccomp_fd_of(pid: libc::pid_t, payload: &[u8], fd: Option<OwnedFd>) -> Result<OwnedFd, Error> {
+    if let Some(fd) = fd {
+        return Ok(fd);
+    }
+    let n: [u8; 4] =
+        payload.get(..4).and_then(|b| b.try_into().ok()).ok_or_else(|| Error::Msg("bad seccomp fd message".into()))?;
+    let target = i32::from_le_bytes(n);
+    // SAFETY: pidfd_open with a pid and no flags.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if pidfd < 0 {
+        return Err(sys(format!("pidfd_open {pid}"), std::io::Error::last_os_error()));
+    }
+    // SAFETY: a fresh fd that we own.
+    let pidfd = unsafe { OwnedFd::from_raw_fd(pidfd as RawFd) };
+    // SAFETY: pidfd_getfd on our pidfd; flags must be 0.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_getfd, pidfd.as_raw_fd(), target, 0) };
+    if fd < 0 {
+        return Err(sys(format!("pidfd_getfd {pid} fd {target}"), std::io::Error::last_os_error()));
+    }
+    // SAFETY: pidfd_getfd returned a new fd (close-on-exec) that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 pub(crate) fn send_seccomp_fd(spec: &Spec, saved: &Saved, fd: RawFd) -> Result<(), Error> {

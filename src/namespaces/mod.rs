@@ -15,8 +15,9 @@ pub enum NamespaceError {
     Setns { kind: &'static str, path: PathBuf, err: std::io::Error },
     #[error("namespace {kind}: unshare: {err}")]
     Unshare { kind: &'static str, err: std::io::Error },
-    #[error("namespace {0} is listed twice")]
-    Duplicate(&'static str),
+    /// runc's wording (Go's %q of the spec entry: `{"pid" ""}`).
+    #[error("malformed spec file: duplicated ns {{{kind:?} {path:?}}}")]
+    Duplicate { kind: &'static str, path: String },
     #[error("write {path}: {err}")]
     Write { path: String, err: std::io::Error },
     #[error("{0}")]
@@ -70,7 +71,8 @@ impl Plan {
             let t = ns.typ();
             let flag = clone_flag(t);
             if seen & flag != 0 {
-                return Err(NamespaceError::Duplicate(type_name(t)));
+                let path = ns.path().as_ref().map(|p| p.to_string_lossy().into_owned()).unwrap_or_default();
+                return Err(NamespaceError::Duplicate { kind: type_name(t), path });
             }
             seen |= flag;
             match ns.path() {
@@ -369,7 +371,10 @@ mod tests {
     #[test]
     fn plan_rejects_duplicates_and_relative() {
         let l = linux(r#"{"namespaces":[{"type":"pid"},{"type":"pid"}]}"#);
-        assert!(Plan::from_linux(Some(&l)).unwrap_err().to_string().contains("twice"));
+        assert_eq!(
+            Plan::from_linux(Some(&l)).unwrap_err().to_string(),
+            r#"malformed spec file: duplicated ns {"pid" ""}"#
+        );
         let l = linux(r#"{"namespaces":[{"type":"network","path":"rel/x"}]}"#);
         assert!(Plan::from_linux(Some(&l)).unwrap_err().to_string().contains("not absolute"));
     }

@@ -170,10 +170,12 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         ch.send(kind::HOOKS, b"")?;
         ch.expect(kind::HOOKS_DONE)?;
     }
-    crate::hooks::run_all(
+    // In the rootfs directory (not yet the root), as runc runs them.
+    crate::hooks::run_all_in(
         "createContainer",
         hooks.and_then(|h| h.create_container().as_ref()),
         boot.state_creating.as_bytes(),
+        Some(&ctx.rootfs),
     )?;
 
     if new_mnt {
@@ -288,16 +290,22 @@ fn exec_process(
     // the process keeps that capability. With a notify action, the fd must reach the runtime
     // (through our parent) before we report ready.
     let early_seccomp = seccomp.as_ref().map(|s| s.uses_notify() || (!nnp && !sys_admin_kept)).unwrap_or(false);
+    // The cwd, as runc does it: first with the runtime's privileges (a directory only root may
+    // enter still works for a non-root process); when that is refused, once more as the
+    // process's user (a directory only that user may enter, e.g. on root-squashing storage).
+    // Before the filter too: the check (getcwd) must not run under one that may deny it.
+    let cwd_done = early_cwd(process.cwd())?;
     if early_seccomp {
-        // The cwd check (getcwd) must not run under a filter that may deny it.
-        change_cwd(process.cwd())?;
         if let Some(s) = &seccomp {
             if nnp {
                 set_nnp()?;
             }
             if let Some(fd) = s.load()? {
-                ch.send_with_fd(kind::SECCOMP_FD, b"", Some(fd.as_raw_fd()))?;
+                // Only the fd's number goes (by write, as runc): the runtime takes the fd with
+                // pidfd_getfd(2). Kept open until the runtime has passed it on.
+                ch.write_plain(kind::SECCOMP_FD, &fd.as_raw_fd().to_le_bytes())?;
                 ch.expect(kind::SECCOMP_DONE)?;
+                drop(fd);
                 notify_sent = true;
             }
         }
@@ -311,7 +319,7 @@ fn exec_process(
     // SAFETY: umask cannot fail.
     unsafe { libc::umask(process.user().umask().unwrap_or(0o022) as libc::mode_t) };
 
-    if !early_seccomp {
+    if !cwd_done {
         change_cwd(process.cwd())?;
     }
     let env = process.env().clone().unwrap_or_default();
@@ -324,7 +332,15 @@ fn exec_process(
     // SAFETY: the runtime exits once we are ready; we must not die with it.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, 0, 0, 0, 0) };
     if is_init {
-        ch.send(kind::READY, b"")?;
+        // The filter goes on before the init reports ready, where runc loads it: the
+        // startContainer hooks run under it. READY goes by plain write(2) (a profile may
+        // refuse or notify sendmsg; runc writes too).
+        if !early_seccomp {
+            if let Some(s) = &seccomp {
+                s.load()?;
+            }
+        }
+        ch.write_plain(kind::READY, b"")?;
         drop_channel(ch);
         START_ERR_FD.store(boot.exec_err_fd, std::sync::atomic::Ordering::Relaxed);
         wait_for_start(boot.fifo_fd);
@@ -335,7 +351,7 @@ fn exec_process(
         )?;
     }
 
-    if !early_seccomp {
+    if !early_seccomp && !is_init {
         if let Some(s) = &seccomp {
             s.load()?;
         }
@@ -703,12 +719,32 @@ fn set_user_and_caps(p: &Process, masks: &Masks) -> Result<(), InitError> {
     Ok(())
 }
 
+/// `change_cwd` while still privileged: Ok(false) when the chdir was refused (EACCES, EPERM),
+/// to be tried again as the process's user.
+fn early_cwd(cwd: &Path) -> Result<bool, InitError> {
+    let c = cstr(cwd.as_os_str().as_bytes())?;
+    // SAFETY: valid C string.
+    if unsafe { libc::chdir(c.as_ptr()) } != 0 {
+        let e = std::io::Error::last_os_error();
+        if matches!(e.raw_os_error(), Some(libc::EACCES) | Some(libc::EPERM)) {
+            return Ok(false);
+        }
+        return Err(InitError::Sys { call: format!("chdir to cwd {}", cwd.display()), err: e });
+    }
+    check_cwd(cwd)?;
+    Ok(true)
+}
+
 fn change_cwd(cwd: &Path) -> Result<(), InitError> {
     let c = cstr(cwd.as_os_str().as_bytes())?;
     // SAFETY: valid C string.
     if unsafe { libc::chdir(c.as_ptr()) } != 0 {
         return Err(sys(format!("chdir to cwd {}", cwd.display())));
     }
+    check_cwd(cwd)
+}
+
+fn check_cwd(cwd: &Path) -> Result<(), InitError> {
     // A cwd reached through a leaked fd would lie outside our root: getcwd then reports
     // "(unreachable)" / fails with ENOENT (CVE-2024-21626).
     let mut buf = [0u8; 4096];

@@ -119,6 +119,34 @@ impl Channel {
         Ok(())
     }
 
+    /// Send a message with plain write(2) calls only (no sendmsg): for the init after its
+    /// seccomp filter is loaded, where a profile may notify on sendmsg (runc refuses NOTIFY
+    /// only on write). At most 64 bytes of payload.
+    pub fn write_plain(&self, kind: u8, payload: &[u8]) -> Result<(), SyncError> {
+        let mut buf = [0u8; 69];
+        let n = 5 + payload.len();
+        if n > buf.len() {
+            return Err(SyncError::Io(std::io::Error::from_raw_os_error(libc::EMSGSIZE)));
+        }
+        buf[0] = kind;
+        buf[1..5].copy_from_slice(&(payload.len() as u32).to_le_bytes());
+        buf[5..n].copy_from_slice(payload);
+        let mut sent = 0;
+        while sent < n {
+            // SAFETY: writes from a live buffer within its length.
+            let r = unsafe { libc::write(self.fd.as_raw_fd(), buf[sent..n].as_ptr().cast(), n - sent) };
+            if r < 0 {
+                let e = std::io::Error::last_os_error();
+                if e.kind() == std::io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(SyncError::Io(e));
+            }
+            sent += r as usize;
+        }
+        Ok(())
+    }
+
     fn read_exact(&self, buf: &mut [u8], fd_out: &mut Option<OwnedFd>) -> Result<(), SyncError> {
         let mut got = 0;
         while got < buf.len() {

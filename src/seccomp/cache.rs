@@ -9,7 +9,7 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt};
 use std::path::Path;
 
 /// Bump when `compile` changes what it produces for the same profile.
-const MAGIC: &[u8] = b"berth-seccomp-cache 1\n";
+const MAGIC: &[u8] = b"berth-seccomp-cache 2\n";
 
 pub(super) fn get_or_compile(s: &LinuxSeccomp, dir: &Path) -> Result<Compiled, SeccompError> {
     let Some(key) = key(s) else {

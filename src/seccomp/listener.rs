@@ -43,7 +43,9 @@ pub fn send_to_listener(listener_path: &Path, notify_fd: BorrowedFd, state_json:
     loop {
         match connect(sock.as_raw_fd(), &addr) {
             Err(Errno::EINTR) => continue,
-            r => break r.map_err(|e| err("connect to", e))?,
+            r => {
+                break r.map_err(|e| SeccompError::Agent { path: listener_path.to_path_buf(), err: OsErr(e as i32) })?
+            }
         }
     }
     let fds = [notify_fd.as_raw_fd()];

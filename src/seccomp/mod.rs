@@ -20,14 +20,17 @@
 //!    runtime (e.g. the parent takes it with `pidfd_getfd(2)`, or the init sends it with
 //!    SCM_RIGHTS over its sync socket); the runtime then calls [`send_to_listener`] with the
 //!    state built by [`process_state_json`]. SCMP_ACT_NOTIFY is refused as the default action
-//!    and for `write` (like runc), `sendmsg` and `recvmsg` (berth's init uses them to hand the
-//!    fd over after load: a notification there would hang the start).
+//!    and for `write`, as runc refuses them: the init announces the fd's number with write(2)
+//!    and the runtime copies it with pidfd_getfd(2), as runc does.
 //!
 //! no_new_privs: libseccomp's own NNP handling is off (we never call `seccomp_load`). The kernel
 //! accepts a filter only from a thread that has no_new_privs set or holds CAP_SYS_ADMIN in its
 //! user namespace. So the init either sets NNP (`process.noNewPrivileges`) before `load`, or
 //! calls `load` while it still has CAP_SYS_ADMIN, i.e. before dropping capabilities (then the
 //! filter also applies to the remaining set-up syscalls, as in runc).
+//!
+//! Syscalls newer than every syscall the profile names return ENOSYS, not the default action
+//! (runc's ENOSYS stub, see `enosys`), so C libraries fall back to older calls.
 //!
 //! Unknown syscall names are skipped (as runc does) and listed by
 //! [`Prepared::unknown_syscalls`] for debug logging. A rule whose action equals the default
@@ -40,6 +43,7 @@
 //! error (`seccomp: unknown action "SCMP_ACT_FOO"`) to show instead.
 
 mod cache;
+mod enosys;
 mod listener;
 
 pub use listener::{process_state_json, send_to_listener};
@@ -58,11 +62,6 @@ use std::path::PathBuf;
 
 /// Kernel limit on the length of one classic BPF program (BPF_MAXINSNS).
 const BPF_MAXINSNS: usize = 4096;
-
-/// Syscalls on which SCMP_ACT_NOTIFY is refused: the init makes them after `load` to hand
-/// the notify fd over (sync socket: sendmsg/recvmsg; `write` as in runc). Notifying on them
-/// would block the init before any agent has the fd, so the start would hang.
-const NO_NOTIFY: &[&str] = &["write", "sendmsg", "recvmsg"];
 
 #[derive(Debug, thiserror::Error)]
 pub enum SeccompError {
@@ -88,6 +87,14 @@ pub enum SeccompError {
     Load { insns: usize, err: OsErr, hint: &'static str },
     #[error("seccomp: {op} listener {}: {err}", path.display())]
     Listener { op: &'static str, path: PathBuf, err: OsErr },
+    /// The agent's socket cannot be connected to: runc's wording, with the errno connect(2)
+    /// gives (or would give: the check at create is a stat).
+    #[error(
+        "seccomp: failed to connect with seccomp agent specified in the seccomp profile: dial unix {}: connect: {}",
+        path.display(),
+        lower(&err.to_string())
+    )]
+    Agent { path: PathBuf, err: OsErr },
 }
 
 /// An errno shown as its plain text ("Operation not permitted"), without Rust's " (os error N)".
@@ -104,6 +111,15 @@ impl fmt::Display for OsErr {
 impl OsErr {
     fn last() -> Self {
         OsErr(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+    }
+}
+
+/// The text with its first letter in lower case (Go's error style, as runc prints errnos).
+fn lower(s: &str) -> String {
+    let mut c = s.chars();
+    match c.next() {
+        Some(f) => f.to_lowercase().chain(c).collect(),
+        None => String::new(),
     }
 }
 
@@ -164,17 +180,19 @@ struct Compiled {
 /// `write`, with a listener socket), and the flags must be known to this kernel.
 /// Returns (seccomp(2) flags, uses notify).
 fn check_env(s: &LinuxSeccomp) -> Result<(libc::c_ulong, bool), SeccompError> {
-    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
-        return Err(SeccompError::Invalid("SCMP_ACT_NOTIFY cannot be the default action".into()));
-    }
+    // runc's refusals, in its words. The init writes the notify fd's number with write(2)
+    // after loading the filter: notifying on write would block it before any agent has the fd.
     let mut notify = false;
     for rule in s.syscalls().iter().flatten() {
         if rule.action() == LinuxSeccompAction::ScmpActNotify {
             notify = true;
-            if let Some(n) = rule.names().iter().find(|n| NO_NOTIFY.contains(&n.as_str())) {
-                return Err(SeccompError::Invalid(format!("SCMP_ACT_NOTIFY cannot be used for syscall {n:?}")));
+            if rule.names().iter().any(|n| n == "write") {
+                return Err(SeccompError::Invalid("SCMP_ACT_NOTIFY cannot be used for the write syscall".into()));
             }
         }
+    }
+    if s.default_action() == LinuxSeccompAction::ScmpActNotify {
+        return Err(SeccompError::Invalid("SCMP_ACT_NOTIFY cannot be used as default action".into()));
     }
     if notify {
         check_listener(s)?;
@@ -218,7 +236,15 @@ fn compile(s: &LinuxSeccomp, optimize: u32) -> Result<Compiled, SeccompError> {
             }
         }
     }
-    Ok(Compiled { prog: export(&ctx)?, unknown })
+    let mut prog = enosys::stub(s, ScmpArch::native());
+    prog.extend(export(&ctx)?);
+    if prog.len() > BPF_MAXINSNS {
+        return Err(SeccompError::Invalid(format!(
+            "filter has {} instructions, the kernel allows {BPF_MAXINSNS}",
+            prog.len()
+        )));
+    }
+    Ok(Compiled { prog, unknown })
 }
 
 impl Prepared {
@@ -506,16 +532,13 @@ fn check_flags(probe: libc::c_ulong) -> Result<(), SeccompError> {
 /// agent must not see a spurious connection).
 fn check_listener(s: &LinuxSeccomp) -> Result<(), SeccompError> {
     let Some(path) = s.listener_path() else {
-        return Err(SeccompError::Invalid("SCMP_ACT_NOTIFY needs listenerPath".into()));
+        return Err(SeccompError::Invalid("listenerPath is not set".into()));
     };
     match std::fs::metadata(path) {
         Ok(m) if m.file_type().is_socket() => Ok(()),
-        Ok(_) => Err(SeccompError::Listener { op: "check", path: path.clone(), err: OsErr(libc::ENOTSOCK) }),
-        Err(e) => Err(SeccompError::Listener {
-            op: "check",
-            path: path.clone(),
-            err: OsErr(e.raw_os_error().unwrap_or(libc::EIO)),
-        }),
+        // connect(2) on a file that is not a socket: ECONNREFUSED.
+        Ok(_) => Err(SeccompError::Agent { path: path.clone(), err: OsErr(libc::ECONNREFUSED) }),
+        Err(e) => Err(SeccompError::Agent { path: path.clone(), err: OsErr(e.raw_os_error().unwrap_or(libc::EIO)) }),
     }
 }
 
