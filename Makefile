@@ -38,10 +38,11 @@ lint:
 	$(CARGO) fmt --check
 	$(CARGO) clippy --all-targets -- -D warnings
 
-# cgroup v2 tests (and rootless on a delegated v2 subtree) in one boot of the pure-v2 VM kit
+# cgroup v2 tests (and rootless on a delegated v2 subtree), then the AppArmor checks, in one boot
+# of the pure-v2 VM kit
 # (../shared/vm/run-in-vm; CI has it).
 vmtest: build
-	integration/vm/run-v2.sh cgroups_v2 rootless::rootless_v2
+	integration/vm/run-v2.sh
 
 integration: build
 	$(CARGO) test --release --test integration -- --test-threads=2

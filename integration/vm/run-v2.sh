@@ -5,7 +5,8 @@
 # ~20x slower); the guest gets the test binary, which finds berth at the path cargo
 # compiled into it (CARGO_BIN_EXE_berth; the guest sees the host's / read-only).
 #
-#   integration/vm/run-v2.sh [TEST-FILTER-OR-LIBTEST-ARGS...]     (default filter: cgroups_v2)
+#   integration/vm/run-v2.sh [TEST-FILTER-OR-LIBTEST-ARGS...]
+#                      (default filter: cgroups_v2 rootless::rootless_v2, then the AppArmor checks)
 #
 # Env: CARGO_TARGET_DIR as for cargo; RUN_IN_VM (default: ../shared/vm/run-in-vm next to the
 # repo); VM_TIMEOUT (seconds, default 900); VM_RUNC=1 also measures runc's memory floor.
@@ -23,7 +24,10 @@ if [ "${1-}" = "--guest" ]; then
     ls /sys/block | tr '\n' ' '; echo
     t0=$(date +%s)
     set +e
-    "$bin" "${@:-cgroups_v2}" --test-threads=1 --nocapture 2>&1 | grep -vE '^$'
+    # The default filter: the cgroup v2 tests and rootless on a delegated v2 subtree.
+    default_filter=0
+    if [ $# = 0 ]; then set -- cgroups_v2 rootless::rootless_v2; default_filter=1; fi
+    "$bin" "$@" --test-threads=1 --nocapture 2>&1 | grep -vE '^$'
     rc=${PIPESTATUS[0]}
     set -e
     echo "== test binary exit: $rc, $(( $(date +%s) - t0 )) s in the guest"
@@ -38,7 +42,7 @@ if [ "${1-}" = "--guest" ]; then
     if [ "$left" != 0 ] && [ "$rc" = 0 ]; then rc=1; fi
     # The AppArmor checks share this boot (the guest has AppArmor enabled); only with the
     # default filter, so a filtered run stays a cgroup-only run.
-    if [ $# = 0 ] && [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
+    if [ "$default_filter" = 1 ] && [ "$(cat /sys/module/apparmor/parameters/enabled 2>/dev/null)" = Y ]; then
         echo "== AppArmor checks (integration/vm/apparmor.sh)"
         aa=0
         BERTH="$(dirname "$bin")/../berth" ITEST_BIN="$bin" bash "$(dirname "$0")/apparmor.sh" || aa=$?
