@@ -1427,6 +1427,24 @@ fn create_into_busy_or_frozen_cgroup() {
     }
     o.ok();
     assert!(logged.contains("container's cgroup is not empty: 1 process(es) found"), "log: {logged}\n{o}");
+    assert!(!o.stderr.contains("not empty"), "with --log the warning goes to the file only: {o}");
+    // Without --log the warning goes to stderr as runc's logrus text line (the sleeper and the
+    // first container's init are in the cgroup now); create still succeeds.
+    let id2 = ctx.id("busy2");
+    b.write_config(&id2);
+    let o = ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), &id2]);
+    let created = o.code == 0;
+    let warned = o.stderr.lines().any(|l| {
+        l.starts_with("time=\"")
+            && l.ends_with("\" level=warning msg=\"container's cgroup is not empty: 2 process(es) found\"")
+    });
+    ctx.delete_force(&id2).ok();
+    if !created || !warned {
+        ctx.delete_force(&id).ok();
+        cleanup(&mut sleeper);
+    }
+    assert!(created, "{o}");
+    assert!(warned, "no warning line on stderr: {o}");
     ctx.delete_force(&id).ok();
 
     // Frozen: refused, nothing of the container left, the cgroup and its process untouched.
