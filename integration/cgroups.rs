@@ -599,6 +599,60 @@ fn devices_list_on_host() {
     delete_and_check(&ctx, &id, &cg);
 }
 
+/// Changing the device rules of a running container between two lists that both allow
+/// /dev/null goes from one to the other without a moment of deny-all: opens of /dev/null in a
+/// tight loop never fail while the rules change back and forth.
+#[test]
+fn update_devices_without_window() {
+    if skip_unless_v1("update_devices_without_window")
+        || !v1_has("devices")
+        || skip_on_runc("runc 1.1's update leaves the device rules as they are")
+    {
+        return;
+    }
+    let ctx = Ctx::new("cg-devupd");
+    let rules = |minor: u32| {
+        json!({"devices": [{"allow": false, "access": "rwm"},
+                           {"allow": true, "type": "c", "major": 1, "minor": 3, "access": "rwm"},
+                           {"allow": true, "type": "c", "major": 7, "minor": minor, "access": "r"}]})
+    };
+    let (mut b, cg) = cg_bundle(&ctx, "devupd", rules(0));
+    // Two loops (more chances to hit a window), each counting failed opens and rounds.
+    b.sh("loop() { f=0; n=0; while [ ! -e /dev/shm/stop ]; do \
+            head -c1 /dev/null >/dev/null 2>&1 || f=$((f+1)); n=$((n+1)); echo \"$f $n\" > /dev/shm/count$1; \
+          done; echo done > /dev/shm/done$1; }; loop 1 & loop 2 & exec sleep 1000");
+    let id = ctx.id("devupd");
+    ctx.run_detached(&mut b, &id);
+    let f = ctx.dir.join("devices.json");
+    for i in 0..200 {
+        let minor = if i % 2 == 0 { 1 } else { 0 };
+        fs::write(&f, json!({"devices": rules(minor)["devices"]}).to_string()).unwrap();
+        ctx.cmd(&["update", "-r", f.to_str().unwrap(), &id]).ok();
+        let list = cg_read("devices", &cg, "devices.list");
+        assert!(list.lines().any(|l| l == format!("c 7:{minor} r")), "rules not applied: {list}");
+        assert!(!list.lines().any(|l| l == format!("c 7:{} r", 1 - minor)), "old rule kept: {list}");
+    }
+    let out = exec_sh(
+        &ctx,
+        &id,
+        "touch /dev/shm/stop; while [ ! -e /dev/shm/done1 ] || [ ! -e /dev/shm/done2 ]; do sleep 0.1; done; \
+         cat /dev/shm/count1 /dev/shm/count2",
+    );
+    let counts: Vec<(u64, u64)> = out
+        .lines()
+        .map(|l| {
+            let (f, n) = l.split_once(' ').unwrap_or_else(|| panic!("bad count line {l:?}: {out}"));
+            (f.parse().unwrap(), n.parse().unwrap())
+        })
+        .collect();
+    assert_eq!(counts.len(), 2, "{out}");
+    for (failed, rounds) in counts {
+        assert!(rounds > 0, "the loop never ran: {out}");
+        assert_eq!(failed, 0, "opens of /dev/null failed while the rules changed ({rounds} rounds): {out}");
+    }
+    delete_and_check(&ctx, &id, &cg);
+}
+
 #[test]
 fn unified_rejected_on_v1() {
     if skip_unless_v1("unified_rejected_on_v1") {
@@ -1376,6 +1430,24 @@ fn create_into_busy_or_frozen_cgroup() {
     }
     o.ok();
     assert!(logged.contains("container's cgroup is not empty: 1 process(es) found"), "log: {logged}\n{o}");
+    assert!(!o.stderr.contains("not empty"), "with --log the warning goes to the file only: {o}");
+    // Without --log the warning goes to stderr as runc's logrus text line (the sleeper and the
+    // first container's init are in the cgroup now); create still succeeds.
+    let id2 = ctx.id("busy2");
+    b.write_config(&id2);
+    let o = ctx.cmd(&["create", "--bundle", b.dir.to_str().unwrap(), &id2]);
+    let created = o.code == 0;
+    let warned = o.stderr.lines().any(|l| {
+        l.starts_with("time=\"")
+            && l.ends_with("\" level=warning msg=\"container's cgroup is not empty: 2 process(es) found\"")
+    });
+    ctx.delete_force(&id2).ok();
+    if !created || !warned {
+        ctx.delete_force(&id).ok();
+        cleanup(&mut sleeper);
+    }
+    assert!(created, "{o}");
+    assert!(warned, "no warning line on stderr: {o}");
     ctx.delete_force(&id).ok();
 
     // Frozen: refused, nothing of the container left, the cgroup and its process untouched.

@@ -255,6 +255,19 @@ fn rootless_detached_exec_ps_kill_delete() {
         words(&rl.cmd(&b.dir, &["pause", &id]), "cannot toggle freezer: cgroups not configured for container");
         let o = rl.cmd(&b.dir, &["update", "--memory", "100000000", &id]);
         words(&o, "cannot set memory limit: container could not join or create cgroup");
+        // events --stats has nothing to read: zeroed stats in the usual shape, as runc prints.
+        let o = rl.cmd(&b.dir, &["events", "--stats", &id]);
+        let v: Value = serde_json::from_str(o.ok().stdout.trim()).unwrap_or_else(|e| panic!("not JSON ({e}): {o}"));
+        assert_eq!(v["type"], "stats", "{o}");
+        assert_eq!(v["id"], json!(id), "{o}");
+        let d = &v["data"];
+        // Zero counters (left out of the JSON, as berth leaves out every zero field).
+        for path in ["/cpu/usage/total", "/memory/usage/usage", "/memory/usage/limit", "/pids/current"] {
+            assert_eq!(d.pointer(path).map_or(Some(0), Value::as_u64), Some(0), "data{path}: {o}");
+        }
+        for key in ["cpu", "memory", "pids", "blkio", "hugetlb"] {
+            assert!(d[key].is_object(), "data.{key} missing: {o}");
+        }
         assert_eq!(
             serde_json::from_str::<Value>(&rl.cmd(&b.dir, &["state", &id]).stdout).unwrap()["status"],
             "running"

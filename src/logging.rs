@@ -1,6 +1,7 @@
 //! `--log`, `--log-format` and `--debug`: runc writes JSON lines `{"level","msg","time"}` to the
 //! log file, and containerd reads the last error from that file. berth does the same and also
-//! prints errors on stderr as one line.
+//! prints errors on stderr as one line. Without `--log`, warnings (and `--debug`'s lines) go to
+//! stderr as runc's text lines `time="..." level=warning msg="..."`.
 
 use std::io::Write;
 use std::sync::OnceLock;
@@ -72,9 +73,10 @@ fn write(level: &str, msg: &str) {
         Some(mut f) => {
             let _ = f.write_all(line(l.json, level, msg).as_bytes());
         }
-        // Without --log the lines go to stderr, as runc's do; errors are printed there anyway
-        // (as "berth: ..."), so only the other levels.
-        None if level != "error" && l.debug => {
+        // Without --log the lines go to stderr, as runc's logrus does: warnings always, debug
+        // lines with --debug (debug() filters). Errors are printed there anyway, as the one
+        // line "berth: ...", so not again.
+        None if level != "error" => {
             let _ = std::io::stderr().write_all(line(l.json, level, msg).as_bytes());
         }
         None => {}

@@ -151,6 +151,121 @@ pub(crate) fn compile(spec: &[LinuxDeviceCgroup]) -> Result<RuleSet, CgroupError
 // ---------------------------------------------------------------------------------------------
 // v1
 
+/// The kernel's v1 state of a devices cgroup, as devices.list shows it: a default and a set of
+/// exceptions (kind 'b' or 'c', major, minor: `None` is `*`) with their access masks. The
+/// kernel merges an exception with an existing one of the same device by or-ing the accesses,
+/// and an exception of the default's side takes accesses away from it; this does the same.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct V1State {
+    pub default_allow: bool,
+    pub exceptions: std::collections::BTreeMap<(char, Option<u32>, Option<u32>), u8>,
+}
+
+impl V1State {
+    /// Parse devices.list: "a *:* rwm" is allow-all (whose deny exceptions the kernel does not
+    /// list); otherwise the default is deny and every line is an allowed device.
+    pub fn from_list(list: &str) -> V1State {
+        let mut st = V1State { default_allow: false, exceptions: Default::default() };
+        for line in list.lines() {
+            let mut f = line.split_whitespace();
+            let (Some(kind), Some(nums), Some(acc)) = (f.next(), f.next(), f.next()) else { continue };
+            let Some((maj, min)) = nums.split_once(':') else { continue };
+            let num = |n: &str| n.parse::<u32>().ok();
+            let access = acc.chars().fold(0, |a, c| {
+                a | match c {
+                    'r' => ACC_READ,
+                    'w' => ACC_WRITE,
+                    'm' => ACC_MKNOD,
+                    _ => 0,
+                }
+            });
+            match kind {
+                "a" => {
+                    st.default_allow = true;
+                    st.exceptions.clear();
+                }
+                "b" | "c" => {
+                    let k = if kind == "b" { 'b' } else { 'c' };
+                    *st.exceptions.entry((k, num(maj), num(min))).or_insert(0) |= access;
+                }
+                _ => {}
+            }
+        }
+        st
+    }
+
+    /// Is this allow-all by default (devices.list cannot tell its deny exceptions)?
+    pub fn is_blacklist(&self) -> bool {
+        self.default_allow
+    }
+
+    fn apply_one(&mut self, allow: bool, kind: char, r: &DeviceRule) {
+        let key = (kind, r.major, r.minor);
+        if allow == self.default_allow {
+            if let Some(acc) = self.exceptions.get_mut(&key) {
+                *acc &= !r.access;
+                if *acc == 0 {
+                    self.exceptions.remove(&key);
+                }
+            }
+        } else {
+            *self.exceptions.entry(key).or_insert(0) |= r.access;
+        }
+    }
+
+    /// The state after writing `set` onto this one.
+    pub fn after(&self, set: &RuleSet) -> V1State {
+        let mut st = if set.reset {
+            V1State { default_allow: set.default_allow, exceptions: Default::default() }
+        } else {
+            self.clone()
+        };
+        for r in &set.rules {
+            match r.kind {
+                DevKind::Block => st.apply_one(r.allow, 'b', r),
+                DevKind::Char => st.apply_one(r.allow, 'c', r),
+                DevKind::All => {
+                    st.apply_one(r.allow, 'b', r);
+                    st.apply_one(r.allow, 'c', r);
+                }
+            }
+        }
+        st
+    }
+
+    /// The writes (allow?, devices.allow/deny line) that take the cgroup from this state to
+    /// `target` with no moment in between where a device both states allow is denied (or one
+    /// both deny is allowed), as runc's devices emulator does: a reset ("a") only when the
+    /// default changes or this state is allow-all (whose deny exceptions are unknown), then
+    /// the accesses to take away, then the ones to add.
+    pub fn transition(&self, target: &V1State) -> Vec<(bool, String)> {
+        let mut out = Vec::new();
+        let empty = Default::default();
+        let old = if self.is_blacklist() || self.default_allow != target.default_allow {
+            out.push((target.default_allow, "a".to_string()));
+            &empty
+        } else {
+            &self.exceptions
+        };
+        let line = |&(kind, major, minor): &(char, Option<u32>, Option<u32>), access: u8| {
+            DeviceRule { allow: true, kind: DevKind::All, major, minor, access }.v1_line(kind)
+        };
+        for (key, &acc) in old.iter() {
+            let dropped = acc & !target.exceptions.get(key).copied().unwrap_or(0);
+            if dropped != 0 {
+                out.push((target.default_allow, line(key, dropped)));
+            }
+        }
+        for (key, &acc) in &target.exceptions {
+            let gained = acc & !old.get(key).copied().unwrap_or(0);
+            if gained != 0 {
+                out.push((!target.default_allow, line(key, gained)));
+            }
+        }
+        out
+    }
+}
+
 pub(crate) fn apply_v1(dir: &Path, set: &RuleSet, fresh: bool) -> Result<(), CgroupError> {
     if fresh && !set.reset && set.rules.iter().all(|r| r.allow) {
         return Ok(()); // allow rules on an allow-all cgroup change nothing
@@ -168,10 +283,16 @@ pub(crate) fn apply_v1(dir: &Path, set: &RuleSet, fresh: bool) -> Result<(), Cgr
         }
     };
     if set.reset {
-        put(set.default_allow, "a")?;
+        // Go from the current rules to the target ones without passing through deny-all (or
+        // allow-all): a running container keeps every device both rule sets allow.
+        let current = V1State::from_list(&util::read(dir, "devices.list")?);
+        for (allow, line) in current.transition(&current.after(set)) {
+            put(allow, &line)?;
+        }
+        return Ok(());
     }
     for r in &set.rules {
-        if fresh && !set.reset && r.allow {
+        if fresh && r.allow {
             continue;
         }
         match r.kind {
@@ -598,6 +719,51 @@ mod tests {
         let p = program(&s);
         assert_eq!(interpret(&p, C, W, 1, 11), 0);
         assert_eq!(interpret(&p, C, W, 1, 12), 1);
+    }
+
+    fn lines(t: &[(bool, String)]) -> Vec<String> {
+        t.iter().map(|(a, l)| format!("{} {l}", if *a { "allow" } else { "deny" })).collect()
+    }
+
+    #[test]
+    fn v1_transition_has_no_window() {
+        let a = compile(&spec(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":7,"minor":0,"access":"rw"}]"#,
+        ))
+        .unwrap();
+        let b = compile(&spec(
+            r#"[{"allow":false,"access":"rwm"},{"allow":true,"type":"c","major":7,"minor":1,"access":"r"},
+                {"allow":true,"type":"c","major":7,"minor":0,"access":"r"}]"#,
+        ))
+        .unwrap();
+        // A fresh cgroup (allow-all): one reset, then the allowed devices.
+        let fresh = V1State::from_list("a *:* rwm\n");
+        assert!(fresh.is_blacklist());
+        let t = fresh.transition(&fresh.after(&a));
+        assert_eq!(t[0], (false, "a".to_string()));
+        assert!(t[1..].iter().all(|(allow, _)| *allow), "{t:?}");
+        assert!(lines(&t).contains(&"allow c 7:0 rw".to_string()), "{t:?}");
+        assert!(lines(&t).contains(&"allow c 1:3 rwm".to_string()), "{t:?}");
+
+        // Rules A in place (as devices.list shows them) going to B: no reset, only the
+        // difference: write taken from 7:0, 7:1 added, the defaults untouched.
+        let list = "c 7:0 rw\nc *:* m\nb *:* m\nc 1:3 rwm\nc 1:8 rwm\nc 1:7 rwm\nc 5:0 rwm\nc 1:5 rwm\n\
+                    c 1:9 rwm\nc 136:* rwm\nc 5:2 rwm\nc 10:200 rwm\n";
+        let cur = V1State::from_list(list);
+        assert_eq!(cur, fresh.after(&a), "devices.list parses to the state the rules give");
+        let target = cur.after(&b);
+        assert_eq!(lines(&cur.transition(&target)), ["deny c 7:0 w", "allow c 7:1 r"]);
+        // And back.
+        assert_eq!(lines(&target.transition(&cur.after(&a))), ["deny c 7:1 r", "allow c 7:0 w"]);
+        // The same rules again: nothing to write.
+        assert!(cur.transition(&cur.after(&a)).is_empty());
+
+        // Going to allow-all with deny exceptions changes the default: a reset is needed.
+        let deny =
+            compile(&spec(r#"[{"allow":true,"access":"rwm"},{"allow":false,"type":"b","major":8,"access":"w"}]"#))
+                .unwrap();
+        let t = cur.transition(&cur.after(&deny));
+        assert_eq!(lines(&t), ["allow a", "deny b 8:* w"]);
     }
 
     #[test]

@@ -5,11 +5,8 @@ use super::{Error, Globals};
 use oci_spec::runtime::LinuxResources;
 use std::io::Write;
 
-fn cgroup_of(g: &Globals, id: &str) -> Result<(ContainerDir, super::state::Saved, crate::cgroups::Manager), Error> {
-    cgroup_or(g, id, || format!("container {id} has no cgroup"))
-}
-
-/// `cgroup_of` with the error for a container without a cgroup (rootless) in runc's words.
+/// The container's directory, state and cgroup; `none` is the error (in runc's words) for a
+/// container without a cgroup of its own (rootless).
 fn cgroup_or(
     g: &Globals,
     id: &str,
@@ -119,16 +116,23 @@ pub fn events(g: &Globals, id: &str, stats: bool, interval: std::time::Duration)
     let mut next = Instant::now();
     loop {
         if Instant::now() >= next {
-            let (dir, saved, cg) = cgroup_of(g, id)?;
+            let dir = ContainerDir::open(&g.root, id)?;
+            let saved = dir.load()?;
             if dir.status(&saved) == Status::Stopped {
                 return Err(Error::Msg(super::NOT_RUNNING.into()));
             }
             drop(dir);
+            // A container without a cgroup of its own (rootless on v1) has zeroed stats and
+            // no OOM notifications, as with runc.
             if first && !stats {
-                oom = cg.oom_watcher().ok();
+                oom = saved.cgroup.as_ref().and_then(|cg| cg.oom_watcher().ok());
             }
             first = false;
-            print("stats", Some(cg.stats()?));
+            let data = match &saved.cgroup {
+                Some(cg) => cg.stats()?,
+                None => Stats::default(),
+            };
+            print("stats", Some(data));
             if stats {
                 return Ok(());
             }
