@@ -157,6 +157,9 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     if new_mnt {
         rootfs::prepare(&spec, &ctx)?;
     }
+    if boot.hide_host_fs {
+        rootfs::drop_setup_fs()?;
+    }
     if boot.wait_joined {
         ch.expect(kind::JOINED)?;
         if cgroupns {

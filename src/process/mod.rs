@@ -51,6 +51,10 @@ pub struct BootHeader {
     /// (a new user namespace after joining others by path, or a user namespace joined by path).
     #[serde(default)]
     pub late_ns: bool,
+    /// `--no-pivot` in a new user namespace: the runtime lent its procfs and sysfs for the
+    /// set-up (see `rootfs::Hider`); unmount them once the mounts are made.
+    #[serde(default)]
+    pub hide_host_fs: bool,
     /// Set for `berth exec`: join the running container instead of building one.
     #[serde(default)]
     pub exec: Option<ExecInfo>,

@@ -12,11 +12,13 @@
 //! read.
 
 mod devices;
+mod hostfs;
 mod mounts;
 mod options;
 mod resolve;
 mod sys;
 
+pub use hostfs::{drop_setup_fs, Hider};
 pub(crate) use sys::mount_setattr;
 
 use nix::errno::Errno;

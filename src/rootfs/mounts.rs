@@ -145,7 +145,7 @@ fn create_failed(p: &Prep, dest: &CStr, e: Errno) -> RootfsError {
 }
 
 fn inside_proc(p: &Prep, dest: &CStr) -> RootfsError {
-    RootfsError::Other(format!("{} cannot be mounted because it is inside /proc", p.host(dest)))
+    RootfsError::Other(format!("{:?} cannot be mounted because it is inside /proc", p.host(dest)))
 }
 
 /// Whether the deepest existing ancestor of `dest` (relative to the rootfs) is on a procfs.
@@ -183,7 +183,7 @@ fn check_proc(p: &Prep, dest: &CStr, kind: Kind, target: &OwnedFd, src: Option<&
         };
         if !ok {
             return Err(RootfsError::Other(format!(
-                "{} cannot be mounted because it is not of type proc",
+                "{:?} cannot be mounted because it is not of type proc",
                 p.host(dest)
             )));
         }
@@ -191,7 +191,7 @@ fn check_proc(p: &Prep, dest: &CStr, kind: Kind, target: &OwnedFd, src: Option<&
     }
     let st = sys::fstatfs(target.as_raw_fd()).map_err(|e| RootfsError::sys(e, format!("statfs {}", p.host(dest))))?;
     if st.f_type == libc::PROC_SUPER_MAGIC && !PROC_ALLOWED.contains(&d) {
-        return Err(RootfsError::Other(format!("{} cannot be mounted because it is inside /proc", p.host(dest))));
+        return Err(RootfsError::Other(format!("{:?} cannot be mounted because it is inside /proc", p.host(dest))));
     }
     Ok(())
 }
