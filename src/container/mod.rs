@@ -275,6 +275,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     // --no-pivot cannot detach the host's /proc and /sys from a user namespace's mount
     // namespace: cover them before the clone, while still privileged.
     let hide_host_fs = o.no_pivot && userns && !late_ns && plan.creates(LinuxNamespaceType::Mount);
+    // Bind sources are opened while privileged, as runc does, for a mapped root that cannot
+    // reach them.
+    let bind_sources =
+        if plan.has(LinuxNamespaceType::User) { crate::rootfs::open_bind_sources(&spec) } else { Vec::new() };
     let hider = if hide_host_fs {
         Some(crate::rootfs::Hider::enter(&rootfs).map_err(|e| Error::Msg(e.to_string()))?)
     } else {
@@ -299,6 +303,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
+        keep.extend(bind_sources.iter().flatten().map(|f| f.as_raw_fd()));
         process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns && !late_ns, me);
     }
     undo.child = pid;
@@ -339,6 +344,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         wait_joined: !born_in_cgroup && !late_ns,
         late_ns,
         hide_host_fs,
+        bind_sources: bind_sources.iter().map(|f| f.as_ref().map_or(-1, |f| f.as_raw_fd())).collect(),
         exec: None,
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;

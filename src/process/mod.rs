@@ -55,6 +55,10 @@ pub struct BootHeader {
     /// set-up (see `rootfs::Hider`); unmount them once the mounts are made.
     #[serde(default)]
     pub hide_host_fs: bool,
+    /// Per entry of `mounts`: the fd of a detached copy of a bind source the runtime made
+    /// before the user namespace (`rootfs::open_bind_sources`), or -1.
+    #[serde(default)]
+    pub bind_sources: Vec<i32>,
     /// Set for `berth exec`: join the running container instead of building one.
     #[serde(default)]
     pub exec: Option<ExecInfo>,
