@@ -339,3 +339,28 @@ fn badinput_unsupported_spec_fields() {
     o.one_line_error(&["process.execCPUAffinity is not supported"]);
     assert_eq!(o.code, 255, "{o}");
 }
+
+/// Only procfs (or a bind of a procfs) may be mounted onto /proc itself: a tmpfs or a bind of
+/// an ordinary directory there is refused with runc's reason (the path quoted, as Go's %q),
+/// before the container runs.
+#[test]
+fn badinput_mount_over_proc_not_proc() {
+    let ctx = Ctx::new("overproc");
+    let src = ctx.tempdir("src");
+    for (m, runc_words) in [
+        // runc 1.1.5 mounts the tmpfs, then fails without a procfs (later runc refuses it)
+        (json!({"destination": "/proc", "type": "tmpfs", "source": "tmpfs"}), &["/proc/self/fd"][..]),
+        (
+            json!({"destination": "/proc", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind"]}),
+            &["/proc\" cannot be mounted because it is not of type proc"][..],
+        ),
+    ] {
+        let mut b = ctx.bundle();
+        b.remove_mount("/proc");
+        b.mount(m);
+        b.args(&["true"]);
+        b.write_config("");
+        let words = if is_runc() { runc_words } else { &["/proc\" cannot be mounted because it is not of type proc"] };
+        create_and_run_fail(&ctx, &b, words);
+    }
+}

@@ -278,3 +278,30 @@ fn namespace_listed_twice() {
     }
     ctx.assert_nothing_left(&snap, &b, &id);
 }
+
+/// A bind source the container's mapped root cannot reach (inside a 0700 directory of the
+/// host's root) is mounted all the same: the runtime opens it before the user namespace, as
+/// runc does.
+#[test]
+fn ns_user_bind_source_out_of_reach() {
+    use std::os::unix::fs::PermissionsExt;
+    let ctx = Ctx::new("userbind");
+    let top = ctx.tempdir("private");
+    fs::set_permissions(&top, fs::Permissions::from_mode(0o700)).unwrap();
+    let src = top.join("shared");
+    fs::create_dir(&src).unwrap();
+    fs::set_permissions(&src, fs::Permissions::from_mode(0o755)).unwrap();
+    let marker = format!("reached-{}", std::process::id());
+    fs::write(src.join("f"), &marker).unwrap();
+    fs::set_permissions(src.join("f"), fs::Permissions::from_mode(0o644)).unwrap();
+    let mut b = ctx.bundle();
+    b.ns_add("user", None);
+    b.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    b.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+    b.mount(json!({"destination": "/tmp", "type": "bind", "source": src.to_str().unwrap(), "options": ["rbind"]}));
+    b.sh("cat /tmp/f");
+    let id = ctx.id("ub");
+    let o = ctx.run(&mut b, &id);
+    o.ok();
+    assert_eq!(o.stdout.trim(), marker, "{o}");
+}

@@ -365,3 +365,52 @@ fn rootfs_mounts_not_visible_on_host() {
     ctx.delete_force(&id).ok();
     assert!(wait_until(Duration::from_secs(3), || mounts_under(&b.dir) == before));
 }
+
+/// With --no-pivot the host's own /proc and /sys stay in the container's mount namespace under
+/// the moved rootfs; in a new user namespace they must not let the container mount a procfs or
+/// sysfs that its config does not give it (pivot_root gets rid of them; runc too).
+#[test]
+fn rootfs_no_pivot_userns_no_host_proc() {
+    if skip_on_runc("runc 1.1.5 needs a procfs in the container (it closes fds through /proc/self/fd)") {
+        return;
+    }
+    let ctx = Ctx::new("nopivotuserns");
+    // (--no-pivot, the config mounts /proc and /sys): what mounting procfs and sysfs gives must
+    // not depend on --no-pivot. Without its own there is none to mount; with its own /proc the
+    // container may mount procfs (its sysfs is read-only, so a read-write one is refused).
+    let mut seen = Vec::new();
+    for (no_pivot, own) in [(false, false), (true, false), (false, true), (true, true)] {
+        let mut b = ctx.bundle();
+        b.ns_add("user", None);
+        b.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+        b.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+        let caps = json!(["CAP_SYS_ADMIN"]);
+        b.set("/process/capabilities", json!({"bounding": caps, "effective": caps, "permitted": caps}));
+        if !own {
+            b.remove_mount("/proc");
+            b.remove_mount("/sys");
+            b.remove_mount("/sys/fs/cgroup");
+            b.remove("/linux/maskedPaths");
+            b.remove("/linux/readonlyPaths");
+        }
+        b.sh("mount -t proc proc /tmp && echo proc=ok || echo proc=fail; mount -t sysfs sysfs /tmp && echo sysfs=ok || echo sysfs=fail");
+        let id = ctx.id("np");
+        b.write_config(&id);
+        ctx.track(&id);
+        let dir = b.dir.to_str().unwrap().to_string();
+        let mut args = vec!["run"];
+        if no_pivot {
+            args.push("--no-pivot");
+        }
+        args.extend(["--bundle", &dir, &id]);
+        let o = ctx.cmd(&args);
+        o.ok();
+        if !own {
+            assert_eq!(o.lines(), ["proc=fail", "sysfs=fail"], "no_pivot={no_pivot}: {o}");
+        } else {
+            assert_eq!(o.lines()[0], "proc=ok", "no_pivot={no_pivot}: {o}");
+        }
+        seen.push(o.lines());
+    }
+    assert_eq!(seen[2], seen[3], "--no-pivot changes what a container with its own /proc and /sys can mount");
+}

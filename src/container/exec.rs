@@ -280,6 +280,8 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         debug: g.debug,
         wait_joined: false,
         late_ns: late_pid,
+        hide_host_fs: false,
+        bind_sources: Vec::new(),
         exec: Some(ExecInfo { namespaces, process }),
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;

@@ -272,6 +272,18 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         own_pidns: plan.creates(LinuxNamespaceType::Pid),
     };
 
+    // --no-pivot cannot detach the host's /proc and /sys from a user namespace's mount
+    // namespace: cover them before the clone, while still privileged.
+    let hide_host_fs = o.no_pivot && userns && !late_ns && plan.creates(LinuxNamespaceType::Mount);
+    // Bind sources are opened while privileged, as runc does, for a mapped root that cannot
+    // reach them.
+    let bind_sources =
+        if plan.has(LinuxNamespaceType::User) { crate::rootfs::open_bind_sources(&spec) } else { Vec::new() };
+    let hider = if hide_host_fs {
+        Some(crate::rootfs::Hider::enter(&rootfs).map_err(|e| Error::Msg(e.to_string()))?)
+    } else {
+        None
+    };
     // Namespaces that apply to children only are entered by the parent just around clone.
     let restore = ParentNs::enter(&plan, linux)?;
     let flags = if late_ns { 0 } else { plan.new_flags & !(libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME) };
@@ -291,10 +303,14 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
+        keep.extend(bind_sources.iter().flatten().map(|f| f.as_raw_fd()));
         process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns && !late_ns, me);
     }
     undo.child = pid;
     crate::debug!("init pid {pid}");
+    if let Some(h) = hider {
+        h.lend_and_leave().map_err(|e| Error::Msg(e.to_string()))?;
+    }
     restore.leave()?;
     drop(child_ch);
     drop(exe);
@@ -327,6 +343,8 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         debug: g.debug,
         wait_joined: !born_in_cgroup && !late_ns,
         late_ns,
+        hide_host_fs,
+        bind_sources: bind_sources.iter().map(|f| f.as_ref().map_or(-1, |f| f.as_raw_fd())).collect(),
         exec: None,
     };
     let header_json = serde_json::to_vec(&header).map_err(|e| Error::Msg(format!("encode boot header: {e}")))?;

@@ -102,7 +102,7 @@ fn parse_boot(payload: &[u8]) -> Result<(BootHeader, Spec, Option<crate::seccomp
 fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
     let (boot, spec, seccomp) = parse_boot(&ch.expect(kind::BOOT)?)?;
     // Inherited through the re-exec without close-on-exec: none of them may reach the process.
-    for fd in [boot.fifo_fd, boot.exec_err_fd, boot.console_fd] {
+    for &fd in [boot.fifo_fd, boot.exec_err_fd, boot.console_fd].iter().chain(&boot.bind_sources) {
         if fd >= 0 {
             // SAFETY: fcntl on an fd number we were handed; an invalid one only fails.
             unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
@@ -153,9 +153,13 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
             .as_ref()
             .and_then(|l| l.mount_label().clone())
             .filter(|l| !l.is_empty() && selinux_enabled()),
+        bind_sources: boot.bind_sources.clone(),
     };
     if new_mnt {
         rootfs::prepare(&spec, &ctx)?;
+    }
+    if boot.hide_host_fs {
+        rootfs::drop_setup_fs()?;
     }
     if boot.wait_joined {
         ch.expect(kind::JOINED)?;

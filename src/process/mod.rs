@@ -51,6 +51,14 @@ pub struct BootHeader {
     /// (a new user namespace after joining others by path, or a user namespace joined by path).
     #[serde(default)]
     pub late_ns: bool,
+    /// `--no-pivot` in a new user namespace: the runtime lent its procfs and sysfs for the
+    /// set-up (see `rootfs::Hider`); unmount them once the mounts are made.
+    #[serde(default)]
+    pub hide_host_fs: bool,
+    /// Per entry of `mounts`: the fd of a detached copy of a bind source the runtime made
+    /// before the user namespace (`rootfs::open_bind_sources`), or -1.
+    #[serde(default)]
+    pub bind_sources: Vec<i32>,
     /// Set for `berth exec`: join the running container instead of building one.
     #[serde(default)]
     pub exec: Option<ExecInfo>,

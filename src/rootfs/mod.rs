@@ -12,17 +12,19 @@
 //! read.
 
 mod devices;
+mod hostfs;
 mod mounts;
 mod options;
 mod resolve;
 mod sys;
 
+pub use hostfs::{drop_setup_fs, Hider};
 pub(crate) use sys::mount_setattr;
 
 use nix::errno::Errno;
 use oci_spec::runtime::Spec;
 use std::ffi::{CStr, CString};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 
@@ -58,6 +60,30 @@ pub struct Context {
     /// linux.mountLabel, only when SELinux is enabled on the host (as runc, the label is
     /// dropped when it is not): given to tmpfs, devpts and other fresh mounts as `context=`.
     pub mount_label: Option<String>,
+    /// Per entry of `mounts`: a detached copy of a bind mount's source that the runtime made
+    /// before the init entered its user namespace ([`open_bind_sources`]), or -1.
+    pub bind_sources: Vec<RawFd>,
+}
+
+/// In the runtime, for a container with a new user namespace: a detached copy
+/// (open_tree(OPEN_TREE_CLONE)) of every bind mount's source, made while still privileged, as
+/// runc does, so that a source its mapped root cannot reach is mounted all the same. `None`
+/// where the source cannot be opened (the init then reports why).
+pub fn open_bind_sources(spec: &Spec) -> Vec<Option<OwnedFd>> {
+    let Some(mounts) = spec.mounts() else { return Vec::new() };
+    mounts
+        .iter()
+        .map(|m| {
+            let opts = m.options().as_deref().unwrap_or(&[]);
+            let bind = m.typ().as_deref() == Some("bind") || opts.iter().any(|o| o == "bind" || o == "rbind");
+            let src = m.source().as_ref()?;
+            if !bind || !src.is_absolute() {
+                return None;
+            }
+            let c = CString::new(src.as_os_str().as_bytes()).ok()?;
+            sys::open_tree_clone(&c, opts.iter().any(|o| o == "rbind")).ok()
+        })
+        .collect()
 }
 
 /// State shared by the steps of `prepare`.
@@ -128,8 +154,9 @@ pub fn prepare(spec: &Spec, ctx: &Context) -> Result<(), RootfsError> {
 fn prepare_inner(p: &Prep, spec: &Spec) -> Result<(), RootfsError> {
     let mut dev_is_bind = false;
     if let Some(mounts) = spec.mounts() {
-        for m in mounts {
-            if mounts::mount_one(p, m)? {
+        for (i, m) in mounts.iter().enumerate() {
+            let src_fd = p.ctx.bind_sources.get(i).copied().filter(|&fd| fd >= 0);
+            if mounts::mount_one(p, m, src_fd)? {
                 dev_is_bind = true;
             }
         }

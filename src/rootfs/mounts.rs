@@ -48,7 +48,7 @@ const PROC_ALLOWED: [&[u8]; 10] = [
 ];
 
 /// Mount one entry of spec.mounts. Returns true when it is a bind mount onto /dev.
-pub(crate) fn mount_one(p: &Prep, m: &Mount) -> Result<bool, RootfsError> {
+pub(crate) fn mount_one(p: &Prep, m: &Mount, src_fd: Option<RawFd>) -> Result<bool, RootfsError> {
     let opts = options::parse(m.options().as_deref().unwrap_or(&[]));
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = resolve::clean(m.destination().as_os_str().as_bytes()).ok_or_else(|| {
@@ -89,7 +89,7 @@ pub(crate) fn mount_one(p: &Prep, m: &Mount) -> Result<bool, RootfsError> {
         Kind::Bind => {
             let src =
                 source.ok_or_else(|| RootfsError::Other(format!("bind mount on {} has no source", p.host(&dest))))?;
-            mount_bind(p, &dest, &src, flags, &opts)?;
+            mount_bind(p, &dest, &src, src_fd, flags, &opts)?;
             Ok(dest.to_bytes() == b"dev")
         }
         Kind::Cgroup => {
@@ -145,7 +145,7 @@ fn create_failed(p: &Prep, dest: &CStr, e: Errno) -> RootfsError {
 }
 
 fn inside_proc(p: &Prep, dest: &CStr) -> RootfsError {
-    RootfsError::Other(format!("{} cannot be mounted because it is inside /proc", p.host(dest)))
+    RootfsError::Other(format!("{:?} cannot be mounted because it is inside /proc", p.host(dest)))
 }
 
 /// Whether the deepest existing ancestor of `dest` (relative to the rootfs) is on a procfs.
@@ -183,7 +183,7 @@ fn check_proc(p: &Prep, dest: &CStr, kind: Kind, target: &OwnedFd, src: Option<&
         };
         if !ok {
             return Err(RootfsError::Other(format!(
-                "{} cannot be mounted because it is not of type proc",
+                "{:?} cannot be mounted because it is not of type proc",
                 p.host(dest)
             )));
         }
@@ -191,7 +191,7 @@ fn check_proc(p: &Prep, dest: &CStr, kind: Kind, target: &OwnedFd, src: Option<&
     }
     let st = sys::fstatfs(target.as_raw_fd()).map_err(|e| RootfsError::sys(e, format!("statfs {}", p.host(dest))))?;
     if st.f_type == libc::PROC_SUPER_MAGIC && !PROC_ALLOWED.contains(&d) {
-        return Err(RootfsError::Other(format!("{} cannot be mounted because it is inside /proc", p.host(dest))));
+        return Err(RootfsError::Other(format!("{:?} cannot be mounted because it is inside /proc", p.host(dest))));
     }
     Ok(())
 }
@@ -247,13 +247,23 @@ fn bind_remount(
         .map_err(|e| RootfsError::sys(e, format!("remount {} with flags {:#x}", what(), f | (cur & LOCKED_FLAGS))))
 }
 
-fn mount_bind(p: &Prep, dest: &CStr, src: &CStr, flags: libc::c_ulong, opts: &MountOptions) -> Result<(), RootfsError> {
+fn mount_bind(
+    p: &Prep,
+    dest: &CStr,
+    src: &CStr,
+    src_fd: Option<RawFd>,
+    flags: libc::c_ulong,
+    opts: &MountOptions,
+) -> Result<(), RootfsError> {
     let target = match resolve::open(p.root.as_raw_fd(), dest, false) {
         Ok(fd) => fd,
         Err(Errno::ENOENT) => {
             // The mount point follows the source: a directory, or an empty file.
-            let st = sys::stat(src)
-                .map_err(|e| RootfsError::sys(e, format!("bind mount source {}", src.to_string_lossy())))?;
+            let st = match (sys::stat(src), src_fd) {
+                (Err(Errno::EACCES), Some(fd)) => sys::fstat(fd),
+                (r, _) => r,
+            }
+            .map_err(|e| RootfsError::sys(e, format!("bind mount source {}", src.to_string_lossy())))?;
             let create = if st.st_mode & libc::S_IFMT == libc::S_IFDIR { Create::Dir } else { Create::File };
             resolve::create(p.root.as_raw_fd(), dest, false, create).map_err(|e| create_failed(p, dest, e))?
         }
@@ -264,8 +274,13 @@ fn mount_bind(p: &Prep, dest: &CStr, src: &CStr, flags: libc::c_ulong, opts: &Mo
     // With "remount", this changes the flags of what is already mounted there.
     let first =
         if flags & libc::MS_REMOUNT != 0 { flags | libc::MS_BIND } else { flags & (libc::MS_BIND | libc::MS_REC) };
-    sys::mount(Some(src), FdPath::new(&target).as_cstr(), None, first, None)
-        .map_err(|e| RootfsError::sys(e, format!("bind mount {}", what())))?;
+    let t = FdPath::new(&target);
+    match (sys::mount(Some(src), t.as_cstr(), None, first, None), src_fd) {
+        // Out of the mapped root's reach: attach the copy the runtime made.
+        (Err(Errno::EACCES), Some(fd)) if flags & libc::MS_REMOUNT == 0 => sys::move_mount_to(fd, t.as_cstr()),
+        (r, _) => r,
+    }
+    .map_err(|e| RootfsError::sys(e, format!("bind mount {}", what())))?;
     let remount = flags & libc::MS_REMOUNT == 0
         && (flags & !(libc::MS_BIND | libc::MS_REC | libc::MS_REMOUNT) != 0 || opts.cleared != 0);
     if !remount && !needs_post(opts) {

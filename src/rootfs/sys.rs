@@ -133,6 +133,44 @@ pub(crate) fn mount_setattr(fd: RawFd, recursive: bool, set: u64, clr: u64) -> R
     }
 }
 
+/// open_tree(path, OPEN_TREE_CLONE [|AT_RECURSIVE] | OPEN_TREE_CLOEXEC): a detached copy of
+/// the mount at `path`, attachable with [`move_mount_to`] from another mount namespace.
+pub(crate) fn open_tree_clone(path: &CStr, recursive: bool) -> Res<OwnedFd> {
+    const OPEN_TREE_CLONE: libc::c_uint = 1;
+    let flags = OPEN_TREE_CLONE
+        | libc::O_CLOEXEC as libc::c_uint
+        | if recursive { libc::AT_RECURSIVE as libc::c_uint } else { 0 };
+    // SAFETY: path is a valid C string; open_tree returns a new fd or -1.
+    let r = unsafe { libc::syscall(libc::SYS_open_tree, libc::AT_FDCWD, path.as_ptr(), flags) };
+    if r < 0 {
+        return Err(Errno::last());
+    }
+    // SAFETY: r is a new fd that nothing else owns.
+    Ok(unsafe { OwnedFd::from_raw_fd(r as RawFd) })
+}
+
+/// move_mount(fd, "", AT_FDCWD, target, MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS).
+pub(crate) fn move_mount_to(fd: RawFd, target: &CStr) -> Res<()> {
+    const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 0x4;
+    const MOVE_MOUNT_T_SYMLINKS: libc::c_uint = 0x10;
+    // SAFETY: "" and target are valid C strings; fd is only read.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            fd,
+            c"".as_ptr(),
+            libc::AT_FDCWD,
+            target.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH | MOVE_MOUNT_T_SYMLINKS,
+        )
+    };
+    if r < 0 {
+        Err(Errno::last())
+    } else {
+        Ok(())
+    }
+}
+
 pub(crate) fn umount2(target: &CStr, flags: libc::c_int) -> Res<()> {
     // SAFETY: NUL-terminated path.
     check(unsafe { libc::umount2(target.as_ptr(), flags) })
