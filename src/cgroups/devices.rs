@@ -283,16 +283,24 @@ pub(crate) fn apply_v1(dir: &Path, set: &RuleSet, fresh: bool) -> Result<(), Cgr
         }
     };
     if set.reset {
-        // Go from the current rules to the target ones without passing through deny-all (or
-        // allow-all): a running container keeps every device both rule sets allow.
-        let current = V1State::from_list(&util::read(dir, "devices.list")?);
-        for (allow, line) in current.transition(&current.after(set)) {
-            put(allow, &line)?;
+        // An existing cgroup with the same default: go from its rules to the target ones
+        // without passing through deny-all (or allow-all), so a running container keeps every
+        // device both rule sets allow. A new cgroup (it allows everything) or a change of the
+        // default needs the reset; the rules then follow in the order the config lists them,
+        // as the runtime spec asks.
+        let current = if fresh { None } else { Some(V1State::from_list(&util::read(dir, "devices.list")?)) };
+        match current {
+            Some(cur) if !cur.is_blacklist() && cur.default_allow == set.default_allow => {
+                for (allow, line) in cur.transition(&cur.after(set)) {
+                    put(allow, &line)?;
+                }
+                return Ok(());
+            }
+            _ => put(set.default_allow, "a")?,
         }
-        return Ok(());
     }
     for r in &set.rules {
-        if fresh && r.allow {
+        if fresh && !set.reset && r.allow {
             continue;
         }
         match r.kind {
