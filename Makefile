@@ -64,13 +64,14 @@ engines-docker: build
 	@scripts/deps.sh engines
 	integration/engines/docker.sh $(CURDIR)/$(BERTH)
 
-# link/symbol-order.txt, the layout of the binary's functions (see scripts/symbol-order.py): an
-# unstripped build of the same code runs the runtime's commands under valgrind's callgrind.
+# link/symbol-order.txt, the layout of the binary's functions (see scripts/symbol-order.py): a
+# build of the same code and profile (symbol names carry hashes of the profile) runs the
+# runtime's commands under valgrind's callgrind.
 .PHONY: symbol-order
 symbol-order:
 	@scripts/deps.sh bench
 	@command -v valgrind >/dev/null || apt-get install -y -qq valgrind
-	CARGO_TARGET_DIR=target/symbol-order CARGO_PROFILE_RELEASE_STRIP=false $(CARGO) build --release
+	CARGO_TARGET_DIR=target/symbol-order $(CARGO) build --release
 	python3 scripts/symbol-order.py target/symbol-order/x86_64-unknown-linux-gnu/release/berth link/symbol-order.txt
 
 -include bench/bench.mk

@@ -8,14 +8,14 @@ text made every call map about 3 MB of it. Laying out first the functions those 
 really execute, then the rest of the runtime, and the engine (images, networks, shim, TLS,
 compression) last, keeps each call on a few dense pages.
 
-How: an unstripped release build (same code, `CARGO_PROFILE_RELEASE_STRIP=false`) runs the
-runtime's commands under valgrind's callgrind, which lists every function executed, by its
-mangled name. The init that the runtime re-executes inside the container cannot run under
+How: a release build of the same code and profile (the release profile keeps the symbol
+table; a different profile would change the hashes in every mangled name) runs the runtime's
+commands under valgrind's callgrind, which lists every function executed, by its mangled name. The init that the runtime re-executes inside the container cannot run under
 valgrind; its code (process, rootfs, namespaces, capabilities, seccomp, cgroups) comes in the
 second tier. Names that a later change of the code no longer has are ignored by the linker, so
 a stale list only costs memory, never correctness. Regenerate with `make symbol-order`.
 
-Usage (root): scripts/symbol-order.py UNSTRIPPED_BERTH OUT
+Usage (root): scripts/symbol-order.py BERTH_WITH_SYMBOLS OUT
 """
 import os
 import re
