@@ -238,7 +238,9 @@ impl<R: Read> Reader<R> {
                     if let Some(x) = k.strip_prefix(b"SCHILY.xattr.") {
                         set_xattr(&mut xattrs, x.to_vec(), v.to_vec());
                     } else if let Some(x) = k.strip_prefix(b"LIBARCHIVE.xattr.") {
-                        let (Some(n), Some(val)) = (percent_decode(x), base64_decode(v)) else {
+                        let (Some(n), Some(val)) =
+                            (percent_decode(x), std::str::from_utf8(v).ok().and_then(super::registry::base64_decode))
+                        else {
                             return Err(bad(&name, "bad LIBARCHIVE.xattr record"));
                         };
                         set_xattr(&mut xattrs, n, val);
@@ -682,32 +684,6 @@ fn percent_decode(s: &[u8]) -> Option<Vec<u8>> {
         } else {
             out.push(s[i]);
             i += 1;
-        }
-    }
-    Some(out)
-}
-
-/// Standard base64 (padding optional).
-fn base64_decode(s: &[u8]) -> Option<Vec<u8>> {
-    let mut out = Vec::with_capacity(s.len() * 3 / 4);
-    let mut acc = 0u32;
-    let mut bits = 0;
-    for &c in s {
-        let v = match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            b'=' => break,
-            _ => return None,
-        };
-        acc = (acc << 6) | v as u32;
-        bits += 6;
-        if bits >= 8 {
-            bits -= 8;
-            out.push((acc >> bits) as u8);
-            acc &= (1 << bits) - 1;
         }
     }
     Some(out)
