@@ -16,6 +16,7 @@ mod layers;
 mod lifecycle;
 mod namespaces;
 mod network;
+mod network6;
 mod process;
 mod rootfs;
 mod rootless;

@@ -130,7 +130,7 @@ pub fn process_args(c: &RunConfig, spec: &RunSpec) -> Result<Vec<String>, Engine
 use crate::network::{self, AttachRequest, DnsOptions, NetMode, NetRequest, PortMapping};
 
 pub fn parse_port(s: &str) -> Result<(), EngineError> {
-    PortMapping::parse(s).map(|_| ()).map_err(EngineError::Invalid)
+    PortMapping::parse(s).map(drop).map_err(EngineError::Invalid)
 }
 
 /// What a start gets from the network layer.
@@ -149,7 +149,7 @@ fn net_err(e: impl std::fmt::Display) -> EngineError {
 fn ports_of(rec: &Record) -> Result<Vec<PortMapping>, EngineError> {
     let mut ports = Vec::new();
     for p in &rec.spec.publish {
-        ports.push(PortMapping::parse(p).map_err(EngineError::Invalid)?);
+        ports.extend(PortMapping::parse(p).map_err(EngineError::Invalid)?);
     }
     if rec.spec.publish_all {
         let mut exposed = bundle::exposed_ports(&image_config(&rec.image_config));
@@ -165,7 +165,7 @@ fn ports_of(rec: &Record) -> Result<Vec<PortMapping>, EngineError> {
                 continue;
             }
             if let Ok(m) = PortMapping::parse(&format!("{port}/{proto}")) {
-                ports.push(m);
+                ports.extend(m);
             }
         }
     }
@@ -223,7 +223,7 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     };
     let first = a.interfaces.first();
     let info = NetInfo {
-        ports: a.ports.iter().map(|p| p.to_string()).collect(),
+        ports: a.ports.iter().flat_map(|p| p.shown(false)).collect(),
         ip: first.map(|i| i.ip.to_string()),
         prefix: first.map(|i| i.prefix),
         gateway: first.and_then(|i| i.gateway.map(|g| g.to_string())),

@@ -314,6 +314,12 @@ pub enum ContainerCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
+    /// List a container's published ports, or the host addresses of one container port.
+    Port {
+        container: String,
+        /// PORT[/PROTO] (default protocol tcp).
+        private_port: Option<String>,
+    },
     /// Resource usage of containers.
     Stats {
         /// Print once and exit.

@@ -172,6 +172,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             adapt::runtime_top(e, &rec.id, &ps_args)?;
             Ok(0)
         }
+        ContainerCmd::Port { container, private_port } => show::port(e, &cs, &container, private_port.as_deref()),
         ContainerCmd::Stats { no_stream, all, no_trunc, containers } => {
             show::stats(e, &cs, &containers, all, no_stream, no_trunc)
         }

@@ -472,7 +472,7 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     for e in &c.expose {
         let (p, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
         let (lo, hi) = p.split_once('-').unwrap_or((p, p));
-        let ok = matches!(proto, "tcp" | "udp")
+        let ok = matches!(proto, "tcp" | "udp" | "sctp")
             && lo.parse::<u16>().is_ok_and(|l| l > 0)
             && hi.parse::<u16>().is_ok_and(|h| h >= lo.parse::<u16>().unwrap_or(u16::MAX));
         if !ok {

@@ -236,18 +236,16 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
     let s = &r.spec;
     let zero_time = "0001-01-01T00:00:00Z";
     let mut port_bindings = serde_json::Map::new();
-    for p in &s.publish {
-        let (spec, proto) = p.rsplit_once('/').map(|(a, b)| (a, b.to_string())).unwrap_or((p.as_str(), "tcp".into()));
-        let parts: Vec<&str> = spec.split(':').collect();
-        let (ip, hp, cp) = match parts.as_slice() {
-            [c] => ("", "", *c),
-            [h, c] => ("", *h, *c),
-            [i, h, c] => (*i, *h, *c),
-            _ => continue,
+    for m in s.publish.iter().filter_map(|p| crate::network::PortMapping::parse(p).ok()).flatten() {
+        let e =
+            port_bindings.entry(format!("{}/{}", m.container_port, m.protocol.as_str())).or_insert_with(|| json!([]));
+        let host_port = match (m.host_port, m.host_port_end) {
+            (0, _) => String::new(),
+            (p, 0) => p.to_string(),
+            (p, end) => format!("{p}-{end}"),
         };
-        let e = port_bindings.entry(format!("{cp}/{proto}")).or_insert_with(|| json!([]));
         if let Some(a) = e.as_array_mut() {
-            a.push(json!({"HostIp": ip, "HostPort": hp}));
+            a.push(json!({"HostIp": m.host_ip.map(|i| i.to_string()).unwrap_or_default(), "HostPort": host_port}));
         }
     }
     let mut ports = serde_json::Map::new();
@@ -256,6 +254,7 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
             // "IP:HOST->PORT/PROTO"
             if let Some((host, cont)) = p.split_once("->") {
                 let (ip, hp) = host.rsplit_once(':').unwrap_or(("", host));
+                let ip = ip.trim_start_matches('[').trim_end_matches(']');
                 let e = ports.entry(cont.to_string()).or_insert_with(|| json!([]));
                 if let Some(a) = e.as_array_mut() {
                     a.push(json!({"HostIp": ip, "HostPort": hp}));
@@ -650,6 +649,74 @@ pub fn stats(
     }
 }
 
+/// "IP:HOST->PORT/PROTO" as (container "PORT/PROTO", host "IP:HOST" with IPv6 in brackets).
+fn split_shown(p: &str) -> Option<(&str, &str)> {
+    let (host, cont) = p.split_once("->")?;
+    Some((cont, host))
+}
+
+/// Orders strings as docker's natural sort: runs of digits by value, the rest by bytes.
+fn natural_cmp(a: &str, b: &str) -> std::cmp::Ordering {
+    fn chunks(s: &str) -> Vec<(bool, &str)> {
+        let mut v = Vec::new();
+        let mut start = 0;
+        let b = s.as_bytes();
+        for i in 1..=b.len() {
+            if i == b.len() || b[i].is_ascii_digit() != b[start].is_ascii_digit() {
+                v.push((b[start].is_ascii_digit(), &s[start..i]));
+                start = i;
+            }
+        }
+        v
+    }
+    let (x, y) = (chunks(a), chunks(b));
+    for (p, q) in x.iter().zip(&y) {
+        let o = match (p, q) {
+            ((true, m), (true, n)) => {
+                let (m, n) = (m.trim_start_matches('0'), n.trim_start_matches('0'));
+                m.len().cmp(&n.len()).then_with(|| m.cmp(n))
+            }
+            ((_, m), (_, n)) => m.cmp(n),
+        };
+        if o != std::cmp::Ordering::Equal {
+            return o;
+        }
+    }
+    x.len().cmp(&y.len())
+}
+
+/// `container port`: docker's "80/tcp -> 0.0.0.0:8080" lines (naturally sorted), or with a
+/// PORT[/PROTO] the host addresses of that port; a running container's ports only.
+pub fn port(e: &Engine, cs: &Containers, key: &str, private: Option<&str>) -> Result<i32, EngineError> {
+    let r = cs.find(key)?;
+    let running = run::status(e, cs, &r.id).state == State::Running;
+    let shown: Vec<(&str, &str)> =
+        if running { r.net.ports.iter().filter_map(|p| split_shown(p)).collect() } else { Vec::new() };
+    let mut out: Vec<String> = match private {
+        Some(want) => {
+            let (num, proto) = want.split_once('/').unwrap_or((want, "tcp"));
+            let proto = if proto.is_empty() { "tcp" } else { proto };
+            if num.parse::<u16>().is_err() {
+                return Err(EngineError::Invalid(format!("invalid port ({num})")));
+            }
+            let port_key = format!("{num}/{proto}");
+            let v: Vec<String> = shown.iter().filter(|(c, _)| *c == port_key).map(|(_, h)| h.to_string()).collect();
+            if v.is_empty() {
+                let _ = writeln!(std::io::stderr(), "berth: no public port '{want}' published for {key}");
+                return Ok(1);
+            }
+            v
+        }
+        None => shown.iter().map(|(c, h)| format!("{c} -> {h}")).collect(),
+    };
+    out.sort_by(|a, b| natural_cmp(a, b));
+    let mut o = std::io::stdout().lock();
+    for l in &out {
+        let _ = writeln!(o, "{l}");
+    }
+    Ok(0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -686,5 +753,12 @@ mod tests {
         assert_eq!(bytes_text(1536), "1.5KiB");
         assert_eq!(bytes_text(64 << 20), "64MiB");
         assert_eq!(io_text(1200), "1.2kB");
+    }
+
+    #[test]
+    fn natural_order() {
+        let mut v = vec!["8000/tcp -> x", "80/tcp -> [::]:1", "80/tcp -> 0.0.0.0:1", "443/tcp -> y", "80/udp -> z"];
+        v.sort_by(|a, b| natural_cmp(a, b));
+        assert_eq!(v, ["80/tcp -> 0.0.0.0:1", "80/tcp -> [::]:1", "80/udp -> z", "443/tcp -> y", "8000/tcp -> x"]);
     }
 }

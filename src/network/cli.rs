@@ -255,23 +255,26 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
     }
     let mut ports = Vec::new();
     for p in &a.publish {
-        ports.push(PortMapping::parse(p).map_err(NetError::Msg)?);
+        ports.extend(PortMapping::parse(p).map_err(NetError::Msg)?);
     }
     if a.publish_all {
         for e in &a.expose {
-            let (port, proto) = match e.split_once('/') {
-                Some((p, "udp")) => (p, Proto::Udp),
-                Some((p, "tcp")) | Some((p, "")) => (p, Proto::Tcp),
-                None => (e.as_str(), Proto::Tcp),
-                Some((_, x)) => return Err(NetError::Msg(format!("invalid --expose {e:?}: unknown protocol {x:?}"))),
-            };
+            let (port, proto) = e.split_once('/').unwrap_or((e.as_str(), "tcp"));
+            let proto = Proto::parse(proto)
+                .ok_or_else(|| NetError::Msg(format!("invalid --expose {e:?}: unknown protocol {proto:?}")))?;
             let cp = port
                 .parse::<u16>()
                 .ok()
                 .filter(|p| *p > 0)
                 .ok_or_else(|| NetError::Msg(format!("invalid --expose {e:?}")))?;
             if !ports.iter().any(|m: &PortMapping| m.container_port == cp && m.protocol == proto) {
-                ports.push(PortMapping { host_ip: None, host_port: 0, container_port: cp, protocol: proto });
+                ports.push(PortMapping {
+                    host_ip: None,
+                    host_port: 0,
+                    host_port_end: 0,
+                    container_port: cp,
+                    protocol: proto,
+                });
             }
         }
     }

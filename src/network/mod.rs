@@ -389,7 +389,7 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
             })?)
         };
         claim(data_root, &req.container_id)?;
-        rec.attachment.ports = resolve_ports(data_root, &req.ports)?;
+        rec.attachment.ports = resolve_ports(data_root, &req.ports, false)?;
         let mut default_route = false;
         for (i, (n, w)) in nets.iter().enumerate() {
             let mut list = n.conflist.clone();
@@ -431,9 +431,10 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     }
 }
 
-/// Checks published ports against berth's records and the host, picks free ones for port 0.
+/// Checks published ports against berth's records and the host (on each family the network
+/// has: `ipv6`), picks free ones for port 0 and the first free one of a host range.
 /// The metadata lock is held.
-fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMapping>, NetError> {
+fn resolve_ports(data_root: &Path, want: &[PortMapping], ipv6: bool) -> Result<Vec<PortMapping>, NetError> {
     if want.is_empty() {
         return Ok(Vec::new());
     }
@@ -442,14 +443,20 @@ fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMappi
         .flat_map(|r| r.attachment.ports.into_iter().map(move |p| (r.container_id.clone(), p)))
         .collect();
     let mut out: Vec<PortMapping> = Vec::new();
+    let used = |m: &PortMapping, out: &[PortMapping]| -> Option<String> {
+        if let Some((id, _)) = taken.iter().find(|(_, t)| t.conflicts(m)) {
+            return Some(format!("host port {} is already published by container {id}", m.host_side()));
+        }
+        out.iter().any(|o| o.conflicts(m)).then(|| format!("host port {} is published twice", m.host_side()))
+    };
     for m in want {
         let mut m = m.clone();
         if m.host_port == 0 {
             let mut found = false;
             for _ in 0..32 {
-                m.host_port = ports::pick_free_port(&m)
+                m.host_port = ports::pick_free_port(&m, ipv6)
                     .map_err(|e| NetError::Msg(format!("pick a free host port for {}: {e}", m.container_port)))?;
-                if !taken.iter().any(|(_, t)| t.conflicts(&m)) && !out.iter().any(|o| o.conflicts(&m)) {
+                if used(&m, &out).is_none() {
                     found = true;
                     break;
                 }
@@ -457,17 +464,21 @@ fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMappi
             if !found {
                 return Err(NetError::Msg(format!("no free host port for container port {}", m.container_port)));
             }
+        } else if m.host_port_end > m.host_port {
+            let (lo, hi) = (m.host_port, m.host_port_end);
+            m.host_port_end = 0;
+            let free = (lo..=hi).find(|p| {
+                let c = PortMapping { host_port: *p, ..m.clone() };
+                used(&c, &out).is_none() && ports::host_port_free(&c, *p, ipv6).is_ok()
+            });
+            m.host_port = free.ok_or_else(|| {
+                NetError::Msg(format!("no free host port in {lo}-{hi} for container port {}", m.container_port))
+            })?;
         } else {
-            if let Some((id, _)) = taken.iter().find(|(_, t)| t.conflicts(&m)) {
-                return Err(NetError::Msg(format!(
-                    "host port {} is already published by container {id}",
-                    m.host_side()
-                )));
+            if let Some(why) = used(&m, &out) {
+                return Err(NetError::Msg(why));
             }
-            if out.iter().any(|o| o.conflicts(&m)) {
-                return Err(NetError::Msg(format!("host port {} is published twice", m.host_side())));
-            }
-            ports::host_port_free(&m)
+            ports::host_port_free(&m, m.host_port, ipv6)
                 .map_err(|e| NetError::Msg(format!("host port {} is not available: {e}", m.host_side())))?;
         }
         out.push(m);

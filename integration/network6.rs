@@ -1,0 +1,246 @@
+//! docker's single-host network model beyond IPv4 bridges, through `berth container` and
+//! `berth network`: every publish form (port ranges, `IP::PORT` random host ports, a host range
+//! for one port, `-P` with exposed ranges, udp and sctp) and `container port`; bad publish input
+//! refused with one line and nothing made.
+//!
+//! Each test has its own --data-root and --root, network names, subnets (10.23x.N.0/24) and
+//! host ports picked free at run time; host-wide state (iptables, links) is checked only for
+//! what names the test's containers or subnets.
+
+use crate::common::*;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+/// One test's engine: its Ctx (--root), --data-root and the busybox image loaded; dropping it
+/// removes its containers and networks.
+struct Eng {
+    data: PathBuf,
+    ctx: Ctx,
+}
+
+impl Eng {
+    fn new(name: &str) -> Eng {
+        let ctx = Ctx::new(name);
+        let data = ctx.tempdir("data");
+        let e = Eng { data, ctx };
+        let (a, _) = crate::container::archives();
+        e.cmd(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+        e
+    }
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        let mut c = self.ctx.command(&["--data-root", self.data.to_str().unwrap()]);
+        c.args(args);
+        self.ctx.exec_cmd(c, Duration::from_secs(60))
+    }
+
+    fn c(&self, args: &[&str]) -> Out {
+        let mut v = vec!["container"];
+        v.extend_from_slice(args);
+        self.cmd(&v)
+    }
+
+    #[track_caller]
+    fn run_d(&self, args: &[&str]) -> String {
+        let mut v = vec!["run", "-d"];
+        v.extend_from_slice(args);
+        let o = self.c(&v);
+        o.ok();
+        o.stdout.trim().to_string()
+    }
+
+    /// `network create --subnet` with a subnet of this process (10.X.N.0/24).
+    #[track_caller]
+    fn net(&self, name: &str, second: u8, extra: &[&str]) -> String {
+        let subnet = format!("10.{second}.{}.0/24", std::process::id() % 250);
+        let mut a = vec!["network", "create", "--subnet", &subnet];
+        a.extend_from_slice(extra);
+        a.push(name);
+        self.cmd(&a).ok();
+        subnet
+    }
+}
+
+impl Drop for Eng {
+    fn drop(&mut self) {
+        let o = self.c(&["ls", "-aq", "--no-trunc"]);
+        for id in o.lines() {
+            let _ = self.c(&["rm", "-f", id.trim()]);
+        }
+        let _ = self.cmd(&["network", "prune"]);
+    }
+}
+
+fn sh(cmd: &str) -> String {
+    let o = Command::new("sh").arg("-c").arg(cmd).output().unwrap();
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+/// The first of `n` consecutive TCP and UDP ports free on every address right now.
+fn free_ports(n: u16) -> u16 {
+    for _ in 0..200 {
+        let base = crate::common::registry::free_port();
+        if base > 65000 {
+            continue;
+        }
+        let ok = (base..base + n)
+            .all(|p| TcpListener::bind(("0.0.0.0", p)).is_ok() && std::net::UdpSocket::bind(("0.0.0.0", p)).is_ok());
+        if ok {
+            return base;
+        }
+    }
+    panic!("no {n} consecutive free ports");
+}
+
+/// GET `path` from addr (retrying while the server starts); the response.
+fn http_get(addr: SocketAddr, path: &str) -> String {
+    let mut last = String::new();
+    let ok = wait_until(Duration::from_secs(10), || {
+        let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_secs(2)) else { return false };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(3)));
+        if s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes()).is_err() {
+            return false;
+        }
+        last.clear();
+        s.read_to_string(&mut last).is_ok() && last.contains(" 200 ")
+    });
+    assert!(ok, "GET http://{addr}{path}: {last:?}");
+    last
+}
+
+/// nat and filter rules (IPv4 and IPv6) that name one of `needles`.
+fn rules_naming(needles: &[&str]) -> Vec<String> {
+    let all = sh("iptables-save -t nat; iptables-save -t filter; ip6tables-save -t nat; ip6tables-save -t filter");
+    all.lines().filter(|l| needles.iter().any(|n| l.contains(n))).map(str::to_string).collect()
+}
+
+#[test]
+fn publish_forms_and_container_port() {
+    let e = Eng::new("n6-publish");
+    let subnet = e.net("pubnet", 232, &[]);
+    let prefix = subnet.rsplit_once('.').unwrap().0.to_string() + ".";
+    let base = free_ports(8);
+    let (r0, one, udp, sctp) = (base, base + 3, base + 4, base + 5);
+    let range = format!("127.0.0.1:{r0}-{}:8000-8002", r0 + 2);
+    let host_range = format!("127.0.0.1:{one}-{}:8100", one + 2);
+    let id = e.run_d(&[
+        "--name",
+        "pub1",
+        "--network",
+        "pubnet",
+        "-p",
+        &range,
+        "-p",
+        "127.0.0.1::80",
+        "-p",
+        &host_range,
+        "-p",
+        &format!("{udp}:53/udp"),
+        "-p",
+        &format!("{sctp}:99/sctp"),
+        "--expose",
+        "7000-7001/udp",
+        "-P",
+        "busybox",
+        "sh",
+        "-c",
+        "httpd -p 8001 -h /etc; httpd -p 8100 -h /etc; exec sleep 1000",
+    ]);
+    // The random host port of 127.0.0.1::80, read from `container port NAME 80`.
+    let o = e.c(&["port", "pub1", "80"]);
+    o.ok();
+    let random = o.stdout.trim().strip_prefix("127.0.0.1:").unwrap_or_else(|| panic!("{o}")).to_string();
+    assert!(random.parse::<u16>().is_ok_and(|p| p > 0), "{o}");
+    // -P gave the exposed udp range free host ports: read them too.
+    let p7000 = e.c(&["port", "pub1", "7000/udp"]).stdout.trim().to_string();
+    let p7001 = e.c(&["port", "pub1", "7001/udp"]).stdout.trim().to_string();
+    assert!(p7000.starts_with("0.0.0.0:") && p7001.starts_with("0.0.0.0:") && p7000 != p7001, "{p7000} {p7001}");
+    let mut want = vec![
+        format!("53/udp -> 0.0.0.0:{udp}"),
+        format!("80/tcp -> 127.0.0.1:{random}"),
+        format!("99/sctp -> 0.0.0.0:{sctp}"),
+        format!("7000/udp -> {p7000}"),
+        format!("7001/udp -> {p7001}"),
+        format!("8000/tcp -> 127.0.0.1:{r0}"),
+        format!("8001/tcp -> 127.0.0.1:{}", r0 + 1),
+        format!("8002/tcp -> 127.0.0.1:{}", r0 + 2),
+        format!("8100/tcp -> 127.0.0.1:{one}"),
+    ];
+    assert_eq!(e.c(&["port", "pub1"]).lines(), want, "container port lists every mapping, sorted as docker");
+    // ls shows the same mappings, inspect's Ports the same host ports.
+    let ls = e.c(&["ls"]);
+    for w in [format!("127.0.0.1:{random}->80/tcp"), format!("0.0.0.0:{sctp}->99/sctp")] {
+        assert!(ls.stdout.contains(&w), "{w} in {ls}");
+    }
+    let o = e.c(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "pub1"]);
+    let ports: serde_json::Value = serde_json::from_str(o.stdout.trim()).unwrap_or_else(|x| panic!("{x}: {o}"));
+    assert_eq!(ports["8002/tcp"][0]["HostPort"], (r0 + 2).to_string());
+    // Traffic: the middle of the range reaches container port 8001, the host range's first port 8100.
+    let r = http_get(SocketAddr::from(([127, 0, 0, 1], r0 + 1)), "/berth-fixture");
+    assert!(r.contains(FIXTURE_MARK.trim()), "{r}");
+    http_get(SocketAddr::from(([127, 0, 0, 1], one)), "/berth-fixture");
+    // The udp and sctp DNATs exist and name the container's address.
+    let cip = e.c(&["inspect", "-f", "{{.NetworkSettings.Networks.pubnet.IPAddress}}", "pub1"]).stdout;
+    let cip = cip.trim().to_string();
+    assert!(cip.starts_with(&prefix), "{cip} in {subnet}");
+    let rules = rules_naming(&[&format!("{cip}:")]);
+    for (proto, port, to) in [("udp", udp, 53), ("sctp", sctp, 99)] {
+        assert!(
+            rules.iter().any(|l| l.contains(&format!("-p {proto}"))
+                && l.contains(&format!("--dport {port}"))
+                && l.contains(&format!("{cip}:{to}"))),
+            "{proto} {port} DNAT to {cip}:{to} in {rules:#?}"
+        );
+    }
+    // A second container asking for a host range whose first port is taken gets the next one.
+    e.run_d(&["--name", "pub2", "--network", "pubnet", "-p", &host_range, "busybox", "sleep", "1000"]);
+    assert_eq!(e.c(&["port", "pub2"]).lines(), [format!("8100/tcp -> 127.0.0.1:{}", one + 1)]);
+    // Unknown port: docker's wording, exit 1.
+    let o = e.c(&["port", "pub1", "81"]);
+    assert_eq!(o.code, 1, "{o}");
+    o.one_line_error(&["no public port '81' published for pub1"]);
+    // rm removes every rule of the container (nothing names its address any more).
+    e.c(&["rm", "-f", "pub1", "pub2"]).ok();
+    let left = rules_naming(&[&format!("{cip}:"), &format!("{cip}/32")]);
+    assert!(left.is_empty(), "rules left after rm: {left:#?}");
+    want.clear();
+    assert!(TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], r0 + 1)), Duration::from_secs(1)).is_err());
+    let _ = id;
+}
+
+#[test]
+fn bad_publish_input_makes_nothing() {
+    let e = Eng::new("n6-badpub");
+    e.net("badpub", 233, &[]);
+    let p = free_ports(2);
+    let held = TcpListener::bind(("127.0.0.1", p)).unwrap();
+    let cases: Vec<(Vec<String>, &[&str])> = vec![
+        (vec!["-p".into(), "8000-8010:80-81".into()], &["invalid ranges specified for container and host ports"]),
+        (vec!["-p".into(), "80/foo".into()], &["invalid proto: foo"]),
+        (vec!["-p".into(), "[::1:80:80".into()], &["invalid port mapping"]),
+        (vec!["-p".into(), format!("{p}:80")], &["not available"]),
+        (vec!["-p".into(), format!("{}:80", p + 1), "-p".into(), format!("{}:81", p + 1)], &["published twice"]),
+    ];
+    for (flags, words) in &cases {
+        let mut a: Vec<&str> = vec!["run", "-d", "--network", "badpub"];
+        a.extend(flags.iter().map(String::as_str));
+        a.extend(["busybox", "sleep", "100"]);
+        let o = e.c(&a);
+        assert_eq!(o.code, 125, "{flags:?}: {o}");
+        o.one_line_error(words);
+        // Nothing made: no container (docker removes a container whose start failed only with
+        // --rm, berth's run leaves none), no attachment, no namespace, no rule with the port.
+        let ls = e.c(&["ls", "-aq"]);
+        for id in ls.lines() {
+            e.c(&["rm", "-f", id.trim()]).ok();
+        }
+        let att = std::fs::read_dir(e.data.join("network/attachments")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(att, 0, "{flags:?}: an attachment record is left");
+        let rules = rules_naming(&[&format!("--dport {p} "), &format!("--dport {} ", p + 1)]);
+        assert!(rules.is_empty(), "{flags:?}: rules left {rules:#?}");
+    }
+    drop(held);
+}
