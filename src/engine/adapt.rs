@@ -200,7 +200,12 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
             Some(id) => NetMode::Container(id.to_string()),
             None => {
                 let ip = s.ip.as_deref().and_then(|i| i.parse().ok());
-                networks.push(NetRequest { network: n.to_string(), aliases: s.network_aliases.clone(), ip });
+                networks.push(NetRequest {
+                    network: n.to_string(),
+                    aliases: s.network_aliases.clone(),
+                    ip,
+                    ..Default::default()
+                });
                 NetMode::Bridge
             }
         },
@@ -223,13 +228,16 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     };
     let first = a.interfaces.first();
     let info = NetInfo {
-        ports: a.ports.iter().flat_map(|p| p.shown(false)).collect(),
+        ports: a.published(),
         ip: first.map(|i| i.ip.to_string()),
         prefix: first.map(|i| i.prefix),
         gateway: first.and_then(|i| i.gateway.map(|g| g.to_string())),
         mac: first.map(|i| i.mac.clone()),
         networks: a.interfaces.iter().map(|i| i.network.clone()).collect(),
         sandbox: a.netns_path.clone(),
+        ip6: first.and_then(|i| i.ip6.map(|a| a.to_string())),
+        prefix6: first.map_or(0, |i| i.prefix6),
+        gateway6: first.and_then(|i| i.gateway6.map(|g| g.to_string())),
     };
     let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
     Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })

@@ -272,6 +272,9 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
                 "IPPrefixLen": r.net.prefix.unwrap_or(0),
                 "Gateway": r.net.gateway.clone().unwrap_or_default(),
                 "MacAddress": r.net.mac.clone().unwrap_or_default(),
+                "GlobalIPv6Address": if n == r.net.networks.first().unwrap_or(n) { r.net.ip6.clone().unwrap_or_default() } else { String::new() },
+                "GlobalIPv6PrefixLen": r.net.prefix6,
+                "IPv6Gateway": r.net.gateway6.clone().unwrap_or_default(),
                 "Aliases": s.network_aliases,
             }))
         })
@@ -362,6 +365,9 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "IPPrefixLen": r.net.prefix.unwrap_or(0),
         "Gateway": r.net.gateway.clone().unwrap_or_default(),
         "MacAddress": r.net.mac.clone().unwrap_or_default(),
+        "GlobalIPv6Address": if running { r.net.ip6.clone().unwrap_or_default() } else { String::new() },
+        "GlobalIPv6PrefixLen": r.net.prefix6,
+        "IPv6Gateway": r.net.gateway6.clone().unwrap_or_default(),
         "Networks": networks,
     });
     json!({

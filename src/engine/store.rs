@@ -49,6 +49,13 @@ pub struct NetInfo {
     pub mac: Option<String>,
     pub networks: Vec<String>,
     pub sandbox: Option<PathBuf>,
+    /// The first network's IPv6 address, prefix length and gateway (dual-stack networks).
+    #[serde(default)]
+    pub ip6: Option<String>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default)]
+    pub gateway6: Option<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -10,12 +10,16 @@ use std::path::Path;
 pub enum NetworkCmd {
     /// Create a network (a Linux bridge on a private subnet).
     Create {
-        /// Subnet in CIDR form (default: the first free of 10.88.0.0/16, 10.89.0.0/16, ...).
+        /// Subnet in CIDR form, one IPv4 and with --ipv6 one IPv6 (default: the first free of
+        /// 10.88.0.0/16, 10.89.0.0/16, ...; for IPv6 a random unique local /64).
         #[arg(long)]
-        subnet: Option<String>,
-        /// Gateway address (default: the subnet's first address).
+        subnet: Vec<String>,
+        /// Gateway address, one per family (default: the subnet's first address).
         #[arg(long)]
-        gateway: Option<String>,
+        gateway: Vec<String>,
+        /// Dual-stack: an IPv6 subnet too, containers get both addresses.
+        #[arg(long)]
+        ipv6: bool,
         /// No route out of the network, no masquerading, no published ports.
         #[arg(long)]
         internal: bool,
@@ -99,13 +103,14 @@ pub struct AttachArgs {
 pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        NetworkCmd::Create { subnet, gateway, internal, name } => {
+        NetworkCmd::Create { subnet, gateway, internal, ipv6, name } => {
             let n = {
                 let _l = config::lock(data_root)?;
                 if name == config::DEFAULT_NETWORK {
                     return Err(NetError::Msg(format!("network {name} is predefined (created on first use)")));
                 }
-                config::create(data_root, &name, subnet.as_deref(), gateway.as_deref(), internal)?
+                let o = config::CreateOptions { subnets: subnet, gateways: gateway, internal, ipv6 };
+                config::create(data_root, &name, &o)?
             };
             let _ = writeln!(out, "{}", n.id);
         }
@@ -216,6 +221,7 @@ fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
                 "Name": cname,
                 "IPv4Address": iface.as_ref().map(|i| format!("{}/{}", i.ip, i.prefix)).unwrap_or_default(),
                 "MacAddress": iface.as_ref().map(|i| i.mac.clone()).unwrap_or_default(),
+                "IPv6Address": iface.as_ref().and_then(|i| i.ip6.map(|a| format!("{a}/{}", i.prefix6))).unwrap_or_default(),
             }),
         );
     }
@@ -223,6 +229,9 @@ fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
         "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge",
         "Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string(), "Internal": n.internal,
         "Bridge": n.bridge, "DNS": n.has_dns(), "Containers": containers, "Config": n.conflist,
+        "EnableIPv6": n.subnet6.is_some(),
+        "Subnet6": n.subnet6.map(|x| x.to_string()).unwrap_or_default(),
+        "Gateway6": n.gateway6.map(|x| x.to_string()).unwrap_or_default(),
     }))
 }
 
@@ -238,7 +247,7 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
         match m {
             Some(m) if a.networks.len() == 1 => mode = m,
             Some(_) => return Err(NetError::Msg(format!("--network {n} cannot be combined with other networks"))),
-            None => networks.push(NetRequest { network: n.clone(), aliases: Vec::new(), ip: None }),
+            None => networks.push(NetRequest { network: n.clone(), ..Default::default() }),
         }
     }
     for w in networks.iter_mut().filter(|w| w.network != config::DEFAULT_NETWORK) {
@@ -247,9 +256,11 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
     if let Some(ip) = a.ip {
         match networks.first_mut() {
             Some(w) => w.ip = Some(ip),
-            None if mode == NetMode::Bridge => {
-                networks.push(NetRequest { network: config::DEFAULT_NETWORK.into(), aliases: Vec::new(), ip: Some(ip) })
-            }
+            None if mode == NetMode::Bridge => networks.push(NetRequest {
+                network: config::DEFAULT_NETWORK.into(),
+                ip: Some(ip),
+                ..Default::default()
+            }),
             None => return Err(NetError::Msg("--ip needs a bridge network".into())),
         }
     }

@@ -1,11 +1,11 @@
 //! Network definitions: one CNI conflist per network at <data-root>/network/<name>.conflist (berth's
 //! own fields under the "berth" key, which CNI ignores), per-network state in <data-root>/network/<name>/.
 
-use super::ipnet::{self, Ipv4Net};
+use super::ipnet::{self, Ipv4Net, Ipv6Net};
 use super::{cni, NetError};
 use serde_json::{json, Value};
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 /// The default network (docker's "bridge"): created on first use, no name resolution.
@@ -33,10 +33,17 @@ pub fn default_bridge_name(data_root: &Path) -> String {
 /// A host route that overlaps `net` on a device other than `bridge`: another data-root's
 /// network, or a host interface added since the network was made.
 pub fn subnet_clash(net: &Network) -> Option<String> {
-    ipnet::host_subnets()
+    let v4 = ipnet::host_subnets()
         .into_iter()
         .find(|(h, dev)| h.overlaps(&net.subnet) && dev != &net.bridge)
-        .map(|(h, dev)| format!("network {}: subnet {} overlaps host route {h} on {dev}", net.name, net.subnet))
+        .map(|(h, dev)| format!("network {}: subnet {} overlaps host route {h} on {dev}", net.name, net.subnet));
+    v4.or_else(|| {
+        let s6 = net.subnet6?;
+        ipnet::host_subnets6()
+            .into_iter()
+            .find(|(h, dev)| h.overlaps(&s6) && dev != &net.bridge)
+            .map(|(h, dev)| format!("network {}: subnet {s6} overlaps host route {h} on {dev}", net.name))
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -47,6 +54,9 @@ pub struct Network {
     pub gateway: Ipv4Addr,
     pub bridge: String,
     pub internal: bool,
+    /// The IPv6 subnet and gateway of a dual-stack network (`--ipv6`).
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
     pub created: String,
     /// The CNI network configuration list.
     pub conflist: Value,
@@ -142,6 +152,8 @@ fn from_conflist(v: Value) -> Option<Network> {
         gateway: b["gateway"].as_str()?.parse().ok()?,
         bridge: b["bridge"].as_str()?.to_string(),
         internal: b["internal"].as_bool().unwrap_or(false),
+        subnet6: b["subnet6"].as_str().and_then(|x| Ipv6Net::parse(x).ok()),
+        gateway6: b["gateway6"].as_str().and_then(|x| x.parse().ok()),
         created: b["created"].as_str().unwrap_or("").to_string(),
         conflist: v,
     })
@@ -160,33 +172,35 @@ pub fn list(data_root: &Path) -> Vec<Network> {
     v
 }
 
-/// The CNI list of a network: bridge (+ host-local), portmap, firewall, tuning.
-pub fn conflist(
-    data_root: &Path,
-    name: &str,
-    meta: &Value,
-    subnet: Ipv4Net,
-    gw: Ipv4Addr,
-    bridge: &str,
-    internal: bool,
-) -> Value {
+/// The CNI list of a network: bridge (+ host-local, one range per address family), portmap,
+/// firewall, tuning.
+pub fn conflist(data_root: &Path, name: &str, meta: &Value, a: &Addressing, bridge: &str, internal: bool) -> Value {
+    let mut ranges = vec![json!([{"subnet": a.subnet.to_string(), "gateway": a.gateway.to_string()}])];
+    if let (Some(s6), Some(g6)) = (a.subnet6, a.gateway6) {
+        ranges.push(json!([{"subnet": s6.to_string(), "gateway": g6.to_string()}]));
+    }
     let mut ipam = json!({
         "type": "host-local",
-        "ranges": [[{"subnet": subnet.to_string(), "gateway": gw.to_string()}]],
+        "ranges": ranges,
         "dataDir": ipam_dir(data_root).to_string_lossy(),
     });
     if !internal {
-        ipam["routes"] = json!([{"dst": "0.0.0.0/0"}]);
+        let mut routes = vec![json!({"dst": "0.0.0.0/0"})];
+        if a.subnet6.is_some() {
+            routes.push(json!({"dst": "::/0"}));
+        }
+        ipam["routes"] = Value::Array(routes);
     }
     let mut plugins = vec![json!({
         "type": "bridge",
         "bridge": bridge,
         "isGateway": true,
-        // Masquerading is one rule per network that berth adds (ensure_masquerade) rather than
-        // the plugin's chain per container: ~15 iptables runs less per container.
+        // Masquerading is one rule per network (and family) that berth adds
+        // (ensure_masquerade) rather than the plugin's chain per container: ~15 iptables runs
+        // less per container.
         "ipMasq": false,
         "hairpinMode": true,
-        "capabilities": {"ips": true},
+        "capabilities": {"ips": true, "mac": true},
         "ipam": ipam,
     })];
     if !internal {
@@ -197,6 +211,27 @@ pub fn conflist(
     json!({"cniVersion": cni::CNI_VERSION, "name": name, "plugins": plugins, "berth": meta})
 }
 
+/// A network's addresses: IPv4 always, IPv6 on a dual-stack network.
+#[derive(Clone, Copy, Debug)]
+pub struct Addressing {
+    pub subnet: Ipv4Net,
+    pub gateway: Ipv4Addr,
+    pub subnet6: Option<Ipv6Net>,
+    pub gateway6: Option<Ipv6Addr>,
+}
+
+/// What `network create` asks for.
+#[derive(Clone, Debug, Default)]
+pub struct CreateOptions {
+    /// --subnet values (at most one per family).
+    pub subnets: Vec<String>,
+    /// --gateway values (at most one per family).
+    pub gateways: Vec<String>,
+    pub internal: bool,
+    /// Dual-stack: an IPv6 subnet too (a random unique local /64 when none is given).
+    pub ipv6: bool,
+}
+
 fn random_id() -> Result<String, NetError> {
     let mut b = [0u8; 32];
     let mut f = fs::File::open("/dev/urandom").map_err(|e| NetError::io("open", Path::new("/dev/urandom"), e))?;
@@ -204,26 +239,31 @@ fn random_id() -> Result<String, NetError> {
     Ok(b.iter().map(|x| format!("{x:02x}")).collect())
 }
 
-/// Creates a network (the lock must be held). `subnet` None picks the first free one of the
-/// default pool.
-pub fn create(
-    data_root: &Path,
-    name: &str,
-    subnet: Option<&str>,
-    gateway: Option<&str>,
-    internal: bool,
-) -> Result<Network, NetError> {
-    validate_name(name)?;
-    if matches!(name, "host" | "none") || name.starts_with("container:") {
-        return Err(NetError::Msg(format!("network name {name:?} is reserved")));
+fn random_bytes<const N: usize>() -> Result<[u8; N], NetError> {
+    let mut b = [0u8; N];
+    let mut f = fs::File::open("/dev/urandom").map_err(|e| NetError::io("open", Path::new("/dev/urandom"), e))?;
+    std::io::Read::read_exact(&mut f, &mut b).map_err(|e| NetError::io("read", Path::new("/dev/urandom"), e))?;
+    Ok(b)
+}
+
+/// Splits values by address family (a ':' is IPv6); more than one of a family is refused.
+fn by_family<'a>(what: &str, vals: &'a [String]) -> Result<(Option<&'a str>, Option<&'a str>), NetError> {
+    let (six, four): (Vec<&String>, Vec<&String>) = vals.iter().partition(|v| v.contains(':'));
+    if four.len() > 1 || six.len() > 1 {
+        return Err(NetError::Msg(format!("at most one IPv4 and one IPv6 {what} are supported")));
     }
-    if conf_path(data_root, name).exists() {
-        return Err(NetError::Msg(format!("network {name} already exists")));
+    Ok((four.first().map(|s| s.as_str()), six.first().map(|s| s.as_str())))
+}
+
+/// The IPv4 and IPv6 addressing of a new network, checked against the other networks and the
+/// host's routes.
+fn addressing(o: &CreateOptions, existing: &[Network]) -> Result<Addressing, NetError> {
+    let (subnet, subnet6) = by_family("subnet", &o.subnets)?;
+    let (gateway, gateway6) = by_family("gateway", &o.gateways)?;
+    if (subnet6.is_some() || gateway6.is_some()) && !o.ipv6 {
+        return Err(NetError::Msg("an IPv6 subnet or gateway needs --ipv6".into()));
     }
-    let is_default = name == DEFAULT_NETWORK;
-    let existing = list(data_root);
     let host = ipnet::host_subnets();
-    let id = random_id()?;
     let subnet = match subnet {
         Some(s) => {
             let net = Ipv4Net::parse(s).map_err(NetError::Msg)?;
@@ -249,19 +289,68 @@ pub fn create(
         }
         None => subnet.first_host(),
     };
+    let (mut subnet6_out, mut gateway6_out) = (None, None);
+    if o.ipv6 {
+        let host6 = ipnet::host_subnets6();
+        let net = match subnet6 {
+            Some(s) => Ipv6Net::parse(s).map_err(NetError::Msg)?,
+            None => ipnet::random_ula64(&random_bytes::<5>()?),
+        };
+        if let Some(o) = existing.iter().find(|o| o.subnet6.is_some_and(|x| x.overlaps(&net))) {
+            let theirs = o.subnet6.map(|x| x.to_string()).unwrap_or_default();
+            return Err(NetError::Msg(format!("subnet {net} overlaps network {} ({theirs})", o.name)));
+        }
+        if let Some((h, dev)) = host6.iter().find(|(h, _)| h.overlaps(&net)) {
+            return Err(NetError::Msg(format!("subnet {net} overlaps host route {h} on {dev}")));
+        }
+        let g6 = match gateway6 {
+            Some(g) => {
+                let ip: Ipv6Addr = g.parse().map_err(|_| NetError::Msg(format!("invalid gateway {g:?}")))?;
+                if !net.is_host(ip) {
+                    return Err(NetError::Msg(format!("gateway {ip} is not a host address of subnet {net}")));
+                }
+                ip
+            }
+            None => net.first_host(),
+        };
+        subnet6_out = Some(net);
+        gateway6_out = Some(g6);
+    }
+    Ok(Addressing { subnet, gateway: gw, subnet6: subnet6_out, gateway6: gateway6_out })
+}
+
+/// Creates a network (the lock must be held). No IPv4 subnet picks the first free one of the
+/// default pool.
+pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network, NetError> {
+    validate_name(name)?;
+    if matches!(name, "host" | "none") || name.starts_with("container:") {
+        return Err(NetError::Msg(format!("network name {name:?} is reserved")));
+    }
+    if conf_path(data_root, name).exists() {
+        return Err(NetError::Msg(format!("network {name} already exists")));
+    }
+    let is_default = name == DEFAULT_NETWORK;
+    let existing = list(data_root);
+    let a = addressing(o, &existing)?;
+    let id = random_id()?;
+    let internal = o.internal;
     let bridge_name = if is_default { default_bridge_name(data_root) } else { format!("br-{}", &id[..12]) };
-    let meta = json!({
-        "id": id, "subnet": subnet.to_string(), "gateway": gw.to_string(), "bridge": bridge_name,
+    let mut meta = json!({
+        "id": id, "subnet": a.subnet.to_string(), "gateway": a.gateway.to_string(), "bridge": bridge_name,
         "internal": internal, "created": berth::logging::now_rfc3339(), "masquerade": !internal,
     });
-    let v = conflist(data_root, name, &meta, subnet, gw, &bridge_name, internal);
+    if let (Some(s6), Some(g6)) = (a.subnet6, a.gateway6) {
+        meta["subnet6"] = json!(s6.to_string());
+        meta["gateway6"] = json!(g6.to_string());
+    }
+    let v = conflist(data_root, name, &meta, &a, &bridge_name, internal);
     let data = serde_json::to_vec_pretty(&v).map_err(|e| NetError::Msg(format!("encode network {name}: {e}")))?;
     write_atomic(&conf_path(data_root, name), &data)?;
     from_conflist(v).ok_or_else(|| NetError::Msg(format!("network {name}: bad configuration")))
 }
 
-/// The iptables arguments of a network's masquerade rule with `op` (-C, -A or -D).
-fn masquerade_args(net: &Network, op: &str) -> Vec<String> {
+/// The iptables arguments of a network's masquerade rule for `subnet` with `op` (-C, -A or -D).
+fn masquerade_args(net: &Network, subnet: &str, op: &str) -> Vec<String> {
     let comment = format!("berth network {}", &net.id[..net.id.len().min(12)]);
     [
         "-w",
@@ -270,7 +359,7 @@ fn masquerade_args(net: &Network, op: &str) -> Vec<String> {
         op,
         "POSTROUTING",
         "-s",
-        &net.subnet.to_string(),
+        subnet,
         "!",
         "-o",
         &net.bridge,
@@ -286,40 +375,56 @@ fn masquerade_args(net: &Network, op: &str) -> Vec<String> {
     .collect()
 }
 
-fn iptables(args: &[String]) -> Result<std::process::Output, NetError> {
-    std::process::Command::new("iptables")
+/// Runs iptables (`ipv6`: ip6tables, the same backend: Debian's alternatives switch both).
+pub fn iptables(ipv6: bool, args: &[String]) -> Result<std::process::Output, NetError> {
+    let prog = if ipv6 { "ip6tables" } else { "iptables" };
+    std::process::Command::new(prog)
         .args(args)
         .stdin(std::process::Stdio::null())
         .output()
-        .map_err(|e| NetError::io("run", Path::new("iptables"), e))
+        .map_err(|e| NetError::io("run", Path::new(prog), e))
 }
 
-/// Adds the network's masquerade rule (traffic from its subnet leaving by another interface)
-/// unless it is there; networks made before berth owned the rule carry ipMasq and are skipped.
+/// (is IPv6, subnet) of each family the network has.
+fn families(net: &Network) -> Vec<(bool, String)> {
+    let mut v = vec![(false, net.subnet.to_string())];
+    if let Some(s6) = net.subnet6 {
+        v.push((true, s6.to_string()));
+    }
+    v
+}
+
+/// Adds the network's masquerade rules (traffic from its subnets leaving by another interface:
+/// NAT for IPv4, NAT66 for IPv6) unless they are there; networks made before berth owned the
+/// rule carry ipMasq and are skipped.
 pub fn ensure_masquerade(net: &Network) -> Result<(), NetError> {
     if net.conflist["berth"]["masquerade"] != true {
         return Ok(());
     }
-    if iptables(&masquerade_args(net, "-C"))?.status.success() {
-        return Ok(());
-    }
-    let o = iptables(&masquerade_args(net, "-A"))?;
-    if !o.status.success() {
-        let err = String::from_utf8_lossy(&o.stderr);
-        return Err(NetError::Msg(format!("network {}: add masquerade rule: {}", net.name, err.trim())));
+    for (six, subnet) in families(net) {
+        if iptables(six, &masquerade_args(net, &subnet, "-C"))?.status.success() {
+            continue;
+        }
+        let o = iptables(six, &masquerade_args(net, &subnet, "-A"))?;
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr);
+            return Err(NetError::Msg(format!("network {}: add masquerade rule: {}", net.name, err.trim())));
+        }
     }
     Ok(())
 }
 
-/// Removes the network's masquerade rule (every copy); missing is fine.
+/// Removes the network's masquerade rules (every copy); missing is fine.
 pub fn remove_masquerade(net: &Network) {
     if net.conflist["berth"]["masquerade"] != true {
         return;
     }
-    for _ in 0..8 {
-        match iptables(&masquerade_args(net, "-D")) {
-            Ok(o) if o.status.success() => {}
-            _ => break,
+    for (six, subnet) in families(net) {
+        for _ in 0..8 {
+            match iptables(six, &masquerade_args(net, &subnet, "-D")) {
+                Ok(o) if o.status.success() => {}
+                _ => break,
+            }
         }
     }
 }
@@ -327,7 +432,7 @@ pub fn remove_masquerade(net: &Network) {
 /// The default network, created on first use (the lock must be held).
 pub fn ensure_default(data_root: &Path) -> Result<Network, NetError> {
     match load(data_root, DEFAULT_NETWORK) {
-        Err(NetError::NotFound(_)) => create(data_root, DEFAULT_NETWORK, None, None, false),
+        Err(NetError::NotFound(_)) => create(data_root, DEFAULT_NETWORK, &CreateOptions::default()),
         r => r,
     }
 }
@@ -369,14 +474,20 @@ mod tests {
     #[test]
     fn conflist_shape() {
         let s = Ipv4Net::parse("10.99.0.0/16").unwrap();
-        let gw = s.first_host();
-        let v = conflist(Path::new("/d"), "n", &json!({}), s, gw, "br-x", false);
+        let mut a = Addressing { subnet: s, gateway: s.first_host(), subnet6: None, gateway6: None };
+        let v = conflist(Path::new("/d"), "n", &json!({}), &a, "br-x", false);
         let types: Vec<&str> = v["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["bridge", "portmap", "firewall", "tuning"]);
         assert_eq!(v["plugins"][0]["ipMasq"], false);
         assert_eq!(v["plugins"][0]["ipam"]["dataDir"], "/d/network/ipam");
         assert_eq!(v["plugins"][0]["ipam"]["routes"][0]["dst"], "0.0.0.0/0");
-        let v = conflist(Path::new("/d"), "n", &json!({}), s, gw, "br-x", true);
+        let s6 = Ipv6Net::parse("fd00:99::/64").unwrap();
+        (a.subnet6, a.gateway6) = (Some(s6), Some(s6.first_host()));
+        let d = conflist(Path::new("/d"), "n", &json!({}), &a, "br-x", false);
+        assert_eq!(d["plugins"][0]["ipam"]["ranges"][1][0]["subnet"], "fd00:99::/64");
+        assert_eq!(d["plugins"][0]["ipam"]["ranges"][1][0]["gateway"], "fd00:99::1");
+        assert_eq!(d["plugins"][0]["ipam"]["routes"][1]["dst"], "::/0");
+        let v = conflist(Path::new("/d"), "n", &json!({}), &a, "br-x", true);
         assert_eq!(default_bridge_name(Path::new("/var/lib/berth")), "berth0");
         let a = default_bridge_name(Path::new("/nonexistent/a"));
         assert!(a.starts_with("berth-") && a.len() == 14, "{a}");

@@ -1,5 +1,5 @@
 //! berth's DNS server for user-defined networks: one daemon per network on the gateway IP
-//! (UDP and TCP port 53). It answers A queries (AAAA and other types: no data) for the names in
+//! (UDP and TCP port 53). It answers A and AAAA queries (other types: no data) for the names in
 //! the network's record file <data-root>/network/<name>/hosts (re-read when it changes) and
 //! forwards other queries to the host's upstream nameservers. It exits when the network has no
 //! attachment left or is removed.
@@ -8,7 +8,7 @@ use super::{config, etc, NetError};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
@@ -37,15 +37,17 @@ pub fn set_record(
     data_root: &Path,
     network: &str,
     container_id: &str,
-    entry: Option<(Ipv4Addr, &[String])>,
+    entry: Option<(&[IpAddr], &[String])>,
 ) -> Result<usize, NetError> {
     let p = records_path(data_root, network);
     let old = fs::read_to_string(&p).unwrap_or_default();
     let tag = format!("# {container_id}");
     let mut lines: Vec<String> =
         old.lines().filter(|l| !l.ends_with(&tag) && !l.trim().is_empty()).map(str::to_string).collect();
-    if let Some((ip, names)) = entry {
-        lines.push(format!("{ip} {} {tag}", names.join(" ")));
+    if let Some((ips, names)) = entry {
+        for ip in ips {
+            lines.push(format!("{ip} {} {tag}", names.join(" ")));
+        }
     }
     if lines.is_empty() && entry.is_none() && old.is_empty() {
         return Ok(0);
@@ -61,12 +63,12 @@ pub fn set_record(
 }
 
 /// name (lower case, no trailing dot) → addresses.
-pub fn parse_records(text: &str) -> HashMap<String, Vec<Ipv4Addr>> {
-    let mut m: HashMap<String, Vec<Ipv4Addr>> = HashMap::new();
+pub fn parse_records(text: &str) -> HashMap<String, Vec<IpAddr>> {
+    let mut m: HashMap<String, Vec<IpAddr>> = HashMap::new();
     for l in text.lines() {
         let l = l.split('#').next().unwrap_or("");
         let mut f = l.split_whitespace();
-        let Some(ip) = f.next().and_then(|a| a.parse::<Ipv4Addr>().ok()) else { continue };
+        let Some(ip) = f.next().and_then(|a| a.parse::<IpAddr>().ok()) else { continue };
         for n in f {
             let v = m.entry(n.trim_end_matches('.').to_ascii_lowercase()).or_default();
             if !v.contains(&ip) {
@@ -94,6 +96,7 @@ pub struct Question {
 }
 
 const TYPE_A: u16 = 1;
+const TYPE_AAAA: u16 = 28;
 const CLASS_IN: u16 = 1;
 pub const RCODE_SERVFAIL: u8 = 2;
 pub const RCODE_NXDOMAIN: u8 = 3;
@@ -130,8 +133,9 @@ pub fn parse_question(m: &[u8]) -> Option<Question> {
     Some(Question { id, flags, name: labels.join("."), qtype: u16at(i), qclass: u16at(i + 2), end: i + 4 })
 }
 
-/// A response to `q` (question copied from `query`) with A records for `ips`.
-pub fn response(q: &Question, query: &[u8], ips: &[Ipv4Addr], rcode: u8) -> Vec<u8> {
+/// A response to `q` (question copied from `query`) with A records for the IPv4 `ips` and
+/// AAAA records for the IPv6 ones.
+pub fn response(q: &Question, query: &[u8], ips: &[IpAddr], rcode: u8) -> Vec<u8> {
     let mut r = Vec::with_capacity(q.end + 16 * ips.len());
     r.extend_from_slice(&q.id.to_be_bytes());
     // QR, opcode 0, AA, RD copied, RA, rcode.
@@ -142,12 +146,16 @@ pub fn response(q: &Question, query: &[u8], ips: &[Ipv4Addr], rcode: u8) -> Vec<
     r.extend_from_slice(&[0, 0, 0, 0]);
     r.extend_from_slice(&query[12..q.end]);
     for ip in ips {
+        let (t, data) = match ip {
+            IpAddr::V4(a) => (TYPE_A, a.octets().to_vec()),
+            IpAddr::V6(a) => (TYPE_AAAA, a.octets().to_vec()),
+        };
         r.extend_from_slice(&[0xc0, 0x0c]);
-        r.extend_from_slice(&TYPE_A.to_be_bytes());
+        r.extend_from_slice(&t.to_be_bytes());
         r.extend_from_slice(&CLASS_IN.to_be_bytes());
         r.extend_from_slice(&TTL.to_be_bytes());
-        r.extend_from_slice(&4u16.to_be_bytes());
-        r.extend_from_slice(&ip.octets());
+        r.extend_from_slice(&(data.len() as u16).to_be_bytes());
+        r.extend_from_slice(&data);
     }
     r
 }
@@ -171,14 +179,18 @@ pub enum Action {
     Forward,
 }
 
-pub fn decide(query: &[u8], records: &HashMap<String, Vec<Ipv4Addr>>, may_forward: bool) -> Action {
+pub fn decide(query: &[u8], records: &HashMap<String, Vec<IpAddr>>, may_forward: bool) -> Action {
     let Some(q) = parse_question(query) else {
         return error_response(query, 1).map_or(Action::Reply(Vec::new()), Action::Reply);
     };
     if q.qclass == CLASS_IN {
         if let Some(ips) = records.get(&q.name) {
-            let ans: &[Ipv4Addr] = if q.qtype == TYPE_A { ips } else { &[] };
-            return Action::Reply(response(&q, query, ans, 0));
+            let ans: Vec<IpAddr> = ips
+                .iter()
+                .filter(|i| (q.qtype == TYPE_A && i.is_ipv4()) || (q.qtype == TYPE_AAAA && i.is_ipv6()))
+                .copied()
+                .collect();
+            return Action::Reply(response(&q, query, &ans, 0));
         }
     }
     if !q.name.contains('.') {
@@ -256,7 +268,7 @@ fn servfail(query: &[u8]) -> Option<Vec<u8>> {
 // The server
 
 struct Shared {
-    records: RwLock<HashMap<String, Vec<Ipv4Addr>>>,
+    records: RwLock<HashMap<String, Vec<IpAddr>>>,
     upstreams: Vec<SocketAddr>,
     may_forward: bool,
     inflight: AtomicUsize,
@@ -562,8 +574,9 @@ mod tests {
     #[test]
     fn records() {
         let m = parse_records("10.89.0.2 web Alias # c1\n10.89.0.3 db # c2\nbad line\n10.89.0.4 web # c3\n");
-        assert_eq!(m["web"], vec![Ipv4Addr::new(10, 89, 0, 2), Ipv4Addr::new(10, 89, 0, 4)]);
-        assert_eq!(m["alias"], vec![Ipv4Addr::new(10, 89, 0, 2)]);
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(m["web"], vec![ip("10.89.0.2"), ip("10.89.0.4")]);
+        assert_eq!(m["alias"], vec![ip("10.89.0.2")]);
         assert!(!m.contains_key("c1"));
     }
 
@@ -576,9 +589,18 @@ mod tests {
         assert_eq!(r[3] & 0xf, 0);
         assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
         assert_eq!(&r[r.len() - 4..], &[10, 89, 0, 2]);
-        // AAAA of a known name: no data, no error.
+        // AAAA of a name with no IPv6 address: no data, no error.
         let Action::Reply(r) = decide(&query("web", 28), &m, true) else { panic!() };
         assert_eq!((r[3] & 0xf, u16::from_be_bytes([r[6], r[7]])), (0, 0));
+        // A dual-stack name: A gets the IPv4 address only, AAAA the IPv6 one.
+        let m6 = parse_records("10.89.0.2 web # c1\nfd00:5::2 web # c1\n");
+        let Action::Reply(r) = decide(&query("web", 28), &m6, true) else { panic!() };
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
+        assert_eq!(&r[r.len() - 16..], &"fd00:5::2".parse::<std::net::Ipv6Addr>().unwrap().octets());
+        assert_eq!(&r[r.len() - 18..r.len() - 16], &[0, 16]);
+        let Action::Reply(r) = decide(&query("web", 1), &m6, true) else { panic!() };
+        assert_eq!(u16::from_be_bytes([r[6], r[7]]), 1);
+        assert_eq!(&r[r.len() - 4..], &[10, 89, 0, 2]);
         // Unknown single label: NXDOMAIN, never forwarded.
         let Action::Reply(r) = decide(&query("nothere", 1), &m, true) else { panic!() };
         assert_eq!(r[3] & 0xf, RCODE_NXDOMAIN);

@@ -1,6 +1,6 @@
 //! The container's /etc/resolv.conf and /etc/hosts contents, and the host's resolver settings.
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::IpAddr;
 
 /// The host's resolv.conf (BERTH_RESOLV_CONF overrides, for tests).
 pub fn host_resolv_path() -> String {
@@ -85,7 +85,7 @@ pub fn resolv_conf(nameservers: &[String], search: &[String], options: &[String]
 }
 
 /// /etc/hosts text: localhost entries, the container's own addresses with its names, extra hosts.
-pub fn hosts_file(own: &[Ipv4Addr], names: &[&str], extra: &[(String, String)]) -> String {
+pub fn hosts_file(own: &[std::net::IpAddr], names: &[&str], extra: &[(String, String)]) -> String {
     let mut s = String::from(
         "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\nfe00::0\tip6-localnet\n\
          ff00::0\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n",
@@ -123,7 +123,11 @@ mod tests {
 
     #[test]
     fn hosts() {
-        let t = hosts_file(&[Ipv4Addr::new(10, 89, 0, 2)], &["web", "web", "abc"], &[("db".into(), "10.0.0.9".into())]);
+        let t = hosts_file(
+            &[std::net::Ipv4Addr::new(10, 89, 0, 2).into()],
+            &["web", "web", "abc"],
+            &[("db".into(), "10.0.0.9".into())],
+        );
         assert!(t.starts_with("127.0.0.1\tlocalhost\n"));
         assert!(t.contains("\n10.89.0.2\tweb abc\n"));
         assert!(t.ends_with("10.0.0.9\tdb\n"));

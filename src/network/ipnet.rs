@@ -1,7 +1,8 @@
-//! IPv4 subnets: parsing, overlap, and what the host already routes (for picking a free subnet).
+//! IPv4 and IPv6 subnets: parsing, overlap, and what the host already routes (for picking a
+//! free subnet).
 
 use std::fmt;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 /// An IPv4 subnet in canonical form (no host bits set).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -148,6 +149,106 @@ pub fn interface_addrs() -> Vec<(String, Ipv4Addr, u8)> {
     v
 }
 
+/// An IPv6 subnet in canonical form (no host bits set).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Ipv6Net {
+    pub addr: Ipv6Addr,
+    pub prefix: u8,
+}
+
+fn mask6(prefix: u8) -> u128 {
+    if prefix == 0 {
+        0
+    } else {
+        u128::MAX << (128 - u32::from(prefix))
+    }
+}
+
+impl Ipv6Net {
+    /// Parses "ADDR/N": host bits zero, N between 16 and 120 (docker refuses shorter ones too).
+    pub fn parse(s: &str) -> Result<Ipv6Net, String> {
+        let (a, p) = s.split_once('/').ok_or_else(|| format!("invalid subnet {s:?}: expected ADDR/N"))?;
+        let addr: Ipv6Addr = a.parse().map_err(|_| format!("invalid subnet {s:?}: bad address {a:?}"))?;
+        let prefix: u8 = p
+            .parse()
+            .ok()
+            .filter(|n| *n <= 128)
+            .ok_or_else(|| format!("invalid subnet {s:?}: bad prefix length {p:?}"))?;
+        if !(16..=120).contains(&prefix) {
+            return Err(format!("invalid subnet {s:?}: prefix length must be between 16 and 120"));
+        }
+        let net = Ipv6Net::new(addr, prefix);
+        if net.addr != addr {
+            return Err(format!("invalid subnet {s:?}: host bits set (it should be {net})"));
+        }
+        Ok(net)
+    }
+
+    pub fn new(addr: Ipv6Addr, prefix: u8) -> Ipv6Net {
+        let prefix = prefix.min(128);
+        Ipv6Net { addr: Ipv6Addr::from(u128::from(addr) & mask6(prefix)), prefix }
+    }
+
+    pub fn contains(&self, ip: Ipv6Addr) -> bool {
+        u128::from(ip) & mask6(self.prefix) == u128::from(self.addr)
+    }
+
+    pub fn overlaps(&self, other: &Ipv6Net) -> bool {
+        let m = mask6(self.prefix.min(other.prefix));
+        u128::from(self.addr) & m == u128::from(other.addr) & m
+    }
+
+    /// The first address after the subnet-router anycast address (the default gateway).
+    pub fn first_host(&self) -> Ipv6Addr {
+        Ipv6Addr::from(u128::from(self.addr) + 1)
+    }
+
+    /// True for an address of this subnet other than the subnet-router anycast address.
+    pub fn is_host(&self, ip: Ipv6Addr) -> bool {
+        self.contains(ip) && ip != self.addr
+    }
+}
+
+impl fmt::Display for Ipv6Net {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.prefix)
+    }
+}
+
+/// A unique local /64 (fdXX:XXXX:XXXX::/64, 40 random bits as RFC 4193's global ID) for an
+/// `--ipv6` network created without an IPv6 --subnet.
+pub fn random_ula64(random: &[u8]) -> Ipv6Net {
+    let mut b = [0u8; 16];
+    b[0] = 0xfd;
+    for (i, x) in random.iter().take(5).enumerate() {
+        b[1 + i] = *x;
+    }
+    Ipv6Net::new(Ipv6Addr::from(b), 64)
+}
+
+/// IPv6 routes of the host's main table (without the default route, link-local and multicast):
+/// (subnet, interface name), from /proc/net/ipv6_route.
+pub fn host_subnets6() -> Vec<(Ipv6Net, String)> {
+    let mut v = Vec::new();
+    let Ok(text) = std::fs::read_to_string("/proc/net/ipv6_route") else { return v };
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 10 {
+            continue;
+        }
+        let (Ok(dst), Ok(prefix)) = (u128::from_str_radix(f[0], 16), u8::from_str_radix(f[1], 16)) else {
+            continue;
+        };
+        let net = Ipv6Net::new(Ipv6Addr::from(dst), prefix);
+        let seg0 = net.addr.segments()[0];
+        if prefix == 0 || f[9] == "lo" || (seg0 & 0xffc0) == 0xfe80 || (seg0 & 0xff00) == 0xff00 {
+            continue;
+        }
+        v.push((net, f[9].to_string()));
+    }
+    v
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -175,5 +276,20 @@ mod tests {
         let v: Vec<String> = default_pool().take(2).map(|n| n.to_string()).collect();
         assert_eq!(v, ["10.88.0.0/16", "10.89.0.0/16"]);
         assert!(default_pool().any(|n| n.to_string() == "172.17.0.0/16"));
+    }
+
+    #[test]
+    fn ipv6_subnets() {
+        let a = Ipv6Net::parse("fd00:1:2::/64").unwrap();
+        assert_eq!(a.to_string(), "fd00:1:2::/64");
+        assert_eq!(a.first_host().to_string(), "fd00:1:2::1");
+        assert!(a.overlaps(&Ipv6Net::parse("fd00:1::/32").unwrap()));
+        assert!(!a.overlaps(&Ipv6Net::parse("fd00:1:3::/64").unwrap()));
+        assert!(a.is_host("fd00:1:2::5".parse().unwrap()) && !a.is_host("fd00:1:2::".parse().unwrap()));
+        for bad in ["fd00::", "fd00::1/64", "fd00::/129", "fd00::/8", "x/64", "10.0.0.0/8"] {
+            assert!(Ipv6Net::parse(bad).is_err(), "{bad}");
+        }
+        let u = random_ula64(&[1, 2, 3, 4, 5, 6]);
+        assert_eq!(u.to_string(), "fd01:203:405::/64");
     }
 }

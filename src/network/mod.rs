@@ -23,7 +23,7 @@ pub use ports::{PortMapping, Proto};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use std::fs;
-use std::net::Ipv4Addr;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 #[derive(Debug, thiserror::Error)]
@@ -57,6 +57,10 @@ pub struct NetRequest {
     pub aliases: Vec<String>,
     /// A static address inside the network's subnet.
     pub ip: Option<Ipv4Addr>,
+    /// A static address inside the network's IPv6 subnet (dual-stack networks).
+    pub ip6: Option<Ipv6Addr>,
+    /// The interface's MAC address ("aa:bb:cc:dd:ee:ff").
+    pub mac: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -101,6 +105,13 @@ pub struct Interface {
     pub prefix: u8,
     pub gateway: Option<Ipv4Addr>,
     pub mac: String,
+    /// The IPv6 address, prefix length and gateway on a dual-stack network.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ip6: Option<Ipv6Addr>,
+    #[serde(default)]
+    pub prefix6: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 /// What a container gets.
@@ -114,6 +125,15 @@ pub struct Attachment {
     pub resolv_conf: String,
     pub hosts: String,
     pub hostname: String,
+}
+
+impl Attachment {
+    /// The published ports as docker shows them ("0.0.0.0:8080->80/tcp", and "[::]:8080->80/tcp"
+    /// too when the ports' network is dual-stack).
+    pub fn published(&self) -> Vec<String> {
+        let ipv6 = self.interfaces.iter().any(|i| i.ip6.is_some());
+        self.ports.iter().flat_map(|p| p.shown(ipv6)).collect()
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -366,6 +386,28 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
                         )));
                     }
                 }
+                if let Some(ip6) = w.ip6 {
+                    match n.subnet6 {
+                        Some(s6) if s6.is_host(ip6) && Some(ip6) != n.gateway6 => {}
+                        Some(s6) => {
+                            return Err(NetError::Msg(format!(
+                                "network {}: address {ip6} is not a free host address of {s6}",
+                                n.name
+                            )))
+                        }
+                        None => {
+                            return Err(NetError::Msg(format!(
+                                "network {}: --ip6 needs a network created with --ipv6",
+                                n.name
+                            )))
+                        }
+                    }
+                }
+                if let Some(mac) = &w.mac {
+                    if !valid_mac(mac) {
+                        return Err(NetError::Msg(format!("invalid MAC address {mac:?}")));
+                    }
+                }
                 if !w.aliases.is_empty() && !n.has_dns() {
                     return Err(NetError::Msg(format!("network {}: aliases need a user-defined network", n.name)));
                 }
@@ -389,13 +431,14 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
             })?)
         };
         claim(data_root, &req.container_id)?;
-        rec.attachment.ports = resolve_ports(data_root, &req.ports, false)?;
+        let ports_v6 = port_net.is_some_and(|i| nets[i].0.subnet6.is_some());
+        rec.attachment.ports = resolve_ports(data_root, &req.ports, ports_v6)?;
         let mut default_route = false;
         for (i, (n, w)) in nets.iter().enumerate() {
             let mut list = n.conflist.clone();
             if let Some(routes) = list["plugins"][0]["ipam"]["routes"].as_array_mut() {
                 if default_route {
-                    routes.retain(|r| r["dst"] != "0.0.0.0/0");
+                    routes.retain(|r| r["dst"] != "0.0.0.0/0" && r["dst"] != "::/0");
                 } else if routes.iter().any(|r| r["dst"] == "0.0.0.0/0") {
                     default_route = true;
                 }
@@ -404,8 +447,13 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
             if port_net == Some(i) {
                 rc["portMappings"] = Value::Array(rec.attachment.ports.iter().map(PortMapping::cni).collect());
             }
-            if let Some(ip) = w.ip {
-                rc["ips"] = json!([ip.to_string()]);
+            let ips: Vec<String> =
+                w.ip.map(|i| i.to_string()).into_iter().chain(w.ip6.map(|i| i.to_string())).collect();
+            if !ips.is_empty() {
+                rc["ips"] = json!(ips);
+            }
+            if let Some(mac) = &w.mac {
+                rc["mac"] = json!(mac);
             }
             rec.nets.push(RecNet {
                 network: n.name.clone(),
@@ -535,7 +583,13 @@ fn setup(
             &pick(&req.dns.options, || host.options.clone()),
         ),
     };
-    let own: Vec<Ipv4Addr> = rec.attachment.interfaces.iter().take(1).map(|i| i.ip).collect();
+    let own: Vec<IpAddr> = rec
+        .attachment
+        .interfaces
+        .iter()
+        .take(1)
+        .flat_map(|i| std::iter::once(i.ip.into()).chain(i.ip6.map(IpAddr::from)))
+        .collect();
     let hostname = rec.attachment.hostname.clone();
     let mut names: Vec<&str> = vec![&hostname];
     if !req.name.is_empty() {
@@ -566,22 +620,28 @@ fn setup(
             nm.push(n.clone());
         }
         nm.push(req.container_id.chars().take(12).collect());
-        dns::set_record(data_root, &rn.network, &req.container_id, Some((iface.ip, &nm)))?;
+        let ips: Vec<IpAddr> = std::iter::once(iface.ip.into()).chain(iface.ip6.map(IpAddr::from)).collect();
+        dns::set_record(data_root, &rn.network, &req.container_id, Some((&ips, &nm)))?;
         dns::ensure_server(data_root, &rn.network)?;
     }
     rec.ready = true;
     save_record(data_root, rec)
 }
 
-/// The interface `ifname` inside the namespace from a CNI 1.0 result.
+/// The interface `ifname` inside the namespace from a CNI 1.0 result (its IPv4 address, and
+/// its IPv6 one on a dual-stack network).
 fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
     let ifaces = res["interfaces"].as_array().cloned().unwrap_or_default();
     let idx = ifaces.iter().position(|i| i["name"] == ifname && i["sandbox"] == netns);
-    let ipc = res["ips"].as_array()?.iter().find(|c| {
-        c["address"].as_str().is_some_and(|a| !a.contains(':'))
-            && (idx.is_none() || c["interface"].as_u64() == idx.map(|x| x as u64))
-    })?;
+    let ours = |c: &&Value| idx.is_none() || c["interface"].as_u64() == idx.map(|x| x as u64);
+    let ips = res["ips"].as_array()?;
+    let ipc = ips.iter().filter(ours).find(|c| c["address"].as_str().is_some_and(|a| !a.contains(':')))?;
     let (ip, prefix) = ipc["address"].as_str()?.split_once('/')?;
+    let six = ips.iter().filter(ours).find(|c| c["address"].as_str().is_some_and(|a| a.contains(':')));
+    let (ip6, prefix6) = six
+        .and_then(|c| c["address"].as_str()?.split_once('/'))
+        .and_then(|(a, p)| Some((a.parse::<Ipv6Addr>().ok()?, p.parse::<u8>().ok()?)))
+        .map_or((None, 0), |(a, p)| (Some(a), p));
     Some(Interface {
         network: network.to_string(),
         ifname: ifname.to_string(),
@@ -589,7 +649,18 @@ fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option
         prefix: prefix.parse().ok()?,
         gateway: ipc["gateway"].as_str().and_then(|g| g.parse().ok()),
         mac: idx.and_then(|i| ifaces[i]["mac"].as_str()).unwrap_or("").to_string(),
+        ip6,
+        prefix6,
+        gateway6: six.and_then(|c| c["gateway"].as_str()).and_then(|g| g.parse().ok()),
     })
+}
+
+/// "aa:bb:cc:dd:ee:ff", unicast.
+fn valid_mac(m: &str) -> bool {
+    let parts: Vec<&str> = m.split(':').collect();
+    parts.len() == 6
+        && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_hexdigit()))
+        && u8::from_str_radix(parts[0], 16).is_ok_and(|b| b & 1 == 0)
 }
 
 /// Tears down a container's networking (idempotent; works from the record after a crash).
@@ -765,6 +836,16 @@ mod tests {
         assert_eq!(i.gateway, Some(Ipv4Addr::new(10, 89, 0, 1)));
         assert_eq!(i.mac, "cc:cc:cc:cc:cc:cc");
         assert!(interface_of("n", "eth0", "/x", &json!({"ips": []})).is_none());
+        assert_eq!(i.ip6, None);
+        let mut r6 = r.clone();
+        r6["ips"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"interface": 2, "address": "fd00:5::3/64", "gateway": "fd00:5::1"}));
+        let i = interface_of("n", "eth0", "/run/berth/netns/c1", &r6).unwrap();
+        assert_eq!((i.ip6, i.prefix6), (Some("fd00:5::3".parse().unwrap()), 64));
+        assert_eq!(i.gateway6, Some("fd00:5::1".parse().unwrap()));
+        assert!(valid_mac("02:42:ac:11:00:02") && !valid_mac("01:42:ac:11:00:02") && !valid_mac("02:42:ac:11:00"));
     }
 
     #[test]
