@@ -244,3 +244,151 @@ fn bad_publish_input_makes_nothing() {
     }
     drop(held);
 }
+
+/// Processes running `berth network proxy6` (the IPv6 loopback proxy) whose arguments name `needle`.
+fn proxies_with(needle: &str) -> usize {
+    std::fs::read_dir("/proc")
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e.ok())
+        .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.contains("network proxy6") && c.contains(needle))
+        .count()
+}
+
+#[test]
+fn dual_stack_network_end_to_end() {
+    let e = Eng::new("n6-dual");
+    let n = std::process::id() % 250;
+    let subnet6 = format!("fd00:234:{n:x}::/64");
+    let subnet = e.net("v6net", 234, &["--ipv6", "--subnet", &subnet6]);
+    let v: serde_json::Value = serde_json::from_str(&e.cmd(&["network", "inspect", "v6net"]).stdout).unwrap();
+    assert_eq!((v[0]["EnableIPv6"].clone(), v[0]["Subnet6"].clone()), (true.into(), subnet6.clone().into()));
+    let bridge = v[0]["Bridge"].as_str().unwrap().to_string();
+    let base = free_ports(2);
+    let (all, lo6) = (base, base + 1);
+    let web = e.run_d(&[
+        "--name",
+        "web6",
+        "--network",
+        "v6net",
+        "-p",
+        &format!("{all}:80"),
+        "-p",
+        &format!("[::1]:{lo6}:80"),
+        "busybox",
+        "httpd",
+        "-f",
+        "-p",
+        "80",
+        "-h",
+        "/etc",
+    ]);
+    // NAT66 (added with the first container) for traffic leaving the network, as NAT for IPv4.
+    let masq6 = sh("ip6tables-save -t nat");
+    assert!(
+        masq6.lines().any(|l| l.contains(&format!("-s {subnet6} ! -o {bridge}")) && l.contains("MASQUERADE")),
+        "no NAT66 rule for {subnet6}: {masq6}"
+    );
+    let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", "web6"]).stdout.trim().to_string();
+    let prefix6 = subnet6.trim_end_matches("/64");
+    assert!(ip6.starts_with(prefix6), "GlobalIPv6Address {ip6:?} in {subnet6}");
+    let ip4 = e.c(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", "web6"]).stdout.trim().to_string();
+    assert!(ip4.starts_with(subnet.rsplit_once('.').unwrap().0), "{ip4} in {subnet}");
+    assert_eq!(
+        e.c(&["port", "web6"]).lines(),
+        // docker's natural order: "[::1]" before "[::]" ('1' < ']').
+        [format!("80/tcp -> 0.0.0.0:{all}"), format!("80/tcp -> [::1]:{lo6}"), format!("80/tcp -> [::]:{all}")]
+    );
+    // From the host: [::1] on both forms (the loopback proxy), 127.0.0.1, and the container's
+    // IPv6 address directly.
+    for addr in [
+        SocketAddr::new("::1".parse().unwrap(), all),
+        SocketAddr::new("::1".parse().unwrap(), lo6),
+        SocketAddr::from(([127, 0, 0, 1], all)),
+        SocketAddr::new(ip6.parse().unwrap(), 80),
+    ] {
+        let r = http_get(addr, "/berth-fixture");
+        assert!(r.contains(FIXTURE_MARK.trim()), "{addr}: {r}");
+    }
+    // [::1]:lo6 is published on IPv6 loopback only: 127.0.0.1:lo6 is not.
+    assert!(TcpStream::connect_timeout(&SocketAddr::from(([127, 0, 0, 1], lo6)), Duration::from_secs(1)).is_err());
+    // Between containers by name: the AAAA answer is web6's IPv6 address, and it serves there.
+    let script = "a=$(nslookup -type=AAAA web6 | awk '/^Address: .*:/{print $2}'); echo \"aaaa=$a\"; \
+                  wget -q -O- \"http://[$a]:80/berth-fixture\"";
+    let o = e.c(&["run", "--rm", "--network", "v6net", "busybox", "sh", "-c", script]);
+    o.ok();
+    assert!(o.stdout.contains(&format!("aaaa={ip6}\n")), "AAAA of web6 is {ip6}: {o}");
+    assert!(o.stdout.contains(FIXTURE_MARK.trim()), "{o}");
+    // --ip6 and --mac-address pin the interface.
+    let pinned = format!("{prefix6}99");
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "v6net",
+        "--ip6",
+        &pinned,
+        "--mac-address",
+        "02:42:0a:ea:00:63",
+        "busybox",
+        "ip",
+        "addr",
+        "show",
+        "eth0",
+    ]);
+    o.ok();
+    assert!(
+        o.stdout.contains(&format!("inet6 {pinned}/64")) && o.stdout.contains("link/ether 02:42:0a:ea:00:63"),
+        "{o}"
+    );
+    // rm: the proxy, its ip6tables rules and the DNAT to the container's IPv6 address go.
+    let id12 = &web[..12];
+    assert_eq!(proxies_with(&ip6), 1, "one loopback proxy for web6");
+    assert!(!rules_naming(&[&format!("loopback proxy {id12}")]).is_empty());
+    e.c(&["rm", "-f", "web6"]).ok();
+    let left = rules_naming(&[&format!("loopback proxy {id12}"), &format!("[{ip6}]"), &format!("{ip6}/128")]);
+    assert!(left.is_empty(), "ip6tables rules left after rm: {left:#?}");
+    assert_eq!(proxies_with(&ip6), 0, "the loopback proxy is gone");
+    assert!(TcpStream::connect_timeout(&SocketAddr::new("::1".parse().unwrap(), all), Duration::from_secs(1)).is_err());
+    // network rm takes the NAT66 rule with it.
+    e.cmd(&["network", "rm", "v6net"]).ok();
+    assert!(!sh("ip6tables-save -t nat").contains(&format!("-s {subnet6} ")), "NAT66 rule left");
+}
+
+#[test]
+fn dual_stack_bad_input_makes_nothing() {
+    let e = Eng::new("n6-dualbad");
+    let n = std::process::id() % 250;
+    let subnet6 = format!("fd00:235:{n:x}::/64");
+    e.net("v6a", 235, &["--ipv6", "--subnet", &subnet6]);
+    // An overlapping IPv6 subnet: one line, no network.
+    let wide = format!("fd00:235:{n:x}::/48");
+    let o = e.cmd(&["network", "create", "--ipv6", "--subnet", &format!("10.236.{n}.0/24"), "--subnet", &wide, "v6b"]);
+    o.one_line_error(&["overlaps network v6a"]);
+    assert!(!e.cmd(&["network", "ls", "-q"]).lines().iter().any(|l| l == "v6b"));
+    // An IPv6 subnet without --ipv6.
+    e.cmd(&["network", "create", "--subnet", "fd00:237::/64", "v6c"]).one_line_error(&["--ipv6"]);
+    // A port held on the host's IPv6 loopback only: the dual-stack publish is refused, nothing
+    // is left (attachment, rules, proxy).
+    let p = free_ports(1);
+    let held = TcpListener::bind(("::1", p)).unwrap();
+    let o = e.c(&["run", "-d", "--network", "v6a", "-p", &format!("{p}:80"), "busybox", "sleep", "100"]);
+    assert_eq!(o.code, 125, "{o}");
+    o.one_line_error(&["not available"]);
+    let att = std::fs::read_dir(e.data.join("network/attachments")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(att, 0, "an attachment record is left");
+    assert!(rules_naming(&[&format!("--dport {p} ")]).is_empty());
+    assert_eq!(proxies_with(&format!("{p}:80")), 0);
+    // The same on an IPv4-only network is fine: [::1] is not one of its addresses.
+    e.net("v4only", 238, &[]);
+    e.run_d(&["--name", "v4c", "--network", "v4only", "-p", &format!("{p}:80"), "busybox", "sleep", "100"]);
+    e.c(&["rm", "-f", "v4c"]).ok();
+    drop(held);
+    // --ip6 outside the IPv6 subnet, and on an IPv4-only network.
+    let o = e.c(&["run", "--rm", "--network", "v6a", "--ip6", "fd00:999::5", "busybox", "true"]);
+    o.one_line_error(&["not a free host address"]);
+    let o = e.c(&["run", "--rm", "--network", "v4only", "--ip6", "fd00:999::5", "busybox", "true"]);
+    o.one_line_error(&["--ipv6"]);
+}

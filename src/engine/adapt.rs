@@ -192,20 +192,29 @@ pub fn hostname_of(rec: &Record) -> String {
 pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     let s = &rec.spec;
     let mut networks = Vec::new();
+    let ip = s.ip.as_deref().and_then(|i| i.parse().ok());
+    let ip6 = s.ip6.as_deref().and_then(|i| i.parse().ok());
+    let static_net = |network: &str| NetRequest {
+        network: network.to_string(),
+        aliases: if network == "bridge" { Vec::new() } else { s.network_aliases.clone() },
+        ip,
+        ip6,
+        mac: s.mac_address.clone(),
+    };
+    let pinned = ip.is_some() || ip6.is_some() || s.mac_address.is_some();
     let mode = match s.network.as_str() {
         "none" => NetMode::None,
         "host" => NetMode::Host,
-        "bridge" | "default" => NetMode::Bridge,
+        "bridge" | "default" => {
+            if pinned {
+                networks.push(static_net("bridge"));
+            }
+            NetMode::Bridge
+        }
         n => match n.strip_prefix("container:") {
             Some(id) => NetMode::Container(id.to_string()),
             None => {
-                let ip = s.ip.as_deref().and_then(|i| i.parse().ok());
-                networks.push(NetRequest {
-                    network: n.to_string(),
-                    aliases: s.network_aliases.clone(),
-                    ip,
-                    ..Default::default()
-                });
+                networks.push(static_net(n));
                 NetMode::Bridge
             }
         },

@@ -66,6 +66,12 @@ pub struct CreateOpts {
     /// Static IPv4 address on the network.
     #[arg(long)]
     pub ip: Option<String>,
+    /// Static IPv6 address on a dual-stack network.
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// The interface's MAC address (aa:bb:cc:dd:ee:ff).
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// DNS server.
     #[arg(long)]
     pub dns: Vec<String>,

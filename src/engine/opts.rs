@@ -61,6 +61,10 @@ pub struct RunSpec {
     pub network: String,
     pub network_aliases: Vec<String>,
     pub ip: Option<String>,
+    #[serde(default)]
+    pub ip6: Option<String>,
+    #[serde(default)]
+    pub mac_address: Option<String>,
     /// -p as given (checked).
     pub publish: Vec<String>,
     pub publish_all: bool,
@@ -347,6 +351,8 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         network: c.network.clone(),
         network_aliases: c.network_alias.clone(),
         ip: c.ip.clone(),
+        ip6: c.ip6.clone(),
+        mac_address: c.mac_address.clone(),
         publish: c.publish.clone(),
         publish_all: c.publish_all,
         expose: c.expose.clone(),
@@ -481,6 +487,17 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     }
     if let Some(ip) = &c.ip {
         ip.parse::<std::net::Ipv4Addr>().map_err(|_| invalid(format!("invalid --ip {ip:?}")))?;
+    }
+    if let Some(ip) = &c.ip6 {
+        ip.parse::<std::net::Ipv6Addr>().map_err(|_| invalid(format!("invalid --ip6 {ip:?}")))?;
+    }
+    if let Some(m) = &c.mac_address {
+        if !crate::network::valid_mac(m) {
+            return Err(invalid(format!("invalid --mac-address {m:?}")));
+        }
+    }
+    if (c.ip.is_some() || c.ip6.is_some() || c.mac_address.is_some()) && matches!(s.network.as_str(), "host" | "none") {
+        return Err(invalid(format!("--ip, --ip6 and --mac-address need a bridge network, not {}", s.network)));
     }
     match s.network.as_str() {
         "host" | "none" if !s.publish.is_empty() || s.publish_all => {

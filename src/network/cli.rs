@@ -52,6 +52,14 @@ pub enum NetworkCmd {
     /// Internal: the DNS server of a user-defined network.
     #[command(hide = true)]
     DnsServe { network: String },
+    /// Internal: the IPv6 loopback proxy of a container's published ports.
+    #[command(hide = true)]
+    Proxy6 {
+        #[arg(long)]
+        target: std::net::Ipv6Addr,
+        /// HOSTPORT:CONTAINERPORT pairs.
+        maps: Vec<String>,
+    },
     /// Internal (tests): set up a container's network; prints the netns path.
     #[command(hide = true)]
     Attach(AttachArgs),
@@ -197,6 +205,10 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                 let _ =
                     writeln!(out, "{}", att.netns_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
             }
+        }
+        NetworkCmd::Proxy6 { target, maps } => {
+            drop(out);
+            super::proxy::serve(target, &maps)?;
         }
         NetworkCmd::Detach { container_id } => super::detach(data_root, &container_id)?,
     }

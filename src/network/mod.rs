@@ -16,6 +16,7 @@ pub mod etc;
 pub mod ipnet;
 pub mod netns;
 pub mod ports;
+pub mod proxy;
 
 pub use cli::{run, NetworkCmd};
 pub use ports::{PortMapping, Proto};
@@ -165,6 +166,11 @@ struct Record {
     owns_netns: bool,
     nets: Vec<RecNet>,
     attachment: Attachment,
+    /// The IPv6 loopback proxy (pid, start time) and its (host port, container port) pairs.
+    #[serde(default)]
+    proxy: Option<(u32, u64)>,
+    #[serde(default)]
+    proxy_ports: Vec<(u16, u16)>,
 }
 
 fn records_dir(data_root: &Path) -> PathBuf {
@@ -282,6 +288,8 @@ fn new_record(req: &AttachRequest, mode: &str) -> Record {
         mode: mode.into(),
         owns_netns: false,
         nets: Vec::new(),
+        proxy: None,
+        proxy_ports: Vec::new(),
         attachment: Attachment {
             netns_path: None,
             interfaces: Vec::new(),
@@ -564,6 +572,19 @@ fn setup(
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))?;
         rec.attachment.interfaces.push(iface);
     }
+    // Ports published on the host's [::1] of a dual-stack network: the loopback proxy.
+    let port_iface = rec.nets.iter().position(|n| n.runtime_config.get("portMappings").is_some());
+    if let Some(ip6) = port_iface.and_then(|i| rec.attachment.interfaces.get(i)).and_then(|i| i.ip6) {
+        let maps = proxy::loopback6(&rec.attachment.ports);
+        if !maps.is_empty() {
+            rec.proxy_ports = maps.clone();
+            save_record(data_root, rec)?;
+            proxy::add_rules(&req.container_id, &maps)?;
+            let pid = proxy::start(ip6, &maps)?;
+            rec.proxy = Some((pid, proc_start(pid).unwrap_or(0)));
+            save_record(data_root, rec)?;
+        }
+    }
     // /etc/resolv.conf and /etc/hosts.
     let host = etc::host_resolv();
     let dns_net = nets.iter().position(|(n, _)| n.has_dns());
@@ -656,7 +677,7 @@ fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option
 }
 
 /// "aa:bb:cc:dd:ee:ff", unicast.
-fn valid_mac(m: &str) -> bool {
+pub fn valid_mac(m: &str) -> bool {
     let parts: Vec<&str> = m.split(':').collect();
     parts.len() == 6
         && parts.iter().all(|p| p.len() == 2 && p.bytes().all(|c| c.is_ascii_hexdigit()))
@@ -680,6 +701,13 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
         _ => String::new(),
     };
     let mut first: Option<NetError> = None;
+    if let Some((pid, start)) = rec.proxy.take() {
+        proxy::stop(pid, start);
+    }
+    if !rec.proxy_ports.is_empty() {
+        proxy::remove_rules(&rec.container_id, &rec.proxy_ports);
+        rec.proxy_ports.clear();
+    }
     // DNS names first: nobody resolves to an address about to be released.
     if rec.nets.iter().any(|n| n.dns) {
         match config::lock(data_root) {
