@@ -392,3 +392,212 @@ fn dual_stack_bad_input_makes_nothing() {
     let o = e.c(&["run", "--rm", "--network", "v4only", "--ip6", "fd00:999::5", "busybox", "true"]);
     o.one_line_error(&["--ipv6"]);
 }
+
+/// A LAN made for a test: a network namespace holding one end of each veth pair (the LAN's
+/// other hosts, address .1 of each subnet) with the other end on the host as the parent
+/// interface of a macvlan or ipvlan network. Removed when dropped.
+struct Lan {
+    ns: String,
+    tag: char,
+    parents: Vec<String>,
+}
+
+impl Lan {
+    fn new(tag: &str) -> Lan {
+        let ns = format!("n6lan-{tag}-{}", std::process::id());
+        assert!(sh(&format!("ip netns add {ns} && ip -n {ns} link set lo up && echo ok")).contains("ok"));
+        Lan { ns, tag: tag.chars().next().unwrap_or('x'), parents: Vec::new() }
+    }
+
+    /// A veth pair: `parent` on the host (up, no address), its peer in the LAN namespace with
+    /// `peer_cidr`; returns the parent's name.
+    fn link(&mut self, i: u32, peer_cidr: &str) -> String {
+        let parent = format!("n6{}{}p{i}", self.tag, std::process::id() % 100_000);
+        let peer = format!("n6{}{}q{i}", self.tag, std::process::id() % 100_000);
+        let ns = &self.ns;
+        let o = sh(&format!(
+            "ip link add {parent} type veth peer name {peer} && ip link set {peer} netns {ns} && \
+             ip link set {parent} up && ip -n {ns} addr add {peer_cidr} dev {peer} && \
+             ip -n {ns} link set {peer} up && echo ok"
+        ));
+        assert!(o.contains("ok"), "veth {parent}: {o}");
+        self.parents.push(parent.clone());
+        parent
+    }
+
+    /// GET http://ip/path from the LAN namespace (retrying while the server starts).
+    fn get(&self, ip: &str, path: &str) -> String {
+        let mut last = String::new();
+        wait_until(Duration::from_secs(10), || {
+            last = sh(&format!("ip netns exec {} curl -s -m 2 http://{ip}{path}", self.ns));
+            !last.is_empty()
+        });
+        last
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        for p in &self.parents {
+            let _ = sh(&format!("ip link del {p} 2>/dev/null"));
+        }
+        let _ = sh(&format!("ip netns del {} 2>/dev/null", self.ns));
+    }
+}
+
+/// The host's macvlan and ipvlan links (other tests' veths and bridges come and go).
+fn host_links() -> Vec<String> {
+    sh("ip -o link show type macvlan; ip -o link show type ipvlan")
+        .lines()
+        .filter_map(|l| l.split(": ").nth(1).map(str::to_string))
+        .collect()
+}
+
+/// True when the kernel has ipvlan (tried on a veth of the LAN's parent).
+fn kernel_has_ipvlan(parent: &str) -> bool {
+    let name = format!("n6t{}", std::process::id() % 100_000);
+    let ok = sh(&format!("ip link add link {parent} name {name} type ipvlan mode l2 && echo ok")).contains("ok");
+    let _ = sh(&format!("ip link del {name} 2>/dev/null"));
+    ok
+}
+
+#[test]
+fn macvlan_and_ipvlan_on_a_lan() {
+    let e = Eng::new("n6-lan");
+    let n = std::process::id() % 250;
+    let mut lan = Lan::new("mv");
+    let mv_parent = lan.link(1, &format!("10.239.{n}.1/24"));
+    let iv_parent = lan.link(2, &format!("10.240.{n}.1/24"));
+    let links_before = host_links();
+    // macvlan: containers from the upper half of the LAN's subnet, .129 kept for a LAN host.
+    let mv_subnet = format!("10.239.{n}.0/24");
+    e.cmd(&[
+        "network",
+        "create",
+        "-d",
+        "macvlan",
+        "-o",
+        &format!("parent={mv_parent}"),
+        "-o",
+        "macvlan_mode=bridge",
+        "--subnet",
+        &mv_subnet,
+        "--gateway",
+        &format!("10.239.{n}.1"),
+        "--ip-range",
+        &format!("10.239.{n}.128/25"),
+        "--aux-address",
+        &format!("printer=10.239.{n}.129"),
+        "mvnet",
+    ])
+    .ok();
+    let ls = e.cmd(&["network", "ls"]);
+    assert!(ls.lines().iter().any(|l| l.contains("mvnet") && l.contains("macvlan")), "{ls}");
+    e.run_d(&["--name", "mv1", "--network", "mvnet", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    e.run_d(&["--name", "mv2", "--network", "mvnet", "busybox", "sleep", "1000"]);
+    let ip = |c: &str| e.c(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", c]).stdout.trim().to_string();
+    let (ip1, ip2) = (ip("mv1"), ip("mv2"));
+    let last = |ip: &str| ip.rsplit('.').next().unwrap().parse::<u8>().unwrap();
+    assert!(last(&ip1) >= 128 && last(&ip2) >= 128, "in --ip-range: {ip1} {ip2}");
+    assert!(last(&ip1) != 129 && last(&ip2) != 129, "the aux address is never given: {ip1} {ip2}");
+    // The LAN's host reaches the container, the container reaches the LAN's host and the other
+    // container (macvlan bridge mode).
+    let r = lan.get(&ip1, "/berth-fixture");
+    assert!(r.contains(FIXTURE_MARK.trim()), "GET from the LAN: {r:?}");
+    let o = e.c(&[
+        "exec",
+        "mv2",
+        "sh",
+        "-c",
+        &format!("ping -c1 -W2 10.239.{n}.1 && wget -q -O- http://{ip1}/berth-fixture"),
+    ]);
+    o.ok();
+    assert!(o.stdout.contains(FIXTURE_MARK.trim()), "{o}");
+    // Published ports are a bridge network's: refused with one line on the LAN.
+    let o = e.c(&["run", "-d", "--network", "mvnet", "-p", "8080:80", "busybox", "true"]);
+    o.one_line_error(&["ports cannot be published"]);
+    // ipvlan l2: the container shares the parent's MAC address (the mark of ipvlan).
+    e.cmd(&[
+        "network",
+        "create",
+        "-d",
+        "ipvlan",
+        "-o",
+        &format!("parent={iv_parent}"),
+        "-o",
+        "ipvlan_mode=l2",
+        "--subnet",
+        &format!("10.240.{n}.0/24"),
+        "--gateway",
+        &format!("10.240.{n}.1"),
+        "ivnet",
+    ])
+    .ok();
+    let iv_args = ["--name", "iv1", "--network", "ivnet", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"];
+    if kernel_has_ipvlan(&iv_parent) {
+        e.run_d(&iv_args);
+        let ivip = ip("iv1");
+        let r = lan.get(&ivip, "/berth-fixture");
+        assert!(r.contains(FIXTURE_MARK.trim()), "GET from the LAN over ipvlan: {r:?}");
+        let parent_mac = std::fs::read_to_string(format!("/sys/class/net/{iv_parent}/address")).unwrap();
+        let mac = e.c(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "iv1"]).stdout;
+        assert_eq!(mac.trim(), parent_mac.trim(), "an ipvlan interface has its parent's MAC");
+    } else {
+        // This kernel has no ipvlan: the plugin's failure is one line and nothing is left.
+        let mut a = vec!["run", "-d"];
+        a.extend_from_slice(&iv_args);
+        let o = e.c(&a);
+        o.one_line_error(&["ipvlan"]);
+        e.c(&["rm", "-f", "iv1"]);
+        let att = std::fs::read_dir(e.data.join("network/attachments")).map(|d| d.count()).unwrap_or(0);
+        assert_eq!(att, 2, "only mv1 and mv2 are attached");
+        let res = std::fs::read_dir(e.data.join("network/ipam/ivnet")).map(|d| d.count()).unwrap_or(0);
+        assert!(res <= 1, "only host-local's last-reserved marker may stay: {res} files");
+    }
+    // Teardown: nothing new on the host's links, the addresses released.
+    e.c(&["rm", "-f", "mv1", "mv2"]).ok();
+    e.c(&["rm", "-f", "iv1"]);
+    e.cmd(&["network", "rm", "mvnet", "ivnet"]).ok();
+    assert_eq!(host_links(), links_before, "links changed");
+    let left: Vec<_> = std::fs::read_dir(e.data.join("network/ipam")).into_iter().flatten().flatten().collect();
+    assert!(left.is_empty(), "reservations left: {left:?}");
+}
+
+#[test]
+fn lan_driver_bad_input_makes_nothing() {
+    let e = Eng::new("n6-lanbad");
+    let n = std::process::id() % 250;
+    let mut lan = Lan::new("bad");
+    let parent = lan.link(1, &format!("10.241.{n}.1/24"));
+    let subnet = format!("10.241.{n}.0/24");
+    let links_before = host_links();
+    let p = format!("parent={parent}");
+    let cases: Vec<(Vec<&str>, &str)> = vec![
+        (vec!["-d", "macvlan", "-o", "parent=n6-nonexistent", "--subnet", &subnet], "does not exist"),
+        (vec!["-d", "macvlan", "-o", "parent=../lo", "--subnet", &subnet], "does not exist"),
+        (vec!["-d", "macvlan", "--subnet", &subnet], "parent="),
+        (vec!["-d", "macvlan", "-o", &p, "-o", "macvlan_mode=l2", "--subnet", &subnet], "invalid macvlan_mode"),
+        (vec!["-d", "ipvlan", "-o", &p, "-o", "ipvlan_mode=vepa", "--subnet", &subnet], "invalid ipvlan_mode"),
+        (vec!["-d", "macvlan", "-o", &p], "--subnet"),
+        (vec!["-d", "overlay", "--subnet", &subnet], "unknown driver"),
+        (vec!["-d", "macvlan", "-o", &p, "--subnet", &subnet, "--ip-range", "10.1.0.0/25"], "not inside"),
+        (vec!["-d", "macvlan", "-o", &p, "--subnet", &subnet, "--aux-address", "x=10.1.0.5"], "aux-address"),
+    ];
+    for (args, word) in &cases {
+        let mut a = vec!["network", "create"];
+        a.extend_from_slice(args);
+        a.push("badlan");
+        let o = e.cmd(&a);
+        o.one_line_error(&[word]);
+        assert!(!e.cmd(&["network", "ls", "-q"]).lines().iter().any(|l| l == "badlan"), "{args:?} made a network");
+        assert!(!e.data.join("network/ipam/badlan").exists(), "{args:?} left reservations");
+    }
+    assert_eq!(host_links(), links_before, "links changed");
+    // Modes are kept in the plugin's configuration.
+    e.cmd(&["network", "create", "-d", "macvlan", "-o", &p, "-o", "macvlan_mode=private", "--subnet", &subnet, "mvp"])
+        .ok();
+    let v: serde_json::Value = serde_json::from_str(&e.cmd(&["network", "inspect", "mvp"]).stdout).unwrap();
+    assert_eq!(v[0]["Config"]["plugins"][0]["mode"], "private");
+    assert_eq!(v[0]["Config"]["plugins"][0]["master"], parent.as_str());
+    assert_eq!(v[0]["Driver"], "macvlan");
+}

@@ -20,6 +20,19 @@ pub enum NetworkCmd {
         /// Dual-stack: an IPv6 subnet too, containers get both addresses.
         #[arg(long)]
         ipv6: bool,
+        /// bridge (a Linux bridge on the host), macvlan or ipvlan (on a host interface's LAN).
+        #[arg(short = 'd', long, default_value = "bridge")]
+        driver: String,
+        /// Driver option KEY=VALUE: parent=IFACE, macvlan_mode=bridge|private|vepa|passthru,
+        /// ipvlan_mode=l2|l3|l3s.
+        #[arg(short = 'o', long = "opt")]
+        opt: Vec<String>,
+        /// Give containers addresses of this part of the subnet only.
+        #[arg(long = "ip-range")]
+        ip_range: Option<String>,
+        /// NAME=IP: an address of the subnet never given to a container (a LAN host).
+        #[arg(long = "aux-address")]
+        aux_address: Vec<String>,
         /// No route out of the network, no masquerading, no published ports.
         #[arg(long)]
         internal: bool,
@@ -111,13 +124,29 @@ pub struct AttachArgs {
 pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
     let mut out = std::io::stdout().lock();
     match cmd {
-        NetworkCmd::Create { subnet, gateway, internal, ipv6, name } => {
+        NetworkCmd::Create { subnet, gateway, internal, ipv6, driver, opt, ip_range, aux_address, name } => {
+            let kv = |flag: &str, v: &String| {
+                v.split_once('=')
+                    .map(|(k, x)| (k.to_string(), x.to_string()))
+                    .ok_or_else(|| NetError::Msg(format!("invalid {flag} {v:?}: expected KEY=VALUE")))
+            };
+            let opts = opt.iter().map(|o| kv("--opt", o)).collect::<Result<Vec<_>, _>>()?;
+            let aux = aux_address.iter().map(|o| kv("--aux-address", o)).collect::<Result<Vec<_>, _>>()?;
             let n = {
                 let _l = config::lock(data_root)?;
                 if name == config::DEFAULT_NETWORK {
                     return Err(NetError::Msg(format!("network {name} is predefined (created on first use)")));
                 }
-                let o = config::CreateOptions { subnets: subnet, gateways: gateway, internal, ipv6 };
+                let o = config::CreateOptions {
+                    subnets: subnet,
+                    gateways: gateway,
+                    internal,
+                    ipv6,
+                    driver,
+                    opts,
+                    ip_range,
+                    aux,
+                };
                 config::create(data_root, &name, &o)?
             };
             let _ = writeln!(out, "{}", n.id);
@@ -139,7 +168,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                 rows.push([
                     n.id[..12].to_string(),
                     n.name.clone(),
-                    "bridge".into(),
+                    n.driver.clone(),
                     n.subnet.to_string(),
                     n.gateway.to_string(),
                     n.internal.to_string(),
@@ -238,7 +267,8 @@ fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
         );
     }
     Ok(json!({
-        "Name": n.name, "Id": n.id, "Created": n.created, "Driver": "bridge",
+        "Name": n.name, "Id": n.id, "Created": n.created, "Driver": n.driver,
+        "Parent": n.parent, "IPRange": n.conflist["berth"]["ip_range"], "AuxiliaryAddresses": n.conflist["berth"]["aux_addresses"],
         "Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string(), "Internal": n.internal,
         "Bridge": n.bridge, "DNS": n.has_dns(), "Containers": containers, "Config": n.conflist,
         "EnableIPv6": n.subnet6.is_some(),

@@ -33,6 +33,10 @@ pub fn default_bridge_name(data_root: &Path) -> String {
 /// A host route that overlaps `net` on a device other than `bridge`: another data-root's
 /// network, or a host interface added since the network was made.
 pub fn subnet_clash(net: &Network) -> Option<String> {
+    if !net.is_bridge() {
+        // A macvlan or ipvlan network is the parent's LAN: its routes are expected.
+        return None;
+    }
     let v4 = ipnet::host_subnets()
         .into_iter()
         .find(|(h, dev)| h.overlaps(&net.subnet) && dev != &net.bridge)
@@ -52,7 +56,12 @@ pub struct Network {
     pub id: String,
     pub subnet: Ipv4Net,
     pub gateway: Ipv4Addr,
+    /// The Linux bridge (bridge driver; empty for macvlan and ipvlan).
     pub bridge: String,
+    /// bridge, macvlan or ipvlan.
+    pub driver: String,
+    /// The host interface macvlan and ipvlan networks sit on.
+    pub parent: Option<String>,
     pub internal: bool,
     /// The IPv6 subnet and gateway of a dual-stack network (`--ipv6`).
     pub subnet6: Option<Ipv6Net>,
@@ -67,9 +76,14 @@ impl Network {
         self.name == DEFAULT_NETWORK
     }
 
-    /// User-defined networks resolve container names (a DNS server on the gateway).
+    /// User-defined bridge networks resolve container names (a DNS server on the gateway, an
+    /// address of the host: a macvlan or ipvlan gateway is a router of the LAN).
     pub fn has_dns(&self) -> bool {
-        !self.is_default()
+        !self.is_default() && self.is_bridge()
+    }
+
+    pub fn is_bridge(&self) -> bool {
+        self.driver == "bridge"
     }
 }
 
@@ -151,6 +165,8 @@ fn from_conflist(v: Value) -> Option<Network> {
         subnet: Ipv4Net::parse(b["subnet"].as_str()?).ok()?,
         gateway: b["gateway"].as_str()?.parse().ok()?,
         bridge: b["bridge"].as_str()?.to_string(),
+        driver: b["driver"].as_str().unwrap_or("bridge").to_string(),
+        parent: b["parent"].as_str().map(str::to_string),
         internal: b["internal"].as_bool().unwrap_or(false),
         subnet6: b["subnet6"].as_str().and_then(|x| Ipv6Net::parse(x).ok()),
         gateway6: b["gateway6"].as_str().and_then(|x| x.parse().ok()),
@@ -175,22 +191,7 @@ pub fn list(data_root: &Path) -> Vec<Network> {
 /// The CNI list of a network: bridge (+ host-local, one range per address family), portmap,
 /// firewall, tuning.
 pub fn conflist(data_root: &Path, name: &str, meta: &Value, a: &Addressing, bridge: &str, internal: bool) -> Value {
-    let mut ranges = vec![json!([{"subnet": a.subnet.to_string(), "gateway": a.gateway.to_string()}])];
-    if let (Some(s6), Some(g6)) = (a.subnet6, a.gateway6) {
-        ranges.push(json!([{"subnet": s6.to_string(), "gateway": g6.to_string()}]));
-    }
-    let mut ipam = json!({
-        "type": "host-local",
-        "ranges": ranges,
-        "dataDir": ipam_dir(data_root).to_string_lossy(),
-    });
-    if !internal {
-        let mut routes = vec![json!({"dst": "0.0.0.0/0"})];
-        if a.subnet6.is_some() {
-            routes.push(json!({"dst": "::/0"}));
-        }
-        ipam["routes"] = Value::Array(routes);
-    }
+    let ipam = ipam(data_root, a, internal);
     let mut plugins = vec![json!({
         "type": "bridge",
         "bridge": bridge,
@@ -218,6 +219,99 @@ pub struct Addressing {
     pub gateway: Ipv4Addr,
     pub subnet6: Option<Ipv6Net>,
     pub gateway6: Option<Ipv6Addr>,
+    /// --ip-range: containers get addresses of this part of the subnet only.
+    pub ip_range: Option<Ipv4Net>,
+}
+
+/// host-local's ranges and routes for `a`.
+fn ipam(data_root: &Path, a: &Addressing, internal: bool) -> Value {
+    let mut r4 = json!({"subnet": a.subnet.to_string(), "gateway": a.gateway.to_string()});
+    if let Some(r) = a.ip_range {
+        let start = if r.addr == a.subnet.addr { a.subnet.first_host() } else { r.addr };
+        let end = if r.broadcast() == a.subnet.broadcast() {
+            Ipv4Addr::from(u32::from(r.broadcast()) - 1)
+        } else {
+            r.broadcast()
+        };
+        r4["rangeStart"] = json!(start.to_string());
+        r4["rangeEnd"] = json!(end.to_string());
+    }
+    let mut ranges = vec![json!([r4])];
+    if let (Some(s6), Some(g6)) = (a.subnet6, a.gateway6) {
+        ranges.push(json!([{"subnet": s6.to_string(), "gateway": g6.to_string()}]));
+    }
+    let mut ipam = json!({
+        "type": "host-local",
+        "ranges": ranges,
+        "dataDir": ipam_dir(data_root).to_string_lossy(),
+    });
+    if !internal {
+        let mut routes = vec![json!({"dst": "0.0.0.0/0"})];
+        if a.subnet6.is_some() {
+            routes.push(json!({"dst": "::/0"}));
+        }
+        ipam["routes"] = Value::Array(routes);
+    }
+    ipam
+}
+
+/// The CNI list of a macvlan or ipvlan network: the plugin on `parent` in `mode` with
+/// host-local addresses of the LAN's subnet.
+pub fn lan_conflist(
+    data_root: &Path,
+    name: &str,
+    meta: &Value,
+    a: &Addressing,
+    o: &LanOptions,
+    internal: bool,
+) -> Value {
+    let plugin = json!({
+        "type": o.driver, "master": o.parent, "mode": o.mode,
+        "capabilities": {"ips": true}, "ipam": ipam(data_root, a, internal),
+    });
+    json!({"cniVersion": cni::CNI_VERSION, "name": name, "plugins": [plugin], "berth": meta})
+}
+
+/// A macvlan or ipvlan network's link: driver, parent interface, mode.
+#[derive(Clone, Debug)]
+pub struct LanOptions {
+    pub driver: String,
+    pub parent: String,
+    pub mode: String,
+}
+
+/// The driver options (`-o KEY=VALUE`) of a macvlan or ipvlan network, checked: the parent
+/// must exist on the host.
+fn lan_options(name: &str, driver: &str, opts: &[(String, String)]) -> Result<LanOptions, NetError> {
+    let (mode_key, modes, default_mode): (&str, &[&str], &str) = match driver {
+        "macvlan" => ("macvlan_mode", &["bridge", "private", "vepa", "passthru"], "bridge"),
+        _ => ("ipvlan_mode", &["l2", "l3", "l3s"], "l2"),
+    };
+    let mut parent = None;
+    let mut mode = default_mode.to_string();
+    for (k, v) in opts {
+        match k.as_str() {
+            "parent" => parent = Some(v.clone()),
+            k if k == mode_key => {
+                if !modes.contains(&v.as_str()) {
+                    return Err(NetError::Msg(format!(
+                        "network {name}: invalid {mode_key} {v:?} (one of {})",
+                        modes.join(", ")
+                    )));
+                }
+                mode = v.clone();
+            }
+            _ => return Err(NetError::Msg(format!("network {name}: unknown {driver} option {k:?}"))),
+        }
+    }
+    let parent = parent
+        .ok_or_else(|| NetError::Msg(format!("network {name}: the {driver} driver needs -o parent=INTERFACE")))?;
+    let ok_name =
+        !parent.is_empty() && parent.len() < 16 && parent != "." && parent != ".." && !parent.contains(['/', ' ', ':']);
+    if !ok_name || !Path::new("/sys/class/net").join(&parent).exists() {
+        return Err(NetError::Msg(format!("network {name}: parent interface {parent:?} does not exist")));
+    }
+    Ok(LanOptions { driver: driver.to_string(), parent, mode })
 }
 
 /// What `network create` asks for.
@@ -230,6 +324,14 @@ pub struct CreateOptions {
     pub internal: bool,
     /// Dual-stack: an IPv6 subnet too (a random unique local /64 when none is given).
     pub ipv6: bool,
+    /// bridge (default), macvlan or ipvlan.
+    pub driver: String,
+    /// -o KEY=VALUE driver options.
+    pub opts: Vec<(String, String)>,
+    /// --ip-range (IPv4, inside the subnet).
+    pub ip_range: Option<String>,
+    /// --aux-address NAME=IP: addresses of the subnet never given to a container.
+    pub aux: Vec<(String, String)>,
 }
 
 fn random_id() -> Result<String, NetError> {
@@ -257,13 +359,17 @@ fn by_family<'a>(what: &str, vals: &'a [String]) -> Result<(Option<&'a str>, Opt
 
 /// The IPv4 and IPv6 addressing of a new network, checked against the other networks and the
 /// host's routes.
-fn addressing(o: &CreateOptions, existing: &[Network]) -> Result<Addressing, NetError> {
+fn addressing(o: &CreateOptions, existing: &[Network], lan: bool) -> Result<Addressing, NetError> {
     let (subnet, subnet6) = by_family("subnet", &o.subnets)?;
     let (gateway, gateway6) = by_family("gateway", &o.gateways)?;
     if (subnet6.is_some() || gateway6.is_some()) && !o.ipv6 {
         return Err(NetError::Msg("an IPv6 subnet or gateway needs --ipv6".into()));
     }
-    let host = ipnet::host_subnets();
+    // A macvlan or ipvlan network is the parent's LAN: the host routes its subnet already.
+    let host = if lan { Vec::new() } else { ipnet::host_subnets() };
+    if lan && subnet.is_none() {
+        return Err(NetError::Msg(format!("the {} driver needs the LAN's --subnet", o.driver)));
+    }
     let subnet = match subnet {
         Some(s) => {
             let net = Ipv4Net::parse(s).map_err(NetError::Msg)?;
@@ -291,7 +397,7 @@ fn addressing(o: &CreateOptions, existing: &[Network]) -> Result<Addressing, Net
     };
     let (mut subnet6_out, mut gateway6_out) = (None, None);
     if o.ipv6 {
-        let host6 = ipnet::host_subnets6();
+        let host6 = if lan { Vec::new() } else { ipnet::host_subnets6() };
         let net = match subnet6 {
             Some(s) => Ipv6Net::parse(s).map_err(NetError::Msg)?,
             None => ipnet::random_ula64(&random_bytes::<5>()?),
@@ -316,7 +422,17 @@ fn addressing(o: &CreateOptions, existing: &[Network]) -> Result<Addressing, Net
         subnet6_out = Some(net);
         gateway6_out = Some(g6);
     }
-    Ok(Addressing { subnet, gateway: gw, subnet6: subnet6_out, gateway6: gateway6_out })
+    let ip_range = match &o.ip_range {
+        None => None,
+        Some(r) => {
+            let net = Ipv4Net::parse(r).map_err(NetError::Msg)?;
+            if !(subnet.contains(net.addr) && net.prefix >= subnet.prefix) {
+                return Err(NetError::Msg(format!("--ip-range {net} is not inside subnet {subnet}")));
+            }
+            Some(net)
+        }
+    };
+    Ok(Addressing { subnet, gateway: gw, subnet6: subnet6_out, gateway6: gateway6_out, ip_range })
 }
 
 /// Creates a network (the lock must be held). No IPv4 subnet picks the first free one of the
@@ -330,22 +446,75 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
         return Err(NetError::Msg(format!("network {name} already exists")));
     }
     let is_default = name == DEFAULT_NETWORK;
+    let driver = if o.driver.is_empty() { "bridge" } else { o.driver.as_str() };
+    let lan = match driver {
+        "bridge" => {
+            if let Some((k, _)) = o.opts.first() {
+                return Err(NetError::Msg(format!("network {name}: unknown bridge option {k:?}")));
+            }
+            None
+        }
+        "macvlan" | "ipvlan" => Some(lan_options(name, driver, &o.opts)?),
+        d => return Err(NetError::Msg(format!("network {name}: unknown driver {d:?} (bridge, macvlan or ipvlan)"))),
+    };
     let existing = list(data_root);
-    let a = addressing(o, &existing)?;
+    let a = addressing(o, &existing, lan.is_some())?;
+    let mut aux = Vec::new();
+    for (n, ip) in &o.aux {
+        let addr: Ipv4Addr = ip.parse().map_err(|_| NetError::Msg(format!("invalid --aux-address {n}={ip}")))?;
+        if !a.subnet.is_host(addr) {
+            return Err(NetError::Msg(format!("--aux-address {n}={ip} is not a host address of {}", a.subnet)));
+        }
+        aux.push((n.clone(), addr));
+    }
     let id = random_id()?;
     let internal = o.internal;
-    let bridge_name = if is_default { default_bridge_name(data_root) } else { format!("br-{}", &id[..12]) };
+    let bridge_name = match (&lan, is_default) {
+        (Some(_), _) => String::new(),
+        (None, true) => default_bridge_name(data_root),
+        (None, false) => format!("br-{}", &id[..12]),
+    };
     let mut meta = json!({
         "id": id, "subnet": a.subnet.to_string(), "gateway": a.gateway.to_string(), "bridge": bridge_name,
-        "internal": internal, "created": berth::logging::now_rfc3339(), "masquerade": !internal,
+        "internal": internal, "created": berth::logging::now_rfc3339(), "masquerade": !internal && lan.is_none(),
+        "driver": driver,
     });
     if let (Some(s6), Some(g6)) = (a.subnet6, a.gateway6) {
         meta["subnet6"] = json!(s6.to_string());
         meta["gateway6"] = json!(g6.to_string());
     }
-    let v = conflist(data_root, name, &meta, &a, &bridge_name, internal);
+    if let Some(r) = a.ip_range {
+        meta["ip_range"] = json!(r.to_string());
+    }
+    if !aux.is_empty() {
+        meta["aux_addresses"] = aux.iter().map(|(n, ip)| (n.clone(), json!(ip.to_string()))).collect();
+    }
+    let v = match &lan {
+        Some(l) => {
+            meta["parent"] = json!(l.parent);
+            meta["mode"] = json!(l.mode);
+            lan_conflist(data_root, name, &meta, &a, l, internal)
+        }
+        None => conflist(data_root, name, &meta, &a, &bridge_name, internal),
+    };
     let data = serde_json::to_vec_pretty(&v).map_err(|e| NetError::Msg(format!("encode network {name}: {e}")))?;
-    write_atomic(&conf_path(data_root, name), &data)?;
+    // Auxiliary addresses are host-local reservations made before any container: files named
+    // by the address in the network's reservation directory.
+    let ipam = ipam_dir(data_root).join(name);
+    if !aux.is_empty() {
+        fs::create_dir_all(&ipam).map_err(|e| NetError::io("create", &ipam, e))?;
+        for (n, ip) in &aux {
+            let p = ipam.join(ip.to_string());
+            if let Err(e) = fs::write(&p, format!("aux-address {n}")) {
+                let _ = fs::remove_dir_all(&ipam);
+                return Err(NetError::io("write", &p, e));
+            }
+        }
+    }
+    if let Err(e) = write_atomic(&conf_path(data_root, name), &data) {
+        let _ = fs::remove_dir_all(&ipam);
+        return Err(e);
+    }
     from_conflist(v).ok_or_else(|| NetError::Msg(format!("network {name}: bad configuration")))
 }
 
@@ -442,7 +611,9 @@ pub fn ensure_default(data_root: &Path) -> Result<Network, NetError> {
 pub fn remove_files(data_root: &Path, net: &Network) -> Result<(), NetError> {
     super::dns::stop_server(data_root, &net.name);
     remove_masquerade(net);
-    super::netns::delete_bridge(&net.bridge)?;
+    if net.is_bridge() {
+        super::netns::delete_bridge(&net.bridge)?;
+    }
     let ipam = ipam_dir(data_root).join(&net.name);
     if let Err(e) = fs::remove_dir_all(&ipam) {
         if e.kind() != std::io::ErrorKind::NotFound {
@@ -474,7 +645,7 @@ mod tests {
     #[test]
     fn conflist_shape() {
         let s = Ipv4Net::parse("10.99.0.0/16").unwrap();
-        let mut a = Addressing { subnet: s, gateway: s.first_host(), subnet6: None, gateway6: None };
+        let mut a = Addressing { subnet: s, gateway: s.first_host(), subnet6: None, gateway6: None, ip_range: None };
         let v = conflist(Path::new("/d"), "n", &json!({}), &a, "br-x", false);
         let types: Vec<&str> = v["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap()).collect();
         assert_eq!(types, ["bridge", "portmap", "firewall", "tuning"]);

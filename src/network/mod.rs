@@ -431,10 +431,12 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
         let port_net = if req.ports.is_empty() {
             None
         } else {
-            Some(nets.iter().position(|(n, _)| !n.internal).ok_or_else(|| {
+            Some(nets.iter().position(|(n, _)| !n.internal && n.is_bridge()).ok_or_else(|| {
+                let first = nets.first().map(|(n, _)| n);
                 NetError::Msg(format!(
-                    "network {} is internal: ports cannot be published",
-                    nets.first().map(|(n, _)| n.name.as_str()).unwrap_or("")
+                    "network {} is {}: ports cannot be published",
+                    first.map(|n| n.name.as_str()).unwrap_or(""),
+                    if first.is_some_and(|n| n.internal) { "internal" } else { "on the parent's LAN" },
                 ))
             })?)
         };
@@ -820,7 +822,7 @@ pub fn prune(data_root: &Path) -> Result<Vec<String>, NetError> {
             if recs.iter().any(|r| r.nets.iter().any(|x| x.network == n.name)) {
                 continue;
             }
-            if n.is_default() {
+            if n.is_default() && n.is_bridge() {
                 // The default network stays (as docker's); its idle bridge goes, and the CNI
                 // bridge plugin makes it again on the next container.
                 config::remove_masquerade(&n);
