@@ -11,6 +11,9 @@ Sections (--sections, default all):
               --network none: berth vs podman 4.3 driving runc, crun and berth; berth's network
               layer alone (attach + detach); the network cost, berth vs podman, and podman
               --runtime berth vs runc and crun
+  dualstack   dual-stack (IPv4 + IPv6) network set-up + teardown per container: `container run
+              --rm` on a user network made with --ipv6 (name resolution on) minus --network none,
+              berth vs podman 4.3 (netavark + aardvark-dns, the same kind of network), ratio
   rss         memory of berth's shim vs podman's conmon per running container
 
 The Debian image is made once per machine: a `debootstrap --variant=minbase` rootfs cached in
@@ -984,6 +987,90 @@ def section_containers(eng, berth, work, iters, warmup, seed, cells_wanted):
     return out
 
 
+# ------------------------------------------------------------------ dual-stack networks
+
+def section_dualstack(eng, work, iters, warmup, seed):
+    """The per-container cost of a dual-stack user network: run --rm on it minus run --rm
+    --network none, the same engine and runtime (podman drives runc), interleaved."""
+    podman, bcmd = eng.podman, eng.bcmd
+    n = os.getpid() % 250
+    taken = list(podman.subnet.values())
+    b4 = free_subnet24(taken)
+    p4 = free_subnet24(taken + [b4])
+    b6, p6 = "fd00:b6:%x::/64" % n, "fd00:b7:%x::/64" % n
+    r = subprocess.run(bcmd + ["network", "create", "--ipv6", "--subnet", str(b4), "--subnet", b6, "bench6"],
+                       capture_output=True, text=True, env=ENV)
+    if r.returncode != 0:
+        die("berth network create --ipv6: " + r.stderr.strip())
+    pnet = "podman6"
+    pbridge = "bb6n%d" % (os.getpid() % 1000000)
+    if "netavark" not in podman.backends:
+        die("dualstack: podman's netavark backend is not installed")
+    net = {"name": pnet, "id": hashlib.sha256((podman.dir + "6").encode()).hexdigest(), "driver": "bridge",
+           "network_interface": pbridge, "created": "2026-01-01T00:00:00Z",
+           "subnets": [{"subnet": str(p4), "gateway": str(next(p4.hosts()))},
+                       {"subnet": p6, "gateway": p6.replace("::/64", "::1")}],
+           "ipv6_enabled": True, "internal": False, "dns_enabled": True, "ipam_options": {"driver": "host-local"}}
+    with open(os.path.join(podman.dir, "netavark", pnet + ".json"), "w") as f:
+        json.dump(net, f, indent=1)
+    rt = eng.runc
+    cells = [
+        Cell("berth run none", [bcmd + ["container", "run", "--rm", "--network", "none", "busybox", "true"]]),
+        Cell("berth run dual-stack", [bcmd + ["container", "run", "--rm", "--network", "bench6", "busybox", "true"]]),
+        Cell("podman/runc run none", [podman.cmd(podman.run_args(["--network", "none", "busybox", "true"]), rt)],
+             env=podman.env("netavark")),
+        Cell("podman/runc run dual-stack", [podman.cmd(podman.run_args(["--network", pnet, "busybox", "true"]), rt)],
+             env=podman.env("netavark")),
+    ]
+    print("dualstack: dual-stack user networks, name resolution on, no published ports")
+    print("  berth:  %s network create --ipv6 --subnet %s --subnet %s bench6; container run --rm --network bench6|none busybox true"
+          % (" ".join(bcmd), b4, b6))
+    print("  podman: %s --runtime %s run --rm --network %s|none busybox true" % (podman.shown("netavark"), rt, pnet))
+    print("          network %s: netavark bridge %s, %s + %s, ipv6_enabled, dns_enabled (aardvark-dns), host-local IPAM"
+          % (pnet, pbridge, p4, p6))
+    try:
+        for c in cells:
+            res, err = c.once(0)
+            if err:
+                c.error = "probe failed: " + err
+        rng = random.Random(seed)
+        t0 = time.time()
+        for i in range(warmup + iters):
+            order = list(cells)
+            rng.shuffle(order)
+            for c in order:
+                c.measure(i, i >= warmup)
+        print("  %d iterations (+%d warm-up), shuffled (seed %d), %.0f s" % (iters, warmup, seed, time.time() - t0))
+        by = {c.name: c for c in cells}
+        for c in cells:
+            if c.error or not c.samples:
+                print("  %-30s skipped: %s" % (c.name, c.error or "no samples"))
+                continue
+            print("  %-30s %7.1f ms %6.1f ms %6.1f ms" % (c.name, c.med() * 1000, pct(c.samples, 10) * 1000,
+                                                       pct(c.samples, 90) * 1000))
+        out = {"cells": {c.name: c.med() * 1000 for c in cells if c.samples}}
+        cost = {}
+        for who in ("berth", "podman/runc"):
+            a, b = by[who + " run dual-stack"], by[who + " run none"]
+            if a.samples and b.samples and not a.error and not b.error:
+                k = min(len(a.samples), len(b.samples))
+                cost[who] = (a.med() - b.med(), statistics.median(a.samples[j] - b.samples[j] for j in range(k)))
+                print("  network set-up + teardown, %-12s %7.1f ms  (paired %7.1f ms)"
+                      % (who, cost[who][0] * 1000, cost[who][1] * 1000))
+        if len(cost) == 2:
+            ratio = cost["berth"][0] / cost["podman/runc"][0]
+            print("  berth / podman dual-stack network cost = %.2fx  -> %s (target: at or below podman's)"
+                  % (ratio, "met" if ratio <= 1 else "NOT met"))
+            out["ratio"] = ratio
+        out["network_ms"] = {k: v[0] * 1000 for k, v in cost.items()}
+        return out
+    finally:
+        subprocess.run(bcmd + ["network", "rm", "bench6"], capture_output=True, env=ENV)
+        podman.cmd_ok(["network", "rm", "-f", pnet], backend="netavark")
+        if os.path.exists("/sys/class/net/" + pbridge):
+            subprocess.run(["ip", "link", "del", pbridge], capture_output=True)
+
+
 # ------------------------------------------------------------------ shim memory
 
 def mem_of(pid):
@@ -1059,7 +1146,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="seed of the shuffled order (containers section)")
     ap.add_argument("--cells", default="", help="only the containers cells whose name contains one of these (comma list)")
     ap.add_argument("--rss-containers", type=int, default=3, help="detached containers per engine for rss")
-    ap.add_argument("--sections", default="unpack,pull,containers,rss")
+    ap.add_argument("--sections", default="unpack,pull,containers,dualstack,rss")
     ap.add_argument("--json", help="write the medians to this file")
     ap.add_argument("--baseline", help="another berth binary (e.g. a build of the previous commit) to time too")
     a = ap.parse_args()
@@ -1071,10 +1158,11 @@ def main():
         die("no berth binary at %s (cargo build --release)" % berth)
     sections = [x.strip() for x in a.sections.split(",") if x.strip()]
     for s in sections:
-        if s not in ("unpack", "pull", "containers", "rss"):
+        if s not in ("unpack", "pull", "containers", "dualstack", "rss"):
             die("unknown section %r" % s)
     need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"],
-            "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"]}
+            "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"],
+            "dualstack": ["podman", "conmon", "runc", "ip6tables"]}
     for s in sections:
         for tool in need[s]:
             if not shutil.which(tool, path=ENV["PATH"]):
@@ -1114,7 +1202,7 @@ def main():
         for s in sections:
             if s in ("unpack", "pull") and layout is None:
                 layout, raw, gz = debian_layout(work)
-            if s in ("containers", "rss") and eng is None:
+            if s in ("containers", "dualstack", "rss") and eng is None:
                 eng = Engines(berth, work)
                 eng.setup()
             if s == "unpack":
@@ -1126,6 +1214,8 @@ def main():
             elif s == "containers":
                 out[s] = section_containers(eng, berth, work, a.container_iterations, a.warmup, a.seed,
                                             [x for x in a.cells.split(",") if x])
+            elif s == "dualstack":
+                out[s] = section_dualstack(eng, work, a.container_iterations, a.warmup, a.seed)
             elif s == "rss":
                 out[s] = section_rss(eng, a.rss_containers)
         print("engine bench: end, load %.2f %.2f %.2f" % os.getloadavg())
