@@ -601,3 +601,43 @@ fn lan_driver_bad_input_makes_nothing() {
     assert_eq!(v[0]["Config"]["plugins"][0]["master"], parent.as_str());
     assert_eq!(v[0]["Driver"], "macvlan");
 }
+
+#[test]
+fn default_network_dual_stack_from_daemon_json_and_internal_v6() {
+    let e = Eng::new("n6-default6");
+    let n = std::process::id() % 250;
+    let cidr6 = format!("fd00:242:{n:x}::/64");
+    // A bad daemon.json is one line and makes nothing.
+    std::fs::write(e.data.join("daemon.json"), r#"{"ipv6": "yes"}"#).unwrap();
+    let o = e.c(&["run", "--rm", "busybox", "true"]);
+    o.one_line_error(&["daemon.json"]);
+    assert!(!e.data.join("network/bridge.conflist").exists());
+    std::fs::write(e.data.join("daemon.json"), format!(r#"{{"ipv6": true, "fixed-cidr-v6": "{cidr6}"}}"#)).unwrap();
+    let p = free_ports(1);
+    e.run_d(&["--name", "d6", "-p", &format!("{p}:80"), "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let v: serde_json::Value = serde_json::from_str(&e.cmd(&["network", "inspect", "bridge"]).stdout).unwrap();
+    assert_eq!(v[0]["Subnet6"], cidr6.as_str());
+    let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", "d6"]).stdout.trim().to_string();
+    assert!(ip6.starts_with(cidr6.trim_end_matches("/64")), "{ip6} in {cidr6}");
+    let r = http_get(SocketAddr::new("::1".parse().unwrap(), p), "/berth-fixture");
+    assert!(r.contains(FIXTURE_MARK.trim()), "{r}");
+    e.c(&["rm", "-f", "d6"]).ok();
+    // An internal dual-stack network: no default route of either family, no NAT66.
+    let s6 = format!("fd00:243:{n:x}::/64");
+    e.net("in6", 243, &["--internal", "--ipv6", "--subnet", &s6]);
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "in6",
+        "busybox",
+        "sh",
+        "-c",
+        "ip -4 route; ip -6 route; ip -6 addr show eth0",
+    ]);
+    o.ok();
+    assert!(!o.stdout.contains("default"), "an internal network has no default route: {o}");
+    assert!(o.stdout.contains(s6.trim_end_matches("::/64")), "{o}");
+    assert!(!sh("ip6tables-save -t nat").contains(&format!("-s {s6} ")), "no NAT66 on an internal network");
+    e.c(&["run", "--rm", "--network", "in6", "-p", "80", "busybox", "true"]).one_line_error(&["internal"]);
+}

@@ -598,12 +598,42 @@ pub fn remove_masquerade(net: &Network) {
     }
 }
 
-/// The default network, created on first use (the lock must be held).
+/// The default network, created on first use (the lock must be held), dual-stack when the
+/// data root's daemon.json asks for it.
 pub fn ensure_default(data_root: &Path) -> Result<Network, NetError> {
     match load(data_root, DEFAULT_NETWORK) {
-        Err(NetError::NotFound(_)) => create(data_root, DEFAULT_NETWORK, &CreateOptions::default()),
+        Err(NetError::NotFound(_)) => create(data_root, DEFAULT_NETWORK, &default_options(data_root)?),
         r => r,
     }
+}
+
+/// docker's daemon.json keys for the default network, read from <data-root>/daemon.json when it
+/// exists: `"ipv6": true` and `"fixed-cidr-v6": "fd00:…/64"` (without it a random unique local
+/// /64). They apply when the default network is made: at its first use, or after
+/// `network rm bridge`.
+pub fn default_options(data_root: &Path) -> Result<CreateOptions, NetError> {
+    let p = data_root.join("daemon.json");
+    let data = match fs::read(&p) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CreateOptions::default()),
+        Err(e) => return Err(NetError::io("read", &p, e)),
+    };
+    let v: Value = serde_json::from_slice(&data).map_err(|e| NetError::Msg(format!("{}: {e}", p.display())))?;
+    let mut o = CreateOptions::default();
+    match &v["ipv6"] {
+        Value::Null => {}
+        Value::Bool(b) => o.ipv6 = *b,
+        x => return Err(NetError::Msg(format!("{}: \"ipv6\" must be true or false, not {x}", p.display()))),
+    }
+    match &v["fixed-cidr-v6"] {
+        Value::Null => {}
+        Value::String(c) if o.ipv6 => o.subnets.push(c.clone()),
+        Value::String(_) => {
+            return Err(NetError::Msg(format!("{}: \"fixed-cidr-v6\" needs \"ipv6\": true", p.display())))
+        }
+        x => return Err(NetError::Msg(format!("{}: \"fixed-cidr-v6\" must be a string, not {x}", p.display()))),
+    }
+    Ok(o)
 }
 
 /// Removes what a network left on the host and its files (the lock must be held, and no
