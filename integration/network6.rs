@@ -641,3 +641,32 @@ fn default_network_dual_stack_from_daemon_json_and_internal_v6() {
     assert!(!sh("ip6tables-save -t nat").contains(&format!("-s {s6} ")), "no NAT66 on an internal network");
     e.c(&["run", "--rm", "--network", "in6", "-p", "80", "busybox", "true"]).one_line_error(&["internal"]);
 }
+
+#[test]
+fn nat66_takes_ipv6_traffic_out() {
+    let e = Eng::new("n6-nat66");
+    let n = std::process::id() % 250;
+    // An IPv6 peer outside the host: a namespace on a veth whose host end has fd00:244:N::1 and
+    // whose peer has ::2, with no route back to the containers' subnet. Only a reply to the
+    // host's own address (the masqueraded source) can come back.
+    let mut lan = Lan::new("nat");
+    let parent = lan.link(1, &format!("fd00:244:{n:x}::2/64"));
+    let o = sh(&format!(
+        "ip addr add fd00:244:{n:x}::1/64 dev {parent} nodad && ip -n {} addr show | grep -c fd00:244 ",
+        lan.ns
+    ));
+    assert!(o.trim() == "1", "peer address: {o}");
+    let peer = format!("fd00:244:{n:x}::2");
+    let _ = sh(&format!(
+        "ip netns exec {} ip -6 addr change {peer}/64 dev n6n{}q1 nodad",
+        lan.ns,
+        std::process::id() % 100_000
+    ));
+    e.net("nat6", 245, &["--ipv6", "--subnet", &format!("fd00:245:{n:x}::/64")]);
+    let script = format!("for i in 1 2 3 4 5 6 7 8 9 10; do ping -6 -c1 -W1 {peer} && exit 0; sleep 0.3; done; exit 1");
+    let o = e.c(&["run", "--rm", "--network", "nat6", "busybox", "sh", "-c", &script]);
+    assert_eq!(o.code, 0, "ping {peer} from the dual-stack network through NAT66: {o}");
+    // The peer saw the host's address, not the container's: its neighbour table names only ::1.
+    let neigh = sh(&format!("ip netns exec {} ip -6 neigh", lan.ns));
+    assert!(!neigh.contains("fd00:245"), "the container's address reached the peer: {neigh}");
+}
