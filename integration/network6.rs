@@ -126,6 +126,9 @@ fn publish_forms_and_container_port() {
     let (r0, one, udp, sctp) = (base, base + 3, base + 4, base + 5);
     let range = format!("127.0.0.1:{r0}-{}:8000-8002", r0 + 2);
     let host_range = format!("127.0.0.1:{one}-{}:8100", one + 2);
+    // Host port = container port: ls groups these into one range, as docker's CLI.
+    let same = base + 6;
+    let identity = format!("127.0.0.1:{same}-{}:{same}-{}", same + 1, same + 1);
     let id = e.run_d(&[
         "--name",
         "pub1",
@@ -137,6 +140,8 @@ fn publish_forms_and_container_port() {
         "127.0.0.1::80",
         "-p",
         &host_range,
+        "-p",
+        &identity,
         "-p",
         &format!("{udp}:53/udp"),
         "-p",
@@ -168,11 +173,18 @@ fn publish_forms_and_container_port() {
         format!("8001/tcp -> 127.0.0.1:{}", r0 + 1),
         format!("8002/tcp -> 127.0.0.1:{}", r0 + 2),
         format!("8100/tcp -> 127.0.0.1:{one}"),
+        format!("{same}/tcp -> 127.0.0.1:{same}"),
+        format!("{}/tcp -> 127.0.0.1:{}", same + 1, same + 1),
     ];
+    want.sort_by_key(|l| l.split('/').next().unwrap().parse::<u32>().unwrap());
     assert_eq!(e.c(&["port", "pub1"]).lines(), want, "container port lists every mapping, sorted as docker");
     // ls shows the same mappings, inspect's Ports the same host ports.
     let ls = e.c(&["ls"]);
-    for w in [format!("127.0.0.1:{random}->80/tcp"), format!("0.0.0.0:{sctp}->99/sctp")] {
+    for w in [
+        format!("127.0.0.1:{random}->80/tcp"),
+        format!("0.0.0.0:{sctp}->99/sctp"),
+        format!("127.0.0.1:{same}-{}->{same}-{}/tcp", same + 1, same + 1),
+    ] {
         assert!(ls.stdout.contains(&w), "{w} in {ls}");
     }
     let o = e.c(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "pub1"]);

@@ -151,7 +151,7 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
                     command_text(r, !o.no_trunc),
                     format!("{} ago", human_duration(since(Some(&r.created)))),
                     status_text(st),
-                    if st.state == State::Running { r.net.ports.join(", ") } else { String::new() },
+                    if st.state == State::Running { displayable_ports(&r.net.ports) } else { String::new() },
                     r.name.clone(),
                 ]);
             }
@@ -169,7 +169,7 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
                     "Mounts": r.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.to_string_lossy().into_owned())).collect::<Vec<_>>().join(","),
                     "Names": r.name,
                     "Networks": r.spec.network,
-                    "Ports": if st.state == State::Running { r.net.ports.join(", ") } else { String::new() },
+                    "Ports": if st.state == State::Running { displayable_ports(&r.net.ports) } else { String::new() },
                     "RunningFor": format!("{} ago", human_duration(since(Some(&r.created)))),
                     "Size": "0B",
                     "State": st.state.as_str(),
@@ -655,6 +655,53 @@ pub fn stats(
     }
 }
 
+/// The PORTS column as docker's CLI shows it: sorted by container port, address, host port and
+/// protocol; mappings whose host port equals the container port grouped into ranges per
+/// address and protocol ("0.0.0.0:8000-8002->8000-8002/tcp"), the others listed after them.
+pub fn displayable_ports(shown: &[String]) -> String {
+    // (container port, address, host port, protocol) from "IP:HOST->PORT/PROTO".
+    let mut ports: Vec<(u16, String, u16, String)> = shown
+        .iter()
+        .filter_map(|p| {
+            let (host, cont) = p.split_once("->")?;
+            let (ip, hp) = host.rsplit_once(':')?;
+            let (cp, proto) = cont.split_once('/')?;
+            let ip = ip.trim_start_matches('[').trim_end_matches(']').to_string();
+            Some((cp.parse().ok()?, ip, hp.parse().ok()?, proto.to_string()))
+        })
+        .collect();
+    ports.sort();
+    let join = |ip: &str, port: &str| if ip.contains(':') { format!("[{ip}]:{port}") } else { format!("{ip}:{port}") };
+    let mut groups: Vec<((String, String), u16, u16)> = Vec::new();
+    let mut done = Vec::new();
+    let mut others = Vec::new();
+    for (cp, ip, hp, proto) in ports {
+        if hp != cp {
+            others.push(format!("{}->{cp}/{proto}", join(&ip, &hp.to_string())));
+            continue;
+        }
+        let key = (ip, proto);
+        match groups.iter_mut().find(|(k, _, _)| *k == key) {
+            Some(g) if g.2.checked_add(1) == Some(cp) => g.2 = cp,
+            Some(g) => {
+                done.push((g.0.clone(), g.1, g.2));
+                (g.1, g.2) = (cp, cp);
+            }
+            None => groups.push((key, cp, cp)),
+        }
+    }
+    done.extend(groups);
+    let mut out: Vec<String> = done
+        .into_iter()
+        .map(|((ip, proto), first, last)| {
+            let r = if first == last { first.to_string() } else { format!("{first}-{last}") };
+            format!("{}->{r}/{proto}", join(&ip, &r))
+        })
+        .collect();
+    out.extend(others);
+    out.join(", ")
+}
+
 /// "IP:HOST->PORT/PROTO" as (container "PORT/PROTO", host "IP:HOST" with IPv6 in brackets).
 fn split_shown(p: &str) -> Option<(&str, &str)> {
     let (host, cont) = p.split_once("->")?;
@@ -766,5 +813,28 @@ mod tests {
         let mut v = vec!["8000/tcp -> x", "80/tcp -> [::]:1", "80/tcp -> 0.0.0.0:1", "443/tcp -> y", "80/udp -> z"];
         v.sort_by(|a, b| natural_cmp(a, b));
         assert_eq!(v, ["80/tcp -> 0.0.0.0:1", "80/tcp -> [::]:1", "80/udp -> z", "443/tcp -> y", "8000/tcp -> x"]);
+    }
+
+    #[test]
+    fn ports_column_as_docker() {
+        let v = |x: &[&str]| x.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        let p = v(&[
+            "0.0.0.0:8002->8002/tcp",
+            "0.0.0.0:8000->8000/tcp",
+            "[::]:8000->8000/tcp",
+            "0.0.0.0:8001->8001/tcp",
+            "[::]:8001->8001/tcp",
+            "[::]:8002->8002/tcp",
+            "127.0.0.1:32768->80/tcp",
+            "0.0.0.0:53->53/udp",
+        ]);
+        assert_eq!(
+            displayable_ports(&p),
+            "0.0.0.0:53->53/udp, 0.0.0.0:8000-8002->8000-8002/tcp, [::]:8000-8002->8000-8002/tcp, 127.0.0.1:32768->80/tcp"
+        );
+        assert_eq!(
+            displayable_ports(&v(&["0.0.0.0:80->80/tcp", "0.0.0.0:82->82/tcp"])),
+            "0.0.0.0:80->80/tcp, 0.0.0.0:82->82/tcp"
+        );
     }
 }
