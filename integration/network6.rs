@@ -654,31 +654,76 @@ fn default_network_dual_stack_from_daemon_json_and_internal_v6() {
     e.c(&["run", "--rm", "--network", "in6", "-p", "80", "busybox", "true"]).one_line_error(&["internal"]);
 }
 
+/// A TCP server in namespace `ns` on [addr]:port that writes each client's address to `log`.
+fn peer_server(ns: &str, addr: &str, port: u16, log: &std::path::Path) -> Bg2 {
+    let code = format!(
+        "import socket\ns=socket.socket(socket.AF_INET6)\ns.setsockopt(socket.SOL_SOCKET,socket.SO_REUSEADDR,1)\n\
+         s.bind(('{addr}',{port}))\ns.listen(8)\nwhile True:\n c,a=s.accept()\n \
+         open('{}','a').write(a[0]+'\\n')\n c.sendall(b'hello\\n')\n c.close()\n",
+        log.display()
+    );
+    let child = Command::new("ip").args(["netns", "exec", ns, "python3", "-c", &code]).spawn().unwrap();
+    Bg2(child)
+}
+
+/// A child process killed (by its pid) when dropped.
+struct Bg2(std::process::Child);
+
+impl Drop for Bg2 {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 #[test]
-fn nat66_takes_ipv6_traffic_out() {
+fn nat66_and_routed_ipv6_out() {
     let e = Eng::new("n6-nat66");
     let n = std::process::id() % 250;
     // An IPv6 peer outside the host: a namespace on a veth whose host end has fd00:244:N::1 and
-    // whose peer has ::2, with no route back to the containers' subnet. Only a reply to the
-    // host's own address (the masqueraded source) can come back.
+    // whose peer has ::2. It routes the routed network's subnet back to the host, not the NAT
+    // network's: a reply to a NAT network's container reaches it only masqueraded.
     let mut lan = Lan::new("nat");
     let parent = lan.link(1, &format!("fd00:244:{n:x}::2/64"));
-    let o = sh(&format!(
-        "ip addr add fd00:244:{n:x}::1/64 dev {parent} nodad && ip -n {} addr show | grep -c fd00:244 ",
-        lan.ns
-    ));
-    assert!(o.trim() == "1", "peer address: {o}");
+    let host = format!("fd00:244:{n:x}::1");
     let peer = format!("fd00:244:{n:x}::2");
-    let _ = sh(&format!(
-        "ip netns exec {} ip -6 addr change {peer}/64 dev n6n{}q1 nodad",
-        lan.ns,
-        std::process::id() % 100_000
+    let routed = format!("fd00:246:{n:x}::/64");
+    let o = sh(&format!(
+        "ip addr add {host}/64 dev {parent} nodad && ip netns exec {ns} ip -6 route add {routed} via {host} && echo ok",
+        ns = lan.ns
     ));
+    assert!(o.contains("ok"), "{o}");
+    let log = e.ctx.dir.join("peer.log");
+    let _server = peer_server(&lan.ns, "::", 9000, &log);
     e.net("nat6", 245, &["--ipv6", "--subnet", &format!("fd00:245:{n:x}::/64")]);
-    let script = format!("for i in 1 2 3 4 5 6 7 8 9 10; do ping -6 -c1 -W1 {peer} && exit 0; sleep 0.3; done; exit 1");
-    let o = e.c(&["run", "--rm", "--network", "nat6", "busybox", "sh", "-c", &script]);
-    assert_eq!(o.code, 0, "ping {peer} from the dual-stack network through NAT66: {o}");
-    // The peer saw the host's address, not the container's: its neighbour table names only ::1.
-    let neigh = sh(&format!("ip netns exec {} ip -6 neigh", lan.ns));
-    assert!(!neigh.contains("fd00:245"), "the container's address reached the peer: {neigh}");
+    e.net("rt6", 246, &["--ipv6", "--subnet", &routed, "-o", "com.docker.network.bridge.gateway_mode_ipv6=routed"]);
+    let script = format!(
+        "for i in $(seq 30); do nc -w 2 {peer} 9000 </dev/null | grep -q hello && exit 0; sleep 0.3; done; exit 1"
+    );
+    let client = |net: &str| {
+        let o = e.c(&["run", "-d", "--network", net, "busybox", "sh", "-c", &format!("{script}; sleep 100")]);
+        o.ok();
+        let id = o.stdout.trim().to_string();
+        let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", &id]).stdout.trim().to_string();
+        (id, ip6)
+    };
+    let (_, nat_ip) = client("nat6");
+    let (_, routed_ip) = client("rt6");
+    let mut seen = String::new();
+    let ok = wait_until(Duration::from_secs(20), || {
+        seen = std::fs::read_to_string(&log).unwrap_or_default();
+        seen.lines().count() >= 2
+    });
+    assert!(ok, "the peer saw {seen:?}");
+    let seen: Vec<&str> = seen.lines().collect();
+    // NAT66: the peer saw the host's address; routed: the container's own.
+    assert!(seen.contains(&host.as_str()) && !seen.contains(&nat_ip.as_str()), "NAT66: {seen:?} (container {nat_ip})");
+    assert!(seen.contains(&routed_ip.as_str()), "routed: {seen:?} (container {routed_ip})");
+    let nat = sh("ip6tables-save -t nat");
+    assert!(!nat.contains(&format!("-s {routed} ")), "a routed network has no NAT66 rule");
+    let v: serde_json::Value = serde_json::from_str(&e.cmd(&["network", "inspect", "rt6"]).stdout).unwrap();
+    assert_eq!(v[0]["Options"]["com.docker.network.bridge.gateway_mode_ipv6"], "routed");
+    // A bad gateway mode is one line.
+    e.cmd(&["network", "create", "-o", "com.docker.network.bridge.gateway_mode_ipv6=open", "bad6"])
+        .one_line_error(&["nat or routed"]);
 }

@@ -24,7 +24,8 @@ pub enum NetworkCmd {
         #[arg(short = 'd', long, default_value = "bridge")]
         driver: String,
         /// Driver option KEY=VALUE: parent=IFACE, macvlan_mode=bridge|private|vepa|passthru,
-        /// ipvlan_mode=l2|l3|l3s.
+        /// ipvlan_mode=l2|l3|l3s; for bridges com.docker.network.bridge.gateway_mode_ipv4 and
+        /// _ipv6 = nat|routed.
         #[arg(short = 'o', long = "opt")]
         opt: Vec<String>,
         /// Give containers addresses of this part of the subnet only.
@@ -272,6 +273,15 @@ fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
         "Subnet": n.subnet.to_string(), "Gateway": n.gateway.to_string(), "Internal": n.internal,
         "Bridge": n.bridge, "DNS": n.has_dns(), "Containers": containers, "Config": n.conflist,
         "EnableIPv6": n.subnet6.is_some(),
+        "Options": if n.is_bridge() {
+            let mode = |k: &str| if n.conflist["berth"][k] == false { "routed" } else { "nat" };
+            json!({
+                "com.docker.network.bridge.gateway_mode_ipv4": mode("nat4"),
+                "com.docker.network.bridge.gateway_mode_ipv6": mode("nat6"),
+            })
+        } else {
+            json!({"parent": n.parent, "mode": n.conflist["berth"]["mode"]})
+        },
         "Subnet6": n.subnet6.map(|x| x.to_string()).unwrap_or_default(),
         "Gateway6": n.gateway6.map(|x| x.to_string()).unwrap_or_default(),
     }))

@@ -448,15 +448,27 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
     let is_default = name == DEFAULT_NETWORK;
     let driver = if o.driver.is_empty() { "bridge" } else { o.driver.as_str() };
     let lan = match driver {
-        "bridge" => {
-            if let Some((k, _)) = o.opts.first() {
-                return Err(NetError::Msg(format!("network {name}: unknown bridge option {k:?}")));
-            }
-            None
-        }
+        "bridge" => None,
         "macvlan" | "ipvlan" => Some(lan_options(name, driver, &o.opts)?),
         d => return Err(NetError::Msg(format!("network {name}: unknown driver {d:?} (bridge, macvlan or ipvlan)"))),
     };
+    // docker's gateway modes: "nat" (masquerade out, the default) or "routed" (no NAT: the
+    // LAN routes the subnet back to the host).
+    let (mut routed4, mut routed6) = (false, false);
+    if lan.is_none() {
+        for (k, v) in &o.opts {
+            let routed = match v.as_str() {
+                "nat" => false,
+                "routed" => true,
+                _ => return Err(NetError::Msg(format!("network {name}: invalid {k} {v:?} (nat or routed)"))),
+            };
+            match k.as_str() {
+                "com.docker.network.bridge.gateway_mode_ipv4" => routed4 = routed,
+                "com.docker.network.bridge.gateway_mode_ipv6" => routed6 = routed,
+                _ => return Err(NetError::Msg(format!("network {name}: unknown bridge option {k:?}"))),
+            }
+        }
+    }
     let existing = list(data_root);
     let a = addressing(o, &existing, lan.is_some())?;
     let mut aux = Vec::new();
@@ -477,7 +489,7 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
     let mut meta = json!({
         "id": id, "subnet": a.subnet.to_string(), "gateway": a.gateway.to_string(), "bridge": bridge_name,
         "internal": internal, "created": berth::logging::now_rfc3339(), "masquerade": !internal && lan.is_none(),
-        "driver": driver,
+        "driver": driver, "nat4": !routed4, "nat6": !routed6,
     });
     if let (Some(s6), Some(g6)) = (a.subnet6, a.gateway6) {
         meta["subnet6"] = json!(s6.to_string());
@@ -554,10 +566,14 @@ pub fn iptables(ipv6: bool, args: &[String]) -> Result<std::process::Output, Net
         .map_err(|e| NetError::io("run", Path::new(prog), e))
 }
 
-/// (is IPv6, subnet) of each family the network has.
+/// (is IPv6, subnet) of each family the network masquerades (not the routed ones).
 fn families(net: &Network) -> Vec<(bool, String)> {
-    let mut v = vec![(false, net.subnet.to_string())];
-    if let Some(s6) = net.subnet6 {
+    let b = &net.conflist["berth"];
+    let mut v = Vec::new();
+    if b["nat4"] != false {
+        v.push((false, net.subnet.to_string()));
+    }
+    if let Some(s6) = net.subnet6.filter(|_| b["nat6"] != false) {
         v.push((true, s6.to_string()));
     }
     v
