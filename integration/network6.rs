@@ -727,3 +727,52 @@ fn nat66_and_routed_ipv6_out() {
     e.cmd(&["network", "create", "-o", "com.docker.network.bridge.gateway_mode_ipv6=open", "bad6"])
         .one_line_error(&["nat or routed"]);
 }
+
+#[test]
+fn udp_published_on_both_families_and_ipv6_loopback() {
+    let e = Eng::new("n6-udp");
+    let n = std::process::id() % 250;
+    e.net("udp6", 247, &["--ipv6", "--subnet", &format!("fd00:247:{n:x}::/64")]);
+    let p = free_ports(1);
+    // busybox has no UDP server: the host's python3 (its /usr read-only) echoes datagrams.
+    let echo = "import socket\ns=socket.socket(socket.AF_INET6,socket.SOCK_DGRAM)\ns.bind(('::',5353))\n\
+                while True:\n d,a=s.recvfrom(2048)\n s.sendto(b'echo:'+d,a)\n";
+    let id = e.run_d(&[
+        "--network",
+        "udp6",
+        "-p",
+        &format!("{p}:5353/udp"),
+        "-v",
+        "/usr:/usr:ro",
+        "-v",
+        "/usr/lib:/lib:ro",
+        "-v",
+        "/usr/lib64:/lib64:ro",
+        "busybox",
+        "/usr/bin/python3",
+        "-c",
+        echo,
+    ]);
+    for host in ["::1", "127.0.0.1"] {
+        let addr = SocketAddr::new(host.parse().unwrap(), p);
+        let s = std::net::UdpSocket::bind(if host.contains(':') { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
+        s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+        let mut got = String::new();
+        let ok = wait_until(Duration::from_secs(10), || {
+            let _ = s.send_to(b"ping", addr);
+            let mut b = [0u8; 64];
+            match s.recv_from(&mut b) {
+                Ok((k, _)) => {
+                    got = String::from_utf8_lossy(&b[..k]).into_owned();
+                    true
+                }
+                Err(_) => false,
+            }
+        });
+        assert!(ok && got == "echo:ping", "udp via {addr}: {got:?}");
+    }
+    let id12 = &id[..12];
+    assert!(rules_naming(&[&format!("loopback proxy {id12}")]).iter().any(|l| l.contains("-p udp")));
+    e.c(&["rm", "-f", &id]).ok();
+    assert!(rules_naming(&[&format!("loopback proxy {id12}")]).is_empty());
+}

@@ -170,7 +170,7 @@ struct Record {
     #[serde(default)]
     proxy: Option<(u32, u64)>,
     #[serde(default)]
-    proxy_ports: Vec<(u16, u16)>,
+    proxy_ports: Vec<proxy::Relay>,
 }
 
 fn records_dir(data_root: &Path) -> PathBuf {

@@ -1,43 +1,53 @@
 //! The IPv6 loopback proxy: the kernel never sends a packet from ::1 off the host, so a DNAT to
 //! a container cannot serve a connection from the host's [::1] (IPv4 has route_localnet, IPv6
-//! has nothing like it). A container with TCP ports published on [::1] (`-p '[::1]:P:C'`, or on
-//! every address of a dual-stack network) gets one small process, as docker's docker-proxy,
-//! that listens on [::1]:P and relays to the container's IPv6 address; an ip6tables rule
-//! (`-d ::1 --dport P -j RETURN` first in nat OUTPUT) keeps those connections away from the
-//! portmap plugin's DNAT. detach stops the process (by pid and start time) and removes the
-//! rules.
+//! has nothing like it). A container with TCP or UDP ports published on [::1] (`-p
+//! '[::1]:P:C'`, or on every address of a dual-stack network) gets one small process, as
+//! docker's docker-proxy, that listens on [::1]:P and relays to the container's IPv6 address
+//! (UDP: one socket per client, dropped after two idle minutes); an ip6tables rule (`-d ::1
+//! --dport P -j RETURN` first in nat OUTPUT) keeps that traffic away from the portmap plugin's
+//! DNAT. detach stops the process (by pid and start time) and removes the rules.
 
 use super::{config, NetError, PortMapping, Proto};
+use std::collections::HashMap;
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-/// (host port, container port) of the mappings reachable on the host's [::1].
-pub fn loopback6(ports: &[PortMapping]) -> Vec<(u16, u16)> {
+/// One relayed port: (host port, container port, protocol: tcp or udp).
+pub type Relay = (u16, u16, Proto);
+
+/// The tcp and udp mappings reachable on the host's [::1].
+pub fn loopback6(ports: &[PortMapping]) -> Vec<Relay> {
     ports
         .iter()
         .filter(|p| {
-            p.protocol == Proto::Tcp
+            p.protocol != Proto::Sctp
                 && match p.host_ip {
                     None => true,
                     Some(IpAddr::V6(a)) => a.is_loopback() || a.is_unspecified(),
                     Some(IpAddr::V4(_)) => false,
                 }
         })
-        .map(|p| (p.host_port, p.container_port))
+        .map(|p| (p.host_port, p.container_port, p.protocol))
         .collect()
 }
 
+/// "HOST:CONT/PROTO", the proxy's argument for one relay.
+fn relay_arg(r: &Relay) -> String {
+    format!("{}:{}/{}", r.0, r.1, r.2.as_str())
+}
+
 /// The ip6tables arguments of the rule that keeps [::1]:port out of the DNAT (op -I or -D).
-pub fn rule_args(op: &str, port: u16, container_id: &str) -> Vec<String> {
+pub fn rule_args(op: &str, port: u16, proto: Proto, container_id: &str) -> Vec<String> {
     let comment = format!("berth loopback proxy {}", &container_id[..container_id.len().min(12)]);
     let mut v: Vec<String> = ["-w", "-t", "nat", op, "OUTPUT"].iter().map(|s| s.to_string()).collect();
     if op == "-I" {
         v.push("1".into());
     }
-    for a in ["-d", "::1/128", "-p", "tcp", "-m", "tcp", "--dport"] {
+    for a in ["-d", "::1/128", "-p", proto.as_str(), "-m", proto.as_str(), "--dport"] {
         v.push(a.into());
     }
     v.push(port.to_string());
@@ -48,13 +58,13 @@ pub fn rule_args(op: &str, port: u16, container_id: &str) -> Vec<String> {
 }
 
 /// Starts the proxy for `maps` to `target`; returns its pid once it listens on every port.
-pub fn start(target: Ipv6Addr, maps: &[(u16, u16)]) -> Result<u32, NetError> {
+pub fn start(target: Ipv6Addr, maps: &[Relay]) -> Result<u32, NetError> {
     let err = |m: String| NetError::Msg(format!("ipv6 loopback proxy: {m}"));
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["network", "proxy6", "--target", &target.to_string()]);
-    for (h, c) in maps {
-        cmd.arg(format!("{h}:{c}"));
+    for r in maps {
+        cmd.arg(relay_arg(r));
     }
     let mut child = cmd
         .stdin(std::process::Stdio::null())
@@ -96,13 +106,17 @@ pub fn stop(pid: u32, start: u64) {
     }
 }
 
-/// `berth network proxy6 --target ADDR HOST:CONT...`: daemonizes, binds [::1]:HOST for each
-/// pair, reports "ready PID" (or "error: ...") on stdout and relays until killed.
+/// `berth network proxy6 --target ADDR HOST:CONT/PROTO...`: daemonizes, binds [::1]:HOST for
+/// each, reports "ready PID" (or "error: ...") on stdout and relays until killed.
 pub fn serve(target: Ipv6Addr, maps: &[String]) -> Result<(), NetError> {
-    let mut pairs = Vec::new();
+    let mut relays: Vec<Relay> = Vec::new();
     for m in maps {
-        let p = m.split_once(':').and_then(|(h, c)| Some((h.parse::<u16>().ok()?, c.parse::<u16>().ok()?)));
-        pairs.push(p.ok_or_else(|| NetError::Msg(format!("invalid port pair {m:?}")))?);
+        let (pair, proto) = m.split_once('/').unwrap_or((m.as_str(), "tcp"));
+        let r = pair.split_once(':').and_then(|(h, c)| {
+            let proto = Proto::parse(proto).filter(|p| *p != Proto::Sctp)?;
+            Some((h.parse::<u16>().ok()?, c.parse::<u16>().ok()?, proto))
+        });
+        relays.push(r.ok_or_else(|| NetError::Msg(format!("invalid relay {m:?} (HOST:CONT/tcp|udp)")))?);
     }
     // SAFETY: berth is single-threaded here (no thread was started before this command).
     match unsafe { nix::unistd::fork() } {
@@ -111,13 +125,21 @@ pub fn serve(target: Ipv6Addr, maps: &[String]) -> Result<(), NetError> {
         Err(e) => return Err(NetError::Msg(format!("ipv6 loopback proxy: fork: {e}"))),
     }
     let _ = nix::unistd::setsid();
-    let mut listeners = Vec::new();
-    for (h, c) in &pairs {
+    enum Sock {
+        Tcp(TcpListener),
+        Udp(UdpSocket),
+    }
+    let mut socks = Vec::new();
+    for (h, c, proto) in &relays {
         let addr = SocketAddr::new(IpAddr::V6(Ipv6Addr::LOCALHOST), *h);
-        match TcpListener::bind(addr) {
-            Ok(l) => listeners.push((l, *c)),
+        let s = match proto {
+            Proto::Udp => UdpSocket::bind(addr).map(Sock::Udp),
+            _ => TcpListener::bind(addr).map(Sock::Tcp),
+        };
+        match s {
+            Ok(s) => socks.push((s, *c)),
             Err(e) => {
-                println!("error: host port [::1]:{h}/tcp is not available: {e}");
+                println!("error: host port [::1]:{h}/{} is not available: {e}", proto.as_str());
                 return Ok(());
             }
         }
@@ -131,18 +153,58 @@ pub fn serve(target: Ipv6Addr, maps: &[String]) -> Result<(), NetError> {
         }
     }
     let mut threads = Vec::new();
-    for (l, c) in listeners {
+    for (s, c) in socks {
         let to = SocketAddr::new(IpAddr::V6(target), c);
-        threads.push(std::thread::spawn(move || {
-            for s in l.incoming().flatten() {
-                std::thread::spawn(move || relay(s, to));
-            }
-        }));
+        threads.push(match s {
+            Sock::Tcp(l) => std::thread::spawn(move || {
+                for s in l.incoming().flatten() {
+                    std::thread::spawn(move || relay(s, to));
+                }
+            }),
+            Sock::Udp(u) => std::thread::spawn(move || relay_udp(u, to)),
+        });
     }
     for t in threads {
         let _ = t.join();
     }
     Ok(())
+}
+
+/// UDP: datagrams from each client go out of a socket of its own connected to the container;
+/// that socket's replies go back to the client from [::1]:HOST. Idle clients are dropped.
+fn relay_udp(listen: UdpSocket, to: SocketAddr) {
+    let Ok(listen) = listen.try_clone().map(Arc::new) else { return };
+    let clients: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
+    let mut buf = vec![0u8; 65536];
+    loop {
+        let Ok((n, from)) = listen.recv_from(&mut buf) else { continue };
+        let existing = clients.lock().ok().and_then(|m| m.get(&from).cloned());
+        let up = match existing {
+            Some(u) => u,
+            None => {
+                let Ok(u) = UdpSocket::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)) else { continue };
+                if u.connect(to).is_err() || u.set_read_timeout(Some(Duration::from_secs(120))).is_err() {
+                    continue;
+                }
+                let u = Arc::new(u);
+                if let Ok(mut m) = clients.lock() {
+                    m.insert(from, u.clone());
+                }
+                let (back, down, map) = (listen.clone(), u.clone(), clients.clone());
+                std::thread::spawn(move || {
+                    let mut b = vec![0u8; 65536];
+                    while let Ok(k) = down.recv(&mut b) {
+                        let _ = back.send_to(&b[..k], from);
+                    }
+                    if let Ok(mut m) = map.lock() {
+                        m.remove(&from);
+                    }
+                });
+                u
+            }
+        };
+        let _ = up.send(&buf[..n]);
+    }
 }
 
 /// Copies both ways between a client and the container until both sides are done.
@@ -161,9 +223,9 @@ fn relay(client: TcpStream, to: SocketAddr) {
 }
 
 /// Adds the RETURN rules for `maps` (undone by [`remove_rules`] on failure).
-pub fn add_rules(container_id: &str, maps: &[(u16, u16)]) -> Result<(), NetError> {
-    for (h, _) in maps {
-        let o = config::iptables(true, &rule_args("-I", *h, container_id))?;
+pub fn add_rules(container_id: &str, maps: &[Relay]) -> Result<(), NetError> {
+    for (h, _, proto) in maps {
+        let o = config::iptables(true, &rule_args("-I", *h, *proto, container_id))?;
         if !o.status.success() {
             remove_rules(container_id, maps);
             let e = String::from_utf8_lossy(&o.stderr);
@@ -173,10 +235,10 @@ pub fn add_rules(container_id: &str, maps: &[(u16, u16)]) -> Result<(), NetError
     Ok(())
 }
 
-pub fn remove_rules(container_id: &str, maps: &[(u16, u16)]) {
-    for (h, _) in maps {
+pub fn remove_rules(container_id: &str, maps: &[Relay]) {
+    for (h, _, proto) in maps {
         for _ in 0..4 {
-            match config::iptables(true, &rule_args("-D", *h, container_id)) {
+            match config::iptables(true, &rule_args("-D", *h, *proto, container_id)) {
                 Ok(o) if o.status.success() => {}
                 _ => break,
             }
@@ -194,8 +256,10 @@ mod tests {
         for s in ["8080:80", "[::1]:81:81", "127.0.0.1:82:82", "[::]:83:83", "84:84/udp", "[fd00::2]:85:85"] {
             v.extend(PortMapping::parse(s).unwrap());
         }
-        assert_eq!(loopback6(&v), [(8080, 80), (81, 81), (83, 83)]);
-        let r = rule_args("-I", 8080, "0123456789abcdef").join(" ");
+        let tcp = Proto::Tcp;
+        assert_eq!(loopback6(&v), [(8080, 80, tcp), (81, 81, tcp), (83, 83, tcp), (84, 84, Proto::Udp)]);
+        assert_eq!(relay_arg(&(84, 84, Proto::Udp)), "84:84/udp");
+        let r = rule_args("-I", 8080, tcp, "0123456789abcdef").join(" ");
         assert_eq!(
             r,
             "-w -t nat -I OUTPUT 1 -d ::1/128 -p tcp -m tcp --dport 8080 -m comment --comment berth loopback proxy 0123456789ab -j RETURN"
