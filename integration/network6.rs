@@ -758,7 +758,7 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
         let s = std::net::UdpSocket::bind(if host.contains(':') { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
         s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
         let mut got = String::new();
-        let ok = wait_until(Duration::from_secs(10), || {
+        let ok = wait_until(Duration::from_secs(20), || {
             let _ = s.send_to(b"ping", addr);
             let mut b = [0u8; 64];
             match s.recv_from(&mut b) {
@@ -769,7 +769,10 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
                 Err(_) => false,
             }
         });
-        assert!(ok && got == "echo:ping", "udp via {addr}: {got:?}");
+        if !(ok && got == "echo:ping") {
+            let logs = e.c(&["logs", &id]);
+            panic!("udp via {addr}: {got:?}; container logs: {logs}; rules: {:#?}", rules_naming(&[&format!("--dport {p}")]));
+        }
     }
     let id12 = &id[..12];
     assert!(rules_naming(&[&format!("loopback proxy {id12}")]).iter().any(|l| l.contains("-p udp")));
