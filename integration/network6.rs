@@ -771,7 +771,10 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
         });
         if !(ok && got == "echo:ping") {
             let logs = e.c(&["logs", &id]);
-            panic!("udp via {addr}: {got:?}; container logs: {logs}; rules: {:#?}", rules_naming(&[&format!("--dport {p}")]));
+            panic!(
+                "udp via {addr}: {got:?}; container logs: {logs}; rules: {:#?}",
+                rules_naming(&[&format!("--dport {p}")])
+            );
         }
     }
     let id12 = &id[..12];
