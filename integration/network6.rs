@@ -782,3 +782,108 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
     e.c(&["rm", "-f", &id]).ok();
     assert!(rules_naming(&[&format!("loopback proxy {id12}")]).is_empty());
 }
+
+/// A stand-in Engine API on a unix socket for docker CLI 28: /_ping, a container's inspect
+/// (`NetworkSettings.Ports` as berth's inspect has it) and the container list (`Ports` built
+/// from the same), so the real CLI formats `docker port` and `docker ps` from berth's data.
+const STUB_API: &str = r#"
+import json, os, socketserver, sys
+from http.server import BaseHTTPRequestHandler
+sock, name, ports = sys.argv[1], sys.argv[2], json.loads(sys.argv[3])
+listing = []
+for k, v in ports.items():
+    num, proto = k.split("/")
+    for b in v or []:
+        listing.append({"IP": b["HostIp"], "PrivatePort": int(num), "PublicPort": int(b["HostPort"]), "Type": proto})
+class H(BaseHTTPRequestHandler):
+    def address_string(self):
+        return "stub"
+    def log_message(self, *a):
+        pass
+    def send(self, body):
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Api-Version", "1.41")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+    def do_HEAD(self):
+        self.send_response(200); self.send_header("Api-Version", "1.41"); self.end_headers()
+    def do_GET(self):
+        p = self.path.split("?")[0]
+        if p.endswith("/_ping"):
+            self.send_response(200); self.send_header("Api-Version", "1.41"); self.send_header("Content-Length", "2")
+            self.end_headers(); self.wfile.write(b"OK")
+        elif p.endswith("/containers/json"):
+            self.send([{"Id": "0" * 64, "Names": ["/" + name], "Image": "busybox", "Command": "sh", "Created": 0,
+                        "Ports": listing, "Labels": {}, "State": "running", "Status": "Up", "Mounts": []}])
+        elif p.endswith("/containers/%s/json" % name):
+            self.send({"Id": "0" * 64, "Name": "/" + name, "State": {"Running": True}, "Config": {},
+                       "HostConfig": {}, "NetworkSettings": {"Ports": ports}})
+        else:
+            self.send_response(404); self.send_header("Content-Length", "0"); self.end_headers()
+class S(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    daemon_threads = True
+S(sock, H).serve_forever()
+"#;
+
+#[test]
+fn container_port_and_ls_match_docker_cli() {
+    if Command::new("docker").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: no docker CLI");
+        return;
+    }
+    let e = Eng::new("n6-dockercli");
+    let n = std::process::id() % 250;
+    e.net("cmp6", 248, &["--ipv6", "--subnet", &format!("fd00:248:{n:x}::/64")]);
+    let base = free_ports(6);
+    let id = e.run_d(&[
+        "--name",
+        "cmpweb",
+        "--network",
+        "cmp6",
+        "-p",
+        &format!("{base}:80"),
+        "-p",
+        &format!("[::1]:{}:81", base + 1),
+        "-p",
+        &format!("127.0.0.1:{}-{}:{}-{}", base + 2, base + 3, base + 2, base + 3),
+        "-p",
+        "127.0.0.1::8080",
+        "-p",
+        &format!("{}:53/udp", base + 4),
+        "busybox",
+        "sleep",
+        "1000",
+    ]);
+    let ports = e.c(&["inspect", "-f", "{{json .NetworkSettings.Ports}}", "cmpweb"]).stdout.trim().to_string();
+    let sock = e.ctx.dir.join("api.sock");
+    let _stub =
+        Bg2(Command::new("python3").args(["-c", STUB_API, sock.to_str().unwrap(), "cmpweb", &ports]).spawn().unwrap());
+    assert!(wait_until(Duration::from_secs(10), || sock.exists()), "stub API did not start");
+    let docker = |args: &[&str]| {
+        let o = Command::new("docker")
+            .arg("-H")
+            .arg(format!("unix://{}", sock.display()))
+            .args(args)
+            .env("DOCKER_CONFIG", e.ctx.dir.join("docker-config"))
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    // `docker port NAME` and `docker port NAME PORT` print what `berth container port` prints.
+    let ours = e.c(&["port", "cmpweb"]);
+    ours.ok();
+    assert_eq!(ours.stdout, docker(&["port", "cmpweb"]), "container port vs docker port");
+    assert_eq!(ours.lines().len(), 8, "{ours}");
+    for p in ["80", "81/tcp", "53/udp"] {
+        assert_eq!(e.c(&["port", "cmpweb", p]).stdout, docker(&["port", "cmpweb", p]), "port {p}");
+    }
+    // ls's PORTS is docker ps's.
+    let ls = e.c(&["ls", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_str(ls.lines()[0].trim()).unwrap();
+    assert_eq!(v["Ports"].as_str().unwrap(), docker(&["ps", "--format", "{{.Ports}}"]).trim(), "ls vs docker ps");
+    e.c(&["rm", "-f", &id]).ok();
+}
