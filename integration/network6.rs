@@ -397,6 +397,14 @@ fn dual_stack_bad_input_makes_nothing() {
     e.net("v4only", 238, &[]);
     e.run_d(&["--name", "v4c", "--network", "v4only", "-p", &format!("{p}:80"), "busybox", "sleep", "100"]);
     e.c(&["rm", "-f", "v4c"]).ok();
+    // An IPv6 host address on an IPv4-only network: one line.
+    let o = e.c(&["run", "-d", "--network", "v4only", "-p", &format!("[::1]:{p}:80"), "busybox", "sleep", "100"]);
+    o.one_line_error(&["has no IPv6"]);
+    for id in e.c(&["ls", "-aq"]).lines() {
+        e.c(&["rm", "-f", id.trim()]);
+    }
+    let att = std::fs::read_dir(e.data.join("network/attachments")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(att, 0, "an attachment record is left");
     drop(held);
     // --ip6 outside the IPv6 subnet, and on an IPv4-only network.
     let o = e.c(&["run", "--rm", "--network", "v6a", "--ip6", "fd00:999::5", "busybox", "true"]);

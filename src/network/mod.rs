@@ -442,6 +442,15 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
         };
         claim(data_root, &req.container_id)?;
         let ports_v6 = port_net.is_some_and(|i| nets[i].0.subnet6.is_some());
+        if let (Some(i), false) = (port_net, ports_v6) {
+            if let Some(m) = req.ports.iter().find(|m| m.host_ip.is_some_and(|a| a.is_ipv6())) {
+                return Err(NetError::Msg(format!(
+                    "network {} has no IPv6 (create it with --ipv6): cannot publish on {}",
+                    nets[i].0.name,
+                    m.host_side()
+                )));
+            }
+        }
         rec.attachment.ports = resolve_ports(data_root, &req.ports, ports_v6)?;
         let mut default_route = false;
         for (i, (n, w)) in nets.iter().enumerate() {
