@@ -123,6 +123,9 @@ pub struct Attachment {
     pub interfaces: Vec<Interface>,
     /// Published ports with the host ports actually used.
     pub ports: Vec<PortMapping>,
+    /// The ports' network is dual-stack: a mapping on every address covers [::] too.
+    #[serde(default)]
+    pub ports_ipv6: bool,
     pub resolv_conf: String,
     pub hosts: String,
     pub hostname: String,
@@ -132,8 +135,7 @@ impl Attachment {
     /// The published ports as docker shows them ("0.0.0.0:8080->80/tcp", and "[::]:8080->80/tcp"
     /// too when the ports' network is dual-stack).
     pub fn published(&self) -> Vec<String> {
-        let ipv6 = self.interfaces.iter().any(|i| i.ip6.is_some());
-        self.ports.iter().flat_map(|p| p.shown(ipv6)).collect()
+        self.ports.iter().flat_map(|p| p.shown(self.ports_ipv6)).collect()
     }
 }
 
@@ -294,6 +296,7 @@ fn new_record(req: &AttachRequest, mode: &str) -> Record {
             netns_path: None,
             interfaces: Vec::new(),
             ports: Vec::new(),
+            ports_ipv6: false,
             resolv_conf: String::new(),
             hosts: String::new(),
             hostname: hostname_of(req),
@@ -452,6 +455,7 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
             }
         }
         rec.attachment.ports = resolve_ports(data_root, &req.ports, ports_v6)?;
+        rec.attachment.ports_ipv6 = ports_v6;
         let mut default_route = false;
         for (i, (n, w)) in nets.iter().enumerate() {
             let mut list = n.conflist.clone();
