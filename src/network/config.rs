@@ -224,7 +224,7 @@ pub struct Addressing {
 }
 
 /// host-local's ranges and routes for `a`.
-fn ipam(data_root: &Path, a: &Addressing, internal: bool) -> Value {
+pub fn ipam(data_root: &Path, a: &Addressing, internal: bool) -> Value {
     let mut r4 = json!({"subnet": a.subnet.to_string(), "gateway": a.gateway.to_string()});
     if let Some(r) = a.ip_range {
         let start = if r.addr == a.subnet.addr { a.subnet.first_host() } else { r.addr };
@@ -253,65 +253,6 @@ fn ipam(data_root: &Path, a: &Addressing, internal: bool) -> Value {
         ipam["routes"] = Value::Array(routes);
     }
     ipam
-}
-
-/// The CNI list of a macvlan or ipvlan network: the plugin on `parent` in `mode` with
-/// host-local addresses of the LAN's subnet.
-pub fn lan_conflist(
-    data_root: &Path,
-    name: &str,
-    meta: &Value,
-    a: &Addressing,
-    o: &LanOptions,
-    internal: bool,
-) -> Value {
-    let plugin = json!({
-        "type": o.driver, "master": o.parent, "mode": o.mode,
-        "capabilities": {"ips": true}, "ipam": ipam(data_root, a, internal),
-    });
-    json!({"cniVersion": cni::CNI_VERSION, "name": name, "plugins": [plugin], "berth": meta})
-}
-
-/// A macvlan or ipvlan network's link: driver, parent interface, mode.
-#[derive(Clone, Debug)]
-pub struct LanOptions {
-    pub driver: String,
-    pub parent: String,
-    pub mode: String,
-}
-
-/// The driver options (`-o KEY=VALUE`) of a macvlan or ipvlan network, checked: the parent
-/// must exist on the host.
-fn lan_options(name: &str, driver: &str, opts: &[(String, String)]) -> Result<LanOptions, NetError> {
-    let (mode_key, modes, default_mode): (&str, &[&str], &str) = match driver {
-        "macvlan" => ("macvlan_mode", &["bridge", "private", "vepa", "passthru"], "bridge"),
-        _ => ("ipvlan_mode", &["l2", "l3", "l3s"], "l2"),
-    };
-    let mut parent = None;
-    let mut mode = default_mode.to_string();
-    for (k, v) in opts {
-        match k.as_str() {
-            "parent" => parent = Some(v.clone()),
-            k if k == mode_key => {
-                if !modes.contains(&v.as_str()) {
-                    return Err(NetError::Msg(format!(
-                        "network {name}: invalid {mode_key} {v:?} (one of {})",
-                        modes.join(", ")
-                    )));
-                }
-                mode = v.clone();
-            }
-            _ => return Err(NetError::Msg(format!("network {name}: unknown {driver} option {k:?}"))),
-        }
-    }
-    let parent = parent
-        .ok_or_else(|| NetError::Msg(format!("network {name}: the {driver} driver needs -o parent=INTERFACE")))?;
-    let ok_name =
-        !parent.is_empty() && parent.len() < 16 && parent != "." && parent != ".." && !parent.contains(['/', ' ', ':']);
-    if !ok_name || !Path::new("/sys/class/net").join(&parent).exists() {
-        return Err(NetError::Msg(format!("network {name}: parent interface {parent:?} does not exist")));
-    }
-    Ok(LanOptions { driver: driver.to_string(), parent, mode })
 }
 
 /// What `network create` asks for.
@@ -449,7 +390,7 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
     let driver = if o.driver.is_empty() { "bridge" } else { o.driver.as_str() };
     let lan = match driver {
         "bridge" => None,
-        "macvlan" | "ipvlan" => Some(lan_options(name, driver, &o.opts)?),
+        "macvlan" | "ipvlan" => Some(super::lan::options(name, driver, &o.opts)?),
         d => return Err(NetError::Msg(format!("network {name}: unknown driver {d:?} (bridge, macvlan or ipvlan)"))),
     };
     // docker's gateway modes: "nat" (masquerade out, the default) or "routed" (no NAT: the
@@ -505,7 +446,7 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
         Some(l) => {
             meta["parent"] = json!(l.parent);
             meta["mode"] = json!(l.mode);
-            lan_conflist(data_root, name, &meta, &a, l, internal)
+            super::lan::conflist(data_root, name, &meta, &a, l, internal)
         }
         None => conflist(data_root, name, &meta, &a, &bridge_name, internal),
     };

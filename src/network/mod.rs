@@ -14,6 +14,7 @@ pub mod config;
 pub mod dns;
 pub mod etc;
 pub mod ipnet;
+pub mod lan;
 pub mod netns;
 pub mod ports;
 pub mod proxy;
