@@ -8,7 +8,7 @@ use std::path::Path;
 
 #[derive(clap::Subcommand)]
 pub enum NetworkCmd {
-    /// Create a network (a Linux bridge on a private subnet).
+    /// Create a network (a Linux bridge on a private subnet, or a place on a host interface's LAN).
     Create {
         /// Subnet in CIDR form, one IPv4 and with --ipv6 one IPv6 (default: the first free of
         /// 10.88.0.0/16, 10.89.0.0/16, ...; for IPv6 a random unique local /64).
