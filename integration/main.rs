@@ -22,5 +22,6 @@ mod rootless;
 mod seccomp;
 mod security;
 mod shim;
+mod ship;
 mod state;
 mod tty;

@@ -56,6 +56,23 @@ pub enum ImageCmd {
         /// Image reference, e.g. busybox, localhost:5000/x/y:t, name@sha256:...
         reference: String,
     },
+    /// Push an image to a registry.
+    Push {
+        /// Allow plain http and unverified TLS.
+        #[arg(long)]
+        insecure: bool,
+        /// CA certificate (PEM) to trust for the registry.
+        #[arg(long = "tls-ca")]
+        tls_ca: Option<PathBuf>,
+        /// Credentials file (docker config.json format).
+        #[arg(long = "authfile")]
+        authfile: Option<PathBuf>,
+        /// Print only the manifest digest at the end.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// Image name with the registry, e.g. localhost:5000/x/y:t
+        reference: String,
+    },
     /// List images.
     #[command(alias = "list")]
     Ls {
@@ -111,6 +128,8 @@ pub enum CliError {
     #[error(transparent)]
     Pull(#[from] PullError),
     #[error(transparent)]
+    Push(#[from] super::push::PushError),
+    #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -148,6 +167,14 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             let platform = platform.as_deref().map(pull::parse_platform).transpose()?;
             let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
+            Ok(())
+        }
+        ImageCmd::Push { insecure, tls_ca, authfile, quiet, reference } => {
+            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
+            let d = super::push::push(&store, &client, &reference, &super::push::PushOptions { quiet })?;
+            if quiet {
+                println!("{d}");
+            }
             Ok(())
         }
         ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),

@@ -9,6 +9,7 @@ pub mod digest;
 pub mod import;
 pub mod passwd;
 pub mod pull;
+pub mod push;
 pub mod reference;
 pub mod registry;
 pub mod seccomp_profile;
