@@ -208,3 +208,155 @@ fn ship_push_refused_and_auth() {
     let raw = skopeo_inspect(&backend, "tok/img:v1", true);
     assert_eq!(sha256_bytes(raw.as_bytes()), m.hex());
 }
+
+/// An image of two layers (busybox, gzip; a small plain tar) whose config has docker's
+/// history: ADD, an empty-layer CMD between, and a RUN with a long command. Loaded into `eng`
+/// as `name`; returns (manifest, config).
+fn load_history_image(ctx: &Ctx, eng: &Eng, name: &str) -> (Desc, Desc) {
+    let lay = Layout::create(&ctx.tempdir("layout"));
+    let bb = busybox_layer_tar(ctx, "saved");
+    let extra = ctx.tempdir("extra");
+    mkdir(&extra.join("opt/app"), 0o755);
+    fs::write(extra.join("opt/app/data.txt"), "app data\n".repeat(100)).unwrap();
+    let extra_tar = ctx.dir.join("extra.tar");
+    tar_dir(&extra, &extra_tar);
+    let layers = [lay.add_layer(&bb, true), lay.add_layer(&extra_tar, false)];
+    let diff_ids: Vec<String> = layers.iter().map(|l| l.diff_id.clone()).collect();
+    let mut cfg = ImageSpec::new(&["sh", "-c", "cat /opt/app/data.txt"]).config_json(&diff_ids);
+    cfg["history"] = json!([
+        {"created": "2024-01-01T00:00:00Z", "created_by": "/bin/sh -c #(nop) ADD file:4b03b5f551e3fbdf47ec609712007327828f7530cc3455c43bbcdcaf449a75a9 in / "},
+        {"created": "2024-01-02T00:00:00Z", "created_by": "/bin/sh -c #(nop)  CMD [\"sh\"]", "empty_layer": true},
+        {"created": "2024-01-03T00:00:00Z", "created_by": "/bin/sh -c mkdir -p /opt/app && for i in $(seq 100); do echo app data; done > /opt/app/data.txt", "comment": "made by hand"}
+    ]);
+    let config = lay.add_blob(OCI_CONFIG, &serde_json::to_vec(&cfg).unwrap());
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": config.json(),
+        "layers": layers.iter().map(|l| l.desc.json()).collect::<Vec<_>>()
+    });
+    let m = lay.add_blob(OCI_MANIFEST, &serde_json::to_vec(&manifest).unwrap());
+    lay.tag(&m, "v1", Some(name));
+    eng.image(&["load", "-i", s(&lay.dir)]).ok();
+    (m, config)
+}
+
+/// podman with a private root (vfs: nothing mounted) under `dir`.
+fn podman(dir: &Path, args: &[&str]) -> String {
+    let mut c = Command::new("podman");
+    c.arg("--root")
+        .arg(dir.join("root"))
+        .arg("--runroot")
+        .arg(dir.join("run"))
+        .args(["--storage-driver", "vfs", "--cgroup-manager", "cgroupfs", "--events-backend", "none"])
+        .args(args)
+        .env("TMPDIR", dir)
+        .env("XDG_CONFIG_HOME", dir.join("config"));
+    tool(&mut c)
+}
+
+/// `image save` makes docker's save format: `podman load` (private root) reads it, with the
+/// same image id, name and file tree; berth loads it back on a fresh data root; the layers in
+/// it are plain tars named by their diff ids, listed in manifest.json, index.json and
+/// repositories.
+#[test]
+fn ship_save_podman_load() {
+    let ctx = Ctx::new("ship-save");
+    let eng = Eng::new(&ctx);
+    let name = "localhost/berth-test/save:v1";
+    let (_, c) = load_history_image(&ctx, &eng, name);
+    let out = ctx.dir.join("saved.tar");
+    eng.image(&["save", "-o", s(&out), name]).ok();
+
+    // The archive's own documents.
+    let x = ctx.tempdir("x");
+    tool(Command::new("tar").arg("-C").arg(&x).arg("-xf").arg(&out));
+    let mj: Value = serde_json::from_slice(&fs::read(x.join("manifest.json")).unwrap()).unwrap();
+    let cfg: Value = serde_json::from_slice(&fs::read(x.join(format!("blobs/sha256/{}", c.hex()))).unwrap()).unwrap();
+    let diff_ids: Vec<String> =
+        cfg["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    assert_eq!(mj[0]["Config"], json!(format!("blobs/sha256/{}", c.hex())), "{mj:#}");
+    assert_eq!(mj[0]["RepoTags"], json!(["localhost/berth-test/save:v1"]), "{mj:#}");
+    for (i, d) in diff_ids.iter().enumerate() {
+        let p = format!("blobs/sha256/{}", &d[7..]);
+        assert_eq!(mj[0]["Layers"][i], json!(p), "{mj:#}");
+        assert_eq!(format!("sha256:{}", sha256_file(&x.join(&p)).0), *d, "layer {p} is not its plain tar");
+    }
+    let repos: Value = serde_json::from_slice(&fs::read(x.join("repositories")).unwrap()).unwrap();
+    assert_eq!(repos, json!({"localhost/berth-test/save": {"v1": &diff_ids[1][7..]}}));
+    let idx: Value = serde_json::from_slice(&fs::read(x.join("index.json")).unwrap()).unwrap();
+    assert_eq!(idx["manifests"][0]["annotations"]["io.containerd.image.name"], json!(name), "{idx:#}");
+    assert_eq!(idx["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"], json!("v1"), "{idx:#}");
+
+    // podman load.
+    let pd = ctx.tempdir("podman");
+    let o = podman(&pd, &["load", "-i", s(&out)]);
+    assert!(o.contains(name), "podman load: {o}");
+    let insp: Value = serde_json::from_str(&podman(&pd, &["image", "inspect", name])).unwrap();
+    assert_eq!(insp[0]["Id"], json!(c.hex()), "{insp:#}");
+    assert_eq!(insp[0]["RootFS"]["Layers"], json!(diff_ids), "{insp:#}");
+    let mnt = podman(&pd, &["image", "mount", name]);
+    let flat = ctx.dir.join("flat");
+    eng.image(&["unpack", name, s(&flat)]).ok();
+    let d = tree_diff("berth", &walk_tree(&flat.join("rootfs")), "podman", &walk_tree(Path::new(mnt.trim())));
+    podman(&pd, &["image", "unmount", name]);
+    assert!(d.is_empty(), "tree differs: {d:#?}");
+
+    // berth loads it back.
+    let eng2 = Eng::new(&ctx);
+    eng2.image(&["load", "-i", s(&out)]).ok();
+    assert_eq!(eng2.inspect(name)["Id"], json!(c.digest));
+
+    // A name that is not there: one line, no file.
+    let bad = ctx.dir.join("bad.tar");
+    eng.image(&["save", "-o", s(&bad), name, "localhost/no/such:v9"]).one_line_error(&["no/such"]);
+    assert!(!bad.exists(), "a failed save left {}", bad.display());
+    let left: Vec<_> = fs::read_dir(&ctx.dir).unwrap().filter_map(|e| e.ok()).map(|e| e.file_name()).collect();
+    assert!(!left.iter().any(|n| n.to_string_lossy().contains("berth-save")), "temporary file left: {left:?}");
+}
+
+/// `image history`: docker's rows (newest first, the id on the top row, `<missing>` below,
+/// empty layers 0B), its 45-character cut, --no-trunc, -q and --format json.
+#[test]
+fn ship_image_history() {
+    let ctx = Ctx::new("ship-history");
+    let eng = Eng::new(&ctx);
+    let name = "localhost/berth-test/hist:v1";
+    let (_, c) = load_history_image(&ctx, &eng, name);
+    let o = eng.image(&["history", name]);
+    o.ok();
+    let lines = o.lines();
+    assert_eq!(lines.len(), 4, "{o}");
+    let head = &lines[0];
+    for col in ["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"] {
+        assert!(head.contains(col), "{o}");
+    }
+    let at = |col: &str| head.find(col).unwrap();
+    let cell = |l: &str, from: &str, to: Option<&str>| -> String {
+        let a = at(from);
+        let b = to.map(at).unwrap_or(l.len());
+        l.chars().skip(a).take(b - a).collect::<String>().trim().to_string()
+    };
+    assert_eq!(cell(&lines[1], "IMAGE", Some("CREATED")), &c.hex()[..12]);
+    assert_eq!(cell(&lines[2], "IMAGE", Some("CREATED")), "<missing>");
+    let by = cell(&lines[1], "CREATED BY", Some("SIZE"));
+    assert_eq!(by, "/bin/sh -c mkdir -p /opt/app && for i in $(s…", "{o}");
+    assert_eq!(cell(&lines[2], "CREATED BY", Some("SIZE")), "/bin/sh -c #(nop)  CMD [\"sh\"]");
+    assert_eq!(cell(&lines[2], "SIZE", Some("COMMENT")), "0B");
+    assert_ne!(cell(&lines[1], "SIZE", Some("COMMENT")), "0B");
+    assert!(lines[1].trim_end().ends_with("made by hand"), "{o}");
+    assert!(cell(&lines[3], "CREATED", Some("CREATED BY")).ends_with(" ago"), "{o}");
+
+    let q = eng.image(&["history", "-q", "--no-trunc", name]);
+    q.ok();
+    assert_eq!(q.lines(), vec![c.digest.clone(), "<missing>".into(), "<missing>".into()]);
+    let j = eng.image(&["history", "--format", "json", "--no-trunc", name]);
+    j.ok();
+    let rows: Vec<Value> = j.lines().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 3);
+    assert_eq!(rows[0]["ID"], json!(c.digest));
+    assert_eq!(rows[0]["Comment"], json!("made by hand"));
+    assert!(rows[0]["CreatedBy"].as_str().unwrap().ends_with("> /opt/app/data.txt"), "{j}");
+    assert_eq!(rows[2]["CreatedAt"].as_str().unwrap()[..10], *"2024-01-01", "{j}");
+    eng.image(&["history", "localhost/no/such:v1"]).one_line_error(&["no/such"]);
+}

@@ -73,6 +73,30 @@ pub enum ImageCmd {
         /// Image name with the registry, e.g. localhost:5000/x/y:t
         reference: String,
     },
+    /// Save images to a tar archive (docker's save format; standard output by default).
+    Save {
+        /// Write to a file instead of standard output.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the history of an image.
+    History {
+        /// Print only the image ids.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// Do not truncate the output.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Print sizes and dates in human readable form.
+        #[arg(short = 'H', long = "human", default_value = "true", action = clap::ArgAction::Set)]
+        human: bool,
+        /// Output format: table (default) or json (one object per line).
+        #[arg(long)]
+        format: Option<String>,
+        image: String,
+    },
     /// List images.
     #[command(alias = "list")]
     Ls {
@@ -130,6 +154,10 @@ pub enum CliError {
     #[error(transparent)]
     Push(#[from] super::push::PushError),
     #[error(transparent)]
+    Save(#[from] super::save::SaveError),
+    #[error(transparent)]
+    History(#[from] super::history::HistoryError),
+    #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -176,6 +204,10 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
                 println!("{d}");
             }
             Ok(())
+        }
+        ImageCmd::Save { output, images } => Ok(super::save::save(&store, &images, output.as_deref())?),
+        ImageCmd::History { quiet, no_trunc, human, format, image } => {
+            Ok(super::history::history(&store, &image, quiet, no_trunc, human, format.as_deref())?)
         }
         ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
         ImageCmd::Inspect { images } => inspect(&store, &images),
