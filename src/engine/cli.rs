@@ -326,6 +326,26 @@ pub enum ContainerCmd {
         no_trunc: bool,
         containers: Vec<String>,
     },
+    /// Create a new image from a container's changes.
+    Commit {
+        /// Author (e.g. "Jane Doe <jane@example.com>").
+        #[arg(short = 'a', long)]
+        author: Option<String>,
+        /// A Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME).
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        /// Commit message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Pause the container while committing.
+        #[arg(short = 'p', long, default_value = "true", action = clap::ArgAction::Set)]
+        pause: bool,
+        container: String,
+        /// REPOSITORY[:TAG]
+        reference: Option<String>,
+    },
+    /// Show the changes to files in a container's filesystem (A added, C changed, D deleted).
+    Diff { container: String },
     /// Remove all stopped containers.
     Prune {
         /// Do not ask (accepted; berth never asks).

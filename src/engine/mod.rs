@@ -13,6 +13,7 @@
 
 mod adapt;
 pub mod cli;
+mod commit;
 pub mod init;
 mod ops;
 mod opts;

@@ -190,6 +190,11 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             }
             Ok(0)
         }
+        ContainerCmd::Commit { author, change, message, pause, container, reference } => {
+            let o = super::commit::CommitOpts { author, changes: change, message, pause };
+            super::commit::commit(e, &cs, &container, reference.as_deref(), o)
+        }
+        ContainerCmd::Diff { container } => super::commit::diff(&cs, &container),
         ContainerCmd::Cleanup { id } => {
             run::cleanup(e, &cs, &id)?;
             Ok(0)

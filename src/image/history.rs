@@ -81,6 +81,15 @@ pub fn rows(store: &Store, img: &Image) -> Vec<Row> {
     out
 }
 
+/// RFC 3339 in UTC, as docker history prints times ("2024-01-03T00:00:00Z").
+fn rfc3339(t: i64) -> String {
+    let u = format_utc(t);
+    match (u.get(..10), u.get(11..19)) {
+        (Some(d), Some(h)) => format!("{d}T{h}Z"),
+        _ => u,
+    }
+}
+
 /// Docker's cut: at most `n` characters, the last one `…` when cut.
 fn ellipsis(s: &str, n: usize) -> String {
     if s.chars().count() <= n {
@@ -109,7 +118,7 @@ pub fn history(
     };
     let created = |r: &Row| match (r.created, human) {
         (Some(t), true) => format!("{} ago", human_duration(now - t)),
-        (Some(t), false) => format_utc(t),
+        (Some(t), false) => rfc3339(t),
         (None, _) => "N/A".to_string(),
     };
     let created_by = |r: &Row| {
@@ -154,7 +163,7 @@ pub fn history(
             for r in &rows {
                 let v = serde_json::json!({
                     "Comment": r.comment,
-                    "CreatedAt": r.created.map(format_utc).unwrap_or_default(),
+                    "CreatedAt": r.created.map(rfc3339).unwrap_or_default(),
                     "CreatedBy": created_by(r),
                     "CreatedSince": r.created.map(|t| format!("{} ago", human_duration(now - t))).unwrap_or_default(),
                     "ID": id(r),
