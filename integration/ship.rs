@@ -483,3 +483,136 @@ fn ship_commit_and_diff() {
     eng.cmd(&["container", "commit", &name, "Bad Name!"]).one_line_error(&["Bad Name!"]);
     eng.assert_store_unchanged(&before, "failed commits");
 }
+
+/// `tar -tv --numeric-owner` lines of a tar file.
+fn tar_list(p: &Path) -> Vec<String> {
+    tool(Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(p)).lines().map(str::to_string).collect()
+}
+
+/// `container cp` both ways with docker's rules (directory into/as DEST, `SRC/.`, trailing
+/// slashes, `-` tar streams, -a, -L), container symlinks (absolute, relative with `..`, on the
+/// way and as the last component) resolved inside the container and never reaching the host's
+/// files; `container export` of the merged tree.
+#[test]
+fn ship_cp_and_export() {
+    let ctx = Ctx::new("ship-cp");
+    let eng = Eng::new(&ctx);
+    let _c = Containers(&eng);
+    let base = "localhost/berth-test/cp:v1";
+    let (lay, _, _) = busybox_oci_layout(&ctx, &ctx.tempdir("layout"), "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&lay.dir)]).ok();
+
+    // Host files the container's symlinks point at.
+    let host = ctx.tempdir("host");
+    fs::write(host.join("secret"), "host secret\n").unwrap();
+    let hs = s(&host);
+    let name = format!("ship-cp-{}", std::process::id());
+    let script = format!(
+        "mkdir -p /data/sub && echo f > /data/f && echo g > /data/sub/g && ln -s / /escape-root && \
+         ln -s {hs} /evil && ln -s ../../../../../../../etc/image-marker /rel && ln -s {hs}/secret /abs-secret"
+    );
+    eng.cmd(&["container", "run", "--name", &name, "--network", "none", base, "sh", "-c", &script]).ok();
+    let c = |p: &str| format!("{name}:{p}");
+    let out = ctx.tempdir("out");
+    let o = |p: &str| out.join(p);
+    let cp = |a: &str, b: &str| eng.cmd(&["container", "cp", a, b]);
+
+    // Out of the container: a directory as a new path, into an existing dir, its contents.
+    cp(&c("/data"), s(&o("new"))).ok();
+    assert_eq!(fs::read_to_string(o("new/f")).unwrap(), "f\n");
+    assert_eq!(fs::read_to_string(o("new/sub/g")).unwrap(), "g\n");
+    fs::create_dir(o("into")).unwrap();
+    cp(&c("/data"), s(&o("into"))).ok();
+    assert_eq!(fs::read_to_string(o("into/data/f")).unwrap(), "f\n");
+    fs::create_dir(o("contents")).unwrap();
+    cp(&c("/data/."), s(&o("contents"))).ok();
+    assert_eq!(fs::read_to_string(o("contents/f")).unwrap(), "f\n");
+    assert!(!o("contents/data").exists());
+    // A file: to a new name, into a dir given with a slash; a missing dir with a slash fails.
+    cp(&c("/data/f"), s(&o("f-copy"))).ok();
+    assert_eq!(fs::read_to_string(o("f-copy")).unwrap(), "f\n");
+    cp(&c("/data/f"), &format!("{}/", s(&o("into")))).ok();
+    assert_eq!(fs::read_to_string(o("into/f")).unwrap(), "f\n");
+    cp(&c("/data/f"), &format!("{}/", s(&o("missing")))).one_line_error(&["missing"]);
+    assert!(!o("missing").exists());
+    cp(&c("/data/f/"), s(&o("x"))).one_line_error(&["not a directory"]);
+    cp(&c("/data"), s(&o("f-copy"))).one_line_error(&["directory"]);
+    // Symlinks: copied as links; -L follows them inside the container.
+    cp(&c("/rel"), s(&o("rel"))).ok();
+    assert_eq!(fs::read_link(o("rel")).unwrap(), Path::new("../../../../../../../etc/image-marker"));
+    let r = eng.cmd(&["container", "cp", "-L", &c("/rel"), s(&o("rel-followed"))]);
+    r.ok();
+    assert_eq!(fs::read_to_string(o("rel-followed")).unwrap(), "v1\n", "-L must read the container's file");
+    // Through a link to the host's path: the container has no such path; nothing of the host's.
+    let escape = format!("/escape-root{hs}/secret");
+    cp(&c(&escape), s(&o("leak1"))).fails();
+    eng.cmd(&["container", "cp", "-L", &c("/abs-secret"), s(&o("leak2"))]).fails();
+    cp(&c("/evil/secret"), s(&o("leak3"))).fails();
+    for l in ["leak1", "leak2", "leak3"] {
+        assert!(!o(l).exists(), "{l}: a host file was copied out through a container symlink");
+    }
+
+    // Into the container (stopped: its overlay mounted for the copy).
+    let src = ctx.tempdir("src");
+    fs::create_dir(src.join("tree")).unwrap();
+    fs::write(src.join("tree/t"), "t\n").unwrap();
+    std::os::unix::fs::chown(src.join("tree/t"), Some(1234), Some(1234)).unwrap();
+    fs::write(src.join("file"), "file\n").unwrap();
+    cp(s(&src.join("tree")), &c("/newtree")).ok();
+    eng.cmd(&["container", "cp", "-a", s(&src.join("tree")), &c("/kept")]).ok();
+    cp(s(&src.join("file")), &c("/data/")).ok();
+    // Writes through container symlinks land inside the container, never on the host.
+    cp(s(&src.join("file")), &c("/evil/pwned")).fails();
+    cp(s(&src.join("file")), &c("/escape-root/abs-write")).ok();
+    cp(s(&src.join("file")), &c("/abs-secret")).fails();
+    let host_names: Vec<String> = dir_entries_sorted(&host);
+    assert_eq!(host_names, ["secret"], "a write reached the host dir");
+    assert_eq!(fs::read_to_string(host.join("secret")).unwrap(), "host secret\n");
+
+    // A tar from stdin into a directory, a tar of a directory to stdout.
+    let tin = ctx.dir.join("in.tar");
+    tool(Command::new("tar").arg("-C").arg(&src).arg("-cf").arg(&tin).arg("file"));
+    let st =
+        eng.command(&["container", "cp", "-", &c("/data/sub")]).stdin(fs::File::open(&tin).unwrap()).output().unwrap();
+    assert!(st.status.success(), "cp - : {}", String::from_utf8_lossy(&st.stderr));
+    let so = eng.command(&["container", "cp", &c("/data"), "-"]).output().unwrap();
+    assert!(so.status.success(), "cp to - : {}", String::from_utf8_lossy(&so.stderr));
+    let tout = ctx.dir.join("out.tar");
+    fs::write(&tout, &so.stdout).unwrap();
+    let names: Vec<String> = tar_list(&tout).iter().map(|l| l.split_whitespace().last().unwrap().to_string()).collect();
+    for want in ["data/f", "data/sub/g", "data/sub/file", "data/file"] {
+        assert!(names.iter().any(|n| n == want), "{want} not in the tar on stdout: {names:?}");
+    }
+
+    // export: the merged tree, with what cp put there and the owners docker gives.
+    let exp = ctx.dir.join("export.tar");
+    eng.cmd(&["container", "export", "-o", s(&exp), &name]).ok();
+    let list = tar_list(&exp);
+    let line =
+        |p: &str| list.iter().find(|l| l.ends_with(&format!(" {p}")) || l.contains(&format!(" {p} -> "))).cloned();
+    assert!(line("bin/busybox").is_some(), "export lacks the image's files");
+    assert!(
+        line("newtree/t").unwrap().contains(" 0/0 "),
+        "cp into a container: owned by root: {:?}",
+        line("newtree/t")
+    );
+    assert!(line("kept/t").unwrap().contains(" 1234/1234 "), "cp -a keeps the owner: {:?}", line("kept/t"));
+    assert!(line("abs-write").is_some(), "a write through /escape-root lands in the container's root");
+    assert!(line("escape-root").unwrap().starts_with('l'), "{:?}", line("escape-root"));
+    assert!(line("data/file").is_some() && line("data/sub/file").is_some());
+    let so = eng.command(&["container", "export", &name]).output().unwrap();
+    assert!(so.status.success());
+    assert_eq!(so.stdout.len() as u64, fs::metadata(&exp).unwrap().len(), "export to stdout and to a file differ");
+    assert!(mounts_under(&eng.data).is_empty(), "cp/export left a mount: {:?}", mounts_under(&eng.data));
+
+    // A running container: copied into its mounted root, seen by its processes.
+    let run = eng.cmd(&["container", "run", "-d", "--network", "none", base, "sleep", "60"]);
+    run.ok();
+    let cid = run.stdout.trim().to_string();
+    cp(s(&src.join("file")), &format!("{cid}:/live-file")).ok();
+    let x = eng.cmd(&["container", "exec", &cid, "cat", "/live-file"]);
+    x.ok();
+    assert_eq!(x.stdout, "file\n");
+    cp("no-such-ctr-x:/a", s(&o("y"))).one_line_error(&["no-such-ctr-x"]);
+    cp(s(&o("y")), s(&o("z"))).one_line_error(&["container"]);
+}

@@ -346,6 +346,24 @@ pub enum ContainerCmd {
     },
     /// Show the changes to files in a container's filesystem (A added, C changed, D deleted).
     Diff { container: String },
+    /// Copy files between a container and the host: `cp CONTAINER:SRC DEST|-` or `cp SRC|- CONTAINER:DEST`.
+    Cp {
+        /// Archive mode: keep the source's owner.
+        #[arg(short = 'a', long)]
+        archive: bool,
+        /// Follow a symlink SRC.
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        src: String,
+        dest: String,
+    },
+    /// Write a container's filesystem as a tar archive (standard output by default).
+    Export {
+        /// Write to a file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        container: String,
+    },
     /// Remove all stopped containers.
     Prune {
         /// Do not ask (accepted; berth never asks).

@@ -14,6 +14,7 @@
 mod adapt;
 pub mod cli;
 mod commit;
+mod copy;
 pub mod init;
 mod ops;
 mod opts;
