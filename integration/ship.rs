@@ -315,6 +315,50 @@ fn ship_save_podman_load() {
     assert!(!left.iter().any(|n| n.to_string_lossy().contains("berth-save")), "temporary file left: {left:?}");
 }
 
+/// `image save` read by a private dockerd 20.10's `docker load`: same id and name, and the
+/// image runs there.
+#[test]
+fn ship_save_docker_load() {
+    let ctx = Ctx::new("ship-save-docker");
+    let eng = Eng::new(&ctx);
+    let name = "localhost/berth-test/dsave:v1";
+    let (_, c) = load_history_image(&ctx, &eng, name);
+    let out = ctx.dir.join("saved.tar");
+    eng.image(&["save", "-o", s(&out), name]).ok();
+    let d = crate::layers::Dockerd::start(&ctx);
+    let run = |args: &[&str]| {
+        let o =
+            d.docker(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let loaded = run(&["load", "-i", s(&out)]);
+    assert!(loaded.contains(&format!("Loaded image: {name}")), "{loaded}");
+    assert_eq!(run(&["image", "inspect", "--format", "{{.Id}}", name]).trim(), c.digest);
+    let o = run(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        name,
+        "sh",
+        "-c",
+        "head -c 9 /opt/app/data.txt; cat /etc/image-marker",
+    ]);
+    assert_eq!(o, "app data\nsaved\n");
+    let h = run(&["history", "--no-trunc", "--format", "{{.CreatedBy}}|{{.Comment}}", name]);
+    let ours = eng.image(&["history", "--no-trunc", "--format", "json", name]);
+    let ours: Vec<String> = ours
+        .lines()
+        .iter()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).unwrap();
+            format!("{}|{}", v["CreatedBy"].as_str().unwrap(), v["Comment"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(h.lines().collect::<Vec<_>>(), ours, "history: docker's rows and berth's");
+}
+
 /// `image history`: docker's rows (newest first, the id on the top row, `<missing>` below,
 /// empty layers 0B), its 45-character cut, --no-trunc, -q and --format json.
 #[test]
