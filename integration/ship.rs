@@ -207,6 +207,24 @@ fn ship_push_refused_and_auth() {
     assert!(seen.iter().any(|l| l.starts_with("PUT /v2/tok/img/manifests/v1 [bearer-ok]")), "{seen:#?}");
     let raw = skopeo_inspect(&backend, "tok/img:v1", true);
     assert_eq!(sha256_bytes(raw.as_bytes()), m.hex());
+
+    // -a: every tag of the repository; -q prints the reference as docker does.
+    let repo = backend.reference("all/img");
+    for t in ["a", "b"] {
+        eng.image(&["tag", local, &format!("{repo}:{t}")]).ok();
+    }
+    let o = eng.image(&["push", "-a", "-q", &repo]);
+    o.ok();
+    assert_eq!(o.stdout, format!("{repo}\n"));
+    let mut c = Command::new("skopeo");
+    c.args(["list-tags", "--tls-verify=false"]).arg(format!("docker://{repo}"));
+    c.env("HOME", &backend.dir).env("TMPDIR", &backend.dir);
+    let tags: Value = serde_json::from_str(&tool(&mut c)).unwrap();
+    let mut got: Vec<&str> = tags["Tags"].as_array().unwrap().iter().filter_map(|t| t.as_str()).collect();
+    got.sort();
+    assert_eq!(got, ["a", "b"], "{tags}");
+    eng.image(&["push", "-a", &format!("{repo}:a")]).one_line_error(&["--all-tags"]);
+    eng.image(&["push", &format!("{repo}:nope")]).one_line_error(&["does not exist locally"]);
 }
 
 /// An image of two layers (busybox, gzip; a small plain tar) whose config has docker's

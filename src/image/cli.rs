@@ -58,6 +58,9 @@ pub enum ImageCmd {
     },
     /// Push an image to a registry.
     Push {
+        /// Push every tag of the repository.
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
         /// Allow plain http and unverified TLS.
         #[arg(long)]
         insecure: bool,
@@ -67,7 +70,7 @@ pub enum ImageCmd {
         /// Credentials file (docker config.json format).
         #[arg(long = "authfile")]
         authfile: Option<PathBuf>,
-        /// Print only the manifest digest at the end.
+        /// Print only the reference pushed.
         #[arg(short = 'q', long = "quiet")]
         quiet: bool,
         /// Image name with the registry, e.g. localhost:5000/x/y:t
@@ -197,11 +200,17 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
             Ok(())
         }
-        ImageCmd::Push { insecure, tls_ca, authfile, quiet, reference } => {
+        ImageCmd::Push { all_tags, insecure, tls_ca, authfile, quiet, reference } => {
             let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
-            let d = super::push::push(&store, &client, &reference, &super::push::PushOptions { quiet })?;
+            super::push::push(&store, &client, &reference, &super::push::PushOptions { quiet, all_tags })?;
             if quiet {
-                println!("{d}");
+                // docker prints the reference pushed (with :latest added unless --all-tags).
+                let (r, canonical) = normalise(&reference)?;
+                if all_tags {
+                    println!("{}/{}", r.registry, r.repository);
+                } else {
+                    println!("{canonical}");
+                }
             }
             Ok(())
         }

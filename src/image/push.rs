@@ -33,6 +33,8 @@ pub enum PushError {
     NoSuchImage(String),
     #[error("{0}: cannot push by digest; name a tag")]
     ByDigest(String),
+    #[error("tag can't be used with --all-tags/-a: {0}")]
+    TagWithAllTags(String),
     #[error("blob {digest} of {image} is missing from the store")]
     MissingBlob { image: String, digest: Digest },
     #[error("manifest {digest}: {source}")]
@@ -41,36 +43,70 @@ pub enum PushError {
 
 pub struct PushOptions {
     pub quiet: bool,
+    pub all_tags: bool,
 }
 
-/// Pushes the image named `name` to the registry and repository the name says. Prints
-/// docker's lines (the repository, one line per layer, `TAG: digest: D size: N`) unless
-/// `quiet`. Returns the manifest digest.
+/// Pushes the image named `name` to the registry and repository the name says (with
+/// `all_tags`, every tag of that repository in the store). Prints docker's lines (the
+/// repository, one line per layer, `TAG: digest: D size: N`) unless `quiet`. Returns the
+/// manifest digest of the last tag pushed.
 pub fn push(store: &Store, client: &Client, name: &str, opts: &PushOptions) -> Result<Digest, PushError> {
     let (r, canonical) = normalise(name)?;
     if r.digest.is_some() {
         return Err(PushError::ByDigest(name.to_string()));
     }
-    let tag = r.tag.clone().unwrap_or_else(|| "latest".to_string());
+    // The parser adds `latest` to a name without a tag: look at what was written.
+    let explicit_tag = name.split('@').next().unwrap_or(name).rsplit('/').next().is_some_and(|l| l.contains(':'));
+    if opts.all_tags && explicit_tag {
+        return Err(PushError::TagWithAllTags(name.to_string()));
+    }
     let g = store.write_guard()?;
     let index = store.read_index()?;
-    let Some(mdigest) = index.refs.get(&canonical).cloned() else {
-        return Err(PushError::NoSuchImage(super::store::familiar(&canonical).to_string()));
+    let tags: Vec<String> = if opts.all_tags {
+        let prefix = format!("{}/{}:", r.registry, r.repository);
+        index.refs.keys().filter_map(|n| n.strip_prefix(&prefix)).map(str::to_string).collect()
+    } else {
+        vec![r.tag.clone().unwrap_or_else(|| "latest".to_string())]
     };
-    let img = store.image(&index, &mdigest)?;
-    let mdata = store.read_blob(&mdigest)?;
-    let media_type = super::pull::manifest_media_type("", &mdata);
-    let manifest: types::Manifest =
-        serde_json::from_slice(&mdata).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?;
-    for d in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
-        if !store.has_blob(&d.digest, u64::try_from(d.size).ok()) {
-            return Err(PushError::MissingBlob { image: canonical.clone(), digest: d.digest.clone() });
-        }
+    let missing = || PushError::NoSuchImage(super::store::familiar(&canonical).to_string());
+    if tags.is_empty() || !tags.iter().all(|t| index.refs.contains_key(&format!("{}/{}:{t}", r.registry, r.repository)))
+    {
+        return Err(missing());
     }
     if !opts.quiet {
         println!("The push refers to repository [{}/{}]", r.registry, r.repository);
     }
-    let prog = Progress::new(opts.quiet);
+    let mut last = None;
+    for tag in &tags {
+        let mdigest = index.refs[&format!("{}/{}:{tag}", r.registry, r.repository)].clone();
+        last = Some(push_tag(store, client, &r, &index, &mdigest, tag, opts.quiet)?);
+    }
+    drop(g);
+    last.ok_or_else(missing)
+}
+
+/// Pushes the image of manifest `mdigest` under `tag`.
+fn push_tag(
+    store: &Store,
+    client: &Client,
+    r: &Reference,
+    index: &StoreIndex,
+    mdigest: &Digest,
+    tag: &str,
+    quiet: bool,
+) -> Result<Digest, PushError> {
+    let img = store.image(index, mdigest)?;
+    let mdata = store.read_blob(mdigest)?;
+    let media_type = super::pull::manifest_media_type("", &mdata);
+    let manifest: types::Manifest =
+        serde_json::from_slice(&mdata).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?;
+    for d in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
+        if !is_foreign(d) && !store.has_blob(&d.digest, u64::try_from(d.size).ok()) {
+            let image = format!("{}/{}:{tag}", r.registry, r.repository);
+            return Err(PushError::MissingBlob { image, digest: d.digest.clone() });
+        }
+    }
+    let prog = Progress::new(quiet);
     // Docker lists the layers top first, named by their diff ids.
     let diff_ids = &img.config.rootfs.diff_ids;
     let order: Vec<usize> = (0..manifest.layers.len()).rev().collect();
@@ -97,7 +133,7 @@ pub fn push(store: &Store, client: &Client, name: &str, opts: &PushOptions) -> R
                     break;
                 }
                 let l = &manifest.layers[order[k]];
-                if let Err(e) = push_blob(store, client, &r, &index, l, Some((&prog, lines[k]))) {
+                if let Err(e) = push_blob(store, client, r, index, l, Some((&prog, lines[k]))) {
                     failed.store(true, Ordering::Relaxed);
                     first_err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                 }
@@ -107,23 +143,32 @@ pub fn push(store: &Store, client: &Client, name: &str, opts: &PushOptions) -> R
     if let Some(e) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
-    push_blob(store, client, &r, &index, &manifest.config, None)?;
-    let got = client.put_manifest(&r, &tag, &media_type, &mdata)?;
-    if !opts.quiet {
+    push_blob(store, client, r, index, &manifest.config, None)?;
+    let got = client.put_manifest(r, tag, &media_type, &mdata)?;
+    if !quiet {
         println!("{tag}: digest: {got} size: {}", mdata.len());
     }
     // Record where the image now is (also a source for later cross-repository mounts).
     let repo_digest = format!("{}/{}@{got}", r.registry, r.repository);
     let mut il = store.lock_index()?;
-    if let Some(rec) = il.index.images.get_mut(&mdigest) {
+    if let Some(rec) = il.index.images.get_mut(mdigest) {
         if !rec.repo_digests.contains(&repo_digest) {
             rec.repo_digests.push(repo_digest);
             il.save()?;
         }
     }
-    drop(il);
-    drop(g);
     Ok(got)
+}
+
+/// A layer that is not distributed with the image (its `urls` say where it is): not pushed.
+fn is_foreign(d: &Descriptor) -> bool {
+    matches!(
+        d.media_type.as_str(),
+        types::DOCKER_LAYER_FOREIGN
+            | types::OCI_LAYER_NONDIST
+            | types::OCI_LAYER_NONDIST_GZIP
+            | types::OCI_LAYER_NONDIST_ZSTD
+    )
 }
 
 /// A repository of the same registry that holds blob `digest`, by the `repo@digest` names
@@ -155,6 +200,10 @@ fn push_blob(
             p.set(i, status, plain, force);
         }
     };
+    if is_foreign(d) {
+        say("Skipped foreign layer".into(), true);
+        return Ok(());
+    }
     if client.blob_exists(r, &d.digest)? {
         say("Layer already exists".into(), true);
         return Ok(());
