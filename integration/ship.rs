@@ -375,6 +375,16 @@ fn ship_save_docker_load() {
         })
         .collect();
     assert_eq!(h.lines().collect::<Vec<_>>(), ours, "history: docker's rows and berth's");
+    // The same template, and the default table, printed alike.
+    let t = "table {{.ID}}\t{{.CreatedBy}}\t{{.Comment}}";
+    let theirs = run(&["history", "--format", t, name]);
+    let o = eng.image(&["history", "--format", t, name]);
+    o.ok();
+    assert_eq!(o.stdout, theirs);
+    let theirs = run(&["history", name]);
+    let o = eng.image(&["history", name]);
+    o.ok();
+    assert_eq!(o.stdout, theirs);
 }
 
 /// `image history`: docker's rows (newest first, the id on the top row, `<missing>` below,

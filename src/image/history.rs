@@ -11,7 +11,7 @@ use std::io::{self, Write};
 pub enum HistoryError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("unsupported --format {0:?} (table or json)")]
+    #[error("unsupported --format {0:?} (table, json or a {{{{.Field}}}} template)")]
     Format(String),
 }
 
@@ -38,12 +38,13 @@ pub struct Row {
 }
 
 /// The rows of `img`: one per history entry (an entry that is not `empty_layer` owns the next
-/// layer, whose size is the size of its content); an image without history gets one row per
+/// layer, whose size is the size of its content as docker counts it); an image without history gets one row per
 /// layer.
 pub fn rows(store: &Store, img: &Image) -> Vec<Row> {
     let entries: Vec<Entry> =
         img.config.extra.get("history").and_then(|h| serde_json::from_value(h.clone()).ok()).unwrap_or_default();
-    let layer_size = |i: usize| img.chain_ids.get(i).and_then(|c| store.snapshot_bytes(c)).unwrap_or(0);
+    let layer_size =
+        |i: usize| img.chain_ids.get(i).map(|c| content_size(&store.snapshot_dir(c).join("fs"))).unwrap_or(0);
     let image_created = img.config.created.as_deref().and_then(parse_rfc3339);
     let mut out = Vec::new();
     if entries.is_empty() {
@@ -88,6 +89,27 @@ fn rfc3339(t: i64) -> String {
         (Some(d), Some(h)) => format!("{d}T{h}Z"),
         _ => u,
     }
+}
+
+/// The size of a layer as docker's history shows it: the sizes of everything in the layer's
+/// snapshot that is not a directory (a symlink counts its target's length), each inode once.
+fn content_size(dir: &std::path::Path) -> u64 {
+    use std::os::unix::fs::MetadataExt;
+    let mut seen = std::collections::HashSet::new();
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        for e in rd.flatten() {
+            let Ok(md) = e.path().symlink_metadata() else { continue };
+            if md.is_dir() {
+                stack.push(e.path());
+            } else if md.len() > 0 && seen.insert(md.ino()) {
+                total += md.len();
+            }
+        }
+    }
+    total
 }
 
 /// Docker's cut: at most `n` characters, the last one `…` when cut.
@@ -139,25 +161,11 @@ pub fn history(
     }
     match format {
         None | Some("table") => {
-            let mut table = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from)];
+            let mut table = vec![["IMAGE", "CREATED", "CREATED BY", "SIZE", "COMMENT"].map(String::from).to_vec()];
             for r in &rows {
-                table.push([id(r), created(r), created_by(r), size(r), r.comment.clone()]);
+                table.push(vec![id(r), created(r), created_by(r), size(r), r.comment.clone()]);
             }
-            let widths: Vec<usize> =
-                (0..5).map(|c| table.iter().map(|l| l[c].chars().count()).max().unwrap_or(0)).collect();
-            for l in &table {
-                let mut s = String::new();
-                for (c, cell) in l.iter().enumerate() {
-                    if c == 4 {
-                        s.push_str(cell);
-                    } else {
-                        let pad = widths[c] - cell.chars().count();
-                        s.push_str(cell);
-                        s.push_str(&" ".repeat(pad + 3));
-                    }
-                }
-                let _ = writeln!(out, "{s}");
-            }
+            let _ = out.write_all(tabwrite(&table).as_bytes());
         }
         Some("json") | Some("{{json .}}") => {
             for r in &rows {
@@ -172,9 +180,97 @@ pub fn history(
                 let _ = writeln!(out, "{v}");
             }
         }
+        Some(t) if t.contains("{{") => {
+            let obj = |r: &Row| {
+                serde_json::json!({
+                    "Comment": r.comment,
+                    "CreatedAt": r.created.map(rfc3339).unwrap_or_default(),
+                    "CreatedBy": created_by(r),
+                    "CreatedSince": created(r),
+                    "ID": id(r),
+                    "Size": size(r),
+                })
+            };
+            let (table, t) = match t.strip_prefix("table") {
+                Some(rest) => (true, rest.trim_start()),
+                None => (false, t),
+            };
+            let t = t.replace("\\t", "\t").replace("\\n", "\n");
+            let mut lines = Vec::new();
+            if table {
+                let head = serde_json::json!({
+                    "Comment": "COMMENT", "CreatedAt": "CREATED AT", "CreatedBy": "CREATED BY",
+                    "CreatedSince": "CREATED", "ID": "IMAGE", "Size": "SIZE",
+                });
+                lines.push(render(&t, &head)?);
+            }
+            for r in &rows {
+                lines.push(render(&t, &obj(r))?);
+            }
+            if table {
+                let cells: Vec<Vec<String>> =
+                    lines.iter().map(|l| l.split('\t').map(str::to_string).collect()).collect();
+                let _ = out.write_all(tabwrite(&cells).as_bytes());
+            } else {
+                for l in lines {
+                    let _ = writeln!(out, "{l}");
+                }
+            }
+        }
         Some(f) => return Err(HistoryError::Format(f.to_string())),
     }
     Ok(())
+}
+
+/// Columns as docker's tabwriter sets them (minimum width 10, padding 3; the last cell of a
+/// line is not padded).
+fn tabwrite(lines: &[Vec<String>]) -> String {
+    let cols = lines.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| lines.iter().filter_map(|l| l.get(c)).map(|x| x.chars().count()).max().unwrap_or(0))
+        .map(|w| (w + 3).max(10))
+        .collect();
+    let mut s = String::new();
+    for l in lines {
+        for (c, cell) in l.iter().enumerate() {
+            s.push_str(cell);
+            if c + 1 < l.len() {
+                s.push_str(&" ".repeat(widths[c] - cell.chars().count()));
+            }
+        }
+        s.push('\n');
+    }
+    s
+}
+
+/// A Go template over a row's fields: `{{.Field}}` and `{{json .}}` / `{{json .Field}}`.
+fn render(t: &str, v: &serde_json::Value) -> Result<String, HistoryError> {
+    let mut out = String::new();
+    let mut rest = t;
+    while let Some(i) = rest.find("{{") {
+        out.push_str(&rest[..i]);
+        let after = &rest[i + 2..];
+        let j = after.find("}}").ok_or_else(|| HistoryError::Format(t.to_string()))?;
+        let expr = after[..j].trim();
+        let (json, field) = match expr.strip_prefix("json ") {
+            Some(f) => (true, f.trim()),
+            None => (false, expr),
+        };
+        let val = match field {
+            "." => v.clone(),
+            f => match f.strip_prefix('.').and_then(|k| v.get(k)) {
+                Some(x) => x.clone(),
+                None => return Err(HistoryError::Format(t.to_string())),
+            },
+        };
+        match (&val, json) {
+            (serde_json::Value::String(s), false) => out.push_str(s),
+            (x, _) => out.push_str(&x.to_string()),
+        }
+        rest = &after[j + 2..];
+    }
+    out.push_str(rest);
+    Ok(out)
 }
 
 #[cfg(test)]
