@@ -334,7 +334,8 @@ fn ship_save_podman_load() {
 }
 
 /// `image save` read by a private dockerd 20.10's `docker load`: same id and name, and the
-/// image runs there.
+/// image runs there; docker's `history` (table, template) and `diff` (the same changes made in a
+/// docker container and a berth one) print what berth's do.
 #[test]
 fn ship_save_docker_load() {
     let ctx = Ctx::new("ship-save-docker");
@@ -385,6 +386,22 @@ fn ship_save_docker_load() {
     let o = eng.image(&["history", name]);
     o.ok();
     assert_eq!(o.stdout, theirs);
+
+    // container diff: the same changes in a docker container and a berth one, the same lines.
+    let _c = Containers(&eng);
+    let script = "echo new > /new.txt; echo changed >> /etc/passwd; rm /etc/group; mkdir -p /var/x/y; \
+                  echo z > /var/x/y/z; rm -rf /opt/app && mkdir /opt/app && echo n > /opt/app/new; \
+                  ln -s /etc/passwd /link; chmod 700 /opt";
+    let cname = format!("ship-diff-{}", std::process::id());
+    run(&["run", "--name", &cname, "--network", "none", name, "sh", "-c", script]);
+    let theirs = run(&["diff", &cname]);
+    eng.cmd(&["container", "run", "--name", &cname, "--network", "none", name, "sh", "-c", script]).ok();
+    let ours = eng.cmd(&["container", "diff", &cname]);
+    ours.ok();
+    // docker prints them in no fixed order (a Go map's); berth sorts them.
+    let mut t: Vec<&str> = theirs.lines().collect();
+    t.sort_by_key(|l| l.get(2..).unwrap_or(""));
+    assert_eq!(ours.lines(), t, "container diff: berth's and docker's");
 }
 
 /// `image history`: docker's rows (newest first, the id on the top row, `<missing>` below,
@@ -466,7 +483,17 @@ fn ship_commit_and_diff() {
     d.ok();
     assert_eq!(
         d.lines(),
-        ["C /etc", "D /etc/group", "C /etc/passwd", "A /link", "A /new.txt", "C /opt", "C /opt/app", "A /opt/app/new"],
+        [
+            "C /etc",
+            "D /etc/group",
+            "C /etc/passwd",
+            "A /link",
+            "A /new.txt",
+            "C /opt",
+            "C /opt/app",
+            "D /opt/app/data.txt",
+            "A /opt/app/new"
+        ],
         "{d}"
     );
 

@@ -68,6 +68,11 @@ enum Node {
     Whiteout {
         rel: String,
     },
+    /// A lower entry hidden by an opaque directory above it (a deletion that the opaque
+    /// marker already carries in the layer).
+    Hidden {
+        rel: String,
+    },
     Entry {
         rel: String,
         st: FileStat,
@@ -178,6 +183,40 @@ impl Walk<'_> {
         None
     }
 
+    /// The names in the lower directory `rel` as the lower dirs show it merged (whiteouts
+    /// and opaque directories applied).
+    fn lower_children(&self, rel: &str) -> BTreeSet<OsString> {
+        use std::os::unix::fs::FileTypeExt;
+        let mut names = BTreeSet::new();
+        let mut gone = BTreeSet::new();
+        if self.lower(rel).is_none_or(|md| !md.is_dir()) {
+            return names;
+        }
+        for lower in self.lowers {
+            let d = lower.join(rel);
+            let Ok(md) = std::fs::symlink_metadata(&d) else { continue };
+            if !md.is_dir() {
+                break;
+            }
+            if let Ok(rd) = std::fs::read_dir(&d) {
+                for e in rd.flatten() {
+                    let n = e.file_name();
+                    let whiteout =
+                        e.file_type().is_ok_and(|t| t.is_char_device()) && e.metadata().is_ok_and(|m| m.rdev() == 0);
+                    if whiteout {
+                        gone.insert(n);
+                    } else if !gone.contains(&n) {
+                        names.insert(n);
+                    }
+                }
+            }
+            if path_is_opaque(&d) {
+                break;
+            }
+        }
+        names
+    }
+
     /// The nodes under the open directory `dir` (upper-relative `rel`), parents before
     /// children, names sorted.
     fn walk(&self, dir: &mut Dir, rel: &str, out: &mut Vec<Node>) -> Result<(), UpperError> {
@@ -230,6 +269,21 @@ impl Walk<'_> {
                         !md.is_dir() || md.mode() != st.st_mode || md.uid() != st.st_uid || md.gid() != st.st_gid
                     }
                 };
+                if opaque && lower.is_some() {
+                    let here: BTreeSet<OsString> = below
+                        .iter()
+                        .filter_map(|n| match n {
+                            Node::Entry { rel, .. } | Node::Whiteout { rel } | Node::Hidden { rel } => {
+                                rel.strip_prefix(&format!("{child}/")).filter(|r| !r.contains('/')).map(OsString::from)
+                            }
+                        })
+                        .collect();
+                    for n in self.lower_children(&child) {
+                        if !here.contains(&n) {
+                            below.push(Node::Hidden { rel: format!("{child}/{}", n.to_string_lossy()) });
+                        }
+                    }
+                }
                 if differs || opaque || !below.is_empty() {
                     out.push(Node::Entry { rel: child, st, in_lower: lower.is_some(), opaque, xattrs: xs });
                     out.append(&mut below);
@@ -264,7 +318,9 @@ pub fn changes(upper: &Path, lowers: &[PathBuf], exclude: &BTreeSet<String>) -> 
     let mut out: Vec<Change> = nodes
         .into_iter()
         .map(|n| match n {
-            Node::Whiteout { rel } => Change { path: format!("/{rel}"), kind: ChangeKind::Deleted },
+            Node::Whiteout { rel } | Node::Hidden { rel } => {
+                Change { path: format!("/{rel}"), kind: ChangeKind::Deleted }
+            }
             Node::Entry { rel, in_lower, .. } => {
                 Change { path: format!("/{rel}"), kind: if in_lower { ChangeKind::Changed } else { ChangeKind::Added } }
             }
@@ -294,6 +350,7 @@ pub fn write_layer<W: Write>(
     let mut links: HashMap<(u64, u64), String> = HashMap::new();
     for n in nodes {
         match n {
+            Node::Hidden { .. } => {}
             Node::Whiteout { rel } => {
                 let (dir, name) = rel.rsplit_once('/').map_or(("", rel.as_str()), |(d, n)| (d, n));
                 let wh = if dir.is_empty() {
