@@ -335,7 +335,8 @@ fn ship_save_podman_load() {
 
 /// `image save` read by a private dockerd 20.10's `docker load`: same id and name, and the
 /// image runs there; docker's `history` (table, template) and `diff` (the same changes made in a
-/// docker container and a berth one) print what berth's do.
+/// docker container and a berth one) print what berth's do; `commit` of those containers gives
+/// the same config, history entry and layer entries as `docker commit`.
 #[test]
 fn ship_save_docker_load() {
     let ctx = Ctx::new("ship-save-docker");
@@ -402,6 +403,53 @@ fn ship_save_docker_load() {
     let mut t: Vec<&str> = theirs.lines().collect();
     t.sort_by_key(|l| l.get(2..).unwrap_or(""));
     assert_eq!(ours.lines(), t, "container diff: berth's and docker's");
+
+    // commit of those containers: the same config and history entry.
+    let args = ["-a", "Ship Test", "-m", "both", "-c", "ENV SHIPPED=yes", "-c", "WORKDIR /opt"];
+    let dref = "localhost/berth-test/dcommit:v1";
+    run(&[&["commit"][..], &args[..], &[cname.as_str(), dref]].concat());
+    let mut bargs = vec!["container", "commit"];
+    bargs.extend_from_slice(&args);
+    bargs.extend_from_slice(&[cname.as_str(), dref]);
+    eng.cmd(&bargs).ok();
+    let f = "{{.Author}}|{{json .Config.Cmd}}|{{json .Config.Env}}|{{.Config.WorkingDir}}|{{len .RootFS.Layers}}";
+    let theirs = run(&["image", "inspect", "--format", f, dref]);
+    let insp = eng.inspect(dref);
+    let ours = format!(
+        "{}|{}|{}|{}|{}\n",
+        insp["Author"].as_str().unwrap_or(""),
+        insp["Config"]["Cmd"],
+        insp["Config"]["Env"],
+        insp["Config"]["WorkingDir"].as_str().unwrap_or(""),
+        insp["RootFS"]["Layers"].as_array().map_or(0, |a| a.len())
+    );
+    assert_eq!(ours, theirs, "commit: berth's image config and docker's");
+    let f = "{{.CreatedBy}}|{{.Comment}}";
+    let theirs = run(&["history", "--no-trunc", "--format", f, dref]);
+    let o = eng.image(&["history", "--no-trunc", "--format", f, dref]);
+    o.ok();
+    assert_eq!(o.stdout.lines().next(), theirs.lines().next(), "commit: the history entry");
+
+    // The committed layers hold the same entries (whiteouts, opaque marker, files).
+    let top_layer_entries = |archive: &Path| -> Vec<String> {
+        let x = ctx.tempdir("layer-x");
+        tool(Command::new("tar").arg("-C").arg(&x).arg("-xf").arg(archive));
+        let mj: Value = serde_json::from_slice(&fs::read(x.join("manifest.json")).unwrap()).unwrap();
+        let layers = mj[0]["Layers"].as_array().unwrap();
+        let top = x.join(layers[layers.len() - 1].as_str().unwrap());
+        let mut v: Vec<String> = tool(Command::new("tar").arg("-tf").arg(&top))
+            .lines()
+            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
+            .filter(|l| !l.is_empty())
+            .collect();
+        v.sort();
+        v
+    };
+    let dtar = ctx.dir.join("docker-commit.tar");
+    run(&["save", "-o", s(&dtar), dref]);
+    let btar = ctx.dir.join("berth-commit.tar");
+    eng.image(&["save", "-o", s(&btar), dref]).ok();
+    assert_eq!(top_layer_entries(&btar), top_layer_entries(&dtar), "committed layer: berth's entries and docker's");
 }
 
 /// `image history`: docker's rows (newest first, the id on the top row, `<missing>` below,
