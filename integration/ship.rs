@@ -336,7 +336,8 @@ fn ship_save_podman_load() {
 /// `image save` read by a private dockerd 20.10's `docker load`: same id and name, and the
 /// image runs there; docker's `history` (table, template) and `diff` (the same changes made in a
 /// docker container and a berth one) print what berth's do; `commit` of those containers gives
-/// the same config, history entry and layer entries as `docker commit`.
+/// the same config, history entry and layer entries as `docker commit`; `docker cp` and berth's
+/// `container cp` on twin containers give the same trees and the same failures.
 #[test]
 fn ship_save_docker_load() {
     let ctx = Ctx::new("ship-save-docker");
@@ -450,6 +451,77 @@ fn ship_save_docker_load() {
     let btar = ctx.dir.join("berth-commit.tar");
     eng.image(&["save", "-o", s(&btar), dref]).ok();
     assert_eq!(top_layer_entries(&btar), top_layer_entries(&dtar), "committed layer: berth's entries and docker's");
+
+    // cp out of a container and into one, docker's rules case by case: the same trees.
+    let cpname = format!("ship-dcp-{}", std::process::id());
+    let setup = "mkdir -p /data/sub && echo f > /data/f && echo g > /data/sub/g && chmod 640 /data/f && \
+                 ln -s ../../../../etc/image-marker /rel && ln -s /data /dlink";
+    run(&["run", "--name", &cpname, "--network", "none", name, "sh", "-c", setup]);
+    eng.cmd(&["container", "run", "--name", &cpname, "--network", "none", name, "sh", "-c", setup]).ok();
+    let hsrc = ctx.tempdir("cp-src");
+    fs::create_dir(hsrc.join("tree")).unwrap();
+    fs::write(hsrc.join("tree/t"), "t\n").unwrap();
+    fs::write(hsrc.join("file"), "file\n").unwrap();
+    // (source, destination inside the case's dir, a dir made there first, -L)
+    let cases: &[(&str, &str, Option<&str>, bool)] = &[
+        ("/data", "new", None, false),
+        ("/data", "dir", Some("dir"), false),
+        ("/data/.", "dir", Some("dir"), false),
+        ("/data/f", "dir/", Some("dir"), false),
+        ("/data/f", "renamed", None, false),
+        ("/data/f", "missing/", None, false),
+        ("/data/f/", "x", None, false),
+        ("/data", "dir/data", Some("dir/data"), false),
+        ("/rel", "link", None, false),
+        ("/rel", "link", None, true),
+        ("/rel", "dir", Some("dir"), true),
+        ("/dlink", "dl", None, false),
+        ("/dlink/", "dl", None, false),
+        ("/dlink", "dir", Some("dir"), true),
+        ("/nope", "n", None, false),
+    ];
+    for (i, (src, dst, pre, follow)) in cases.iter().enumerate() {
+        let mut trees = Vec::new();
+        for who in ["docker", "berth"] {
+            let dir = ctx.dir.join(format!("cp-case-{i}-{who}"));
+            fs::create_dir(&dir).unwrap();
+            if let Some(p) = pre {
+                fs::create_dir_all(dir.join(p)).unwrap();
+            }
+            let l = if *follow { "-L" } else { "-a" };
+            let target = format!("{}/{dst}", dir.display());
+            let from = format!("{cpname}:{src}");
+            if who == "docker" {
+                let o = d.docker(&["cp", l, &from, &target]).output().unwrap();
+                trees.push((o.status.success(), walk_tree(&dir)));
+            } else {
+                let o = eng.cmd(&["container", "cp", l, &from, &target]);
+                trees.push((o.code == 0, walk_tree(&dir)));
+            }
+        }
+        assert_eq!(trees[0].0, trees[1].0, "cp (-L {follow}) {src} {dst}: docker and berth disagree on success");
+        let diff = tree_diff("docker", &trees[0].1, "berth", &trees[1].1);
+        assert!(diff.is_empty(), "cp (-L {follow}) {src} {dst}: {diff:#?}");
+    }
+    // Into the containers, then out again to compare.
+    let into: &[(&str, &str)] =
+        &[("tree", "/newtree"), ("tree", "/data"), ("file", "/data/sub/"), ("tree/.", "/data/sub")];
+    for (src, dst) in into {
+        let from = format!("{}/{src}", hsrc.display());
+        let to = format!("{cpname}:{dst}");
+        assert!(d.docker(&["cp", &from, &to]).status().unwrap().success(), "docker cp {from} {to}");
+        eng.cmd(&["container", "cp", &from, &to]).ok();
+    }
+    for path in ["/newtree", "/data"] {
+        let (a, b) = (
+            ctx.dir.join(format!("back-docker{}", path.replace('/', "-"))),
+            ctx.dir.join(format!("back-berth{}", path.replace('/', "-"))),
+        );
+        assert!(d.docker(&["cp", &format!("{cpname}:{path}"), s(&a)]).status().unwrap().success());
+        eng.cmd(&["container", "cp", &format!("{cpname}:{path}"), s(&b)]).ok();
+        let diff = tree_diff("docker", &walk_tree(&a), "berth", &walk_tree(&b));
+        assert!(diff.is_empty(), "cp into {path}: {diff:#?}");
+    }
 }
 
 /// `image history`: docker's rows (newest first, the id on the top row, `<missing>` below,
@@ -684,9 +756,12 @@ fn ship_cp_and_export() {
     assert!(!o("missing").exists());
     cp(&c("/data/f/"), s(&o("x"))).one_line_error(&["not a directory"]);
     cp(&c("/data"), s(&o("f-copy"))).one_line_error(&["directory"]);
-    // Symlinks: copied as links; -L follows them inside the container.
-    cp(&c("/rel"), s(&o("rel"))).ok();
-    assert_eq!(fs::read_link(o("rel")).unwrap(), Path::new("../../../../../../../etc/image-marker"));
+    // Symlinks: copied as links (one climbing out of the destination refused, as docker's
+    // "invalid symlink"); -L follows them inside the container.
+    cp(&c("/rel"), s(&o("rel"))).one_line_error(&["invalid symlink"]);
+    assert!(fs::symlink_metadata(o("rel")).is_err());
+    cp(&c("/abs-secret"), s(&o("abs"))).ok();
+    assert_eq!(fs::read_link(o("abs")).unwrap(), host.join("secret"));
     let r = eng.cmd(&["container", "cp", "-L", &c("/rel"), s(&o("rel-followed"))]);
     r.ok();
     assert_eq!(fs::read_to_string(o("rel-followed")).unwrap(), "v1\n", "-L must read the container's file");

@@ -40,6 +40,8 @@ fn sys(op: &str, what: &str, e: nix::Error) -> EngineError {
 struct Loc {
     dir: OwnedFd,
     name: CString,
+    /// The name it is copied under (the name given, when a symlink was followed to `name`).
+    as_name: CString,
     /// For messages.
     shown: String,
 }
@@ -96,11 +98,13 @@ fn open_in_root(root: BorrowedFd<'_>, rel: &str, shown: &str) -> Result<OwnedFd,
 /// symlink there is followed (inside the root too) until it is not one.
 fn container_loc(root: BorrowedFd<'_>, path: &str, follow: bool) -> Result<Loc, EngineError> {
     let mut p = path.to_string();
+    let bad = || EngineError::Invalid(format!("invalid path {path:?}"));
+    let as_name = CString::new(split_container_path(path).1).map_err(|_| bad())?;
     for _ in 0..40 {
         let (parent, name) = split_container_path(&p);
         let dir = open_in_root(root, &parent, path)?;
-        let cname = CString::new(name.clone()).map_err(|_| EngineError::Invalid(format!("invalid path {path:?}")))?;
-        let loc = Loc { dir, name: cname, shown: path.to_string() };
+        let cname = CString::new(name.clone()).map_err(|_| bad())?;
+        let loc = Loc { dir, name: cname, as_name: as_name.clone(), shown: path.to_string() };
         if follow {
             if let Ok(st) = loc.stat() {
                 if is(&st, SFlag::S_IFLNK) {
@@ -131,8 +135,13 @@ fn host_loc(path: &Path, follow: bool) -> Result<Loc, EngineError> {
     };
     let dir = nix::fcntl::open(&parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
         .map_err(|e| sys("open", &parent.display().to_string(), e))?;
-    let name = CString::new(name.as_bytes()).map_err(|_| EngineError::Invalid(format!("invalid path {shown:?}")))?;
-    Ok(Loc { dir, name, shown })
+    let bad = || EngineError::Invalid(format!("invalid path {shown:?}"));
+    let name = CString::new(name.as_bytes()).map_err(|_| bad())?;
+    let as_name = match path.file_name() {
+        Some(n) if follow => CString::new(n.as_bytes()).map_err(|_| bad())?,
+        _ => name.clone(),
+    };
+    Ok(Loc { dir, name, as_name, shown })
 }
 
 fn open_dir_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &str) -> Result<OwnedFd, EngineError> {
@@ -159,9 +168,33 @@ fn times(st: &FileStat) -> (TimeSpec, TimeSpec) {
     (TimeSpec::new(st.st_atime, st.st_atime_nsec), TimeSpec::new(st.st_mtime, st.st_mtime_nsec))
 }
 
+/// Whether a relative symlink target, read from an entry `depth` levels below the directory
+/// the copy extracts into, leads out of that directory (docker's untar refuses those:
+/// "invalid symlink"). Absolute targets stay inside (docker joins them under it too).
+fn link_escapes(target: &[u8], depth: usize) -> bool {
+    if target.first() == Some(&b'/') {
+        return false;
+    }
+    let mut level = depth.saturating_sub(1);
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if level == 0 {
+                    return true;
+                }
+                level -= 1;
+            }
+            _ => level += 1,
+        }
+    }
+    false
+}
+
 /// Copies the entry `src` (already stat'ed as `st`) to `dst` (created or replaced; an
-/// existing directory there is merged into).
-fn copy_entry(src: &Loc, st: &FileStat, dst: &Loc, own: Own) -> Result<(), EngineError> {
+/// existing directory there is merged into). `depth`: how far below the directory the copy
+/// extracts into `dst` is (1 for the top entry), for docker's symlink check; None: no check.
+fn copy_entry(src: &Loc, st: &FileStat, dst: &Loc, own: Own, depth: Option<usize>) -> Result<(), EngineError> {
     let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
     let (u, g) = owner(st, own);
     let shown = &dst.shown;
@@ -178,7 +211,7 @@ fn copy_entry(src: &Loc, st: &FileStat, dst: &Loc, own: Own) -> Result<(), Engin
         }
         let sd = open_dir_at(src.dir.as_fd(), &src.name, &src.shown)?;
         let dd = open_dir_at(dst.dir.as_fd(), &dst.name, shown)?;
-        copy_children(&sd, &src.shown, &dd, shown, own)?;
+        copy_children(&sd, &src.shown, &dd, shown, own, depth.map(|d| d + 1))?;
         let _ = fchown(dd.as_fd(), u, g);
         fchmod(dd.as_fd(), perm).map_err(|e| sys("chmod", shown, e))?;
         let (a, m) = times(st);
@@ -218,6 +251,9 @@ fn copy_entry(src: &Loc, st: &FileStat, dst: &Loc, own: Own) -> Result<(), Engin
     if is(st, SFlag::S_IFLNK) {
         let t =
             nix::fcntl::readlinkat(src.dir.as_fd(), src.name.as_c_str()).map_err(|e| sys("readlink", &src.shown, e))?;
+        if depth.is_some_and(|d| link_escapes(t.as_bytes(), d)) {
+            return Err(EngineError::Invalid(format!("invalid symlink {shown:?} -> {:?}", t.to_string_lossy())));
+        }
         symlinkat(t.as_os_str(), dst.dir.as_fd(), dst.name.as_c_str()).map_err(|e| sys("symlink", shown, e))?;
     } else if is(st, SFlag::S_IFCHR) || is(st, SFlag::S_IFBLK) || is(st, SFlag::S_IFIFO) {
         let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
@@ -231,8 +267,15 @@ fn copy_entry(src: &Loc, st: &FileStat, dst: &Loc, own: Own) -> Result<(), Engin
     Ok(())
 }
 
-/// Copies every entry of the directory `sd` into the directory `dd`.
-fn copy_children(sd: &OwnedFd, s_shown: &str, dd: &OwnedFd, d_shown: &str, own: Own) -> Result<(), EngineError> {
+/// Copies every entry of the directory `sd` into the directory `dd` (the entries at `depth`).
+fn copy_children(
+    sd: &OwnedFd,
+    s_shown: &str,
+    dd: &OwnedFd,
+    d_shown: &str,
+    own: Own,
+    depth: Option<usize>,
+) -> Result<(), EngineError> {
     let dup = |fd: &OwnedFd, shown: &str| {
         fd.try_clone().map_err(|e| EngineError::Io { op: "dup", path: PathBuf::from(shown), err: e })
     };
@@ -247,10 +290,10 @@ fn copy_children(sd: &OwnedFd, s_shown: &str, dd: &OwnedFd, d_shown: &str, own: 
     }
     for n in names {
         let nm = n.to_string_lossy().into_owned();
-        let s = Loc { dir: dup(sd, s_shown)?, name: n.clone(), shown: format!("{s_shown}/{nm}") };
+        let s = Loc { dir: dup(sd, s_shown)?, name: n.clone(), as_name: n.clone(), shown: format!("{s_shown}/{nm}") };
         let st = s.stat().map_err(|e| sys("stat", &s.shown, e))?;
-        let d = Loc { dir: dup(dd, d_shown)?, name: n, shown: format!("{d_shown}/{nm}") };
-        copy_entry(&s, &st, &d, own)?;
+        let d = Loc { dir: dup(dd, d_shown)?, name: n.clone(), as_name: n, shown: format!("{d_shown}/{nm}") };
+        copy_entry(&s, &st, &d, own, depth)?;
     }
     Ok(())
 }
@@ -270,24 +313,25 @@ fn copy_by_rules(src: &Loc, src_path: &str, dst: &Loc, dst_path: &str, own: Own)
     if src_slash && !src_dir {
         return Err(EngineError::Invalid(format!("{src_path}: not a directory")));
     }
-    let base = if src.name.as_bytes() == b"." { CString::new("root").unwrap_or_default() } else { src.name.clone() };
+    let base =
+        if src.as_name.as_bytes() == b"." { CString::new("root").unwrap_or_default() } else { src.as_name.clone() };
     match dst_st {
         Some(d) if is(&d, SFlag::S_IFDIR) => {
             let dd = open_dir_at(dst.dir.as_fd(), &dst.name, &dst.shown)?;
             if src_dir && contents {
                 let sd = open_dir_at(src.dir.as_fd(), &src.name, &src.shown)?;
-                return copy_children(&sd, &src.shown, &dd, &dst.shown, own);
+                return copy_children(&sd, &src.shown, &dd, &dst.shown, own, Some(1));
             }
             let shown = format!("{}/{}", dst.shown.trim_end_matches('/'), base.to_string_lossy());
-            copy_entry(src, &st, &Loc { dir: dd, name: base, shown }, own)
+            copy_entry(src, &st, &Loc { dir: dd, name: base.clone(), as_name: base, shown }, own, Some(1))
         }
         Some(_) if src_dir => Err(EngineError::Invalid(format!("cannot copy a directory to a file: {dst_path}"))),
         Some(_) if dst_slash => Err(EngineError::Invalid(format!("{dst_path}: not a directory"))),
-        Some(_) => copy_entry(src, &st, dst, own),
+        Some(_) => copy_entry(src, &st, dst, own, Some(1)),
         None if dst_slash && !src_dir => {
             Err(EngineError::Invalid(format!("{dst_path}: no such directory (a path ending in / must be one)")))
         }
-        None => copy_entry(src, &st, dst, own),
+        None => copy_entry(src, &st, dst, own, Some(1)),
     }
 }
 
@@ -354,6 +398,11 @@ fn split_arg(a: &str) -> Option<(&str, &str)> {
     Some((c, p))
 }
 
+/// `P/` and `P/.` name what P resolves to: a symlink P is followed, as the kernel does.
+fn trailing_slash(p: &str) -> bool {
+    p.ends_with('/') || p.ends_with("/.")
+}
+
 pub struct CpOpts {
     pub archive: bool,
     pub follow: bool,
@@ -373,15 +422,15 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                 if o.archive { Own::Keep } else { Own::Set(Uid::effective().as_raw(), Gid::effective().as_raw()) };
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
-                let sloc = container_loc(rfd.as_fd(), path, o.follow)?;
+                let sloc = container_loc(rfd.as_fd(), path, o.follow || trailing_slash(path))?;
                 if dst == "-" {
                     // A tar of SRC on stdout: copied out to a private dir, archived from there.
                     let tmp = TmpDir::new(e)?;
                     let st = sloc.stat().map_err(|e| sys("stat", path, e))?;
-                    let name = if sloc.name.as_bytes() == b"." {
+                    let name = if sloc.as_name.as_bytes() == b"." {
                         CString::new("root").unwrap_or_default()
                     } else {
-                        sloc.name.clone()
+                        sloc.as_name.clone()
                     };
                     let tdir = nix::fcntl::open(
                         &tmp.0,
@@ -389,8 +438,8 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                         Mode::empty(),
                     )
                     .map_err(|e| sys("open", &tmp.0.display().to_string(), e))?;
-                    let dl = Loc { dir: tdir, name: name.clone(), shown: "-".into() };
-                    copy_entry(&sloc, &st, &dl, Own::Keep)?;
+                    let dl = Loc { dir: tdir, name: name.clone(), as_name: name.clone(), shown: "-".into() };
+                    copy_entry(&sloc, &st, &dl, Own::Keep, None)?;
                     let mut b = tar::Builder::new(io::BufWriter::new(io::stdout().lock()));
                     b.follow_symlinks(false);
                     let n = OsStr::from_bytes(name.as_bytes());
@@ -427,7 +476,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                 a.unpack(&tmp.0).map_err(|err| EngineError::Invalid(format!("read tar from stdin: {err}")))?;
                 (host_loc(&tmp.0.join("."), false)?, "./.".to_string())
             } else {
-                (host_loc(Path::new(src), o.follow)?, src.to_string())
+                (host_loc(Path::new(src), o.follow || trailing_slash(src))?, src.to_string())
             };
             let own = if src == "-" && !o.archive { Own::Set(0, 0) } else { own };
             with_rootfs(cs, &rec, |root| {
@@ -503,4 +552,21 @@ pub fn export(e: &Engine, cs: &Containers, key: &str, output: Option<&Path>) -> 
         }
         Ok(0)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_escapes;
+
+    #[test]
+    fn symlinks_leaving_the_extraction_dir() {
+        assert!(!link_escapes(b"/etc/passwd", 1));
+        assert!(!link_escapes(b"x", 1));
+        assert!(link_escapes(b"../x", 1));
+        assert!(!link_escapes(b"../x", 2));
+        assert!(link_escapes(b"../../x", 2));
+        assert!(!link_escapes(b"a/../b", 1));
+        assert!(link_escapes(b"a/../../b", 1));
+        assert!(!link_escapes(b"./././x", 1));
+    }
 }
