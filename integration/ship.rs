@@ -208,6 +208,18 @@ fn ship_push_refused_and_auth() {
     let raw = skopeo_inspect(&backend, "tok/img:v1", true);
     assert_eq!(sha256_bytes(raw.as_bytes()), m.hex());
 
+    // TLS: refused without the CA (one line naming --tls-ca), pushed with it.
+    let tls = Registry::start(&ctx, RegistryOpts { tls: true, ..Default::default() });
+    let name = tls.reference("tls/img:v1");
+    eng.image(&["tag", local, &name]).ok();
+    eng.image(&["push", &name]).one_line_error(&["--tls-ca"]);
+    let ca = tls.ca.clone().unwrap();
+    eng.image(&["push", "--tls-ca", s(&ca), &name]).ok();
+    let mut c = Command::new("skopeo");
+    c.args(["inspect", "--raw"]).arg("--cert-dir").arg(tls.cert_dir.as_ref().unwrap());
+    c.arg(format!("docker://{name}")).env("HOME", &tls.dir).env("TMPDIR", &tls.dir);
+    assert_eq!(sha256_bytes(tool(&mut c).as_bytes()), m.hex());
+
     // -a: every tag of the repository; -q prints the reference as docker does.
     let repo = backend.reference("all/img");
     for t in ["a", "b"] {

@@ -752,7 +752,17 @@ impl Client {
                     Ok(resp) if resp.status() == 400 => {
                         let mut body = Vec::new();
                         let _ = resp.into_reader().take(4 << 10).read_to_end(&mut body);
-                        if says_https(&body) {
+                        // A HEAD's 400 has no body to say why: ask with a GET of /v2/.
+                        let probe = || {
+                            let mut b = Vec::new();
+                            if let Ok(r) | Err(ureq::Error::Status(_, r)) =
+                                self.agent.get(&format!("http://{host}/v2/")).call()
+                            {
+                                let _ = r.into_reader().take(4 << 10).read_to_end(&mut b);
+                            }
+                            says_https(&b)
+                        };
+                        if says_https(&body) || (body.is_empty() && method != "GET" && probe()) {
                             return https();
                         }
                         let text = String::from_utf8_lossy(&body);
