@@ -337,6 +337,25 @@ fn ship_save_podman_load() {
     eng2.image(&["load", "-i", s(&out)]).ok();
     assert_eq!(eng2.inspect(name)["Id"], json!(c.digest));
 
+    // Two images sharing a layer, to standard output: the shared layer written once; both load.
+    let second = "localhost/berth-test/save2:v2";
+    let lay2 = Layout::create(&ctx.tempdir("layout2"));
+    let l = lay2.add_layer(&ctx.dir.join("extra.tar"), false);
+    let (m2, c2) = lay2.add_image(&[l], &ImageSpec::new(&["true"]));
+    lay2.tag(&m2, "v2", Some(second));
+    eng.image(&["load", "-i", s(&lay2.dir)]).ok();
+    let so = eng.command(&["image", "save", name, second]).output().unwrap();
+    assert!(so.status.success(), "{}", String::from_utf8_lossy(&so.stderr));
+    let both = ctx.dir.join("both.tar");
+    fs::write(&both, &so.stdout).unwrap();
+    let entries = tool(Command::new("tar").arg("-tf").arg(&both));
+    let shared = format!("blobs/sha256/{}", &diff_ids[1][7..]);
+    assert_eq!(entries.lines().filter(|l| *l == shared).count(), 1, "{entries}");
+    let eng3 = Eng::new(&ctx);
+    eng3.image(&["load", "-i", s(&both)]).ok();
+    assert_eq!(eng3.inspect(name)["Id"], json!(c.digest));
+    assert_eq!(eng3.inspect(second)["Id"], json!(c2.digest));
+
     // A name that is not there: one line, no file.
     let bad = ctx.dir.join("bad.tar");
     eng.image(&["save", "-o", s(&bad), name, "localhost/no/such:v9"]).one_line_error(&["no/such"]);
