@@ -424,7 +424,7 @@ fn ship_save_docker_load() {
     let _c = Containers(&eng);
     let script = "echo new > /new.txt; echo changed >> /etc/passwd; rm /etc/group; mkdir -p /var/x/y; \
                   echo z > /var/x/y/z; rm -rf /opt/app && mkdir /opt/app && echo n > /opt/app/new; \
-                  ln -s /etc/passwd /link; chmod 700 /opt";
+                  ln -s /etc/passwd /link; chmod 700 /opt; ln /new.txt /hard; mkfifo /fifo";
     let cname = format!("ship-diff-{}", std::process::id());
     run(&["run", "--name", &cname, "--network", "none", name, "sh", "-c", script]);
     let theirs = run(&["diff", &cname]);
@@ -469,10 +469,16 @@ fn ship_save_docker_load() {
         let mj: Value = serde_json::from_slice(&fs::read(x.join("manifest.json")).unwrap()).unwrap();
         let layers = mj[0]["Layers"].as_array().unwrap();
         let top = x.join(layers[layers.len() - 1].as_str().unwrap());
-        let mut v: Vec<String> = tool(Command::new("tar").arg("-tf").arg(&top))
+        // Type and mode, owner, size, name (and link target): all but the times.
+        let mut v: Vec<String> = tool(Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(&top))
             .lines()
-            .map(|l| l.trim_start_matches("./").trim_end_matches('/').to_string())
-            .filter(|l| !l.is_empty())
+            .map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let name = f[5..].join(" ");
+                let name = name.trim_start_matches("./").replacen("/ ", " ", 1);
+                format!("{} {} {} {}", f[0], f[1], f[2], name.trim_end_matches('/'))
+            })
+            .filter(|l| !l.ends_with(' '))
             .collect();
         v.sort();
         v

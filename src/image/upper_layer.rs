@@ -67,6 +67,8 @@ enum Node {
     /// A deletion of the lower entry `rel`.
     Whiteout {
         rel: String,
+        /// The character device overlayfs left (its owner and time go into the tar).
+        st: FileStat,
     },
     /// A lower entry hidden by an opaque directory above it (a deletion that the opaque
     /// marker already carries in the layer).
@@ -244,7 +246,7 @@ impl Walk<'_> {
                 err: e,
             })?;
             if is_whiteout(&st) {
-                out.push(Node::Whiteout { rel: child });
+                out.push(Node::Whiteout { rel: child, st });
                 continue;
             }
             let lower = self.lower(&child);
@@ -273,7 +275,7 @@ impl Walk<'_> {
                     let here: BTreeSet<OsString> = below
                         .iter()
                         .filter_map(|n| match n {
-                            Node::Entry { rel, .. } | Node::Whiteout { rel } | Node::Hidden { rel } => {
+                            Node::Entry { rel, .. } | Node::Whiteout { rel, .. } | Node::Hidden { rel } => {
                                 rel.strip_prefix(&format!("{child}/")).filter(|r| !r.contains('/')).map(OsString::from)
                             }
                         })
@@ -318,7 +320,7 @@ pub fn changes(upper: &Path, lowers: &[PathBuf], exclude: &BTreeSet<String>) -> 
     let mut out: Vec<Change> = nodes
         .into_iter()
         .map(|n| match n {
-            Node::Whiteout { rel } | Node::Hidden { rel } => {
+            Node::Whiteout { rel, .. } | Node::Hidden { rel } => {
                 Change { path: format!("/{rel}"), kind: ChangeKind::Deleted }
             }
             Node::Entry { rel, in_lower, .. } => {
@@ -351,18 +353,21 @@ pub fn write_layer<W: Write>(
     for n in nodes {
         match n {
             Node::Hidden { .. } => {}
-            Node::Whiteout { rel } => {
+            Node::Whiteout { rel, st } => {
                 let (dir, name) = rel.rsplit_once('/').map_or(("", rel.as_str()), |(d, n)| (d, n));
                 let wh = if dir.is_empty() {
                     format!("{WHITEOUT_PREFIX}{name}")
                 } else {
                     format!("{dir}/{WHITEOUT_PREFIX}{name}")
                 };
+                // As docker writes them: an empty 0600 file with the device's owner and time.
                 let mut h = tar::Header::new_gnu();
                 h.set_entry_type(tar::EntryType::Regular);
                 h.set_size(0);
-                h.set_mode(0o644);
-                h.set_mtime(0);
+                h.set_mode(0o600);
+                h.set_uid(u64::from(st.st_uid));
+                h.set_gid(u64::from(st.st_gid));
+                h.set_mtime(u64::try_from(st.st_mtime).unwrap_or(0));
                 tar.append_data(&mut h, wh, io::empty()).map_err(w)?;
             }
             Node::Entry { rel, st, opaque, xattrs, .. } => {
@@ -383,10 +388,13 @@ pub fn write_layer<W: Write>(
                         h.set_entry_type(tar::EntryType::Directory);
                         tar.append_data(&mut h, format!("{rel}/"), io::empty()).map_err(w)?;
                         if opaque {
+                            // As docker writes it: the directory's permissions and owner.
                             let mut o = tar::Header::new_gnu();
                             o.set_entry_type(tar::EntryType::Regular);
                             o.set_size(0);
-                            o.set_mode(0o644);
+                            o.set_mode(st.st_mode & 0o777);
+                            o.set_uid(u64::from(st.st_uid));
+                            o.set_gid(u64::from(st.st_gid));
                             o.set_mtime(0);
                             tar.append_data(&mut o, format!("{rel}/{OPAQUE_MARKER}"), io::empty()).map_err(w)?;
                         }
