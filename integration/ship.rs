@@ -549,6 +549,35 @@ fn ship_save_docker_load() {
         assert!(d.docker(&["cp", &from, &to]).status().unwrap().success(), "docker cp {from} {to}");
         eng.cmd(&["container", "cp", &from, &to]).ok();
     }
+    // export of the twins: the same entries, but for the mount points each engine makes.
+    let listing = |tar: &Path| -> Vec<String> {
+        let engine_made = |n: &str| {
+            [".dockerenv", "dev", "proc", "sys", "etc/hostname", "etc/hosts", "etc/resolv.conf", "etc/mtab"]
+                .iter()
+                .any(|m| n == *m || n.starts_with(&format!("{m}/")))
+        };
+        let mut v: Vec<String> = tool(Command::new("tar").args(["--numeric-owner", "-tvf"]).arg(tar))
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let name = f[5..].join(" ");
+                let name = name.trim_start_matches("./").replacen("/ ", " ", 1);
+                let name = name.trim_end_matches('/').to_string();
+                let path = name.split(" -> ").next().unwrap_or("").split(" link to ").next().unwrap_or("");
+                (!path.is_empty() && !engine_made(path)).then(|| format!("{} {} {} {name}", f[0], f[1], f[2]))
+            })
+            .collect();
+        v.sort();
+        v
+    };
+    let (dexp, bexp) = (ctx.dir.join("docker-export.tar"), ctx.dir.join("berth-export.tar"));
+    run(&["export", "-o", s(&dexp), &cpname]);
+    eng.cmd(&["container", "export", "-o", s(&bexp), &cpname]).ok();
+    let (dl, bl) = (listing(&dexp), listing(&bexp));
+    let only_d: Vec<&String> = dl.iter().filter(|x| !bl.contains(x)).collect();
+    let only_b: Vec<&String> = bl.iter().filter(|x| !dl.contains(x)).collect();
+    assert!(only_d.is_empty() && only_b.is_empty(), "export: only docker's {only_d:#?}\nonly berth's {only_b:#?}");
+
     for path in ["/newtree", "/data"] {
         let (a, b) = (
             ctx.dir.join(format!("back-docker{}", path.replace('/', "-"))),
