@@ -220,6 +220,21 @@ fn ship_push_refused_and_auth() {
     c.arg(format!("docker://{name}")).env("HOME", &tls.dir).env("TMPDIR", &tls.dir);
     assert_eq!(sha256_bytes(tool(&mut c).as_bytes()), m.hex());
 
+    // A docker schema2 image (loaded from a classic docker save archive): pushed as stored.
+    let arch = ctx.dir.join("classic.tar");
+    let classic = backend.reference("schema2/img:v1");
+    docker_save_archive(&ctx, &arch, &bb, &[classic.as_str()], &ImageSpec::new(&["true"]));
+    eng.image(&["load", "-i", s(&arch)]).ok();
+    let o = eng.image(&["push", &classic]);
+    o.ok();
+    let raw = skopeo_inspect(&backend, "schema2/img:v1", true);
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.docker.distribution.manifest.v2+json"), "{raw}");
+    assert!(
+        o.stdout.contains(&format!("v1: digest: sha256:{} size: {}", sha256_bytes(raw.as_bytes()), raw.len())),
+        "{o}"
+    );
+
     // -a: every tag of the repository; -q prints the reference as docker does.
     let repo = backend.reference("all/img");
     for t in ["a", "b"] {
