@@ -150,6 +150,21 @@ fn ship_push_pull_back_and_mount() {
     assert!(requests(&reg, "PATCH", "/ship/two/").is_empty() && requests(&reg, "PUT", "/ship/two/blobs/").is_empty());
     let info: Value = serde_json::from_str(&skopeo_inspect(&reg, "ship/two:v2", false)).unwrap();
     assert_eq!(info["Digest"], json!(m.digest), "{info:#}");
+
+    // On a terminal (script(1) gives it a pty): lines redrawn in place with the bytes sent.
+    // (Another registry: nothing there to mount from.)
+    let reg2 = Registry::start(&ctx, RegistryOpts::default());
+    let three = reg2.reference("ship/three:v1");
+    eng.image(&["tag", local, &three]).ok();
+    let line = format!(
+        "{} --root {} --data-root {} image push {three}",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display()
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    assert!(tty.contains("\x1b[1A") || tty.contains("\x1b[2A"), "no redraw on a terminal: {tty:?}");
+    assert!(tty.contains(" MB/") && tty.contains(": Pushed"), "no progress on a terminal: {tty:?}");
 }
 
 /// Pushes the registry refuses say why, in one line, and leave the store as it was; with
