@@ -500,7 +500,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
 }
 
 /// `container export`: the container's merged root filesystem as a tar.
-pub fn export(e: &Engine, cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, EngineError> {
+pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, EngineError> {
     let rec = cs.find(key)?;
     if output.is_none() {
         // SAFETY: isatty only inspects the descriptor.
@@ -510,7 +510,6 @@ pub fn export(e: &Engine, cs: &Containers, key: &str, output: Option<&Path>) -> 
             ));
         }
     }
-    let _ = e;
     let none = std::collections::BTreeSet::new();
     with_rootfs(cs, &rec, |root| {
         let werr = |err: io::Error| EngineError::Io {

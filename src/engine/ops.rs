@@ -198,7 +198,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
         ContainerCmd::Cp { archive, follow_link, src, dest } => {
             super::copy::cp(e, &cs, &src, &dest, super::copy::CpOpts { archive, follow: follow_link })
         }
-        ContainerCmd::Export { output, container } => super::copy::export(e, &cs, &container, output.as_deref()),
+        ContainerCmd::Export { output, container } => super::copy::export(&cs, &container, output.as_deref()),
         ContainerCmd::Cleanup { id } => {
             run::cleanup(e, &cs, &id)?;
             Ok(0)
