@@ -14,6 +14,9 @@ Sections (--sections, default all):
   dualstack   dual-stack (IPv4 + IPv6) network set-up + teardown per container: `container run
               --rm` on a user network made with --ipv6 (name resolution on) minus --network none,
               berth vs podman 4.3 (netavark + aardvark-dns, the same kind of network), ratio
+  push        push that image to a local docker-registry: berth `image push` (from its store) vs
+              `skopeo copy` from the OCI layout; each iteration on a fresh registry (no blob there,
+              nothing to mount from) with a fresh berth data root, the order alternating
   rss         memory of berth's shim vs podman's conmon per running container
 
 The Debian image is made once per machine: a `debootstrap --variant=minbase` rootfs cached in
@@ -190,8 +193,8 @@ def free_port():
 
 
 class Registry:
-    def __init__(self, work):
-        self.dir = os.path.join(work, "registry")
+    def __init__(self, work, name="registry"):
+        self.dir = os.path.join(work, name)
         os.makedirs(self.dir)
         self.port = free_port()
         cfg = os.path.join(self.dir, "config.yml")
@@ -334,6 +337,51 @@ def section_pull(berth, work, layout, gz_mb, raw_mb, iters, baseline=None):
         return out
     finally:
         reg.stop()
+
+
+def section_push(berth, work, layout, gz_mb, iters):
+    """berth `image push` of the loaded Debian image vs `skopeo copy oci:LAYOUT docker://...`:
+    the same blobs (gzip layers as stored) to a registry that has none of them. A fresh
+    registry per iteration keeps both tools from mounting or skipping anything (skopeo's blob
+    info cache knows blob locations per registry host:port); berth gets a fresh data root
+    (loaded untimed) so it knows no other repository either."""
+    res = {"berth": [], "skopeo": []}
+    cpu = {"berth": [], "skopeo": []}
+    for i in range(iters):
+        reg = Registry(work, "registry-push-%d" % i)
+        try:
+            host = "127.0.0.1:%d" % reg.port
+            data = os.path.join(work, "data-push-%d" % i)
+            run([berth, "--data-root", data, "image", "load", "-q", "-i", layout])
+            order = ("berth", "skopeo") if i % 2 == 0 else ("skopeo", "berth")
+            for who in order:
+                if who == "berth":
+                    ref = "%s/bench/berth:v1" % host
+                    run([berth, "--data-root", data, "image", "tag", "debian-bench", ref])
+                    t, c = timed_cpu([berth, "--data-root", data, "image", "push", "-q", ref])
+                else:
+                    t, c = timed_cpu(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
+                                      "oci:%s:bench" % layout, "docker://%s/bench/skopeo:v1" % host])
+                res[who].append(t)
+                cpu[who].append(c)
+            shutil.rmtree(data, ignore_errors=True)
+        finally:
+            reg.stop()
+            shutil.rmtree(reg.dir, ignore_errors=True)
+    med = {k: statistics.median(v) for k, v in res.items()}
+    cmed = {k: statistics.median(v) for k, v in cpu.items()}
+    print("push to docker-registry on 127.0.0.1 (%.1f MB compressed, every blob sent), %d iterations:" % (gz_mb, iters))
+    for name, k in (("berth image push", "berth"), ("skopeo copy oci: to docker:", "skopeo")):
+        xs = res[k]
+        print("  %-28s median %8.1f ms  (min %7.1f, max %7.1f)  cpu %7.1f ms  %7.1f MB/s" % (
+            name, med[k] * 1000, min(xs) * 1000, max(xs) * 1000, cmed[k] * 1000, gz_mb / med[k]))
+    print("  berth / skopeo = %.2fx wall, %.2fx cpu  (target: at least as fast, <= 1.00x wall: %s)"
+          % (med["berth"] / med["skopeo"], cmed["berth"] / cmed["skopeo"],
+             "met" if med["berth"] <= med["skopeo"] else "not met"))
+    out = {k + "_ms": med[k] * 1000 for k in med}
+    out.update({k + "_cpu_ms": cmed[k] * 1000 for k in cmed})
+    out["ratio"] = med["berth"] / med["skopeo"]
+    return out
 
 
 # ------------------------------------------------------------------ cgroups
@@ -1146,7 +1194,7 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="seed of the shuffled order (containers section)")
     ap.add_argument("--cells", default="", help="only the containers cells whose name contains one of these (comma list)")
     ap.add_argument("--rss-containers", type=int, default=3, help="detached containers per engine for rss")
-    ap.add_argument("--sections", default="unpack,pull,containers,dualstack,rss")
+    ap.add_argument("--sections", default="unpack,pull,push,containers,dualstack,rss")
     ap.add_argument("--json", help="write the medians to this file")
     ap.add_argument("--baseline", help="another berth binary (e.g. a build of the previous commit) to time too")
     a = ap.parse_args()
@@ -1158,9 +1206,9 @@ def main():
         die("no berth binary at %s (cargo build --release)" % berth)
     sections = [x.strip() for x in a.sections.split(",") if x.strip()]
     for s in sections:
-        if s not in ("unpack", "pull", "containers", "dualstack", "rss"):
+        if s not in ("unpack", "pull", "push", "containers", "dualstack", "rss"):
             die("unknown section %r" % s)
-    need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"],
+    need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"], "push": ["skopeo", "docker-registry"],
             "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"],
             "dualstack": ["podman", "conmon", "runc", "ip6tables"]}
     for s in sections:
@@ -1200,7 +1248,7 @@ def main():
             (berth, os.cpu_count()) + os.getloadavg() + (open("/proc/self/cgroup").read().splitlines()[0].split(":", 2)[2],)))
         layout = None
         for s in sections:
-            if s in ("unpack", "pull") and layout is None:
+            if s in ("unpack", "pull", "push") and layout is None:
                 layout, raw, gz = debian_layout(work)
             if s in ("containers", "dualstack", "rss") and eng is None:
                 eng = Engines(berth, work)
@@ -1211,6 +1259,8 @@ def main():
             elif s == "pull":
                 out[s] = section_pull(berth, work, layout, gz / 1e6, raw / 1e6, a.iterations,
                                       os.path.abspath(a.baseline) if a.baseline else None)
+            elif s == "push":
+                out[s] = section_push(berth, work, layout, gz / 1e6, a.iterations)
             elif s == "containers":
                 out[s] = section_containers(eng, berth, work, a.container_iterations, a.warmup, a.seed,
                                             [x for x in a.cells.split(",") if x])

@@ -23,5 +23,6 @@ mod rootless;
 mod seccomp;
 mod security;
 mod shim;
+mod ship;
 mod state;
 mod tty;

@@ -311,8 +311,8 @@ other options are ignored.",
 ];
 
 const ENGINE: &[(&str, &str)] = &[
-    ("image", "images: load, pull, ls, inspect, tag, rm, prune, unpack, mount (docker-style; see berth image --help)"),
-    ("container", "containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, ..."),
+    ("image", "images: load, pull, push, save, history, ls, inspect, tag, rm, prune, unpack, mount (docker-style; see berth image --help)"),
+    ("container", "containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, commit, diff, cp, export, ..."),
     ("volume", "named volumes: create, ls, inspect, rm, prune"),
     ("network", "networks: create, ls, inspect, rm, prune"),
 ];

@@ -23,6 +23,8 @@ pub struct RegistryOpts {
     pub tls: bool,
     /// Require basic auth (htpasswd, bcrypt) with this user and password.
     pub basic_auth: Option<(String, String)>,
+    /// Storage in read-only maintenance mode: every upload refused (405 UNSUPPORTED).
+    pub readonly: bool,
 }
 
 /// A running `docker-registry serve` on 127.0.0.1:<free port>.
@@ -117,12 +119,13 @@ impl Registry {
             auth_yaml =
                 format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", dir.join("htpasswd").display());
         }
+        let maint = if opts.readonly { "  maintenance:\n    readonly:\n      enabled: true\n" } else { "" };
         let log = dir.join("registry.log");
         let mut last_err = String::new();
         for _ in 0..5 {
             let port = free_port();
             let config = format!(
-                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n  secret: berth-test-secret\n{tls_yaml}{auth_yaml}",
+                "version: 0.1\nlog:\n  level: info\n  accesslog:\n    disabled: false\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\n{maint}http:\n  addr: 127.0.0.1:{port}\n  secret: berth-test-secret\n{tls_yaml}{auth_yaml}",
                 dir.join("storage").display()
             );
             let cfg = dir.join("config.yml");

@@ -546,6 +546,14 @@ pub fn runtime_kill(e: &Engine, id: &str, sig: i32, all: bool) -> Result<(), Eng
     berth::kill(&globals(e), id, sig, all).map_err(rt_err)
 }
 
+pub fn runtime_pause(e: &Engine, id: &str) -> Result<(), EngineError> {
+    berth::pause(&globals(e), id).map_err(rt_err)
+}
+
+pub fn runtime_resume(e: &Engine, id: &str) -> Result<(), EngineError> {
+    berth::resume(&globals(e), id).map_err(rt_err)
+}
+
 pub fn runtime_delete(e: &Engine, id: &str) -> Result<(), EngineError> {
     berth::delete(&globals(e), id, true).map_err(rt_err)
 }

@@ -338,6 +338,44 @@ pub enum ContainerCmd {
         no_trunc: bool,
         containers: Vec<String>,
     },
+    /// Create a new image from a container's changes.
+    Commit {
+        /// Author (e.g. "Jane Doe <jane@example.com>").
+        #[arg(short = 'a', long)]
+        author: Option<String>,
+        /// A Dockerfile instruction to apply (CMD, ENTRYPOINT, ENV, EXPOSE, WORKDIR, USER, LABEL, STOPSIGNAL, VOLUME).
+        #[arg(short = 'c', long = "change")]
+        change: Vec<String>,
+        /// Commit message.
+        #[arg(short = 'm', long)]
+        message: Option<String>,
+        /// Pause the container while committing.
+        #[arg(short = 'p', long, default_value = "true", action = clap::ArgAction::Set)]
+        pause: bool,
+        container: String,
+        /// REPOSITORY[:TAG]
+        reference: Option<String>,
+    },
+    /// Show the changes to files in a container's filesystem (A added, C changed, D deleted).
+    Diff { container: String },
+    /// Copy files between a container and the host: `cp CONTAINER:SRC DEST|-` or `cp SRC|- CONTAINER:DEST`.
+    Cp {
+        /// Archive mode: keep the source's owner.
+        #[arg(short = 'a', long)]
+        archive: bool,
+        /// Follow a symlink SRC.
+        #[arg(short = 'L', long = "follow-link")]
+        follow_link: bool,
+        src: String,
+        dest: String,
+    },
+    /// Write a container's filesystem as a tar archive (standard output by default).
+    Export {
+        /// Write to a file instead of standard output.
+        #[arg(short = 'o', long)]
+        output: Option<std::path::PathBuf>,
+        container: String,
+    },
     /// Remove all stopped containers.
     Prune {
         /// Do not ask (accepted; berth never asks).

@@ -13,6 +13,8 @@
 
 mod adapt;
 pub mod cli;
+mod commit;
+mod copy;
 pub mod init;
 mod ops;
 mod opts;

@@ -191,6 +191,15 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             }
             Ok(0)
         }
+        ContainerCmd::Commit { author, change, message, pause, container, reference } => {
+            let o = super::commit::CommitOpts { author, changes: change, message, pause };
+            super::commit::commit(e, &cs, &container, reference.as_deref(), o)
+        }
+        ContainerCmd::Diff { container } => super::commit::diff(&cs, &container),
+        ContainerCmd::Cp { archive, follow_link, src, dest } => {
+            super::copy::cp(e, &cs, &src, &dest, super::copy::CpOpts { archive, follow: follow_link })
+        }
+        ContainerCmd::Export { output, container } => super::copy::export(&cs, &container, output.as_deref()),
         ContainerCmd::Cleanup { id } => {
             run::cleanup(e, &cs, &id)?;
             Ok(0)

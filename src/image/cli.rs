@@ -56,6 +56,50 @@ pub enum ImageCmd {
         /// Image reference, e.g. busybox, localhost:5000/x/y:t, name@sha256:...
         reference: String,
     },
+    /// Push an image to a registry.
+    Push {
+        /// Push every tag of the repository.
+        #[arg(short = 'a', long = "all-tags")]
+        all_tags: bool,
+        /// Allow plain http and unverified TLS.
+        #[arg(long)]
+        insecure: bool,
+        /// CA certificate (PEM) to trust for the registry.
+        #[arg(long = "tls-ca")]
+        tls_ca: Option<PathBuf>,
+        /// Credentials file (docker config.json format).
+        #[arg(long = "authfile")]
+        authfile: Option<PathBuf>,
+        /// Print only the reference pushed.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// Image name with the registry, e.g. localhost:5000/x/y:t
+        reference: String,
+    },
+    /// Save images to a tar archive (docker's save format; standard output by default).
+    Save {
+        /// Write to a file instead of standard output.
+        #[arg(short = 'o', long = "output")]
+        output: Option<PathBuf>,
+        #[arg(required = true)]
+        images: Vec<String>,
+    },
+    /// Show the history of an image.
+    History {
+        /// Print only the image ids.
+        #[arg(short = 'q', long = "quiet")]
+        quiet: bool,
+        /// Do not truncate the output.
+        #[arg(long = "no-trunc")]
+        no_trunc: bool,
+        /// Print sizes and dates in human readable form.
+        #[arg(short = 'H', long = "human", default_value = "true", action = clap::ArgAction::Set)]
+        human: bool,
+        /// Output format: table (default) or json (one object per line).
+        #[arg(long)]
+        format: Option<String>,
+        image: String,
+    },
     /// List images.
     #[command(alias = "list")]
     Ls {
@@ -111,6 +155,12 @@ pub enum CliError {
     #[error(transparent)]
     Pull(#[from] PullError),
     #[error(transparent)]
+    Push(#[from] super::push::PushError),
+    #[error(transparent)]
+    Save(#[from] super::save::SaveError),
+    #[error(transparent)]
+    History(#[from] super::history::HistoryError),
+    #[error(transparent)]
     Archive(#[from] ArchiveError),
     #[error(transparent)]
     Registry(#[from] RegistryError),
@@ -149,6 +199,24 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
             Ok(())
+        }
+        ImageCmd::Push { all_tags, insecure, tls_ca, authfile, quiet, reference } => {
+            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
+            super::push::push(&store, &client, &reference, &super::push::PushOptions { quiet, all_tags })?;
+            if quiet {
+                // docker prints the reference pushed (with :latest added unless --all-tags).
+                let (r, canonical) = normalise(&reference)?;
+                if all_tags {
+                    println!("{}/{}", r.registry, r.repository);
+                } else {
+                    println!("{canonical}");
+                }
+            }
+            Ok(())
+        }
+        ImageCmd::Save { output, images } => Ok(super::save::save(&store, &images, output.as_deref())?),
+        ImageCmd::History { quiet, no_trunc, human, format, image } => {
+            Ok(super::history::history(&store, &image, quiet, no_trunc, human, format.as_deref())?)
         }
         ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
         ImageCmd::Inspect { images } => inspect(&store, &images),

@@ -164,27 +164,27 @@ struct ProgressState {
 }
 
 /// Per-layer progress: redrawn lines on a terminal, one line per event otherwise.
-struct Progress {
-    tty: bool,
+pub(super) struct Progress {
+    pub(super) tty: bool,
     quiet: bool,
     st: Mutex<ProgressState>,
 }
 
 impl Progress {
-    fn new(quiet: bool) -> Progress {
+    pub(super) fn new(quiet: bool) -> Progress {
         // SAFETY: isatty only inspects the descriptor.
         let tty = unsafe { libc::isatty(1) } == 1;
         Progress { tty, quiet, st: Mutex::new(ProgressState { lines: Vec::new(), drawn: 0, last: Instant::now() }) }
     }
 
-    fn add(&self, id: &str) -> usize {
+    pub(super) fn add(&self, id: &str) -> usize {
         let mut st = self.st.lock().unwrap_or_else(|e| e.into_inner());
         st.lines.push((id.to_string(), "Waiting".into()));
         st.lines.len() - 1
     }
 
     /// `plain` is the line printed when not on a terminal (None: nothing).
-    fn set(&self, i: usize, status: String, plain: Option<String>, force: bool) {
+    pub(super) fn set(&self, i: usize, status: String, plain: Option<String>, force: bool) {
         if self.quiet {
             return;
         }

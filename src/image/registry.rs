@@ -124,6 +124,68 @@ enum Scheme {
     Http,
 }
 
+/// A request body. A file range is opened again for each attempt (a 401 answered with
+/// credentials sends it twice).
+#[derive(Clone, Copy)]
+enum Body<'a> {
+    Empty,
+    Bytes(&'a [u8]),
+    File { path: &'a Path, offset: u64, len: u64, progress: &'a (dyn Fn(u64) + Sync) },
+}
+
+/// What a cross-repository mount request did.
+#[derive(Debug)]
+pub enum Mount {
+    /// The blob is now in the repository.
+    Mounted,
+    /// The registry started an upload session (at this location) instead.
+    Upload(String),
+}
+
+/// A file range as a reader.
+fn open_range(path: &Path, offset: u64, len: u64) -> io::Result<io::Take<std::fs::File>> {
+    use std::io::Seek;
+    let mut f = std::fs::File::open(path)?;
+    f.seek(io::SeekFrom::Start(offset))?;
+    Ok(f.take(len))
+}
+
+/// A reader that reports the bytes read so far (plus `base`) every PROGRESS_STEP.
+struct Counting<'a, R> {
+    inner: R,
+    base: u64,
+    done: u64,
+    progress: &'a (dyn Fn(u64) + Sync),
+}
+
+impl<R: Read> Read for Counting<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let before = self.done / PROGRESS_STEP;
+        self.done += n as u64;
+        if self.done / PROGRESS_STEP != before {
+            (self.progress)(self.base + self.done);
+        }
+        Ok(n)
+    }
+}
+
+/// The Location of an upload session from a 202 reply.
+fn upload_location(r: &Reference, digest: &Digest, resp: ureq::Response) -> Result<String, RegistryError> {
+    let loc = resp.header("location").map(|l| l.trim().to_string()).filter(|l| !l.is_empty());
+    drain(resp);
+    match loc {
+        Some(l) if l.starts_with('/') || l.contains("://") => Ok(l),
+        Some(l) => Ok(format!("/{l}")),
+        None => Err(RegistryError::Status {
+            host: r.registry.clone(),
+            what: format!("blob {digest} upload"),
+            status: 202,
+            detail: ": no Location header".to_string(),
+        }),
+    }
+}
+
 /// A registry client; cheap to share by reference between threads.
 pub struct Client {
     /// Verifies certificates (system CAs + tls_ca).
@@ -339,11 +401,26 @@ impl Client {
     /// GET `path` on `r`'s registry, answering 401 challenges once. Returns the
     /// response whatever its status, except a 401 that persists.
     fn get(&self, r: &Reference, path: &str, accept: Option<&str>) -> Result<ureq::Response, RegistryError> {
+        let headers: Vec<(&str, String)> = accept.map(|a| ("Accept", a.to_string())).into_iter().collect();
+        self.request(r, "GET", path, &headers, Body::Empty)
+    }
+
+    /// `method` on `target` (a path on `r`'s registry, or an absolute URL the registry handed
+    /// out, e.g. an upload location), answering 401 challenges once. Returns the response
+    /// whatever its status, except a 401 that persists.
+    fn request(
+        &self,
+        r: &Reference,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+        body: Body<'_>,
+    ) -> Result<ureq::Response, RegistryError> {
         let key = (r.registry.clone(), r.repository.clone());
         let mut auth = lock(&self.auth_cache).get(&key).cloned();
         let mut fresh = false;
         loop {
-            let resp = self.send(r, path, accept, auth.as_deref())?;
+            let resp = self.send(r, method, target, headers, body, auth.as_deref())?;
             if resp.status() != 401 {
                 return Ok(resp);
             }
@@ -356,6 +433,130 @@ impl Client {
             lock(&self.auth_cache).insert(key.clone(), header.clone());
             auth = Some(header);
             fresh = true;
+        }
+    }
+
+    /// Whether blob `digest` is in `r`'s repository (HEAD).
+    pub fn blob_exists(&self, r: &Reference, digest: &Digest) -> Result<bool, RegistryError> {
+        let path = format!("/v2/{}/blobs/{digest}", r.repository);
+        let resp = self.request(r, "HEAD", &path, &[], Body::Empty)?;
+        match resp.status() {
+            200 => {
+                drain(resp);
+                Ok(true)
+            }
+            404 => {
+                drain(resp);
+                Ok(false)
+            }
+            _ => Err(status_error(r, format!("blob {digest}"), resp)),
+        }
+    }
+
+    /// Asks the registry to mount blob `digest` from repository `from` (same registry) into
+    /// `r`'s repository. A registry that cannot mount it starts an ordinary upload instead.
+    pub fn mount_blob(&self, r: &Reference, digest: &Digest, from: &str) -> Result<Mount, RegistryError> {
+        let path = format!("/v2/{}/blobs/uploads/?mount={digest}&from={from}", r.repository);
+        let resp = self.request(r, "POST", &path, &[("Content-Length", "0".into())], Body::Empty)?;
+        match resp.status() {
+            201 => {
+                drain(resp);
+                Ok(Mount::Mounted)
+            }
+            202 => Ok(Mount::Upload(upload_location(r, digest, resp)?)),
+            _ => Err(status_error(r, format!("blob {digest} mount from {from}"), resp)),
+        }
+    }
+
+    /// Starts an upload session in `r`'s repository; returns its location.
+    pub fn start_upload(&self, r: &Reference, digest: &Digest) -> Result<String, RegistryError> {
+        let path = format!("/v2/{}/blobs/uploads/", r.repository);
+        let resp = self.request(r, "POST", &path, &[("Content-Length", "0".into())], Body::Empty)?;
+        match resp.status() {
+            202 => upload_location(r, digest, resp),
+            _ => Err(status_error(r, format!("blob {digest} upload"), resp)),
+        }
+    }
+
+    /// Uploads `size` bytes of file `path` as blob `digest` to the session at `location`:
+    /// in one PUT when it is at most `chunk` bytes, else in PATCHes of `chunk` bytes and a
+    /// closing PUT. `progress` gets the byte count sent so far.
+    #[allow(clippy::too_many_arguments)]
+    pub fn upload_blob(
+        &self,
+        r: &Reference,
+        location: &str,
+        digest: &Digest,
+        path: &Path,
+        size: u64,
+        chunk: u64,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), RegistryError> {
+        let what = || format!("blob {digest} upload");
+        let octets = ("Content-Type", "application/octet-stream".to_string());
+        let mut location = location.to_string();
+        let mut offset = 0u64;
+        if size > chunk {
+            while offset < size {
+                let len = chunk.min(size - offset);
+                let headers = [
+                    octets.clone(),
+                    ("Content-Length", len.to_string()),
+                    ("Content-Range", format!("{offset}-{}", offset + len - 1)),
+                ];
+                let body = Body::File { path, offset, len, progress };
+                let resp = self.request(r, "PATCH", &location, &headers, body)?;
+                if resp.status() != 202 {
+                    return Err(status_error(r, what(), resp));
+                }
+                location = upload_location(r, digest, resp)?;
+                offset += len;
+            }
+        }
+        let url = format!("{location}{}digest={digest}", if location.contains('?') { '&' } else { '?' });
+        let len = size - offset;
+        let headers = [octets, ("Content-Length", len.to_string())];
+        let body = if len == 0 { Body::Empty } else { Body::File { path, offset, len, progress } };
+        let resp = self.request(r, "PUT", &url, &headers, body)?;
+        match resp.status() {
+            201 | 204 => {
+                drain(resp);
+                progress(size);
+                Ok(())
+            }
+            _ => Err(status_error(r, what(), resp)),
+        }
+    }
+
+    /// Abandons an upload session (best effort: the registry also expires them).
+    pub fn cancel_upload(&self, r: &Reference, location: &str) {
+        if let Ok(resp) = self.request(r, "DELETE", location, &[], Body::Empty) {
+            drain(resp);
+        }
+    }
+
+    /// Puts manifest `data` of `media_type` under `tag_or_digest` in `r`'s repository.
+    /// Returns the digest the registry gives it (the digest of `data`, checked).
+    pub fn put_manifest(
+        &self,
+        r: &Reference,
+        tag_or_digest: &str,
+        media_type: &str,
+        data: &[u8],
+    ) -> Result<Digest, RegistryError> {
+        let path = format!("/v2/{}/manifests/{tag_or_digest}", r.repository);
+        let what = format!("manifest {}:{tag_or_digest}", r.repository);
+        let headers = [("Content-Type", media_type.to_string()), ("Content-Length", data.len().to_string())];
+        let resp = self.request(r, "PUT", &path, &headers, Body::Bytes(data))?;
+        if !(200..=202).contains(&resp.status()) {
+            return Err(status_error(r, what, resp));
+        }
+        let ours = Digest::of(data);
+        let claimed = resp.header("docker-content-digest").and_then(|h| Digest::parse(h.trim()).ok());
+        drain(resp);
+        match claimed {
+            Some(d) if d != ours => Err(RegistryError::ManifestDigest { what, got: d }),
+            _ => Ok(ours),
         }
     }
 
@@ -452,12 +653,15 @@ impl Client {
         }
     }
 
-    /// One request on the scheme the host is spoken to with (see the module doc).
+    /// One request on the scheme the host is spoken to with (see the module doc). A
+    /// `target` that is an absolute URL on another host is sent as it is.
     fn send(
         &self,
         r: &Reference,
-        path: &str,
-        accept: Option<&str>,
+        method: &str,
+        target: &str,
+        headers: &[(&str, String)],
+        body: Body<'_>,
         auth: Option<&str>,
     ) -> Result<ureq::Response, RegistryError> {
         let host = r.api_host();
@@ -470,19 +674,52 @@ impl Client {
                 RegistryError::Transport { host, msg }
             }
         };
-        let call = |agent: &ureq::Agent, scheme: Scheme| -> Result<ureq::Response, Box<ureq::Transport>> {
-            let s = if scheme == Scheme::Https { "https" } else { "http" };
-            let mut req = agent.get(&format!("{s}://{host}{path}"));
-            if let Some(a) = accept {
-                req = req.set("Accept", a);
+        let with_headers = |mut req: ureq::Request| {
+            for (k, v) in headers {
+                req = req.set(k, v);
             }
             if let Some(a) = auth {
                 req = req.set("Authorization", a);
             }
-            match req.call() {
+            req
+        };
+        let call_url = |agent: &ureq::Agent, url: &str| -> Result<ureq::Response, Box<ureq::Transport>> {
+            let req = with_headers(agent.request(method, url));
+            let sent = match body {
+                Body::Empty => req.call(),
+                Body::Bytes(b) => req.send_bytes(b),
+                Body::File { path, offset, len, progress } => match open_range(path, offset, len) {
+                    Ok(f) => req.send(Counting { inner: f, base: offset, done: 0, progress }),
+                    Err(e) => {
+                        let msg = format!("open {}: {e}", path.display());
+                        Err(ureq::Error::from(io::Error::other(msg)))
+                    }
+                },
+            };
+            match sent {
                 Ok(resp) | Err(ureq::Error::Status(_, resp)) => Ok(resp),
                 Err(ureq::Error::Transport(t)) => Err(Box::new(t)),
             }
+        };
+        let (path, foreign) = match target.split_once("://") {
+            Some((_, rest)) => {
+                let (h, p) = rest.split_at(rest.find('/').unwrap_or(rest.len()));
+                if h.eq_ignore_ascii_case(host) {
+                    (p.to_string(), None)
+                } else {
+                    (String::new(), Some(target))
+                }
+            }
+            None => (target.to_string(), None),
+        };
+        if let Some(url) = foreign {
+            let agent = self.insecure_agent.as_ref().unwrap_or(&self.agent);
+            return call_url(agent, url).map_err(fail);
+        }
+        let path = path.as_str();
+        let call = |agent: &ureq::Agent, scheme: Scheme| -> Result<ureq::Response, Box<ureq::Transport>> {
+            let s = if scheme == Scheme::Https { "https" } else { "http" };
+            call_url(agent, &format!("{s}://{host}{path}"))
         };
         let remember = |scheme: Scheme| {
             lock(&self.schemes).insert(host.to_string(), scheme);
@@ -515,7 +752,17 @@ impl Client {
                     Ok(resp) if resp.status() == 400 => {
                         let mut body = Vec::new();
                         let _ = resp.into_reader().take(4 << 10).read_to_end(&mut body);
-                        if says_https(&body) {
+                        // A HEAD's 400 has no body to say why: ask with a GET of /v2/.
+                        let probe = || {
+                            let mut b = Vec::new();
+                            if let Ok(r) | Err(ureq::Error::Status(_, r)) =
+                                self.agent.get(&format!("http://{host}/v2/")).call()
+                            {
+                                let _ = r.into_reader().take(4 << 10).read_to_end(&mut b);
+                            }
+                            says_https(&b)
+                        };
+                        if says_https(&body) || (body.is_empty() && method != "GET" && probe()) {
                             return https();
                         }
                         let text = String::from_utf8_lossy(&body);

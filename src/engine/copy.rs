@@ -1,0 +1,571 @@
+//! `container cp` and `container export`: files between a container's root filesystem and
+//! the host, with docker's rules:
+//!
+//! - `SRC` a directory: copied as `DEST/<name>` when DEST is an existing directory, as DEST
+//!   when DEST does not exist; `SRC/.` copies the directory's contents into DEST.
+//! - `SRC` a file: over DEST when it is a file, into it when it is a directory; a DEST ending
+//!   in `/` must be an existing directory; a SRC ending in `/` must be a directory.
+//! - `-` as DEST writes a tar of SRC to standard output; `-` as SRC extracts a tar from
+//!   standard input into the directory DEST.
+//! - `-L` follows a symlink SRC; otherwise it is copied as a symlink. Ownership: root in the
+//!   container, the caller on the host; `-a` keeps the source's.
+//!
+//! Paths in the container are resolved with openat2(RESOLVE_IN_ROOT): a symlink in it, absolute
+//! or with `..`, resolves inside the root filesystem and never leads out of it. Everything
+//! below is then read and written through directory descriptors with *at calls that do not
+//! follow symlinks, so nothing a container places (or swaps in while the copy runs) redirects
+//! a read or a write outside. A stopped container's overlay is mounted for the copy and
+//! unmounted after, under the container's lock.
+
+use super::adapt;
+use super::store::{Containers, Record};
+use super::{Engine, EngineError};
+use nix::dir::Dir;
+use nix::fcntl::{openat, openat2, AtFlags, OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::{fchmod, fstatat, futimens, mkdirat, mknodat, utimensat, FileStat, Mode, SFlag, UtimensatFlags};
+use nix::sys::time::TimeSpec;
+use nix::unistd::{fchown, fchownat, symlinkat, unlinkat, Gid, Uid, UnlinkatFlags};
+use std::ffi::{CString, OsStr};
+use std::fs::File;
+use std::io::{self, Write};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+fn sys(op: &str, what: &str, e: nix::Error) -> EngineError {
+    EngineError::Msg(format!("{op} {what}: {}", e.desc().to_lowercase()))
+}
+
+/// An entry `name` of the open directory `dir`.
+struct Loc {
+    dir: OwnedFd,
+    name: CString,
+    /// The name it is copied under (the name given, when a symlink was followed to `name`).
+    as_name: CString,
+    /// For messages.
+    shown: String,
+}
+
+impl Loc {
+    fn stat(&self) -> nix::Result<FileStat> {
+        fstatat(self.dir.as_fd(), self.name.as_c_str(), AtFlags::AT_SYMLINK_NOFOLLOW)
+    }
+}
+
+fn is(st: &FileStat, k: SFlag) -> bool {
+    SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits()) == k
+}
+
+/// Who owns what the copy creates.
+#[derive(Clone, Copy)]
+enum Own {
+    /// The source's owner (`-a`).
+    Keep,
+    Set(u32, u32),
+}
+
+/// A container path split into (cleaned parent components, last name). `/` gives ("", ".").
+fn split_container_path(p: &str) -> (String, String) {
+    let mut comps: Vec<&str> = Vec::new();
+    for c in p.split('/') {
+        match c {
+            "" | "." => {}
+            ".." => {
+                comps.pop();
+            }
+            c => comps.push(c),
+        }
+    }
+    match comps.pop() {
+        Some(last) => (comps.join("/"), last.to_string()),
+        None => (String::new(), ".".to_string()),
+    }
+}
+
+/// Opens `rel` (a directory) inside `root`, symlinks resolved as if `root` were `/`.
+fn open_in_root(root: BorrowedFd<'_>, rel: &str, shown: &str) -> Result<OwnedFd, EngineError> {
+    if rel.is_empty() {
+        return openat(root, ".", OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|e| sys("open", shown, e));
+    }
+    let how = OpenHow::new()
+        .flags(OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    openat2(root, rel, how).map_err(|e| sys("open", shown, e))
+}
+
+/// The entry a container path names: its parent resolved inside the root. With `follow`, a
+/// symlink there is followed (inside the root too) until it is not one.
+fn container_loc(root: BorrowedFd<'_>, path: &str, follow: bool) -> Result<Loc, EngineError> {
+    let mut p = path.to_string();
+    let bad = || EngineError::Invalid(format!("invalid path {path:?}"));
+    let as_name = CString::new(split_container_path(path).1).map_err(|_| bad())?;
+    for _ in 0..40 {
+        let (parent, name) = split_container_path(&p);
+        let dir = open_in_root(root, &parent, path)?;
+        let cname = CString::new(name.clone()).map_err(|_| bad())?;
+        let loc = Loc { dir, name: cname, as_name: as_name.clone(), shown: path.to_string() };
+        if follow {
+            if let Ok(st) = loc.stat() {
+                if is(&st, SFlag::S_IFLNK) {
+                    let t = nix::fcntl::readlinkat(loc.dir.as_fd(), loc.name.as_c_str())
+                        .map_err(|e| sys("readlink", path, e))?;
+                    let t = t.to_string_lossy().into_owned();
+                    p = if t.starts_with('/') { t } else { format!("{parent}/{t}") };
+                    continue;
+                }
+            }
+        }
+        return Ok(loc);
+    }
+    Err(EngineError::Invalid(format!("{path}: too many levels of symbolic links")))
+}
+
+/// The entry a host path names (the host's own symlinks followed, except the last one
+/// unless `follow`).
+fn host_loc(path: &Path, follow: bool) -> Result<Loc, EngineError> {
+    let shown = path.display().to_string();
+    let p =
+        if follow { std::fs::canonicalize(path).unwrap_or_else(|_| path.to_path_buf()) } else { path.to_path_buf() };
+    let (parent, name) = match p.file_name() {
+        Some(n) => {
+            (p.parent().filter(|x| !x.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_path_buf(), n.to_os_string())
+        }
+        None => (p.clone(), OsStr::new(".").to_os_string()),
+    };
+    let dir = nix::fcntl::open(&parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| sys("open", &parent.display().to_string(), e))?;
+    let bad = || EngineError::Invalid(format!("invalid path {shown:?}"));
+    let name = CString::new(name.as_bytes()).map_err(|_| bad())?;
+    let as_name = match path.file_name() {
+        Some(n) if follow => CString::new(n.as_bytes()).map_err(|_| bad())?,
+        _ => name.clone(),
+    };
+    Ok(Loc { dir, name, as_name, shown })
+}
+
+fn open_dir_at(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &str) -> Result<OwnedFd, EngineError> {
+    openat(dir, name, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| sys("open", shown, e))
+}
+
+/// Removes a non-directory entry (a file or symlink about to be replaced); ENOENT is fine.
+fn remove_entry(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &str) -> Result<(), EngineError> {
+    match unlinkat(dir, name, UnlinkatFlags::NoRemoveDir) {
+        Ok(()) | Err(nix::Error::ENOENT) => Ok(()),
+        Err(e) => Err(sys("remove", shown, e)),
+    }
+}
+
+fn owner(st: &FileStat, own: Own) -> (Option<Uid>, Option<Gid>) {
+    match own {
+        Own::Keep => (Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))),
+        Own::Set(u, g) => (Some(Uid::from_raw(u)), Some(Gid::from_raw(g))),
+    }
+}
+
+fn times(st: &FileStat) -> (TimeSpec, TimeSpec) {
+    (TimeSpec::new(st.st_atime, st.st_atime_nsec), TimeSpec::new(st.st_mtime, st.st_mtime_nsec))
+}
+
+/// Whether a relative symlink target, read from an entry `depth` levels below the directory
+/// the copy extracts into, leads out of that directory (docker's untar refuses those:
+/// "invalid symlink"). Absolute targets stay inside (docker joins them under it too).
+fn link_escapes(target: &[u8], depth: usize) -> bool {
+    if target.first() == Some(&b'/') {
+        return false;
+    }
+    let mut level = depth.saturating_sub(1);
+    for c in target.split(|&b| b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                if level == 0 {
+                    return true;
+                }
+                level -= 1;
+            }
+            _ => level += 1,
+        }
+    }
+    false
+}
+
+/// Copies the entry `src` (already stat'ed as `st`) to `dst` (created or replaced; an
+/// existing directory there is merged into). `depth`: how far below the directory the copy
+/// extracts into `dst` is (1 for the top entry), for docker's symlink check; None: no check.
+fn copy_entry(src: &Loc, st: &FileStat, dst: &Loc, own: Own, depth: Option<usize>) -> Result<(), EngineError> {
+    let perm = Mode::from_bits_truncate(st.st_mode & 0o7777);
+    let (u, g) = owner(st, own);
+    let shown = &dst.shown;
+    if is(st, SFlag::S_IFDIR) {
+        match dst.stat() {
+            Ok(d) if is(&d, SFlag::S_IFDIR) => {}
+            Ok(_) => {
+                remove_entry(dst.dir.as_fd(), &dst.name, shown)?;
+                mkdirat(dst.dir.as_fd(), dst.name.as_c_str(), Mode::from_bits_truncate(0o700))
+                    .map_err(|e| sys("mkdir", shown, e))?;
+            }
+            Err(_) => mkdirat(dst.dir.as_fd(), dst.name.as_c_str(), Mode::from_bits_truncate(0o700))
+                .map_err(|e| sys("mkdir", shown, e))?,
+        }
+        let sd = open_dir_at(src.dir.as_fd(), &src.name, &src.shown)?;
+        let dd = open_dir_at(dst.dir.as_fd(), &dst.name, shown)?;
+        copy_children(&sd, &src.shown, &dd, shown, own, depth.map(|d| d + 1))?;
+        let _ = fchown(dd.as_fd(), u, g);
+        fchmod(dd.as_fd(), perm).map_err(|e| sys("chmod", shown, e))?;
+        let (a, m) = times(st);
+        let _ = futimens(dd.as_fd(), &a, &m);
+        return Ok(());
+    }
+    if let Ok(d) = dst.stat() {
+        if is(&d, SFlag::S_IFDIR) {
+            return Err(EngineError::Invalid(format!(
+                "cannot overwrite directory {shown} with non-directory {}",
+                src.shown
+            )));
+        }
+        if !is(st, SFlag::S_IFREG) || !is(&d, SFlag::S_IFREG) {
+            remove_entry(dst.dir.as_fd(), &dst.name, shown)?;
+        }
+    }
+    let (a, m) = times(st);
+    if is(st, SFlag::S_IFREG) {
+        let sf = openat(
+            src.dir.as_fd(),
+            src.name.as_c_str(),
+            OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )
+        .map_err(|e| sys("open", &src.shown, e))?;
+        let flags = OFlag::O_WRONLY | OFlag::O_CREAT | OFlag::O_TRUNC | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC;
+        let df = openat(dst.dir.as_fd(), dst.name.as_c_str(), flags, Mode::from_bits_truncate(0o600))
+            .map_err(|e| sys("create", shown, e))?;
+        let (mut sf, mut df) = (File::from(sf), File::from(df));
+        io::copy(&mut sf, &mut df).map_err(|e| EngineError::Msg(format!("copy {} to {shown}: {e}", src.shown)))?;
+        let _ = fchown(df.as_fd(), u, g);
+        fchmod(df.as_fd(), perm).map_err(|e| sys("chmod", shown, e))?;
+        let _ = futimens(df.as_fd(), &a, &m);
+        return Ok(());
+    }
+    if is(st, SFlag::S_IFLNK) {
+        let t =
+            nix::fcntl::readlinkat(src.dir.as_fd(), src.name.as_c_str()).map_err(|e| sys("readlink", &src.shown, e))?;
+        if depth.is_some_and(|d| link_escapes(t.as_bytes(), d)) {
+            return Err(EngineError::Invalid(format!("invalid symlink {shown:?} -> {:?}", t.to_string_lossy())));
+        }
+        symlinkat(t.as_os_str(), dst.dir.as_fd(), dst.name.as_c_str()).map_err(|e| sys("symlink", shown, e))?;
+    } else if is(st, SFlag::S_IFCHR) || is(st, SFlag::S_IFBLK) || is(st, SFlag::S_IFIFO) {
+        let kind = SFlag::from_bits_truncate(st.st_mode & SFlag::S_IFMT.bits());
+        mknodat(dst.dir.as_fd(), dst.name.as_c_str(), kind, perm, st.st_rdev).map_err(|e| sys("mknod", shown, e))?;
+    } else {
+        // Sockets are not copied (docker skips them too).
+        return Ok(());
+    }
+    let _ = fchownat(dst.dir.as_fd(), dst.name.as_c_str(), u, g, AtFlags::AT_SYMLINK_NOFOLLOW);
+    let _ = utimensat(dst.dir.as_fd(), dst.name.as_c_str(), &a, &m, UtimensatFlags::NoFollowSymlink);
+    Ok(())
+}
+
+/// Copies every entry of the directory `sd` into the directory `dd` (the entries at `depth`).
+fn copy_children(
+    sd: &OwnedFd,
+    s_shown: &str,
+    dd: &OwnedFd,
+    d_shown: &str,
+    own: Own,
+    depth: Option<usize>,
+) -> Result<(), EngineError> {
+    let dup = |fd: &OwnedFd, shown: &str| {
+        fd.try_clone().map_err(|e| EngineError::Io { op: "dup", path: PathBuf::from(shown), err: e })
+    };
+    let mut it = Dir::from_fd(dup(sd, s_shown)?).map_err(|e| sys("read", s_shown, e))?;
+    let mut names = Vec::new();
+    for e in it.iter() {
+        let e = e.map_err(|e| sys("read", s_shown, e))?;
+        let n = e.file_name().to_owned();
+        if n.as_bytes() != b"." && n.as_bytes() != b".." {
+            names.push(n);
+        }
+    }
+    for n in names {
+        let nm = n.to_string_lossy().into_owned();
+        let s = Loc { dir: dup(sd, s_shown)?, name: n.clone(), as_name: n.clone(), shown: format!("{s_shown}/{nm}") };
+        let st = s.stat().map_err(|e| sys("stat", &s.shown, e))?;
+        let d = Loc { dir: dup(dd, d_shown)?, name: n.clone(), as_name: n, shown: format!("{d_shown}/{nm}") };
+        copy_entry(&s, &st, &d, own, depth)?;
+    }
+    Ok(())
+}
+
+/// docker's placement rules (see the module doc) for `src` → `dst`.
+fn copy_by_rules(src: &Loc, src_path: &str, dst: &Loc, dst_path: &str, own: Own) -> Result<(), EngineError> {
+    let st = src.stat().map_err(|e| sys("stat", &src.shown, e))?;
+    let contents = src_path.ends_with("/.") || src_path == ".";
+    let src_slash = src_path.ends_with('/');
+    let dst_slash = dst_path.ends_with('/') || dst_path.ends_with("/.");
+    let dst_st = match dst.stat() {
+        Ok(s) => Some(s),
+        Err(nix::Error::ENOENT) => None,
+        Err(e) => return Err(sys("stat", &dst.shown, e)),
+    };
+    let src_dir = is(&st, SFlag::S_IFDIR);
+    if src_slash && !src_dir {
+        return Err(EngineError::Invalid(format!("{src_path}: not a directory")));
+    }
+    let base =
+        if src.as_name.as_bytes() == b"." { CString::new("root").unwrap_or_default() } else { src.as_name.clone() };
+    match dst_st {
+        Some(d) if is(&d, SFlag::S_IFDIR) => {
+            let dd = open_dir_at(dst.dir.as_fd(), &dst.name, &dst.shown)?;
+            if src_dir && contents {
+                let sd = open_dir_at(src.dir.as_fd(), &src.name, &src.shown)?;
+                return copy_children(&sd, &src.shown, &dd, &dst.shown, own, Some(1));
+            }
+            let shown = format!("{}/{}", dst.shown.trim_end_matches('/'), base.to_string_lossy());
+            copy_entry(src, &st, &Loc { dir: dd, name: base.clone(), as_name: base, shown }, own, Some(1))
+        }
+        Some(_) if src_dir => Err(EngineError::Invalid(format!("cannot copy a directory to a file: {dst_path}"))),
+        Some(_) if dst_slash => Err(EngineError::Invalid(format!("{dst_path}: not a directory"))),
+        Some(_) => copy_entry(src, &st, dst, own, Some(1)),
+        None if dst_slash && !src_dir => {
+            Err(EngineError::Invalid(format!("{dst_path}: no such directory (a path ending in / must be one)")))
+        }
+        None => copy_entry(src, &st, dst, own, Some(1)),
+    }
+}
+
+/// The container's merged root filesystem for the duration of `f`: its mount when it has
+/// one (running), else its overlay mounted for `f` under the container's lock.
+fn with_rootfs<R>(
+    cs: &Containers,
+    rec: &Record,
+    f: impl FnOnce(&Path) -> Result<R, EngineError>,
+) -> Result<R, EngineError> {
+    use std::os::unix::fs::MetadataExt;
+    let dir = cs.path(&rec.id);
+    let bundle = dir.join("bundle");
+    let rootfs = bundle.join("rootfs");
+    let mounted = || -> bool {
+        match (std::fs::metadata(&rootfs), std::fs::metadata(&bundle)) {
+            (Ok(a), Ok(b)) => a.dev() != b.dev(),
+            _ => false,
+        }
+    };
+    if rec.rootfs_copied || mounted() {
+        return f(&rootfs);
+    }
+    let _lock = cs.lock(&rec.id)?;
+    if mounted() {
+        return f(&rootfs);
+    }
+    let overlay = adapt::mount_rootfs(&rec.lowers, &dir.join("rw/upper"), &dir.join("rw/work"), &rootfs)?;
+    let res = f(&rootfs);
+    if overlay {
+        adapt::unmount_rootfs(&rootfs)?;
+    }
+    res
+}
+
+/// A fresh directory under the data root's tmp/, removed when dropped.
+struct TmpDir(PathBuf);
+
+impl TmpDir {
+    fn new(e: &Engine) -> Result<TmpDir, EngineError> {
+        let n = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+        let p = e.data_root.join("tmp").join(format!("cp-{}-{n:x}", std::process::id()));
+        std::fs::create_dir_all(&p).map_err(|err| EngineError::Io { op: "create", path: p.clone(), err })?;
+        Ok(TmpDir(p))
+    }
+}
+
+impl Drop for TmpDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// `CONTAINER:PATH` → (container, path); None for a local path (one starting with `/` or
+/// `.`, or without a colon), as docker splits them.
+fn split_arg(a: &str) -> Option<(&str, &str)> {
+    if a.starts_with('/') || a.starts_with('.') {
+        return None;
+    }
+    let (c, p) = a.split_once(':')?;
+    if c.is_empty() || c.contains('/') {
+        return None;
+    }
+    Some((c, p))
+}
+
+/// `P/` and `P/.` name what P resolves to: a symlink P is followed, as the kernel does.
+fn trailing_slash(p: &str) -> bool {
+    p.ends_with('/') || p.ends_with("/.")
+}
+
+pub struct CpOpts {
+    pub archive: bool,
+    pub follow: bool,
+}
+
+pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Result<i32, EngineError> {
+    let container_root = |root: &Path| -> Result<OwnedFd, EngineError> {
+        nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|err| sys("open", &root.display().to_string(), err))
+    };
+    match (split_arg(src), split_arg(dst)) {
+        (Some(_), Some(_)) => Err(EngineError::Invalid("copying between containers is not supported".into())),
+        (None, None) => Err(EngineError::Invalid("must specify at least one container source".into())),
+        (Some((c, path)), None) => {
+            let rec = cs.find(c)?;
+            let own =
+                if o.archive { Own::Keep } else { Own::Set(Uid::effective().as_raw(), Gid::effective().as_raw()) };
+            with_rootfs(cs, &rec, |root| {
+                let rfd = container_root(root)?;
+                let sloc = container_loc(rfd.as_fd(), path, o.follow || trailing_slash(path))?;
+                if dst == "-" {
+                    // A tar of SRC on stdout: copied out to a private dir, archived from there.
+                    let tmp = TmpDir::new(e)?;
+                    let st = sloc.stat().map_err(|e| sys("stat", path, e))?;
+                    let name = if sloc.as_name.as_bytes() == b"." {
+                        CString::new("root").unwrap_or_default()
+                    } else {
+                        sloc.as_name.clone()
+                    };
+                    let tdir = nix::fcntl::open(
+                        &tmp.0,
+                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+                        Mode::empty(),
+                    )
+                    .map_err(|e| sys("open", &tmp.0.display().to_string(), e))?;
+                    let dl = Loc { dir: tdir, name: name.clone(), as_name: name.clone(), shown: "-".into() };
+                    copy_entry(&sloc, &st, &dl, Own::Keep, None)?;
+                    let mut b = tar::Builder::new(io::BufWriter::new(io::stdout().lock()));
+                    b.follow_symlinks(false);
+                    let n = OsStr::from_bytes(name.as_bytes());
+                    let full = tmp.0.join(n);
+                    let r = if is(&st, SFlag::S_IFDIR) {
+                        b.append_dir_all(n, &full)
+                    } else {
+                        b.append_path_with_name(&full, n)
+                    };
+                    r.and_then(|_| b.into_inner()).and_then(|mut w| w.flush()).map_err(|err| EngineError::Io {
+                        op: "write",
+                        path: PathBuf::from("-"),
+                        err,
+                    })?;
+                    return Ok(0);
+                }
+                let dloc = host_loc(Path::new(dst), false)?;
+                copy_by_rules(&sloc, path, &dloc, dst, own)?;
+                Ok(0)
+            })
+        }
+        (None, Some((c, path))) => {
+            let rec = cs.find(c)?;
+            let own = if o.archive { Own::Keep } else { Own::Set(0, 0) };
+            let tmp;
+            let (sloc, spath) = if src == "-" {
+                // A tar from stdin: unpacked into a private dir (the tar reader keeps every
+                // entry inside it), its contents then copied into the directory DEST.
+                tmp = TmpDir::new(e)?;
+                let mut a = tar::Archive::new(io::stdin().lock());
+                a.set_preserve_permissions(true);
+                a.set_preserve_ownerships(o.archive);
+                a.set_unpack_xattrs(false);
+                a.unpack(&tmp.0).map_err(|err| EngineError::Invalid(format!("read tar from stdin: {err}")))?;
+                (host_loc(&tmp.0.join("."), false)?, "./.".to_string())
+            } else {
+                (host_loc(Path::new(src), o.follow || trailing_slash(src))?, src.to_string())
+            };
+            let own = if src == "-" && !o.archive { Own::Set(0, 0) } else { own };
+            with_rootfs(cs, &rec, |root| {
+                let rfd = container_root(root)?;
+                let dloc = container_loc(rfd.as_fd(), path, true)?;
+                if src == "-" {
+                    match dloc.stat() {
+                        Ok(st) if is(&st, SFlag::S_IFDIR) => {}
+                        _ => {
+                            return Err(EngineError::Invalid(format!(
+                                "{path}: destination must be a directory when copying from stdin"
+                            )))
+                        }
+                    }
+                }
+                copy_by_rules(&sloc, &spath, &dloc, path, own)?;
+                Ok(0)
+            })
+        }
+    }
+}
+
+/// `container export`: the container's merged root filesystem as a tar.
+pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, EngineError> {
+    let rec = cs.find(key)?;
+    if output.is_none() {
+        // SAFETY: isatty only inspects the descriptor.
+        if unsafe { libc::isatty(1) } == 1 {
+            return Err(EngineError::Invalid(
+                "cowardly refusing to save to a terminal. Use the -o flag or redirect".into(),
+            ));
+        }
+    }
+    let none = std::collections::BTreeSet::new();
+    with_rootfs(cs, &rec, |root| {
+        let werr = |err: io::Error| EngineError::Io {
+            op: "write",
+            path: output.map_or_else(|| PathBuf::from("-"), Path::to_path_buf),
+            err,
+        };
+        match output {
+            None => {
+                let w = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+                let mut w = crate::image::upper_layer::write_layer(root, &[], &none, w)
+                    .map_err(|e| EngineError::Msg(e.to_string()))?;
+                w.flush().map_err(werr)?;
+            }
+            Some(p) => {
+                let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+                let tmp = dir.join(format!(
+                    ".{}.berth-export-{}",
+                    p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                    std::process::id()
+                ));
+                let f = File::create(&tmp).map_err(|err| EngineError::Io { op: "create", path: tmp.clone(), err })?;
+                let res =
+                    crate::image::upper_layer::write_layer(root, &[], &none, io::BufWriter::with_capacity(1 << 20, f))
+                        .map_err(|e| EngineError::Msg(e.to_string()))
+                        .and_then(|mut w| w.flush().map_err(werr))
+                        .and_then(|_| {
+                            std::fs::rename(&tmp, p).map_err(|err| EngineError::Io {
+                                op: "rename",
+                                path: p.to_path_buf(),
+                                err,
+                            })
+                        });
+                if res.is_err() {
+                    let _ = std::fs::remove_file(&tmp);
+                }
+                res?;
+            }
+        }
+        Ok(0)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::link_escapes;
+
+    #[test]
+    fn symlinks_leaving_the_extraction_dir() {
+        assert!(!link_escapes(b"/etc/passwd", 1));
+        assert!(!link_escapes(b"x", 1));
+        assert!(link_escapes(b"../x", 1));
+        assert!(!link_escapes(b"../x", 2));
+        assert!(link_escapes(b"../../x", 2));
+        assert!(!link_escapes(b"a/../b", 1));
+        assert!(link_escapes(b"a/../../b", 1));
+        assert!(!link_escapes(b"./././x", 1));
+    }
+}
