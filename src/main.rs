@@ -5,6 +5,7 @@
 //! the engine (images, containers, networks, the per-container shim) lives in this binary's
 //! own modules and reaches the runtime through that library's API only.
 
+mod builder;
 mod engine;
 mod help;
 mod image;
