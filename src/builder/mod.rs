@@ -2,4 +2,5 @@
 //! frontend (moby/buildkit); each RUN is a container of berth's own runtime over an overlay
 //! of the stage's snapshots, and its upper directory becomes the new layer.
 
+pub mod parser;
 pub mod shell;
