@@ -425,6 +425,22 @@ fn main() {
         .or_else(|| std::env::var_os("BERTH_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
     let cmd = match cmd {
+        Cmd::Image { cmd: image::cli::ImageCmd::Build(args) } => {
+            let quiet = args.quiet;
+            let req = match image::cli::build_request(args, &data_root, &g.root) {
+                Ok(r) => r,
+                Err(e) => fail(&e.to_string(), 1),
+            };
+            match builder::build(&req) {
+                Ok(b) => {
+                    if quiet {
+                        println!("{}", b.id);
+                    }
+                    std::process::exit(0)
+                }
+                Err(e) => fail(&e.to_string(), 1),
+            }
+        }
         Cmd::Image { cmd } => match image::cli::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(e) => fail(&e.to_string(), 1),

@@ -81,11 +81,6 @@ impl Ignore {
         self.pats.is_empty()
     }
 
-    /// Whether any `!` exception exists (then excluded directories must still be walked).
-    pub fn has_exceptions(&self) -> bool {
-        self.pats.iter().any(|p| p.exclusion)
-    }
-
     /// Whether the context path `rel` (relative, `/`-separated) is excluded.
     pub fn excluded(&self, rel: &str) -> bool {
         let rel = clean(rel);
@@ -260,7 +255,6 @@ mod tests {
         let i = ig("docs\n!docs/keep.md\n");
         assert!(i.excluded("docs/other.md"));
         assert!(!i.excluded("docs/keep.md"));
-        assert!(i.has_exceptions());
 
         let i = ig("a/**/b\n");
         assert!(i.excluded("a/b"));

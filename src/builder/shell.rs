@@ -4,8 +4,6 @@
 //! `${VAR/pat/repl}`, `${VAR//pat/repl}`, single and double quotes, and the escape
 //! character (`\`, or `` ` `` under `# escape=``).
 
-use std::collections::BTreeSet;
-
 /// A variable lookup (build args and ENV in effect).
 pub trait Env {
     fn get(&self, name: &str) -> Option<String>;
@@ -54,29 +52,8 @@ impl Lex {
         self.run(word, env).map(|r| r.1)
     }
 
-    /// The word expanded, and the names of the variables it looked up that were set.
-    pub fn process_word_matches(&self, word: &str, env: &dyn Env) -> Result<(String, BTreeSet<String>), ShellError> {
-        let mut sw = Word {
-            lex: self,
-            chars: word.chars().collect(),
-            pos: 0,
-            env,
-            raw_escapes: false,
-            matched: BTreeSet::new(),
-        };
-        let (s, _) = sw.stop_on(None, false).map_err(|msg| ShellError { word: word.to_string(), msg })?;
-        Ok((s, sw.matched))
-    }
-
     fn run(&self, word: &str, env: &dyn Env) -> Result<(String, Vec<String>), ShellError> {
-        let mut sw = Word {
-            lex: self,
-            chars: word.chars().collect(),
-            pos: 0,
-            env,
-            raw_escapes: false,
-            matched: BTreeSet::new(),
-        };
+        let mut sw = Word { lex: self, chars: word.chars().collect(), pos: 0, env, raw_escapes: false };
         sw.stop_on(None, false).map_err(|msg| ShellError { word: word.to_string(), msg })
     }
 }
@@ -87,7 +64,6 @@ struct Word<'a> {
     pos: usize,
     env: &'a dyn Env,
     raw_escapes: bool,
-    matched: BTreeSet<String>,
 }
 
 #[derive(Default)]
@@ -259,11 +235,7 @@ impl Word<'_> {
     }
 
     fn get_env(&mut self, name: &str) -> Option<String> {
-        let v = self.env.get(name);
-        if v.is_some() {
-            self.matched.insert(name.to_string());
-        }
-        v
+        self.env.get(name)
     }
 
     fn dollar(&mut self) -> Res<String> {
@@ -290,13 +262,11 @@ impl Word<'_> {
         let mut chs = ch.to_string();
         let mut null_is_unset = false;
         match ch {
-            '}' => {
-                return Ok(match self.get_env(&name) {
-                    Some(v) => v,
-                    None if self.lex.skip_unset => format!("${{{name}}}"),
-                    None => String::new(),
-                })
-            }
+            '}' => Ok(match self.get_env(&name) {
+                Some(v) => v,
+                None if self.lex.skip_unset => format!("${{{name}}}"),
+                None => String::new(),
+            }),
             ':' | '+' | '-' | '?' | '#' | '%' => {
                 if ch == ':' {
                     null_is_unset = true;
@@ -640,7 +610,5 @@ mod tests {
         assert_eq!(lex.process_word("C:\\dir `$A $A", &e).unwrap(), "C:\\dir $A 1");
         let keep = Lex { escape: '\\', raw_quotes: true, skip_unset: true };
         assert_eq!(keep.process_word("'$A' $B ${B:-x} \"$A\"", &e).unwrap(), "'$A' $B ${B:-x} \"1\"");
-        let (_, m) = Lex::new('\\').process_word_matches("$A $B", &e).unwrap();
-        assert_eq!(m.into_iter().collect::<Vec<_>>(), ["A"]);
     }
 }

@@ -1,0 +1,182 @@
+//! A RUN step: a container of berth's own runtime (the library's create/start/wait) over
+//! the step's overlay mount, with the stage's config (env, user, workdir), the build's
+//! network, and the step's `--mount`s. Its output goes to the build's stderr.
+
+use super::BuildError;
+use crate::image::bundle::{self, BundleOptions, EtcFiles, MountSpec, NetworkNs};
+use crate::image::types::ImageConfig;
+use std::fs;
+use std::os::fd::{AsRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// What a RUN container gets.
+pub struct RunContainer<'a> {
+    pub id: String,
+    pub runtime_root: &'a Path,
+    /// The step's scratch dir (bundle, /etc files).
+    pub dir: &'a Path,
+    /// The mounted root.
+    pub rootfs: &'a Path,
+    pub config: &'a ImageConfig,
+    pub argv: Vec<String>,
+    /// The full environment.
+    pub env: Vec<String>,
+    pub network: super::Network,
+    pub mounts: Vec<MountSpec>,
+    pub tmpfs: Vec<(String, String)>,
+    /// Output goes nowhere (`-q`).
+    pub quiet: bool,
+}
+
+/// Points fds 0, 1 (and 2 when quiet) elsewhere while the container runs.
+struct Redirect(Vec<(i32, OwnedFd)>);
+
+impl Redirect {
+    fn new(quiet: bool) -> Redirect {
+        let mut saved = Vec::new();
+        let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
+        let mut point = |fd: i32, to: i32| {
+            // SAFETY: dup of a descriptor this process owns; checked.
+            let old = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 10) };
+            if old >= 0 {
+                // SAFETY: both descriptors are valid.
+                unsafe { libc::dup2(to, fd) };
+                // SAFETY: `old` is a new descriptor that nothing else owns.
+                saved.push((fd, unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(old) }));
+            }
+        };
+        if let Some(n) = &null {
+            point(0, n.as_raw_fd());
+            if quiet {
+                point(1, n.as_raw_fd());
+                point(2, n.as_raw_fd());
+            } else {
+                point(1, 2);
+            }
+        }
+        Redirect(saved)
+    }
+}
+
+impl Drop for Redirect {
+    fn drop(&mut self) {
+        for (fd, old) in self.0.drain(..).rev() {
+            // SAFETY: both descriptors are valid.
+            unsafe { libc::dup2(old.as_raw_fd(), fd) };
+        }
+    }
+}
+
+/// The paths the runtime mounts over (created in the rootfs when missing, and so in the
+/// step's upper dir): removed again after the run when they were made for it.
+pub fn mount_points(spec: &serde_json::Value) -> Vec<String> {
+    spec.pointer("/mounts")
+        .and_then(|m| m.as_array())
+        .map(|a| a.iter().filter_map(|m| m.get("destination")?.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// Runs the container; returns its exit code, and the mount points that did not exist
+/// before (to be removed from the layer when still empty).
+pub fn run(c: &RunContainer) -> Result<(i32, Vec<String>), BuildError> {
+    let bundle_dir = c.dir.join("bundle");
+    fs::create_dir_all(&bundle_dir).map_err(super::io_err("create", &bundle_dir))?;
+    let etc = c.dir.join("etc");
+    fs::create_dir_all(&etc).map_err(super::io_err("create", &etc))?;
+    let hostname = "buildkitsandbox";
+    let hosts = etc.join("hosts");
+    let mut hosts_text = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    let resolv = etc.join("resolv.conf");
+    let resolv_text = match c.network {
+        super::Network::None => String::new(),
+        _ => {
+            if let Ok(h) = fs::read_to_string("/etc/hosts") {
+                hosts_text.push_str(&h);
+            }
+            fs::read_to_string("/etc/resolv.conf").unwrap_or_default()
+        }
+    };
+    fs::write(&hosts, hosts_text).map_err(super::io_err("write", &hosts))?;
+    fs::write(&resolv, resolv_text).map_err(super::io_err("write", &resolv))?;
+    let hn = etc.join("hostname");
+    fs::write(&hn, format!("{hostname}\n")).map_err(super::io_err("write", &hn))?;
+    let opts = BundleOptions {
+        args: Some(c.argv.clone()),
+        entrypoint: Some(Vec::new()),
+        env: c.env.clone(),
+        hostname: Some(hostname.to_string()),
+        netns: match c.network {
+            super::Network::None => NetworkNs::New,
+            _ => NetworkNs::Host,
+        },
+        etc_files: Some(EtcFiles { hostname: Some(hn), hosts: Some(hosts), resolv_conf: Some(resolv) }),
+        mounts: c.mounts.clone(),
+        tmpfs: c.tmpfs.clone(),
+        ..Default::default()
+    };
+    // The image's Env is replaced by the full environment given.
+    let mut img = c.config.clone();
+    img.config.env = Some(Vec::new());
+    let spec = bundle::build_spec(&img, c.rootfs, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let made: Vec<String> = mount_points(&spec)
+        .into_iter()
+        .filter(|d| fs::symlink_metadata(c.rootfs.join(d.trim_start_matches('/'))).is_err())
+        .collect();
+    bundle::ensure_workdir(c.rootfs, &spec).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    bundle::write_config(&bundle_dir, &spec).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let g = berth::Globals {
+        root: c.runtime_root.to_path_buf(),
+        systemd_cgroup: false,
+        debug: false,
+        rootless: berth::use_rootless_cgroups(None, false),
+    };
+    let o = berth::CreateOpts {
+        id: c.id.clone(),
+        bundle: bundle_dir.clone(),
+        console_socket: None,
+        pid_file: None,
+        no_pivot: false,
+        no_new_keyring: false,
+        preserve_fds: 0,
+    };
+    let code = {
+        let _r = Redirect::new(c.quiet);
+        berth::run(&g, &o, false, false)
+    };
+    let code = match code {
+        Ok(code) => code,
+        Err(e) => {
+            let _ = berth::delete(&g, &c.id, true);
+            return Err(BuildError::Invalid(format!("run container: {e}")));
+        }
+    };
+    Ok((code, made))
+}
+
+/// Removes from `upper` the mount points listed (and the parents made with them) when they
+/// are empty: what the runtime created only to mount over.
+pub fn remove_mount_points(upper: &Path, made: &[String]) {
+    let mut made: Vec<&String> = made.iter().collect();
+    made.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    for d in made {
+        let mut p: PathBuf = upper.join(d.trim_start_matches('/'));
+        while p.starts_with(upper) && p != upper {
+            let Ok(m) = fs::symlink_metadata(&p) else { break };
+            let ok = if m.is_dir() {
+                // An opaque dir stands for a deletion of the lower dir's content: kept.
+                !crate::image::layer_from_dir::is_opaque_dir(&p) && fs::remove_dir(&p).is_ok()
+            } else if m.is_file() && m.len() == 0 {
+                fs::remove_file(&p).is_ok()
+            } else {
+                false
+            };
+            if !ok {
+                break;
+            }
+            match p.parent() {
+                Some(par) => p = par.to_path_buf(),
+                None => break,
+            }
+        }
+    }
+}
