@@ -46,12 +46,17 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// container gets the signal from the terminal or is stopped by the runtime) and cleans up.
 fn catch_signals() {
     for s in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-        // SAFETY: a handler that only stores to an atomic is async-signal-safe.
-        unsafe { libc::signal(s, on_signal as *const () as libc::sighandler_t) };
+        // SAFETY: sigaction is plain data; zeroed is a valid value.
+        let mut sa: libc::sigaction = unsafe { std::mem::zeroed() };
+        sa.sa_sigaction = on_signal as *const () as libc::sighandler_t;
+        // No SA_RESTART: a wait for a RUN container returns EINTR and sees the flag.
+        sa.sa_flags = 0;
+        // SAFETY: a handler that only stores to an atomic is async-signal-safe; sa is valid.
+        unsafe { libc::sigaction(s, &sa, std::ptr::null_mut()) };
     }
 }
 
-fn interrupted() -> Result<(), BuildError> {
+pub(crate) fn interrupted() -> Result<(), BuildError> {
     if INTERRUPTED.load(Ordering::SeqCst) {
         Err(BuildError::Interrupted)
     } else {
@@ -165,6 +170,14 @@ impl Drop for Scratch {
             }
         }
         let _ = fs::remove_dir_all(&self.0);
+        // builder/tmp and builder/ go too when nothing else is in them (a failed first
+        // build leaves no trace).
+        if let Some(tmp) = self.0.parent() {
+            let _ = fs::remove_dir(tmp);
+            if let Some(b) = tmp.parent() {
+                let _ = fs::remove_dir(b);
+            }
+        }
     }
 }
 
@@ -202,8 +215,8 @@ impl<'a> Builder<'a> {
         fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
         clean_stale(&tmp);
         let scratch = tmp.join(format!("{}-{}", std::process::id(), now_secs()));
-        fs::create_dir_all(&scratch).map_err(io_err("create", &scratch))?;
         let scratch = Scratch(scratch);
+        fs::create_dir_all(&scratch.0).map_err(io_err("create", &scratch.0))?;
         // The context: a directory, or a tar from stdin unpacked into the scratch dir.
         let ctx_dir = match req.context.clone().unwrap_or(ContextSource::Dir(PathBuf::from("."))) {
             ContextSource::Dir(d) => {
@@ -1443,7 +1456,25 @@ impl<'a> Builder<'a> {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
             self.say(&format!("[Warning] One or more build-args [{}] were not consumed", names.join(" ")));
         }
-        let (id, manifest) = self.save_image(&mut st)?;
+        // The final config (metadata steps included) is cached too: a build with nothing
+        // changed gives the same image.
+        let labels: Vec<String> = self.req.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        let key = key_of(&[st.key.hex(), "FINAL", &labels.join("\0")]);
+        let cached = if self.req.no_cache { None } else { self.cache_lookup(&key) };
+        let (id, manifest) = match cached {
+            Some(_) => {
+                let m = fs::read_to_string(self.cache_dir.join(key.hex())).unwrap_or_default();
+                let m = Digest::parse(m.trim()).map_err(|e| BuildError::Invalid(e.to_string()))?;
+                let index = self.store.read_index()?;
+                let img = self.store.image(&index, &m)?;
+                (img.config_digest, m)
+            }
+            None => {
+                let r = self.save_image(&mut st)?;
+                self.cache_store(&key, &r.1);
+                r
+            }
+        };
         let step = self.next_step();
         self.say(&format!("#{step} writing image {id} done"));
         let mut names = Vec::new();

@@ -141,16 +141,50 @@ pub fn run(c: &RunContainer) -> Result<(i32, Vec<String>), BuildError> {
     };
     let code = {
         let _r = Redirect::new(c.quiet);
-        berth::run(&g, &o, false, false)
+        run_and_wait(&g, &o)
     };
-    let code = match code {
-        Ok(code) => code,
-        Err(e) => {
-            let _ = berth::delete(&g, &c.id, true);
-            return Err(BuildError::Invalid(format!("run container: {e}")));
+    let _ = berth::delete(&g, &c.id, true);
+    match code {
+        Ok(code) => Ok((code, made)),
+        Err(e) => Err(e),
+    }
+}
+
+/// create, start, and wait for the container's init. A SIGINT/SIGTERM/SIGHUP to the build
+/// (see `exec::catch_signals`) interrupts the wait: the container is killed and the build
+/// stops.
+fn run_and_wait(g: &berth::Globals, o: &berth::CreateOpts) -> Result<i32, BuildError> {
+    super::exec::interrupted()?;
+    let created = berth::create(g, o).map_err(|e| BuildError::Invalid(format!("create container: {e}")))?;
+    let pid = created.saved.pid;
+    drop(created.dir);
+    berth::start(g, &o.id).map_err(|e| BuildError::Invalid(format!("start container: {e}")))?;
+    let mut killed = false;
+    loop {
+        if super::exec::interrupted().is_err() && !killed {
+            let _ = berth::kill(g, &o.id, libc::SIGKILL, true);
+            killed = true;
         }
-    };
-    Ok((code, made))
+        let mut st = 0;
+        // SAFETY: waiting for the container's init, a child of this process.
+        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        if r == pid {
+            if killed {
+                return Err(BuildError::Interrupted);
+            }
+            if libc::WIFEXITED(st) {
+                return Ok(libc::WEXITSTATUS(st));
+            }
+            if libc::WIFSIGNALED(st) {
+                return Ok(128 + libc::WTERMSIG(st));
+            }
+            continue;
+        }
+        let e = std::io::Error::last_os_error();
+        if r < 0 && e.raw_os_error() != Some(libc::EINTR) {
+            return Err(BuildError::Invalid(format!("wait for the container's init {pid}: {e}")));
+        }
+    }
 }
 
 /// Removes from `upper` the mount points listed (and the parents made with them) when they
