@@ -909,9 +909,15 @@ impl<'a> Builder<'a> {
         let empty = fs::read_dir(&upper).map_err(io_err("read", &upper))?.next().is_none();
         let created = self.created();
         if !empty {
-            let (diff, size) = self.commit_layer(&upper)?;
+            let (diff, size, entries) = self.commit_layer(&upper)?;
             st.config.rootfs.kind = "layers".into();
             st.config.rootfs.diff_ids.push(diff.clone());
+            // The upper dir is the snapshot (already in the overlay format): renamed into the
+            // store rather than unpacked again from the layer just written.
+            let chain = chain_ids(&st.config.rootfs.diff_ids).pop();
+            if let Some(c) = chain {
+                self.store.adopt_snapshot_dir(&self.guard, &c, &diff, &upper, entries, size)?;
+            }
             st.layers.push(Descriptor {
                 media_type: OCI_LAYER.into(),
                 digest: diff,
@@ -932,7 +938,7 @@ impl<'a> Builder<'a> {
     }
 
     /// Writes the layer of an upper dir into the store (blob and snapshot).
-    fn commit_layer(&self, upper: &Path) -> Result<(Digest, u64), BuildError> {
+    fn commit_layer(&self, upper: &Path) -> Result<(Digest, u64, u64), BuildError> {
         let mut w = self.store.stage(&self.guard)?;
         let info = layer_from_dir::write_layer(upper, &mut w, self.req.source_date_epoch.map(|e| e.max(0) as u64))
             .map_err(|e| BuildError::Invalid(e.to_string()))?;
@@ -940,7 +946,7 @@ impl<'a> Builder<'a> {
         let diff = info.diff_id.clone();
         let size = info.size;
         self.store.adopt(&self.guard, staged)?;
-        Ok((diff, size))
+        Ok((diff, size, info.entries))
     }
 
     /// Stores the state as an (unnamed) image; returns its config and manifest digests.

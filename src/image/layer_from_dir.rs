@@ -31,6 +31,8 @@ pub struct LayerInfo {
     /// sha256 of the uncompressed tar (its diff id, and its digest as a blob).
     pub diff_id: Digest,
     pub size: u64,
+    /// Entries written (whiteouts included).
+    pub entries: u64,
 }
 
 /// Reads an extended attribute (not following symlinks); None when absent.
@@ -87,6 +89,7 @@ struct Writer<W: Write> {
     tar: tar::Builder<W>,
     clamp: Option<u64>,
     links: HashMap<(u64, u64), String>,
+    entries: u64,
 }
 
 impl<W: Write> Writer<W> {
@@ -159,6 +162,7 @@ impl<W: Write> Writer<W> {
         let m = fs::symlink_metadata(path).map_err(io_err("stat", path))?;
         let ft = m.file_type();
         let werr = |e: io::Error| LayerError::Io { op: "write layer entry", path: path.to_path_buf(), source: e };
+        self.entries += 1;
         if is_whiteout(&m) {
             let parent = name.rsplit_once('/').map(|(p, _)| format!("{p}/")).unwrap_or_default();
             let wh = format!("{parent}.wh.{}", String::from_utf8_lossy(base.as_bytes()));
@@ -221,13 +225,14 @@ impl<W: Write> Writer<W> {
 /// Writes the layer tar of `upper` to `out`; returns its digest and size.
 pub fn write_layer<W: Write>(upper: &Path, out: W, clamp_mtime: Option<u64>) -> Result<LayerInfo, LayerError> {
     let hw = HashingWriter::new(out);
-    let mut w = Writer { tar: tar::Builder::new(hw), clamp: clamp_mtime, links: HashMap::new() };
+    let mut w = Writer { tar: tar::Builder::new(hw), clamp: clamp_mtime, links: HashMap::new(), entries: 0 };
     w.tar.mode(tar::HeaderMode::Complete);
     w.walk(upper, "")?;
+    let entries = w.entries;
     let hw = w.tar.into_inner().map_err(io_err("write layer", upper))?;
     let (mut inner, diff_id, size) = hw.finish();
     inner.flush().map_err(io_err("write layer", upper))?;
-    Ok(LayerInfo { diff_id, size })
+    Ok(LayerInfo { diff_id, size, entries })
 }
 
 #[cfg(test)]
