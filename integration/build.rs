@@ -530,3 +530,60 @@ fn build_matches_buildah_bud() {
     assert!(a.contains_key("opt/out/link") && a.contains_key("srv/app/lib/x.txt") && !a.contains_key("bin/true"));
     let _ = Command::new("rm").arg("-rf").arg(&bs).status();
 }
+
+#[test]
+fn build_stdin_context_add_tar_quiet_and_prune() {
+    let ctx = Ctx::new("build-stdin");
+    let (eng, _) = engine(&ctx);
+    // A context as a tar on stdin, holding a tar that ADD unpacks.
+    let inner_src = context(&ctx, &[("pkg/bin/tool", "#!/bin/sh\necho tool\n"), ("pkg/README", "r\n")]);
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/berth-build/bb:v1\nADD pkg.tar.gz /opt/\nADD plain.txt /opt/plain\nCOPY --chown=12:34 plain.txt /owned\n",
+        )],
+    );
+    fs::write(dir.join("plain.txt"), "plain\n").unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&inner_src)
+        .args(["-czf"])
+        .arg(dir.join("pkg.tar.gz"))
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ctx_tar = ctx.dir.join("ctx.tar");
+    tar_dir(&dir, &ctx_tar);
+    let mut c = eng.command(&["image", "build", "-q", "-t", "stdin:1", "-"]);
+    c.stdin(fs::File::open(&ctx_tar).unwrap());
+    let o = ctx.exec_cmd(c, IMAGE_TIMEOUT);
+    o.ok();
+    let id = eng.inspect("stdin:1")["Id"].as_str().unwrap().to_string();
+    assert_eq!(o.stdout.trim(), id, "-q prints the image id alone: {o}");
+    assert_eq!(o.stderr.trim(), "", "-q prints no progress: {o}");
+    assert_eq!(run_in(&eng, "stdin:1", &["cat", "/opt/pkg/README", "/opt/plain"]), "r\nplain\n");
+    assert_eq!(run_in(&eng, "stdin:1", &["stat", "-c", "%u:%g", "/owned"]), "12:34\n");
+    // The Dockerfile on stdin, the context a directory.
+    let mut c = eng.command(&["image", "build", "-q", "-t", "stdin:2", "-f", "-", s(&dir)]);
+    c.stdin(
+        fs::File::open({
+            let p = ctx.dir.join("df");
+            fs::write(&p, "FROM localhost/berth-build/bb:v1\nCOPY plain.txt /from-stdin-df\n").unwrap();
+            p
+        })
+        .unwrap(),
+    );
+    ctx.exec_cmd(c, IMAGE_TIMEOUT).ok();
+    assert_eq!(run_in(&eng, "stdin:2", &["cat", "/from-stdin-df"]), "plain\n");
+    // builder prune: the cache is gone, the next build runs every step, named images stay.
+    let o = eng.cmd(&["builder", "prune", "-f"]);
+    o.ok();
+    assert!(o.stdout.contains("Total reclaimed space"), "{o}");
+    let again = build(&eng, &["-t", "stdin:3", "-f", s(&dir.join("Dockerfile")), s(&dir)]);
+    again.ok();
+    assert_eq!(again.stderr.matches("CACHED").count(), 0, "{again}");
+    eng.inspect("stdin:1");
+    nothing_left(&eng);
+}

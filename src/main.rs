@@ -320,6 +320,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: network::NetworkCmd,
     },
+    /// The build cache: prune.
+    Builder {
+        #[command(subcommand)]
+        cmd: builder::BuilderCmd,
+    },
 }
 
 fn main() {
@@ -350,7 +355,7 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "builder" | "help") => None,
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -459,6 +464,13 @@ fn main() {
                 Err(err) => fail(&err.to_string(), err.exit_code()),
             }
         }
+        Cmd::Builder { cmd: builder::BuilderCmd::Prune { .. } } => match builder::prune(&data_root) {
+            Ok(bytes) => {
+                println!("Total reclaimed space: {}", image::cli::human_size(bytes));
+                std::process::exit(0)
+            }
+            Err(err) => fail(&err.to_string(), 1),
+        },
         Cmd::Network { cmd } => match network::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),

@@ -129,6 +129,80 @@ pub(crate) fn io_err<'a>(op: &'static str, path: &'a std::path::Path) -> impl Fn
     move |source| BuildError::Io { op, path: path.to_path_buf(), source }
 }
 
+/// `berth builder ...`.
+#[derive(Debug, clap::Subcommand)]
+pub enum BuilderCmd {
+    /// Remove the build cache: the cache's records, its unnamed step images, cache mounts.
+    Prune {
+        /// Accepted for docker compatibility (the whole cache is removed).
+        #[arg(short = 'a', long = "all")]
+        all: bool,
+        /// Accepted for docker compatibility (prune never prompts).
+        #[arg(short = 'f', long = "force")]
+        force: bool,
+    },
+}
+
+fn dir_bytes(p: &std::path::Path) -> u64 {
+    let mut n = 0;
+    if let Ok(rd) = std::fs::read_dir(p) {
+        for e in rd.flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => n += dir_bytes(&e.path()),
+                Ok(_) => n += e.metadata().map(|m| m.len()).unwrap_or(0),
+                Err(_) => {}
+            }
+        }
+    }
+    n
+}
+
+/// `builder prune`: forgets every cached step, removes the step images only the cache
+/// kept (unnamed, not used by a container) and the cache mounts; returns the bytes freed.
+pub fn prune(data_root: &std::path::Path) -> Result<u64, BuildError> {
+    let store = crate::image::store::Store::open(data_root)?;
+    let dir = data_root.join("builder");
+    let cache = dir.join("cache");
+    let mut manifests = Vec::new();
+    if let Ok(rd) = std::fs::read_dir(&cache) {
+        for e in rd.flatten() {
+            if let Ok(t) = std::fs::read_to_string(e.path()) {
+                if let Ok(d) = Digest::parse(t.trim()) {
+                    manifests.push(d);
+                }
+            }
+        }
+    }
+    let mounts = dir.join("cache-mounts");
+    let mut freed = dir_bytes(&mounts);
+    std::fs::remove_dir_all(&mounts)
+        .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .map_err(io_err("remove", &mounts))?;
+    std::fs::remove_dir_all(&cache)
+        .or_else(|e| if e.kind() == io::ErrorKind::NotFound { Ok(()) } else { Err(e) })
+        .map_err(io_err("remove", &cache))?;
+    if !manifests.is_empty() {
+        let uses = store.uses()?;
+        let mut il = store.lock_index()?;
+        let mut changed = false;
+        for m in &manifests {
+            let Some(rec) = il.index.images.get(m) else { continue };
+            let used = uses.iter().any(|u| u.id == rec.config);
+            if used || !il.index.names_of(m).is_empty() {
+                continue;
+            }
+            il.index.images.remove(m);
+            changed = true;
+        }
+        if changed {
+            il.save()?;
+        }
+        drop(il);
+        freed += store.gc()?.bytes;
+    }
+    Ok(freed)
+}
+
 /// Runs a build: parses the Dockerfile, builds the stages the target needs, stores the
 /// image and names it.
 pub fn build(req: &BuildRequest) -> Result<Built, BuildError> {
