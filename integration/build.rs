@@ -587,3 +587,54 @@ fn build_stdin_context_add_tar_quiet_and_prune() {
     eng.inspect("stdin:1");
     nothing_left(&eng);
 }
+
+#[test]
+fn build_add_url_with_checksum() {
+    let ctx = Ctx::new("build-add-url");
+    let (eng, _) = engine(&ctx);
+    let www = ctx.tempdir("www");
+    fs::write(www.join("payload.txt"), "downloaded\n").unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", s(&www)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/payload.txt");
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed().as_secs() < 20, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sum = format!("sha256:{}", sha256_bytes(b"downloaded\n"));
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/berth-build/bb:v1\nADD --checksum={sum} {url} /dl/\nADD {url} /renamed\n"),
+        )],
+    );
+    let o = build(&eng, &["-t", "url:1", s(&dir)]);
+    let bad = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/berth-build/bb:v1\nADD --checksum=sha256:{} {url} /x\n", "0".repeat(64)),
+        )],
+    );
+    let b = build(&eng, &["-q", s(&bad)]);
+    let missing = context(&ctx, &[("Dockerfile", &format!("FROM localhost/berth-build/bb:v1\nADD {url}.nope /x\n"))]);
+    let m = build(&eng, &["-q", s(&missing)]);
+    let _ = server.kill();
+    let _ = server.wait();
+    o.ok();
+    assert_eq!(run_in(&eng, "url:1", &["cat", "/dl/payload.txt", "/renamed"]), "downloaded\ndownloaded\n");
+    assert_eq!(run_in(&eng, "url:1", &["stat", "-c", "%a", "/renamed"]), "600\n");
+    b.one_line_error(&["checksum mismatch"]);
+    m.one_line_error(&["404"]);
+    nothing_left(&eng);
+}

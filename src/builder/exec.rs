@@ -1273,7 +1273,7 @@ impl<'a> Builder<'a> {
         let env = st.env();
         let word = |s: &str| lex.process_word(s, &env).map_err(|e| self.err(n, e.to_string()));
         let name = if add { "ADD" } else { "COPY" };
-        let (mut from, mut chown, mut chmod) = (None, None, None);
+        let (mut from, mut chown, mut chmod, mut checksum_flag) = (None, None, None, None);
         for f in &n.flags {
             let (k, v) = f.split_once('=').unwrap_or((f, ""));
             match k {
@@ -1281,6 +1281,7 @@ impl<'a> Builder<'a> {
                 "--chown" => chown = Some(word(v)?),
                 "--chmod" => chmod = Some(word(v)?),
                 "--link" => {}
+                "--checksum" if add => checksum_flag = Some(word(v)?),
                 _ => return Err(self.err(n, format!("unknown flag: {k}"))),
             }
         }
@@ -1337,9 +1338,18 @@ impl<'a> Builder<'a> {
             None => SourceRoot::context(&self.ctx.path, self.ctx.ignore.clone())?,
         };
         let mut sources = Vec::new();
+        let mut remote: BTreeSet<PathBuf> = BTreeSet::new();
+        let is_url = |p: &str| p.starts_with("http://") || p.starts_with("https://");
+        if checksum_flag.is_some() && !paths.iter().all(|p| is_url(p)) {
+            return Err(self.err(n, "--checksum can only be used with a URL source"));
+        }
         for p in &paths {
-            if add && (p.starts_with("http://") || p.starts_with("https://")) {
-                return Err(self.err(n, format!("ADD {p}: remote URLs are not supported by this builder")));
+            if add && is_url(p) {
+                let (path, name) =
+                    self.download(p, checksum_flag.as_deref(), step, remote.len()).map_err(|e| self.err(n, e))?;
+                remote.insert(path.clone());
+                sources.push(context::Source { rel: name, host: path, is_dir: false });
+                continue;
             }
             sources.extend(root.resolve(p).map_err(|e| self.err(n, e))?);
         }
@@ -1376,7 +1386,7 @@ impl<'a> Builder<'a> {
             let dest_rel = fsops::clean_rel(&dest).unwrap_or_default();
             let into_dir = dest_is_dir || droot.is_dir(&dest_rel);
             for s in &sources {
-                let is_archive = add && !s.is_dir && is_archive(&s.host);
+                let is_archive = add && !s.is_dir && !remote.contains(&s.host) && is_archive(&s.host);
                 if s.is_dir || is_archive {
                     let d = droot.ensure_dir(&dest_rel, uid, gid).map_err(|e| format!("mkdir {dest}: {e}"))?;
                     if is_archive {
@@ -1425,6 +1435,9 @@ impl<'a> Builder<'a> {
                     .map_err(|e| format!("copy {}: {e}", s.rel))?;
             }
             for (name, content) in &heredocs {
+                if name.contains('/') || name == ".." || name == "." {
+                    return Err(format!("heredoc name {name:?} cannot be a file name"));
+                }
                 let (dir_rel, fname) = if into_dir {
                     (dest_rel.clone(), name.clone())
                 } else {
@@ -1441,6 +1454,45 @@ impl<'a> Builder<'a> {
         });
         drop(from_mount);
         res
+    }
+
+    /// `ADD URL`: the body downloaded into the scratch dir (mode 0600, its Last-Modified time),
+    /// checked against `--checksum`; returns its path and file name (the URL's last segment).
+    fn download(&self, url: &str, checksum: Option<&str>, step: usize, k: usize) -> Result<(PathBuf, String), String> {
+        use crate::image::registry::{Client, ClientOptions};
+        let name = url
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(url)
+            .rsplit('/')
+            .find(|s| !s.is_empty() && !s.contains(':'))
+            .unwrap_or("download")
+            .to_string();
+        let client =
+            Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|e| e.to_string())?;
+        let (mut body, modified) = client.get_url(url)?;
+        let dir = self.scratch.0.join(format!("download-{step}-{k}"));
+        fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
+        let path = dir.join(&name);
+        let f = fs::File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;
+        let mut w = crate::image::digest::HashingWriter::new(io::BufWriter::new(f));
+        io::copy(&mut body, &mut w).map_err(|e| format!("{url}: download: {e}"))?;
+        let (mut f, got, _) = w.finish();
+        f.flush().map_err(|e| format!("write {}: {e}", path.display()))?;
+        if let Some(want) = checksum {
+            if want != got.to_string() {
+                return Err(format!("{url}: checksum mismatch: expected {want}, got {got}"));
+            }
+        }
+        fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+            .map_err(|e| format!("chmod {}: {e}", path.display()))?;
+        if let Some(t) = modified {
+            let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs(t.max(0) as u64);
+            if let Ok(f) = fs::File::options().write(true).open(&path) {
+                let _ = f.set_modified(when);
+            }
+        }
+        Ok((path, name))
     }
 
     /// The final image: `--label`s, stored, named, its id printed and written.
