@@ -638,3 +638,25 @@ fn build_add_url_with_checksum() {
     m.one_line_error(&["404"]);
     nothing_left(&eng);
 }
+
+/// Stages that do not depend on each other run at the same time: each waits (up to 20 s) for
+/// the other's marker in a shared cache mount, which only works when both run at once.
+#[test]
+fn build_independent_stages_run_in_parallel() {
+    let ctx = Ctx::new("build-parallel");
+    let (eng, _) = engine(&ctx);
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/r touch /r/{me} && i=0; while [ ! -e /r/{other} ]; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.1; done; echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "FROM localhost/berth-build/bb:v1 AS one\n{}FROM localhost/berth-build/bb:v1 AS two\n{}FROM localhost/berth-build/bb:v1\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
+        wait("one", "two"),
+        wait("two", "one")
+    );
+    let dir = context(&ctx, &[("Dockerfile", &df)]);
+    build(&eng, &["-t", "par:1", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
+    nothing_left(&eng);
+}

@@ -43,6 +43,16 @@ impl SourceRoot {
         Ok(SourceRoot { path: path.to_path_buf(), fd, ignore: Ignore::default(), beneath: false })
     }
 
+    /// The same root for another thread.
+    pub fn try_clone(&self) -> std::io::Result<SourceRoot> {
+        Ok(SourceRoot {
+            path: self.path.clone(),
+            fd: self.fd.try_clone()?,
+            ignore: self.ignore.clone(),
+            beneath: self.beneath,
+        })
+    }
+
     fn resolve_flag(&self) -> u64 {
         if self.beneath {
             libc::RESOLVE_BENEATH

@@ -17,7 +17,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Instant;
 
 const HISTORY_COMMENT: &str = "buildkit.dockerfile.v0";
@@ -65,9 +66,12 @@ pub(crate) fn interrupted() -> Result<(), BuildError> {
 }
 
 /// A stage as written.
+#[derive(Clone)]
 struct StageDef {
     name: Option<String>,
     base: String,
+    /// `base` names an earlier stage.
+    base_is_stage: bool,
     nodes: Vec<Node>,
     line: usize,
     from_original: String,
@@ -185,11 +189,18 @@ impl Drop for Scratch {
 /// mount points it made (removed from the layer).
 type StepFn<'f, 'a> = dyn FnMut(&mut Builder<'a>, &Path, &Path) -> Result<Vec<String>, String> + 'f;
 
+/// What the threads building independent stages share.
+struct Shared {
+    guard: WriteGuard,
+    scratch: Scratch,
+    step: AtomicUsize,
+    mounts: AtomicUsize,
+}
+
 pub struct Builder<'a> {
     req: &'a BuildRequest,
     store: Store,
-    guard: WriteGuard,
-    scratch: Scratch,
+    shared: Arc<Shared>,
     ctx: SourceRoot,
     file: String,
     stages: Vec<StageDef>,
@@ -198,9 +209,7 @@ pub struct Builder<'a> {
     used_args: BTreeSet<String>,
     done: HashMap<usize, State>,
     building: BTreeSet<usize>,
-    step: usize,
     cache_dir: PathBuf,
-    mounts: usize,
 }
 
 impl<'a> Builder<'a> {
@@ -295,8 +304,7 @@ impl<'a> Builder<'a> {
         let mut b = Builder {
             req,
             store,
-            guard,
-            scratch,
+            shared: Arc::new(Shared { guard, scratch, step: AtomicUsize::new(0), mounts: AtomicUsize::new(0) }),
             ctx,
             file,
             stages: Vec::new(),
@@ -305,9 +313,7 @@ impl<'a> Builder<'a> {
             used_args: BTreeSet::new(),
             done: HashMap::new(),
             building: BTreeSet::new(),
-            step: 0,
             cache_dir,
-            mounts: 0,
         };
         b.split_stages(&df)?;
         let target = match &req.target {
@@ -316,6 +322,9 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| BuildError::Invalid(format!("failed to reach build target {t} in Dockerfile")))?,
             None => b.stages.len() - 1,
         };
+        // From here RUN containers get no stdin and write to stderr (nothing with -q).
+        let _stdio = run::Redirect::new(req.progress == Progress::Quiet);
+        b.build_needed(target)?;
         let st = b.build_stage(target)?;
         b.finish(st)
     }
@@ -398,8 +407,11 @@ impl<'a> Builder<'a> {
                         return Err(self.err(n, format!("duplicate stage name {nm:?}")));
                     }
                 }
+                let base_is_stage =
+                    self.stages.iter().any(|s| s.name.as_deref() == Some(base.to_ascii_lowercase().as_str()));
                 self.stages.push(StageDef {
                     name,
+                    base_is_stage,
                     base,
                     nodes: Vec::new(),
                     line: n.start_line,
@@ -468,8 +480,123 @@ impl<'a> Builder<'a> {
     }
 
     fn next_step(&mut self) -> usize {
-        self.step += 1;
-        self.step
+        self.shared.step.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    /// The stages stage `i` reads: its base, `COPY --from` and `RUN --mount from=` stages.
+    fn deps(&self, i: usize) -> BTreeSet<usize> {
+        let lex = Lex::new('\\');
+        let env = self.meta_env();
+        let mut out = BTreeSet::new();
+        let add = |name: &str, out: &mut BTreeSet<usize>| {
+            let name = lex.process_word(name, &env).unwrap_or_else(|_| name.to_string());
+            if let Some(j) = self.stage_index(&name) {
+                if j < i && (self.stages[j].name.is_some() || name.parse::<usize>().is_ok()) {
+                    out.insert(j);
+                }
+            }
+        };
+        let base = self.stages[i].base.clone();
+        if self.stages[i].base_is_stage {
+            add(&base, &mut out);
+        }
+        for n in &self.stages[i].nodes {
+            for f in &n.flags {
+                if let Some(v) = f.strip_prefix("--from=") {
+                    add(v, &mut out);
+                } else if let Some(m) = f.strip_prefix("--mount=") {
+                    for part in m.split(',') {
+                        if let Some(v) = part.strip_prefix("from=") {
+                            add(v, &mut out);
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Builds the stages the target needs (not the target itself), those that do not depend
+    /// on each other at the same time, each in a thread.
+    fn build_needed(&mut self, target: usize) -> Result<(), BuildError> {
+        let mut needed = BTreeSet::new();
+        let mut todo = vec![target];
+        while let Some(i) = todo.pop() {
+            for d in self.deps(i) {
+                if needed.insert(d) {
+                    todo.push(d);
+                }
+            }
+        }
+        loop {
+            let ready: Vec<usize> = needed
+                .iter()
+                .copied()
+                .filter(|i| !self.done.contains_key(i) && self.deps(*i).iter().all(|d| self.done.contains_key(d)))
+                .collect();
+            match ready.len() {
+                0 => return Ok(()),
+                1 => {
+                    self.build_stage(ready[0])?;
+                }
+                _ => {
+                    let mut workers: Vec<Builder<'a>> = Vec::new();
+                    for _ in &ready {
+                        workers.push(self.fork()?);
+                    }
+                    let results: Vec<(usize, Result<State, BuildError>, BTreeSet<String>)> = std::thread::scope(|sc| {
+                        let handles: Vec<_> = ready
+                            .iter()
+                            .copied()
+                            .zip(workers)
+                            .map(|(i, mut w)| {
+                                sc.spawn(move || {
+                                    let r = w.build_stage(i);
+                                    (i, r, w.used_args)
+                                })
+                            })
+                            .collect();
+                        handles.into_iter().filter_map(|h| h.join().ok()).collect()
+                    });
+                    let mut first_err = None;
+                    for (i, r, used) in results {
+                        self.used_args.extend(used);
+                        match r {
+                            Ok(st) => {
+                                self.done.insert(i, st);
+                            }
+                            Err(e) => {
+                                first_err.get_or_insert(e);
+                            }
+                        }
+                    }
+                    if let Some(e) = first_err {
+                        return Err(e);
+                    }
+                    if ready.iter().any(|i| !self.done.contains_key(i)) {
+                        return Err(BuildError::Invalid("a build stage's thread failed".into()));
+                    }
+                }
+            }
+        }
+    }
+
+    /// A builder for a thread: the same request, store, scratch dir and counters.
+    fn fork(&self) -> Result<Builder<'a>, BuildError> {
+        Ok(Builder {
+            req: self.req,
+            store: self.store.clone(),
+            shared: self.shared.clone(),
+            ctx: self.ctx.try_clone().map_err(io_err("open build context", &self.ctx.path))?,
+            file: self.file.clone(),
+            stages: self.stages.clone(),
+            meta: self.meta.clone(),
+            build_args: self.build_args.clone(),
+            used_args: BTreeSet::new(),
+            done: self.done.clone(),
+            building: BTreeSet::new(),
+            cache_dir: self.cache_dir.clone(),
+        })
     }
 
     /// Builds stage `i` (and, first, the stages it needs); memoised.
@@ -484,7 +611,7 @@ impl<'a> Builder<'a> {
         let label = self.stages[i].name.clone().unwrap_or_else(|| format!("stage-{i}"));
         let total = self.stages[i].nodes.len() + 1;
         let from_line = self.stages[i].from_original.clone();
-        let mut st = if let Some(j) = self.stage_index(&base).filter(|j| *j < i && self.stages[*j].name.is_some()) {
+        let mut st = if let Some(j) = self.stage_index(&base).filter(|j| *j < i && self.stages[i].base_is_stage) {
             let mut s = self.build_stage(j)?;
             s.args.clear();
             s.cmd_set = false;
@@ -885,7 +1012,7 @@ impl<'a> Builder<'a> {
             }
         }
         let _ = show;
-        let dir = self.scratch.0.join(format!("step-{step}"));
+        let dir = self.shared.scratch.0.join(format!("step-{step}"));
         let upper = dir.join("upper");
         let work = dir.join("work");
         let merged = dir.join("merged");
@@ -894,7 +1021,7 @@ impl<'a> Builder<'a> {
         }
         let mut lowers: Vec<PathBuf> = st.chain.iter().rev().map(|c| self.store.snapshot_dir(c).join("fs")).collect();
         if lowers.is_empty() {
-            let empty = self.scratch.0.join("empty");
+            let empty = self.shared.scratch.0.join("empty");
             fs::create_dir_all(&empty).map_err(io_err("create", &empty))?;
             lowers.push(empty);
         }
@@ -916,7 +1043,7 @@ impl<'a> Builder<'a> {
             // store rather than unpacked again from the layer just written.
             let chain = chain_ids(&st.config.rootfs.diff_ids).pop();
             if let Some(c) = chain {
-                self.store.adopt_snapshot_dir(&self.guard, &c, &diff, &upper, entries, size)?;
+                self.store.adopt_snapshot_dir(&self.shared.guard, &c, &diff, &upper, entries, size)?;
             }
             st.layers.push(Descriptor {
                 media_type: OCI_LAYER.into(),
@@ -939,13 +1066,13 @@ impl<'a> Builder<'a> {
 
     /// Writes the layer of an upper dir into the store (blob and snapshot).
     fn commit_layer(&self, upper: &Path) -> Result<(Digest, u64, u64), BuildError> {
-        let mut w = self.store.stage(&self.guard)?;
+        let mut w = self.store.stage(&self.shared.guard)?;
         let info = layer_from_dir::write_layer(upper, &mut w, self.req.source_date_epoch.map(|e| e.max(0) as u64))
             .map_err(|e| BuildError::Invalid(e.to_string()))?;
         let staged = w.finish()?;
         let diff = info.diff_id.clone();
         let size = info.size;
-        self.store.adopt(&self.guard, staged)?;
+        self.store.adopt(&self.shared.guard, staged)?;
         Ok((diff, size, info.entries))
     }
 
@@ -957,13 +1084,13 @@ impl<'a> Builder<'a> {
             if !self.store.has_snapshot(c) {
                 let d = &st.config.rootfs.diff_ids[i];
                 let blob = &st.layers[i].digest;
-                self.store.ensure_snapshot(&self.guard, c, d, blob)?;
+                self.store.ensure_snapshot(&self.shared.guard, c, d, blob)?;
             }
         }
         st.chain = chains.clone();
         st.config.created = Some(self.created());
         let config = serde_json::to_vec(&st.config).map_err(|e| BuildError::Invalid(e.to_string()))?;
-        let cd = self.store.write_blob(&self.guard, &config)?;
+        let cd = self.store.write_blob(&self.shared.guard, &config)?;
         let manifest = json!({
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
@@ -971,7 +1098,7 @@ impl<'a> Builder<'a> {
             "layers": st.layers,
         });
         let mb = serde_json::to_vec(&manifest).map_err(|e| BuildError::Invalid(e.to_string()))?;
-        let md = self.store.write_blob(&self.guard, &mb)?;
+        let md = self.store.write_blob(&self.shared.guard, &mb)?;
         let size: u64 = chains.iter().map(|c| self.store.snapshot_bytes(c).unwrap_or(0)).sum();
         let mut il = self.store.lock_index()?;
         il.index.add_image(
@@ -1036,8 +1163,8 @@ impl<'a> Builder<'a> {
                 }
             }
         };
-        self.mounts += 1;
-        let dir = self.scratch.0.join(format!("from-{}", self.mounts));
+        let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
+        let dir = self.shared.scratch.0.join(format!("from-{k}"));
         let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
         for d in [&upper, &work, &merged] {
             fs::create_dir_all(d).map_err(io_err("create", d))?;
@@ -1127,7 +1254,6 @@ impl<'a> Builder<'a> {
         }
         penv.extend(st.config.config.env.iter().flatten().cloned());
         let runtime_root = self.req.runtime_root.clone();
-        let quiet = self.quiet();
         let config = st.config.clone();
         let workdir = st.workdir();
         let mut mounts_spec = Vec::new();
@@ -1153,7 +1279,6 @@ impl<'a> Builder<'a> {
                 network,
                 mounts: mounts_spec.clone(),
                 tmpfs: tmpfs.clone(),
-                quiet,
             };
             let (code, made) = run::run(&c).map_err(|e| e.to_string())?;
             if code != 0 {
@@ -1471,7 +1596,7 @@ impl<'a> Builder<'a> {
         let client =
             Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|e| e.to_string())?;
         let (mut body, modified) = client.get_url(url)?;
-        let dir = self.scratch.0.join(format!("download-{step}-{k}"));
+        let dir = self.shared.scratch.0.join(format!("download-{step}-{k}"));
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;
         let path = dir.join(&name);
         let f = fs::File::create(&path).map_err(|e| format!("create {}: {e}", path.display()))?;

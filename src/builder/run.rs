@@ -24,15 +24,14 @@ pub struct RunContainer<'a> {
     pub network: super::Network,
     pub mounts: Vec<MountSpec>,
     pub tmpfs: Vec<(String, String)>,
-    /// Output goes nowhere (`-q`).
-    pub quiet: bool,
 }
 
-/// Points fds 0, 1 (and 2 when quiet) elsewhere while the container runs.
-struct Redirect(Vec<(i32, OwnedFd)>);
+/// Points fds 0, 1 (and 2 when quiet) elsewhere while a build runs containers: they get no
+/// stdin and their output goes to the build's stderr.
+pub struct Redirect(Vec<(i32, OwnedFd)>);
 
 impl Redirect {
-    fn new(quiet: bool) -> Redirect {
+    pub fn new(quiet: bool) -> Redirect {
         let mut saved = Vec::new();
         let null = fs::OpenOptions::new().read(true).write(true).open("/dev/null").ok();
         let mut point = |fd: i32, to: i32| {
@@ -139,10 +138,7 @@ pub fn run(c: &RunContainer) -> Result<(i32, Vec<String>), BuildError> {
         no_new_keyring: false,
         preserve_fds: 0,
     };
-    let code = {
-        let _r = Redirect::new(c.quiet);
-        run_and_wait(&g, &o)
-    };
+    let code = run_and_wait(&g, &o);
     let _ = berth::delete(&g, &c.id, true);
     match code {
         Ok(code) => Ok((code, made)),
@@ -160,6 +156,9 @@ fn run_and_wait(g: &berth::Globals, o: &berth::CreateOpts) -> Result<i32, BuildE
     drop(created.dir);
     berth::start(g, &o.id).map_err(|e| BuildError::Invalid(format!("start container: {e}")))?;
     let mut killed = false;
+    // Polled (not a blocking wait): several stages' RUNs may wait at once in threads, and each
+    // must see an interruption.
+    let mut nap = std::time::Duration::from_micros(200);
     loop {
         if super::exec::interrupted().is_err() && !killed {
             let _ = berth::kill(g, &o.id, libc::SIGKILL, true);
@@ -167,7 +166,12 @@ fn run_and_wait(g: &berth::Globals, o: &berth::CreateOpts) -> Result<i32, BuildE
         }
         let mut st = 0;
         // SAFETY: waiting for the container's init, a child of this process.
-        let r = unsafe { libc::waitpid(pid, &mut st, 0) };
+        let r = unsafe { libc::waitpid(pid, &mut st, libc::WNOHANG) };
+        if r == 0 {
+            std::thread::sleep(nap);
+            nap = (nap * 2).min(std::time::Duration::from_millis(20));
+            continue;
+        }
         if r == pid {
             if killed {
                 return Err(BuildError::Interrupted);
