@@ -143,6 +143,13 @@ fn build_instructions_config_history_and_run() {
     ] {
         assert!(h.iter().any(|x| x == want), "history lacks {want:?}: {h:#?}");
     }
+    // Step images are kept for the cache but hidden, as docker's intermediate images.
+    let ls = eng.image(&["ls"]);
+    ls.ok();
+    assert!(!ls.stdout.contains("<none>") && ls.stdout.contains("built"), "{ls}");
+    let all = eng.image(&["ls", "-a"]);
+    all.ok();
+    assert!(all.stdout.matches("<none>").count() >= 4, "{all}");
     let out = run_in(&eng, "built:1", &[]);
     assert_eq!(out, "hi 1 two words hi\nhello\nsub\n1000\n");
     assert_eq!(run_in(&eng, "built:1", &["stat -c %a /app/private; test -e /bin/true || echo gone"]), "600\ngone\n");

@@ -1001,7 +1001,7 @@ impl<'a> Builder<'a> {
     ) -> Result<(), BuildError> {
         let started = Instant::now();
         if !self.req.no_cache {
-            if let Some(hit) = self.cache_lookup(&key) {
+            if let Some(hit) = self.cache_lookup(&key, false) {
                 st.config = hit.0;
                 st.layers = hit.1;
                 st.chain = hit.2;
@@ -1058,7 +1058,7 @@ impl<'a> Builder<'a> {
         st.history(&created, &created_by, empty);
         st.key = key.clone();
         let (_, manifest) = self.save_image(st)?;
-        self.cache_store(&key, &manifest);
+        self.cache_store(&key, &manifest, false);
         let _ = fs::remove_dir_all(&dir);
         self.say(&format!("#{step} DONE {:.1}s", started.elapsed().as_secs_f64()));
         Ok(())
@@ -1118,8 +1118,18 @@ impl<'a> Builder<'a> {
         Ok((cd, md))
     }
 
-    fn cache_lookup(&self, key: &Digest) -> Option<(ImageConfig, Vec<Descriptor>, Vec<Digest>)> {
-        let m = fs::read_to_string(self.cache_dir.join(key.hex())).ok()?;
+    /// The cache file of a key: `<hex>` for a step, `final-<hex>` for a build's result (which
+    /// `image ls` shows; step images it hides).
+    fn cache_file(&self, key: &Digest, last: bool) -> PathBuf {
+        if last {
+            self.cache_dir.join(format!("final-{}", key.hex()))
+        } else {
+            self.cache_dir.join(key.hex())
+        }
+    }
+
+    fn cache_lookup(&self, key: &Digest, last: bool) -> Option<(ImageConfig, Vec<Descriptor>, Vec<Digest>)> {
+        let m = fs::read_to_string(self.cache_file(key, last)).ok()?;
         let m = Digest::parse(m.trim()).ok()?;
         let index = self.store.read_index().ok()?;
         let img = self.store.image(&index, &m).ok()?;
@@ -1129,11 +1139,11 @@ impl<'a> Builder<'a> {
         Some((img.config, img.layers, img.chain_ids))
     }
 
-    fn cache_store(&self, key: &Digest, manifest: &Digest) {
+    fn cache_store(&self, key: &Digest, manifest: &Digest, last: bool) {
         let _ = fs::create_dir_all(&self.cache_dir);
         let tmp = self.cache_dir.join(format!(".{}.tmp", key.hex()));
         if fs::write(&tmp, manifest.to_string()).is_ok() {
-            let _ = fs::rename(&tmp, self.cache_dir.join(key.hex()));
+            let _ = fs::rename(&tmp, self.cache_file(key, last));
         }
     }
 
@@ -1643,10 +1653,10 @@ impl<'a> Builder<'a> {
         // changed gives the same image.
         let labels: Vec<String> = self.req.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
         let key = key_of(&[st.key.hex(), "FINAL", &labels.join("\0")]);
-        let cached = if self.req.no_cache { None } else { self.cache_lookup(&key) };
+        let cached = if self.req.no_cache { None } else { self.cache_lookup(&key, true) };
         let (id, manifest) = match cached {
             Some(_) => {
-                let m = fs::read_to_string(self.cache_dir.join(key.hex())).unwrap_or_default();
+                let m = fs::read_to_string(self.cache_file(&key, true)).unwrap_or_default();
                 let m = Digest::parse(m.trim()).map_err(|e| BuildError::Invalid(e.to_string()))?;
                 let index = self.store.read_index()?;
                 let img = self.store.image(&index, &m)?;
@@ -1654,7 +1664,7 @@ impl<'a> Builder<'a> {
             }
             None => {
                 let r = self.save_image(&mut st)?;
-                self.cache_store(&key, &r.1);
+                self.cache_store(&key, &r.1, true);
                 r
             }
         };

@@ -157,6 +157,24 @@ fn dir_bytes(p: &std::path::Path) -> u64 {
     n
 }
 
+/// The manifests of cached build steps (not of build results): unnamed images `image ls`
+/// hides unless `-a`, as docker hides intermediate images.
+pub fn step_images(data_root: &std::path::Path) -> std::collections::BTreeSet<Digest> {
+    let mut out = std::collections::BTreeSet::new();
+    if let Ok(rd) = std::fs::read_dir(data_root.join("builder/cache")) {
+        for e in rd.flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("final-") || name.starts_with('.') {
+                continue;
+            }
+            if let Some(d) = std::fs::read_to_string(e.path()).ok().and_then(|t| Digest::parse(t.trim()).ok()) {
+                out.insert(d);
+            }
+        }
+    }
+    out
+}
+
 /// `builder prune`: forgets every cached step, removes the step images only the cache
 /// kept (unnamed, not used by a container) and the cache mounts; returns the bytes freed.
 pub fn prune(data_root: &std::path::Path) -> Result<u64, BuildError> {

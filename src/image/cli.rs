@@ -59,6 +59,9 @@ pub enum ImageCmd {
     /// List images.
     #[command(alias = "list")]
     Ls {
+        /// Show all images (intermediate build steps too).
+        #[arg(short = 'a', long = "all")]
+        all: bool,
         /// Show only image ids.
         #[arg(short = 'q', long = "quiet")]
         quiet: bool,
@@ -300,7 +303,10 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
             Ok(())
         }
-        ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
+        ImageCmd::Ls { all, quiet, digests, format, no_trunc } => {
+            let hide = if all { BTreeSet::new() } else { crate::builder::step_images(data_root) };
+            ls(&store, &hide, quiet, digests, format.as_deref(), no_trunc)
+        }
         ImageCmd::Inspect { images } => inspect(&store, &images),
         ImageCmd::Tag { source, target } => tag(&store, &source, &target),
         ImageCmd::Rm { force, images } => rm(&store, &images, force),
@@ -470,8 +476,16 @@ fn rows(index: &StoreIndex) -> Vec<Row> {
     out
 }
 
-fn ls(store: &Store, quiet: bool, digests: bool, format: Option<&str>, no_trunc: bool) -> Result<(), CliError> {
-    let index = store.read_index()?;
+fn ls(
+    store: &Store,
+    hide: &BTreeSet<Digest>,
+    quiet: bool,
+    digests: bool,
+    format: Option<&str>,
+    no_trunc: bool,
+) -> Result<(), CliError> {
+    let mut index = store.read_index()?;
+    index.images.retain(|m, _| !hide.contains(m) || !index.refs.values().all(|r| r != m));
     let rows = rows(&index);
     let mut out = io::stdout().lock();
     let idstr = |d: &Digest| if no_trunc { d.to_string() } else { d.short().to_string() };
