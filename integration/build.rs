@@ -26,6 +26,15 @@ fn engine(ctx: &Ctx) -> (Eng<'_>, PathBuf) {
     (eng, dir)
 }
 
+/// `network prune` when dropped: the default network's bridge, made by the builds' RUNs, goes.
+struct NetPrune<'a>(&'a Eng<'a>);
+
+impl Drop for NetPrune<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd(&["network", "prune"]);
+    }
+}
+
 /// A build context dir with these files (path, content).
 fn context(ctx: &Ctx, files: &[(&str, &str)]) -> PathBuf {
     let d = ctx.tempdir("ctx");
@@ -87,6 +96,7 @@ fn nothing_left(eng: &Eng) {
 fn build_instructions_config_history_and_run() {
     let ctx = Ctx::new("build-basic");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let dir = context(
         &ctx,
         &[
@@ -104,6 +114,7 @@ fn build_instructions_config_history_and_run() {
                  COPY sub /app/sub/\n\
                  COPY --chmod=600 a.txt /app/private\n\
                  RUN echo \"$GREETING $A $B $C\" > out && rm /bin/true && mkdir -p /x/y\n\
+                 RUN ip -o -4 addr show | grep -v ' lo ' | wc -l > /ifaces && grep -c nameserver /etc/resolv.conf > /ns\n\
                  USER 1000:1000\n\
                  EXPOSE 80 53/udp\n\
                  VOLUME /data\n\
@@ -128,8 +139,8 @@ fn build_instructions_config_history_and_run() {
     assert_eq!(ports, ["53/udp", "80/tcp"]);
     assert!(c["Volumes"]["/data"].is_object());
     assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
-    // The base layer plus WORKDIR, three COPYs and a RUN.
-    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 6, "{img}");
+    // The base layer plus WORKDIR, three COPYs and two RUNs.
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 7, "{img}");
     let h = history(&config_of(&eng, "built:1"));
     for want in [
         "ARG GREETING=hi",
@@ -153,6 +164,8 @@ fn build_instructions_config_history_and_run() {
     let out = run_in(&eng, "built:1", &[]);
     assert_eq!(out, "hi 1 two words hi\nhello\nsub\n1000\n");
     assert_eq!(run_in(&eng, "built:1", &["stat -c %a /app/private; test -e /bin/true || echo gone"]), "600\ngone\n");
+    // RUN was on the default bridge network (an interface besides lo) with its DNS.
+    assert_eq!(run_in(&eng, "built:1", &["cat /ifaces /ns"]), "1\n1\n");
     nothing_left(&eng);
 }
 
@@ -160,6 +173,7 @@ fn build_instructions_config_history_and_run() {
 fn build_multistage_target_and_build_args() {
     let ctx = Ctx::new("build-stages");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let dir = context(
         &ctx,
         &[(
@@ -192,6 +206,7 @@ fn build_multistage_target_and_build_args() {
 fn build_cache_reuses_steps_before_the_changed_file() {
     let ctx = Ctx::new("build-cache");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let dir = context(
         &ctx,
         &[
@@ -243,6 +258,7 @@ fn build_cache_reuses_steps_before_the_changed_file() {
 fn build_cache_mounts_heredocs_and_secrets() {
     let ctx = Ctx::new("build-mounts");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let secret = ctx.dir.join("token");
     fs::write(&secret, "s3cr3t").unwrap();
     let dir = context(
@@ -295,6 +311,7 @@ fn build_cache_mounts_heredocs_and_secrets() {
 fn build_dockerignore_and_context_escapes() {
     let ctx = Ctx::new("build-ignore");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let dir = context(
         &ctx,
         &[
@@ -336,7 +353,12 @@ fn build_dockerignore_and_context_escapes() {
         nothing_left(&eng);
     }
     let after = eng.store_snapshot();
-    let added: Vec<&String> = after.0.iter().filter(|p| !before.0.contains(p) && !p.contains("builder/")).collect();
+    // The default network's files (made by the first RUN, as docker's default bridge) stay.
+    let added: Vec<&String> = after
+        .0
+        .iter()
+        .filter(|p| !before.0.contains(p) && !p.contains("builder/") && !p.contains(" network"))
+        .collect();
     // The RUN before the failing COPY may be committed (it succeeded); nothing else is.
     assert!(
         added.iter().all(|p| p.contains("image/blobs") || p.contains("image/snapshots") || p.contains("image/index")),
@@ -348,6 +370,7 @@ fn build_dockerignore_and_context_escapes() {
 fn build_bad_input_is_named_and_leaves_nothing() {
     let ctx = Ctx::new("build-bad");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let cases: &[(&str, &[&str])] = &[
         ("FROM localhost/berth-build/bb:v1\nFROBNICATE x\n", &["Dockerfile:2", "unknown instruction: FROBNICATE"]),
         ("FROM localhost/berth-build/bb:v1\nRUN <<EOF\necho never closed\n", &["line 2", "unterminated heredoc"]),
@@ -394,6 +417,7 @@ fn build_bad_input_is_named_and_leaves_nothing() {
 fn build_source_date_epoch_gives_the_same_digest() {
     let ctx = Ctx::new("build-epoch");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let dir = context(
         &ctx,
         &[
@@ -450,6 +474,7 @@ fn build_matches_buildah_bud() {
     }
     let ctx = Ctx::new("build-buildah");
     let (eng, layout) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let dir = context(
         &ctx,
         &[
@@ -542,6 +567,7 @@ fn build_matches_buildah_bud() {
 fn build_stdin_context_add_tar_quiet_and_prune() {
     let ctx = Ctx::new("build-stdin");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     // A context as a tar on stdin, holding a tar that ADD unpacks.
     let inner_src = context(&ctx, &[("pkg/bin/tool", "#!/bin/sh\necho tool\n"), ("pkg/README", "r\n")]);
     let dir = context(
@@ -599,6 +625,7 @@ fn build_stdin_context_add_tar_quiet_and_prune() {
 fn build_add_url_with_checksum() {
     let ctx = Ctx::new("build-add-url");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let www = ctx.tempdir("www");
     fs::write(www.join("payload.txt"), "downloaded\n").unwrap();
     let port = {
@@ -652,6 +679,7 @@ fn build_add_url_with_checksum() {
 fn build_independent_stages_run_in_parallel() {
     let ctx = Ctx::new("build-parallel");
     let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
     let wait = |me: &str, other: &str| {
         format!(
             "RUN --mount=type=cache,id=rendezvous,target=/r touch /r/{me} && i=0; while [ ! -e /r/{other} ]; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.1; done; echo {me} > /{me}\n"

@@ -191,6 +191,9 @@ type StepFn<'f, 'a> = dyn FnMut(&mut Builder<'a>, &Path, &Path) -> Result<Vec<St
 
 /// What the threads building independent stages share.
 struct Shared {
+    /// The default network's sandbox, made by the first RUN that needs it (dropped, and so
+    /// detached, before the scratch dir goes).
+    net: std::sync::Mutex<Option<Arc<run::Sandbox>>>,
     guard: WriteGuard,
     scratch: Scratch,
     step: AtomicUsize,
@@ -304,7 +307,13 @@ impl<'a> Builder<'a> {
         let mut b = Builder {
             req,
             store,
-            shared: Arc::new(Shared { guard, scratch, step: AtomicUsize::new(0), mounts: AtomicUsize::new(0) }),
+            shared: Arc::new(Shared {
+                net: std::sync::Mutex::new(None),
+                guard,
+                scratch,
+                step: AtomicUsize::new(0),
+                mounts: AtomicUsize::new(0),
+            }),
             ctx,
             file,
             stages: Vec::new(),
@@ -1273,6 +1282,7 @@ impl<'a> Builder<'a> {
             self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep)?;
         }
         let id = format!("berth-build-{}-{step}", std::process::id());
+        let sandbox = if network == Network::Default { Some(self.sandbox()?) } else { None };
         let argv_shown = argv.join(" ");
         let mut code_out = 0;
         let res = self.layer_step(st, key, created_by, n, step, true, &mut |_, merged, dir| {
@@ -1287,6 +1297,7 @@ impl<'a> Builder<'a> {
                 argv: argv.clone(),
                 env: penv.clone(),
                 network,
+                sandbox: sandbox.as_deref(),
                 mounts: mounts_spec.clone(),
                 tmpfs: tmpfs.clone(),
             };
@@ -1302,6 +1313,18 @@ impl<'a> Builder<'a> {
             return Err(BuildError::Interrupted);
         }
         res
+    }
+
+    /// The build's sandbox on the default network (attached once per build).
+    fn sandbox(&self) -> Result<Arc<run::Sandbox>, BuildError> {
+        let mut g = self.shared.net.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(s) = g.as_ref() {
+            return Ok(s.clone());
+        }
+        let id = format!("berth-build-{}-net", std::process::id());
+        let s = Arc::new(run::Sandbox::attach(&self.req.data_root, &id, "buildkitsandbox")?);
+        *g = Some(s.clone());
+        Ok(s)
     }
 
     /// One `RUN --mount=...`.

@@ -44,8 +44,8 @@ pub enum DockerfileSource {
 /// The network of RUN steps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Network {
-    /// The host's network namespace with its DNS configuration (what buildah's and
-    /// BuildKit's OCI worker give a RUN by default as root).
+    /// The engine's default bridge network, with its DNS: one sandbox namespace per build
+    /// that every RUN joins.
     #[default]
     Default,
     /// A namespace with loopback only.

@@ -22,8 +22,63 @@ pub struct RunContainer<'a> {
     /// The full environment.
     pub env: Vec<String>,
     pub network: super::Network,
+    /// The build's sandbox on the default network (`Network::Default`).
+    pub sandbox: Option<&'a Sandbox>,
     pub mounts: Vec<MountSpec>,
     pub tmpfs: Vec<(String, String)>,
+}
+
+/// The build's network sandbox: one namespace on the engine's default bridge network (with
+/// its DNS, as a container gets it) that every RUN of the build joins; detached when dropped.
+pub struct Sandbox {
+    data_root: PathBuf,
+    id: String,
+    pub netns: PathBuf,
+    pub hosts: String,
+    pub resolv: String,
+}
+
+impl Sandbox {
+    pub fn attach(data_root: &Path, id: &str, hostname: &str) -> Result<Sandbox, BuildError> {
+        use crate::network::{attach, AttachRequest, DnsOptions, NetMode};
+        let req = AttachRequest {
+            container_id: id.to_string(),
+            name: String::new(),
+            mode: NetMode::Bridge,
+            networks: Vec::new(),
+            ports: Vec::new(),
+            dns: DnsOptions::default(),
+            extra_hosts: Vec::new(),
+            hostname: hostname.to_string(),
+        };
+        let a = match attach(data_root, &req) {
+            Ok(a) => a,
+            Err(e) => {
+                let _ = crate::network::detach(data_root, id);
+                return Err(BuildError::Invalid(format!("the build's network: {e}")));
+            }
+        };
+        let mut sb = Sandbox {
+            data_root: data_root.to_path_buf(),
+            id: id.to_string(),
+            netns: PathBuf::new(),
+            hosts: a.hosts,
+            resolv: a.resolv_conf,
+        };
+        match a.netns_path {
+            Some(p) => {
+                sb.netns = p;
+                Ok(sb)
+            }
+            None => Err(BuildError::Invalid("the build's network: no network namespace".into())),
+        }
+    }
+}
+
+impl Drop for Sandbox {
+    fn drop(&mut self) {
+        let _ = crate::network::detach(&self.data_root, &self.id);
+    }
 }
 
 /// Points fds 0, 1 (and 2 when quiet) elsewhere while a build runs containers: they get no
@@ -86,8 +141,12 @@ pub fn run(c: &RunContainer) -> Result<(i32, Vec<String>), BuildError> {
     let hosts = etc.join("hosts");
     let mut hosts_text = format!("127.0.0.1\tlocalhost {hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
     let resolv = etc.join("resolv.conf");
-    let resolv_text = match c.network {
-        super::Network::None => String::new(),
+    let resolv_text = match (c.network, c.sandbox) {
+        (super::Network::None, _) => String::new(),
+        (super::Network::Default, Some(s)) => {
+            hosts_text = s.hosts.clone();
+            s.resolv.clone()
+        }
         _ => {
             if let Ok(h) = fs::read_to_string("/etc/hosts") {
                 hosts_text.push_str(&h);
@@ -104,8 +163,9 @@ pub fn run(c: &RunContainer) -> Result<(i32, Vec<String>), BuildError> {
         entrypoint: Some(Vec::new()),
         env: c.env.clone(),
         hostname: Some(hostname.to_string()),
-        netns: match c.network {
-            super::Network::None => NetworkNs::New,
+        netns: match (c.network, c.sandbox) {
+            (super::Network::None, _) => NetworkNs::New,
+            (super::Network::Default, Some(s)) => NetworkNs::Path(s.netns.clone()),
             _ => NetworkNs::Host,
         },
         etc_files: Some(EtcFiles { hostname: Some(hn), hosts: Some(hosts), resolv_conf: Some(resolv) }),
