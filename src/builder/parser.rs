@@ -653,6 +653,85 @@ mod tests {
         }
     }
 
+    /// Go's strconv.Quote (printable Unicode kept).
+    fn go_quote(v: &str) -> String {
+        let mut o = String::from("\"");
+        for c in v.chars() {
+            match c {
+                '"' => o.push_str("\\\""),
+                '\\' => o.push_str("\\\\"),
+                '\u{7}' => o.push_str("\\a"),
+                '\u{8}' => o.push_str("\\b"),
+                '\u{c}' => o.push_str("\\f"),
+                '\n' => o.push_str("\\n"),
+                '\r' => o.push_str("\\r"),
+                '\t' => o.push_str("\\t"),
+                '\u{b}' => o.push_str("\\v"),
+                c if (c as u32) < 0x20 || c as u32 == 0x7f => o.push_str(&format!("\\x{:02x}", c as u32)),
+                c => o.push(c),
+            }
+        }
+        o.push('"');
+        o
+    }
+
+    /// buildkit's `Node.Dump()`: `(cmd ["--flags"] "arg" ...)`.
+    fn dump(n: &Node) -> String {
+        let mut s = n.value.to_lowercase();
+        if !n.flags.is_empty() {
+            let f: Vec<String> = n.flags.iter().map(|f| go_quote(f)).collect();
+            s.push_str(&format!(" [{}]", f.join(" ")));
+        }
+        fn args(a: &Args, s: &mut String) {
+            let q = |v: &str| format!(" {}", go_quote(v));
+            match a {
+                Args::None => {}
+                Args::Json(v) | Args::Words(v) => v.iter().for_each(|x| s.push_str(&q(x))),
+                Args::Line(l) => s.push_str(&q(l)),
+                Args::KeyValues { pairs, legacy } => {
+                    for (k, v) in pairs {
+                        s.push_str(&q(k));
+                        s.push_str(&q(v));
+                        s.push_str(&q(if *legacy { "" } else { "=" }));
+                    }
+                }
+                Args::Health { kind, cmd } => {
+                    s.push_str(&q(kind));
+                    args(cmd, s);
+                }
+                Args::Sub(n) => s.push_str(&format!(" ({})", dump(n))),
+            }
+        }
+        args(&n.args, &mut s);
+        s.trim().to_string()
+    }
+
+    /// Every Dockerfile of moby/buildkit's frontend/dockerfile/parser/testfiles parses to the
+    /// AST its `result` file shows; the negative ones fail.
+    #[test]
+    fn buildkit_testfiles() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/builder/testdata/parser");
+        let mut n = 0;
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let e = e.unwrap();
+            if e.file_name() == "negative" {
+                continue;
+            }
+            let df = std::fs::read_to_string(e.path().join("Dockerfile")).unwrap();
+            let want = std::fs::read_to_string(e.path().join("result")).unwrap();
+            let d = parse(&df).unwrap_or_else(|err| panic!("{}: {err}", e.path().display()));
+            let got: String = d.nodes.iter().map(|n| format!("({})\n", dump(n))).collect();
+            assert_eq!(got, want, "{}", e.path().display());
+            n += 1;
+        }
+        assert!(n >= 30, "{n} testfiles");
+        for e in std::fs::read_dir(dir.join("negative")).unwrap() {
+            let p = e.unwrap().path();
+            let df = std::fs::read_to_string(&p).unwrap();
+            assert!(parse(&df).is_err(), "{} parsed", p.display());
+        }
+    }
+
     #[test]
     fn crlf_and_bom() {
         let d = parse("\u{feff}FROM x\r\nRUN a \\\r\n b\r\n").unwrap();
