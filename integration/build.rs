@@ -411,6 +411,20 @@ fn build_bad_input_is_named_and_leaves_nothing() {
     o.fails();
     assert!(o.elapsed.as_secs() < 25, "the build did not stop at the signal: {o}");
     nothing_left(&eng);
+    // Killed outright (SIGKILL) mid-RUN: the next build removes its container, network
+    // sandbox, mounts and scratch dir.
+    let bg = eng.spawn_image(&["build", "-q", "--no-cache", s(&dir)]);
+    let t0 = std::time::Instant::now();
+    while !find_named(&eng.data.join("builder/tmp"), "bundle").iter().any(|p| p.join("config.json").exists()) {
+        assert!(t0.elapsed().as_secs() < 60, "the RUN did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-KILL", &bg.pid().to_string()]).status();
+    bg.wait(std::time::Duration::from_secs(30)).fails();
+    let ok = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN true\n")]);
+    build(&eng, &["-q", s(&ok)]).ok();
+    nothing_left(&eng);
 }
 
 #[test]

@@ -225,7 +225,7 @@ impl<'a> Builder<'a> {
         let builder_dir = req.data_root.join("builder");
         let tmp = builder_dir.join("tmp");
         fs::create_dir_all(&tmp).map_err(io_err("create", &tmp))?;
-        clean_stale(&tmp);
+        clean_stale(&tmp, req);
         let scratch = tmp.join(format!("{}-{}", std::process::id(), now_secs()));
         let scratch = Scratch(scratch);
         fs::create_dir_all(&scratch.0).map_err(io_err("create", &scratch.0))?;
@@ -1716,7 +1716,7 @@ impl<'a> Builder<'a> {
 }
 
 /// Scratch dirs of builds whose process is gone (killed): unmounted and removed.
-fn clean_stale(tmp: &Path) {
+fn clean_stale(tmp: &Path, req: &BuildRequest) {
     let Ok(rd) = fs::read_dir(tmp) else { return };
     for e in rd.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
@@ -1724,6 +1724,23 @@ fn clean_stale(tmp: &Path) {
         if pid > 0 && Path::new(&format!("/proc/{pid}")).exists() {
             continue;
         }
+        // Its RUN containers (killed), its network sandbox, then its mounts and files.
+        let g = berth::Globals {
+            root: req.runtime_root.clone(),
+            systemd_cgroup: false,
+            debug: false,
+            rootless: berth::use_rootless_cgroups(None, false),
+        };
+        let prefix = format!("berth-build-{pid}-");
+        if let Ok(rd) = fs::read_dir(&req.runtime_root) {
+            for c in rd.flatten() {
+                let id = c.file_name().to_string_lossy().into_owned();
+                if id.starts_with(&prefix) {
+                    let _ = berth::delete(&g, &id, true);
+                }
+            }
+        }
+        let _ = crate::network::detach(&req.data_root, &format!("{prefix}net"));
         drop(Scratch(e.path()));
     }
 }
