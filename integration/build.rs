@@ -274,6 +274,7 @@ fn build_cache_mounts_heredocs_and_secrets() {
              EOF\n\
              COPY <<-EOT /etc/greeting\n\
              \thello $HOSTNAME_UNSET-x\n\
+             \t\"q\" '$HOSTNAME_UNSET'\n\
              \tEOT\n\
              RUN cat <<EOF > /inline\n\
              inline text\n\
@@ -293,7 +294,7 @@ fn build_cache_mounts_heredocs_and_secrets() {
     );
     assert_eq!(
         run_in(&eng, "m:2", &["cat", "/heredoc", "/etc/greeting", "/inline"]),
-        "one\ntwo\nhello -x\ninline text\n"
+        "one\ntwo\nhello -x\n\"q\" ''\ninline text\n"
     );
     // A required secret that is not given.
     let d2 = context(

@@ -1477,7 +1477,9 @@ impl<'a> Builder<'a> {
                 Some(h) => {
                     let mut c = if h.chomp { parser::chomp_heredoc(&h.content) } else { h.content.clone() };
                     if h.expand {
-                        c = lex.process_word(&c, &env).unwrap_or(c);
+                        // As buildkit: variables expanded, quotes left as written.
+                        let hl = Lex { escape: '\\', raw_quotes: false, skip_unset: false, skip_quotes: true };
+                        c = hl.process_word(&c, &env).map_err(|e| self.err(n, e.to_string()))?;
                     }
                     heredocs.push((h.name.clone(), c));
                 }

@@ -495,7 +495,7 @@ fn extract_flags(line: &str, escape: char) -> (String, Vec<String>) {
 
 /// The heredocs a line opens, in order (`<<EOF`, `<<-EOF`, `<<'EOF'`, `3<<EOF`).
 fn heredocs_from_line(line: &str) -> Result<Vec<Heredoc>, String> {
-    let raw = Lex { escape: '\\', raw_quotes: true, skip_unset: true };
+    let raw = Lex { escape: '\\', raw_quotes: true, skip_unset: true, skip_quotes: false };
     // The frontend lexes with raw escapes too; without them a `\` before `<<` would hide it
     // the same way, which is what matters here.
     let words = raw.process_words(line, &Vec::new()).unwrap_or_default();
@@ -520,12 +520,12 @@ pub fn parse_heredoc(word: &str) -> Result<Option<Heredoc>, String> {
     if rest.is_empty() || rest.contains('<') {
         return Ok(None);
     }
-    let plain = Lex { escape: '\\', raw_quotes: false, skip_unset: true };
+    let plain = Lex { escape: '\\', raw_quotes: false, skip_unset: true, skip_quotes: false };
     let words = plain.process_words(rest, &Vec::new()).map_err(|e| e.to_string())?;
     if words.len() != 1 {
         return Ok(None);
     }
-    let raw = Lex { escape: '\\', raw_quotes: true, skip_unset: true };
+    let raw = Lex { escape: '\\', raw_quotes: true, skip_unset: true, skip_quotes: false };
     let raw_words = raw.process_words(rest, &Vec::new()).map_err(|e| e.to_string())?;
     let quotes = |s: &str| s.matches(['\'', '"']).count();
     let expand = quotes(&words[0]) == raw_words.first().map_or(0, |w| quotes(w));

@@ -35,11 +35,13 @@ pub struct Lex {
     pub escape: char,
     pub raw_quotes: bool,
     pub skip_unset: bool,
+    /// Quotes are plain characters (heredoc contents).
+    pub skip_quotes: bool,
 }
 
 impl Lex {
     pub fn new(escape: char) -> Lex {
-        Lex { escape, raw_quotes: false, skip_unset: false }
+        Lex { escape, raw_quotes: false, skip_unset: false, skip_quotes: false }
     }
 
     /// The word with variables expanded and quotes removed (spaces kept).
@@ -138,8 +140,8 @@ impl Word<'_> {
             let special = match c {
                 '$' => Some(self.dollar()?),
                 '<' => Some(self.possible_heredoc()),
-                '\'' => Some(self.single_quote()?),
-                '"' => Some(self.double_quote()?),
+                '\'' if !self.lex.skip_quotes => Some(self.single_quote()?),
+                '"' if !self.lex.skip_quotes => Some(self.double_quote()?),
                 _ => None,
             };
             if let Some(tmp) = special {
@@ -608,7 +610,9 @@ mod tests {
         let lex = Lex::new('`');
         let e = env(&["A=1"]);
         assert_eq!(lex.process_word("C:\\dir `$A $A", &e).unwrap(), "C:\\dir $A 1");
-        let keep = Lex { escape: '\\', raw_quotes: true, skip_unset: true };
+        let keep = Lex { escape: '\\', raw_quotes: true, skip_unset: true, skip_quotes: false };
         assert_eq!(keep.process_word("'$A' $B ${B:-x} \"$A\"", &e).unwrap(), "'$A' $B ${B:-x} \"1\"");
+        let heredoc = Lex { escape: '\\', raw_quotes: false, skip_unset: false, skip_quotes: true };
+        assert_eq!(heredoc.process_word("echo '$A' \"$A\"\n", &e).unwrap(), "echo '1' \"1\"\n");
     }
 }
