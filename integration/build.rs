@@ -710,3 +710,33 @@ fn build_independent_stages_run_in_parallel() {
     assert_eq!(run_in(&eng, "par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
     nothing_left(&eng);
 }
+
+/// RUN --mount=type=bind: the source's content is part of the step's cache key, and `rw`
+/// writes are discarded (the context is never written).
+#[test]
+fn build_bind_mounts_key_the_cache_and_discard_writes() {
+    let ctx = Ctx::new("build-bind");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("data/v", "1\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/berth-build/bb:v1\n\
+                 RUN --mount=type=bind,source=data,target=/m cat /m/v > /seen\n\
+                 RUN --mount=type=bind,target=/ctx,rw touch /ctx/written-by-run && ls /ctx > /listing\n",
+            ),
+        ],
+    );
+    build(&eng, &["-t", "bind:1", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "bind:1", &["cat", "/seen"]), "1\n");
+    assert!(run_in(&eng, "bind:1", &["cat", "/listing"]).contains("written-by-run"));
+    assert!(!dir.join("written-by-run").exists(), "a rw bind mount wrote into the context");
+    fs::write(dir.join("data/v"), "2\n").unwrap();
+    let o = build(&eng, &["-t", "bind:2", s(&dir)]);
+    o.ok();
+    assert_eq!(run_in(&eng, "bind:2", &["cat", "/seen"]), "2\n", "a changed bind source reused the cache: {o}");
+    nothing_left(&eng);
+}

@@ -1255,7 +1255,6 @@ impl<'a> Builder<'a> {
         }
         shown.extend(argv.iter().cloned());
         let created_by = format!("RUN {} # buildkit", shown.join(" "));
-        let key = key_of(&[st.key.hex(), &created_by, &mount_args.join("\n"), &format!("{network:?}")]);
         // The process's environment: image Env, ARG values, proxy build args.
         let mut penv: Vec<String> = Vec::new();
         for (k, v) in &st.args {
@@ -1278,9 +1277,13 @@ impl<'a> Builder<'a> {
         let mut mounts_spec = Vec::new();
         let mut tmpfs = Vec::new();
         let mut keep: Vec<Mounted> = Vec::new();
+        let mut mount_keys = Vec::new();
         for m in &mount_args {
-            self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep)?;
+            mount_keys.push(self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep)?);
         }
+        // The cache key: the command with its build args, the mounts (a bind mount's source by
+        // its content), the network.
+        let key = key_of(&[st.key.hex(), &created_by, &mount_keys.join("\n"), &format!("{network:?}")]);
         let id = format!("berth-build-{}-{step}", std::process::id());
         let sandbox = if network == Network::Default { Some(self.sandbox()?) } else { None };
         let argv_shown = argv.join(" ");
@@ -1335,7 +1338,8 @@ impl<'a> Builder<'a> {
         mounts: &mut Vec<MountSpec>,
         tmpfs: &mut Vec<(String, String)>,
         keep: &mut Vec<Mounted>,
-    ) -> Result<(), BuildError> {
+    ) -> Result<String, BuildError> {
+        let mut key = spec.to_string();
         let mut kv: BTreeMap<String, String> = BTreeMap::new();
         for part in spec.split(',') {
             let (k, v) = part.split_once('=').unwrap_or((part, "true"));
@@ -1369,8 +1373,9 @@ impl<'a> Builder<'a> {
                 let source = kv.get("source").or_else(|| kv.get("src")).cloned().unwrap_or_default();
                 let host = match kv.get("from") {
                     Some(from) => {
-                        let (root, m, _) = self.mount_from(n, from)?;
+                        let (root, m, k) = self.mount_from(n, from)?;
                         keep.push(m);
+                        key.push_str(&format!("\0{k}"));
                         let r = SourceRoot::stage(&root)?;
                         let s = r.resolve(&source).map_err(|e| self.err(n, e))?;
                         s.into_iter().next().map(|s| s.host).unwrap_or(root)
@@ -1380,14 +1385,30 @@ impl<'a> Builder<'a> {
                             .ctx
                             .resolve(if source.is_empty() { "." } else { &source })
                             .map_err(|e| self.err(n, e))?;
+                        key.push_str(&format!("\0{}", context::checksum(&self.ctx, &s)?));
                         s.into_iter().next().map(|s| s.host).unwrap_or_else(|| self.ctx.path.clone())
                     }
                 };
-                // Writes to a bind mount are discarded by docker (rw): here the mount is read-only.
+                // `rw`: writes go to a throwaway overlay upper dir, as docker discards them.
+                let rw = kv.get("rw").or_else(|| kv.get("readwrite")).is_some_and(|v| v != "false");
+                let host = if rw && host.is_dir() {
+                    let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
+                    let dir = self.shared.scratch.0.join(format!("bind-{k}"));
+                    let (upper, work, merged) = (dir.join("upper"), dir.join("work"), dir.join("merged"));
+                    for d in [&upper, &work, &merged] {
+                        fs::create_dir_all(d).map_err(io_err("create", d))?;
+                    }
+                    bundle::mount_overlay(std::slice::from_ref(&host), &upper, &work, &merged)
+                        .map_err(|e| self.err(n, format!("mount {target} rw: {e}")))?;
+                    keep.push(Mounted(merged.clone()));
+                    merged
+                } else {
+                    host
+                };
                 mounts.push(MountSpec {
                     source: host.to_string_lossy().into_owned(),
                     destination: target,
-                    readonly: true,
+                    readonly: !rw,
                     options: Vec::new(),
                 });
             }
@@ -1423,7 +1444,7 @@ impl<'a> Builder<'a> {
                 return Err(self.err(n, format!("unsupported mount type {other:?} (bind, cache, tmpfs or secret)")))
             }
         }
-        Ok(())
+        Ok(key)
     }
 
     fn copy_step(&mut self, st: &mut State, n: &Node, add: bool, step: usize) -> Result<(), BuildError> {
