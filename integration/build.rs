@@ -740,3 +740,26 @@ fn build_bind_mounts_key_the_cache_and_discard_writes() {
     assert_eq!(run_in(&eng, "bind:2", &["cat", "/seen"]), "2\n", "a changed bind source reused the cache: {o}");
     nothing_left(&eng);
 }
+
+/// `sharing=locked` cache mounts: parallel stages use the cache one at a time (each holds a
+/// directory in it for a second; at the same time the second `mkdir` would fail).
+#[test]
+fn build_locked_cache_mount_serialises_parallel_stages() {
+    let ctx = Ctx::new("build-locked");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let step = |me: &str| {
+        format!(
+            "FROM localhost/berth-build/bb:v1 AS {me}\nRUN --mount=type=cache,id=shared,target=/c,sharing=locked mkdir /c/busy && sleep 1 && rmdir /c/busy && echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "{}{}FROM localhost/berth-build/bb:v1\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        step("a"),
+        step("b")
+    );
+    let dir = context(&ctx, &[("Dockerfile", &df)]);
+    build(&eng, &["-t", "locked:1", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "locked:1", &["cat", "/a", "/b"]), "a\nb\n");
+    nothing_left(&eng);
+}

@@ -1277,9 +1277,10 @@ impl<'a> Builder<'a> {
         let mut mounts_spec = Vec::new();
         let mut tmpfs = Vec::new();
         let mut keep: Vec<Mounted> = Vec::new();
+        let mut locks: Vec<fs::File> = Vec::new();
         let mut mount_keys = Vec::new();
         for m in &mount_args {
-            mount_keys.push(self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep)?);
+            mount_keys.push(self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep, &mut locks)?);
         }
         // The cache key: the command with its build args, the mounts (a bind mount's source by
         // its content), the network.
@@ -1312,6 +1313,7 @@ impl<'a> Builder<'a> {
             Ok(made)
         });
         drop(keep);
+        drop(locks);
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err(BuildError::Interrupted);
         }
@@ -1338,6 +1340,7 @@ impl<'a> Builder<'a> {
         mounts: &mut Vec<MountSpec>,
         tmpfs: &mut Vec<(String, String)>,
         keep: &mut Vec<Mounted>,
+        locks: &mut Vec<fs::File>,
     ) -> Result<String, BuildError> {
         let mut key = spec.to_string();
         let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -1360,6 +1363,16 @@ impl<'a> Builder<'a> {
                     let mode = kv.get("mode").and_then(|v| u32::from_str_radix(v, 8).ok()).unwrap_or(0o755);
                     let _ = std::os::unix::fs::chown(&dir, Some(uid), Some(gid));
                     let _ = fs::set_permissions(&dir, std::os::unix::fs::PermissionsExt::from_mode(mode));
+                }
+                // sharing=locked: one RUN at a time uses it (parallel stages, other builds).
+                if kv.get("sharing").map(String::as_str) == Some("locked") {
+                    let lp = dir.with_extension("lock");
+                    let f = fs::File::create(&lp).map_err(io_err("create", &lp))?;
+                    // SAFETY: flock on a descriptor this process owns.
+                    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+                        return Err(io_err("lock", &lp)(io::Error::last_os_error()));
+                    }
+                    locks.push(f);
                 }
                 mounts.push(MountSpec {
                     source: dir.to_string_lossy().into_owned(),
