@@ -268,4 +268,33 @@ mod tests {
         assert_eq!(names[5].1, tar::EntryType::Symlink);
         let _ = fs::remove_dir_all(&d);
     }
+
+    /// An overlay upper dir's deletions: a whiteout (char device 0/0) becomes `.wh.NAME`, an
+    /// opaque dir gets `.wh..wh..opq` (needs root: mknod and trusted.* xattrs).
+    #[test]
+    fn whiteouts_and_opaque_dirs() {
+        // SAFETY: geteuid has no preconditions.
+        if unsafe { libc::geteuid() } != 0 {
+            return;
+        }
+        let d = std::env::temp_dir().join(format!("berth-layer-wh-{}", std::process::id()));
+        let _ = fs::remove_dir_all(&d);
+        fs::create_dir_all(d.join("etc/opq")).unwrap();
+        fs::write(d.join("etc/opq/new"), "n").unwrap();
+        let wh = CString::new(d.join("etc/gone").as_os_str().as_bytes()).unwrap();
+        // SAFETY: a valid C string; mknod of a 0/0 character device (an overlay whiteout).
+        assert_eq!(unsafe { libc::mknod(wh.as_ptr(), libc::S_IFCHR, 0) }, 0);
+        let opq = CString::new(d.join("etc/opq").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings and a 1-byte value.
+        let r =
+            unsafe { libc::lsetxattr(opq.as_ptr(), c"trusted.overlay.opaque".as_ptr(), b"y".as_ptr().cast(), 1, 0) };
+        assert_eq!(r, 0, "{}", io::Error::last_os_error());
+        let mut out = Vec::new();
+        write_layer(&d, &mut out, None).unwrap();
+        let mut ar = tar::Archive::new(out.as_slice());
+        let names: Vec<String> =
+            ar.entries().unwrap().map(|e| e.unwrap().path().unwrap().to_string_lossy().into_owned()).collect();
+        assert_eq!(names, ["etc/", "etc/.wh.gone", "etc/opq/", "etc/opq/.wh..wh..opq", "etc/opq/new"]);
+        let _ = fs::remove_dir_all(&d);
+    }
 }
