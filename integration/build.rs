@@ -456,7 +456,30 @@ fn build_source_date_epoch_gives_the_same_digest() {
     assert_ne!(fs::read_to_string(&iid3).unwrap(), a);
 }
 
-/// (type, mode, uid, gid, size, content or link target) of every path under `root`.
+/// The extended attributes of a path (not following a symlink), sorted: "name=hex(value)".
+fn xattrs(p: &Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid C string and buffer of the given length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for name in names[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let cn = std::ffi::CString::new(name).unwrap();
+        let mut v = vec![0u8; 4096];
+        // SAFETY: valid C strings and buffer of the given length.
+        let k = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        let val: String = v[..k.max(0) as usize].iter().map(|b| format!("{b:02x}")).collect();
+        out.push(format!("{}={val}", String::from_utf8_lossy(name)));
+    }
+    out.sort();
+    out
+}
+
+/// (type, mode, uid, gid, size, content or link target, xattrs) of every path under `root`.
 fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
@@ -476,7 +499,10 @@ fn tree(root: &Path) -> BTreeMap<String, String> {
             } else {
                 format!("other {:o}", m.mode())
             };
-            out.insert(rel, format!("{what} {:o} {}:{}", m.permissions().mode() & 0o7777, m.uid(), m.gid()));
+            out.insert(
+                rel,
+                format!("{what} {:o} {}:{} {:?}", m.permissions().mode() & 0o7777, m.uid(), m.gid(), xattrs(&p)),
+            );
         }
     }
     out
@@ -516,6 +542,14 @@ fn build_matches_buildah_bud() {
             ),
         ],
     );
+    // An extended attribute on a context file (COPY keeps it, as buildah's COPY does).
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let f = std::ffi::CString::new(dir.join("app/lib/x.txt").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings and a 5-byte value.
+        let r = unsafe { libc::setxattr(f.as_ptr(), c"user.berth-test".as_ptr(), b"value".as_ptr().cast(), 5, 0) };
+        assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    }
     build(&eng, &["-t", "cmp:1", s(&dir)]).ok();
     // buildah with its own storage, the same base from the same OCI layout.
     let bs = ctx.tempdir("buildah");
@@ -575,6 +609,7 @@ fn build_matches_buildah_bud() {
     }
     assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
     assert!(a.contains_key("opt/out/link") && a.contains_key("srv/app/lib/x.txt") && !a.contains_key("bin/true"));
+    assert!(a["srv/app/lib/x.txt"].contains("user.berth-test"), "COPY dropped the xattr: {}", a["srv/app/lib/x.txt"]);
     let _ = Command::new("rm").arg("-rf").arg(&bs).status();
 }
 

@@ -142,6 +142,21 @@ impl DestRoot {
     }
 }
 
+/// Copies `src`'s extended attributes (not overlayfs' own) to the open `fd`.
+fn copy_xattrs(src: &Path, fd: libc::c_int) -> io::Result<()> {
+    use crate::image::layer_from_dir::{lgetxattr, llistxattr};
+    for name in llistxattr(src) {
+        if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == "security.selinux" {
+            continue;
+        }
+        let Some(v) = lgetxattr(src, &name) else { continue };
+        let c = CString::new(name).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))?;
+        // SAFETY: valid descriptor, C string and buffer of the given length.
+        check(unsafe { libc::fsetxattr(fd, c.as_ptr(), v.as_ptr().cast(), v.len(), 0) })?;
+    }
+    Ok(())
+}
+
 fn set_times(dir: &OwnedFd, name: &CString, m: &fs::Metadata, clamp: Option<i64>) -> io::Result<()> {
     let mut mt = m.mtime();
     let mut ns = m.mtime_nsec();
@@ -226,6 +241,7 @@ pub fn copy_into(
         check(unsafe { libc::fchown(sub.as_raw_fd(), attrs.uid, attrs.gid) })?;
         // SAFETY: valid descriptor.
         check(unsafe { libc::fchmod(sub.as_raw_fd(), mode) })?;
+        copy_xattrs(src, sub.as_raw_fd())?;
         set_times(dir, &c, &m, attrs.clamp)?;
         return Ok(n);
     }
@@ -265,6 +281,8 @@ pub fn copy_into(
         check(unsafe { libc::fchown(out.as_raw_fd(), attrs.uid, attrs.gid) })?;
         // SAFETY: valid descriptor.
         check(unsafe { libc::fchmod(out.as_raw_fd(), mode) })?;
+        // After chown, which clears security.capability.
+        copy_xattrs(src, out.as_raw_fd())?;
         drop(out);
         set_times(dir, &c, &m, attrs.clamp)?;
         return Ok(1);

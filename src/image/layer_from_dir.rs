@@ -36,7 +36,7 @@ pub struct LayerInfo {
 }
 
 /// Reads an extended attribute (not following symlinks); None when absent.
-fn lgetxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
+pub fn lgetxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
     let cp = CString::new(p.as_os_str().as_bytes()).ok()?;
     let cn = CString::new(name).ok()?;
     let mut buf = vec![0u8; 256];
@@ -56,7 +56,7 @@ fn lgetxattr(p: &Path, name: &str) -> Option<Vec<u8>> {
 }
 
 /// The names of a file's extended attributes (not following symlinks).
-fn llistxattr(p: &Path) -> Vec<String> {
+pub fn llistxattr(p: &Path) -> Vec<String> {
     let Ok(cp) = CString::new(p.as_os_str().as_bytes()) else { return Vec::new() };
     let mut buf = vec![0u8; 1024];
     loop {
