@@ -197,7 +197,18 @@ fn build_multistage_target_and_build_args() {
     assert!(!o.stderr.contains("not needed"), "a stage the target does not need ran: {o}");
     assert_eq!(run_in(&eng, "multi:1", &[]), "v2\nbase\n");
     build(&eng, &["-t", "multi:builder", "--target", "builder", s(&dir)]).ok();
-    assert_eq!(run_in(&eng, "multi:builder", &["cat", "/version", "/base"]), "v1\nbase\n");
+    assert_eq!(run_in(&eng, "multi:builder", &["cat", "/version", "/base", "/etc/image-marker"]), "v1\nbase\nv1\n");
+    // --build-arg changing the base version of a FROM: another base, the steps on it rerun.
+    let l2 = ctx.tempdir("layout2");
+    busybox_oci_layout(&ctx, &l2, "v2", Some("localhost/berth-build/bb:v2"), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&l2)]).ok();
+    let o = build(
+        &eng,
+        &["-t", "multi:v2", "--target", "builder", "--build-arg", "BASE=localhost/berth-build/bb:v2", s(&dir)],
+    );
+    o.ok();
+    assert_eq!(o.stderr.matches("CACHED").count(), 0, "{o}");
+    assert_eq!(run_in(&eng, "multi:v2", &["cat", "/etc/image-marker"]), "v2\n");
     build(&eng, &["-q", "--target", "nosuchstage", s(&dir)]).one_line_error(&["nosuchstage"]);
     nothing_left(&eng);
 }
@@ -323,13 +334,28 @@ fn build_dockerignore_and_context_escapes() {
             ("node_modules/m/index.js", "m"),
             (".dockerignore", "# comment\n**/*.log\n!keep/important.log\nsecret.env\nnode_modules\n"),
             ("Dockerfile", "FROM localhost/berth-build/bb:v1\nCOPY . /ctx/\n"),
+            ("docker/Special.Dockerfile", "FROM localhost/berth-build/bb:v1\nCOPY . /ctx/\n"),
+            ("docker/Special.Dockerfile.dockerignore", "*\n!keep/a\n"),
         ],
     );
+    // <Dockerfile>.dockerignore next to the Dockerfile wins over the context's.
+    build(&eng, &["-t", "ig:special", "-f", s(&dir.join("docker/Special.Dockerfile")), s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "ig:special", &["find", "/ctx", "-type", "f"]), "/ctx/keep/a\n");
     build(&eng, &["-t", "ig:1", s(&dir)]).ok();
     let files = run_in(&eng, "ig:1", &["find", "/ctx", "-type", "f"]);
     let mut got: Vec<&str> = files.lines().collect();
     got.sort();
-    assert_eq!(got, ["/ctx/.dockerignore", "/ctx/Dockerfile", "/ctx/keep/a", "/ctx/keep/important.log"]);
+    assert_eq!(
+        got,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/docker/Special.Dockerfile",
+            "/ctx/docker/Special.Dockerfile.dockerignore",
+            "/ctx/keep/a",
+            "/ctx/keep/important.log"
+        ]
+    );
 
     // Sources outside the context: through `..`, through a symlink, missing, excluded.
     let outside = ctx.dir.join("outside.txt");

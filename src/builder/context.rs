@@ -82,7 +82,7 @@ impl SourceRoot {
         }
         let mut out = Vec::new();
         for r in rels {
-            if !r.is_empty() && self.ignore.excluded(&r) {
+            if !r.is_empty() && self.skipped(&r) {
                 if has_glob {
                     continue;
                 }
@@ -140,8 +140,13 @@ impl SourceRoot {
     }
 
     /// Whether a path under a copied directory is left out (`.dockerignore`).
+    /// An excluded directory with `!` exceptions that may match below it is walked (its
+    /// entries are then judged one by one), as docker does.
     pub fn skipped(&self, rel: &str) -> bool {
-        !self.ignore.is_empty() && self.ignore.excluded(rel)
+        if self.ignore.is_empty() || !self.ignore.excluded(rel) {
+            return false;
+        }
+        !(self.ignore.may_include_below(rel) && self.path.join(rel).is_dir())
     }
 }
 

@@ -81,6 +81,14 @@ impl Ignore {
         self.pats.is_empty()
     }
 
+    /// Whether an exception (`!pattern`) may match something below directory `rel`: an
+    /// excluded directory must then still be walked, as docker does.
+    pub fn may_include_below(&self, rel: &str) -> bool {
+        let rel = clean(rel);
+        let segs: Vec<&str> = if rel.is_empty() { Vec::new() } else { rel.split('/').collect() };
+        self.pats.iter().filter(|p| p.exclusion).any(|p| prefix_may_match(&p.segs, &segs))
+    }
+
     /// Whether the context path `rel` (relative, `/`-separated) is excluded.
     pub fn excluded(&self, rel: &str) -> bool {
         let rel = clean(rel);
@@ -97,6 +105,16 @@ impl Ignore {
             }
         }
         out
+    }
+}
+
+/// Whether some path below `dir` (its segments) could match `pat`.
+fn prefix_may_match(pat: &[String], dir: &[&str]) -> bool {
+    match (pat.split_first(), dir.split_first()) {
+        (_, None) => !pat.is_empty(),
+        (None, Some(_)) => false,
+        (Some((p, _)), Some(_)) if p == "**" => true,
+        (Some((p, rest)), Some((d, drest))) => glob(p, d).unwrap_or(false) && prefix_may_match(rest, drest),
     }
 }
 
@@ -255,6 +273,9 @@ mod tests {
         let i = ig("docs\n!docs/keep.md\n");
         assert!(i.excluded("docs/other.md"));
         assert!(!i.excluded("docs/keep.md"));
+        assert!(i.excluded("docs") && i.may_include_below("docs"));
+        assert!(!i.may_include_below("src") && !i.may_include_below("docs/sub"));
+        assert!(ig("*\n!**/keep\n").may_include_below("any/dir"));
 
         let i = ig("a/**/b\n");
         assert!(i.excluded("a/b"));
