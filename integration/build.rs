@@ -119,6 +119,10 @@ fn build_instructions_config_history_and_run() {
                  EXPOSE 80 53/udp\n\
                  VOLUME /data\n\
                  STOPSIGNAL SIGQUIT\n\
+                 HEALTHCHECK --interval=5s --retries=2 CMD test -e /app/out\n\
+                 ONBUILD USER 0\n\
+                 ONBUILD RUN echo triggered > /onbuild\n\
+                 MAINTAINER someone\n\
                  ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
                  CMD [\"cat /app/out /app/a.txt /app/sub/f; id -u\"]\n",
             ),
@@ -139,6 +143,13 @@ fn build_instructions_config_history_and_run() {
     assert_eq!(ports, ["53/udp", "80/tcp"]);
     assert!(c["Volumes"]["/data"].is_object());
     assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    let raw = config_of(&eng, "built:1");
+    assert_eq!(
+        raw["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "test -e /app/out"], "Interval": 5_000_000_000u64, "Retries": 2})
+    );
+    assert_eq!(raw["config"]["OnBuild"], serde_json::json!(["USER 0", "RUN echo triggered > /onbuild"]));
+    assert_eq!(raw["author"], "someone");
     // The base layer plus WORKDIR, three COPYs and two RUNs.
     assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 7, "{img}");
     let h = history(&config_of(&eng, "built:1"));
@@ -166,6 +177,14 @@ fn build_instructions_config_history_and_run() {
     assert_eq!(run_in(&eng, "built:1", &["stat -c %a /app/private; test -e /bin/true || echo gone"]), "600\ngone\n");
     // RUN was on the default bridge network (an interface besides lo) with its DNS.
     assert_eq!(run_in(&eng, "built:1", &["cat /ifaces /ns"]), "1\n1\n");
+    // A child image: the ONBUILD trigger runs first, SHELL changes RUN's shell, the trigger
+    // is not inherited further.
+    let child =
+        context(&ctx, &[("Dockerfile", "FROM built:1\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN echo \"$0 $-\" > /shell\n")]);
+    build(&eng, &["-t", "child:1", s(&child)]).ok();
+    assert_eq!(run_in(&eng, "child:1", &["cat /onbuild"]), "triggered\n");
+    assert!(run_in(&eng, "child:1", &["cat /shell"]).contains('e'), "SHELL [\"/bin/sh\", \"-ec\"] not used");
+    assert!(config_of(&eng, "child:1")["config"].get("OnBuild").is_none());
     nothing_left(&eng);
 }
 

@@ -643,7 +643,6 @@ impl<'a> Builder<'a> {
             interrupted()?;
             self.dispatch(&mut st, node, &label, k + 2, total)?;
         }
-        let _ = self.stages[i].line;
         self.building.remove(&i);
         self.done.insert(i, st.clone());
         Ok(st)
@@ -816,7 +815,7 @@ impl<'a> Builder<'a> {
                 let msg = format!("WORKDIR {abs}");
                 let key = key_of(&[st.key.hex(), &msg]);
                 let user = st.config.config.user.clone().unwrap_or_default();
-                return self.layer_step(st, key, msg, n, step, false, &mut |_, merged, _| {
+                return self.layer_step(st, key, msg, n, step, &mut |_, merged, _| {
                     let (uid, gid) = if user.is_empty() { (0, 0) } else { resolve_owner(merged, &user)? };
                     DestRoot::open(merged)
                         .and_then(|d| d.ensure_dir(&abs, uid, gid))
@@ -927,7 +926,7 @@ impl<'a> Builder<'a> {
                 let Args::Health { kind, cmd: c } = &n.args else {
                     return Err(self.err(n, "HEALTHCHECK requires an argument"));
                 };
-                let hc = self.healthcheck(n, kind, c, st)?;
+                let hc = self.healthcheck(n, kind, c)?;
                 let msg = format!("HEALTHCHECK {hc}");
                 st.config.config.healthcheck = Some(hc);
                 meta(st, msg);
@@ -957,7 +956,7 @@ impl<'a> Builder<'a> {
         Ok(())
     }
 
-    fn healthcheck(&self, n: &Node, kind: &str, c: &Args, st: &State) -> Result<Value, BuildError> {
+    fn healthcheck(&self, n: &Node, kind: &str, c: &Args) -> Result<Value, BuildError> {
         let k = kind.to_ascii_uppercase();
         if k == "NONE" {
             if !matches!(c, Args::None) || !n.flags.is_empty() {
@@ -973,7 +972,6 @@ impl<'a> Builder<'a> {
             Args::Line(l) => vec!["CMD-SHELL".into(), l.clone()],
             _ => return Err(self.err(n, "Missing command after HEALTHCHECK CMD")),
         };
-        let _ = st;
         let mut hc = json!({"Test": test});
         for f in &n.flags {
             let (name, val) = f.split_once('=').unwrap_or((f, ""));
@@ -1005,7 +1003,6 @@ impl<'a> Builder<'a> {
         created_by: String,
         n: &Node,
         step: usize,
-        show: bool,
         f: &mut StepFn<'_, 'a>,
     ) -> Result<(), BuildError> {
         let started = Instant::now();
@@ -1020,7 +1017,6 @@ impl<'a> Builder<'a> {
                 return Ok(());
             }
         }
-        let _ = show;
         let dir = self.shared.scratch.0.join(format!("step-{step}"));
         let upper = dir.join("upper");
         let work = dir.join("work");
@@ -1289,7 +1285,7 @@ impl<'a> Builder<'a> {
         let sandbox = if network == Network::Default { Some(self.sandbox()?) } else { None };
         let argv_shown = argv.join(" ");
         let mut code_out = 0;
-        let res = self.layer_step(st, key, created_by, n, step, true, &mut |_, merged, dir| {
+        let res = self.layer_step(st, key, created_by, n, step, &mut |_, merged, dir| {
             let mut cfg = config.clone();
             cfg.config.working_dir = Some(workdir.clone());
             let c = RunContainer {
@@ -1570,7 +1566,7 @@ impl<'a> Builder<'a> {
         let key = key_of(&[st.key.hex(), &msg, &workdir, &from_key, sum.hex(), &hd.join("\0")]);
         let clamp = self.req.source_date_epoch;
         let mtime_now = self.req.source_date_epoch.unwrap_or(now_secs() as i64);
-        let res = self.layer_step(st, key, msg, n, step, true, &mut |_, merged, _| {
+        let res = self.layer_step(st, key, msg, n, step, &mut |_, merged, _| {
             let (uid, gid) = match &chown {
                 Some(c) => resolve_owner(merged, c)?,
                 None => (0, 0),
