@@ -634,7 +634,10 @@ impl<'a> Builder<'a> {
         let triggers = st.config.config.on_build.take().unwrap_or_default();
         for t in triggers {
             let df = parser::parse(&t).map_err(|source| BuildError::Parse { file: format!("ONBUILD {t}"), source })?;
-            for node in df.nodes {
+            for mut node in df.nodes {
+                // A failing trigger is named at the FROM that ran it.
+                node.start_line = self.stages[i].line;
+                node.original = format!("ONBUILD {}", node.original.trim());
                 self.dispatch(&mut st, &node, &label, 0, total)?;
             }
         }
