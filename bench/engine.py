@@ -18,6 +18,11 @@ Sections (--sections, default all):
               `skopeo copy` from the OCI layout; each iteration on a fresh registry (no blob there,
               nothing to mount from) with a fresh berth data root, the order alternating
   rss         memory of berth's shim vs podman's conmon per running container
+  build       `berth image build` vs `buildah bud --layers` (runc, overlay storage; both with
+              --network host) of one
+              multi-stage Dockerfile of ~20 cheap steps over a context of 2,000 small files and
+              one 50 MB file: a cold build (--no-cache), a rebuild with nothing changed, a
+              rebuild after one source file changed; and the cost of one `RUN true` step
 
 The Debian image is made once per machine: a `debootstrap --variant=minbase` rootfs cached in
 /var/cache/berth-tests/debian-rootfs.tar (shared with the integration tests), layered by this
@@ -1184,6 +1189,97 @@ def section_rss(eng, n):
     return out
 
 
+# ------------------------------------------------------------------ build
+
+BUILD_DOCKERFILE = """FROM docker.io/library/busybox:latest AS base
+ENV A=1
+RUN true
+WORKDIR /app
+COPY big.bin /app/big.bin
+RUN echo step > /s1
+FROM base AS build
+LABEL stage=build
+COPY src/ /app/src/
+RUN ls /app/src | wc -l > /count
+RUN echo two > /s2
+ARG V=1
+RUN echo $V > /v
+FROM base
+COPY --from=build /count /count
+COPY --from=build /v /v
+ENV B=2
+EXPOSE 8080
+USER root
+RUN true
+CMD ["sh"]
+"""
+
+
+def section_build(berth, work, iters):
+    archive = os.path.join(work, "busybox-build.tar")
+    busybox_archive(archive)
+    data = os.path.join(work, "data-build")
+    run([berth, "--data-root", data, "image", "load", "-q", "-i", archive])
+    bst = os.path.join(work, "buildah-store")
+    buildah = ["buildah", "--root", bst + "/root", "--runroot", bst + "/run", "--storage-driver", "overlay"]
+    run(buildah + ["pull", "-q", "docker-archive:" + archive])
+    ctx = os.path.join(work, "build-ctx")
+    for d in range(20):
+        os.makedirs(os.path.join(ctx, "src", "d%02d" % d))
+        for f in range(100):
+            with open(os.path.join(ctx, "src", "d%02d" % d, "f%03d.txt" % f), "w") as fh:
+                fh.write("file %d %d\n" % (d, f))
+    with open(os.path.join(ctx, "big.bin"), "wb") as fh:
+        fh.write(os.urandom(50 << 20))
+    with open(os.path.join(ctx, "Dockerfile"), "w") as fh:
+        fh.write(BUILD_DOCKERFILE)
+    runs_n = 10
+    steps = os.path.join(work, "build-steps")
+    os.makedirs(steps)
+    for name, body in (("run0", ""), ("run%d" % runs_n, "".join("RUN true # %d\n" % i for i in range(runs_n)))):
+        os.makedirs(os.path.join(steps, name))
+        with open(os.path.join(steps, name, "Dockerfile"), "w") as fh:
+            fh.write("FROM docker.io/library/busybox:latest\nENV X=1\n" + body)
+    runtime = ["--runtime", shutil.which("runc", path=ENV["PATH"]) or "runc"]
+    cmds = {
+        "berth": lambda c, f, extra: [berth, "--data-root", data, "--root", os.path.join(work, "build-state"),
+                                      "image", "build", "-q", "--network", "host", "-t", "bench-build"] + extra + ["-f", f, c],
+        "buildah": lambda c, f, extra: buildah + ["bud", "--layers", "-q"] + runtime + ["--network", "host",
+                                                  "-t", "bench-build"] + extra + ["-f", f, c],
+    }
+    res = {(w, k): [] for w in cmds for k in ("cold", "nochange", "onefile", "run0", "runN")}
+    edit = os.path.join(ctx, "src", "d07", "f042.txt")
+    for i in range(iters):
+        order = list(cmds) if i % 2 == 0 else list(cmds)[::-1]
+        for who in order:
+            c = cmds[who]
+            df = os.path.join(ctx, "Dockerfile")
+            res[(who, "cold")].append(timed(c(ctx, df, ["--no-cache"])))
+            res[(who, "nochange")].append(timed(c(ctx, df, [])))
+            with open(edit, "w") as fh:
+                fh.write("edited %d %s\n" % (i, who))
+            res[(who, "onefile")].append(timed(c(ctx, df, [])))
+            for k, name in (("run0", "run0"), ("runN", "run%d" % runs_n)):
+                d = os.path.join(steps, name)
+                res[(who, k)].append(timed(c(d, os.path.join(d, "Dockerfile"), ["--no-cache"])))
+    print("build of a multi-stage Dockerfile (20 steps, 2,000 files + 50 MB context), %d iterations:" % iters)
+    out = {}
+    targets = {"cold": 0.5, "nochange": 0.2, "onefile": 0.2}
+    for k, what in (("cold", "cold build (--no-cache)"), ("nochange", "rebuild, nothing changed"),
+                    ("onefile", "rebuild, one file changed")):
+        b = statistics.median(res[("berth", k)])
+        h = statistics.median(res[("buildah", k)])
+        print("  %-28s berth %8.1f ms   buildah %8.1f ms   berth/buildah %.2fx (target at most %.1fx)" % (
+            what, b * 1000, h * 1000, b / h, targets[k]))
+        out[k] = {"berth_ms": b * 1000, "buildah_ms": h * 1000, "ratio": b / h}
+    for who in cmds:
+        per = (statistics.median(res[(who, "runN")]) - statistics.median(res[(who, "run0")])) / runs_n
+        print("  one RUN true step: %-8s %6.1f ms%s" % (who, per * 1000, "  (target under 30 ms)" if who == "berth" else ""))
+        out["run_step_" + who + "_ms"] = per * 1000
+    run(buildah + ["rmi", "-a", "-f"])
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--berth", default=os.environ.get("BERTH", "target/x86_64-unknown-linux-gnu/release/berth"))
@@ -1194,7 +1290,8 @@ def main():
     ap.add_argument("--seed", type=int, default=1, help="seed of the shuffled order (containers section)")
     ap.add_argument("--cells", default="", help="only the containers cells whose name contains one of these (comma list)")
     ap.add_argument("--rss-containers", type=int, default=3, help="detached containers per engine for rss")
-    ap.add_argument("--sections", default="unpack,pull,push,containers,dualstack,rss")
+    ap.add_argument("--build-iterations", type=int, default=3, help="iterations of the build section (default 3)")
+    ap.add_argument("--sections", default="unpack,pull,push,containers,dualstack,rss,build")
     ap.add_argument("--json", help="write the medians to this file")
     ap.add_argument("--baseline", help="another berth binary (e.g. a build of the previous commit) to time too")
     a = ap.parse_args()
@@ -1206,11 +1303,11 @@ def main():
         die("no berth binary at %s (cargo build --release)" % berth)
     sections = [x.strip() for x in a.sections.split(",") if x.strip()]
     for s in sections:
-        if s not in ("unpack", "pull", "push", "containers", "dualstack", "rss"):
+        if s not in ("unpack", "pull", "push", "containers", "dualstack", "rss", "build"):
             die("unknown section %r" % s)
     need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"], "push": ["skopeo", "docker-registry"],
             "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"],
-            "dualstack": ["podman", "conmon", "runc", "ip6tables"]}
+            "dualstack": ["podman", "conmon", "runc", "ip6tables"], "build": ["buildah", "runc", "busybox"]}
     for s in sections:
         for tool in need[s]:
             if not shutil.which(tool, path=ENV["PATH"]):
@@ -1268,6 +1365,8 @@ def main():
                 out[s] = section_dualstack(eng, work, a.container_iterations, a.warmup, a.seed)
             elif s == "rss":
                 out[s] = section_rss(eng, a.rss_containers)
+            elif s == "build":
+                out[s] = section_build(berth, work, a.build_iterations)
         print("engine bench: end, load %.2f %.2f %.2f" % os.getloadavg())
     except KeyboardInterrupt:
         print("bench: interrupted, cleaning up", file=sys.stderr)

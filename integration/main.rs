@@ -5,6 +5,7 @@ mod common;
 
 mod apparmor;
 mod badinput;
+mod build;
 mod cgroups;
 mod cgroups_v2;
 mod cli;

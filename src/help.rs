@@ -311,10 +311,14 @@ other options are ignored.",
 ];
 
 const ENGINE: &[(&str, &str)] = &[
-    ("image", "images: load, pull, push, save, history, ls, inspect, tag, rm, prune, unpack, mount (docker-style; see berth image --help)"),
+    (
+        "image",
+        "images: build, load, pull, push, save, history, ls, inspect, tag, rm, prune, unpack, mount (docker-style; see berth image --help)",
+    ),
     ("container", "containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, commit, diff, cp, export, ..."),
     ("volume", "named volumes: create, ls, inspect, rm, prune"),
     ("network", "networks: create, ls, inspect, rm, prune"),
+    ("builder", "the build cache: prune"),
 ];
 
 const GLOBAL_OPTS: &[(&str, &str)] = &[

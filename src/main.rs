@@ -5,6 +5,7 @@
 //! the engine (images, containers, networks, the per-container shim) lives in this binary's
 //! own modules and reaches the runtime through that library's API only.
 
+mod builder;
 mod engine;
 mod help;
 mod image;
@@ -319,6 +320,11 @@ enum Cmd {
         #[command(subcommand)]
         cmd: network::NetworkCmd,
     },
+    /// The build cache: prune.
+    Builder {
+        #[command(subcommand)]
+        cmd: builder::BuilderCmd,
+    },
 }
 
 fn main() {
@@ -349,7 +355,7 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "builder" | "help") => None,
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -424,6 +430,22 @@ fn main() {
         .or_else(|| std::env::var_os("BERTH_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
     let cmd = match cmd {
+        Cmd::Image { cmd: image::cli::ImageCmd::Build(args) } => {
+            let quiet = args.quiet;
+            let req = match image::cli::build_request(args, &data_root, &g.root) {
+                Ok(r) => r,
+                Err(e) => fail(&e.to_string(), 1),
+            };
+            match builder::build(&req) {
+                Ok(b) => {
+                    if quiet {
+                        println!("{}", b.id);
+                    }
+                    std::process::exit(0)
+                }
+                Err(e) => fail(&e.to_string(), 1),
+            }
+        }
         Cmd::Image { cmd } => match image::cli::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(e) => fail(&e.to_string(), 1),
@@ -442,6 +464,13 @@ fn main() {
                 Err(err) => fail(&err.to_string(), err.exit_code()),
             }
         }
+        Cmd::Builder { cmd: builder::BuilderCmd::Prune { .. } } => match builder::prune(&data_root) {
+            Ok(bytes) => {
+                println!("Total reclaimed space: {}", image::cli::human_size(bytes));
+                std::process::exit(0)
+            }
+            Err(err) => fail(&err.to_string(), 1),
+        },
         Cmd::Network { cmd } => match network::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),

@@ -103,6 +103,9 @@ pub enum ImageCmd {
     /// List images.
     #[command(alias = "list")]
     Ls {
+        /// Show all images (intermediate build steps too).
+        #[arg(short = 'a', long = "all")]
+        all: bool,
         /// Show only image ids.
         #[arg(short = 'q', long = "quiet")]
         quiet: bool,
@@ -146,6 +149,156 @@ pub enum ImageCmd {
     Mount { image: String, dir: PathBuf },
     /// Undo `image mount`.
     Umount { dir: PathBuf },
+    /// Build an image from a Dockerfile.
+    Build(BuildArgs),
+}
+
+/// `berth image build`'s flags: docker build's.
+#[derive(Debug, clap::Args)]
+pub struct BuildArgs {
+    /// Name and optionally a tag (name:tag); repeatable.
+    #[arg(short = 't', long = "tag")]
+    pub tags: Vec<String>,
+    /// The Dockerfile (default: CONTEXT/Dockerfile; "-": standard input).
+    #[arg(short = 'f', long = "file")]
+    pub file: Option<String>,
+    /// Build-time variables: KEY=VALUE, or KEY to take its value from the environment.
+    #[arg(long = "build-arg")]
+    pub build_args: Vec<String>,
+    /// The build stage to build.
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Do not use the cache.
+    #[arg(long = "no-cache")]
+    pub no_cache: bool,
+    /// Always pull the base images.
+    #[arg(long)]
+    pub pull: bool,
+    /// The network of RUN steps: default, none or host.
+    #[arg(long, default_value = "default")]
+    pub network: String,
+    /// A secret for RUN --mount=type=secret: id=ID,src=PATH.
+    #[arg(long)]
+    pub secret: Vec<String>,
+    /// Labels of the image: KEY=VALUE.
+    #[arg(long)]
+    pub label: Vec<String>,
+    /// Write the image id to this file.
+    #[arg(long)]
+    pub iidfile: Option<PathBuf>,
+    /// Print only the image id.
+    #[arg(short = 'q', long = "quiet")]
+    pub quiet: bool,
+    /// Progress output: auto, plain or tty.
+    #[arg(long, default_value = "auto")]
+    pub progress: String,
+    /// The target platform (this host's only).
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// The build context: a directory, or "-" for a tar on standard input.
+    pub context: String,
+}
+
+/// Translates `image build` flags into a build request.
+pub fn build_request(
+    a: BuildArgs,
+    data_root: &Path,
+    runtime_root: &Path,
+) -> Result<crate::builder::BuildRequest, CliError> {
+    use crate::builder::{BuildRequest, ContextSource, DockerfileSource, Network, Progress};
+    let context =
+        if a.context == "-" { ContextSource::StdinTar } else { ContextSource::Dir(PathBuf::from(&a.context)) };
+    let dockerfile = match a.file.as_deref() {
+        None => DockerfileSource::Default,
+        Some("-") => {
+            if a.context == "-" {
+                return Err(CliError::Usage(
+                    "invalid argument: can't use stdin for both build context and dockerfile".into(),
+                ));
+            }
+            DockerfileSource::Stdin
+        }
+        Some(p) => DockerfileSource::Path(PathBuf::from(p)),
+    };
+    let network = Network::parse(&a.network)
+        .ok_or_else(|| CliError::Usage(format!("invalid --network {:?}: default, none or host", a.network)))?;
+    let progress = match (a.quiet, a.progress.as_str()) {
+        (true, _) => Progress::Quiet,
+        (false, "auto") => Progress::Auto,
+        (false, "plain") => Progress::Plain,
+        (false, "tty") => Progress::Tty,
+        (false, p) => return Err(CliError::Usage(format!("invalid --progress {p:?}: auto, plain or tty"))),
+    };
+    if let Some(p) = &a.platform {
+        let h = super::types::host_platform();
+        if p != &format!("{}/{}", h.os, h.architecture) && p != &h.architecture {
+            return Err(CliError::Usage(format!(
+                "--platform {p}: berth builds for this host's platform only ({}/{})",
+                h.os, h.architecture
+            )));
+        }
+    }
+    let mut build_args = Vec::new();
+    for b in &a.build_args {
+        match b.split_once('=') {
+            Some((k, v)) => build_args.push((k.to_string(), Some(v.to_string()))),
+            None => build_args.push((b.clone(), None)),
+        }
+    }
+    let mut secrets = std::collections::BTreeMap::new();
+    for s in &a.secret {
+        let mut id = None;
+        let mut src = None;
+        for part in s.split(',') {
+            match part.split_once('=') {
+                Some(("id", v)) => id = Some(v.to_string()),
+                Some(("src" | "source", v)) => src = Some(PathBuf::from(v)),
+                Some(("type", "file")) => {}
+                _ => return Err(CliError::Usage(format!("invalid --secret {s:?}: id=ID,src=PATH"))),
+            }
+        }
+        let id = id.ok_or_else(|| CliError::Usage(format!("invalid --secret {s:?}: no id")))?;
+        let src = src.ok_or_else(|| CliError::Usage(format!("invalid --secret {s:?}: no src")))?;
+        if !src.is_file() {
+            return Err(CliError::Usage(format!("--secret {s:?}: {} is not a file", src.display())));
+        }
+        secrets.insert(id, src);
+    }
+    let mut labels = std::collections::BTreeMap::new();
+    for l in &a.label {
+        let (k, v) = l.split_once('=').unwrap_or((l, ""));
+        labels.insert(k.to_string(), v.to_string());
+    }
+    for t in &a.tags {
+        normalise(t).map_err(|e| CliError::Usage(format!("invalid tag {t:?}: {e}")))?;
+    }
+    let epoch = build_args
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "SOURCE_DATE_EPOCH")
+        .and_then(|(_, v)| v.clone())
+        .or_else(|| std::env::var("SOURCE_DATE_EPOCH").ok().filter(|v| !v.is_empty()));
+    let source_date_epoch = match epoch {
+        Some(e) => Some(e.parse::<i64>().map_err(|_| CliError::Usage(format!("invalid SOURCE_DATE_EPOCH {e:?}")))?),
+        None => None,
+    };
+    Ok(BuildRequest {
+        context: Some(context),
+        dockerfile: Some(dockerfile),
+        tags: a.tags,
+        build_args,
+        target: a.target,
+        no_cache: a.no_cache,
+        pull: a.pull,
+        network,
+        secrets,
+        labels,
+        iidfile: a.iidfile,
+        progress,
+        source_date_epoch,
+        data_root: data_root.to_path_buf(),
+        runtime_root: runtime_root.to_path_buf(),
+    })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -218,7 +371,10 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::History { quiet, no_trunc, human, format, image } => {
             Ok(super::history::history(&store, &image, quiet, no_trunc, human, format.as_deref())?)
         }
-        ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
+        ImageCmd::Ls { all, quiet, digests, format, no_trunc } => {
+            let hide = if all { BTreeSet::new() } else { crate::builder::step_images(data_root) };
+            ls(&store, &hide, quiet, digests, format.as_deref(), no_trunc)
+        }
         ImageCmd::Inspect { images } => inspect(&store, &images),
         ImageCmd::Tag { source, target } => tag(&store, &source, &target),
         ImageCmd::Rm { force, images } => rm(&store, &images, force),
@@ -226,6 +382,7 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Unpack { image, dir } => unpack_flat(&store, &image, &dir),
         ImageCmd::Mount { image, dir } => mount(&store, &image, &dir),
         ImageCmd::Umount { dir } => umount(&store, &dir),
+        ImageCmd::Build(_) => Err(CliError::Usage("image build needs the runtime root".into())),
     }
 }
 
@@ -387,8 +544,16 @@ fn rows(index: &StoreIndex) -> Vec<Row> {
     out
 }
 
-fn ls(store: &Store, quiet: bool, digests: bool, format: Option<&str>, no_trunc: bool) -> Result<(), CliError> {
-    let index = store.read_index()?;
+fn ls(
+    store: &Store,
+    hide: &BTreeSet<Digest>,
+    quiet: bool,
+    digests: bool,
+    format: Option<&str>,
+    no_trunc: bool,
+) -> Result<(), CliError> {
+    let mut index = store.read_index()?;
+    index.images.retain(|m, _| !hide.contains(m) || !index.refs.values().all(|r| r != m));
     let rows = rows(&index);
     let mut out = io::stdout().lock();
     let idstr = |d: &Digest| if no_trunc { d.to_string() } else { d.short().to_string() };

@@ -253,6 +253,19 @@ impl Client {
         })
     }
 
+    /// GET of any http(s) URL (a build's `ADD URL`) with this client's TLS setup and
+    /// redirects: the response body, and its Last-Modified time (unix seconds) when given.
+    pub fn get_url(&self, url: &str) -> Result<(Box<dyn io::Read + Send + Sync>, Option<i64>), String> {
+        match self.agent.get(url).call() {
+            Ok(resp) => {
+                let lm = resp.header("Last-Modified").and_then(http_date);
+                Ok((Box::new(resp.into_reader()), lm))
+            }
+            Err(ureq::Error::Status(code, _)) => Err(format!("{url}: unexpected status {code}")),
+            Err(ureq::Error::Transport(t)) => Err(format!("{url}: {}", transport_message(&t).1)),
+        }
+    }
+
     /// The manifest (or index) `r` names, by digest if it has one, else by tag.
     /// Returns its bytes, media type and digest; a digest in `r` is verified.
     pub fn get_manifest(&self, r: &Reference) -> Result<(Vec<u8>, String, Digest), RegistryError> {
@@ -794,6 +807,30 @@ impl Client {
     fn auth_file_name(&self) -> String {
         self.auth_path.as_deref().map_or_else(|| "the auth file".to_string(), |p| p.display().to_string())
     }
+}
+
+/// An HTTP date (`Sun, 06 Nov 1994 08:49:37 GMT`) as unix seconds.
+fn http_date(s: &str) -> Option<i64> {
+    let p: Vec<&str> = s.split_whitespace().collect();
+    if p.len() != 6 || p[5] != "GMT" {
+        return None;
+    }
+    let day: i64 = p[1].parse().ok()?;
+    let months = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+    let m = months.iter().position(|x| *x == p[2])? as i64 + 1;
+    let y: i64 = p[3].parse().ok()?;
+    let t: Vec<i64> = p[4].split(':').map(|x| x.parse().ok()).collect::<Option<Vec<_>>>()?;
+    if t.len() != 3 {
+        return None;
+    }
+    // Days from civil (Howard Hinnant's algorithm).
+    let (y2, m2) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
+    let era = y2.div_euclid(400);
+    let yoe = y2 - era * 400;
+    let doy = (153 * m2 + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    Some(days * 86400 + t[0] * 3600 + t[1] * 60 + t[2])
 }
 
 fn agent_builder() -> ureq::AgentBuilder {

@@ -907,6 +907,52 @@ impl Store {
         Ok(Some(prep))
     }
 
+    /// Makes `fs_dir` (a directory on the store's filesystem holding a layer's files in the
+    /// overlay whiteout format, e.g. a container's upper dir whose layer tar was just
+    /// written) the snapshot of `chain`, by renaming it instead of unpacking the layer again.
+    /// Ok(false) when that cannot be done (another filesystem): `fs_dir` is left as it was
+    /// and the caller unpacks the layer instead. Ok(true) when the snapshot exists after.
+    #[allow(clippy::too_many_arguments)]
+    pub fn adopt_snapshot_dir(
+        &self,
+        _g: &WriteGuard,
+        chain: &Digest,
+        diff_id: &Digest,
+        fs_dir: &Path,
+        entries: u64,
+        bytes: u64,
+    ) -> Result<bool, StoreError> {
+        if self.has_snapshot(chain) {
+            return Ok(true);
+        }
+        let lock_path = self.tmp().join(format!("{}.snap.lock", chain.hex()));
+        let l = tmp_lock(&lock_path)?;
+        if self.has_snapshot(chain) {
+            return Ok(true);
+        }
+        let dir = self.tmp().join(unique("snap-"));
+        fs::create_dir_all(&dir).map_err(io_err("create", &dir))?;
+        let mut prep = PreparedSnapshot {
+            dir: dir.clone(),
+            dest: self.snapshot_dir(chain),
+            snapshots: self.root.join("snapshots"),
+            lock_path,
+            bytes,
+            lock: Some(l),
+            synced: false,
+        };
+        if fs::rename(fs_dir, dir.join("fs")).is_err() {
+            prep.lock = None;
+            return Ok(false);
+        }
+        let info = SnapshotInfo { diff_id: diff_id.clone(), entries, bytes };
+        let done = dir.join("done");
+        let data = serde_json::to_vec(&info).map_err(|source| StoreError::Json { path: done.clone(), source })?;
+        fs::write(&done, data).map_err(io_err("write", &done))?;
+        prep.commit()?;
+        Ok(true)
+    }
+
     /// syncfs of the filesystem of tmp/ (once for many prepared snapshots).
     pub fn sync_tmp(&self) -> Result<(), StoreError> {
         sync_fs(&self.tmp())

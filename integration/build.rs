@@ -1,0 +1,845 @@
+//! `berth image build`: Dockerfiles built with berth's own runtime on busybox-static images
+//! made in the test; results run with `berth container run`, compared with `buildah bud
+//! --layers` of the same Dockerfile (config and file tree), and the bad inputs of a build.
+
+use crate::common::images::*;
+use crate::common::*;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fs;
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+const BASE: &str = "localhost/berth-build/bb:v1";
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// An engine with the busybox base image loaded as BASE; returns it and the OCI layout dir.
+fn engine(ctx: &Ctx) -> (Eng<'_>, PathBuf) {
+    let eng = Eng::new(ctx);
+    let dir = ctx.tempdir("layout");
+    busybox_oci_layout(ctx, &dir, "v1", Some(BASE), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&dir)]).ok();
+    (eng, dir)
+}
+
+/// `network prune` when dropped: the default network's bridge, made by the builds' RUNs, goes.
+struct NetPrune<'a>(&'a Eng<'a>);
+
+impl Drop for NetPrune<'_> {
+    fn drop(&mut self) {
+        let _ = self.0.cmd(&["network", "prune"]);
+    }
+}
+
+/// A build context dir with these files (path, content).
+fn context(ctx: &Ctx, files: &[(&str, &str)]) -> PathBuf {
+    let d = ctx.tempdir("ctx");
+    for (p, c) in files {
+        let f = d.join(p);
+        fs::create_dir_all(f.parent().unwrap()).unwrap();
+        fs::write(&f, c).unwrap();
+    }
+    d
+}
+
+fn build(eng: &Eng, args: &[&str]) -> Out {
+    let mut v = vec!["build"];
+    v.extend_from_slice(args);
+    eng.image(&v)
+}
+
+/// `container run --rm --network none IMAGE ARGS...` stdout.
+#[track_caller]
+fn run_in(eng: &Eng, image: &str, args: &[&str]) -> String {
+    let mut v = vec!["container", "run", "--rm", "--network", "none", image];
+    v.extend_from_slice(args);
+    let o = eng.cmd(&v);
+    o.ok();
+    o.stdout
+}
+
+/// The image's config blob (history, created) from the store.
+#[track_caller]
+fn config_of(eng: &Eng, r: &str) -> Value {
+    let id = eng.inspect(r)["Id"].as_str().unwrap().to_string();
+    let p = eng.data.join("image/blobs/sha256").join(id.trim_start_matches("sha256:"));
+    serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
+}
+
+fn history(cfg: &Value) -> Vec<String> {
+    cfg["History"]
+        .as_array()
+        .or_else(|| cfg["history"].as_array())
+        .map(|a| a.iter().map(|h| h["created_by"].as_str().unwrap_or("").to_string()).collect())
+        .unwrap_or_default()
+}
+
+/// Nothing of a build left behind: no mounts under the data root, no scratch dirs, no
+/// runtime state.
+#[track_caller]
+fn nothing_left(eng: &Eng) {
+    let m = mounts_under(&eng.data);
+    assert!(m.is_empty(), "the build left mounts: {m:?}");
+    let tmp = eng.data.join("builder/tmp");
+    let left = dir_entries_sorted(&tmp);
+    assert!(left.is_empty(), "the build left scratch dirs in {}: {left:?}", tmp.display());
+    let state: Vec<String> =
+        dir_entries_sorted(&eng.ctx.root).into_iter().filter(|n| n.starts_with("berth-build-")).collect();
+    assert!(state.is_empty(), "the build left runtime state: {state:?}");
+}
+
+#[test]
+fn build_instructions_config_history_and_run() {
+    let ctx = Ctx::new("build-basic");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("a.txt", "hello\n"),
+            ("sub/f", "sub\n"),
+            (
+                "Dockerfile",
+                "# syntax=docker/dockerfile:1\n\
+                 FROM localhost/berth-build/bb:v1\n\
+                 ARG GREETING=hi\n\
+                 ENV A=1 B=\"two words\" \\\n    C=${GREETING:-none}\n\
+                 LABEL org.example.k=\"v w\"\n\
+                 WORKDIR /app\n\
+                 COPY a.txt .\n\
+                 COPY sub /app/sub/\n\
+                 COPY --chmod=600 a.txt /app/private\n\
+                 RUN echo \"$GREETING $A $B $C\" > out && rm /bin/true && mkdir -p /x/y\n\
+                 RUN ip -o -4 addr show | grep -v ' lo ' | wc -l > /ifaces && grep -c nameserver /etc/resolv.conf > /ns\n\
+                 USER 1000:1000\n\
+                 EXPOSE 80 53/udp\n\
+                 VOLUME /data\n\
+                 STOPSIGNAL SIGQUIT\n\
+                 HEALTHCHECK --interval=5s --retries=2 CMD test -e /app/out\n\
+                 ONBUILD USER 0\n\
+                 ONBUILD RUN echo triggered > /onbuild\n\
+                 MAINTAINER someone\n\
+                 ENTRYPOINT [\"/bin/sh\", \"-c\"]\n\
+                 CMD [\"cat /app/out /app/a.txt /app/sub/f; id -u\"]\n",
+            ),
+        ],
+    );
+    build(&eng, &["-t", "built:1", "--label", "from-cli=yes", s(&dir)]).ok();
+    let img = eng.inspect("built:1");
+    let c = &img["Config"];
+    assert_eq!(c["WorkingDir"], "/app");
+    assert_eq!(c["User"], "1000:1000");
+    assert_eq!(c["StopSignal"], "SIGQUIT");
+    let env: Vec<&str> = c["Env"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(env.contains(&"A=1") && env.contains(&"B=two words") && env.contains(&"C=hi"), "{env:?}");
+    assert!(env.iter().all(|e| !e.starts_with("GREETING=")), "ARG leaked into Env: {env:?}");
+    assert_eq!(c["Labels"]["org.example.k"], "v w");
+    assert_eq!(c["Labels"]["from-cli"], "yes");
+    let ports: Vec<&String> = c["ExposedPorts"].as_object().unwrap().keys().collect();
+    assert_eq!(ports, ["53/udp", "80/tcp"]);
+    assert!(c["Volumes"]["/data"].is_object());
+    assert_eq!(c["Entrypoint"], serde_json::json!(["/bin/sh", "-c"]));
+    let raw = config_of(&eng, "built:1");
+    assert_eq!(
+        raw["config"]["Healthcheck"],
+        serde_json::json!({"Test": ["CMD-SHELL", "test -e /app/out"], "Interval": 5_000_000_000u64, "Retries": 2})
+    );
+    assert_eq!(raw["config"]["OnBuild"], serde_json::json!(["USER 0", "RUN echo triggered > /onbuild"]));
+    assert_eq!(raw["author"], "someone");
+    // The base layer plus WORKDIR, three COPYs and two RUNs.
+    assert_eq!(img["RootFS"]["Layers"].as_array().unwrap().len(), 7, "{img}");
+    let h = history(&config_of(&eng, "built:1"));
+    for want in [
+        "ARG GREETING=hi",
+        "ENV A=1 B=two words C=hi",
+        "WORKDIR /app",
+        "COPY a.txt . # buildkit",
+        "COPY --chmod=600 a.txt /app/private # buildkit",
+        "RUN |1 GREETING=hi /bin/sh -c echo \"$GREETING $A $B $C\" > out && rm /bin/true && mkdir -p /x/y # buildkit",
+        "EXPOSE [53/udp 80/tcp]",
+        "ENTRYPOINT [\"/bin/sh\" \"-c\"]",
+    ] {
+        assert!(h.iter().any(|x| x == want), "history lacks {want:?}: {h:#?}");
+    }
+    // Step images are kept for the cache but hidden, as docker's intermediate images.
+    let ls = eng.image(&["ls"]);
+    ls.ok();
+    assert!(!ls.stdout.contains("<none>") && ls.stdout.contains("built"), "{ls}");
+    let all = eng.image(&["ls", "-a"]);
+    all.ok();
+    assert!(all.stdout.matches("<none>").count() >= 4, "{all}");
+    let out = run_in(&eng, "built:1", &[]);
+    assert_eq!(out, "hi 1 two words hi\nhello\nsub\n1000\n");
+    assert_eq!(run_in(&eng, "built:1", &["stat -c %a /app/private; test -e /bin/true || echo gone"]), "600\ngone\n");
+    // RUN was on the default bridge network (an interface besides lo) with its DNS.
+    assert_eq!(run_in(&eng, "built:1", &["cat /ifaces /ns"]), "1\n1\n");
+    // A child image: the ONBUILD trigger runs first, SHELL changes RUN's shell, the trigger
+    // is not inherited further.
+    let child =
+        context(&ctx, &[("Dockerfile", "FROM built:1\nSHELL [\"/bin/sh\", \"-ec\"]\nRUN echo \"$0 $-\" > /shell\n")]);
+    build(&eng, &["-t", "child:1", s(&child)]).ok();
+    assert_eq!(run_in(&eng, "child:1", &["cat /onbuild"]), "triggered\n");
+    assert!(run_in(&eng, "child:1", &["cat /shell"]).contains('e'), "SHELL [\"/bin/sh\", \"-ec\"] not used");
+    assert!(config_of(&eng, "child:1")["config"].get("OnBuild").is_none());
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_multistage_target_and_build_args() {
+    let ctx = Ctx::new("build-stages");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "ARG BASE=localhost/berth-build/bb:v1\n\
+             FROM ${BASE} AS base\n\
+             RUN echo base > /base\n\
+             FROM base AS never\n\
+             RUN echo this stage is not needed; exit 1\n\
+             FROM base AS builder\n\
+             ARG VERSION=1\n\
+             RUN echo \"v$VERSION\" > /version\n\
+             FROM localhost/berth-build/bb:v1\n\
+             COPY --from=builder /version /from-builder\n\
+             COPY --from=0 /base /from-base\n\
+             CMD [\"cat\", \"/from-builder\", \"/from-base\"]\n",
+        )],
+    );
+    let o = build(&eng, &["-t", "multi:1", "--build-arg", "VERSION=2", s(&dir)]);
+    o.ok();
+    assert!(!o.stderr.contains("not needed"), "a stage the target does not need ran: {o}");
+    assert_eq!(run_in(&eng, "multi:1", &[]), "v2\nbase\n");
+    build(&eng, &["-t", "multi:builder", "--target", "builder", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "multi:builder", &["cat", "/version", "/base", "/etc/image-marker"]), "v1\nbase\nv1\n");
+    // --build-arg changing the base version of a FROM: another base, the steps on it rerun.
+    let l2 = ctx.tempdir("layout2");
+    busybox_oci_layout(&ctx, &l2, "v2", Some("localhost/berth-build/bb:v2"), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&l2)]).ok();
+    let o = build(
+        &eng,
+        &["-t", "multi:v2", "--target", "builder", "--build-arg", "BASE=localhost/berth-build/bb:v2", s(&dir)],
+    );
+    o.ok();
+    assert_eq!(o.stderr.matches("CACHED").count(), 0, "{o}");
+    assert_eq!(run_in(&eng, "multi:v2", &["cat", "/etc/image-marker"]), "v2\n");
+    build(&eng, &["-q", "--target", "nosuchstage", s(&dir)]).one_line_error(&["nosuchstage"]);
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_cache_reuses_steps_before_the_changed_file() {
+    let ctx = Ctx::new("build-cache");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("deps.txt", "dep 1\n"),
+            ("src.txt", "src 1\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/berth-build/bb:v1\n\
+                 COPY deps.txt /deps.txt\n\
+                 RUN cat /proc/sys/kernel/random/uuid > /stamp-deps\n\
+                 COPY src.txt /src.txt\n\
+                 RUN cat /proc/sys/kernel/random/uuid > /stamp-src\n",
+            ),
+        ],
+    );
+    let stamps = |t: &str| run_in(&eng, t, &["cat", "/stamp-deps", "/stamp-src"]);
+    let first = build(&eng, &["-t", "c:1", s(&dir)]);
+    first.ok();
+    assert_eq!(first.stderr.matches("CACHED").count(), 0, "{first}");
+    let s1 = stamps("c:1");
+    // Nothing changed: every step cached, the same image. A touched file (new mtime, same
+    // content) does not break the cache.
+    let t = fs::File::options().append(true).open(dir.join("deps.txt")).unwrap();
+    t.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5)).unwrap();
+    let again = build(&eng, &["-t", "c:2", s(&dir)]);
+    again.ok();
+    assert_eq!(again.stderr.matches("CACHED").count(), 4, "{again}");
+    assert_eq!(eng.inspect("c:1")["Id"], eng.inspect("c:2")["Id"]);
+    // One source file edited: the steps before its COPY are reused, the rest run again.
+    fs::write(dir.join("src.txt"), "src 2\n").unwrap();
+    let edit = build(&eng, &["-t", "c:3", s(&dir)]);
+    edit.ok();
+    assert_eq!(edit.stderr.matches("CACHED").count(), 2, "{edit}");
+    let s3 = stamps("c:3");
+    let (a1, b1) = s1.split_once('\n').unwrap();
+    let (a3, b3) = s3.split_once('\n').unwrap();
+    assert_eq!(a1, a3, "the RUN before the changed COPY ran again");
+    assert_ne!(b1, b3, "the RUN after the changed COPY was reused");
+    assert_eq!(run_in(&eng, "c:3", &["cat", "/src.txt"]), "src 2\n");
+    // --no-cache runs everything.
+    let nc = build(&eng, &["--no-cache", "-t", "c:4", s(&dir)]);
+    nc.ok();
+    assert_eq!(nc.stderr.matches("CACHED").count(), 0, "{nc}");
+    assert_ne!(stamps("c:4").split_once('\n').unwrap().0, a1);
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_cache_mounts_heredocs_and_secrets() {
+    let ctx = Ctx::new("build-mounts");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let secret = ctx.dir.join("token");
+    fs::write(&secret, "s3cr3t").unwrap();
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/berth-build/bb:v1\n\
+             RUN --mount=type=cache,target=/cache echo run >> /cache/log && wc -l < /cache/log > /runs\n\
+             RUN --mount=type=secret,id=token cat /run/secrets/token > /secret-copy-len && wc -c < /run/secrets/token > /secret-len && rm /secret-copy-len\n\
+             RUN <<EOF\n\
+             echo one > /heredoc\n\
+             echo two >> /heredoc\n\
+             EOF\n\
+             COPY <<-EOT /etc/greeting\n\
+             \thello $HOSTNAME_UNSET-x\n\
+             \t\"q\" '$HOSTNAME_UNSET'\n\
+             \tEOT\n\
+             RUN cat <<EOF > /inline\n\
+             inline text\n\
+             EOF\n",
+        )],
+    );
+    let sec = format!("id=token,src={}", s(&secret));
+    build(&eng, &["--no-cache", "--secret", &sec, "-t", "m:1", s(&dir)]).ok();
+    build(&eng, &["--no-cache", "--secret", &sec, "-t", "m:2", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "m:1", &["cat", "/runs"]).trim(), "1");
+    assert_eq!(run_in(&eng, "m:2", &["cat", "/runs"]).trim(), "2", "the cache mount did not keep its content");
+    assert_eq!(run_in(&eng, "m:2", &["sh", "-c", "test -e /cache/log && echo in-image || echo absent"]), "absent\n");
+    assert_eq!(run_in(&eng, "m:2", &["cat", "/secret-len"]).trim(), "6");
+    assert_eq!(
+        run_in(&eng, "m:2", &["sh", "-c", "test -e /run/secrets/token && echo leaked || echo absent"]),
+        "absent\n"
+    );
+    assert_eq!(
+        run_in(&eng, "m:2", &["cat", "/heredoc", "/etc/greeting", "/inline"]),
+        "one\ntwo\nhello -x\n\"q\" ''\ninline text\n"
+    );
+    // A required secret that is not given.
+    let d2 = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/berth-build/bb:v1\nRUN --mount=type=secret,id=nope,required cat /run/secrets/nope\n",
+        )],
+    );
+    build(&eng, &["-q", s(&d2)]).one_line_error(&["secret nope"]);
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_dockerignore_and_context_escapes() {
+    let ctx = Ctx::new("build-ignore");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("keep/a", "a"),
+            ("keep/b.log", "b"),
+            ("keep/important.log", "i"),
+            ("secret.env", "x"),
+            ("node_modules/m/index.js", "m"),
+            (".dockerignore", "# comment\n**/*.log\n!keep/important.log\nsecret.env\nnode_modules\n"),
+            ("Dockerfile", "FROM localhost/berth-build/bb:v1\nCOPY . /ctx/\n"),
+            ("docker/Special.Dockerfile", "FROM localhost/berth-build/bb:v1\nCOPY . /ctx/\n"),
+            ("docker/Special.Dockerfile.dockerignore", "*\n!keep/a\n"),
+        ],
+    );
+    // <Dockerfile>.dockerignore next to the Dockerfile wins over the context's.
+    build(&eng, &["-t", "ig:special", "-f", s(&dir.join("docker/Special.Dockerfile")), s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "ig:special", &["find", "/ctx", "-type", "f"]), "/ctx/keep/a\n");
+    build(&eng, &["-t", "ig:1", s(&dir)]).ok();
+    let files = run_in(&eng, "ig:1", &["find", "/ctx", "-type", "f"]);
+    let mut got: Vec<&str> = files.lines().collect();
+    got.sort();
+    assert_eq!(
+        got,
+        [
+            "/ctx/.dockerignore",
+            "/ctx/Dockerfile",
+            "/ctx/docker/Special.Dockerfile",
+            "/ctx/docker/Special.Dockerfile.dockerignore",
+            "/ctx/keep/a",
+            "/ctx/keep/important.log"
+        ]
+    );
+
+    // Sources outside the context: through `..`, through a symlink, missing, excluded.
+    let outside = ctx.dir.join("outside.txt");
+    fs::write(&outside, "outside").unwrap();
+    let bad = context(&ctx, &[("ok", "ok")]);
+    std::os::unix::fs::symlink(&outside, bad.join("link-out")).unwrap();
+    std::os::unix::fs::symlink("../outside.txt", bad.join("rel-out")).unwrap();
+    fs::write(bad.join(".dockerignore"), "ok\n").unwrap();
+    let before = eng.store_snapshot();
+    for (src, words) in [
+        ("../outside.txt", &["../outside.txt", "outside the build context"][..]),
+        ("link-out", &["link-out"][..]),
+        ("rel-out", &["rel-out"][..]),
+        ("missing.txt", &["missing.txt"][..]),
+        ("ok", &["ok", "dockerignore"][..]),
+    ] {
+        fs::write(bad.join("Dockerfile"), format!("FROM localhost/berth-build/bb:v1\nRUN echo step\nCOPY {src} /x\n"))
+            .unwrap();
+        let o = build(&eng, &["-q", "--no-cache", s(&bad)]);
+        o.one_line_error(words);
+        assert!(o.stderr.contains("Dockerfile:3"), "the error must name the file and line: {o}");
+        nothing_left(&eng);
+    }
+    let after = eng.store_snapshot();
+    // The default network's files (made by the first RUN, as docker's default bridge) stay.
+    let added: Vec<&String> = after
+        .0
+        .iter()
+        .filter(|p| !before.0.contains(p) && !p.contains("builder/") && !p.contains(" network"))
+        .collect();
+    // The RUN before the failing COPY may be committed (it succeeded); nothing else is.
+    assert!(
+        added.iter().all(|p| p.contains("image/blobs") || p.contains("image/snapshots") || p.contains("image/index")),
+        "{added:?}"
+    );
+}
+
+#[test]
+fn build_bad_input_is_named_and_leaves_nothing() {
+    let ctx = Ctx::new("build-bad");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let cases: &[(&str, &[&str])] = &[
+        ("FROM localhost/berth-build/bb:v1\nFROBNICATE x\n", &["Dockerfile:2", "unknown instruction: FROBNICATE"]),
+        ("FROM localhost/berth-build/bb:v1\nRUN <<EOF\necho never closed\n", &["line 2", "unterminated heredoc"]),
+        ("# escape=x\nFROM scratch\n", &["invalid escape token"]),
+        ("RUN echo before from\n", &["before the first FROM"]),
+        ("FROM localhost/berth-build/bb:v1\nCMD [\"a\", 1]\n", &["must be comprised of strings"]),
+        ("FROM localhost/berth-build/bb:v1\nCOPY --bogus=1 a b\n", &["unknown flag: --bogus"]),
+        ("FROM localhost/berth-build/bb:v1\nEXPOSE 99999\n", &["invalid port"]),
+        ("FROM --platform=linux/s390x localhost/berth-build/bb:v1\n", &["s390x"]),
+        ("FROM localhost/berth-build/bb:v1\nENV A=${B:?needs-B}\n", &["needs-B"]),
+    ];
+    let before = eng.store_snapshot();
+    for (df, words) in cases {
+        let dir = context(&ctx, &[("Dockerfile", df)]);
+        build(&eng, &["-q", s(&dir)]).one_line_error(words);
+    }
+    eng.assert_store_unchanged(&before, "bad Dockerfiles");
+    // A failing RUN: its exit code and the step, exit 1, nothing left behind.
+    let dir =
+        context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN echo ok\nRUN echo failing; exit 3\n")]);
+    let o = build(&eng, &["-q", s(&dir)]);
+    o.one_line_error(&["exit code: 3"]);
+    assert_eq!(o.code, 1, "{o}");
+    assert!(o.stderr.contains("Dockerfile:3") && o.stderr.contains("RUN echo failing; exit 3"), "{o}");
+    nothing_left(&eng);
+    // Killed mid-RUN: the build stops, its container, mounts and scratch dirs are gone.
+    let dir = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN sleep 30\n")]);
+    let bg = eng.spawn_image(&["build", "-q", s(&dir)]);
+    let t0 = std::time::Instant::now();
+    while !find_named(&eng.data.join("builder/tmp"), "bundle").iter().any(|p| p.join("config.json").exists()) {
+        assert!(t0.elapsed().as_secs() < 60, "the RUN did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    // SIGINT to the build process the test started.
+    let _ = Command::new("kill").args(["-INT", &bg.pid().to_string()]).status();
+    let o = bg.wait(std::time::Duration::from_secs(60));
+    o.fails();
+    assert!(o.elapsed.as_secs() < 25, "the build did not stop at the signal: {o}");
+    nothing_left(&eng);
+    // Killed outright (SIGKILL) mid-RUN: the next build removes its container, network
+    // sandbox, mounts and scratch dir.
+    let bg = eng.spawn_image(&["build", "-q", "--no-cache", s(&dir)]);
+    let t0 = std::time::Instant::now();
+    while !find_named(&eng.data.join("builder/tmp"), "bundle").iter().any(|p| p.join("config.json").exists()) {
+        assert!(t0.elapsed().as_secs() < 60, "the RUN did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let _ = Command::new("kill").args(["-KILL", &bg.pid().to_string()]).status();
+    bg.wait(std::time::Duration::from_secs(30)).fails();
+    let ok = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN true\n")]);
+    build(&eng, &["-q", s(&ok)]).ok();
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_source_date_epoch_gives_the_same_digest() {
+    let ctx = Ctx::new("build-epoch");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("f", "content\n"),
+            ("Dockerfile", "FROM localhost/berth-build/bb:v1\nCOPY f /f\nRUN echo made > /made && mkdir /d\nENV X=1\n"),
+        ],
+    );
+    let iid1 = ctx.dir.join("iid1");
+    let iid2 = ctx.dir.join("iid2");
+    build(&eng, &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--iidfile", s(&iid1), s(&dir)]).ok();
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    build(&eng, &["--no-cache", "--build-arg", "SOURCE_DATE_EPOCH=1700000000", "--iidfile", s(&iid2), s(&dir)]).ok();
+    let (a, b) = (fs::read_to_string(&iid1).unwrap(), fs::read_to_string(&iid2).unwrap());
+    assert!(a.starts_with("sha256:") && a.len() == 71, "iidfile: {a:?}");
+    assert_eq!(a, b, "the same Dockerfile and context with SOURCE_DATE_EPOCH gave two digests");
+    let cfg = config_of(&eng, &a);
+    assert_eq!(cfg["created"], "2023-11-14T22:13:20Z");
+    // Without it the times differ, and so does the digest.
+    let iid3 = ctx.dir.join("iid3");
+    build(&eng, &["--no-cache", "--iidfile", s(&iid3), s(&dir)]).ok();
+    assert_ne!(fs::read_to_string(&iid3).unwrap(), a);
+}
+
+/// The extended attributes of a path (not following a symlink), sorted: "name=hex(value)".
+fn xattrs(p: &Path) -> Vec<String> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(p.as_os_str().as_bytes()).unwrap();
+    let mut names = vec![0u8; 4096];
+    // SAFETY: valid C string and buffer of the given length.
+    let n = unsafe { libc::llistxattr(c.as_ptr(), names.as_mut_ptr().cast(), names.len()) };
+    if n <= 0 {
+        return Vec::new();
+    }
+    let mut out = Vec::new();
+    for name in names[..n as usize].split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let cn = std::ffi::CString::new(name).unwrap();
+        let mut v = vec![0u8; 4096];
+        // SAFETY: valid C strings and buffer of the given length.
+        let k = unsafe { libc::lgetxattr(c.as_ptr(), cn.as_ptr(), v.as_mut_ptr().cast(), v.len()) };
+        let val: String = v[..k.max(0) as usize].iter().map(|b| format!("{b:02x}")).collect();
+        out.push(format!("{}={val}", String::from_utf8_lossy(name)));
+    }
+    out.sort();
+    out
+}
+
+/// (type, mode, uid, gid, size, content or link target, xattrs) of every path under `root`.
+fn tree(root: &Path) -> BTreeMap<String, String> {
+    let mut out = BTreeMap::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let m = fs::symlink_metadata(&p).unwrap();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let ft = m.file_type();
+            let what = if ft.is_symlink() {
+                format!("l {}", fs::read_link(&p).unwrap().display())
+            } else if ft.is_dir() {
+                stack.push(p.clone());
+                "d".to_string()
+            } else if ft.is_file() {
+                format!("f {}", sha256_bytes(&fs::read(&p).unwrap()))
+            } else {
+                format!("other {:o}", m.mode())
+            };
+            out.insert(
+                rel,
+                format!("{what} {:o} {}:{} {:?}", m.permissions().mode() & 0o7777, m.uid(), m.gid(), xattrs(&p)),
+            );
+        }
+    }
+    out
+}
+
+#[test]
+fn build_matches_buildah_bud() {
+    if Command::new("buildah").arg("--version").stdout(Stdio::null()).status().is_err() {
+        panic!("buildah is not installed (apt-get install -y buildah)");
+    }
+    let ctx = Ctx::new("build-buildah");
+    let (eng, layout) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("app/main.sh", "#!/bin/sh\necho main\n"),
+            ("app/lib/x.txt", "x\n"),
+            ("conf", "c=1\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/berth-build/bb:v1 AS build\n\
+                 RUN mkdir -p /out && echo built > /out/artifact && ln -s artifact /out/link\n\
+                 FROM localhost/berth-build/bb:v1\n\
+                 ARG V=1\n\
+                 ENV APP=/srv/app V=$V\n\
+                 WORKDIR /srv/app\n\
+                 COPY app/ ./\n\
+                 COPY --chown=1000:1000 conf /etc/app.conf\n\
+                 COPY --from=build /out /opt/out\n\
+                 RUN chmod 755 main.sh && rm -f /bin/true && mkdir -p /var/empty && echo v$V > /srv/version\n\
+                 USER 1000\n\
+                 EXPOSE 8080\n\
+                 LABEL k=v\n\
+                 ENTRYPOINT [\"./main.sh\"]\n\
+                 CMD [\"--flag\"]\n",
+            ),
+        ],
+    );
+    // An extended attribute on a context file (COPY keeps it, as buildah's COPY does).
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let f = std::ffi::CString::new(dir.join("app/lib/x.txt").as_os_str().as_bytes()).unwrap();
+        // SAFETY: valid C strings and a 5-byte value.
+        let r = unsafe { libc::setxattr(f.as_ptr(), c"user.berth-test".as_ptr(), b"value".as_ptr().cast(), 5, 0) };
+        assert_eq!(r, 0, "setxattr: {}", std::io::Error::last_os_error());
+    }
+    build(&eng, &["-t", "cmp:1", s(&dir)]).ok();
+    // buildah with its own storage, the same base from the same OCI layout.
+    let bs = ctx.tempdir("buildah");
+    let ba = |args: &[&str]| -> String {
+        let mut c = Command::new("buildah");
+        c.args(["--root", s(&bs.join("root")), "--runroot", s(&bs.join("run")), "--storage-driver", "vfs"]).args(args);
+        let o = c.output().unwrap();
+        assert!(o.status.success(), "buildah {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let loc = format!("oci:{}:v1", s(&layout));
+    let pulled = ba(&["pull", "-q", &loc]);
+    ba(&["tag", pulled.trim(), BASE]);
+    ba(&[
+        "bud",
+        "--layers",
+        "--runtime",
+        "/usr/sbin/runc",
+        "--network",
+        "host",
+        "-t",
+        "cmp:1",
+        "-f",
+        s(&dir.join("Dockerfile")),
+        s(&dir),
+    ]);
+    let bcfg: Value = serde_json::from_str(&ba(&["inspect", "--type", "image", "cmp:1"])).unwrap();
+    let bc = &bcfg["OCIv1"]["config"];
+    let ours = config_of(&eng, "cmp:1");
+    let oc = &ours["config"];
+    for k in ["Env", "Entrypoint", "Cmd", "WorkingDir", "User", "ExposedPorts"] {
+        assert_eq!(oc[k], bc[k], "config {k}: berth {} buildah {}", oc[k], bc[k]);
+    }
+    assert_eq!(oc["Labels"]["k"], bc["Labels"]["k"]);
+    // The file trees.
+    let ours_root = ctx.dir.join("ours");
+    eng.image(&["unpack", "cmp:1", s(&ours_root)]).ok();
+    let cont = ba(&["from", "--pull-never", "cmp:1"]).trim().to_string();
+    let mnt = PathBuf::from(ba(&["mount", &cont]).trim());
+    let a = tree(&ours_root.join("rootfs"));
+    let b = tree(&mnt);
+    ba(&["umount", &cont]);
+    ba(&["rm", &cont]);
+    // buildah leaves the mount points it made for a RUN (empty /etc/hosts, /etc/hostname,
+    // /etc/resolv.conf, and /run) in the layer; docker's builder does not, nor does berth.
+    let buildah_only = ["etc/hostname", "etc/hosts", "etc/resolv.conf", "run"];
+    for k in buildah_only {
+        assert!(!a.contains_key(k), "berth left the mount point {k} in the image");
+    }
+    let keys: std::collections::BTreeSet<&String> =
+        a.keys().chain(b.keys()).filter(|k| !buildah_only.contains(&k.as_str())).collect();
+    let mut diffs = Vec::new();
+    for k in keys {
+        if a.get(k) != b.get(k) {
+            diffs.push(format!("{k}: berth {:?} buildah {:?}", a.get(k), b.get(k)));
+        }
+    }
+    assert!(diffs.is_empty(), "file trees differ:\n{}", diffs.join("\n"));
+    assert!(a.contains_key("opt/out/link") && a.contains_key("srv/app/lib/x.txt") && !a.contains_key("bin/true"));
+    assert!(a["srv/app/lib/x.txt"].contains("user.berth-test"), "COPY dropped the xattr: {}", a["srv/app/lib/x.txt"]);
+    let _ = Command::new("rm").arg("-rf").arg(&bs).status();
+}
+
+#[test]
+fn build_stdin_context_add_tar_quiet_and_prune() {
+    let ctx = Ctx::new("build-stdin");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    // A context as a tar on stdin, holding a tar that ADD unpacks.
+    let inner_src = context(&ctx, &[("pkg/bin/tool", "#!/bin/sh\necho tool\n"), ("pkg/README", "r\n")]);
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/berth-build/bb:v1\nADD pkg.tar.gz /opt/\nADD plain.txt /opt/plain\nCOPY --chown=12:34 plain.txt /owned\n",
+        )],
+    );
+    fs::write(dir.join("plain.txt"), "plain\n").unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(&inner_src)
+        .args(["-czf"])
+        .arg(dir.join("pkg.tar.gz"))
+        .arg("pkg")
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let ctx_tar = ctx.dir.join("ctx.tar");
+    tar_dir(&dir, &ctx_tar);
+    let mut c = eng.command(&["image", "build", "-q", "-t", "stdin:1", "-"]);
+    c.stdin(fs::File::open(&ctx_tar).unwrap());
+    let o = ctx.exec_cmd(c, IMAGE_TIMEOUT);
+    o.ok();
+    let id = eng.inspect("stdin:1")["Id"].as_str().unwrap().to_string();
+    assert_eq!(o.stdout.trim(), id, "-q prints the image id alone: {o}");
+    assert_eq!(o.stderr.trim(), "", "-q prints no progress: {o}");
+    assert_eq!(run_in(&eng, "stdin:1", &["cat", "/opt/pkg/README", "/opt/plain"]), "r\nplain\n");
+    assert_eq!(run_in(&eng, "stdin:1", &["stat", "-c", "%u:%g", "/owned"]), "12:34\n");
+    // The Dockerfile on stdin, the context a directory.
+    let mut c = eng.command(&["image", "build", "-q", "-t", "stdin:2", "-f", "-", s(&dir)]);
+    c.stdin(
+        fs::File::open({
+            let p = ctx.dir.join("df");
+            fs::write(&p, "FROM localhost/berth-build/bb:v1\nCOPY plain.txt /from-stdin-df\n").unwrap();
+            p
+        })
+        .unwrap(),
+    );
+    ctx.exec_cmd(c, IMAGE_TIMEOUT).ok();
+    assert_eq!(run_in(&eng, "stdin:2", &["cat", "/from-stdin-df"]), "plain\n");
+    // builder prune: the cache is gone, the next build runs every step, named images stay.
+    let o = eng.cmd(&["builder", "prune", "-f"]);
+    o.ok();
+    assert!(o.stdout.contains("Total reclaimed space"), "{o}");
+    let again = build(&eng, &["-t", "stdin:3", "-f", s(&dir.join("Dockerfile")), s(&dir)]);
+    again.ok();
+    assert_eq!(again.stderr.matches("CACHED").count(), 0, "{again}");
+    eng.inspect("stdin:1");
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_add_url_with_checksum() {
+    let ctx = Ctx::new("build-add-url");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let www = ctx.tempdir("www");
+    fs::write(www.join("payload.txt"), "downloaded\n").unwrap();
+    let port = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let mut server = Command::new("python3")
+        .args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", s(&www)])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/payload.txt");
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed().as_secs() < 20, "http.server did not start");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let sum = format!("sha256:{}", sha256_bytes(b"downloaded\n"));
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/berth-build/bb:v1\nADD --checksum={sum} {url} /dl/\nADD {url} /renamed\n"),
+        )],
+    );
+    let o = build(&eng, &["-t", "url:1", s(&dir)]);
+    let bad = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/berth-build/bb:v1\nADD --checksum=sha256:{} {url} /x\n", "0".repeat(64)),
+        )],
+    );
+    let b = build(&eng, &["-q", s(&bad)]);
+    let missing = context(&ctx, &[("Dockerfile", &format!("FROM localhost/berth-build/bb:v1\nADD {url}.nope /x\n"))]);
+    let m = build(&eng, &["-q", s(&missing)]);
+    let _ = server.kill();
+    let _ = server.wait();
+    o.ok();
+    assert_eq!(run_in(&eng, "url:1", &["cat", "/dl/payload.txt", "/renamed"]), "downloaded\ndownloaded\n");
+    assert_eq!(run_in(&eng, "url:1", &["stat", "-c", "%a", "/renamed"]), "600\n");
+    b.one_line_error(&["checksum mismatch"]);
+    m.one_line_error(&["404"]);
+    nothing_left(&eng);
+}
+
+/// Stages that do not depend on each other run at the same time: each waits (up to 20 s) for
+/// the other's marker in a shared cache mount, which only works when both run at once.
+#[test]
+fn build_independent_stages_run_in_parallel() {
+    let ctx = Ctx::new("build-parallel");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id=rendezvous,target=/r touch /r/{me} && i=0; while [ ! -e /r/{other} ]; do i=$((i+1)); [ $i -gt 200 ] && exit 7; sleep 0.1; done; echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "FROM localhost/berth-build/bb:v1 AS one\n{}FROM localhost/berth-build/bb:v1 AS two\n{}FROM localhost/berth-build/bb:v1\nCOPY --from=one /one /one\nCOPY --from=two /two /two\n",
+        wait("one", "two"),
+        wait("two", "one")
+    );
+    let dir = context(&ctx, &[("Dockerfile", &df)]);
+    build(&eng, &["-t", "par:1", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "par:1", &["cat", "/one", "/two"]), "one\ntwo\n");
+    nothing_left(&eng);
+}
+
+/// RUN --mount=type=bind: the source's content is part of the step's cache key, and `rw`
+/// writes are discarded (the context is never written).
+#[test]
+fn build_bind_mounts_key_the_cache_and_discard_writes() {
+    let ctx = Ctx::new("build-bind");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let dir = context(
+        &ctx,
+        &[
+            ("data/v", "1\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/berth-build/bb:v1\n\
+                 RUN --mount=type=bind,source=data,target=/m cat /m/v > /seen\n\
+                 RUN --mount=type=bind,target=/ctx,rw touch /ctx/written-by-run && ls /ctx > /listing\n",
+            ),
+        ],
+    );
+    build(&eng, &["-t", "bind:1", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "bind:1", &["cat", "/seen"]), "1\n");
+    assert!(run_in(&eng, "bind:1", &["cat", "/listing"]).contains("written-by-run"));
+    assert!(!dir.join("written-by-run").exists(), "a rw bind mount wrote into the context");
+    fs::write(dir.join("data/v"), "2\n").unwrap();
+    let o = build(&eng, &["-t", "bind:2", s(&dir)]);
+    o.ok();
+    assert_eq!(run_in(&eng, "bind:2", &["cat", "/seen"]), "2\n", "a changed bind source reused the cache: {o}");
+    nothing_left(&eng);
+}
+
+/// `sharing=locked` cache mounts: parallel stages use the cache one at a time (each holds a
+/// directory in it for a second; at the same time the second `mkdir` would fail).
+#[test]
+fn build_locked_cache_mount_serialises_parallel_stages() {
+    let ctx = Ctx::new("build-locked");
+    let (eng, _) = engine(&ctx);
+    let _np = NetPrune(&eng);
+    let step = |me: &str| {
+        format!(
+            "FROM localhost/berth-build/bb:v1 AS {me}\nRUN --mount=type=cache,id=shared,target=/c,sharing=locked mkdir /c/busy && sleep 1 && rmdir /c/busy && echo {me} > /{me}\n"
+        )
+    };
+    let df = format!(
+        "{}{}FROM localhost/berth-build/bb:v1\nCOPY --from=a /a /a\nCOPY --from=b /b /b\n",
+        step("a"),
+        step("b")
+    );
+    let dir = context(&ctx, &[("Dockerfile", &df)]);
+    build(&eng, &["-t", "locked:1", s(&dir)]).ok();
+    assert_eq!(run_in(&eng, "locked:1", &["cat", "/a", "/b"]), "a\nb\n");
+    nothing_left(&eng);
+}
