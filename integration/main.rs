@@ -5,6 +5,7 @@ mod common;
 
 mod apparmor;
 mod badinput;
+mod breakouts;
 mod cgroups;
 mod cgroups_v2;
 mod cli;

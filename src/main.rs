@@ -337,6 +337,7 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
         std::process::exit(shim::main(std::env::args_os().skip(2).collect()));
     }
+    berth::faults::crash_point("cli.start");
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if printing_command(&args) {
         // A listing or stream whose reader goes away (`berth list | head -1`) ends quietly, by

@@ -224,6 +224,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 
     let dir = ContainerDir::create(&g.root, &o.id)?;
     crate::debug!("state directory {}", dir.dir.display());
+    crate::faults::crash_point("runtime.create.state-dir");
     let mut undo = Undo { dir: Some(dir), cgroup: None, child: 0 };
 
     let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
@@ -327,6 +328,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     drop(cg_fd);
     saved.pid = pid;
+    crate::faults::crash_point("runtime.create.init-spawned");
     let header = BootHeader {
         id: o.id.clone(),
         bundle: bundle.clone(),
@@ -425,6 +427,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let cfg_copy = dir.dir.join(CONFIG_COPY);
     std::fs::write(&cfg_copy, &config_bytes).map_err(|e| sys(format!("write {}", cfg_copy.display()), e))?;
     dir.save(&saved)?;
+    crate::faults::crash_point("runtime.create.state-saved");
     if let Some(pf) = &o.pid_file {
         crate::debug!("write pid file {}", pf.display());
         write_pid_file(pf, pid)?;
@@ -663,6 +666,7 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
     }
     let fifo = dir.fifo();
     crate::debug!("start container {id}: release init {} through {}", saved.pid, fifo.display());
+    crate::faults::crash_point("runtime.start.before-exec-fifo");
     let c =
         std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
     // SAFETY: valid C string.
@@ -853,6 +857,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
         }
         crate::debug!("kill the container's processes");
         destroy_processes(&saved);
+        crate::faults::crash_point("runtime.delete.killed");
     } else if let Some(cg) = &saved.cgroup {
         // Stray processes left in the cgroup (no own pid namespace) go too.
         if !saved.own_pidns {
@@ -862,6 +867,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
     if let Some(cg) = &saved.cgroup {
         crate::debug!("destroy cgroup");
         cg.destroy()?;
+        crate::faults::crash_point("runtime.delete.cgroup-removed");
     }
     crate::debug!("run poststop hooks");
     let st = saved.spec_state_json(Status::Stopped);

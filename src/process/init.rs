@@ -510,8 +510,22 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), InitError> {
     if key.contains("..") || key.starts_with('/') || key.contains('\0') {
         return Err(InitError::Msg(format!("sysctl {key:?}: invalid name")));
     }
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value).map_err(|err| InitError::Sys { call: format!("sysctl {key}={value} ({path})"), err })
+    let rel = format!("sys/{}", key.replace('.', "/"));
+    let path = format!("/proc/{rel}");
+    let io = |err| InitError::Sys { call: format!("sysctl {key}={value} ({path})"), err };
+    if crate::faults::weakened("sysctl-procfs-check") {
+        return std::fs::write(&path, value).map_err(io);
+    }
+    // Only procfs's own file: a mount over it (or over /proc) would redirect the write.
+    let c = cstr(rel.as_bytes())?;
+    let fd = rootfs::open_proc_file(&c, libc::O_WRONLY).map_err(|e| match e {
+        nix::errno::Errno::EXDEV | nix::errno::Errno::ELOOP => InitError::Msg(format!(
+            "sysctl {key}: {path} is not procfs's own file (a mount or a symlink covers it): refusing to write"
+        )),
+        e => io(std::io::Error::from_raw_os_error(e as i32)),
+    })?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, value.as_bytes()).map_err(io)
 }
 
 fn set_nnp() -> Result<(), InitError> {

@@ -172,6 +172,9 @@ fn reopen(p: &Prep, dest: &CStr, kind: Kind) -> Result<OwnedFd, RootfsError> {
 /// runc's rules for /proc: only procfs goes onto /proc itself, and nothing goes inside a
 /// mounted procfs except the few files lxcfs emulates. Checked on the resolved target.
 fn check_proc(p: &Prep, dest: &CStr, kind: Kind, target: &OwnedFd, src: Option<&CStr>) -> Result<(), RootfsError> {
+    if crate::faults::weakened("proc-mount-check") {
+        return Ok(());
+    }
     let d = dest.to_bytes();
     if d == b"proc" {
         let ok = match (kind, src) {
@@ -678,7 +681,8 @@ pub(crate) fn mask_paths(paths: &[String]) -> Result<(), RootfsError> {
                 let d = sys::open_path(c"/dev/null", libc::O_PATH)
                     .map_err(|e| RootfsError::sys(e, "open /dev/null to mask paths".into()))?;
                 let st = sys::fstat(d.as_raw_fd()).map_err(|e| RootfsError::sys(e, "stat /dev/null".into()))?;
-                if st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3) {
+                let weak = crate::faults::weakened("masked-devnull-check");
+                if !weak && (st.st_mode & libc::S_IFMT != libc::S_IFCHR || st.st_rdev != libc::makedev(1, 3)) {
                     return Err(RootfsError::Other("/dev/null is not the null device: cannot mask paths".into()));
                 }
                 devnull = Some(d);

@@ -1,0 +1,205 @@
+//! Known container breakouts, one test per CVE. Each test first shows the attack succeeding
+//! against a build with exactly that protection switched off (`BERTH_WEAKEN=<protection>`,
+//! honoured only by debug builds, see src/faults/), so the test can fail, then shows berth
+//! refusing it with one line and leaving nothing behind. Against a release build (or runc) the
+//! weakened rounds are skipped with a note and only the refusal is checked.
+//! CVE-2019-5736 and CVE-2024-21626 are in security.rs (their control rounds use a plain copy
+//! of the binary and a control cwd); the image-side attacks (layer entries escaping through
+//! `..`, a symlink or a hardlink) are in image.rs.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+/// Whether the binary under test honours the fault hooks: `cli.start` kills it with SIGKILL.
+fn hooks_honoured(ctx: &Ctx) -> bool {
+    let mut c = ctx.command_noroot(&["--version"]);
+    c.env("BERTH_CRASH_AT", "cli.start");
+    ctx.exec_cmd(c, TIMEOUT).code == 128 + 9
+}
+
+/// `run --bundle DIR ID` with `BERTH_WEAKEN=weaken` (when not empty).
+fn run_weakened(ctx: &Ctx, b: &mut Bundle, id: &str, weaken: &str) -> Out {
+    b.write_config(id);
+    ctx.track(id);
+    let mut c: Command = ctx.command(&["run", "--bundle", b.dir.to_str().unwrap(), id]);
+    if !weaken.is_empty() {
+        c.env("BERTH_WEAKEN", weaken);
+    }
+    ctx.exec_cmd(c, TIMEOUT)
+}
+
+/// Replaces the config's mount at `dest` in place (the order of mounts matters).
+fn replace_mount(b: &mut Bundle, dest: &str, m: Value) {
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let i = mounts.iter().position(|x| x["destination"] == dest).unwrap_or_else(|| panic!("no mount at {dest}"));
+    mounts[i] = m;
+}
+
+/// Inserts `m` right after the config's mount at `after`.
+fn mount_after(b: &mut Bundle, after: &str, m: Value) {
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let i = mounts.iter().position(|x| x["destination"] == after).unwrap_or_else(|| panic!("no mount at {after}"));
+    mounts.insert(i + 1, m);
+}
+
+fn skipped(what: &str) {
+    eprintln!("SKIPPED weakened round ({what}): the binary under test ignores BERTH_WEAKEN (release build or runc)");
+}
+
+/// CVE-2025-31133: runc bind-mounted the container's `/dev/null` over each masked path without
+/// checking what it is. A container that replaces `/dev/null` with a symlink to
+/// `/proc/sys/kernel/core_pattern` gets that file, writable, where a masked path should be
+/// (then a core dump runs the attacker's program on the host). Here the container's /dev is a
+/// directory the attacker controls (a bind mount standing in for the race) whose `null` is that
+/// symlink; the masked path is /proc/keys. Nothing writes core_pattern: the test only reads.
+#[test]
+fn cve_2025_31133_masked_path_devnull_symlink() {
+    let ctx = Ctx::new("cve-2025-31133");
+    let devdir = ctx.tempdir("dev");
+    symlink("/proc/sys/kernel/core_pattern", devdir.join("null")).unwrap();
+    let make = || {
+        let mut b = ctx.bundle();
+        replace_mount(
+            &mut b,
+            "/dev",
+            json!({"destination": "/dev", "type": "bind", "source": devdir, "options": ["rbind", "rw"]}),
+        );
+        b.set("/linux/maskedPaths", json!(["/proc/keys"]));
+        b.sh("cat /proc/keys; echo ===; grep ' /proc/keys ' /proc/self/mountinfo; true");
+        b
+    };
+    let host_pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+
+    if hooks_honoured(&ctx) {
+        let mut b = make();
+        let o = run_weakened(&ctx, &mut b, &ctx.id("weak"), "masked-devnull-check");
+        o.ok();
+        let (seen, mounts) = o.stdout.split_once("===").unwrap();
+        assert_eq!(seen.trim(), host_pattern.trim(), "weakened: /proc/keys should be the host's core_pattern: {o}");
+        // The mount's root names what was bound: procfs's core_pattern, not a null device.
+        // (Read-only here because readonlyPaths made /proc/sys read-only first; a config
+        // without that, or a target outside /proc/sys, gets it writable.)
+        assert!(
+            mounts.contains(" /sys/kernel/core_pattern /proc/keys "),
+            "weakened: core_pattern should be bound on /proc/keys: {o}"
+        );
+    } else {
+        skipped("masked-devnull-check");
+    }
+
+    let mut b = make();
+    let id = ctx.id("real");
+    let snap = ctx.snapshot(&b);
+    let o = run_weakened(&ctx, &mut b, &id, "");
+    o.one_line_error(&["/dev/null is not the null device"]);
+    assert!(!o.stdout.contains(host_pattern.trim()) || host_pattern.trim().is_empty(), "{o}");
+    ctx.assert_nothing_left(&snap, &b, &id);
+}
+
+/// CVE-2019-16884 (and its return in runc 1.0-1.1.4, CVE-2023-27561): a volume mounted on
+/// /proc that is not a procfs. The runtime writes the AppArmor label to
+/// `/proc/self/attr/exec`; on an attacker's directory that write lands in a plain file and
+/// the container runs unconfined. (AppArmor is not enabled on every host: the test shows the
+/// part that matters, the runtime's /proc being the attacker's directory, label file and all.)
+/// berth accepts only a procfs on /proc, whatever spelling of the destination leads there.
+#[test]
+fn cve_2019_16884_and_2023_27561_fake_proc_volume() {
+    let ctx = Ctx::new("cve-2019-16884");
+    let fake = ctx.tempdir("fakeproc");
+    fs::create_dir_all(fake.join("self/attr")).unwrap();
+    fs::write(fake.join("self/attr/exec"), "attacker-controlled\n").unwrap();
+    let make = |dest: &str| {
+        let mut b = ctx.bundle();
+        replace_mount(
+            &mut b,
+            "/proc",
+            json!({"destination": dest, "type": "bind", "source": fake, "options": ["rbind", "rw"]}),
+        );
+        b.sh("stat -f -c %T /proc; cat /proc/self/attr/exec");
+        b
+    };
+    // berth itself works through /proc/self/fd: on a fake /proc its masking and read-only
+    // binds fail, so the weakened round asks for none (the attack does not need them).
+    let unmasked = |b: &mut Bundle| {
+        b.set("/linux/maskedPaths", json!([]));
+        b.set("/linux/readonlyPaths", json!([]));
+    };
+
+    if hooks_honoured(&ctx) {
+        let mut b = make("/proc");
+        unmasked(&mut b);
+        let o = run_weakened(&ctx, &mut b, &ctx.id("weak"), "proc-mount-check");
+        o.ok();
+        assert!(
+            !o.stdout.starts_with("proc\n") && o.stdout.contains("attacker-controlled"),
+            "weakened: /proc should be the attacker's directory: {o}"
+        );
+    } else {
+        skipped("proc-mount-check");
+    }
+
+    for dest in ["/proc", "/proc/", "//proc", "/proc/.", "/./proc"] {
+        let mut b = make(dest);
+        let id = ctx.id("real");
+        let snap = ctx.snapshot(&b);
+        let o = run_weakened(&ctx, &mut b, &id, "");
+        o.one_line_error(&["cannot be mounted because it is not of type proc"]);
+        assert!(!o.stdout.contains("attacker-controlled"), "{dest}: {o}");
+        ctx.assert_nothing_left(&snap, &b, &id);
+    }
+}
+
+/// CVE-2025-52881: the runtime's writes to /proc (sysctls, LSM labels) redirected by a mount
+/// over the target file, so they land elsewhere (runc then wrote attacker-chosen values into
+/// files such as /proc/sysrq-trigger). Here a host file is bound over
+/// /proc/sys/kernel/domainname and the config asks for the sysctl kernel.domainname. Round
+/// one drops both protections (the mount check and the procfs-only write): the host file
+/// receives the value. Round two keeps the write check alone: the sysctl is refused, the host
+/// file untouched. Round three is berth as built: the mount inside /proc is refused.
+#[test]
+fn cve_2025_52881_proc_write_redirected_by_mount() {
+    let ctx = Ctx::new("cve-2025-52881");
+    let host = ctx.tempdir("host").join("domainname");
+    fs::write(&host, "host-original\n").unwrap();
+    let make = || {
+        let mut b = ctx.bundle();
+        mount_after(
+            &mut b,
+            "/proc",
+            json!({"destination": "/proc/sys/kernel/domainname", "type": "bind", "source": host, "options": ["bind", "rw"]}),
+        );
+        b.set("/linux/sysctl", json!({"kernel.domainname": "berth-pwned"}));
+        b.args(&["true"]);
+        b
+    };
+    let content = || fs::read_to_string(&host).unwrap();
+
+    if hooks_honoured(&ctx) {
+        let mut b = make();
+        let o = run_weakened(&ctx, &mut b, &ctx.id("weak"), "proc-mount-check,sysctl-procfs-check");
+        o.ok();
+        assert_eq!(content(), "berth-pwned", "weakened: the sysctl write should land in the host file: {o}");
+        fs::write(&host, "host-original\n").unwrap();
+
+        let mut b = make();
+        let id = ctx.id("write-check");
+        let snap = ctx.snapshot(&b);
+        let o = run_weakened(&ctx, &mut b, &id, "proc-mount-check");
+        o.one_line_error(&["is not procfs's own file"]);
+        assert_eq!(content(), "host-original\n", "the write check alone must keep the host file: {o}");
+        ctx.assert_nothing_left(&snap, &b, &id);
+    } else {
+        skipped("proc-mount-check,sysctl-procfs-check");
+    }
+
+    let mut b = make();
+    let id = ctx.id("real");
+    let snap = ctx.snapshot(&b);
+    let o = run_weakened(&ctx, &mut b, &id, "");
+    o.one_line_error(&["inside /proc"]);
+    assert_eq!(content(), "host-original\n", "{o}");
+    ctx.assert_nothing_left(&snap, &b, &id);
+}
