@@ -203,3 +203,42 @@ fn cve_2025_52881_proc_write_redirected_by_mount() {
     assert_eq!(content(), "host-original\n", "{o}");
     ctx.assert_nothing_left(&snap, &b, &id);
 }
+
+/// CVE-2021-30465: runc resolved a mount destination inside the rootfs, then mounted on the
+/// path; a container swapping a directory for a symlink (renameat2 RENAME_EXCHANGE) in between
+/// got the mount outside the rootfs, on a host directory. The symlink here is in place from
+/// the start (the race's winning state). A createContainer hook (the container's mount
+/// namespace, before pivot_root) reports what is mounted on the host dir. Weakened: the
+/// destination is looked up by its host path and the tmpfs covers the host dir. berth: the
+/// lookup stays in the rootfs (openat2 RESOLVE_IN_ROOT), the tmpfs lands in the rootfs.
+#[test]
+fn cve_2021_30465_mount_destination_symlink_exchange() {
+    let ctx = Ctx::new("cve-2021-30465");
+    let host = ctx.tempdir("hostdir");
+    fs::write(host.join("marker"), "host-marker\n").unwrap();
+    let seen = ctx.dir.join("seen");
+    let round = |weaken: &str| -> String {
+        let mut b = ctx.bundle();
+        symlink(&host, b.rootfs.join("evil")).unwrap();
+        b.mount(json!({"destination": "/evil", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+        b.hook(
+            "createContainer",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", format!(
+                "grep -c ' {h} ' /proc/self/mountinfo > {s}; ls {h} >> {s}; true", h = host.display(), s = seen.display())]}),
+        );
+        b.args(&["true"]);
+        let _ = fs::remove_file(&seen);
+        run_weakened(&ctx, &mut b, &ctx.id("sym"), weaken).ok();
+        assert_eq!(fs::read_to_string(host.join("marker")).unwrap(), "host-marker\n");
+        fs::read_to_string(&seen).unwrap()
+    };
+    if hooks_honoured(&ctx) {
+        let s = round("mount-dest-in-root");
+        assert_eq!(s.lines().next(), Some("1"), "weakened: the tmpfs should cover the host dir: {s:?}");
+        assert!(!s.contains("marker"), "weakened: the host dir's marker should be hidden: {s:?}");
+    } else {
+        skipped("mount-dest-in-root");
+    }
+    let s = round("");
+    assert_eq!(s, "0\nmarker\n", "berth: the host dir must stay uncovered in the container's mount namespace");
+}
