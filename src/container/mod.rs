@@ -233,6 +233,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         cg = cg.into_rootless(cg_path.as_deref(), g.systemd_cgroup)?;
     }
     check_existing_cgroup(&cg)?;
+    // Recorded first: a create killed from here on leaves its cgroup (and init) for `delete`.
+    if let Some(d) = &undo.dir {
+        d.save_cgroup(&cg)?;
+    }
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
     crate::debug!("cgroup created (cgroupsPath {})", cg_path.as_deref().unwrap_or("not set: the default"));
     undo.cgroup = Some(cg.clone());
@@ -840,8 +844,14 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
     };
     let saved = match dir.load() {
         Ok(s) => s,
-        // A directory without state is what an interrupted create leaves: just remove it.
+        // A directory without state is what an interrupted create leaves: its cgroup (with
+        // the init, when one was spawned) if it got that far, then the directory.
         Err(StateError::NotFound(_)) => {
+            if let Some(cg) = dir.load_cgroup() {
+                crate::debug!("interrupted create: kill and remove its cgroup");
+                let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+                cg.destroy()?;
+            }
             dir.remove()?;
             return Ok(());
         }
