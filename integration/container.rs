@@ -1207,3 +1207,52 @@ fn outbound_traffic_is_masqueraded() {
     o.ok();
     assert!(o.stdout.contains("from-peer"), "the peer answered the container: {o}");
 }
+
+/// `container ARGS...` with `BERTH_CRASH_AT=point`: asserts berth killed itself there.
+#[track_caller]
+fn crash_c(e: &Eng, point: &str, args: &[&str]) {
+    let mut v = vec!["container"];
+    v.extend_from_slice(args);
+    let mut c = e.command(&v);
+    c.env("BERTH_CRASH_AT", point);
+    let o = e.ctx.exec_cmd(c, Duration::from_secs(60));
+    assert_eq!(o.code, 128 + 9, "{point}: berth should have killed itself there: {o}");
+}
+
+/// The engine killed (SIGKILL, at the named crash points of src/faults/) during `run -d` and
+/// `rm -f`: the container's record is never lost (`ls -a` lists it from the first point on),
+/// `rm -f` removes everything (record, name, runtime state, cgroup, mount, netns, attachment,
+/// image use, processes) and the name is free again.
+#[test]
+fn crash_points_of_run_and_rm_leave_nothing() {
+    let e = Eng::new("eng-crash");
+    if !crate::crash::hooks_honoured(&e.ctx) {
+        eprintln!("SKIPPED: the binary under test ignores BERTH_CRASH_AT (release build)");
+        return;
+    }
+    let points = [
+        "engine.create.record-written",
+        "engine.create.name-claimed",
+        "engine.start.rootfs-mounted",
+        "engine.start.network-attached",
+        "engine.start.shim-spawned",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let name = format!("crash{i}");
+        crash_c(&e, point, &["run", "-d", "--name", &name, "-v", "/anon", "busybox", "sleep", "1000"]);
+        let o = e.c(&["ls", "-aq", "--no-trunc", "--filter", &format!("name={name}")]);
+        let ids = o.lines();
+        assert_eq!(ids.len(), 1, "{point}: the record of {name} is listed: {o}");
+        let o = e.c(&["rm", "-f", "-v", &name]);
+        assert_eq!(o.code, 0, "{point}: rm -f after the crash: {o}");
+        e.assert_gone(ids[0].trim());
+        e.c(&["run", "--rm", "--name", &name, "busybox", "true"]).ok();
+    }
+    let id = e.run_d(&["--name", "crash-rm", "busybox", "sleep", "1000"]);
+    crash_c(&e, "engine.rm.torn-down", &["rm", "-f", "crash-rm"]);
+    let o = e.c(&["rm", "-f", "crash-rm"]);
+    assert_eq!(o.code, 0, "rm -f after the crash: {o}");
+    e.assert_gone(&id);
+    e.cmd(&["network", "prune"]).ok();
+    assert!(e.container_dirs().is_empty(), "{:?}", e.container_dirs());
+}

@@ -10,7 +10,7 @@ mod cgroups;
 mod cgroups_v2;
 mod cli;
 mod container;
-mod crash;
+pub mod crash;
 mod exec;
 mod hooks;
 mod image;
