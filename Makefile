@@ -3,7 +3,7 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 BERTH := target/x86_64-unknown-linux-gnu/release/berth
 DEMO := /tmp/berth-demo
 
-.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean lint
+.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean lint soak faults
 
 all: build
 
@@ -46,6 +46,21 @@ vmtest: build
 
 integration: build
 	$(CARGO) test --release --test integration -- --test-threads=2
+
+# soak: SOAK_N runtime lifecycles and SOAK_N `container run --rm` on a user network, then every
+# kind of leftover counted (integration/soak.rs; CI runs the same tests with the default 25),
+# plus the parallel load tests. Figures on stderr (`soak: ...` lines).
+SOAK_N ?= 1000
+.PHONY: soak faults
+soak: deps
+	@scripts/deps.sh test
+	BERTH_SOAK_N=$(SOAK_N) $(CARGO) test --release --test integration soak:: -- --test-threads=1 --nocapture
+
+# faults: the breakout tests with their weakened rounds and the crash-point tests. The hooks
+# (BERTH_WEAKEN, BERTH_CRASH_AT) exist only in debug builds, so this uses the debug profile.
+faults: deps
+	@scripts/deps.sh test
+	$(CARGO) test --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run --test-threads=2
 
 # engines: berth under real engines, each with a private daemon on this machine (root; the
 # packages come from `scripts/deps.sh engines`). One `ok - NAME` line per check, see integration/engines/.
