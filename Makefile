@@ -62,6 +62,16 @@ faults: deps
 	@scripts/deps.sh test
 	$(CARGO) test --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run --test-threads=2
 
+# fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, image references, manifests
+# and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results)
+# for FUZZ_SECS seconds each, with the outcome-guided mutation fuzzer (see src/fuzz/mutator.rs;
+# CI runs 2 s each). A crash saves its input under target/fuzz-crashes/.
+FUZZ_SECS ?= 300
+.PHONY: fuzz
+fuzz:
+	BERTH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --lib fuzz_ -- --test-threads=1 --nocapture
+	BERTH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --bin berth fuzz_ -- --test-threads=1 --nocapture
+
 # engines: berth under real engines, each with a private daemon on this machine (root; the
 # packages come from `scripts/deps.sh engines`). One `ok - NAME` line per check, see integration/engines/.
 .PHONY: engines engines-podman engines-containerd engines-docker

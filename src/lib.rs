@@ -7,6 +7,8 @@
 mod capabilities;
 mod cgroups;
 mod container;
+#[cfg(test)]
+mod fuzz;
 mod hooks;
 mod namespaces;
 mod process;

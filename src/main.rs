@@ -11,6 +11,14 @@ mod image;
 mod network;
 mod shim;
 
+/// The fuzz targets of the engine and the mutation fuzzer that drives them (tests only).
+#[cfg(test)]
+#[path = "fuzz/engine.rs"]
+mod fuzz_engine;
+#[cfg(test)]
+#[path = "fuzz/mutator.rs"]
+mod fuzz_mutator;
+
 use berth::{logging, units, CreateOpts, Globals};
 use clap::{Parser, Subcommand};
 use std::io::Write;

@@ -75,19 +75,24 @@ pub struct CreateOpts {
 pub fn load_config(bundle: &Path) -> Result<(Vec<u8>, Spec), Error> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
-    let spec: Spec = match serde_json::from_slice(&data) {
-        Ok(s) => s,
+    let spec = parse_config(&data, &path)?;
+    Ok((data, spec))
+}
+
+/// config.json's bytes (read from `path`) as a spec.
+pub(crate) fn parse_config(data: &[u8], path: &Path) -> Result<Spec, Error> {
+    match serde_json::from_slice(data) {
+        Ok(s) => Ok(s),
         Err(e) => {
             // A bad seccomp profile gets a precise one-line message instead of serde's.
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
                 if let Some(sec) = v.get("linux").and_then(|l| l.get("seccomp")) {
                     crate::seccomp::check_json(sec)?;
                 }
             }
-            return Err(Error::Config(format!("parse {}: {e}", path.display())));
+            Err(Error::Config(format!("parse {}: {e}", path.display())))
         }
-    };
-    Ok((data, spec))
+    }
 }
 
 fn canonical_bundle(b: &Path) -> Result<PathBuf, Error> {

@@ -563,7 +563,7 @@ fn setup(
 }
 
 /// The interface `ifname` inside the namespace from a CNI 1.0 result.
-fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
+pub(crate) fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
     let ifaces = res["interfaces"].as_array().cloned().unwrap_or_default();
     let idx = ifaces.iter().position(|i| i["name"] == ifname && i["sandbox"] == netns);
     let ipc = res["ips"].as_array()?.iter().find(|c| {
