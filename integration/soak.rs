@@ -121,14 +121,19 @@ fn soak_runtime_lifecycles() {
 }
 
 /// An engine with its own data root and the busybox image loaded.
-struct Engine<'a> {
-    ctx: &'a Ctx,
-    data: PathBuf,
+pub struct Engine<'a> {
+    pub ctx: &'a Ctx,
+    pub data: PathBuf,
 }
 
 impl<'a> Engine<'a> {
     fn new(ctx: &'a Ctx) -> Engine<'a> {
-        let e = Engine { ctx, data: ctx.tempdir("data") };
+        Engine::with_data(ctx, ctx.tempdir("data"))
+    }
+
+    /// The engine on a given data root (e.g. a small tmpfs).
+    pub fn with_data(ctx: &'a Ctx, data: PathBuf) -> Engine<'a> {
+        let e = Engine { ctx, data };
         let tar = busybox_layer_tar(ctx, "soak");
         let archive = ctx.dir.join("busybox.tar");
         docker_save_archive(ctx, &archive, &tar, &["busybox:latest"], &ImageSpec::new(&["sh"]));
@@ -136,13 +141,13 @@ impl<'a> Engine<'a> {
         e
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub fn command(&self, args: &[&str]) -> Command {
         let mut c = self.ctx.command(&["--data-root", self.data.to_str().unwrap()]);
         c.args(args);
         c
     }
 
-    fn cmd(&self, args: &[&str]) -> Out {
+    pub fn cmd(&self, args: &[&str]) -> Out {
         self.ctx.exec_cmd(self.command(args), Duration::from_secs(120))
     }
 

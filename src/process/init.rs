@@ -837,6 +837,11 @@ fn exec(path: &Path, args: &[String], env: &[String], err_fd: RawFd) -> Result<s
     av.push(std::ptr::null());
     let mut ev: Vec<*const libc::c_char> = e.iter().map(|s| s.as_ptr()).collect();
     ev.push(std::ptr::null());
+    // Rust's runtime started this init with SIGPIPE ignored, and an ignored signal stays
+    // ignored across execve: the container's process gets the default (as under runc), or a
+    // writer into a closed pipe (`yes | head`) would spin on EPIPE instead of ending.
+    // SAFETY: restoring a signal's default disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(p.as_ptr(), av.as_ptr(), ev.as_ptr()) };
     let err = std::io::Error::last_os_error();
