@@ -190,18 +190,34 @@ pub fn run(name: &str, seeds: &[Vec<u8>], dict: &[&[u8]], target: impl Fn(&[u8])
     stats
 }
 
-/// The outcome description of a `Result`: `ok` or the error's text up to the first quote
-/// (where messages quote the input), digits blurred (so "offset 17" and "offset 18" are one
+/// The outcome description of a `Result`: `ok` or the error's text with quoted parts (where
+/// messages repeat the input) and digits blurred (so "offset 17" and "offset 18" are one
 /// outcome), cut to 60 characters.
 pub fn outcome<T, E: std::fmt::Display>(r: &Result<T, E>) -> String {
     match r {
         Ok(_) => "ok".to_string(),
-        Err(e) => e
-            .to_string()
-            .chars()
-            .take_while(|c| !matches!(c, '"' | '\''))
-            .map(|c| if c.is_ascii_digit() { '#' } else { c })
-            .take(60)
-            .collect(),
+        Err(e) => {
+            let mut quote: Option<char> = None;
+            let mut escaped = false;
+            let mut out = String::new();
+            for c in e.to_string().chars() {
+                match quote {
+                    // Debug-formatted input escapes its quotes.
+                    Some(_) if escaped => escaped = false,
+                    Some(_) if c == '\\' => escaped = true,
+                    Some(q) if c == q => {
+                        quote = None;
+                        out.push_str("..");
+                    }
+                    Some(_) => {}
+                    None if matches!(c, '"' | '`') => quote = Some(c),
+                    None => out.push(if c.is_ascii_digit() { '#' } else { c }),
+                }
+                if out.len() >= 60 {
+                    break;
+                }
+            }
+            out
+        }
     }
 }
