@@ -242,3 +242,68 @@ fn cve_2021_30465_mount_destination_symlink_exchange() {
     let s = round("");
     assert_eq!(s, "0\nmarker\n", "berth: the host dir must stay uncovered in the container's mount namespace");
 }
+
+/// CVE-2025-52565: with a terminal, runc bound the pty slave onto /dev/console by its path
+/// `/dev/pts/N`, looked up in a /dev the container can shape; a symlink there makes the runtime
+/// bind any file (a procfs sysctl) on /dev/console, writable, past readonlyPaths. Here the
+/// container's /dev/pts is a directory the attacker controls (a bind mount standing in for the
+/// race): `ptmx` a ptmx device node whose sibling `pts` is a devpts (the host's, bound there:
+/// the kernel finds a pty's devpts next to the ptmx node opened) and `0`..`4095` symlinks to
+/// /proc/sys/kernel/domainname where the runtime looks for the slave. Weakened: /dev/console is that sysctl and a write to it sets
+/// the container's domainname although /proc/sys is read-only. berth binds the slave from its
+/// descriptor: /dev/console is the pty.
+#[test]
+fn cve_2025_52565_dev_console_pts_symlink() {
+    let ctx = Ctx::new("cve-2025-52565");
+    let pts = ctx.tempdir("pts");
+    for n in 0..4096 {
+        symlink("/proc/sys/kernel/domainname", pts.join(n.to_string())).unwrap();
+    }
+    let c = std::ffi::CString::new(pts.join("ptmx").to_str().unwrap()).unwrap();
+    // SAFETY: mknod(2) with a valid path: the ptmx character device (5:2).
+    assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(5, 2)) }, 0);
+    fs::create_dir(pts.join("pts")).unwrap();
+    let round = |weaken: &str| -> String {
+        let sock = ConsoleSocket::new(&ctx);
+        let mut b = ctx.bundle();
+        b.set("/process/terminal", json!(true));
+        b.mount(json!({"destination": "/dev/pts", "type": "bind", "source": pts, "options": ["bind", "rw"]}));
+        b.mount(
+            json!({"destination": "/dev/pts/pts", "type": "bind", "source": "/dev/pts", "options": ["bind", "rw"]}),
+        );
+        b.set("/domainname", json!("before"));
+        b.sh("grep ' /dev/console ' /proc/self/mountinfo | cut -d' ' -f4; echo pwned > /dev/console; echo domainname=$(cat /proc/sys/kernel/domainname)");
+        let id = ctx.id("console");
+        b.write_config(&id);
+        let mut c: Command = ctx.command(&[
+            "create",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            "--console-socket",
+            sock.path.to_str().unwrap(),
+            &id,
+        ]);
+        if !weaken.is_empty() {
+            c.env("BERTH_WEAKEN", weaken);
+        }
+        ctx.exec_cmd(c, TIMEOUT).ok();
+        let master = sock.recv_master(std::time::Duration::from_secs(10));
+        ctx.start(&id).ok();
+        let out = read_pty(&master, std::time::Duration::from_secs(10)).replace('\r', "");
+        ctx.delete_force(&id);
+        out
+    };
+    if hooks_honoured(&ctx) {
+        let out = round("console-pty-fd");
+        assert!(out.starts_with("/sys/kernel/domainname\n"), "weakened: /dev/console should be the sysctl: {out:?}");
+        assert!(out.contains("domainname=pwned"), "weakened: the write through /dev/console sets the sysctl: {out:?}");
+    } else {
+        skipped("console-pty-fd");
+    }
+    let out = round("");
+    assert!(!out.contains("/sys/kernel/domainname"), "berth: /dev/console must be the pty: {out:?}");
+    assert!(
+        out.contains("pwned\n") && out.contains("domainname=before"),
+        "berth: the write goes to the terminal: {out:?}"
+    );
+}

@@ -40,7 +40,7 @@ pub const POINTS: &[&str] = &[
 /// Every protection a debug build can be told to drop, with the attack it stops.
 pub const PROTECTIONS: &[(&str, &str)] = &[
     ("masked-devnull-check", "CVE-2025-31133: a masked path covered by whatever /dev/null points to"),
-    ("console-pty-fd", "CVE-2025-52565: /dev/console bound from a path the container can replace"),
+    ("console-pty-fd", "CVE-2025-52565: /dev/console bound from /dev/pts/N, a path the container can replace"),
     ("proc-mount-check", "CVE-2019-16884, CVE-2023-27561: a non-procfs mounted on or inside /proc"),
     ("mount-dest-in-root", "CVE-2021-30465: a mount destination resolved through a symlink out of the rootfs"),
     ("sysctl-procfs-check", "CVE-2025-52881: a write meant for /proc/sys redirected by a mount"),

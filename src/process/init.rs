@@ -394,16 +394,23 @@ fn open_console(boot: &BootHeader, process: &Process) -> Result<super::tty::Pty,
     Ok(pty)
 }
 
-/// Bind the pty slave over /dev/console, as runc does.
+/// Bind the pty slave over /dev/console, as runc does, from the slave descriptor itself: a
+/// path (`/dev/pts/N`) is looked up in a /dev the container may control and could lead to any
+/// file, which would then be bound, writable, on /dev/console. The target is opened without
+/// following symlinks and the mount goes onto that descriptor.
 fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCGPTN writes the pty number into n.
     if unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCGPTN, &mut n) } < 0 {
         return Err(sys("get pty number"));
     }
-    let src = cstr(format!("/dev/pts/{n}").as_bytes())?;
-    // SAFETY: valid C strings; an existing /dev/console is reused.
-    unsafe {
+    let src = if crate::faults::weakened("console-pty-fd") {
+        cstr(format!("/dev/pts/{n}").as_bytes())?
+    } else {
+        cstr(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()).as_bytes())?
+    };
+    // SAFETY: valid C strings; an existing /dev/console is reused, a symlink refused (ELOOP).
+    let target = unsafe {
         let fd = libc::open(
             c"/dev/console".as_ptr(),
             libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
@@ -413,12 +420,18 @@ fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
             return Err(sys("create /dev/console"));
         }
         libc::close(fd);
-        check(
-            libc::mount(src.as_ptr(), c"/dev/console".as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()),
-            || format!("bind /dev/pts/{n} on /dev/console"),
-        )?;
-    }
-    Ok(())
+        let fd = libc::open(c"/dev/console".as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW);
+        if fd < 0 {
+            return Err(sys("open /dev/console"));
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    let dest = cstr(format!("/proc/self/fd/{}", target.as_raw_fd()).as_bytes())?;
+    // SAFETY: valid C strings.
+    check(
+        unsafe { libc::mount(src.as_ptr(), dest.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) },
+        || format!("bind /dev/pts/{n} on /dev/console"),
+    )
 }
 
 /// Create the namespaces clone could not: a user namespace (the parent writes its maps), then
