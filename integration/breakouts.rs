@@ -307,3 +307,34 @@ fn cve_2025_52565_dev_console_pts_symlink() {
         "berth: the write goes to the terminal: {out:?}"
     );
 }
+
+/// Volume names and paths escaping through `..`: `volume create`, `-v` and `--mount` refuse
+/// each with one line (exit 125) and nothing is made outside the data root, nor a volume.
+#[test]
+fn volume_paths_escaping_through_dotdot_refused() {
+    let ctx = Ctx::new("vol-escape");
+    let e = crate::soak::Engine::with_data(&ctx, ctx.tempdir("data"));
+    let vols = e.data.join("volumes");
+    let before = fs::read_dir(&vols).map(|r| r.count()).unwrap_or(0);
+    let siblings = || fs::read_dir(&ctx.dir).unwrap().count();
+    let n0 = siblings();
+    for name in ["../evil", "..", "a/b", "x/../../y"] {
+        let o = e.cmd(&["volume", "create", name]);
+        assert_eq!(o.code, 125, "{o}");
+        o.one_line_error(&["invalid volume name"]);
+    }
+    for (flag, v) in [
+        ("-v", "..:/x"),
+        ("-v", "../../etc:/x"),
+        ("-v", "v1:/../../etc"),
+        ("--mount", "type=volume,source=../../x,target=/x"),
+        ("--mount", "type=bind,source=../x,target=/x"),
+    ] {
+        let o = e.cmd(&["container", "run", "--rm", "--network", "none", flag, v, "busybox", "true"]);
+        assert_eq!(o.code, 125, "{flag} {v}: {o}");
+        o.one_line_error(&["invalid"]);
+    }
+    assert_eq!(fs::read_dir(&vols).map(|r| r.count()).unwrap_or(0), before, "no volume made");
+    assert_eq!(siblings(), n0, "nothing made beside the data root");
+    assert!(e.cmd(&["container", "ls", "-aq"]).stdout.trim().is_empty(), "no container made");
+}
