@@ -27,6 +27,7 @@ test: deps
 	@scripts/deps.sh test
 	$(CARGO) build --release
 	$(CARGO) test --release -- --test-threads=2
+	$(MAKE) --no-print-directory faults
 	$(MAKE) --no-print-directory engines
 
 unit:
@@ -60,7 +61,7 @@ soak: deps
 # (BERTH_WEAKEN, BERTH_CRASH_AT) exist only in debug builds, so this uses the debug profile.
 faults: deps
 	@scripts/deps.sh test
-	$(CARGO) test --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run --test-threads=2
+	$(CARGO) test --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run fulldisk:: --test-threads=2
 
 # fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, image references, manifests
 # and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results)

@@ -188,7 +188,6 @@ impl<'a> Engine<'a> {
         p.push(("mounts under the data root", mounts_under(&self.data).len()));
         p.push(("runtime state dirs", dir_count(&self.ctx.root)));
         p.push(("shims and other berth processes of this data root", procs_naming(&self.data)));
-        p.push(("zombies", zombies().len()));
         let mut ipt = 0;
         for t in ["filter", "nat"] {
             let o = Command::new("iptables-save").args(["-t", t]).output().unwrap();
@@ -235,12 +234,21 @@ fn soak_engine_run_rm_on_a_user_network() {
     }
     let secs = t0.elapsed().as_secs_f64();
     let after = e.leftovers(&bridge, prefix, net);
+    // Zombies are counted at the end only (a `run -d` child may be in the middle of being
+    // reaped when the baseline is taken): none may stay.
+    let mut z = zombies();
+    wait_until(Duration::from_secs(5), || {
+        z = zombies();
+        z.is_empty()
+    });
     let (rss1, fds1) = dns.map(|p| (status_kb(p, "VmRSS"), fd_count(p))).unwrap_or((0, 0));
     eprintln!(
-        "soak: {n} `container run --rm` on a user network in {secs:.1} s ({:.0} ms each); DNS server RSS {rss0} -> {rss1} kB, fds {fds0} -> {fds1}; counts (with one container up) before {base:?} after {after:?}",
-        secs * 1000.0 / n as f64
+        "soak: {n} `container run --rm` on a user network in {secs:.1} s ({:.0} ms each); DNS server RSS {rss0} -> {rss1} kB, fds {fds0} -> {fds1}; counts (with one container up) before {base:?} after {after:?}; zombies {}",
+        secs * 1000.0 / n as f64,
+        z.len()
     );
     assert_eq!(base, after, "leftovers after {n} runs");
+    assert!(z.is_empty(), "zombies after {n} runs: {z:#?}");
     assert!(dns.is_some(), "the network's DNS server runs");
     assert_eq!(fds0, fds1, "the DNS server's open fds");
     assert!(rss1 <= rss0 + 512, "the DNS server's RSS grew: {rss0} -> {rss1} kB");
