@@ -921,3 +921,38 @@ fn image_crash_at_each_store_point_then_check() {
     assert!(o.stdout.contains(&format!("incomplete snapshot {}", snap.display())), "{o}");
     one_line_failure(&o);
 }
+
+/// 20 parallel pulls into one store of two images that share their base layer (half pull
+/// `v1` = base, half `v2` = base + one layer): every pull succeeds, the store holds both
+/// images, one snapshot per layer chain, and `image check` finds no problem.
+#[test]
+fn image_pull_20_parallel_overlapping() {
+    let ctx = Ctx::new("img-pull-20");
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let lay = Layout::create(&ctx.tempdir("layout"));
+    let base_tar = busybox_layer_tar(&ctx, "base");
+    let base = lay.add_layer(&base_tar, true);
+    let extra_dir = ctx.tempdir("extra");
+    fs::create_dir_all(extra_dir.join("etc")).unwrap();
+    fs::write(extra_dir.join("etc/extra-marker"), "extra\n").unwrap();
+    let extra_tar = ctx.dir.join("extra.tar");
+    tar_dir(&extra_dir, &extra_tar);
+    let extra = lay.add_layer(&extra_tar, true);
+    let (m1, _) = lay.add_image(&[base.clone()], &ImageSpec::new(&["sh"]));
+    let (m2, _) = lay.add_image(&[base, extra], &ImageSpec::new(&["sh"]));
+    lay.tag(&m1, "v1", None);
+    reg.push(&lay.dir, "v1", "berth/overlap:v1", false);
+    lay.tag(&m2, "v2", None);
+    reg.push(&lay.dir, "v2", "berth/overlap:v2", false);
+    let eng = Eng::new(&ctx);
+    let refs = [reg.reference("berth/overlap:v1"), reg.reference("berth/overlap:v2")];
+    let jobs: Vec<Bg> = (0..20).map(|i| eng.spawn_image(&["pull", "--insecure", &refs[i % 2]])).collect();
+    for (i, j) in jobs.into_iter().enumerate() {
+        let o = j.wait(IMAGE_TIMEOUT);
+        assert_eq!(o.code, 0, "pull {i}: {o}");
+    }
+    assert_eq!(eng.ids().len(), 2, "two images");
+    let o = eng.image(&["check"]);
+    o.ok();
+    assert!(o.stdout.contains("2 snapshots, 2 images: 0 problem(s)"), "{o}");
+}
