@@ -938,7 +938,7 @@ fn image_pull_20_parallel_overlapping() {
     let extra_tar = ctx.dir.join("extra.tar");
     tar_dir(&extra_dir, &extra_tar);
     let extra = lay.add_layer(&extra_tar, true);
-    let (m1, _) = lay.add_image(&[base.clone()], &ImageSpec::new(&["sh"]));
+    let (m1, _) = lay.add_image(std::slice::from_ref(&base), &ImageSpec::new(&["sh"]));
     let (m2, _) = lay.add_image(&[base, extra], &ImageSpec::new(&["sh"]));
     lay.tag(&m1, "v1", None);
     reg.push(&lay.dir, "v1", "berth/overlap:v1", false);
