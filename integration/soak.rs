@@ -337,3 +337,37 @@ fn load_50_parallel_runs_on_one_network() {
         "{left:?}"
     );
 }
+
+/// The network's DNS server killed with SIGKILL while a container uses it: the next container
+/// start brings it back (names resolve again, for the old container too), and once the
+/// containers are gone `network rm` leaves no server, no bridge and no record.
+#[test]
+fn dns_server_killed_comes_back_and_nothing_is_left() {
+    let _net = crate::network::shared();
+    let ctx = Ctx::new("dns-kill");
+    let e = Engine::new(&ctx);
+    let (net, subnet, prefix) = ("dnskill", test_subnet(99), format!("10.99.{}.", std::process::id() % 250));
+    let bridge = e.net(net, &subnet);
+    e.cmd(&["container", "run", "-d", "--name", "anchor", "--network", net, "busybox", "sleep", "100000"]).ok();
+    let pid = e.dns_pid(net).expect("the DNS server runs");
+    // SAFETY: kill(2) of the DNS server this test's network started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || !pid_alive(pid) || proc_state(pid) == Some('Z')));
+    let o = e.cmd(&["container", "run", "--rm", "--network", net, "busybox", "nslookup", "anchor"]);
+    o.ok();
+    assert!(o.stdout.contains(&format!("Address: {prefix}")), "resolves after the restart: {o}");
+    let again = e.dns_pid(net).expect("a DNS server runs again");
+    assert_ne!(again, pid);
+    let o = e.cmd(&["container", "exec", "anchor", "nslookup", "anchor"]);
+    assert!(o.stdout.contains(&format!("Address: {prefix}")), "the old container resolves too: {o}");
+    e.cmd(&["container", "rm", "-f", "anchor"]).ok();
+    e.cmd(&["network", "rm", net]).ok();
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(again) || proc_state(again) == Some('Z')),
+        "the DNS server exits"
+    );
+    let links = Command::new("ip").args(["-o", "link", "show", &bridge]).output().unwrap();
+    assert!(!links.status.success(), "the bridge {bridge} is gone");
+    let left = e.leftovers(&bridge, &prefix, net);
+    assert!(left.iter().all(|l| l.ends_with(": 0")), "{left:?}");
+}
