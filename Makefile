@@ -58,10 +58,13 @@ soak: deps
 	BERTH_SOAK_N=$(SOAK_N) $(CARGO) test --release --test integration soak:: -- --test-threads=1 --nocapture
 
 # faults: the breakout tests with their weakened rounds and the crash-point tests. The hooks
-# (BERTH_WEAKEN, BERTH_CRASH_AT) exist only in debug builds, so this uses the debug profile.
+# (BERTH_WEAKEN, BERTH_CRASH_AT) exist only in debug builds: a debug berth runs under the
+# (release-built) integration tests through BERTH_BIN.
+BERTH_DEBUG := target/x86_64-unknown-linux-gnu/debug/berth
 faults: deps
 	@scripts/deps.sh test
-	$(CARGO) test --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run fulldisk:: --test-threads=2
+	$(CARGO) build --bin berth
+	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run fulldisk:: --test-threads=2
 
 # fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, image references, manifests
 # and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results)
