@@ -1,9 +1,11 @@
-//! A full disk: the engine's data root on a small tmpfs that fills during `image load`, a
+//! A full disk: the engine's data root on a small tmpfs that fills during `image load` and
+//! `image pull`, a
 //! container's log writing and a volume write. Each gives one clear line (or, for the log, a
 //! container that ends and is reported) and leaves the image store (`image check`) and every
 //! container record intact; once space is freed everything works again.
 
-use crate::common::images::{docker_save_archive, tar_dir, ImageSpec};
+use crate::common::images::{docker_save_archive, tar_dir, ImageSpec, Layout};
+use crate::common::registry::{Registry, RegistryOpts};
 use crate::common::*;
 use crate::soak::Engine;
 use std::fs;
@@ -70,6 +72,19 @@ fn full_disk_during_load_logs_and_volume_writes() {
     assert_eq!(e.cmd(&["image", "ls", "-q"]).stdout, ls_before, "the image list is unchanged");
     let tmp = data.join("image/tmp");
     assert_eq!(fs::read_dir(&tmp).map(|r| r.count()).unwrap_or(0), 0, "nothing staged is left in {}", tmp.display());
+
+    // The same layer pulled from a registry: one line, the store as it was.
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let lay = Layout::create(&ctx.tempdir("layout"));
+    let l = lay.add_layer(&layer, false);
+    let (m, _) = lay.add_image(std::slice::from_ref(&l), &ImageSpec::new(&["sh"]));
+    lay.tag(&m, "v1", None);
+    reg.push(&lay.dir, "v1", "berth/big:v1", false);
+    let o = e.cmd(&["image", "pull", "--insecure", &reg.reference("berth/big:v1")]);
+    o.one_line_error(&["no space left on device"]);
+    check_clean(&e, "after the failed pull");
+    assert_eq!(e.cmd(&["image", "ls", "-q"]).stdout, ls_before, "the image list is unchanged after the pull");
+    assert_eq!(fs::read_dir(&tmp).map(|r| r.count()).unwrap_or(0), 0, "nothing staged is left after the pull");
 
     // A container whose log fills the disk: it still ends, its record and logs stay readable,
     // and rm removes it.
