@@ -1,5 +1,5 @@
 //! Fuzz targets of the engine (image references, manifests and indexes, layer tars unpacked
-//! for real, pax records, registry auth challenges, CNI results), run by the mutation fuzzer
+//! for real, pax records, registry auth challenges, CNI results, docker seccomp profiles), run by the mutation fuzzer
 //! of mutator.rs as the binary's unit tests: `cargo test --bin berth fuzz_` (CI: 2 s per
 //! target; `make fuzz`: `BERTH_FUZZ_SECS` each).
 
@@ -200,5 +200,24 @@ fn fuzz_cni_result() {
             Ok(v) => format!("{}", crate::network::interface_of("n", "eth0", "/run/berth/netns/c", v).is_some()),
             Err(_) => outcome(&v),
         }
+    });
+}
+
+/// docker's seccomp profile format converted to the runtime's (`--security-opt seccomp=FILE`):
+/// whatever the file holds, a result or an error, never a panic.
+#[test]
+fn fuzz_docker_seccomp_profile() {
+    let caps = vec!["CAP_SYS_ADMIN".to_string(), "CAP_NET_ADMIN".to_string()];
+    let seeds = vec![serde_json::to_vec(&crate::image::seccomp_profile::default_profile(&caps)).unwrap_or_default()];
+    let dict: &[&[u8]] = &[
+        b"\"includes\":{\"caps\":[\"CAP_SYS_ADMIN\"]}",
+        b"\"excludes\":{\"arches\":[\"s390x\"]}",
+        b"\"archMap\":[]",
+        b"\"minKernel\":\"4.8\"",
+        b"\"action\":\"SCMP_ACT_NOTIFY\"",
+    ];
+    run("docker-seccomp-profile", &seeds, dict, |d| match serde_json::from_slice::<serde_json::Value>(d) {
+        Ok(v) => outcome(&crate::image::seccomp_profile::convert_profile(&v, &caps)),
+        Err(e) => outcome::<(), _>(&Err(e)),
     });
 }
