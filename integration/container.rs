@@ -1234,6 +1234,8 @@ fn crash_points_of_run_and_rm_leave_nothing() {
         "engine.create.record-written",
         "engine.create.name-claimed",
         "engine.start.rootfs-mounted",
+        "network.attach.recorded",
+        "network.attach.cni-added",
         "engine.start.network-attached",
         "engine.start.shim-spawned",
     ];
@@ -1246,6 +1248,15 @@ fn crash_points_of_run_and_rm_leave_nothing() {
         let o = e.c(&["rm", "-f", "-v", &name]);
         assert_eq!(o.code, 0, "{point}: rm -f after the crash: {o}");
         e.assert_gone(ids[0].trim());
+        let ipam: Vec<String> = fs::read_dir(e.data.join("network/ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+            .collect();
+        assert!(ipam.is_empty(), "{point}: IPAM reservations left: {ipam:?}");
         e.c(&["run", "--rm", "--name", &name, "busybox", "true"]).ok();
     }
     let id = e.run_d(&["--name", "crash-rm", "busybox", "sleep", "1000"]);

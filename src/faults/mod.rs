@@ -25,6 +25,10 @@ pub const POINTS: &[&str] = &[
     "engine.create.record-written",
     "engine.create.name-claimed",
     "engine.start.rootfs-mounted",
+    // The network layer, inside `engine.start`: the attachment recorded (write-ahead), then
+    // the CNI plugins' ADD done.
+    "network.attach.recorded",
+    "network.attach.cni-added",
     "engine.start.network-attached",
     "engine.start.shim-spawned",
     "engine.rm.torn-down",

@@ -489,6 +489,7 @@ fn setup(
     for i in 0..rec.nets.len() {
         rec.nets[i].added = true;
         save_record(data_root, rec)?;
+        berth::faults::crash_point("network.attach.recorded");
         let rn = rec.nets[i].clone();
         let call = cni::Call {
             network: &rn.network,
@@ -501,6 +502,7 @@ fn setup(
             rec.nets[i].result = Some(res.clone());
             save_record(data_root, rec)
         })?;
+        berth::faults::crash_point("network.attach.cni-added");
         let iface = interface_of(&rn.network, &rn.ifname, &ns_str, &result)
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))?;
         rec.attachment.interfaces.push(iface);
