@@ -1259,6 +1259,39 @@ fn crash_points_of_run_and_rm_leave_nothing() {
         assert!(ipam.is_empty(), "{point}: IPAM reservations left: {ipam:?}");
         e.c(&["run", "--rm", "--name", &name, "busybox", "true"]).ok();
     }
+    // The shim killed once the container exited: before its clean-up, after recording the exit.
+    for (point, rm) in [("shim.before-cleanup", false), ("shim.before-cleanup", true), ("shim.exit-recorded", false)] {
+        let mut args =
+            vec!["container", "run", "-d", "--name", "crash-shim", "-v", "/anon", "busybox", "sh", "-c", "exit 3"];
+        if rm {
+            args.insert(3, "--rm");
+        }
+        let mut c = e.command(&args);
+        c.env("BERTH_CRASH_AT", point);
+        let o = e.ctx.exec_cmd(c, Duration::from_secs(60));
+        o.ok();
+        let id = o.stdout.trim().to_string();
+        let shim_gone = wait_until(Duration::from_secs(20), || procs_with_arg(&id).is_empty());
+        assert!(shim_gone, "{point}: the shim killed itself");
+        let o = e.c(&["ls", "-aq", "--no-trunc"]);
+        assert!(o.stdout.contains(&id), "{point} (--rm {rm}): the record is kept: {o}");
+        let shim_state = fs::read_to_string(e.data.join("containers").join(&id).join("shim.json")).unwrap_or_default();
+        eprintln!("{point} (--rm {rm}): status {}, shim.json {shim_state}", e.status(&id));
+        if point == "shim.before-cleanup" {
+            assert!(
+                !shim_state.contains("\"exited\""),
+                "{point}: the shim died before recording the exit: {shim_state}"
+            );
+        }
+        if point == "shim.exit-recorded" {
+            assert_eq!(e.status(&id), "exited");
+            let o = e.c(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+            assert_eq!(o.stdout.trim(), "3", "{o}");
+        }
+        let o = e.c(&["rm", "-f", "-v", &id]);
+        assert_eq!(o.code, 0, "{point}: rm -f after the shim died: {o}");
+        e.assert_gone(&id);
+    }
     let id = e.run_d(&["--name", "crash-rm", "busybox", "sleep", "1000"]);
     crash_c(&e, "engine.rm.torn-down", &["rm", "-f", "crash-rm"]);
     let o = e.c(&["rm", "-f", "crash-rm"]);

@@ -32,6 +32,10 @@ pub const POINTS: &[&str] = &[
     "engine.start.network-attached",
     "engine.start.shim-spawned",
     "engine.rm.torn-down",
+    // The per-container shim, once the container has exited: before its clean-up (network,
+    // rootfs, --rm) and after recording the exit.
+    "shim.before-cleanup",
+    "shim.exit-recorded",
     // The image store (pull, load): each side of each publishing rename.
     "image.blob.synced",
     "image.blob.renamed",
