@@ -19,12 +19,6 @@ fn soak_n() -> usize {
     std::env::var("BERTH_SOAK_N").ok().and_then(|v| v.parse().ok()).unwrap_or(25)
 }
 
-/// A /24 of 10.`second`.0.0/16 chosen by this test process's pid (other engineers' tests use
-/// other ranges; two runs of this suite at once get different ones).
-fn test_subnet(second: u8) -> String {
-    format!("10.{second}.{}.0/24", std::process::id() % 250)
-}
-
 fn dir_count(p: &Path) -> usize {
     fs::read_dir(p).map(|rd| rd.count()).unwrap_or(0)
 }
@@ -151,13 +145,26 @@ impl<'a> Engine<'a> {
         self.ctx.exec_cmd(self.command(args), Duration::from_secs(120))
     }
 
-    fn net(&self, name: &str, subnet: &str) -> String {
-        self.cmd(&["network", "create", "--subnet", subnet, name]).ok();
-        let o = self.cmd(&["network", "inspect", name]);
-        o.ok();
-        let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
-        let v = if v.is_array() { v[0].clone() } else { v };
-        v["Bridge"].as_str().unwrap_or_default().to_string()
+    /// Creates network `name` on a free /24 of 10.`second`.0.0/16 (other data roots' default
+    /// bridges take whole private /16s: on an overlap the next /16 is tried). Returns (bridge,
+    /// subnet, the subnet's "a.b.c." prefix).
+    fn net(&self, name: &str, second: u8) -> (String, String, String) {
+        let third = std::process::id() % 250;
+        for k in 0..40u32 {
+            let b = 10 + (u32::from(second) + k * 7) % 240;
+            let (subnet, prefix) = (format!("10.{b}.{third}.0/24"), format!("10.{b}.{third}."));
+            let o = self.cmd(&["network", "create", "--subnet", &subnet, name]);
+            if o.code != 0 && o.stderr.contains("overlaps") {
+                continue;
+            }
+            o.ok();
+            let o = self.cmd(&["network", "inspect", name]);
+            o.ok();
+            let v: serde_json::Value = serde_json::from_str(&o.stdout).unwrap();
+            let v = if v.is_array() { v[0].clone() } else { v };
+            return (v["Bridge"].as_str().unwrap_or_default().to_string(), subnet, prefix);
+        }
+        panic!("no free /24 for network {name}");
     }
 
     /// Everything of the engine that a removed container may leave, counted.
@@ -217,9 +224,9 @@ fn soak_engine_run_rm_on_a_user_network() {
     let _net = crate::network::shared();
     let ctx = Ctx::new("soak-engine");
     let e = Engine::new(&ctx);
-    let (net, subnet, prefix) = ("soaknet", test_subnet(97), format!("10.97.{}.", std::process::id() % 250));
-    let (subnet, prefix) = (subnet.as_str(), prefix.as_str());
-    let bridge = e.net(net, subnet);
+    let net = "soaknet";
+    let (bridge, _subnet, prefix) = e.net(net, 97);
+    let prefix = prefix.as_str();
     assert!(!bridge.is_empty());
     // One container stays up through the soak: the network's DNS server lives as long.
     e.cmd(&["container", "run", "-d", "--name", "anchor", "--network", net, "busybox", "sleep", "100000"]).ok();
@@ -291,9 +298,9 @@ fn load_50_parallel_runs_on_one_network() {
     let _net = crate::network::shared();
     let ctx = Ctx::new("load-engine");
     let e = Engine::new(&ctx);
-    let (net, subnet, prefix) = ("loadnet", test_subnet(98), format!("10.98.{}.", std::process::id() % 250));
-    let (subnet, prefix) = (subnet.as_str(), prefix.as_str());
-    let bridge = e.net(net, subnet);
+    let net = "loadnet";
+    let (bridge, _subnet, prefix) = e.net(net, 98);
+    let prefix = prefix.as_str();
     let jobs: Vec<Bg> = (0..50)
         .map(|i| {
             let name = if i % 2 == 0 { format!("l{i}") } else { "same-name".to_string() };
@@ -346,8 +353,8 @@ fn dns_server_killed_comes_back_and_nothing_is_left() {
     let _net = crate::network::shared();
     let ctx = Ctx::new("dns-kill");
     let e = Engine::new(&ctx);
-    let (net, subnet, prefix) = ("dnskill", test_subnet(99), format!("10.99.{}.", std::process::id() % 250));
-    let bridge = e.net(net, &subnet);
+    let net = "dnskill";
+    let (bridge, _subnet, prefix) = e.net(net, 99);
     e.cmd(&["container", "run", "-d", "--name", "anchor", "--network", net, "busybox", "sleep", "100000"]).ok();
     let pid = e.dns_pid(net).expect("the DNS server runs");
     // SAFETY: kill(2) of the DNS server this test's network started.
