@@ -3,7 +3,7 @@ CARGO ?= $(shell command -v cargo 2>/dev/null || echo $(HOME)/.cargo/bin/cargo)
 BERTH := target/x86_64-unknown-linux-gnu/release/berth
 DEMO := /tmp/berth-demo
 
-.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean lint
+.PHONY: all build deps demo demo-bundle test unit integration vmtest bench clean lint soak faults
 
 all: build
 
@@ -27,6 +27,7 @@ test: deps
 	@scripts/deps.sh test
 	$(CARGO) build --release
 	$(CARGO) test --release -- --test-threads=2
+	$(MAKE) --no-print-directory faults
 	$(MAKE) --no-print-directory engines
 
 unit:
@@ -46,6 +47,34 @@ vmtest: build
 
 integration: build
 	$(CARGO) test --release --test integration -- --test-threads=2
+
+# soak: SOAK_N runtime lifecycles and SOAK_N `container run --rm` on a user network, then every
+# kind of leftover counted (integration/soak.rs; CI runs the same tests with the default 25),
+# plus the parallel load tests. Figures on stderr (`soak: ...` lines).
+SOAK_N ?= 1000
+.PHONY: soak faults
+soak: deps
+	@scripts/deps.sh test
+	BERTH_SOAK_N=$(SOAK_N) $(CARGO) test --release --test integration soak:: -- --test-threads=1 --nocapture
+
+# faults: the breakout tests with their weakened rounds and the crash-point tests. The hooks
+# (BERTH_WEAKEN, BERTH_CRASH_AT) exist only in debug builds: a debug berth runs under the
+# (release-built) integration tests through BERTH_BIN.
+BERTH_DEBUG := target/x86_64-unknown-linux-gnu/debug/berth
+faults: deps
+	@scripts/deps.sh test
+	$(CARGO) build --bin berth
+	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run fulldisk:: --test-threads=2
+
+# fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, docker seccomp profiles, image references, manifests
+# and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results)
+# for FUZZ_SECS seconds each, with the outcome-guided mutation fuzzer (see src/fuzz/mutator.rs;
+# CI runs 2 s each). A crash saves its input under target/fuzz-crashes/.
+FUZZ_SECS ?= 300
+.PHONY: fuzz
+fuzz:
+	BERTH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --lib fuzz_ -- --test-threads=1 --nocapture
+	BERTH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --bin berth fuzz_ -- --test-threads=1 --nocapture
 
 # engines: berth under real engines, each with a private daemon on this machine (root; the
 # packages come from `scripts/deps.sh engines`). One `ok - NAME` line per check, see integration/engines/.

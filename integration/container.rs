@@ -1207,3 +1207,96 @@ fn outbound_traffic_is_masqueraded() {
     o.ok();
     assert!(o.stdout.contains("from-peer"), "the peer answered the container: {o}");
 }
+
+/// `container ARGS...` with `BERTH_CRASH_AT=point`: asserts berth killed itself there.
+#[track_caller]
+fn crash_c(e: &Eng, point: &str, args: &[&str]) {
+    let mut v = vec!["container"];
+    v.extend_from_slice(args);
+    let mut c = e.command(&v);
+    c.env("BERTH_CRASH_AT", point);
+    let o = e.ctx.exec_cmd(c, Duration::from_secs(60));
+    assert_eq!(o.code, 128 + 9, "{point}: berth should have killed itself there: {o}");
+}
+
+/// The engine killed (SIGKILL, at the named crash points of src/faults/) during `run -d` and
+/// `rm -f`: the container's record is never lost (`ls -a` lists it from the first point on),
+/// `rm -f` removes everything (record, name, runtime state, cgroup, mount, netns, attachment,
+/// image use, processes) and the name is free again.
+#[test]
+fn crash_points_of_run_and_rm_leave_nothing() {
+    let e = Eng::new("eng-crash");
+    if !crate::crash::hooks_honoured(&e.ctx) {
+        eprintln!("SKIPPED: the binary under test ignores BERTH_CRASH_AT (release build)");
+        return;
+    }
+    let points = [
+        "engine.create.record-written",
+        "engine.create.name-claimed",
+        "engine.start.rootfs-mounted",
+        "network.attach.recorded",
+        "network.attach.cni-added",
+        "engine.start.network-attached",
+        "engine.start.shim-spawned",
+    ];
+    for (i, point) in points.iter().enumerate() {
+        let name = format!("crash{i}");
+        crash_c(&e, point, &["run", "-d", "--name", &name, "-v", "/anon", "busybox", "sleep", "1000"]);
+        let o = e.c(&["ls", "-aq", "--no-trunc", "--filter", &format!("name={name}")]);
+        let ids = o.lines();
+        assert_eq!(ids.len(), 1, "{point}: the record of {name} is listed: {o}");
+        let o = e.c(&["rm", "-f", "-v", &name]);
+        assert_eq!(o.code, 0, "{point}: rm -f after the crash: {o}");
+        e.assert_gone(ids[0].trim());
+        let ipam: Vec<String> = fs::read_dir(e.data.join("network/ipam"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .flat_map(|d| fs::read_dir(d.path()).into_iter().flatten().flatten())
+            .map(|f| f.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+            .collect();
+        assert!(ipam.is_empty(), "{point}: IPAM reservations left: {ipam:?}");
+        e.c(&["run", "--rm", "--name", &name, "busybox", "true"]).ok();
+    }
+    // The shim killed once the container exited: before its clean-up, after recording the exit.
+    for (point, rm) in [("shim.before-cleanup", false), ("shim.before-cleanup", true), ("shim.exit-recorded", false)] {
+        let mut args =
+            vec!["container", "run", "-d", "--name", "crash-shim", "-v", "/anon", "busybox", "sh", "-c", "exit 3"];
+        if rm {
+            args.insert(3, "--rm");
+        }
+        let mut c = e.command(&args);
+        c.env("BERTH_CRASH_AT", point);
+        let o = e.ctx.exec_cmd(c, Duration::from_secs(60));
+        o.ok();
+        let id = o.stdout.trim().to_string();
+        let shim_gone = wait_until(Duration::from_secs(20), || procs_with_arg(&id).is_empty());
+        assert!(shim_gone, "{point}: the shim killed itself");
+        let o = e.c(&["ls", "-aq", "--no-trunc"]);
+        assert!(o.stdout.contains(&id), "{point} (--rm {rm}): the record is kept: {o}");
+        let shim_state = fs::read_to_string(e.data.join("containers").join(&id).join("shim.json")).unwrap_or_default();
+        eprintln!("{point} (--rm {rm}): status {}, shim.json {shim_state}", e.status(&id));
+        if point == "shim.before-cleanup" {
+            assert!(
+                !shim_state.contains("\"exited\""),
+                "{point}: the shim died before recording the exit: {shim_state}"
+            );
+        }
+        if point == "shim.exit-recorded" {
+            assert_eq!(e.status(&id), "exited");
+            let o = e.c(&["inspect", "-f", "{{.State.ExitCode}}", &id]);
+            assert_eq!(o.stdout.trim(), "3", "{o}");
+        }
+        let o = e.c(&["rm", "-f", "-v", &id]);
+        assert_eq!(o.code, 0, "{point}: rm -f after the shim died: {o}");
+        e.assert_gone(&id);
+    }
+    let id = e.run_d(&["--name", "crash-rm", "busybox", "sleep", "1000"]);
+    crash_c(&e, "engine.rm.torn-down", &["rm", "-f", "crash-rm"]);
+    let o = e.c(&["rm", "-f", "crash-rm"]);
+    assert_eq!(o.code, 0, "rm -f after the crash: {o}");
+    e.assert_gone(&id);
+    e.cmd(&["network", "prune"]).ok();
+    assert!(e.container_dirs().is_empty(), "{:?}", e.container_dirs());
+}

@@ -849,3 +849,110 @@ fn image_run_debian_layered() {
         "a container write reached the image"
     );
 }
+
+/// The image store's crash points (src/faults/: each side of the renames that publish a
+/// blob, a snapshot and the index): `image load` and `image pull` killed with SIGKILL at each
+/// one, as a power loss would stop them. Afterwards `image check` (every blob re-hashed, every
+/// image's blobs and snapshots present and complete) finds no problem, the same command then
+/// succeeds, and `rmi` + `image prune` leave no blob or snapshot. Then the check must fail:
+/// a blob with a flipped byte and a snapshot without its completion marker, each named.
+#[test]
+fn image_crash_at_each_store_point_then_check() {
+    let ctx = Ctx::new("img-crash");
+    if !crate::crash::hooks_honoured(&ctx) {
+        eprintln!("SKIPPED: the binary under test ignores BERTH_CRASH_AT (release build)");
+        return;
+    }
+    let points = [
+        "image.blob.synced",
+        "image.blob.renamed",
+        "image.snapshot.synced",
+        "image.snapshot.renamed",
+        "image.index.tmp-synced",
+        "image.index.renamed",
+    ];
+    let check_clean = |eng: &Eng, what: &str| {
+        let o = eng.image(&["check"]);
+        assert_eq!(o.code, 0, "{what}: image check must find no problem: {o}");
+        assert!(o.stdout.contains(" 0 problem(s)"), "{what}: {o}");
+    };
+    let tar = busybox_layer_tar(&ctx, "crash");
+    let archive = ctx.dir.join("saved.tar");
+    docker_save_archive(&ctx, &archive, &tar, &["berth-test/crash:v1"], &ImageSpec::new(&["sh"]));
+    let (reg, _m, _c) = registry_with_busybox(&ctx, RegistryOpts::default());
+    let by_tag = reg.reference("berth/busybox:v1");
+    for point in points {
+        for (verb, args) in [("load", vec!["load", "-i", s(&archive)]), ("pull", vec!["pull", "--insecure", &by_tag])] {
+            let eng = Eng::new(&ctx);
+            let what = format!("{verb} killed at {point}");
+            let mut v = vec!["image"];
+            v.extend_from_slice(&args);
+            let mut c = eng.command(&v);
+            c.env("BERTH_CRASH_AT", point);
+            let o = ctx.exec_cmd(c, IMAGE_TIMEOUT);
+            assert_eq!(o.code, 128 + 9, "{what}: berth should have killed itself there: {o}");
+            check_clean(&eng, &what);
+            eng.image(&args).ok();
+            check_clean(&eng, &format!("{what}, then again"));
+            let name = if verb == "load" { "berth-test/crash:v1" } else { by_tag.as_str() };
+            eng.image(&["rm", name]).ok();
+            eng.image(&["prune", "-a"]).ok();
+            let o = eng.image(&["check"]);
+            assert!(o.stdout.contains("0 blobs re-hashed, 0 snapshots, 0 images"), "{what}: after rm and prune: {o}");
+        }
+    }
+
+    // Corruption is found and named.
+    let eng = Eng::new(&ctx);
+    eng.image(&["load", "-i", s(&archive)]).ok();
+    check_clean(&eng, "fresh load");
+    let blobs = eng.data.join("image/blobs/sha256");
+    let victim = fs::read_dir(&blobs).unwrap().flatten().map(|e| e.path()).max_by_key(|p| p.metadata().unwrap().len());
+    let victim = victim.unwrap();
+    let mut data = fs::read(&victim).unwrap();
+    data[100] ^= 0x20;
+    fs::write(&victim, &data).unwrap();
+    let snap = fs::read_dir(eng.data.join("image/snapshots")).unwrap().flatten().next().unwrap().path();
+    fs::remove_file(snap.join("done")).unwrap();
+    let o = eng.image(&["check"]);
+    assert_ne!(o.code, 0, "{o}");
+    let name = victim.file_name().unwrap().to_str().unwrap();
+    assert!(o.stdout.contains(&format!("corrupt blob sha256:{name}")), "{o}");
+    assert!(o.stdout.contains(&format!("incomplete snapshot {}", snap.display())), "{o}");
+    one_line_failure(&o);
+}
+
+/// 20 parallel pulls into one store of two images that share their base layer (half pull
+/// `v1` = base, half `v2` = base + one layer): every pull succeeds, the store holds both
+/// images, one snapshot per layer chain, and `image check` finds no problem.
+#[test]
+fn image_pull_20_parallel_overlapping() {
+    let ctx = Ctx::new("img-pull-20");
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let lay = Layout::create(&ctx.tempdir("layout"));
+    let base_tar = busybox_layer_tar(&ctx, "base");
+    let base = lay.add_layer(&base_tar, true);
+    let extra_dir = ctx.tempdir("extra");
+    fs::create_dir_all(extra_dir.join("etc")).unwrap();
+    fs::write(extra_dir.join("etc/extra-marker"), "extra\n").unwrap();
+    let extra_tar = ctx.dir.join("extra.tar");
+    tar_dir(&extra_dir, &extra_tar);
+    let extra = lay.add_layer(&extra_tar, true);
+    let (m1, _) = lay.add_image(std::slice::from_ref(&base), &ImageSpec::new(&["sh"]));
+    let (m2, _) = lay.add_image(&[base, extra], &ImageSpec::new(&["sh"]));
+    lay.tag(&m1, "v1", None);
+    reg.push(&lay.dir, "v1", "berth/overlap:v1", false);
+    lay.tag(&m2, "v2", None);
+    reg.push(&lay.dir, "v2", "berth/overlap:v2", false);
+    let eng = Eng::new(&ctx);
+    let refs = [reg.reference("berth/overlap:v1"), reg.reference("berth/overlap:v2")];
+    let jobs: Vec<Bg> = (0..20).map(|i| eng.spawn_image(&["pull", "--insecure", &refs[i % 2]])).collect();
+    for (i, j) in jobs.into_iter().enumerate() {
+        let o = j.wait(IMAGE_TIMEOUT);
+        assert_eq!(o.code, 0, "pull {i}: {o}");
+    }
+    assert_eq!(eng.ids().len(), 2, "two images");
+    let o = eng.image(&["check"]);
+    o.ok();
+    assert!(o.stdout.contains("2 snapshots, 2 images: 0 problem(s)"), "{o}");
+}

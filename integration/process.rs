@@ -319,3 +319,28 @@ fn process_preserve_fds() {
         libc::close(src2);
     }
 }
+
+/// The container's process starts with SIGPIPE at its default (as under runc): the runtime's
+/// own setting (Rust's runtime ignores SIGPIPE, and an ignored signal stays ignored across
+/// execve) must not leak, or `yes | head` never ends. For `run` and for `exec`.
+#[test]
+fn process_sigpipe_default_run_and_exec() {
+    let ctx = Ctx::new("sigpipe");
+    let script = "grep SigIgn /proc/self/status; yes | head -c 10 >/dev/null; echo ended";
+    let check = |o: &Out, what: &str| {
+        o.ok();
+        let mask = o.stdout.lines().next().and_then(|l| l.strip_prefix("SigIgn:")).map(str::trim).unwrap_or("");
+        let mask = u64::from_str_radix(mask, 16).unwrap_or_else(|_| panic!("{what}: no SigIgn line: {o}"));
+        assert_eq!(mask & (1 << (libc::SIGPIPE - 1)), 0, "{what}: SIGPIPE is ignored in the container: {o}");
+        assert!(o.stdout.ends_with("ended\n"), "{what}: {o}");
+    };
+    let mut b = ctx.bundle();
+    b.sh(script);
+    check(&ctx.run(&mut b, &ctx.id("run")), "run");
+    let mut b = ctx.bundle();
+    b.args(&["sleep", "1000"]);
+    let id = ctx.id("exec");
+    ctx.run_detached(&mut b, &id);
+    check(&ctx.cmd(&["exec", &id, "sh", "-c", script]), "exec");
+    ctx.delete_force(&id);
+}

@@ -7,6 +7,8 @@
 mod capabilities;
 mod cgroups;
 mod container;
+#[cfg(test)]
+mod fuzz;
 mod hooks;
 mod namespaces;
 mod process;
@@ -14,6 +16,8 @@ mod rootfs;
 mod seccomp;
 mod spec_cmd;
 
+/// Crash points and weakened protections for the robustness tests (debug builds only).
+pub mod faults;
 /// `--log`, `--log-format` and `--debug`: the log file engines read, and RFC 3339 times.
 pub mod logging;
 /// Sizes as runc's and docker's flags take them (`512m`, `1.5g`, ...).

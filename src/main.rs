@@ -12,6 +12,14 @@ mod image;
 mod network;
 mod shim;
 
+/// The fuzz targets of the engine and the mutation fuzzer that drives them (tests only).
+#[cfg(test)]
+#[path = "fuzz/engine.rs"]
+mod fuzz_engine;
+#[cfg(test)]
+#[path = "fuzz/mutator.rs"]
+mod fuzz_mutator;
+
 use berth::{logging, units, CreateOpts, Globals};
 use clap::{Parser, Subcommand};
 use std::io::Write;
@@ -343,6 +351,7 @@ fn main() {
     if std::env::args_os().nth(1).is_some_and(|a| a == "shim") {
         std::process::exit(shim::main(std::env::args_os().skip(2).collect()));
     }
+    berth::faults::crash_point("cli.start");
     let args: Vec<String> = std::env::args_os().skip(1).map(|a| a.to_string_lossy().into_owned()).collect();
     if printing_command(&args) {
         // A listing or stream whose reader goes away (`berth list | head -1`) ends quietly, by

@@ -244,6 +244,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
     drop(child_ch);
     drop(exe);
     crate::debug!("exec process pid {first}");
+    crate::faults::crash_point("runtime.exec.spawned");
     let child_cell = std::cell::Cell::new(first);
     let kill_child = |e: Error| -> Error {
         // SAFETY: kill and reap our own child.

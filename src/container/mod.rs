@@ -75,19 +75,24 @@ pub struct CreateOpts {
 pub fn load_config(bundle: &Path) -> Result<(Vec<u8>, Spec), Error> {
     let path = bundle.join("config.json");
     let data = std::fs::read(&path).map_err(|e| Error::Config(format!("read {}: {e}", path.display())))?;
-    let spec: Spec = match serde_json::from_slice(&data) {
-        Ok(s) => s,
+    let spec = parse_config(&data, &path)?;
+    Ok((data, spec))
+}
+
+/// config.json's bytes (read from `path`) as a spec.
+pub(crate) fn parse_config(data: &[u8], path: &Path) -> Result<Spec, Error> {
+    match serde_json::from_slice(data) {
+        Ok(s) => Ok(s),
         Err(e) => {
             // A bad seccomp profile gets a precise one-line message instead of serde's.
-            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&data) {
+            if let Ok(v) = serde_json::from_slice::<serde_json::Value>(data) {
                 if let Some(sec) = v.get("linux").and_then(|l| l.get("seccomp")) {
                     crate::seccomp::check_json(sec)?;
                 }
             }
-            return Err(Error::Config(format!("parse {}: {e}", path.display())));
+            Err(Error::Config(format!("parse {}: {e}", path.display())))
         }
-    };
-    Ok((data, spec))
+    }
 }
 
 fn canonical_bundle(b: &Path) -> Result<PathBuf, Error> {
@@ -224,6 +229,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 
     let dir = ContainerDir::create(&g.root, &o.id)?;
     crate::debug!("state directory {}", dir.dir.display());
+    crate::faults::crash_point("runtime.create.state-dir");
     let mut undo = Undo { dir: Some(dir), cgroup: None, child: 0 };
 
     let cg_path = linux.and_then(|l| l.cgroups_path().as_ref()).map(|p| p.to_string_lossy().into_owned());
@@ -232,6 +238,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         cg = cg.into_rootless(cg_path.as_deref(), g.systemd_cgroup)?;
     }
     check_existing_cgroup(&cg)?;
+    // Recorded first: a create killed from here on leaves its cgroup (and init) for `delete`.
+    if let Some(d) = &undo.dir {
+        d.save_cgroup(&cg)?;
+    }
     cg.create(linux.and_then(|l| l.resources().as_ref()))?;
     crate::debug!("cgroup created (cgroupsPath {})", cg_path.as_deref().unwrap_or("not set: the default"));
     undo.cgroup = Some(cg.clone());
@@ -327,6 +337,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     drop(cg_fd);
     saved.pid = pid;
+    crate::faults::crash_point("runtime.create.init-spawned");
     let header = BootHeader {
         id: o.id.clone(),
         bundle: bundle.clone(),
@@ -425,6 +436,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     let cfg_copy = dir.dir.join(CONFIG_COPY);
     std::fs::write(&cfg_copy, &config_bytes).map_err(|e| sys(format!("write {}", cfg_copy.display()), e))?;
     dir.save(&saved)?;
+    crate::faults::crash_point("runtime.create.state-saved");
     if let Some(pf) = &o.pid_file {
         crate::debug!("write pid file {}", pf.display());
         write_pid_file(pf, pid)?;
@@ -663,6 +675,7 @@ pub fn start(g: &Globals, id: &str) -> Result<(), Error> {
     }
     let fifo = dir.fifo();
     crate::debug!("start container {id}: release init {} through {}", saved.pid, fifo.display());
+    crate::faults::crash_point("runtime.start.before-exec-fifo");
     let c =
         std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).map_err(|_| Error::Msg("bad fifo path".into()))?;
     // SAFETY: valid C string.
@@ -836,8 +849,14 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
     };
     let saved = match dir.load() {
         Ok(s) => s,
-        // A directory without state is what an interrupted create leaves: just remove it.
+        // A directory without state is what an interrupted create leaves: its cgroup (with
+        // the init, when one was spawned) if it got that far, then the directory.
         Err(StateError::NotFound(_)) => {
+            if let Some(cg) = dir.load_cgroup() {
+                crate::debug!("interrupted create: kill and remove its cgroup");
+                let _ = cg.kill_all(nix::sys::signal::Signal::SIGKILL);
+                cg.destroy()?;
+            }
             dir.remove()?;
             return Ok(());
         }
@@ -853,6 +872,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
         }
         crate::debug!("kill the container's processes");
         destroy_processes(&saved);
+        crate::faults::crash_point("runtime.delete.killed");
     } else if let Some(cg) = &saved.cgroup {
         // Stray processes left in the cgroup (no own pid namespace) go too.
         if !saved.own_pidns {
@@ -862,6 +882,7 @@ pub fn delete(g: &Globals, id: &str, force: bool) -> Result<(), Error> {
     if let Some(cg) = &saved.cgroup {
         crate::debug!("destroy cgroup");
         cg.destroy()?;
+        crate::faults::crash_point("runtime.delete.cgroup-removed");
     }
     crate::debug!("run poststop hooks");
     let st = saved.spec_state_json(Status::Stopped);

@@ -12,6 +12,9 @@ use std::path::{Path, PathBuf};
 pub const STATE_FILE: &str = "state.json";
 pub const FIFO: &str = "exec.fifo";
 pub const EXEC_ERR: &str = "exec.err";
+/// The cgroup of a container whose create has not saved its state yet: what `delete` removes
+/// when a create died half-way (its init may already be in that cgroup).
+pub const CGROUP_FILE: &str = "cgroup.json";
 
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
@@ -214,6 +217,20 @@ impl ContainerDir {
         std::fs::write(&tmp, data).map_err(|e| io("write", &tmp, e))?;
         let p = self.dir.join(STATE_FILE);
         std::fs::rename(&tmp, &p).map_err(|e| io("rename", &p, e))
+    }
+
+    /// Records the cgroup a create is about to make (before anything is in it).
+    pub fn save_cgroup(&self, cg: &cgroups::Manager) -> Result<(), StateError> {
+        let tmp = self.dir.join(".cgroup.json.tmp");
+        let data = serde_json::to_vec(cg).map_err(|err| StateError::Corrupt { id: self.id.clone(), err })?;
+        std::fs::write(&tmp, data).map_err(|e| io("write", &tmp, e))?;
+        let p = self.dir.join(CGROUP_FILE);
+        std::fs::rename(&tmp, &p).map_err(|e| io("rename", &p, e))
+    }
+
+    /// The cgroup an unfinished create recorded, if any.
+    pub fn load_cgroup(&self) -> Option<cgroups::Manager> {
+        serde_json::from_slice(&std::fs::read(self.dir.join(CGROUP_FILE)).ok()?).ok()
     }
 
     pub fn fifo(&self) -> PathBuf {

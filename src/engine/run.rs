@@ -222,6 +222,7 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
     }
     // The record exists before anything else is made: whatever a crash leaves, `rm` finds.
     let _lock = cs.create(&rec)?;
+    berth::faults::crash_point("engine.create.record-written");
     let dir = cs.path(&id);
     undo.push(move || {
         let _ = fs::remove_dir_all(&dir);
@@ -239,6 +240,7 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
             Err(err) => return Err(err),
         }
     }
+    berth::faults::crash_point("engine.create.name-claimed");
     let claimed = rec.name.clone();
     undo.push(move || cs.release_name(&claimed, &id));
     adapt::image_use_add(e, &rec.image_id, &rec.id)?;
@@ -310,10 +312,12 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
             rec.rootfs_copied = true;
         }
     }
+    berth::faults::crash_point("engine.start.rootfs-mounted");
     let net = adapt::net_attach(e, &rec)?;
     undo.push(|| {
         let _ = adapt::net_detach(e, id);
     });
+    berth::faults::crash_point("engine.start.network-attached");
     let etc = adapt::write_etc_files(&dir.join("etc"), &net.hostname, &net.hosts, &net.resolv_conf)?;
     adapt::write_spec(e, &rec, &bundle, &rootfs, net.netns, etc, &net.hostname)?;
     rec.net = net.info;
@@ -327,6 +331,7 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
     };
     match spawned {
         Ok((shim_pid, sock)) => {
+            berth::faults::crash_point("engine.start.shim-spawned");
             undo.disarm();
             drop(lock);
             Ok(Started::Spawned { shim_pid, sock })
@@ -507,6 +512,7 @@ pub fn remove(e: &Engine, cs: &Containers, rec: &Record, force: bool, anon_volum
         return Err(EngineError::Conflict(format!("cannot remove container {}: it was started meanwhile", rec.name)));
     }
     teardown(e, cs, &rec)?;
+    berth::faults::crash_point("engine.rm.torn-down");
     remove_files(e, cs, &rec, anon_volumes)
 }
 

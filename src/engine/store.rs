@@ -248,9 +248,18 @@ impl Containers {
         if is_id(key) {
             return self.load(key);
         }
-        if let Some(id) = self.name_owner(key) {
-            if let Ok(r) = self.load(&id) {
-                return Ok(r);
+        match self.name_owner(key) {
+            Some(id) => {
+                if let Ok(r) = self.load(&id) {
+                    return Ok(r);
+                }
+            }
+            // A create killed between writing its record and claiming the name: the record
+            // still answers to its name (so `rm -f NAME` finds it).
+            None => {
+                if let Some(r) = self.ids().into_iter().filter_map(|i| self.load(&i).ok()).find(|r| r.name == key) {
+                    return Ok(r);
+                }
             }
         }
         if key.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -143,6 +143,8 @@ pub enum ImageCmd {
         #[arg(short = 'f', long = "force")]
         force: bool,
     },
+    /// Verify the store: re-hash every blob, account for every image's blobs and snapshots.
+    Check,
     /// Write a flat bundle: DIR/rootfs (layers applied in order) and DIR/config.json.
     Unpack { image: String, dir: PathBuf },
     /// Write an overlay bundle: DIR/rootfs mounted over the image's snapshots, DIR/config.json.
@@ -327,6 +329,8 @@ pub enum CliError {
     Io { op: &'static str, path: PathBuf, source: io::Error },
     #[error("{0}")]
     Usage(String),
+    #[error("image store check: {0} problem(s) found")]
+    CheckFailed(usize),
 }
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CliError + 'a {
@@ -379,6 +383,7 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Tag { source, target } => tag(&store, &source, &target),
         ImageCmd::Rm { force, images } => rm(&store, &images, force),
         ImageCmd::Prune { all, force: _ } => prune(&store, all),
+        ImageCmd::Check => check(&store),
         ImageCmd::Unpack { image, dir } => unpack_flat(&store, &image, &dir),
         ImageCmd::Mount { image, dir } => mount(&store, &image, &dir),
         ImageCmd::Umount { dir } => umount(&store, &dir),
@@ -967,6 +972,28 @@ fn umount(store: &Store, dir: &Path) -> Result<(), CliError> {
     teardown(&dir)?;
     store.remove_use(&mount_user(&dir))?;
     Ok(())
+}
+
+fn check(store: &Store) -> Result<(), CliError> {
+    let r = super::check::check(store)?;
+    let mut out = io::stdout().lock();
+    for l in r.problems.iter().chain(&r.garbage) {
+        let _ = writeln!(out, "{l}");
+    }
+    let _ = writeln!(
+        out,
+        "{} blobs re-hashed, {} snapshots, {} images: {} problem(s), {} garbage (removed by image prune)",
+        r.blobs,
+        r.snapshots,
+        r.images,
+        r.problems.len(),
+        r.garbage.len()
+    );
+    if r.problems.is_empty() {
+        Ok(())
+    } else {
+        Err(CliError::CheckFailed(r.problems.len()))
+    }
 }
 
 #[cfg(test)]

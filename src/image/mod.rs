@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod check;
 pub mod chunks;
 pub mod cli;
 pub mod commit;

@@ -1092,7 +1092,7 @@ pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
 // ---- WWW-Authenticate --------------------------------------------------------------------
 
 #[derive(Debug, PartialEq, Eq)]
-struct Challenge {
+pub(crate) struct Challenge {
     /// Lower case: `basic`, `bearer`.
     scheme: String,
     /// Keys lower case, values unquoted.
@@ -1106,7 +1106,7 @@ impl Challenge {
 }
 
 /// `Bearer realm="https://auth/token",service="reg",scope="repository:a/b:pull"`
-fn parse_challenge(header: &str) -> Option<Challenge> {
+pub(crate) fn parse_challenge(header: &str) -> Option<Challenge> {
     let header = header.trim();
     let (scheme, mut rest) = match header.split_once(|c: char| c.is_ascii_whitespace()) {
         Some((s, r)) => (s, r),

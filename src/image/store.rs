@@ -390,7 +390,9 @@ impl IndexLock<'_> {
             let _ = fs::remove_file(&tmp);
             return Err(StoreError::Io { op: "write", path: tmp, source: e });
         }
+        berth::faults::crash_point("image.index.tmp-synced");
         fs::rename(&tmp, &path).map_err(io_err("rename", &tmp))?;
+        berth::faults::crash_point("image.index.renamed");
         sync_dir(&self.store.root)
     }
 }
@@ -549,7 +551,9 @@ fn move_into(mut staged: StagedBlob, blobs: &Path, synced: bool) -> Result<(), S
         File::open(&staged.path).and_then(|f| f.sync_all()).map_err(io_err("fsync", &staged.path))?;
     }
     let dest = blobs.join(staged.digest.hex());
+    berth::faults::crash_point("image.blob.synced");
     fs::rename(&staged.path, &dest).map_err(io_err("rename", &staged.path))?;
+    berth::faults::crash_point("image.blob.renamed");
     staged.path = PathBuf::new();
     sync_dir(blobs)
 }
@@ -588,6 +592,7 @@ impl PreparedSnapshot {
         // A dir without its done marker cannot be there (renames are atomic), but if it
         // is, it is not a snapshot: replace it.
         remove_any(&self.dest);
+        berth::faults::crash_point("image.snapshot.synced");
         if let Err(e) = fs::rename(&self.dir, &self.dest) {
             if self.dest.join("done").is_file() {
                 return Ok(self.bytes);
@@ -595,6 +600,7 @@ impl PreparedSnapshot {
             return Err(StoreError::Io { op: "rename", path: self.dir.clone(), source: e });
         }
         self.dir = PathBuf::new();
+        berth::faults::crash_point("image.snapshot.renamed");
         sync_dir(&self.snapshots)?;
         Ok(self.bytes)
     }

@@ -572,6 +572,7 @@ fn setup(
     for i in 0..rec.nets.len() {
         rec.nets[i].added = true;
         save_record(data_root, rec)?;
+        berth::faults::crash_point("network.attach.recorded");
         let rn = rec.nets[i].clone();
         let call = cni::Call {
             network: &rn.network,
@@ -584,6 +585,7 @@ fn setup(
             rec.nets[i].result = Some(res.clone());
             save_record(data_root, rec)
         })?;
+        berth::faults::crash_point("network.attach.cni-added");
         let iface = interface_of(&rn.network, &rn.ifname, &ns_str, &result)
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))?;
         rec.attachment.interfaces.push(iface);
@@ -667,7 +669,7 @@ fn setup(
 
 /// The interface `ifname` inside the namespace from a CNI 1.0 result (its IPv4 address, and
 /// its IPv6 one on a dual-stack network).
-fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
+pub(crate) fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option<Interface> {
     let ifaces = res["interfaces"].as_array().cloned().unwrap_or_default();
     let idx = ifaces.iter().position(|i| i["name"] == ifname && i["sandbox"] == netns);
     let ours = |c: &&Value| idx.is_none() || c["interface"].as_u64() == idx.map(|x| x as u64);

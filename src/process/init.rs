@@ -394,16 +394,23 @@ fn open_console(boot: &BootHeader, process: &Process) -> Result<super::tty::Pty,
     Ok(pty)
 }
 
-/// Bind the pty slave over /dev/console, as runc does.
+/// Bind the pty slave over /dev/console, as runc does, from the slave descriptor itself: a
+/// path (`/dev/pts/N`) is looked up in a /dev the container may control and could lead to any
+/// file, which would then be bound, writable, on /dev/console. The target is opened without
+/// following symlinks and the mount goes onto that descriptor.
 fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCGPTN writes the pty number into n.
     if unsafe { libc::ioctl(pty.master.as_raw_fd(), libc::TIOCGPTN, &mut n) } < 0 {
         return Err(sys("get pty number"));
     }
-    let src = cstr(format!("/dev/pts/{n}").as_bytes())?;
-    // SAFETY: valid C strings; an existing /dev/console is reused.
-    unsafe {
+    let src = if crate::faults::weakened("console-pty-fd") {
+        cstr(format!("/dev/pts/{n}").as_bytes())?
+    } else {
+        cstr(format!("/proc/self/fd/{}", pty.slave.as_raw_fd()).as_bytes())?
+    };
+    // SAFETY: valid C strings; an existing /dev/console is reused, a symlink refused (ELOOP).
+    let target = unsafe {
         let fd = libc::open(
             c"/dev/console".as_ptr(),
             libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC | libc::O_NOFOLLOW,
@@ -413,12 +420,18 @@ fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
             return Err(sys("create /dev/console"));
         }
         libc::close(fd);
-        check(
-            libc::mount(src.as_ptr(), c"/dev/console".as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()),
-            || format!("bind /dev/pts/{n} on /dev/console"),
-        )?;
-    }
-    Ok(())
+        let fd = libc::open(c"/dev/console".as_ptr(), libc::O_PATH | libc::O_CLOEXEC | libc::O_NOFOLLOW);
+        if fd < 0 {
+            return Err(sys("open /dev/console"));
+        }
+        OwnedFd::from_raw_fd(fd)
+    };
+    let dest = cstr(format!("/proc/self/fd/{}", target.as_raw_fd()).as_bytes())?;
+    // SAFETY: valid C strings.
+    check(
+        unsafe { libc::mount(src.as_ptr(), dest.as_ptr(), std::ptr::null(), libc::MS_BIND, std::ptr::null()) },
+        || format!("bind /dev/pts/{n} on /dev/console"),
+    )
 }
 
 /// Create the namespaces clone could not: a user namespace (the parent writes its maps), then
@@ -510,8 +523,22 @@ fn write_sysctl(key: &str, value: &str) -> Result<(), InitError> {
     if key.contains("..") || key.starts_with('/') || key.contains('\0') {
         return Err(InitError::Msg(format!("sysctl {key:?}: invalid name")));
     }
-    let path = format!("/proc/sys/{}", key.replace('.', "/"));
-    std::fs::write(&path, value).map_err(|err| InitError::Sys { call: format!("sysctl {key}={value} ({path})"), err })
+    let rel = format!("sys/{}", key.replace('.', "/"));
+    let path = format!("/proc/{rel}");
+    let io = |err| InitError::Sys { call: format!("sysctl {key}={value} ({path})"), err };
+    if crate::faults::weakened("sysctl-procfs-check") {
+        return std::fs::write(&path, value).map_err(io);
+    }
+    // Only procfs's own file: a mount over it (or over /proc) would redirect the write.
+    let c = cstr(rel.as_bytes())?;
+    let fd = rootfs::open_proc_file(&c, libc::O_WRONLY).map_err(|e| match e {
+        nix::errno::Errno::EXDEV | nix::errno::Errno::ELOOP => InitError::Msg(format!(
+            "sysctl {key}: {path} is not procfs's own file (a mount or a symlink covers it): refusing to write"
+        )),
+        e => io(std::io::Error::from_raw_os_error(e as i32)),
+    })?;
+    let mut f = std::fs::File::from(fd);
+    std::io::Write::write_all(&mut f, value.as_bytes()).map_err(io)
 }
 
 fn set_nnp() -> Result<(), InitError> {
@@ -823,6 +850,11 @@ fn exec(path: &Path, args: &[String], env: &[String], err_fd: RawFd) -> Result<s
     av.push(std::ptr::null());
     let mut ev: Vec<*const libc::c_char> = e.iter().map(|s| s.as_ptr()).collect();
     ev.push(std::ptr::null());
+    // Rust's runtime started this init with SIGPIPE ignored, and an ignored signal stays
+    // ignored across execve: the container's process gets the default (as under runc), or a
+    // writer into a closed pipe (`yes | head`) would spin on EPIPE instead of ending.
+    // SAFETY: restoring a signal's default disposition.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     // SAFETY: NULL-terminated arrays of valid C strings that outlive the call.
     unsafe { libc::execve(p.as_ptr(), av.as_ptr(), ev.as_ptr()) };
     let err = std::io::Error::last_os_error();

@@ -227,7 +227,11 @@ pub fn child_pre_exec(ch: &sync::Channel, exe: RawFd, keep: &[RawFd], userns: bo
         Ok(e) => e,
         Err(_) => fail("init environment"),
     };
-    let envp = [env.as_ptr(), std::ptr::null()];
+    // The fault hooks (debug builds only) follow the runtime into its init.
+    let weaken = crate::faults::inherited_env();
+    let mut envp = vec![env.as_ptr()];
+    envp.extend(weaken.iter().map(|e| e.as_ptr()));
+    envp.push(std::ptr::null());
     let empty = b"\0";
     // SAFETY: argv/envp are NULL-terminated arrays of valid C strings that outlive the call.
     unsafe {

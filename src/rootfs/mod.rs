@@ -17,6 +17,7 @@ mod mounts;
 mod options;
 mod resolve;
 mod sys;
+pub(crate) use sys::open_proc_file;
 
 pub use hostfs::{drop_setup_fs, Hider};
 pub(crate) use sys::mount_setattr;

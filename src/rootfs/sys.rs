@@ -72,6 +72,48 @@ pub(crate) fn openat2_in_root(dirfd: RawFd, path: &CStr, no_symlinks: bool) -> R
     Err(Errno::EAGAIN)
 }
 
+/// Opens `rel` (relative to /proc, e.g. `sys/kernel/domainname`) for a write the runtime makes
+/// in procfs, refusing anything but procfs's own file: /proc must be a procfs, and the lookup
+/// crosses no mount (`RESOLVE_NO_XDEV`: a file bound over a /proc file, as a racing container
+/// can arrange, is refused with EXDEV) and follows no symlink (ELOOP). Without openat2 the
+/// file is opened plainly and only its filesystem type is checked.
+pub(crate) fn open_proc_file(rel: &CStr, flags: libc::c_int) -> Res<OwnedFd> {
+    const RESOLVE_NO_XDEV: u64 = 0x01;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    let proc_fd = open_path(c"/proc", libc::O_PATH | libc::O_DIRECTORY)?;
+    if fstatfs(proc_fd.as_raw_fd())?.f_type != libc::PROC_SUPER_MAGIC {
+        return Err(Errno::EXDEV);
+    }
+    let how = OpenHow {
+        flags: (flags | libc::O_CLOEXEC | libc::O_NOCTTY) as u64,
+        mode: 0,
+        resolve: RESOLVE_NO_XDEV | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_SYMLINKS | RESOLVE_BENEATH,
+    };
+    let fd = if NO_OPENAT2.load(Ordering::Relaxed) {
+        openat(proc_fd.as_raw_fd(), rel, flags | libc::O_NOFOLLOW, 0)?
+    } else {
+        // SAFETY: rel is NUL-terminated, `how` is a valid open_how of the size we pass.
+        let r = unsafe {
+            libc::syscall(
+                SYS_OPENAT2,
+                proc_fd.as_raw_fd(),
+                rel.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if r < 0 {
+            return Err(Errno::last());
+        }
+        // SAFETY: the kernel just returned this new descriptor, we own it.
+        unsafe { OwnedFd::from_raw_fd(r as RawFd) }
+    };
+    if fstatfs(fd.as_raw_fd())?.f_type != libc::PROC_SUPER_MAGIC {
+        return Err(Errno::EXDEV);
+    }
+    Ok(fd)
+}
+
 pub(crate) fn openat(dirfd: RawFd, path: &CStr, flags: libc::c_int, mode: libc::mode_t) -> Res<OwnedFd> {
     loop {
         // SAFETY: path is NUL-terminated; the returned fd is owned by the caller.

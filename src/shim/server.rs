@@ -232,6 +232,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
     };
     // Clean up (network, rootfs; removal with --rm) before "exited" is recorded and the exit
     // code is sent: whoever sees the container exited finds it torn down.
+    berth::faults::crash_point("shim.before-cleanup");
     if !sh.cfg.on_exit.is_empty() {
         run_on_exit(&sh.cfg.on_exit);
     }
@@ -241,6 +242,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
     if sh.cfg.state_dir.is_dir() {
         sh.save();
     }
+    berth::faults::crash_point("shim.exit-recorded");
     sh.goodbye(code);
     let _ = std::fs::remove_file(&sock_path);
     reap_all();

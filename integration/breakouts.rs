@@ -1,0 +1,340 @@
+//! Known container breakouts, one test per CVE. Each test first shows the attack succeeding
+//! against a build with exactly that protection switched off (`BERTH_WEAKEN=<protection>`,
+//! honoured only by debug builds, see src/faults/), so the test can fail, then shows berth
+//! refusing it with one line and leaving nothing behind. Against a release build (or runc) the
+//! weakened rounds are skipped with a note and only the refusal is checked.
+//! CVE-2019-5736 and CVE-2024-21626 are in security.rs (their control rounds use a plain copy
+//! of the binary and a control cwd); the image-side attacks (layer entries escaping through
+//! `..`, a symlink or a hardlink) are in image.rs.
+
+use crate::common::*;
+use serde_json::{json, Value};
+use std::fs;
+use std::os::unix::fs::symlink;
+use std::process::Command;
+
+/// Whether the binary under test honours the fault hooks: `cli.start` kills it with SIGKILL.
+fn hooks_honoured(ctx: &Ctx) -> bool {
+    let mut c = ctx.command_noroot(&["--version"]);
+    c.env("BERTH_CRASH_AT", "cli.start");
+    ctx.exec_cmd(c, TIMEOUT).code == 128 + 9
+}
+
+/// `run --bundle DIR ID` with `BERTH_WEAKEN=weaken` (when not empty).
+fn run_weakened(ctx: &Ctx, b: &mut Bundle, id: &str, weaken: &str) -> Out {
+    b.write_config(id);
+    ctx.track(id);
+    let mut c: Command = ctx.command(&["run", "--bundle", b.dir.to_str().unwrap(), id]);
+    if !weaken.is_empty() {
+        c.env("BERTH_WEAKEN", weaken);
+    }
+    ctx.exec_cmd(c, TIMEOUT)
+}
+
+/// Replaces the config's mount at `dest` in place (the order of mounts matters).
+fn replace_mount(b: &mut Bundle, dest: &str, m: Value) {
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let i = mounts.iter().position(|x| x["destination"] == dest).unwrap_or_else(|| panic!("no mount at {dest}"));
+    mounts[i] = m;
+}
+
+/// Inserts `m` right after the config's mount at `after`.
+fn mount_after(b: &mut Bundle, after: &str, m: Value) {
+    let mounts = b.config["mounts"].as_array_mut().unwrap();
+    let i = mounts.iter().position(|x| x["destination"] == after).unwrap_or_else(|| panic!("no mount at {after}"));
+    mounts.insert(i + 1, m);
+}
+
+fn skipped(what: &str) {
+    eprintln!("SKIPPED weakened round ({what}): the binary under test ignores BERTH_WEAKEN (release build or runc)");
+}
+
+/// CVE-2025-31133: runc bind-mounted the container's `/dev/null` over each masked path without
+/// checking what it is. A container that replaces `/dev/null` with a symlink to
+/// `/proc/sys/kernel/core_pattern` gets that file, writable, where a masked path should be
+/// (then a core dump runs the attacker's program on the host). Here the container's /dev is a
+/// directory the attacker controls (a bind mount standing in for the race) whose `null` is that
+/// symlink; the masked path is /proc/keys. Nothing writes core_pattern: the test only reads.
+#[test]
+fn cve_2025_31133_masked_path_devnull_symlink() {
+    let ctx = Ctx::new("cve-2025-31133");
+    let devdir = ctx.tempdir("dev");
+    symlink("/proc/sys/kernel/core_pattern", devdir.join("null")).unwrap();
+    let make = || {
+        let mut b = ctx.bundle();
+        replace_mount(
+            &mut b,
+            "/dev",
+            json!({"destination": "/dev", "type": "bind", "source": devdir, "options": ["rbind", "rw"]}),
+        );
+        b.set("/linux/maskedPaths", json!(["/proc/keys"]));
+        b.sh("cat /proc/keys; echo ===; grep ' /proc/keys ' /proc/self/mountinfo; true");
+        b
+    };
+    let host_pattern = fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+
+    if hooks_honoured(&ctx) {
+        let mut b = make();
+        let o = run_weakened(&ctx, &mut b, &ctx.id("weak"), "masked-devnull-check");
+        o.ok();
+        let (seen, mounts) = o.stdout.split_once("===").unwrap();
+        assert_eq!(seen.trim(), host_pattern.trim(), "weakened: /proc/keys should be the host's core_pattern: {o}");
+        // The mount's root names what was bound: procfs's core_pattern, not a null device.
+        // (Read-only here because readonlyPaths made /proc/sys read-only first; a config
+        // without that, or a target outside /proc/sys, gets it writable.)
+        assert!(
+            mounts.contains(" /sys/kernel/core_pattern /proc/keys "),
+            "weakened: core_pattern should be bound on /proc/keys: {o}"
+        );
+    } else {
+        skipped("masked-devnull-check");
+    }
+
+    let mut b = make();
+    let id = ctx.id("real");
+    let snap = ctx.snapshot(&b);
+    let o = run_weakened(&ctx, &mut b, &id, "");
+    o.one_line_error(&["/dev/null is not the null device"]);
+    assert!(!o.stdout.contains(host_pattern.trim()) || host_pattern.trim().is_empty(), "{o}");
+    ctx.assert_nothing_left(&snap, &b, &id);
+}
+
+/// CVE-2019-16884 (and its return in runc 1.0-1.1.4, CVE-2023-27561): a volume mounted on
+/// /proc that is not a procfs. The runtime writes the AppArmor label to
+/// `/proc/self/attr/exec`; on an attacker's directory that write lands in a plain file and
+/// the container runs unconfined. (AppArmor is not enabled on every host: the test shows the
+/// part that matters, the runtime's /proc being the attacker's directory, label file and all.)
+/// berth accepts only a procfs on /proc, whatever spelling of the destination leads there.
+#[test]
+fn cve_2019_16884_and_2023_27561_fake_proc_volume() {
+    let ctx = Ctx::new("cve-2019-16884");
+    let fake = ctx.tempdir("fakeproc");
+    fs::create_dir_all(fake.join("self/attr")).unwrap();
+    fs::write(fake.join("self/attr/exec"), "attacker-controlled\n").unwrap();
+    let make = |dest: &str| {
+        let mut b = ctx.bundle();
+        replace_mount(
+            &mut b,
+            "/proc",
+            json!({"destination": dest, "type": "bind", "source": fake, "options": ["rbind", "rw"]}),
+        );
+        b.sh("stat -f -c %T /proc; cat /proc/self/attr/exec");
+        b
+    };
+    // berth itself works through /proc/self/fd: on a fake /proc its masking and read-only
+    // binds fail, so the weakened round asks for none (the attack does not need them).
+    let unmasked = |b: &mut Bundle| {
+        b.set("/linux/maskedPaths", json!([]));
+        b.set("/linux/readonlyPaths", json!([]));
+    };
+
+    if hooks_honoured(&ctx) {
+        let mut b = make("/proc");
+        unmasked(&mut b);
+        let o = run_weakened(&ctx, &mut b, &ctx.id("weak"), "proc-mount-check");
+        o.ok();
+        assert!(
+            !o.stdout.starts_with("proc\n") && o.stdout.contains("attacker-controlled"),
+            "weakened: /proc should be the attacker's directory: {o}"
+        );
+    } else {
+        skipped("proc-mount-check");
+    }
+
+    for dest in ["/proc", "/proc/", "//proc", "/proc/.", "/./proc"] {
+        let mut b = make(dest);
+        let id = ctx.id("real");
+        let snap = ctx.snapshot(&b);
+        let o = run_weakened(&ctx, &mut b, &id, "");
+        o.one_line_error(&["cannot be mounted because it is not of type proc"]);
+        assert!(!o.stdout.contains("attacker-controlled"), "{dest}: {o}");
+        ctx.assert_nothing_left(&snap, &b, &id);
+    }
+}
+
+/// CVE-2025-52881: the runtime's writes to /proc (sysctls, LSM labels) redirected by a mount
+/// over the target file, so they land elsewhere (runc then wrote attacker-chosen values into
+/// files such as /proc/sysrq-trigger). Here a host file is bound over
+/// /proc/sys/kernel/domainname and the config asks for the sysctl kernel.domainname. Round
+/// one drops both protections (the mount check and the procfs-only write): the host file
+/// receives the value. Round two keeps the write check alone: the sysctl is refused, the host
+/// file untouched. Round three is berth as built: the mount inside /proc is refused.
+#[test]
+fn cve_2025_52881_proc_write_redirected_by_mount() {
+    let ctx = Ctx::new("cve-2025-52881");
+    let host = ctx.tempdir("host").join("domainname");
+    fs::write(&host, "host-original\n").unwrap();
+    let make = || {
+        let mut b = ctx.bundle();
+        mount_after(
+            &mut b,
+            "/proc",
+            json!({"destination": "/proc/sys/kernel/domainname", "type": "bind", "source": host, "options": ["bind", "rw"]}),
+        );
+        b.set("/linux/sysctl", json!({"kernel.domainname": "berth-pwned"}));
+        b.args(&["true"]);
+        b
+    };
+    let content = || fs::read_to_string(&host).unwrap();
+
+    if hooks_honoured(&ctx) {
+        let mut b = make();
+        let o = run_weakened(&ctx, &mut b, &ctx.id("weak"), "proc-mount-check,sysctl-procfs-check");
+        o.ok();
+        assert_eq!(content(), "berth-pwned", "weakened: the sysctl write should land in the host file: {o}");
+        fs::write(&host, "host-original\n").unwrap();
+
+        let mut b = make();
+        let id = ctx.id("write-check");
+        let snap = ctx.snapshot(&b);
+        let o = run_weakened(&ctx, &mut b, &id, "proc-mount-check");
+        o.one_line_error(&["is not procfs's own file"]);
+        assert_eq!(content(), "host-original\n", "the write check alone must keep the host file: {o}");
+        ctx.assert_nothing_left(&snap, &b, &id);
+    } else {
+        skipped("proc-mount-check,sysctl-procfs-check");
+    }
+
+    let mut b = make();
+    let id = ctx.id("real");
+    let snap = ctx.snapshot(&b);
+    let o = run_weakened(&ctx, &mut b, &id, "");
+    o.one_line_error(&["inside /proc"]);
+    assert_eq!(content(), "host-original\n", "{o}");
+    ctx.assert_nothing_left(&snap, &b, &id);
+}
+
+/// CVE-2021-30465: runc resolved a mount destination inside the rootfs, then mounted on the
+/// path; a container swapping a directory for a symlink (renameat2 RENAME_EXCHANGE) in between
+/// got the mount outside the rootfs, on a host directory. The symlink here is in place from
+/// the start (the race's winning state). A createContainer hook (the container's mount
+/// namespace, before pivot_root) reports what is mounted on the host dir. Weakened: the
+/// destination is looked up by its host path and the tmpfs covers the host dir. berth: the
+/// lookup stays in the rootfs (openat2 RESOLVE_IN_ROOT), the tmpfs lands in the rootfs.
+#[test]
+fn cve_2021_30465_mount_destination_symlink_exchange() {
+    let ctx = Ctx::new("cve-2021-30465");
+    let host = ctx.tempdir("hostdir");
+    fs::write(host.join("marker"), "host-marker\n").unwrap();
+    let seen = ctx.dir.join("seen");
+    let round = |weaken: &str| -> String {
+        let mut b = ctx.bundle();
+        symlink(&host, b.rootfs.join("evil")).unwrap();
+        b.mount(json!({"destination": "/evil", "type": "tmpfs", "source": "tmpfs", "options": ["size=64k"]}));
+        b.hook(
+            "createContainer",
+            json!({"path": "/bin/sh", "args": ["sh", "-c", format!(
+                "grep -c ' {h} ' /proc/self/mountinfo > {s}; ls {h} >> {s}; true", h = host.display(), s = seen.display())]}),
+        );
+        b.args(&["true"]);
+        let _ = fs::remove_file(&seen);
+        run_weakened(&ctx, &mut b, &ctx.id("sym"), weaken).ok();
+        assert_eq!(fs::read_to_string(host.join("marker")).unwrap(), "host-marker\n");
+        fs::read_to_string(&seen).unwrap()
+    };
+    if hooks_honoured(&ctx) {
+        let s = round("mount-dest-in-root");
+        assert_eq!(s.lines().next(), Some("1"), "weakened: the tmpfs should cover the host dir: {s:?}");
+        assert!(!s.contains("marker"), "weakened: the host dir's marker should be hidden: {s:?}");
+    } else {
+        skipped("mount-dest-in-root");
+    }
+    let s = round("");
+    assert_eq!(s, "0\nmarker\n", "berth: the host dir must stay uncovered in the container's mount namespace");
+}
+
+/// CVE-2025-52565: with a terminal, runc bound the pty slave onto /dev/console by its path
+/// `/dev/pts/N`, looked up in a /dev the container can shape; a symlink there makes the runtime
+/// bind any file (a procfs sysctl) on /dev/console, writable, past readonlyPaths. Here the
+/// container's /dev/pts is a directory the attacker controls (a bind mount standing in for the
+/// race): `ptmx` a ptmx device node whose sibling `pts` is a devpts (the host's, bound there:
+/// the kernel finds a pty's devpts next to the ptmx node opened) and `0`..`4095` symlinks to
+/// /proc/sys/kernel/domainname where the runtime looks for the slave. Weakened: /dev/console is that sysctl and a write to it sets
+/// the container's domainname although /proc/sys is read-only. berth binds the slave from its
+/// descriptor: /dev/console is the pty.
+#[test]
+fn cve_2025_52565_dev_console_pts_symlink() {
+    let ctx = Ctx::new("cve-2025-52565");
+    let pts = ctx.tempdir("pts");
+    for n in 0..4096 {
+        symlink("/proc/sys/kernel/domainname", pts.join(n.to_string())).unwrap();
+    }
+    let c = std::ffi::CString::new(pts.join("ptmx").to_str().unwrap()).unwrap();
+    // SAFETY: mknod(2) with a valid path: the ptmx character device (5:2).
+    assert_eq!(unsafe { libc::mknod(c.as_ptr(), libc::S_IFCHR | 0o666, libc::makedev(5, 2)) }, 0);
+    fs::create_dir(pts.join("pts")).unwrap();
+    let round = |weaken: &str| -> String {
+        let sock = ConsoleSocket::new(&ctx);
+        let mut b = ctx.bundle();
+        b.set("/process/terminal", json!(true));
+        b.mount(json!({"destination": "/dev/pts", "type": "bind", "source": pts, "options": ["bind", "rw"]}));
+        b.mount(
+            json!({"destination": "/dev/pts/pts", "type": "bind", "source": "/dev/pts", "options": ["bind", "rw"]}),
+        );
+        b.set("/domainname", json!("before"));
+        b.sh("grep ' /dev/console ' /proc/self/mountinfo | cut -d' ' -f4; echo pwned > /dev/console; echo domainname=$(cat /proc/sys/kernel/domainname)");
+        let id = ctx.id("console");
+        b.write_config(&id);
+        let mut c: Command = ctx.command(&[
+            "create",
+            "--bundle",
+            b.dir.to_str().unwrap(),
+            "--console-socket",
+            sock.path.to_str().unwrap(),
+            &id,
+        ]);
+        if !weaken.is_empty() {
+            c.env("BERTH_WEAKEN", weaken);
+        }
+        ctx.exec_cmd(c, TIMEOUT).ok();
+        let master = sock.recv_master(std::time::Duration::from_secs(10));
+        ctx.start(&id).ok();
+        let out = read_pty(&master, std::time::Duration::from_secs(10)).replace('\r', "");
+        ctx.delete_force(&id);
+        out
+    };
+    if hooks_honoured(&ctx) {
+        let out = round("console-pty-fd");
+        assert!(out.starts_with("/sys/kernel/domainname\n"), "weakened: /dev/console should be the sysctl: {out:?}");
+        assert!(out.contains("domainname=pwned"), "weakened: the write through /dev/console sets the sysctl: {out:?}");
+    } else {
+        skipped("console-pty-fd");
+    }
+    let out = round("");
+    assert!(!out.contains("/sys/kernel/domainname"), "berth: /dev/console must be the pty: {out:?}");
+    assert!(
+        out.contains("pwned\n") && out.contains("domainname=before"),
+        "berth: the write goes to the terminal: {out:?}"
+    );
+}
+
+/// Volume names and paths escaping through `..`: `volume create`, `-v` and `--mount` refuse
+/// each with one line (exit 125) and nothing is made outside the data root, nor a volume.
+#[test]
+fn volume_paths_escaping_through_dotdot_refused() {
+    let ctx = Ctx::new("vol-escape");
+    let e = crate::soak::Engine::with_data(&ctx, ctx.tempdir("data"));
+    let vols = e.data.join("volumes");
+    let before = fs::read_dir(&vols).map(|r| r.count()).unwrap_or(0);
+    let siblings = || fs::read_dir(&ctx.dir).unwrap().count();
+    let n0 = siblings();
+    for name in ["../evil", "..", "a/b", "x/../../y"] {
+        let o = e.cmd(&["volume", "create", name]);
+        assert_eq!(o.code, 125, "{o}");
+        o.one_line_error(&["invalid volume name"]);
+    }
+    for (flag, v) in [
+        ("-v", "..:/x"),
+        ("-v", "../../etc:/x"),
+        ("-v", "v1:/../../etc"),
+        ("--mount", "type=volume,source=../../x,target=/x"),
+        ("--mount", "type=bind,source=../x,target=/x"),
+    ] {
+        let o = e.cmd(&["container", "run", "--rm", "--network", "none", flag, v, "busybox", "true"]);
+        assert_eq!(o.code, 125, "{flag} {v}: {o}");
+        o.one_line_error(&["invalid"]);
+    }
+    assert_eq!(fs::read_dir(&vols).map(|r| r.count()).unwrap_or(0), before, "no volume made");
+    assert_eq!(siblings(), n0, "nothing made beside the data root");
+    assert!(e.cmd(&["container", "ls", "-aq"]).stdout.trim().is_empty(), "no container made");
+}
