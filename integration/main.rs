@@ -9,6 +9,7 @@ mod cgroups;
 mod cgroups_v2;
 mod cli;
 mod container;
+mod container_cli;
 mod exec;
 mod hooks;
 mod image;

@@ -6,10 +6,12 @@
 //! own modules and reaches the runtime through that library's API only.
 
 mod engine;
+mod events;
 mod help;
 mod image;
 mod network;
 mod shim;
+mod template;
 
 use berth::{logging, units, CreateOpts, Globals};
 use clap::{Parser, Subcommand};
@@ -158,6 +160,23 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+/// `berth events` without an ID / `berth system events`: the engine's event journal.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EngineEventsArgs {
+    /// Show events created since this time (RFC 3339, unix seconds or a duration like 10m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Stream events until this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Filter: container=, event=, image=, label=, network=, type=, volume=.
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Go template, or json.
+    #[arg(long)]
+    format: Option<String>,
+}
+
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 struct UpdateArgs {
@@ -277,7 +296,7 @@ enum RuntimeCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
-    /// Print container stats and events.
+    /// Print a container's stats and events (runc); without ID, the engine's events (docker).
     Events {
         /// Print stats once and exit.
         #[arg(long)]
@@ -285,7 +304,9 @@ enum RuntimeCmd {
         /// Interval between stats, e.g. 5s, 500ms.
         #[arg(long, default_value = "5s")]
         interval: String,
-        id: String,
+        #[command(flatten)]
+        engine: EngineEventsArgs,
+        id: Option<String>,
     },
     /// Update a container's resource limits.
     Update(UpdateArgs),
@@ -319,6 +340,17 @@ enum Cmd {
         #[command(subcommand)]
         cmd: network::NetworkCmd,
     },
+    /// The engine as a whole: events, df, prune, info.
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Real-time events from the engine (as `berth events` without a container id).
+    Events(EngineEventsArgs),
 }
 
 fn main() {
@@ -446,6 +478,8 @@ fn main() {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),
         },
+        Cmd::Runtime(RuntimeCmd::Events { id: None, engine: a, .. }) => engine_events(&data_root, &a),
+        Cmd::System { cmd: SystemCmd::Events(a) } => engine_events(&data_root, &a),
         Cmd::Runtime(c) => c,
     };
     let code = match dispatch(&g, cmd) {
@@ -453,6 +487,14 @@ fn main() {
         Err(e) => fail(&e.to_string(), 1),
     };
     std::process::exit(code);
+}
+
+/// docker's `events`: exits 125 on bad input as docker's engine commands do.
+fn engine_events(data_root: &std::path::Path, a: &EngineEventsArgs) -> ! {
+    match events::command(data_root, a.since.as_deref(), a.until.as_deref(), &a.filter, a.format.as_deref()) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => fail(&e.to_string(), 125),
+    }
 }
 
 /// The first positional argument (the subcommand), skipping global options and their values.
@@ -601,7 +643,8 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
         RuntimeCmd::Pause { id } => berth::pause(g, &id).map(|_| 0),
         RuntimeCmd::Resume { id } => berth::resume(g, &id).map(|_| 0),
         RuntimeCmd::Ps { format, id, ps_args } => berth::ps(g, &id, &format, &ps_args).map(|_| 0),
-        RuntimeCmd::Events { stats, interval, id } => {
+        RuntimeCmd::Events { stats, interval, id, .. } => {
+            let Some(id) = id else { return Err(berth::Error::Msg("events: a container id is needed".into())) };
             let iv = parse_duration(&interval)?;
             berth::events(g, &id, stats, iv).map(|_| 0)
         }

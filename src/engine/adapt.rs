@@ -345,9 +345,13 @@ pub fn write_spec(
         sysctls: s.sysctls.clone(),
         rlimits: s.ulimits.iter().map(|(k, a, b)| Rlimit { kind: k.clone(), soft: *a, hard: *b }).collect(),
         oom_score_adj: s.oom_score_adj,
-        ..Default::default()
+        cgroupns_host: s.cgroupns_host,
+        cgroups_path: s.cgroup_parent.as_ref().map(|p| format!("/{}/{}", p.trim_matches('/'), rec.id)),
     };
     let mut spec = bundle::build_spec(&image_config(&rec.image_config), rootfs, &opts).map_err(berr)?;
+    if let Some(res) = spec.pointer_mut("/linux/resources").and_then(|r| r.as_object_mut()) {
+        super::resources::apply(&s.resources, res);
+    }
     if s.privileged || s.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all")) {
         // "All" can only be what this process may grant (a host may lack some).
         let own = own_caps();
@@ -584,4 +588,19 @@ pub fn runtime_top(e: &Engine, id: &str, ps_args: &[String]) -> Result<(), Engin
 /// The runtime's cgroup stats (as `berth events --stats` prints them, "data" part).
 pub fn runtime_stats(e: &Engine, id: &str) -> Option<serde_json::Value> {
     berth::cgroup_stats(&e.root, id)
+}
+
+pub fn runtime_pause(e: &Engine, id: &str) -> Result<(), EngineError> {
+    berth::pause(&globals(e), id).map_err(rt_err)
+}
+
+pub fn runtime_resume(e: &Engine, id: &str) -> Result<(), EngineError> {
+    berth::resume(&globals(e), id).map_err(rt_err)
+}
+
+/// Writes new resources (OCI `linux.resources` JSON) to a running container's cgroup.
+pub fn runtime_update(e: &Engine, id: &str, r: serde_json::Value) -> Result<(), EngineError> {
+    let r: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(r).map_err(|err| EngineError::Invalid(format!("resources: {err}")))?;
+    berth::update(&globals(e), id, &r).map_err(rt_err)
 }

@@ -1,5 +1,6 @@
 //! The docker-style command line: `berth container ...` and `berth volume ...` (clap).
 
+use super::resources::ResourceFlags;
 use clap::{Args, Subcommand};
 
 /// Options of `run` and `create`: what the container is made of.
@@ -150,6 +151,14 @@ pub struct CreateOpts {
     /// Pull the image: missing (default), never or always.
     #[arg(long, default_value = "missing")]
     pub pull: String,
+    /// Parent cgroup of the container's cgroup.
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Cgroup namespace: private (default) or host.
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    #[command(flatten)]
+    pub res: ResourceFlags,
     /// Image.
     pub image: String,
     /// Command and arguments.
@@ -332,6 +341,20 @@ pub enum ContainerCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// Pause all processes within containers (freeze their cgroup).
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Update the resources (and restart policy) of containers.
+    Update(UpdateArgs),
     /// Internal: the shim's clean-up once a container is gone for good.
     #[command(hide = true)]
     Cleanup { id: String },
@@ -378,4 +401,28 @@ pub enum VolumeCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+}
+
+/// `container update` flags.
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// Memory limit.
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Process limit (-1: unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits.
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[command(flatten)]
+    pub res: ResourceFlags,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }

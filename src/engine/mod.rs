@@ -13,9 +13,12 @@
 
 mod adapt;
 pub mod cli;
+pub mod events;
 pub mod init;
+mod manage;
 mod ops;
 mod opts;
+mod resources;
 mod run;
 mod show;
 mod store;

@@ -73,6 +73,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 }
                 let pidfd = berth::pidfd::open(st.pid).ok();
                 adapt::runtime_kill(e, &rec.id, sig, false)?;
+                super::manage::thaw_if_paused(e, &cs.path(&rec.id), &rec.id);
                 if !st.shim_alive && sig == libc::SIGKILL {
                     // No shim to see the exit and clean up: do it here.
                     if let Some(fd) = &pidfd {
@@ -189,6 +190,35 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 }
             }
             Ok(0)
+        }
+        ContainerCmd::Pause { containers } => each(&containers, |key| {
+            super::manage::pause(e, &cs, key)?;
+            println!("{key}");
+            Ok(0)
+        }),
+        ContainerCmd::Unpause { containers } => each(&containers, |key| {
+            super::manage::unpause(e, &cs, key)?;
+            println!("{key}");
+            Ok(0)
+        }),
+        ContainerCmd::Rename { container, new_name } => {
+            super::manage::rename(e, &cs, &container, &new_name)?;
+            Ok(0)
+        }
+        ContainerCmd::Update(u) => {
+            let req = super::manage::UpdateReq {
+                res: &u.res,
+                memory: u.memory.as_deref(),
+                memory_swap: u.memory_swap.as_deref(),
+                cpus: u.cpus.as_deref(),
+                pids_limit: u.pids_limit,
+                restart: u.restart.as_deref(),
+            };
+            each(&u.containers, |key| {
+                super::manage::update(e, &cs, key, &req)?;
+                println!("{key}");
+                Ok(0)
+            })
         }
         ContainerCmd::Cleanup { id } => {
             run::cleanup(e, &cs, &id)?;

@@ -78,6 +78,13 @@ pub struct RunSpec {
     pub ipc_host: bool,
     pub uts_host: bool,
     pub oom_score_adj: Option<i32>,
+    #[serde(default)]
+    pub resources: super::resources::Resources,
+    /// `--cgroup-parent`.
+    #[serde(default)]
+    pub cgroup_parent: Option<String>,
+    #[serde(default)]
+    pub cgroupns_host: bool,
 }
 
 fn invalid(msg: String) -> EngineError {
@@ -358,8 +365,20 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         pid_host: host_mode("--pid", &c.pid)?,
         ipc_host: host_mode("--ipc", &c.ipc)?,
         uts_host: host_mode("--uts", &c.uts)?,
+        resources: super::resources::parse(&c.res, &Default::default())?,
         ..Default::default()
     };
+    s.cgroupns_host = match c.cgroupns.as_deref() {
+        None | Some("private") => false,
+        Some("host") => true,
+        Some(o) => return Err(invalid(format!("invalid --cgroupns {o:?}: host or private"))),
+    };
+    if let Some(p) = c.cgroup_parent.as_deref().filter(|p| !p.is_empty()) {
+        if p.split('/').any(|c| c == "..") {
+            return Err(invalid(format!("invalid --cgroup-parent {p:?}: contains \"..\"")));
+        }
+        s.cgroup_parent = Some(p.to_string());
+    }
     if let Some(w) = &s.workdir {
         if !w.starts_with('/') {
             return Err(invalid(format!("the working directory {w:?} is invalid, it needs to be an absolute path")));

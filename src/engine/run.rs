@@ -78,6 +78,8 @@ pub struct Status {
     /// The container's init pid (0 when not running).
     pub pid: i32,
     pub exit_code: Option<i32>,
+    /// Running with its cgroup frozen (`container pause`).
+    pub paused: bool,
 }
 
 /// Reads the shim's state; a dead shim with a still-running container is told from the
@@ -85,7 +87,7 @@ pub struct Status {
 pub fn status(e: &Engine, cs: &Containers, id: &str) -> Status {
     let dir = cs.path(id);
     let Some(st) = adapt::shim_state(&dir) else {
-        return Status { state: State::Created, shim: None, shim_alive: false, pid: 0, exit_code: None };
+        return Status { state: State::Created, shim: None, shim_alive: false, pid: 0, exit_code: None, paused: false };
     };
     let alive = adapt::shim_alive(&st);
     let (state, pid) = match (st.status, alive) {
@@ -100,7 +102,11 @@ pub fn status(e: &Engine, cs: &Containers, id: &str) -> Status {
         },
     };
     let exit_code = if state == State::Exited { Some(st.exit_code.unwrap_or(255)) } else { None };
-    Status { state, shim: Some(st), shim_alive: alive, pid, exit_code }
+    // The marker is only a hint that saves asking the runtime for every listed container.
+    let paused = state == State::Running
+        && dir.join(super::manage::PAUSED_MARK).exists()
+        && adapt::runtime_state(e, id).is_some_and(|(s, _)| s == "paused");
+    Status { state, shim: Some(st), shim_alive: alive, pid, exit_code, paused }
 }
 
 fn write_shim_state(dir: &Path, st: &ShimState) {
@@ -373,6 +379,7 @@ pub fn stop(
             if matches!(rs.as_str(), "running" | "paused" | "created") {
                 let fd = berth::pidfd::open(pid).ok();
                 let _ = adapt::runtime_kill(e, &rec.id, sig, false);
+                super::manage::thaw_if_paused(e, &dir, &rec.id);
                 let limit = if t < 0 { None } else { Some(Duration::from_secs(t as u64)) };
                 let exited = fd.as_ref().is_some_and(|fd| berth::pidfd::wait(fd, limit));
                 if !exited {
@@ -479,6 +486,7 @@ pub fn remove(e: &Engine, cs: &Containers, rec: &Record, force: bool, anon_volum
         }
         adapt::shim_request_stop(&dir);
         let _ = adapt::runtime_kill(e, &rec.id, libc::SIGKILL, true);
+        super::manage::thaw_if_paused(e, &dir, &rec.id);
     }
     if st.shim_alive && !wait_shim_gone(&dir, SHIM_EXIT_TIMEOUT) {
         if !force {
