@@ -3,8 +3,10 @@
 //! `unpause` (the freezer), `rename`, health checks, `berth events`, `--format` and the
 //! `system` commands. All berth-only (the effects are read from the kernel).
 
+use crate::common::wait_until;
 use crate::container::{assert_one_line, Eng};
 use std::fs;
+use std::time::Duration;
 
 /// The cgroup v1 file `file` of `controller` for process `pid`.
 fn cg_file(pid: &str, controller: &str, file: &str) -> String {
@@ -203,4 +205,225 @@ fn cgroup_parent_and_cgroupns_host() {
     for c in ["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids", "systemd", "unified"] {
         let _ = fs::remove_dir(format!("/sys/fs/cgroup/{c}/{parent}"));
     }
+}
+
+/// A copy of the busybox archive whose image config has `healthcheck` (loaded as `tag`).
+fn image_with_healthcheck(e: &Eng, tag: &str, healthcheck: serde_json::Value) {
+    use crate::common::images::{sha256_bytes, tool};
+    use std::process::Command;
+    let (a, _) = crate::container::archives();
+    let d = e.ctx.tempdir("hc-image");
+    tool(Command::new("tar").arg("-C").arg(&d).arg("-xf").arg(a));
+    let mut manifest: serde_json::Value = serde_json::from_slice(&fs::read(d.join("manifest.json")).unwrap()).unwrap();
+    let old = manifest[0]["Config"].as_str().unwrap().to_string();
+    let mut cfg: serde_json::Value = serde_json::from_slice(&fs::read(d.join(&old)).unwrap()).unwrap();
+    cfg["config"]["Healthcheck"] = healthcheck;
+    let data = serde_json::to_vec(&cfg).unwrap();
+    let name = format!("{}.json", sha256_bytes(&data));
+    fs::remove_file(d.join(&old)).unwrap();
+    fs::write(d.join(&name), &data).unwrap();
+    manifest[0]["Config"] = name.clone().into();
+    manifest[0]["RepoTags"] = serde_json::json!([tag]);
+    fs::write(d.join("manifest.json"), serde_json::to_vec(&manifest).unwrap()).unwrap();
+    let out = e.ctx.dir.join("hc-image.tar");
+    tool(Command::new("tar").arg("-C").arg(&d).arg("-cf").arg(&out).arg("."));
+    e.cmd(&["image", "load", "-i", out.to_str().unwrap()]).ok();
+}
+
+fn health_of(e: &Eng, id: &str) -> serde_json::Value {
+    e.inspect(id)["State"]["Health"].clone()
+}
+
+#[test]
+fn health_checks_run_in_the_container_and_change_state() {
+    let e = Eng::new("cli-health");
+    let t0 =
+        format!("{:.3}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
+    let id = e.run_d(&[
+        "--health-cmd",
+        "echo probe-ran; test -f /tmp/ok",
+        "--health-interval",
+        "300ms",
+        "--health-retries",
+        "2",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    assert_eq!(
+        e.inspect(&id)["Config"]["Healthcheck"]["Test"],
+        serde_json::json!(["CMD-SHELL", "echo probe-ran; test -f /tmp/ok"])
+    );
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = health_of(&e, &id);
+        last["Status"] == "unhealthy"
+    });
+    assert!(ok, "never unhealthy: {last}");
+    assert!(last["FailingStreak"].as_i64().unwrap() >= 2, "{last}");
+    let probe = &last["Log"][0];
+    assert_eq!(probe["ExitCode"], 1, "{last}");
+    assert_eq!(probe["Output"], "probe-ran\n", "the check runs inside the container: {last}");
+    let ls = e.c(&["ls", "--filter", "health=unhealthy", "--format", "{{.ID}} {{.Status}}"]);
+    assert!(ls.stdout.contains(&id[..12]) && ls.stdout.contains("(unhealthy)"), "{ls}");
+
+    e.c(&["exec", &id, "touch", "/tmp/ok"]).ok();
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = health_of(&e, &id);
+        last["Status"] == "healthy"
+    });
+    assert!(ok, "never healthy: {last}");
+    assert_eq!(last["FailingStreak"], 0);
+    assert!(last["Log"].as_array().unwrap().len() <= 5, "docker keeps the last 5 results: {last}");
+    let ls = e.c(&["ls", "--filter", &format!("id={id}")]);
+    assert!(ls.stdout.contains("(healthy)"), "{ls}");
+
+    // Both changes are events.
+    let now =
+        format!("{:.3}", std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64());
+    let ev = e.cmd(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &now,
+        "--filter",
+        "event=health_status",
+        "--format",
+        "{{.Action}}",
+    ]);
+    ev.ok();
+    assert_eq!(ev.lines(), vec!["health_status: unhealthy", "health_status: healthy"], "{ev}");
+
+    // A timeout counts as a failure with docker's message.
+    let slow = e.run_d(&[
+        "--health-cmd",
+        "sleep 5",
+        "--health-interval",
+        "200ms",
+        "--health-timeout",
+        "300ms",
+        "--health-retries",
+        "1",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = health_of(&e, &slow);
+        last["Status"] == "unhealthy"
+    });
+    assert!(ok, "a timed-out check never made it unhealthy: {last}");
+    assert!(last["Log"][0]["Output"].as_str().unwrap().contains("exceeded timeout"), "{last}");
+}
+
+#[test]
+fn image_healthcheck_applies_unless_disabled() {
+    let e = Eng::new("cli-health-img");
+    let tag = format!("berth-test/health{}:latest", std::process::id());
+    image_with_healthcheck(&e, &tag, serde_json::json!({"Test": ["CMD", "true"], "Interval": 200_000_000i64}));
+    let id = e.run_d(&[&tag, "sleep", "300"]);
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = health_of(&e, &id);
+        last["Status"] == "healthy"
+    });
+    assert!(ok, "the image's HEALTHCHECK did not run: {last}");
+    // Flags override single fields of the image's check.
+    let id2 = e.run_d(&["--health-cmd", "false", "--health-retries", "1", &tag, "sleep", "300"]);
+    let ok = wait_until(Duration::from_secs(10), || {
+        last = health_of(&e, &id2);
+        last["Status"] == "unhealthy"
+    });
+    assert!(ok, "--health-cmd did not override: {last}");
+    assert_eq!(e.inspect(&id2)["Config"]["Healthcheck"]["Interval"], 200_000_000i64);
+    let off = e.run_d(&["--no-healthcheck", &tag, "sleep", "300"]);
+    std::thread::sleep(Duration::from_millis(700));
+    assert!(health_of(&e, &off).is_null(), "--no-healthcheck: {}", e.inspect(&off));
+    let st = e.c(&["ls", "--filter", &format!("id={off}"), "--format", "{{.Status}}"]);
+    assert!(st.stdout.starts_with("Up") && !st.stdout.contains("health"), "{st}");
+    assert_one_line(
+        &e.c(&["run", "--rm", "--health-interval", "10parsecs", "busybox", "true"]),
+        125,
+        &["--health-interval"],
+    );
+    assert_one_line(
+        &e.c(&["run", "--rm", "--no-healthcheck", "--health-cmd", "true", "busybox", "true"]),
+        125,
+        &["--no-healthcheck"],
+    );
+}
+
+#[test]
+fn events_record_the_lifecycle_and_follow() {
+    let e = Eng::new("cli-events");
+    let secs = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let t0 = format!("{:.3}", secs());
+    let name = format!("ev-{}", std::process::id());
+    // A follower that stops by itself 6 seconds from now.
+    let until = format!("{:.3}", secs() + 6.0);
+    let follow = e.ctx.spawn_cmd(e.command(&[
+        "events",
+        "--filter",
+        &format!("container={name}"),
+        "--until",
+        &until,
+        "--format",
+        "{{.Type}} {{.Action}} {{.Actor.Attributes.name}}",
+    ]));
+    std::thread::sleep(Duration::from_millis(500));
+    let id = e.run_d(&["--name", &name, "--label", "tier=web", "busybox", "sleep", "300"]);
+    e.c(&["pause", &name]).ok();
+    e.c(&["unpause", &name]).ok();
+    e.c(&["stop", "-t", "1", &name]).ok();
+    e.c(&["rm", &name]).ok();
+    let t1 = format!("{:.3}", secs());
+    let past = e.cmd(&["events", "--since", &t0, "--until", &t1, "--filter", &format!("container={id}")]);
+    past.ok();
+    let actions: Vec<String> =
+        past.lines().iter().map(|l| l.split_whitespace().nth(2).unwrap_or("").to_string()).collect();
+    assert_eq!(actions, vec!["create", "start", "pause", "unpause", "kill", "die", "stop", "destroy"], "{past}");
+    let first = &past.lines()[0];
+    assert!(
+        first.contains(&format!("container create {id} ("))
+            && first.contains(&format!("name={name}"))
+            && first.contains("tier=web"),
+        "{first}"
+    );
+    // docker's time: RFC 3339 with nanoseconds.
+    assert_eq!(first.split_whitespace().next().unwrap().len(), "2026-01-01T00:00:00.000000000Z".len(), "{first}");
+    // JSON, and filters that AND across keys and OR within one.
+    let js = e.cmd(&[
+        "events",
+        "--since",
+        &t0,
+        "--until",
+        &t1,
+        "--filter",
+        "event=die",
+        "--filter",
+        "event=start",
+        "--filter",
+        "label=tier=web",
+        "--format",
+        "{{json .}}",
+    ]);
+    js.ok();
+    let v: Vec<serde_json::Value> = js.lines().iter().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(v.len(), 2, "{js}");
+    assert_eq!(v[0]["Action"], "start");
+    assert_eq!(v[0]["Type"], "container");
+    assert_eq!(v[0]["Actor"]["ID"], id);
+    // sleep as pid 1 ignores SIGTERM: killed after the 1s timeout.
+    assert_eq!(v[1]["Actor"]["Attributes"]["exitCode"], "137");
+    assert!(v[1]["timeNano"].as_i64().unwrap() >= v[0]["timeNano"].as_i64().unwrap());
+    // The follower saw them as they happened, and ended at --until.
+    let f = follow.wait(Duration::from_secs(15));
+    f.ok();
+    assert_eq!(f.lines().first().map(String::as_str), Some(format!("container create {name}").as_str()), "{f}");
+    assert!(f.lines().iter().any(|l| l == &format!("container destroy {name}")), "{f}");
+    // Bad input: one line, 125.
+    assert_one_line(&e.cmd(&["events", "--filter", "colour=red", "--until", &t1]), 125, &["colour"]);
+    assert_one_line(&e.cmd(&["events", "--since", "yesterday", "--until", &t1]), 125, &["yesterday"]);
+    assert_one_line(&e.cmd(&["events", "--format", "{{.Nope", "--until", &t1]), 125, &["template"]);
 }

@@ -422,6 +422,9 @@ pub fn shim_config(e: &Engine, rec: &Record, dir: &Path) -> Result<crate::shim::
         restart,
         on_exit,
         runtime_binary: e.exe.clone(),
+        health: super::opts::healthcheck(rec).filter(|h| crate::shim::health::probe_args(h).is_some()),
+        events: Some(e.data_root.join(crate::events::FILE)),
+        event_attrs: super::events::attrs(rec),
     })
 }
 

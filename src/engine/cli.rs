@@ -159,6 +159,27 @@ pub struct CreateOpts {
     pub cgroupns: Option<String>,
     #[command(flatten)]
     pub res: ResourceFlags,
+    /// Command to run to check health (run with /bin/sh -c).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown.
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period.
+    #[arg(long = "health-start-interval")]
+    pub health_start_interval: Option<String>,
+    /// Maximum time to allow one check to run.
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
     /// Image.
     pub image: String,
     /// Command and arguments.

@@ -6,7 +6,7 @@ use crate::events::{Event, Journal};
 use std::collections::BTreeMap;
 
 /// docker's attributes of a container event: its name, image and labels.
-fn attrs(rec: &Record) -> BTreeMap<String, String> {
+pub fn attrs(rec: &Record) -> BTreeMap<String, String> {
     let mut a = rec.image_config.labels.clone().unwrap_or_default();
     a.extend(rec.spec.labels.clone());
     a.insert("name".into(), rec.name.clone());

@@ -57,6 +57,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             let rec = cs.find(key)?;
             run::stop(e, &cs, &rec, signal.as_deref(), time)?;
             run::start(e, &cs, &rec.id, false)?;
+            super::events::container(e, &rec, "restart");
             println!("{key}");
             Ok(0)
         }),
@@ -73,6 +74,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 }
                 let pidfd = berth::pidfd::open(st.pid).ok();
                 adapt::runtime_kill(e, &rec.id, sig, false)?;
+                super::events::container_with(e, &rec, "kill", [("signal".to_string(), sig.to_string())].into());
                 super::manage::thaw_if_paused(e, &cs.path(&rec.id), &rec.id);
                 if !st.shim_alive && sig == libc::SIGKILL {
                     // No shim to see the exit and clean up: do it here.

@@ -85,6 +85,76 @@ pub struct RunSpec {
     pub cgroup_parent: Option<String>,
     #[serde(default)]
     pub cgroupns_host: bool,
+    /// The --health-* flags (fields 0 = the image's), or `NONE` for --no-healthcheck.
+    #[serde(default)]
+    pub health: Option<crate::image::types::Healthcheck>,
+}
+
+/// The container's health check: its own flags over the image's HEALTHCHECK.
+pub fn healthcheck(rec: &super::store::Record) -> Option<crate::image::types::Healthcheck> {
+    let img = rec.image_config.healthcheck.clone();
+    let Some(own) = &rec.spec.health else { return img };
+    let mut h = img.unwrap_or_default();
+    if !own.test.is_empty() {
+        h.test = own.test.clone();
+    }
+    for (mine, theirs) in [
+        (own.interval, &mut h.interval),
+        (own.timeout, &mut h.timeout),
+        (own.start_period, &mut h.start_period),
+        (own.start_interval, &mut h.start_interval),
+        (own.retries, &mut h.retries),
+    ] {
+        if mine != 0 {
+            *theirs = mine;
+        }
+    }
+    Some(h)
+}
+
+/// A --health-* duration (Go's form: 30s, 1m30s, 500ms): nanoseconds; docker's minimum of 1ms.
+fn health_duration(flag: &str, v: &Option<String>) -> Result<i64, EngineError> {
+    let Some(s) = v else { return Ok(0) };
+    let d = crate::events::parse_duration(s)
+        .ok_or_else(|| invalid(format!("invalid argument {s:?} for \"{flag}\" flag: time: invalid duration {s:?}")))?;
+    let ns = d.as_nanos() as i64;
+    if ns != 0 && ns < 1_000_000 {
+        return Err(invalid(format!("{flag} cannot be less than 1ms")));
+    }
+    Ok(ns)
+}
+
+fn parse_health(c: &CreateOpts) -> Result<Option<crate::image::types::Healthcheck>, EngineError> {
+    let any = c.health_cmd.is_some()
+        || c.health_interval.is_some()
+        || c.health_retries.is_some()
+        || c.health_start_period.is_some()
+        || c.health_start_interval.is_some()
+        || c.health_timeout.is_some();
+    if c.no_healthcheck {
+        if any {
+            return Err(invalid("--no-healthcheck conflicts with --health-* options".into()));
+        }
+        return Ok(Some(crate::image::types::Healthcheck { test: vec!["NONE".into()], ..Default::default() }));
+    }
+    if !any {
+        return Ok(None);
+    }
+    let retries = c.health_retries.unwrap_or(0);
+    if retries < 0 {
+        return Err(invalid("--health-retries cannot be negative".into()));
+    }
+    Ok(Some(crate::image::types::Healthcheck {
+        test: match c.health_cmd.as_deref() {
+            Some("") | None => Vec::new(),
+            Some(cmd) => vec!["CMD-SHELL".into(), cmd.to_string()],
+        },
+        interval: health_duration("--health-interval", &c.health_interval)?,
+        timeout: health_duration("--health-timeout", &c.health_timeout)?,
+        start_period: health_duration("--health-start-period", &c.health_start_period)?,
+        start_interval: health_duration("--health-start-interval", &c.health_start_interval)?,
+        retries,
+    }))
 }
 
 fn invalid(msg: String) -> EngineError {
@@ -366,6 +436,7 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         ipc_host: host_mode("--ipc", &c.ipc)?,
         uts_host: host_mode("--uts", &c.uts)?,
         resources: super::resources::parse(&c.res, &Default::default())?,
+        health: parse_health(c)?,
         ..Default::default()
     };
     s.cgroupns_host = match c.cgroupns.as_deref() {

@@ -80,6 +80,8 @@ pub struct Status {
     pub exit_code: Option<i32>,
     /// Running with its cgroup frozen (`container pause`).
     pub paused: bool,
+    /// The health check's state (starting, healthy, unhealthy) while running with one.
+    pub health: Option<String>,
 }
 
 /// Reads the shim's state; a dead shim with a still-running container is told from the
@@ -87,7 +89,15 @@ pub struct Status {
 pub fn status(e: &Engine, cs: &Containers, id: &str) -> Status {
     let dir = cs.path(id);
     let Some(st) = adapt::shim_state(&dir) else {
-        return Status { state: State::Created, shim: None, shim_alive: false, pid: 0, exit_code: None, paused: false };
+        return Status {
+            state: State::Created,
+            shim: None,
+            shim_alive: false,
+            pid: 0,
+            exit_code: None,
+            paused: false,
+            health: None,
+        };
     };
     let alive = adapt::shim_alive(&st);
     let (state, pid) = match (st.status, alive) {
@@ -106,7 +116,8 @@ pub fn status(e: &Engine, cs: &Containers, id: &str) -> Status {
     let paused = state == State::Running
         && dir.join(super::manage::PAUSED_MARK).exists()
         && adapt::runtime_state(e, id).is_some_and(|(s, _)| s == "paused");
-    Status { state, shim: Some(st), shim_alive: alive, pid, exit_code, paused }
+    let health = if state == State::Running { crate::shim::health::read_health(&dir).map(|h| h.status) } else { None };
+    Status { state, shim: Some(st), shim_alive: alive, pid, exit_code, paused, health }
 }
 
 fn write_shim_state(dir: &Path, st: &ShimState) {
@@ -262,6 +273,7 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
         }
     }
     undo.disarm();
+    super::events::container(e, &rec, "create");
     Ok(rec)
 }
 
@@ -326,6 +338,8 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
     cs.save(&rec)?;
     let cfg = adapt::shim_config(e, &rec, &dir)?;
     let _ = fs::remove_file(dir.join(crate::shim::STATE_FILE));
+    let _ = fs::remove_file(dir.join(crate::shim::health::HEALTH_FILE));
+    let _ = fs::remove_file(dir.join(super::manage::PAUSED_MARK));
     let spawned = if attach {
         adapt::shim_spawn_attached(&cfg).map(|(pid, s)| (pid, Some(s)))
     } else {
@@ -335,6 +349,7 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
         Ok((shim_pid, sock)) => {
             undo.disarm();
             drop(lock);
+            super::events::container(e, &rec, "start");
             Ok(Started::Spawned { shim_pid, sock })
         }
         Err(err) => {
@@ -379,6 +394,7 @@ pub fn stop(
             if matches!(rs.as_str(), "running" | "paused" | "created") {
                 let fd = berth::pidfd::open(pid).ok();
                 let _ = adapt::runtime_kill(e, &rec.id, sig, false);
+                super::events::container_with(e, rec, "kill", [("signal".to_string(), sig.to_string())].into());
                 super::manage::thaw_if_paused(e, &dir, &rec.id);
                 let limit = if t < 0 { None } else { Some(Duration::from_secs(t as u64)) };
                 let exited = fd.as_ref().is_some_and(|fd| berth::pidfd::wait(fd, limit));
@@ -394,9 +410,12 @@ pub fn stop(
     }
     if st.shim_alive {
         wait_shim_gone(&dir, SHIM_EXIT_TIMEOUT);
+        super::events::container(e, rec, "stop");
         return Ok(());
     }
-    finish_without_shim(e, cs, rec, st.shim, 128 + if killed { libc::SIGKILL } else { sig })
+    finish_without_shim(e, cs, rec, st.shim, 128 + if killed { libc::SIGKILL } else { sig })?;
+    super::events::container(e, rec, "stop");
+    Ok(())
 }
 
 /// A container whose shim died has stopped: nobody records the exit or cleans up but us.
@@ -455,7 +474,7 @@ pub fn remove_files(e: &Engine, cs: &Containers, rec: &Record, anon_volumes: boo
     // Out of sight first, then removed: a half-removed container is never listed.
     let trash = cs.dir.join(format!(".rm-{}", rec.id));
     match fs::rename(&dir, &trash) {
-        Ok(()) => {}
+        Ok(()) => super::events::container(e, rec, "destroy"),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(EngineError::Io { op: "rename", path: dir, err }),
     }

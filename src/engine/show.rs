@@ -59,6 +59,11 @@ pub fn status_text(st: &Status) -> String {
             if st.paused {
                 s.push_str(" (Paused)");
             }
+            match st.health.as_deref() {
+                Some("starting") => s.push_str(" (health: starting)"),
+                Some(h) => s.push_str(&format!(" ({h})")),
+                None => {}
+            }
             if !st.shim_alive {
                 s.push_str(" (no shim)");
             }
@@ -102,6 +107,10 @@ fn matches_filter(rec: &Record, st: &Status, f: &str) -> Result<bool, EngineErro
         "name" => rec.name.contains(v),
         "id" => rec.id.starts_with(v),
         "status" if st.paused => v == "paused",
+        "health" => match st.health.as_deref() {
+            Some(h) => h == v,
+            None => v == "none",
+        },
         "status" => st.state.as_str() == v,
         "exited" => st.state == State::Exited && st.exit_code.map(|c| c.to_string()).as_deref() == Some(v),
         "label" => match v.split_once('=') {
@@ -339,6 +348,26 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
     if let Some(h) = hostconfig.as_object_mut() {
         super::resources::inspect_fields(&s.resources, h);
     }
+    let health_check = super::opts::healthcheck(r);
+    let mut state = json!({
+            "Status": if st.paused { "paused" } else { st.state.as_str() },
+            "Running": running,
+            "Paused": st.paused,
+            "Restarting": st.state == State::Restarting,
+            "OOMKilled": sh.oom_killed,
+            "Dead": false,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code.or(sh.exit_code).unwrap_or(0),
+            "Error": sh.error.clone().unwrap_or_default(),
+            "StartedAt": sh.started_at.clone().unwrap_or_else(|| zero_time.into()),
+            "FinishedAt": sh.finished_at.clone().unwrap_or_else(|| zero_time.into()),
+            "ShimPid": if st.shim_alive { sh.shim_pid } else { 0 },
+    });
+    if health_check.as_ref().is_some_and(|h| crate::shim::health::probe_args(h).is_some()) {
+        let h = crate::shim::health::read_health(&dir)
+            .unwrap_or_else(|| crate::shim::health::Health { status: "starting".into(), ..Default::default() });
+        state["Health"] = json!(h);
+    }
     let graphdriver = json!({
         "Name": "overlay",
         "Data": {
@@ -375,6 +404,10 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "StopTimeout": s.stop_timeout,
         "ExposedPorts": r.image_config.exposed_ports,
     });
+    let mut config = config;
+    if let Some(h) = &health_check {
+        config["Healthcheck"] = json!(h);
+    }
     let networksettings = json!({
         "SandboxKey": r.net.sandbox,
         "Ports": ports,
@@ -389,20 +422,7 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "Created": r.created,
         "Path": r.path,
         "Args": r.args,
-        "State": {
-            "Status": if st.paused { "paused" } else { st.state.as_str() },
-            "Running": running,
-            "Paused": st.paused,
-            "Restarting": st.state == State::Restarting,
-            "OOMKilled": sh.oom_killed,
-            "Dead": false,
-            "Pid": st.pid,
-            "ExitCode": st.exit_code.or(sh.exit_code).unwrap_or(0),
-            "Error": sh.error.clone().unwrap_or_default(),
-            "StartedAt": sh.started_at.clone().unwrap_or_else(|| zero_time.into()),
-            "FinishedAt": sh.finished_at.clone().unwrap_or_else(|| zero_time.into()),
-            "ShimPid": if st.shim_alive { sh.shim_pid } else { 0 },
-        },
+        "State": state,
         "Image": r.image_id,
         "ResolvConfPath": dir.join("etc/resolv.conf"),
         "HostnamePath": dir.join("etc/hostname"),

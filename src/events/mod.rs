@@ -93,6 +93,11 @@ impl Journal {
         Journal { path: data_root.join(FILE) }
     }
 
+    /// The journal in file `path`.
+    pub fn at(path: &Path) -> Journal {
+        Journal { path: path.to_path_buf() }
+    }
+
     /// Appends one event (best effort for the caller: the change itself already happened).
     pub fn append(&self, ev: &Event) -> Result<(), EventsError> {
         let io = |op, err| EventsError::Io { op, path: self.path.clone(), err };
@@ -294,7 +299,7 @@ pub fn text_line(ev: &Event) -> String {
     let secs = ev.time_nano.div_euclid(1_000_000_000);
     let nanos = ev.time_nano.rem_euclid(1_000_000_000) as u32;
     let t = berth::logging::rfc3339(secs, 0);
-    let t = format!("{}.{nanos:09}Z", t.trim_end_matches('Z'));
+    let t = format!("{}.{nanos:09}Z", t.get(..19).unwrap_or(&t));
     let attrs: Vec<String> = ev.actor.attributes.iter().map(|(k, v)| format!("{k}={v}")).collect();
     let mut line = format!("{t} {} {} {}", ev.kind, ev.action, ev.actor.id);
     if !attrs.is_empty() {

@@ -16,6 +16,7 @@
 //! "ok <container-pid> <shim-pid>" or the runtime's one-line error.
 
 mod client;
+pub mod health;
 mod jsonlog;
 mod proto;
 mod server;
@@ -136,6 +137,12 @@ pub struct ShimConfig {
     pub on_exit: Vec<String>,
     /// The runtime to call (berth itself: its resolved /proc/self/exe).
     pub runtime_binary: PathBuf,
+    /// The health check to run while the container runs (see [`health`]).
+    pub health: Option<crate::image::types::Healthcheck>,
+    /// The engine's event journal (die and health_status events) and the container's event
+    /// attributes (name, image, labels).
+    pub events: Option<PathBuf>,
+    pub event_attrs: std::collections::BTreeMap<String, String>,
 }
 
 /// Returned by [`spawn`] once the container runs.
@@ -252,6 +259,13 @@ impl ShimConfig {
         kv("--log", self.log_path.as_os_str());
         kv("--runtime", self.runtime_binary.as_os_str());
         kv("--restart", self.restart.to_string().as_ref());
+        if let Some(h) = &self.health {
+            kv("--health", serde_json::to_string(h).unwrap_or_default().as_ref());
+        }
+        if let Some(e) = &self.events {
+            kv("--events", e.as_os_str());
+            kv("--event-attrs", serde_json::to_string(&self.event_attrs).unwrap_or_default().as_ref());
+        }
         if self.tty {
             a.push("--tty".into());
         }
@@ -400,7 +414,7 @@ fn spawn_inner(cfg: &ShimConfig, attach_fd: Option<RawFd>) -> Result<StartInfo, 
 // ---------------------------------------------------------------------------------------------
 // The hidden `shim` subcommand
 
-const USAGE: &str = "usage: berth shim serve|spawn|attach|logs|state|stop [options] (internal)";
+const USAGE: &str = "usage: berth shim serve|health|spawn|attach|logs|state|stop [options] (internal)";
 
 struct Args {
     v: Vec<OsString>,
@@ -442,6 +456,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let sub = a.next().and_then(|s| s.into_string().ok()).unwrap_or_default();
     let r = match sub.as_str() {
         "serve" => return serve_main(&mut a),
+        "health" => health_main(&mut a),
         "spawn" => spawn_main(&mut a),
         "attach" | "logs" | "state" | "stop" => tool_main(&sub, &mut a),
         _ => Err(ShimError::Msg(USAGE.into())),
@@ -473,6 +488,9 @@ fn parse_config(
         restart: RestartPolicy::No,
         on_exit: Vec::new(),
         runtime_binary: PathBuf::new(),
+        health: None,
+        events: None,
+        event_attrs: Default::default(),
     };
     while let Some(f) = a.next() {
         let f = f.to_string_lossy().into_owned();
@@ -484,6 +502,19 @@ fn parse_config(
             "--log" => c.log_path = a.value(&f)?.into(),
             "--runtime" => c.runtime_binary = a.value(&f)?.into(),
             "--restart" => c.restart = RestartPolicy::parse(&a.value(&f)?.to_string_lossy())?,
+            "--health" => {
+                let v = a.value(&f)?;
+                c.health = Some(
+                    serde_json::from_slice(v.as_bytes())
+                        .map_err(|e| ShimError::Msg(format!("invalid --health: {e}")))?,
+                );
+            }
+            "--events" => c.events = Some(a.value(&f)?.into()),
+            "--event-attrs" => {
+                let v = a.value(&f)?;
+                c.event_attrs = serde_json::from_slice(v.as_bytes())
+                    .map_err(|e| ShimError::Msg(format!("invalid --event-attrs: {e}")))?;
+            }
             "--tty" | "-t" => c.tty = true,
             "--stdin" | "-i" => c.stdin = true,
             "--" => {
@@ -541,6 +572,23 @@ fn serve_main(a: &mut Args) -> i32 {
         }
     };
     server::run(cfg, sync, attach)
+}
+
+/// `shim health`: the health-check helper the shim starts (the same flags as `serve`).
+fn health_main(a: &mut Args) -> Result<i32, ShimError> {
+    let cfg = parse_config(a, &mut |_, _| Ok(false))?;
+    let Some(check) = cfg.health else { return Ok(0) };
+    health::Monitor {
+        state_dir: cfg.state_dir,
+        runtime: cfg.runtime_binary,
+        runtime_root: cfg.runtime_root,
+        id: cfg.id,
+        check,
+        events: cfg.events,
+        attrs: cfg.event_attrs,
+    }
+    .run();
+    Ok(0)
 }
 
 fn spawn_main(a: &mut Args) -> Result<i32, ShimError> {
@@ -672,6 +720,13 @@ mod tests {
             restart: RestartPolicy::OnFailure(2),
             on_exit: vec!["berth".into(), "--x".into(), "c1".into()],
             runtime_binary: "/bin/berth".into(),
+            health: Some(crate::image::types::Healthcheck {
+                test: vec!["CMD-SHELL".into(), "true".into()],
+                interval: 1_000_000,
+                ..Default::default()
+            }),
+            events: Some("/d/events.jsonl".into()),
+            event_attrs: [("name".to_string(), "web".to_string())].into(),
         };
         let mut a = Args { v: c.to_args(), i: 0 };
         let d = parse_config(&mut a, &mut |_, _| Ok(false)).unwrap();

@@ -190,6 +190,9 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         sh.clients.push(Client::new(UnixStream::from(fd)));
     }
     sh.save();
+    if sh.cfg.health.is_some() {
+        spawn_health(&sh.cfg);
+    }
 
     let mut backoff = BACKOFF_START;
     let code = loop {
@@ -208,6 +211,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         berth::release_readonly_image();
         let started = Instant::now();
         let code = sh.serve(Wait::Exit).unwrap_or(255);
+        sh.event("die", Some(code));
         sh.log.finish();
         sh.io = Io::default();
         sh.st.exit_code = Some(code);
@@ -312,7 +316,35 @@ fn run_on_exit(argv: &[String]) {
     let _ = child.wait();
 }
 
+/// Starts the health-check helper (`shim health` with this shim's flags); it dies with us.
+fn spawn_health(cfg: &ShimConfig) {
+    use std::os::unix::process::CommandExt;
+    let mut c = command(&cfg.runtime_binary);
+    c.arg("shim").arg("health").args(cfg.to_args());
+    c.current_dir("/").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: prctl with integer arguments, between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    // Reaped with the other children (reap_all).
+    let _ = c.spawn();
+}
+
 impl Shim {
+    /// Appends a container event (`die` with its exit code) to the engine's journal.
+    fn event(&self, action: &str, exit_code: Option<i32>) {
+        let Some(j) = &self.cfg.events else { return };
+        let mut attrs = self.cfg.event_attrs.clone();
+        if let Some(c) = exit_code {
+            attrs.insert("exitCode".into(), c.to_string());
+        }
+        let _ =
+            crate::events::Journal::at(j).append(&crate::events::Event::new("container", action, &self.cfg.id, attrs));
+    }
+
     fn save(&self) {
         // The state is advisory for readers; the shim goes on if it cannot be written.
         let _ = super::write_state(&self.cfg.state_dir, &self.st);
