@@ -427,3 +427,66 @@ fn events_record_the_lifecycle_and_follow() {
     assert_one_line(&e.cmd(&["events", "--since", "yesterday", "--until", &t1]), 125, &["yesterday"]);
     assert_one_line(&e.cmd(&["events", "--format", "{{.Nope", "--until", &t1]), 125, &["template"]);
 }
+
+#[test]
+fn system_df_info_and_prune() {
+    let e = Eng::new("cli-system");
+    let df = |e: &Eng| -> Vec<serde_json::Value> {
+        let o = e.cmd(&["system", "df", "--format", "{{json .}}"]);
+        o.ok();
+        o.lines().iter().map(|l| serde_json::from_str(l).unwrap()).collect()
+    };
+    let d0 = df(&e);
+    assert_eq!(
+        d0.iter().map(|r| r["Type"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["Images", "Containers", "Local Volumes", "Build Cache"]
+    );
+    assert_eq!(d0[0]["TotalCount"], 1);
+    assert_eq!(d0[0]["Active"], 0);
+    assert_eq!(d0[1]["TotalCount"], 0);
+    // A running container that wrote 2 MB to its rootfs, a stopped one with an anonymous volume.
+    let run = e.run_d(&["busybox", "sh", "-c", "dd if=/dev/zero of=/big bs=1k count=2048 2>/dev/null; sleep 300"]);
+    let stopped =
+        e.run_d(&["-v", "/vol", "busybox", "sh", "-c", "dd if=/dev/zero of=/vol/f bs=1k count=1024 2>/dev/null"]);
+    e.wait_status(&stopped, "exited", Duration::from_secs(10));
+    let ok = wait_until(Duration::from_secs(10), || {
+        df(&e)[1]["Size"].as_str().is_some_and(|s| s.ends_with("MB") && s.starts_with('2'))
+    });
+    let d1 = df(&e);
+    assert!(ok, "container size: {d1:?}");
+    assert_eq!(d1[0]["Active"], 1);
+    assert_eq!((d1[1]["TotalCount"].as_i64(), d1[1]["Active"].as_i64()), (Some(2), Some(1)));
+    assert_eq!((d1[2]["TotalCount"].as_i64(), d1[2]["Active"].as_i64()), (Some(1), Some(1)));
+    assert!(d1[2]["Size"].as_str().unwrap().starts_with("1."), "{d1:?}");
+    let table = e.cmd(&["system", "df"]);
+    table.ok();
+    assert!(table.lines()[0].starts_with("TYPE            TOTAL     ACTIVE    SIZE"), "{table}");
+
+    let info = e.cmd(&[
+        "system",
+        "info",
+        "--format",
+        "{{.Containers}} {{.ContainersRunning}} {{.ContainersStopped}} {{.Images}} {{.Driver}} {{.CgroupVersion}}",
+    ]);
+    info.ok();
+    let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
+    assert_eq!(info.stdout.trim(), format!("2 1 1 1 overlay {cgv}"));
+    let text = e.cmd(&["system", "info"]);
+    text.ok();
+    assert!(text.stdout.contains(" Containers: 2\n  Running: 1\n  Paused: 0\n  Stopped: 1\n"), "{text}");
+
+    // prune: the stopped container; --volumes its anonymous volume; -a the image only when
+    // nothing uses it.
+    let o = e.cmd(&["system", "prune", "-f", "-a", "--volumes"]);
+    o.ok();
+    assert!(o.stdout.starts_with(&format!("Deleted Containers:\n{stopped}\n\nDeleted Volumes:\n")), "{o}");
+    assert!(!o.stdout.contains("Deleted Images:"), "the image is in use: {o}");
+    assert!(o.lines().last().unwrap().starts_with("Total reclaimed space: "), "{o}");
+    assert_eq!(e.c(&["ls", "-aq", "--no-trunc"]).stdout.trim(), run);
+    assert_eq!(df(&e)[2]["TotalCount"], 0);
+    e.c(&["rm", "-f", &run]).ok();
+    let o = e.cmd(&["system", "prune", "-a"]);
+    o.ok();
+    assert!(o.stdout.contains("Deleted Images:\nuntagged: busybox:latest\ndeleted: sha256:"), "{o}");
+    assert_eq!(df(&e)[0]["TotalCount"], 0);
+}

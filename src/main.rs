@@ -351,6 +351,30 @@ enum Cmd {
 enum SystemCmd {
     /// Real-time events from the engine (as `berth events` without a container id).
     Events(EngineEventsArgs),
+    /// Disk usage of images, containers, volumes and the build cache.
+    Df {
+        /// Go template (e.g. 'table {{.Type}}\t{{.Size}}') or json.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Remove stopped containers, unused networks, dangling images (and more with -a / --volumes).
+    Prune {
+        /// Remove every image no container uses, not only dangling ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Remove unused anonymous volumes too.
+        #[arg(long)]
+        volumes: bool,
+        /// Accepted for docker compatibility (berth never prompts).
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// System-wide information.
+    Info {
+        /// Go template (e.g. '{{.ContainersRunning}}') or json.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
 }
 
 fn main() {
@@ -381,7 +405,7 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "system" | "help") => None,
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -390,7 +414,7 @@ fn main() {
             Ok(c) => c,
             Err(e) => {
                 // docker's exit code for a bad flag of an engine command is 125.
-                let engine_cmd = sub.as_deref().is_some_and(|a| a == "container" || a == "volume");
+                let engine_cmd = sub.as_deref().is_some_and(|a| a == "container" || a == "volume" || a == "system");
                 let runtime_cmd = !sub.as_deref().is_some_and(help::is_engine);
                 let code = if !e.use_stderr() {
                     0
@@ -480,6 +504,19 @@ fn main() {
         },
         Cmd::Runtime(RuntimeCmd::Events { id: None, engine: a, .. }) => engine_events(&data_root, &a),
         Cmd::System { cmd: SystemCmd::Events(a) } => engine_events(&data_root, &a),
+        Cmd::System { cmd } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            let r = match cmd {
+                SystemCmd::Df { format } => engine::system::df(&e, format.as_deref()),
+                SystemCmd::Prune { all, volumes, force: _ } => engine::system::prune(&e, all, volumes),
+                SystemCmd::Info { format } => engine::system::info(&e, format.as_deref()),
+                SystemCmd::Events(_) => Ok(()),
+            };
+            match r {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), err.exit_code()),
+            }
+        }
         Cmd::Runtime(c) => c,
     };
     let code = match dispatch(&g, cmd) {
@@ -524,9 +561,22 @@ fn printing_command(args: &[String]) -> bool {
     let second = words.next().map(|(_, a)| a.as_str());
     match first {
         None | Some("list" | "ls" | "ps" | "events" | "state" | "features" | "spec" | "help" | "h") => true,
-        Some("image" | "container" | "volume" | "network") => matches!(
+        Some("image" | "container" | "volume" | "network" | "system") => matches!(
             second,
-            Some("ls" | "list" | "ps" | "logs" | "inspect" | "history" | "top" | "stats" | "port" | "diff")
+            Some(
+                "ls" | "list"
+                    | "ps"
+                    | "logs"
+                    | "inspect"
+                    | "history"
+                    | "top"
+                    | "stats"
+                    | "port"
+                    | "diff"
+                    | "events"
+                    | "df"
+                    | "info"
+            )
         ),
         _ => false,
     }

@@ -20,8 +20,10 @@ mod ops;
 mod opts;
 mod resources;
 mod run;
+mod runtimes;
 mod show;
 mod store;
+pub mod system;
 mod volume;
 
 use std::path::{Path, PathBuf};

@@ -588,6 +588,21 @@ pub fn prune_set(index: &StoreIndex, uses: &[Use], all: bool) -> Vec<Digest> {
 }
 
 fn prune(store: &Store, all: bool) -> Result<(), CliError> {
+    let (lines, bytes) = prune_images(store, all)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(())
+}
+
+/// Removes unused images (dangling ones; `all`: every image no container uses): docker's
+/// "untagged: NAME" / "deleted: ID" lines and the bytes the store's clean-up freed.
+pub fn prune_images(store: &Store, all: bool) -> Result<(Vec<String>, u64), CliError> {
     let mut il = store.lock_index()?;
     let uses = store.uses()?;
     let gone = prune_set(&il.index, &uses, all);
@@ -608,15 +623,7 @@ fn prune(store: &Store, all: bool) -> Result<(), CliError> {
     }
     drop(il);
     let st = store.gc()?;
-    if !lines.is_empty() {
-        println!("Deleted Images:");
-        for l in lines {
-            println!("{l}");
-        }
-        println!();
-    }
-    println!("Total reclaimed space: {}", human_size(st.bytes));
-    Ok(())
+    Ok((lines, st.bytes))
 }
 
 /// DIR/config.json for the image as `docker run IMAGE` would run it (`sh` when the image
