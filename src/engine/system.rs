@@ -74,7 +74,7 @@ pub fn df_rows(e: &Engine) -> Result<Vec<Value>, EngineError> {
             v_reclaim += size;
         }
     }
-    let pct = |r: u64, t: u64| if t == 0 { 0 } else { r * 100 / t };
+    let pct = |r: u64, t: u64| (r * 100).checked_div(t).unwrap_or(0);
     Ok(vec![
         json!({"Type": "Images", "TotalCount": images.len(), "Active": img_active, "Size": human_size(img_total),
                "Reclaimable": format!("{} ({}%)", human_size(img_reclaim), pct(img_reclaim, img_total))}),
