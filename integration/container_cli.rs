@@ -490,3 +490,94 @@ fn system_df_info_and_prune() {
     assert!(o.stdout.contains("Deleted Images:\nuntagged: busybox:latest\ndeleted: sha256:"), "{o}");
     assert_eq!(df(&e)[0]["TotalCount"], 0);
 }
+
+/// The json-file entries of a log file (plain or gzip).
+fn entries(p: &std::path::Path) -> Vec<serde_json::Value> {
+    let data = fs::read(p).unwrap();
+    let data = if p.extension().is_some_and(|e| e == "gz") {
+        let mut d = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&data[..]), &mut d).unwrap();
+        d
+    } else {
+        data
+    };
+    data.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
+}
+
+#[test]
+fn log_drivers_rotate_compress_and_tag() {
+    let e = Eng::new("cli-logs");
+    // 300 lines of ~100 bytes in files of at most 4 kB, 3 kept, rotated ones gzipped.
+    let id = e.run_d(&[
+        "--name",
+        &format!("lg-{}", std::process::id()),
+        "--label",
+        "tier=web",
+        "--log-opt",
+        "max-size=4k",
+        "--log-opt",
+        "max-file=3",
+        "--log-opt",
+        "compress=true",
+        "--log-opt",
+        "labels=tier",
+        "--log-opt",
+        "tag={{.Name}}/{{.ID}}",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-padding-padding-padding-padding-padding-padding-padding-padding-padding-pad; i=$((i+1)); done",
+    ]);
+    e.wait_status(&id, "exited", Duration::from_secs(20));
+    let log = e.data.join("containers").join(&id).join("container.log");
+    let cur = fs::metadata(&log).unwrap().len();
+    assert!(cur <= 4096, "current file {cur} bytes");
+    let r1 = log.with_extension("log.1.gz");
+    let r2 = log.with_extension("log.2.gz");
+    assert!(r1.exists() && r2.exists(), "rotated files");
+    assert!(!log.with_extension("log.3.gz").exists() && !log.with_extension("log.1").exists());
+    let first = &entries(&r1)[0];
+    assert_eq!(first["attrs"]["tier"], "web", "{first}");
+    assert_eq!(first["attrs"]["tag"], format!("lg-{}/{}", std::process::id(), &id[..12]));
+    // logs reads the rotated files too, oldest first, and ends with the last line.
+    let o = e.c(&["logs", &id]);
+    o.ok();
+    let lines = o.lines();
+    let kept = entries(&r2).len() + entries(&r1).len() + entries(&log).len();
+    assert_eq!(lines.len(), kept, "{o}");
+    assert!(lines.last().unwrap().starts_with("line-299-"));
+    let n: Vec<usize> = lines.iter().map(|l| l.split('-').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gaps");
+    let tail = e.c(&["logs", "--tail", "50", &id]);
+    assert_eq!(tail.lines(), lines[lines.len() - 50..].to_vec());
+
+    // none: nothing written, logs refused; local: docker's defaults shown in inspect.
+    let none = e.run_d(&["--log-driver", "none", "busybox", "echo", "hidden"]);
+    e.wait_status(&none, "exited", Duration::from_secs(10));
+    assert!(!e.data.join("containers").join(&none).join("container.log").exists());
+    assert_one_line(&e.c(&["logs", &none]), 125, &["does not support reading"]);
+    let local = e.run_d(&["--log-driver", "local", "busybox", "echo", "kept"]);
+    e.wait_status(&local, "exited", Duration::from_secs(10));
+    assert_eq!(e.c(&["logs", &local]).stdout, "kept\n");
+    assert_eq!(e.inspect(&local)["HostConfig"]["LogConfig"]["Type"], "local");
+
+    let before = e.container_dirs();
+    assert_one_line(
+        &e.c(&["run", "--log-opt", "colour=red", "busybox", "true"]),
+        125,
+        &["unknown log opt 'colour' for json-file log driver"],
+    );
+    assert_one_line(
+        &e.c(&["run", "--log-driver", "local", "--log-opt", "tag=x", "busybox", "true"]),
+        125,
+        &["unknown log opt 'tag' for local"],
+    );
+    assert_one_line(
+        &e.c(&["run", "--log-driver", "fluentd", "busybox", "true"]),
+        125,
+        &["no log driver named 'fluentd'"],
+    );
+    assert_one_line(&e.c(&["run", "--log-opt", "max-file=3", "busybox", "true"]), 125, &["max-size"]);
+    assert_one_line(&e.c(&["run", "--log-opt", "max-size=lots", "busybox", "true"]), 125, &["max-size"]);
+    assert_eq!(e.container_dirs(), before);
+}

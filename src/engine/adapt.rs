@@ -425,6 +425,7 @@ pub fn shim_config(e: &Engine, rec: &Record, dir: &Path) -> Result<crate::shim::
         health: super::opts::healthcheck(rec).filter(|h| crate::shim::health::probe_args(h).is_some()),
         events: Some(e.data_root.join(crate::events::FILE)),
         event_attrs: super::events::attrs(rec),
+        log: super::logopts::log_config(rec)?,
     })
 }
 

@@ -177,6 +177,12 @@ pub struct CreateOpts {
     /// Maximum time to allow one check to run.
     #[arg(long = "health-timeout")]
     pub health_timeout: Option<String>,
+    /// Logging driver: json-file (default), local or none.
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver option (max-size, max-file, compress, labels, env, tag).
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,

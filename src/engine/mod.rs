@@ -15,6 +15,7 @@ mod adapt;
 pub mod cli;
 pub mod events;
 pub mod init;
+mod logopts;
 mod manage;
 mod ops;
 mod opts;

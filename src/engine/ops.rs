@@ -99,6 +99,9 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
         }
         ContainerCmd::Logs { follow, tail, since, timestamps, container } => {
             let rec = cs.find(&container)?;
+            if rec.spec.log_driver.as_deref() == Some("none") {
+                return Err(EngineError::Invalid("configured logging driver does not support reading".into()));
+            }
             let tail = match tail.as_deref() {
                 None | Some("all") => None,
                 Some(n) => Some(n.parse::<i64>().map_err(|_| EngineError::Invalid(format!("invalid --tail {n:?}")))?)

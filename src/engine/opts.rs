@@ -88,6 +88,11 @@ pub struct RunSpec {
     /// The --health-* flags (fields 0 = the image's), or `NONE` for --no-healthcheck.
     #[serde(default)]
     pub health: Option<crate::image::types::Healthcheck>,
+    /// `--log-driver` (None: json-file) and `--log-opt`s.
+    #[serde(default)]
+    pub log_driver: Option<String>,
+    #[serde(default)]
+    pub log_opts: BTreeMap<String, String>,
 }
 
 /// The container's health check: its own flags over the image's HEALTHCHECK.
@@ -439,6 +444,9 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         health: parse_health(c)?,
         ..Default::default()
     };
+    let (driver, log_opts) = super::logopts::parse(c.log_driver.as_deref(), &c.log_opt)?;
+    s.log_driver = Some(driver).filter(|d| d != "json-file");
+    s.log_opts = log_opts;
     s.cgroupns_host = match c.cgroupns.as_deref() {
         None | Some("private") => false,
         Some("host") => true,

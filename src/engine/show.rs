@@ -343,6 +343,7 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "UTSMode": if s.uts_host { "host" } else { "" },
         "CgroupParent": s.cgroup_parent.clone().unwrap_or_default(),
         "CgroupnsMode": if s.cgroupns_host { "host" } else { "private" },
+        "LogConfig": {"Type": s.log_driver.as_deref().unwrap_or("json-file"), "Config": s.log_opts},
     });
     let mut hostconfig = hostconfig;
     if let Some(h) = hostconfig.as_object_mut() {

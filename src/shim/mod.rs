@@ -24,7 +24,7 @@ mod sys;
 
 pub use client::{attach, relay};
 #[allow(unused_imports)] // API of the container layer
-pub use jsonlog::{logs, now_rfc3339, parse_rfc3339, parse_since, LogSink, LogStream};
+pub use jsonlog::{logs, now_rfc3339, parse_rfc3339, parse_since, LogConfig, LogSink, LogStream};
 
 use serde::{Deserialize, Serialize};
 use std::ffi::{CString, OsString};
@@ -143,6 +143,8 @@ pub struct ShimConfig {
     /// attributes (name, image, labels).
     pub events: Option<PathBuf>,
     pub event_attrs: std::collections::BTreeMap<String, String>,
+    /// Log driver and options.
+    pub log: LogConfig,
 }
 
 /// Returned by [`spawn`] once the container runs.
@@ -261,6 +263,9 @@ impl ShimConfig {
         kv("--restart", self.restart.to_string().as_ref());
         if let Some(h) = &self.health {
             kv("--health", serde_json::to_string(h).unwrap_or_default().as_ref());
+        }
+        if self.log != LogConfig::default() {
+            kv("--log-config", serde_json::to_string(&self.log).unwrap_or_default().as_ref());
         }
         if let Some(e) = &self.events {
             kv("--events", e.as_os_str());
@@ -491,6 +496,7 @@ fn parse_config(
         health: None,
         events: None,
         event_attrs: Default::default(),
+        log: LogConfig::default(),
     };
     while let Some(f) = a.next() {
         let f = f.to_string_lossy().into_owned();
@@ -510,6 +516,11 @@ fn parse_config(
                 );
             }
             "--events" => c.events = Some(a.value(&f)?.into()),
+            "--log-config" => {
+                let v = a.value(&f)?;
+                c.log = serde_json::from_slice(v.as_bytes())
+                    .map_err(|e| ShimError::Msg(format!("invalid --log-config: {e}")))?;
+            }
             "--event-attrs" => {
                 let v = a.value(&f)?;
                 c.event_attrs = serde_json::from_slice(v.as_bytes())
@@ -727,6 +738,13 @@ mod tests {
             }),
             events: Some("/d/events.jsonl".into()),
             event_attrs: [("name".to_string(), "web".to_string())].into(),
+            log: LogConfig {
+                driver: "local".into(),
+                max_size: 1000,
+                max_file: 3,
+                compress: true,
+                attrs: Default::default(),
+            },
         };
         let mut a = Args { v: c.to_args(), i: 0 };
         let d = parse_config(&mut a, &mut |_, _| Ok(false)).unwrap();

@@ -163,7 +163,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         }
     };
     let _ = listener.set_nonblocking(true);
-    let log = match LogWriter::open(&cfg.log_path) {
+    let log = match LogWriter::open(&cfg.log_path, &cfg.log) {
         Ok(l) => l,
         Err(e) => {
             let _ = std::fs::remove_file(&sock_path);
