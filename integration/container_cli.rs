@@ -581,3 +581,51 @@ fn log_drivers_rotate_compress_and_tag() {
     assert_one_line(&e.c(&["run", "--log-opt", "max-size=lots", "busybox", "true"]), 125, &["max-size"]);
     assert_eq!(e.container_dirs(), before);
 }
+
+#[test]
+fn login_writes_the_auth_file_pull_reads_and_logout_removes_it() {
+    use crate::common::images::Eng as ImgEng;
+    use crate::common::registry::RegistryOpts;
+    use crate::common::Ctx;
+    let ctx = Ctx::new("cli-login");
+    let (reg, _m, _c) = crate::image::registry_with_busybox(
+        &ctx,
+        RegistryOpts { basic_auth: Some(("carol".into(), "pw-123".into())), ..Default::default() },
+    );
+    let eng = ImgEng::new(&ctx);
+    let auth = ctx.dir.join("docker/config.json");
+    fs::create_dir_all(auth.parent().unwrap()).unwrap();
+    fs::write(&auth, r#"{"auths":{"other.example:5000":{"auth":"eDp5"}},"psFormat":"table {{.ID}}"}"#).unwrap();
+    let a = auth.to_str().unwrap();
+    // A wrong password is refused by the registry and writes nothing.
+    let o = eng.cmd(&["login", "--insecure", "--authfile", a, "-u", "carol", "-p", "wrong", &reg.host]);
+    assert_eq!(o.code, 1, "{o}");
+    o.one_line_error(&["401"]);
+    assert!(!fs::read_to_string(&auth).unwrap().contains(&reg.host));
+    // The right one (from stdin) is stored docker's way, other keys kept.
+    let mut c = eng.command(&["login", "--insecure", "--authfile", a, "-u", "carol", "--password-stdin", &reg.host]);
+    c.stdin(std::process::Stdio::piped());
+    let mut child = c.stdout(std::process::Stdio::piped()).spawn().unwrap();
+    std::io::Write::write_all(child.stdin.as_mut().unwrap(), b"pw-123\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "Login Succeeded\n");
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&auth).unwrap()).unwrap();
+    assert_eq!(v["auths"][&reg.host]["auth"], "Y2Fyb2w6cHctMTIz", "base64 of carol:pw-123: {v}");
+    assert_eq!(v["psFormat"], "table {{.ID}}");
+    assert_eq!(v["auths"]["other.example:5000"]["auth"], "eDp5");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(fs::metadata(&auth).unwrap().permissions().mode() & 0o777, 0o600);
+    // pull reads it (here through DOCKER_CONFIG, as docker's CLI does).
+    let r = reg.reference("berth/busybox:v1");
+    let mut p = eng.command(&["image", "pull", "--insecure", &r]);
+    p.env("DOCKER_CONFIG", auth.parent().unwrap()).env_remove("REGISTRY_AUTH_FILE");
+    let o = ctx.exec_cmd(p, Duration::from_secs(120));
+    o.ok();
+    let o = eng.cmd(&["logout", "--authfile", a, &reg.host]);
+    o.ok();
+    assert_eq!(o.stdout, format!("Removing login credentials for {}\n", reg.host));
+    let v: serde_json::Value = serde_json::from_slice(&fs::read(&auth).unwrap()).unwrap();
+    assert!(v["auths"].get(&reg.host).is_none() && v["auths"]["other.example:5000"].is_object(), "{v}");
+    assert_eq!(eng.cmd(&["logout", "--authfile", a, &reg.host]).stdout, format!("Not logged in to {}\n", reg.host));
+}

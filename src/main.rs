@@ -340,6 +340,33 @@ enum Cmd {
         #[command(subcommand)]
         cmd: network::NetworkCmd,
     },
+    /// Log in to a registry: checks the credentials, then stores them in the auth file.
+    Login {
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+        /// The auth file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json).
+        #[arg(long)]
+        authfile: Option<PathBuf>,
+        /// Allow plain http and unverified TLS.
+        #[arg(long)]
+        insecure: bool,
+        /// CA certificate (PEM) to trust for the registry.
+        #[arg(long = "tls-ca")]
+        tls_ca: Option<PathBuf>,
+        /// Registry (default: Docker Hub).
+        server: Option<String>,
+    },
+    /// Log out from a registry: removes its credentials from the auth file.
+    Logout {
+        #[arg(long)]
+        authfile: Option<PathBuf>,
+        server: Option<String>,
+    },
     /// The engine as a whole: events, df, prune, info.
     System {
         #[command(subcommand)]
@@ -405,7 +432,7 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "system" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "system" | "login" | "logout" | "help") => None,
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -504,6 +531,44 @@ fn main() {
         },
         Cmd::Runtime(RuntimeCmd::Events { id: None, engine: a, .. }) => engine_events(&data_root, &a),
         Cmd::System { cmd: SystemCmd::Events(a) } => engine_events(&data_root, &a),
+        Cmd::Login { username, password, password_stdin, authfile, insecure, tls_ca, server } => {
+            let password = if password_stdin {
+                if password.is_some() {
+                    fail("--password and --password-stdin are mutually exclusive", 1);
+                }
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s);
+                s.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                password.unwrap_or_default()
+            };
+            let opts = image::registry::ClientOptions { insecure, tls_ca, auth_file: None };
+            match image::login::login(
+                server.as_deref(),
+                username.as_deref().unwrap_or(""),
+                &password,
+                authfile.as_deref(),
+                opts,
+            ) {
+                Ok(_) => {
+                    println!("Login Succeeded");
+                    std::process::exit(0)
+                }
+                Err(e) => fail(&e.to_string(), 1),
+            }
+        }
+        Cmd::Logout { authfile, server } => match image::login::logout(server.as_deref(), authfile.as_deref()) {
+            Ok(removed) => {
+                let key = image::login::server_key(server.as_deref());
+                if removed {
+                    println!("Removing login credentials for {key}");
+                } else {
+                    println!("Not logged in to {key}");
+                }
+                std::process::exit(0)
+            }
+            Err(e) => fail(&e.to_string(), 1),
+        },
         Cmd::System { cmd } => {
             let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
             let r = match cmd {

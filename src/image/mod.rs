@@ -7,6 +7,7 @@ pub mod chunks;
 pub mod cli;
 pub mod digest;
 pub mod import;
+pub mod login;
 pub mod passwd;
 pub mod pull;
 pub mod reference;
