@@ -629,3 +629,86 @@ fn login_writes_the_auth_file_pull_reads_and_logout_removes_it() {
     assert!(v["auths"].get(&reg.host).is_none() && v["auths"]["other.example:5000"].is_object(), "{v}");
     assert_eq!(eng.cmd(&["logout", "--authfile", a, &reg.host]).stdout, format!("Not logged in to {}\n", reg.host));
 }
+
+#[test]
+fn run_flags_cidfile_labels_annotations_volumes_from_link() {
+    let e = Eng::new("cli-flags");
+    let cid = e.ctx.dir.join("cid");
+    let lf = e.ctx.dir.join("labels");
+    fs::write(&lf, "a=1\n# a comment\n\nb=2\n").unwrap();
+    let id = e.run_d(&[
+        "--cidfile",
+        cid.to_str().unwrap(),
+        "--label-file",
+        lf.to_str().unwrap(),
+        "--label",
+        "b=3",
+        "--annotation",
+        "org.example.note=hello",
+        "--domainname",
+        "example.test",
+        "--userns",
+        "host",
+        "-q",
+        "--platform",
+        &format!("linux/{}", crate::common::images::host_arch()),
+        "-v",
+        "/data",
+        "busybox",
+        "sh",
+        "-c",
+        "echo shared > /data/f; sleep 300",
+    ]);
+    assert_eq!(fs::read_to_string(&cid).unwrap(), id);
+    let labels = &e.inspect(&id)["Config"]["Labels"];
+    assert_eq!((labels["a"].as_str(), labels["b"].as_str()), (Some("1"), Some("3")), "{labels}");
+    let cfg: serde_json::Value =
+        serde_json::from_slice(&fs::read(e.data.join("containers").join(&id).join("bundle/config.json")).unwrap())
+            .unwrap();
+    assert_eq!(cfg["annotations"]["org.example.note"], "hello");
+    let dn = e.c(&["exec", &id, "cat", "/proc/sys/kernel/domainname"]);
+    assert_eq!(dn.stdout.trim(), "example.test", "{dn}");
+    // The same cidfile again: refused before anything is made.
+    let before = e.container_dirs();
+    assert_one_line(
+        &e.c(&["run", "-d", "--cidfile", cid.to_str().unwrap(), "busybox", "true"]),
+        125,
+        &["container ID file found"],
+    );
+    for (flags, words) in [
+        (vec!["--storage-opt", "size=10G"], vec!["--storage-opt"]),
+        (vec!["--userns", "private"], vec!["--userns"]),
+        (vec!["--runtime", "nosuch"], vec!["unknown or invalid runtime name: nosuch"]),
+        (vec!["--platform", "linux/s390x"], vec!["platform"]),
+        (vec!["--volumes-from", "nosuch-container"], vec!["nosuch-container"]),
+        (vec!["--link", "nosuch-container:db"], vec!["nosuch-container"]),
+    ] {
+        let mut a = vec!["run", "--rm"];
+        a.extend(flags);
+        a.extend(["busybox", "true"]);
+        assert_one_line(&e.c(&a), 125, &words);
+    }
+    assert_eq!(e.container_dirs(), before);
+
+    // --volumes-from: the other container's anonymous volume, read-only here.
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--volumes-from",
+        &format!("{id}:ro"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /data/f; touch /data/g",
+    ]);
+    assert_eq!(o.stdout, "shared\n", "{o}");
+    assert_ne!(o.code, 0, "the volume is read-only: {o}");
+    // --link: the other container's address under the alias and its name.
+    let ip = e.inspect(&id)["NetworkSettings"]["IPAddress"].as_str().unwrap().to_string();
+    let name = e.inspect(&id)["Name"].as_str().unwrap().trim_start_matches('/').to_string();
+    let o = e.c(&["run", "--rm", "--link", &format!("{name}:db"), "busybox", "cat", "/etc/hosts"]);
+    o.ok();
+    assert!(o.lines().iter().any(|l| l.starts_with(&ip) && l.split_whitespace().any(|w| w == "db")), "{o}");
+    // The shared volume outlives the --rm container that used it.
+    assert_eq!(e.c(&["exec", &id, "cat", "/data/f"]).stdout, "shared\n");
+}

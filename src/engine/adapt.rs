@@ -26,7 +26,13 @@ fn image_err(e: impl std::fmt::Display) -> EngineError {
 }
 
 /// Finds `name` in the store; pulls it when missing (policy "missing") or always ("always").
-pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, EngineError> {
+pub fn resolve_image(
+    e: &Engine,
+    name: &str,
+    pull: &str,
+    quiet: bool,
+    platform: Option<&str>,
+) -> Result<ImageInfo, EngineError> {
     use crate::image::store::{Store, StoreError};
     let store = Store::open(&e.data_root).map_err(image_err)?;
     if !matches!(pull, "missing" | "never" | "always") {
@@ -37,7 +43,7 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
         Ok(i) => i,
         Err(StoreError::NotFound(_)) if pull != "never" => {
             // The manifest just pulled, whatever the name points at by now.
-            let manifest = pull_image(&store, name)?;
+            let manifest = pull_image(&store, name, quiet, platform)?;
             store.resolve(&manifest.to_string()).map_err(image_err)?
         }
         Err(StoreError::NotFound(_)) => {
@@ -45,6 +51,16 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
         }
         Err(err) => return Err(image_err(err)),
     };
+    if let Some(p) = platform {
+        let want = crate::image::pull::parse_platform(p).map_err(image_err)?;
+        let have = (img.config.os.as_str(), img.config.architecture.as_str());
+        if (want.os.as_str(), want.architecture.as_str()) != have {
+            return Err(EngineError::Image(format!(
+                "image with reference {name} was found but its platform ({}/{}) does not match the specified platform ({p})",
+                have.0, have.1
+            )));
+        }
+    }
     store.ensure_snapshots(&img).map_err(image_err)?;
     let lowers = store.snapshot_dirs(&img);
     Ok(ImageInfo { id: img.config_digest.to_string(), lowers, config: img.config.config })
@@ -52,7 +68,12 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
 
 /// `image pull` with docker's defaults; its progress goes to stderr (stdout may carry the
 /// container id of `run -d`).
-fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::image::digest::Digest, EngineError> {
+fn pull_image(
+    store: &crate::image::store::Store,
+    name: &str,
+    quiet: bool,
+    platform: Option<&str>,
+) -> Result<crate::image::digest::Digest, EngineError> {
     use crate::image::pull::{self, PullOptions};
     use crate::image::registry::{Client, ClientOptions};
     let (r, _) = crate::image::store::normalise(name).map_err(image_err)?;
@@ -60,7 +81,8 @@ fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::i
         EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
     })?;
     let _redirect = StdoutToStderr::new();
-    pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false }).map_err(|err| {
+    let platform = platform.map(pull::parse_platform).transpose().map_err(image_err)?;
+    pull::pull(store, &client, &r, &PullOptions { platform, quiet }).map_err(|err| {
         EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
     })
 }
@@ -351,6 +373,17 @@ pub fn write_spec(
     let mut spec = bundle::build_spec(&image_config(&rec.image_config), rootfs, &opts).map_err(berr)?;
     if let Some(res) = spec.pointer_mut("/linux/resources").and_then(|r| r.as_object_mut()) {
         super::resources::apply(&s.resources, res);
+    }
+    if let Some(d) = &s.domainname {
+        spec["domainname"] = serde_json::json!(d);
+    }
+    if !s.annotations.is_empty() {
+        if !spec["annotations"].is_object() {
+            spec["annotations"] = serde_json::json!({});
+        }
+        for (k, v) in &s.annotations {
+            spec["annotations"][k] = serde_json::json!(v);
+        }
     }
     if s.privileged || s.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all")) {
         // "All" can only be what this process may grant (a host may lack some).

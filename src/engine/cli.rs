@@ -177,6 +177,39 @@ pub struct CreateOpts {
     /// Maximum time to allow one check to run.
     #[arg(long = "health-timeout")]
     pub health_timeout: Option<String>,
+    /// Write the container id to this file.
+    #[arg(long)]
+    pub cidfile: Option<String>,
+    /// Read labels from a file (KEY=VALUE lines).
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
+    /// Add an OCI annotation (KEY=VALUE) to the container's config.
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// Container NIS domain name.
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Suppress the pull output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Platform (os/arch) the image must have; pulls that one if missing.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Storage driver options (not supported by berth's overlay: refused).
+    #[arg(long = "storage-opt")]
+    pub storage_opt: Vec<String>,
+    /// User namespace: host (berth's engine does no user-namespace remapping).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Mount the volumes of another container (CONTAINER[:ro|rw]).
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Add a link to another container (NAME[:ALIAS]): its address in /etc/hosts.
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// OCI runtime to run the container with (berth).
+    #[arg(long)]
+    pub runtime: Option<String>,
     /// Logging driver: json-file (default), local or none.
     #[arg(long = "log-driver")]
     pub log_driver: Option<String>,

@@ -93,6 +93,10 @@ pub struct RunSpec {
     pub log_driver: Option<String>,
     #[serde(default)]
     pub log_opts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub domainname: Option<String>,
 }
 
 /// The container's health check: its own flags over the image's HEALTHCHECK.
@@ -495,9 +499,43 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     if let Some(w) = dests.windows(2).find(|w| w[0] == w[1]) {
         return Err(invalid(format!("duplicate mount point: {}", w[0])));
     }
+    for f in &c.label_file {
+        let text = std::fs::read_to_string(f).map_err(|e| invalid(format!("open {f}: {e}")))?;
+        for l in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            s.labels.insert(k.to_string(), v.to_string());
+        }
+    }
     for l in &c.label {
         let (k, v) = key_value("--label", l)?;
         s.labels.insert(k, v);
+    }
+    for a in &c.annotation {
+        let (k, v) = key_value("--annotation", a)?;
+        s.annotations.insert(k, v);
+    }
+    if let Some(d) = c.domainname.as_deref().filter(|d| !d.is_empty()) {
+        if d.len() > 64 || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return Err(invalid(format!("invalid --domainname {d:?}")));
+        }
+        s.domainname = Some(d.to_string());
+    }
+    if let Some(o) = c.storage_opt.first() {
+        return Err(invalid(format!(
+            "invalid --storage-opt {o:?}: berth's overlay storage has no per-container options (a size= quota needs overlay over xfs with the pquota mount option)"
+        )));
+    }
+    match c.userns.as_deref() {
+        None | Some("") | Some("host") => {}
+        Some(u) => {
+            return Err(invalid(format!(
+                "invalid --userns {u:?}: only host (the engine runs containers without user-namespace remapping)"
+            )))
+        }
+    }
+    match c.runtime.as_deref() {
+        None | Some("") | Some("berth") => {}
+        Some(r) => return Err(invalid(format!("unknown or invalid runtime name: {r}"))),
     }
     if let Some(m) = &c.memory {
         s.memory = Some(parse_size("--memory", m)?);

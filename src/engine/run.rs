@@ -181,6 +181,52 @@ fn mounts_of(e: &Engine, spec: &opts::RunSpec, image_volumes: &[String]) -> Resu
     Ok(out)
 }
 
+/// `--volumes-from C[:ro|rw]`: the volumes and binds of C (its anonymous volumes become shared,
+/// never removed with this container).
+fn volumes_from(cs: &Containers, specs: &[String]) -> Result<Vec<MountRec>, EngineError> {
+    let mut out = Vec::new();
+    for v in specs {
+        let (key, mode) = match v.rsplit_once(':') {
+            Some((k, m)) if m == "ro" || m == "rw" => (k, Some(m)),
+            _ => (v.as_str(), None),
+        };
+        let other = cs.find(key)?;
+        for m in &other.mounts {
+            let mut m = m.clone();
+            if let Some(mode) = mode {
+                m.rw = mode == "rw";
+            }
+            m.anonymous = false;
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// `--link NAME[:ALIAS]`: /etc/hosts entries for a running container's address.
+fn links_of(e: &Engine, cs: &Containers, links: &[String]) -> Result<Vec<(String, String)>, EngineError> {
+    let mut out = Vec::new();
+    for l in links {
+        let (name, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+        let other = cs.find(name).map_err(|_| EngineError::Invalid(format!("could not get container for {name}")))?;
+        if status(e, cs, &other.id).state != State::Running {
+            return Err(EngineError::Invalid(format!("cannot link to a non running container: /{}", other.name)));
+        }
+        let Some(ip) = other.net.ip.clone() else {
+            return Err(EngineError::Invalid(format!(
+                "cannot link to /{}: it has no address on a network",
+                other.name
+            )));
+        };
+        for h in [alias, other.name.as_str(), &other.id[..12]] {
+            if !out.iter().any(|(x, _): &(String, String)| x == h) {
+                out.push((h.to_string(), ip.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `create`: checks everything, then makes the record, the name claim, the image use and
 /// the volumes. Nothing is left behind when it fails.
 pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, EngineError> {
@@ -213,10 +259,25 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
             }
         }
     }
-    let img = adapt::resolve_image(e, &c.image, &c.pull)?;
+    if let Some(f) = c.cidfile.as_deref().filter(|f| !f.is_empty()) {
+        if std::path::Path::new(f).exists() {
+            return Err(EngineError::Invalid(format!(
+                "container ID file found, make sure the other container isn't running or delete {f}"
+            )));
+        }
+    }
+    let from = volumes_from(cs, &c.volumes_from)?;
+    let links = links_of(e, cs, &c.link)?;
+    spec.extra_hosts.extend(links);
+    let img = adapt::resolve_image(e, &c.image, &c.pull, c.quiet, c.platform.as_deref())?;
     let argv = adapt::process_args(&img.config, &spec)?;
     let id = store::new_id()?;
-    let mounts = mounts_of(e, &spec, &adapt::image_volumes(&img.config))?;
+    let mut mounts = mounts_of(e, &spec, &adapt::image_volumes(&img.config))?;
+    for m in from {
+        if !mounts.iter().any(|x| x.destination == m.destination) && !spec.tmpfs.iter().any(|t| t.0 == m.destination) {
+            mounts.push(m);
+        }
+    }
     let mut rec = Record {
         id: id.clone(),
         name: name.clone().unwrap_or_default(),
@@ -271,6 +332,15 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
                 let _ = vols.remove_unchecked(&n);
             });
         }
+    }
+    if let Some(f) = c.cidfile.as_deref().filter(|f| !f.is_empty()) {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(f).map_err(|err| {
+            EngineError::Invalid(format!(
+                "container ID file found, make sure the other container isn't running or delete {f}: {err}"
+            ))
+        })?;
+        file.write_all(rec.id.as_bytes()).map_err(|err| EngineError::Io { op: "write", path: f.into(), err })?;
     }
     undo.disarm();
     super::events::container(e, &rec, "create");
