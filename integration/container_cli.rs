@@ -712,3 +712,37 @@ fn run_flags_cidfile_labels_annotations_volumes_from_link() {
     // The shared volume outlives the --rm container that used it.
     assert_eq!(e.c(&["exec", &id, "cat", "/data/f"]).stdout, "shared\n");
 }
+
+#[test]
+fn format_templates_for_ls_images_inspect_and_stats() {
+    let e = Eng::new("cli-format");
+    let name = format!("fmt-{}", std::process::id());
+    let id = e.run_d(&["--name", &name, "--label", "tier=web", "busybox", "sleep", "300"]);
+    let short = &id[..12];
+    let o = e.c(&["ls", "--format", "table {{.ID}}\t{{.Names}}\t{{.Image}}", "--filter", &format!("id={id}")]);
+    o.ok();
+    // docker's tabwriter: cells padded to the widest + 3 (at least 10).
+    let w = name.len().max(5) + 3;
+    assert_eq!(o.stdout, format!("CONTAINER ID   {:<w$}IMAGE\n{short}   {name:<w$}busybox\n", "NAMES"));
+    let o = e.c(&["ls", "--format", "{{.Names | upper}} {{json .Labels}}", "--filter", &format!("id={id}")]);
+    assert_eq!(o.stdout, format!("{} \"tier=web\"\n", name.to_uppercase()));
+    let o = e.c(&[
+        "inspect",
+        "--format",
+        "{{.State.Status}} {{index .Config.Labels \"tier\"}} {{json .HostConfig.CpuShares}}",
+        &name,
+    ]);
+    assert_eq!(o.stdout, "running web 0\n");
+    let o = e.cmd(&["image", "ls", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(o.stdout, "busybox:latest\n");
+    let o = e.cmd(&["image", "inspect", "--format", "{{.Os}}/{{.Architecture}}", "busybox"]);
+    assert_eq!(o.stdout.trim(), format!("linux/{}", crate::common::images::host_arch()));
+    let o = e.c(&["stats", "--no-stream", "--format", "{{.Name}} {{.PIDs}}", &name]);
+    assert_eq!(o.stdout, format!("{name} 1\n"), "{o}");
+    let o = e.c(&["stats", "--no-stream", "--format", "table {{.Name}}\t{{.MemPerc}}", &name]);
+    assert!(o.stdout.starts_with(&format!("NAME{}MEM %\n{name}", " ".repeat(name.len().max(6) + 3 - 4))), "{o}");
+    // A bad template: one line, 125, nothing printed.
+    let bad = e.c(&["ls", "--format", "{{.ID"]);
+    assert_one_line(&bad, 125, &["template"]);
+    assert_one_line(&e.c(&["inspect", "--format", "{{nosuchfunc .ID}}", &name]), 125, &["nosuchfunc"]);
+}

@@ -393,6 +393,9 @@ pub enum ContainerCmd {
         all: bool,
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Go template ('table {{.Name}}\t{{.CPUPerc}}') or json.
+        #[arg(long)]
+        format: Option<String>,
         containers: Vec<String>,
     },
     /// Remove all stopped containers.

@@ -178,8 +178,8 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             adapt::runtime_top(e, &rec.id, &ps_args)?;
             Ok(0)
         }
-        ContainerCmd::Stats { no_stream, all, no_trunc, containers } => {
-            show::stats(e, &cs, &containers, all, no_stream, no_trunc)
+        ContainerCmd::Stats { no_stream, all, no_trunc, format, containers } => {
+            show::stats(e, &cs, &containers, all, no_stream, no_trunc, format.as_deref())
         }
         ContainerCmd::Prune { force: _ } => {
             let mut out = std::io::stdout().lock();

@@ -614,7 +614,12 @@ pub fn stats(
     all: bool,
     no_stream: bool,
     no_trunc: bool,
+    format: Option<&str>,
 ) -> Result<i32, EngineError> {
+    let tmpl_check = format.filter(|f| *f != "table").map(|f| if f == "json" { "{{json .}}" } else { f });
+    if let Some(f) = tmpl_check {
+        crate::template::Template::parse(f).map_err(template_err)?;
+    }
     let recs: Vec<Record> = if keys.is_empty() {
         let mut v: Vec<Record> =
             cs.all().into_iter().filter(|r| all || run::status(e, cs, &r.id).state == State::Running).collect();
@@ -641,7 +646,36 @@ pub fn stats(
         if !no_stream {
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
-        print_table(&mut out, &rows);
+        match tmpl_check {
+            Some(f) => {
+                let keys = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"];
+                let views: Vec<Value> = rows[1..]
+                    .iter()
+                    .map(|r| {
+                        let mut m: serde_json::Map<String, Value> =
+                            keys.iter().zip(r).map(|(k, v)| (k.to_string(), json!(v))).collect();
+                        m.insert("Container".into(), json!(r[0]));
+                        Value::Object(m)
+                    })
+                    .collect();
+                let names = [
+                    ("ID", "CONTAINER ID"),
+                    ("Container", "CONTAINER"),
+                    ("Name", "NAME"),
+                    ("CPUPerc", "CPU %"),
+                    ("MemUsage", "MEM USAGE / LIMIT"),
+                    ("MemPerc", "MEM %"),
+                    ("NetIO", "NET I/O"),
+                    ("BlockIO", "BLOCK I/O"),
+                    ("PIDs", "PIDS"),
+                ]
+                .into_iter()
+                .collect();
+                let text = crate::template::render_rows(f, &views, &names).map_err(template_err)?;
+                let _ = out.write_all(text.as_bytes());
+            }
+            None => print_table(&mut out, &rows),
+        }
         let _ = out.flush();
         if no_stream {
             return Ok(0);

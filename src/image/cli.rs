@@ -74,6 +74,9 @@ pub enum ImageCmd {
     },
     /// Show details of images as a JSON array.
     Inspect {
+        /// A template such as '{{.Id}}' or '{{json .Config}}'.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -151,7 +154,7 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             Ok(())
         }
         ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
-        ImageCmd::Inspect { images } => inspect(&store, &images),
+        ImageCmd::Inspect { format, images } => inspect(&store, &images, format.as_deref()),
         ImageCmd::Tag { source, target } => tag(&store, &source, &target),
         ImageCmd::Rm { force, images } => rm(&store, &images, force),
         ImageCmd::Prune { all, force: _ } => prune(&store, all),
@@ -367,7 +370,8 @@ fn ls(store: &Store, quiet: bool, digests: bool, format: Option<&str>, no_trunc:
                 let _ = writeln!(out, "{}", s.trim_end());
             }
         }
-        Some("json") | Some("{{json .}}") => {
+        Some(f) => {
+            let mut views = Vec::new();
             for r in &rows {
                 let v = serde_json::json!({
                     "Containers": "N/A",
@@ -382,10 +386,22 @@ fn ls(store: &Store, quiet: bool, digests: bool, format: Option<&str>, no_trunc:
                     "UniqueSize": "N/A",
                     "VirtualSize": human_size(r.size),
                 });
-                let _ = writeln!(out, "{v}");
+                views.push(v);
             }
+            let names = [
+                ("Repository", "REPOSITORY"),
+                ("Tag", "TAG"),
+                ("ID", "IMAGE ID"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("Size", "SIZE"),
+                ("Digest", "DIGEST"),
+            ]
+            .into_iter()
+            .collect();
+            let text = crate::template::render_rows(f, &views, &names).map_err(|e| CliError::Usage(e.to_string()))?;
+            let _ = out.write_all(text.as_bytes());
         }
-        Some(f) => return Err(CliError::Usage(format!("unsupported --format {f:?} (table or json)"))),
     }
     Ok(())
 }
@@ -424,7 +440,11 @@ fn inspect_json(img: &Image) -> serde_json::Value {
     v
 }
 
-fn inspect(store: &Store, queries: &[String]) -> Result<(), CliError> {
+fn inspect(store: &Store, queries: &[String], format: Option<&str>) -> Result<(), CliError> {
+    let tmpl = format
+        .map(|f| crate::template::Template::parse(if f == "json" { "{{json .}}" } else { f }))
+        .transpose()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let index = store.read_index()?;
     let mut found = Vec::new();
     let mut first_err = None;
@@ -446,8 +466,14 @@ fn inspect(store: &Store, queries: &[String]) -> Result<(), CliError> {
             }
         }
     }
-    let s = serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_else(|_| "[]".into());
-    println!("{s}");
+    if let Some(t) = &tmpl {
+        for v in &found {
+            println!("{}", t.render(v).map_err(|e| CliError::Usage(e.to_string()))?);
+        }
+    } else {
+        let s = serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_else(|_| "[]".into());
+        println!("{s}");
+    }
     match first_err {
         Some(e) => Err(e.into()),
         None => Ok(()),
