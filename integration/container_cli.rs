@@ -746,3 +746,38 @@ fn format_templates_for_ls_images_inspect_and_stats() {
     assert_one_line(&bad, 125, &["template"]);
     assert_one_line(&e.c(&["inspect", "--format", "{{nosuchfunc .ID}}", &name]), 125, &["nosuchfunc"]);
 }
+
+#[test]
+fn runtime_flag_runs_the_container_with_a_configured_runtime() {
+    let Some(runc) = ["/usr/sbin/runc", "/usr/bin/runc"].into_iter().find(|p| std::path::Path::new(p).exists()) else {
+        eprintln!("runc not installed: skipped");
+        return;
+    };
+    let e = Eng::new("cli-runtime");
+    fs::write(e.data.join("runtimes.json"), format!(r#"{{"runc": {{"path": "{runc}"}}}}"#)).unwrap();
+    let id = e.run_d(&["--runtime", "runc", "--cpu-shares", "768", "busybox", "sleep", "300"]);
+    // runc holds the container (its own state root), not berth.
+    let rroot = e.ctx.root.join("runtimes/runc");
+    let list = std::process::Command::new(runc).arg("--root").arg(&rroot).args(["list", "-q"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), id);
+    assert!(!e.ctx.root.join(&id).exists(), "berth's runtime state must not hold it");
+    let pid = pid_of(&e, &id);
+    assert_eq!(cg_file(&pid, "cpu", "cpu.shares"), "768");
+    assert_eq!(e.c(&["exec", &id, "echo", "via-runc"]).stdout, "via-runc\n");
+    e.c(&["update", "--cpu-shares", "300", &id]).ok();
+    assert_eq!(cg_file(&pid, "cpu", "cpu.shares"), "300");
+    e.c(&["pause", &id]).ok();
+    assert_eq!(e.status(&id), "paused");
+    e.c(&["unpause", &id]).ok();
+    e.c(&["stop", "-t", "1", &id]).ok();
+    assert_eq!(e.status(&id), "exited");
+    e.c(&["rm", &id]).ok();
+    e.assert_gone(&id);
+    let list = std::process::Command::new(runc).arg("--root").arg(&rroot).args(["list", "-q"]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "");
+    assert_one_line(
+        &e.c(&["run", "--rm", "--runtime", "crunchy", "busybox", "true"]),
+        125,
+        &["unknown or invalid runtime name: crunchy"],
+    );
+}

@@ -97,6 +97,9 @@ pub struct RunSpec {
     pub annotations: BTreeMap<String, String>,
     #[serde(default)]
     pub domainname: Option<String>,
+    /// `--runtime NAME` (None: berth).
+    #[serde(default)]
+    pub runtime: Option<String>,
 }
 
 /// The container's health check: its own flags over the image's HEALTHCHECK.
@@ -533,10 +536,7 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
             )))
         }
     }
-    match c.runtime.as_deref() {
-        None | Some("") | Some("berth") => {}
-        Some(r) => return Err(invalid(format!("unknown or invalid runtime name: {r}"))),
-    }
+
     if let Some(m) = &c.memory {
         s.memory = Some(parse_size("--memory", m)?);
     }

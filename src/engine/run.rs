@@ -266,6 +266,7 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
             )));
         }
     }
+    spec.runtime = super::runtimes::check(&e.data_root, c.runtime.as_deref())?;
     let from = volumes_from(cs, &c.volumes_from)?;
     let links = links_of(e, cs, &c.link)?;
     spec.extra_hosts.extend(links);
@@ -332,6 +333,10 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
                 let _ = vols.remove_unchecked(&n);
             });
         }
+    }
+    if let Some(r) = &rec.spec.runtime {
+        let p = cs.path(&rec.id).join(super::runtimes::MARK);
+        fs::write(&p, r).map_err(|err| EngineError::Io { op: "write", path: p, err })?;
     }
     if let Some(f) = c.cidfile.as_deref().filter(|f| !f.is_empty()) {
         use std::io::Write;
