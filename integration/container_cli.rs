@@ -781,3 +781,16 @@ fn runtime_flag_runs_the_container_with_a_configured_runtime() {
         &["unknown or invalid runtime name: crunchy"],
     );
 }
+
+#[test]
+fn attach_flag_selects_the_streams() {
+    let e = Eng::new("cli-attach");
+    let o = e.c(&["run", "--rm", "-a", "stderr", "busybox", "sh", "-c", "echo out; echo err >&2; exit 3"]);
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (3, "", "err\n"), "{o}");
+    let o = e.c(&["run", "--rm", "-a", "STDOUT", "busybox", "sh", "-c", "echo out; echo err >&2"]);
+    assert_eq!((o.code, o.stdout.as_str(), o.stderr.as_str()), (0, "out\n", ""), "{o}");
+    let before = e.container_dirs();
+    assert_one_line(&e.c(&["run", "-d", "-a", "stdout", "busybox", "true"]), 125, &["--attach", "--detach"]);
+    assert_one_line(&e.c(&["run", "-a", "stdvoid", "busybox", "true"]), 125, &["stdvoid"]);
+    assert_eq!(e.container_dirs(), before);
+}

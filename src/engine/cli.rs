@@ -177,6 +177,9 @@ pub struct CreateOpts {
     /// Maximum time to allow one check to run.
     #[arg(long = "health-timeout")]
     pub health_timeout: Option<String>,
+    /// Attach to STDIN, STDOUT or STDERR (default: all of them).
+    #[arg(short = 'a', long)]
+    pub attach: Vec<String>,
     /// Write the container id to this file.
     #[arg(long)]
     pub cidfile: Option<String>,

@@ -255,6 +255,20 @@ fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) ->
 }
 
 fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> {
+    let mut streams = Vec::new();
+    for s in &a.c.attach {
+        match s.to_ascii_lowercase().as_str() {
+            v @ ("stdin" | "stdout" | "stderr") => streams.push(v.to_string()),
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid argument {s:?} for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR"
+                )))
+            }
+        }
+    }
+    if a.detach && !streams.is_empty() {
+        return Err(EngineError::Invalid("conflicting options: cannot specify both --attach and --detach".into()));
+    }
     let rec = run::create(e, cs, &a.c)?;
     let started = match run::start(e, cs, &rec.id, !a.detach) {
         Ok(s) => s,
@@ -267,7 +281,15 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
     match started {
         Started::Spawned { shim_pid, sock: Some(sock) } => {
             let shim = berth::pidfd::open(shim_pid).ok();
-            let code = adapt::shim_relay(sock, rec.spec.stdin_open, rec.spec.tty, &cs.path(&rec.id), a.sig_proxy)?;
+            // -a: the streams not named are not shown (nor read, for stdin).
+            let want = |s: &str| streams.is_empty() || streams.iter().any(|x| x == s);
+            let hidden: Vec<i32> =
+                [(1, "stdout"), (2, "stderr")].into_iter().filter(|(_, s)| !want(s)).map(|(fd, _)| fd).collect();
+            let stdin = rec.spec.stdin_open && want("stdin");
+            let code = {
+                let _hide = Redirect::fds(&hidden);
+                adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id), a.sig_proxy)
+            }?;
             if rec.spec.auto_remove {
                 // As docker's CLI: return once the container is removed.
                 if let Some(fd) = &shim {
@@ -318,14 +340,19 @@ struct Redirect {
 
 impl Redirect {
     fn new(stdin: bool, all: bool) -> Redirect {
-        let mut saved = Vec::new();
-        let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
-            return Redirect { saved };
-        };
         let fds: &[i32] = match (stdin, all) {
             (_, true) => &[0, 1, 2],
             (true, false) => &[0],
             (false, false) => &[],
+        };
+        Redirect::fds(fds)
+    }
+
+    /// Points `fds` at /dev/null until dropped.
+    fn fds(fds: &[i32]) -> Redirect {
+        let mut saved = Vec::new();
+        let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
+            return Redirect { saved };
         };
         for &fd in fds {
             // SAFETY: duplicating and replacing the standard descriptors; the saved copies
