@@ -422,6 +422,41 @@ fn events_record_the_lifecycle_and_follow() {
     f.ok();
     assert_eq!(f.lines().first().map(String::as_str), Some(format!("container create {name}").as_str()), "{f}");
     assert!(f.lines().iter().any(|l| l == &format!("container destroy {name}")), "{f}");
+    // Volumes and networks have theirs.
+    let t2 = format!("{:.3}", secs());
+    let vname = format!("evvol{}", std::process::id());
+    let nname = format!("evnet{}", std::process::id());
+    e.cmd(&["volume", "create", &vname]).ok();
+    e.cmd(&["volume", "rm", &vname]).ok();
+    e.cmd(&["network", "create", &nname]).ok();
+    e.cmd(&["network", "rm", &nname]).ok();
+    let t3 = format!("{:.3}", secs());
+    let o = e.cmd(&[
+        "events",
+        "--since",
+        &t2,
+        "--until",
+        &t3,
+        "--filter",
+        "type=volume",
+        "--filter",
+        "type=network",
+        "--format",
+        "{{.Type}} {{.Action}}",
+    ]);
+    assert_eq!(o.lines(), ["volume create", "volume destroy", "network create", "network destroy"], "{o}");
+    let o = e.cmd(&[
+        "events",
+        "--since",
+        &t2,
+        "--until",
+        &t3,
+        "--filter",
+        &format!("network={nname}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert_eq!(o.lines(), ["create", "destroy"], "{o}");
     // Bad input: one line, 125.
     assert_one_line(&e.cmd(&["events", "--filter", "colour=red", "--until", &t1]), 125, &["colour"]);
     assert_one_line(&e.cmd(&["events", "--since", "yesterday", "--until", &t1]), 125, &["yesterday"]);

@@ -11,6 +11,16 @@ use std::io::{BufRead, Seek, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Records `action` on an object of `kind` (image, network, volume) named `name` with id `id`
+/// in the journal of `data_root` (best effort: the change itself already happened).
+pub fn record(data_root: &Path, kind: &str, action: &str, id: &str, name: &str) {
+    let mut a = BTreeMap::new();
+    if !name.is_empty() {
+        a.insert("name".to_string(), name.to_string());
+    }
+    let _ = Journal::new(data_root).append(&Event::new(kind, action, id, a));
+}
+
 /// The file under the data root.
 pub const FILE: &str = "events.jsonl";
 /// How many events the journal keeps (docker keeps 256 in memory; a file can keep more).

@@ -147,15 +147,20 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             Ok(())
         }
         ImageCmd::Pull { platform, insecure, tls_ca, authfile, quiet, reference } => {
-            let (r, _) = normalise(&reference)?;
+            let (r, canonical) = normalise(&reference)?;
             let platform = platform.as_deref().map(pull::parse_platform).transpose()?;
             let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
+            crate::events::record(data_root, "image", "pull", familiar(&canonical), "");
             Ok(())
         }
         ImageCmd::Ls { quiet, digests, format, no_trunc } => ls(&store, quiet, digests, format.as_deref(), no_trunc),
         ImageCmd::Inspect { format, images } => inspect(&store, &images, format.as_deref()),
-        ImageCmd::Tag { source, target } => tag(&store, &source, &target),
+        ImageCmd::Tag { source, target } => {
+            tag(&store, &source, &target)?;
+            crate::events::record(data_root, "image", "tag", &source, &target);
+            Ok(())
+        }
         ImageCmd::Rm { force, images } => rm(&store, &images, force),
         ImageCmd::Prune { all, force: _ } => prune(&store, all),
         ImageCmd::Unpack { image, dir } => unpack_flat(&store, &image, &dir),

@@ -107,6 +107,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                 }
                 config::create(data_root, &name, subnet.as_deref(), gateway.as_deref(), internal)?
             };
+            crate::events::record(data_root, "network", "create", &n.id, &name);
             let _ = writeln!(out, "{}", n.id);
         }
         NetworkCmd::Ls { quiet } => {
@@ -162,6 +163,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
             for n in &names {
                 match super::remove_network(data_root, n) {
                     Ok(()) => {
+                        crate::events::record(data_root, "network", "destroy", n, n);
                         let _ = writeln!(out, "{n}");
                     }
                     Err(e) => {
@@ -175,6 +177,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
         }
         NetworkCmd::Prune { force: _ } => {
             for n in super::prune(data_root)? {
+                crate::events::record(data_root, "network", "destroy", &n, &n);
                 let _ = writeln!(out, "{n}");
             }
         }
