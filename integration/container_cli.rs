@@ -829,3 +829,56 @@ fn attach_flag_selects_the_streams() {
     assert_one_line(&e.c(&["run", "-a", "stdvoid", "busybox", "true"]), 125, &["stdvoid"]);
     assert_eq!(e.container_dirs(), before);
 }
+
+#[test]
+fn detach_keys_leave_the_container_running() {
+    use std::os::unix::process::CommandExt;
+    let e = Eng::new("cli-detach");
+    for (keys, typed) in [(None, &b"\x10\x11"[..]), (Some("ctrl-a,x"), &b"\x01x"[..])] {
+        let ws = nix::pty::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+        let p = nix::pty::openpty(Some(&ws), None).unwrap();
+        let mut args = vec!["run", "-i", "-t"];
+        if let Some(k) = keys {
+            args.extend(["--detach-keys", k]);
+        }
+        args.extend(["busybox", "sh"]);
+        let mut v = vec!["container"];
+        v.extend(args);
+        let mut cmd = e.command(&v);
+        let s = || std::process::Stdio::from(p.slave.try_clone().unwrap());
+        cmd.stdin(s()).stdout(s()).stderr(s());
+        // SAFETY: only async-signal-safe setsid and ioctl between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().unwrap();
+        // Wait for the container to run.
+        let ok = wait_until(Duration::from_secs(10), || {
+            let ids = e.c(&["ls", "-q"]).stdout;
+            !ids.trim().is_empty()
+        });
+        assert!(ok, "the container did not start");
+        std::thread::sleep(Duration::from_millis(300));
+        // The sequence typed on the caller's terminal.
+        nix::unistd::write(&p.master, typed).unwrap();
+        let exited = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+        if !exited {
+            let _ = child.kill();
+        }
+        assert!(exited, "the CLI did not detach on {typed:?}");
+        assert!(child.wait().unwrap().success());
+        let id = e.c(&["ls", "-q", "--no-trunc"]).stdout.trim().to_string();
+        assert_eq!(e.status(&id), "running", "the container goes on after a detach");
+        e.c(&["rm", "-f", &id]).ok();
+    }
+    assert_one_line(
+        &e.c(&["run", "--rm", "-it", "--detach-keys", "ctrl-pq", "busybox", "true"]),
+        125,
+        &["detach keys"],
+    );
+}

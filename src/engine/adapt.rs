@@ -480,6 +480,22 @@ pub fn shim_spawn_attached(
     crate::shim::spawn_attached(cfg).map(|(i, s)| (i.shim_pid, s)).map_err(shim_err)
 }
 
+/// [`shim_relay`] that ends at the detach keys: None = detached (the container goes on).
+pub fn shim_relay_detachable(
+    sock: std::os::unix::net::UnixStream,
+    stdin: bool,
+    tty: bool,
+    dir: &Path,
+    sig_proxy: bool,
+    keys: &[u8],
+) -> Result<Option<i32>, EngineError> {
+    match crate::shim::relay_with(sock, stdin, tty, Some(dir), sig_proxy, Some(keys)) {
+        Ok(crate::shim::RelayEnd::Exit(c)) => Ok(Some(c)),
+        Ok(crate::shim::RelayEnd::Detached) => Ok(None),
+        Err(e) => Err(EngineError::Msg(e.to_string())),
+    }
+}
+
 pub fn shim_relay(
     sock: std::os::unix::net::UnixStream,
     stdin: bool,

@@ -180,6 +180,9 @@ pub struct CreateOpts {
     /// Attach to STDIN, STDOUT or STDERR (default: all of them).
     #[arg(short = 'a', long)]
     pub attach: Vec<String>,
+    /// Key sequence that detaches from a -i -t container (default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
     /// Write the container id to this file.
     #[arg(long)]
     pub cidfile: Option<String>,
@@ -222,11 +225,22 @@ pub struct CreateOpts {
     /// Disable any container-specified HEALTHCHECK.
     #[arg(long = "no-healthcheck")]
     pub no_healthcheck: bool,
-    /// Image.
-    pub image: String,
-    /// Command and arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Image, then the command and its arguments: everything after the image is the
+    /// command's, as docker parses it (`busybox -c x` is not `--cpu-shares`).
+    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl CreateOpts {
+    /// The image named.
+    pub fn image(&self) -> &str {
+        self.args.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// The command and its arguments given after the image.
+    pub fn command(&self) -> &[String] {
+        self.args.get(1..).unwrap_or(&[])
+    }
 }
 
 #[derive(Args, Debug, Clone)]

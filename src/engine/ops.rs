@@ -266,6 +266,14 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
             }
         }
     }
+    let keys = match a.c.detach_keys.as_deref() {
+        None => crate::shim::parse_detach_keys("ctrl-p,ctrl-q"),
+        Some("") => None,
+        Some(k) => Some(
+            crate::shim::parse_detach_keys(k)
+                .ok_or_else(|| EngineError::Invalid(format!("invalid detach keys ({k}) provided")))?,
+        ),
+    };
     if a.detach && !streams.is_empty() {
         return Err(EngineError::Invalid("conflicting options: cannot specify both --attach and --detach".into()));
     }
@@ -286,10 +294,21 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
             let hidden: Vec<i32> =
                 [(1, "stdout"), (2, "stderr")].into_iter().filter(|(_, s)| !want(s)).map(|(fd, _)| fd).collect();
             let stdin = rec.spec.stdin_open && want("stdin");
+            let dir = cs.path(&rec.id);
             let code = {
                 let _hide = Redirect::fds(&hidden);
-                adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id), a.sig_proxy)
-            }?;
+                match &keys {
+                    // docker's escape sequence applies to a terminal with stdin.
+                    Some(k) if stdin && rec.spec.tty => {
+                        adapt::shim_relay_detachable(sock, stdin, rec.spec.tty, &dir, a.sig_proxy, k)?
+                    }
+                    _ => Some(adapt::shim_relay(sock, stdin, rec.spec.tty, &dir, a.sig_proxy)?),
+                }
+            };
+            let Some(code) = code else {
+                // Detached: the container goes on (docker's CLI says nothing either).
+                return Ok(0);
+            };
             if rec.spec.auto_remove {
                 // As docker's CLI: return once the container is removed.
                 if let Some(fd) = &shim {

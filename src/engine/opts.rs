@@ -417,7 +417,7 @@ fn parse_ulimit(s: &str) -> Result<(String, u64, u64), EngineError> {
 /// is resolved by the caller).
 pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     let mut s = RunSpec {
-        cmd: c.command.clone(),
+        cmd: c.command().to_vec(),
         env: parse_env(&c.env, &c.env_file)?,
         workdir: c.workdir.clone().filter(|w| !w.is_empty()),
         user: c.user.clone().filter(|u| !u.is_empty()),

@@ -270,7 +270,7 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
     let from = volumes_from(cs, &c.volumes_from)?;
     let links = links_of(e, cs, &c.link)?;
     spec.extra_hosts.extend(links);
-    let img = adapt::resolve_image(e, &c.image, &c.pull, c.quiet, c.platform.as_deref())?;
+    let img = adapt::resolve_image(e, c.image(), &c.pull, c.quiet, c.platform.as_deref())?;
     let argv = adapt::process_args(&img.config, &spec)?;
     let id = store::new_id()?;
     let mut mounts = mounts_of(e, &spec, &adapt::image_volumes(&img.config))?;
@@ -283,7 +283,7 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
         id: id.clone(),
         name: name.clone().unwrap_or_default(),
         created: adapt::now_rfc3339(),
-        image: c.image.clone(),
+        image: c.image().to_string(),
         image_id: img.id.clone(),
         lowers: img.lowers,
         image_config: img.config,
