@@ -882,3 +882,48 @@ fn detach_keys_leave_the_container_running() {
         &["detach keys"],
     );
 }
+
+/// The docker CLI's output for the same templates, through a private dockerd 20.10: ls and
+/// inspect templates (tabwriter alignment, header names, functions), the event lines of the
+/// same lifecycle, and system df's rows.
+#[test]
+fn formats_match_docker() {
+    let e = Eng::new("cli-vs-docker");
+    let d = crate::layers::Dockerd::start(&e.ctx);
+    let (archive, _) = crate::container::archives();
+    let out = |mut c: std::process::Command| {
+        let o = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8(o.stdout).unwrap()
+    };
+    out(d.docker(&["load", "-i", archive.to_str().unwrap()]));
+    let secs = || std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs_f64();
+    let t0 = format!("{:.3}", secs());
+    let name = format!("vsdocker-{}", std::process::id());
+    let run =
+        ["run", "--name", name.as_str(), "--network", "none", "--label", "tier=web", "busybox", "sh", "-c", "exit 3"];
+    let _ = d.docker(&run).status();
+    let o = e.c(&run);
+    assert_eq!(o.code, 3, "{o}");
+    for t in ["table {{.Names}}\t{{.Image}}\t{{.Labels}}\t{{.State}}", "{{.Names | upper}} {{json .Labels}} {{.Image}}"]
+    {
+        let theirs = out(d.docker(&["ps", "-a", "--format", t]));
+        let ours = e.c(&["ls", "-a", "--format", t]);
+        assert_eq!(ours.stdout, theirs, "ls --format {t:?}");
+    }
+    for t in ["{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{json .Config.Labels}} {{index .Config.Labels \"tier\"}} {{.Config.Cmd}}"] {
+        let theirs = out(d.docker(&["inspect", "--format", t, &name]));
+        let ours = e.c(&["inspect", "--format", t, &name]);
+        assert_eq!(ours.stdout, theirs, "inspect --format {t:?}");
+    }
+    out(d.docker(&["rm", &name]));
+    e.c(&["rm", &name]).ok();
+    let t1 = format!("{:.3}", secs());
+    let t = "{{.Type}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.exitCode}}";
+    let f = format!("container={name}");
+    let theirs = out(d.docker(&["events", "--since", &t0, "--until", &t1, "--filter", &f, "--format", t]));
+    let ours = e.cmd(&["events", "--since", &t0, "--until", &t1, "--filter", &f, "--format", t]);
+    assert_eq!(ours.stdout, theirs, "events");
+    let t = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}";
+    assert_eq!(e.cmd(&["system", "df", "--format", t]).stdout, out(d.docker(&["system", "df", "--format", t])));
+}

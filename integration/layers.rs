@@ -518,7 +518,7 @@ fn corrupt_layers_fail_naming_the_entry_store_unchanged() {
 /// bridge, no iptables, its own cgroup parent; stopped by pid on drop, with what it leaves on
 /// the host (`/etc/docker/key.json` and `/run/docker` when they were not there, its cgroup
 /// dirs) removed.
-struct Dockerd {
+pub(crate) struct Dockerd {
     dir: PathBuf,
     child: Option<Child>,
     key_was_there: bool,
@@ -529,7 +529,7 @@ struct Dockerd {
 const DOCKER_KEY: &str = "/etc/docker/key.json";
 
 impl Dockerd {
-    fn start(ctx: &Ctx) -> Dockerd {
+    pub(crate) fn start(ctx: &Ctx) -> Dockerd {
         let dir = ctx.tempdir("dockerd");
         let cgroup = format!("berth-layers-{}", std::process::id());
         let log = fs::File::create(dir.join("dockerd.log")).unwrap();
@@ -566,7 +566,7 @@ impl Dockerd {
 
     /// Debian's docker 20.10 CLI (its BuildKit client is built in; a newer CLI elsewhere on
     /// PATH wants a buildx plugin).
-    fn docker(&self, args: &[&str]) -> Command {
+    pub(crate) fn docker(&self, args: &[&str]) -> Command {
         let mut c = Command::new("/usr/bin/docker");
         c.arg("-H").arg(format!("unix://{}", self.dir.join("docker.sock").display())).args(args);
         c.env("DOCKER_CONFIG", &self.dir).env("DOCKER_BUILDKIT", "0").stdout(Stdio::null()).stderr(Stdio::null());

@@ -168,6 +168,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                     "you cannot attach to a stopped container, start it first".to_string(),
                 ));
             }
+            super::events::container(e, &rec, "attach");
             adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty, sig_proxy)
         }
         ContainerCmd::Top { container, ps_args } => {
