@@ -911,7 +911,7 @@ fn formats_match_docker() {
         let ours = e.c(&["ls", "-a", "--format", t]);
         assert_eq!(ours.stdout, theirs, "ls --format {t:?}");
     }
-    for t in ["{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{json .Config.Labels}} {{index .Config.Labels \"tier\"}} {{.Config.Cmd}}"] {
+    for t in ["{{.Name}} {{.State.Status}} {{.State.ExitCode}} {{json .Config.Labels}} {{index .Config.Labels \"tier\"}} {{.Config.Cmd}}", "{{.Config.Image}} {{.State.Running}} {{.HostConfig.NetworkMode}}"] {
         let theirs = out(d.docker(&["inspect", "--format", t, &name]));
         let ours = e.c(&["inspect", "--format", t, &name]);
         assert_eq!(ours.stdout, theirs, "inspect --format {t:?}");
