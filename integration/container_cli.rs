@@ -744,6 +744,25 @@ fn run_flags_cidfile_labels_annotations_volumes_from_link() {
     let o = e.c(&["run", "--rm", "--link", &format!("{name}:db"), "busybox", "cat", "/etc/hosts"]);
     o.ok();
     assert!(o.lines().iter().any(|l| l.starts_with(&ip) && l.split_whitespace().any(|w| w == "db")), "{o}");
+    // --mac-address: the container's interface has it.
+    let o =
+        e.c(&["run", "--rm", "--mac-address", "02:42:AC:11:00:99", "busybox", "cat", "/sys/class/net/eth0/address"]);
+    assert_eq!(o.stdout, "02:42:ac:11:00:99\n", "{o}");
+    assert_one_line(
+        &e.c(&["run", "--rm", "--mac-address", "02:42:ac:11:00", "busybox", "true"]),
+        125,
+        &["not a valid mac address"],
+    );
+    assert_one_line(
+        &e.c(&["run", "--rm", "--mac-address", "03:42:ac:11:00:99", "busybox", "true"]),
+        125,
+        &["multicast"],
+    );
+    assert_one_line(
+        &e.c(&["run", "--rm", "--network", "none", "--mac-address", "02:42:ac:11:00:99", "busybox", "true"]),
+        125,
+        &["mac-address"],
+    );
     // The shared volume outlives the --rm container that used it.
     assert_eq!(e.c(&["exec", &id, "cat", "/data/f"]).stdout, "shared\n");
 }

@@ -217,12 +217,22 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     let mode = match s.network.as_str() {
         "none" => NetMode::None,
         "host" => NetMode::Host,
-        "bridge" | "default" => NetMode::Bridge,
+        "bridge" | "default" => {
+            if s.mac_address.is_some() {
+                networks.push(NetRequest {
+                    network: "bridge".into(),
+                    mac: s.mac_address.clone(),
+                    ..Default::default()
+                });
+            }
+            NetMode::Bridge
+        }
         n => match n.strip_prefix("container:") {
             Some(id) => NetMode::Container(id.to_string()),
             None => {
                 let ip = s.ip.as_deref().and_then(|i| i.parse().ok());
-                networks.push(NetRequest { network: n.to_string(), aliases: s.network_aliases.clone(), ip });
+                let mac = s.mac_address.clone();
+                networks.push(NetRequest { network: n.to_string(), aliases: s.network_aliases.clone(), ip, mac });
                 NetMode::Bridge
             }
         },

@@ -180,6 +180,9 @@ pub struct CreateOpts {
     /// Attach to STDIN, STDOUT or STDERR (default: all of them).
     #[arg(short = 'a', long)]
     pub attach: Vec<String>,
+    /// Container MAC address (e.g. 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
     /// Key sequence that detaches from a -i -t container (default ctrl-p,ctrl-q).
     #[arg(long = "detach-keys")]
     pub detach_keys: Option<String>,

@@ -100,6 +100,8 @@ pub struct RunSpec {
     /// `--runtime NAME` (None: berth).
     #[serde(default)]
     pub runtime: Option<String>,
+    #[serde(default)]
+    pub mac_address: Option<String>,
 }
 
 /// The container's health check: its own flags over the image's HEALTHCHECK.
@@ -522,6 +524,20 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
             return Err(invalid(format!("invalid --domainname {d:?}")));
         }
         s.domainname = Some(d.to_string());
+    }
+    if let Some(m) = c.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        let bytes: Vec<Option<u8>> =
+            m.split(':').map(|b| if b.len() == 2 { u8::from_str_radix(b, 16).ok() } else { None }).collect();
+        if bytes.len() != 6 || bytes.iter().any(Option::is_none) {
+            return Err(invalid(format!("{m} is not a valid mac address")));
+        }
+        if bytes[0].is_some_and(|b| b & 1 == 1) {
+            return Err(invalid(format!("{m} is a multicast address: a container's address must be unicast")));
+        }
+        if matches!(c.network.as_str(), "host" | "none") || c.network.starts_with("container:") {
+            return Err(invalid("conflicting options: mac-address and the network mode".into()));
+        }
+        s.mac_address = Some(m.to_ascii_lowercase());
     }
     if let Some(o) = c.storage_opt.first() {
         return Err(invalid(format!(

@@ -241,7 +241,7 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
         match m {
             Some(m) if a.networks.len() == 1 => mode = m,
             Some(_) => return Err(NetError::Msg(format!("--network {n} cannot be combined with other networks"))),
-            None => networks.push(NetRequest { network: n.clone(), aliases: Vec::new(), ip: None }),
+            None => networks.push(NetRequest { network: n.clone(), aliases: Vec::new(), ip: None, mac: None }),
         }
     }
     for w in networks.iter_mut().filter(|w| w.network != config::DEFAULT_NETWORK) {
@@ -250,9 +250,12 @@ fn attach_request(a: AttachArgs) -> Result<AttachRequest, NetError> {
     if let Some(ip) = a.ip {
         match networks.first_mut() {
             Some(w) => w.ip = Some(ip),
-            None if mode == NetMode::Bridge => {
-                networks.push(NetRequest { network: config::DEFAULT_NETWORK.into(), aliases: Vec::new(), ip: Some(ip) })
-            }
+            None if mode == NetMode::Bridge => networks.push(NetRequest {
+                network: config::DEFAULT_NETWORK.into(),
+                aliases: Vec::new(),
+                ip: Some(ip),
+                mac: None,
+            }),
             None => return Err(NetError::Msg("--ip needs a bridge network".into())),
         }
     }

@@ -57,6 +57,8 @@ pub struct NetRequest {
     pub aliases: Vec<String>,
     /// A static address inside the network's subnet.
     pub ip: Option<Ipv4Addr>,
+    /// A static MAC address of the container's interface (set by the tuning plugin).
+    pub mac: Option<String>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -398,6 +400,13 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
                     routes.retain(|r| r["dst"] != "0.0.0.0/0");
                 } else if routes.iter().any(|r| r["dst"] == "0.0.0.0/0") {
                     default_route = true;
+                }
+            }
+            if let Some(mac) = &w.mac {
+                if let Some(ps) = list["plugins"].as_array_mut() {
+                    for p in ps.iter_mut().filter(|p| p["type"] == "tuning") {
+                        p["mac"] = json!(mac);
+                    }
                 }
             }
             let mut rc = json!({});
