@@ -900,6 +900,33 @@ fn detach_keys_leave_the_container_running() {
         125,
         &["detach keys"],
     );
+
+    // attach: the same keys leave it again.
+    let id = e.run_d(&["-i", "-t", "busybox", "sh"]);
+    let ws = nix::pty::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
+    let p = nix::pty::openpty(Some(&ws), None).unwrap();
+    let mut cmd = e.command(&["container", "attach", &id]);
+    let s = || std::process::Stdio::from(p.slave.try_clone().unwrap());
+    cmd.stdin(s()).stdout(s()).stderr(s());
+    // SAFETY: only async-signal-safe setsid and ioctl between fork and exec.
+    unsafe {
+        cmd.pre_exec(|| {
+            if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    nix::unistd::write(&p.master, b"\x10\x11").unwrap();
+    let exited = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "attach did not detach");
+    assert!(child.wait().unwrap().success());
+    assert_eq!(e.status(&id), "running");
 }
 
 /// The docker CLI's output for the same templates, through a private dockerd 20.10: ls and

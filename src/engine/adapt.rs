@@ -516,6 +516,21 @@ pub fn shim_relay(
     crate::shim::relay(sock, stdin, tty, Some(dir), sig_proxy).map_err(|e| EngineError::Msg(e.to_string()))
 }
 
+/// [`shim_attach`] that ends at the detach keys: None = detached (the container goes on).
+pub fn shim_attach_detachable(
+    dir: &Path,
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool,
+    keys: &[u8],
+) -> Result<Option<i32>, EngineError> {
+    match crate::shim::attach_with(dir, stdin, tty, sig_proxy, Some(keys)) {
+        Ok(crate::shim::RelayEnd::Exit(c)) => Ok(Some(c)),
+        Ok(crate::shim::RelayEnd::Detached) => Ok(None),
+        Err(e) => Err(EngineError::Msg(e.to_string())),
+    }
+}
+
 pub fn shim_attach(dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Result<i32, EngineError> {
     crate::shim::attach(dir, stdin, tty, sig_proxy).map_err(|e| EngineError::Msg(e.to_string()))
 }

@@ -392,6 +392,9 @@ pub enum ContainerCmd {
     Attach {
         #[arg(long = "no-stdin")]
         no_stdin: bool,
+        /// Key sequence that detaches (default ctrl-p,ctrl-q; with a terminal and stdin).
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set)]
         sig_proxy: bool,
         container: String,

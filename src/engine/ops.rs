@@ -160,7 +160,8 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             println!("{code}");
             Ok(0)
         }),
-        ContainerCmd::Attach { no_stdin, sig_proxy, container } => {
+        ContainerCmd::Attach { no_stdin, detach_keys, sig_proxy, container } => {
+            let keys = detach_keys_of(detach_keys.as_deref())?;
             let rec = cs.find(&container)?;
             let st = run::status(e, &cs, &rec.id);
             if st.state != State::Running {
@@ -169,7 +170,14 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 ));
             }
             super::events::container(e, &rec, "attach");
-            adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty, sig_proxy)
+            let stdin = !no_stdin && rec.spec.stdin_open;
+            match keys {
+                Some(k) if stdin && rec.spec.tty => {
+                    Ok(adapt::shim_attach_detachable(&cs.path(&rec.id), stdin, rec.spec.tty, sig_proxy, &k)?
+                        .unwrap_or(0))
+                }
+                _ => adapt::shim_attach(&cs.path(&rec.id), stdin, rec.spec.tty, sig_proxy),
+            }
         }
         ContainerCmd::Top { container, ps_args } => {
             let rec = cs.find(&container)?;
@@ -255,6 +263,18 @@ fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) ->
     }
 }
 
+/// `--detach-keys` (None: docker's ctrl-p,ctrl-q; "": none).
+fn detach_keys_of(k: Option<&str>) -> Result<Option<Vec<u8>>, EngineError> {
+    Ok(match k {
+        None => crate::shim::parse_detach_keys("ctrl-p,ctrl-q"),
+        Some("") => None,
+        Some(k) => Some(
+            crate::shim::parse_detach_keys(k)
+                .ok_or_else(|| EngineError::Invalid(format!("invalid detach keys ({k}) provided")))?,
+        ),
+    })
+}
+
 fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> {
     let mut streams = Vec::new();
     for s in &a.c.attach {
@@ -267,14 +287,7 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
             }
         }
     }
-    let keys = match a.c.detach_keys.as_deref() {
-        None => crate::shim::parse_detach_keys("ctrl-p,ctrl-q"),
-        Some("") => None,
-        Some(k) => Some(
-            crate::shim::parse_detach_keys(k)
-                .ok_or_else(|| EngineError::Invalid(format!("invalid detach keys ({k}) provided")))?,
-        ),
-    };
+    let keys = detach_keys_of(a.c.detach_keys.as_deref())?;
     if a.detach && !streams.is_empty() {
         return Err(EngineError::Invalid("conflicting options: cannot specify both --attach and --detach".into()));
     }

@@ -16,13 +16,27 @@ const SIGNALS: [libc::c_int; 7] =
 /// (at once when it has already exited). `stdin`: send our stdin (its end closes the
 /// container's stdin); `tty`: the container has a terminal.
 pub fn attach(state_dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Result<i32, ShimError> {
+    attach_with(state_dir, stdin, tty, sig_proxy, None).map(|e| match e {
+        RelayEnd::Exit(c) => c,
+        RelayEnd::Detached => 0,
+    })
+}
+
+/// [`attach`], ending early at the detach keys typed on stdin.
+pub fn attach_with(
+    state_dir: &Path,
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool,
+    detach_keys: Option<&[u8]>,
+) -> Result<RelayEnd, ShimError> {
     let path = state_dir.join(ATTACH_SOCK);
     let sock = match sys::connect(&path) {
         Ok(s) => s,
         Err(e) => {
             let st = read_state(state_dir)?;
             if st.status == Status::Exited {
-                return Ok(st.exit_code.unwrap_or(255));
+                return Ok(RelayEnd::Exit(st.exit_code.unwrap_or(255)));
             }
             if !shim_alive(&st) {
                 return Err(ShimError::Msg(format!(
@@ -33,7 +47,7 @@ pub fn attach(state_dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Resu
             return Err(ShimError::Io { op: "connect to", path, err: e });
         }
     };
-    relay(sock, stdin, tty, Some(state_dir), sig_proxy)
+    relay_with(sock, stdin, tty, Some(state_dir), sig_proxy, detach_keys)
 }
 
 struct MaskGuard(libc::sigset_t);

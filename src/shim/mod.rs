@@ -22,7 +22,7 @@ mod proto;
 mod server;
 mod sys;
 
-pub use client::{attach, parse_detach_keys, relay, relay_with, RelayEnd};
+pub use client::{attach, attach_with, parse_detach_keys, relay, relay_with, RelayEnd};
 #[allow(unused_imports)] // API of the container layer
 pub use jsonlog::{logs, now_rfc3339, parse_rfc3339, parse_since, LogConfig, LogSink, LogStream};
 
