@@ -506,6 +506,7 @@ fn system_df_info_and_prune() {
     info.ok();
     let cgv = if std::path::Path::new("/sys/fs/cgroup/cgroup.controllers").exists() { "2" } else { "1" };
     assert_eq!(info.stdout.trim(), format!("2 1 1 1 overlay {cgv}"));
+    assert_eq!(e.cmd(&["info", "--format", "{{.ContainersRunning}}"]).stdout, "1\n");
     let text = e.cmd(&["system", "info"]);
     text.ok();
     assert!(text.stdout.contains(" Containers: 2\n  Running: 1\n  Paused: 0\n  Stopped: 1\n"), "{text}");

@@ -367,6 +367,12 @@ enum Cmd {
         authfile: Option<PathBuf>,
         server: Option<String>,
     },
+    /// System-wide information (as `system info`).
+    Info {
+        /// Go template (e.g. '{{.ContainersRunning}}') or json.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
     /// The engine as a whole: events, df, prune, info.
     System {
         #[command(subcommand)]
@@ -432,7 +438,9 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "system" | "login" | "logout" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "system" | "info" | "login" | "logout" | "help") => {
+            None
+        }
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -569,6 +577,13 @@ fn main() {
             }
             Err(e) => fail(&e.to_string(), 1),
         },
+        Cmd::Info { format } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match engine::system::info(&e, format.as_deref()) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), err.exit_code()),
+            }
+        }
         Cmd::System { cmd } => {
             let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
             let r = match cmd {
