@@ -902,11 +902,23 @@ fn detach_keys_leave_the_container_running() {
         &["detach keys"],
     );
 
-    // attach: the same keys leave it again.
+    // attach, and start -a -i: the same keys leave it again.
     let id = e.run_d(&["-i", "-t", "busybox", "sh"]);
+    detach_on_pty(&e, &["container", "attach", &id]);
+    assert_eq!(e.status(&id), "running");
+    let o = e.c(&["create", "-i", "-t", "busybox", "sh"]);
+    o.ok();
+    let id = o.stdout.trim().to_string();
+    detach_on_pty(&e, &["container", "start", "-a", "-i", &id]);
+    assert_eq!(e.status(&id), "running");
+}
+
+/// Runs berth `args` on a new pty, types ctrl-p ctrl-q, and asserts it leaves with 0.
+fn detach_on_pty(e: &Eng, args: &[&str]) {
+    use std::os::unix::process::CommandExt;
     let ws = nix::pty::Winsize { ws_row: 24, ws_col: 80, ws_xpixel: 0, ws_ypixel: 0 };
     let p = nix::pty::openpty(Some(&ws), None).unwrap();
-    let mut cmd = e.command(&["container", "attach", &id]);
+    let mut cmd = e.command(args);
     let s = || std::process::Stdio::from(p.slave.try_clone().unwrap());
     cmd.stdin(s()).stdout(s()).stderr(s());
     // SAFETY: only async-signal-safe setsid and ioctl between fork and exec.
@@ -919,15 +931,14 @@ fn detach_keys_leave_the_container_running() {
         });
     }
     let mut child = cmd.spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(500));
+    std::thread::sleep(Duration::from_millis(700));
     nix::unistd::write(&p.master, b"\x10\x11").unwrap();
     let exited = wait_until(Duration::from_secs(10), || child.try_wait().unwrap().is_some());
     if !exited {
         let _ = child.kill();
     }
-    assert!(exited, "attach did not detach");
-    assert!(child.wait().unwrap().success());
-    assert_eq!(e.status(&id), "running");
+    assert!(exited, "{args:?} did not detach");
+    assert!(child.wait().unwrap().success(), "{args:?}");
 }
 
 /// The docker CLI's output for the same templates, through a private dockerd 20.10: ls and

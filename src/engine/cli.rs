@@ -273,6 +273,9 @@ pub enum ContainerCmd {
         /// Attach stdin.
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Key sequence that detaches (default ctrl-p,ctrl-q; with a terminal and stdin).
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },

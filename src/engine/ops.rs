@@ -18,24 +18,32 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             println!("{}", rec.id);
             Ok(0)
         }
-        ContainerCmd::Start { attach, interactive, containers } => {
+        ContainerCmd::Start { attach, interactive, detach_keys, containers } => {
             if attach && containers.len() > 1 {
                 return Err(EngineError::Invalid("you cannot attach to more than one container".into()));
             }
+            let keys = detach_keys_of(detach_keys.as_deref())?;
             each(&containers, |key| {
                 let rec = cs.find(key)?;
+                let stdin = interactive && rec.spec.stdin_open;
+                let dir = cs.path(&rec.id);
+                let keys = keys.as_deref().filter(|_| stdin && rec.spec.tty);
                 match run::start(e, &cs, &rec.id, attach)? {
                     Started::Spawned { sock: Some(sock), .. } => {
-                        let stdin = interactive && rec.spec.stdin_open;
-                        return adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id), true);
+                        return match keys {
+                            Some(k) => {
+                                Ok(adapt::shim_relay_detachable(sock, stdin, rec.spec.tty, &dir, true, k)?.unwrap_or(0))
+                            }
+                            None => adapt::shim_relay(sock, stdin, rec.spec.tty, &dir, true),
+                        };
                     }
                     _ if attach => {
-                        return adapt::shim_attach(
-                            &cs.path(&rec.id),
-                            interactive && rec.spec.stdin_open,
-                            rec.spec.tty,
-                            true,
-                        )
+                        return match keys {
+                            Some(k) => {
+                                Ok(adapt::shim_attach_detachable(&dir, stdin, rec.spec.tty, true, k)?.unwrap_or(0))
+                            }
+                            None => adapt::shim_attach(&dir, stdin, rec.spec.tty, true),
+                        };
                     }
                     _ => println!("{key}"),
                 }
