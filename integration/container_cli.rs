@@ -982,6 +982,16 @@ fn formats_match_docker() {
     let theirs = out(d.docker(&["events", "--since", &t0, "--until", &t1, "--filter", &f, "--format", t]));
     let ours = e.cmd(&["events", "--since", &t0, "--until", &t1, "--filter", &f, "--format", t]);
     assert_eq!(ours.stdout, theirs, "events");
+    // The default line: TIME TYPE ACTION ID (attributes): the same but for the time and id.
+    let plain = |text: &str| -> Vec<String> {
+        let l = text.lines().next().unwrap_or("").to_string();
+        let w: Vec<&str> = l.splitn(5, ' ').collect();
+        assert_eq!(w.len(), 5, "{l}");
+        assert!(w[0].len() == 30 && w[0].ends_with('Z') && w[0].as_bytes()[10] == b'T', "time {l}");
+        vec![w[1].to_string(), w[2].to_string(), w[4].to_string()]
+    };
+    let ev = ["events", "--since", &t0, "--until", &t1, "--filter", &f, "--filter", "event=create"];
+    assert_eq!(plain(&e.cmd(&ev).stdout), plain(&out(d.docker(&ev))));
     let t = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}";
     assert_eq!(e.cmd(&["system", "df", "--format", t]).stdout, out(d.docker(&["system", "df", "--format", t])));
 }
