@@ -121,6 +121,23 @@ fn resource_flags_reach_the_cgroup_and_update_changes_them() {
 }
 
 #[test]
+fn update_restart_applies_to_the_running_container() {
+    let e = Eng::new("cli-update-restart");
+    let id = e.run_d(&["busybox", "sh", "-c", "sleep 1; exit 4"]);
+    e.c(&["update", "--restart", "on-failure:2", &id]).ok();
+    assert_eq!(e.inspect(&id)["HostConfig"]["RestartPolicy"]["Name"], "on-failure");
+    let mut last = serde_json::Value::Null;
+    let ok = wait_until(Duration::from_secs(20), || {
+        last = e.inspect(&id);
+        last["RestartCount"] == 2 && last["State"]["Status"] == "exited"
+    });
+    assert!(ok, "restarted twice, then stopped: {}", last["RestartCount"]);
+    assert_eq!(last["State"]["ExitCode"], 4);
+    let rm = e.run_d(&["--rm", "busybox", "sleep", "300"]);
+    assert_one_line(&e.c(&["update", "--restart", "always", &rm]), 125, &["AutoRemove"]);
+}
+
+#[test]
 fn pause_unpause_and_rename() {
     let e = Eng::new("cli-pause");
     let name = format!("pz-{}", std::process::id());

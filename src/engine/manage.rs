@@ -151,6 +151,11 @@ pub fn update(e: &Engine, cs: &Containers, key: &str, u: &UpdateReq) -> Result<(
         adapt::runtime_update(e, &rec.id, serde_json::Value::Object(r))?;
     }
     cs.save(&rec)?;
+    if u.restart.is_some() {
+        // The running shim takes it from its next exit; a new shim from the record.
+        let p = cs.path(&rec.id).join(crate::shim::RESTART_FILE);
+        std::fs::write(&p, &rec.spec.restart).map_err(|err| EngineError::Io { op: "write", path: p, err })?;
+    }
     super::events::container(e, &rec, "update");
     Ok(())
 }

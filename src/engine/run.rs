@@ -415,6 +415,7 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
     let _ = fs::remove_file(dir.join(crate::shim::STATE_FILE));
     let _ = fs::remove_file(dir.join(crate::shim::health::HEALTH_FILE));
     let _ = fs::remove_file(dir.join(super::manage::PAUSED_MARK));
+    let _ = fs::remove_file(dir.join(crate::shim::RESTART_FILE));
     let spawned = if attach {
         super::events::container(e, &rec, "attach");
         adapt::shim_spawn_attached(&cfg).map(|(pid, s)| (pid, Some(s)))

@@ -9,6 +9,7 @@
 //!   container.log   json-file log (default log path)
 //!   attach.sock     attach socket while the shim runs (framing in `proto`)
 //!   stop-requested  written by [`request_stop`]: no restart after the next exit
+//!   restart-policy  a new restart policy (`update --restart`), applied from the next exit
 //!   container.pid   the runtime's --pid-file; console.sock briefly with a tty
 //!
 //! The shim is the same binary: [`spawn`] double-forks and execs `/proc/self/exe shim serve ...`
@@ -37,6 +38,9 @@ pub const STATE_FILE: &str = "shim.json";
 pub const LOG_FILE: &str = "container.log";
 pub const ATTACH_SOCK: &str = "attach.sock";
 pub const STOP_FILE: &str = "stop-requested";
+/// A restart policy changed while the shim runs (`container update --restart`): read at the
+/// next exit.
+pub const RESTART_FILE: &str = "restart-policy";
 const PID_FILE: &str = "container.pid";
 const CONSOLE_SOCK: &str = "console.sock";
 

@@ -218,6 +218,11 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         sh.st.finished_at = Some(now_rfc3339());
         sh.st.oom_killed = code == 128 + libc::SIGKILL && sh.oom_killed();
         sh.runtime_delete();
+        if let Ok(p) = std::fs::read_to_string(sh.cfg.state_dir.join(super::RESTART_FILE)) {
+            if let Ok(r) = super::RestartPolicy::parse(p.trim()) {
+                sh.cfg.restart = r;
+            }
+        }
         if !sh.cfg.restart.should_restart(code, sh.st.restart_count, sh.stop_requested()) {
             break code;
         }
