@@ -447,6 +447,8 @@ fn events_record_the_lifecycle_and_follow() {
     e.cmd(&["volume", "rm", &vname]).ok();
     e.cmd(&["network", "create", &nname]).ok();
     e.cmd(&["network", "rm", &nname]).ok();
+    // An anonymous volume of a --rm run: made and removed with it.
+    e.c(&["run", "--rm", "-v", "/anon", "busybox", "true"]).ok();
     let t3 = format!("{:.3}", secs());
     let o = e.cmd(&[
         "events",
@@ -461,7 +463,11 @@ fn events_record_the_lifecycle_and_follow() {
         "--format",
         "{{.Type}} {{.Action}}",
     ]);
-    assert_eq!(o.lines(), ["volume create", "volume destroy", "network create", "network destroy"], "{o}");
+    assert_eq!(
+        o.lines(),
+        ["volume create", "volume destroy", "network create", "network destroy", "volume create", "volume destroy"],
+        "{o}"
+    );
     let o = e.cmd(&[
         "events",
         "--since",

@@ -327,10 +327,13 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
         let Some(n) = &m.name else { continue };
         let (_, made) = vols.create(n, Default::default(), m.anonymous)?;
         if made {
+            crate::events::record(&e.data_root, "volume", "create", n, "");
             let vols = Volumes::new(&e.data_root);
             let n = n.clone();
             undo.push(move || {
-                let _ = vols.remove_unchecked(&n);
+                if vols.remove_unchecked(&n).is_ok() {
+                    crate::events::record(&e.data_root, "volume", "destroy", &n, "");
+                }
             });
         }
     }
@@ -561,7 +564,9 @@ pub fn remove_files(e: &Engine, cs: &Containers, rec: &Record, anon_volumes: boo
         let vols = Volumes::new(&e.data_root);
         for m in rec.mounts.iter().filter(|m| m.anonymous) {
             if let Some(n) = &m.name {
-                let _ = vols.remove_unchecked(n);
+                if vols.remove_unchecked(n).is_ok() {
+                    crate::events::record(&e.data_root, "volume", "destroy", n, "");
+                }
             }
         }
     }
