@@ -85,13 +85,13 @@ fn images_arch() -> &'static str {
 
 /// One test's engine: its Ctx (--root), --data-root and the busybox image loaded.
 /// Dropping it force-removes every container and volume it made.
-struct Eng {
-    data: PathBuf,
-    ctx: Ctx,
+pub(crate) struct Eng {
+    pub(crate) data: PathBuf,
+    pub(crate) ctx: Ctx,
 }
 
 impl Eng {
-    fn new(name: &str) -> Eng {
+    pub(crate) fn new(name: &str) -> Eng {
         let ctx = Ctx::new(name);
         let data = ctx.tempdir("data");
         let e = Eng { data, ctx };
@@ -100,29 +100,29 @@ impl Eng {
         e
     }
 
-    fn load_extra(&self) {
+    pub(crate) fn load_extra(&self) {
         let (_, b) = archives();
         self.cmd(&["image", "load", "-i", b.to_str().unwrap()]).ok();
     }
 
-    fn command(&self, args: &[&str]) -> Command {
+    pub(crate) fn command(&self, args: &[&str]) -> Command {
         let mut c = self.ctx.command(&["--data-root", self.data.to_str().unwrap()]);
         c.args(args);
         c
     }
 
-    fn cmd(&self, args: &[&str]) -> Out {
+    pub(crate) fn cmd(&self, args: &[&str]) -> Out {
         self.ctx.exec_cmd(self.command(args), Duration::from_secs(60))
     }
 
     /// `container ARGS...`
-    fn c(&self, args: &[&str]) -> Out {
+    pub(crate) fn c(&self, args: &[&str]) -> Out {
         let mut v = vec!["container"];
         v.extend_from_slice(args);
         self.cmd(&v)
     }
 
-    fn spawn_c(&self, args: &[&str]) -> Bg {
+    pub(crate) fn spawn_c(&self, args: &[&str]) -> Bg {
         let mut v = vec!["container"];
         v.extend_from_slice(args);
         self.ctx.spawn_cmd(self.command(&v))
@@ -130,7 +130,7 @@ impl Eng {
 
     /// `container run -d ARGS...`: the 64-hex id.
     #[track_caller]
-    fn run_d(&self, args: &[&str]) -> String {
+    pub(crate) fn run_d(&self, args: &[&str]) -> String {
         let mut v = vec!["run", "-d"];
         v.extend_from_slice(args);
         let o = self.c(&v);
@@ -141,20 +141,20 @@ impl Eng {
     }
 
     #[track_caller]
-    fn inspect(&self, key: &str) -> Value {
+    pub(crate) fn inspect(&self, key: &str) -> Value {
         let o = self.c(&["inspect", key]);
         o.ok();
         let v: Value = serde_json::from_str(&o.stdout).unwrap_or_else(|e| panic!("inspect is not JSON ({e}): {o}"));
         v[0].clone()
     }
 
-    fn status(&self, key: &str) -> String {
+    pub(crate) fn status(&self, key: &str) -> String {
         let o = self.c(&["inspect", "-f", "{{.State.Status}}", key]);
         o.stdout.trim().to_string()
     }
 
     #[track_caller]
-    fn wait_status(&self, key: &str, want: &str, timeout: Duration) {
+    pub(crate) fn wait_status(&self, key: &str, want: &str, timeout: Duration) {
         let mut last = String::new();
         let ok = wait_until(timeout, || {
             last = self.status(key);
@@ -163,7 +163,7 @@ impl Eng {
         assert!(ok, "container {key} did not become {want} in {timeout:?} (last: {last:?})");
     }
 
-    fn container_dirs(&self) -> Vec<String> {
+    pub(crate) fn container_dirs(&self) -> Vec<String> {
         let mut v: Vec<String> = fs::read_dir(self.data.join("containers"))
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
@@ -177,7 +177,7 @@ impl Eng {
     }
 
     /// What a container may leave behind, each as a problem description.
-    fn leftovers(&self, id: &str) -> Vec<String> {
+    pub(crate) fn leftovers(&self, id: &str) -> Vec<String> {
         let mut p = Vec::new();
         let dir = self.data.join("containers").join(id);
         if dir.exists() {
@@ -224,7 +224,7 @@ impl Eng {
 
     /// Asserts (waiting a little for clean-ups in flight) that nothing of `id` is left.
     #[track_caller]
-    fn assert_gone(&self, id: &str) {
+    pub(crate) fn assert_gone(&self, id: &str) {
         let mut last = Vec::new();
         let ok = wait_until(Duration::from_secs(5), || {
             last = self.leftovers(id);
@@ -272,7 +272,7 @@ fn pipe_with(data: &[u8]) -> OwnedFd {
 }
 
 #[track_caller]
-fn assert_one_line(o: &Out, code: i32, words: &[&str]) {
+pub(crate) fn assert_one_line(o: &Out, code: i32, words: &[&str]) {
     assert_eq!(o.code, code, "exit code: {o}");
     o.one_line_error(words);
 }

@@ -12,6 +12,7 @@ mod cgroups_v2;
 mod cli;
 mod container;
 pub mod crash;
+mod container_cli;
 mod exec;
 mod fulldisk;
 mod hooks;

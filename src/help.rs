@@ -319,6 +319,10 @@ const ENGINE: &[(&str, &str)] = &[
     ("volume", "named volumes: create, ls, inspect, rm, prune"),
     ("network", "networks: create, ls, inspect, rm, prune"),
     ("builder", "the build cache: prune"),
+    ("system", "the engine as a whole: events, df, prune, info"),
+    ("info", "system-wide information (as system info)"),
+    ("login", "log in to a registry (writes the docker-style auth file pull reads)"),
+    ("logout", "log out from a registry"),
 ];
 
 const GLOBAL_OPTS: &[(&str, &str)] = &[

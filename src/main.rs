@@ -7,10 +7,12 @@
 
 mod builder;
 mod engine;
+mod events;
 mod help;
 mod image;
 mod network;
 mod shim;
+mod template;
 
 /// The fuzz targets of the engine and the mutation fuzzer that drives them (tests only).
 #[cfg(test)]
@@ -167,6 +169,23 @@ struct ExecArgs {
     command: Vec<String>,
 }
 
+/// `berth events` without an ID / `berth system events`: the engine's event journal.
+#[derive(clap::Args, Clone, Debug)]
+pub struct EngineEventsArgs {
+    /// Show events created since this time (RFC 3339, unix seconds or a duration like 10m).
+    #[arg(long)]
+    since: Option<String>,
+    /// Stream events until this time.
+    #[arg(long)]
+    until: Option<String>,
+    /// Filter: container=, event=, image=, label=, network=, type=, volume=.
+    #[arg(short = 'f', long)]
+    filter: Vec<String>,
+    /// Go template, or json.
+    #[arg(long)]
+    format: Option<String>,
+}
+
 #[derive(clap::Args)]
 #[command(allow_negative_numbers = true)]
 struct UpdateArgs {
@@ -286,7 +305,7 @@ enum RuntimeCmd {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         ps_args: Vec<String>,
     },
-    /// Print container stats and events.
+    /// Print a container's stats and events (runc); without ID, the engine's events (docker).
     Events {
         /// Print stats once and exit.
         #[arg(long)]
@@ -294,7 +313,9 @@ enum RuntimeCmd {
         /// Interval between stats, e.g. 5s, 500ms.
         #[arg(long, default_value = "5s")]
         interval: String,
-        id: String,
+        #[command(flatten)]
+        engine: EngineEventsArgs,
+        id: Option<String>,
     },
     /// Update a container's resource limits.
     Update(UpdateArgs),
@@ -333,6 +354,74 @@ enum Cmd {
         #[command(subcommand)]
         cmd: builder::BuilderCmd,
     },
+    /// Log in to a registry: checks the credentials, then stores them in the auth file.
+    Login {
+        #[arg(short = 'u', long)]
+        username: Option<String>,
+        #[arg(short = 'p', long)]
+        password: Option<String>,
+        /// Read the password from standard input.
+        #[arg(long = "password-stdin")]
+        password_stdin: bool,
+        /// The auth file (default: $REGISTRY_AUTH_FILE, $DOCKER_CONFIG/config.json, ~/.docker/config.json).
+        #[arg(long)]
+        authfile: Option<PathBuf>,
+        /// Allow plain http and unverified TLS.
+        #[arg(long)]
+        insecure: bool,
+        /// CA certificate (PEM) to trust for the registry.
+        #[arg(long = "tls-ca")]
+        tls_ca: Option<PathBuf>,
+        /// Registry (default: Docker Hub).
+        server: Option<String>,
+    },
+    /// Log out from a registry: removes its credentials from the auth file.
+    Logout {
+        #[arg(long)]
+        authfile: Option<PathBuf>,
+        server: Option<String>,
+    },
+    /// System-wide information (as `system info`).
+    Info {
+        /// Go template (e.g. '{{.ContainersRunning}}') or json.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
+    /// The engine as a whole: events, df, prune, info.
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Real-time events from the engine (as `berth events` without a container id).
+    Events(EngineEventsArgs),
+    /// Disk usage of images, containers, volumes and the build cache.
+    Df {
+        /// Go template (e.g. 'table {{.Type}}\t{{.Size}}') or json.
+        #[arg(long)]
+        format: Option<String>,
+    },
+    /// Remove stopped containers, unused networks, dangling images (and more with -a / --volumes).
+    Prune {
+        /// Remove every image no container uses, not only dangling ones.
+        #[arg(short = 'a', long)]
+        all: bool,
+        /// Remove unused anonymous volumes too.
+        #[arg(long)]
+        volumes: bool,
+        /// Accepted for docker compatibility (berth never prompts).
+        #[arg(short = 'f', long)]
+        force: bool,
+    },
+    /// System-wide information.
+    Info {
+        /// Go template (e.g. '{{.ContainersRunning}}') or json.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
+    },
 }
 
 fn main() {
@@ -364,7 +453,9 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "builder" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "builder" | "system" | "info" | "login" | "logout" | "help") => {
+            None
+        }
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -373,7 +464,7 @@ fn main() {
             Ok(c) => c,
             Err(e) => {
                 // docker's exit code for a bad flag of an engine command is 125.
-                let engine_cmd = sub.as_deref().is_some_and(|a| a == "container" || a == "volume");
+                let engine_cmd = sub.as_deref().is_some_and(|a| a == "container" || a == "volume" || a == "system");
                 let runtime_cmd = !sub.as_deref().is_some_and(help::is_engine);
                 let code = if !e.use_stderr() {
                     0
@@ -484,6 +575,66 @@ fn main() {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),
         },
+        Cmd::Runtime(RuntimeCmd::Events { id: None, engine: a, .. }) => engine_events(&data_root, &a),
+        Cmd::System { cmd: SystemCmd::Events(a) } => engine_events(&data_root, &a),
+        Cmd::Login { username, password, password_stdin, authfile, insecure, tls_ca, server } => {
+            let password = if password_stdin {
+                if password.is_some() {
+                    fail("--password and --password-stdin are mutually exclusive", 1);
+                }
+                let mut s = String::new();
+                let _ = std::io::Read::read_to_string(&mut std::io::stdin(), &mut s);
+                s.trim_end_matches(['\n', '\r']).to_string()
+            } else {
+                password.unwrap_or_default()
+            };
+            let opts = image::registry::ClientOptions { insecure, tls_ca, auth_file: None };
+            match image::login::login(
+                server.as_deref(),
+                username.as_deref().unwrap_or(""),
+                &password,
+                authfile.as_deref(),
+                opts,
+            ) {
+                Ok(_) => {
+                    println!("Login Succeeded");
+                    std::process::exit(0)
+                }
+                Err(e) => fail(&e.to_string(), 1),
+            }
+        }
+        Cmd::Logout { authfile, server } => match image::login::logout(server.as_deref(), authfile.as_deref()) {
+            Ok(removed) => {
+                let key = image::login::server_key(server.as_deref());
+                if removed {
+                    println!("Removing login credentials for {key}");
+                } else {
+                    println!("Not logged in to {key}");
+                }
+                std::process::exit(0)
+            }
+            Err(e) => fail(&e.to_string(), 1),
+        },
+        Cmd::Info { format } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match engine::system::info(&e, format.as_deref()) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), err.exit_code()),
+            }
+        }
+        Cmd::System { cmd } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            let r = match cmd {
+                SystemCmd::Df { format } => engine::system::df(&e, format.as_deref()),
+                SystemCmd::Prune { all, volumes, force: _ } => engine::system::prune(&e, all, volumes),
+                SystemCmd::Info { format } => engine::system::info(&e, format.as_deref()),
+                SystemCmd::Events(_) => Ok(()),
+            };
+            match r {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), err.exit_code()),
+            }
+        }
         Cmd::Runtime(c) => c,
     };
     let code = match dispatch(&g, cmd) {
@@ -491,6 +642,14 @@ fn main() {
         Err(e) => fail(&e.to_string(), 1),
     };
     std::process::exit(code);
+}
+
+/// docker's `events`: exits 125 on bad input as docker's engine commands do.
+fn engine_events(data_root: &std::path::Path, a: &EngineEventsArgs) -> ! {
+    match events::command(data_root, a.since.as_deref(), a.until.as_deref(), &a.filter, a.format.as_deref()) {
+        Ok(()) => std::process::exit(0),
+        Err(e) => fail(&e.to_string(), 125),
+    }
 }
 
 /// The first positional argument (the subcommand), skipping global options and their values.
@@ -520,9 +679,22 @@ fn printing_command(args: &[String]) -> bool {
     let second = words.next().map(|(_, a)| a.as_str());
     match first {
         None | Some("list" | "ls" | "ps" | "events" | "state" | "features" | "spec" | "help" | "h") => true,
-        Some("image" | "container" | "volume" | "network") => matches!(
+        Some("image" | "container" | "volume" | "network" | "system") => matches!(
             second,
-            Some("ls" | "list" | "ps" | "logs" | "inspect" | "history" | "top" | "stats" | "port" | "diff")
+            Some(
+                "ls" | "list"
+                    | "ps"
+                    | "logs"
+                    | "inspect"
+                    | "history"
+                    | "top"
+                    | "stats"
+                    | "port"
+                    | "diff"
+                    | "events"
+                    | "df"
+                    | "info"
+            )
         ),
         _ => false,
     }
@@ -639,7 +811,8 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
         RuntimeCmd::Pause { id } => berth::pause(g, &id).map(|_| 0),
         RuntimeCmd::Resume { id } => berth::resume(g, &id).map(|_| 0),
         RuntimeCmd::Ps { format, id, ps_args } => berth::ps(g, &id, &format, &ps_args).map(|_| 0),
-        RuntimeCmd::Events { stats, interval, id } => {
+        RuntimeCmd::Events { stats, interval, id, .. } => {
+            let Some(id) = id else { return Err(berth::Error::Msg("events: a container id is needed".into())) };
             let iv = parse_duration(&interval)?;
             berth::events(g, &id, stats, iv).map(|_| 0)
         }

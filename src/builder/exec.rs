@@ -931,7 +931,7 @@ impl<'a> Builder<'a> {
                 };
                 let hc = self.healthcheck(n, kind, c)?;
                 let msg = format!("HEALTHCHECK {hc}");
-                st.config.config.healthcheck = Some(hc);
+                st.config.config.healthcheck = serde_json::from_value(hc).ok();
                 meta(st, msg);
             }
             "onbuild" => {

@@ -26,7 +26,13 @@ fn image_err(e: impl std::fmt::Display) -> EngineError {
 }
 
 /// Finds `name` in the store; pulls it when missing (policy "missing") or always ("always").
-pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, EngineError> {
+pub fn resolve_image(
+    e: &Engine,
+    name: &str,
+    pull: &str,
+    quiet: bool,
+    platform: Option<&str>,
+) -> Result<ImageInfo, EngineError> {
     use crate::image::store::{Store, StoreError};
     let store = Store::open(&e.data_root).map_err(image_err)?;
     if !matches!(pull, "missing" | "never" | "always") {
@@ -37,7 +43,7 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
         Ok(i) => i,
         Err(StoreError::NotFound(_)) if pull != "never" => {
             // The manifest just pulled, whatever the name points at by now.
-            let manifest = pull_image(&store, name)?;
+            let manifest = pull_image(&store, name, quiet, platform)?;
             store.resolve(&manifest.to_string()).map_err(image_err)?
         }
         Err(StoreError::NotFound(_)) => {
@@ -45,6 +51,16 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
         }
         Err(err) => return Err(image_err(err)),
     };
+    if let Some(p) = platform {
+        let want = crate::image::pull::parse_platform(p).map_err(image_err)?;
+        let have = (img.config.os.as_str(), img.config.architecture.as_str());
+        if (want.os.as_str(), want.architecture.as_str()) != have {
+            return Err(EngineError::Image(format!(
+                "image with reference {name} was found but its platform ({}/{}) does not match the specified platform ({p})",
+                have.0, have.1
+            )));
+        }
+    }
     store.ensure_snapshots(&img).map_err(image_err)?;
     let lowers = store.snapshot_dirs(&img);
     Ok(ImageInfo { id: img.config_digest.to_string(), lowers, config: img.config.config })
@@ -52,7 +68,12 @@ pub fn resolve_image(e: &Engine, name: &str, pull: &str) -> Result<ImageInfo, En
 
 /// `image pull` with docker's defaults; its progress goes to stderr (stdout may carry the
 /// container id of `run -d`).
-fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::image::digest::Digest, EngineError> {
+fn pull_image(
+    store: &crate::image::store::Store,
+    name: &str,
+    quiet: bool,
+    platform: Option<&str>,
+) -> Result<crate::image::digest::Digest, EngineError> {
     use crate::image::pull::{self, PullOptions};
     use crate::image::registry::{Client, ClientOptions};
     let (r, _) = crate::image::store::normalise(name).map_err(image_err)?;
@@ -60,7 +81,8 @@ fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::i
         EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
     })?;
     let _redirect = StdoutToStderr::new();
-    pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false }).map_err(|err| {
+    let platform = platform.map(pull::parse_platform).transpose().map_err(image_err)?;
+    pull::pull(store, &client, &r, &PullOptions { platform, quiet }).map_err(|err| {
         EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
     })
 }
@@ -362,9 +384,24 @@ pub fn write_spec(
         sysctls: s.sysctls.clone(),
         rlimits: s.ulimits.iter().map(|(k, a, b)| Rlimit { kind: k.clone(), soft: *a, hard: *b }).collect(),
         oom_score_adj: s.oom_score_adj,
-        ..Default::default()
+        cgroupns_host: s.cgroupns_host,
+        cgroups_path: s.cgroup_parent.as_ref().map(|p| format!("/{}/{}", p.trim_matches('/'), rec.id)),
     };
     let mut spec = bundle::build_spec(&image_config(&rec.image_config), rootfs, &opts).map_err(berr)?;
+    if let Some(res) = spec.pointer_mut("/linux/resources").and_then(|r| r.as_object_mut()) {
+        super::resources::apply(&s.resources, res);
+    }
+    if let Some(d) = &s.domainname {
+        spec["domainname"] = serde_json::json!(d);
+    }
+    if !s.annotations.is_empty() {
+        if !spec["annotations"].is_object() {
+            spec["annotations"] = serde_json::json!({});
+        }
+        for (k, v) in &s.annotations {
+            spec["annotations"][k] = serde_json::json!(v);
+        }
+    }
     if s.privileged || s.cap_add.iter().any(|c| c.eq_ignore_ascii_case("all")) {
         // "All" can only be what this process may grant (a host may lack some).
         let own = own_caps();
@@ -424,17 +461,22 @@ pub fn shim_config(e: &Engine, rec: &Record, dir: &Path) -> Result<crate::shim::
         "cleanup".into(),
         rec.id.clone(),
     ];
+    let other = super::runtimes::of_container(&e.data_root, &e.root, &rec.id);
     Ok(crate::shim::ShimConfig {
         id: rec.id.clone(),
         bundle: dir.join("bundle"),
-        runtime_root: e.root.clone(),
+        runtime_root: other.as_ref().map(|o| o.1.clone()).unwrap_or_else(|| e.root.clone()),
         state_dir: dir.to_path_buf(),
         tty: rec.spec.tty,
         stdin: rec.spec.stdin_open,
         log_path: dir.join(crate::shim::LOG_FILE),
         restart,
         on_exit,
-        runtime_binary: e.exe.clone(),
+        runtime_binary: other.map(|o| o.0).unwrap_or_else(|| e.exe.clone()),
+        health: super::opts::healthcheck(rec).filter(|h| crate::shim::health::probe_args(h).is_some()),
+        events: Some(e.data_root.join(crate::events::FILE)),
+        event_attrs: super::events::attrs(rec),
+        log: super::logopts::log_config(rec)?,
     })
 }
 
@@ -455,6 +497,22 @@ pub fn shim_spawn_attached(
     crate::shim::spawn_attached(cfg).map(|(i, s)| (i.shim_pid, s)).map_err(shim_err)
 }
 
+/// [`shim_relay`] that ends at the detach keys: None = detached (the container goes on).
+pub fn shim_relay_detachable(
+    sock: std::os::unix::net::UnixStream,
+    stdin: bool,
+    tty: bool,
+    dir: &Path,
+    sig_proxy: bool,
+    keys: &[u8],
+) -> Result<Option<i32>, EngineError> {
+    match crate::shim::relay_with(sock, stdin, tty, Some(dir), sig_proxy, Some(keys)) {
+        Ok(crate::shim::RelayEnd::Exit(c)) => Ok(Some(c)),
+        Ok(crate::shim::RelayEnd::Detached) => Ok(None),
+        Err(e) => Err(EngineError::Msg(e.to_string())),
+    }
+}
+
 pub fn shim_relay(
     sock: std::os::unix::net::UnixStream,
     stdin: bool,
@@ -463,6 +521,21 @@ pub fn shim_relay(
     sig_proxy: bool,
 ) -> Result<i32, EngineError> {
     crate::shim::relay(sock, stdin, tty, Some(dir), sig_proxy).map_err(|e| EngineError::Msg(e.to_string()))
+}
+
+/// [`shim_attach`] that ends at the detach keys: None = detached (the container goes on).
+pub fn shim_attach_detachable(
+    dir: &Path,
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool,
+    keys: &[u8],
+) -> Result<Option<i32>, EngineError> {
+    match crate::shim::attach_with(dir, stdin, tty, sig_proxy, Some(keys)) {
+        Ok(crate::shim::RelayEnd::Exit(c)) => Ok(Some(c)),
+        Ok(crate::shim::RelayEnd::Detached) => Ok(None),
+        Err(e) => Err(EngineError::Msg(e.to_string())),
+    }
 }
 
 pub fn shim_attach(dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Result<i32, EngineError> {
@@ -535,26 +608,60 @@ fn rt_err(e: berth::Error) -> EngineError {
     EngineError::Runtime(e.to_string())
 }
 
+/// A command of the other runtime container `id` runs with (runc's command line), if any.
+fn other(e: &Engine, id: &str, sub: &str) -> Option<std::process::Command> {
+    let (bin, root) = super::runtimes::of_container(&e.data_root, &e.root, id)?;
+    let mut c = std::process::Command::new(bin);
+    c.arg("--root").arg(root).arg(sub);
+    Some(c)
+}
+
+/// Runs an other-runtime command; its stdout, or its stderr's last line as the error.
+fn run_other(mut c: std::process::Command) -> Result<Vec<u8>, EngineError> {
+    let out = c
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|err| EngineError::Runtime(format!("{:?}: {err}", c.get_program())))?;
+    if out.status.success() {
+        return Ok(out.stdout);
+    }
+    let err = String::from_utf8_lossy(&out.stderr);
+    Err(EngineError::Runtime(err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("runtime failed").to_string()))
+}
+
 /// (status, pid) of the runtime's container; None when the runtime has no such container.
 pub fn runtime_state(e: &Engine, id: &str) -> Option<(String, i32)> {
-    let s = berth::state_json(&globals(e), id).ok()?;
+    let s = match other(e, id, "state") {
+        Some(mut c) => String::from_utf8(
+            run_other({
+                c.arg(id);
+                c
+            })
+            .ok()?,
+        )
+        .ok()?,
+        None => berth::state_json(&globals(e), id).ok()?,
+    };
     let v: serde_json::Value = serde_json::from_str(&s).ok()?;
     Some((v["status"].as_str().unwrap_or("").to_string(), v["pid"].as_i64().unwrap_or(0) as i32))
 }
 
 pub fn runtime_kill(e: &Engine, id: &str, sig: i32, all: bool) -> Result<(), EngineError> {
+    if let Some(mut c) = other(e, id, "kill") {
+        if all {
+            c.arg("--all");
+        }
+        c.arg(id).arg(sig.to_string());
+        return run_other(c).map(|_| ());
+    }
     berth::kill(&globals(e), id, sig, all).map_err(rt_err)
 }
 
-pub fn runtime_pause(e: &Engine, id: &str) -> Result<(), EngineError> {
-    berth::pause(&globals(e), id).map_err(rt_err)
-}
-
-pub fn runtime_resume(e: &Engine, id: &str) -> Result<(), EngineError> {
-    berth::resume(&globals(e), id).map_err(rt_err)
-}
-
 pub fn runtime_delete(e: &Engine, id: &str) -> Result<(), EngineError> {
+    if let Some(mut c) = other(e, id, "delete") {
+        c.arg("--force").arg(id);
+        return run_other(c).map(|_| ());
+    }
     berth::delete(&globals(e), id, true).map_err(rt_err)
 }
 
@@ -595,6 +702,32 @@ pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
     if r.privileged {
         o.caps = own_caps();
     }
+    if let Some(mut c) = other(e, &o.id, "exec") {
+        if o.tty {
+            c.arg("--tty");
+        }
+        if o.detach {
+            c.arg("--detach");
+        }
+        if let Some(u) = &o.user {
+            c.arg("--user").arg(u);
+        }
+        for g in &o.additional_gids {
+            c.arg("--additional-gids").arg(g.to_string());
+        }
+        if let Some(w) = &o.cwd {
+            c.arg("--cwd").arg(w);
+        }
+        for kv in &o.env {
+            c.arg("--env").arg(kv);
+        }
+        for cap in &o.caps {
+            c.arg("--cap").arg(cap);
+        }
+        c.arg(&o.id).args(&o.args);
+        let st = c.status().map_err(|err| EngineError::Runtime(format!("{:?}: {err}", c.get_program())))?;
+        return Ok(st.code().unwrap_or(128 + std::os::unix::process::ExitStatusExt::signal(&st).unwrap_or(0)));
+    }
     berth::exec(&globals(e), &o).map_err(|err| {
         let msg = err.to_string();
         EngineError::Start { code: exit_code_for(&msg), msg }
@@ -603,10 +736,60 @@ pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
 
 /// `ps` output of the container's processes.
 pub fn runtime_top(e: &Engine, id: &str, ps_args: &[String]) -> Result<(), EngineError> {
+    if let Some(mut c) = other(e, id, "ps") {
+        c.arg(id).args(ps_args);
+        let out = run_other(c)?;
+        use std::io::Write;
+        let _ = std::io::stdout().write_all(&out);
+        return Ok(());
+    }
     berth::ps(&globals(e), id, "table", ps_args).map_err(rt_err)
 }
 
 /// The runtime's cgroup stats (as `berth events --stats` prints them, "data" part).
 pub fn runtime_stats(e: &Engine, id: &str) -> Option<serde_json::Value> {
+    if let Some(mut c) = other(e, id, "events") {
+        c.arg("--stats").arg(id);
+        let v: serde_json::Value = serde_json::from_slice(&run_other(c).ok()?).ok()?;
+        return Some(v["data"].clone());
+    }
     berth::cgroup_stats(&e.root, id)
+}
+
+pub fn runtime_pause(e: &Engine, id: &str) -> Result<(), EngineError> {
+    if let Some(mut c) = other(e, id, "pause") {
+        c.arg(id);
+        return run_other(c).map(|_| ());
+    }
+    berth::pause(&globals(e), id).map_err(rt_err)
+}
+
+pub fn runtime_resume(e: &Engine, id: &str) -> Result<(), EngineError> {
+    if let Some(mut c) = other(e, id, "resume") {
+        c.arg(id);
+        return run_other(c).map(|_| ());
+    }
+    berth::resume(&globals(e), id).map_err(rt_err)
+}
+
+/// Writes new resources (OCI `linux.resources` JSON) to a running container's cgroup.
+pub fn runtime_update(e: &Engine, id: &str, r: serde_json::Value) -> Result<(), EngineError> {
+    if let Some(mut c) = other(e, id, "update") {
+        use std::io::Write;
+        c.arg("--resources").arg("-").arg(id);
+        c.stdin(std::process::Stdio::piped()).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::piped());
+        let mut child = c.spawn().map_err(|err| EngineError::Runtime(format!("{:?}: {err}", c.get_program())))?;
+        if let Some(mut i) = child.stdin.take() {
+            let _ = i.write_all(r.to_string().as_bytes());
+        }
+        let out = child.wait_with_output().map_err(|err| EngineError::Runtime(err.to_string()))?;
+        if !out.status.success() {
+            let err = String::from_utf8_lossy(&out.stderr);
+            return Err(EngineError::Runtime(err.lines().last().unwrap_or("update failed").to_string()));
+        }
+        return Ok(());
+    }
+    let r: oci_spec::runtime::LinuxResources =
+        serde_json::from_value(r).map_err(|err| EngineError::Invalid(format!("resources: {err}")))?;
+    berth::update(&globals(e), id, &r).map_err(rt_err)
 }

@@ -1,5 +1,6 @@
 //! The docker-style command line: `berth container ...` and `berth volume ...` (clap).
 
+use super::resources::ResourceFlags;
 use clap::{Args, Subcommand};
 
 /// Options of `run` and `create`: what the container is made of.
@@ -156,11 +157,96 @@ pub struct CreateOpts {
     /// Pull the image: missing (default), never or always.
     #[arg(long, default_value = "missing")]
     pub pull: String,
-    /// Image.
-    pub image: String,
-    /// Command and arguments.
-    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
-    pub command: Vec<String>,
+    /// Parent cgroup of the container's cgroup.
+    #[arg(long = "cgroup-parent")]
+    pub cgroup_parent: Option<String>,
+    /// Cgroup namespace: private (default) or host.
+    #[arg(long)]
+    pub cgroupns: Option<String>,
+    #[command(flatten)]
+    pub res: ResourceFlags,
+    /// Command to run to check health (run with /bin/sh -c).
+    #[arg(long = "health-cmd")]
+    pub health_cmd: Option<String>,
+    /// Time between running the check (ms|s|m|h).
+    #[arg(long = "health-interval")]
+    pub health_interval: Option<String>,
+    /// Consecutive failures needed to report unhealthy.
+    #[arg(long = "health-retries")]
+    pub health_retries: Option<i64>,
+    /// Start period for the container to initialize before starting health-retries countdown.
+    #[arg(long = "health-start-period")]
+    pub health_start_period: Option<String>,
+    /// Time between running the check during the start period.
+    #[arg(long = "health-start-interval")]
+    pub health_start_interval: Option<String>,
+    /// Maximum time to allow one check to run.
+    #[arg(long = "health-timeout")]
+    pub health_timeout: Option<String>,
+    /// Attach to STDIN, STDOUT or STDERR (default: all of them).
+    #[arg(short = 'a', long)]
+    pub attach: Vec<String>,
+    /// Key sequence that detaches from a -i -t container (default ctrl-p,ctrl-q).
+    #[arg(long = "detach-keys")]
+    pub detach_keys: Option<String>,
+    /// Write the container id to this file.
+    #[arg(long)]
+    pub cidfile: Option<String>,
+    /// Read labels from a file (KEY=VALUE lines).
+    #[arg(long = "label-file")]
+    pub label_file: Vec<String>,
+    /// Add an OCI annotation (KEY=VALUE) to the container's config.
+    #[arg(long)]
+    pub annotation: Vec<String>,
+    /// Container NIS domain name.
+    #[arg(long)]
+    pub domainname: Option<String>,
+    /// Suppress the pull output.
+    #[arg(short = 'q', long)]
+    pub quiet: bool,
+    /// Platform (os/arch) the image must have; pulls that one if missing.
+    #[arg(long)]
+    pub platform: Option<String>,
+    /// Storage driver options (not supported by berth's overlay: refused).
+    #[arg(long = "storage-opt")]
+    pub storage_opt: Vec<String>,
+    /// User namespace: host (berth's engine does no user-namespace remapping).
+    #[arg(long)]
+    pub userns: Option<String>,
+    /// Mount the volumes of another container (CONTAINER[:ro|rw]).
+    #[arg(long = "volumes-from")]
+    pub volumes_from: Vec<String>,
+    /// Add a link to another container (NAME[:ALIAS]): its address in /etc/hosts.
+    #[arg(long)]
+    pub link: Vec<String>,
+    /// OCI runtime to run the container with (berth).
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Logging driver: json-file (default), local or none.
+    #[arg(long = "log-driver")]
+    pub log_driver: Option<String>,
+    /// Log driver option (max-size, max-file, compress, labels, env, tag).
+    #[arg(long = "log-opt")]
+    pub log_opt: Vec<String>,
+    /// Disable any container-specified HEALTHCHECK.
+    #[arg(long = "no-healthcheck")]
+    pub no_healthcheck: bool,
+    /// Image, then the command and its arguments: everything after the image is the
+    /// command's, as docker parses it (`busybox -c x` is not `--cpu-shares`).
+    #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
+    pub args: Vec<String>,
+}
+
+impl CreateOpts {
+    /// The image named.
+    pub fn image(&self) -> &str {
+        self.args.first().map(String::as_str).unwrap_or("")
+    }
+
+    /// The command and its arguments given after the image.
+    pub fn command(&self) -> &[String] {
+        self.args.get(1..).unwrap_or(&[])
+    }
 }
 
 #[derive(Args, Debug, Clone)]
@@ -190,6 +276,9 @@ pub enum ContainerCmd {
         /// Attach stdin.
         #[arg(short = 'i', long)]
         interactive: bool,
+        /// Key sequence that detaches (default ctrl-p,ctrl-q; with a terminal and stdin).
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(required = true)]
         containers: Vec<String>,
     },
@@ -309,6 +398,9 @@ pub enum ContainerCmd {
     Attach {
         #[arg(long = "no-stdin")]
         no_stdin: bool,
+        /// Key sequence that detaches (default ctrl-p,ctrl-q; with a terminal and stdin).
+        #[arg(long = "detach-keys")]
+        detach_keys: Option<String>,
         #[arg(long = "sig-proxy", default_value = "true", action = clap::ArgAction::Set)]
         sig_proxy: bool,
         container: String,
@@ -336,6 +428,9 @@ pub enum ContainerCmd {
         all: bool,
         #[arg(long = "no-trunc")]
         no_trunc: bool,
+        /// Go template ('table {{.Name}}\t{{.CPUPerc}}') or json.
+        #[arg(long)]
+        format: Option<String>,
         containers: Vec<String>,
     },
     /// Create a new image from a container's changes.
@@ -382,6 +477,20 @@ pub enum ContainerCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+    /// Pause all processes within containers (freeze their cgroup).
+    Pause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Unpause all processes within containers.
+    Unpause {
+        #[arg(required = true)]
+        containers: Vec<String>,
+    },
+    /// Rename a container.
+    Rename { container: String, new_name: String },
+    /// Update the resources (and restart policy) of containers.
+    Update(UpdateArgs),
     /// Internal: the shim's clean-up once a container is gone for good.
     #[command(hide = true)]
     Cleanup { id: String },
@@ -428,4 +537,28 @@ pub enum VolumeCmd {
         #[arg(short = 'f', long)]
         force: bool,
     },
+}
+
+/// `container update` flags.
+#[derive(Args, Debug, Clone)]
+pub struct UpdateArgs {
+    /// Memory limit.
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Memory plus swap limit (-1: unlimited).
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// Process limit (-1: unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+    /// Restart policy to apply when a container exits.
+    #[arg(long)]
+    pub restart: Option<String>,
+    #[command(flatten)]
+    pub res: ResourceFlags,
+    #[arg(required = true)]
+    pub containers: Vec<String>,
 }

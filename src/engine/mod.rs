@@ -15,12 +15,18 @@ mod adapt;
 pub mod cli;
 mod commit;
 mod copy;
+pub mod events;
 pub mod init;
+mod logopts;
+mod manage;
 mod ops;
 mod opts;
+mod resources;
 mod run;
+mod runtimes;
 mod show;
 mod store;
+pub mod system;
 mod volume;
 
 use std::path::{Path, PathBuf};

@@ -18,24 +18,32 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             println!("{}", rec.id);
             Ok(0)
         }
-        ContainerCmd::Start { attach, interactive, containers } => {
+        ContainerCmd::Start { attach, interactive, detach_keys, containers } => {
             if attach && containers.len() > 1 {
                 return Err(EngineError::Invalid("you cannot attach to more than one container".into()));
             }
+            let keys = detach_keys_of(detach_keys.as_deref())?;
             each(&containers, |key| {
                 let rec = cs.find(key)?;
+                let stdin = interactive && rec.spec.stdin_open;
+                let dir = cs.path(&rec.id);
+                let keys = keys.as_deref().filter(|_| stdin && rec.spec.tty);
                 match run::start(e, &cs, &rec.id, attach)? {
                     Started::Spawned { sock: Some(sock), .. } => {
-                        let stdin = interactive && rec.spec.stdin_open;
-                        return adapt::shim_relay(sock, stdin, rec.spec.tty, &cs.path(&rec.id), true);
+                        return match keys {
+                            Some(k) => {
+                                Ok(adapt::shim_relay_detachable(sock, stdin, rec.spec.tty, &dir, true, k)?.unwrap_or(0))
+                            }
+                            None => adapt::shim_relay(sock, stdin, rec.spec.tty, &dir, true),
+                        };
                     }
                     _ if attach => {
-                        return adapt::shim_attach(
-                            &cs.path(&rec.id),
-                            interactive && rec.spec.stdin_open,
-                            rec.spec.tty,
-                            true,
-                        )
+                        return match keys {
+                            Some(k) => {
+                                Ok(adapt::shim_attach_detachable(&dir, stdin, rec.spec.tty, true, k)?.unwrap_or(0))
+                            }
+                            None => adapt::shim_attach(&dir, stdin, rec.spec.tty, true),
+                        };
                     }
                     _ => println!("{key}"),
                 }
@@ -57,6 +65,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             let rec = cs.find(key)?;
             run::stop(e, &cs, &rec, signal.as_deref(), time)?;
             run::start(e, &cs, &rec.id, false)?;
+            super::events::container(e, &rec, "restart");
             println!("{key}");
             Ok(0)
         }),
@@ -73,6 +82,8 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                 }
                 let pidfd = berth::pidfd::open(st.pid).ok();
                 adapt::runtime_kill(e, &rec.id, sig, false)?;
+                super::events::container_with(e, &rec, "kill", [("signal".to_string(), sig.to_string())].into());
+                super::manage::thaw_if_paused(e, &cs.path(&rec.id), &rec.id);
                 if !st.shim_alive && sig == libc::SIGKILL {
                     // No shim to see the exit and clean up: do it here.
                     if let Some(fd) = &pidfd {
@@ -96,6 +107,9 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
         }
         ContainerCmd::Logs { follow, tail, since, timestamps, container } => {
             let rec = cs.find(&container)?;
+            if rec.spec.log_driver.as_deref() == Some("none") {
+                return Err(EngineError::Invalid("configured logging driver does not support reading".into()));
+            }
             let tail = match tail.as_deref() {
                 None | Some("all") => None,
                 Some(n) => Some(n.parse::<i64>().map_err(|_| EngineError::Invalid(format!("invalid --tail {n:?}")))?)
@@ -154,7 +168,8 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             println!("{code}");
             Ok(0)
         }),
-        ContainerCmd::Attach { no_stdin, sig_proxy, container } => {
+        ContainerCmd::Attach { no_stdin, detach_keys, sig_proxy, container } => {
+            let keys = detach_keys_of(detach_keys.as_deref())?;
             let rec = cs.find(&container)?;
             let st = run::status(e, &cs, &rec.id);
             if st.state != State::Running {
@@ -162,7 +177,15 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                     "you cannot attach to a stopped container, start it first".to_string(),
                 ));
             }
-            adapt::shim_attach(&cs.path(&rec.id), !no_stdin && rec.spec.stdin_open, rec.spec.tty, sig_proxy)
+            super::events::container(e, &rec, "attach");
+            let stdin = !no_stdin && rec.spec.stdin_open;
+            match keys {
+                Some(k) if stdin && rec.spec.tty => {
+                    Ok(adapt::shim_attach_detachable(&cs.path(&rec.id), stdin, rec.spec.tty, sig_proxy, &k)?
+                        .unwrap_or(0))
+                }
+                _ => adapt::shim_attach(&cs.path(&rec.id), stdin, rec.spec.tty, sig_proxy),
+            }
         }
         ContainerCmd::Top { container, ps_args } => {
             let rec = cs.find(&container)?;
@@ -173,8 +196,8 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             Ok(0)
         }
         ContainerCmd::Port { container, private_port } => show::port(e, &cs, &container, private_port.as_deref()),
-        ContainerCmd::Stats { no_stream, all, no_trunc, containers } => {
-            show::stats(e, &cs, &containers, all, no_stream, no_trunc)
+        ContainerCmd::Stats { no_stream, all, no_trunc, format, containers } => {
+            show::stats(e, &cs, &containers, all, no_stream, no_trunc, format.as_deref())
         }
         ContainerCmd::Prune { force: _ } => {
             let mut out = std::io::stdout().lock();
@@ -200,6 +223,35 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             super::copy::cp(e, &cs, &src, &dest, super::copy::CpOpts { archive, follow: follow_link })
         }
         ContainerCmd::Export { output, container } => super::copy::export(&cs, &container, output.as_deref()),
+        ContainerCmd::Pause { containers } => each(&containers, |key| {
+            super::manage::pause(e, &cs, key)?;
+            println!("{key}");
+            Ok(0)
+        }),
+        ContainerCmd::Unpause { containers } => each(&containers, |key| {
+            super::manage::unpause(e, &cs, key)?;
+            println!("{key}");
+            Ok(0)
+        }),
+        ContainerCmd::Rename { container, new_name } => {
+            super::manage::rename(e, &cs, &container, &new_name)?;
+            Ok(0)
+        }
+        ContainerCmd::Update(u) => {
+            let req = super::manage::UpdateReq {
+                res: &u.res,
+                memory: u.memory.as_deref(),
+                memory_swap: u.memory_swap.as_deref(),
+                cpus: u.cpus.as_deref(),
+                pids_limit: u.pids_limit,
+                restart: u.restart.as_deref(),
+            };
+            each(&u.containers, |key| {
+                super::manage::update(e, &cs, key, &req)?;
+                println!("{key}");
+                Ok(0)
+            })
+        }
         ContainerCmd::Cleanup { id } => {
             run::cleanup(e, &cs, &id)?;
             Ok(0)
@@ -229,7 +281,34 @@ fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) ->
     }
 }
 
+/// `--detach-keys` (None: docker's ctrl-p,ctrl-q; "": none).
+fn detach_keys_of(k: Option<&str>) -> Result<Option<Vec<u8>>, EngineError> {
+    Ok(match k {
+        None => crate::shim::parse_detach_keys("ctrl-p,ctrl-q"),
+        Some("") => None,
+        Some(k) => Some(
+            crate::shim::parse_detach_keys(k)
+                .ok_or_else(|| EngineError::Invalid(format!("invalid detach keys ({k}) provided")))?,
+        ),
+    })
+}
+
 fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> {
+    let mut streams = Vec::new();
+    for s in &a.c.attach {
+        match s.to_ascii_lowercase().as_str() {
+            v @ ("stdin" | "stdout" | "stderr") => streams.push(v.to_string()),
+            _ => {
+                return Err(EngineError::Invalid(format!(
+                    "invalid argument {s:?} for \"-a, --attach\" flag: valid streams are STDIN, STDOUT and STDERR"
+                )))
+            }
+        }
+    }
+    let keys = detach_keys_of(a.c.detach_keys.as_deref())?;
+    if a.detach && !streams.is_empty() {
+        return Err(EngineError::Invalid("conflicting options: cannot specify both --attach and --detach".into()));
+    }
     let rec = run::create(e, cs, &a.c)?;
     let started = match run::start(e, cs, &rec.id, !a.detach) {
         Ok(s) => s,
@@ -242,7 +321,26 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
     match started {
         Started::Spawned { shim_pid, sock: Some(sock) } => {
             let shim = berth::pidfd::open(shim_pid).ok();
-            let code = adapt::shim_relay(sock, rec.spec.stdin_open, rec.spec.tty, &cs.path(&rec.id), a.sig_proxy)?;
+            // -a: the streams not named are not shown (nor read, for stdin).
+            let want = |s: &str| streams.is_empty() || streams.iter().any(|x| x == s);
+            let hidden: Vec<i32> =
+                [(1, "stdout"), (2, "stderr")].into_iter().filter(|(_, s)| !want(s)).map(|(fd, _)| fd).collect();
+            let stdin = rec.spec.stdin_open && want("stdin");
+            let dir = cs.path(&rec.id);
+            let code = {
+                let _hide = Redirect::fds(&hidden);
+                match &keys {
+                    // docker's escape sequence applies to a terminal with stdin.
+                    Some(k) if stdin && rec.spec.tty => {
+                        adapt::shim_relay_detachable(sock, stdin, rec.spec.tty, &dir, a.sig_proxy, k)?
+                    }
+                    _ => Some(adapt::shim_relay(sock, stdin, rec.spec.tty, &dir, a.sig_proxy)?),
+                }
+            };
+            let Some(code) = code else {
+                // Detached: the container goes on (docker's CLI says nothing either).
+                return Ok(0);
+            };
             if rec.spec.auto_remove {
                 // As docker's CLI: return once the container is removed.
                 if let Some(fd) = &shim {
@@ -293,14 +391,19 @@ struct Redirect {
 
 impl Redirect {
     fn new(stdin: bool, all: bool) -> Redirect {
-        let mut saved = Vec::new();
-        let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
-            return Redirect { saved };
-        };
         let fds: &[i32] = match (stdin, all) {
             (_, true) => &[0, 1, 2],
             (true, false) => &[0],
             (false, false) => &[],
+        };
+        Redirect::fds(fds)
+    }
+
+    /// Points `fds` at /dev/null until dropped.
+    fn fds(fds: &[i32]) -> Redirect {
+        let mut saved = Vec::new();
+        let Ok(null) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/null") else {
+            return Redirect { saved };
         };
         for &fd in fds {
             // SAFETY: duplicating and replacing the standard descriptors; the saved copies

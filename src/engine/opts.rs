@@ -82,6 +82,95 @@ pub struct RunSpec {
     pub ipc_host: bool,
     pub uts_host: bool,
     pub oom_score_adj: Option<i32>,
+    #[serde(default)]
+    pub resources: super::resources::Resources,
+    /// `--cgroup-parent`.
+    #[serde(default)]
+    pub cgroup_parent: Option<String>,
+    #[serde(default)]
+    pub cgroupns_host: bool,
+    /// The --health-* flags (fields 0 = the image's), or `NONE` for --no-healthcheck.
+    #[serde(default)]
+    pub health: Option<crate::image::types::Healthcheck>,
+    /// `--log-driver` (None: json-file) and `--log-opt`s.
+    #[serde(default)]
+    pub log_driver: Option<String>,
+    #[serde(default)]
+    pub log_opts: BTreeMap<String, String>,
+    #[serde(default)]
+    pub annotations: BTreeMap<String, String>,
+    #[serde(default)]
+    pub domainname: Option<String>,
+    /// `--runtime NAME` (None: berth).
+    #[serde(default)]
+    pub runtime: Option<String>,
+}
+
+/// The container's health check: its own flags over the image's HEALTHCHECK.
+pub fn healthcheck(rec: &super::store::Record) -> Option<crate::image::types::Healthcheck> {
+    let img = rec.image_config.healthcheck.clone();
+    let Some(own) = &rec.spec.health else { return img };
+    let mut h = img.unwrap_or_default();
+    if !own.test.is_empty() {
+        h.test = own.test.clone();
+    }
+    for (mine, theirs) in [
+        (own.interval, &mut h.interval),
+        (own.timeout, &mut h.timeout),
+        (own.start_period, &mut h.start_period),
+        (own.start_interval, &mut h.start_interval),
+        (own.retries, &mut h.retries),
+    ] {
+        if mine != 0 {
+            *theirs = mine;
+        }
+    }
+    Some(h)
+}
+
+/// A --health-* duration (Go's form: 30s, 1m30s, 500ms): nanoseconds; docker's minimum of 1ms.
+fn health_duration(flag: &str, v: &Option<String>) -> Result<i64, EngineError> {
+    let Some(s) = v else { return Ok(0) };
+    let d = crate::events::parse_duration(s)
+        .ok_or_else(|| invalid(format!("invalid argument {s:?} for \"{flag}\" flag: time: invalid duration {s:?}")))?;
+    let ns = d.as_nanos() as i64;
+    if ns != 0 && ns < 1_000_000 {
+        return Err(invalid(format!("{flag} cannot be less than 1ms")));
+    }
+    Ok(ns)
+}
+
+fn parse_health(c: &CreateOpts) -> Result<Option<crate::image::types::Healthcheck>, EngineError> {
+    let any = c.health_cmd.is_some()
+        || c.health_interval.is_some()
+        || c.health_retries.is_some()
+        || c.health_start_period.is_some()
+        || c.health_start_interval.is_some()
+        || c.health_timeout.is_some();
+    if c.no_healthcheck {
+        if any {
+            return Err(invalid("--no-healthcheck conflicts with --health-* options".into()));
+        }
+        return Ok(Some(crate::image::types::Healthcheck { test: vec!["NONE".into()], ..Default::default() }));
+    }
+    if !any {
+        return Ok(None);
+    }
+    let retries = c.health_retries.unwrap_or(0);
+    if retries < 0 {
+        return Err(invalid("--health-retries cannot be negative".into()));
+    }
+    Ok(Some(crate::image::types::Healthcheck {
+        test: match c.health_cmd.as_deref() {
+            Some("") | None => Vec::new(),
+            Some(cmd) => vec!["CMD-SHELL".into(), cmd.to_string()],
+        },
+        interval: health_duration("--health-interval", &c.health_interval)?,
+        timeout: health_duration("--health-timeout", &c.health_timeout)?,
+        start_period: health_duration("--health-start-period", &c.health_start_period)?,
+        start_interval: health_duration("--health-start-interval", &c.health_start_interval)?,
+        retries,
+    }))
 }
 
 fn invalid(msg: String) -> EngineError {
@@ -332,7 +421,7 @@ fn parse_ulimit(s: &str) -> Result<(String, u64, u64), EngineError> {
 /// is resolved by the caller).
 pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     let mut s = RunSpec {
-        cmd: c.command.clone(),
+        cmd: c.command().to_vec(),
         env: parse_env(&c.env, &c.env_file)?,
         workdir: c.workdir.clone().filter(|w| !w.is_empty()),
         user: c.user.clone().filter(|u| !u.is_empty()),
@@ -364,8 +453,24 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         pid_host: host_mode("--pid", &c.pid)?,
         ipc_host: host_mode("--ipc", &c.ipc)?,
         uts_host: host_mode("--uts", &c.uts)?,
+        resources: super::resources::parse(&c.res, &Default::default())?,
+        health: parse_health(c)?,
         ..Default::default()
     };
+    let (driver, log_opts) = super::logopts::parse(c.log_driver.as_deref(), &c.log_opt)?;
+    s.log_driver = Some(driver).filter(|d| d != "json-file");
+    s.log_opts = log_opts;
+    s.cgroupns_host = match c.cgroupns.as_deref() {
+        None | Some("private") => false,
+        Some("host") => true,
+        Some(o) => return Err(invalid(format!("invalid --cgroupns {o:?}: host or private"))),
+    };
+    if let Some(p) = c.cgroup_parent.as_deref().filter(|p| !p.is_empty()) {
+        if p.split('/').any(|c| c == "..") {
+            return Err(invalid(format!("invalid --cgroup-parent {p:?}: contains \"..\"")));
+        }
+        s.cgroup_parent = Some(p.to_string());
+    }
     if let Some(w) = &s.workdir {
         if !w.starts_with('/') {
             return Err(invalid(format!("the working directory {w:?} is invalid, it needs to be an absolute path")));
@@ -403,10 +508,55 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
     if let Some(w) = dests.windows(2).find(|w| w[0] == w[1]) {
         return Err(invalid(format!("duplicate mount point: {}", w[0])));
     }
+    for f in &c.label_file {
+        let text = std::fs::read_to_string(f).map_err(|e| invalid(format!("open {f}: {e}")))?;
+        for l in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let (k, v) = l.split_once('=').unwrap_or((l, ""));
+            s.labels.insert(k.to_string(), v.to_string());
+        }
+    }
     for l in &c.label {
         let (k, v) = key_value("--label", l)?;
         s.labels.insert(k, v);
     }
+    for a in &c.annotation {
+        let (k, v) = key_value("--annotation", a)?;
+        s.annotations.insert(k, v);
+    }
+    if let Some(d) = c.domainname.as_deref().filter(|d| !d.is_empty()) {
+        if d.len() > 64 || !d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-') {
+            return Err(invalid(format!("invalid --domainname {d:?}")));
+        }
+        s.domainname = Some(d.to_string());
+    }
+    if let Some(m) = c.mac_address.as_deref().filter(|m| !m.is_empty()) {
+        let bytes: Vec<Option<u8>> =
+            m.split(':').map(|b| if b.len() == 2 { u8::from_str_radix(b, 16).ok() } else { None }).collect();
+        if bytes.len() != 6 || bytes.iter().any(Option::is_none) {
+            return Err(invalid(format!("{m} is not a valid mac address")));
+        }
+        if bytes[0].is_some_and(|b| b & 1 == 1) {
+            return Err(invalid(format!("{m} is a multicast address: a container's address must be unicast")));
+        }
+        if matches!(c.network.as_str(), "host" | "none") || c.network.starts_with("container:") {
+            return Err(invalid("conflicting options: mac-address and the network mode".into()));
+        }
+        s.mac_address = Some(m.to_ascii_lowercase());
+    }
+    if let Some(o) = c.storage_opt.first() {
+        return Err(invalid(format!(
+            "invalid --storage-opt {o:?}: berth's overlay storage has no per-container options (a size= quota needs overlay over xfs with the pquota mount option)"
+        )));
+    }
+    match c.userns.as_deref() {
+        None | Some("") | Some("host") => {}
+        Some(u) => {
+            return Err(invalid(format!(
+                "invalid --userns {u:?}: only host (the engine runs containers without user-namespace remapping)"
+            )))
+        }
+    }
+
     if let Some(m) = &c.memory {
         s.memory = Some(parse_size("--memory", m)?);
     }

@@ -78,6 +78,10 @@ pub struct Status {
     /// The container's init pid (0 when not running).
     pub pid: i32,
     pub exit_code: Option<i32>,
+    /// Running with its cgroup frozen (`container pause`).
+    pub paused: bool,
+    /// The health check's state (starting, healthy, unhealthy) while running with one.
+    pub health: Option<String>,
 }
 
 /// Reads the shim's state; a dead shim with a still-running container is told from the
@@ -85,7 +89,15 @@ pub struct Status {
 pub fn status(e: &Engine, cs: &Containers, id: &str) -> Status {
     let dir = cs.path(id);
     let Some(st) = adapt::shim_state(&dir) else {
-        return Status { state: State::Created, shim: None, shim_alive: false, pid: 0, exit_code: None };
+        return Status {
+            state: State::Created,
+            shim: None,
+            shim_alive: false,
+            pid: 0,
+            exit_code: None,
+            paused: false,
+            health: None,
+        };
     };
     let alive = adapt::shim_alive(&st);
     let (state, pid) = match (st.status, alive) {
@@ -100,7 +112,12 @@ pub fn status(e: &Engine, cs: &Containers, id: &str) -> Status {
         },
     };
     let exit_code = if state == State::Exited { Some(st.exit_code.unwrap_or(255)) } else { None };
-    Status { state, shim: Some(st), shim_alive: alive, pid, exit_code }
+    // The marker is only a hint that saves asking the runtime for every listed container.
+    let paused = state == State::Running
+        && dir.join(super::manage::PAUSED_MARK).exists()
+        && adapt::runtime_state(e, id).is_some_and(|(s, _)| s == "paused");
+    let health = if state == State::Running { crate::shim::health::read_health(&dir).map(|h| h.status) } else { None };
+    Status { state, shim: Some(st), shim_alive: alive, pid, exit_code, paused, health }
 }
 
 fn write_shim_state(dir: &Path, st: &ShimState) {
@@ -164,6 +181,52 @@ fn mounts_of(e: &Engine, spec: &opts::RunSpec, image_volumes: &[String]) -> Resu
     Ok(out)
 }
 
+/// `--volumes-from C[:ro|rw]`: the volumes and binds of C (its anonymous volumes become shared,
+/// never removed with this container).
+fn volumes_from(cs: &Containers, specs: &[String]) -> Result<Vec<MountRec>, EngineError> {
+    let mut out = Vec::new();
+    for v in specs {
+        let (key, mode) = match v.rsplit_once(':') {
+            Some((k, m)) if m == "ro" || m == "rw" => (k, Some(m)),
+            _ => (v.as_str(), None),
+        };
+        let other = cs.find(key)?;
+        for m in &other.mounts {
+            let mut m = m.clone();
+            if let Some(mode) = mode {
+                m.rw = mode == "rw";
+            }
+            m.anonymous = false;
+            out.push(m);
+        }
+    }
+    Ok(out)
+}
+
+/// `--link NAME[:ALIAS]`: /etc/hosts entries for a running container's address.
+fn links_of(e: &Engine, cs: &Containers, links: &[String]) -> Result<Vec<(String, String)>, EngineError> {
+    let mut out = Vec::new();
+    for l in links {
+        let (name, alias) = l.split_once(':').unwrap_or((l.as_str(), l.as_str()));
+        let other = cs.find(name).map_err(|_| EngineError::Invalid(format!("could not get container for {name}")))?;
+        if status(e, cs, &other.id).state != State::Running {
+            return Err(EngineError::Invalid(format!("cannot link to a non running container: /{}", other.name)));
+        }
+        let Some(ip) = other.net.ip.clone() else {
+            return Err(EngineError::Invalid(format!(
+                "cannot link to /{}: it has no address on a network",
+                other.name
+            )));
+        };
+        for h in [alias, other.name.as_str(), &other.id[..12]] {
+            if !out.iter().any(|(x, _): &(String, String)| x == h) {
+                out.push((h.to_string(), ip.clone()));
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// `create`: checks everything, then makes the record, the name claim, the image use and
 /// the volumes. Nothing is left behind when it fails.
 pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, EngineError> {
@@ -196,15 +259,31 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
             }
         }
     }
-    let img = adapt::resolve_image(e, &c.image, &c.pull)?;
+    if let Some(f) = c.cidfile.as_deref().filter(|f| !f.is_empty()) {
+        if std::path::Path::new(f).exists() {
+            return Err(EngineError::Invalid(format!(
+                "container ID file found, make sure the other container isn't running or delete {f}"
+            )));
+        }
+    }
+    spec.runtime = super::runtimes::check(&e.data_root, c.runtime.as_deref())?;
+    let from = volumes_from(cs, &c.volumes_from)?;
+    let links = links_of(e, cs, &c.link)?;
+    spec.extra_hosts.extend(links);
+    let img = adapt::resolve_image(e, c.image(), &c.pull, c.quiet, c.platform.as_deref())?;
     let argv = adapt::process_args(&img.config, &spec)?;
     let id = store::new_id()?;
-    let mounts = mounts_of(e, &spec, &adapt::image_volumes(&img.config))?;
+    let mut mounts = mounts_of(e, &spec, &adapt::image_volumes(&img.config))?;
+    for m in from {
+        if !mounts.iter().any(|x| x.destination == m.destination) && !spec.tmpfs.iter().any(|t| t.0 == m.destination) {
+            mounts.push(m);
+        }
+    }
     let mut rec = Record {
         id: id.clone(),
         name: name.clone().unwrap_or_default(),
         created: adapt::now_rfc3339(),
-        image: c.image.clone(),
+        image: c.image().to_string(),
         image_id: img.id.clone(),
         lowers: img.lowers,
         image_config: img.config,
@@ -250,14 +329,31 @@ pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, Eng
         let Some(n) = &m.name else { continue };
         let (_, made) = vols.create(n, Default::default(), m.anonymous)?;
         if made {
+            crate::events::record(&e.data_root, "volume", "create", n, "");
             let vols = Volumes::new(&e.data_root);
             let n = n.clone();
             undo.push(move || {
-                let _ = vols.remove_unchecked(&n);
+                if vols.remove_unchecked(&n).is_ok() {
+                    crate::events::record(&e.data_root, "volume", "destroy", &n, "");
+                }
             });
         }
     }
+    if let Some(r) = &rec.spec.runtime {
+        let p = cs.path(&rec.id).join(super::runtimes::MARK);
+        fs::write(&p, r).map_err(|err| EngineError::Io { op: "write", path: p, err })?;
+    }
+    if let Some(f) = c.cidfile.as_deref().filter(|f| !f.is_empty()) {
+        use std::io::Write;
+        let mut file = fs::OpenOptions::new().write(true).create_new(true).open(f).map_err(|err| {
+            EngineError::Invalid(format!(
+                "container ID file found, make sure the other container isn't running or delete {f}: {err}"
+            ))
+        })?;
+        file.write_all(rec.id.as_bytes()).map_err(|err| EngineError::Io { op: "write", path: f.into(), err })?;
+    }
     undo.disarm();
+    super::events::container(e, &rec, "create");
     Ok(rec)
 }
 
@@ -324,7 +420,11 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
     cs.save(&rec)?;
     let cfg = adapt::shim_config(e, &rec, &dir)?;
     let _ = fs::remove_file(dir.join(crate::shim::STATE_FILE));
+    let _ = fs::remove_file(dir.join(crate::shim::health::HEALTH_FILE));
+    let _ = fs::remove_file(dir.join(super::manage::PAUSED_MARK));
+    let _ = fs::remove_file(dir.join(crate::shim::RESTART_FILE));
     let spawned = if attach {
+        super::events::container(e, &rec, "attach");
         adapt::shim_spawn_attached(&cfg).map(|(pid, s)| (pid, Some(s)))
     } else {
         adapt::shim_spawn(&cfg).map(|pid| (pid, None))
@@ -334,6 +434,7 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
             berth::faults::crash_point("engine.start.shim-spawned");
             undo.disarm();
             drop(lock);
+            super::events::container(e, &rec, "start");
             Ok(Started::Spawned { shim_pid, sock })
         }
         Err(err) => {
@@ -378,6 +479,8 @@ pub fn stop(
             if matches!(rs.as_str(), "running" | "paused" | "created") {
                 let fd = berth::pidfd::open(pid).ok();
                 let _ = adapt::runtime_kill(e, &rec.id, sig, false);
+                super::events::container_with(e, rec, "kill", [("signal".to_string(), sig.to_string())].into());
+                super::manage::thaw_if_paused(e, &dir, &rec.id);
                 let limit = if t < 0 { None } else { Some(Duration::from_secs(t as u64)) };
                 let exited = fd.as_ref().is_some_and(|fd| berth::pidfd::wait(fd, limit));
                 if !exited {
@@ -392,9 +495,12 @@ pub fn stop(
     }
     if st.shim_alive {
         wait_shim_gone(&dir, SHIM_EXIT_TIMEOUT);
+        super::events::container(e, rec, "stop");
         return Ok(());
     }
-    finish_without_shim(e, cs, rec, st.shim, 128 + if killed { libc::SIGKILL } else { sig })
+    finish_without_shim(e, cs, rec, st.shim, 128 + if killed { libc::SIGKILL } else { sig })?;
+    super::events::container(e, rec, "stop");
+    Ok(())
 }
 
 /// A container whose shim died has stopped: nobody records the exit or cleans up but us.
@@ -453,7 +559,7 @@ pub fn remove_files(e: &Engine, cs: &Containers, rec: &Record, anon_volumes: boo
     // Out of sight first, then removed: a half-removed container is never listed.
     let trash = cs.dir.join(format!(".rm-{}", rec.id));
     match fs::rename(&dir, &trash) {
-        Ok(()) => {}
+        Ok(()) => super::events::container(e, rec, "destroy"),
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(err) => return Err(EngineError::Io { op: "rename", path: dir, err }),
     }
@@ -463,7 +569,9 @@ pub fn remove_files(e: &Engine, cs: &Containers, rec: &Record, anon_volumes: boo
         let vols = Volumes::new(&e.data_root);
         for m in rec.mounts.iter().filter(|m| m.anonymous) {
             if let Some(n) = &m.name {
-                let _ = vols.remove_unchecked(n);
+                if vols.remove_unchecked(n).is_ok() {
+                    crate::events::record(&e.data_root, "volume", "destroy", n, "");
+                }
             }
         }
     }
@@ -484,6 +592,7 @@ pub fn remove(e: &Engine, cs: &Containers, rec: &Record, force: bool, anon_volum
         }
         adapt::shim_request_stop(&dir);
         let _ = adapt::runtime_kill(e, &rec.id, libc::SIGKILL, true);
+        super::manage::thaw_if_paused(e, &dir, &rec.id);
     }
     if st.shim_alive && !wait_shim_gone(&dir, SHIM_EXIT_TIMEOUT) {
         if !force {

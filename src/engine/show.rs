@@ -56,6 +56,14 @@ pub fn status_text(st: &Status) -> String {
         State::Created => "Created".into(),
         State::Running => {
             let mut s = format!("Up {}", human_duration(since(shim.and_then(|s| s.started_at.as_deref()))));
+            if st.paused {
+                s.push_str(" (Paused)");
+            }
+            match st.health.as_deref() {
+                Some("starting") => s.push_str(" (health: starting)"),
+                Some(h) => s.push_str(&format!(" ({h})")),
+                None => {}
+            }
             if !st.shim_alive {
                 s.push_str(" (no shim)");
             }
@@ -98,6 +106,11 @@ fn matches_filter(rec: &Record, st: &Status, f: &str) -> Result<bool, EngineErro
     Ok(match k {
         "name" => rec.name.contains(v),
         "id" => rec.id.starts_with(v),
+        "status" if st.paused => v == "paused",
+        "health" => match st.health.as_deref() {
+            Some(h) => h == v,
+            None => v == "none",
+        },
         "status" => st.state.as_str() == v,
         "exited" => st.state == State::Exited && st.exit_code.map(|c| c.to_string()).as_deref() == Some(v),
         "label" => match v.split_once('=') {
@@ -157,50 +170,59 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
             }
             print_table(&mut out, &rows);
         }
-        Some("json") | Some("{{json .}}") => {
-            for (r, st) in &recs {
-                let j = json!({
-                    "Command": command_text(r, !o.no_trunc),
-                    "CreatedAt": r.created,
-                    "ID": id_of(r),
-                    "Image": r.image,
-                    "Labels": r.spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
-                    "LocalVolumes": r.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
-                    "Mounts": r.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.to_string_lossy().into_owned())).collect::<Vec<_>>().join(","),
-                    "Names": r.name,
-                    "Networks": r.spec.network,
-                    "Ports": if st.state == State::Running { displayable_ports(&r.net.ports) } else { String::new() },
-                    "RunningFor": format!("{} ago", human_duration(since(Some(&r.created)))),
-                    "Size": "0B",
-                    "State": st.state.as_str(),
-                    "Status": status_text(st),
-                    "ExitCode": st.exit_code,
-                });
-                let _ = writeln!(out, "{j}");
-            }
-        }
-        Some(t) if t.contains("{{") => {
-            for (r, st) in &recs {
-                let v = inspect_json(e, cs, r, st);
-                let _ = writeln!(out, "{}", render_template(t, &ls_view(r, st, &v, o.no_trunc)));
-            }
-        }
         Some(f) => {
-            return Err(EngineError::Invalid(format!(
-                "unknown --format {f:?} (table, json or a {{{{.Field}}}} template)"
-            )))
+            let rows: Vec<Value> = recs.iter().map(|(r, st)| ls_view(r, st, o.no_trunc)).collect();
+            let text = crate::template::render_rows(f, &rows, &ls_headers()).map_err(template_err)?;
+            let _ = out.write_all(text.as_bytes());
         }
     }
     Ok(())
 }
 
-/// Fields a `ls --format '{{.ID}} {{.Names}}'` template can use.
-fn ls_view(r: &Record, st: &Status, _full: &Value, no_trunc: bool) -> Value {
+pub fn template_err(e: crate::template::TemplateError) -> EngineError {
+    EngineError::Invalid(e.to_string())
+}
+
+/// docker's column names of `ls --format 'table ...'`.
+fn ls_headers() -> std::collections::BTreeMap<&'static str, &'static str> {
+    [
+        ("ID", "CONTAINER ID"),
+        ("Names", "NAMES"),
+        ("Image", "IMAGE"),
+        ("Command", "COMMAND"),
+        ("CreatedAt", "CREATED AT"),
+        ("RunningFor", "CREATED"),
+        ("Ports", "PORTS"),
+        ("State", "STATE"),
+        ("Status", "STATUS"),
+        ("Size", "SIZE"),
+        ("Labels", "LABELS"),
+        ("Mounts", "MOUNTS"),
+        ("Networks", "NETWORKS"),
+        ("LocalVolumes", "LOCAL VOLUMES"),
+    ]
+    .into_iter()
+    .collect()
+}
+
+/// What `ls --format` shows of a container (docker's `ps --format` fields).
+fn ls_view(r: &Record, st: &Status, no_trunc: bool) -> Value {
     json!({
+        "Command": command_text(r, !no_trunc),
+        "CreatedAt": r.created,
         "ID": if no_trunc { r.id.clone() } else { r.id[..12].to_string() },
-        "Names": r.name, "Image": r.image, "Command": command_text(r, !no_trunc),
-        "CreatedAt": r.created, "State": st.state.as_str(), "Status": status_text(st),
-        "Ports": r.net.ports.join(", "), "Networks": r.spec.network,
+        "Image": r.image,
+        "Labels": r.spec.labels.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(","),
+        "LocalVolumes": r.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
+        "Mounts": r.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.to_string_lossy().into_owned())).collect::<Vec<_>>().join(","),
+        "Names": r.name,
+        "Networks": r.spec.network,
+        "Ports": if st.state == State::Running { displayable_ports(&r.net.ports) } else { String::new() },
+        "RunningFor": format!("{} ago", human_duration(since(Some(&r.created)))),
+        "Size": "0B",
+        "State": if st.paused { "paused" } else { st.state.as_str() },
+        "Status": status_text(st),
+        "ExitCode": st.exit_code,
     })
 }
 
@@ -321,7 +343,34 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "PidMode": if s.pid_host { "host" } else { "" },
         "IpcMode": if s.ipc_host { "host" } else { "private" },
         "UTSMode": if s.uts_host { "host" } else { "" },
+        "CgroupParent": s.cgroup_parent.clone().unwrap_or_default(),
+        "CgroupnsMode": if s.cgroupns_host { "host" } else { "private" },
+        "LogConfig": {"Type": s.log_driver.as_deref().unwrap_or("json-file"), "Config": s.log_opts},
     });
+    let mut hostconfig = hostconfig;
+    if let Some(h) = hostconfig.as_object_mut() {
+        super::resources::inspect_fields(&s.resources, h);
+    }
+    let health_check = super::opts::healthcheck(r);
+    let mut state = json!({
+            "Status": if st.paused { "paused" } else { st.state.as_str() },
+            "Running": running,
+            "Paused": st.paused,
+            "Restarting": st.state == State::Restarting,
+            "OOMKilled": sh.oom_killed,
+            "Dead": false,
+            "Pid": st.pid,
+            "ExitCode": st.exit_code.or(sh.exit_code).unwrap_or(0),
+            "Error": sh.error.clone().unwrap_or_default(),
+            "StartedAt": sh.started_at.clone().unwrap_or_else(|| zero_time.into()),
+            "FinishedAt": sh.finished_at.clone().unwrap_or_else(|| zero_time.into()),
+            "ShimPid": if st.shim_alive { sh.shim_pid } else { 0 },
+    });
+    if health_check.as_ref().is_some_and(|h| crate::shim::health::probe_args(h).is_some()) {
+        let h = crate::shim::health::read_health(&dir)
+            .unwrap_or_else(|| crate::shim::health::Health { status: "starting".into(), ..Default::default() });
+        state["Health"] = json!(h);
+    }
     let graphdriver = json!({
         "Name": "overlay",
         "Data": {
@@ -358,6 +407,10 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "StopTimeout": s.stop_timeout,
         "ExposedPorts": r.image_config.exposed_ports,
     });
+    let mut config = config;
+    if let Some(h) = &health_check {
+        config["Healthcheck"] = json!(h);
+    }
     let networksettings = json!({
         "SandboxKey": r.net.sandbox,
         "Ports": ports,
@@ -375,20 +428,7 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "Created": r.created,
         "Path": r.path,
         "Args": r.args,
-        "State": {
-            "Status": st.state.as_str(),
-            "Running": running,
-            "Paused": false,
-            "Restarting": st.state == State::Restarting,
-            "OOMKilled": sh.oom_killed,
-            "Dead": false,
-            "Pid": st.pid,
-            "ExitCode": st.exit_code.or(sh.exit_code).unwrap_or(0),
-            "Error": sh.error.clone().unwrap_or_default(),
-            "StartedAt": sh.started_at.clone().unwrap_or_else(|| zero_time.into()),
-            "FinishedAt": sh.finished_at.clone().unwrap_or_else(|| zero_time.into()),
-            "ShimPid": if st.shim_alive { sh.shim_pid } else { 0 },
-        },
+        "State": state,
         "Image": r.image_id,
         "ResolvConfPath": dir.join("etc/resolv.conf"),
         "HostnamePath": dir.join("etc/hostname"),
@@ -405,49 +445,6 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
         "NetworkSettings": networksettings,
         "EngineRoot": { "DataRoot": e.data_root, "RuntimeRoot": e.root },
     })
-}
-
-/// Looks up `.A.B.C` in `v`.
-fn lookup<'a>(v: &'a Value, path: &str) -> Option<&'a Value> {
-    let mut cur = v;
-    for part in path.trim_start_matches('.').split('.').filter(|p| !p.is_empty()) {
-        cur = cur.get(part)?;
-    }
-    Some(cur)
-}
-
-fn render_value(v: Option<&Value>) -> String {
-    match v {
-        None | Some(Value::Null) => "<no value>".into(),
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
-}
-
-/// A small subset of Go templates: `{{.A.B}}`, `{{json .A}}`, `{{index .A "key"}}`.
-pub fn render_template(t: &str, v: &Value) -> String {
-    let t = t.replace("\\n", "\n").replace("\\t", "\t");
-    let mut out = String::new();
-    let mut rest = t.as_str();
-    while let Some(i) = rest.find("{{") {
-        out.push_str(&rest[..i]);
-        let Some(j) = rest[i..].find("}}") else {
-            out.push_str(&rest[i..]);
-            return out;
-        };
-        let expr = rest[i + 2..i + j].trim();
-        let words: Vec<&str> = expr.split_whitespace().collect();
-        let text = match words.as_slice() {
-            ["json", p] => lookup(v, p).map(|x| x.to_string()).unwrap_or_else(|| "null".into()),
-            ["index", p, k] => render_value(lookup(v, p).and_then(|x| x.get(k.trim_matches('"')))),
-            [p] if p.starts_with('.') => render_value(lookup(v, p)),
-            _ => format!("{{{{{expr}}}}}"),
-        };
-        out.push_str(&text);
-        rest = &rest[i + j + 2..];
-    }
-    out.push_str(rest);
-    out
 }
 
 pub fn inspect(e: &Engine, cs: &Containers, keys: &[String], format: Option<&str>) -> Result<i32, EngineError> {
@@ -467,8 +464,11 @@ pub fn inspect(e: &Engine, cs: &Containers, keys: &[String], format: Option<&str
     let mut out = std::io::stdout().lock();
     match format {
         Some(t) => {
+            let t = if t == "json" { "{{json .}}" } else { t };
+            let tmpl = crate::template::Template::parse(t).map_err(template_err)?;
             for v in &arr {
-                let _ = writeln!(out, "{}", render_template(t, v));
+                let line = tmpl.render(v).map_err(template_err)?;
+                let _ = writeln!(out, "{line}");
             }
         }
         None => {
@@ -619,7 +619,12 @@ pub fn stats(
     all: bool,
     no_stream: bool,
     no_trunc: bool,
+    format: Option<&str>,
 ) -> Result<i32, EngineError> {
+    let tmpl_check = format.filter(|f| *f != "table").map(|f| if f == "json" { "{{json .}}" } else { f });
+    if let Some(f) = tmpl_check {
+        crate::template::Template::parse(f).map_err(template_err)?;
+    }
     let recs: Vec<Record> = if keys.is_empty() {
         let mut v: Vec<Record> =
             cs.all().into_iter().filter(|r| all || run::status(e, cs, &r.id).state == State::Running).collect();
@@ -646,7 +651,36 @@ pub fn stats(
         if !no_stream {
             let _ = write!(out, "\x1b[2J\x1b[H");
         }
-        print_table(&mut out, &rows);
+        match tmpl_check {
+            Some(f) => {
+                let keys = ["ID", "Name", "CPUPerc", "MemUsage", "MemPerc", "NetIO", "BlockIO", "PIDs"];
+                let views: Vec<Value> = rows[1..]
+                    .iter()
+                    .map(|r| {
+                        let mut m: serde_json::Map<String, Value> =
+                            keys.iter().zip(r).map(|(k, v)| (k.to_string(), json!(v))).collect();
+                        m.insert("Container".into(), json!(r[0]));
+                        Value::Object(m)
+                    })
+                    .collect();
+                let names = [
+                    ("ID", "CONTAINER ID"),
+                    ("Container", "CONTAINER"),
+                    ("Name", "NAME"),
+                    ("CPUPerc", "CPU %"),
+                    ("MemUsage", "MEM USAGE / LIMIT"),
+                    ("MemPerc", "MEM %"),
+                    ("NetIO", "NET I/O"),
+                    ("BlockIO", "BLOCK I/O"),
+                    ("PIDs", "PIDS"),
+                ]
+                .into_iter()
+                .collect();
+                let text = crate::template::render_rows(f, &views, &names).map_err(template_err)?;
+                let _ = out.write_all(text.as_bytes());
+            }
+            None => print_table(&mut out, &rows),
+        }
         let _ = out.flush();
         if no_stream {
             return Ok(0);
@@ -792,6 +826,7 @@ mod tests {
 
     #[test]
     fn templates() {
+        let render_template = |t: &str, v: &Value| crate::template::Template::parse(t).unwrap().render(v).unwrap();
         let v = json!({"State": {"Status": "running", "ExitCode": 0}, "Name": "/x", "Config": {"Labels": {"a": "b"}}, "N": null});
         assert_eq!(render_template("{{.State.Status}} {{.State.ExitCode}}", &v), "running 0");
         assert_eq!(render_template("{{json .Config.Labels}}", &v), "{\"a\":\"b\"}");

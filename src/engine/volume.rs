@@ -187,7 +187,10 @@ pub fn command(e: &Engine, cmd: VolumeCmd) -> Result<i32, EngineError> {
                 Some(n) => n,
                 None => super::store::new_id()?,
             };
-            let (v, _) = vols.create(&name, labels, false)?;
+            let (v, made) = vols.create(&name, labels, false)?;
+            if made {
+                crate::events::record(&e.data_root, "volume", "create", &v.name, "");
+            }
             let _ = writeln!(out, "{}", v.name);
         }
         VolumeCmd::Ls { quiet, format } => {
@@ -236,6 +239,7 @@ pub fn command(e: &Engine, cmd: VolumeCmd) -> Result<i32, EngineError> {
             for n in &volumes {
                 match vols.remove(n, &containers) {
                     Ok(()) => {
+                        crate::events::record(&e.data_root, "volume", "destroy", n, "");
                         let _ = writeln!(out, "{n}");
                     }
                     Err(err) => {
@@ -256,6 +260,7 @@ pub fn command(e: &Engine, cmd: VolumeCmd) -> Result<i32, EngineError> {
                 containers.all().iter().flat_map(|r| r.mounts.iter().filter_map(|m| m.name.clone())).collect();
             for v in vols.list() {
                 if (all || v.meta.anonymous) && !users.contains(&v.name) && vols.remove_unchecked(&v.name).is_ok() {
+                    crate::events::record(&e.data_root, "volume", "destroy", &v.name, "");
                     let _ = writeln!(out, "{}", v.name);
                 }
             }

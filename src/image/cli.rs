@@ -121,6 +121,9 @@ pub enum ImageCmd {
     },
     /// Show details of images as a JSON array.
     Inspect {
+        /// A template such as '{{.Id}}' or '{{json .Config}}'.
+        #[arg(short = 'f', long)]
+        format: Option<String>,
         #[arg(required = true)]
         images: Vec<String>,
     },
@@ -351,10 +354,11 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             Ok(())
         }
         ImageCmd::Pull { platform, insecure, tls_ca, authfile, quiet, reference } => {
-            let (r, _) = normalise(&reference)?;
+            let (r, canonical) = normalise(&reference)?;
             let platform = platform.as_deref().map(pull::parse_platform).transpose()?;
             let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
+            crate::events::record(data_root, "image", "pull", familiar(&canonical), "");
             Ok(())
         }
         ImageCmd::Push { all_tags, insecure, tls_ca, authfile, quiet, reference } => {
@@ -379,8 +383,12 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
             let hide = if all { BTreeSet::new() } else { crate::builder::step_images(data_root) };
             ls(&store, &hide, quiet, digests, format.as_deref(), no_trunc)
         }
-        ImageCmd::Inspect { images } => inspect(&store, &images),
-        ImageCmd::Tag { source, target } => tag(&store, &source, &target),
+        ImageCmd::Inspect { format, images } => inspect(&store, &images, format.as_deref()),
+        ImageCmd::Tag { source, target } => {
+            tag(&store, &source, &target)?;
+            crate::events::record(data_root, "image", "tag", &source, &target);
+            Ok(())
+        }
         ImageCmd::Rm { force, images } => rm(&store, &images, force),
         ImageCmd::Prune { all, force: _ } => prune(&store, all),
         ImageCmd::Check => check(&store),
@@ -605,7 +613,8 @@ fn ls(
                 let _ = writeln!(out, "{}", s.trim_end());
             }
         }
-        Some("json") | Some("{{json .}}") => {
+        Some(f) => {
+            let mut views = Vec::new();
             for r in &rows {
                 let v = serde_json::json!({
                     "Containers": "N/A",
@@ -620,10 +629,22 @@ fn ls(
                     "UniqueSize": "N/A",
                     "VirtualSize": human_size(r.size),
                 });
-                let _ = writeln!(out, "{v}");
+                views.push(v);
             }
+            let names = [
+                ("Repository", "REPOSITORY"),
+                ("Tag", "TAG"),
+                ("ID", "IMAGE ID"),
+                ("CreatedSince", "CREATED"),
+                ("CreatedAt", "CREATED AT"),
+                ("Size", "SIZE"),
+                ("Digest", "DIGEST"),
+            ]
+            .into_iter()
+            .collect();
+            let text = crate::template::render_rows(f, &views, &names).map_err(|e| CliError::Usage(e.to_string()))?;
+            let _ = out.write_all(text.as_bytes());
         }
-        Some(f) => return Err(CliError::Usage(format!("unsupported --format {f:?} (table or json)"))),
     }
     Ok(())
 }
@@ -662,7 +683,11 @@ fn inspect_json(img: &Image) -> serde_json::Value {
     v
 }
 
-fn inspect(store: &Store, queries: &[String]) -> Result<(), CliError> {
+fn inspect(store: &Store, queries: &[String], format: Option<&str>) -> Result<(), CliError> {
+    let tmpl = format
+        .map(|f| crate::template::Template::parse(if f == "json" { "{{json .}}" } else { f }))
+        .transpose()
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     let index = store.read_index()?;
     let mut found = Vec::new();
     let mut first_err = None;
@@ -684,8 +709,14 @@ fn inspect(store: &Store, queries: &[String]) -> Result<(), CliError> {
             }
         }
     }
-    let s = serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_else(|_| "[]".into());
-    println!("{s}");
+    if let Some(t) = &tmpl {
+        for v in &found {
+            println!("{}", t.render(v).map_err(|e| CliError::Usage(e.to_string()))?);
+        }
+    } else {
+        let s = serde_json::to_string_pretty(&serde_json::Value::Array(found)).unwrap_or_else(|_| "[]".into());
+        println!("{s}");
+    }
     match first_err {
         Some(e) => Err(e.into()),
         None => Ok(()),
@@ -826,6 +857,21 @@ pub fn prune_set(index: &StoreIndex, uses: &[Use], all: bool) -> Vec<Digest> {
 }
 
 fn prune(store: &Store, all: bool) -> Result<(), CliError> {
+    let (lines, bytes) = prune_images(store, all)?;
+    if !lines.is_empty() {
+        println!("Deleted Images:");
+        for l in lines {
+            println!("{l}");
+        }
+        println!();
+    }
+    println!("Total reclaimed space: {}", human_size(bytes));
+    Ok(())
+}
+
+/// Removes unused images (dangling ones; `all`: every image no container uses): docker's
+/// "untagged: NAME" / "deleted: ID" lines and the bytes the store's clean-up freed.
+pub fn prune_images(store: &Store, all: bool) -> Result<(Vec<String>, u64), CliError> {
     let mut il = store.lock_index()?;
     let uses = store.uses()?;
     let gone = prune_set(&il.index, &uses, all);
@@ -846,15 +892,7 @@ fn prune(store: &Store, all: bool) -> Result<(), CliError> {
     }
     drop(il);
     let st = store.gc()?;
-    if !lines.is_empty() {
-        println!("Deleted Images:");
-        for l in lines {
-            println!("{l}");
-        }
-        println!();
-    }
-    println!("Total reclaimed space: {}", human_size(st.bytes));
-    Ok(())
+    Ok((lines, st.bytes))
 }
 
 /// DIR/config.json for the image as `docker run IMAGE` would run it (`sh` when the image

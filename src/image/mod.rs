@@ -11,6 +11,7 @@ pub mod digest;
 pub mod history;
 pub mod import;
 pub mod layer_from_dir;
+pub mod login;
 pub mod passwd;
 pub mod pull;
 pub mod push;

@@ -798,6 +798,25 @@ impl Client {
         }
     }
 
+    /// `login`: whether `registry` accepts `user`/`pass` (GET /v2/, answering its basic or
+    /// bearer challenge with them).
+    pub fn check_login(&mut self, registry: &str, user: &str, pass: &str) -> Result<(), RegistryError> {
+        self.auths.clear();
+        self.auths.insert(
+            registry.to_string(),
+            AuthEntry { auth: None, username: Some(user.to_string()), password: Some(pass.to_string()) },
+        );
+        self.auth_path = None;
+        let r = Reference { registry: registry.to_string(), repository: String::new(), tag: None, digest: None };
+        let resp = self.get(&r, "/v2/", None)?;
+        let status = resp.status();
+        drain(resp);
+        match status {
+            200..=299 => Ok(()),
+            s => Err(RegistryError::Transport { host: registry.to_string(), msg: format!("GET /v2/: status {s}") }),
+        }
+    }
+
     /// (user, password) for `registry` from the auth file.
     fn credentials(&self, registry: &str) -> Option<(String, String)> {
         lookup_credentials(&self.auths, registry)
@@ -1019,7 +1038,7 @@ fn load_auth_file(explicit: Option<&Path>) -> Result<(Option<PathBuf>, BTreeMap<
     Ok((Some(path), cfg.auths))
 }
 
-fn default_auth_path() -> Option<PathBuf> {
+pub(crate) fn default_auth_path() -> Option<PathBuf> {
     let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
     env("REGISTRY_AUTH_FILE")
         .or_else(|| env("DOCKER_CONFIG").map(|d| d.join("config.json")))
@@ -1070,6 +1089,11 @@ fn base64_encode(data: &[u8]) -> String {
         }
     }
     out
+}
+
+/// Base64 (standard alphabet, padded), as config.json's `auth` values are written.
+pub(crate) fn base64_encode_pub(data: &[u8]) -> String {
+    base64_encode(data)
 }
 
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {

@@ -150,6 +150,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                 };
                 config::create(data_root, &name, &o)?
             };
+            crate::events::record(data_root, "network", "create", &n.id, &name);
             let _ = writeln!(out, "{}", n.id);
         }
         NetworkCmd::Ls { quiet } => {
@@ -205,6 +206,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
             for n in &names {
                 match super::remove_network(data_root, n) {
                     Ok(()) => {
+                        crate::events::record(data_root, "network", "destroy", n, n);
                         let _ = writeln!(out, "{n}");
                     }
                     Err(e) => {
@@ -218,6 +220,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
         }
         NetworkCmd::Prune { force: _ } => {
             for n in super::prune(data_root)? {
+                crate::events::record(data_root, "network", "destroy", &n, &n);
                 let _ = writeln!(out, "{n}");
             }
         }

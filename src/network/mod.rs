@@ -467,6 +467,13 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
                     default_route = true;
                 }
             }
+            if let Some(mac) = &w.mac {
+                if let Some(ps) = list["plugins"].as_array_mut() {
+                    for p in ps.iter_mut().filter(|p| p["type"] == "tuning") {
+                        p["mac"] = json!(mac);
+                    }
+                }
+            }
             let mut rc = json!({});
             if port_net == Some(i) {
                 rc["portMappings"] = Value::Array(rec.attachment.ports.iter().map(PortMapping::cni).collect());

@@ -16,13 +16,27 @@ const SIGNALS: [libc::c_int; 7] =
 /// (at once when it has already exited). `stdin`: send our stdin (its end closes the
 /// container's stdin); `tty`: the container has a terminal.
 pub fn attach(state_dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Result<i32, ShimError> {
+    attach_with(state_dir, stdin, tty, sig_proxy, None).map(|e| match e {
+        RelayEnd::Exit(c) => c,
+        RelayEnd::Detached => 0,
+    })
+}
+
+/// [`attach`], ending early at the detach keys typed on stdin.
+pub fn attach_with(
+    state_dir: &Path,
+    stdin: bool,
+    tty: bool,
+    sig_proxy: bool,
+    detach_keys: Option<&[u8]>,
+) -> Result<RelayEnd, ShimError> {
     let path = state_dir.join(ATTACH_SOCK);
     let sock = match sys::connect(&path) {
         Ok(s) => s,
         Err(e) => {
             let st = read_state(state_dir)?;
             if st.status == Status::Exited {
-                return Ok(st.exit_code.unwrap_or(255));
+                return Ok(RelayEnd::Exit(st.exit_code.unwrap_or(255)));
             }
             if !shim_alive(&st) {
                 return Err(ShimError::Msg(format!(
@@ -33,7 +47,7 @@ pub fn attach(state_dir: &Path, stdin: bool, tty: bool, sig_proxy: bool) -> Resu
             return Err(ShimError::Io { op: "connect to", path, err: e });
         }
     };
-    relay(sock, stdin, tty, Some(state_dir), sig_proxy)
+    relay_with(sock, stdin, tty, Some(state_dir), sig_proxy, detach_keys)
 }
 
 struct MaskGuard(libc::sigset_t);
@@ -57,6 +71,41 @@ fn send_size(sock: &UnixStream) {
     }
 }
 
+/// How a relay ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RelayEnd {
+    /// The container exited with this code.
+    Exit(i32),
+    /// The caller typed the detach keys: the container goes on.
+    Detached,
+}
+
+/// docker's `--detach-keys` ("ctrl-p,ctrl-q", "a,ctrl-@"): the bytes of the sequence.
+pub fn parse_detach_keys(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::new();
+    for k in s.split(',') {
+        let k = k.trim();
+        match k.strip_prefix("ctrl-") {
+            Some(c) if c.len() == 1 => {
+                let b = c.as_bytes()[0].to_ascii_lowercase();
+                out.push(match b {
+                    b'a'..=b'z' => b - b'a' + 1,
+                    b'@' => 0,
+                    b'[' => 27,
+                    b'\\' => 28,
+                    b']' => 29,
+                    b'^' => 30,
+                    b'_' => 31,
+                    _ => return None,
+                });
+            }
+            None if k.len() == 1 => out.push(k.as_bytes()[0]),
+            _ => return None,
+        }
+    }
+    (!out.is_empty()).then_some(out)
+}
+
 /// Relays over an attach connection (from [`attach`] or [`super::spawn_attached`]) until the
 /// exit frame; returns the exit code. `state_dir` gives the code if the connection is lost.
 pub fn relay(
@@ -66,6 +115,23 @@ pub fn relay(
     state_dir: Option<&Path>,
     sig_proxy: bool,
 ) -> Result<i32, ShimError> {
+    relay_with(sock, stdin, tty, state_dir, sig_proxy, None).map(|e| match e {
+        RelayEnd::Exit(c) => c,
+        RelayEnd::Detached => 0,
+    })
+}
+
+/// [`relay`], ending early (the container goes on) when the caller types `detach_keys` on
+/// stdin; bytes that only start the sequence are held back until it is clear.
+pub fn relay_with(
+    sock: UnixStream,
+    stdin: bool,
+    tty: bool,
+    state_dir: Option<&Path>,
+    sig_proxy: bool,
+    detach_keys: Option<&[u8]>,
+) -> Result<RelayEnd, ShimError> {
+    let mut held: Vec<u8> = Vec::new();
     // Without the proxy only SIGWINCH is taken: the others keep their default action here.
     let sigs: &[libc::c_int] = if sig_proxy { &SIGNALS } else { &[libc::SIGWINCH] };
     let (sigfd, old) = sys::signalfd(sigs).map_err(|e| ShimError::Msg(format!("signalfd: {e}")))?;
@@ -108,7 +174,24 @@ pub fn relay(
                     send(&sock, proto::STDIN, b"");
                 }
                 Ok(n) => {
-                    if !send(&sock, proto::STDIN, &buf[..n]) {
+                    let data: Vec<u8> = match detach_keys {
+                        Some(keys) => {
+                            let mut pass = Vec::with_capacity(n);
+                            for &b in &buf[..n] {
+                                held.push(b);
+                                if keys.starts_with(&held) {
+                                    if held.len() == keys.len() {
+                                        return Ok(RelayEnd::Detached);
+                                    }
+                                } else {
+                                    pass.append(&mut held);
+                                }
+                            }
+                            pass
+                        }
+                        None => buf[..n].to_vec(),
+                    };
+                    if !data.is_empty() && !send(&sock, proto::STDIN, &data) {
                         stdin_open = false;
                     }
                 }
@@ -126,7 +209,7 @@ pub fn relay(
                 Err(_) => 0,
             };
             if n == 0 {
-                return lost(state_dir);
+                return lost(state_dir).map(RelayEnd::Exit);
             }
             rbuf.extend_from_slice(&buf[..n]);
             let mut start = 0;
@@ -135,7 +218,7 @@ pub fn relay(
                 match t {
                     proto::STDOUT if stdout_ok => stdout_ok = sys::write_all(1, data),
                     proto::STDERR if stderr_ok => stderr_ok = sys::write_all(2, data),
-                    proto::EXIT => return Ok(proto::be_i32(data).unwrap_or(255)),
+                    proto::EXIT => return Ok(RelayEnd::Exit(proto::be_i32(data).unwrap_or(255))),
                     _ => {}
                 }
                 start += r.end;
@@ -166,4 +249,15 @@ fn lost(state_dir: Option<&Path>) -> Result<i32, ShimError> {
         }
     }
     Err(ShimError::Msg("attach: the connection to the shim was lost before the container exited".into()))
+}
+
+#[cfg(test)]
+mod detach_tests {
+    #[test]
+    fn keys() {
+        assert_eq!(super::parse_detach_keys("ctrl-p,ctrl-q"), Some(vec![16, 17]));
+        assert_eq!(super::parse_detach_keys("a,ctrl-@"), Some(vec![b'a', 0]));
+        assert_eq!(super::parse_detach_keys("ctrl-pq"), None);
+        assert_eq!(super::parse_detach_keys(""), None);
+    }
 }

@@ -236,15 +236,46 @@ pub fn escape_into(out: &mut Vec<u8>, s: &[u8]) {
     }
 }
 
-/// Appends one json-file entry (with its newline) to `out`.
-pub fn push_entry(out: &mut Vec<u8>, text: &[u8], stream: LogStream, time: &[u8; 30]) {
+/// Appends one json-file entry (with its newline) to `out`; `attrs` is the pre-encoded
+/// `"attrs":{...}` member (labels, tag), or empty.
+pub fn push_entry(out: &mut Vec<u8>, text: &[u8], stream: LogStream, time: &[u8; 30], attrs: &[u8]) {
     out.extend_from_slice(b"{\"log\":\"");
     escape_into(out, text);
     out.extend_from_slice(b"\",\"stream\":\"");
     out.extend_from_slice(stream.as_str().as_bytes());
-    out.extend_from_slice(b"\",\"time\":\"");
+    out.extend_from_slice(b"\",");
+    out.extend_from_slice(attrs);
+    out.extend_from_slice(b"\"time\":\"");
     out.extend_from_slice(time);
     out.extend_from_slice(b"\"}\n");
+}
+
+/// How the container's output is kept: docker's `--log-driver` and `--log-opt`s.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct LogConfig {
+    /// json-file, local (json-file entries with docker's `local` rotation defaults) or none.
+    pub driver: String,
+    /// Rotate when the file would grow past this many bytes (0: never).
+    pub max_size: u64,
+    /// Files kept, the current one included (at least 1).
+    pub max_file: u32,
+    /// Gzip rotated files (`container.log.1.gz`).
+    pub compress: bool,
+    /// `attrs` of every entry (the labels asked for, the tag).
+    pub attrs: std::collections::BTreeMap<String, String>,
+}
+
+impl Default for LogConfig {
+    fn default() -> LogConfig {
+        LogConfig { driver: "json-file".into(), max_size: 0, max_file: 1, compress: false, attrs: Default::default() }
+    }
+}
+
+/// Path of rotated file `i` (1 = the newest), compressed or not.
+pub fn rotated_path(path: &Path, i: u32, gz: bool) -> std::path::PathBuf {
+    let mut s = path.as_os_str().to_os_string();
+    s.push(format!(".{i}{}", if gz { ".gz" } else { "" }));
+    s.into()
 }
 
 /// Line splitter and json-file writer, one per shim. Buffers only partial lines.
@@ -252,19 +283,84 @@ pub struct LogWriter {
     file: Option<File>,
     partial: [Vec<u8>; 2],
     out: Vec<u8>,
+    path: std::path::PathBuf,
+    cfg: LogConfig,
+    size: u64,
+    attrs: Vec<u8>,
 }
 
 impl LogWriter {
-    pub fn open(path: &Path) -> io::Result<LogWriter> {
+    pub fn open(path: &Path, cfg: &LogConfig) -> io::Result<LogWriter> {
         use std::os::unix::fs::OpenOptionsExt;
-        let f = std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?;
-        Ok(LogWriter { file: Some(f), partial: [Vec::new(), Vec::new()], out: Vec::new() })
+        let mut attrs = Vec::new();
+        if !cfg.attrs.is_empty() {
+            attrs.extend_from_slice(b"\"attrs\":");
+            attrs.extend_from_slice(&serde_json::to_vec(&cfg.attrs).unwrap_or_default());
+            attrs.push(b',');
+        }
+        let file = if cfg.driver == "none" {
+            None
+        } else {
+            Some(std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?)
+        };
+        let size = file.as_ref().and_then(|f| f.metadata().ok()).map(|m| m.len()).unwrap_or(0);
+        Ok(LogWriter {
+            file,
+            partial: [Vec::new(), Vec::new()],
+            out: Vec::new(),
+            path: path.to_path_buf(),
+            cfg: cfg.clone(),
+            size,
+            attrs,
+        })
     }
 
     /// A writer that keeps entries in memory (tests).
     #[cfg(test)]
     fn memory() -> LogWriter {
-        LogWriter { file: None, partial: [Vec::new(), Vec::new()], out: Vec::new() }
+        LogWriter {
+            file: None,
+            partial: [Vec::new(), Vec::new()],
+            out: Vec::new(),
+            path: Default::default(),
+            cfg: LogConfig::default(),
+            size: 0,
+            attrs: Vec::new(),
+        }
+    }
+
+    /// Shifts the rotated files up by one (dropping the oldest) and starts a new file; with
+    /// max-file 1 the file is emptied.
+    fn rotate(&mut self) {
+        use std::os::unix::fs::OpenOptionsExt;
+        let n = self.cfg.max_file.max(1);
+        if n > 1 {
+            let _ = std::fs::remove_file(rotated_path(&self.path, n - 1, false));
+            let _ = std::fs::remove_file(rotated_path(&self.path, n - 1, true));
+            for i in (1..n - 1).rev() {
+                for gz in [false, true] {
+                    let _ = std::fs::rename(rotated_path(&self.path, i, gz), rotated_path(&self.path, i + 1, gz));
+                }
+            }
+            let first = rotated_path(&self.path, 1, false);
+            let _ = std::fs::rename(&self.path, &first);
+            if self.cfg.compress {
+                if let Ok(data) = std::fs::read(&first) {
+                    let gz = rotated_path(&self.path, 1, true);
+                    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+                    if enc.write_all(&data).is_ok() {
+                        if let Ok(z) = enc.finish() {
+                            if std::fs::write(&gz, z).is_ok() {
+                                let _ = std::fs::remove_file(&first);
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.file =
+            std::fs::OpenOptions::new().create(true).write(true).truncate(true).mode(0o640).open(&self.path).ok();
+        self.size = 0;
     }
 
     /// Logs output of `stream`: every complete line, and runs of MAX_LINE bytes.
@@ -286,11 +382,11 @@ impl LogWriter {
                 break;
             }
             if self.partial[k].is_empty() {
-                push_entry(&mut self.out, chunk, stream, &ts);
+                push_entry(&mut self.out, chunk, stream, &ts, &self.attrs);
             } else {
                 let mut line = std::mem::take(&mut self.partial[k]);
                 line.extend_from_slice(chunk);
-                push_entry(&mut self.out, &line, stream, &ts);
+                push_entry(&mut self.out, &line, stream, &ts, &self.attrs);
                 line.clear();
                 self.partial[k] = line;
             }
@@ -305,7 +401,7 @@ impl LogWriter {
         for (k, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
             if !self.partial[k].is_empty() {
                 let line = std::mem::take(&mut self.partial[k]);
-                push_entry(&mut self.out, &line, stream, &ts);
+                push_entry(&mut self.out, &line, stream, &ts, &self.attrs);
             }
         }
         self.flush_out();
@@ -315,9 +411,18 @@ impl LogWriter {
         if self.out.is_empty() {
             return;
         }
+        if self.cfg.driver == "none" {
+            self.out.clear();
+            return;
+        }
+        let max = self.cfg.max_size;
+        if max > 0 && self.size > 0 && self.size + self.out.len() as u64 > max {
+            self.rotate();
+        }
         if let Some(f) = self.file.as_mut() {
             // A full disk loses log lines, never the container.
             let _ = f.write_all(&self.out);
+            self.size += self.out.len() as u64;
             self.out.clear();
             if self.out.capacity() > 4 * MAX_LINE {
                 self.out.shrink_to(MAX_LINE);
@@ -364,6 +469,39 @@ fn tail_offset(f: &mut File, n: usize) -> io::Result<u64> {
     Ok(0)
 }
 
+/// Prints the complete entries in `pending` (and drops them); false when the sink failed.
+fn print_lines(
+    pending: &mut Vec<u8>,
+    since: Option<SystemTime>,
+    timestamps: bool,
+    line_out: &mut Vec<u8>,
+    out: &mut LogSink<'_>,
+) -> bool {
+    let mut start = 0;
+    while let Some(i) = pending[start..].iter().position(|&c| c == b'\n') {
+        let line = &pending[start..start + i];
+        start += i + 1;
+        let Ok(e) = serde_json::from_slice::<Entry>(line) else { continue };
+        if let Some(s) = since {
+            if parse_rfc3339(&e.time).is_some_and(|t| t < s) {
+                continue;
+            }
+        }
+        let stream = if e.stream == "stderr" { LogStream::Stderr } else { LogStream::Stdout };
+        line_out.clear();
+        if timestamps {
+            line_out.extend_from_slice(e.time.as_bytes());
+            line_out.push(b' ');
+        }
+        line_out.extend_from_slice(e.log.as_bytes());
+        if out(stream, line_out).is_err() {
+            return false;
+        }
+    }
+    pending.drain(..start);
+    true
+}
+
 /// The sink of `logs`: gets each entry's stream and bytes (with the timestamp prefix if
 /// asked). An error (e.g. a closed pipe) ends `logs` quietly.
 pub type LogSink<'a> = dyn FnMut(LogStream, &[u8]) -> io::Result<()> + 'a;
@@ -391,8 +529,54 @@ pub fn logs(
         None => 0,
     };
     let mut pending: Vec<u8> = Vec::new();
-    let mut buf = vec![0u8; 64 * 1024];
     let mut line_out: Vec<u8> = Vec::new();
+    // Rotated files (oldest first) come before the current one: as many of their last
+    // entries as the tail still wants.
+    if pos == 0 {
+        let mut want = tail.map(|n| {
+            let cur = std::fs::read(log_path).map(|d| d.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+            n.saturating_sub(cur)
+        });
+        let mut older: Vec<Vec<u8>> = Vec::new();
+        for i in 1.. {
+            let plain = rotated_path(log_path, i, false);
+            let gz = rotated_path(log_path, i, true);
+            let data = if let Ok(d) = std::fs::read(&plain) {
+                d
+            } else if let Ok(z) = std::fs::read(&gz) {
+                let mut d = Vec::new();
+                let _ = flate2::read::GzDecoder::new(&z[..]).read_to_end(&mut d);
+                d
+            } else {
+                break;
+            };
+            if want == Some(0) {
+                break;
+            }
+            let lines: Vec<&[u8]> = data.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+            let keep = match want.as_mut() {
+                Some(w) => {
+                    let k = (*w).min(lines.len());
+                    *w -= k;
+                    k
+                }
+                None => lines.len(),
+            };
+            let mut buf = Vec::new();
+            for l in &lines[lines.len() - keep..] {
+                buf.extend_from_slice(l);
+                buf.push(b'\n');
+            }
+            older.push(buf);
+        }
+        for b in older.into_iter().rev() {
+            pending.extend_from_slice(&b);
+        }
+        if !print_lines(&mut pending, since, timestamps, &mut line_out, out) {
+            return Ok(());
+        }
+    }
+    let mut buf = vec![0u8; 64 * 1024];
     let mut last_round = false;
     loop {
         f.seek(SeekFrom::Start(pos)).map_err(|e| ShimError::io("read log", log_path, e))?;
@@ -405,28 +589,9 @@ pub fn logs(
             };
             pos += n as u64;
             pending.extend_from_slice(&buf[..n]);
-            let mut start = 0;
-            while let Some(i) = pending[start..].iter().position(|&c| c == b'\n') {
-                let line = &pending[start..start + i];
-                start += i + 1;
-                let Ok(e) = serde_json::from_slice::<Entry>(line) else { continue };
-                if let Some(s) = since {
-                    if parse_rfc3339(&e.time).is_some_and(|t| t < s) {
-                        continue;
-                    }
-                }
-                let stream = if e.stream == "stderr" { LogStream::Stderr } else { LogStream::Stdout };
-                line_out.clear();
-                if timestamps {
-                    line_out.extend_from_slice(e.time.as_bytes());
-                    line_out.push(b' ');
-                }
-                line_out.extend_from_slice(e.log.as_bytes());
-                if out(stream, &line_out).is_err() {
-                    return Ok(());
-                }
+            if !print_lines(&mut pending, since, timestamps, &mut line_out, out) {
+                return Ok(());
             }
-            pending.drain(..start);
         }
         if !follow || last_round {
             return Ok(());
@@ -497,7 +662,7 @@ mod tests {
         escape_into(&mut o, b"ok\xffok\xe2\x82");
         assert_eq!(String::from_utf8(o).unwrap(), r"ok\ufffdok\ufffd");
         let mut o = Vec::new();
-        push_entry(&mut o, b"hi\n", LogStream::Stderr, b"2026-11-23T14:00:00.123456789Z");
+        push_entry(&mut o, b"hi\n", LogStream::Stderr, b"2026-11-23T14:00:00.123456789Z", b"");
         assert_eq!(
             &o[..],
             &b"{\"log\":\"hi\\n\",\"stream\":\"stderr\",\"time\":\"2026-11-23T14:00:00.123456789Z\"}\n"[..]
@@ -549,7 +714,7 @@ mod tests {
         let mut o = Vec::new();
         for (i, t) in [1_000i64, 2_000, 3_000].iter().enumerate() {
             let s = if i == 1 { LogStream::Stderr } else { LogStream::Stdout };
-            push_entry(&mut o, format!("l{i}\n").as_bytes(), s, &format_time(*t, 0));
+            push_entry(&mut o, format!("l{i}\n").as_bytes(), s, &format_time(*t, 0), b"");
         }
         o.extend_from_slice(b"not json\n");
         std::fs::write(&p, &o).unwrap();

@@ -9,6 +9,7 @@
 //!   container.log   json-file log (default log path)
 //!   attach.sock     attach socket while the shim runs (framing in `proto`)
 //!   stop-requested  written by [`request_stop`]: no restart after the next exit
+//!   restart-policy  a new restart policy (`update --restart`), applied from the next exit
 //!   container.pid   the runtime's --pid-file; console.sock briefly with a tty
 //!
 //! The shim is the same binary: [`spawn`] double-forks and execs `/proc/self/exe shim serve ...`
@@ -16,14 +17,15 @@
 //! "ok <container-pid> <shim-pid>" or the runtime's one-line error.
 
 mod client;
+pub mod health;
 mod jsonlog;
 mod proto;
 mod server;
 mod sys;
 
-pub use client::{attach, relay};
+pub use client::{attach, attach_with, parse_detach_keys, relay, relay_with, RelayEnd};
 #[allow(unused_imports)] // API of the container layer
-pub use jsonlog::{logs, now_rfc3339, parse_rfc3339, parse_since, LogSink, LogStream};
+pub use jsonlog::{logs, now_rfc3339, parse_rfc3339, parse_since, LogConfig, LogSink, LogStream};
 
 use serde::{Deserialize, Serialize};
 use std::ffi::{CString, OsString};
@@ -36,6 +38,9 @@ pub const STATE_FILE: &str = "shim.json";
 pub const LOG_FILE: &str = "container.log";
 pub const ATTACH_SOCK: &str = "attach.sock";
 pub const STOP_FILE: &str = "stop-requested";
+/// A restart policy changed while the shim runs (`container update --restart`): read at the
+/// next exit.
+pub const RESTART_FILE: &str = "restart-policy";
 const PID_FILE: &str = "container.pid";
 const CONSOLE_SOCK: &str = "console.sock";
 
@@ -136,6 +141,14 @@ pub struct ShimConfig {
     pub on_exit: Vec<String>,
     /// The runtime to call (berth itself: its resolved /proc/self/exe).
     pub runtime_binary: PathBuf,
+    /// The health check to run while the container runs (see [`health`]).
+    pub health: Option<crate::image::types::Healthcheck>,
+    /// The engine's event journal (die and health_status events) and the container's event
+    /// attributes (name, image, labels).
+    pub events: Option<PathBuf>,
+    pub event_attrs: std::collections::BTreeMap<String, String>,
+    /// Log driver and options.
+    pub log: LogConfig,
 }
 
 /// Returned by [`spawn`] once the container runs.
@@ -252,6 +265,16 @@ impl ShimConfig {
         kv("--log", self.log_path.as_os_str());
         kv("--runtime", self.runtime_binary.as_os_str());
         kv("--restart", self.restart.to_string().as_ref());
+        if let Some(h) = &self.health {
+            kv("--health", serde_json::to_string(h).unwrap_or_default().as_ref());
+        }
+        if self.log != LogConfig::default() {
+            kv("--log-config", serde_json::to_string(&self.log).unwrap_or_default().as_ref());
+        }
+        if let Some(e) = &self.events {
+            kv("--events", e.as_os_str());
+            kv("--event-attrs", serde_json::to_string(&self.event_attrs).unwrap_or_default().as_ref());
+        }
         if self.tty {
             a.push("--tty".into());
         }
@@ -400,7 +423,7 @@ fn spawn_inner(cfg: &ShimConfig, attach_fd: Option<RawFd>) -> Result<StartInfo, 
 // ---------------------------------------------------------------------------------------------
 // The hidden `shim` subcommand
 
-const USAGE: &str = "usage: berth shim serve|spawn|attach|logs|state|stop [options] (internal)";
+const USAGE: &str = "usage: berth shim serve|health|spawn|attach|logs|state|stop [options] (internal)";
 
 struct Args {
     v: Vec<OsString>,
@@ -442,6 +465,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     let sub = a.next().and_then(|s| s.into_string().ok()).unwrap_or_default();
     let r = match sub.as_str() {
         "serve" => return serve_main(&mut a),
+        "health" => health_main(&mut a),
         "spawn" => spawn_main(&mut a),
         "attach" | "logs" | "state" | "stop" => tool_main(&sub, &mut a),
         _ => Err(ShimError::Msg(USAGE.into())),
@@ -473,6 +497,10 @@ fn parse_config(
         restart: RestartPolicy::No,
         on_exit: Vec::new(),
         runtime_binary: PathBuf::new(),
+        health: None,
+        events: None,
+        event_attrs: Default::default(),
+        log: LogConfig::default(),
     };
     while let Some(f) = a.next() {
         let f = f.to_string_lossy().into_owned();
@@ -484,6 +512,24 @@ fn parse_config(
             "--log" => c.log_path = a.value(&f)?.into(),
             "--runtime" => c.runtime_binary = a.value(&f)?.into(),
             "--restart" => c.restart = RestartPolicy::parse(&a.value(&f)?.to_string_lossy())?,
+            "--health" => {
+                let v = a.value(&f)?;
+                c.health = Some(
+                    serde_json::from_slice(v.as_bytes())
+                        .map_err(|e| ShimError::Msg(format!("invalid --health: {e}")))?,
+                );
+            }
+            "--events" => c.events = Some(a.value(&f)?.into()),
+            "--log-config" => {
+                let v = a.value(&f)?;
+                c.log = serde_json::from_slice(v.as_bytes())
+                    .map_err(|e| ShimError::Msg(format!("invalid --log-config: {e}")))?;
+            }
+            "--event-attrs" => {
+                let v = a.value(&f)?;
+                c.event_attrs = serde_json::from_slice(v.as_bytes())
+                    .map_err(|e| ShimError::Msg(format!("invalid --event-attrs: {e}")))?;
+            }
             "--tty" | "-t" => c.tty = true,
             "--stdin" | "-i" => c.stdin = true,
             "--" => {
@@ -541,6 +587,23 @@ fn serve_main(a: &mut Args) -> i32 {
         }
     };
     server::run(cfg, sync, attach)
+}
+
+/// `shim health`: the health-check helper the shim starts (the same flags as `serve`).
+fn health_main(a: &mut Args) -> Result<i32, ShimError> {
+    let cfg = parse_config(a, &mut |_, _| Ok(false))?;
+    let Some(check) = cfg.health else { return Ok(0) };
+    health::Monitor {
+        state_dir: cfg.state_dir,
+        runtime: cfg.runtime_binary,
+        runtime_root: cfg.runtime_root,
+        id: cfg.id,
+        check,
+        events: cfg.events,
+        attrs: cfg.event_attrs,
+    }
+    .run();
+    Ok(0)
 }
 
 fn spawn_main(a: &mut Args) -> Result<i32, ShimError> {
@@ -672,6 +735,20 @@ mod tests {
             restart: RestartPolicy::OnFailure(2),
             on_exit: vec!["berth".into(), "--x".into(), "c1".into()],
             runtime_binary: "/bin/berth".into(),
+            health: Some(crate::image::types::Healthcheck {
+                test: vec!["CMD-SHELL".into(), "true".into()],
+                interval: 1_000_000,
+                ..Default::default()
+            }),
+            events: Some("/d/events.jsonl".into()),
+            event_attrs: [("name".to_string(), "web".to_string())].into(),
+            log: LogConfig {
+                driver: "local".into(),
+                max_size: 1000,
+                max_file: 3,
+                compress: true,
+                attrs: Default::default(),
+            },
         };
         let mut a = Args { v: c.to_args(), i: 0 };
         let d = parse_config(&mut a, &mut |_, _| Ok(false)).unwrap();

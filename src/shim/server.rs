@@ -163,7 +163,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         }
     };
     let _ = listener.set_nonblocking(true);
-    let log = match LogWriter::open(&cfg.log_path) {
+    let log = match LogWriter::open(&cfg.log_path, &cfg.log) {
         Ok(l) => l,
         Err(e) => {
             let _ = std::fs::remove_file(&sock_path);
@@ -190,6 +190,9 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         sh.clients.push(Client::new(UnixStream::from(fd)));
     }
     sh.save();
+    if sh.cfg.health.is_some() {
+        spawn_health(&sh.cfg);
+    }
 
     let mut backoff = BACKOFF_START;
     let code = loop {
@@ -208,12 +211,18 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         berth::release_readonly_image();
         let started = Instant::now();
         let code = sh.serve(Wait::Exit).unwrap_or(255);
+        sh.event("die", Some(code));
         sh.log.finish();
         sh.io = Io::default();
         sh.st.exit_code = Some(code);
         sh.st.finished_at = Some(now_rfc3339());
         sh.st.oom_killed = code == 128 + libc::SIGKILL && sh.oom_killed();
         sh.runtime_delete();
+        if let Ok(p) = std::fs::read_to_string(sh.cfg.state_dir.join(super::RESTART_FILE)) {
+            if let Ok(r) = super::RestartPolicy::parse(p.trim()) {
+                sh.cfg.restart = r;
+            }
+        }
         if !sh.cfg.restart.should_restart(code, sh.st.restart_count, sh.stop_requested()) {
             break code;
         }
@@ -314,7 +323,35 @@ fn run_on_exit(argv: &[String]) {
     let _ = child.wait();
 }
 
+/// Starts the health-check helper (`shim health` with this shim's flags); it dies with us.
+fn spawn_health(cfg: &ShimConfig) {
+    use std::os::unix::process::CommandExt;
+    let mut c = command(&cfg.runtime_binary);
+    c.arg("shim").arg("health").args(cfg.to_args());
+    c.current_dir("/").stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+    // SAFETY: prctl with integer arguments, between fork and exec.
+    unsafe {
+        c.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL, 0, 0, 0);
+            Ok(())
+        });
+    }
+    // Reaped with the other children (reap_all).
+    let _ = c.spawn();
+}
+
 impl Shim {
+    /// Appends a container event (`die` with its exit code) to the engine's journal.
+    fn event(&self, action: &str, exit_code: Option<i32>) {
+        let Some(j) = &self.cfg.events else { return };
+        let mut attrs = self.cfg.event_attrs.clone();
+        if let Some(c) = exit_code {
+            attrs.insert("exitCode".into(), c.to_string());
+        }
+        let _ =
+            crate::events::Journal::at(j).append(&crate::events::Event::new("container", action, &self.cfg.id, attrs));
+    }
+
     fn save(&self) {
         // The state is advisory for readers; the shim goes on if it cannot be written.
         let _ = super::write_state(&self.cfg.state_dir, &self.st);

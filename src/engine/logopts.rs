@@ -1,0 +1,123 @@
+//! `--log-driver` and `--log-opt`: checked at create, stored in the record, turned into the
+//! shim's [`LogConfig`] at every start (the tag template needs the container's id and name).
+
+use super::store::Record;
+use super::EngineError;
+use crate::shim::LogConfig;
+use std::collections::BTreeMap;
+
+/// The drivers berth has: json-file, and `local` and `none`. `local` writes json-file
+/// entries (so `logs` reads it) with docker's local defaults: 20 MB files, 5 kept, compressed.
+pub const DRIVERS: &[&str] = &["json-file", "local", "none"];
+
+fn allowed(driver: &str) -> &'static [&'static str] {
+    match driver {
+        "json-file" => &["max-size", "max-file", "compress", "labels", "env", "tag"],
+        "local" => &["max-size", "max-file", "compress"],
+        _ => &[],
+    }
+}
+
+/// Checks the flags; (driver, options).
+pub fn parse(driver: Option<&str>, opts: &[String]) -> Result<(String, BTreeMap<String, String>), EngineError> {
+    let driver = driver.filter(|d| !d.is_empty()).unwrap_or("json-file").to_string();
+    if !DRIVERS.contains(&driver.as_str()) {
+        return Err(EngineError::Invalid(format!("logger: no log driver named '{driver}' is registered")));
+    }
+    let mut m = BTreeMap::new();
+    for o in opts {
+        let (k, v) = o
+            .split_once('=')
+            .ok_or_else(|| EngineError::Invalid(format!("invalid log opt {o:?}: expected KEY=VALUE")))?;
+        if !allowed(&driver).contains(&k) {
+            return Err(EngineError::Invalid(format!("unknown log opt '{k}' for {driver} log driver")));
+        }
+        m.insert(k.to_string(), v.to_string());
+    }
+    // What the writer needs must parse now, not at start.
+    config_of(&driver, &m, &BTreeMap::new(), &[], &BTreeMap::new())?;
+    Ok((driver, m))
+}
+
+fn config_of(
+    driver: &str,
+    opts: &BTreeMap<String, String>,
+    labels: &BTreeMap<String, String>,
+    env: &[String],
+    tag_view: &BTreeMap<&str, String>,
+) -> Result<LogConfig, EngineError> {
+    let bad = |k: &str, v: &str, why: &str| EngineError::Invalid(format!("invalid log opt {k}={v}: {why}"));
+    let local = driver == "local";
+    let mut c = LogConfig {
+        driver: driver.to_string(),
+        max_size: if local { 20_000_000 } else { 0 },
+        max_file: if local { 5 } else { 1 },
+        compress: local,
+        attrs: BTreeMap::new(),
+    };
+    if let Some(v) = opts.get("max-size") {
+        let n =
+            berth::units::ram_in_bytes(v).filter(|n| *n > 0).ok_or_else(|| bad("max-size", v, "a size such as 10m"))?;
+        c.max_size = n as u64;
+    }
+    if let Some(v) = opts.get("max-file") {
+        let n: u32 =
+            v.parse().ok().filter(|n| *n >= 1).ok_or_else(|| bad("max-file", v, "a number of files, at least 1"))?;
+        if n > 1 && c.max_size == 0 {
+            return Err(EngineError::Invalid("max-file cannot be set when max-size is not set".into()));
+        }
+        c.max_file = n;
+    }
+    if let Some(v) = opts.get("compress") {
+        c.compress = match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            _ => return Err(bad("compress", v, "true or false")),
+        };
+        if c.compress && c.max_size == 0 {
+            return Err(EngineError::Invalid("compress cannot be set when max-size is not set".into()));
+        }
+    }
+    let wanted = |k: &str, list: Option<&String>| list.is_some_and(|l| l.split(',').any(|x| x == k));
+    for (k, v) in labels {
+        if wanted(k, opts.get("labels")) {
+            c.attrs.insert(k.clone(), v.clone());
+        }
+    }
+    for kv in env {
+        if let Some((k, v)) = kv.split_once('=') {
+            if wanted(k, opts.get("env")) {
+                c.attrs.insert(k.to_string(), v.to_string());
+            }
+        }
+    }
+    if let Some(t) = opts.get("tag") {
+        let tmpl = crate::template::Template::parse(t).map_err(|e| bad("tag", t, &e.to_string()))?;
+        let view = serde_json::to_value(tag_view).unwrap_or_default();
+        let tag = tmpl.render(&view).map_err(|e| bad("tag", t, &e.to_string()))?;
+        c.attrs.insert("tag".into(), tag);
+    }
+    Ok(c)
+}
+
+/// The shim's log settings for container `rec`.
+pub fn log_config(rec: &Record) -> Result<LogConfig, EngineError> {
+    let s = &rec.spec;
+    let mut labels = rec.image_config.labels.clone().unwrap_or_default();
+    labels.extend(s.labels.clone());
+    let mut env = rec.image_config.env.clone().unwrap_or_default();
+    env.extend(s.env.clone());
+    let image_id = rec.image_id.trim_start_matches("sha256:").to_string();
+    let view: BTreeMap<&str, String> = [
+        ("ID", rec.id.get(..12).unwrap_or(&rec.id).to_string()),
+        ("FullID", rec.id.clone()),
+        ("Name", rec.name.clone()),
+        ("ImageID", image_id.get(..12).unwrap_or(&image_id).to_string()),
+        ("ImageFullID", image_id.clone()),
+        ("ImageName", rec.image.clone()),
+        ("DaemonName", "berth".to_string()),
+    ]
+    .into_iter()
+    .collect();
+    config_of(s.log_driver.as_deref().unwrap_or("json-file"), &s.log_opts, &labels, &env, &view)
+}
