@@ -315,6 +315,7 @@ const ENGINE: &[(&str, &str)] = &[
     ("container", "containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, ..."),
     ("volume", "named volumes: create, ls, inspect, rm, prune"),
     ("network", "networks: create, ls, inspect, rm, prune"),
+    ("system", "system service: the Docker Engine API on a socket (docker CLI, compose, SDKs)"),
 ];
 
 const GLOBAL_OPTS: &[(&str, &str)] = &[

@@ -5,6 +5,7 @@
 //! the engine (images, containers, networks, the per-container shim) lives in this binary's
 //! own modules and reaches the runtime through that library's API only.
 
+mod api;
 mod engine;
 mod help;
 mod image;
@@ -319,6 +320,36 @@ enum Cmd {
         #[command(subcommand)]
         cmd: network::NetworkCmd,
     },
+    /// The Docker Engine API service.
+    System {
+        #[command(subcommand)]
+        cmd: SystemCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum SystemCmd {
+    /// Serve the Docker Engine API (docker CLI, docker-compose, Docker SDKs) on a socket.
+    Service {
+        /// Address to listen on (unix:///path; default unix:///run/berth/docker.sock).
+        #[arg(short = 'H', long = "host")]
+        host: Vec<String>,
+        /// Exit after this many idle seconds (0: serve until stopped).
+        #[arg(short = 't', long, default_value = "0")]
+        timeout: u64,
+        /// Group owning the socket (name or gid).
+        #[arg(short = 'G', long)]
+        group: Option<String>,
+        /// Require TLS with client certificates (tcp listeners).
+        #[arg(long)]
+        tlsverify: bool,
+        #[arg(long)]
+        tlscacert: Option<PathBuf>,
+        #[arg(long)]
+        tlscert: Option<PathBuf>,
+        #[arg(long)]
+        tlskey: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -349,7 +380,7 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "help") => None,
+        None | Some("image" | "container" | "volume" | "network" | "system" | "help") => None,
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -446,6 +477,13 @@ fn main() {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),
         },
+        Cmd::System { cmd: SystemCmd::Service { host, timeout, group, tlsverify, .. } } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match api::serve(e, api::ServiceOpts { hosts: host, timeout, group, tlsverify }) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
         Cmd::Runtime(c) => c,
     };
     let code = match dispatch(&g, cmd) {
@@ -593,6 +631,7 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
                 preserve_fds: e.preserve_fds.max(0),
                 cgroup: e.cgroup,
                 ignore_paused: e.ignore_paused,
+                stdio: None,
             },
         ) {
             Ok(code) => Ok(code),

@@ -472,21 +472,56 @@ pub fn shim_logs(
     since: Option<&str>,
     timestamps: bool,
 ) -> Result<(), EngineError> {
-    use crate::shim::LogStream;
     use std::io::Write;
-    let since = match since {
-        Some(s) => Some(crate::shim::parse_since(s, std::time::SystemTime::now()).ok_or_else(|| {
-            EngineError::Invalid(format!("invalid --since {s:?} (RFC 3339 time, unix seconds or a duration like 10m)"))
-        })?),
-        None => None,
-    };
     let (mut o, mut er) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let path = dir.join(crate::shim::LOG_FILE);
-    crate::shim::logs(&path, follow, tail, since, timestamps, &mut |s: LogStream, b: &[u8]| match s {
-        LogStream::Stdout => o.write_all(b).and_then(|_| o.flush()),
-        LogStream::Stderr => er.write_all(b),
+    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps }, &mut |stderr: bool, b: &[u8]| {
+        if stderr {
+            er.write_all(b)
+        } else {
+            o.write_all(b).and_then(|_| o.flush())
+        }
     })
-    .map_err(|e| EngineError::Msg(e.to_string()))
+}
+
+/// What part of a json-file log to read.
+pub struct LogsOpts<'a> {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    /// RFC 3339 time, unix seconds or a duration back from now.
+    pub since: Option<&'a str>,
+    /// As `since`: entries after it are left out (and `follow` stops there).
+    pub until: Option<&'a str>,
+    pub timestamps: bool,
+}
+
+/// Passes the container's json-file log entries to `sink` (true: from stderr).
+pub fn logs_to(
+    dir: &Path,
+    o: &LogsOpts,
+    sink: &mut dyn FnMut(bool, &[u8]) -> std::io::Result<()>,
+) -> Result<(), EngineError> {
+    use crate::shim::LogStream;
+    let time = |flag: &str, s: Option<&str>| match s {
+        Some(s) => crate::shim::parse_since(s, std::time::SystemTime::now()).map(Some).ok_or_else(|| {
+            EngineError::Invalid(format!("invalid {flag} {s:?} (RFC 3339 time, unix seconds or a duration like 10m)"))
+        }),
+        None => Ok(None),
+    };
+    let since = time("--since", o.since)?;
+    let until = time("--until", o.until)?;
+    let path = dir.join(crate::shim::LOG_FILE);
+    let follow = o.follow && until.is_none_or(|u| u > std::time::SystemTime::now());
+    let mut last_ok = true;
+    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, &mut |s: LogStream, b: &[u8]| {
+        if let Some(u) = until {
+            if std::time::SystemTime::now() > u {
+                last_ok = false;
+                return Err(std::io::Error::other("until"));
+            }
+        }
+        sink(s == LogStream::Stderr, b)
+    })
+    .or_else(|e| if last_ok { Err(EngineError::Msg(e.to_string())) } else { Ok(()) })
 }
 
 /// docker's exit code for a runtime error message (125, 126 or 127).
@@ -574,6 +609,43 @@ pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
         let msg = err.to_string();
         EngineError::Start { code: exit_code_for(&msg), msg }
     })
+}
+
+/// Starts a process in the container with the given stdio (or, `console`, a terminal whose
+/// master is sent to that socket); returns its pid, a child of this process to reap.
+pub fn runtime_exec_spawn(
+    e: &Engine,
+    r: ExecRequest,
+    stdio: Option<[std::os::fd::RawFd; 3]>,
+    console: Option<PathBuf>,
+) -> Result<i32, EngineError> {
+    let mut o = berth::ExecOpts {
+        id: r.id,
+        args: r.args,
+        env: r.env,
+        tty: r.tty,
+        detach: true,
+        cwd: r.cwd.map(PathBuf::from),
+        console_socket: console,
+        stdio,
+        ..Default::default()
+    };
+    if let Some((uid, gid, groups)) = r.user {
+        o.user = Some(format!("{uid}:{gid}"));
+        o.additional_gids = groups;
+    }
+    if r.privileged {
+        o.caps = own_caps();
+    }
+    berth::exec_spawn(&globals(e), &o).map_err(|err| {
+        let msg = err.to_string();
+        EngineError::Start { code: exit_code_for(&msg), msg }
+    })
+}
+
+/// The pids of the container's processes.
+pub fn runtime_pids(e: &Engine, id: &str) -> Result<Vec<i32>, EngineError> {
+    berth::pids(&globals(e), id).map_err(rt_err)
 }
 
 /// `ps` output of the container's processes.

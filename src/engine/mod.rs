@@ -11,15 +11,15 @@
 //! Locking: changes to a container's mounts/network/dir happen under its `lock` file; nobody
 //! holds that lock while waiting for a shim to exit (the shim's clean-up needs it).
 
-mod adapt;
+pub(crate) mod adapt;
 pub mod cli;
 pub mod init;
-mod ops;
-mod opts;
-mod run;
-mod show;
-mod store;
-mod volume;
+pub(crate) mod ops;
+pub(crate) mod opts;
+pub(crate) mod run;
+pub(crate) mod show;
+pub(crate) mod store;
+pub(crate) mod volume;
 
 use std::path::{Path, PathBuf};
 

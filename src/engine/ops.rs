@@ -63,23 +63,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
         ContainerCmd::Kill { signal, containers } => {
             let sig = adapt::parse_signal(&signal)?;
             each(&containers, |key| {
-                let rec = cs.find(key)?;
-                let st = run::status(e, &cs, &rec.id);
-                if st.state != State::Running {
-                    return Err(EngineError::Conflict(format!("cannot kill container {key}: it is not running")));
-                }
-                if sig == libc::SIGKILL || adapt::parse_signal(&adapt::stop_signal(&rec)).ok() == Some(sig) {
-                    adapt::shim_request_stop(&cs.path(&rec.id));
-                }
-                let pidfd = berth::pidfd::open(st.pid).ok();
-                adapt::runtime_kill(e, &rec.id, sig, false)?;
-                if !st.shim_alive && sig == libc::SIGKILL {
-                    // No shim to see the exit and clean up: do it here.
-                    if let Some(fd) = &pidfd {
-                        berth::pidfd::wait(fd, Some(Duration::from_secs(5)));
-                    }
-                    run::finish_without_shim(e, &cs, &rec, st.shim.clone(), 128 + libc::SIGKILL)?;
-                }
+                kill(e, &cs, key, sig)?;
                 println!("{key}");
                 Ok(0)
             })
@@ -197,6 +181,29 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
     }
 }
 
+/// Sends `sig` to the running container `key` (its shim is told first when it is the stop
+/// signal or SIGKILL, so a restart policy does not apply).
+pub fn kill(e: &Engine, cs: &Containers, key: &str, sig: i32) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let st = run::status(e, cs, &rec.id);
+    if st.state != State::Running {
+        return Err(EngineError::Conflict(format!("cannot kill container {key}: it is not running")));
+    }
+    if sig == libc::SIGKILL || adapt::parse_signal(&adapt::stop_signal(&rec)).ok() == Some(sig) {
+        adapt::shim_request_stop(&cs.path(&rec.id));
+    }
+    let pidfd = berth::pidfd::open(st.pid).ok();
+    adapt::runtime_kill(e, &rec.id, sig, false)?;
+    if !st.shim_alive && sig == libc::SIGKILL {
+        // No shim to see the exit and clean up: do it here.
+        if let Some(fd) = &pidfd {
+            berth::pidfd::wait(fd, Some(Duration::from_secs(5)));
+        }
+        run::finish_without_shim(e, cs, &rec, st.shim.clone(), 128 + libc::SIGKILL)?;
+    }
+    Ok(())
+}
+
 /// Runs `f` on every container; the first error is returned after the others were tried
 /// (later errors are printed).
 fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) -> Result<i32, EngineError> {
@@ -249,7 +256,7 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
 }
 
 /// Waits for the container's (final) exit; its exit code.
-fn wait_exit(e: &Engine, cs: &Containers, rec: &Record) -> i32 {
+pub fn wait_exit(e: &Engine, cs: &Containers, rec: &Record) -> i32 {
     let dir = cs.path(&rec.id);
     let mut last = None;
     loop {

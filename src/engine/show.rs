@@ -74,7 +74,7 @@ pub fn status_text(st: &Status) -> String {
     }
 }
 
-fn command_text(rec: &Record, trunc: bool) -> String {
+pub fn command_text(rec: &Record, trunc: bool) -> String {
     let mut c =
         std::iter::once(rec.path.as_str()).chain(rec.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
     if trunc && c.chars().count() > 20 {
@@ -111,16 +111,24 @@ fn matches_filter(rec: &Record, st: &Status, f: &str) -> Result<bool, EngineErro
     })
 }
 
-pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
+/// The containers `ls` shows: running ones (all of them with `all`, a status filter or
+/// `last`), those matching every `key=value` filter, newest first, at most `last`.
+pub fn select(
+    e: &Engine,
+    cs: &Containers,
+    all: bool,
+    filters: &[String],
+    last: Option<usize>,
+) -> Result<Vec<(Record, Status)>, EngineError> {
     let mut recs: Vec<(Record, Status)> = Vec::new();
     for rec in cs.all() {
         let st = run::status(e, cs, &rec.id);
-        let explicit_status = o.filter.iter().any(|f| f.starts_with("status=") || f.starts_with("exited="));
-        if !o.all && !explicit_status && o.last.is_none() && !matches!(st.state, State::Running | State::Restarting) {
+        let explicit_status = filters.iter().any(|f| f.starts_with("status=") || f.starts_with("exited="));
+        if !all && !explicit_status && last.is_none() && !matches!(st.state, State::Running | State::Restarting) {
             continue;
         }
         let mut keep = true;
-        for f in &o.filter {
+        for f in filters {
             keep &= matches_filter(&rec, &st, f)?;
         }
         if keep {
@@ -128,9 +136,14 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
         }
     }
     recs.sort_by(|a, b| b.0.created.cmp(&a.0.created));
-    if let Some(n) = o.last {
+    if let Some(n) = last {
         recs.truncate(n);
     }
+    Ok(recs)
+}
+
+pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
+    let recs = select(e, cs, o.all, &o.filter, o.last)?;
     let mut out = std::io::stdout().lock();
     let id_of = |r: &Record| if o.no_trunc { r.id.clone() } else { r.id[..12].to_string() };
     if o.quiet {

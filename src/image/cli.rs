@@ -267,16 +267,16 @@ pub fn format_utc(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC", s / 3600, s / 60 % 60, s % 60)
 }
 
-struct Row {
-    repo: String,
-    tag: String,
-    digest: String,
-    id: Digest,
-    created: Option<i64>,
-    size: u64,
+pub struct Row {
+    pub repo: String,
+    pub tag: String,
+    pub digest: String,
+    pub id: Digest,
+    pub created: Option<i64>,
+    pub size: u64,
 }
 
-fn rows(index: &StoreIndex) -> Vec<Row> {
+pub fn rows(index: &StoreIndex) -> Vec<Row> {
     let mut out = Vec::new();
     for (m, rec) in &index.images {
         let created = rec.created.as_deref().and_then(parse_rfc3339);
@@ -390,7 +390,7 @@ fn ls(store: &Store, quiet: bool, digests: bool, format: Option<&str>, no_trunc:
     Ok(())
 }
 
-fn inspect_json(img: &Image) -> serde_json::Value {
+pub fn inspect_json(img: &Image) -> serde_json::Value {
     let c = &img.config;
     let repo_tags: Vec<&str> = img.names.iter().filter(|n| !n.contains('@')).map(|n| familiar(n)).collect();
     let mut repo_digests: Vec<String> = img.repo_digests.iter().map(|n| familiar(n).to_string()).collect();

@@ -198,7 +198,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
     Ok(())
 }
 
-fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
+pub fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
     if matches!(name, "host" | "none") {
         return Ok(json!({"Name": name, "Driver": if name == "host" { "host" } else { "null" }}));
     }

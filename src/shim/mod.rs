@@ -17,9 +17,9 @@
 
 mod client;
 mod jsonlog;
-mod proto;
+pub(crate) mod proto;
 mod server;
-mod sys;
+pub(crate) mod sys;
 
 pub use client::{attach, relay};
 #[allow(unused_imports)] // API of the container layer

@@ -1,0 +1,151 @@
+#!/bin/bash
+# berth's Docker Engine API service (`berth system service`) driven by the real clients: the docker
+# CLI on the PATH (28 here; Debian's docker.io 20.10 client elsewhere), Debian's docker-compose
+# 1.29 and the Python docker SDK (pip, in a venv the script makes). Each check one line.
+# Usage: integration/engines/api.sh /abs/path/to/berth
+# Needs (scripts/deps.sh test): docker CLI (docker.io or docker-ce-cli), docker-compose,
+# docker-registry, skopeo, python3-venv, busybox-static, curl.
+# Everything lives in a temp dir: the service's socket, --data-root and --root, a registry on a
+# free 127.0.0.1 port, networks with their own subnets. Containers run under this script's own
+# cgroup (berth-engines-api-PID). The exit trap stops the service and the registry by pid and
+# removes containers, networks, mounts and the temp dir. API_N (default 100): how many
+# concurrent `docker run -d` the concurrency check makes. ENG_KEEP=1 keeps the temp dir.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+BERTH=${1:?usage: $0 /abs/path/to/berth}
+case $BERTH in /*) ;; *) BERTH=$(command -v "$BERTH") || { echo "no berth $1" >&2; exit 2; } ;; esac
+[ -x "$BERTH" ] || { echo "$BERTH: not executable" >&2; exit 2; }
+command -v docker >/dev/null || { echo "api.sh: docker CLI missing (scripts/deps.sh test)" >&2; exit 2; }
+API_N=${API_N:-100}
+
+eng_init api
+T=$ENG_TMP
+eng_escape_cgroup
+SOCK=$T/docker.sock
+export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$T/docker-config
+mkdir -p "$DOCKER_CONFIG"
+B() { "$BERTH" --root "$T/run" --data-root "$T/data" "$@"; }
+SVC_PID=
+REG_PID=
+
+start_service() {
+  B system service --host "unix://$SOCK" > "$T/service.log" 2>&1 &
+  SVC_PID=$!
+  eng_wait_for 10 test -S "$SOCK"
+}
+
+cleanup() {
+  trap - EXIT INT TERM
+  case $T in /tmp/berth-api.?*) ;; *) return ;; esac
+  eng_stop_checks
+  [ -n "$SVC_PID" ] && { kill "$SVC_PID" 2>/dev/null; wait "$SVC_PID" 2>/dev/null; }
+  [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; }
+  for c in $(B container ls -aq --no-trunc 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
+  B network prune >/dev/null 2>&1
+  B volume prune -a >/dev/null 2>&1
+  for p in /proc/[0-9]*; do
+    grep -qF "$T/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
+  done
+  findmnt -rno TARGET | grep -F "$T/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  eng_release_cgroups
+  if [ -n "${ENG_KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+eng_busybox_archive "$T/busybox.tar" busybox:latest sh || exit 2
+B image load -i "$T/busybox.tar" >/dev/null || { echo "api.sh: image load failed" >&2; exit 2; }
+start_service || { echo "api.sh: the service did not start"; cat "$T/service.log"; exit 2; }
+
+# A container that must be gone at the end of the check that made it.
+dr() { docker run --network none "$@"; }
+
+check_ping_version_info() {
+  local h v
+  h=$(curl -sS -i --unix-socket "$SOCK" http://d/_ping) || return 1
+  expect_match "ping" '^HTTP/1.1 200' "$h" || return 1
+  expect_match "Api-Version header" 'Api-Version: 1\.44' "$h" || return 1
+  expect_match "OSType header" '(?i)ostype: linux|Ostype: linux' "$h" || true
+  v=$(docker version --format '{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}') || return 1
+  expect_eq "docker version" "1.44 1.24 linux" "$v" || return 1
+  v=$(docker info --format '{{.Images}} {{.OSType}} {{.LoggingDriver}}') || return 1
+  expect_eq "docker info" "1 linux json-file" "$v"
+}
+
+check_run_logs_inspect_stop_rm() {
+  local id st out
+  id=$(dr -d --name web busybox sh -c 'echo hello; echo oops >&2; trap "exit 0" TERM; while :; do sleep 0.1; done') || return 1
+  expect_match "run -d prints the id" '^[0-9a-f]{64}$' "$id" || return 1
+  eng_wait_for 5 sh -c "docker logs web 2>&1 | grep -q oops"
+  out=$(docker logs web 2>/dev/null)
+  expect_eq "logs stdout" "hello" "$out" || return 1
+  out=$(docker logs web 2>&1 >/dev/null)
+  expect_eq "logs stderr" "oops" "$out" || return 1
+  out=$(docker ps --format '{{.ID}} {{.Names}} {{.State}}')
+  expect_eq "ps" "${id:0:12} web running" "$out" || return 1
+  out=$(B container ls --format '{{.Names}}')
+  expect_eq "berth container ls sees it" "web" "$out" || return 1
+  st=$(docker inspect -f '{{.State.Status}} {{.State.Running}} {{.Name}} {{.Config.Image}}' web)
+  expect_eq "inspect" "running true /web busybox" "$st" || return 1
+  docker stop -t 5 web >/dev/null || return 1
+  st=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' web)
+  expect_eq "inspect after stop" "exited 0" "$st" || return 1
+  out=$(docker stop web 2>&1) || return 1
+  docker rm web >/dev/null || return 1
+  out=$(docker inspect web 2>&1) && return 1
+  expect_match "inspect of a removed container" 'No such (container|object): web' "$out" || return 1
+  expect_eq "nothing left" "" "$(B container ls -aq)"
+}
+
+check_run_attached_exit_code() {
+  local out rc
+  out=$(dr --rm busybox sh -c 'echo out; echo err >&2; exit 3' 2>"$T/err"); rc=$?
+  expect_eq "exit code" 3 "$rc" || return 1
+  expect_eq "stdout" "out" "$out" || return 1
+  expect_eq "stderr" "err" "$(cat "$T/err")" || return 1
+  out=$(echo piped | dr -i --rm busybox sh -c 'cat; echo done')
+  expect_eq "stdin through attach" "piped|done" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
+  eng_wait_for 5 sh -c "[ -z \"\$($BERTH --root $T/run --data-root $T/data container ls -aq)\" ]" || fail "--rm left a container"
+}
+
+check_exec() {
+  local out rc
+  dr -d --name ex busybox sleep 60 >/dev/null || return 1
+  out=$(docker exec ex sh -c 'echo in; echo er >&2; exit 5' 2>"$T/err"); rc=$?
+  expect_eq "exec exit code" 5 "$rc" || return 1
+  expect_eq "exec stdout" "in" "$out" || return 1
+  expect_eq "exec stderr" "er" "$(cat "$T/err")" || return 1
+  out=$(echo feed | docker exec -i ex cat)
+  expect_eq "exec -i" "feed" "$out" || return 1
+  out=$(docker exec -e A=1 -w /tmp ex sh -c 'echo $A $(pwd)')
+  expect_eq "exec env and workdir" "1 /tmp" "$out" || return 1
+  out=$(eng_pty 30 100 '' '' docker exec -t ex sh -c 'tty; stty size' | tr -d '\r')
+  expect_match "exec -t gets a terminal" '^/dev/pts/[0-9]+' "$out" || return 1
+  docker rm -f ex >/dev/null
+}
+
+check_bad_input() {
+  local out
+  out=$(curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' -d '{"Image": ' http://d/v1.44/containers/create -w ' %{http_code}' | tr -d '\n')
+  expect_match "malformed body" '"message":.* 400$' "$out" || return 1
+  out=$(curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' -d '{"Image": "busybox", "Cmd": 7}' http://d/v1.44/containers/create -w ' %{http_code}' | tr -d '\n')
+  expect_match "wrong field type" 'Cmd.* 400$' "$out" || return 1
+  head -c 9000000 /dev/zero | curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' --data-binary @- http://d/v1.44/containers/create -o /dev/null -w '%{http_code}' > "$T/code" 2>/dev/null
+  expect_eq "huge body" 413 "$(cat "$T/code")" || return 1
+  printf 'NOT HTTP\r\n\r\n' | timeout 5 curl -sS --unix-socket "$SOCK" http://d/_ping >/dev/null || return 1
+  out=$(curl -sS --unix-socket "$SOCK" http://d/v1.44/containers/nope/json -w ' %{http_code}' | tr -d '\n')
+  expect_match "missing container" 'No such container: nope.* 404$' "$out" || return 1
+  out=$(curl -sS --unix-socket "$SOCK" http://d/v1.44/swarm -w ' %{http_code}' | tr -d '\n')
+  expect_match "swarm" 'swarm.* 503$' "$out" || return 1
+  expect_eq "no container made" "" "$(B container ls -aq)" || return 1
+  kill -0 "$SVC_PID" || fail "the service died"
+}
+
+eng_check "ping, version, info" check_ping_version_info
+eng_check "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
+eng_check "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
+eng_check "exec: code, streams, -i, env, workdir, -t" check_exec
+eng_check "bad input: 400/413/404, service alive, nothing made" check_bad_input
+eng_summary
