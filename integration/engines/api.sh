@@ -143,9 +143,128 @@ check_bad_input() {
   kill -0 "$SVC_PID" || fail "the service died"
 }
 
+check_run_tty() {
+  local out
+  out=$(eng_pty 30 100 '' '' docker run --rm -t --network none busybox sh -c 'tty; stty size; exit 2' | tr -d '\r'); local rc=$?
+  expect_match "run -t gets a terminal" '^/dev/pts/[0-9]+' "$out" || return 1
+  expect_match "run -t window size" '30 100' "$out" || return 1
+  out=$(eng_pty 30 100 '' 'echo typed-$((40+2))
+exit 0
+' docker run --rm -it --network none busybox sh | tr -d '\r')
+  expect_match "run -it relays the terminal both ways" 'typed-42' "$out"
+}
+
+start_registry() {
+  local port cfg i
+  for i in 1 2 3 4 5; do
+    port=$(eng_free_port) || return 1
+    cfg=$T/registry.yml
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n  secret: berth-api-test\n' "$T/registry" "$port" > "$cfg"
+    docker-registry serve "$cfg" > "$T/registry.log" 2>&1 &
+    REG_PID=$!
+    if eng_wait_for 10 curl -sf "http://127.0.0.1:$port/v2/"; then REG=127.0.0.1:$port; return 0; fi
+    kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; REG_PID=
+  done
+  return 1
+}
+
+check_images_pull_tag_rmi() {
+  local out id
+  eng_busybox_archive "$T/pull.tar" "pulled/box:v1" sh -c 'echo from-registry' || return 1
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$T/pull.tar" "docker://$REG/pulled/box:v1" || fail "skopeo push failed"
+  out=$(docker pull "$REG/pulled/box:v1" 2>&1) || { echo "$out"; return 1; }
+  expect_match "pull output" "Downloaded newer image for $REG/pulled/box:v1" "$out" || return 1
+  out=$(docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')
+  expect_eq "images" "$REG/pulled/box:v1 busybox:latest " "$out" || return 1
+  out=$(docker run --rm --network none "$REG/pulled/box:v1")
+  expect_eq "run the pulled image" "from-registry" "$out" || return 1
+  docker tag "$REG/pulled/box:v1" mine:2 || return 1
+  id=$(docker inspect -f '{{.Id}}' mine:2)
+  expect_eq "tag points at the same image" "$(docker inspect -f '{{.Id}}' "$REG/pulled/box:v1")" "$id" || return 1
+  docker rmi mine:2 >/dev/null || return 1
+  out=$(docker rmi "$REG/pulled/box:v1") || return 1
+  expect_match "rmi deletes" "Deleted: $id" "$out" || return 1
+  out=$(docker image inspect "$REG/pulled/box:v1" 2>&1) && return 1
+  expect_match "image gone" 'No such image' "$out" || return 1
+  out=$(docker run --network none "$REG/nosuch/image:1" 2>&1) && return 1
+  expect_match "run of an image the registry does not have" '(manifest unknown|not found)' "$out" || return 1
+  expect_eq "nothing made" "" "$(B container ls -aq)"
+}
+
+check_network_and_volume() {
+  local sub out
+  sub=$(eng_free_subnet 231) || return 1
+  docker network create --subnet "$sub" apinet >/dev/null || return 1
+  out=$(docker network ls --format '{{.Name}}' | sort | tr '\n' ' ')
+  expect_match "network ls" 'apinet' "$out" || return 1
+  docker volume create apivol >/dev/null || return 1
+  expect_eq "volume ls" "apivol" "$(docker volume ls -q)" || return 1
+  docker run -d --name srv --network apinet -v apivol:/data busybox sh -c 'echo saved > /data/f; httpd -f -p 8080 -h /var/www' >/dev/null || return 1
+  out=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' srv)
+  expect_match "container address in the subnet" "^${sub%.0/24}\." "$out" || return 1
+  out=$(docker run --rm --network apinet busybox wget -qO- http://srv:8080/index.html)
+  expect_eq "reach a container by name" "hello from busybox" "$out" || return 1
+  out=$(docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' apinet)
+  expect_match "network inspect lists the container" 'srv' "$out" || return 1
+  docker rm -f srv >/dev/null || return 1
+  out=$(docker run --rm --network none -v apivol:/data busybox cat /data/f)
+  expect_eq "volume keeps data" "saved" "$out" || return 1
+  docker volume rm apivol >/dev/null || return 1
+  docker network rm apinet >/dev/null || return 1
+  out=$(docker volume inspect apivol 2>&1) && return 1
+  out=$(docker network ls --format '{{.Name}}')
+  printf '%s\n' "$out" | grep -qx apinet && fail "network still listed"
+  return 0
+}
+
+check_concurrent_runs() {
+  local i ids n
+  for ((i = 0; i < API_N; i++)); do
+    docker run -d --network none --label api-batch=1 busybox sleep 300 > "$T/run.$i" 2>&1 &
+  done
+  wait
+  n=$(cat "$T"/run.* | grep -Ecx '[0-9a-f]{64}')
+  expect_eq "ids printed" "$API_N" "$n" || { grep -hvx '[0-9a-f]\{64\}' "$T"/run.* | head -3; return 1; }
+  n=$(docker ps -q --filter label=api-batch=1 | wc -l)
+  expect_eq "running (docker ps)" "$API_N" "$n" || return 1
+  n=$(B container ls -q --filter label=api-batch=1 | wc -l)
+  expect_eq "running (berth container ls)" "$API_N" "$n" || return 1
+  docker rm -f $(docker ps -aq --filter label=api-batch=1) >/dev/null || return 1
+  expect_eq "all removed" "" "$(B container ls -aq)"
+}
+
+check_service_killed() {
+  local id out
+  id=$(docker run -d --network none busybox sh -c 'while :; do sleep 0.1; done') || return 1
+  # A stream in flight (logs -f) when the service is killed.
+  docker logs -f "$id" > /dev/null 2>&1 &
+  sleep 0.3
+  kill -9 "$SVC_PID"; wait "$SVC_PID" 2>/dev/null
+  out=$(B container ls --format '{{.ID}} {{.Status}}')
+  expect_match "still running without the service" "^${id:0:12} Up" "$out" || return 1
+  start_service || fail "restart of the service failed"
+  out=$(docker inspect -f '{{.State.Running}}' "$id")
+  expect_eq "seen again through the new service" "true" "$out" || return 1
+  docker rm -f "$id" >/dev/null || return 1
+  # SIGTERM: the service exits and removes its socket.
+  kill "$SVC_PID"
+  eng_wait_for 5 sh -c "! kill -0 $SVC_PID" || fail "the service did not exit on SIGTERM"
+  [ -e "$SOCK" ] && fail "socket left after SIGTERM"
+  return 0
+}
+
 eng_check "ping, version, info" check_ping_version_info
 eng_check "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 eng_check "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 eng_check "exec: code, streams, -i, env, workdir, -t" check_exec
 eng_check "bad input: 400/413/404, service alive, nothing made" check_bad_input
+eng_check "run -t and -it: raw stream through a terminal" check_run_tty
+if start_registry; then
+  eng_check "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
+else
+  echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
+fi
+eng_check "network create, reach by name, volume, rm" check_network_and_volume
+eng_check "$API_N concurrent docker run -d, none lost" check_concurrent_runs
+eng_check "service killed mid-stream: containers keep running" check_service_killed
 eng_summary

@@ -238,6 +238,14 @@ pub fn create(s: &Service, req: &Request) -> ApiResult {
     let body = body_json(req)?;
     let name = req.q("name").filter(|n| !n.is_empty()).map(|n| n.trim_start_matches('/').to_string());
     let c = create_opts(&body, name)?;
+    let size = body
+        .get("HostConfig")
+        .and_then(|h| h.get("ConsoleSize"))
+        .and_then(Value::as_array)
+        .and_then(|a| Some((a.first()?.as_u64()? as u16, a.get(1)?.as_u64()? as u16)))
+        .filter(|(h, w)| *h > 0 && *w > 0);
+    let mut c = c;
+    c.console_size = size;
     let rec = run::create(&s.e, &cs(s), &c)?;
     Ok(Response::json(201, &json!({"Id": rec.id, "Warnings": []})))
 }
@@ -319,6 +327,9 @@ pub struct Pending {
 pub fn start(s: &Service, key: &str) -> ApiResult {
     let cs = cs(s);
     let rec = cs.find(key)?;
+    if let Ok(mut m) = s.exits.lock() {
+        m.remove(&rec.id);
+    }
     let mut waiting = s.pending_attach.lock().map(|mut m| m.remove(&rec.id)).ok().flatten().unwrap_or_default();
     // An attach first: it relays the output (and records the exit code for the waits).
     waiting.sort_by_key(|p| !p.attach);
@@ -432,8 +443,7 @@ fn seen_exit(s: &Service, id: &str) -> Option<i32> {
 /// The exit code of the container's next exit (it is created or running).
 fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -> i32 {
     let dir = cs.path(&rec.id);
-    let before = seen_exit(s, &rec.id);
-    let fresh = |s: &Service| seen_exit(s, &rec.id).filter(|_| before.is_none());
+    let fresh = |s: &Service| seen_exit(s, &rec.id);
     let st = run::status(&s.e, cs, &rec.id);
     if st.state == State::Created && !st.shim_alive {
         // Not started: the start hands over its attach connection (unless an attach takes it).
@@ -450,28 +460,7 @@ fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -
                     }
                     break;
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                    // An attach took the connection: it records the exit code.
-                    let mut gone_since: Option<std::time::Instant> = None;
-                    loop {
-                        if let Some(code) = fresh(s) {
-                            return code;
-                        }
-                        if let Some(st) = adapt::shim_state(&dir) {
-                            if st.status == adapt::ShimStatus::Exited {
-                                return st.exit_code.unwrap_or(255);
-                            }
-                        }
-                        if !dir.exists()
-                            && gone_since.get_or_insert_with(std::time::Instant::now).elapsed() > Duration::from_secs(2)
-                        {
-                            return 0;
-                        }
-                        if let Ok(g) = s.exits.lock() {
-                            let _ = s.exited.wait_timeout(g, Duration::from_millis(50));
-                        }
-                    }
-                }
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return await_code(s, &rec.id, &dir),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(code) = fresh(s) {
                         return code;
@@ -491,7 +480,29 @@ fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -
             return code;
         }
     }
-    fresh(s).unwrap_or_else(|| ops::wait_exit(&s.e, cs, rec))
+    await_code(s, &rec.id, &dir)
+}
+
+/// The exit code once an attach recorded it or the shim's state says exited; 0 when the
+/// container is gone (--rm) without either.
+fn await_code(s: &Service, id: &str, dir: &std::path::Path) -> i32 {
+    let mut gone_since: Option<std::time::Instant> = None;
+    loop {
+        if let Some(code) = seen_exit(s, id) {
+            return code;
+        }
+        if let Some(st) = adapt::shim_state(dir) {
+            if st.status == adapt::ShimStatus::Exited || !adapt::shim_alive(&st) && st.exit_code.is_some() {
+                return st.exit_code.unwrap_or(255);
+            }
+        }
+        if !dir.exists() && gone_since.get_or_insert_with(std::time::Instant::now).elapsed() > Duration::from_secs(2) {
+            return 0;
+        }
+        if let Ok(g) = s.exits.lock() {
+            let _ = s.exited.wait_timeout(g, Duration::from_millis(50));
+        }
+    }
 }
 
 /// `wait`: the headers go out at once; the body when the condition is met.
@@ -707,11 +718,15 @@ pub fn resize(s: &Service, req: &Request, key: &str) -> ApiResult {
     let path = cs.path(&rec.id).join(crate::shim::ATTACH_SOCK);
     let mut c =
         UnixStream::connect(&path).map_err(|e| ApiError::new(500, format!("connect to {}: {e}", path.display())))?;
+    let _ = c.write_all(&resize_frame(h, wd));
+    Ok(Response::empty(200))
+}
+
+fn resize_frame(h: u16, w: u16) -> Vec<u8> {
     let mut p = [0u8; 4];
     p[..2].copy_from_slice(&h.to_be_bytes());
-    p[2..].copy_from_slice(&wd.to_be_bytes());
-    let _ = c.write_all(&crate::shim::proto::frame(crate::shim::proto::RESIZE, &p));
-    Ok(Response::empty(200))
+    p[2..].copy_from_slice(&w.to_be_bytes());
+    crate::shim::proto::frame(crate::shim::proto::RESIZE, &p)
 }
 
 pub fn top(s: &Service, req: &Request, key: &str) -> ApiResult {

@@ -359,6 +359,9 @@ pub fn write_spec(
             }
         }
     }
+    if let (Some((h, w)), Some(p)) = (s.console_size, spec.pointer_mut("/process").and_then(|p| p.as_object_mut())) {
+        p.insert("consoleSize".into(), serde_json::json!({"height": h, "width": w}));
+    }
     bundle::ensure_workdir(rootfs, &spec).map_err(berr)?;
     bundle::write_config(bundle_dir, &spec).map_err(|err| EngineError::Bundle(err.to_string()))
 }

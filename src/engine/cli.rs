@@ -155,6 +155,9 @@ pub struct CreateOpts {
     /// Command and arguments.
     #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
     pub command: Vec<String>,
+    /// The terminal's size at start (rows, columns): the API's `HostConfig.ConsoleSize`.
+    #[arg(skip)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 #[derive(Args, Debug, Clone)]

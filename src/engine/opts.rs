@@ -78,6 +78,9 @@ pub struct RunSpec {
     pub ipc_host: bool,
     pub uts_host: bool,
     pub oom_score_adj: Option<i32>,
+    /// The terminal's size at start (rows, columns), as the API's `HostConfig.ConsoleSize`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 fn invalid(msg: String) -> EngineError {
@@ -335,6 +338,7 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         group_add: c.group_add.clone(),
         hostname: c.hostname.clone().filter(|h| !h.is_empty()),
         tty: c.tty,
+        console_size: c.console_size.filter(|_| c.tty),
         stdin_open: c.interactive,
         read_only: c.read_only,
         privileged: c.privileged,
