@@ -253,6 +253,67 @@ check_service_killed() {
   return 0
 }
 
+check_compose() {
+  local d=$T/compose out port
+  command -v docker-compose >/dev/null || fail "docker-compose missing (scripts/deps.sh test)"
+  port=$(eng_free_port) || return 1
+  mkdir -p "$d"
+  cat > "$d/docker-compose.yml" <<YML
+version: "3.7"
+services:
+  web:
+    image: busybox
+    command: sh -c 'echo web-up; echo compose-page > /data/index.html; httpd -f -p 8080 -h /data'
+    ports: ["127.0.0.1:$port:8080"]
+    volumes: ["data:/data"]
+  client:
+    image: busybox
+    command: sleep 300
+volumes:
+  data: {}
+YML
+  (cd "$d" && docker-compose -p apiproj up -d) || return 1
+  out=$(cd "$d" && docker-compose -p apiproj ps --services --filter status=running | sort | tr '\n' ' ')
+  expect_eq "compose ps" "client web " "$out" || return 1
+  eng_wait_for 10 sh -c "cd $d && docker-compose -p apiproj logs web | grep -q web-up" || fail "compose logs lack web's output"
+  out=$(cd "$d" && docker-compose -p apiproj exec -T client wget -qO- http://web:8080/index.html)
+  expect_eq "client reaches web by name (compose exec)" "compose-page" "$out" || return 1
+  out=$(curl -sS "http://127.0.0.1:$port/index.html")
+  expect_eq "published port" "compose-page" "$out" || return 1
+  (cd "$d" && docker-compose -p apiproj down -v) || return 1
+  expect_eq "down: no container left" "" "$(B container ls -aq)" || return 1
+  expect_eq "down -v: no volume left" "" "$(B volume ls -q)" || return 1
+  docker network ls --format '{{.Name}}' | grep -q apiproj && fail "down left the network"
+  return 0
+}
+
+check_python_sdk() {
+  local venv=$T/venv out
+  python3 -m venv "$venv" >/dev/null || fail "python3 -m venv failed (python3-venv)"
+  "$venv/bin/pip" install -q docker >/dev/null 2>&1 || fail "pip install docker failed"
+  out=$("$venv/bin/python" - <<'PY'
+import docker
+c = docker.DockerClient(base_url="unix://" + __import__("os").environ["DOCKER_HOST"][len("unix://"):])
+assert c.ping()
+assert c.version()["ApiVersion"] == "1.44"
+print(c.containers.run("busybox", ["echo", "sdk-run"], remove=True, network_mode="none").decode().strip())
+ct = c.containers.run("busybox", ["sleep", "60"], detach=True, network_mode="none", name="sdkbox", labels={"k": "v"})
+ct.reload()
+assert ct.status == "running", ct.status
+code, out = ct.exec_run(["sh", "-c", "echo exec-out; exit 4"])
+print(code, out.decode().strip())
+assert [x.name for x in c.containers.list(filters={"label": "k=v"})] == ["sdkbox"]
+ct.stop(timeout=1)
+ct.reload()
+print(ct.status, ct.attrs["State"]["ExitCode"])
+ct.remove()
+print(len(c.images.list()), c.volumes.create("sdkvol").name)
+c.volumes.get("sdkvol").remove()
+PY
+) || { echo "$out"; return 1; }
+  expect_eq "python docker SDK" "sdk-run|4 exec-out|exited 137|1 sdkvol" "$(printf '%s' "$out" | tr '\n' '|')"
+}
+
 eng_check "ping, version, info" check_ping_version_info
 eng_check "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 eng_check "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
@@ -266,5 +327,7 @@ else
 fi
 eng_check "network create, reach by name, volume, rm" check_network_and_volume
 eng_check "$API_N concurrent docker run -d, none lost" check_concurrent_runs
+eng_check "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
+eng_check "python docker SDK: run, exec, list, stop, volumes" check_python_sdk
 eng_check "service killed mid-stream: containers keep running" check_service_killed
 eng_summary

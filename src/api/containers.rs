@@ -114,10 +114,16 @@ pub fn create_opts(body: &Value, name: Option<String>) -> Result<CreateOpts, Api
     if let Some(p) = obj(body, "ExposedPorts")? {
         c.expose.extend(p.keys().cloned());
     }
-    if let Some(vols) = obj(body, "Volumes")? {
-        c.volume.extend(vols.keys().cloned());
+    let binds = str_list(hc, "Binds")?;
+    let mut dests: Vec<String> = binds.iter().filter_map(|b| b.split(':').nth(1).map(str::to_string)).collect();
+    if let Some(Value::Array(ms)) = hc.get("Mounts") {
+        dests.extend(ms.iter().filter_map(|m| m.get("Target").and_then(Value::as_str).map(str::to_string)));
     }
-    c.volume.extend(str_list(hc, "Binds")?);
+    if let Some(vols) = obj(body, "Volumes")? {
+        // Anonymous volumes, but for destinations a bind or mount covers.
+        c.volume.extend(vols.keys().filter(|d| !dests.contains(d)).cloned());
+    }
+    c.volume.extend(binds);
     if let Some(Value::Array(ms)) = hc.get("Mounts") {
         for m in ms {
             let t = opt_str(m, "Type")?.unwrap_or_else(|| "volume".into());

@@ -276,17 +276,25 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
             }
         }
     }
-    let networks: serde_json::Map<String, Value> = r
-        .net
-        .networks
+    // A container not started yet shows the network it will join (docker does; compose reads
+    // it). On user-defined networks docker adds the short id to the aliases.
+    let planned = [s.network.clone()];
+    let named =
+        !matches!(s.network.as_str(), "bridge" | "none" | "host" | "default") && !s.network.starts_with("container:");
+    let nets: &[String] = if r.net.networks.is_empty() && named { &planned } else { &r.net.networks };
+    let networks: serde_json::Map<String, Value> = nets
         .iter()
         .map(|n| {
+            let mut aliases = s.network_aliases.clone();
+            if n != "bridge" {
+                aliases.push(r.id[..12].to_string());
+            }
             (n.clone(), json!({
-                "IPAddress": if n == r.net.networks.first().unwrap_or(n) { r.net.ip.clone().unwrap_or_default() } else { String::new() },
+                "IPAddress": if Some(n) == r.net.networks.first() { r.net.ip.clone().unwrap_or_default() } else { String::new() },
                 "IPPrefixLen": r.net.prefix.unwrap_or(0),
                 "Gateway": r.net.gateway.clone().unwrap_or_default(),
                 "MacAddress": r.net.mac.clone().unwrap_or_default(),
-                "Aliases": s.network_aliases,
+                "Aliases": aliases,
             }))
         })
         .collect();
@@ -309,6 +317,7 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
             format!("{src}:{}{}", m.destination, if m.rw { "" } else { ":ro" })
         }).collect::<Vec<_>>(),
         "NetworkMode": s.network,
+        "LogConfig": {"Type": "json-file", "Config": {}},
         "PortBindings": port_bindings,
         "PublishAllPorts": s.publish_all,
         "RestartPolicy": restart_json(&s.restart),
