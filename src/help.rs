@@ -314,7 +314,7 @@ const ENGINE: &[(&str, &str)] = &[
     ("image", "images: load, pull, ls, inspect, tag, rm, prune, unpack, mount (docker-style; see berth image --help)"),
     ("container", "containers, docker-style: run, create, start, stop, ls, logs, exec, inspect, rm, ..."),
     ("volume", "named volumes: create, ls, inspect, rm, prune"),
-    ("network", "networks: create, ls, inspect, rm, prune"),
+    ("network", "networks: create, ls, inspect, rm, prune, connect, disconnect"),
     ("system", "system service: the Docker Engine API on a socket (docker CLI, compose, SDKs)"),
 ];
 

@@ -473,6 +473,20 @@ fn main() {
                 Err(err) => fail(&err.to_string(), err.exit_code()),
             }
         }
+        Cmd::Network { cmd: network::NetworkCmd::Connect { alias, ip, network, container } } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match engine::network_connect(&e, &network, &container, &alias, ip.as_deref()) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
+        Cmd::Network { cmd: network::NetworkCmd::Disconnect { network, container, .. } } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match engine::network_disconnect(&e, &network, &container) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
         Cmd::Network { cmd } => match network::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),

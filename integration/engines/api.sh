@@ -314,6 +314,38 @@ PY
   expect_eq "python docker SDK" "sdk-run|4 exec-out|exited 137|1 sdkvol" "$(printf '%s' "$out" | tr '\n' '|')"
 }
 
+check_network_connect() {
+  local sa sb out
+  sa=$(eng_free_subnet 232) || return 1
+  sb=$(eng_free_subnet 233) || return 1
+  docker network create --subnet "$sa" apinet-a >/dev/null || return 1
+  docker network create --subnet "$sb" apinet-b >/dev/null || return 1
+  docker run -d --name cn-srv --network apinet-a busybox httpd -f -p 8080 -h /var/www >/dev/null || return 1
+  docker run -d --name cn-cli --network apinet-b busybox sleep 300 >/dev/null || return 1
+  docker exec cn-cli timeout 3 wget -qO- http://cn-srv:8080/index.html >/dev/null 2>&1 && fail "reached before connect"
+  docker network connect --alias websrv apinet-b cn-srv || return 1
+  out=$(docker exec cn-cli timeout 10 wget -qO- http://websrv:8080/index.html)
+  expect_eq "reached by alias after docker network connect" "hello from busybox" "$out" || return 1
+  out=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}' cn-srv)
+  expect_match "inspect shows both networks" "apinet-a=${sa%.0/24}\.[0-9]+ apinet-b=${sb%.0/24}\.[0-9]+" "$out" || return 1
+  out=$(docker exec cn-srv ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' ')
+  expect_eq "interfaces in the container" "eth0 eth1 lo " "$out" || return 1
+  docker network disconnect apinet-b cn-srv || return 1
+  docker exec cn-cli timeout 3 wget -qO- http://websrv:8080/index.html >/dev/null 2>&1 && fail "reached after disconnect"
+  expect_eq "interface gone" "eth0 lo " "$(docker exec cn-srv ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' ')" || return 1
+  # The same through berth's command line.
+  B network connect apinet-b cn-srv || return 1
+  out=$(docker exec cn-cli timeout 10 wget -qO- http://cn-srv:8080/index.html)
+  expect_eq "reached by name after berth network connect" "hello from busybox" "$out" || return 1
+  B network disconnect apinet-b cn-srv || return 1
+  out=$(B network disconnect apinet-b cn-srv 2>&1) && return 1
+  expect_match "disconnect twice: one line" '^berth: .*not connected' "$out" || return 1
+  out=$(docker network connect nosuchnet cn-srv 2>&1) && return 1
+  expect_match "connect to a missing network" 'not found' "$out" || return 1
+  docker rm -f cn-srv cn-cli >/dev/null || return 1
+  docker network rm apinet-a apinet-b >/dev/null
+}
+
 eng_check "ping, version, info" check_ping_version_info
 eng_check "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 eng_check "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
@@ -326,6 +358,7 @@ else
   echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi
 eng_check "network create, reach by name, volume, rm" check_network_and_volume
+eng_check "network connect/disconnect of a running container (API and berth CLI)" check_network_connect
 eng_check "$API_N concurrent docker run -d, none lost" check_concurrent_runs
 eng_check "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
 eng_check "python docker SDK: run, exec, list, stop, volumes" check_python_sdk

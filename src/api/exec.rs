@@ -269,15 +269,19 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
             i.pid = pid;
             i.master = Some(master.clone());
         });
-        if !detach && http::upgrade(w, req, "application/vnd.docker.raw-stream").is_ok() {
-            relay_tty(&master, w, r, stdin);
-        }
+        let input = if !detach && http::upgrade(w, req, "application/vnd.docker.raw-stream").is_ok() {
+            relay_tty(&master, w, r, stdin)
+        } else {
+            None
+        };
         let code = reap(pid);
         update(s, id, |i| {
             i.running = false;
             i.exit_code = Some(code);
             i.master = None;
         });
+        // The client reads the exit code once the stream ends: the code is recorded first.
+        finish(w, input);
         return Ok(if detach { Response::empty(200) } else { Response::Done });
     }
     let (in_r, in_w) = if stdin { pipe().map(|(a, b)| (Some(a), Some(b)))? } else { (None, None) };
@@ -294,15 +298,26 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
         i.running = true;
         i.pid = pid;
     });
-    if !detach && http::upgrade(w, req, "application/vnd.docker.multiplexed-stream").is_ok() {
-        relay_pipes(in_w, out_r, err_r, w, r, (inst.stdout, inst.stderr));
-    }
+    let input = if !detach && http::upgrade(w, req, "application/vnd.docker.multiplexed-stream").is_ok() {
+        relay_pipes(in_w, out_r, err_r, w, r, (inst.stdout, inst.stderr))
+    } else {
+        None
+    };
     let code = reap(pid);
     update(s, id, |i| {
         i.running = false;
         i.exit_code = Some(code);
     });
+    finish(w, input);
     Ok(if detach { Response::empty(200) } else { Response::Done })
+}
+
+/// Ends a hijacked stream: the connection closed, the input pump joined.
+fn finish(client: &UnixStream, input: Option<std::thread::JoinHandle<()>>) {
+    let _ = client.shutdown(std::net::Shutdown::Both);
+    if let Some(t) = input {
+        let _ = t.join();
+    }
 }
 
 /// Copies the client's input (with what the reader already buffered) to `to`; `to` is dropped
@@ -337,7 +352,7 @@ fn relay_pipes(
     client: &mut UnixStream,
     r: &mut BufReader<UnixStream>,
     (want_out, want_err): (bool, bool),
-) {
+) -> Option<std::thread::JoinHandle<()>> {
     let input = in_w.and_then(|fd| pump_input(client, r, fd));
     let mut open = [Some(out_r), Some(err_r)];
     let mut buf = vec![0u8; 32 << 10];
@@ -369,13 +384,15 @@ fn relay_pipes(
             }
         }
     }
-    let _ = client.shutdown(std::net::Shutdown::Both);
-    if let Some(t) = input {
-        let _ = t.join();
-    }
+    input
 }
 
-fn relay_tty(master: &Arc<OwnedFd>, client: &mut UnixStream, r: &mut BufReader<UnixStream>, stdin: bool) {
+fn relay_tty(
+    master: &Arc<OwnedFd>,
+    client: &mut UnixStream,
+    r: &mut BufReader<UnixStream>,
+    stdin: bool,
+) -> Option<std::thread::JoinHandle<()>> {
     let input = if stdin { master.try_clone().ok().and_then(|m| pump_input(client, r, m)) } else { None };
     let mut buf = vec![0u8; 32 << 10];
     loop {
@@ -390,8 +407,5 @@ fn relay_tty(master: &Arc<OwnedFd>, client: &mut UnixStream, r: &mut BufReader<U
             Err(_) => break,
         }
     }
-    let _ = client.shutdown(std::net::Shutdown::Both);
-    if let Some(t) = input {
-        let _ = t.join();
-    }
+    input
 }

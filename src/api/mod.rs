@@ -91,7 +91,7 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let status = match &e {
             EngineError::Invalid(_) => 400,
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) => 404,
+            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::Image(m) if m.contains("unable to find image") || m.contains("no such image") => 404,
             _ => 500,
@@ -161,6 +161,8 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("POST", ["networks", "prune"]) => networks::prune(s),
         ("GET", ["networks", id]) => networks::inspect(s, id),
         ("DELETE", ["networks", id]) => networks::remove(s, id),
+        ("POST", ["networks", id, "connect"]) => networks::connect(s, req, id),
+        ("POST", ["networks", id, "disconnect"]) => networks::disconnect(s, req, id),
         ("GET", ["volumes"]) => volumes::list(s),
         ("POST", ["volumes", "create"]) => volumes::create(s, req),
         ("POST", ["volumes", "prune"]) => volumes::prune(s),

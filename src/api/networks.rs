@@ -66,13 +66,7 @@ pub fn list(s: &Service, _req: &Request) -> ApiResult {
 }
 
 pub fn inspect(s: &Service, name: &str) -> ApiResult {
-    // By name or by (a prefix of) id.
-    let name = config::list(&s.e.data_root)
-        .into_iter()
-        .find(|n| n.name == name || (name.len() >= 3 && n.id.starts_with(name)))
-        .map(|n| n.name)
-        .unwrap_or_else(|| name.to_string());
-    Ok(Response::json(200, &view(s, &name)?))
+    Ok(Response::json(200, &view(s, &name_of(s, name))?))
 }
 
 pub fn create(s: &Service, req: &Request) -> ApiResult {
@@ -114,4 +108,36 @@ pub fn remove(s: &Service, name: &str) -> ApiResult {
 pub fn prune(s: &Service) -> ApiResult {
     let deleted = network::prune(&s.e.data_root).map_err(net_err)?;
     Ok(Response::json(200, &json!({"NetworksDeleted": deleted})))
+}
+
+/// The network's name for a name or (a prefix of) its id.
+fn name_of(s: &Service, key: &str) -> String {
+    config::list(&s.e.data_root)
+        .into_iter()
+        .find(|n| n.name == key || (key.len() >= 3 && n.id.starts_with(key)))
+        .map(|n| n.name)
+        .unwrap_or_else(|| key.to_string())
+}
+
+pub fn connect(s: &Service, req: &Request, id: &str) -> ApiResult {
+    let b = body_json(req)?;
+    let container = b.get("Container").and_then(Value::as_str).ok_or_else(|| ApiError::bad("Container is required"))?;
+    let ep = b.get("EndpointConfig").cloned().unwrap_or(Value::Null);
+    let aliases: Vec<String> = ep
+        .get("Aliases")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(Value::as_str).map(str::to_string).collect())
+        .unwrap_or_default();
+    let ip = ep.get("IPAMConfig").and_then(|i| i.get("IPv4Address")).and_then(Value::as_str).filter(|x| !x.is_empty());
+    let cs = crate::engine::store::Containers::new(&s.e.data_root);
+    crate::engine::ops::network_connect(&s.e, &cs, &name_of(s, id), container, &aliases, ip)?;
+    Ok(Response::empty(200))
+}
+
+pub fn disconnect(s: &Service, req: &Request, id: &str) -> ApiResult {
+    let b = body_json(req)?;
+    let container = b.get("Container").and_then(Value::as_str).ok_or_else(|| ApiError::bad("Container is required"))?;
+    let cs = crate::engine::store::Containers::new(&s.e.data_root);
+    crate::engine::ops::network_disconnect(&s.e, &cs, &name_of(s, id), container)?;
+    Ok(Response::empty(200))
 }

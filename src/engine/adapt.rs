@@ -205,6 +205,15 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
             }
         },
     };
+    if mode == NetMode::Bridge && !s.connected.is_empty() {
+        if networks.is_empty() {
+            networks.push(NetRequest { network: network::config::DEFAULT_NETWORK.into(), ..Default::default() });
+        }
+        for c in &s.connected {
+            let ip = c.ip.as_deref().and_then(|i| i.parse().ok());
+            networks.push(NetRequest { network: c.network.clone(), aliases: c.aliases.clone(), ip });
+        }
+    }
     let req = AttachRequest {
         container_id: rec.id.clone(),
         name: rec.name.clone(),
@@ -233,6 +242,28 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     };
     let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
     Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })
+}
+
+/// Joins a running container to one more network; the network's name and the address.
+pub fn net_connect(
+    e: &Engine,
+    id: &str,
+    network: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<String, EngineError> {
+    let ip =
+        ip.map(|i| i.parse().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address {i:?}")))).transpose()?;
+    let req = NetRequest { network: network.to_string(), aliases: aliases.to_vec(), ip };
+    network::connect(&e.data_root, id, &req).map(|i| i.ip.to_string()).map_err(|err| match err {
+        network::NetError::NotFound(n) => EngineError::NoSuchNetwork(n),
+        err => net_err(err),
+    })
+}
+
+/// Takes a running container off a network.
+pub fn net_disconnect(e: &Engine, id: &str, network: &str) -> Result<(), EngineError> {
+    network::disconnect(&e.data_root, id, network).map_err(net_err)
 }
 
 /// Undoes [`net_attach`] (idempotent; works after a crash).

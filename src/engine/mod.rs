@@ -60,6 +60,8 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("no such volume: {0}")]
     NoSuchVolume(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{op} {}: {err}", path.display())]
@@ -130,6 +132,22 @@ impl Drop for Undo<'_> {
 /// `berth container ...`; returns the exit code (errors for the caller to print).
 pub fn container_command(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
     ops::dispatch(e, cmd)
+}
+
+/// `berth network connect NETWORK CONTAINER`
+pub fn network_connect(
+    e: &Engine,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<(), EngineError> {
+    ops::network_connect(e, &store::Containers::new(&e.data_root), network, container, aliases, ip)
+}
+
+/// `berth network disconnect NETWORK CONTAINER`
+pub fn network_disconnect(e: &Engine, network: &str, container: &str) -> Result<(), EngineError> {
+    ops::network_disconnect(e, &store::Containers::new(&e.data_root), network, container)
 }
 
 /// `berth volume ...`

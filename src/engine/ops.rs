@@ -204,6 +204,66 @@ pub fn kill(e: &Engine, cs: &Containers, key: &str, sig: i32) -> Result<(), Engi
     Ok(())
 }
 
+/// `network connect`: a running container joins `network` at once; a stopped one at its next
+/// start (and every start after).
+pub fn network_connect(
+    e: &Engine,
+    cs: &Containers,
+    network: &str,
+    key: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let _lock = cs.lock(&rec.id)?;
+    let mut rec = cs.load(&rec.id)?;
+    let s = &rec.spec;
+    if matches!(s.network.as_str(), "none" | "host") || s.network.starts_with("container:") {
+        return Err(EngineError::Invalid(format!(
+            "container {key} uses network mode {}: it cannot join other networks",
+            s.network
+        )));
+    }
+    let primary = if matches!(s.network.as_str(), "bridge" | "default") { "bridge" } else { s.network.as_str() };
+    if primary == network || s.connected.iter().any(|c| c.network == network) {
+        return Err(EngineError::Conflict(format!("container {key} is already connected to network {network}")));
+    }
+    if !crate::network::config::list(&e.data_root).iter().any(|n| n.name == network) && network != "bridge" {
+        return Err(EngineError::NoSuchNetwork(network.to_string()));
+    }
+    if run::status(e, cs, &rec.id).state == State::Running {
+        let ip = adapt::net_connect(e, &rec.id, network, aliases, ip)?;
+        rec.net.networks.push(network.to_string());
+        if rec.net.ip.is_none() {
+            rec.net.ip = Some(ip);
+        }
+    }
+    rec.spec.connected.push(super::opts::Connected {
+        network: network.to_string(),
+        aliases: aliases.to_vec(),
+        ip: ip.map(str::to_string),
+    });
+    cs.save(&rec)
+}
+
+/// `network disconnect`: the container leaves a network joined by `network connect`.
+pub fn network_disconnect(e: &Engine, cs: &Containers, network: &str, key: &str) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let _lock = cs.lock(&rec.id)?;
+    let mut rec = cs.load(&rec.id)?;
+    let Some(i) = rec.spec.connected.iter().position(|c| c.network == network) else {
+        return Err(EngineError::Invalid(format!(
+            "container {key} is not connected to network {network} (or it is its first network, which stays)"
+        )));
+    };
+    if run::status(e, cs, &rec.id).state == State::Running {
+        adapt::net_disconnect(e, &rec.id, network)?;
+    }
+    rec.spec.connected.remove(i);
+    rec.net.networks.retain(|n| n != network);
+    cs.save(&rec)
+}
+
 /// Runs `f` on every container; the first error is returned after the others were tried
 /// (later errors are printed).
 fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) -> Result<i32, EngineError> {

@@ -81,6 +81,18 @@ pub struct RunSpec {
     /// The terminal's size at start (rows, columns), as the API's `HostConfig.ConsoleSize`.
     #[serde(default)]
     pub console_size: Option<(u16, u16)>,
+    /// Networks joined later (`network connect`), joined again at every start after the
+    /// first one.
+    #[serde(default)]
+    pub connected: Vec<Connected>,
+}
+
+/// A network joined by `network connect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Connected {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ip: Option<String>,
 }
 
 fn invalid(msg: String) -> EngineError {

@@ -282,9 +282,27 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
     let named =
         !matches!(s.network.as_str(), "bridge" | "none" | "host" | "default") && !s.network.starts_with("container:");
     let nets: &[String] = if r.net.networks.is_empty() && named { &planned } else { &r.net.networks };
+    let ifaces =
+        crate::network::attachment(&e.data_root, &r.id).ok().flatten().map(|a| a.interfaces).unwrap_or_default();
     let networks: serde_json::Map<String, Value> = nets
         .iter()
         .map(|n| {
+            if let Some(i) = ifaces.iter().find(|i| &i.network == n) {
+                let mut aliases = s.network_aliases.clone();
+                if let Some(c) = s.connected.iter().find(|c| &c.network == n) {
+                    aliases = c.aliases.clone();
+                }
+                if n != "bridge" {
+                    aliases.push(r.id[..12].to_string());
+                }
+                return (n.clone(), json!({
+                    "IPAddress": i.ip.to_string(),
+                    "IPPrefixLen": i.prefix,
+                    "Gateway": i.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    "MacAddress": i.mac,
+                    "Aliases": aliases,
+                }));
+            }
             let mut aliases = s.network_aliases.clone();
             if n != "bridge" {
                 aliases.push(r.id[..12].to_string());
