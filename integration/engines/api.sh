@@ -121,6 +121,9 @@ check_exec() {
   expect_eq "exec -i" "feed" "$out" || return 1
   out=$(docker exec -e A=1 -w /tmp ex sh -c 'echo $A $(pwd)')
   expect_eq "exec env and workdir" "1 /tmp" "$out" || return 1
+  out=$(docker exec ex /no/such/cmd 2>&1); rc=$?
+  expect_eq "exec of a missing command: 127" 127 "$rc" || return 1
+  expect_match "exec of a missing command: the reason" 'no/such/cmd' "$out" || return 1
   out=$(eng_pty 30 100 '' '' docker exec -t ex sh -c 'tty; stty size' | tr -d '\r')
   expect_match "exec -t gets a terminal" '^/dev/pts/[0-9]+' "$out" || return 1
   docker rm -f ex >/dev/null

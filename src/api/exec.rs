@@ -244,6 +244,11 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
         .open("/dev/null")
         .map_err(|e| ApiError::new(500, format!("open /dev/null: {e}")))?;
     let stdin = inst.stdin && !detach;
+    // The upgrade goes out before the process starts: a client that reads the answer's head
+    // through a buffer (requests, in the Python SDK) would otherwise swallow the first output.
+    let ctype =
+        if inst.tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
+    let attached = !detach && http::upgrade(w, req, ctype).is_ok();
     if inst.tty {
         let sock = s.console_dir.join(&id[..16]);
         let _ = std::fs::remove_file(&sock);
@@ -251,14 +256,17 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
         let nulls = [null.as_raw_fd(); 3];
         let spawned = adapt::runtime_exec_spawn(&s.e, ereq, Some(nulls), Some(sock.clone()));
         let _ = std::fs::remove_file(&sock);
-        let pid = spawned?;
+        let pid = match spawned {
+            Ok(p) => p,
+            Err(e) => return failed(s, id, w, attached, inst.tty, e.into()),
+        };
         let master = match recv_master(&l) {
             Ok(m) => Arc::new(m),
             Err(e) => {
                 // SAFETY: kill our own child, which nobody can talk to.
                 unsafe { libc::kill(pid, libc::SIGKILL) };
                 reap(pid);
-                return Err(e);
+                return failed(s, id, w, attached, inst.tty, e);
             }
         };
         if let Some(sz) = inst.size {
@@ -269,11 +277,7 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
             i.pid = pid;
             i.master = Some(master.clone());
         });
-        let input = if !detach && http::upgrade(w, req, "application/vnd.docker.raw-stream").is_ok() {
-            relay_tty(&master, w, r, stdin)
-        } else {
-            None
-        };
+        let input = if attached { relay_tty(&master, w, r, stdin) } else { None };
         let code = reap(pid);
         update(s, id, |i| {
             i.running = false;
@@ -292,17 +296,17 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
         if detach { null.as_raw_fd() } else { out_w.as_raw_fd() },
         if detach { null.as_raw_fd() } else { err_w.as_raw_fd() },
     ];
-    let pid = adapt::runtime_exec_spawn(&s.e, ereq, Some(fds), None)?;
+    let spawned = adapt::runtime_exec_spawn(&s.e, ereq, Some(fds), None);
     drop((in_r, out_w, err_w));
+    let pid = match spawned {
+        Ok(p) => p,
+        Err(e) => return failed(s, id, w, attached, inst.tty, e.into()),
+    };
     update(s, id, |i| {
         i.running = true;
         i.pid = pid;
     });
-    let input = if !detach && http::upgrade(w, req, "application/vnd.docker.multiplexed-stream").is_ok() {
-        relay_pipes(in_w, out_r, err_r, w, r, (inst.stdout, inst.stderr))
-    } else {
-        None
-    };
+    let input = if attached { relay_pipes(in_w, out_r, err_r, w, r, (inst.stdout, inst.stderr)) } else { None };
     let code = reap(pid);
     update(s, id, |i| {
         i.running = false;
@@ -310,6 +314,20 @@ pub fn start(s: &Service, req: &Request, id: &str, w: &mut UnixStream, r: &mut B
     });
     finish(w, input);
     Ok(if detach { Response::empty(200) } else { Response::Done })
+}
+
+/// A start that failed: an API error before the upgrade, else a message in the stream (as
+/// docker does once it has hijacked the connection) and docker's exit code for it.
+fn failed(s: &Service, id: &str, w: &mut UnixStream, attached: bool, tty: bool, err: ApiError) -> ApiResult {
+    if !attached {
+        return Err(err);
+    }
+    let msg = format!("{}\r\n", err.message);
+    let _ = w.write_all(&if tty { msg.into_bytes() } else { mux(2, msg.as_bytes()) });
+    let code = if err.message.contains("not found") || err.message.contains("no such file") { 127 } else { 126 };
+    update(s, id, |i| i.exit_code = Some(code));
+    let _ = w.shutdown(std::net::Shutdown::Both);
+    Ok(Response::Done)
 }
 
 /// Ends a hijacked stream: the connection closed, the input pump joined.
