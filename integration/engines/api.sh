@@ -349,11 +349,29 @@ check_network_connect() {
   docker network rm apinet-a apinet-b >/dev/null
 }
 
+check_service_options() {
+  local s2=$T/opt/docker.sock p out
+  B system service --host "unix://$s2" --timeout 2 --group root > "$T/opt.log" 2>&1 &
+  p=$!
+  eng_wait_for 10 test -S "$s2" || fail "no socket"
+  expect_eq "socket mode and group" "660 root" "$(stat -c '%a %G' "$s2")" || return 1
+  docker -H "unix://$s2" version >/dev/null || return 1
+  eng_wait_for 8 sh -c "! kill -0 $p" || fail "--timeout 2 did not end the idle service"
+  [ -e "$s2" ] && fail "socket left after the idle exit"
+  ln -s "$T/elsewhere" "$T/opt/link.sock"
+  out=$(B system service --host "unix://$T/opt/link.sock" 2>&1) && return 1
+  expect_match "a symlink at the socket path is refused, in one line" '^berth: .*link.sock.*not a socket' "$out" || return 1
+  [ -e "$T/elsewhere" ] && fail "a socket was made through the symlink"
+  out=$(B system service --host tcp://127.0.0.1:2375 2>&1) && return 1
+  expect_match "tcp without TLS refused" '^berth: .*tcp' "$out"
+}
+
 eng_check "ping, version, info" check_ping_version_info
 eng_check "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 eng_check "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 eng_check "exec: code, streams, -i, env, workdir, -t" check_exec
 eng_check "bad input: 400/413/404, service alive, nothing made" check_bad_input
+eng_check "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
 eng_check "run -t and -it: raw stream through a terminal" check_run_tty
 if start_registry; then
   eng_check "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
