@@ -19,6 +19,12 @@ case $BERTH in /*) ;; *) BERTH=$(command -v "$BERTH") || { echo "no berth $1" >&
 [ -x "$BERTH" ] || { echo "$BERTH: not executable" >&2; exit 2; }
 command -v docker >/dev/null || { echo "api.sh: docker CLI missing (scripts/deps.sh test)" >&2; exit 2; }
 API_N=${API_N:-100}
+# API_DOCKER=/usr/bin/docker runs the checks with Debian's 20.10 client instead of the PATH's.
+if [ -n "${API_DOCKER:-}" ]; then
+  docker() { "$API_DOCKER" "$@"; }
+  export -f docker
+  export API_DOCKER
+fi
 
 eng_init api
 T=$ENG_TMP
@@ -59,8 +65,12 @@ eng_busybox_archive "$T/busybox.tar" busybox:latest sh || exit 2
 B image load -i "$T/busybox.tar" >/dev/null || { echo "api.sh: image load failed" >&2; exit 2; }
 start_service || { echo "api.sh: the service did not start"; cat "$T/service.log"; exit 2; }
 
-# A container that must be gone at the end of the check that made it.
 dr() { docker run --network none "$@"; }
+# A check, then whatever containers it left (a failing one) removed, so the next starts clean.
+chk() {
+  eng_check "$@"
+  for c in $(B container ls -aq 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
+}
 
 check_ping_version_info() {
   local h v
@@ -366,22 +376,49 @@ check_service_options() {
   expect_match "tcp without TLS refused" '^berth: .*tcp' "$out"
 }
 
-eng_check "ping, version, info" check_ping_version_info
-eng_check "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
-eng_check "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
-eng_check "exec: code, streams, -i, env, workdir, -t" check_exec
-eng_check "bad input: 400/413/404, service alive, nothing made" check_bad_input
-eng_check "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
-eng_check "run -t and -it: raw stream through a terminal" check_run_tty
+check_more_container_ops() {
+  local id out
+  id=$(dr -d --name ops busybox sh -c 'trap "exit 7" TERM; i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done') || return 1
+  eng_wait_for 5 sh -c "docker logs ops | grep -q 'line 3'"
+  out=$(docker logs --tail 1 ops | wc -l)
+  expect_eq "logs --tail 1" 1 "$out" || return 1
+  out=$(docker logs -t --tail 1 ops)
+  expect_match "logs -t" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z line [0-9]+$' "$out" || return 1
+  out=$(timeout 2 docker logs -f --since 0s ops | head -2 | wc -l)
+  expect_eq "logs -f streams new lines" 2 "$out" || return 1
+  out=$(docker top ops)
+  expect_match "top lists the processes" 'sleep' "$out" || return 1
+  out=$(timeout 3 docker attach --no-stdin ops | head -1)
+  expect_match "attach to a running container" '^line [0-9]+$' "$out" || return 1
+  docker restart -t 1 ops >/dev/null || return 1
+  expect_eq "restart" "running" "$(docker inspect -f '{{.State.Status}}' ops)" || return 1
+  docker kill -s TERM ops >/dev/null || return 1
+  out=$(docker wait ops)
+  expect_eq "wait after kill -s TERM (trapped: exit 7)" 7 "$out" || return 1
+  out=$(docker kill ops 2>&1) && return 1
+  expect_match "kill of a stopped container" 'is not running' "$out" || return 1
+  docker start ops >/dev/null || return 1
+  out=$(docker start ops 2>&1) || return 1
+  docker rm -f ops >/dev/null
+}
+
+chk "ping, version, info" check_ping_version_info
+chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
+chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
+chk "logs --tail/-t/-f, top, attach, restart, kill -s, wait, start twice" check_more_container_ops
+chk "exec: code, streams, -i, env, workdir, -t" check_exec
+chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
+chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
+chk "run -t and -it: raw stream through a terminal" check_run_tty
 if start_registry; then
-  eng_check "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
+  chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
 else
   echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi
-eng_check "network create, reach by name, volume, rm" check_network_and_volume
-eng_check "network connect/disconnect of a running container (API and berth CLI)" check_network_connect
-eng_check "$API_N concurrent docker run -d, none lost" check_concurrent_runs
-eng_check "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
-eng_check "python docker SDK: run, exec, list, stop, volumes" check_python_sdk
-eng_check "service killed mid-stream: containers keep running" check_service_killed
+chk "network create, reach by name, volume, rm" check_network_and_volume
+chk "network connect/disconnect of a running container (API and berth CLI)" check_network_connect
+chk "$API_N concurrent docker run -d, none lost" check_concurrent_runs
+chk "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
+chk "python docker SDK: run, exec, list, stop, volumes" check_python_sdk
+chk "service killed mid-stream: containers keep running" check_service_killed
 eng_summary

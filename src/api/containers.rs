@@ -481,7 +481,7 @@ fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -
             }
         }
     }
-    if let Ok(c) = UnixStream::connect(dir.join(crate::shim::ATTACH_SOCK)) {
+    if let Ok(c) = crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)) {
         if let Some(code) = read_exit(&c) {
             return code;
         }
@@ -676,7 +676,7 @@ pub fn attach(s: &Service, req: &Request, key: &str, w: &mut UnixStream, r: &mut
         }
         match rx.recv() {
             Ok(c) => c,
-            Err(_) => match UnixStream::connect(dir.join(crate::shim::ATTACH_SOCK)) {
+            Err(_) => match crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)) {
                 Ok(c) => c,
                 Err(_) => return Ok(Response::Done),
             },
@@ -685,7 +685,7 @@ pub fn attach(s: &Service, req: &Request, key: &str, w: &mut UnixStream, r: &mut
         if st.state != State::Running {
             return Err(ApiError::new(409, "You cannot attach to a stopped container, start it first"));
         }
-        let c = UnixStream::connect(dir.join(crate::shim::ATTACH_SOCK)).map_err(|e| {
+        let c = crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)).map_err(|e| {
             ApiError::new(500, format!("connect to {}: {e}", dir.join(crate::shim::ATTACH_SOCK).display()))
         })?;
         if http::upgrade(w, req, ctype(rec.spec.tty)).is_err() {
@@ -722,8 +722,8 @@ pub fn resize(s: &Service, req: &Request, key: &str) -> ApiResult {
         return Err(ApiError::new(409, format!("Container {key} is not running")));
     }
     let path = cs.path(&rec.id).join(crate::shim::ATTACH_SOCK);
-    let mut c =
-        UnixStream::connect(&path).map_err(|e| ApiError::new(500, format!("connect to {}: {e}", path.display())))?;
+    let mut c = crate::shim::sys::connect(&path)
+        .map_err(|e| ApiError::new(500, format!("connect to {}: {e}", path.display())))?;
     let _ = c.write_all(&resize_frame(h, wd));
     Ok(Response::empty(200))
 }
