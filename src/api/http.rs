@@ -297,7 +297,26 @@ pub fn upgrade(w: &mut UnixStream, req: &Request, content_type: &str) -> io::Res
     }
     common_headers(&mut out);
     out.extend_from_slice(b"\r\n");
-    w.write_all(&out)
+    w.write_all(&out)?;
+    wait_read(w, std::time::Duration::from_secs(1));
+    Ok(())
+}
+
+/// Waits (at most `limit`) until the peer has read everything written to `w`: clients that
+/// parse the answer's head through a buffer and then read the raw socket (the Python SDK)
+/// would otherwise lose stream bytes that arrived with the head.
+fn wait_read(w: &UnixStream, limit: std::time::Duration) {
+    use std::os::fd::AsRawFd;
+    let t = std::time::Instant::now();
+    loop {
+        let mut n: libc::c_int = 0;
+        // SAFETY: SIOCOUTQ on a unix stream socket writes one int (bytes not yet consumed).
+        let r = unsafe { libc::ioctl(w.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+        if r != 0 || n == 0 || t.elapsed() >= limit {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Serves one connection: requests in turn until it closes or a handler took it over.
