@@ -388,6 +388,8 @@ check_more_container_ops() {
   expect_eq "logs -f streams new lines" 2 "$out" || return 1
   out=$(docker top ops)
   expect_match "top lists the processes" 'sleep' "$out" || return 1
+  out=$(docker stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.PIDs}}' ops)
+  expect_match "stats --no-stream" '^ops [0-9.]+[KMG]i?B / [0-9.]+[KMG]i?B [1-9][0-9]*$' "$out" || return 1
   out=$(timeout 3 docker attach --no-stdin ops | head -1)
   expect_match "attach to a running container" '^line [0-9]+$' "$out" || return 1
   docker restart -t 1 ops >/dev/null || return 1
@@ -405,7 +407,7 @@ check_more_container_ops() {
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
-chk "logs --tail/-t/-f, top, attach, restart, kill -s, wait, start twice" check_more_container_ops
+chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice" check_more_container_ops
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

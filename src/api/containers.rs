@@ -767,3 +767,32 @@ pub fn top(s: &Service, req: &Request, key: &str) -> ApiResult {
     }
     Ok(Response::json(200, &json!({"Titles": ["UID", "PID", "PPID", "CMD"], "Processes": procs})))
 }
+
+/// `stats`: one reading (`stream=false`; with `one-shot` no second reading for the CPU
+/// delta) or one a second until the container stops or the client goes.
+pub fn stats(s: &Service, req: &Request, key: &str, w: &mut UnixStream) -> ApiResult {
+    let cs = cs(s);
+    let rec = cs.find(key)?;
+    let stream = req.q("stream").is_none_or(|v| !matches!(v, "0" | "false" | "False"));
+    if http::start_stream(w, 200, "application/json").is_err() {
+        return Ok(Response::Done);
+    }
+    let mut c = Chunked(w);
+    let mut prev: Option<Value> = None;
+    loop {
+        let st = run::status(&s.e, &cs, &rec.id);
+        if !stream && prev.is_none() && !req.flag("one-shot") && st.state == State::Running {
+            prev = Some(show::stats_api_json(&s.e, &rec, &st, None));
+            std::thread::sleep(Duration::from_millis(500));
+            continue;
+        }
+        let v = show::stats_api_json(&s.e, &rec, &st, prev.as_ref());
+        if c.send(format!("{v}\n").as_bytes()).is_err() || !stream || st.state != State::Running {
+            break;
+        }
+        prev = Some(v);
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    let _ = c.finish();
+    Ok(Response::Done)
+}

@@ -12,6 +12,8 @@ const MAX_LINE: usize = 16 << 10;
 const MAX_HEADERS: usize = 100;
 /// Largest request body (JSON specs; image archives and build contexts are not served).
 pub const MAX_BODY: usize = 8 << 20;
+/// How long a client may take to send a whole request.
+const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
@@ -327,7 +329,13 @@ pub fn serve_conn(
     let Ok(mut w) = stream.try_clone() else { return };
     let mut r = BufReader::new(stream);
     loop {
-        let req = match read_request(&mut r) {
+        // A client silent for two minutes while a request is due is dropped (an idle
+        // keep-alive connection does not hold a thread for ever); handlers, whose streams may
+        // stay quiet much longer, read without a limit.
+        let _ = w.set_read_timeout(Some(REQUEST_TIMEOUT));
+        let got = read_request(&mut r);
+        let _ = w.set_read_timeout(None);
+        let req = match got {
             Ok(Some(req)) => req,
             Ok(None) => return,
             Err(HttpError::Io(_)) => return,

@@ -145,6 +145,7 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("POST", ["containers", id, "attach"]) => containers::attach(s, req, id, w, r),
         ("POST", ["containers", id, "resize"]) => containers::resize(s, req, id),
         ("GET", ["containers", id, "top"]) => containers::top(s, req, id),
+        ("GET", ["containers", id, "stats"]) => containers::stats(s, req, id, w),
         ("POST", ["containers", id, "exec"]) => exec::create(s, req, id),
         ("POST", ["exec", id, "start"]) => exec::start(s, req, id, w, r),
         ("POST", ["exec", id, "resize"]) => exec::resize(s, req, id),

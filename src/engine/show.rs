@@ -597,6 +597,52 @@ fn sample(e: &Engine, id: &str) -> Option<Sample> {
     })
 }
 
+/// The host's CPU time in nanoseconds (the first line of /proc/stat; USER_HZ is 100).
+fn system_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().next()?.strip_prefix("cpu ")?.to_string();
+            Some(l.split_whitespace().take(8).filter_map(|x| x.parse::<u64>().ok()).sum::<u64>() * 10_000_000)
+        })
+        .unwrap_or(0)
+}
+
+/// One stats reading in the Engine API's shape (`cpu_stats` filled, `precpu_stats` from the
+/// reading before, if any).
+pub fn stats_api_json(e: &Engine, r: &Record, st: &Status, prev: Option<&Value>) -> Value {
+    let d = adapt::runtime_stats(e, &r.id).unwrap_or(Value::Null);
+    let u = |p: &str| d.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut limit = u("/memory/usage/limit");
+    let host = host_memory();
+    if limit == 0 || (host > 0 && limit > host) {
+        limit = host;
+    }
+    let raw = d.pointer("/memory/raw").cloned().unwrap_or(json!({}));
+    let (rx, tx) = if st.pid > 0 { net_io(st.pid) } else { (0, 0) };
+    let cpu = json!({
+        "cpu_usage": {"total_usage": u("/cpu/usage/total"), "usage_in_kernelmode": u("/cpu/usage/kernel"),
+                      "usage_in_usermode": u("/cpu/usage/user"), "percpu_usage": d.pointer("/cpu/usage/percpu").cloned().unwrap_or(json!([]))},
+        "system_cpu_usage": system_cpu_ns(),
+        "online_cpus": ncpu,
+        "throttling_data": {"periods": u("/cpu/throttling/periods"), "throttled_periods": u("/cpu/throttling/throttledPeriods"),
+                            "throttled_time": u("/cpu/throttling/throttledTime")},
+    });
+    json!({
+        "read": adapt::now_rfc3339(),
+        "preread": prev.map(|p| p["read"].clone()).unwrap_or(json!("0001-01-01T00:00:00Z")),
+        "id": r.id,
+        "name": format!("/{}", r.name),
+        "pids_stats": {"current": u("/pids/current"), "limit": u("/pids/limit")},
+        "cpu_stats": cpu,
+        "precpu_stats": prev.map(|p| p["cpu_stats"].clone()).unwrap_or(json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}})),
+        "memory_stats": {"usage": u("/memory/usage/usage"), "max_usage": u("/memory/usage/max"), "limit": limit, "stats": raw},
+        "blkio_stats": {"io_service_bytes_recursive": d.pointer("/blkio/io_service_bytes_recursive").cloned().unwrap_or(Value::Null)},
+        "networks": {"eth0": {"rx_bytes": rx, "tx_bytes": tx, "rx_packets": 0, "tx_packets": 0, "rx_errors": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0}},
+    })
+}
+
 fn stats_row(r: &Record, st: &Status, a: Option<&Sample>, b: Option<&Sample>, no_trunc: bool) -> Vec<String> {
     let id = if no_trunc { r.id.clone() } else { r.id[..12].to_string() };
     let (Some(a), Some(b)) = (a, b) else {
