@@ -35,6 +35,7 @@ mkdir -p "$DOCKER_CONFIG"
 B() { "$BERTH" --root "$T/run" --data-root "$T/data" "$@"; }
 SVC_PID=
 REG_PID=
+AREG_PID=
 
 start_service() {
   B system service --host "unix://$SOCK" > "$T/service.log" 2>&1 &
@@ -48,6 +49,7 @@ cleanup() {
   eng_stop_checks
   [ -n "$SVC_PID" ] && { kill "$SVC_PID" 2>/dev/null; wait "$SVC_PID" 2>/dev/null; }
   [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; }
+  [ -n "$AREG_PID" ] && { kill "$AREG_PID" 2>/dev/null; wait "$AREG_PID" 2>/dev/null; }
   for c in $(B container ls -aq --no-trunc 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
   B network prune >/dev/null 2>&1
   B volume prune -a >/dev/null 2>&1
@@ -167,18 +169,43 @@ exit 0
   expect_match "run -it relays the terminal both ways" 'typed-42' "$out"
 }
 
+# start_registry [auth]: a docker-registry on a free 127.0.0.1 port (REG, REG_PID); with
+# "auth", htpasswd basic auth for user "api" password "secret" (AREG, AREG_PID).
 start_registry() {
-  local port cfg i
+  local port cfg i auth="" name=plain
+  if [ "${1:-}" = auth ]; then
+    name=auth
+    htpasswd -Bbn api secret > "$T/htpasswd" || return 1
+    auth=$(printf 'auth:\n  htpasswd:\n    realm: berth-api\n    path: %s\n' "$T/htpasswd")
+  fi
   for i in 1 2 3 4 5; do
     port=$(eng_free_port) || return 1
-    cfg=$T/registry.yml
-    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n  secret: berth-api-test\n' "$T/registry" "$port" > "$cfg"
-    docker-registry serve "$cfg" > "$T/registry.log" 2>&1 &
-    REG_PID=$!
-    if eng_wait_for 10 curl -sf "http://127.0.0.1:$port/v2/"; then REG=127.0.0.1:$port; return 0; fi
-    kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; REG_PID=
+    cfg=$T/registry-$name.yml
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n  secret: berth-api-test\n%s\n' "$T/registry-$name" "$port" "$auth" > "$cfg"
+    docker-registry serve "$cfg" > "$T/registry-$name.log" 2>&1 &
+    local pid=$!
+    if eng_wait_for 10 sh -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v2/ | grep -Eq '200|401'"; then
+      if [ $name = auth ]; then AREG=127.0.0.1:$port AREG_PID=$pid; else REG=127.0.0.1:$port REG_PID=$pid; fi
+      return 0
+    fi
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
   done
   return 1
+}
+
+check_pull_with_auth() {
+  local out
+  eng_busybox_archive "$T/auth.tar" "private/box:1" sh -c 'echo private' || return 1
+  skopeo copy -q --dest-tls-verify=false --dest-creds api:secret "docker-archive:$T/auth.tar" "docker://$AREG/private/box:1" || fail "skopeo push failed"
+  out=$(docker pull "$AREG/private/box:1" 2>&1) && { echo "$out"; fail "pulled without credentials"; }
+  expect_match "refused without credentials" '(unauthorized|401|authentication|credentials)' "$out" || return 1
+  # The CLI sends X-Registry-Auth from its config's auths (no login round trip).
+  printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$AREG" "$(printf api:secret | base64)" > "$DOCKER_CONFIG/config.json"
+  out=$(docker pull "$AREG/private/box:1" 2>&1); local rc=$?
+  rm -f "$DOCKER_CONFIG/config.json"
+  [ $rc = 0 ] || { echo "$out"; fail "pull with X-Registry-Auth failed"; }
+  expect_eq "run the private image" "private" "$(docker run --rm --network none "$AREG/private/box:1")" || return 1
+  docker rmi "$AREG/private/box:1" >/dev/null
 }
 
 check_images_pull_tag_rmi() {
@@ -416,6 +443,11 @@ if start_registry; then
   chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
 else
   echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
+fi
+if start_registry auth; then
+  chk "pull from a registry with basic auth: refused, then X-Registry-Auth" check_pull_with_auth
+else
+  echo "not ok - pull with auth: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi
 chk "network create, reach by name, volume, rm" check_network_and_volume
 chk "network connect/disconnect of a running container (API and berth CLI)" check_network_connect

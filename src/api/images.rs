@@ -119,6 +119,28 @@ pub fn prune(s: &Service, _req: &Request) -> ApiResult {
     Ok(Response::json(200, &json!({"ImagesDeleted": [], "SpaceReclaimed": 0})))
 }
 
+/// The credentials of an `X-Registry-Auth` header (base64url of docker's AuthConfig JSON:
+/// username and password, or `auth` = base64 of `user:password`); None when absent or empty.
+fn registry_auth(req: &Request) -> Result<Option<(String, String)>, ApiError> {
+    let Some(h) = req.header("x-registry-auth").map(str::trim).filter(|h| !h.is_empty()) else { return Ok(None) };
+    let std_b64 = h.replace('-', "+").replace('_', "/");
+    let bad = || ApiError::bad("invalid X-Registry-Auth header: expected base64 of a JSON object");
+    let json = crate::image::registry::base64_decode(&std_b64).ok_or_else(bad)?;
+    let v: Value = serde_json::from_slice(&json).map_err(|_| bad())?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).filter(|x| !x.is_empty()).map(str::to_string);
+    if let (Some(u), Some(p)) = (field("username"), field("password")) {
+        return Ok(Some((u, p)));
+    }
+    if let Some(a) = field("auth") {
+        let raw = crate::image::registry::base64_decode(&a).ok_or_else(bad)?;
+        let s = String::from_utf8(raw).map_err(|_| bad())?;
+        if let Some((u, p)) = s.split_once(':') {
+            return Ok(Some((u.to_string(), p.to_string())));
+        }
+    }
+    Ok(None)
+}
+
 /// `POST /images/create?fromImage=NAME&tag=TAG`: a pull, answered as docker's JSON progress
 /// stream (errors inside the stream, as docker sends them once the stream has begun).
 pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
@@ -145,7 +167,8 @@ pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     let mut c = Chunked(w);
     let tag = r.tag.clone().or(r.digest.as_ref().map(|d| d.to_string())).unwrap_or_else(|| "latest".into());
     let _ = c.send(format!("{}\n", json!({"status": format!("Pulling from {}", r.repository), "id": tag})).as_bytes());
-    let result = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None })
+    let credentials = registry_auth(req)?;
+    let result = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None, credentials })
         .map_err(|e| e.to_string())
         .and_then(|client| {
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet: true }).map_err(|e| e.to_string())

@@ -56,9 +56,10 @@ fn pull_image(store: &crate::image::store::Store, name: &str) -> Result<crate::i
     use crate::image::pull::{self, PullOptions};
     use crate::image::registry::{Client, ClientOptions};
     let (r, _) = crate::image::store::normalise(name).map_err(image_err)?;
-    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|err| {
-        EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
-    })?;
+    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None, credentials: None })
+        .map_err(|err| {
+            EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
+        })?;
     let _redirect = StdoutToStderr::new();
     pull::pull(store, &client, &r, &PullOptions { platform: None, quiet: false }).map_err(|err| {
         EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))

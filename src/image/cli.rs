@@ -146,7 +146,7 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Pull { platform, insecure, tls_ca, authfile, quiet, reference } => {
             let (r, _) = normalise(&reference)?;
             let platform = platform.as_deref().map(pull::parse_platform).transpose()?;
-            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
+            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile, credentials: None })?;
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
             Ok(())
         }
