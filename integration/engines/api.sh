@@ -68,6 +68,10 @@ B image load -i "$T/busybox.tar" >/dev/null || { echo "api.sh: image load failed
 start_service || { echo "api.sh: the service did not start"; cat "$T/service.log"; exit 2; }
 
 dr() { docker run --network none "$@"; }
+# The service's own pid (SVC_PID may be the subshell that runs it).
+svc_pid() {
+  if [ "$(cat /proc/$SVC_PID/comm 2>/dev/null)" = berth ]; then echo "$SVC_PID"; else pgrep -P "$SVC_PID" -x berth; fi
+}
 # A check, then whatever containers it left (a failing one) removed, so the next starts clean.
 chk() {
   eng_check "$@"
@@ -428,13 +432,16 @@ check_more_container_ops() {
   expect_match "kill of a stopped container" 'is not running' "$out" || return 1
   docker start ops >/dev/null || return 1
   out=$(docker start ops 2>&1) || return 1
+  # A wait whose client goes away ends with it (no thread left behind).
+  timeout 1 docker wait ops >/dev/null
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "the service keeps $(ls /proc/$(svc_pid)/task | wc -l) threads after the clients left"
   docker rm -f ops >/dev/null
 }
 
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
-chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice" check_more_container_ops
+chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait (and one cancelled), start twice" check_more_container_ops
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

@@ -413,12 +413,32 @@ pub fn prune(s: &Service) -> ApiResult {
     Ok(Response::json(200, &json!({"ContainersDeleted": deleted, "SpaceReclaimed": 0})))
 }
 
-/// Reads an attach connection's frames until the exit frame: the exit code.
-fn read_exit(mut c: &UnixStream) -> Option<i32> {
+/// Whether the client of `w` has closed its connection (a wait nobody reads any more ends).
+fn client_gone(w: &UnixStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut p = [libc::pollfd { fd: w.as_raw_fd(), events: 0, revents: 0 }];
+    crate::shim::sys::poll(&mut p, 0) > 0 && p[0].revents & (libc::POLLHUP | libc::POLLERR) != 0
+}
+
+/// Reads an attach connection's frames until the exit frame: the exit code. None when the
+/// connection ends first or the client (`w`) goes away.
+fn read_exit(mut c: &UnixStream, w: &UnixStream) -> Option<i32> {
     use crate::shim::proto;
+    use std::os::fd::AsRawFd;
     let mut rbuf: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 << 10];
     loop {
+        let mut p = [
+            libc::pollfd { fd: c.as_raw_fd(), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: w.as_raw_fd(), events: 0, revents: 0 },
+        ];
+        crate::shim::sys::poll(&mut p, -1);
+        if p[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            return None;
+        }
+        if p[0].revents == 0 {
+            continue;
+        }
         let n = match c.read(&mut buf) {
             Ok(0) | Err(_) => return None,
             Ok(n) => n,
@@ -447,7 +467,7 @@ fn seen_exit(s: &Service, id: &str) -> Option<i32> {
 }
 
 /// The exit code of the container's next exit (it is created or running).
-fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -> i32 {
+fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record, w: &UnixStream) -> Option<i32> {
     let dir = cs.path(&rec.id);
     let fresh = |s: &Service| seen_exit(s, &rec.id);
     let st = run::status(&s.e, cs, &rec.id);
@@ -460,19 +480,25 @@ fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -
         loop {
             match rx.recv_timeout(Duration::from_millis(100)) {
                 Ok(c) => {
-                    if let Some(code) = read_exit(&c) {
+                    if let Some(code) = read_exit(&c, w) {
                         record_exit(s, &rec.id, code);
-                        return code;
+                        return Some(code);
+                    }
+                    if client_gone(w) {
+                        return None;
                     }
                     break;
                 }
-                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return await_code(s, &rec.id, &dir),
+                Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return await_code(s, &rec.id, &dir, w),
                 Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                     if let Some(code) = fresh(s) {
-                        return code;
+                        return Some(code);
                     }
                     if !dir.exists() {
-                        return 0;
+                        return Some(0);
+                    }
+                    if client_gone(w) {
+                        return None;
                     }
                     if adapt::shim_state(&dir).is_some() {
                         break;
@@ -482,28 +508,31 @@ fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record) -
         }
     }
     if let Ok(c) = crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)) {
-        if let Some(code) = read_exit(&c) {
-            return code;
+        if let Some(code) = read_exit(&c, w) {
+            return Some(code);
         }
     }
-    await_code(s, &rec.id, &dir)
+    await_code(s, &rec.id, &dir, w)
 }
 
 /// The exit code once an attach recorded it or the shim's state says exited; 0 when the
 /// container is gone (--rm) without either.
-fn await_code(s: &Service, id: &str, dir: &std::path::Path) -> i32 {
+fn await_code(s: &Service, id: &str, dir: &std::path::Path, w: &UnixStream) -> Option<i32> {
     let mut gone_since: Option<std::time::Instant> = None;
     loop {
         if let Some(code) = seen_exit(s, id) {
-            return code;
+            return Some(code);
         }
         if let Some(st) = adapt::shim_state(dir) {
             if st.status == adapt::ShimStatus::Exited || !adapt::shim_alive(&st) && st.exit_code.is_some() {
-                return st.exit_code.unwrap_or(255);
+                return Some(st.exit_code.unwrap_or(255));
             }
         }
         if !dir.exists() && gone_since.get_or_insert_with(std::time::Instant::now).elapsed() > Duration::from_secs(2) {
-            return 0;
+            return Some(0);
+        }
+        if client_gone(w) {
+            return None;
         }
         if let Ok(g) = s.exits.lock() {
             let _ = s.exited.wait_timeout(g, Duration::from_millis(50));
@@ -527,10 +556,14 @@ pub fn wait(s: &Service, req: &Request, key: &str, w: &mut UnixStream) -> ApiRes
     let code = match (cond, st.state) {
         ("not-running", State::Created) if !st.shim_alive => 0,
         ("not-running" | "removed", State::Exited) => st.exit_code.unwrap_or(0),
-        _ => next_exit(s, &cs, &rec),
+        _ => match next_exit(s, &cs, &rec, w) {
+            Some(c) => c,
+            // The client went away: nobody to answer.
+            None => return Ok(Response::Done),
+        },
     };
     if cond == "removed" {
-        while dir.exists() {
+        while dir.exists() && !client_gone(w) {
             std::thread::sleep(Duration::from_millis(50));
         }
     }
