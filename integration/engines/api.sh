@@ -435,13 +435,17 @@ check_more_container_ops() {
   # A wait whose client goes away ends with it (no thread left behind).
   timeout 1 docker wait ops >/dev/null
   eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "the service keeps $(ls /proc/$(svc_pid)/task | wc -l) threads after the clients left"
-  docker rm -f ops >/dev/null
+  # An attach to a silent container whose client leaves ends too.
+  dr -d --name quiet busybox sleep 300 >/dev/null || return 1
+  timeout -s KILL 1 docker attach --no-stdin quiet >/dev/null
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left attach keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+  docker rm -f ops quiet >/dev/null
 }
 
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
-chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait (and one cancelled), start twice" check_more_container_ops
+chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

@@ -658,6 +658,18 @@ pub fn relay_attach(
     let mut rbuf: Vec<u8> = Vec::new();
     let mut buf = vec![0u8; 32 << 10];
     'outer: loop {
+        // The client leaving ends the relay even while the container is silent.
+        let mut p = [
+            libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&shim), events: libc::POLLIN, revents: 0 },
+            libc::pollfd { fd: std::os::fd::AsRawFd::as_raw_fd(&*client), events: 0, revents: 0 },
+        ];
+        crate::shim::sys::poll(&mut p, -1);
+        if p[1].revents & (libc::POLLHUP | libc::POLLERR) != 0 {
+            break;
+        }
+        if p[0].revents == 0 {
+            continue;
+        }
         let n = match rd.read(&mut buf) {
             Ok(0) | Err(_) => break,
             Ok(n) => n,
