@@ -54,7 +54,7 @@ cleanup() {
   B network prune >/dev/null 2>&1
   B volume prune -a >/dev/null 2>&1
   for p in /proc/[0-9]*; do
-    grep -qF "$T/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null
+    grep -qF "$T/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null && rm -rf "/run/berth/api.${p#/proc/}"
   done
   findmnt -rno TARGET | grep -F "$T/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
   eng_release_cgroups
@@ -283,10 +283,12 @@ check_service_killed() {
   # A stream in flight (logs -f) when the service is killed.
   docker logs -f "$id" > /dev/null 2>&1 &
   sleep 0.3
-  kill -9 "$SVC_PID"; wait "$SVC_PID" 2>/dev/null
+  local old; old=$(svc_pid)
+  kill -9 "$old" "$SVC_PID" 2>/dev/null; wait "$SVC_PID" 2>/dev/null
   out=$(B container ls --format '{{.ID}} {{.Status}}')
   expect_match "still running without the service" "^${id:0:12} Up" "$out" || return 1
   start_service || fail "restart of the service failed"
+  [ -e "/run/berth/api.$old" ] && fail "the killed service's console directory was not removed"
   out=$(docker inspect -f '{{.State.Running}}' "$id")
   expect_eq "seen again through the new service" "true" "$out" || return 1
   docker rm -f "$id" >/dev/null || return 1

@@ -260,6 +260,16 @@ fn group_id(name: &str) -> Result<u32, ServiceError> {
         .ok_or_else(|| ServiceError::Invalid(format!("group {name:?} not found in /etc/group")))
 }
 
+/// Whether `pid` is a live (not zombie) berth process.
+fn service_alive(pid: u32) -> bool {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else { return false };
+    let (comm, rest) = match (stat.find('('), stat.rfind(')')) {
+        (Some(a), Some(b)) if a < b => (&stat[a + 1..b], &stat[b + 1..]),
+        _ => return false,
+    };
+    comm == "berth" && !rest.trim_start().starts_with('Z')
+}
+
 static STOP: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 extern "C" fn on_signal(_: libc::c_int) {
@@ -312,6 +322,17 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
     }
     for l in &listeners {
         let _ = l.set_nonblocking(true);
+    }
+    // Console directories of services that were killed (their pid gone) are removed first.
+    if let Ok(rd) = std::fs::read_dir("/run/berth") {
+        for d in rd.flatten() {
+            let name = d.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("api.").and_then(|p| p.parse::<u32>().ok()) {
+                if !service_alive(pid) {
+                    let _ = std::fs::remove_dir_all(d.path());
+                }
+            }
+        }
     }
     let console_dir = PathBuf::from(format!("/run/berth/api.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&console_dir);
