@@ -203,10 +203,13 @@ check_pull_with_auth() {
   skopeo copy -q --dest-tls-verify=false --dest-creds api:secret "docker-archive:$T/auth.tar" "docker://$AREG/private/box:1" || fail "skopeo push failed"
   out=$(docker pull "$AREG/private/box:1" 2>&1) && { echo "$out"; fail "pulled without credentials"; }
   expect_match "refused without credentials" '(unauthorized|401|authentication|credentials)' "$out" || return 1
-  # The CLI sends X-Registry-Auth from its config's auths (no login round trip).
-  printf '{"auths": {"%s": {"auth": "%s"}}}\n' "$AREG" "$(printf api:secret | base64)" > "$DOCKER_CONFIG/config.json"
+  out=$(echo wrong | docker login -u api --password-stdin "$AREG" 2>&1) && { echo "$out"; fail "login with a wrong password succeeded"; }
+  expect_match "login refused" '401' "$out" || return 1
+  out=$(echo secret | docker login -u api --password-stdin "$AREG" 2>&1) || { echo "$out"; fail "docker login failed"; }
+  expect_match "docker login" 'Login Succeeded' "$out" || return 1
+  # The CLI now sends X-Registry-Auth from its config.
   out=$(docker pull "$AREG/private/box:1" 2>&1); local rc=$?
-  rm -f "$DOCKER_CONFIG/config.json"
+  docker logout "$AREG" >/dev/null 2>&1
   [ $rc = 0 ] || { echo "$out"; fail "pull with X-Registry-Auth failed"; }
   expect_eq "run the private image" "private" "$(docker run --rm --network none "$AREG/private/box:1")" || return 1
   docker rmi "$AREG/private/box:1" >/dev/null
@@ -458,7 +461,7 @@ else
   echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi
 if start_registry auth; then
-  chk "pull from a registry with basic auth: refused, then X-Registry-Auth" check_pull_with_auth
+  chk "registry with basic auth: pull refused, docker login (wrong, right), pull with X-Registry-Auth" check_pull_with_auth
 else
   echo "not ok - pull with auth: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi

@@ -181,3 +181,30 @@ pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     let _ = c.finish();
     Ok(Response::Done)
 }
+
+/// `POST /auth` (`docker login`): the credentials are tried against the registry (a manifest
+/// request under them: refused is a 401, anything the registry answers past authentication
+/// is a login).
+pub fn auth(req: &Request) -> ApiResult {
+    use crate::image::registry::RegistryError;
+    let b = super::body_json(req)?;
+    let field = |k: &str| b.get(k).and_then(Value::as_str).filter(|x| !x.is_empty()).map(str::to_string);
+    let (Some(user), Some(password)) = (field("username"), field("password")) else {
+        return Err(ApiError::bad("username and password are required"));
+    };
+    let server = field("serveraddress").unwrap_or_else(|| "docker.io".into());
+    let host = server.trim_start_matches("https://").trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    let (r, _) = normalise(&format!("{host}/berth-login-check:latest")).map_err(|e| ApiError::bad(e.to_string()))?;
+    let client = Client::new(ClientOptions { credentials: Some((user, password)), ..Default::default() })
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    match client.get_manifest(&r) {
+        Ok(_) | Err(RegistryError::ManifestNotFound { .. }) => {
+            Ok(Response::json(200, &json!({"Status": "Login Succeeded", "IdentityToken": ""})))
+        }
+        Err(RegistryError::AuthRefused { .. } | RegistryError::AuthRequired { .. }) => {
+            Err(ApiError::new(401, format!("login attempt to {host} failed with status: 401 Unauthorized")))
+        }
+        Err(e) => Err(ApiError::new(500, e.to_string())),
+    }
+}

@@ -174,7 +174,8 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         }
         ("GET", ["plugins", name, "json"]) => Err(ApiError::new(404, format!("plugin \"{name}\" not found"))),
         (_, ["plugins", ..]) => Err(ApiError::new(501, "berth does not do plugins")),
-        (_, ["session"] | ["build"] | ["commit"] | ["auth"] | ["distribution", ..]) => {
+        ("POST", ["auth"]) => images::auth(req),
+        (_, ["session"] | ["build"] | ["commit"] | ["distribution", ..]) => {
             Err(ApiError::new(501, format!("berth's API service does not serve {path} yet")))
         }
         _ => Err(ApiError::new(404, format!("page not found: {} {}", req.method, req.path))),
