@@ -78,8 +78,8 @@ fuzz:
 
 # engines: berth under real engines, each with a private daemon on this machine (root; the
 # packages come from `scripts/deps.sh engines`). One `ok - NAME` line per check, see integration/engines/.
-.PHONY: engines engines-podman engines-containerd engines-docker
-engines: engines-podman engines-containerd engines-docker
+.PHONY: engines engines-podman engines-containerd engines-docker engines-api
+engines: engines-podman engines-containerd engines-docker engines-api
 
 engines-podman: build
 	@scripts/deps.sh engines
@@ -92,6 +92,11 @@ engines-containerd: build
 engines-docker: build
 	@scripts/deps.sh engines
 	integration/engines/docker.sh $(CURDIR)/$(BERTH)
+
+# The Docker Engine API service driven by the docker CLI, docker-compose and the Python SDK.
+engines-api: build
+	@scripts/deps.sh test
+	integration/engines/api.sh $(CURDIR)/$(BERTH)
 
 # link/symbol-order.txt, the layout of the binary's functions (see scripts/symbol-order.py): a
 # build of the same code and profile (symbol names carry hashes of the profile) runs the

@@ -20,3 +20,13 @@ bench-engine:
 	@scripts/deps.sh bench
 	$(CARGO) build --release
 	python3 $(BENCH_DIR)/engine.py --berth $(CURDIR)/$(BERTH) $(ENGINE_BENCH_ARGS)
+
+# The Docker Engine API service against dockerd 20.10 + containerd: `docker run --rm busybox true`
+# through each socket, and their idle memory; see bench/api.py.
+# Options with API_BENCH_ARGS, e.g. API_BENCH_ARGS="--iterations 50 --json api.json"
+.PHONY: bench-api
+bench: bench-api
+bench-api:
+	@scripts/deps.sh bench
+	$(CARGO) build --release
+	python3 $(BENCH_DIR)/api.py --berth $(CURDIR)/$(BERTH) $(API_BENCH_ARGS)

@@ -24,11 +24,11 @@ pub mod logging;
 pub mod units;
 
 /// A new process in a running container (`berth exec`).
-pub use container::exec::{exec, ExecOpts};
+pub use container::exec::{exec, exec_spawn, ExecOpts};
 /// `berth list`'s table and JSON, as runc prints them.
 pub use container::listing;
 /// Operations on a container's cgroup and processes.
-pub use container::manage::{events, pause, ps, resume, update};
+pub use container::manage::{events, pause, pids, ps, resume, update};
 /// Rootless mode as runc's: `--rootless auto|true|false`, the default state root of a non-root
 /// caller, and whether cgroups are used the rootless way (skipped when they cannot be written).
 pub use container::rootless;

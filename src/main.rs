@@ -5,6 +5,7 @@
 //! the engine (images, containers, networks, the per-container shim) lives in this binary's
 //! own modules and reaches the runtime through that library's API only.
 
+mod api;
 mod builder;
 mod engine;
 mod events;
@@ -387,7 +388,7 @@ enum Cmd {
         #[arg(short = 'f', long)]
         format: Option<String>,
     },
-    /// The engine as a whole: events, df, prune, info.
+    /// The engine as a whole: service (the Docker Engine API on a socket), events, df, prune, info.
     System {
         #[command(subcommand)]
         cmd: SystemCmd,
@@ -422,6 +423,27 @@ enum SystemCmd {
         #[arg(short = 'f', long)]
         format: Option<String>,
     },
+    /// Serve the Docker Engine API (docker CLI, docker-compose, Docker SDKs) on a socket.
+    Service {
+        /// Address to listen on (unix:///path; default unix:///run/berth/docker.sock).
+        #[arg(short = 'H', long = "host")]
+        host: Vec<String>,
+        /// Exit after this many idle seconds (0: serve until stopped).
+        #[arg(short = 't', long, default_value = "0")]
+        timeout: u64,
+        /// Group owning the socket (name or gid).
+        #[arg(short = 'G', long)]
+        group: Option<String>,
+        /// Require TLS with client certificates (tcp listeners).
+        #[arg(long)]
+        tlsverify: bool,
+        #[arg(long)]
+        tlscacert: Option<PathBuf>,
+        #[arg(long)]
+        tlscert: Option<PathBuf>,
+        #[arg(long)]
+        tlskey: Option<PathBuf>,
+    },
 }
 
 fn main() {
@@ -453,9 +475,10 @@ fn main() {
     }
     let sub = subcommand_name();
     let runtime = match sub.as_deref() {
-        None | Some("image" | "container" | "volume" | "network" | "builder" | "system" | "info" | "login" | "logout" | "help") => {
-            None
-        }
+        None
+        | Some(
+            "image" | "container" | "volume" | "network" | "builder" | "system" | "info" | "login" | "logout" | "help",
+        ) => None,
         Some(_) => RuntimeCli::try_parse().ok(),
     };
     let cli = match runtime {
@@ -571,10 +594,31 @@ fn main() {
             }
             Err(err) => fail(&err.to_string(), 1),
         },
+        Cmd::Network { cmd: network::NetworkCmd::Connect { alias, ip, network, container } } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match engine::network_connect(&e, &network, &container, &alias, ip.as_deref()) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
+        Cmd::Network { cmd: network::NetworkCmd::Disconnect { network, container, .. } } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match engine::network_disconnect(&e, &network, &container) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
         Cmd::Network { cmd } => match network::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),
         },
+        Cmd::System { cmd: SystemCmd::Service { host, timeout, group, tlsverify, .. } } => {
+            let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
+            match api::serve(e, api::ServiceOpts { hosts: host, timeout, group, tlsverify }) {
+                Ok(()) => std::process::exit(0),
+                Err(err) => fail(&err.to_string(), 1),
+            }
+        }
         Cmd::Runtime(RuntimeCmd::Events { id: None, engine: a, .. }) => engine_events(&data_root, &a),
         Cmd::System { cmd: SystemCmd::Events(a) } => engine_events(&data_root, &a),
         Cmd::Login { username, password, password_stdin, authfile, insecure, tls_ca, server } => {
@@ -588,7 +632,7 @@ fn main() {
             } else {
                 password.unwrap_or_default()
             };
-            let opts = image::registry::ClientOptions { insecure, tls_ca, auth_file: None };
+            let opts = image::registry::ClientOptions { insecure, tls_ca, auth_file: None, credentials: None };
             match image::login::login(
                 server.as_deref(),
                 username.as_deref().unwrap_or(""),
@@ -628,7 +672,7 @@ fn main() {
                 SystemCmd::Df { format } => engine::system::df(&e, format.as_deref()),
                 SystemCmd::Prune { all, volumes, force: _ } => engine::system::prune(&e, all, volumes),
                 SystemCmd::Info { format } => engine::system::info(&e, format.as_deref()),
-                SystemCmd::Events(_) => Ok(()),
+                SystemCmd::Events(_) | SystemCmd::Service { .. } => Ok(()),
             };
             match r {
                 Ok(()) => std::process::exit(0),
@@ -803,6 +847,7 @@ fn dispatch(g: &Globals, cmd: RuntimeCmd) -> Result<i32, berth::Error> {
                 preserve_fds: e.preserve_fds.max(0),
                 cgroup: e.cgroup,
                 ignore_paused: e.ignore_paused,
+                stdio: None,
             },
         ) {
             Ok(code) => Ok(code),

@@ -709,8 +709,7 @@ impl<'a> Builder<'a> {
         use crate::image::pull::{self, PullOptions};
         use crate::image::registry::{Client, ClientOptions};
         let (r, _) = normalise(name).map_err(|e| e.to_string())?;
-        let client =
-            Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|e| e.to_string())?;
+        let client = Client::new(ClientOptions::default()).map_err(|e| e.to_string())?;
         pull::pull(&self.store, &client, &r, &PullOptions { platform: None, quiet: true }).map_err(|e| e.to_string())
     }
 
@@ -1661,8 +1660,7 @@ impl<'a> Builder<'a> {
             .find(|s| !s.is_empty() && !s.contains(':'))
             .unwrap_or("download")
             .to_string();
-        let client =
-            Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|e| e.to_string())?;
+        let client = Client::new(ClientOptions::default()).map_err(|e| e.to_string())?;
         let (mut body, modified) = client.get_url(url)?;
         let dir = self.shared.scratch.0.join(format!("download-{step}-{k}"));
         fs::create_dir_all(&dir).map_err(|e| format!("create {}: {e}", dir.display()))?;

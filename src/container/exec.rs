@@ -5,11 +5,11 @@ use super::{sys, Error, Globals};
 use crate::process::{self, sync, BootHeader, ExecInfo};
 use oci_spec::runtime::{Capability, LinuxNamespaceType, Process, Spec};
 use std::collections::HashSet;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, RawFd};
 use std::path::PathBuf;
 use std::str::FromStr;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct ExecOpts {
     pub id: String,
     pub args: Vec<String>,
@@ -30,6 +30,9 @@ pub struct ExecOpts {
     pub preserve_fds: i32,
     pub cgroup: Option<String>,
     pub ignore_paused: bool,
+    /// Descriptors to give the process as its stdin, stdout and stderr (instead of the
+    /// caller's): for a caller that serves many clients (the Engine API service).
+    pub stdio: Option<[RawFd; 3]>,
 }
 
 const NS_ORDER: [(LinuxNamespaceType, &str, &str); 7] = [
@@ -132,6 +135,29 @@ fn build_process(o: &ExecOpts, spec: &Spec) -> Result<Process, Error> {
 
 /// Run the exec; returns the exit code (attached) or 0 (detached).
 pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
+    exec_inner(g, o).map(|r| match r {
+        Exec::Detached(_) => 0,
+        Exec::Exited(code) => code,
+    })
+}
+
+/// Starts the process detached (`detach` is implied) and returns its pid: the caller's child,
+/// which the caller must reap. A terminal needs `console_socket`.
+pub fn exec_spawn(g: &Globals, o: &ExecOpts) -> Result<libc::pid_t, Error> {
+    let mut o = o.clone();
+    o.detach = true;
+    match exec_inner(g, &o)? {
+        Exec::Detached(pid) => Ok(pid),
+        Exec::Exited(_) => Err(Error::Msg("exec: the detached process was waited for".into())),
+    }
+}
+
+enum Exec {
+    Detached(libc::pid_t),
+    Exited(i32),
+}
+
+fn exec_inner(g: &Globals, o: &ExecOpts) -> Result<Exec, Error> {
     let dir = ContainerDir::open(&g.root, &o.id)?;
     let saved = dir.load()?;
     match dir.status(&saved) {
@@ -234,6 +260,12 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         if let Some(c) = &console {
             keep.push(c.as_raw_fd());
         }
+        if let Some(fds) = o.stdio {
+            for (i, fd) in fds.iter().enumerate() {
+                // SAFETY: dup2 (async-signal-safe) in the forked child, onto its own stdio.
+                unsafe { libc::dup2(*fd, i as RawFd) };
+            }
+        }
         // Joining a user namespace happens after the re-exec, so no id maps to wait for here.
         process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, false, me);
     }
@@ -330,7 +362,7 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
         send_pidfd(sock, child)?;
     }
     if o.detach {
-        return Ok(0);
+        return Ok(Exec::Detached(child));
     }
     if let Some(mut r) = relay {
         r.receive_master().inspect_err(|_| {
@@ -338,11 +370,11 @@ pub fn exec(g: &Globals, o: &ExecOpts) -> Result<i32, Error> {
             unsafe { libc::kill(child, libc::SIGKILL) };
             super::wait_forwarding(child);
         })?;
-        return Ok(r.relay(child));
+        return Ok(Exec::Exited(r.relay(child)));
     }
     let code = super::wait_forwarding(child);
     crate::debug!("process {child} exited: code {code}");
-    Ok(code)
+    Ok(Exec::Exited(code))
 }
 
 /// Send a pidfd of `pid` over the unix socket at `path` (runc's --pidfd-socket).

@@ -37,8 +37,8 @@ pub fn resume(g: &Globals, id: &str) -> Result<(), Error> {
     }
 }
 
-/// `ps`: the container's host pids, as JSON or through ps(1) with the given options.
-pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(), Error> {
+/// The pids of the container's processes (its cgroup's, or found through the init).
+pub fn pids(g: &Globals, id: &str) -> Result<Vec<i32>, Error> {
     let dir = ContainerDir::open(&g.root, id)?;
     let saved = dir.load()?;
     // As runc: a stopped container lists what is left in its cgroup (usually nothing, and a
@@ -54,7 +54,12 @@ pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(),
         // No cgroup (rootless): the processes found through the init.
         None => super::pids_without_cgroup(&saved),
     };
-    drop(dir);
+    Ok(pids)
+}
+
+/// `ps`: the container's host pids, as JSON or through ps(1) with the given options.
+pub fn ps(g: &Globals, id: &str, format: &str, ps_args: &[String]) -> Result<(), Error> {
+    let pids = pids(g, id)?;
     let mut out = std::io::stdout().lock();
     match format {
         // runc encodes an empty list as null.

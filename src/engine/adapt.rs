@@ -77,9 +77,10 @@ fn pull_image(
     use crate::image::pull::{self, PullOptions};
     use crate::image::registry::{Client, ClientOptions};
     let (r, _) = crate::image::store::normalise(name).map_err(image_err)?;
-    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None }).map_err(|err| {
-        EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
-    })?;
+    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None, credentials: None })
+        .map_err(|err| {
+            EngineError::Image(format!("unable to find image {name:?} locally, and pulling it failed: {err}"))
+        })?;
     let _redirect = StdoutToStderr::new();
     let platform = platform.map(pull::parse_platform).transpose().map_err(image_err)?;
     pull::pull(store, &client, &r, &PullOptions { platform, quiet }).map_err(|err| {
@@ -241,6 +242,20 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
             }
         },
     };
+    if mode == NetMode::Bridge && !s.connected.is_empty() {
+        if networks.is_empty() {
+            networks.push(NetRequest { network: network::config::DEFAULT_NETWORK.into(), ..Default::default() });
+        }
+        for c in &s.connected {
+            let ip = c.ip.as_deref().and_then(|i| i.parse().ok());
+            networks.push(NetRequest {
+                network: c.network.clone(),
+                aliases: c.aliases.clone(),
+                ip,
+                ..Default::default()
+            });
+        }
+    }
     let req = AttachRequest {
         container_id: rec.id.clone(),
         name: rec.name.clone(),
@@ -272,6 +287,28 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     };
     let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
     Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })
+}
+
+/// Joins a running container to one more network; the network's name and the address.
+pub fn net_connect(
+    e: &Engine,
+    id: &str,
+    network: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<String, EngineError> {
+    let ip =
+        ip.map(|i| i.parse().map_err(|_| EngineError::Invalid(format!("invalid IPv4 address {i:?}")))).transpose()?;
+    let req = NetRequest { network: network.to_string(), aliases: aliases.to_vec(), ip, ..Default::default() };
+    network::connect(&e.data_root, id, &req).map(|i| i.ip.to_string()).map_err(|err| match err {
+        network::NetError::NotFound(n) => EngineError::NoSuchNetwork(n),
+        err => net_err(err),
+    })
+}
+
+/// Takes a running container off a network.
+pub fn net_disconnect(e: &Engine, id: &str, network: &str) -> Result<(), EngineError> {
+    network::disconnect(&e.data_root, id, network).map_err(net_err)
 }
 
 /// Undoes [`net_attach`] (idempotent; works after a crash).
@@ -412,6 +449,9 @@ pub fn write_spec(
                 }
             }
         }
+    }
+    if let (Some((h, w)), Some(p)) = (s.console_size, spec.pointer_mut("/process").and_then(|p| p.as_object_mut())) {
+        p.insert("consoleSize".into(), serde_json::json!({"height": h, "width": w}));
     }
     bundle::ensure_workdir(rootfs, &spec).map_err(berr)?;
     bundle::write_config(bundle_dir, &spec).map_err(|err| EngineError::Bundle(err.to_string()))
@@ -562,21 +602,56 @@ pub fn shim_logs(
     since: Option<&str>,
     timestamps: bool,
 ) -> Result<(), EngineError> {
-    use crate::shim::LogStream;
     use std::io::Write;
-    let since = match since {
-        Some(s) => Some(crate::shim::parse_since(s, std::time::SystemTime::now()).ok_or_else(|| {
-            EngineError::Invalid(format!("invalid --since {s:?} (RFC 3339 time, unix seconds or a duration like 10m)"))
-        })?),
-        None => None,
-    };
     let (mut o, mut er) = (std::io::stdout().lock(), std::io::stderr().lock());
-    let path = dir.join(crate::shim::LOG_FILE);
-    crate::shim::logs(&path, follow, tail, since, timestamps, &mut |s: LogStream, b: &[u8]| match s {
-        LogStream::Stdout => o.write_all(b).and_then(|_| o.flush()),
-        LogStream::Stderr => er.write_all(b),
+    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps }, &mut |stderr: bool, b: &[u8]| {
+        if stderr {
+            er.write_all(b)
+        } else {
+            o.write_all(b).and_then(|_| o.flush())
+        }
     })
-    .map_err(|e| EngineError::Msg(e.to_string()))
+}
+
+/// What part of a json-file log to read.
+pub struct LogsOpts<'a> {
+    pub follow: bool,
+    pub tail: Option<usize>,
+    /// RFC 3339 time, unix seconds or a duration back from now.
+    pub since: Option<&'a str>,
+    /// As `since`: entries after it are left out (and `follow` stops there).
+    pub until: Option<&'a str>,
+    pub timestamps: bool,
+}
+
+/// Passes the container's json-file log entries to `sink` (true: from stderr).
+pub fn logs_to(
+    dir: &Path,
+    o: &LogsOpts,
+    sink: &mut dyn FnMut(bool, &[u8]) -> std::io::Result<()>,
+) -> Result<(), EngineError> {
+    use crate::shim::LogStream;
+    let time = |flag: &str, s: Option<&str>| match s {
+        Some(s) => crate::shim::parse_since(s, std::time::SystemTime::now()).map(Some).ok_or_else(|| {
+            EngineError::Invalid(format!("invalid {flag} {s:?} (RFC 3339 time, unix seconds or a duration like 10m)"))
+        }),
+        None => Ok(None),
+    };
+    let since = time("--since", o.since)?;
+    let until = time("--until", o.until)?;
+    let path = dir.join(crate::shim::LOG_FILE);
+    let follow = o.follow && until.is_none_or(|u| u > std::time::SystemTime::now());
+    let mut last_ok = true;
+    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, &mut |s: LogStream, b: &[u8]| {
+        if let Some(u) = until {
+            if std::time::SystemTime::now() > u {
+                last_ok = false;
+                return Err(std::io::Error::other("until"));
+            }
+        }
+        sink(s == LogStream::Stderr, b)
+    })
+    .or_else(|e| if last_ok { Err(EngineError::Msg(e.to_string())) } else { Ok(()) })
 }
 
 /// docker's exit code for a runtime error message (125, 126 or 127).
@@ -732,6 +807,43 @@ pub fn runtime_exec(e: &Engine, r: ExecRequest) -> Result<i32, EngineError> {
         let msg = err.to_string();
         EngineError::Start { code: exit_code_for(&msg), msg }
     })
+}
+
+/// Starts a process in the container with the given stdio (or, `console`, a terminal whose
+/// master is sent to that socket); returns its pid, a child of this process to reap.
+pub fn runtime_exec_spawn(
+    e: &Engine,
+    r: ExecRequest,
+    stdio: Option<[std::os::fd::RawFd; 3]>,
+    console: Option<PathBuf>,
+) -> Result<i32, EngineError> {
+    let mut o = berth::ExecOpts {
+        id: r.id,
+        args: r.args,
+        env: r.env,
+        tty: r.tty,
+        detach: true,
+        cwd: r.cwd.map(PathBuf::from),
+        console_socket: console,
+        stdio,
+        ..Default::default()
+    };
+    if let Some((uid, gid, groups)) = r.user {
+        o.user = Some(format!("{uid}:{gid}"));
+        o.additional_gids = groups;
+    }
+    if r.privileged {
+        o.caps = own_caps();
+    }
+    berth::exec_spawn(&globals(e), &o).map_err(|err| {
+        let msg = err.to_string();
+        EngineError::Start { code: exit_code_for(&msg), msg }
+    })
+}
+
+/// The pids of the container's processes.
+pub fn runtime_pids(e: &Engine, id: &str) -> Result<Vec<i32>, EngineError> {
+    berth::pids(&globals(e), id).map_err(rt_err)
 }
 
 /// `ps` output of the container's processes.

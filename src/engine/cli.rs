@@ -235,6 +235,9 @@ pub struct CreateOpts {
     /// command's, as docker parses it (`busybox -c x` is not `--cpu-shares`).
     #[arg(value_name = "IMAGE [COMMAND [ARG...]]", required = true, num_args = 1.., trailing_var_arg = true, allow_hyphen_values = true)]
     pub args: Vec<String>,
+    /// The terminal's size at start (rows, columns): the API's `HostConfig.ConsoleSize`.
+    #[arg(skip)]
+    pub console_size: Option<(u16, u16)>,
 }
 
 impl CreateOpts {

@@ -11,23 +11,23 @@
 //! Locking: changes to a container's mounts/network/dir happen under its `lock` file; nobody
 //! holds that lock while waiting for a shim to exit (the shim's clean-up needs it).
 
-mod adapt;
+pub(crate) mod adapt;
 pub mod cli;
 mod commit;
 mod copy;
 pub mod events;
 pub mod init;
 mod logopts;
-mod manage;
-mod ops;
-mod opts;
+pub(crate) mod manage;
+pub(crate) mod ops;
+pub(crate) mod opts;
 mod resources;
-mod run;
+pub(crate) mod run;
 mod runtimes;
-mod show;
-mod store;
+pub(crate) mod show;
+pub(crate) mod store;
 pub mod system;
-mod volume;
+pub(crate) mod volume;
 
 use std::path::{Path, PathBuf};
 
@@ -68,6 +68,8 @@ pub enum EngineError {
     NoSuchContainer(String),
     #[error("no such volume: {0}")]
     NoSuchVolume(String),
+    #[error("network {0} not found")]
+    NoSuchNetwork(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{op} {}: {err}", path.display())]
@@ -138,6 +140,22 @@ impl Drop for Undo<'_> {
 /// `berth container ...`; returns the exit code (errors for the caller to print).
 pub fn container_command(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
     ops::dispatch(e, cmd)
+}
+
+/// `berth network connect NETWORK CONTAINER`
+pub fn network_connect(
+    e: &Engine,
+    network: &str,
+    container: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<(), EngineError> {
+    ops::network_connect(e, &store::Containers::new(&e.data_root), network, container, aliases, ip)
+}
+
+/// `berth network disconnect NETWORK CONTAINER`
+pub fn network_disconnect(e: &Engine, network: &str, container: &str) -> Result<(), EngineError> {
+    ops::network_disconnect(e, &store::Containers::new(&e.data_root), network, container)
 }
 
 /// `berth volume ...`

@@ -72,25 +72,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
         ContainerCmd::Kill { signal, containers } => {
             let sig = adapt::parse_signal(&signal)?;
             each(&containers, |key| {
-                let rec = cs.find(key)?;
-                let st = run::status(e, &cs, &rec.id);
-                if st.state != State::Running {
-                    return Err(EngineError::Conflict(format!("cannot kill container {key}: it is not running")));
-                }
-                if sig == libc::SIGKILL || adapt::parse_signal(&adapt::stop_signal(&rec)).ok() == Some(sig) {
-                    adapt::shim_request_stop(&cs.path(&rec.id));
-                }
-                let pidfd = berth::pidfd::open(st.pid).ok();
-                adapt::runtime_kill(e, &rec.id, sig, false)?;
-                super::events::container_with(e, &rec, "kill", [("signal".to_string(), sig.to_string())].into());
-                super::manage::thaw_if_paused(e, &cs.path(&rec.id), &rec.id);
-                if !st.shim_alive && sig == libc::SIGKILL {
-                    // No shim to see the exit and clean up: do it here.
-                    if let Some(fd) = &pidfd {
-                        berth::pidfd::wait(fd, Some(Duration::from_secs(5)));
-                    }
-                    run::finish_without_shim(e, &cs, &rec, st.shim.clone(), 128 + libc::SIGKILL)?;
-                }
+                kill(e, &cs, key, sig)?;
                 println!("{key}");
                 Ok(0)
             })
@@ -259,6 +241,91 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
     }
 }
 
+/// Sends `sig` to the running container `key` (its shim is told first when it is the stop
+/// signal or SIGKILL, so a restart policy does not apply).
+pub fn kill(e: &Engine, cs: &Containers, key: &str, sig: i32) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let st = run::status(e, cs, &rec.id);
+    if st.state != State::Running {
+        return Err(EngineError::Conflict(format!("cannot kill container {key}: it is not running")));
+    }
+    if sig == libc::SIGKILL || adapt::parse_signal(&adapt::stop_signal(&rec)).ok() == Some(sig) {
+        adapt::shim_request_stop(&cs.path(&rec.id));
+    }
+    let pidfd = berth::pidfd::open(st.pid).ok();
+    adapt::runtime_kill(e, &rec.id, sig, false)?;
+    super::events::container_with(e, &rec, "kill", [("signal".to_string(), sig.to_string())].into());
+    super::manage::thaw_if_paused(e, &cs.path(&rec.id), &rec.id);
+    if !st.shim_alive && sig == libc::SIGKILL {
+        // No shim to see the exit and clean up: do it here.
+        if let Some(fd) = &pidfd {
+            berth::pidfd::wait(fd, Some(Duration::from_secs(5)));
+        }
+        run::finish_without_shim(e, cs, &rec, st.shim.clone(), 128 + libc::SIGKILL)?;
+    }
+    Ok(())
+}
+
+/// `network connect`: a running container joins `network` at once; a stopped one at its next
+/// start (and every start after).
+pub fn network_connect(
+    e: &Engine,
+    cs: &Containers,
+    network: &str,
+    key: &str,
+    aliases: &[String],
+    ip: Option<&str>,
+) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let _lock = cs.lock(&rec.id)?;
+    let mut rec = cs.load(&rec.id)?;
+    let s = &rec.spec;
+    if matches!(s.network.as_str(), "none" | "host") || s.network.starts_with("container:") {
+        return Err(EngineError::Invalid(format!(
+            "container {key} uses network mode {}: it cannot join other networks",
+            s.network
+        )));
+    }
+    let primary = if matches!(s.network.as_str(), "bridge" | "default") { "bridge" } else { s.network.as_str() };
+    if primary == network || s.connected.iter().any(|c| c.network == network) {
+        return Err(EngineError::Conflict(format!("container {key} is already connected to network {network}")));
+    }
+    if !crate::network::config::list(&e.data_root).iter().any(|n| n.name == network) && network != "bridge" {
+        return Err(EngineError::NoSuchNetwork(network.to_string()));
+    }
+    if run::status(e, cs, &rec.id).state == State::Running {
+        let ip = adapt::net_connect(e, &rec.id, network, aliases, ip)?;
+        rec.net.networks.push(network.to_string());
+        if rec.net.ip.is_none() {
+            rec.net.ip = Some(ip);
+        }
+    }
+    rec.spec.connected.push(super::opts::Connected {
+        network: network.to_string(),
+        aliases: aliases.to_vec(),
+        ip: ip.map(str::to_string),
+    });
+    cs.save(&rec)
+}
+
+/// `network disconnect`: the container leaves a network joined by `network connect`.
+pub fn network_disconnect(e: &Engine, cs: &Containers, network: &str, key: &str) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let _lock = cs.lock(&rec.id)?;
+    let mut rec = cs.load(&rec.id)?;
+    let Some(i) = rec.spec.connected.iter().position(|c| c.network == network) else {
+        return Err(EngineError::Invalid(format!(
+            "container {key} is not connected to network {network} (or it is its first network, which stays)"
+        )));
+    };
+    if run::status(e, cs, &rec.id).state == State::Running {
+        adapt::net_disconnect(e, &rec.id, network)?;
+    }
+    rec.spec.connected.remove(i);
+    rec.net.networks.retain(|n| n != network);
+    cs.save(&rec)
+}
+
 /// Runs `f` on every container; the first error is returned after the others were tried
 /// (later errors are printed).
 fn each(keys: &[String], mut f: impl FnMut(&str) -> Result<i32, EngineError>) -> Result<i32, EngineError> {
@@ -357,7 +424,7 @@ fn run_cmd(e: &Engine, cs: &Containers, a: RunArgs) -> Result<i32, EngineError> 
 }
 
 /// Waits for the container's (final) exit; its exit code.
-fn wait_exit(e: &Engine, cs: &Containers, rec: &Record) -> i32 {
+pub fn wait_exit(e: &Engine, cs: &Containers, rec: &Record) -> i32 {
     let dir = cs.path(&rec.id);
     let mut last = None;
     loop {

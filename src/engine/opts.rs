@@ -82,6 +82,13 @@ pub struct RunSpec {
     pub ipc_host: bool,
     pub uts_host: bool,
     pub oom_score_adj: Option<i32>,
+    /// The terminal's size at start (rows, columns), as the API's `HostConfig.ConsoleSize`.
+    #[serde(default)]
+    pub console_size: Option<(u16, u16)>,
+    /// Networks joined later (`network connect`), joined again at every start after the
+    /// first one.
+    #[serde(default)]
+    pub connected: Vec<Connected>,
     #[serde(default)]
     pub resources: super::resources::Resources,
     /// `--cgroup-parent`.
@@ -104,6 +111,14 @@ pub struct RunSpec {
     /// `--runtime NAME` (None: berth).
     #[serde(default)]
     pub runtime: Option<String>,
+}
+
+/// A network joined by `network connect`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+pub struct Connected {
+    pub network: String,
+    pub aliases: Vec<String>,
+    pub ip: Option<String>,
 }
 
 /// The container's health check: its own flags over the image's HEALTHCHECK.
@@ -428,6 +443,7 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         group_add: c.group_add.clone(),
         hostname: c.hostname.clone().filter(|h| !h.is_empty()),
         tty: c.tty,
+        console_size: c.console_size.filter(|_| c.tty),
         stdin_open: c.interactive,
         read_only: c.read_only,
         privileged: c.privileged,

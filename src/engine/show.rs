@@ -82,7 +82,7 @@ pub fn status_text(st: &Status) -> String {
     }
 }
 
-fn command_text(rec: &Record, trunc: bool) -> String {
+pub fn command_text(rec: &Record, trunc: bool) -> String {
     let mut c =
         std::iter::once(rec.path.as_str()).chain(rec.args.iter().map(String::as_str)).collect::<Vec<_>>().join(" ");
     if trunc && c.chars().count() > 20 {
@@ -124,16 +124,24 @@ fn matches_filter(rec: &Record, st: &Status, f: &str) -> Result<bool, EngineErro
     })
 }
 
-pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
+/// The containers `ls` shows: running ones (all of them with `all`, a status filter or
+/// `last`), those matching every `key=value` filter, newest first, at most `last`.
+pub fn select(
+    e: &Engine,
+    cs: &Containers,
+    all: bool,
+    filters: &[String],
+    last: Option<usize>,
+) -> Result<Vec<(Record, Status)>, EngineError> {
     let mut recs: Vec<(Record, Status)> = Vec::new();
     for rec in cs.all() {
         let st = run::status(e, cs, &rec.id);
-        let explicit_status = o.filter.iter().any(|f| f.starts_with("status=") || f.starts_with("exited="));
-        if !o.all && !explicit_status && o.last.is_none() && !matches!(st.state, State::Running | State::Restarting) {
+        let explicit_status = filters.iter().any(|f| f.starts_with("status=") || f.starts_with("exited="));
+        if !all && !explicit_status && last.is_none() && !matches!(st.state, State::Running | State::Restarting) {
             continue;
         }
         let mut keep = true;
-        for f in &o.filter {
+        for f in filters {
             keep &= matches_filter(&rec, &st, f)?;
         }
         if keep {
@@ -141,9 +149,14 @@ pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
         }
     }
     recs.sort_by(|a, b| b.0.created.cmp(&a.0.created));
-    if let Some(n) = o.last {
+    if let Some(n) = last {
         recs.truncate(n);
     }
+    Ok(recs)
+}
+
+pub fn ls(e: &Engine, cs: &Containers, o: &LsOpts) -> Result<(), EngineError> {
+    let recs = select(e, cs, o.all, &o.filter, o.last)?;
     let mut out = std::io::stdout().lock();
     let id_of = |r: &Record| if o.no_trunc { r.id.clone() } else { r.id[..12].to_string() };
     if o.quiet {
@@ -284,20 +297,46 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
             }
         }
     }
-    let networks: serde_json::Map<String, Value> = r
-        .net
-        .networks
+    // A container not started yet shows the network it will join (docker does; compose reads
+    // it). On user-defined networks docker adds the short id to the aliases.
+    let planned = [s.network.clone()];
+    let named =
+        !matches!(s.network.as_str(), "bridge" | "none" | "host" | "default") && !s.network.starts_with("container:");
+    let nets: &[String] = if r.net.networks.is_empty() && named { &planned } else { &r.net.networks };
+    let ifaces =
+        crate::network::attachment(&e.data_root, &r.id).ok().flatten().map(|a| a.interfaces).unwrap_or_default();
+    let networks: serde_json::Map<String, Value> = nets
         .iter()
         .map(|n| {
+            if let Some(i) = ifaces.iter().find(|i| &i.network == n) {
+                let mut aliases = s.network_aliases.clone();
+                if let Some(c) = s.connected.iter().find(|c| &c.network == n) {
+                    aliases = c.aliases.clone();
+                }
+                if n != "bridge" {
+                    aliases.push(r.id[..12].to_string());
+                }
+                return (n.clone(), json!({
+                    "IPAddress": i.ip.to_string(),
+                    "IPPrefixLen": i.prefix,
+                    "Gateway": i.gateway.map(|g| g.to_string()).unwrap_or_default(),
+                    "MacAddress": i.mac,
+                    "Aliases": aliases,
+                }));
+            }
+            let mut aliases = s.network_aliases.clone();
+            if n != "bridge" {
+                aliases.push(r.id[..12].to_string());
+            }
             (n.clone(), json!({
-                "IPAddress": if n == r.net.networks.first().unwrap_or(n) { r.net.ip.clone().unwrap_or_default() } else { String::new() },
+                "IPAddress": if Some(n) == r.net.networks.first() { r.net.ip.clone().unwrap_or_default() } else { String::new() },
                 "IPPrefixLen": r.net.prefix.unwrap_or(0),
                 "Gateway": r.net.gateway.clone().unwrap_or_default(),
                 "MacAddress": r.net.mac.clone().unwrap_or_default(),
                 "GlobalIPv6Address": if n == r.net.networks.first().unwrap_or(n) { r.net.ip6.clone().unwrap_or_default() } else { String::new() },
                 "GlobalIPv6PrefixLen": r.net.prefix6,
                 "IPv6Gateway": r.net.gateway6.clone().unwrap_or_default(),
-                "Aliases": s.network_aliases,
+                "Aliases": aliases,
             }))
         })
         .collect();
@@ -320,6 +359,7 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
             format!("{src}:{}{}", m.destination, if m.rw { "" } else { ":ro" })
         }).collect::<Vec<_>>(),
         "NetworkMode": s.network,
+        "LogConfig": {"Type": "json-file", "Config": {}},
         "PortBindings": port_bindings,
         "PublishAllPorts": s.publish_all,
         "RestartPolicy": restart_json(&s.restart),
@@ -559,6 +599,52 @@ fn sample(e: &Engine, id: &str) -> Option<Sample> {
         cpu_ns: data.pointer("/cpu/usage/total").and_then(Value::as_u64).unwrap_or(0),
         at: Instant::now(),
         data,
+    })
+}
+
+/// The host's CPU time in nanoseconds (the first line of /proc/stat; USER_HZ is 100).
+fn system_cpu_ns() -> u64 {
+    std::fs::read_to_string("/proc/stat")
+        .ok()
+        .and_then(|s| {
+            let l = s.lines().next()?.strip_prefix("cpu ")?.to_string();
+            Some(l.split_whitespace().take(8).filter_map(|x| x.parse::<u64>().ok()).sum::<u64>() * 10_000_000)
+        })
+        .unwrap_or(0)
+}
+
+/// One stats reading in the Engine API's shape (`cpu_stats` filled, `precpu_stats` from the
+/// reading before, if any).
+pub fn stats_api_json(e: &Engine, r: &Record, st: &Status, prev: Option<&Value>) -> Value {
+    let d = adapt::runtime_stats(e, &r.id).unwrap_or(Value::Null);
+    let u = |p: &str| d.pointer(p).and_then(Value::as_u64).unwrap_or(0);
+    let ncpu = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+    let mut limit = u("/memory/usage/limit");
+    let host = host_memory();
+    if limit == 0 || (host > 0 && limit > host) {
+        limit = host;
+    }
+    let raw = d.pointer("/memory/raw").cloned().unwrap_or(json!({}));
+    let (rx, tx) = if st.pid > 0 { net_io(st.pid) } else { (0, 0) };
+    let cpu = json!({
+        "cpu_usage": {"total_usage": u("/cpu/usage/total"), "usage_in_kernelmode": u("/cpu/usage/kernel"),
+                      "usage_in_usermode": u("/cpu/usage/user"), "percpu_usage": d.pointer("/cpu/usage/percpu").cloned().unwrap_or(json!([]))},
+        "system_cpu_usage": system_cpu_ns(),
+        "online_cpus": ncpu,
+        "throttling_data": {"periods": u("/cpu/throttling/periods"), "throttled_periods": u("/cpu/throttling/throttledPeriods"),
+                            "throttled_time": u("/cpu/throttling/throttledTime")},
+    });
+    json!({
+        "read": adapt::now_rfc3339(),
+        "preread": prev.map(|p| p["read"].clone()).unwrap_or(json!("0001-01-01T00:00:00Z")),
+        "id": r.id,
+        "name": format!("/{}", r.name),
+        "pids_stats": {"current": u("/pids/current"), "limit": u("/pids/limit")},
+        "cpu_stats": cpu,
+        "precpu_stats": prev.map(|p| p["cpu_stats"].clone()).unwrap_or(json!({"cpu_usage": {"total_usage": 0}, "throttling_data": {}})),
+        "memory_stats": {"usage": u("/memory/usage/usage"), "max_usage": u("/memory/usage/max"), "limit": limit, "stats": raw},
+        "blkio_stats": {"io_service_bytes_recursive": d.pointer("/blkio/io_service_bytes_recursive").cloned().unwrap_or(Value::Null)},
+        "networks": {"eth0": {"rx_bytes": rx, "tx_bytes": tx, "rx_packets": 0, "tx_packets": 0, "rx_errors": 0, "tx_errors": 0, "rx_dropped": 0, "tx_dropped": 0}},
     })
 }
 

@@ -156,7 +156,7 @@ impl Volumes {
     }
 }
 
-fn inspect_json(v: &Volume) -> serde_json::Value {
+pub fn inspect_json(v: &Volume) -> serde_json::Value {
     json!({
         "CreatedAt": v.meta.created,
         "Driver": "local",

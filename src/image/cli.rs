@@ -356,13 +356,13 @@ pub fn run(data_root: &Path, cmd: ImageCmd) -> Result<(), CliError> {
         ImageCmd::Pull { platform, insecure, tls_ca, authfile, quiet, reference } => {
             let (r, canonical) = normalise(&reference)?;
             let platform = platform.as_deref().map(pull::parse_platform).transpose()?;
-            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
+            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile, credentials: None })?;
             pull::pull(&store, &client, &r, &PullOptions { platform, quiet })?;
             crate::events::record(data_root, "image", "pull", familiar(&canonical), "");
             Ok(())
         }
         ImageCmd::Push { all_tags, insecure, tls_ca, authfile, quiet, reference } => {
-            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile })?;
+            let client = Client::new(ClientOptions { insecure, tls_ca, auth_file: authfile, credentials: None })?;
             super::push::push(&store, &client, &reference, &super::push::PushOptions { quiet, all_tags })?;
             if quiet {
                 // docker prints the reference pushed (with :latest added unless --all-tags).
@@ -505,16 +505,16 @@ pub fn format_utc(t: i64) -> String {
     format!("{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02} +0000 UTC", s / 3600, s / 60 % 60, s % 60)
 }
 
-struct Row {
-    repo: String,
-    tag: String,
-    digest: String,
-    id: Digest,
-    created: Option<i64>,
-    size: u64,
+pub struct Row {
+    pub repo: String,
+    pub tag: String,
+    pub digest: String,
+    pub id: Digest,
+    pub created: Option<i64>,
+    pub size: u64,
 }
 
-fn rows(index: &StoreIndex) -> Vec<Row> {
+pub fn rows(index: &StoreIndex) -> Vec<Row> {
     let mut out = Vec::new();
     for (m, rec) in &index.images {
         let created = rec.created.as_deref().and_then(parse_rfc3339);
@@ -649,7 +649,7 @@ fn ls(
     Ok(())
 }
 
-fn inspect_json(img: &Image) -> serde_json::Value {
+pub fn inspect_json(img: &Image) -> serde_json::Value {
     let c = &img.config;
     let repo_tags: Vec<&str> = img.names.iter().filter(|n| !n.contains('@')).map(|n| familiar(n)).collect();
     let mut repo_digests: Vec<String> = img.repo_digests.iter().map(|n| familiar(n).to_string()).collect();

@@ -57,6 +57,9 @@ pub struct ClientOptions {
     pub tls_ca: Option<PathBuf>,
     /// docker-style config.json with an `auths` map.
     pub auth_file: Option<PathBuf>,
+    /// (user, password) given with the request (the Engine API's `X-Registry-Auth`): used
+    /// before the auth file's.
+    pub credentials: Option<(String, String)>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -199,6 +202,7 @@ pub struct Client {
     auth_cache: Mutex<HashMap<(String, String), String>>,
     /// Scheme found to work for a host when it had to be probed (insecure).
     schemes: Mutex<HashMap<String, Scheme>>,
+    credentials: Option<(String, String)>,
 }
 
 impl Client {
@@ -250,6 +254,7 @@ impl Client {
             auths,
             auth_cache: Mutex::new(HashMap::new()),
             schemes: Mutex::new(HashMap::new()),
+            credentials: opts.credentials.clone(),
         })
     }
 
@@ -819,6 +824,9 @@ impl Client {
 
     /// (user, password) for `registry` from the auth file.
     fn credentials(&self, registry: &str) -> Option<(String, String)> {
+        if let Some(c) = &self.credentials {
+            return Some(c.clone());
+        }
         lookup_credentials(&self.auths, registry)
     }
 

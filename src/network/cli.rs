@@ -63,6 +63,25 @@ pub enum NetworkCmd {
         #[arg(short, long)]
         force: bool,
     },
+    /// Connect a container to a network (a running one at once, a stopped one at its start).
+    Connect {
+        /// Extra DNS name of the container on that network.
+        #[arg(long = "alias")]
+        alias: Vec<String>,
+        /// Static IPv4 address on that network.
+        #[arg(long)]
+        ip: Option<String>,
+        network: String,
+        container: String,
+    },
+    /// Disconnect a container from a network it was connected to.
+    Disconnect {
+        /// Accepted for docker's command line.
+        #[arg(short, long)]
+        force: bool,
+        network: String,
+        container: String,
+    },
     /// Internal: the DNS server of a user-defined network.
     #[command(hide = true)]
     DnsServe { network: String },
@@ -125,6 +144,10 @@ pub struct AttachArgs {
 pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
     let mut out = std::io::stdout().lock();
     match cmd {
+        // Containers are the engine's: main dispatches these there.
+        NetworkCmd::Connect { .. } | NetworkCmd::Disconnect { .. } => {
+            return Err(NetError::Msg("network connect/disconnect go through the container engine".into()))
+        }
         NetworkCmd::Create { subnet, gateway, internal, ipv6, driver, opt, ip_range, aux_address, name } => {
             let kv = |flag: &str, v: &String| {
                 v.split_once('=')
@@ -248,7 +271,7 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
     Ok(())
 }
 
-fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
+pub fn inspect(data_root: &Path, name: &str) -> Result<Value, NetError> {
     if matches!(name, "host" | "none") {
         return Ok(json!({"Name": name, "Driver": if name == "host" { "host" } else { "null" }}));
     }

@@ -788,6 +788,147 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
     }
 }
 
+/// Joins the running container `container_id` (attached in bridge mode, with its own
+/// namespace) to one more network: a new interface `ethN`, its names in that network's DNS.
+/// On failure nothing of the new interface is left.
+pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Result<Interface, NetError> {
+    validate_id(container_id)?;
+    for a in &want.aliases {
+        if !valid_dns_name(a) {
+            return Err(NetError::Msg(format!("invalid alias {a:?}")));
+        }
+    }
+    let cni = cni::Cni::from_env();
+    let (mut rec, net, ifname) = {
+        let _l = config::lock(data_root)?;
+        let rec = load_record(data_root, container_id)?
+            .filter(|r| r.ready && r.owns_netns && r.mode == "bridge")
+            .ok_or_else(|| {
+                NetError::Msg(format!("container {container_id} is not running on a bridge network of its own"))
+            })?;
+        if rec.nets.iter().any(|n| n.network == want.network) {
+            return Err(NetError::Msg(format!(
+                "endpoint with name {} already exists in network {}",
+                rec.name, want.network
+            )));
+        }
+        let net = if want.network == config::DEFAULT_NETWORK {
+            config::ensure_default(data_root)?
+        } else {
+            config::load(data_root, &want.network)?
+        };
+        if let Some(ip) = want.ip {
+            if !net.subnet.is_host(ip) || ip == net.gateway {
+                return Err(NetError::Msg(format!(
+                    "network {}: address {ip} is not a free host address of {}",
+                    net.name, net.subnet
+                )));
+            }
+        }
+        if !want.aliases.is_empty() && !net.has_dns() {
+            return Err(NetError::Msg(format!("network {}: aliases need a user-defined network", net.name)));
+        }
+        cni.check(&net.name, &net.conflist)?;
+        config::ensure_masquerade(&net)?;
+        let n = (0..).find(|i| !rec.nets.iter().any(|x| x.ifname == format!("eth{i}"))).unwrap_or(0);
+        (rec, net, format!("eth{n}"))
+    };
+    let mut list = net.conflist.clone();
+    // The first network keeps the default route.
+    if let Some(routes) = list["plugins"][0]["ipam"]["routes"].as_array_mut() {
+        routes.retain(|r| r["dst"] != "0.0.0.0/0" && r["dst"] != "::/0");
+    }
+    let mut rc = json!({});
+    if let Some(ip) = want.ip {
+        rc["ips"] = json!([ip.to_string()]);
+    }
+    let ns_str = rec.attachment.netns_path.clone().unwrap_or_default().to_string_lossy().into_owned();
+    rec.nets.push(RecNet {
+        network: net.name.clone(),
+        ifname: ifname.clone(),
+        aliases: want.aliases.clone(),
+        conflist: list,
+        runtime_config: rc,
+        added: true,
+        result: None,
+        dns: net.has_dns(),
+    });
+    save_record(data_root, &rec)?;
+    let i = rec.nets.len() - 1;
+    let rn = rec.nets[i].clone();
+    let call = cni::Call {
+        network: &rn.network,
+        container_id,
+        netns: &ns_str,
+        ifname: &rn.ifname,
+        runtime_config: &rn.runtime_config,
+    };
+    let added = cni.add(&rn.conflist, &call, &mut |res| {
+        rec.nets[i].result = Some(res.clone());
+        save_record(data_root, &rec)
+    });
+    let iface = added.and_then(|result| {
+        interface_of(&rn.network, &rn.ifname, &ns_str, &result)
+            .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))
+    });
+    let iface = match iface {
+        Ok(i) => i,
+        Err(e) => {
+            let _ = cni.del(&rn.conflist, &call, rec.nets[i].result.as_ref());
+            rec.nets.pop();
+            save_record(data_root, &rec)?;
+            return Err(e);
+        }
+    };
+    rec.attachment.interfaces.push(iface.clone());
+    save_record(data_root, &rec)?;
+    if rn.dns {
+        let _l = config::lock(data_root)?;
+        let mut nm: Vec<String> = Vec::new();
+        for n in std::iter::once(&rec.name).chain(rn.aliases.iter()).filter(|n| !n.is_empty()) {
+            nm.push(n.clone());
+        }
+        nm.push(container_id.chars().take(12).collect());
+        let ips: Vec<IpAddr> = std::iter::once(iface.ip.into()).chain(iface.ip6.map(IpAddr::from)).collect();
+        dns::set_record(data_root, &rn.network, container_id, Some((&ips, &nm)))?;
+        dns::ensure_server(data_root, &rn.network)?;
+    }
+    Ok(iface)
+}
+
+/// Takes the running container `container_id` off `network` (its interface and DNS names).
+pub fn disconnect(data_root: &Path, container_id: &str, network: &str) -> Result<(), NetError> {
+    validate_id(container_id)?;
+    let cni = cni::Cni::from_env();
+    let mut rec = load_record(data_root, container_id)?
+        .filter(|r| r.ready)
+        .ok_or_else(|| NetError::Msg(format!("container {container_id} has no network attachment")))?;
+    let i = rec
+        .nets
+        .iter()
+        .position(|n| n.network == network)
+        .ok_or_else(|| NetError::Msg(format!("container {container_id} is not connected to network {network}")))?;
+    let rn = rec.nets[i].clone();
+    if rn.dns {
+        let _l = config::lock(data_root)?;
+        if dns::set_record(data_root, network, container_id, None)? == 0 {
+            dns::stop_server(data_root, network);
+        }
+    }
+    let ns_str = rec.attachment.netns_path.clone().unwrap_or_default().to_string_lossy().into_owned();
+    let call = cni::Call {
+        network: &rn.network,
+        container_id,
+        netns: &ns_str,
+        ifname: &rn.ifname,
+        runtime_config: &rn.runtime_config,
+    };
+    cni.del(&rn.conflist, &call, rn.result.as_ref())?;
+    rec.nets.remove(i);
+    rec.attachment.interfaces.retain(|x| x.network != network);
+    save_record(data_root, &rec)
+}
+
 /// The attachment of a container, if attached.
 pub fn attachment(data_root: &Path, container_id: &str) -> Result<Option<Attachment>, NetError> {
     validate_id(container_id)?;

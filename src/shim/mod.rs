@@ -19,9 +19,9 @@
 mod client;
 pub mod health;
 mod jsonlog;
-mod proto;
+pub(crate) mod proto;
 mod server;
-mod sys;
+pub(crate) mod sys;
 
 pub use client::{attach, attach_with, parse_detach_keys, relay, relay_with, RelayEnd};
 #[allow(unused_imports)] // API of the container layer

@@ -1,0 +1,474 @@
+#!/bin/bash
+# berth's Docker Engine API service (`berth system service`) driven by the real clients: the docker
+# CLI on the PATH (28 here; Debian's docker.io 20.10 client elsewhere), Debian's docker-compose
+# 1.29 and the Python docker SDK (pip, in a venv the script makes). Each check one line.
+# Usage: integration/engines/api.sh /abs/path/to/berth
+# Needs (scripts/deps.sh test): docker CLI (docker.io or docker-ce-cli), docker-compose,
+# docker-registry, skopeo, python3-venv, busybox-static, curl.
+# Everything lives in a temp dir: the service's socket, --data-root and --root, a registry on a
+# free 127.0.0.1 port, networks with their own subnets. Containers run under this script's own
+# cgroup (berth-engines-api-PID). The exit trap stops the service and the registry by pid and
+# removes containers, networks, mounts and the temp dir. API_N (default 100): how many
+# concurrent `docker run -d` the concurrency check makes. ENG_KEEP=1 keeps the temp dir.
+set -u
+here=$(cd "$(dirname "$0")" && pwd)
+. "$here/lib.sh"
+
+BERTH=${1:?usage: $0 /abs/path/to/berth}
+case $BERTH in /*) ;; *) BERTH=$(command -v "$BERTH") || { echo "no berth $1" >&2; exit 2; } ;; esac
+[ -x "$BERTH" ] || { echo "$BERTH: not executable" >&2; exit 2; }
+command -v docker >/dev/null || { echo "api.sh: docker CLI missing (scripts/deps.sh test)" >&2; exit 2; }
+API_N=${API_N:-100}
+# API_DOCKER=/usr/bin/docker runs the checks with Debian's 20.10 client instead of the PATH's.
+if [ -n "${API_DOCKER:-}" ]; then
+  docker() { "$API_DOCKER" "$@"; }
+  export -f docker
+  export API_DOCKER
+fi
+
+eng_init api
+T=$ENG_TMP
+eng_escape_cgroup
+SOCK=$T/docker.sock
+export DOCKER_HOST=unix://$SOCK DOCKER_CONFIG=$T/docker-config
+mkdir -p "$DOCKER_CONFIG"
+B() { "$BERTH" --root "$T/run" --data-root "$T/data" "$@"; }
+SVC_PID=
+REG_PID=
+AREG_PID=
+
+start_service() {
+  B system service --host "unix://$SOCK" > "$T/service.log" 2>&1 &
+  SVC_PID=$!
+  eng_wait_for 10 test -S "$SOCK"
+}
+
+cleanup() {
+  trap - EXIT INT TERM
+  case $T in /tmp/berth-api.?*) ;; *) return ;; esac
+  eng_stop_checks
+  [ -n "$SVC_PID" ] && { kill "$SVC_PID" 2>/dev/null; wait "$SVC_PID" 2>/dev/null; }
+  [ -n "$REG_PID" ] && { kill "$REG_PID" 2>/dev/null; wait "$REG_PID" 2>/dev/null; }
+  [ -n "$AREG_PID" ] && { kill "$AREG_PID" 2>/dev/null; wait "$AREG_PID" 2>/dev/null; }
+  for c in $(B container ls -aq --no-trunc 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
+  B network prune >/dev/null 2>&1
+  B volume prune -a >/dev/null 2>&1
+  for p in /proc/[0-9]*; do
+    grep -qF "$T/" "$p/cmdline" 2>/dev/null && kill -9 "${p#/proc/}" 2>/dev/null && rm -rf "/run/berth/api.${p#/proc/}"
+  done
+  findmnt -rno TARGET | grep -F "$T/" | sort -r | while read -r m; do umount -l "$m" 2>/dev/null; done
+  eng_release_cgroups
+  if [ -n "${ENG_KEEP:-}" ]; then echo "# kept $T"; else rm -rf "$T"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+eng_busybox_archive "$T/busybox.tar" busybox:latest sh || exit 2
+B image load -i "$T/busybox.tar" >/dev/null || { echo "api.sh: image load failed" >&2; exit 2; }
+start_service || { echo "api.sh: the service did not start"; cat "$T/service.log"; exit 2; }
+
+dr() { docker run --network none "$@"; }
+# The service's own pid (SVC_PID may be the subshell that runs it).
+svc_pid() {
+  if [ "$(cat /proc/$SVC_PID/comm 2>/dev/null)" = berth ]; then echo "$SVC_PID"; else pgrep -P "$SVC_PID" -x berth; fi
+}
+# A check, then whatever containers it left (a failing one) removed, so the next starts clean.
+chk() {
+  eng_check "$@"
+  for c in $(B container ls -aq 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
+}
+
+check_ping_version_info() {
+  local h v
+  h=$(curl -sS -i --unix-socket "$SOCK" http://d/_ping) || return 1
+  expect_match "ping" '^HTTP/1.1 200' "$h" || return 1
+  expect_match "Api-Version header" 'Api-Version: 1\.44' "$h" || return 1
+  expect_match "OSType header" '(?i)ostype: linux|Ostype: linux' "$h" || true
+  v=$(docker version --format '{{.Server.APIVersion}} {{.Server.MinAPIVersion}} {{.Server.Os}}') || return 1
+  expect_eq "docker version" "1.44 1.24 linux" "$v" || return 1
+  v=$(docker info --format '{{.Images}} {{.OSType}} {{.LoggingDriver}}') || return 1
+  expect_eq "docker info" "1 linux json-file" "$v"
+}
+
+check_run_logs_inspect_stop_rm() {
+  local id st out
+  id=$(dr -d --name web busybox sh -c 'echo hello; echo oops >&2; trap "exit 0" TERM; while :; do sleep 0.1; done') || return 1
+  expect_match "run -d prints the id" '^[0-9a-f]{64}$' "$id" || return 1
+  eng_wait_for 5 sh -c "docker logs web 2>&1 | grep -q oops"
+  out=$(docker logs web 2>/dev/null)
+  expect_eq "logs stdout" "hello" "$out" || return 1
+  out=$(docker logs web 2>&1 >/dev/null)
+  expect_eq "logs stderr" "oops" "$out" || return 1
+  out=$(docker ps --format '{{.ID}} {{.Names}} {{.State}}')
+  expect_eq "ps" "${id:0:12} web running" "$out" || return 1
+  out=$(B container ls --format '{{.Names}}')
+  expect_eq "berth container ls sees it" "web" "$out" || return 1
+  st=$(docker inspect -f '{{.State.Status}} {{.State.Running}} {{.Name}} {{.Config.Image}}' web)
+  expect_eq "inspect" "running true /web busybox" "$st" || return 1
+  docker stop -t 5 web >/dev/null || return 1
+  st=$(docker inspect -f '{{.State.Status}} {{.State.ExitCode}}' web)
+  expect_eq "inspect after stop" "exited 0" "$st" || return 1
+  out=$(docker stop web 2>&1) || return 1
+  docker rm web >/dev/null || return 1
+  out=$(docker inspect web 2>&1) && return 1
+  expect_match "inspect of a removed container" 'No such (container|object): web' "$out" || return 1
+  expect_eq "nothing left" "" "$(B container ls -aq)"
+}
+
+check_run_attached_exit_code() {
+  local out rc
+  out=$(dr --rm busybox sh -c 'echo out; echo err >&2; exit 3' 2>"$T/err"); rc=$?
+  expect_eq "exit code" 3 "$rc" || return 1
+  expect_eq "stdout" "out" "$out" || return 1
+  expect_eq "stderr" "err" "$(cat "$T/err")" || return 1
+  out=$(echo piped | dr -i --rm busybox sh -c 'cat; echo done')
+  expect_eq "stdin through attach" "piped|done" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
+  eng_wait_for 5 sh -c "[ -z \"\$($BERTH --root $T/run --data-root $T/data container ls -aq)\" ]" || fail "--rm left a container"
+}
+
+check_exec() {
+  local out rc
+  dr -d --name ex busybox sleep 60 >/dev/null || return 1
+  out=$(docker exec ex sh -c 'echo in; echo er >&2; exit 5' 2>"$T/err"); rc=$?
+  expect_eq "exec exit code" 5 "$rc" || return 1
+  expect_eq "exec stdout" "in" "$out" || return 1
+  expect_eq "exec stderr" "er" "$(cat "$T/err")" || return 1
+  out=$(echo feed | docker exec -i ex cat)
+  expect_eq "exec -i" "feed" "$out" || return 1
+  out=$(docker exec -e A=1 -w /tmp ex sh -c 'echo $A $(pwd)')
+  expect_eq "exec env and workdir" "1 /tmp" "$out" || return 1
+  out=$(docker exec ex /no/such/cmd 2>&1); rc=$?
+  expect_eq "exec of a missing command: 127" 127 "$rc" || return 1
+  expect_match "exec of a missing command: the reason" 'no/such/cmd' "$out" || return 1
+  out=$(eng_pty 30 100 '' '' docker exec -t ex sh -c 'tty; stty size' | tr -d '\r')
+  expect_match "exec -t gets a terminal" '^/dev/pts/[0-9]+' "$out" || return 1
+  docker rm -f ex >/dev/null
+}
+
+check_bad_input() {
+  local out
+  out=$(curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' -d '{"Image": ' http://d/v1.44/containers/create -w ' %{http_code}' | tr -d '\n')
+  expect_match "malformed body" '"message":.* 400$' "$out" || return 1
+  out=$(curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' -d '{"Image": "busybox", "Cmd": 7}' http://d/v1.44/containers/create -w ' %{http_code}' | tr -d '\n')
+  expect_match "wrong field type" 'Cmd.* 400$' "$out" || return 1
+  head -c 9000000 /dev/zero | curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/json' --data-binary @- http://d/v1.44/containers/create -o /dev/null -w '%{http_code}' > "$T/code" 2>/dev/null
+  expect_eq "huge body" 413 "$(cat "$T/code")" || return 1
+  printf 'NOT HTTP\r\n\r\n' | timeout 5 curl -sS --unix-socket "$SOCK" http://d/_ping >/dev/null || return 1
+  out=$(curl -sS --unix-socket "$SOCK" http://d/v1.44/containers/nope/json -w ' %{http_code}' | tr -d '\n')
+  expect_match "missing container" 'No such container: nope.* 404$' "$out" || return 1
+  out=$(curl -sS --unix-socket "$SOCK" http://d/v1.44/swarm -w ' %{http_code}' | tr -d '\n')
+  expect_match "swarm" 'swarm.* 503$' "$out" || return 1
+  expect_eq "no container made" "" "$(B container ls -aq)" || return 1
+  kill -0 "$SVC_PID" || fail "the service died"
+}
+
+check_run_tty() {
+  local out
+  out=$(eng_pty 30 100 '' '' docker run --rm -t --network none busybox sh -c 'tty; stty size; exit 2' | tr -d '\r'); local rc=$?
+  expect_match "run -t gets a terminal" '^/dev/pts/[0-9]+' "$out" || return 1
+  expect_match "run -t window size" '30 100' "$out" || return 1
+  out=$(eng_pty 30 100 '' 'echo typed-$((40+2))
+exit 0
+' docker run --rm -it --network none busybox sh | tr -d '\r')
+  expect_match "run -it relays the terminal both ways" 'typed-42' "$out"
+}
+
+# start_registry [auth]: a docker-registry on a free 127.0.0.1 port (REG, REG_PID); with
+# "auth", htpasswd basic auth for user "api" password "secret" (AREG, AREG_PID).
+start_registry() {
+  local port cfg i auth="" name=plain
+  if [ "${1:-}" = auth ]; then
+    name=auth
+    htpasswd -Bbn api secret > "$T/htpasswd" || return 1
+    auth=$(printf 'auth:\n  htpasswd:\n    realm: berth-api\n    path: %s\n' "$T/htpasswd")
+  fi
+  for i in 1 2 3 4 5; do
+    port=$(eng_free_port) || return 1
+    cfg=$T/registry-$name.yml
+    printf 'version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:%s\n  secret: berth-api-test\n%s\n' "$T/registry-$name" "$port" "$auth" > "$cfg"
+    docker-registry serve "$cfg" > "$T/registry-$name.log" 2>&1 &
+    local pid=$!
+    if eng_wait_for 10 sh -c "curl -s -o /dev/null -w '%{http_code}' http://127.0.0.1:$port/v2/ | grep -Eq '200|401'"; then
+      if [ $name = auth ]; then AREG=127.0.0.1:$port AREG_PID=$pid; else REG=127.0.0.1:$port REG_PID=$pid; fi
+      return 0
+    fi
+    kill "$pid" 2>/dev/null; wait "$pid" 2>/dev/null
+  done
+  return 1
+}
+
+check_pull_with_auth() {
+  local out
+  eng_busybox_archive "$T/auth.tar" "private/box:1" sh -c 'echo private' || return 1
+  skopeo copy -q --dest-tls-verify=false --dest-creds api:secret "docker-archive:$T/auth.tar" "docker://$AREG/private/box:1" || fail "skopeo push failed"
+  out=$(docker pull "$AREG/private/box:1" 2>&1) && { echo "$out"; fail "pulled without credentials"; }
+  expect_match "refused without credentials" '(unauthorized|401|authentication|credentials)' "$out" || return 1
+  out=$(echo wrong | docker login -u api --password-stdin "$AREG" 2>&1) && { echo "$out"; fail "login with a wrong password succeeded"; }
+  expect_match "login refused" '401' "$out" || return 1
+  out=$(echo secret | docker login -u api --password-stdin "$AREG" 2>&1) || { echo "$out"; fail "docker login failed"; }
+  expect_match "docker login" 'Login Succeeded' "$out" || return 1
+  # The CLI now sends X-Registry-Auth from its config.
+  out=$(docker pull "$AREG/private/box:1" 2>&1); local rc=$?
+  docker logout "$AREG" >/dev/null 2>&1
+  [ $rc = 0 ] || { echo "$out"; fail "pull with X-Registry-Auth failed"; }
+  expect_eq "run the private image" "private" "$(docker run --rm --network none "$AREG/private/box:1")" || return 1
+  docker rmi "$AREG/private/box:1" >/dev/null
+}
+
+check_images_pull_tag_rmi() {
+  local out id
+  eng_busybox_archive "$T/pull.tar" "pulled/box:v1" sh -c 'echo from-registry' || return 1
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$T/pull.tar" "docker://$REG/pulled/box:v1" || fail "skopeo push failed"
+  out=$(docker pull "$REG/pulled/box:v1" 2>&1) || { echo "$out"; return 1; }
+  expect_match "pull output" "Downloaded newer image for $REG/pulled/box:v1" "$out" || return 1
+  out=$(docker images --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' ')
+  expect_eq "images" "$REG/pulled/box:v1 busybox:latest " "$out" || return 1
+  out=$(docker run --rm --network none "$REG/pulled/box:v1")
+  expect_eq "run the pulled image" "from-registry" "$out" || return 1
+  docker tag "$REG/pulled/box:v1" mine:2 || return 1
+  id=$(docker inspect -f '{{.Id}}' mine:2)
+  expect_eq "tag points at the same image" "$(docker inspect -f '{{.Id}}' "$REG/pulled/box:v1")" "$id" || return 1
+  docker rmi mine:2 >/dev/null || return 1
+  out=$(docker rmi "$REG/pulled/box:v1") || return 1
+  expect_match "rmi deletes" "Deleted: $id" "$out" || return 1
+  out=$(docker image inspect "$REG/pulled/box:v1" 2>&1) && return 1
+  expect_match "image gone" 'No such image' "$out" || return 1
+  out=$(docker run --network none "$REG/nosuch/image:1" 2>&1) && return 1
+  expect_match "run of an image the registry does not have" '(manifest unknown|not found)' "$out" || return 1
+  expect_eq "nothing made" "" "$(B container ls -aq)"
+}
+
+check_network_and_volume() {
+  local sub out
+  sub=$(eng_free_subnet 231) || return 1
+  docker network create --subnet "$sub" apinet >/dev/null || return 1
+  out=$(docker network ls --format '{{.Name}}' | sort | tr '\n' ' ')
+  expect_match "network ls" 'apinet' "$out" || return 1
+  docker volume create apivol >/dev/null || return 1
+  expect_eq "volume ls" "apivol" "$(docker volume ls -q)" || return 1
+  docker run -d --name srv --network apinet -v apivol:/data busybox sh -c 'echo saved > /data/f; httpd -f -p 8080 -h /var/www' >/dev/null || return 1
+  out=$(docker inspect -f '{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}' srv)
+  expect_match "container address in the subnet" "^${sub%.0/24}\." "$out" || return 1
+  out=$(docker run --rm --network apinet busybox wget -qO- http://srv:8080/index.html)
+  expect_eq "reach a container by name" "hello from busybox" "$out" || return 1
+  out=$(docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' apinet)
+  expect_match "network inspect lists the container" 'srv' "$out" || return 1
+  docker rm -f srv >/dev/null || return 1
+  out=$(docker run --rm --network none -v apivol:/data busybox cat /data/f)
+  expect_eq "volume keeps data" "saved" "$out" || return 1
+  docker volume rm apivol >/dev/null || return 1
+  docker network rm apinet >/dev/null || return 1
+  out=$(docker volume inspect apivol 2>&1) && return 1
+  out=$(docker network ls --format '{{.Name}}')
+  printf '%s\n' "$out" | grep -qx apinet && fail "network still listed"
+  return 0
+}
+
+check_concurrent_runs() {
+  local i ids n
+  for ((i = 0; i < API_N; i++)); do
+    docker run -d --network none --label api-batch=1 busybox sleep 300 > "$T/run.$i" 2>&1 &
+  done
+  wait
+  n=$(cat "$T"/run.* | grep -Ecx '[0-9a-f]{64}')
+  expect_eq "ids printed" "$API_N" "$n" || { grep -hvx '[0-9a-f]\{64\}' "$T"/run.* | head -3; return 1; }
+  n=$(docker ps -q --filter label=api-batch=1 | wc -l)
+  expect_eq "running (docker ps)" "$API_N" "$n" || return 1
+  n=$(B container ls -q --filter label=api-batch=1 | wc -l)
+  expect_eq "running (berth container ls)" "$API_N" "$n" || return 1
+  docker rm -f $(docker ps -aq --filter label=api-batch=1) >/dev/null || return 1
+  expect_eq "all removed" "" "$(B container ls -aq)"
+}
+
+check_service_killed() {
+  local id out
+  id=$(docker run -d --network none busybox sh -c 'while :; do sleep 0.1; done') || return 1
+  # A stream in flight (logs -f) when the service is killed.
+  docker logs -f "$id" > /dev/null 2>&1 &
+  sleep 0.3
+  local old; old=$(svc_pid)
+  kill -9 "$old" "$SVC_PID" 2>/dev/null; wait "$SVC_PID" 2>/dev/null
+  out=$(B container ls --format '{{.ID}} {{.Status}}')
+  expect_match "still running without the service" "^${id:0:12} Up" "$out" || return 1
+  start_service || fail "restart of the service failed"
+  [ -e "/run/berth/api.$old" ] && fail "the killed service's console directory was not removed"
+  out=$(docker inspect -f '{{.State.Running}}' "$id")
+  expect_eq "seen again through the new service" "true" "$out" || return 1
+  docker rm -f "$id" >/dev/null || return 1
+  # SIGTERM: the service exits and removes its socket.
+  kill "$SVC_PID"
+  eng_wait_for 5 sh -c "! kill -0 $SVC_PID" || fail "the service did not exit on SIGTERM"
+  [ -e "$SOCK" ] && fail "socket left after SIGTERM"
+  return 0
+}
+
+check_compose() {
+  local d=$T/compose out port
+  command -v docker-compose >/dev/null || fail "docker-compose missing (scripts/deps.sh test)"
+  port=$(eng_free_port) || return 1
+  mkdir -p "$d"
+  cat > "$d/docker-compose.yml" <<YML
+version: "3.7"
+services:
+  web:
+    image: busybox
+    command: sh -c 'echo web-up; echo compose-page > /data/index.html; httpd -f -p 8080 -h /data'
+    ports: ["127.0.0.1:$port:8080"]
+    volumes: ["data:/data"]
+  client:
+    image: busybox
+    command: sleep 300
+volumes:
+  data: {}
+YML
+  (cd "$d" && docker-compose -p apiproj up -d) || return 1
+  out=$(cd "$d" && docker-compose -p apiproj ps --services --filter status=running | sort | tr '\n' ' ')
+  expect_eq "compose ps" "client web " "$out" || return 1
+  eng_wait_for 10 sh -c "cd $d && docker-compose -p apiproj logs web | grep -q web-up" || fail "compose logs lack web's output"
+  out=$(cd "$d" && docker-compose -p apiproj exec -T client wget -qO- http://web:8080/index.html)
+  expect_eq "client reaches web by name (compose exec)" "compose-page" "$out" || return 1
+  out=$(curl -sS "http://127.0.0.1:$port/index.html")
+  expect_eq "published port" "compose-page" "$out" || return 1
+  (cd "$d" && docker-compose -p apiproj down -v) || return 1
+  expect_eq "down: no container left" "" "$(B container ls -aq)" || return 1
+  expect_eq "down -v: no volume left" "" "$(B volume ls -q)" || return 1
+  docker network ls --format '{{.Name}}' | grep -q apiproj && fail "down left the network"
+  return 0
+}
+
+check_python_sdk() {
+  local venv=$T/venv out
+  python3 -m venv "$venv" >/dev/null || fail "python3 -m venv failed (python3-venv)"
+  "$venv/bin/pip" install -q docker >/dev/null 2>&1 || fail "pip install docker failed"
+  out=$("$venv/bin/python" - <<'PY'
+import docker
+c = docker.DockerClient(base_url="unix://" + __import__("os").environ["DOCKER_HOST"][len("unix://"):])
+assert c.ping()
+assert c.version()["ApiVersion"] == "1.44"
+print(c.containers.run("busybox", ["echo", "sdk-run"], remove=True, network_mode="none").decode().strip())
+ct = c.containers.run("busybox", ["sleep", "60"], detach=True, network_mode="none", name="sdkbox", labels={"k": "v"})
+ct.reload()
+assert ct.status == "running", ct.status
+code, out = ct.exec_run(["sh", "-c", "echo exec-out; exit 4"])
+print(code, out.decode().strip())
+assert [x.name for x in c.containers.list(filters={"label": "k=v"})] == ["sdkbox"]
+ct.stop(timeout=1)
+ct.reload()
+print(ct.status, ct.attrs["State"]["ExitCode"])
+ct.remove()
+print(len(c.images.list()), c.volumes.create("sdkvol").name)
+c.volumes.get("sdkvol").remove()
+PY
+) || { echo "$out"; return 1; }
+  expect_eq "python docker SDK" "sdk-run|4 exec-out|exited 137|1 sdkvol" "$(printf '%s' "$out" | tr '\n' '|')"
+}
+
+check_network_connect() {
+  local sa sb out
+  sa=$(eng_free_subnet 232) || return 1
+  sb=$(eng_free_subnet 233) || return 1
+  docker network create --subnet "$sa" apinet-a >/dev/null || return 1
+  docker network create --subnet "$sb" apinet-b >/dev/null || return 1
+  docker run -d --name cn-srv --network apinet-a busybox httpd -f -p 8080 -h /var/www >/dev/null || return 1
+  docker run -d --name cn-cli --network apinet-b busybox sleep 300 >/dev/null || return 1
+  docker exec cn-cli timeout 3 wget -qO- http://cn-srv:8080/index.html >/dev/null 2>&1 && fail "reached before connect"
+  docker network connect --alias websrv apinet-b cn-srv || return 1
+  out=$(docker exec cn-cli timeout 10 wget -qO- http://websrv:8080/index.html)
+  expect_eq "reached by alias after docker network connect" "hello from busybox" "$out" || return 1
+  out=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}} {{end}}' cn-srv)
+  expect_match "inspect shows both networks" "apinet-a=${sa%.0/24}\.[0-9]+ apinet-b=${sb%.0/24}\.[0-9]+" "$out" || return 1
+  out=$(docker exec cn-srv ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' ')
+  expect_eq "interfaces in the container" "eth0 eth1 lo " "$out" || return 1
+  docker network disconnect apinet-b cn-srv || return 1
+  docker exec cn-cli timeout 3 wget -qO- http://websrv:8080/index.html >/dev/null 2>&1 && fail "reached after disconnect"
+  expect_eq "interface gone" "eth0 lo " "$(docker exec cn-srv ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' ')" || return 1
+  # The same through berth's command line.
+  B network connect apinet-b cn-srv || return 1
+  out=$(docker exec cn-cli timeout 10 wget -qO- http://cn-srv:8080/index.html)
+  expect_eq "reached by name after berth network connect" "hello from busybox" "$out" || return 1
+  B network disconnect apinet-b cn-srv || return 1
+  out=$(B network disconnect apinet-b cn-srv 2>&1) && return 1
+  expect_match "disconnect twice: one line" '^berth: .*not connected' "$out" || return 1
+  out=$(docker network connect nosuchnet cn-srv 2>&1) && return 1
+  expect_match "connect to a missing network" 'not found' "$out" || return 1
+  docker rm -f cn-srv cn-cli >/dev/null || return 1
+  docker network rm apinet-a apinet-b >/dev/null
+}
+
+check_service_options() {
+  local s2=$T/opt/docker.sock p out
+  B system service --host "unix://$s2" --timeout 2 --group root > "$T/opt.log" 2>&1 &
+  p=$!
+  eng_wait_for 10 test -S "$s2" || fail "no socket"
+  expect_eq "socket mode and group" "660 root" "$(stat -c '%a %G' "$s2")" || return 1
+  docker -H "unix://$s2" version >/dev/null || return 1
+  eng_wait_for 8 sh -c "! kill -0 $p" || fail "--timeout 2 did not end the idle service"
+  [ -e "$s2" ] && fail "socket left after the idle exit"
+  ln -s "$T/elsewhere" "$T/opt/link.sock"
+  out=$(B system service --host "unix://$T/opt/link.sock" 2>&1) && return 1
+  expect_match "a symlink at the socket path is refused, in one line" '^berth: .*link.sock.*not a socket' "$out" || return 1
+  [ -e "$T/elsewhere" ] && fail "a socket was made through the symlink"
+  out=$(B system service --host tcp://127.0.0.1:2375 2>&1) && return 1
+  expect_match "tcp without TLS refused" '^berth: .*tcp' "$out"
+}
+
+check_more_container_ops() {
+  local id out
+  id=$(dr -d --name ops busybox sh -c 'trap "exit 7" TERM; i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done') || return 1
+  eng_wait_for 5 sh -c "docker logs ops | grep -q 'line 3'"
+  out=$(docker logs --tail 1 ops | wc -l)
+  expect_eq "logs --tail 1" 1 "$out" || return 1
+  out=$(docker logs -t --tail 1 ops)
+  expect_match "logs -t" '^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9:.]+Z line [0-9]+$' "$out" || return 1
+  out=$(timeout 2 docker logs -f --since 0s ops | head -2 | wc -l)
+  expect_eq "logs -f streams new lines" 2 "$out" || return 1
+  out=$(docker top ops)
+  expect_match "top lists the processes" 'sleep' "$out" || return 1
+  out=$(docker stats --no-stream --format '{{.Name}} {{.MemUsage}} {{.PIDs}}' ops)
+  expect_match "stats --no-stream" '^ops [0-9.]+[KMG]i?B / [0-9.]+[KMG]i?B [1-9][0-9]*$' "$out" || return 1
+  out=$(timeout 3 docker attach --no-stdin ops | head -1)
+  expect_match "attach to a running container" '^line [0-9]+$' "$out" || return 1
+  docker restart -t 1 ops >/dev/null || return 1
+  expect_eq "restart" "running" "$(docker inspect -f '{{.State.Status}}' ops)" || return 1
+  docker kill -s TERM ops >/dev/null || return 1
+  out=$(docker wait ops)
+  expect_eq "wait after kill -s TERM (trapped: exit 7)" 7 "$out" || return 1
+  out=$(docker kill ops 2>&1) && return 1
+  expect_match "kill of a stopped container" 'is not running' "$out" || return 1
+  docker start ops >/dev/null || return 1
+  out=$(docker start ops 2>&1) || return 1
+  # A wait whose client goes away ends with it (no thread left behind).
+  timeout 1 docker wait ops >/dev/null
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "the service keeps $(ls /proc/$(svc_pid)/task | wc -l) threads after the clients left"
+  # An attach to a silent container whose client leaves ends too.
+  dr -d --name quiet busybox sleep 300 >/dev/null || return 1
+  timeout -s KILL 1 docker attach --no-stdin quiet >/dev/null
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left attach keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+  docker rm -f ops quiet >/dev/null
+}
+
+chk "ping, version, info" check_ping_version_info
+chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
+chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
+chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
+chk "exec: code, streams, -i, env, workdir, -t" check_exec
+chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
+chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
+chk "run -t and -it: raw stream through a terminal" check_run_tty
+if start_registry; then
+  chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
+else
+  echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
+fi
+if start_registry auth; then
+  chk "registry with basic auth: pull refused, docker login (wrong, right), pull with X-Registry-Auth" check_pull_with_auth
+else
+  echo "not ok - pull with auth: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
+fi
+chk "network create, reach by name, volume, rm" check_network_and_volume
+chk "network connect/disconnect of a running container (API and berth CLI)" check_network_connect
+chk "$API_N concurrent docker run -d, none lost" check_concurrent_runs
+chk "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
+chk "python docker SDK: run, exec, list, stop, volumes" check_python_sdk
+chk "service killed mid-stream: containers keep running" check_service_killed
+eng_summary

@@ -1,0 +1,210 @@
+//! `/images/...`: the image store's typed results as docker's JSON.
+
+use super::http::{self, Chunked, Request, Response};
+use super::{ApiError, ApiResult, Service};
+use crate::image::cli as icli;
+use crate::image::pull::{self, PullOptions};
+use crate::image::registry::{Client, ClientOptions};
+use crate::image::store::{normalise, Store, StoreError};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
+
+fn store_err(e: StoreError) -> ApiError {
+    match e {
+        StoreError::NotFound(q) => ApiError::new(404, format!("No such image: {q}")),
+        StoreError::Conflict(m) => ApiError::new(409, m),
+        e => ApiError::new(500, e.to_string()),
+    }
+}
+
+fn open(s: &Service) -> Result<Store, ApiError> {
+    Store::open(&s.e.data_root).map_err(store_err)
+}
+
+pub fn list(s: &Service, _req: &Request) -> ApiResult {
+    let store = open(s)?;
+    let index = store.read_index().map_err(store_err)?;
+    let mut by_id: BTreeMap<String, (Vec<String>, Vec<String>, i64, u64)> = BTreeMap::new();
+    for r in icli::rows(&index) {
+        let e =
+            by_id.entry(r.id.to_string()).or_insert_with(|| (Vec::new(), Vec::new(), r.created.unwrap_or(0), r.size));
+        if r.repo != "<none>" && r.tag != "<none>" {
+            e.0.push(format!("{}:{}", r.repo, r.tag));
+        }
+        if r.digest != "<none>" && r.repo != "<none>" {
+            let d = format!("{}@{}", r.repo, r.digest);
+            if !e.1.contains(&d) {
+                e.1.push(d);
+            }
+        }
+    }
+    let mut out: Vec<Value> = by_id
+        .into_iter()
+        .map(|(id, (tags, digests, created, size))| {
+            json!({"Id": id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests, "Created": created,
+                   "Size": size, "VirtualSize": size, "SharedSize": -1, "Labels": {}, "Containers": -1})
+        })
+        .collect();
+    out.sort_by_key(|v| std::cmp::Reverse(v["Created"].as_i64().unwrap_or(0)));
+    Ok(Response::json(200, &Value::Array(out)))
+}
+
+pub fn inspect(s: &Service, name: &str) -> ApiResult {
+    let store = open(s)?;
+    let img = store.resolve(name).map_err(store_err)?;
+    let mut v = icli::inspect_json(&img);
+    if let Ok(data) = store.read_blob(&img.manifest_digest) {
+        v["Descriptor"]["mediaType"] = Value::String(pull::manifest_media_type("", &data));
+        v["Descriptor"]["size"] = Value::from(data.len());
+    }
+    v["Container"] = json!("");
+    v["DockerVersion"] = json!("");
+    v["GraphDriver"] = json!({"Name": "overlay2", "Data": null});
+    Ok(Response::json(200, &v))
+}
+
+pub fn history(s: &Service, name: &str) -> ApiResult {
+    let store = open(s)?;
+    let img = store.resolve(name).map_err(store_err)?;
+    let v = icli::inspect_json(&img);
+    Ok(Response::json(
+        200,
+        &json!([{"Id": v["Id"], "Created": 0, "CreatedBy": "", "Tags": v["RepoTags"], "Size": v["Size"], "Comment": ""}]),
+    ))
+}
+
+pub fn tag(s: &Service, req: &Request, name: &str) -> ApiResult {
+    let repo =
+        req.q("repo").filter(|r| !r.is_empty()).ok_or_else(|| ApiError::bad("repository name (repo) is required"))?;
+    let target = match req.q("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{repo}:{t}"),
+        None => repo.to_string(),
+    };
+    let store = open(s)?;
+    let (r, full) = normalise(&target).map_err(|e| ApiError::bad(e.to_string()))?;
+    if r.digest.is_some() {
+        return Err(ApiError::bad(format!("refusing to create a tag with a digest reference: {target}")));
+    }
+    let mut il = store.lock_index().map_err(store_err)?;
+    let img = store.resolve_in(&il.index, name).map_err(store_err)?;
+    il.index.set_ref(&full, &img.manifest_digest);
+    il.save().map_err(store_err)?;
+    Ok(Response::empty(201))
+}
+
+pub fn remove(s: &Service, req: &Request, name: &str) -> ApiResult {
+    let store = open(s)?;
+    let mut il = store.lock_index().map_err(store_err)?;
+    let uses = store.uses().map_err(store_err)?;
+    let (lines, deleted) = icli::rm_one(&mut il.index, &uses, name, req.flag("force")).map_err(store_err)?;
+    il.save().map_err(store_err)?;
+    drop(il);
+    if deleted {
+        let _ = store.gc();
+    }
+    let out: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| {
+            l.strip_prefix("Untagged: ")
+                .map(|x| json!({"Untagged": x}))
+                .or_else(|| l.strip_prefix("Deleted: ").map(|x| json!({"Deleted": x})))
+        })
+        .collect();
+    Ok(Response::json(200, &Value::Array(out)))
+}
+
+pub fn prune(s: &Service, _req: &Request) -> ApiResult {
+    let _ = s;
+    Ok(Response::json(200, &json!({"ImagesDeleted": [], "SpaceReclaimed": 0})))
+}
+
+/// The credentials of an `X-Registry-Auth` header (base64url of docker's AuthConfig JSON:
+/// username and password, or `auth` = base64 of `user:password`); None when absent or empty.
+fn registry_auth(req: &Request) -> Result<Option<(String, String)>, ApiError> {
+    let Some(h) = req.header("x-registry-auth").map(str::trim).filter(|h| !h.is_empty()) else { return Ok(None) };
+    let std_b64 = h.replace('-', "+").replace('_', "/");
+    let bad = || ApiError::bad("invalid X-Registry-Auth header: expected base64 of a JSON object");
+    let json = crate::image::registry::base64_decode(&std_b64).ok_or_else(bad)?;
+    let v: Value = serde_json::from_slice(&json).map_err(|_| bad())?;
+    let field = |k: &str| v.get(k).and_then(Value::as_str).filter(|x| !x.is_empty()).map(str::to_string);
+    if let (Some(u), Some(p)) = (field("username"), field("password")) {
+        return Ok(Some((u, p)));
+    }
+    if let Some(a) = field("auth") {
+        let raw = crate::image::registry::base64_decode(&a).ok_or_else(bad)?;
+        let s = String::from_utf8(raw).map_err(|_| bad())?;
+        if let Some((u, p)) = s.split_once(':') {
+            return Ok(Some((u.to_string(), p.to_string())));
+        }
+    }
+    Ok(None)
+}
+
+/// `POST /images/create?fromImage=NAME&tag=TAG`: a pull, answered as docker's JSON progress
+/// stream (errors inside the stream, as docker sends them once the stream has begun).
+pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
+    if req.q("fromSrc").is_some() {
+        return Err(ApiError::new(501, "berth's API service does not import images (fromSrc) yet"));
+    }
+    let from = req.q("fromImage").filter(|f| !f.is_empty()).ok_or_else(|| ApiError::bad("fromImage is required"))?;
+    let reference = match req.q("tag").filter(|t| !t.is_empty()) {
+        Some(t) if t.starts_with("sha256:") => format!("{from}@{t}"),
+        Some(t) if !from.rsplit('/').next().unwrap_or("").contains(':') => format!("{from}:{t}"),
+        _ => from.to_string(),
+    };
+    let (r, _) = normalise(&reference).map_err(|e| ApiError::bad(e.to_string()))?;
+    let platform = req
+        .q("platform")
+        .filter(|p| !p.is_empty())
+        .map(pull::parse_platform)
+        .transpose()
+        .map_err(|e| ApiError::bad(e.to_string()))?;
+    let store = open(s)?;
+    if http::start_stream(w, 200, "application/json").is_err() {
+        return Ok(Response::Done);
+    }
+    let mut c = Chunked(w);
+    let tag = r.tag.clone().or(r.digest.as_ref().map(|d| d.to_string())).unwrap_or_else(|| "latest".into());
+    let _ = c.send(format!("{}\n", json!({"status": format!("Pulling from {}", r.repository), "id": tag})).as_bytes());
+    let credentials = registry_auth(req)?;
+    let result = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None, credentials })
+        .map_err(|e| e.to_string())
+        .and_then(|client| {
+            pull::pull(&store, &client, &r, &PullOptions { platform, quiet: true }).map_err(|e| e.to_string())
+        });
+    let line = match result {
+        Ok(d) => json!({"status": format!("Digest: {d}\nStatus: Downloaded newer image for {reference}")}),
+        Err(e) => json!({"errorDetail": {"message": e}, "error": e}),
+    };
+    let _ = c.send(format!("{line}\n").as_bytes());
+    let _ = c.finish();
+    Ok(Response::Done)
+}
+
+/// `POST /auth` (`docker login`): the credentials are tried against the registry (a manifest
+/// request under them: refused is a 401, anything the registry answers past authentication
+/// is a login).
+pub fn auth(req: &Request) -> ApiResult {
+    use crate::image::registry::RegistryError;
+    let b = super::body_json(req)?;
+    let field = |k: &str| b.get(k).and_then(Value::as_str).filter(|x| !x.is_empty()).map(str::to_string);
+    let (Some(user), Some(password)) = (field("username"), field("password")) else {
+        return Err(ApiError::bad("username and password are required"));
+    };
+    let server = field("serveraddress").unwrap_or_else(|| "docker.io".into());
+    let host = server.trim_start_matches("https://").trim_start_matches("http://");
+    let host = host.split('/').next().unwrap_or(host);
+    let (r, _) = normalise(&format!("{host}/berth-login-check:latest")).map_err(|e| ApiError::bad(e.to_string()))?;
+    let client = Client::new(ClientOptions { credentials: Some((user, password)), ..Default::default() })
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    match client.get_manifest(&r) {
+        Ok(_) | Err(RegistryError::ManifestNotFound { .. }) => {
+            Ok(Response::json(200, &json!({"Status": "Login Succeeded", "IdentityToken": ""})))
+        }
+        Err(RegistryError::AuthRefused { .. } | RegistryError::AuthRequired { .. }) => {
+            Err(ApiError::new(401, format!("login attempt to {host} failed with status: 401 Unauthorized")))
+        }
+        Err(e) => Err(ApiError::new(500, e.to_string())),
+    }
+}
