@@ -9,9 +9,9 @@ use super::shell::Lex;
 use super::{io_err, BuildError, BuildRequest, Built, ContextSource, DockerfileSource, Network, Progress};
 use crate::image::bundle::{self, MountSpec};
 use crate::image::digest::{Digest, Hasher};
-use crate::image::layer_from_dir;
 use crate::image::store::{chain_ids, normalise, now_secs, ImageRecord, Store, WriteGuard};
 use crate::image::types::{host_platform, Descriptor, ImageConfig, RootFs, OCI_CONFIG, OCI_LAYER, OCI_MANIFEST};
+use crate::image::upper_layer::{self, LayerOptions};
 use serde_json::{json, Value};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::fs;
@@ -1074,8 +1074,10 @@ impl<'a> Builder<'a> {
     /// Writes the layer of an upper dir into the store (blob and snapshot).
     fn commit_layer(&self, upper: &Path) -> Result<(Digest, u64, u64), BuildError> {
         let mut w = self.store.stage(&self.shared.guard)?;
-        let info = layer_from_dir::write_layer(upper, &mut w, self.req.source_date_epoch.map(|e| e.max(0) as u64))
-            .map_err(|e| BuildError::Invalid(e.to_string()))?;
+        let opts =
+            LayerOptions { clamp_mtime: self.req.source_date_epoch.map(|e| e.max(0) as u64), ..Default::default() };
+        let info =
+            upper_layer::write_layer_info(upper, &opts, &mut w).map_err(|e| BuildError::Invalid(e.to_string()))?;
         let staged = w.finish()?;
         let diff = info.diff_id.clone();
         let size = info.size;

@@ -144,7 +144,7 @@ impl DestRoot {
 
 /// Copies `src`'s extended attributes (not overlayfs' own) to the open `fd`.
 fn copy_xattrs(src: &Path, fd: libc::c_int) -> io::Result<()> {
-    use crate::image::layer_from_dir::{lgetxattr, llistxattr};
+    use crate::image::upper_layer::{lgetxattr, llistxattr};
     for name in llistxattr(src) {
         if name.starts_with("trusted.overlay.") || name.starts_with("user.overlay.") || name == "security.selinux" {
             continue;

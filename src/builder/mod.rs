@@ -1,7 +1,7 @@
 //! `berth image build`: Dockerfile builds. The parser and word expansion follow Docker's
 //! frontend (moby/buildkit); each RUN is a container of berth's own runtime over an overlay
 //! of the stage's snapshots, and the overlay's upper directory becomes the new layer
-//! (`image::layer_from_dir`). Every step that makes a layer is recorded in the image store as
+//! (`image::upper_layer`). Every step that makes a layer is recorded in the image store as
 //! an unnamed image, and the build cache maps a step (its parent and its instruction, with
 //! the build args and source checksums it depends on) to that image.
 //!

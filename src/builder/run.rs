@@ -262,7 +262,7 @@ pub fn remove_mount_points(upper: &Path, made: &[String]) {
             let Ok(m) = fs::symlink_metadata(&p) else { break };
             let ok = if m.is_dir() {
                 // An opaque dir stands for a deletion of the lower dir's content: kept.
-                !crate::image::layer_from_dir::is_opaque_dir(&p) && fs::remove_dir(&p).is_ok()
+                !crate::image::upper_layer::is_opaque_dir(&p) && fs::remove_dir(&p).is_ok()
             } else if m.is_file() && m.len() == 0 {
                 fs::remove_file(&p).is_ok()
             } else {

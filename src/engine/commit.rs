@@ -127,7 +127,8 @@ pub fn commit(e: &Engine, cs: &Containers, key: &str, name: Option<&str>, o: Com
     let paused =
         o.pause && run::status(e, cs, &rec.id).state == State::Running && adapt::runtime_pause(e, &rec.id).is_ok();
     let res = commit_image(&store, req, |w| {
-        upper_layer::write_layer(&upper, &lowers, &exclude, w).map(|_| ()).map_err(|e| e.to_string())
+        let opts = upper_layer::LayerOptions { lowers: &lowers, exclude: Some(&exclude), clamp_mtime: None };
+        upper_layer::write_layer(&upper, &opts, w).map(|_| ()).map_err(|e| e.to_string())
     });
     if paused {
         let _ = adapt::runtime_resume(e, &rec.id);

@@ -510,7 +510,7 @@ pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, 
             ));
         }
     }
-    let none = std::collections::BTreeSet::new();
+    use crate::image::upper_layer::LayerOptions;
     with_rootfs(cs, &rec, |root| {
         let werr = |err: io::Error| EngineError::Io {
             op: "write",
@@ -520,7 +520,8 @@ pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, 
         match output {
             None => {
                 let w = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                let mut w = crate::image::upper_layer::write_layer(root, &[], &none, w)
+                let mut w = crate::image::upper_layer::write_layer(root, &LayerOptions::default(), w)
+                    .map(|(w, _)| w)
                     .map_err(|e| EngineError::Msg(e.to_string()))?;
                 w.flush().map_err(werr)?;
             }
@@ -532,17 +533,17 @@ pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, 
                     std::process::id()
                 ));
                 let f = File::create(&tmp).map_err(|err| EngineError::Io { op: "create", path: tmp.clone(), err })?;
-                let res =
-                    crate::image::upper_layer::write_layer(root, &[], &none, io::BufWriter::with_capacity(1 << 20, f))
-                        .map_err(|e| EngineError::Msg(e.to_string()))
-                        .and_then(|mut w| w.flush().map_err(werr))
-                        .and_then(|_| {
-                            std::fs::rename(&tmp, p).map_err(|err| EngineError::Io {
-                                op: "rename",
-                                path: p.to_path_buf(),
-                                err,
-                            })
-                        });
+                let res = crate::image::upper_layer::write_layer(
+                    root,
+                    &LayerOptions::default(),
+                    io::BufWriter::with_capacity(1 << 20, f),
+                )
+                .map(|(w, _)| w)
+                .map_err(|e| EngineError::Msg(e.to_string()))
+                .and_then(|mut w| w.flush().map_err(werr))
+                .and_then(|_| {
+                    std::fs::rename(&tmp, p).map_err(|err| EngineError::Io { op: "rename", path: p.to_path_buf(), err })
+                });
                 if res.is_err() {
                     let _ = std::fs::remove_file(&tmp);
                 }

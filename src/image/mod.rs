@@ -10,7 +10,6 @@ pub mod commit;
 pub mod digest;
 pub mod history;
 pub mod import;
-pub mod layer_from_dir;
 pub mod login;
 pub mod passwd;
 pub mod pull;
