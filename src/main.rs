@@ -256,7 +256,9 @@ enum RuntimeCmd {
         #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
         /// Make a config for a rootless container.
-        #[arg(long = "rootless", id = "spec_rootless", num_args = 0..=1, default_missing_value = "true")]
+        /// (`spec --rootless` arrives here as `--spec-rootless`: the global `--rootless` owns the
+        /// name, and clap refuses one long name for two arguments.)
+        #[arg(long = "spec-rootless", hide = true, num_args = 0..=1, default_missing_value = "true")]
         rootless: Option<String>,
     },
     /// Print the features berth supports (runtime-spec features.md JSON).
@@ -348,13 +350,14 @@ fn main() {
         std::process::exit(code);
     }
     let sub = subcommand_name();
+    let argv = clap_args(sub.as_deref());
     let runtime = match sub.as_deref() {
         None | Some("image" | "container" | "volume" | "network" | "help") => None,
-        Some(_) => RuntimeCli::try_parse().ok(),
+        Some(_) => RuntimeCli::try_parse_from(&argv).ok(),
     };
     let cli = match runtime {
         Some(r) => Cli { g: r.g, cmd: r.cmd.map(Cmd::Runtime) },
-        None => match Cli::try_parse() {
+        None => match Cli::try_parse_from(&argv) {
             Ok(c) => c,
             Err(e) => {
                 // docker's exit code for a bad flag of an engine command is 125.
@@ -453,6 +456,30 @@ fn main() {
         Err(e) => fail(&e.to_string(), 1),
     };
     std::process::exit(code);
+}
+
+/// The command line for clap: `spec`'s own `--rootless` (after the command) renamed, since the
+/// global `--rootless` has the same name.
+fn clap_args(sub: Option<&str>) -> Vec<std::ffi::OsString> {
+    let mut seen_sub = false;
+    std::env::args_os()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && sub == Some("spec") {
+                if seen_sub {
+                    if let Some(rest) = a.to_str().and_then(|a| a.strip_prefix("--rootless")) {
+                        if rest.is_empty() || rest.starts_with('=') {
+                            return format!("--spec-rootless{rest}").into();
+                        }
+                    }
+                }
+                if !seen_sub && a == "spec" {
+                    seen_sub = true;
+                }
+            }
+            a
+        })
+        .collect()
 }
 
 /// The first positional argument (the subcommand), skipping global options and their values.
