@@ -19,6 +19,7 @@ mod network;
 mod process;
 mod rootfs;
 mod rootless;
+mod rootless_engine;
 mod seccomp;
 mod security;
 mod shim;

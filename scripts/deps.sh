@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
 case "${1:-build}" in
-  test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap) ;;
+  test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap slirp4netns) ;;
   demo) want+=(containernetworking-plugins iptables) ;;
   # bench: podman (with conmon and netavark, as `apt-get install podman` brings them) and the CNI
   # plugins are the peers of the engine bench's containers section

@@ -10,6 +10,7 @@ mod help;
 mod image;
 mod network;
 mod shim;
+mod unprivileged;
 
 use berth::{logging, units, CreateOpts, Globals};
 use clap::{Parser, Subcommand};
@@ -421,11 +422,29 @@ fn main() {
         debug: cli.debug,
         rootless: berth::rootless::use_rootless_cgroups(rootless_flag, cli.systemd_cgroup),
     };
+    // An ordinary user's engine commands: the user's own store, in the user's namespaces.
+    let unprivileged =
+        matches!(cmd, Cmd::Image { .. } | Cmd::Container { .. } | Cmd::Volume { .. } | Cmd::Network { .. })
+            && unprivileged::needed();
     let data_root = cli
         .data_root
         .clone()
         .or_else(|| std::env::var_os("BERTH_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
+        .map(Ok)
+        .unwrap_or_else(|| if unprivileged { unprivileged::data_root() } else { Ok(PathBuf::from("/var/lib/berth")) })
+        .unwrap_or_else(|e| fail(&e.to_string(), 125));
+    if unprivileged {
+        match unprivileged::enter() {
+            Ok(warnings) => {
+                for w in warnings {
+                    let _ = writeln!(std::io::stderr(), "berth: warning: {w}");
+                }
+            }
+            Err(e) => fail(&e.to_string(), 125),
+        }
+        // Children (the shim, its clean-up command) find the same store.
+        std::env::set_var("BERTH_DATA_ROOT", &data_root);
+    }
     let cmd = match cmd {
         Cmd::Image { cmd } => match image::cli::run(&data_root, cmd) {
             Ok(()) => std::process::exit(0),

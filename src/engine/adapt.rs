@@ -359,6 +359,9 @@ pub fn write_spec(
             }
         }
     }
+    if crate::unprivileged::active() {
+        crate::unprivileged::adapt_spec(&mut spec);
+    }
     bundle::ensure_workdir(rootfs, &spec).map_err(berr)?;
     bundle::write_config(bundle_dir, &spec).map_err(|err| EngineError::Bundle(err.to_string()))
 }

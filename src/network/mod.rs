@@ -16,6 +16,7 @@ pub mod etc;
 pub mod ipnet;
 pub mod netns;
 pub mod ports;
+pub mod slirp;
 
 pub use cli::{run, NetworkCmd};
 pub use ports::{PortMapping, Proto};
@@ -145,6 +146,9 @@ struct Record {
     owns_netns: bool,
     nets: Vec<RecNet>,
     attachment: Attachment,
+    /// The slirp4netns of an unprivileged user's container (pid, start time), to stop.
+    #[serde(default)]
+    helper: Option<(u32, u64)>,
 }
 
 fn records_dir(data_root: &Path) -> PathBuf {
@@ -184,7 +188,12 @@ fn all_records(data_root: &Path) -> Vec<Record> {
 /// Start time (clock ticks after boot) of a process, None when gone.
 fn proc_start(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    let mut f = s.rsplit_once(')')?.1.split_whitespace();
+    // A zombie has finished.
+    if matches!(f.next(), Some("Z" | "X")) {
+        return None;
+    }
+    f.nth(18)?.parse().ok()
 }
 
 /// A set-up whose process died before it finished.
@@ -245,6 +254,18 @@ pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     if let Some(old) = load_record(data_root, &req.container_id)?.filter(is_stale) {
         detach_record(data_root, old)?;
     }
+    // An ordinary user cannot make bridges or rules in the host's namespace: the default
+    // network is slirp4netns.
+    if req.mode == NetMode::Bridge && crate::unprivileged::active() {
+        if let Some(n) = req.networks.first() {
+            return Err(NetError::Msg(format!(
+                "network {}: an unprivileged user's containers use the default network (slirp4netns), none or host",
+                n.network
+            )));
+        }
+        slirp::check_ports(&req.ports)?;
+        return attach_slirp(data_root, req);
+    }
     match &req.mode {
         NetMode::Host | NetMode::Container(_) => attach_shared(data_root, req),
         NetMode::None | NetMode::Bridge => attach_own(data_root, req),
@@ -262,6 +283,7 @@ fn new_record(req: &AttachRequest, mode: &str) -> Record {
         mode: mode.into(),
         owns_netns: false,
         nets: Vec::new(),
+        helper: None,
         attachment: Attachment {
             netns_path: None,
             interfaces: Vec::new(),
@@ -431,6 +453,61 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     }
 }
 
+fn attach_slirp(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
+    let mut rec = new_record(req, "slirp4netns");
+    {
+        let _l = config::lock(data_root)?;
+        claim(data_root, &req.container_id)?;
+        rec.attachment.ports = resolve_ports(data_root, &req.ports)?;
+        rec.owns_netns = true;
+        rec.attachment.netns_path = Some(netns::dir().join(&req.container_id));
+        save_record(data_root, &rec)?;
+    }
+    match setup_slirp(data_root, &mut rec, req) {
+        Ok(()) => Ok(rec.attachment),
+        Err(e) => {
+            let _ = detach(data_root, &req.container_id);
+            Err(e)
+        }
+    }
+}
+
+/// The namespace, slirp4netns in it with the published ports, /etc/resolv.conf and hosts.
+fn setup_slirp(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Result<(), NetError> {
+    let ns = rec.attachment.netns_path.clone().unwrap_or_default();
+    netns::create(&ns)?;
+    let h = slirp::start(&ns, &rec.attachment.ports)?;
+    rec.helper = Some((h.pid, h.start));
+    save_record(data_root, rec)?;
+    rec.attachment.interfaces.push(Interface {
+        network: "slirp4netns".into(),
+        ifname: slirp::IFNAME.into(),
+        ip: slirp::GUEST_IP,
+        prefix: slirp::PREFIX,
+        gateway: Some(slirp::GATEWAY),
+        mac: String::new(),
+    });
+    let host = etc::host_resolv();
+    rec.attachment.resolv_conf = etc::resolv_conf(
+        &pick(&req.dns.servers, || vec![slirp::DNS.to_string()]),
+        &pick(&req.dns.search, || host.search.clone()),
+        &pick(&req.dns.options, || host.options.clone()),
+    );
+    let hostname = rec.attachment.hostname.clone();
+    let mut names: Vec<&str> = vec![&hostname];
+    if !req.name.is_empty() {
+        names.push(&req.name);
+    }
+    let extra: Vec<(String, String)> = req
+        .extra_hosts
+        .iter()
+        .map(|(h, ip)| (h.clone(), if ip == "host-gateway" { slirp::GATEWAY.to_string() } else { ip.clone() }))
+        .collect();
+    rec.attachment.hosts = etc::hosts_file(&[slirp::GUEST_IP], &names, &extra);
+    rec.ready = true;
+    save_record(data_root, rec)
+}
+
 /// Checks published ports against berth's records and the host, picks free ones for port 0.
 /// The metadata lock is held.
 fn resolve_ports(data_root: &Path, want: &[PortMapping]) -> Result<Vec<PortMapping>, NetError> {
@@ -591,6 +668,9 @@ pub fn detach(data_root: &Path, container_id: &str) -> Result<(), NetError> {
 }
 
 fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
+    if let Some((pid, start)) = rec.helper {
+        slirp::stop(&slirp::Helper { pid, start });
+    }
     let cni = cni::Cni::from_env();
     let ns = rec.attachment.netns_path.clone().filter(|_| rec.owns_netns);
     let ns_str = match &ns {
@@ -644,6 +724,7 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
     }
     if let Some(p) = &ns {
         netns::remove(p);
+        slirp::remove_files(p);
     }
     let p = record_path(data_root, &rec.container_id);
     match fs::remove_file(&p) {

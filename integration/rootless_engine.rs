@@ -1,0 +1,372 @@
+//! The engine for an ordinary user: users the tests make (`berth-rlengine` with subordinate
+//! ranges the test writes, `berth-rlnosub` without any) run `image load` and `container run`
+//! with no --root or --data-root: the store under $HOME/.local/share/berth, containers in a
+//! user namespace from /etc/subuid and /etc/subgid (newuidmap), overlayfs in that namespace,
+//! the default network through slirp4netns with `-p` reachable on 127.0.0.1, and the bad
+//! input of this mode (no ranges, a port under 1024, another user's container).
+//! All berth-only.
+
+use crate::common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const USER: &str = "berth-rlengine";
+const NOSUB_USER: &str = "berth-rlnosub";
+/// The test user's subordinate range (written by the test, removed when the last test ends).
+const SUB_START: u32 = 420000;
+const SUB_COUNT: u32 = 65536;
+
+/// Guards /etc/subuid and /etc/subgid, and counts this process's tests that use each user's
+/// ranges: the last one removes them.
+static SUBID_LOCK: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+fn id_of(flag: &str, user: &str) -> Option<u32> {
+    Command::new("id")
+        .args([flag, user])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+}
+
+/// Replaces the user's lines in /etc/subuid and /etc/subgid with `range` (None: no range),
+/// leaving every other line as it is.
+fn set_subids(user: &str, range: Option<(u32, u32)>) {
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let old = fs::read_to_string(f).unwrap_or_default();
+        let mut lines: Vec<String> =
+            old.lines().filter(|l| l.split(':').next() != Some(user)).map(str::to_string).collect();
+        if let Some((s, n)) = range {
+            lines.push(format!("{user}:{s}:{n}"));
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let tmp = format!("{f}.berth-itest.{}", std::process::id());
+        fs::write(&tmp, text).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::rename(&tmp, f).unwrap();
+    }
+}
+
+/// The user (made when missing; useradd may give it ranges of its own, replaced here).
+fn make_user(user: &'static str, range: Option<(u32, u32)>) -> (u32, u32) {
+    let mut users = SUBID_LOCK.lock().unwrap();
+    users.push(user);
+    if id_of("-u", user).is_none() {
+        let o = Command::new("useradd").args(["-M", "-s", "/bin/sh", "-d", "/nonexistent", user]).output().unwrap();
+        assert!(o.status.success() || o.status.code() == Some(9), "useradd {user}: {o:?}");
+    }
+    set_subids(user, range);
+    (id_of("-u", user).unwrap(), id_of("-g", user).unwrap())
+}
+
+/// One test's user session: HOME, XDG_RUNTIME_DIR and a copy of the binary it can run.
+struct User {
+    ctx: Ctx,
+    name: &'static str,
+    uid: u32,
+    home: PathBuf,
+    xdg: PathBuf,
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+}
+
+/// slirp4netns opens /dev/net/tun, which udev makes 0666; some machines (containers, minimal
+/// VMs) have it 0600. True when it is usable by an ordinary user (made so if needed).
+fn tun_usable() -> bool {
+    let p = Path::new("/dev/net/tun");
+    match fs::metadata(p) {
+        Ok(m) if m.mode() & 0o006 == 0o006 => true,
+        Ok(_) => fs::set_permissions(p, fs::Permissions::from_mode(0o666)).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl User {
+    fn new(test: &str, name: &'static str, range: Option<(u32, u32)>) -> Option<User> {
+        if Command::new("newuidmap").arg("--help").output().is_err() || !Path::new("/usr/bin/slirp4netns").exists() {
+            eprintln!("SKIPPED: needs newuidmap (uidmap) and slirp4netns");
+            return None;
+        }
+        if !tun_usable() {
+            eprintln!("SKIPPED: /dev/net/tun missing");
+            return None;
+        }
+        let mut ctx = Ctx::new(test);
+        let (uid, gid) = make_user(name, range);
+        ctx.use_private_bin_copy();
+        let home = ctx.tempdir("home");
+        let xdg = ctx.tempdir("xdg");
+        for d in [&home, &xdg] {
+            chown(d, uid, gid);
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Some(User { ctx, name, uid, home, xdg })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--reuid", self.name, "--regid", self.name, "--init-groups", "--"])
+            .arg(&self.ctx.bin)
+            .args(args)
+            .current_dir(&self.home)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("USER", self.name)
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        self.ctx.exec_cmd(self.command(args), Duration::from_secs(60))
+    }
+
+    fn c(&self, args: &[&str]) -> Out {
+        let mut v = vec!["container"];
+        v.extend_from_slice(args);
+        self.cmd(&v)
+    }
+
+    fn load_busybox(&self) {
+        let (a, _) = crate::container::archives();
+        self.cmd(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+    }
+
+    fn data_root(&self) -> PathBuf {
+        self.home.join(".local/share/berth")
+    }
+
+    /// The process that holds the user's namespaces.
+    fn keeper(&self) -> Option<i32> {
+        let s = fs::read_to_string(self.xdg.join("berth-engine/keeper.pid")).ok()?;
+        s.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let ids = self.c(&["ls", "-aq"]).stdout;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut v = vec!["rm", "-f"];
+            v.extend(ids);
+            let _ = self.c(&v);
+        }
+        if let Some(p) = self.keeper() {
+            // SAFETY: killing the keeper this test's user made (its pid from the user's dir).
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        let mut users = SUBID_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = users.iter().position(|n| *n == self.name) {
+            users.remove(i);
+        }
+        if !users.contains(&self.name) {
+            set_subids(self.name, None);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+                let mut r = String::new();
+                let _ = s.read_to_string(&mut r);
+                if r.contains("200 OK") {
+                    return Ok(r);
+                }
+                last = r;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// An ordinary user loads an image and runs `container run --rm` with no flags for paths:
+/// the store is under $HOME/.local/share/berth and owned by the user, the container runs as
+/// root of a user namespace mapping the user to 0 and its subordinate range to 1.., and
+/// nothing is left afterwards.
+#[test]
+fn rootless_engine_run_rm_in_user_namespace() {
+    let Some(u) = User::new("rle-run", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let store = u.data_root();
+    assert_eq!(fs::metadata(&store).unwrap().uid(), u.uid, "the store is the user's");
+    let o = u.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+    ]);
+    o.ok();
+    let lines = o.lines();
+    assert_eq!(lines[0], "0", "{o}");
+    let maps: Vec<Vec<String>> =
+        lines[1..].iter().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let (gid,) = (id_of("-g", USER).unwrap(),);
+    let want = |id: u32| {
+        vec![
+            vec!["0".to_string(), id.to_string(), "1".into()],
+            vec!["1".into(), SUB_START.to_string(), SUB_COUNT.to_string()],
+        ]
+    };
+    assert_eq!(maps[..2], want(u.uid)[..], "uid_map: {o}");
+    assert_eq!(maps[2..], want(gid)[..], "gid_map: {o}");
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "--rm left a container");
+    // Files owned by root in the image are the user's on disk; the runtime's state is in
+    // $XDG_RUNTIME_DIR/berth and empty again.
+    let snaps = store.join("image/snapshots");
+    let bb = fs::read_dir(&snaps).unwrap().flatten().map(|e| e.path().join("fs/bin/busybox")).find(|p| p.exists());
+    let bb = bb.unwrap_or_else(|| panic!("no unpacked busybox under {}", snaps.display()));
+    assert_eq!(fs::metadata(&bb).unwrap().uid(), u.uid, "{}", bb.display());
+    let state = u.xdg.join("berth");
+    assert_eq!(fs::read_dir(&state).map(|d| d.count()).unwrap_or(0), 0, "runtime state left in {}", state.display());
+
+    // A detached container's rootfs is an overlayfs mounted in the user's mount namespace.
+    let o = u.c(&["run", "-d", "--network", "none", "busybox", "sleep", "300"]);
+    let id = o.ok().stdout.trim().to_string();
+    let keeper = u.keeper().expect("keeper pid");
+    let info = fs::read_to_string(format!("/proc/{keeper}/mountinfo")).unwrap();
+    let line = info.lines().find(|l| l.contains(&id) && l.contains("/rootfs ")).unwrap_or_else(|| panic!("{info}"));
+    assert!(line.contains(" - overlay "), "not overlayfs: {line}");
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&id), "the mount is visible on the host");
+    u.c(&["rm", "-f", &id]).ok();
+}
+
+/// The default network is slirp4netns: the container has 10.0.2.100 and a published port is
+/// reached from the host's 127.0.0.1; removing the container stops slirp4netns and frees the
+/// port. A host port under net.ipv4.ip_unprivileged_port_start is one line, nothing left.
+#[test]
+fn rootless_engine_slirp_published_port() {
+    let Some(u) = User::new("rle-port", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let o = u.c(&[
+        "run",
+        "-d",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "hostname > /tmp/h; ip -4 addr show tap0 > /tmp/a; httpd -f -p 80 -h /tmp",
+    ]);
+    let id = o.ok().stdout.trim().to_string();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let page = http_get(addr, "/h").unwrap_or_else(|e| panic!("GET from the host: {e}"));
+    assert!(page.ends_with(&format!("{}\n", &id[..12])), "{page}");
+    let a = http_get(addr, "/a").unwrap();
+    assert!(a.contains("inet 10.0.2.100/24"), "{a}");
+    let ls = u.c(&["ls"]).ok().stdout.clone();
+    assert!(ls.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ls}");
+    let slirps = || procs_named("slirp4netns", u.uid);
+    assert_eq!(slirps().len(), 1, "one slirp4netns for the container");
+    u.c(&["rm", "-f", &id]).ok();
+    assert!(wait_until(Duration::from_secs(3), || slirps().is_empty()), "slirp4netns left: {:?}", slirps());
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(), "port {port} still open");
+
+    // A privileged port: one line, no container, no namespace file, no helper.
+    let first = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    if first.trim().parse::<u16>().unwrap() > 80 {
+        let o = u.c(&["run", "--rm", "-p", "80:80", "busybox", "true"]);
+        o.one_line_error(&["host port 80 is below"]);
+        assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "a container was left");
+        let netns = u.xdg.join("berth-engine/netns");
+        assert_eq!(fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0), 0, "left in {}", netns.display());
+        assert!(slirps().is_empty());
+    }
+}
+
+/// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
+fn procs_named(name: &str, uid: u32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+        let ruid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next());
+        if comm.trim() == name && !zombie && ruid == Some(&uid.to_string()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// A user without subordinate ranges: one warning naming the files and the fix, and the
+/// user's own id mapped to 0, which is enough for an image whose files are all root's.
+#[test]
+fn rootless_engine_without_subordinate_ids() {
+    let Some(u) = User::new("rle-nosub", NOSUB_USER, None) else { return };
+    let (a, _) = crate::container::archives();
+    let o = u.cmd(&["image", "load", "-i", a.to_str().unwrap()]);
+    o.ok();
+    let warn: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(warn.len(), 1, "one warning line: {o}");
+    for w in ["/etc/subuid", "/etc/subgid", "usermod --add-subuids", NOSUB_USER] {
+        assert!(warn[0].contains(w), "the warning names {w}: {o}");
+    }
+    let o = u.c(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/self/uid_map"]);
+    o.ok();
+    let map: Vec<String> = o.stdout.split_whitespace().map(str::to_string).collect();
+    assert_eq!(map, ["0".to_string(), u.uid.to_string(), "1".into()], "{o}");
+    assert!(o.stderr.trim().is_empty(), "the warning comes once, when the namespace is made: {o}");
+}
+
+/// Another user's container (root's, in root's store) is not there for the user: one line,
+/// and root's container keeps running.
+#[test]
+fn rootless_engine_other_users_container() {
+    let Some(u) = User::new("rle-other", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    // Root's engine with a store of its own in the test dir.
+    let data = u.ctx.tempdir("rootdata");
+    let root = |args: &[&str]| {
+        let mut c = u.ctx.command(&["--data-root", data.to_str().unwrap()]);
+        c.args(args);
+        u.ctx.exec_cmd(c, Duration::from_secs(60))
+    };
+    let (a, _) = crate::container::archives();
+    root(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+    let id = root(&["container", "run", "-d", "--network", "none", "busybox", "sleep", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    for verb in [vec!["stop", id.as_str()], vec!["rm", "-f", id.as_str()], vec!["exec", id.as_str(), "true"]] {
+        let o = u.c(&verb);
+        o.one_line_error(&["no such container"]);
+    }
+    // Pointing at root's store does not reach it either.
+    let o = u.cmd(&["--data-root", data.to_str().unwrap(), "container", "rm", "-f", &id]);
+    o.fails();
+    let st = root(&["container", "inspect", "-f", "{{.State.Status}}", &id]);
+    assert_eq!(st.ok().stdout.trim(), "running");
+    root(&["container", "rm", "-f", &id]).ok();
+}
