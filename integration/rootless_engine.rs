@@ -303,6 +303,43 @@ fn rootless_engine_slirp_published_port() {
     }
 }
 
+/// `--network host` (sysfs becomes a read-only bind of the host's /sys), named volumes and
+/// bind mounts (a file the container's root writes is the user's on the host), and limits:
+/// on a host without a delegated cgroup v2 subtree, one line and no container.
+#[test]
+fn rootless_engine_host_network_volumes_limits() {
+    let Some(u) = User::new("rle-misc", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let o = u.c(&["run", "--rm", "--network", "host", "busybox", "sh", "-c", "ls /sys/class/net"]);
+    let host_ifs: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(o.ok().lines().iter().all(|l| host_ifs.contains(l)) && o.lines().len() == host_ifs.len(), "{o}");
+    u.c(&["run", "--rm", "--network", "none", "-v", "rlvol:/data", "busybox", "sh", "-c", "echo kept > /data/f"]).ok();
+    let o = u.c(&["run", "--rm", "--network", "none", "-v", "rlvol:/data", "busybox", "cat", "/data/f"]);
+    assert_eq!(o.ok().stdout, "kept\n");
+    let bind = u.home.join("bind");
+    fs::create_dir(&bind).unwrap();
+    chown(&bind, u.uid, id_of("-g", USER).unwrap());
+    let spec = format!("{}:/b", bind.display());
+    u.c(&["run", "--rm", "--network", "none", "-v", &spec, "busybox", "sh", "-c", "echo x > /b/y"]).ok();
+    assert_eq!(fs::metadata(bind.join("y")).unwrap().uid(), u.uid, "written by the container's root: the user's file");
+    u.cmd(&["volume", "rm", "rlvol"]).ok();
+
+    let v2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    if !v2 {
+        let o = u.c(&["run", "--rm", "--network", "none", "--memory", "64m", "busybox", "true"]);
+        o.one_line_error(&["--memory: an unprivileged user's limits need a cgroup v2 subtree delegated to the user"]);
+        assert_eq!(o.code, 125, "{o}");
+        assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "a container was left");
+    }
+}
+
 /// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
 fn procs_named(name: &str, uid: u32) -> Vec<i32> {
     let mut v = Vec::new();

@@ -168,6 +168,15 @@ fn mounts_of(e: &Engine, spec: &opts::RunSpec, image_volumes: &[String]) -> Resu
 /// the volumes. Nothing is left behind when it fails.
 pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, EngineError> {
     let mut spec = opts::parse(c)?;
+    let limits = [
+        ("--memory", spec.memory.is_some()),
+        ("--memory-swap", spec.memory_swap.is_some()),
+        ("--cpus", spec.cpus.is_some()),
+        ("--pids-limit", spec.pids_limit.is_some()),
+    ];
+    if let Some((flag, _)) = limits.iter().find(|(_, set)| *set) {
+        crate::unprivileged::check_limits(flag).map_err(|err| EngineError::Invalid(err.to_string()))?;
+    }
     if let Some(t) = spec.network.strip_prefix("container:") {
         let other = cs.find(t)?;
         if status(e, cs, &other.id).state != State::Running {

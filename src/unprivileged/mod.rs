@@ -295,6 +295,32 @@ fn join(pid: i32) -> Result<(), UnprivError> {
     Ok(())
 }
 
+/// Resource limits of an ordinary user's container need a cgroup v2 subtree delegated to the
+/// user (what systemd's user@.service gives): the parent of this process's cgroup, writable,
+/// on a pure v2 host, where the runtime places the container. Otherwise one line says so.
+pub fn check_limits(flag: &str) -> Result<(), UnprivError> {
+    if !active() {
+        return Ok(());
+    }
+    let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
+    let own = fs::read_to_string("/proc/self/cgroup")
+        .ok()
+        .and_then(|t| t.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string)));
+    let parent = own
+        .as_deref()
+        .map(|p| Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')))
+        .and_then(|p| p.parent().map(Path::to_path_buf));
+    let writable = parent.as_ref().is_some_and(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
+    if v2 && writable {
+        return Ok(());
+    }
+    Err(UnprivError::Msg(format!(
+        "{flag}: an unprivileged user's limits need a cgroup v2 subtree delegated to the user (systemd's user@.service with Delegate=yes); this host has {}",
+        if v2 { "none writable for this user" } else { "cgroup v1 controllers" }
+    )))
+}
+
 /// Whether `id` is mapped in this process's user namespace (`file`: uid_map or gid_map).
 fn mapped(file: &str, id: u32) -> bool {
     let text = fs::read_to_string(format!("/proc/self/{file}")).unwrap_or_default();
@@ -307,7 +333,7 @@ fn mapped(file: &str, id: u32) -> bool {
 /// A container config for the user's namespace: mount options naming an id the namespace
 /// does not map (devpts' `gid=5` with only the user's own id) are dropped, as runc's rootless
 /// config does, since the kernel refuses them; so are additional groups where setgroups(2)
-/// is denied.
+/// is denied. With the host's network, sysfs becomes a read-only bind of /sys.
 pub fn adapt_spec(spec: &mut serde_json::Value) {
     // Without subordinate ranges setgroups(2) is denied in the namespace: no additional groups.
     if fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny") {
@@ -315,7 +341,19 @@ pub fn adapt_spec(spec: &mut serde_json::Value) {
             u.remove("additionalGids");
         }
     }
+    let own_netns = spec
+        .pointer("/linux/namespaces")
+        .and_then(|n| n.as_array())
+        .is_some_and(|n| n.iter().any(|n| n["type"] == "network"));
     let Some(mounts) = spec.pointer_mut("/mounts").and_then(|m| m.as_array_mut()) else { return };
+    for m in mounts.iter_mut() {
+        // sysfs can be mounted only in a network namespace of our own (not --network host):
+        // the host's /sys, bound read-only, as runc's rootless config has it.
+        if !own_netns && m["type"] == "sysfs" {
+            *m = serde_json::json!({"destination": m["destination"], "type": "none", "source": "/sys",
+                "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
+        }
+    }
     for m in mounts {
         let Some(opts) = m.get_mut("options").and_then(|o| o.as_array_mut()) else { continue };
         opts.retain(|o| {
