@@ -340,6 +340,44 @@ fn rootless_engine_host_network_volumes_limits() {
     }
 }
 
+/// `--userns keep-id`: the container has a user namespace of its own where the user keeps its
+/// host uid and gid and runs as them; a file it writes to a bind mount is the user's. Refused
+/// for root's engine.
+#[test]
+fn rootless_engine_userns_keep_id() {
+    let Some(u) = User::new("rle-keepid", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let gid = id_of("-g", USER).unwrap();
+    let bind = u.home.join("kb");
+    fs::create_dir(&bind).unwrap();
+    chown(&bind, u.uid, gid);
+    let spec = format!("{}:/kb", bind.display());
+    for net in ["none", "slirp4netns"] {
+        let mut args = vec!["run", "--rm", "--userns", "keep-id", "-v", &spec];
+        if net == "none" {
+            args.extend(["--network", "none"]);
+        }
+        args.extend(["busybox", "sh", "-c", "id -u; id -g; touch /kb/$(id -u); grep -c . /proc/self/uid_map"]);
+        let o = u.c(&args);
+        let lines = o.ok().lines();
+        assert_eq!(lines[..2], [u.uid.to_string(), gid.to_string()], "{net}: {o}");
+        assert_eq!(lines[2], "3", "{net}: three ranges (below, the user, above): {o}");
+        let f = bind.join(u.uid.to_string());
+        assert_eq!(fs::metadata(&f).unwrap().uid(), u.uid, "{net}");
+        fs::remove_file(&f).unwrap();
+    }
+    // `-u` still picks the user inside.
+    let o = u.c(&["run", "--rm", "--network", "none", "--userns", "keep-id", "-u", "0", "busybox", "id", "-u"]);
+    assert_eq!(o.ok().stdout.trim(), "0");
+    let o = u.c(&["run", "--rm", "--network", "none", "--userns", "nonsense", "busybox", "true"]);
+    o.one_line_error(&["--userns"]);
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty());
+    let data = u.ctx.tempdir("rootdata");
+    let mut c = u.ctx.command(&["--data-root", data.to_str().unwrap()]);
+    c.args(["container", "run", "--rm", "--userns", "keep-id", "busybox", "true"]);
+    u.ctx.exec_cmd(c, Duration::from_secs(30)).one_line_error(&["--userns keep-id is for an ordinary user"]);
+}
+
 /// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
 fn procs_named(name: &str, uid: u32) -> Vec<i32> {
     let mut v = Vec::new();

@@ -360,6 +360,10 @@ pub fn write_spec(
         }
     }
     if crate::unprivileged::active() {
+        if s.userns_keep_id {
+            crate::unprivileged::keep_id(&mut spec, s.user.is_none())
+                .map_err(|err| EngineError::Invalid(err.to_string()))?;
+        }
         crate::unprivileged::adapt_spec(&mut spec);
     }
     bundle::ensure_workdir(rootfs, &spec).map_err(berr)?;

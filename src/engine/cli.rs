@@ -147,6 +147,9 @@ pub struct CreateOpts {
     /// Tune the OOM killer's preference.
     #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i32>,
+    /// User namespace: keep-id (an ordinary user's engine: the user's own id inside too).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Pull the image: missing (default), never or always.
     #[arg(long, default_value = "missing")]
     pub pull: String,

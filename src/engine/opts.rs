@@ -78,6 +78,10 @@ pub struct RunSpec {
     pub ipc_host: bool,
     pub uts_host: bool,
     pub oom_score_adj: Option<i32>,
+    /// `--userns keep-id`: the container in a user namespace of its own where the user has
+    /// the same id as on the host.
+    #[serde(default)]
+    pub userns_keep_id: bool,
 }
 
 fn invalid(msg: String) -> EngineError {
@@ -355,6 +359,12 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         dns_options: c.dns_option.clone(),
         pids_limit: c.pids_limit,
         oom_score_adj: c.oom_score_adj,
+        userns_keep_id: match c.userns.as_deref() {
+            None | Some("") | Some("host") => false,
+            Some("keep-id") if crate::unprivileged::active() => true,
+            Some("keep-id") => return Err(invalid("--userns keep-id is for an ordinary user's containers".into())),
+            Some(o) => return Err(invalid(format!("invalid --userns {o:?} (keep-id or host)"))),
+        },
         pid_host: host_mode("--pid", &c.pid)?,
         ipc_host: host_mode("--ipc", &c.ipc)?,
         uts_host: host_mode("--uts", &c.uts)?,

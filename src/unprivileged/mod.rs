@@ -321,6 +321,64 @@ pub fn check_limits(flag: &str) -> Result<(), UnprivError> {
     )))
 }
 
+/// The outside id mapped to 0 here, and how many ids follow it (the subordinate range):
+/// from `/proc/self/{uid_map,gid_map}` of the user's namespace.
+fn own_map(file: &str) -> Option<(u32, u64)> {
+    let text = fs::read_to_string(format!("/proc/self/{file}")).ok()?;
+    let mut host = None;
+    let mut more = 0u64;
+    for l in text.lines() {
+        let f: Vec<u64> = l.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        if f.len() != 3 {
+            continue;
+        }
+        if f[0] == 0 {
+            host = u32::try_from(f[1]).ok();
+        } else {
+            more += f[2];
+        }
+    }
+    host.map(|h| (h, more))
+}
+
+/// The id maps of `--userns keep-id` for the user's `id` (host) with `more` subordinate ids:
+/// container 0..id → 1..=id, id → 0 (the user), id+1.. → id+1.. (as podman's).
+fn keep_id_maps(id: u32, more: u64) -> Vec<serde_json::Value> {
+    let m = |c: u64, h: u64, n: u64| serde_json::json!({"containerID": c, "hostID": h, "size": n});
+    let id = u64::from(id);
+    let mut v = Vec::new();
+    let below = id.min(more);
+    if below > 0 {
+        v.push(m(0, 1, below));
+    }
+    v.push(m(id, 0, 1));
+    if more > id {
+        v.push(m(id + 1, id + 1, more - id));
+    }
+    v
+}
+
+/// `--userns keep-id`: the container gets a user namespace of its own in which the user has
+/// its host id (and, unless `-u` was given, runs as that user, with its host gid).
+pub fn keep_id(spec: &mut serde_json::Value, as_user: bool) -> Result<(), UnprivError> {
+    let bad = || UnprivError::Msg("--userns keep-id: no id map in the user's namespace".into());
+    let (uid, umore) = own_map("uid_map").ok_or_else(bad)?;
+    let (gid, gmore) = own_map("gid_map").ok_or_else(bad)?;
+    let Some(root) = spec.as_object_mut() else { return Err(bad()) };
+    let linux = root.entry("linux").or_insert_with(|| serde_json::json!({}));
+    linux["uidMappings"] = serde_json::Value::Array(keep_id_maps(uid, umore));
+    linux["gidMappings"] = serde_json::Value::Array(keep_id_maps(gid, gmore));
+    let Some(l) = linux.as_object_mut() else { return Err(bad()) };
+    if let Some(a) = l.entry("namespaces").or_insert_with(|| serde_json::json!([])).as_array_mut() {
+        a.retain(|n| n["type"] != "user");
+        a.push(serde_json::json!({"type": "user"}));
+    }
+    if as_user {
+        spec["process"]["user"] = serde_json::json!({"uid": uid, "gid": gid});
+    }
+    Ok(())
+}
+
 /// Whether `id` is mapped in this process's user namespace (`file`: uid_map or gid_map).
 fn mapped(file: &str, id: u32) -> bool {
     let text = fs::read_to_string(format!("/proc/self/{file}")).unwrap_or_default();
@@ -341,10 +399,11 @@ pub fn adapt_spec(spec: &mut serde_json::Value) {
             u.remove("additionalGids");
         }
     }
-    let own_netns = spec
-        .pointer("/linux/namespaces")
-        .and_then(|n| n.as_array())
-        .is_some_and(|n| n.iter().any(|n| n["type"] == "network"));
+    // A network namespace made by the engine (joined by path) is owned by the user's
+    // namespace, not by one the container makes for itself (keep-id).
+    let nss = spec.pointer("/linux/namespaces").and_then(|n| n.as_array()).cloned().unwrap_or_default();
+    let own_userns = nss.iter().any(|n| n["type"] == "user" && n.get("path").is_none());
+    let own_netns = nss.iter().any(|n| n["type"] == "network" && (n.get("path").is_none() || !own_userns));
     let Some(mounts) = spec.pointer_mut("/mounts").and_then(|m| m.as_array_mut()) else { return };
     for m in mounts.iter_mut() {
         // sysfs can be mounted only in a network namespace of our own (not --network host):
@@ -421,6 +480,12 @@ mod tests {
         assert_eq!(sub_ranges(t, "alice", 1000), vec![(100000, 65536)]);
         assert_eq!(sub_ranges(t, "carol", 1001), vec![(300000, 10)]);
         assert!(sub_ranges(t, "dave", 5).is_empty());
+        let v = keep_id_maps(1000, 65536);
+        assert_eq!(
+            serde_json::Value::Array(v).to_string(),
+            r#"[{"containerID":0,"hostID":1,"size":1000},{"containerID":1000,"hostID":0,"size":1},{"containerID":1001,"hostID":1001,"size":64536}]"#
+        );
+        assert_eq!(keep_id_maps(1000, 0).len(), 1);
         assert_eq!(
             map_args(1000, &[(100000, 65536), (300000, 10)]),
             ["0", "1000", "1", "1", "100000", "65536", "65537", "300000", "10"]
