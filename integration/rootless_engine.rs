@@ -378,6 +378,21 @@ fn rootless_engine_userns_keep_id() {
     u.ctx.exec_cmd(c, Duration::from_secs(30)).one_line_error(&["--userns keep-id is for an ordinary user"]);
 }
 
+/// Pull from a registry on 127.0.0.1 into the user's store, then run what was pulled.
+#[test]
+fn rootless_engine_pull_and_run() {
+    let Some(u) = User::new("rle-pull", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    let (reg, _m, c) = crate::image::registry_with_busybox(&u.ctx, crate::common::registry::RegistryOpts::default());
+    let r = reg.reference("berth/busybox:v1");
+    u.cmd(&["image", "pull", "--insecure", &r]).ok();
+    let o = u.cmd(&["image", "inspect", &r]);
+    let v: serde_json::Value = serde_json::from_str(&o.ok().stdout).unwrap();
+    assert_eq!(v[0]["Id"], c.digest.as_str(), "{o}");
+    let o = u.c(&["run", "--rm", "--network", "none", &r]);
+    assert_eq!(o.ok().stdout, "pulled\n");
+    assert!(u.data_root().join("image").exists());
+}
+
 /// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
 fn procs_named(name: &str, uid: u32) -> Vec<i32> {
     let mut v = Vec::new();
@@ -412,6 +427,25 @@ fn rootless_engine_without_subordinate_ids() {
     let map: Vec<String> = o.stdout.split_whitespace().map(str::to_string).collect();
     assert_eq!(map, ["0".to_string(), u.uid.to_string(), "1".into()], "{o}");
     assert!(o.stderr.trim().is_empty(), "the warning comes once, when the namespace is made: {o}");
+
+    // An image with a file of uid 1000, which only root is mapped for: one line, no image.
+    let src = u.ctx.tempdir("src");
+    fs::write(src.join("owned"), "x").unwrap();
+    let tar = u.ctx.dir.join("owned.tar");
+    let t = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .args(["--owner=1000", "--group=1000", "-cf"])
+        .arg(&tar)
+        .arg("owned")
+        .status()
+        .unwrap();
+    assert!(t.success());
+    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let before = u.cmd(&["image", "ls", "-q"]).ok().stdout.clone();
+    let o = u.cmd(&["image", "import", tar.to_str().unwrap(), "owned:1"]);
+    o.one_line_error(&["owner 1000:1000 is not mapped"]);
+    assert_eq!(u.cmd(&["image", "ls", "-q"]).ok().stdout, before, "an image was left");
 }
 
 /// Another user's container (root's, in root's store) is not there for the user: one line,
