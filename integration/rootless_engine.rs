@@ -393,6 +393,102 @@ fn rootless_engine_pull_and_run() {
     assert!(u.data_root().join("image").exists());
 }
 
+/// On cgroup v2 with a subtree delegated to the user (as systemd's user@.service: the
+/// directory and its cgroup.procs, cgroup.threads, cgroup.subtree_control are the user's, and
+/// the user's commands run in a child of it), `--memory` and `--pids-limit` apply: the
+/// container's cgroup is under the delegated one with the limits. In the cgroup v2 VM
+/// (integration/vm/run-v2.sh).
+#[test]
+fn rootless_engine_v2_delegated_limits() {
+    let v2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    if !v2 {
+        eprintln!("SKIPPED: needs a cgroup v2 host (run in the VM: integration/vm/run-v2.sh)");
+        return;
+    }
+    let Some(u) = User::new("rle-v2", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    let gid = id_of("-g", USER).unwrap();
+    let base = PathBuf::from(format!("/sys/fs/cgroup/berth-it-rle{}", std::process::id()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            if let Ok(rd) = fs::read_dir(&self.0) {
+                for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(base.clone());
+    fs::create_dir(&base).unwrap();
+    fs::write(base.join("cgroup.subtree_control"), "+memory +pids").unwrap();
+    fs::create_dir(base.join("self")).unwrap();
+    for p in [&base, &base.join("self")] {
+        chown(p, u.uid, gid);
+        for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+            chown(&p.join(f), u.uid, gid);
+        }
+    }
+    // The user's commands start in base/self (a shell as root moves itself there first).
+    let in_self = |args: &[&str]| {
+        let inner = u.command(args);
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("echo $$ > {}/self/cgroup.procs && exec \"$@\"", base.display()))
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(&u.home)
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null());
+        u.ctx.exec_cmd(c, Duration::from_secs(120))
+    };
+    let (a, _) = crate::container::archives();
+    in_self(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+    let o = in_self(&[
+        "container",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let id = o.ok().stdout.trim().to_string();
+    let insp = in_self(&["container", "inspect", &id]);
+    let v: serde_json::Value = serde_json::from_str(&insp.ok().stdout).unwrap();
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = cg.trim().strip_prefix("0::/").unwrap_or_else(|| panic!("{cg}")).to_string();
+    let dir = Path::new("/sys/fs/cgroup").join(&rel);
+    assert!(
+        dir.starts_with(&base) && dir != base.join("self"),
+        "the container's cgroup {} is not under the delegated {}",
+        dir.display(),
+        base.display()
+    );
+    assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap().trim(), "67108864");
+    assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "50");
+    in_self(&["container", "rm", "-f", &id]).ok();
+    assert!(wait_until(Duration::from_secs(5), || !dir.exists()), "the container's cgroup is left");
+    // The keeper was started in base/self: stop it so the cgroups can go.
+    if let Some(p) = u.keeper() {
+        // SAFETY: killing the keeper this test's user made.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    let procs = base.join("self/cgroup.procs");
+    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&procs).unwrap_or_default().trim().is_empty()));
+}
+
 /// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
 fn procs_named(name: &str, uid: u32) -> Vec<i32> {
     let mut v = Vec::new();

@@ -302,6 +302,18 @@ pub fn check_limits(flag: &str) -> Result<(), UnprivError> {
     if !active() {
         return Ok(());
     }
+    match delegated_v2() {
+        Some(true) => Ok(()),
+        v2 => Err(UnprivError::Msg(format!(
+            "{flag}: an unprivileged user's limits need a cgroup v2 subtree delegated to the user (systemd's user@.service with Delegate=yes); this host has {}",
+            if v2.is_some() { "none writable for this user" } else { "cgroup v1 controllers" }
+        ))),
+    }
+}
+
+/// None on a host with cgroup v1 controllers; on a pure cgroup v2 host, whether the parent of
+/// this process's cgroup is writable (delegated to the user).
+fn delegated_v2() -> Option<bool> {
     let v2 = nix::sys::statfs::statfs("/sys/fs/cgroup")
         .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC);
     let own = fs::read_to_string("/proc/self/cgroup")
@@ -312,13 +324,7 @@ pub fn check_limits(flag: &str) -> Result<(), UnprivError> {
         .map(|p| Path::new("/sys/fs/cgroup").join(p.trim_start_matches('/')))
         .and_then(|p| p.parent().map(Path::to_path_buf));
     let writable = parent.as_ref().is_some_and(|p| nix::unistd::access(p, nix::unistd::AccessFlags::W_OK).is_ok());
-    if v2 && writable {
-        return Ok(());
-    }
-    Err(UnprivError::Msg(format!(
-        "{flag}: an unprivileged user's limits need a cgroup v2 subtree delegated to the user (systemd's user@.service with Delegate=yes); this host has {}",
-        if v2 { "none writable for this user" } else { "cgroup v1 controllers" }
-    )))
+    v2.then_some(writable)
 }
 
 /// The outside id mapped to 0 here, and how many ids follow it (the subordinate range):
@@ -391,7 +397,8 @@ fn mapped(file: &str, id: u32) -> bool {
 /// A container config for the user's namespace: mount options naming an id the namespace
 /// does not map (devpts' `gid=5` with only the user's own id) are dropped, as runc's rootless
 /// config does, since the kernel refuses them; so are additional groups where setgroups(2)
-/// is denied. With the host's network, sysfs becomes a read-only bind of /sys.
+/// is denied. With the host's network, sysfs becomes a read-only bind of /sys; on cgroup v2
+/// without a delegated subtree there is no cgroup mount.
 pub fn adapt_spec(spec: &mut serde_json::Value) {
     // Without subordinate ranges setgroups(2) is denied in the namespace: no additional groups.
     if fs::read_to_string("/proc/self/setgroups").is_ok_and(|s| s.trim() == "deny") {
@@ -405,6 +412,11 @@ pub fn adapt_spec(spec: &mut serde_json::Value) {
     let own_userns = nss.iter().any(|n| n["type"] == "user" && n.get("path").is_none());
     let own_netns = nss.iter().any(|n| n["type"] == "network" && (n.get("path").is_none() || !own_userns));
     let Some(mounts) = spec.pointer_mut("/mounts").and_then(|m| m.as_array_mut()) else { return };
+    // On cgroup v2 without a delegated subtree the container has no cgroup of its own to
+    // mount (the runtime leaves it in the user's): no cgroup filesystem at /sys/fs/cgroup.
+    if delegated_v2() == Some(false) {
+        mounts.retain(|m| m["type"] != "cgroup" && m["type"] != "cgroup2");
+    }
     for m in mounts.iter_mut() {
         // sysfs can be mounted only in a network namespace of our own (not --network host):
         // the host's /sys, bound read-only, as runc's rootless config has it.
