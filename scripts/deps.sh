@@ -7,8 +7,9 @@ case "${1:-build}" in
   test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap slirp4netns) ;;
   demo) want+=(containernetworking-plugins iptables) ;;
   # bench: podman (with conmon and netavark, as `apt-get install podman` brings them) and the CNI
-  # plugins are the peers of the engine bench's containers section
-  bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time podman conmon netavark containernetworking-plugins iptables) ;;
+  # plugins are the peers of the engine bench's containers section; uidmap and slirp4netns its
+  # rootless section (an ordinary user's berth and podman)
+  bench) want+=(python3 runc crun docker-registry skopeo umoci debootstrap time podman conmon netavark containernetworking-plugins iptables uidmap slirp4netns) ;;
   # integration/engines/*.sh (each starts its own private daemon)
   # podman.sh: podman 4.3 with conmon, netavark + aardvark-dns (named networks with DNS)
   engines) want+=(python3 python3-grpcio runc containerd docker.io iptables curl util-linux procps podman conmon netavark aardvark-dns) ;;
