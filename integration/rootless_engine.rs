@@ -489,6 +489,31 @@ fn rootless_engine_v2_delegated_limits() {
     assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&procs).unwrap_or_default().trim().is_empty()));
 }
 
+/// A detached container of the user: logs, exec, stop, inspect and rm all reach it (each a
+/// new command joining the user's namespaces), and a new command sees the same overlay.
+#[test]
+fn rootless_engine_detached_logs_exec_stop() {
+    let Some(u) = User::new("rle-detached", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let o =
+        u.c(&["run", "-d", "--name", "rlbox", "busybox", "sh", "-c", "echo hello; echo data > /tmp/f; exec sleep 300"]);
+    let id = o.ok().stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(5), || u.c(&["logs", "rlbox"]).stdout == "hello\n"), "logs");
+    let o = u.c(&["exec", "rlbox", "cat", "/tmp/f"]);
+    assert_eq!(o.ok().stdout, "data\n");
+    u.c(&["stop", "-t", "1", "rlbox"]).ok();
+    let o = u.c(&["inspect", "rlbox"]);
+    let v: serde_json::Value = serde_json::from_str(&o.ok().stdout).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited", "{o}");
+    assert_eq!(v[0]["Id"], id.as_str());
+    // Started again: the container's upper layer kept the file.
+    u.c(&["start", "rlbox"]).ok();
+    let o = u.c(&["exec", "rlbox", "cat", "/tmp/f"]);
+    assert_eq!(o.ok().stdout, "data\n");
+    u.c(&["rm", "-f", "rlbox"]).ok();
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty());
+}
+
 /// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
 fn procs_named(name: &str, uid: u32) -> Vec<i32> {
     let mut v = Vec::new();
