@@ -167,6 +167,13 @@ impl Drop for User {
             // SAFETY: killing the keeper this test's user made (its pid from the user's dir).
             unsafe { libc::kill(p, libc::SIGKILL) };
         }
+        // The slirp4netns of the user's shared network namespace (user-defined networks).
+        let shared = self.xdg.join("berth-engine/netns/user-networks.pid");
+        if let Some(p) = fs::read_to_string(shared).ok().and_then(|s| s.split_whitespace().next()?.parse::<i32>().ok())
+        {
+            // SAFETY: killing the helper this test's user made (its pid from the user's dir).
+            unsafe { libc::kill(p, libc::SIGTERM) };
+        }
         let mut users = SUBID_LOCK.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(i) = users.iter().position(|n| *n == self.name) {
             users.remove(i);
@@ -512,6 +519,57 @@ fn rootless_engine_detached_logs_exec_stop() {
     assert_eq!(o.ok().stdout, "data\n");
     u.c(&["rm", "-f", "rlbox"]).ok();
     assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty());
+}
+
+/// User-defined networks: bridges in the user's shared network namespace (one slirp4netns
+/// for it, as podman's rootless netns): containers reach each other by name through berth's
+/// DNS, a published port is reached from the host's 127.0.0.1 and closed again at `rm`, and
+/// `network rm` removes the network.
+#[test]
+fn rootless_engine_user_network_names_and_ports() {
+    let Some(u) = User::new("rle-net", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    u.cmd(&["network", "create", "rlnet"]).ok();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    u.c(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "rlnet",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-srv > /tmp/i; httpd -f -p 80 -h /tmp",
+    ])
+    .ok();
+    let o = u.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "rlnet",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 50); do wget -q -O- http://srv/i && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    assert_eq!(o.ok().stdout, "from-srv\n", "by name: {o}");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let page = http_get(addr, "/i").unwrap_or_else(|e| panic!("GET from the host: {e}"));
+    assert!(page.ends_with("from-srv\n"), "{page}");
+    u.c(&["rm", "-f", "srv"]).ok();
+    assert!(
+        wait_until(Duration::from_secs(3), || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()),
+        "port {port} still open"
+    );
+    u.cmd(&["network", "rm", "rlnet"]).ok();
+    assert!(!u.cmd(&["network", "ls"]).ok().stdout.contains("rlnet"));
+    // One slirp4netns is left: the shared namespace's, kept with the user's namespaces.
+    assert_eq!(procs_named("slirp4netns", u.uid).len(), 1);
 }
 
 /// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).

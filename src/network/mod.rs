@@ -257,14 +257,32 @@ pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     // An ordinary user cannot make bridges or rules in the host's namespace: the default
     // network is slirp4netns.
     if req.mode == NetMode::Bridge && crate::unprivileged::active() {
-        if let Some(n) = req.networks.first() {
-            return Err(NetError::Msg(format!(
-                "network {}: an unprivileged user's containers use the default network (slirp4netns), none or host",
-                n.network
-            )));
-        }
         slirp::check_ports(&req.ports)?;
-        return attach_slirp(data_root, req);
+        if req.networks.is_empty() {
+            return attach_slirp(data_root, req);
+        }
+        // User-defined networks: bridges in the user's shared namespace (its slirp4netns
+        // reaches out; published ports go through it to CNI's portmap there).
+        // In the shared namespace a published port arrives from slirp4netns on its own
+        // address, whatever host address the user gave (that one is slirp4netns's).
+        let mut inner = req.clone();
+        for p in &mut inner.ports {
+            p.host_ip = None;
+        }
+        let mut a = {
+            let _in = slirp::shared::enter()?;
+            attach_own(data_root, &inner)?
+        };
+        for (p, want) in a.ports.iter_mut().zip(&req.ports) {
+            p.host_ip = want.host_ip;
+        }
+        for p in &a.ports {
+            if let Err(e) = slirp::shared::publish(p) {
+                let _ = detach(data_root, &req.container_id);
+                return Err(e);
+            }
+        }
+        return Ok(a);
     }
     match &req.mode {
         NetMode::Host | NetMode::Container(_) => attach_shared(data_root, req),
@@ -662,6 +680,14 @@ fn interface_of(network: &str, ifname: &str, netns: &str, res: &Value) -> Option
 pub fn detach(data_root: &Path, container_id: &str) -> Result<(), NetError> {
     validate_id(container_id)?;
     match load_record(data_root, container_id)? {
+        // A user's container on user-defined networks: CNI DEL in the user's shared namespace.
+        Some(r) if crate::unprivileged::active() && !r.nets.is_empty() => {
+            for p in &r.attachment.ports {
+                slirp::shared::unpublish(p);
+            }
+            let _in = slirp::shared::enter()?;
+            detach_record(data_root, r)
+        }
         Some(r) => detach_record(data_root, r),
         None => Ok(()),
     }
@@ -767,6 +793,8 @@ pub fn remove_network(data_root: &Path, name: &str) -> Result<(), NetError> {
     if matches!(name, "host" | "none") {
         return Err(NetError::Msg(format!("network {name} is predefined and cannot be removed")));
     }
+    // A user's bridges are in the user's shared namespace.
+    let _in = if crate::unprivileged::active() { Some(slirp::shared::enter()?) } else { None };
     let _l = config::lock(data_root)?;
     let net = config::load(data_root, name)?;
     if let Some((id, _, _)) = users(data_root, name).first() {
@@ -777,6 +805,7 @@ pub fn remove_network(data_root: &Path, name: &str) -> Result<(), NetError> {
 
 /// Cleans up crashed set-ups, then removes every unused user-defined network; returns their names.
 pub fn prune(data_root: &Path) -> Result<Vec<String>, NetError> {
+    let _in = if crate::unprivileged::active() { Some(slirp::shared::enter()?) } else { None };
     let mut first = None;
     for r in all_records(data_root).into_iter().filter(is_stale) {
         if let Err(e) = detach_record(data_root, r) {

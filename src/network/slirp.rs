@@ -126,29 +126,36 @@ pub fn start(netns: &Path, ports: &[PortMapping]) -> Result<Helper, NetError> {
 }
 
 fn add_hostfwd(sock: &Path, p: &PortMapping) -> Result<(), NetError> {
-    let proto = match p.protocol {
-        Proto::Tcp => "tcp",
-        Proto::Udp => "udp",
-    };
     let req = serde_json::json!({"execute": "add_hostfwd", "arguments": {
-        "proto": proto,
+        "proto": proto_name(p),
         "host_addr": p.host_ip.unwrap_or(Ipv4Addr::UNSPECIFIED).to_string(),
         "host_port": p.host_port,
         "guest_port": p.container_port,
     }});
-    let fail = |e: String| NetError::Msg(format!("publish {}: {e}", p.host_side()));
-    let mut s = UnixStream::connect(sock).map_err(|e| fail(format!("connect {}: {e}", sock.display())))?;
+    call(sock, &req).map(|_| ()).map_err(|e| NetError::Msg(format!("publish {}: {e}", p.host_side())))
+}
+
+fn proto_name(p: &PortMapping) -> &'static str {
+    match p.protocol {
+        Proto::Tcp => "tcp",
+        Proto::Udp => "udp",
+    }
+}
+
+/// One request to slirp4netns's API socket; its reply.
+fn call(sock: &Path, req: &serde_json::Value) -> Result<serde_json::Value, String> {
+    let mut s = UnixStream::connect(sock).map_err(|e| format!("connect {}: {e}", sock.display()))?;
     let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-    s.write_all(req.to_string().as_bytes()).map_err(|e| fail(e.to_string()))?;
+    s.write_all(req.to_string().as_bytes()).map_err(|e| e.to_string())?;
     let _ = s.shutdown(std::net::Shutdown::Write);
     let mut line = String::new();
-    BufReader::new(&s).read_line(&mut line).map_err(|e| fail(e.to_string()))?;
-    let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| fail(format!("reply {line:?}: {e}")))?;
+    BufReader::new(&s).read_line(&mut line).map_err(|e| e.to_string())?;
+    let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| format!("reply {line:?}: {e}"))?;
     if let Some(err) = v.get("error") {
-        let desc = err["desc"].as_str().map(str::to_string).unwrap_or_else(|| err.to_string());
-        return Err(fail(desc));
+        return Err(err["desc"].as_str().map(str::to_string).unwrap_or_else(|| err.to_string()));
     }
-    Ok(())
+    // Replies come as {"return": ...} or, for list_hostfwd, bare.
+    Ok(v.get("return").cloned().unwrap_or(v))
 }
 
 /// Stops the helper if it is still the process that was started.
@@ -177,4 +184,111 @@ fn log_path(netns: &Path) -> PathBuf {
 pub fn remove_files(netns: &Path) {
     let _ = std::fs::remove_file(api_socket(netns));
     let _ = std::fs::remove_file(log_path(netns));
+}
+
+/// The user's shared network namespace for user-defined networks (as podman's rootless
+/// netns): bridges, veths, CNI's rules and berth's DNS servers live there, and one slirp4netns
+/// gives it the outside. Made on first use, kept with the user's namespaces.
+pub mod shared {
+    use super::super::{netns, NetError};
+    use std::os::fd::AsRawFd;
+    use std::path::PathBuf;
+
+    fn path() -> PathBuf {
+        netns::dir().join("user-networks")
+    }
+
+    /// The namespace, made (with its slirp4netns) when missing or when its helper is gone.
+    pub fn ensure() -> Result<PathBuf, NetError> {
+        let p = path();
+        let dir = netns::dir();
+        std::fs::create_dir_all(&dir).map_err(|e| NetError::io("create", &dir, e))?;
+        let lock_path = dir.join("user-networks.lock");
+        let lock = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| NetError::io("open", &lock_path, e))?;
+        // SAFETY: flock on an fd we hold; released when it is closed.
+        if unsafe { libc::flock(lock.as_raw_fd(), libc::LOCK_EX) } != 0 {
+            return Err(NetError::io("lock", &lock_path, std::io::Error::last_os_error()));
+        }
+        let pid_path = p.with_extension("pid");
+        let helper = std::fs::read_to_string(&pid_path).ok().and_then(|s| {
+            let (a, b) = s.trim().split_once(' ')?;
+            Some(super::Helper { pid: a.parse().ok()?, start: b.parse().ok()? })
+        });
+        let alive = helper.as_ref().is_some_and(|h| super::super::proc_start(h.pid) == Some(h.start));
+        if alive && netns::is_netns(&p) {
+            return Ok(p);
+        }
+        // A helper whose namespace went (the user's namespaces were made again) goes too.
+        if let Some(h) = &helper {
+            super::stop(h);
+        }
+        netns::remove(&p);
+        super::remove_files(&p);
+        netns::create(&p)?;
+        let h = match super::start(&p, &[]) {
+            Ok(h) => h,
+            Err(e) => {
+                netns::remove(&p);
+                return Err(e);
+            }
+        };
+        std::fs::write(&pid_path, format!("{} {}\n", h.pid, h.start))
+            .map_err(|e| NetError::io("write", &pid_path, e))?;
+        Ok(p)
+    }
+
+    /// Publishes a host port to the shared namespace (where CNI's portmap takes it on).
+    pub fn publish(p: &super::PortMapping) -> Result<(), NetError> {
+        let ns = path();
+        let (dir, name) = super::socket_parts(&ns);
+        let d = std::fs::File::open(&dir).map_err(|e| NetError::io("open", &dir, e))?;
+        let short = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
+        let mut fwd = p.clone();
+        fwd.container_port = p.host_port;
+        super::add_hostfwd(&short, &fwd)
+    }
+
+    /// Stops publishing a host port (its container is gone).
+    pub fn unpublish(p: &super::PortMapping) {
+        let ns = path();
+        let (dir, name) = super::socket_parts(&ns);
+        let Ok(d) = std::fs::File::open(&dir) else { return };
+        let short = PathBuf::from(format!("/proc/self/fd/{}", d.as_raw_fd())).join(name);
+        let Ok(list) = super::call(&short, &serde_json::json!({"execute": "list_hostfwd"})) else { return };
+        for e in list["entries"].as_array().into_iter().flatten() {
+            if e["host_port"] == p.host_port && e["proto"] == super::proto_name(p) {
+                let req = serde_json::json!({"execute": "remove_hostfwd", "arguments": {"id": e["id"]}});
+                let _ = super::call(&short, &req);
+            }
+        }
+    }
+
+    /// While alive, this thread (and what it starts) is in the shared namespace.
+    pub struct Inside {
+        home: std::fs::File,
+    }
+
+    pub fn enter() -> Result<Inside, NetError> {
+        let p = ensure()?;
+        let home = std::fs::File::open("/proc/thread-self/ns/net")
+            .map_err(|e| NetError::io("open", std::path::Path::new("/proc/thread-self/ns/net"), e))?;
+        let ns = std::fs::File::open(&p).map_err(|e| NetError::io("open", &p, e))?;
+        // SAFETY: setns with an fd we hold; only this thread moves.
+        if unsafe { libc::setns(ns.as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
+            return Err(NetError::io("setns", &p, std::io::Error::last_os_error()));
+        }
+        Ok(Inside { home })
+    }
+
+    impl Drop for Inside {
+        fn drop(&mut self) {
+            // SAFETY: back to the namespace we came from, through an fd we hold.
+            unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNET) };
+        }
+    }
 }
