@@ -23,6 +23,10 @@ Sections (--sections, default all):
               multi-stage Dockerfile of ~20 cheap steps over a context of 2,000 small files and
               one 50 MB file: a cold build (--no-cache), a rebuild with nothing changed, a
               rebuild after one source file changed; and the cost of one `RUN true` step
+  rootless    `container run --rm busybox true` as an ordinary user the bench makes (subordinate
+              ranges it writes and removes), default networks: berth (user namespace, overlayfs,
+              slirp4netns) vs rootless `podman run --rm` (podman 4.3 with runc and its default
+              rootless network, slirp4netns), interleaved; the target is berth at most 0.5x
 
 The Debian image is made once per machine: a `debootstrap --variant=minbase` rootfs cached in
 /var/cache/berth-tests/debian-rootfs.tar (shared with the integration tests), layered by this
@@ -1126,6 +1130,100 @@ def section_dualstack(eng, work, iters, warmup, seed):
 
 # ------------------------------------------------------------------ shim memory
 
+ROOTLESS_USER = "berth-bench-rl"
+ROOTLESS_RANGE = (520000, 65536)
+
+
+def set_subids(user, rng):
+    """Replace the user's lines of /etc/subuid and /etc/subgid with rng (None: none)."""
+    for f in ("/etc/subuid", "/etc/subgid"):
+        try:
+            with open(f) as fh:
+                lines = [l for l in fh.read().splitlines() if l.split(":")[0] != user]
+        except FileNotFoundError:
+            lines = []
+        if rng:
+            lines.append("%s:%d:%d" % (user, rng[0], rng[1]))
+        tmp = "%s.bench.%d" % (f, os.getpid())
+        with open(tmp, "w") as fh:
+            fh.write("\n".join(lines) + "\n")
+        os.chmod(tmp, 0o644)
+        os.rename(tmp, f)
+
+
+def section_rootless(berth, iters, warmup):
+    user = ROOTLESS_USER
+    if subprocess.run(["id", "-u", user], capture_output=True).returncode != 0:
+        run(["useradd", "-M", "-s", "/bin/sh", "-d", "/nonexistent", user])
+    uid, gid = int(run(["id", "-u", user]).strip()), int(run(["id", "-g", user]).strip())
+    # slirp4netns (both engines) opens /dev/net/tun, which udev makes 0666.
+    if os.stat("/dev/net/tun").st_mode & 0o006 != 0o006:
+        print("  (made /dev/net/tun 0666, as udev does, for slirp4netns)")
+        os.chmod("/dev/net/tun", 0o666)
+    set_subids(user, ROOTLESS_RANGE)
+    base = tempfile.mkdtemp(prefix="berth-rootless-bench-", dir=os.environ.get("BENCH_TMP", "/dev/shm"))
+    os.chmod(base, 0o755)
+    home, xdg = os.path.join(base, "home"), os.path.join(base, "xdg")
+    for d in (home, xdg):
+        os.mkdir(d, 0o700)
+        os.chown(d, uid, gid)
+    bb = os.path.join(base, "berth")
+    shutil.copy(berth, bb)
+    os.chmod(bb, 0o755)
+    arch = os.path.join(base, "busybox.tar")
+    busybox_archive(arch)
+    os.chmod(arch, 0o644)
+    env = {"PATH": ENV["PATH"], "LC_ALL": "C", "HOME": home, "USER": user, "XDG_RUNTIME_DIR": xdg}
+    as_user = ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"]
+    # The user's environment set by env(1) after setpriv, as a login would: when it is given to
+    # setpriv itself, podman's conmon waits out its 20 s timeout for every container's exit.
+    as_user = as_user + ["env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())]
+    out = {}
+    try:
+        for argv in ([bb, "image", "load", "-i", arch], ["podman", "load", "-q", "-i", arch]):
+            # Output to a file: the first podman command starts the process that keeps podman's
+            # user namespace, which would keep a pipe open (and podman then waits out conmon's
+            # 20 s timeout at every container exit).
+            with open(os.path.join(base, "load.log"), "w+") as logf:
+                r = subprocess.run(as_user + argv, stdout=logf, stderr=logf, stdin=subprocess.DEVNULL)
+                logf.seek(0)
+                if r.returncode != 0:
+                    die("rootless: %s: %s" % (" ".join(argv), logf.read().strip()[-400:]))
+        # The full name: a short one sends podman to its registries' short-name resolution.
+        image = "docker.io/library/busybox:latest"
+        cells = [Cell("berth container run --rm", [as_user + [bb, "container", "run", "--rm", image, "true"]]),
+                 Cell("podman run --rm (runc)", [as_user + ["podman", "--runtime", "runc", "run", "--rm",
+                                                            image, "true"]])]
+        for i in range(warmup + iters):
+            for c in (cells if i % 2 == 0 else cells[::-1]):
+                c.measure(i, i >= warmup)
+        print("rootless: `run --rm busybox true` as %s (default network: slirp4netns), %d iterations" % (user, iters))
+        for c in cells:
+            if c.error:
+                print("  %-28s FAILED: %s" % (c.name, c.error))
+            else:
+                print("  %-28s median %8.1f ms  (p10 %7.1f, p90 %7.1f)" % (
+                    c.name, c.med() * 1000, pct(c.samples, 10) * 1000, pct(c.samples, 90) * 1000))
+        if not cells[0].error and not cells[1].error:
+            ratio = cells[0].med() / cells[1].med()
+            print("  berth / podman: %.2fx (target: at most 0.5x)" % ratio)
+            out = {"berth": cells[0].med(), "podman": cells[1].med(), "ratio": ratio}
+    finally:
+        subprocess.run(as_user + ["podman", "rm", "-af"], capture_output=True, stdin=subprocess.DEVNULL)
+        subprocess.run(as_user + ["podman", "system", "reset", "-f"], capture_output=True, stdin=subprocess.DEVNULL)
+        # The processes that hold each engine's user namespace.
+        for pidfile in (os.path.join(xdg, "berth-engine", "keeper.pid"), os.path.join(xdg, "libpod", "tmp", "pause.pid")):
+            try:
+                with open(pidfile) as fh:
+                    os.kill(int(fh.read().split()[0]), signal.SIGKILL)
+            except (OSError, ValueError, IndexError):
+                pass
+        time.sleep(0.2)
+        shutil.rmtree(base, ignore_errors=True)
+        set_subids(user, None)
+    return out
+
+
 def mem_of(pid):
     """VmRSS, Rss, Pss, Private_Dirty in KiB of a process."""
     v = {}
@@ -1291,7 +1389,7 @@ def main():
     ap.add_argument("--cells", default="", help="only the containers cells whose name contains one of these (comma list)")
     ap.add_argument("--rss-containers", type=int, default=3, help="detached containers per engine for rss")
     ap.add_argument("--build-iterations", type=int, default=3, help="iterations of the build section (default 3)")
-    ap.add_argument("--sections", default="unpack,pull,push,containers,dualstack,rss,build")
+    ap.add_argument("--sections", default="unpack,pull,push,containers,dualstack,rss,build,rootless")
     ap.add_argument("--json", help="write the medians to this file")
     ap.add_argument("--baseline", help="another berth binary (e.g. a build of the previous commit) to time too")
     a = ap.parse_args()
@@ -1303,11 +1401,12 @@ def main():
         die("no berth binary at %s (cargo build --release)" % berth)
     sections = [x.strip() for x in a.sections.split(",") if x.strip()]
     for s in sections:
-        if s not in ("unpack", "pull", "push", "containers", "dualstack", "rss", "build"):
+        if s not in ("unpack", "pull", "push", "containers", "dualstack", "rss", "build", "rootless"):
             die("unknown section %r" % s)
     need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"], "push": ["skopeo", "docker-registry"],
             "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"],
-            "dualstack": ["podman", "conmon", "runc", "ip6tables"], "build": ["buildah", "runc", "busybox"]}
+            "dualstack": ["podman", "conmon", "runc", "ip6tables"], "build": ["buildah", "runc", "busybox"],
+            "rootless": ["podman", "runc", "slirp4netns", "newuidmap", "setpriv"]}
     for s in sections:
         for tool in need[s]:
             if not shutil.which(tool, path=ENV["PATH"]):
@@ -1367,6 +1466,8 @@ def main():
                 out[s] = section_rss(eng, a.rss_containers)
             elif s == "build":
                 out[s] = section_build(berth, work, a.build_iterations)
+            elif s == "rootless":
+                out[s] = section_rootless(berth, a.container_iterations, a.warmup)
         print("engine bench: end, load %.2f %.2f %.2f" % os.getloadavg())
     except KeyboardInterrupt:
         print("bench: interrupted, cleaning up", file=sys.stderr)

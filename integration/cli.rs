@@ -269,12 +269,58 @@ fn cli_unknown_command_and_usage_errors() {
         assert_eq!(o.code, 3, "{o}");
         assert!(o.stdout.is_empty(), "{o}");
     }
-    for args in [vec!["kill"], vec!["state", "a", "b"], vec!["kill", "--no-such-flag", "x"]] {
-        let o = ctx.cmd(&args);
+    // runc's usage error: "Incorrect Usage" (naming a bad flag) and the command's whole help
+    // on stdout, one line on stderr naming the problem, exit 1.
+    let cases: &[(&[&str], &str, &str)] = &[
+        (&["kill"], "Incorrect Usage.\n\n", "\"kill\" requires a minimum of 1 argument(s)"),
+        (&["kill", "a", "b", "c"], "Incorrect Usage.\n\n", "\"kill\" requires a maximum of 2 argument(s)"),
+        (&["state", "a", "b"], "Incorrect Usage.\n\n", "\"state\" requires exactly 1 argument(s)"),
+        (&["list", "x"], "Incorrect Usage.\n\n", "\"list\" requires exactly 0 argument(s)"),
+        (&["exec"], "Incorrect Usage.\n\n", "\"exec\" requires a minimum of 1 argument(s)"),
+        // Options end at the first argument: a flag after the id is one more argument.
+        (&["create", "x", "--bogus"], "Incorrect Usage.\n\n", "\"create\" requires exactly 1 argument(s)"),
+        (
+            &["kill", "--no-such-flag", "x"],
+            "Incorrect Usage: flag provided but not defined: -no-such-flag\n\n",
+            "flag provided but not defined: -no-such-flag",
+        ),
+        (
+            &["delete", "--bogus=1", "x"],
+            "Incorrect Usage: flag provided but not defined: -bogus\n\n",
+            "flag provided but not defined: -bogus",
+        ),
+        (
+            &["create", "--bundle"],
+            "Incorrect Usage: flag needs an argument: -bundle\n\n",
+            "flag needs an argument: -bundle",
+        ),
+    ];
+    let runc = std::path::Path::new("/usr/sbin/runc");
+    for (args, head, msg) in cases {
+        let o = ctx.cmd(args);
         assert_eq!(o.code, 1, "runc's code for a usage error: {o}");
-        if !is_runc() {
-            o.one_line_error(&["argument", "flag", "required"]);
+        let help = ctx.exec_cmd(ctx.command_noroot(&[args[0], "--help"]), TIMEOUT);
+        help.ok();
+        assert_eq!(o.stdout, format!("{head}{}", help.stdout), "{args:?}");
+        // runc's logrus line quotes the message, escaping its quotes.
+        o.one_line_error(&[msg, &msg.replace('"', "\\\"")]);
+        // Byte for byte what runc prints, for the commands whose help is runc's own.
+        if runc.exists() && ["kill", "state", "list", "delete", "create"].contains(&args[0]) {
+            let dir = ctx.dir.join("runc-root");
+            let r = std::process::Command::new(runc).arg("--root").arg(&dir).args(*args).output().unwrap();
+            assert_eq!(r.status.code(), Some(1), "{args:?}");
+            assert_eq!(o.stdout, String::from_utf8_lossy(&r.stdout).replace("runc", &prog()), "{args:?}");
         }
+    }
+    // A bad global option: "Incorrect Usage." with the error, then the program's help.
+    for (args, msg) in
+        [(vec!["--bogus"], "flag provided but not defined: -bogus"), (vec!["--root"], "flag needs an argument: -root")]
+    {
+        let o = ctx.exec_cmd(ctx.command_noroot(&args), TIMEOUT);
+        assert_eq!(o.code, 1, "{o}");
+        let help = ctx.exec_cmd(ctx.command_noroot(&["--help"]), TIMEOUT);
+        assert_eq!(o.stdout, format!("Incorrect Usage. {msg}\n\n{}", help.stdout), "{args:?}");
+        o.one_line_error(&[msg]);
     }
 }
 

@@ -48,7 +48,7 @@ fn save_archive(ctx: &Ctx, out: &Path, layer_tar: &Path, repo_tag: &str, config:
 
 /// The test images, built once per test process: `busybox` (Cmd sh) and `berth-test/extra`
 /// (a VOLUME /data, EXPOSE 80, STOPSIGNAL SIGUSR1, a label).
-pub(crate) fn archives() -> &'static (PathBuf, PathBuf) {
+pub fn archives() -> &'static (PathBuf, PathBuf) {
     static A: OnceLock<(PathBuf, PathBuf)> = OnceLock::new();
     A.get_or_init(|| {
         let ctx = Ctx::new("engine-images");

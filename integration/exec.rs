@@ -509,9 +509,8 @@ fn exec_stopped_container_fails() {
     }
     let o = ctx.cmd(&["exec", "no-such-container-xyz", "true"]);
     o.fails();
-    if !is_runc() {
-        o.one_line_error(&["no-such-container-xyz"]);
-    }
+    // runc's words (without the id), berth and runc alike.
+    o.one_line_error(&["exec failed: container does not exist"]);
 }
 
 /// A paused container refuses exec unless --ignore-paused; with it the process runs once the

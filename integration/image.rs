@@ -187,7 +187,7 @@ fn image_unpack_flat_bundle_runs() {
 // pull
 
 /// A plain registry with a busybox image pushed as berth/busybox:v1: (registry, manifest, config).
-pub(crate) fn registry_with_busybox(ctx: &Ctx, opts: RegistryOpts) -> (Registry, Desc, Desc) {
+pub fn registry_with_busybox(ctx: &Ctx, opts: RegistryOpts) -> (Registry, Desc, Desc) {
     let reg = Registry::start(ctx, opts);
     let (lay, m, c) =
         busybox_oci_layout(ctx, &ctx.tempdir("layout"), "v1", None, &ImageSpec::new(&["sh", "-c", "echo pulled"]));

@@ -25,6 +25,7 @@ mod network6;
 mod process;
 mod rootfs;
 mod rootless;
+mod rootless_engine;
 mod seccomp;
 mod security;
 mod shim;

@@ -414,3 +414,67 @@ fn rootfs_no_pivot_userns_no_host_proc() {
     }
     assert_eq!(seen[2], seen[3], "--no-pivot changes what a container with its own /proc and /sys can mount");
 }
+
+/// The same cover when the init makes its mount namespace itself: in a user namespace joined
+/// by path, or in one it creates after joining a network namespace by path.
+#[test]
+fn rootfs_no_pivot_late_userns_no_host_proc() {
+    if skip_on_runc("runc 1.1.5 needs a procfs in the container (it closes fds through /proc/self/fd)") {
+        return;
+    }
+    let ctx = Ctx::new("nopivotlate");
+    // Holders of the namespaces to join: a user namespace mapped as the containers' would be,
+    // and a network namespace.
+    let user = ctx.spawn_cmd({
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--user", "sleep", "300"]);
+        c
+    });
+    let net = ctx.spawn_cmd({
+        let mut c = std::process::Command::new("unshare");
+        c.args(["--net", "sleep", "300"]);
+        c
+    });
+    let (upid, npid) = (user.pid(), net.pid());
+    // unshare execs sleep once its namespaces are made; root maps the user namespace.
+    let slept = |p: i32| fs::read_to_string(format!("/proc/{p}/comm")).is_ok_and(|c| c.trim() == "sleep");
+    assert!(wait_until(Duration::from_secs(5), || slept(upid) && slept(npid)));
+    for f in ["uid_map", "gid_map"] {
+        fs::write(format!("/proc/{upid}/{f}"), "0 100000 65536\n").unwrap();
+    }
+    for (case, own) in
+        [("joined-user", false), ("joined-user", true), ("user-after-net", false), ("user-after-net", true)]
+    {
+        let mut b = ctx.bundle();
+        if case == "joined-user" {
+            b.ns_add("user", Some(&format!("/proc/{upid}/ns/user")));
+        } else {
+            b.ns_add("network", Some(&format!("/proc/{npid}/ns/net")));
+            b.ns_add("user", None);
+            b.set("/linux/uidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+            b.set("/linux/gidMappings", json!([{"containerID": 0, "hostID": 100000, "size": 65536}]));
+        }
+        let caps = json!(["CAP_SYS_ADMIN"]);
+        b.set("/process/capabilities", json!({"bounding": caps, "effective": caps, "permitted": caps}));
+        if !own {
+            b.remove_mount("/proc");
+            b.remove_mount("/sys");
+            b.remove_mount("/sys/fs/cgroup");
+            b.remove("/linux/maskedPaths");
+            b.remove("/linux/readonlyPaths");
+        }
+        b.sh("mount -t proc proc /tmp && echo proc=ok || echo proc=fail; mount -t sysfs sysfs /tmp && echo sysfs=ok || echo sysfs=fail");
+        let id = ctx.id("late");
+        b.write_config(&id);
+        ctx.track(&id);
+        let dir = b.dir.to_str().unwrap().to_string();
+        let o = ctx.cmd(&["run", "--no-pivot", "--bundle", &dir, &id]);
+        o.ok();
+        if own {
+            assert_eq!(o.lines()[0], "proc=ok", "{case}: {o}");
+        } else {
+            assert_eq!(o.lines(), ["proc=fail", "sysfs=fail"], "{case}: the host's procfs or sysfs is mountable: {o}");
+        }
+    }
+    drop((user, net));
+}

@@ -261,13 +261,23 @@ fn rootless_detached_exec_ps_kill_delete() {
         assert_eq!(v["type"], "stats", "{o}");
         assert_eq!(v["id"], json!(id), "{o}");
         let d = &v["data"];
-        // Zero counters (left out of the JSON, as berth leaves out every zero field).
-        for path in ["/cpu/usage/total", "/memory/usage/usage", "/memory/usage/limit", "/pids/current"] {
-            assert_eq!(d.pointer(path).map_or(Some(0), Value::as_u64), Some(0), "data{path}: {o}");
-        }
-        for key in ["cpu", "memory", "pids", "blkio", "hugetlb"] {
-            assert!(d[key].is_object(), "data.{key} missing: {o}");
-        }
+        // runc's explicit zero fields: Go's omitempty leaves out zero numbers and empty lists
+        // but never a struct, so cpu usage/throttling and the four memory entries are there.
+        let zero_entry = json!({"limit": 0, "failcnt": 0});
+        let want = json!({
+            "cpu": {"usage": {"kernel": 0, "user": 0}, "throttling": {}},
+            "cpuset": {
+                "cpu_exclusive": 0, "mem_hardwall": 0, "mem_exclusive": 0, "memory_migrate": 0,
+                "memory_spread_page": 0, "memory_spread_slab": 0, "memory_pressure": 0,
+                "sched_load_balance": 0, "sched_relax_domain_level": 0
+            },
+            "memory": {"usage": zero_entry, "swap": zero_entry, "kernel": zero_entry, "kernelTCP": zero_entry},
+            "pids": {}, "blkio": {}, "hugetlb": {}, "intel_rdt": {}, "network_interfaces": null
+        });
+        assert_eq!(d, &want, "{o}");
+        // In runc's field order too.
+        let text = o.stdout.trim();
+        assert!(text.contains(r#""data":{"cpu":{"usage":{"kernel":0,"user":0},"throttling":{}},"cpuset":"#), "{o}");
         assert_eq!(
             serde_json::from_str::<Value>(&rl.cmd(&b.dir, &["state", &id]).stdout).unwrap()["status"],
             "running"

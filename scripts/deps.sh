@@ -6,12 +6,13 @@ want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
 case "${1:-build}" in
   # api.sh (the Engine API service): the docker CLI from docker.io, docker-compose, a venv for
   # the Python docker SDK (pip), curl, busybox-static
-  test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap curl podman bsdutils runc docker-compose python3-venv busybox-static) ;;
-  demo) want+=(containernetworking-plugins iptables docker.io) ;;
+  test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap curl podman bsdutils runc docker-compose python3-venv busybox-static slirp4netns) ;;
+  demo) want+=(containernetworking-plugins iptables) ;;
   # bench: podman (with conmon and netavark, as `apt-get install podman` brings them) and the CNI
-  # plugins are the peers of the engine bench's containers section
+  # plugins are the peers of the engine bench's containers section; uidmap and slirp4netns its
+  # rootless section (an ordinary user's berth and podman)
   # (bench/api.py: dockerd 20.10 with containerd from docker.io against `berth system service`)
-  bench) want+=(python3 runc crun buildah docker-registry skopeo umoci debootstrap time podman conmon netavark aardvark-dns containernetworking-plugins iptables docker.io) ;;
+  bench) want+=(python3 runc crun buildah docker-registry skopeo umoci debootstrap time podman conmon netavark aardvark-dns containernetworking-plugins iptables docker.io uidmap slirp4netns) ;;
   # integration/engines/*.sh (each starts its own private daemon)
   # podman.sh: podman 4.3 with conmon, netavark + aardvark-dns (named networks with DNS)
   engines) want+=(python3 python3-grpcio runc containerd docker.io iptables curl util-linux procps podman conmon netavark aardvark-dns) ;;

@@ -475,6 +475,9 @@ pub fn intercept(args: &[String]) -> Option<i32> {
     while i < args.len() {
         let a = args[i].as_str();
         if GLOBAL_VALUE_FLAGS.contains(&a) {
+            if i + 1 >= args.len() {
+                return Some(global_usage_error(&format!("flag needs an argument: -{}", a.trim_start_matches('-'))));
+            }
             i += 2;
             continue;
         }
@@ -488,7 +491,17 @@ pub fn intercept(args: &[String]) -> Option<i32> {
                 i += 1;
                 break;
             }
-            _ => {}
+            _ => {
+                let name = a.trim_start_matches('-');
+                let name = name.split_once('=').map_or(name, |(n, _)| n);
+                let known = GLOBAL_OPTS
+                    .iter()
+                    .flat_map(|(f, _)| f.split(", "))
+                    .any(|f| f.strip_suffix(" value").unwrap_or(f).trim_start_matches('-') == name);
+                if !known {
+                    return Some(global_usage_error(&format!("flag provided but not defined: -{name}")));
+                }
+            }
         }
         i += 1;
     }
@@ -513,24 +526,114 @@ pub fn intercept(args: &[String]) -> Option<i32> {
         s if is_engine(s) || s == "init" => None,
         s => {
             let Some(c) = find(s) else { return Some(no_topic(s)) };
-            // Options come before the first positional argument (urfave/cli stops there, so
-            // `exec ID sh -h` gives -h to sh).
+            // Options come before the first positional argument (Go's flag package stops there,
+            // so `exec ID sh -h` gives -h to sh).
             let mut k = i + 1;
             while k < args.len() {
                 let a = args[k].as_str();
                 if a == "-h" || a == "--help" {
                     return Some(print(&command_help(c)));
                 }
-                if a == "--" || !a.starts_with('-') || a == "-" {
+                if a == "--" {
+                    k += 1;
                     break;
                 }
-                let takes_value =
-                    c.options.iter().flat_map(|(f, _)| f.split(", ")).any(|f| f.strip_suffix(" value") == Some(a));
-                k += if takes_value { 2 } else { 1 };
+                if !a.starts_with('-') || a == "-" {
+                    break;
+                }
+                let (name, inline) = match a.trim_start_matches('-').split_once('=') {
+                    Some((n, _)) => (n, true),
+                    None => (a.trim_start_matches('-'), false),
+                };
+                match flag_kind(c, name) {
+                    None => return Some(usage_error(c, &format!("flag provided but not defined: -{name}"), true)),
+                    Some(true) if !inline => {
+                        if k + 1 >= args.len() {
+                            return Some(usage_error(c, &format!("flag needs an argument: -{name}"), true));
+                        }
+                        k += 2;
+                    }
+                    Some(_) => k += 1,
+                }
             }
-            None
+            let n = args.len().saturating_sub(k);
+            let name = c.names[0];
+            let wrong = match arity(name) {
+                Some(Arity::Exact(e)) if n != e => Some(format!("\"{name}\" requires exactly {e} argument(s)")),
+                Some(Arity::Min(m, _)) if n < m => Some(format!("\"{name}\" requires a minimum of {m} argument(s)")),
+                Some(Arity::Min(_, Some(x))) if n > x => {
+                    Some(format!("\"{name}\" requires a maximum of {x} argument(s)"))
+                }
+                _ => None,
+            };
+            wrong.map(|msg| usage_error(c, &msg, false))
         }
     }
+}
+
+/// runc's answer to a bad global option: "Incorrect Usage." and the error, then the whole help.
+fn global_usage_error(msg: &str) -> i32 {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(format!("Incorrect Usage. {msg}\n\n").as_bytes());
+    let _ = out.write_all(app_help().as_bytes());
+    let _ = out.flush();
+    crate::logging::error(msg);
+    eprintln!("berth: {msg}");
+    1
+}
+
+/// How many arguments a runtime command takes after its options (runc's `checkArgs`).
+enum Arity {
+    Exact(usize),
+    /// A minimum and, for `kill`, a maximum.
+    Min(usize, Option<usize>),
+}
+
+fn arity(name: &str) -> Option<Arity> {
+    Some(match name {
+        "create" | "delete" | "events" | "pause" | "resume" | "run" | "start" | "state" | "update" => Arity::Exact(1),
+        "features" | "list" | "spec" => Arity::Exact(0),
+        "exec" | "ps" => Arity::Min(1, None),
+        "kill" => Arity::Min(1, Some(2)),
+        _ => return None,
+    })
+}
+
+/// Flags a command accepts beyond those its help lists: berth's spellings kept for scripts
+/// written against it (`--cpu-shares`, runc's hidden kernel-memory flags).
+const HIDDEN_VALUE_FLAGS: &[(&str, &str)] =
+    &[("update", "cpu-shares"), ("update", "kernel-memory"), ("update", "kernel-memory-tcp")];
+
+/// Whether `name` (without dashes) is one of the command's flags, and then whether it takes a
+/// value. Global options are accepted after the command too, as berth always has.
+fn flag_kind(c: &Cmd, name: &str) -> Option<bool> {
+    let listed = c.options.iter().chain(GLOBAL_OPTS).flat_map(|(f, _)| f.split(", "));
+    for f in listed {
+        let (flag, value) = match f.strip_suffix(" value") {
+            Some(f) => (f, true),
+            None => (f, false),
+        };
+        if flag.trim_start_matches('-') == name {
+            return Some(value);
+        }
+    }
+    HIDDEN_VALUE_FLAGS.iter().any(|(cmd, f)| *cmd == c.names[0] && *f == name).then_some(true)
+}
+
+/// runc's usage error: "Incorrect Usage" and the command's help on stdout, the error on stderr
+/// (and in the log), status 1. A bad flag names itself on the first line; a wrong number of
+/// arguments does not.
+fn usage_error(c: &Cmd, msg: &str, flag: bool) -> i32 {
+    use std::io::Write;
+    let head = if flag { format!("Incorrect Usage: {msg}\n\n") } else { "Incorrect Usage.\n\n".to_string() };
+    let mut out = std::io::stdout().lock();
+    let _ = out.write_all(head.as_bytes());
+    let _ = out.write_all(command_help(c).as_bytes());
+    let _ = out.flush();
+    crate::logging::error(msg);
+    eprintln!("berth: {msg}");
+    1
 }
 
 #[cfg(test)]

@@ -22,6 +22,7 @@ mod fuzz_engine;
 #[cfg(test)]
 #[path = "fuzz/mutator.rs"]
 mod fuzz_mutator;
+mod unprivileged;
 
 use berth::{logging, units, CreateOpts, Globals};
 use clap::{Parser, Subcommand};
@@ -285,7 +286,9 @@ enum RuntimeCmd {
         #[arg(short = 'b', long, default_value = ".")]
         bundle: PathBuf,
         /// Make a config for a rootless container.
-        #[arg(long = "rootless", id = "spec_rootless", num_args = 0..=1, default_missing_value = "true")]
+        /// (`spec --rootless` arrives here as `--spec-rootless`: the global `--rootless` owns the
+        /// name, and clap refuses one long name for two arguments.)
+        #[arg(long = "spec-rootless", hide = true, num_args = 0..=1, default_missing_value = "true")]
         rootless: Option<String>,
     },
     /// Print the features berth supports (runtime-spec features.md JSON).
@@ -474,16 +477,17 @@ fn main() {
         std::process::exit(code);
     }
     let sub = subcommand_name();
+    let argv = clap_args(sub.as_deref());
     let runtime = match sub.as_deref() {
         None
         | Some(
             "image" | "container" | "volume" | "network" | "builder" | "system" | "info" | "login" | "logout" | "help",
         ) => None,
-        Some(_) => RuntimeCli::try_parse().ok(),
+        Some(_) => RuntimeCli::try_parse_from(&argv).ok(),
     };
     let cli = match runtime {
         Some(r) => Cli { g: r.g, cmd: r.cmd.map(Cmd::Runtime) },
-        None => match Cli::try_parse() {
+        None => match Cli::try_parse_from(&argv) {
             Ok(c) => c,
             Err(e) => {
                 // docker's exit code for a bad flag of an engine command is 125.
@@ -547,11 +551,36 @@ fn main() {
         debug: cli.debug,
         rootless: berth::rootless::use_rootless_cgroups(rootless_flag, cli.systemd_cgroup),
     };
+    // An ordinary user's engine commands: the user's own store, in the user's namespaces.
+    let unprivileged = matches!(
+        cmd,
+        Cmd::Image { .. }
+            | Cmd::Container { .. }
+            | Cmd::Volume { .. }
+            | Cmd::Network { .. }
+            | Cmd::Builder { .. }
+            | Cmd::System { .. }
+            | Cmd::Info { .. }
+    ) && unprivileged::needed();
     let data_root = cli
         .data_root
         .clone()
         .or_else(|| std::env::var_os("BERTH_DATA_ROOT").filter(|v| !v.is_empty()).map(PathBuf::from))
-        .unwrap_or_else(|| PathBuf::from("/var/lib/berth"));
+        .map(Ok)
+        .unwrap_or_else(|| if unprivileged { unprivileged::data_root() } else { Ok(PathBuf::from("/var/lib/berth")) })
+        .unwrap_or_else(|e| fail(&e.to_string(), 125));
+    if unprivileged {
+        match unprivileged::enter() {
+            Ok(warnings) => {
+                for w in warnings {
+                    let _ = writeln!(std::io::stderr(), "berth: warning: {w}");
+                }
+            }
+            Err(e) => fail(&e.to_string(), 125),
+        }
+        // Children (the shim, its clean-up command) find the same store.
+        std::env::set_var("BERTH_DATA_ROOT", &data_root);
+    }
     let cmd = match cmd {
         Cmd::Image { cmd: image::cli::ImageCmd::Build(args) } => {
             let quiet = args.quiet;
@@ -694,6 +723,30 @@ fn engine_events(data_root: &std::path::Path, a: &EngineEventsArgs) -> ! {
         Ok(()) => std::process::exit(0),
         Err(e) => fail(&e.to_string(), 125),
     }
+}
+
+/// The command line for clap: `spec`'s own `--rootless` (after the command) renamed, since the
+/// global `--rootless` has the same name.
+fn clap_args(sub: Option<&str>) -> Vec<std::ffi::OsString> {
+    let mut seen_sub = false;
+    std::env::args_os()
+        .enumerate()
+        .map(|(i, a)| {
+            if i > 0 && sub == Some("spec") {
+                if seen_sub {
+                    if let Some(rest) = a.to_str().and_then(|a| a.strip_prefix("--rootless")) {
+                        if rest.is_empty() || rest.starts_with('=') {
+                            return format!("--spec-rootless{rest}").into();
+                        }
+                    }
+                }
+                if !seen_sub && a == "spec" {
+                    seen_sub = true;
+                }
+            }
+            a
+        })
+        .collect()
 }
 
 /// The first positional argument (the subcommand), skipping global options and their values.

@@ -1,5 +1,7 @@
 //! Statistics in the JSON shape of runc's `events` (runc's types/events.go): field names,
-//! omitted-when-zero fields and the always-present ones match.
+//! omitted-when-zero fields and the always-present ones match. Go's `omitempty` never omits a
+//! struct, so the nested structs (cpu usage and throttling, the memory entries) are always
+//! written, zero fields included, as runc writes them for a container without a cgroup.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -133,9 +135,9 @@ pub struct CpuUsage {
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Cpu {
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default)]
     pub usage: CpuUsage,
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default)]
     pub throttling: Throttling,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub psi: Option<PsiStats>,
@@ -183,13 +185,13 @@ pub struct MemoryEntry {
 pub struct Memory {
     #[serde(default, skip_serializing_if = "is_zero")]
     pub cache: u64,
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default)]
     pub usage: MemoryEntry,
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default)]
     pub swap: MemoryEntry,
-    #[serde(default, skip_serializing_if = "is_default")]
+    #[serde(default)]
     pub kernel: MemoryEntry,
-    #[serde(rename = "kernelTCP", default, skip_serializing_if = "is_default")]
+    #[serde(rename = "kernelTCP", default)]
     pub kernel_tcp: MemoryEntry,
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub raw: BTreeMap<String, u64>,
@@ -275,8 +277,14 @@ mod tests {
         s.memory.raw.insert("cache".into(), 1);
         let ev = Event { kind: "stats".into(), id: "c1".into(), data: Some(s) };
         let j = serde_json::to_string(&ev).unwrap();
-        assert!(j.starts_with(r#"{"type":"stats","id":"c1","data":{"cpu":{"usage":{"total":5,"kernel":0,"user":0}},"cpuset":{"cpu_exclusive":0"#), "{j}");
-        assert!(j.contains(r#""memory":{"usage":{"limit":10,"failcnt":0},"raw":{"cache":1}}"#), "{j}");
+        assert!(j.starts_with(r#"{"type":"stats","id":"c1","data":{"cpu":{"usage":{"total":5,"kernel":0,"user":0},"throttling":{}},"cpuset":{"cpu_exclusive":0"#), "{j}");
+        let z = r#"{"limit":0,"failcnt":0}"#;
+        assert!(
+            j.contains(&format!(
+                r#""memory":{{"usage":{{"limit":10,"failcnt":0}},"swap":{z},"kernel":{z},"kernelTCP":{z},"raw":{{"cache":1}}}}"#
+            )),
+            "{j}"
+        );
         assert!(j.contains(r#""pids":{},"blkio":{},"hugetlb":{},"intel_rdt":{},"network_interfaces":null}"#), "{j}");
         let oom: Event<Stats> = Event { kind: "oom".into(), id: "c1".into(), data: None };
         assert_eq!(serde_json::to_string(&oom).unwrap(), r#"{"type":"oom","id":"c1"}"#);

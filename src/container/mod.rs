@@ -284,12 +284,12 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
 
     // --no-pivot cannot detach the host's /proc and /sys from a user namespace's mount
     // namespace: cover them before the clone, while still privileged.
-    let hide_host_fs = o.no_pivot && userns && !late_ns && plan.creates(LinuxNamespaceType::Mount);
+    let hide_host_fs = o.no_pivot && plan.has(LinuxNamespaceType::User) && plan.creates(LinuxNamespaceType::Mount);
     // Bind sources are opened while privileged, as runc does, for a mapped root that cannot
     // reach them.
     let bind_sources =
         if plan.has(LinuxNamespaceType::User) { crate::rootfs::open_bind_sources(&spec) } else { Vec::new() };
-    let hider = if hide_host_fs {
+    let mut hider = if hide_host_fs {
         Some(crate::rootfs::Hider::enter(&rootfs).map_err(|e| Error::Msg(e.to_string()))?)
     } else {
         None
@@ -318,8 +318,11 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
     }
     undo.child = pid;
     crate::debug!("init pid {pid}");
-    if let Some(h) = hider {
-        h.lend_and_leave().map_err(|e| Error::Msg(e.to_string()))?;
+    // The clone made the init's mount namespace: lend now. An init that makes it later asks.
+    if !late_ns {
+        if let Some(h) = hider.take() {
+            h.lend_and_leave().map_err(|e| Error::Msg(e.to_string()))?;
+        }
     }
     restore.leave()?;
     drop(child_ch);
@@ -409,6 +412,12 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
                     deny_setgroups(l),
                 )?;
                 parent_ch.send(sync::kind::MAPPED, b"")?;
+            }
+            sync::kind::LEND => {
+                if let Some(h) = hider.take() {
+                    h.lend_and_leave().map_err(|e| Error::Msg(e.to_string()))?;
+                }
+                parent_ch.send(sync::kind::LENT, b"")?;
             }
             sync::kind::NEWPID => {
                 let b: [u8; 4] = _payload

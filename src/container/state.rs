@@ -20,7 +20,8 @@ pub const CGROUP_FILE: &str = "cgroup.json";
 pub enum StateError {
     #[error("invalid container id {0:?}: use 1 to 1024 characters of [A-Za-z0-9_.+-], not . or ..")]
     InvalidId(String),
-    #[error("container {0} does not exist")]
+    /// runc's words, without the id: containerd matches "does not exist".
+    #[error("container does not exist")]
     NotFound(String),
     #[error("container {0} already exists")]
     Exists(String),

@@ -450,6 +450,13 @@ pub fn write_spec(
             }
         }
     }
+    if crate::unprivileged::active() {
+        if s.userns_keep_id {
+            crate::unprivileged::keep_id(&mut spec, s.user.is_none())
+                .map_err(|err| EngineError::Invalid(err.to_string()))?;
+        }
+        crate::unprivileged::adapt_spec(&mut spec);
+    }
     if let (Some((h, w)), Some(p)) = (s.console_size, spec.pointer_mut("/process").and_then(|p| p.as_object_mut())) {
         p.insert("consoleSize".into(), serde_json::json!({"height": h, "width": w}));
     }

@@ -154,6 +154,9 @@ pub struct CreateOpts {
     /// Tune the OOM killer's preference.
     #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i32>,
+    /// User namespace: host, or keep-id (an ordinary user's engine: the user's own id inside too).
+    #[arg(long)]
+    pub userns: Option<String>,
     /// Pull the image: missing (default), never or always.
     #[arg(long, default_value = "missing")]
     pub pull: String,
@@ -210,9 +213,6 @@ pub struct CreateOpts {
     /// Storage driver options (not supported by berth's overlay: refused).
     #[arg(long = "storage-opt")]
     pub storage_opt: Vec<String>,
-    /// User namespace: host (berth's engine does no user-namespace remapping).
-    #[arg(long)]
-    pub userns: Option<String>,
     /// Mount the volumes of another container (CONTAINER[:ro|rw]).
     #[arg(long = "volumes-from")]
     pub volumes_from: Vec<String>,

@@ -111,6 +111,10 @@ pub struct RunSpec {
     /// `--runtime NAME` (None: berth).
     #[serde(default)]
     pub runtime: Option<String>,
+    /// `--userns keep-id`: the container in a user namespace of its own where the user has
+    /// the same id as on the host.
+    #[serde(default)]
+    pub userns_keep_id: bool,
 }
 
 /// A network joined by `network connect`.
@@ -466,6 +470,12 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         dns_options: c.dns_option.clone(),
         pids_limit: c.pids_limit,
         oom_score_adj: c.oom_score_adj,
+        userns_keep_id: match c.userns.as_deref() {
+            None | Some("") | Some("host") => false,
+            Some("keep-id") if crate::unprivileged::active() => true,
+            Some("keep-id") => return Err(invalid("--userns keep-id is for an ordinary user's containers".into())),
+            Some(o) => return Err(invalid(format!("invalid --userns {o:?} (keep-id or host)"))),
+        },
         pid_host: host_mode("--pid", &c.pid)?,
         ipc_host: host_mode("--ipc", &c.ipc)?,
         uts_host: host_mode("--uts", &c.uts)?,
@@ -563,14 +573,6 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
         return Err(invalid(format!(
             "invalid --storage-opt {o:?}: berth's overlay storage has no per-container options (a size= quota needs overlay over xfs with the pquota mount option)"
         )));
-    }
-    match c.userns.as_deref() {
-        None | Some("") | Some("host") => {}
-        Some(u) => {
-            return Err(invalid(format!(
-                "invalid --userns {u:?}: only host (the engine runs containers without user-namespace remapping)"
-            )))
-        }
     }
 
     if let Some(m) = &c.memory {

@@ -231,6 +231,15 @@ fn links_of(e: &Engine, cs: &Containers, links: &[String]) -> Result<Vec<(String
 /// the volumes. Nothing is left behind when it fails.
 pub fn create(e: &Engine, cs: &Containers, c: &CreateOpts) -> Result<Record, EngineError> {
     let mut spec = opts::parse(c)?;
+    let limits = [
+        ("--memory", spec.memory.is_some()),
+        ("--memory-swap", spec.memory_swap.is_some()),
+        ("--cpus", spec.cpus.is_some()),
+        ("--pids-limit", spec.pids_limit.is_some()),
+    ];
+    if let Some((flag, _)) = limits.iter().find(|(_, set)| *set) {
+        crate::unprivileged::check_limits(flag).map_err(|err| EngineError::Invalid(err.to_string()))?;
+    }
     if let Some(t) = spec.network.strip_prefix("container:") {
         let other = cs.find(t)?;
         if status(e, cs, &other.id).state != State::Running {

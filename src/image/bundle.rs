@@ -983,7 +983,13 @@ fn mount_overlay_fsconfig(lowers: &[PathBuf], upper: &Path, work: &Path, target:
         )
     };
     if r < 0 {
-        return Err(fail("create overlay for", target, last_err()));
+        let e = last_err();
+        // Before 6.5 overlayfs had no fs_context of its own: the keys above were only collected
+        // into a legacy option string, and `lowerdir+` is refused here, at creation.
+        if e.raw_os_error() == Some(libc::EINVAL) {
+            return Err(Fallback::Legacy);
+        }
+        return Err(fail("create overlay for", target, e));
     }
     // SAFETY: valid fd; the result is checked.
     let m = unsafe { libc::syscall(libc::SYS_fsmount, fs.as_raw_fd(), FSMOUNT_CLOEXEC, 0) };

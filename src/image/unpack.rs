@@ -953,12 +953,28 @@ fn unlinkat(dfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
 
 fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: plain syscall on an fd we own.
-    cvt(unsafe { libc::fchown(fd, uid, gid) })
+    cvt(unsafe { libc::fchown(fd, uid, gid) }).map_err(|e| unmapped_owner(e, uid, gid))
 }
 
 fn fchownat(dfd: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
     // SAFETY: name is NUL-terminated; AT_SYMLINK_NOFOLLOW changes a symlink itself.
     cvt(unsafe { libc::fchownat(dfd, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
+        .map_err(|e| unmapped_owner(e, uid, gid))
+}
+
+/// EINVAL from chown: the owner is not mapped in the user namespace we unpack in (an ordinary
+/// user's engine with too few subordinate ids).
+fn unmapped_owner(e: io::Error, uid: u32, gid: u32) -> io::Error {
+    if e.raw_os_error() != Some(libc::EINVAL) {
+        return e;
+    }
+    io::Error::new(
+        io::ErrorKind::InvalidInput,
+        format!(
+            "owner {uid}:{gid} is not mapped in this user namespace (an ordinary user needs subordinate ids \
+             for it in /etc/subuid and /etc/subgid)"
+        ),
+    )
 }
 
 fn fchmod(fd: RawFd, mode: u32) -> io::Result<()> {

@@ -18,6 +18,7 @@ pub mod lan;
 pub mod netns;
 pub mod ports;
 pub mod proxy;
+pub mod slirp;
 
 pub use cli::{run, NetworkCmd};
 pub use ports::{PortMapping, Proto};
@@ -174,6 +175,9 @@ struct Record {
     proxy: Option<(u32, u64)>,
     #[serde(default)]
     proxy_ports: Vec<proxy::Relay>,
+    /// The slirp4netns of an unprivileged user's container (pid, start time), to stop.
+    #[serde(default)]
+    helper: Option<(u32, u64)>,
 }
 
 fn records_dir(data_root: &Path) -> PathBuf {
@@ -213,7 +217,12 @@ fn all_records(data_root: &Path) -> Vec<Record> {
 /// Start time (clock ticks after boot) of a process, None when gone.
 fn proc_start(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s.rsplit_once(')')?.1.split_whitespace().nth(19)?.parse().ok()
+    let mut f = s.rsplit_once(')')?.1.split_whitespace();
+    // A zombie has finished.
+    if matches!(f.next(), Some("Z" | "X")) {
+        return None;
+    }
+    f.nth(18)?.parse().ok()
 }
 
 /// A set-up whose process died before it finished.
@@ -274,6 +283,36 @@ pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     if let Some(old) = load_record(data_root, &req.container_id)?.filter(is_stale) {
         detach_record(data_root, old)?;
     }
+    // An ordinary user cannot make bridges or rules in the host's namespace: the default
+    // network is slirp4netns.
+    if req.mode == NetMode::Bridge && crate::unprivileged::active() {
+        slirp::check_ports(&req.ports)?;
+        if req.networks.is_empty() {
+            return attach_slirp(data_root, req);
+        }
+        // User-defined networks: bridges in the user's shared namespace (its slirp4netns
+        // reaches out; published ports go through it to CNI's portmap there).
+        // In the shared namespace a published port arrives from slirp4netns on its own
+        // address, whatever host address the user gave (that one is slirp4netns's).
+        let mut inner = req.clone();
+        for p in &mut inner.ports {
+            p.host_ip = None;
+        }
+        let mut a = {
+            let _in = slirp::shared::enter()?;
+            attach_own(data_root, &inner)?
+        };
+        for (p, want) in a.ports.iter_mut().zip(&req.ports) {
+            p.host_ip = want.host_ip;
+        }
+        for p in &a.ports {
+            if let Err(e) = slirp::shared::publish(p) {
+                let _ = detach(data_root, &req.container_id);
+                return Err(e);
+            }
+        }
+        return Ok(a);
+    }
     match &req.mode {
         NetMode::Host | NetMode::Container(_) => attach_shared(data_root, req),
         NetMode::None | NetMode::Bridge => attach_own(data_root, req),
@@ -293,6 +332,7 @@ fn new_record(req: &AttachRequest, mode: &str) -> Record {
         nets: Vec::new(),
         proxy: None,
         proxy_ports: Vec::new(),
+        helper: None,
         attachment: Attachment {
             netns_path: None,
             interfaces: Vec::new(),
@@ -510,6 +550,64 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     }
 }
 
+fn attach_slirp(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
+    let mut rec = new_record(req, "slirp4netns");
+    {
+        let _l = config::lock(data_root)?;
+        claim(data_root, &req.container_id)?;
+        rec.attachment.ports = resolve_ports(data_root, &req.ports, false)?;
+        rec.owns_netns = true;
+        rec.attachment.netns_path = Some(netns::dir().join(&req.container_id));
+        save_record(data_root, &rec)?;
+    }
+    match setup_slirp(data_root, &mut rec, req) {
+        Ok(()) => Ok(rec.attachment),
+        Err(e) => {
+            let _ = detach(data_root, &req.container_id);
+            Err(e)
+        }
+    }
+}
+
+/// The namespace, slirp4netns in it with the published ports, /etc/resolv.conf and hosts.
+fn setup_slirp(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Result<(), NetError> {
+    let ns = rec.attachment.netns_path.clone().unwrap_or_default();
+    netns::create(&ns)?;
+    let h = slirp::start(&ns, &rec.attachment.ports)?;
+    rec.helper = Some((h.pid, h.start));
+    save_record(data_root, rec)?;
+    rec.attachment.interfaces.push(Interface {
+        network: "slirp4netns".into(),
+        ifname: slirp::IFNAME.into(),
+        ip: slirp::GUEST_IP,
+        prefix: slirp::PREFIX,
+        gateway: Some(slirp::GATEWAY),
+        mac: String::new(),
+        ip6: None,
+        prefix6: 0,
+        gateway6: None,
+    });
+    let host = etc::host_resolv();
+    rec.attachment.resolv_conf = etc::resolv_conf(
+        &pick(&req.dns.servers, || vec![slirp::DNS.to_string()]),
+        &pick(&req.dns.search, || host.search.clone()),
+        &pick(&req.dns.options, || host.options.clone()),
+    );
+    let hostname = rec.attachment.hostname.clone();
+    let mut names: Vec<&str> = vec![&hostname];
+    if !req.name.is_empty() {
+        names.push(&req.name);
+    }
+    let extra: Vec<(String, String)> = req
+        .extra_hosts
+        .iter()
+        .map(|(h, ip)| (h.clone(), if ip == "host-gateway" { slirp::GATEWAY.to_string() } else { ip.clone() }))
+        .collect();
+    rec.attachment.hosts = etc::hosts_file(&[slirp::GUEST_IP.into()], &names, &extra);
+    rec.ready = true;
+    save_record(data_root, rec)
+}
+
 /// Checks published ports against berth's records and the host (on each family the network
 /// has: `ipv6`), picks free ones for port 0 and the first free one of a host range.
 /// The metadata lock is held.
@@ -713,12 +811,23 @@ pub fn valid_mac(m: &str) -> bool {
 pub fn detach(data_root: &Path, container_id: &str) -> Result<(), NetError> {
     validate_id(container_id)?;
     match load_record(data_root, container_id)? {
+        // A user's container on user-defined networks: CNI DEL in the user's shared namespace.
+        Some(r) if crate::unprivileged::active() && !r.nets.is_empty() => {
+            for p in &r.attachment.ports {
+                slirp::shared::unpublish(p);
+            }
+            let _in = slirp::shared::enter()?;
+            detach_record(data_root, r)
+        }
         Some(r) => detach_record(data_root, r),
         None => Ok(()),
     }
 }
 
 fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
+    if let Some((pid, start)) = rec.helper {
+        slirp::stop(&slirp::Helper { pid, start });
+    }
     let cni = cni::Cni::from_env();
     let ns = rec.attachment.netns_path.clone().filter(|_| rec.owns_netns);
     let ns_str = match &ns {
@@ -779,6 +888,7 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
     }
     if let Some(p) = &ns {
         netns::remove(p);
+        slirp::remove_files(p);
     }
     let p = record_path(data_root, &rec.container_id);
     match fs::remove_file(&p) {
@@ -962,6 +1072,8 @@ pub fn remove_network(data_root: &Path, name: &str) -> Result<(), NetError> {
     if matches!(name, "host" | "none") {
         return Err(NetError::Msg(format!("network {name} is predefined and cannot be removed")));
     }
+    // A user's bridges are in the user's shared namespace.
+    let _in = if crate::unprivileged::active() { Some(slirp::shared::enter()?) } else { None };
     let _l = config::lock(data_root)?;
     let net = config::load(data_root, name)?;
     if let Some((id, _, _)) = users(data_root, name).first() {
@@ -972,6 +1084,7 @@ pub fn remove_network(data_root: &Path, name: &str) -> Result<(), NetError> {
 
 /// Cleans up crashed set-ups, then removes every unused user-defined network; returns their names.
 pub fn prune(data_root: &Path) -> Result<Vec<String>, NetError> {
+    let _in = if crate::unprivileged::active() { Some(slirp::shared::enter()?) } else { None };
     let mut first = None;
     for r in all_records(data_root).into_iter().filter(is_stale) {
         if let Err(e) = detach_record(data_root, r) {

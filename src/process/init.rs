@@ -123,8 +123,17 @@ fn run(ch: &Channel) -> Result<std::convert::Infallible, InitError> {
         let f = namespaces::open_ns(*t, path)?;
         namespaces::setns(*t, path, &f)?;
     }
+    if plan.joins(LinuxNamespaceType::User).is_some() {
+        // Our host ids mean nothing in a joined user namespace: become its root (as runc's
+        // nsexec does), or files we make there could not be owned (EOVERFLOW).
+        // SAFETY: setresgid/setresuid with integer arguments.
+        unsafe {
+            check(libc::setresgid(0, 0, 0), || "setresgid(0) in the joined user namespace".into())?;
+            check(libc::setresuid(0, 0, 0), || "setresuid(0) in the joined user namespace".into())?;
+        }
+    }
     if boot.late_ns {
-        make_late_namespaces(ch, &plan)?;
+        make_late_namespaces(ch, &plan, boot.hide_host_fs)?;
     }
     // The cgroup namespace must be made once we are in our cgroup, so that its root is the
     // container's cgroup. Born there (v2): now, before the cgroup2 mount. Joined by the parent
@@ -436,7 +445,7 @@ fn bind_dev_console(pty: &super::tty::Pty) -> Result<(), InitError> {
 
 /// Create the namespaces clone could not: a user namespace (the parent writes its maps), then
 /// the rest; a new pid namespace needs one more fork, whose child becomes the container's init.
-fn make_late_namespaces(ch: &Channel, plan: &Plan) -> Result<(), InitError> {
+fn make_late_namespaces(ch: &Channel, plan: &Plan, hide_host_fs: bool) -> Result<(), InitError> {
     if plan.creates(LinuxNamespaceType::User) {
         namespaces::unshare(libc::CLONE_NEWUSER, "user")?;
         ch.send(kind::MAPS, b"")?;
@@ -450,6 +459,12 @@ fn make_late_namespaces(ch: &Channel, plan: &Plan) -> Result<(), InitError> {
     let rest = plan.new_flags & !(libc::CLONE_NEWUSER | libc::CLONE_NEWCGROUP | libc::CLONE_NEWTIME);
     if rest != 0 {
         namespaces::unshare(rest, "namespaces")?;
+    }
+    if hide_host_fs && rest & libc::CLONE_NEWNS != 0 {
+        // Our mount namespace is a copy of the runtime's with the host's procfs and sysfs
+        // covered; its procfs and sysfs for our set-up must come now, by propagation.
+        ch.send(kind::LEND, b"")?;
+        ch.expect(kind::LENT)?;
     }
     if plan.creates(LinuxNamespaceType::Pid) {
         // SAFETY: single-threaded fork; the parent only reports the child's pid and exits.

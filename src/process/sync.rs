@@ -34,6 +34,11 @@ pub mod kind {
     pub const NEWPID: u8 = 11;
     /// parent → init: NEWPID noted, go on.
     pub const PID_ACK: u8 = 12;
+    /// init → parent: I made my mount namespace myself (after joining or creating a user
+    /// namespace): lend me your procfs and sysfs now, so they reach me by propagation.
+    pub const LEND: u8 = 13;
+    /// parent → init: lent.
+    pub const LENT: u8 = 14;
 }
 
 #[derive(Debug, thiserror::Error)]

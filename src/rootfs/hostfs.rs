@@ -7,7 +7,9 @@
 //! move+chroot leaves them in the namespace, locked (they were copied from a more privileged
 //! namespace), so they can neither be unmounted nor usefully covered from inside.
 //!
-//! So the runtime, still privileged, does it before the clone: in a mount namespace of its
+//! So the runtime, still privileged, does it before the clone (also when the user namespace is
+//! joined by path, or created by the init after it joins others: the init then unshares its
+//! mount namespace from this one itself, and asks for the binds below once it has): in a mount namespace of its
 //! own it mounts a tmpfs over a non-empty directory of every host procfs and sysfs (`sys` of
 //! a procfs, `kernel` of a sysfs). The init's namespace is copied from that one, and there the
 //! covers are locked: no host instance is fully visible any more. For the container's own
@@ -128,7 +130,9 @@ impl Hider {
         Ok(h)
     }
 
-    /// After the clone: lend the init our procfs and sysfs, then go back to our own namespace.
+    /// Once the init has its mount namespace (a copy of this one, made by the clone, or by the
+    /// init itself after it joined or created its user namespace): lend it our procfs and
+    /// sysfs, then go back to our own namespace.
     pub fn lend_and_leave(self) -> Result<(), RootfsError> {
         let r = sys::mount(Some(c"/proc"), SETUP_PROC, None, libc::MS_BIND, None)
             .map_err(|e| err(e, "bind /proc for the container's set-up".into()))
@@ -136,11 +140,24 @@ impl Hider {
                 sys::mount(Some(c"/sys"), SETUP_SYS, None, libc::MS_BIND, None)
                     .map_err(|e| err(e, "bind /sys for the container's set-up".into()))
             });
+        self.leave()?;
+        r
+    }
+
+    fn leave(&self) -> Result<(), RootfsError> {
         // SAFETY: setns into the namespace we came from, through an fd we hold.
         if unsafe { libc::setns(self.home.as_raw_fd(), libc::CLONE_NEWNS) } != 0 {
             return Err(err(nix::errno::Errno::last(), "setns back to the runtime's mount namespace".into()));
         }
-        r
+        Ok(())
+    }
+}
+
+impl Drop for Hider {
+    /// A create that fails before lending still goes back to the runtime's own namespace
+    /// (a second setns into it, after `lend_and_leave`, changes nothing).
+    fn drop(&mut self) {
+        let _ = self.leave();
     }
 }
 

@@ -1,0 +1,660 @@
+//! The engine for an ordinary user: users the tests make (`berth-rlengine` with subordinate
+//! ranges the test writes, `berth-rlnosub` without any) run `image load` and `container run`
+//! with no --root or --data-root: the store under $HOME/.local/share/berth, containers in a
+//! user namespace from /etc/subuid and /etc/subgid (newuidmap), overlayfs in that namespace,
+//! the default network through slirp4netns with `-p` reachable on 127.0.0.1, and the bad
+//! input of this mode (no ranges, a port under 1024, another user's container).
+//! All berth-only.
+
+use crate::common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+const USER: &str = "berth-rlengine";
+const NOSUB_USER: &str = "berth-rlnosub";
+/// The test user's subordinate range (written by the test, removed when the last test ends).
+const SUB_START: u32 = 420000;
+const SUB_COUNT: u32 = 65536;
+
+/// Guards /etc/subuid and /etc/subgid, and counts this process's tests that use each user's
+/// ranges: the last one removes them.
+static SUBID_LOCK: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+
+fn id_of(flag: &str, user: &str) -> Option<u32> {
+    Command::new("id")
+        .args([flag, user])
+        .stderr(Stdio::null())
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).trim().parse().ok())
+}
+
+/// Replaces the user's lines in /etc/subuid and /etc/subgid with `range` (None: no range),
+/// leaving every other line as it is.
+fn set_subids(user: &str, range: Option<(u32, u32)>) {
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let old = fs::read_to_string(f).unwrap_or_default();
+        let mut lines: Vec<String> =
+            old.lines().filter(|l| l.split(':').next() != Some(user)).map(str::to_string).collect();
+        if let Some((s, n)) = range {
+            lines.push(format!("{user}:{s}:{n}"));
+        }
+        let mut text = lines.join("\n");
+        text.push('\n');
+        let tmp = format!("{f}.berth-itest.{}", std::process::id());
+        fs::write(&tmp, text).unwrap();
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o644)).unwrap();
+        fs::rename(&tmp, f).unwrap();
+    }
+}
+
+/// The user (made when missing; useradd may give it ranges of its own, replaced here).
+fn make_user(user: &'static str, range: Option<(u32, u32)>) -> (u32, u32) {
+    let mut users = SUBID_LOCK.lock().unwrap();
+    users.push(user);
+    if id_of("-u", user).is_none() {
+        let o = Command::new("useradd").args(["-M", "-s", "/bin/sh", "-d", "/nonexistent", user]).output().unwrap();
+        assert!(o.status.success() || o.status.code() == Some(9), "useradd {user}: {o:?}");
+    }
+    set_subids(user, range);
+    (id_of("-u", user).unwrap(), id_of("-g", user).unwrap())
+}
+
+/// One test's user session: HOME, XDG_RUNTIME_DIR and a copy of the binary it can run.
+struct User {
+    ctx: Ctx,
+    name: &'static str,
+    uid: u32,
+    home: PathBuf,
+    xdg: PathBuf,
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).unwrap();
+}
+
+/// slirp4netns opens /dev/net/tun, which udev makes 0666; some machines (containers, minimal
+/// VMs) have it 0600. True when it is usable by an ordinary user (made so if needed).
+fn tun_usable() -> bool {
+    let p = Path::new("/dev/net/tun");
+    match fs::metadata(p) {
+        Ok(m) if m.mode() & 0o006 == 0o006 => true,
+        Ok(_) => fs::set_permissions(p, fs::Permissions::from_mode(0o666)).is_ok(),
+        Err(_) => false,
+    }
+}
+
+impl User {
+    fn new(test: &str, name: &'static str, range: Option<(u32, u32)>) -> Option<User> {
+        if Command::new("newuidmap").arg("--help").output().is_err() || !Path::new("/usr/bin/slirp4netns").exists() {
+            eprintln!("SKIPPED: needs newuidmap (uidmap) and slirp4netns");
+            return None;
+        }
+        if !tun_usable() {
+            eprintln!("SKIPPED: /dev/net/tun missing");
+            return None;
+        }
+        let mut ctx = Ctx::new(test);
+        let (uid, gid) = make_user(name, range);
+        ctx.use_private_bin_copy();
+        let home = ctx.tempdir("home");
+        let xdg = ctx.tempdir("xdg");
+        for d in [&home, &xdg] {
+            chown(d, uid, gid);
+            fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
+        }
+        Some(User { ctx, name, uid, home, xdg })
+    }
+
+    fn command(&self, args: &[&str]) -> Command {
+        let mut c = Command::new("/usr/bin/setpriv");
+        c.args(["--reuid", self.name, "--regid", self.name, "--init-groups", "--"])
+            .arg(&self.ctx.bin)
+            .args(args)
+            .current_dir(&self.home)
+            .env_clear()
+            .env("PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin")
+            .env("USER", self.name)
+            .env("HOME", &self.home)
+            .env("XDG_RUNTIME_DIR", &self.xdg)
+            .stdin(Stdio::null());
+        c
+    }
+
+    fn cmd(&self, args: &[&str]) -> Out {
+        self.ctx.exec_cmd(self.command(args), Duration::from_secs(60))
+    }
+
+    fn c(&self, args: &[&str]) -> Out {
+        let mut v = vec!["container"];
+        v.extend_from_slice(args);
+        self.cmd(&v)
+    }
+
+    fn load_busybox(&self) {
+        let (a, _) = crate::container::archives();
+        self.cmd(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+    }
+
+    fn data_root(&self) -> PathBuf {
+        self.home.join(".local/share/berth")
+    }
+
+    /// The process that holds the user's namespaces.
+    fn keeper(&self) -> Option<i32> {
+        let s = fs::read_to_string(self.xdg.join("berth-engine/keeper.pid")).ok()?;
+        s.split_whitespace().next()?.parse().ok()
+    }
+}
+
+impl Drop for User {
+    fn drop(&mut self) {
+        let ids = self.c(&["ls", "-aq"]).stdout;
+        let ids: Vec<&str> = ids.split_whitespace().collect();
+        if !ids.is_empty() {
+            let mut v = vec!["rm", "-f"];
+            v.extend(ids);
+            let _ = self.c(&v);
+        }
+        if let Some(p) = self.keeper() {
+            // SAFETY: killing the keeper this test's user made (its pid from the user's dir).
+            unsafe { libc::kill(p, libc::SIGKILL) };
+        }
+        // The slirp4netns of the user's shared network namespace (user-defined networks).
+        let shared = self.xdg.join("berth-engine/netns/user-networks.pid");
+        if let Some(p) = fs::read_to_string(shared).ok().and_then(|s| s.split_whitespace().next()?.parse::<i32>().ok())
+        {
+            // SAFETY: killing the helper this test's user made (its pid from the user's dir).
+            unsafe { libc::kill(p, libc::SIGTERM) };
+        }
+        let mut users = SUBID_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = users.iter().position(|n| *n == self.name) {
+            users.remove(i);
+        }
+        if !users.contains(&self.name) {
+            set_subids(self.name, None);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn http_get(addr: SocketAddr, path: &str) -> Result<String, String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut last = String::new();
+    while Instant::now() < deadline {
+        match TcpStream::connect_timeout(&addr, Duration::from_secs(2)) {
+            Ok(mut s) => {
+                s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                let _ = s.write_all(format!("GET {path} HTTP/1.0\r\n\r\n").as_bytes());
+                let mut r = String::new();
+                let _ = s.read_to_string(&mut r);
+                if r.contains("200 OK") {
+                    return Ok(r);
+                }
+                last = r;
+            }
+            Err(e) => last = e.to_string(),
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    Err(last)
+}
+
+/// An ordinary user loads an image and runs `container run --rm` with no flags for paths:
+/// the store is under $HOME/.local/share/berth and owned by the user, the container runs as
+/// root of a user namespace mapping the user to 0 and its subordinate range to 1.., and
+/// nothing is left afterwards.
+#[test]
+fn rootless_engine_run_rm_in_user_namespace() {
+    let Some(u) = User::new("rle-run", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let store = u.data_root();
+    assert_eq!(fs::metadata(&store).unwrap().uid(), u.uid, "the store is the user's");
+    let o = u.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "busybox",
+        "sh",
+        "-c",
+        "id -u; cat /proc/self/uid_map /proc/self/gid_map",
+    ]);
+    o.ok();
+    let lines = o.lines();
+    assert_eq!(lines[0], "0", "{o}");
+    let maps: Vec<Vec<String>> =
+        lines[1..].iter().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let (gid,) = (id_of("-g", USER).unwrap(),);
+    let want = |id: u32| {
+        vec![
+            vec!["0".to_string(), id.to_string(), "1".into()],
+            vec!["1".into(), SUB_START.to_string(), SUB_COUNT.to_string()],
+        ]
+    };
+    assert_eq!(maps[..2], want(u.uid)[..], "uid_map: {o}");
+    assert_eq!(maps[2..], want(gid)[..], "gid_map: {o}");
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "--rm left a container");
+    // Files owned by root in the image are the user's on disk; the runtime's state is in
+    // $XDG_RUNTIME_DIR/berth and empty again.
+    let snaps = store.join("image/snapshots");
+    let bb = fs::read_dir(&snaps).unwrap().flatten().map(|e| e.path().join("fs/bin/busybox")).find(|p| p.exists());
+    let bb = bb.unwrap_or_else(|| panic!("no unpacked busybox under {}", snaps.display()));
+    assert_eq!(fs::metadata(&bb).unwrap().uid(), u.uid, "{}", bb.display());
+    let state = u.xdg.join("berth");
+    assert_eq!(fs::read_dir(&state).map(|d| d.count()).unwrap_or(0), 0, "runtime state left in {}", state.display());
+
+    // A detached container's rootfs is an overlayfs mounted in the user's mount namespace.
+    let o = u.c(&["run", "-d", "--network", "none", "busybox", "sleep", "300"]);
+    let id = o.ok().stdout.trim().to_string();
+    let keeper = u.keeper().expect("keeper pid");
+    let info = fs::read_to_string(format!("/proc/{keeper}/mountinfo")).unwrap();
+    let line = info.lines().find(|l| l.contains(&id) && l.contains("/rootfs ")).unwrap_or_else(|| panic!("{info}"));
+    assert!(line.contains(" - overlay "), "not overlayfs: {line}");
+    assert!(!fs::read_to_string("/proc/self/mountinfo").unwrap().contains(&id), "the mount is visible on the host");
+    u.c(&["rm", "-f", &id]).ok();
+}
+
+/// The default network is slirp4netns: the container has 10.0.2.100 and a published port is
+/// reached from the host's 127.0.0.1; removing the container stops slirp4netns and frees the
+/// port. A host port under net.ipv4.ip_unprivileged_port_start is one line, nothing left.
+#[test]
+fn rootless_engine_slirp_published_port() {
+    let Some(u) = User::new("rle-port", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let o = u.c(&[
+        "run",
+        "-d",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "hostname > /tmp/h; ip -4 addr show tap0 > /tmp/a; httpd -f -p 80 -h /tmp",
+    ]);
+    let id = o.ok().stdout.trim().to_string();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let page = http_get(addr, "/h").unwrap_or_else(|e| panic!("GET from the host: {e}"));
+    assert!(page.ends_with(&format!("{}\n", &id[..12])), "{page}");
+    let a = http_get(addr, "/a").unwrap();
+    assert!(a.contains("inet 10.0.2.100/24"), "{a}");
+    let ls = u.c(&["ls"]).ok().stdout.clone();
+    assert!(ls.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ls}");
+    let slirps = || procs_named("slirp4netns", u.uid);
+    assert_eq!(slirps().len(), 1, "one slirp4netns for the container");
+    u.c(&["rm", "-f", &id]).ok();
+    assert!(wait_until(Duration::from_secs(3), || slirps().is_empty()), "slirp4netns left: {:?}", slirps());
+    assert!(TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err(), "port {port} still open");
+
+    // A privileged port: one line, no container, no namespace file, no helper.
+    let first = fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start").unwrap();
+    if first.trim().parse::<u16>().unwrap() > 80 {
+        let o = u.c(&["run", "--rm", "-p", "80:80", "busybox", "true"]);
+        o.one_line_error(&["host port 80 is below"]);
+        assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "a container was left");
+        let netns = u.xdg.join("berth-engine/netns");
+        assert_eq!(fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0), 0, "left in {}", netns.display());
+        assert!(slirps().is_empty());
+    }
+}
+
+/// `--network host` (sysfs becomes a read-only bind of the host's /sys), named volumes and
+/// bind mounts (a file the container's root writes is the user's on the host), and limits:
+/// on a host without a delegated cgroup v2 subtree, one line and no container.
+#[test]
+fn rootless_engine_host_network_volumes_limits() {
+    let Some(u) = User::new("rle-misc", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let o = u.c(&["run", "--rm", "--network", "host", "busybox", "sh", "-c", "ls /sys/class/net"]);
+    let host_ifs: Vec<String> = fs::read_dir("/sys/class/net")
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(o.ok().lines().iter().all(|l| host_ifs.contains(l)) && o.lines().len() == host_ifs.len(), "{o}");
+    u.c(&["run", "--rm", "--network", "none", "-v", "rlvol:/data", "busybox", "sh", "-c", "echo kept > /data/f"]).ok();
+    let o = u.c(&["run", "--rm", "--network", "none", "-v", "rlvol:/data", "busybox", "cat", "/data/f"]);
+    assert_eq!(o.ok().stdout, "kept\n");
+    let bind = u.home.join("bind");
+    fs::create_dir(&bind).unwrap();
+    chown(&bind, u.uid, id_of("-g", USER).unwrap());
+    let spec = format!("{}:/b", bind.display());
+    u.c(&["run", "--rm", "--network", "none", "-v", &spec, "busybox", "sh", "-c", "echo x > /b/y"]).ok();
+    assert_eq!(fs::metadata(bind.join("y")).unwrap().uid(), u.uid, "written by the container's root: the user's file");
+    u.cmd(&["volume", "rm", "rlvol"]).ok();
+
+    let v2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    if !v2 {
+        let o = u.c(&["run", "--rm", "--network", "none", "--memory", "64m", "busybox", "true"]);
+        o.one_line_error(&["--memory: an unprivileged user's limits need a cgroup v2 subtree delegated to the user"]);
+        assert_eq!(o.code, 125, "{o}");
+        assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "a container was left");
+    }
+}
+
+/// `--userns keep-id`: the container has a user namespace of its own where the user keeps its
+/// host uid and gid and runs as them; a file it writes to a bind mount is the user's. Refused
+/// for root's engine.
+#[test]
+fn rootless_engine_userns_keep_id() {
+    let Some(u) = User::new("rle-keepid", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let gid = id_of("-g", USER).unwrap();
+    let bind = u.home.join("kb");
+    fs::create_dir(&bind).unwrap();
+    chown(&bind, u.uid, gid);
+    let spec = format!("{}:/kb", bind.display());
+    for net in ["none", "slirp4netns"] {
+        let mut args = vec!["run", "--rm", "--userns", "keep-id", "-v", &spec];
+        if net == "none" {
+            args.extend(["--network", "none"]);
+        }
+        args.extend(["busybox", "sh", "-c", "id -u; id -g; touch /kb/$(id -u); grep -c . /proc/self/uid_map"]);
+        let o = u.c(&args);
+        let lines = o.ok().lines();
+        assert_eq!(lines[..2], [u.uid.to_string(), gid.to_string()], "{net}: {o}");
+        assert_eq!(lines[2], "3", "{net}: three ranges (below, the user, above): {o}");
+        let f = bind.join(u.uid.to_string());
+        assert_eq!(fs::metadata(&f).unwrap().uid(), u.uid, "{net}");
+        fs::remove_file(&f).unwrap();
+    }
+    // `-u` still picks the user inside.
+    let o = u.c(&["run", "--rm", "--network", "none", "--userns", "keep-id", "-u", "0", "busybox", "id", "-u"]);
+    assert_eq!(o.ok().stdout.trim(), "0");
+    let o = u.c(&["run", "--rm", "--network", "none", "--userns", "nonsense", "busybox", "true"]);
+    o.one_line_error(&["--userns"]);
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty());
+    let data = u.ctx.tempdir("rootdata");
+    let mut c = u.ctx.command(&["--data-root", data.to_str().unwrap()]);
+    c.args(["container", "run", "--rm", "--userns", "keep-id", "busybox", "true"]);
+    u.ctx.exec_cmd(c, Duration::from_secs(30)).one_line_error(&["--userns keep-id is for an ordinary user"]);
+}
+
+/// Pull from a registry on 127.0.0.1 into the user's store, then run what was pulled.
+#[test]
+fn rootless_engine_pull_and_run() {
+    let Some(u) = User::new("rle-pull", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    let (reg, _m, c) = crate::image::registry_with_busybox(&u.ctx, crate::common::registry::RegistryOpts::default());
+    let r = reg.reference("berth/busybox:v1");
+    u.cmd(&["image", "pull", "--insecure", &r]).ok();
+    let o = u.cmd(&["image", "inspect", &r]);
+    let v: serde_json::Value = serde_json::from_str(&o.ok().stdout).unwrap();
+    assert_eq!(v[0]["Id"], c.digest.as_str(), "{o}");
+    let o = u.c(&["run", "--rm", "--network", "none", &r]);
+    assert_eq!(o.ok().stdout, "pulled\n");
+    assert!(u.data_root().join("image").exists());
+}
+
+/// On cgroup v2 with a subtree delegated to the user (as systemd's user@.service: the
+/// directory and its cgroup.procs, cgroup.threads, cgroup.subtree_control are the user's, and
+/// the user's commands run in a child of it), `--memory` and `--pids-limit` apply: the
+/// container's cgroup is under the delegated one with the limits. In the cgroup v2 VM
+/// (integration/vm/run-v2.sh).
+#[test]
+fn rootless_engine_v2_delegated_limits() {
+    let v2 = fs::read_to_string("/proc/self/mountinfo")
+        .unwrap()
+        .lines()
+        .any(|l| l.contains(" /sys/fs/cgroup ") && l.contains(" - cgroup2 "));
+    if !v2 {
+        eprintln!("SKIPPED: needs a cgroup v2 host (run in the VM: integration/vm/run-v2.sh)");
+        return;
+    }
+    let Some(u) = User::new("rle-v2", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    let gid = id_of("-g", USER).unwrap();
+    let base = PathBuf::from(format!("/sys/fs/cgroup/berth-it-rle{}", std::process::id()));
+    struct Rm(PathBuf);
+    impl Drop for Rm {
+        fn drop(&mut self) {
+            if let Ok(rd) = fs::read_dir(&self.0) {
+                for e in rd.flatten().filter(|e| e.path().is_dir()) {
+                    let _ = fs::remove_dir(e.path());
+                }
+            }
+            let _ = fs::remove_dir(&self.0);
+        }
+    }
+    let _rm = Rm(base.clone());
+    fs::create_dir(&base).unwrap();
+    fs::write(base.join("cgroup.subtree_control"), "+memory +pids").unwrap();
+    fs::create_dir(base.join("self")).unwrap();
+    for p in [&base, &base.join("self")] {
+        chown(p, u.uid, gid);
+        for f in ["cgroup.procs", "cgroup.threads", "cgroup.subtree_control"] {
+            chown(&p.join(f), u.uid, gid);
+        }
+    }
+    // The user's commands start in base/self (a shell as root moves itself there first).
+    let in_self = |args: &[&str]| {
+        let inner = u.command(args);
+        let mut c = Command::new("sh");
+        c.arg("-c")
+            .arg(format!("echo $$ > {}/self/cgroup.procs && exec \"$@\"", base.display()))
+            .arg("sh")
+            .arg(inner.get_program())
+            .args(inner.get_args())
+            .current_dir(&u.home)
+            .env_clear()
+            .envs(inner.get_envs().filter_map(|(k, v)| Some((k, v?))))
+            .stdin(Stdio::null());
+        u.ctx.exec_cmd(c, Duration::from_secs(120))
+    };
+    let (a, _) = crate::container::archives();
+    in_self(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+    let o = in_self(&[
+        "container",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--memory",
+        "64m",
+        "--pids-limit",
+        "50",
+        "busybox",
+        "sleep",
+        "300",
+    ]);
+    let id = o.ok().stdout.trim().to_string();
+    let insp = in_self(&["container", "inspect", &id]);
+    let v: serde_json::Value = serde_json::from_str(&insp.ok().stdout).unwrap();
+    let pid = v[0]["State"]["Pid"].as_i64().unwrap();
+    let cg = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    let rel = cg.trim().strip_prefix("0::/").unwrap_or_else(|| panic!("{cg}")).to_string();
+    let dir = Path::new("/sys/fs/cgroup").join(&rel);
+    assert!(
+        dir.starts_with(&base) && dir != base.join("self"),
+        "the container's cgroup {} is not under the delegated {}",
+        dir.display(),
+        base.display()
+    );
+    assert_eq!(fs::read_to_string(dir.join("memory.max")).unwrap().trim(), "67108864");
+    assert_eq!(fs::read_to_string(dir.join("pids.max")).unwrap().trim(), "50");
+    in_self(&["container", "rm", "-f", &id]).ok();
+    assert!(wait_until(Duration::from_secs(5), || !dir.exists()), "the container's cgroup is left");
+    // The keeper was started in base/self: stop it so the cgroups can go.
+    if let Some(p) = u.keeper() {
+        // SAFETY: killing the keeper this test's user made.
+        unsafe { libc::kill(p, libc::SIGKILL) };
+    }
+    let procs = base.join("self/cgroup.procs");
+    assert!(wait_until(Duration::from_secs(5), || fs::read_to_string(&procs).unwrap_or_default().trim().is_empty()));
+}
+
+/// A detached container of the user: logs, exec, stop, inspect and rm all reach it (each a
+/// new command joining the user's namespaces), and a new command sees the same overlay.
+#[test]
+fn rootless_engine_detached_logs_exec_stop() {
+    let Some(u) = User::new("rle-detached", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let o =
+        u.c(&["run", "-d", "--name", "rlbox", "busybox", "sh", "-c", "echo hello; echo data > /tmp/f; exec sleep 300"]);
+    let id = o.ok().stdout.trim().to_string();
+    assert!(wait_until(Duration::from_secs(5), || u.c(&["logs", "rlbox"]).stdout == "hello\n"), "logs");
+    let o = u.c(&["exec", "rlbox", "cat", "/tmp/f"]);
+    assert_eq!(o.ok().stdout, "data\n");
+    u.c(&["stop", "-t", "1", "rlbox"]).ok();
+    let o = u.c(&["inspect", "rlbox"]);
+    let v: serde_json::Value = serde_json::from_str(&o.ok().stdout).unwrap();
+    assert_eq!(v[0]["State"]["Status"], "exited", "{o}");
+    assert_eq!(v[0]["Id"], id.as_str());
+    // Started again: the container's upper layer kept the file.
+    u.c(&["start", "rlbox"]).ok();
+    let o = u.c(&["exec", "rlbox", "cat", "/tmp/f"]);
+    assert_eq!(o.ok().stdout, "data\n");
+    u.c(&["rm", "-f", "rlbox"]).ok();
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty());
+}
+
+/// User-defined networks: bridges in the user's shared network namespace (one slirp4netns
+/// for it, as podman's rootless netns): containers reach each other by name through berth's
+/// DNS, a published port is reached from the host's 127.0.0.1 and closed again at `rm`, and
+/// `network rm` removes the network.
+#[test]
+fn rootless_engine_user_network_names_and_ports() {
+    let Some(u) = User::new("rle-net", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    u.cmd(&["network", "create", "rlnet"]).ok();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    u.c(&[
+        "run",
+        "-d",
+        "--name",
+        "srv",
+        "--network",
+        "rlnet",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "echo from-srv > /tmp/i; httpd -f -p 80 -h /tmp",
+    ])
+    .ok();
+    let o = u.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "rlnet",
+        "busybox",
+        "sh",
+        "-c",
+        "for i in $(seq 50); do wget -q -O- http://srv/i && exit 0; sleep 0.1; done; exit 1",
+    ]);
+    assert_eq!(o.ok().stdout, "from-srv\n", "by name: {o}");
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let page = http_get(addr, "/i").unwrap_or_else(|e| panic!("GET from the host: {e}"));
+    assert!(page.ends_with("from-srv\n"), "{page}");
+    u.c(&["rm", "-f", "srv"]).ok();
+    assert!(
+        wait_until(Duration::from_secs(3), || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()),
+        "port {port} still open"
+    );
+    u.cmd(&["network", "rm", "rlnet"]).ok();
+    assert!(!u.cmd(&["network", "ls"]).ok().stdout.contains("rlnet"));
+    // One slirp4netns is left: the shared namespace's, kept with the user's namespaces.
+    assert_eq!(procs_named("slirp4netns", u.uid).len(), 1);
+}
+
+/// Processes named `name` (comm) whose real uid is `uid` (outside any namespace).
+fn procs_named(name: &str, uid: u32) -> Vec<i32> {
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+        let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+        let ruid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next());
+        if comm.trim() == name && !zombie && ruid == Some(&uid.to_string()) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// A user without subordinate ranges: one warning naming the files and the fix, and the
+/// user's own id mapped to 0, which is enough for an image whose files are all root's.
+#[test]
+fn rootless_engine_without_subordinate_ids() {
+    let Some(u) = User::new("rle-nosub", NOSUB_USER, None) else { return };
+    let (a, _) = crate::container::archives();
+    let o = u.cmd(&["image", "load", "-i", a.to_str().unwrap()]);
+    o.ok();
+    let warn: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(warn.len(), 1, "one warning line: {o}");
+    for w in ["/etc/subuid", "/etc/subgid", "usermod --add-subuids", NOSUB_USER] {
+        assert!(warn[0].contains(w), "the warning names {w}: {o}");
+    }
+    let o = u.c(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/self/uid_map"]);
+    o.ok();
+    let map: Vec<String> = o.stdout.split_whitespace().map(str::to_string).collect();
+    assert_eq!(map, ["0".to_string(), u.uid.to_string(), "1".into()], "{o}");
+    assert!(o.stderr.trim().is_empty(), "the warning comes once, when the namespace is made: {o}");
+
+    // An image with a file of uid 1000, which only root is mapped for: one line, no image.
+    let src = u.ctx.tempdir("src");
+    fs::write(src.join("owned"), "x").unwrap();
+    let tar = u.ctx.dir.join("owned.tar");
+    let t = Command::new("tar")
+        .arg("-C")
+        .arg(&src)
+        .args(["--owner=1000", "--group=1000", "-cf"])
+        .arg(&tar)
+        .arg("owned")
+        .status()
+        .unwrap();
+    assert!(t.success());
+    fs::set_permissions(&tar, fs::Permissions::from_mode(0o644)).unwrap();
+    let before = u.cmd(&["image", "ls", "-q"]).ok().stdout.clone();
+    let o = u.cmd(&["image", "import", tar.to_str().unwrap(), "owned:1"]);
+    o.one_line_error(&["owner 1000:1000 is not mapped"]);
+    assert_eq!(u.cmd(&["image", "ls", "-q"]).ok().stdout, before, "an image was left");
+}
+
+/// Another user's container (root's, in root's store) is not there for the user: one line,
+/// and root's container keeps running.
+#[test]
+fn rootless_engine_other_users_container() {
+    let Some(u) = User::new("rle-other", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    // Root's engine with a store of its own in the test dir.
+    let data = u.ctx.tempdir("rootdata");
+    let root = |args: &[&str]| {
+        let mut c = u.ctx.command(&["--data-root", data.to_str().unwrap()]);
+        c.args(args);
+        u.ctx.exec_cmd(c, Duration::from_secs(60))
+    };
+    let (a, _) = crate::container::archives();
+    root(&["image", "load", "-i", a.to_str().unwrap()]).ok();
+    let id = root(&["container", "run", "-d", "--network", "none", "busybox", "sleep", "300"])
+        .ok()
+        .stdout
+        .trim()
+        .to_string();
+    for verb in [vec!["stop", id.as_str()], vec!["rm", "-f", id.as_str()], vec!["exec", id.as_str(), "true"]] {
+        let o = u.c(&verb);
+        o.one_line_error(&["no such container"]);
+    }
+    // Pointing at root's store does not reach it either.
+    let o = u.cmd(&["--data-root", data.to_str().unwrap(), "container", "rm", "-f", &id]);
+    o.fails();
+    let st = root(&["container", "inspect", "-f", "{{.State.Status}}", &id]);
+    assert_eq!(st.ok().stdout.trim(), "running");
+    root(&["container", "rm", "-f", &id]).ok();
+}
