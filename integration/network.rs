@@ -852,3 +852,28 @@ fn network_setup_time() {
         t.elapsed() / 30
     );
 }
+
+/// Two data roots making networks from the default pool before either has a container (so
+/// before either bridge and route exists) get different subnets: each claims its subnet
+/// host-wide; a removed network releases its claim.
+#[test]
+fn pool_subnets_are_not_given_twice_across_data_roots() {
+    let ctx = Ctx::new("netclaim");
+    let _g = shared();
+    let a = Net::new(&ctx);
+    let b = Net::new(&ctx);
+    assert_ne!(a.data, b.data);
+    a.create("pool", &[]).ok();
+    b.create("pool", &[]).ok();
+    let sa = a.inspect("pool")["Subnet"].as_str().unwrap_or_default().to_string();
+    let sb = b.inspect("pool")["Subnet"].as_str().unwrap_or_default().to_string();
+    assert!(!sa.is_empty() && !sb.is_empty());
+    assert_ne!(sa, sb, "both data roots got {sa}");
+    let claim = Path::new("/run/berth-subnets").join(sa.replace('/', "_"));
+    assert!(claim.is_file(), "{} claims {sa}", claim.display());
+    // An explicit subnet another data root claimed is refused, naming it.
+    b.create("clash", &["--subnet", &sa]).one_line_error(&["overlaps", "pool"]);
+    a.cmd(&["rm", "pool"]).ok();
+    assert!(!claim.exists(), "the claim of a removed network is released");
+    b.cmd(&["rm", "pool"]).ok();
+}

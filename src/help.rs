@@ -348,6 +348,15 @@ fn find(name: &str) -> Option<&'static Cmd> {
     COMMANDS.iter().find(|c| c.names.contains(&name))
 }
 
+/// `--since`, `--until`, `--filter`/`-f`, `--format`: the engine's `events` flags (runc's
+/// `events` has none of them).
+fn is_engine_events_flag(arg: &str) -> bool {
+    let Some(name) = arg.strip_prefix('-') else { return false };
+    let name = name.trim_start_matches('-');
+    let name = name.split_once('=').map_or(name, |(n, _)| n);
+    matches!(name, "since" | "until" | "filter" | "f" | "format")
+}
+
 pub fn is_engine(name: &str) -> bool {
     ENGINE.iter().any(|(n, _)| *n == name)
 }
@@ -524,6 +533,8 @@ pub fn intercept(args: &[String]) -> Option<i32> {
             })
         }
         s if is_engine(s) || s == "init" => None,
+        // `events` with the engine's journal flags is the engine's `berth events`.
+        "events" if args[i + 1..].iter().any(|a| is_engine_events_flag(a)) => None,
         s => {
             let Some(c) = find(s) else { return Some(no_topic(s)) };
             // Options come before the first positional argument (Go's flag package stops there,

@@ -300,7 +300,12 @@ fn by_family<'a>(what: &str, vals: &'a [String]) -> Result<(Option<&'a str>, Opt
 
 /// The IPv4 and IPv6 addressing of a new network, checked against the other networks and the
 /// host's routes.
-fn addressing(o: &CreateOptions, existing: &[Network], lan: bool) -> Result<Addressing, NetError> {
+fn addressing(
+    o: &CreateOptions,
+    existing: &[Network],
+    claimed: &[(Ipv4Net, String)],
+    lan: bool,
+) -> Result<Addressing, NetError> {
     let (subnet, subnet6) = by_family("subnet", &o.subnets)?;
     let (gateway, gateway6) = by_family("gateway", &o.gateways)?;
     if (subnet6.is_some() || gateway6.is_some()) && !o.ipv6 {
@@ -320,10 +325,17 @@ fn addressing(o: &CreateOptions, existing: &[Network], lan: bool) -> Result<Addr
             if let Some((h, dev)) = host.iter().find(|(h, _)| h.overlaps(&net)) {
                 return Err(NetError::Msg(format!("subnet {net} overlaps host route {h} on {dev}")));
             }
+            if let Some((c, who)) = claimed.iter().find(|(c, _)| c.overlaps(&net)) {
+                return Err(NetError::Msg(format!("subnet {net} overlaps {c} of {who}")));
+            }
             net
         }
         None => ipnet::default_pool()
-            .find(|n| !existing.iter().any(|o| o.subnet.overlaps(n)) && !host.iter().any(|(h, _)| h.overlaps(n)))
+            .find(|n| {
+                !existing.iter().any(|o| o.subnet.overlaps(n))
+                    && !host.iter().any(|(h, _)| h.overlaps(n))
+                    && !claimed.iter().any(|(c, _)| c.overlaps(n))
+            })
             .ok_or_else(|| NetError::Msg("no free subnet left in the default pools: use --subnet".into()))?,
     };
     let gw = match gateway {
@@ -411,7 +423,10 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
         }
     }
     let existing = list(data_root);
-    let a = addressing(o, &existing, lan.is_some())?;
+    // Held until the network's config is written (its claim then counts as live).
+    let host = super::claims::lock();
+    let claimed = if lan.is_some() { Vec::new() } else { super::claims::others(&host, data_root, name) };
+    let a = addressing(o, &existing, &claimed, lan.is_some())?;
     let mut aux = Vec::new();
     for (n, ip) in &o.aux {
         let addr: Ipv4Addr = ip.parse().map_err(|_| NetError::Msg(format!("invalid --aux-address {n}={ip}")))?;
@@ -467,6 +482,9 @@ pub fn create(data_root: &Path, name: &str, o: &CreateOptions) -> Result<Network
     if let Err(e) = write_atomic(&conf_path(data_root, name), &data) {
         let _ = fs::remove_dir_all(&ipam);
         return Err(e);
+    }
+    if lan.is_none() {
+        super::claims::claim(&host, data_root, name, &a.subnet);
     }
     from_conflist(v).ok_or_else(|| NetError::Msg(format!("network {name}: bad configuration")))
 }
@@ -597,6 +615,9 @@ pub fn default_options(data_root: &Path) -> Result<CreateOptions, NetError> {
 /// container may use it): the DNS server, the bridge, host-local's reservations, the config.
 pub fn remove_files(data_root: &Path, net: &Network) -> Result<(), NetError> {
     super::dns::stop_server(data_root, &net.name);
+    if net.is_bridge() {
+        super::claims::release(data_root, &net.name, &net.subnet);
+    }
     remove_masquerade(net);
     if net.is_bridge() {
         super::netns::delete_bridge(&net.bridge)?;

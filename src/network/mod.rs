@@ -8,6 +8,7 @@
 //! `attachments/<container-id>.json`, `lock` (metadata lock). Namespace files live in
 //! /run/berth/netns/<container-id>.
 
+pub mod claims;
 pub mod cli;
 pub mod cni;
 pub mod config;
