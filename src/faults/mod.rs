@@ -43,6 +43,20 @@ pub const POINTS: &[&str] = &[
     "image.snapshot.renamed",
     "image.index.tmp-synced",
     "image.index.renamed",
+    // `image build`: a step's layer in the store before its image and cache record; its image
+    // saved before the cache record; a COPY with one source copied and the next not.
+    "build.step.layer-written",
+    "build.step.image-saved",
+    "build.copy.mid",
+    // `container commit`: the layer and its snapshot stored; the manifest written before the
+    // index names it.
+    "image.commit.layer-stored",
+    "image.commit.manifest-written",
+    // `image push`: every blob uploaded, the manifest not yet put.
+    "image.push.blobs-uploaded",
+    // `network connect`: the attachment recorded (write-ahead), then the CNI ADD done.
+    "network.connect.recorded",
+    "network.connect.cni-added",
 ];
 
 /// Every protection a debug build can be told to drop, with the attack it stops.
