@@ -338,3 +338,55 @@ fn volume_paths_escaping_through_dotdot_refused() {
     assert_eq!(siblings(), n0, "nothing made beside the data root");
     assert!(e.cmd(&["container", "ls", "-aq"]).stdout.trim().is_empty(), "no container made");
 }
+
+/// A build context whose COPY sources lead out of it: `../file`, an absolute symlink and a
+/// relative symlink to a host file next to the context. Weakened
+/// (`BERTH_WEAKEN=build-context-beneath`: the source resolved as the host resolves it), the
+/// host file ends up in the image; berth refuses each with one line naming the source, and
+/// leaves no image, layer, scratch dir or mount.
+#[test]
+fn build_copy_sources_escaping_the_context() {
+    use crate::common::images::{busybox_oci_layout, dir_entries_sorted, Eng, ImageSpec};
+    let ctx = Ctx::new("brk-build-ctx");
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-brk/bb:v1";
+    let layout = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &layout, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", layout.to_str().unwrap()]).ok();
+    let secret = format!("host-secret-{}", std::process::id());
+    fs::write(ctx.dir.join("outside-secret.txt"), &secret).unwrap();
+    let cdir = ctx.tempdir("ctx");
+    assert_eq!(cdir.parent(), Some(ctx.dir.as_path()), "the context sits next to the secret");
+    symlink(ctx.dir.join("outside-secret.txt"), cdir.join("abs-out")).unwrap();
+    symlink("../outside-secret.txt", cdir.join("rel-out")).unwrap();
+    fs::create_dir(cdir.join("sub")).unwrap();
+    let weak_ok = hooks_honoured(&ctx);
+    for src in ["../outside-secret.txt", "abs-out", "rel-out", "sub/../../outside-secret.txt"] {
+        fs::write(cdir.join("Dockerfile"), format!("FROM {base}\nCOPY {src} /got\n")).unwrap();
+        let args = ["build", "-q", "--no-cache", "--network", "none", "-t", "escaped:v1", cdir.to_str().unwrap()];
+        if weak_ok {
+            let mut v = vec!["image"];
+            v.extend_from_slice(&args);
+            let mut c = eng.command(&v);
+            c.env("BERTH_WEAKEN", "build-context-beneath");
+            let o = ctx.exec_cmd(c, TIMEOUT);
+            o.ok();
+            let got = eng.cmd(&["container", "run", "--rm", "--network", "none", "escaped:v1", "cat", "/got"]);
+            got.ok();
+            assert_eq!(got.stdout, secret, "weakened, COPY {src} copies the host file");
+            eng.image(&["rm", "escaped:v1"]).ok();
+            eng.image(&["prune", "-f"]).ok();
+        } else {
+            skipped("build-context-beneath");
+        }
+        let before = eng.store_snapshot();
+        let o = eng.image(&args);
+        o.one_line_error(&["outside the build context"]);
+        assert!(o.stderr.contains(src), "the error names the source {src}: {o}");
+        eng.assert_store_unchanged(&before, &format!("refused COPY {src}"));
+        let m = mounts_under(&eng.data);
+        assert!(m.is_empty(), "COPY {src}: mounts left: {m:?}");
+        let left = dir_entries_sorted(&eng.data.join("builder/tmp"));
+        assert!(left.is_empty(), "COPY {src}: scratch left: {left:?}");
+    }
+}
