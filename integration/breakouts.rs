@@ -390,3 +390,51 @@ fn build_copy_sources_escaping_the_context() {
         assert!(left.is_empty(), "COPY {src}: scratch left: {left:?}");
     }
 }
+
+/// A RUN step whose container swaps a directory the runtime made for a mount (here the
+/// parent of a cache mount's target, made in the step's upper dir) for a symlink to a host
+/// directory. After the run the builder removes the mount points it made from the upper dir
+/// before writing the layer; resolved through that symlink, the removal lands on the host.
+/// Weakened (`BERTH_WEAKEN=build-upper-beneath`: paths in the upper dir resolved as the
+/// host resolves them), the host's empty directories `b/c` are deleted; berth resolves them
+/// beneath the upper dir without following symlinks and the host directories stay.
+#[test]
+fn build_run_symlink_swap_in_upper_dir() {
+    use crate::common::images::{busybox_oci_layout, Eng, ImageSpec};
+    let ctx = Ctx::new("brk-build-upper");
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-brk/bb:v1";
+    let layout = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &layout, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", layout.to_str().unwrap()]).ok();
+    let victim = ctx.dir.join("victim");
+    let cdir = ctx.tempdir("ctx");
+    fs::write(
+        cdir.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=cache,target=/a/b/c mv /a /a.moved && ln -s {} /a\n", victim.display()),
+    )
+    .unwrap();
+    let args = ["build", "-q", "--no-cache", "--network", "none", "-t", "swapped:v1", cdir.to_str().unwrap()];
+    let weak_ok = hooks_honoured(&ctx);
+    if weak_ok {
+        fs::create_dir_all(victim.join("b/c")).unwrap();
+        let mut v = vec!["image"];
+        v.extend_from_slice(&args);
+        let mut c = eng.command(&v);
+        c.env("BERTH_WEAKEN", "build-upper-beneath");
+        let o = ctx.exec_cmd(c, TIMEOUT);
+        eprintln!("weakened build: {o}");
+        assert!(!victim.join("b").exists(), "weakened, the builder removed the host's {}/b/c", victim.display());
+        eng.image(&["rm", "swapped:v1"]);
+        eng.cmd(&["builder", "prune", "-f"]);
+    } else {
+        skipped("build-upper-beneath");
+    }
+    fs::create_dir_all(victim.join("b/c")).unwrap();
+    let o = eng.image(&args);
+    o.ok();
+    assert!(victim.join("b/c").is_dir(), "berth must not touch the host's {}/b/c", victim.display());
+    let got = eng.cmd(&["container", "run", "--rm", "--network", "none", "swapped:v1", "readlink", "/a"]);
+    got.ok();
+    assert_eq!(got.stdout.trim(), victim.to_str().unwrap(), "the image keeps the symlink as a symlink");
+}

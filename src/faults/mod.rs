@@ -66,6 +66,7 @@ pub const PROTECTIONS: &[(&str, &str)] = &[
     ("proc-mount-check", "CVE-2019-16884, CVE-2023-27561: a non-procfs mounted on or inside /proc"),
     ("mount-dest-in-root", "CVE-2021-30465: a mount destination resolved through a symlink out of the rootfs"),
     ("sysctl-procfs-check", "CVE-2025-52881: a write meant for /proc/sys redirected by a mount"),
+    ("build-upper-beneath", "a RUN step's symlink in its upper dir redirecting the builder's clean-up to the host"),
     ("build-context-beneath", "a COPY/ADD source leading out of the build context through `..` or a symlink"),
 ];
 
