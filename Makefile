@@ -64,7 +64,7 @@ BERTH_DEBUG := target/x86_64-unknown-linux-gnu/debug/berth
 faults: deps
 	@scripts/deps.sh test
 	$(CARGO) build --bin berth
-	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run fulldisk:: --test-threads=2
+	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_ fulldisk:: --test-threads=2
 
 # fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, docker seccomp profiles, image references, manifests
 # and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results,
