@@ -438,3 +438,57 @@ fn build_run_symlink_swap_in_upper_dir() {
     got.ok();
     assert_eq!(got.stdout.trim(), victim.to_str().unwrap(), "the image keeps the symlink as a symlink");
 }
+
+/// A build context sent as a tar on stdin whose entry `h` is a hardlink to an absolute path:
+/// the host file the tar names. Weakened (`BERTH_WEAKEN=unpack-link-beneath`: the target taken
+/// as the host's path), `COPY h` puts the host file in the image; berth resolves link targets
+/// inside the tree being unpacked, so the context is refused with one line naming the entry and
+/// nothing is left.
+#[test]
+fn build_stdin_context_hardlink_to_a_host_file() {
+    use crate::common::images::{busybox_oci_layout, dir_entries_sorted, python_tar, Eng, ImageSpec};
+    let ctx = Ctx::new("brk-build-hardlink");
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-brk/bb:v1";
+    let layout = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &layout, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", layout.to_str().unwrap()]).ok();
+    let secret = format!("host-secret-{}", std::process::id());
+    let host_file = ctx.dir.join("outside-secret.txt");
+    fs::write(&host_file, &secret).unwrap();
+    let tar = ctx.dir.join("context.tar");
+    python_tar(
+        &tar,
+        &json!([
+            {"name": "Dockerfile", "data": format!("FROM {base}\nCOPY h /got\n")},
+            {"name": "h", "type": "hardlink", "link": host_file.to_str().unwrap()},
+        ]),
+    );
+    let build = |weaken: &str| {
+        let mut c = eng.command(&["image", "build", "-q", "--no-cache", "--network", "none", "-t", "linked:v1", "-"]);
+        c.stdin(fs::File::open(&tar).unwrap());
+        if !weaken.is_empty() {
+            c.env("BERTH_WEAKEN", weaken);
+        }
+        ctx.exec_cmd(c, TIMEOUT)
+    };
+    if hooks_honoured(&ctx) {
+        build("unpack-link-beneath").ok();
+        let got = eng.cmd(&["container", "run", "--rm", "--network", "none", "linked:v1", "cat", "/got"]);
+        got.ok();
+        assert_eq!(got.stdout, secret, "weakened, the hardlink brings the host file into the image");
+        eng.image(&["rm", "linked:v1"]).ok();
+        eng.image(&["prune", "-f"]).ok();
+    } else {
+        skipped("unpack-link-beneath");
+    }
+    let before = eng.store_snapshot();
+    let o = build("");
+    o.one_line_error(&["hardlink target", "is not in the layer"]);
+    assert_eq!(fs::read_to_string(&host_file).unwrap(), secret, "the host file is untouched");
+    eng.assert_store_unchanged(&before, "refused context");
+    let m = mounts_under(&eng.data);
+    assert!(m.is_empty(), "mounts left: {m:?}");
+    let left = dir_entries_sorted(&eng.data.join("builder/tmp"));
+    assert!(left.is_empty(), "scratch left: {left:?}");
+}

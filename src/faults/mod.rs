@@ -67,6 +67,7 @@ pub const PROTECTIONS: &[(&str, &str)] = &[
     ("mount-dest-in-root", "CVE-2021-30465: a mount destination resolved through a symlink out of the rootfs"),
     ("sysctl-procfs-check", "CVE-2025-52881: a write meant for /proc/sys redirected by a mount"),
     ("build-upper-beneath", "a RUN step's symlink in its upper dir redirecting the builder's clean-up to the host"),
+    ("unpack-link-beneath", "a layer or build-context tar hardlink whose target is a host file"),
     ("build-context-beneath", "a COPY/ADD source leading out of the build context through `..` or a symlink"),
 ];
 
