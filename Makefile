@@ -64,10 +64,12 @@ BERTH_DEBUG := target/x86_64-unknown-linux-gnu/debug/berth
 faults: deps
 	@scripts/deps.sh test
 	$(CARGO) build --bin berth
-	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_run fulldisk:: --test-threads=2
+	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_ fulldisk:: --test-threads=2
 
 # fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, docker seccomp profiles, image references, manifests
-# and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results)
+# and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results,
+# Dockerfiles, build word expansion, .dockerignore, --format templates, Engine API requests and
+# create bodies)
 # for FUZZ_SECS seconds each, with the outcome-guided mutation fuzzer (see src/fuzz/mutator.rs;
 # CI runs 2 s each). A crash saves its input under target/fuzz-crashes/.
 FUZZ_SECS ?= 300

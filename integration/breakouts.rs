@@ -338,3 +338,157 @@ fn volume_paths_escaping_through_dotdot_refused() {
     assert_eq!(siblings(), n0, "nothing made beside the data root");
     assert!(e.cmd(&["container", "ls", "-aq"]).stdout.trim().is_empty(), "no container made");
 }
+
+/// A build context whose COPY sources lead out of it: `../file`, an absolute symlink and a
+/// relative symlink to a host file next to the context. Weakened
+/// (`BERTH_WEAKEN=build-context-beneath`: the source resolved as the host resolves it), the
+/// host file ends up in the image; berth refuses each with one line naming the source, and
+/// leaves no image, layer, scratch dir or mount.
+#[test]
+fn build_copy_sources_escaping_the_context() {
+    use crate::common::images::{busybox_oci_layout, dir_entries_sorted, Eng, ImageSpec};
+    let ctx = Ctx::new("brk-build-ctx");
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-brk/bb:v1";
+    let layout = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &layout, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", layout.to_str().unwrap()]).ok();
+    let secret = format!("host-secret-{}", std::process::id());
+    fs::write(ctx.dir.join("outside-secret.txt"), &secret).unwrap();
+    let cdir = ctx.tempdir("ctx");
+    assert_eq!(cdir.parent(), Some(ctx.dir.as_path()), "the context sits next to the secret");
+    symlink(ctx.dir.join("outside-secret.txt"), cdir.join("abs-out")).unwrap();
+    symlink("../outside-secret.txt", cdir.join("rel-out")).unwrap();
+    fs::create_dir(cdir.join("sub")).unwrap();
+    let weak_ok = hooks_honoured(&ctx);
+    for src in ["../outside-secret.txt", "abs-out", "rel-out", "sub/../../outside-secret.txt"] {
+        fs::write(cdir.join("Dockerfile"), format!("FROM {base}\nCOPY {src} /got\n")).unwrap();
+        let args = ["build", "-q", "--no-cache", "--network", "none", "-t", "escaped:v1", cdir.to_str().unwrap()];
+        if weak_ok {
+            let mut v = vec!["image"];
+            v.extend_from_slice(&args);
+            let mut c = eng.command(&v);
+            c.env("BERTH_WEAKEN", "build-context-beneath");
+            let o = ctx.exec_cmd(c, TIMEOUT);
+            o.ok();
+            let got = eng.cmd(&["container", "run", "--rm", "--network", "none", "escaped:v1", "cat", "/got"]);
+            got.ok();
+            assert_eq!(got.stdout, secret, "weakened, COPY {src} copies the host file");
+            eng.image(&["rm", "escaped:v1"]).ok();
+            eng.image(&["prune", "-f"]).ok();
+        } else {
+            skipped("build-context-beneath");
+        }
+        let before = eng.store_snapshot();
+        let o = eng.image(&args);
+        o.one_line_error(&["outside the build context"]);
+        assert!(o.stderr.contains(src), "the error names the source {src}: {o}");
+        eng.assert_store_unchanged(&before, &format!("refused COPY {src}"));
+        let m = mounts_under(&eng.data);
+        assert!(m.is_empty(), "COPY {src}: mounts left: {m:?}");
+        let left = dir_entries_sorted(&eng.data.join("builder/tmp"));
+        assert!(left.is_empty(), "COPY {src}: scratch left: {left:?}");
+    }
+}
+
+/// A RUN step whose container swaps a directory the runtime made for a mount (here the
+/// parent of a cache mount's target, made in the step's upper dir) for a symlink to a host
+/// directory. After the run the builder removes the mount points it made from the upper dir
+/// before writing the layer; resolved through that symlink, the removal lands on the host.
+/// Weakened (`BERTH_WEAKEN=build-upper-beneath`: paths in the upper dir resolved as the
+/// host resolves them), the host's empty directories `b/c` are deleted; berth resolves them
+/// beneath the upper dir without following symlinks and the host directories stay.
+#[test]
+fn build_run_symlink_swap_in_upper_dir() {
+    use crate::common::images::{busybox_oci_layout, Eng, ImageSpec};
+    let ctx = Ctx::new("brk-build-upper");
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-brk/bb:v1";
+    let layout = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &layout, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", layout.to_str().unwrap()]).ok();
+    let victim = ctx.dir.join("victim");
+    let cdir = ctx.tempdir("ctx");
+    fs::write(
+        cdir.join("Dockerfile"),
+        format!("FROM {base}\nRUN --mount=type=cache,target=/a/b/c mv /a /a.moved && ln -s {} /a\n", victim.display()),
+    )
+    .unwrap();
+    let args = ["build", "-q", "--no-cache", "--network", "none", "-t", "swapped:v1", cdir.to_str().unwrap()];
+    let weak_ok = hooks_honoured(&ctx);
+    if weak_ok {
+        fs::create_dir_all(victim.join("b/c")).unwrap();
+        let mut v = vec!["image"];
+        v.extend_from_slice(&args);
+        let mut c = eng.command(&v);
+        c.env("BERTH_WEAKEN", "build-upper-beneath");
+        let o = ctx.exec_cmd(c, TIMEOUT);
+        eprintln!("weakened build: {o}");
+        assert!(!victim.join("b").exists(), "weakened, the builder removed the host's {}/b/c", victim.display());
+        eng.image(&["rm", "swapped:v1"]);
+        eng.cmd(&["builder", "prune", "-f"]);
+    } else {
+        skipped("build-upper-beneath");
+    }
+    fs::create_dir_all(victim.join("b/c")).unwrap();
+    let o = eng.image(&args);
+    o.ok();
+    assert!(victim.join("b/c").is_dir(), "berth must not touch the host's {}/b/c", victim.display());
+    let got = eng.cmd(&["container", "run", "--rm", "--network", "none", "swapped:v1", "readlink", "/a"]);
+    got.ok();
+    assert_eq!(got.stdout.trim(), victim.to_str().unwrap(), "the image keeps the symlink as a symlink");
+}
+
+/// A build context sent as a tar on stdin whose entry `h` is a hardlink to an absolute path:
+/// the host file the tar names. Weakened (`BERTH_WEAKEN=unpack-link-beneath`: the target taken
+/// as the host's path), `COPY h` puts the host file in the image; berth resolves link targets
+/// inside the tree being unpacked, so the context is refused with one line naming the entry and
+/// nothing is left.
+#[test]
+fn build_stdin_context_hardlink_to_a_host_file() {
+    use crate::common::images::{busybox_oci_layout, dir_entries_sorted, python_tar, Eng, ImageSpec};
+    let ctx = Ctx::new("brk-build-hardlink");
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-brk/bb:v1";
+    let layout = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &layout, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", layout.to_str().unwrap()]).ok();
+    let secret = format!("host-secret-{}", std::process::id());
+    let host_file = ctx.dir.join("outside-secret.txt");
+    fs::write(&host_file, &secret).unwrap();
+    let tar = ctx.dir.join("context.tar");
+    python_tar(
+        &tar,
+        &json!([
+            {"name": "Dockerfile", "data": format!("FROM {base}\nCOPY h /got\n")},
+            {"name": "h", "type": "hardlink", "link": host_file.to_str().unwrap()},
+        ]),
+    );
+    let build = |weaken: &str| {
+        let mut c = eng.command(&["image", "build", "-q", "--no-cache", "--network", "none", "-t", "linked:v1", "-"]);
+        c.stdin(fs::File::open(&tar).unwrap());
+        if !weaken.is_empty() {
+            c.env("BERTH_WEAKEN", weaken);
+        }
+        ctx.exec_cmd(c, TIMEOUT)
+    };
+    if hooks_honoured(&ctx) {
+        build("unpack-link-beneath").ok();
+        let got = eng.cmd(&["container", "run", "--rm", "--network", "none", "linked:v1", "cat", "/got"]);
+        got.ok();
+        assert_eq!(got.stdout, secret, "weakened, the hardlink brings the host file into the image");
+        eng.image(&["rm", "linked:v1"]).ok();
+        eng.image(&["prune", "-f"]).ok();
+    } else {
+        skipped("unpack-link-beneath");
+    }
+    let before = eng.store_snapshot();
+    let o = build("");
+    o.one_line_error(&["hardlink target", "is not in the layer"]);
+    assert_eq!(fs::read_to_string(&host_file).unwrap(), secret, "the host file is untouched");
+    eng.assert_store_unchanged(&before, "refused context");
+    let m = mounts_under(&eng.data);
+    assert!(m.is_empty(), "mounts left: {m:?}");
+    let left = dir_entries_sorted(&eng.data.join("builder/tmp"));
+    assert!(left.is_empty(), "scratch left: {left:?}");
+}

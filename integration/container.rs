@@ -1300,3 +1300,48 @@ fn crash_points_of_run_and_rm_leave_nothing() {
     e.cmd(&["network", "prune"]).ok();
     assert!(e.container_dirs().is_empty(), "{:?}", e.container_dirs());
 }
+
+/// `network connect` killed after recording the new attachment (before the CNI ADD) and
+/// after the ADD (before the DNS record): the container keeps running and is listed,
+/// `rm -f` removes everything (veths, IPAM reservations, DNS records, state), and the
+/// network is then removable.
+#[test]
+fn crash_points_of_network_connect_leave_nothing() {
+    let e = Eng::new("eng-crash-conn");
+    if !crate::crash::hooks_honoured(&e.ctx) {
+        eprintln!("SKIPPED: the binary under test ignores BERTH_CRASH_AT (release build)");
+        return;
+    }
+    let subnet = format!("10.214.{}.0/24", std::process::id() % 250);
+    e.cmd(&["network", "create", "--subnet", &subnet, "cnet"]).ok();
+    for (i, point) in ["network.connect.recorded", "network.connect.cni-added"].iter().enumerate() {
+        let name = format!("conn{i}");
+        let id = e.run_d(&["--name", &name, "busybox", "sleep", "1000"]);
+        let mut c = e.command(&["network", "connect", "--alias", "al", "cnet", &name]);
+        c.env("BERTH_CRASH_AT", point);
+        let o = e.ctx.exec_cmd(c, Duration::from_secs(60));
+        assert_eq!(o.code, 128 + 9, "{point}: berth should have killed itself there: {o}");
+        assert_eq!(e.status(&id), "running", "{point}: the container runs on");
+        let ipam = || -> Vec<String> {
+            fs::read_dir(e.data.join("network/ipam/cnet"))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|f| f.file_name().to_string_lossy().into_owned())
+                .filter(|n| n.parse::<std::net::Ipv4Addr>().is_ok())
+                .collect()
+        };
+        if *point == "network.connect.cni-added" {
+            assert_eq!(ipam().len(), 1, "{point}: the ADD reserved an address on cnet");
+        }
+        let o = e.c(&["rm", "-f", &name]);
+        assert_eq!(o.code, 0, "{point}: rm -f after the crash: {o}");
+        e.assert_gone(&id);
+        assert!(ipam().is_empty(), "{point}: IPAM reservations left on cnet: {:?}", ipam());
+        let dns = fs::read_to_string(e.data.join("network/cnet/hosts")).unwrap_or_default();
+        assert!(!dns.contains(&id[..12]), "{point}: DNS record left: {dns}");
+    }
+    let o = e.cmd(&["network", "rm", "cnet"]);
+    assert_eq!(o.code, 0, "the network is removable after the crashes: {o}");
+    e.cmd(&["network", "prune"]).ok();
+}

@@ -141,3 +141,86 @@ fn full_disk_during_load_logs_and_volume_writes() {
     o.ok();
     assert_eq!(o.stdout, "still-works\n");
 }
+
+/// `size` bytes no compressor can shrink.
+fn random_bytes(size: usize, seed: u64) -> Vec<u8> {
+    let mut v = vec![0u8; size];
+    let mut x = seed;
+    for chunk in v.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    v
+}
+
+/// A build step whose layer does not fit and a commit whose layer does not fit: one line
+/// naming the full disk, the store checks clean, nothing staged or mounted is left, the
+/// steps cached before stay cached, and the container committed runs on untouched.
+#[test]
+fn full_disk_during_build_and_commit() {
+    let ctx = Ctx::new("fulldisk-build");
+    let data = ctx.tempdir("small");
+    let _fs = Tmpfs::new(&data, "12m");
+    let e = Engine::with_data(&ctx, data.clone());
+    check_clean(&e, "after the first load");
+    let ls_before = e.cmd(&["image", "ls", "-q"]).stdout;
+
+    // A 5 MB file fits in the step's upper dir; its layer (5 MB more) does not.
+    let cdir = ctx.tempdir("ctx");
+    fs::write(cdir.join("big"), random_bytes(5 << 20, 0x51ab)).unwrap();
+    fs::write(cdir.join("Dockerfile"), "FROM busybox\nRUN echo cached > /c\nCOPY big /big\n").unwrap();
+    let o = e.cmd(&["image", "build", "-q", "--network", "none", "-t", "toobig:v1", cdir.to_str().unwrap()]);
+    o.one_line_error(&["write layer", "space left on device"]);
+    check_clean(&e, "after the failed build");
+    // The data root itself is the tmpfs; nothing may be mounted below it.
+    let m: Vec<String> = mounts_under(&data).into_iter().filter(|p| Path::new(p) != data).collect();
+    assert!(m.is_empty(), "the failed build left mounts: {m:?}");
+    for d in ["builder/tmp", "image/tmp"] {
+        let left = fs::read_dir(data.join(d)).map(|r| r.count()).unwrap_or(0);
+        assert_eq!(left, 0, "the failed build left {left} entries in {d}");
+    }
+    assert!(e.cmd(&["image", "inspect", "toobig:v1"]).code != 0, "no image is named after a failed build");
+    // The step before the failing one is cached and still usable.
+    fs::write(cdir.join("Dockerfile"), "FROM busybox\nRUN echo cached > /c\n").unwrap();
+    let o = e.cmd(&["image", "build", "--network", "none", "-t", "small:v1", cdir.to_str().unwrap()]);
+    o.ok();
+    assert!(o.stderr.contains("CACHED") || o.stdout.contains("CACHED"), "the RUN step comes from the cache: {o}");
+    check_clean(&e, "after the cached build");
+    e.cmd(&["image", "rm", "small:v1"]).ok();
+    e.cmd(&["builder", "prune", "-f"]).ok();
+    e.cmd(&["image", "prune", "-f"]).ok();
+
+    // A container that wrote 5 MB into its root: its commit does not fit.
+    let o = e.cmd(&[
+        "container",
+        "run",
+        "-d",
+        "--network",
+        "none",
+        "--name",
+        "fill-commit",
+        "busybox",
+        "sh",
+        "-c",
+        "head -c 5000000 /dev/urandom > /big && sleep 1000",
+    ]);
+    o.ok();
+    let id = o.stdout.trim().to_string();
+    let written = wait_until(Duration::from_secs(30), || {
+        e.cmd(&["container", "exec", &id, "sh", "-c", "test $(wc -c < /big) = 5000000"]).code == 0
+    });
+    assert!(written, "the container wrote its file");
+    let o = e.cmd(&["container", "commit", &id, "committed:v1"]);
+    o.one_line_error(&["space left on device"]);
+    check_clean(&e, "after the failed commit");
+    assert_eq!(e.cmd(&["image", "ls", "-q"]).stdout, ls_before, "the image list is unchanged after the commit");
+    let left = fs::read_dir(data.join("image/tmp")).map(|r| r.count()).unwrap_or(0);
+    assert_eq!(left, 0, "the failed commit left {left} entries staged");
+    let o = e.cmd(&["container", "exec", &id, "echo", "runs-on"]);
+    o.ok();
+    assert_eq!(o.stdout, "runs-on\n");
+    e.cmd(&["container", "rm", "-f", &id]).ok();
+    check_clean(&e, "after rm");
+}

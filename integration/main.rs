@@ -13,6 +13,7 @@ mod cli;
 mod container;
 mod container_cli;
 pub mod crash;
+mod crash_engine;
 mod exec;
 mod fulldisk;
 mod hooks;

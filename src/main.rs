@@ -20,6 +20,9 @@ mod template;
 #[path = "fuzz/engine.rs"]
 mod fuzz_engine;
 #[cfg(test)]
+#[path = "fuzz/frontends.rs"]
+mod fuzz_frontends;
+#[cfg(test)]
 #[path = "fuzz/mutator.rs"]
 mod fuzz_mutator;
 mod unprivileged;

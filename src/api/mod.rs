@@ -9,9 +9,9 @@
 //! HTTP is served by a small HTTP/1.1 server of its own ([`http`]), a thread per connection:
 //! no asynchronous runtime, nothing of it on the runtime's path.
 
-mod containers;
+pub(crate) mod containers;
 mod exec;
-mod http;
+pub(crate) mod http;
 mod images;
 mod networks;
 mod system;

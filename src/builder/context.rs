@@ -63,7 +63,12 @@ impl SourceRoot {
 
     /// The sources a COPY/ADD argument names (wildcards expanded, ignored paths left out).
     pub fn resolve(&self, arg: &str) -> Result<Vec<Source>, String> {
-        let rel = if self.beneath {
+        // Weakened (debug builds only, for the breakout tests): the argument as written, `..`
+        // and symlinks resolved as the host resolves them.
+        let weak = self.beneath && berth::faults::weakened("build-context-beneath");
+        let rel = if weak {
+            arg.trim_start_matches('/').to_string()
+        } else if self.beneath {
             clean_rel(arg).ok_or_else(|| format!("{arg:?}: forbidden path outside the build context"))?
         } else {
             clean_rel(arg).unwrap_or_default()
@@ -88,7 +93,8 @@ impl SourceRoot {
                 }
                 return Err(format!("{arg:?}: not found (excluded by .dockerignore)"));
             }
-            let fd = match fsops::openat2(&self.fd, &r, libc::O_PATH, self.resolve_flag()) {
+            let resolve = if weak { 0 } else { self.resolve_flag() };
+            let fd = match fsops::openat2(&self.fd, &r, libc::O_PATH, resolve) {
                 Ok(fd) => fd,
                 Err(e) if e.raw_os_error() == Some(libc::EXDEV) => {
                     return Err(format!(

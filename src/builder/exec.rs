@@ -1044,6 +1044,7 @@ impl<'a> Builder<'a> {
         let created = self.created();
         if !empty {
             let (diff, size, entries) = self.commit_layer(&upper)?;
+            berth::faults::crash_point("build.step.layer-written");
             st.config.rootfs.kind = "layers".into();
             st.config.rootfs.diff_ids.push(diff.clone());
             // The upper dir is the snapshot (already in the overlay format): renamed into the
@@ -1065,6 +1066,7 @@ impl<'a> Builder<'a> {
         st.history(&created, &created_by, empty);
         st.key = key.clone();
         let (_, manifest) = self.save_image(st)?;
+        berth::faults::crash_point("build.step.image-saved");
         self.cache_store(&key, &manifest, false);
         let _ = fs::remove_dir_all(&dir);
         self.say(&format!("#{step} DONE {:.1}s", started.elapsed().as_secs_f64()));
@@ -1579,7 +1581,11 @@ impl<'a> Builder<'a> {
             let droot = DestRoot::open(merged).map_err(|e| format!("open root: {e}"))?;
             let dest_rel = fsops::clean_rel(&dest).unwrap_or_default();
             let into_dir = dest_is_dir || droot.is_dir(&dest_rel);
-            for s in &sources {
+            for (k, s) in sources.iter().enumerate() {
+                if k > 0 {
+                    // One source copied into the step's upper dir, the next not yet.
+                    berth::faults::crash_point("build.copy.mid");
+                }
                 let is_archive = add && !s.is_dir && !remote.contains(&s.host) && is_archive(&s.host);
                 if s.is_dir || is_archive {
                     let d = droot.ensure_dir(&dest_rel, uid, gid).map_err(|e| format!("mkdir {dest}: {e}"))?;

@@ -252,13 +252,37 @@ fn run_and_wait(g: &berth::Globals, o: &berth::CreateOpts) -> Result<i32, BuildE
 }
 
 /// Removes from `upper` the mount points listed (and the parents made with them) when they
-/// are empty: what the runtime created only to mount over.
+/// are empty: what the runtime created only to mount over. The step's container may have
+/// replaced any of those directories with a symlink: each parent is opened beneath `upper`
+/// without following symlinks (`openat2` RESOLVE_BENEATH|RESOLVE_NO_SYMLINKS), so a removal
+/// never lands outside the upper dir; a path that does not resolve that way is left alone.
 pub fn remove_mount_points(upper: &Path, made: &[String]) {
+    let weak = berth::faults::weakened("build-upper-beneath");
+    let Ok(root) = fs::File::open(upper).map(OwnedFd::from) else { return };
     let mut made: Vec<&String> = made.iter().collect();
     made.sort_by_key(|p| std::cmp::Reverse(p.len()));
     for d in made {
-        let mut p: PathBuf = upper.join(d.trim_start_matches('/'));
-        while p.starts_with(upper) && p != upper {
+        let Some(mut rel) = super::fsops::clean_rel(d) else { continue };
+        while !rel.is_empty() {
+            let (parent, name) = match rel.rsplit_once('/') {
+                Some((p, n)) => (p.to_string(), n.to_string()),
+                None => (String::new(), rel.clone()),
+            };
+            // The parent directory's descriptor: it must stay open while its path is used.
+            let dir: OwnedFd;
+            let p: PathBuf = if weak {
+                // Weakened (debug builds only, for the breakout tests): resolved as the host
+                // resolves it, through any symlink the container left.
+                upper.join(&rel)
+            } else {
+                let flags = libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW;
+                let resolve = libc::RESOLVE_BENEATH | libc::RESOLVE_NO_SYMLINKS;
+                let Ok(fd) = super::fsops::openat2(&root, &parent, flags, resolve) else { break };
+                dir = fd;
+                // The verified directory's descriptor path, then the last component (lstat,
+                // rmdir and unlink do not follow it).
+                super::fsops::fd_path(&dir).join(&name)
+            };
             let Ok(m) = fs::symlink_metadata(&p) else { break };
             let ok = if m.is_dir() {
                 // An opaque dir stands for a deletion of the lower dir's content: kept.
@@ -271,10 +295,7 @@ pub fn remove_mount_points(upper: &Path, made: &[String]) {
             if !ok {
                 break;
             }
-            match p.parent() {
-                Some(par) => p = par.to_path_buf(),
-                None => break,
-            }
+            rel = parent;
         }
     }
 }

@@ -43,6 +43,20 @@ pub const POINTS: &[&str] = &[
     "image.snapshot.renamed",
     "image.index.tmp-synced",
     "image.index.renamed",
+    // `image build`: a step's layer in the store before its image and cache record; its image
+    // saved before the cache record; a COPY with one source copied and the next not.
+    "build.step.layer-written",
+    "build.step.image-saved",
+    "build.copy.mid",
+    // `container commit`: the layer and its snapshot stored; the manifest written before the
+    // index names it.
+    "image.commit.layer-stored",
+    "image.commit.manifest-written",
+    // `image push`: every blob uploaded, the manifest not yet put.
+    "image.push.blobs-uploaded",
+    // `network connect`: the attachment recorded (write-ahead), then the CNI ADD done.
+    "network.connect.recorded",
+    "network.connect.cni-added",
 ];
 
 /// Every protection a debug build can be told to drop, with the attack it stops.
@@ -52,6 +66,9 @@ pub const PROTECTIONS: &[(&str, &str)] = &[
     ("proc-mount-check", "CVE-2019-16884, CVE-2023-27561: a non-procfs mounted on or inside /proc"),
     ("mount-dest-in-root", "CVE-2021-30465: a mount destination resolved through a symlink out of the rootfs"),
     ("sysctl-procfs-check", "CVE-2025-52881: a write meant for /proc/sys redirected by a mount"),
+    ("build-upper-beneath", "a RUN step's symlink in its upper dir redirecting the builder's clean-up to the host"),
+    ("unpack-link-beneath", "a layer or build-context tar hardlink whose target is a host file"),
+    ("build-context-beneath", "a COPY/ADD source leading out of the build context through `..` or a symlink"),
 ];
 
 fn listed(var: &str, name: &str) -> bool {

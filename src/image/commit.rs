@@ -78,6 +78,7 @@ pub fn commit(
             None => store.snapshot_bytes(&chain).unwrap_or(0),
         };
         size += bytes;
+        berth::faults::crash_point("image.commit.layer-stored");
         config.rootfs.diff_ids = diff_ids;
         chains.push(chain);
         layers.push(Descriptor {
@@ -131,6 +132,7 @@ pub fn commit(
         extra_blobs: Vec::new(),
         added: now_secs(),
     };
+    berth::faults::crash_point("image.commit.manifest-written");
     let mut il = store.lock_index()?;
     il.index.add_image(&manifest_digest, rec);
     if let Some(n) = &canonical {

@@ -144,6 +144,7 @@ fn push_tag(
         return Err(e);
     }
     push_blob(store, client, r, index, &manifest.config, None)?;
+    berth::faults::crash_point("image.push.blobs-uploaded");
     let got = client.put_manifest(r, tag, &media_type, &mdata)?;
     if !quiet {
         println!("{tag}: digest: {got} size: {}", mdata.len());

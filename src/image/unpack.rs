@@ -608,6 +608,13 @@ impl Unpacker {
     fn make_hardlink(&mut self, pfd: RawFd, target: &[u8]) -> Result<(), UnpackError> {
         let not_in =
             |s: &Self| UnpackError::LinkTarget { name: s.name(), target: String::from_utf8_lossy(target).into_owned() };
+        if target.first() == Some(&b'/') && berth::faults::weakened("unpack-link-beneath") {
+            // Weakened (debug builds only, for the breakout tests): an absolute target taken as
+            // the host's path, as a naive unpacker would.
+            let mut hp = Vec::new();
+            set_c(&mut hp, target);
+            return linkat(libc::AT_FDCWD, cstr(&hp), pfd, cstr(&self.cname)).map_err(|e| self.err("linkat", e));
+        }
         let mut tpath = Vec::new();
         if !normalize(target, &mut tpath) || tpath.is_empty() {
             return Err(not_in(self));

@@ -965,6 +965,7 @@ pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Resul
         dns: net.has_dns(),
     });
     save_record(data_root, &rec)?;
+    berth::faults::crash_point("network.connect.recorded");
     let i = rec.nets.len() - 1;
     let rn = rec.nets[i].clone();
     let call = cni::Call {
@@ -993,6 +994,7 @@ pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Resul
     };
     rec.attachment.interfaces.push(iface.clone());
     save_record(data_root, &rec)?;
+    berth::faults::crash_point("network.connect.cni-added");
     if rn.dns {
         let _l = config::lock(data_root)?;
         let mut nm: Vec<String> = Vec::new();
