@@ -10,6 +10,7 @@
 # cgroup (berth-engines-api-PID). The exit trap stops the service and the registry by pid and
 # removes containers, networks, mounts and the temp dir. API_N (default 100): how many
 # concurrent `docker run -d` the concurrency check makes. ENG_KEEP=1 keeps the temp dir.
+# API_ONLY=REGEX runs only the checks whose names match.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -74,6 +75,7 @@ svc_pid() {
 }
 # A check, then whatever containers it left (a failing one) removed, so the next starts clean.
 chk() {
+  if [ -n "${API_ONLY:-}" ] && ! printf '%s' "$1" | grep -Eq "$API_ONLY"; then return 0; fi
   eng_check "$@"
   for c in $(B container ls -aq 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
 }
@@ -447,10 +449,40 @@ check_more_container_ops() {
   docker rm -f ops quiet >/dev/null
 }
 
+check_pause_rename_update_events_df() {
+  local t0 t1 out id
+  t0=$(date +%s)
+  id=$(dr -d --name pz busybox sleep 60) || return 1
+  docker pause pz >/dev/null || return 1
+  expect_eq "paused" "paused true" "$(docker inspect -f '{{.State.Status}} {{.State.Paused}}' pz)" || return 1
+  out=$(docker pause pz 2>&1) && return 1
+  expect_match "pause twice" 'already paused' "$out" || return 1
+  docker unpause pz >/dev/null || return 1
+  expect_eq "unpaused" "running false" "$(docker inspect -f '{{.State.Status}} {{.State.Paused}}' pz)" || return 1
+  docker rename pz pz2 || return 1
+  expect_eq "renamed (berth CLI sees it)" "pz2" "$(B container ls --format '{{.Names}}')" || return 1
+  docker update --memory 64m --memory-swap 128m --cpu-shares 512 --restart on-failure:2 pz2 >/dev/null || return 1
+  out=$(docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.CpuShares}} {{.HostConfig.RestartPolicy.Name}}' pz2)
+  expect_eq "update" "67108864 512 on-failure" "$out" || return 1
+  out=$(docker update --restart bogus pz2 2>&1) && return 1
+  expect_match "update with a bad restart policy" 'restart' "$out" || return 1
+  t1=$(($(date +%s) + 1))
+  sleep 1
+  out=$(timeout 10 docker events --since "$t0" --until "$t1" --filter type=container --filter container="$id" --format '{{.Action}}' | tr '\n' ' ')
+  expect_match "events --since/--until/--filter" 'create .*start .*pause unpause rename update' "$out" || return 1
+  out=$(timeout 10 docker events --since "$t0" --until "$t1" --filter event=rename --format '{{.Actor.Attributes.oldName}} {{.Actor.Attributes.name}}')
+  expect_eq "events: rename attributes" "/pz pz2" "$out" || return 1
+  out=$(docker system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')
+  expect_eq "system df: counts as berth's own" "$(B system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')" "$out" || return 1
+  expect_match "system df: one running container" 'Containers 1 1' "$out" || return 1
+  docker rm -f pz2 >/dev/null
+}
+
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
+chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

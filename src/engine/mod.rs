@@ -13,15 +13,15 @@
 
 pub(crate) mod adapt;
 pub mod cli;
-mod commit;
-mod copy;
+pub(crate) mod commit;
+pub(crate) mod copy;
 pub mod events;
 pub mod init;
 mod logopts;
 pub(crate) mod manage;
 pub(crate) mod ops;
 pub(crate) mod opts;
-mod resources;
+pub(crate) mod resources;
 pub(crate) mod run;
 mod runtimes;
 pub(crate) mod show;
