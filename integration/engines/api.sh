@@ -478,11 +478,49 @@ check_pause_rename_update_events_df() {
   docker rm -f pz2 >/dev/null
 }
 
+check_diff_export_cp_commit() {
+  local out id
+  dr -d --name fs busybox sh -c 'echo made > /made; rm /bin/true; mkdir -p /data; sleep 60' >/dev/null || return 1
+  eng_wait_for 5 sh -c "docker exec fs test -f /made" || return 1
+  out=$(docker diff fs | sort | tr '\n' '|')
+  expect_match "diff: added file" 'A /made\|' "$out" || return 1
+  expect_match "diff: deleted file" 'D /bin/true\|' "$out" || return 1
+  expect_match "diff: changed dir" 'C /bin\|' "$out" || return 1
+  docker export fs > "$T/export.tar" || return 1
+  out=$(tar -tf "$T/export.tar" | grep -Ec '^(\./)?(made|bin/sh)$')
+  expect_eq "export: the merged filesystem" 2 "$out" || return 1
+  tar -xOf "$T/export.tar" made > "$T/made" 2>/dev/null || tar -xOf "$T/export.tar" ./made > "$T/made" || return 1
+  expect_eq "export: file content" made "$(cat "$T/made")" || return 1
+  # cp out: a file, then a directory; cp in: a file and a directory (a large one streamed).
+  docker cp fs:/made "$T/made-out" || return 1
+  expect_eq "cp out a file" made "$(cat "$T/made-out")" || return 1
+  docker cp fs:/etc "$T/etc-out" || return 1
+  [ -f "$T/etc-out/passwd" ] || fail "cp out a directory: no passwd"
+  out=$(docker cp fs:/no/such "$T/x" 2>&1) && return 1
+  expect_match "cp out of a missing path" '[Cc]ould not find the file' "$out" || return 1
+  mkdir -p "$T/in/sub" && echo hi > "$T/in/sub/f" && head -c 12000000 /dev/urandom > "$T/in/big"
+  docker cp "$T/in" fs:/data/ || return 1
+  expect_eq "cp in a directory" hi "$(docker exec fs cat /data/in/sub/f)" || return 1
+  expect_eq "cp in: a 12 MB file (over the 8 MiB body cap) whole" \
+    "$(md5sum < "$T/in/big")" "$(docker exec fs sh -c 'md5sum < /data/in/big')" || return 1
+  expect_eq "cp in: owned by root" "0 0" "$(docker exec fs stat -c '%u %g' /data/in/sub/f)" || return 1
+  docker cp "$T/made-out" fs:/renamed || return 1
+  expect_eq "cp in a file under a new name" made "$(docker exec fs cat /renamed)" || return 1
+  id=$(docker commit -c 'ENV FROM_COMMIT=1' -m msg fs committed/fs:v1) || return 1
+  expect_match "commit prints the id" '^sha256:[0-9a-f]{64}$' "$id" || return 1
+  expect_eq "berth sees the committed image" "$id" "sha256:$(B image inspect --format '{{.Id}}' committed/fs:v1 | sed 's/^sha256://')" || return 1
+  out=$(dr --rm committed/fs:v1 sh -c 'cat /made /renamed; echo $FROM_COMMIT')
+  expect_eq "run the committed image" "made|made|1" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
+  docker rm -f fs >/dev/null
+  docker rmi committed/fs:v1 >/dev/null
+}
+
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
 chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
+chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

@@ -11,6 +11,7 @@
 
 mod containers;
 mod exec;
+mod files;
 mod http;
 mod images;
 mod networks;
@@ -91,7 +92,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let status = match &e {
             EngineError::Invalid(_) => 400,
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => 404,
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NoSuchNetwork(_)
+            | EngineError::NoSuchPath(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::Image(m) if m.contains("unable to find image") || m.contains("no such image") => 404,
             _ => 500,
@@ -145,6 +149,12 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("DELETE", ["containers", id]) => containers::remove(s, req, id),
         ("GET", ["containers", id, "logs"]) => containers::logs(s, req, id, w),
         ("POST", ["containers", id, "attach"]) => containers::attach(s, req, id, w, r),
+        ("GET", ["containers", id, "changes"]) => files::changes(s, id),
+        ("GET", ["containers", id, "export"]) => files::export(s, id, w),
+        ("POST", ["commit"]) => files::commit(s, req),
+        ("HEAD", ["containers", id, "archive"]) => files::archive_head(s, req, id),
+        ("GET", ["containers", id, "archive"]) => files::archive_get(s, req, id, w),
+        ("PUT", ["containers", id, "archive"]) => files::archive_put(s, req, id),
         ("POST", ["containers", id, "pause"]) => containers::pause(s, id),
         ("POST", ["containers", id, "unpause"]) => containers::unpause(s, id),
         ("POST", ["containers", id, "rename"]) => containers::rename(s, req, id),
@@ -181,7 +191,7 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("GET", ["plugins", name, "json"]) => Err(ApiError::new(404, format!("plugin \"{name}\" not found"))),
         (_, ["plugins", ..]) => Err(ApiError::new(501, "berth does not do plugins")),
         ("POST", ["auth"]) => images::auth(req),
-        (_, ["session"] | ["build"] | ["commit"] | ["distribution", ..]) => {
+        (_, ["session"] | ["build"] | ["distribution", ..]) => {
             Err(ApiError::new(501, format!("berth's API service does not serve {path} yet")))
         }
         _ => Err(ApiError::new(404, format!("page not found: {} {}", req.method, req.path))),

@@ -70,6 +70,9 @@ pub enum EngineError {
     NoSuchVolume(String),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    /// A path that is not in a container's filesystem (`cp`).
+    #[error("{0}")]
+    NoSuchPath(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{op} {}: {err}", path.display())]
