@@ -515,6 +515,40 @@ check_diff_export_cp_commit() {
   docker rmi committed/fs:v1 >/dev/null
 }
 
+check_push_save_load_history() {
+  local out id
+  docker tag busybox "$REG/pushed/box:p1" || return 1
+  out=$(docker push "$REG/pushed/box:p1" 2>&1) || { echo "$out"; return 1; }
+  expect_match "push output" 'p1: digest: sha256:[0-9a-f]{64} size: [0-9]+' "$out" || return 1
+  out=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REG/pushed/box:p1") || return 1
+  expect_match "the registry has it (skopeo)" '^sha256:' "$out" || return 1
+  id=$(docker inspect -f '{{.Id}}' busybox)
+  docker tag busybox saved/two:1 || return 1
+  docker save busybox saved/two:1 > "$T/saved.tar" || return 1
+  out=$(tar -xOf "$T/saved.tar" manifest.json | python3 -c 'import json,sys; print(" ".join(sorted(t for m in json.load(sys.stdin) for t in m["RepoTags"])))')
+  expect_eq "save: one archive, both names" "busybox:latest saved/two:1" "$out" || return 1
+  docker rmi saved/two:1 "$REG/pushed/box:p1" >/dev/null || return 1
+  out=$(docker load < "$T/saved.tar") || return 1
+  expect_match "load output" 'Loaded image: saved/two:1' "$out" || return 1
+  expect_eq "loaded image id" "$id" "$(docker inspect -f '{{.Id}}' saved/two:1)" || return 1
+  # An archive over the 8 MiB body cap: an image with a 12 MB layer, saved, removed, loaded.
+  local c sum
+  head -c 12000000 /dev/urandom > "$T/blob"
+  sum=$(md5sum < "$T/blob")
+  c=$(docker create --network none busybox true) || return 1
+  docker cp "$T/blob" "$c:/blob" || return 1
+  docker commit "$c" big/one:1 >/dev/null || return 1
+  docker rm "$c" >/dev/null
+  docker save big/one:1 > "$T/big.tar" || return 1
+  docker rmi big/one:1 >/dev/null || return 1
+  docker load -i "$T/big.tar" >/dev/null || return 1
+  expect_eq "load of a $(stat -c %s "$T/big.tar")-byte archive" "$sum" "$(dr --rm big/one:1 sh -c 'md5sum < /blob')" || return 1
+  docker rmi big/one:1 >/dev/null
+  out=$(docker history --format '{{.CreatedBy}}|{{.Size}}' busybox | head -1)
+  expect_eq "history as berth's" "$(B image history --format '{{.CreatedBy}}|{{.Size}}' busybox | head -1)" "$out" || return 1
+  docker rmi saved/two:1 >/dev/null
+}
+
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
@@ -527,6 +561,7 @@ chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused"
 chk "run -t and -it: raw stream through a terminal" check_run_tty
 if start_registry; then
   chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
+  chk "images: push (the registry has it), save of two names | load, history" check_push_save_load_history
 else
   echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi
