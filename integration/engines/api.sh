@@ -549,12 +549,39 @@ check_push_save_load_history() {
   docker rmi saved/two:1 >/dev/null
 }
 
+check_build() {
+  local out id ctx=$T/ctx
+  mkdir -p "$ctx/sub"
+  head -c 9000000 /dev/urandom > "$ctx/big"
+  printf 'FROM busybox AS base\nARG GREETING=none\nRUN echo "$GREETING" > /greeting\nCOPY big /big\nFROM base AS final\nRUN echo final > /stage\n' > "$ctx/sub/Build.df"
+  out=$(DOCKER_BUILDKIT=0 docker build --network none -f "$ctx/sub/Build.df" --build-arg GREETING=hello --target base \
+    --label built.by=api -t built/one:1 "$ctx" 2>&1) || { echo "$out"; return 1; }
+  expect_match "build output" 'Successfully tagged built/one:1' "$out" || return 1
+  out=$(dr --rm built/one:1 sh -c 'cat /greeting; test -e /stage && echo final-stage-built; md5sum < /big')
+  expect_eq "build: the build arg, the target, a 9 MB context file" "hello|$(md5sum < "$ctx/big")" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
+  expect_eq "build: the label" api "$(docker inspect -f '{{index .Config.Labels "built.by"}}' built/one:1)" || return 1
+  id=$(DOCKER_BUILDKIT=0 docker build -q --network none -f "$ctx/sub/Build.df" -t built/two:1 "$ctx") || return 1
+  expect_eq "build -q prints the id" "$(docker inspect -f '{{.Id}}' built/two:1)" "$id" || return 1
+  expect_eq "berth sees the built image" "$id" "$(B image inspect --format '{{.Id}}' built/two:1)" || return 1
+  printf 'FROM busybox\nRUN exit 3\n' > "$ctx/Dockerfile"
+  out=$(DOCKER_BUILDKIT=0 docker build --network none "$ctx" 2>&1) && return 1
+  expect_match "a failing RUN" 'exit|3' "$out" || return 1
+  ln -s /etc/passwd "$ctx/sub/link"
+  out=$(tar -C "$ctx" -c Dockerfile sub | curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/x-tar' \
+    --data-binary @- 'http://d/v1.44/build?dockerfile=sub/link&networkmode=none')
+  expect_match "a Dockerfile symlinked out of the context" 'must be a file inside the build context' "$out" || return 1
+  out=$(tar -C "$ctx" -c Dockerfile | curl -sS --unix-socket "$SOCK" -X POST --data-binary @- 'http://d/v1.44/build?dockerfile=../../../etc/passwd')
+  expect_match "a Dockerfile path out of the context" 'must be a file inside the build context' "$out" || return 1
+  docker rmi built/one:1 built/two:1 >/dev/null
+}
+
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
 chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
 chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
+chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

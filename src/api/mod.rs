@@ -9,6 +9,7 @@
 //! HTTP is served by a small HTTP/1.1 server of its own ([`http`]), a thread per connection:
 //! no asynchronous runtime, nothing of it on the runtime's path.
 
+mod build;
 mod containers;
 mod exec;
 mod files;
@@ -195,6 +196,7 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("GET", ["plugins", name, "json"]) => Err(ApiError::new(404, format!("plugin \"{name}\" not found"))),
         (_, ["plugins", ..]) => Err(ApiError::new(501, "berth does not do plugins")),
         ("POST", ["auth"]) => images::auth(req),
+        ("POST", ["build"]) => build::build(s, req, w),
         (_, ["session"] | ["build"] | ["distribution", ..]) => {
             Err(ApiError::new(501, format!("berth's API service does not serve {path} yet")))
         }
