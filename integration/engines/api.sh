@@ -575,6 +575,23 @@ check_build() {
   docker rmi built/one:1 built/two:1 >/dev/null
 }
 
+check_ordinary_user_socket() {
+  local u=$T/user pid out
+  command -v setpriv >/dev/null || { echo "setpriv missing"; return 1; }
+  chmod o+x "$T"
+  mkdir -p "$u/run" "$u/home" && chown nobody:nogroup "$u/run" "$u/home" && chmod 700 "$u/run"
+  setpriv --reuid nobody --regid nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME="$u/home" \
+    XDG_RUNTIME_DIR="$u/run" "$BERTH" system service --timeout 3 > "$u/log" 2>&1 &
+  pid=$!
+  eng_wait_for 10 test -S "$u/run/berth/docker.sock" || { cat "$u/log"; return 1; }
+  expect_eq "socket owned by the user" "nobody 660" "$(stat -c '%U %a' "$u/run/berth/docker.sock")" || return 1
+  out=$(DOCKER_HOST="unix://$u/run/berth/docker.sock" docker info --format '{{.Images}} {{.Containers}}') || return 1
+  expect_eq "the user's own (empty) store" "0 0" "$out" || return 1
+  wait "$pid"
+  [ -f "$u/run/berth-engine/keeper.pid" ] && kill "$(cat "$u/run/berth-engine/keeper.pid")" 2>/dev/null
+  [ ! -e "$u/run/berth/docker.sock" ] || fail "the socket is left after the idle exit"
+}
+
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
@@ -582,6 +599,7 @@ chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice,
 chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
 chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
 chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
+chk "ordinary user: default socket \$XDG_RUNTIME_DIR/berth/docker.sock, the user's store" check_ordinary_user_socket
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options

@@ -36,7 +36,8 @@ use std::time::{Duration, Instant};
 pub const API_VERSION: &str = "1.44";
 /// The oldest version clients may ask for.
 pub const MIN_API_VERSION: &str = "1.24";
-/// Default listening address.
+/// Default listening address (root's; an ordinary user's is
+/// `unix://$XDG_RUNTIME_DIR/berth/docker.sock`).
 pub const DEFAULT_HOST: &str = "unix:///run/berth/docker.sock";
 
 #[derive(Debug, thiserror::Error)]
@@ -302,7 +303,22 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Runs the service until SIGTERM/SIGINT (or `timeout` idle seconds); the sockets are removed
 /// on the way out.
 pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
-    let hosts = if o.hosts.is_empty() { vec![DEFAULT_HOST.to_string()] } else { o.hosts.clone() };
+    // root: /run/berth; an ordinary user: $XDG_RUNTIME_DIR/berth (the socket and the console
+    // sockets of exec -t).
+    // (An ordinary user's service runs in the user's namespace, where it is uid 0.)
+    let ordinary = crate::unprivileged::active() || crate::unprivileged::needed();
+    let run_dir = if !ordinary {
+        PathBuf::from("/run/berth")
+    } else {
+        crate::unprivileged::api_dir().map_err(|e| ServiceError::Invalid(e.to_string()))?
+    };
+    let hosts = if !o.hosts.is_empty() {
+        o.hosts.clone()
+    } else if !ordinary {
+        vec![DEFAULT_HOST.to_string()]
+    } else {
+        vec![format!("unix://{}", run_dir.join("docker.sock").display())]
+    };
     let mut paths = Vec::new();
     for h in &hosts {
         if let Some(p) = h.strip_prefix("unix://") {
@@ -347,7 +363,7 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
         let _ = l.set_nonblocking(true);
     }
     // Console directories of services that were killed (their pid gone) are removed first.
-    if let Ok(rd) = std::fs::read_dir("/run/berth") {
+    if let Ok(rd) = std::fs::read_dir(&run_dir) {
         for d in rd.flatten() {
             let name = d.file_name().to_string_lossy().into_owned();
             if let Some(pid) = name.strip_prefix("api.").and_then(|p| p.parse::<u32>().ok()) {
@@ -357,7 +373,7 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
             }
         }
     }
-    let console_dir = PathBuf::from(format!("/run/berth/api.{}", std::process::id()));
+    let console_dir = run_dir.join(format!("api.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&console_dir);
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&console_dir).map_err(|err| ServiceError::Io {
         op: "create",
