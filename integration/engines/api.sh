@@ -476,6 +476,9 @@ check_pause_rename_update_events_df() {
   expect_eq "system df: counts as berth's own" "$(B system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')" "$out" || return 1
   expect_match "system df: one running container" 'Containers 1 1' "$out" || return 1
   docker rm -f pz2 >/dev/null
+  # An endless `docker events` whose client leaves ends with it while nothing happens.
+  timeout 1 docker events >/dev/null
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left events stream keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
 }
 
 check_diff_export_cp_commit() {

@@ -137,12 +137,24 @@ pub fn events(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     let (since, until) = (time("since")?, time("until")?);
     let filter = Filter::parse(&super::containers::filters(req)?).map_err(|e| ApiError::bad(e.to_string()))?;
     http::start_stream(w, 200, "application/json").map_err(|e| ApiError::new(500, e.to_string()))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&*w);
+    // The client gone (its end closed): the stream ends even while no event comes.
+    let alive = || {
+        let mut p = [libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 }];
+        crate::shim::sys::poll(&mut p, 0) == 0
+    };
     let mut out = Chunked(w);
-    let res = Journal::new(&s.e.data_root).stream(since, until, &filter, |ev| {
-        let mut line = serde_json::to_vec(&ev.to_docker_json()).unwrap_or_default();
-        line.push(b'\n');
-        out.send(&line).is_ok()
-    });
+    let res = Journal::new(&s.e.data_root).stream_while(
+        since,
+        until,
+        &filter,
+        |ev| {
+            let mut line = serde_json::to_vec(&ev.to_docker_json()).unwrap_or_default();
+            line.push(b'\n');
+            out.send(&line).is_ok()
+        },
+        alive,
+    );
     if res.is_ok() {
         let _ = out.finish();
     }
