@@ -516,6 +516,7 @@ check_diff_export_cp_commit() {
   expect_eq "run the committed image" "made|made|1" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
   docker rm -f fs >/dev/null
   docker rmi committed/fs:v1 >/dev/null
+  docker image prune -f >/dev/null
 }
 
 check_push_save_load_history() {
@@ -547,6 +548,7 @@ check_push_save_load_history() {
   docker load -i "$T/big.tar" >/dev/null || return 1
   expect_eq "load of a $(stat -c %s "$T/big.tar")-byte archive" "$sum" "$(dr --rm big/one:1 sh -c 'md5sum < /blob')" || return 1
   docker rmi big/one:1 >/dev/null
+  docker image prune -f >/dev/null
   out=$(docker history --format '{{.CreatedBy}}|{{.Size}}' busybox | head -1)
   expect_eq "history as berth's" "$(B image history --format '{{.CreatedBy}}|{{.Size}}' busybox | head -1)" "$out" || return 1
   docker rmi saved/two:1 >/dev/null
@@ -576,6 +578,9 @@ check_build() {
   out=$(tar -C "$ctx" -c Dockerfile | curl -sS --unix-socket "$SOCK" -X POST --data-binary @- 'http://d/v1.44/build?dockerfile=../../../etc/passwd')
   expect_match "a Dockerfile path out of the context" 'must be a file inside the build context' "$out" || return 1
   docker rmi built/one:1 built/two:1 >/dev/null
+  B builder prune >/dev/null 2>&1
+  docker image prune -f >/dev/null
+  expect_eq "prune: nothing unnamed left" "busybox" "$(docker images --format '{{.Repository}}')"
 }
 
 check_ordinary_user_socket() {

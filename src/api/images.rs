@@ -121,9 +121,21 @@ pub fn remove(s: &Service, req: &Request, name: &str) -> ApiResult {
     Ok(Response::json(200, &Value::Array(out)))
 }
 
-pub fn prune(s: &Service, _req: &Request) -> ApiResult {
-    let _ = s;
-    Ok(Response::json(200, &json!({"ImagesDeleted": [], "SpaceReclaimed": 0})))
+/// `POST /images/prune`: unnamed images no container uses (`dangling=false`: every unused
+/// one), as `image prune` removes them.
+pub fn prune(s: &Service, req: &Request) -> ApiResult {
+    let all = super::containers::filters(req)?.iter().any(|f| f == "dangling=false" || f == "dangling=0");
+    let store = open(s)?;
+    let (lines, bytes) = icli::prune_images(&store, all).map_err(|e| ApiError::new(500, e.to_string()))?;
+    let deleted: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| match l.split_once(": ") {
+            Some(("untagged", n)) => Some(json!({ "Untagged": n })),
+            Some(("deleted", id)) => Some(json!({ "Deleted": id })),
+            _ => None,
+        })
+        .collect();
+    Ok(Response::json(200, &json!({"ImagesDeleted": deleted, "SpaceReclaimed": bytes})))
 }
 
 /// The credentials of an `X-Registry-Auth` header (base64url of docker's AuthConfig JSON:
