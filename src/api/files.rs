@@ -72,7 +72,7 @@ fn path_q(req: &Request) -> Result<&str, ApiError> {
 /// docker's `X-Docker-Container-Path-Stat`: base64 of the path's JSON stat.
 fn stat_header(st: &copy::PathStat) -> (String, String) {
     let v = json!({"name": st.name, "size": st.size, "mode": st.mode,
-                   "mtime": crate::logging::rfc3339(st.mtime, 0), "linkTarget": st.link_target});
+                   "mtime": crate::logging::rfc3339(st.mtime, st.mtime_nsec), "linkTarget": st.link_target});
     let b = crate::image::registry::base64_encode_pub(v.to_string().as_bytes());
     ("X-Docker-Container-Path-Stat".to_string(), b)
 }

@@ -486,4 +486,27 @@ mod tests {
         assert!(matches!(parse(b"POST /x HTTP/1.1\r\nContent-Length: abc\r\n\r\n"), Err(HttpError::Bad(_))));
         assert!(parse(b"").unwrap().is_none());
     }
+
+    #[test]
+    fn archive_bodies_spool_past_the_cap() {
+        use std::io::Read as _;
+        let big = vec![7u8; MAX_BODY + 1000];
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let head = format!("PUT /v1.44/containers/x/archive?path=/ HTTP/1.1\r\nContent-Length: {}\r\n\r\n", big.len());
+        let writer = std::thread::spawn(move || {
+            a.write_all(head.as_bytes()).unwrap();
+            a.write_all(&big).unwrap();
+            a
+        });
+        let mut r = BufReader::new(b);
+        let req = read_request(&mut r).unwrap().unwrap();
+        let _ = writer.join().unwrap();
+        assert!(req.body.is_empty());
+        let mut got = Vec::new();
+        req.body_file.unwrap().read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), MAX_BODY + 1000);
+        assert!(got.iter().all(|b| *b == 7));
+        assert!(spools_body("POST", "/build") && spools_body("POST", "/images/load"));
+        assert!(!spools_body("POST", "/containers/create") && !spools_body("GET", "/containers/x/archive"));
+    }
 }

@@ -508,6 +508,7 @@ pub struct PathStat {
     /// symlink, ...).
     pub mode: u32,
     pub mtime: i64,
+    pub mtime_nsec: u32,
     pub link_target: String,
 }
 
@@ -549,6 +550,7 @@ pub fn stat_path(cs: &Containers, key: &str, path: &str) -> Result<PathStat, Eng
             size: st.st_size,
             mode: (st.st_mode & 0o777) | type_bits | special,
             mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as u32,
             link_target,
         })
     })
