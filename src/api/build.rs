@@ -68,7 +68,14 @@ pub fn build(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     let mut say = |v: Value| {
         let _ = c.send(format!("{v}\n").as_bytes());
     };
-    match builder::build(&breq) {
+    // One build at a time: the builder points the process's fds 0-2 elsewhere while its
+    // containers run (restored after), and holds the store's write guard for the whole build.
+    static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let built = {
+        let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
+        builder::build(&breq)
+    };
+    match built {
         Ok(b) => {
             let id = b.id.to_string();
             if req.flag("q") {
