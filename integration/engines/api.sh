@@ -558,10 +558,11 @@ check_build() {
   local out id ctx=$T/ctx
   mkdir -p "$ctx/sub"
   head -c 9000000 /dev/urandom > "$ctx/big"
-  printf 'FROM busybox AS base\nARG GREETING=none\nRUN echo "$GREETING" > /greeting\nCOPY big /big\nFROM base AS final\nRUN echo final > /stage\n' > "$ctx/sub/Build.df"
+  printf 'FROM busybox AS base\nARG GREETING=none\nRUN echo "$GREETING" > /greeting; echo "said $GREETING"\nCOPY big /big\nFROM base AS final\nRUN echo final > /stage\n' > "$ctx/sub/Build.df"
   out=$(DOCKER_BUILDKIT=0 docker build --network none -f "$ctx/sub/Build.df" --build-arg GREETING=hello --target base \
     --label built.by=api -t built/one:1 "$ctx" 2>&1) || { echo "$out"; return 1; }
   expect_match "build output" 'Successfully tagged built/one:1' "$out" || return 1
+  expect_match "build output: a RUN step's own output" 'said hello' "$out" || return 1
   out=$(dr --rm built/one:1 sh -c 'cat /greeting; test -e /stage && echo final-stage-built; md5sum < /big')
   expect_eq "build: the build arg, the target, a 9 MB context file" "hello|$(md5sum < "$ctx/big")" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
   expect_eq "build: the label" api "$(docker inspect -f '{{index .Config.Labels "built.by"}}' built/one:1)" || return 1

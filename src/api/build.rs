@@ -50,9 +50,8 @@ fn request(s: &Service, req: &Request) -> Result<BuildRequest, ApiError> {
         pull: req.flag("pull"),
         network,
         labels,
-        // The builder's own progress lines go nowhere (they would land in the service's
-        // log); the answer says what was built.
-        progress: Progress::Quiet,
+        // Plain progress on stderr, which `build` points into the answer.
+        progress: if req.flag("q") { Progress::Quiet } else { Progress::Plain },
         data_root: s.e.data_root.clone(),
         runtime_root: s.e.root.clone(),
         ..Default::default()
@@ -64,16 +63,20 @@ pub fn build(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     if http::start_stream(w, 200, "application/json").is_err() {
         return Ok(Response::Done);
     }
-    let mut c = Chunked(w);
-    let mut say = |v: Value| {
-        let _ = c.send(format!("{v}\n").as_bytes());
-    };
+    let out = w.try_clone();
     // One build at a time: the builder points the process's fds 0-2 elsewhere while its
     // containers run (restored after), and holds the store's write guard for the whole build.
     static ONE: std::sync::Mutex<()> = std::sync::Mutex::new(());
     let built = {
         let _one = ONE.lock().unwrap_or_else(|p| p.into_inner());
-        builder::build(&breq)
+        match (breq.progress, out) {
+            (Progress::Plain, Ok(out)) => with_stderr_forwarded(out, || builder::build(&breq)),
+            _ => builder::build(&breq),
+        }
+    };
+    let mut c = Chunked(w);
+    let mut say = |v: Value| {
+        let _ = c.send(format!("{v}\n").as_bytes());
     };
     match built {
         Ok(b) => {
@@ -97,4 +100,54 @@ pub fn build(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     }
     let _ = c.finish();
     Ok(Response::Done)
+}
+
+/// Runs `f` with the process's stderr (where the builder writes its steps and its RUN
+/// containers their output) pointed into a pipe whose lines go to the client as docker's
+/// `{"stream": ...}` messages; stderr is restored after. Callers hold the one-build lock.
+fn with_stderr_forwarded<R>(out: UnixStream, f: impl FnOnce() -> R) -> R {
+    use std::io::{BufRead, BufReader};
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let Ok((rd, wr)) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC) else { return f() };
+    // SAFETY: duplicates fd 2, which this process owns; checked below.
+    let saved = unsafe { libc::fcntl(2, libc::F_DUPFD_CLOEXEC, 10) };
+    if saved < 0 {
+        return f();
+    }
+    // SAFETY: `saved` is a new descriptor nothing else owns.
+    let saved = unsafe { OwnedFd::from_raw_fd(saved) };
+    // Set when the answer goes on without the reader (a process of a step still holds the
+    // pipe): the reader writes nothing after it.
+    let closed = std::sync::Arc::new(std::sync::Mutex::new(false));
+    let (done_tx, done_rx) = std::sync::mpsc::channel::<()>();
+    let reader_closed = closed.clone();
+    std::thread::spawn(move || {
+        let mut c = out;
+        let mut r = BufReader::new(std::fs::File::from(rd));
+        let mut line = Vec::new();
+        while r.read_until(b'\n', &mut line).unwrap_or(0) > 0 {
+            let msg = json!({ "stream": String::from_utf8_lossy(&line) });
+            let gone = {
+                let closed = reader_closed.lock().unwrap_or_else(|p| p.into_inner());
+                *closed || Chunked(&mut c).send(format!("{msg}\n").as_bytes()).is_err()
+            };
+            if gone {
+                // Drained, so that no writer blocks on a full pipe.
+                let _ = std::io::copy(&mut r, &mut std::io::sink());
+                break;
+            }
+            line.clear();
+        }
+        let _ = done_tx.send(());
+    });
+    // SAFETY: both descriptors are valid; fd 2 now refers to the pipe's write end.
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&wr), 2) };
+    drop(wr);
+    let r = f();
+    // SAFETY: puts the saved stderr back on fd 2 (closing the pipe's last write end).
+    unsafe { libc::dup2(std::os::fd::AsRawFd::as_raw_fd(&saved), 2) };
+    if done_rx.recv_timeout(std::time::Duration::from_secs(2)).is_err() {
+        *closed.lock().unwrap_or_else(|p| p.into_inner()) = true;
+    }
+    r
 }
