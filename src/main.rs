@@ -431,7 +431,8 @@ enum SystemCmd {
     },
     /// Serve the Docker Engine API (docker CLI, docker-compose, Docker SDKs) on a socket.
     Service {
-        /// Address to listen on (unix:///path; default unix:///run/berth/docker.sock).
+        /// Address to listen on (unix:///path; default unix:///run/berth/docker.sock, for an
+        /// ordinary user unix://$XDG_RUNTIME_DIR/berth/docker.sock).
         #[arg(short = 'H', long = "host")]
         host: Vec<String>,
         /// Exit after this many idle seconds (0: serve until stopped).

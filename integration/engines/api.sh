@@ -10,6 +10,7 @@
 # cgroup (berth-engines-api-PID). The exit trap stops the service and the registry by pid and
 # removes containers, networks, mounts and the temp dir. API_N (default 100): how many
 # concurrent `docker run -d` the concurrency check makes. ENG_KEEP=1 keeps the temp dir.
+# API_ONLY=REGEX runs only the checks whose names match.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 . "$here/lib.sh"
@@ -74,6 +75,7 @@ svc_pid() {
 }
 # A check, then whatever containers it left (a failing one) removed, so the next starts clean.
 chk() {
+  if [ -n "${API_ONLY:-}" ] && ! printf '%s' "$1" | grep -Eq "$API_ONLY"; then return 0; fi
   eng_check "$@"
   for c in $(B container ls -aq 2>/dev/null); do B container rm -f "$c" >/dev/null 2>&1; done
 }
@@ -447,16 +449,173 @@ check_more_container_ops() {
   docker rm -f ops quiet >/dev/null
 }
 
+check_pause_rename_update_events_df() {
+  local t0 t1 out id
+  t0=$(date +%s)
+  id=$(dr -d --name pz busybox sleep 60) || return 1
+  docker pause pz >/dev/null || return 1
+  expect_eq "paused" "paused true" "$(docker inspect -f '{{.State.Status}} {{.State.Paused}}' pz)" || return 1
+  out=$(docker pause pz 2>&1) && return 1
+  expect_match "pause twice" 'already paused' "$out" || return 1
+  docker unpause pz >/dev/null || return 1
+  expect_eq "unpaused" "running false" "$(docker inspect -f '{{.State.Status}} {{.State.Paused}}' pz)" || return 1
+  docker rename pz pz2 || return 1
+  expect_eq "renamed (berth CLI sees it)" "pz2" "$(B container ls --format '{{.Names}}')" || return 1
+  docker update --memory 64m --memory-swap 128m --cpu-shares 512 --restart on-failure:2 pz2 >/dev/null || return 1
+  out=$(docker inspect -f '{{.HostConfig.Memory}} {{.HostConfig.CpuShares}} {{.HostConfig.RestartPolicy.Name}}' pz2)
+  expect_eq "update" "67108864 512 on-failure" "$out" || return 1
+  out=$(docker update --restart bogus pz2 2>&1) && return 1
+  expect_match "update with a bad restart policy" 'restart' "$out" || return 1
+  t1=$(($(date +%s) + 1))
+  sleep 1
+  out=$(timeout 10 docker events --since "$t0" --until "$t1" --filter type=container --filter container="$id" --format '{{.Action}}' | tr '\n' ' ')
+  expect_match "events --since/--until/--filter" 'create .*start .*pause unpause rename update' "$out" || return 1
+  out=$(timeout 10 docker events --since "$t0" --until "$t1" --filter event=rename --format '{{.Actor.Attributes.oldName}} {{.Actor.Attributes.name}}')
+  expect_eq "events: rename attributes" "/pz pz2" "$out" || return 1
+  out=$(docker system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')
+  expect_eq "system df: counts as berth's own" "$(B system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')" "$out" || return 1
+  expect_match "system df: one running container" 'Containers 1 1' "$out" || return 1
+  docker rm -f pz2 >/dev/null
+  # An endless `docker events` whose client leaves ends with it while nothing happens.
+  timeout 1 docker events >/dev/null
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left events stream keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+}
+
+check_diff_export_cp_commit() {
+  local out id
+  dr -d --name fs busybox sh -c 'echo made > /made; rm /bin/true; mkdir -p /data; sleep 60' >/dev/null || return 1
+  eng_wait_for 5 sh -c "docker exec fs test -f /made" || return 1
+  out=$(docker diff fs | sort | tr '\n' '|')
+  expect_match "diff: added file" 'A /made\|' "$out" || return 1
+  expect_match "diff: deleted file" 'D /bin/true\|' "$out" || return 1
+  expect_match "diff: changed dir" 'C /bin\|' "$out" || return 1
+  docker export fs > "$T/export.tar" || return 1
+  out=$(tar -tf "$T/export.tar" | grep -Ec '^(\./)?(made|bin/sh)$')
+  expect_eq "export: the merged filesystem" 2 "$out" || return 1
+  tar -xOf "$T/export.tar" made > "$T/made" 2>/dev/null || tar -xOf "$T/export.tar" ./made > "$T/made" || return 1
+  expect_eq "export: file content" made "$(cat "$T/made")" || return 1
+  # cp out: a file, then a directory; cp in: a file and a directory (a large one streamed).
+  docker cp fs:/made "$T/made-out" || return 1
+  expect_eq "cp out a file" made "$(cat "$T/made-out")" || return 1
+  docker cp fs:/etc "$T/etc-out" || return 1
+  [ -f "$T/etc-out/passwd" ] || fail "cp out a directory: no passwd"
+  out=$(docker cp fs:/no/such "$T/x" 2>&1) && return 1
+  expect_match "cp out of a missing path (a 404: docker 28's text, 20.10's)" '[Cc]ould not find the file|No such container:path' "$out" || return 1
+  mkdir -p "$T/in/sub" && echo hi > "$T/in/sub/f" && head -c 12000000 /dev/urandom > "$T/in/big"
+  docker cp "$T/in" fs:/data/ || return 1
+  expect_eq "cp in a directory" hi "$(docker exec fs cat /data/in/sub/f)" || return 1
+  expect_eq "cp in: a 12 MB file (over the 8 MiB body cap) whole" \
+    "$(md5sum < "$T/in/big")" "$(docker exec fs sh -c 'md5sum < /data/in/big')" || return 1
+  expect_eq "cp in: owned by root" "0 0" "$(docker exec fs stat -c '%u %g' /data/in/sub/f)" || return 1
+  docker cp "$T/made-out" fs:/renamed || return 1
+  expect_eq "cp in a file under a new name" made "$(docker exec fs cat /renamed)" || return 1
+  id=$(docker commit -c 'ENV FROM_COMMIT=1' -m msg fs committed/fs:v1) || return 1
+  expect_match "commit prints the id" '^sha256:[0-9a-f]{64}$' "$id" || return 1
+  expect_eq "berth sees the committed image" "$id" "sha256:$(B image inspect --format '{{.Id}}' committed/fs:v1 | sed 's/^sha256://')" || return 1
+  out=$(dr --rm committed/fs:v1 sh -c 'cat /made /renamed; echo $FROM_COMMIT')
+  expect_eq "run the committed image" "made|made|1" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
+  docker rm -f fs >/dev/null
+  docker rmi committed/fs:v1 >/dev/null
+  docker image prune -f >/dev/null
+}
+
+check_push_save_load_history() {
+  local out id
+  docker tag busybox "$REG/pushed/box:p1" || return 1
+  out=$(docker push "$REG/pushed/box:p1" 2>&1) || { echo "$out"; return 1; }
+  expect_match "push output" 'p1: digest: sha256:[0-9a-f]{64} size: [0-9]+' "$out" || return 1
+  out=$(skopeo inspect --tls-verify=false --format '{{.Digest}}' "docker://$REG/pushed/box:p1") || return 1
+  expect_match "the registry has it (skopeo)" '^sha256:' "$out" || return 1
+  id=$(docker inspect -f '{{.Id}}' busybox)
+  docker tag busybox saved/two:1 || return 1
+  docker save busybox saved/two:1 > "$T/saved.tar" || return 1
+  out=$(tar -xOf "$T/saved.tar" manifest.json | python3 -c 'import json,sys; print(" ".join(sorted(t for m in json.load(sys.stdin) for t in m["RepoTags"])))')
+  expect_eq "save: one archive, both names" "busybox:latest saved/two:1" "$out" || return 1
+  docker rmi saved/two:1 "$REG/pushed/box:p1" >/dev/null || return 1
+  out=$(docker load < "$T/saved.tar") || return 1
+  expect_match "load output" 'Loaded image: saved/two:1' "$out" || return 1
+  expect_eq "loaded image id" "$id" "$(docker inspect -f '{{.Id}}' saved/two:1)" || return 1
+  # An archive over the 8 MiB body cap: an image with a 12 MB layer, saved, removed, loaded.
+  local c sum
+  head -c 12000000 /dev/urandom > "$T/blob"
+  sum=$(md5sum < "$T/blob")
+  c=$(docker create --network none busybox true) || return 1
+  docker cp "$T/blob" "$c:/blob" || return 1
+  docker commit "$c" big/one:1 >/dev/null || return 1
+  docker rm "$c" >/dev/null
+  docker save big/one:1 > "$T/big.tar" || return 1
+  docker rmi big/one:1 >/dev/null || return 1
+  docker load -i "$T/big.tar" >/dev/null || return 1
+  expect_eq "load of a $(stat -c %s "$T/big.tar")-byte archive" "$sum" "$(dr --rm big/one:1 sh -c 'md5sum < /blob')" || return 1
+  docker rmi big/one:1 >/dev/null
+  docker image prune -f >/dev/null
+  out=$(docker history --format '{{.CreatedBy}}|{{.Size}}' busybox | head -1)
+  expect_eq "history as berth's" "$(B image history --format '{{.CreatedBy}}|{{.Size}}' busybox | head -1)" "$out" || return 1
+  docker rmi saved/two:1 >/dev/null
+}
+
+check_build() {
+  local out id ctx=$T/ctx
+  mkdir -p "$ctx/sub"
+  head -c 9000000 /dev/urandom > "$ctx/big"
+  printf 'FROM busybox AS base\nARG GREETING=none\nRUN echo "$GREETING" > /greeting; echo "said $GREETING"\nCOPY big /big\nFROM base AS final\nRUN echo final > /stage\n' > "$ctx/sub/Build.df"
+  out=$(DOCKER_BUILDKIT=0 docker build --network none -f "$ctx/sub/Build.df" --build-arg GREETING=hello --target base \
+    --label built.by=api -t built/one:1 "$ctx" 2>&1) || { echo "$out"; return 1; }
+  expect_match "build output" 'Successfully tagged built/one:1' "$out" || return 1
+  expect_match "build output: a RUN step's own output" 'said hello' "$out" || return 1
+  out=$(dr --rm built/one:1 sh -c 'cat /greeting; test -e /stage && echo final-stage-built; md5sum < /big')
+  expect_eq "build: the build arg, the target, a 9 MB context file" "hello|$(md5sum < "$ctx/big")" "$(printf '%s' "$out" | tr '\n' '|')" || return 1
+  expect_eq "build: the label" api "$(docker inspect -f '{{index .Config.Labels "built.by"}}' built/one:1)" || return 1
+  id=$(DOCKER_BUILDKIT=0 docker build -q --network none -f "$ctx/sub/Build.df" -t built/two:1 "$ctx") || return 1
+  expect_eq "build -q prints the id" "$(docker inspect -f '{{.Id}}' built/two:1)" "$id" || return 1
+  expect_eq "berth sees the built image" "$id" "$(B image inspect --format '{{.Id}}' built/two:1)" || return 1
+  printf 'FROM busybox\nRUN exit 3\n' > "$ctx/Dockerfile"
+  out=$(DOCKER_BUILDKIT=0 docker build --network none "$ctx" 2>&1) && return 1
+  expect_match "a failing RUN" 'exit|3' "$out" || return 1
+  ln -s /etc/passwd "$ctx/sub/link"
+  out=$(tar -C "$ctx" -c Dockerfile sub | curl -sS --unix-socket "$SOCK" -X POST -H 'Content-Type: application/x-tar' \
+    --data-binary @- 'http://d/v1.44/build?dockerfile=sub/link&networkmode=none')
+  expect_match "a Dockerfile symlinked out of the context" 'must be a file inside the build context' "$out" || return 1
+  out=$(tar -C "$ctx" -c Dockerfile | curl -sS --unix-socket "$SOCK" -X POST --data-binary @- 'http://d/v1.44/build?dockerfile=../../../etc/passwd')
+  expect_match "a Dockerfile path out of the context" 'must be a file inside the build context' "$out" || return 1
+  docker rmi built/one:1 built/two:1 >/dev/null
+  B builder prune >/dev/null 2>&1
+  docker image prune -f >/dev/null
+  expect_eq "prune: nothing unnamed left" "busybox" "$(docker images --format '{{.Repository}}')"
+}
+
+check_ordinary_user_socket() {
+  local u=$T/user pid out
+  command -v setpriv >/dev/null || { echo "setpriv missing"; return 1; }
+  chmod o+x "$T"
+  mkdir -p "$u/run" "$u/home" && chown nobody:nogroup "$u/run" "$u/home" && chmod 700 "$u/run"
+  setpriv --reuid nobody --regid nogroup --clear-groups env -i PATH=/usr/bin:/bin HOME="$u/home" \
+    XDG_RUNTIME_DIR="$u/run" "$BERTH" system service --timeout 3 > "$u/log" 2>&1 &
+  pid=$!
+  eng_wait_for 10 test -S "$u/run/berth/docker.sock" || { cat "$u/log"; return 1; }
+  expect_eq "socket owned by the user" "nobody 660" "$(stat -c '%U %a' "$u/run/berth/docker.sock")" || return 1
+  out=$(DOCKER_HOST="unix://$u/run/berth/docker.sock" docker info --format '{{.Images}} {{.Containers}}') || return 1
+  expect_eq "the user's own (empty) store" "0 0" "$out" || return 1
+  wait "$pid"
+  [ -f "$u/run/berth-engine/keeper.pid" ] && kill "$(cat "$u/run/berth-engine/keeper.pid")" 2>/dev/null
+  [ ! -e "$u/run/berth/docker.sock" ] || fail "the socket is left after the idle exit"
+}
+
 chk "ping, version, info" check_ping_version_info
 chk "run -d, logs, ps, inspect, stop, rm" check_run_logs_inspect_stop_rm
 chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
+chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
+chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
+chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
+chk "ordinary user: default socket \$XDG_RUNTIME_DIR/berth/docker.sock, the user's store" check_ordinary_user_socket
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
 chk "run -t and -it: raw stream through a terminal" check_run_tty
 if start_registry; then
   chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
+  chk "images: push (the registry has it), save of two names | load, history" check_push_save_load_history
 else
   echo "not ok - images: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi

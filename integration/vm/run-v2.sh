@@ -7,7 +7,9 @@
 #
 #   integration/vm/run-v2.sh [TEST-FILTER-OR-LIBTEST-ARGS...]
 #                      (default filter: cgroups_v2 rootless::rootless_v2
-#                       rootless_engine::rootless_engine_v2, then the AppArmor checks)
+#                       rootless_engine::rootless_engine_v2, network6::macvlan_and_ipvlan_on_a_lan
+#                       (the guest kernel has ipvlan, the host's does not), then the
+#                       AppArmor checks)
 #
 # Env: CARGO_TARGET_DIR as for cargo; RUN_IN_VM (default: ../shared/vm/run-in-vm next to the
 # repo); VM_TIMEOUT (seconds, default 900); VM_RUNC=1 also measures runc's memory floor.
@@ -27,7 +29,7 @@ if [ "${1-}" = "--guest" ]; then
     set +e
     # The default filter: the cgroup v2 tests and rootless on a delegated v2 subtree.
     default_filter=0
-    if [ $# = 0 ]; then set -- cgroups_v2 rootless::rootless_v2 rootless_engine::rootless_engine_v2; default_filter=1; fi
+    if [ $# = 0 ]; then set -- cgroups_v2 rootless::rootless_v2 rootless_engine::rootless_engine_v2 network6::macvlan_and_ipvlan_on_a_lan; default_filter=1; fi
     "$bin" "$@" --test-threads=1 --nocapture 2>&1 | grep -vE '^$'
     rc=${PIPESTATUS[0]}
     set -e

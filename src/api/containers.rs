@@ -258,7 +258,7 @@ pub fn create(s: &Service, req: &Request) -> ApiResult {
 
 /// Docker's list filters (`{"status":["running"]}` or `{"label":{"a=b":true}}`) as the
 /// engine's `key=value` ones.
-fn filters(req: &Request) -> Result<Vec<String>, ApiError> {
+pub(super) fn filters(req: &Request) -> Result<Vec<String>, ApiError> {
     let Some(f) = req.q("filters").filter(|f| !f.is_empty()) else { return Ok(Vec::new()) };
     let v: Value = serde_json::from_str(f).map_err(|e| ApiError::bad(format!("invalid filters: {e}")))?;
     let mut out = Vec::new();
@@ -840,4 +840,73 @@ pub fn stats(s: &Service, req: &Request, key: &str, w: &mut UnixStream) -> ApiRe
     }
     let _ = c.finish();
     Ok(Response::Done)
+}
+
+// ---------------------------------------------------------------------------------------------
+// pause, unpause, rename, update (src/engine/manage.rs).
+
+pub fn pause(s: &Service, key: &str) -> ApiResult {
+    crate::engine::manage::pause(&s.e, &cs(s), key)?;
+    Ok(Response::empty(204))
+}
+
+pub fn unpause(s: &Service, key: &str) -> ApiResult {
+    crate::engine::manage::unpause(&s.e, &cs(s), key)?;
+    Ok(Response::empty(204))
+}
+
+pub fn rename(s: &Service, req: &Request, key: &str) -> ApiResult {
+    let new = req.q("name").filter(|n| !n.is_empty()).ok_or_else(|| ApiError::bad("name is required"))?;
+    crate::engine::manage::rename(&s.e, &cs(s), key, new)?;
+    Ok(Response::empty(204))
+}
+
+/// `POST /containers/{id}/update`: docker's UpdateConfig (its Resources, zero meaning
+/// unchanged, and RestartPolicy) translated to the engine's update request.
+pub fn update(s: &Service, req: &Request, key: &str) -> ApiResult {
+    use crate::engine::manage::{self, UpdateReq};
+    use crate::engine::resources::ResourceFlags;
+    let v = body_json(req)?;
+    let nz = |k: &str| -> Result<Option<i64>, ApiError> { Ok(opt_i64(&v, k)?.filter(|n| *n != 0)) };
+    let pos = |k: &str| -> Result<Option<u64>, ApiError> {
+        nz(k)?.map(|n| u64::try_from(n).map_err(|_| wrong(k, "a positive integer"))).transpose()
+    };
+    let res = ResourceFlags {
+        cpu_shares: pos("CpuShares")?,
+        cpu_period: pos("CpuPeriod")?,
+        cpu_quota: nz("CpuQuota")?,
+        cpu_rt_period: pos("CpuRealtimePeriod")?,
+        cpu_rt_runtime: nz("CpuRealtimeRuntime")?,
+        cpuset_cpus: opt_str(&v, "CpusetCpus")?.filter(|x| !x.is_empty()),
+        cpuset_mems: opt_str(&v, "CpusetMems")?.filter(|x| !x.is_empty()),
+        memory_reservation: nz("MemoryReservation")?.map(|n| n.to_string()),
+        ..Default::default()
+    };
+    let memory = nz("Memory")?.map(|n| n.to_string());
+    let memory_swap = nz("MemorySwap")?.map(|n| n.to_string());
+    let cpus = nz("NanoCpus")?.map(|n| format!("{}", n as f64 / 1e9));
+    let pids_limit = nz("PidsLimit")?;
+    let restart = match v.get("RestartPolicy") {
+        None | Some(Value::Null) => None,
+        Some(p @ Value::Object(_)) => {
+            let name = opt_str(p, "Name")?.unwrap_or_default();
+            let max = opt_i64(p, "MaximumRetryCount")?.unwrap_or(0);
+            match (name.as_str(), max) {
+                ("", _) => None,
+                ("on-failure", n) if n > 0 => Some(format!("on-failure:{n}")),
+                (n, _) => Some(n.to_string()),
+            }
+        }
+        Some(_) => return Err(wrong("RestartPolicy", "an object")),
+    };
+    let u = UpdateReq {
+        res: &res,
+        memory: memory.as_deref(),
+        memory_swap: memory_swap.as_deref(),
+        cpus: cpus.as_deref(),
+        pids_limit,
+        restart: restart.as_deref(),
+    };
+    manage::update(&s.e, &cs(s), key, &u)?;
+    Ok(Response::json(200, &json!({ "Warnings": [] })))
 }

@@ -10,7 +10,8 @@ use std::os::unix::net::UnixStream;
 const MAX_LINE: usize = 16 << 10;
 /// Most header lines in a request.
 const MAX_HEADERS: usize = 100;
-/// Largest request body (JSON specs; image archives and build contexts are not served).
+/// Largest request body held in memory (JSON specs); the archives of build, load and `cp`
+/// uploads ([`spools_body`]) go to an unnamed temporary file instead, of any size.
 pub const MAX_BODY: usize = 8 << 20;
 /// How long a client may take to send a whole request.
 const REQUEST_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(120);
@@ -35,6 +36,9 @@ pub struct Request {
     /// Header names in lower case.
     pub headers: BTreeMap<String, String>,
     pub body: Vec<u8>,
+    /// The body of an archive upload ([`spools_body`]): an unnamed (O_TMPFILE) file under the
+    /// temporary directory, at its start; nothing of it stays once closed.
+    pub body_file: Option<std::fs::File>,
     /// The API version named in the path (`/v1.41/...`).
     pub version: Option<String>,
 }
@@ -120,6 +124,54 @@ fn strip_version(p: &str) -> (Option<String>, String) {
     (None, p.to_string())
 }
 
+/// Whether a request's body is an archive streamed to a temporary file (a build context, an
+/// image archive to load, a `cp` upload) rather than held in memory under [`MAX_BODY`].
+pub fn spools_body(method: &str, path: &str) -> bool {
+    let p = path.trim_end_matches('/');
+    (method == "POST" && (p == "/build" || p == "/images/load"))
+        || (method == "PUT" && p.starts_with("/containers/") && p.ends_with("/archive"))
+}
+
+/// An unnamed file in the temporary directory (a spooled body, an answer made whole first).
+pub fn spool_file() -> io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_TMPFILE)
+        .mode(0o600)
+        .open(std::env::temp_dir())
+}
+
+/// Where a body goes: memory (bounded) or a spool file.
+enum Sink {
+    Mem(Vec<u8>),
+    File(io::BufWriter<std::fs::File>),
+}
+
+impl Sink {
+    fn take(&mut self, r: &mut impl Read, n: usize) -> Result<(), HttpError> {
+        match self {
+            Sink::Mem(body) => {
+                // body.len() <= MAX_BODY always: no overflow for a huge n (a chunk size).
+                if n > MAX_BODY - body.len() {
+                    return Err(HttpError::TooLarge);
+                }
+                let start = body.len();
+                body.resize(start + n, 0);
+                r.read_exact(&mut body[start..])?;
+            }
+            Sink::File(f) => {
+                let got = io::copy(&mut r.by_ref().take(n as u64), f)?;
+                if got != n as u64 {
+                    return Err(HttpError::Io(io::ErrorKind::UnexpectedEof.into()));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
 /// Reads the next request; None at a clean end of the connection.
 pub fn read_request(r: &mut impl BufRead) -> Result<Option<Request>, HttpError> {
     let line = loop {
@@ -150,7 +202,11 @@ pub fn read_request(r: &mut impl BufRead) -> Result<Option<Request>, HttpError> 
     }
     let (raw_path, raw_query) = target.split_once('?').unwrap_or((target, ""));
     let (version, path) = strip_version(&percent_decode(raw_path, false));
-    let mut body = Vec::new();
+    let mut sink = if spools_body(method, &path) {
+        Sink::File(io::BufWriter::with_capacity(1 << 20, spool_file()?))
+    } else {
+        Sink::Mem(Vec::new())
+    };
     let chunked = headers.get("transfer-encoding").is_some_and(|t| t.to_ascii_lowercase().contains("chunked"));
     if chunked {
         loop {
@@ -159,27 +215,38 @@ pub fn read_request(r: &mut impl BufRead) -> Result<Option<Request>, HttpError> 
             };
             let size = size.split(';').next().unwrap_or("").trim();
             let n = usize::from_str_radix(size, 16).map_err(|_| HttpError::Bad(format!("bad chunk size {size:?}")))?;
-            if n > MAX_BODY - body.len() {
-                return Err(HttpError::TooLarge);
-            }
             if n == 0 {
                 while read_line(r)?.is_some_and(|l| !l.is_empty()) {}
                 break;
             }
-            let start = body.len();
-            body.resize(start + n, 0);
-            r.read_exact(&mut body[start..])?;
+            sink.take(r, n)?;
             read_line(r)?;
         }
     } else if let Some(cl) = headers.get("content-length") {
         let n: usize = cl.parse().map_err(|_| HttpError::Bad(format!("bad Content-Length {cl:?}")))?;
-        if n > MAX_BODY {
+        if n > MAX_BODY && matches!(sink, Sink::Mem(_)) {
             return Err(HttpError::TooLarge);
         }
-        body.resize(n, 0);
-        r.read_exact(&mut body)?;
+        sink.take(r, n)?;
     }
-    Ok(Some(Request { method: method.to_string(), path, query: parse_query(raw_query), headers, body, version }))
+    let (body, body_file) = match sink {
+        Sink::Mem(b) => (b, None),
+        Sink::File(f) => {
+            use std::io::Seek;
+            let mut f = f.into_inner().map_err(|e| HttpError::Io(e.into_error()))?;
+            f.seek(io::SeekFrom::Start(0))?;
+            (Vec::new(), Some(f))
+        }
+    };
+    Ok(Some(Request {
+        method: method.to_string(),
+        path,
+        query: parse_query(raw_query),
+        headers,
+        body,
+        body_file,
+        version,
+    }))
 }
 
 pub fn reason(status: u16) -> &'static str {
@@ -257,11 +324,19 @@ pub fn write_response(w: &mut UnixStream, head_only: bool, r: &Response) -> io::
 
 /// Starts a streamed (chunked) answer; write it through [`Chunked`].
 pub fn start_stream(w: &mut UnixStream, status: u16, content_type: &str) -> io::Result<()> {
+    w.write_all(&stream_head(status, content_type, &[]))
+}
+
+/// The head of a chunked answer with extra headers.
+pub fn stream_head(status: u16, content_type: &str, extra: &[(String, String)]) -> Vec<u8> {
     let mut out = Vec::new();
     out.extend_from_slice(format!("HTTP/1.1 {status} {}\r\n", reason(status)).as_bytes());
     common_headers(&mut out);
+    for (k, v) in extra {
+        out.extend_from_slice(format!("{k}: {v}\r\n").as_bytes());
+    }
     out.extend_from_slice(format!("Content-Type: {content_type}\r\nTransfer-Encoding: chunked\r\n\r\n").as_bytes());
-    w.write_all(&out)
+    out
 }
 
 /// The body of a chunked answer; [`Chunked::finish`] writes the last chunk.
@@ -280,6 +355,20 @@ impl Chunked<'_> {
 
     pub fn finish(self) -> io::Result<()> {
         self.0.write_all(b"0\r\n\r\n")
+    }
+}
+
+/// A chunked body as an [`io::Write`] (each write one chunk: wrap it in a `BufWriter`).
+pub struct ChunkWriter<'a>(pub Chunked<'a>);
+
+impl Write for ChunkWriter<'_> {
+    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
+        self.0.send(b)?;
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.0 .0.flush()
     }
 }
 
@@ -407,5 +496,28 @@ mod tests {
         let raw = b"POST /x HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n1\r\na\r\nffffffffffffffff\r\n";
         let r = read_request(&mut std::io::Cursor::new(&raw[..]));
         assert!(matches!(r, Err(HttpError::TooLarge)), "{:?}", r.map(|_| ()));
+    }
+
+    #[test]
+    fn archive_bodies_spool_past_the_cap() {
+        use std::io::Read as _;
+        let big = vec![7u8; MAX_BODY + 1000];
+        let (mut a, b) = UnixStream::pair().unwrap();
+        let head = format!("PUT /v1.44/containers/x/archive?path=/ HTTP/1.1\r\nContent-Length: {}\r\n\r\n", big.len());
+        let writer = std::thread::spawn(move || {
+            a.write_all(head.as_bytes()).unwrap();
+            a.write_all(&big).unwrap();
+            a
+        });
+        let mut r = BufReader::new(b);
+        let req = read_request(&mut r).unwrap().unwrap();
+        let _ = writer.join().unwrap();
+        assert!(req.body.is_empty());
+        let mut got = Vec::new();
+        req.body_file.unwrap().read_to_end(&mut got).unwrap();
+        assert_eq!(got.len(), MAX_BODY + 1000);
+        assert!(got.iter().all(|b| *b == 7));
+        assert!(spools_body("POST", "/build") && spools_body("POST", "/images/load"));
+        assert!(!spools_body("POST", "/containers/create") && !spools_body("GET", "/containers/x/archive"));
     }
 }

@@ -64,14 +64,21 @@ pub fn inspect(s: &Service, name: &str) -> ApiResult {
     Ok(Response::json(200, &v))
 }
 
+/// `GET /images/{name}/history`: the image's history rows (`image history`'s), newest first.
 pub fn history(s: &Service, name: &str) -> ApiResult {
     let store = open(s)?;
     let img = store.resolve(name).map_err(store_err)?;
-    let v = icli::inspect_json(&img);
-    Ok(Response::json(
-        200,
-        &json!([{"Id": v["Id"], "Created": 0, "CreatedBy": "", "Tags": v["RepoTags"], "Size": v["Size"], "Comment": ""}]),
-    ))
+    let tags = icli::inspect_json(&img)["RepoTags"].clone();
+    let rows: Vec<Value> = crate::image::history::rows(&store, &img)
+        .into_iter()
+        .map(|r| {
+            let top = r.id.is_some();
+            json!({"Id": r.id.unwrap_or_else(|| "<missing>".into()), "Created": r.created.unwrap_or(0),
+                   "CreatedBy": r.created_by, "Tags": if top { tags.clone() } else { Value::Null },
+                   "Size": r.size, "Comment": r.comment})
+        })
+        .collect();
+    Ok(Response::json(200, &Value::Array(rows)))
 }
 
 pub fn tag(s: &Service, req: &Request, name: &str) -> ApiResult {
@@ -114,9 +121,21 @@ pub fn remove(s: &Service, req: &Request, name: &str) -> ApiResult {
     Ok(Response::json(200, &Value::Array(out)))
 }
 
-pub fn prune(s: &Service, _req: &Request) -> ApiResult {
-    let _ = s;
-    Ok(Response::json(200, &json!({"ImagesDeleted": [], "SpaceReclaimed": 0})))
+/// `POST /images/prune`: unnamed images no container uses (`dangling=false`: every unused
+/// one), as `image prune` removes them.
+pub fn prune(s: &Service, req: &Request) -> ApiResult {
+    let all = super::containers::filters(req)?.iter().any(|f| f == "dangling=false" || f == "dangling=0");
+    let store = open(s)?;
+    let (lines, bytes) = icli::prune_images(&store, all).map_err(|e| ApiError::new(500, e.to_string()))?;
+    let deleted: Vec<Value> = lines
+        .iter()
+        .filter_map(|l| match l.split_once(": ") {
+            Some(("untagged", n)) => Some(json!({ "Untagged": n })),
+            Some(("deleted", id)) => Some(json!({ "Deleted": id })),
+            _ => None,
+        })
+        .collect();
+    Ok(Response::json(200, &json!({"ImagesDeleted": deleted, "SpaceReclaimed": bytes})))
 }
 
 /// The credentials of an `X-Registry-Auth` header (base64url of docker's AuthConfig JSON:
@@ -207,4 +226,91 @@ pub fn auth(req: &Request) -> ApiResult {
         }
         Err(e) => Err(ApiError::new(500, e.to_string())),
     }
+}
+
+/// `GET /images/{name}/get` and `GET /images/get?names=A&names=B`: one docker archive of the
+/// images named (made whole in an unnamed temporary file first, so that an unknown name is
+/// still a 404), streamed.
+pub fn get(s: &Service, names: &[String], w: &mut UnixStream) -> ApiResult {
+    use crate::image::save::{self, SaveError};
+    use std::io::{Seek, Write};
+    if names.is_empty() {
+        return Err(ApiError::bad("names is required"));
+    }
+    let store = open(s)?;
+    let tmp = http::spool_file().map_err(|e| ApiError::new(500, format!("create temporary file: {e}")))?;
+    let f = save::save_to(&store, names, std::io::BufWriter::with_capacity(1 << 20, tmp)).map_err(|e| match e {
+        SaveError::Store(e) => store_err(e),
+        e => ApiError::new(500, e.to_string()),
+    })?;
+    let mut f = f.into_inner().map_err(|e| ApiError::new(500, format!("write temporary file: {}", e.error())))?;
+    f.seek(std::io::SeekFrom::Start(0)).map_err(|e| ApiError::new(500, e.to_string()))?;
+    if w.write_all(&http::stream_head(200, "application/x-tar", &[])).is_err() {
+        return Ok(Response::Done);
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 20, http::ChunkWriter(Chunked(w)));
+    if std::io::copy(&mut f, &mut out).is_ok() {
+        if let Ok(http::ChunkWriter(c)) = out.into_inner().map_err(|_| ()) {
+            let _ = c.finish();
+        }
+    }
+    Ok(Response::Done)
+}
+
+/// `POST /images/load`: the archive body (spooled to an unnamed temporary file) loaded as
+/// `image load` does; docker's `{"stream": "Loaded image: ..."}` lines.
+pub fn load(s: &Service, req: &Request) -> ApiResult {
+    use std::os::fd::AsRawFd;
+    let Some(f) = req.body_file.as_ref() else { return Err(ApiError::bad("no archive in the request body")) };
+    let store = open(s)?;
+    let mut said = Vec::new();
+    // The loader reads a path: the unnamed file through this process's descriptor of it.
+    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    crate::image::archive::load(&store, &path, &mut said).map_err(|e| ApiError::bad(e.to_string()))?;
+    let mut body = Vec::new();
+    for l in String::from_utf8_lossy(&said).lines().filter(|l| !l.is_empty()) {
+        body.extend_from_slice(json!({ "stream": format!("{l}\n") }).to_string().as_bytes());
+        body.push(b'\n');
+    }
+    Ok(Response::Full { status: 200, content_type: "application/json", body, headers: Vec::new() })
+}
+
+/// `POST /images/{name}/push?tag=`: pushed with the `X-Registry-Auth` credentials (else the
+/// service's own auth file); docker's JSON progress stream, the result in `aux`.
+pub fn push(s: &Service, req: &Request, name: &str, w: &mut UnixStream) -> ApiResult {
+    use crate::image::push::{self as ipush, PushOptions};
+    let name = match req.q("tag").filter(|t| !t.is_empty()) {
+        Some(t) => format!("{name}:{t}"),
+        None => name.to_string(),
+    };
+    let (r, _) = normalise(&name).map_err(|e| ApiError::bad(e.to_string()))?;
+    let store = open(s)?;
+    store.resolve(&name).map_err(|_| ApiError::new(404, format!("No such image: {name}")))?;
+    let credentials = registry_auth(req)?;
+    if http::start_stream(w, 200, "application/json").is_err() {
+        return Ok(Response::Done);
+    }
+    let mut c = Chunked(w);
+    let repo = format!("{}/{}", r.registry, r.repository);
+    let _ = c.send(format!("{}\n", json!({ "status": format!("The push refers to repository [{repo}]") })).as_bytes());
+    let result = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None, credentials })
+        .map_err(|e| e.to_string())
+        .and_then(|client| {
+            ipush::push(&store, &client, &name, &PushOptions { quiet: true, all_tags: false })
+                .map_err(|e| e.to_string())
+        });
+    let tag = r.tag.clone().unwrap_or_else(|| "latest".into());
+    match result {
+        Ok(d) => {
+            let size = store.read_blob(&d).map(|b| b.len()).unwrap_or(0);
+            let _ = c.send(format!("{}\n", json!({ "status": format!("{tag}: digest: {d} size: {size}") })).as_bytes());
+            let aux = json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": d.to_string(), "Size": size}});
+            let _ = c.send(format!("{aux}\n").as_bytes());
+        }
+        Err(e) => {
+            let _ = c.send(format!("{}\n", json!({"errorDetail": {"message": e}, "error": e})).as_bytes());
+        }
+    }
+    let _ = c.finish();
+    Ok(Response::Done)
 }

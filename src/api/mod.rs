@@ -9,8 +9,10 @@
 //! HTTP is served by a small HTTP/1.1 server of its own ([`http`]), a thread per connection:
 //! no asynchronous runtime, nothing of it on the runtime's path.
 
+mod build;
 pub(crate) mod containers;
 mod exec;
+mod files;
 pub(crate) mod http;
 mod images;
 mod networks;
@@ -34,7 +36,8 @@ use std::time::{Duration, Instant};
 pub const API_VERSION: &str = "1.44";
 /// The oldest version clients may ask for.
 pub const MIN_API_VERSION: &str = "1.24";
-/// Default listening address.
+/// Default listening address (root's; an ordinary user's is
+/// `unix://$XDG_RUNTIME_DIR/berth/docker.sock`).
 pub const DEFAULT_HOST: &str = "unix:///run/berth/docker.sock";
 
 #[derive(Debug, thiserror::Error)]
@@ -91,7 +94,10 @@ impl From<EngineError> for ApiError {
     fn from(e: EngineError) -> ApiError {
         let status = match &e {
             EngineError::Invalid(_) => 400,
-            EngineError::NoSuchContainer(_) | EngineError::NoSuchVolume(_) | EngineError::NoSuchNetwork(_) => 404,
+            EngineError::NoSuchContainer(_)
+            | EngineError::NoSuchVolume(_)
+            | EngineError::NoSuchNetwork(_)
+            | EngineError::NoSuchPath(_) => 404,
             EngineError::Conflict(_) => 409,
             EngineError::Image(m) if m.contains("unable to find image") || m.contains("no such image") => 404,
             _ => 500,
@@ -131,6 +137,8 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("GET" | "HEAD", ["_ping"]) => system::ping(req),
         ("GET", ["version"]) => Ok(system::version()),
         ("GET", ["info"]) => Ok(system::info(s)),
+        ("GET", ["events"]) => system::events(s, req, w),
+        ("GET", ["system", "df"]) => system::df(s),
         ("GET", ["containers", "json"]) => containers::list(s, req),
         ("POST", ["containers", "create"]) => containers::create(s, req),
         ("POST", ["containers", "prune"]) => containers::prune(s),
@@ -143,6 +151,16 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("DELETE", ["containers", id]) => containers::remove(s, req, id),
         ("GET", ["containers", id, "logs"]) => containers::logs(s, req, id, w),
         ("POST", ["containers", id, "attach"]) => containers::attach(s, req, id, w, r),
+        ("GET", ["containers", id, "changes"]) => files::changes(s, id),
+        ("GET", ["containers", id, "export"]) => files::export(s, id, w),
+        ("POST", ["commit"]) => files::commit(s, req),
+        ("HEAD", ["containers", id, "archive"]) => files::archive_head(s, req, id),
+        ("GET", ["containers", id, "archive"]) => files::archive_get(s, req, id, w),
+        ("PUT", ["containers", id, "archive"]) => files::archive_put(s, req, id),
+        ("POST", ["containers", id, "pause"]) => containers::pause(s, id),
+        ("POST", ["containers", id, "unpause"]) => containers::unpause(s, id),
+        ("POST", ["containers", id, "rename"]) => containers::rename(s, req, id),
+        ("POST", ["containers", id, "update"]) => containers::update(s, req, id),
         ("POST", ["containers", id, "resize"]) => containers::resize(s, req, id),
         ("GET", ["containers", id, "top"]) => containers::top(s, req, id),
         ("GET", ["containers", id, "stats"]) => containers::stats(s, req, id, w),
@@ -153,6 +171,10 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("GET", ["images", "json"]) => images::list(s, req),
         ("POST", ["images", "create"]) => images::create(s, req, w),
         ("POST", ["images", "prune"]) => images::prune(s, req),
+        ("GET", ["images", "get"]) => images::get(s, &req.query.get("names").cloned().unwrap_or_default(), w),
+        ("POST", ["images", "load"]) => images::load(s, req),
+        ("GET", ["images", rest @ .., "get"]) if !rest.is_empty() => images::get(s, &[rest.join("/")], w),
+        ("POST", ["images", rest @ .., "push"]) if !rest.is_empty() => images::push(s, req, &rest.join("/"), w),
         ("GET", ["images", rest @ .., "json"]) if !rest.is_empty() => images::inspect(s, &rest.join("/")),
         ("GET", ["images", rest @ .., "history"]) if !rest.is_empty() => images::history(s, &rest.join("/")),
         ("POST", ["images", rest @ .., "tag"]) if !rest.is_empty() => images::tag(s, req, &rest.join("/")),
@@ -175,7 +197,8 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("GET", ["plugins", name, "json"]) => Err(ApiError::new(404, format!("plugin \"{name}\" not found"))),
         (_, ["plugins", ..]) => Err(ApiError::new(501, "berth does not do plugins")),
         ("POST", ["auth"]) => images::auth(req),
-        (_, ["session"] | ["build"] | ["commit"] | ["distribution", ..]) => {
+        ("POST", ["build"]) => build::build(s, req, w),
+        (_, ["session"] | ["build"] | ["distribution", ..]) => {
             Err(ApiError::new(501, format!("berth's API service does not serve {path} yet")))
         }
         _ => Err(ApiError::new(404, format!("page not found: {} {}", req.method, req.path))),
@@ -280,7 +303,22 @@ extern "C" fn on_signal(_: libc::c_int) {
 /// Runs the service until SIGTERM/SIGINT (or `timeout` idle seconds); the sockets are removed
 /// on the way out.
 pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
-    let hosts = if o.hosts.is_empty() { vec![DEFAULT_HOST.to_string()] } else { o.hosts.clone() };
+    // root: /run/berth; an ordinary user: $XDG_RUNTIME_DIR/berth (the socket and the console
+    // sockets of exec -t).
+    // (An ordinary user's service runs in the user's namespace, where it is uid 0.)
+    let ordinary = crate::unprivileged::active() || crate::unprivileged::needed();
+    let run_dir = if !ordinary {
+        PathBuf::from("/run/berth")
+    } else {
+        crate::unprivileged::api_dir().map_err(|e| ServiceError::Invalid(e.to_string()))?
+    };
+    let hosts = if !o.hosts.is_empty() {
+        o.hosts.clone()
+    } else if !ordinary {
+        vec![DEFAULT_HOST.to_string()]
+    } else {
+        vec![format!("unix://{}", run_dir.join("docker.sock").display())]
+    };
     let mut paths = Vec::new();
     for h in &hosts {
         if let Some(p) = h.strip_prefix("unix://") {
@@ -325,7 +363,7 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
         let _ = l.set_nonblocking(true);
     }
     // Console directories of services that were killed (their pid gone) are removed first.
-    if let Ok(rd) = std::fs::read_dir("/run/berth") {
+    if let Ok(rd) = std::fs::read_dir(&run_dir) {
         for d in rd.flatten() {
             let name = d.file_name().to_string_lossy().into_owned();
             if let Some(pid) = name.strip_prefix("api.").and_then(|p| p.parse::<u32>().ok()) {
@@ -335,7 +373,7 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
             }
         }
     }
-    let console_dir = PathBuf::from(format!("/run/berth/api.{}", std::process::id()));
+    let console_dir = run_dir.join(format!("api.{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&console_dir);
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&console_dir).map_err(|err| ServiceError::Io {
         op: "create",

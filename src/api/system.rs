@@ -1,8 +1,10 @@
 //! `/_ping`, `/version`, `/info`.
 
-use super::http::{Request, Response};
-use super::{ApiResult, Service, API_VERSION, MIN_API_VERSION};
-use serde_json::json;
+use super::http::{self, Chunked, Request, Response};
+use super::{ApiError, ApiResult, Service, API_VERSION, MIN_API_VERSION};
+use serde_json::{json, Value};
+use std::collections::BTreeMap;
+use std::os::unix::net::UnixStream;
 
 pub fn ping(req: &Request) -> ApiResult {
     let mut r = Response::text(200, if req.method == "HEAD" { "" } else { "OK" });
@@ -120,4 +122,97 @@ pub fn info(s: &Service) -> Response {
             "Warnings": [],
         }),
     )
+}
+
+/// `GET /events`: the engine's event journal streamed as docker's JSON messages, one a line;
+/// `since`/`until` (unix seconds, RFC 3339 or a duration before now) and `filters`.
+pub fn events(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
+    use crate::events::{self, Filter, Journal};
+    let time = |k: &str| -> Result<Option<i64>, ApiError> {
+        req.q(k)
+            .filter(|t| !t.is_empty())
+            .map(|t| events::parse_time(t).map_err(|e| ApiError::bad(e.to_string())))
+            .transpose()
+    };
+    let (since, until) = (time("since")?, time("until")?);
+    let filter = Filter::parse(&super::containers::filters(req)?).map_err(|e| ApiError::bad(e.to_string()))?;
+    http::start_stream(w, 200, "application/json").map_err(|e| ApiError::new(500, e.to_string()))?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&*w);
+    // The client gone (its end closed): the stream ends even while no event comes.
+    let alive = || {
+        let mut p = [libc::pollfd { fd, events: libc::POLLRDHUP, revents: 0 }];
+        crate::shim::sys::poll(&mut p, 0) == 0
+    };
+    let mut out = Chunked(w);
+    let res = Journal::new(&s.e.data_root).stream_while(
+        since,
+        until,
+        &filter,
+        |ev| {
+            let mut line = serde_json::to_vec(&ev.to_docker_json()).unwrap_or_default();
+            line.push(b'\n');
+            out.send(&line).is_ok()
+        },
+        alive,
+    );
+    if res.is_ok() {
+        let _ = out.finish();
+    }
+    Ok(Response::Done)
+}
+
+/// `GET /system/df`: images, containers and volumes with their sizes, as docker's DiskUsage.
+pub fn df(s: &Service) -> ApiResult {
+    use crate::engine::run::{self, State};
+    use crate::engine::store::Containers;
+    use crate::engine::system::disk_usage;
+    use crate::engine::volume::Volumes;
+    let cs = Containers::new(&s.e.data_root);
+    let recs = cs.all();
+    let store = crate::image::store::Store::open(&s.e.data_root).map_err(|e| ApiError::new(500, e.to_string()))?;
+    let index = store.read_index().map_err(|e| ApiError::new(500, e.to_string()))?;
+    let mut images: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+    for (name, rec) in &index.images {
+        let e = images.entry(rec.config.to_string()).or_insert((rec.size, Vec::new()));
+        e.1.push(name.to_string());
+    }
+    let uses = |id: &str| recs.iter().filter(|r| r.image_id == id).count();
+    let layers: u64 = images.values().map(|(s, _)| s).sum();
+    let images: Vec<Value> = images
+        .iter()
+        .map(|(id, (size, tags))| {
+            json!({"Id": id, "ParentId": "", "RepoTags": tags, "RepoDigests": [], "Created": 0, "Size": size,
+                   "SharedSize": 0, "VirtualSize": size, "Labels": {}, "Containers": uses(id)})
+        })
+        .collect();
+    let containers: Vec<Value> = recs
+        .iter()
+        .map(|r| {
+            let st = run::status(&s.e, &cs, &r.id);
+            let state = match st.state {
+                State::Running if st.paused => "paused",
+                State::Running => "running",
+                State::Created => "created",
+                _ => "exited",
+            };
+            json!({"Id": r.id, "Names": [format!("/{}", r.name)], "Image": r.image, "ImageID": r.image_id,
+                   "Command": r.path, "Created": 0, "State": state, "Status": state,
+                   "SizeRw": disk_usage(&cs.path(&r.id).join("rw/upper")), "SizeRootFs": 0, "Labels": {},
+                   "Mounts": [], "Ports": [], "HostConfig": {}, "NetworkSettings": {}})
+        })
+        .collect();
+    let used: Vec<String> = recs.iter().flat_map(|r| r.mounts.iter().filter_map(|m| m.name.clone())).collect();
+    let volumes: Vec<Value> = Volumes::new(&s.e.data_root)
+        .list()
+        .into_iter()
+        .map(|v| {
+            let refs = used.iter().filter(|u| **u == v.name).count();
+            json!({"Name": v.name, "Driver": "local", "Mountpoint": v.mountpoint, "Labels": {}, "Scope": "local",
+                   "Options": {}, "UsageData": {"Size": disk_usage(&v.mountpoint), "RefCount": refs}})
+        })
+        .collect();
+    Ok(Response::json(
+        200,
+        &json!({"LayersSize": layers, "Images": images, "Containers": containers, "Volumes": volumes, "BuildCache": []}),
+    ))
 }

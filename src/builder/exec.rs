@@ -248,6 +248,18 @@ impl<'a> Builder<'a> {
                     .map_err(|e| BuildError::Invalid(format!("build context from stdin: {e}")))?;
                 d
             }
+            ContextSource::Tar(f) => {
+                let d = scratch.0.join("context");
+                fs::create_dir_all(&d).map_err(io_err("create", &d))?;
+                let r = fs::File::open(&f).map_err(io_err("open", &f))?;
+                crate::image::unpack::unpack_layer(
+                    io::BufReader::new(r),
+                    &d,
+                    crate::image::unpack::WhiteoutMode::Apply,
+                )
+                .map_err(|e| BuildError::Invalid(format!("build context: {e}")))?;
+                d
+            }
         };
         let (file, text, df_name) = match req.dockerfile.clone().unwrap_or(DockerfileSource::Default) {
             DockerfileSource::Default => {
@@ -259,6 +271,26 @@ impl<'a> Builder<'a> {
                 let t = fs::read_to_string(&p).map_err(io_err("read Dockerfile", &p))?;
                 let name = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
                 (p.display().to_string(), t, name)
+            }
+            DockerfileSource::InContext(name) => {
+                let outside =
+                    || BuildError::Invalid(format!("the Dockerfile ({name}) must be a file inside the build context"));
+                if name.split('/').any(|c| c == "..") {
+                    return Err(outside());
+                }
+                let root = ctx_dir.canonicalize().map_err(io_err("resolve", &ctx_dir))?;
+                let p = root.join(name.trim_start_matches('/'));
+                let real = p
+                    .canonicalize()
+                    .map_err(|_| BuildError::Invalid(format!("Cannot locate specified Dockerfile: {name}")))?;
+                if !real.starts_with(&root) || !real.is_file() {
+                    return Err(BuildError::Invalid(format!(
+                        "the Dockerfile ({name}) must be a file inside the build context"
+                    )));
+                }
+                let t = fs::read_to_string(&real).map_err(io_err("read Dockerfile", &real))?;
+                let base = real.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                (name.clone(), t, base)
             }
             DockerfileSource::Stdin => {
                 let mut t = String::new();

@@ -28,6 +28,8 @@ pub enum ContextSource {
     Dir(PathBuf),
     /// A tar on standard input (`berth image build -`).
     StdinTar,
+    /// A tar in a file (the Engine API's request body, spooled).
+    Tar(PathBuf),
 }
 
 /// Where the Dockerfile comes from.
@@ -39,6 +41,9 @@ pub enum DockerfileSource {
     Path(PathBuf),
     /// `-f -`.
     Stdin,
+    /// A path inside the context (the Engine API's `dockerfile`): it must stay inside it, a
+    /// symlink included.
+    InContext(String),
 }
 
 /// The network of RUN steps.

@@ -39,11 +39,16 @@ fn layer_of(cs: &Containers, rec: &Record) -> Result<(PathBuf, Vec<PathBuf>, BTr
     Ok((cs.path(&rec.id).join("rw/upper"), rec.lowers.clone(), exclude))
 }
 
-/// docker's `diff` lines.
-pub fn diff(cs: &Containers, key: &str) -> Result<i32, EngineError> {
+/// A container's changes to its image's filesystem (what `diff` prints).
+pub fn changes(cs: &Containers, key: &str) -> Result<Vec<upper_layer::Change>, EngineError> {
     let rec = cs.find(key)?;
     let (upper, lowers, exclude) = layer_of(cs, &rec)?;
-    let changes = upper_layer::changes(&upper, &lowers, &exclude).map_err(upper_err)?;
+    upper_layer::changes(&upper, &lowers, &exclude).map_err(upper_err)
+}
+
+/// docker's `diff` lines.
+pub fn diff(cs: &Containers, key: &str) -> Result<i32, EngineError> {
+    let changes = changes(cs, key)?;
     let mut out = String::new();
     for c in changes {
         out.push(c.kind.letter());
@@ -104,6 +109,18 @@ pub struct CommitOpts {
 
 /// Commits a container; prints the new image id.
 pub fn commit(e: &Engine, cs: &Containers, key: &str, name: Option<&str>, o: CommitOpts) -> Result<i32, EngineError> {
+    println!("{}", commit_image_of(e, cs, key, name, o)?);
+    Ok(0)
+}
+
+/// Commits a container to a new image (named `name` when given); its id.
+pub fn commit_image_of(
+    e: &Engine,
+    cs: &Containers,
+    key: &str,
+    name: Option<&str>,
+    o: CommitOpts,
+) -> Result<String, EngineError> {
     let rec = cs.find(key)?;
     let (upper, lowers, exclude) = layer_of(cs, &rec)?;
     let mut run_cfg = container_config(&rec);
@@ -134,6 +151,5 @@ pub fn commit(e: &Engine, cs: &Containers, key: &str, name: Option<&str>, o: Com
         let _ = adapt::runtime_resume(e, &rec.id);
     }
     let id = res.map_err(|e| EngineError::Image(e.to_string()))?;
-    println!("{id}");
-    Ok(0)
+    Ok(id.to_string())
 }

@@ -424,32 +424,8 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                 let rfd = container_root(root)?;
                 let sloc = container_loc(rfd.as_fd(), path, o.follow || trailing_slash(path))?;
                 if dst == "-" {
-                    // A tar of SRC on stdout: copied out to a private dir, archived from there.
-                    let tmp = TmpDir::new(e)?;
-                    let st = sloc.stat().map_err(|e| sys("stat", path, e))?;
-                    let name = if sloc.as_name.as_bytes() == b"." {
-                        CString::new("root").unwrap_or_default()
-                    } else {
-                        sloc.as_name.clone()
-                    };
-                    let tdir = nix::fcntl::open(
-                        &tmp.0,
-                        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
-                        Mode::empty(),
-                    )
-                    .map_err(|e| sys("open", &tmp.0.display().to_string(), e))?;
-                    let dl = Loc { dir: tdir, name: name.clone(), as_name: name.clone(), shown: "-".into() };
-                    copy_entry(&sloc, &st, &dl, Own::Keep, None)?;
-                    let mut b = tar::Builder::new(io::BufWriter::new(io::stdout().lock()));
-                    b.follow_symlinks(false);
-                    let n = OsStr::from_bytes(name.as_bytes());
-                    let full = tmp.0.join(n);
-                    let r = if is(&st, SFlag::S_IFDIR) {
-                        b.append_dir_all(n, &full)
-                    } else {
-                        b.append_path_with_name(&full, n)
-                    };
-                    r.and_then(|_| b.into_inner()).and_then(|mut w| w.flush()).map_err(|err| EngineError::Io {
+                    let w = io::BufWriter::new(io::stdout().lock());
+                    tar_of(e, &sloc, path, w)?.flush().map_err(|err| EngineError::Io {
                         op: "write",
                         path: PathBuf::from("-"),
                         err,
@@ -468,12 +444,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
             let (sloc, spath) = if src == "-" {
                 // A tar from stdin: unpacked into a private dir (the tar reader keeps every
                 // entry inside it), its contents then copied into the directory DEST.
-                tmp = TmpDir::new(e)?;
-                let mut a = tar::Archive::new(io::stdin().lock());
-                a.set_preserve_permissions(true);
-                a.set_preserve_ownerships(o.archive);
-                a.set_unpack_xattrs(false);
-                a.unpack(&tmp.0).map_err(|err| EngineError::Invalid(format!("read tar from stdin: {err}")))?;
+                tmp = untar_to_tmp(e, io::stdin().lock(), o.archive)?;
                 (host_loc(&tmp.0.join("."), false)?, "./.".to_string())
             } else {
                 (host_loc(Path::new(src), o.follow || trailing_slash(src))?, src.to_string())
@@ -499,9 +470,135 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
     }
 }
 
+/// A tar of the entry `sloc` (named by its last component, `root` for `/`), written to `w`:
+/// copied out to a private dir first, archived from there.
+fn tar_of<W: Write>(e: &Engine, sloc: &Loc, path: &str, w: W) -> Result<W, EngineError> {
+    let tmp = TmpDir::new(e)?;
+    let st = sloc.stat().map_err(|e| sys("stat", path, e))?;
+    let name =
+        if sloc.as_name.as_bytes() == b"." { CString::new("root").unwrap_or_default() } else { sloc.as_name.clone() };
+    let tdir = nix::fcntl::open(&tmp.0, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| sys("open", &tmp.0.display().to_string(), e))?;
+    let dl = Loc { dir: tdir, name: name.clone(), as_name: name.clone(), shown: "-".into() };
+    copy_entry(sloc, &st, &dl, Own::Keep, None)?;
+    let mut b = tar::Builder::new(w);
+    b.follow_symlinks(false);
+    let n = OsStr::from_bytes(name.as_bytes());
+    let full = tmp.0.join(n);
+    let r = if is(&st, SFlag::S_IFDIR) { b.append_dir_all(n, &full) } else { b.append_path_with_name(&full, n) };
+    r.and_then(|_| b.into_inner()).map_err(|err| EngineError::Io { op: "write", path: PathBuf::from("-"), err })
+}
+
+/// A tar unpacked into a private dir (the tar reader keeps every entry inside it).
+fn untar_to_tmp(e: &Engine, r: impl io::Read, keep_owners: bool) -> Result<TmpDir, EngineError> {
+    let tmp = TmpDir::new(e)?;
+    let mut a = tar::Archive::new(r);
+    a.set_preserve_permissions(true);
+    a.set_preserve_ownerships(keep_owners);
+    a.set_unpack_xattrs(false);
+    a.unpack(&tmp.0).map_err(|err| EngineError::Invalid(format!("read tar: {err}")))?;
+    Ok(tmp)
+}
+
+/// What docker's `X-Docker-Container-Path-Stat` says of a container path.
+pub struct PathStat {
+    pub name: String,
+    pub size: i64,
+    /// Go's os.FileMode: the permission bits and its type bits (1<<31 a directory, 1<<27 a
+    /// symlink, ...).
+    pub mode: u32,
+    pub mtime: i64,
+    pub mtime_nsec: u32,
+    pub link_target: String,
+}
+
+/// Stats a path in a container (a symlink not followed), as `docker cp` asks first.
+pub fn stat_path(cs: &Containers, key: &str, path: &str) -> Result<PathStat, EngineError> {
+    let rec = cs.find(key)?;
+    with_rootfs(cs, &rec, |root| {
+        let rfd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|err| sys("open", &root.display().to_string(), err))?;
+        let missing = || EngineError::NoSuchPath(format!("Could not find the file {path} in container {key}"));
+        // A parent that cannot be opened (missing, not a directory) is a path not found.
+        let loc = container_loc(rfd.as_fd(), path, trailing_slash(path)).map_err(|e| match e {
+            EngineError::Msg(_) => missing(),
+            e => e,
+        })?;
+        let st = loc.stat().map_err(|_| missing())?;
+        let kind = st.st_mode & SFlag::S_IFMT.bits();
+        let type_bits = match SFlag::from_bits_truncate(kind) {
+            SFlag::S_IFDIR => 1 << 31,
+            SFlag::S_IFLNK => 1 << 27,
+            SFlag::S_IFIFO => 1 << 25,
+            SFlag::S_IFSOCK => 1 << 24,
+            SFlag::S_IFCHR => (1 << 26) | (1 << 21),
+            SFlag::S_IFBLK => 1 << 26,
+            _ => 0,
+        };
+        let special = (if st.st_mode & 0o4000 != 0 { 1 << 23 } else { 0 })
+            | (if st.st_mode & 0o2000 != 0 { 1 << 22 } else { 0 })
+            | (if st.st_mode & 0o1000 != 0 { 1 << 20 } else { 0 });
+        let link_target = if is(&st, SFlag::S_IFLNK) {
+            nix::fcntl::readlinkat(loc.dir.as_fd(), loc.name.as_c_str())
+                .map(|t| t.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        } else {
+            String::new()
+        };
+        Ok(PathStat {
+            name: loc.as_name.to_string_lossy().into_owned(),
+            size: st.st_size,
+            mode: (st.st_mode & 0o777) | type_bits | special,
+            mtime: st.st_mtime,
+            mtime_nsec: st.st_mtime_nsec as u32,
+            link_target,
+        })
+    })
+}
+
+/// A tar of a container path written to `w` (docker cp's GET archive).
+pub fn archive_out<W: Write>(e: &Engine, cs: &Containers, key: &str, path: &str, w: W) -> Result<W, EngineError> {
+    let rec = cs.find(key)?;
+    with_rootfs(cs, &rec, |root| {
+        let rfd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|err| sys("open", &root.display().to_string(), err))?;
+        let sloc = container_loc(rfd.as_fd(), path, trailing_slash(path))?;
+        tar_of(e, &sloc, path, w)
+    })
+}
+
+/// A tar from `r` unpacked into the container directory `path` (docker cp's PUT archive):
+/// owned by root in the container unless `keep_owners`.
+pub fn archive_in(
+    e: &Engine,
+    cs: &Containers,
+    key: &str,
+    path: &str,
+    keep_owners: bool,
+    r: impl io::Read,
+) -> Result<(), EngineError> {
+    let rec = cs.find(key)?;
+    let tmp = untar_to_tmp(e, r, keep_owners)?;
+    let sloc = host_loc(&tmp.0.join("."), false)?;
+    let own = if keep_owners { Own::Keep } else { Own::Set(0, 0) };
+    with_rootfs(cs, &rec, |root| {
+        let rfd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+            .map_err(|err| sys("open", &root.display().to_string(), err))?;
+        let dloc = container_loc(rfd.as_fd(), path, true)?;
+        match dloc.stat() {
+            Ok(st) if is(&st, SFlag::S_IFDIR) => {}
+            Ok(_) => return Err(EngineError::Invalid(format!("extraction point is not a directory: {path}"))),
+            Err(_) => {
+                return Err(EngineError::NoSuchPath(format!("Could not find the file {path} in container {key}")))
+            }
+        }
+        copy_by_rules(&sloc, "./.", &dloc, path, own)
+    })
+}
+
 /// `container export`: the container's merged root filesystem as a tar.
 pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, EngineError> {
-    let rec = cs.find(key)?;
+    cs.find(key)?;
     if output.is_none() {
         // SAFETY: isatty only inspects the descriptor.
         if unsafe { libc::isatty(1) } == 1 {
@@ -510,47 +607,42 @@ pub fn export(cs: &Containers, key: &str, output: Option<&Path>) -> Result<i32, 
             ));
         }
     }
-    use crate::image::upper_layer::LayerOptions;
-    with_rootfs(cs, &rec, |root| {
-        let werr = |err: io::Error| EngineError::Io {
-            op: "write",
-            path: output.map_or_else(|| PathBuf::from("-"), Path::to_path_buf),
-            err,
-        };
-        match output {
-            None => {
-                let w = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
-                let mut w = crate::image::upper_layer::write_layer(root, &LayerOptions::default(), w)
-                    .map(|(w, _)| w)
-                    .map_err(|e| EngineError::Msg(e.to_string()))?;
-                w.flush().map_err(werr)?;
-            }
-            Some(p) => {
-                let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-                let tmp = dir.join(format!(
-                    ".{}.berth-export-{}",
-                    p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
-                    std::process::id()
-                ));
-                let f = File::create(&tmp).map_err(|err| EngineError::Io { op: "create", path: tmp.clone(), err })?;
-                let res = crate::image::upper_layer::write_layer(
-                    root,
-                    &LayerOptions::default(),
-                    io::BufWriter::with_capacity(1 << 20, f),
-                )
-                .map(|(w, _)| w)
-                .map_err(|e| EngineError::Msg(e.to_string()))
-                .and_then(|mut w| w.flush().map_err(werr))
+    match output {
+        None => {
+            let w = io::BufWriter::with_capacity(1 << 20, io::stdout().lock());
+            let mut w = export_to(cs, key, w)?;
+            w.flush().map_err(|err| EngineError::Io { op: "write", path: PathBuf::from("-"), err })?;
+        }
+        Some(p) => {
+            let dir = p.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+            let tmp = dir.join(format!(
+                ".{}.berth-export-{}",
+                p.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                std::process::id()
+            ));
+            let f = File::create(&tmp).map_err(|err| EngineError::Io { op: "create", path: tmp.clone(), err })?;
+            let res = export_to(cs, key, io::BufWriter::with_capacity(1 << 20, f))
+                .and_then(|mut w| w.flush().map_err(|err| EngineError::Io { op: "write", path: p.to_path_buf(), err }))
                 .and_then(|_| {
                     std::fs::rename(&tmp, p).map_err(|err| EngineError::Io { op: "rename", path: p.to_path_buf(), err })
                 });
-                if res.is_err() {
-                    let _ = std::fs::remove_file(&tmp);
-                }
-                res?;
+            if res.is_err() {
+                let _ = std::fs::remove_file(&tmp);
             }
+            res?;
         }
-        Ok(0)
+    }
+    Ok(0)
+}
+
+/// The container's merged root filesystem as a tar written to `w` (returned, not flushed).
+pub fn export_to<W: Write>(cs: &Containers, key: &str, w: W) -> Result<W, EngineError> {
+    use crate::image::upper_layer::LayerOptions;
+    let rec = cs.find(key)?;
+    with_rootfs(cs, &rec, |root| {
+        crate::image::upper_layer::write_layer(root, &LayerOptions::default(), w)
+            .map(|(w, _)| w)
+            .map_err(|e| EngineError::Msg(e.to_string()))
     })
 }
 

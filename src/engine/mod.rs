@@ -13,15 +13,15 @@
 
 pub(crate) mod adapt;
 pub mod cli;
-mod commit;
-mod copy;
+pub(crate) mod commit;
+pub(crate) mod copy;
 pub mod events;
 pub mod init;
 mod logopts;
 pub(crate) mod manage;
 pub(crate) mod ops;
 pub(crate) mod opts;
-mod resources;
+pub(crate) mod resources;
 pub(crate) mod run;
 mod runtimes;
 pub(crate) mod show;
@@ -70,6 +70,9 @@ pub enum EngineError {
     NoSuchVolume(String),
     #[error("network {0} not found")]
     NoSuchNetwork(String),
+    /// A path that is not in a container's filesystem (`cp`).
+    #[error("{0}")]
+    NoSuchPath(String),
     #[error("{0}")]
     Conflict(String),
     #[error("{op} {}: {err}", path.display())]

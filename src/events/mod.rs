@@ -155,7 +155,20 @@ impl Journal {
         since: Option<i64>,
         until: Option<i64>,
         filter: &Filter,
+        f: impl FnMut(&Event) -> bool,
+    ) -> Result<(), EventsError> {
+        self.stream_while(since, until, filter, f, || true)
+    }
+
+    /// [`Journal::stream`], also ending when `alive` (asked between reads of the file, every
+    /// 100 ms while nothing comes) says false: a reader that went away.
+    pub fn stream_while(
+        &self,
+        since: Option<i64>,
+        until: Option<i64>,
+        filter: &Filter,
         mut f: impl FnMut(&Event) -> bool,
+        mut alive: impl FnMut() -> bool,
     ) -> Result<(), EventsError> {
         let now = now_nanos();
         let in_range = |ev: &Event| since.is_none_or(|s| ev.time_nano >= s) && until.is_none_or(|u| ev.time_nano <= u);
@@ -196,7 +209,7 @@ impl Journal {
                 }
             }
             let t = now_nanos();
-            if until.is_some_and(|u| t > u) {
+            if until.is_some_and(|u| t > u) || !alive() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(100));

@@ -36,10 +36,8 @@ struct Entry {
     tags: Vec<String>,
 }
 
-/// Saves the images `queries` name to `output` (None: standard output, which must not be a
-/// terminal).
-pub fn save(store: &Store, queries: &[String], output: Option<&Path>) -> Result<(), SaveError> {
-    let g = store.write_guard()?;
+/// The images `queries` name, each with the names it is saved under.
+fn resolve(store: &Store, queries: &[String]) -> Result<Vec<Entry>, SaveError> {
     let index = store.read_index()?;
     let mut entries: Vec<Entry> = Vec::new();
     for q in queries {
@@ -54,6 +52,22 @@ pub fn save(store: &Store, queries: &[String], output: Option<&Path>) -> Result<
             None => entries.push(Entry { tags: name.map(|n| familiar(&n).to_string()).into_iter().collect(), img }),
         }
     }
+    Ok(entries)
+}
+
+/// Saves the images `queries` name as one docker archive written to `w` (returned, not
+/// flushed).
+pub fn save_to<W: Write>(store: &Store, queries: &[String], w: W) -> Result<W, SaveError> {
+    let g = store.write_guard()?;
+    let entries = resolve(store, queries)?;
+    write_archive(store, &g, &entries, w)
+}
+
+/// Saves the images `queries` name to `output` (None: standard output, which must not be a
+/// terminal).
+pub fn save(store: &Store, queries: &[String], output: Option<&Path>) -> Result<(), SaveError> {
+    let g = store.write_guard()?;
+    let entries = resolve(store, queries)?;
     if output.is_none() {
         // SAFETY: isatty only inspects the descriptor.
         if unsafe { libc::isatty(1) } == 1 {

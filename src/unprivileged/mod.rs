@@ -70,6 +70,14 @@ pub fn run_dir() -> Result<PathBuf, UnprivError> {
     })
 }
 
+/// The Engine API service's directory for an ordinary user: `$XDG_RUNTIME_DIR/berth` (its
+/// default socket `docker.sock` there, as rootless docker's `$XDG_RUNTIME_DIR/docker.sock`).
+pub fn api_dir() -> Result<PathBuf, UnprivError> {
+    env_dir("XDG_RUNTIME_DIR").map(|d| d.join("berth")).ok_or_else(|| {
+        UnprivError::Msg("$XDG_RUNTIME_DIR is not set: give --host unix:///PATH for the API socket".into())
+    })
+}
+
 /// One subordinate range of a user: (first host id, count).
 type Range = (u32, u32);
 
