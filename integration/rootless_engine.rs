@@ -658,3 +658,88 @@ fn rootless_engine_other_users_container() {
     assert_eq!(st.ok().stdout.trim(), "running");
     root(&["container", "rm", "-f", &id]).ok();
 }
+
+/// The rest of the engine as the user: `image build` of a Dockerfile with a RUN step and a run
+/// of the result, `container cp` both ways, `image save` then `image load` into a fresh store
+/// of the user's, `image push` to a registry on 127.0.0.1 and a pull of it back, then
+/// `system df` and `builder prune`.
+#[test]
+fn rootless_engine_build_cp_save_push() {
+    let Some(u) = User::new("rle-build", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let cdir = u.ctx.tempdir("bctx");
+    fs::write(
+        cdir.join("Dockerfile"),
+        "FROM busybox\nRUN echo built-by-run > /made && chown 1:1 /made\nCMD cat /made\n",
+    )
+    .unwrap();
+    for p in [&cdir, &cdir.join("Dockerfile")] {
+        chown(p, u.uid, id_of("-g", USER).unwrap());
+    }
+    let o = u.cmd(&["image", "build", "-q", "--network", "none", "-t", "rlbuilt:v1", cdir.to_str().unwrap()]);
+    let id = o.ok().stdout.trim().to_string();
+    assert!(id.starts_with("sha256:"), "{o}");
+    let o = u.c(&["run", "--rm", "--network", "none", "rlbuilt:v1"]);
+    assert_eq!(o.ok().stdout, "built-by-run\n");
+    let o = u.c(&["run", "--rm", "--network", "none", "rlbuilt:v1", "stat", "-c", "%u:%g", "/made"]);
+    assert_eq!(o.ok().stdout, "1:1\n", "a subordinate owner from RUN is kept");
+
+    // container cp both ways, with a stopped container.
+    let cid = u.c(&["create", "--network", "none", "rlbuilt:v1"]).ok().stdout.trim().to_string();
+    let out = u.home.join("made.out");
+    u.c(&["cp", &format!("{cid}:/made"), out.to_str().unwrap()]).ok();
+    assert_eq!(fs::read_to_string(&out).unwrap(), "built-by-run\n");
+    assert_eq!(fs::metadata(&out).unwrap().uid(), u.uid, "a copy out is the user's");
+    let inp = u.home.join("in.txt");
+    fs::write(&inp, "copied-in\n").unwrap();
+    chown(&inp, u.uid, id_of("-g", USER).unwrap());
+    u.c(&["cp", inp.to_str().unwrap(), &format!("{cid}:/in.txt")]).ok();
+    let o = u.c(&["start", "-a", &cid]);
+    assert_eq!(o.ok().stdout, "built-by-run\n");
+    let back = u.home.join("in.back");
+    u.c(&["cp", &format!("{cid}:/in.txt"), back.to_str().unwrap()]).ok();
+    assert_eq!(fs::read_to_string(&back).unwrap(), "copied-in\n");
+    u.c(&["rm", &cid]).ok();
+
+    // image save, then image load into a fresh store of the user's.
+    let tar = u.home.join("saved.tar");
+    u.cmd(&["image", "save", "-o", tar.to_str().unwrap(), "rlbuilt:v1"]).ok();
+    let fresh = u.home.join("fresh-root");
+    let fr = fresh.to_str().unwrap();
+    u.cmd(&["--data-root", fr, "image", "load", "-i", tar.to_str().unwrap()]).ok();
+    let o = u.cmd(&["--data-root", fr, "image", "inspect", "-f", "{{.Id}}", "rlbuilt:v1"]);
+    assert_eq!(o.ok().stdout.trim(), id, "{o}");
+    let o = u.cmd(&["--data-root", fr, "container", "run", "--rm", "--network", "none", "rlbuilt:v1"]);
+    assert_eq!(o.ok().stdout, "built-by-run\n");
+
+    // image push to a registry on 127.0.0.1, then a pull of it into the fresh store.
+    let reg = crate::common::registry::Registry::start(&u.ctx, crate::common::registry::RegistryOpts::default());
+    let r = reg.reference("berth/rlbuilt:v1");
+    u.cmd(&["image", "tag", "rlbuilt:v1", &r]).ok();
+    u.cmd(&["image", "push", "--insecure", &r]).ok();
+    u.cmd(&["--data-root", fr, "image", "pull", "--insecure", &r]).ok();
+    let o = u.cmd(&["--data-root", fr, "container", "run", "--rm", "--network", "none", &r]);
+    assert_eq!(o.ok().stdout, "built-by-run\n");
+
+    // system df and builder prune run in the user's store.
+    let o = u.cmd(&["system", "df"]);
+    let out = o.ok().stdout.clone();
+    assert!(out.starts_with("TYPE") && out.contains("Images") && out.contains("Build Cache"), "{o}");
+    // `system df` counts no build cache yet: the cache is checked on disk.
+    let cache = u.data_root().join("builder/cache");
+    let entries = || fs::read_dir(&cache).map(|d| d.count()).unwrap_or(0);
+    assert!(entries() > 0, "the build left no cache in {}", cache.display());
+    let o = u.cmd(&["builder", "prune", "-f"]);
+    assert!(o.ok().stdout.contains("Total reclaimed space"), "{o}");
+    assert_eq!(entries(), 0, "the cache is empty after prune");
+
+    // login and logout write the user's own auth file.
+    let o = u.cmd(&["login", "--insecure", "-u", "rl", "-p", "pw", &reg.host]);
+    assert_eq!(o.ok().stdout, "Login Succeeded\n");
+    let auth = u.home.join(".docker/config.json");
+    assert_eq!(fs::metadata(&auth).unwrap().uid(), u.uid, "the auth file is the user's");
+    assert!(fs::read_to_string(&auth).unwrap().contains(&reg.host));
+    let o = u.cmd(&["logout", &reg.host]);
+    assert_eq!(o.ok().stdout, format!("Removing login credentials for {}\n", reg.host));
+    assert!(!fs::read_to_string(&auth).unwrap().contains(&reg.host));
+}

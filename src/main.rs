@@ -565,6 +565,8 @@ fn main() {
             | Cmd::Builder { .. }
             | Cmd::System { .. }
             | Cmd::Info { .. }
+            | Cmd::Login { .. }
+            | Cmd::Logout { .. }
     ) && unprivileged::needed();
     let data_root = cli
         .data_root
