@@ -705,10 +705,19 @@ fn build_stdin_context_add_tar_quiet_and_prune() {
     );
     ctx.exec_cmd(c, IMAGE_TIMEOUT).ok();
     assert_eq!(run_in(&eng, "stdin:2", &["cat", "/from-stdin-df"]), "plain\n");
-    // builder prune: the cache is gone, the next build runs every step, named images stay.
+    // system df counts the cached steps as the build cache; builder prune: the cache is gone,
+    // the next build runs every step, named images stay.
+    let cache_row = |eng: &Eng<'_>| {
+        let o = eng.cmd(&["system", "df", "--format", "{{.Type}}={{.TotalCount}}"]);
+        o.ok();
+        o.lines().into_iter().find(|l| l.starts_with("Build Cache=")).unwrap_or_default()
+    };
+    let before = cache_row(&eng);
+    assert!(before != "Build Cache=0" && !before.is_empty(), "cached steps counted: {before}");
     let o = eng.cmd(&["builder", "prune", "-f"]);
     o.ok();
     assert!(o.stdout.contains("Total reclaimed space"), "{o}");
+    assert_eq!(cache_row(&eng), "Build Cache=0");
     let again = build(&eng, &["-t", "stdin:3", "-f", s(&dir.join("Dockerfile")), s(&dir)]);
     again.ok();
     assert_eq!(again.stderr.matches("CACHED").count(), 0, "{again}");

@@ -180,6 +180,11 @@ pub fn step_images(data_root: &std::path::Path) -> std::collections::BTreeSet<Di
     out
 }
 
+/// Bytes held by the build's cache mounts (`RUN --mount=type=cache`).
+pub fn cache_mounts_usage(data_root: &std::path::Path) -> u64 {
+    dir_bytes(&data_root.join("builder/cache-mounts"))
+}
+
 /// `builder prune`: forgets every cached step, removes the step images only the cache
 /// kept (unnamed, not used by a container) and the cache mounts; returns the bytes freed.
 pub fn prune(data_root: &std::path::Path) -> Result<u64, BuildError> {

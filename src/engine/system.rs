@@ -44,9 +44,23 @@ pub fn df_rows(e: &Engine) -> Result<Vec<Value>, EngineError> {
     let index = store.read_index().map_err(img_err)?;
     // One image id may have several manifests (names): count it once.
     let mut images: BTreeMap<String, u64> = BTreeMap::new();
-    for rec in index.images.values() {
+    // Cached build steps (unnamed step images) are the build cache, as docker counts them.
+    let steps = crate::builder::step_images(&e.data_root);
+    let (mut cache_count, mut cache_size, mut cache_reclaim) = (0usize, 0u64, 0u64);
+    for (m, rec) in &index.images {
+        if steps.contains(m) && index.names_of(m).is_empty() {
+            cache_count += 1;
+            cache_size += rec.size;
+            if !used_images.contains(&rec.config.to_string()) {
+                cache_reclaim += rec.size;
+            }
+            continue;
+        }
         images.insert(rec.config.to_string(), rec.size);
     }
+    let mounts = crate::builder::cache_mounts_usage(&e.data_root);
+    cache_size += mounts;
+    cache_reclaim += mounts;
     let img_total: u64 = images.values().sum();
     let img_active = images.keys().filter(|i| used_images.contains(*i)).count();
     let img_reclaim: u64 = images.iter().filter(|(i, _)| !used_images.contains(*i)).map(|(_, s)| s).sum();
@@ -82,7 +96,8 @@ pub fn df_rows(e: &Engine) -> Result<Vec<Value>, EngineError> {
                "Reclaimable": format!("{} ({}%)", human_size(c_reclaim), pct(c_reclaim, c_size))}),
         json!({"Type": "Local Volumes", "TotalCount": v_total, "Active": v_active, "Size": human_size(v_size),
                "Reclaimable": format!("{} ({}%)", human_size(v_reclaim), pct(v_reclaim, v_size))}),
-        json!({"Type": "Build Cache", "TotalCount": 0, "Active": 0, "Size": "0B", "Reclaimable": "0B"}),
+        json!({"Type": "Build Cache", "TotalCount": cache_count, "Active": 0, "Size": human_size(cache_size),
+               "Reclaimable": human_size(cache_reclaim)}),
     ])
 }
 
