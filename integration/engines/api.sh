@@ -450,7 +450,7 @@ check_more_container_ops() {
 }
 
 check_pause_rename_update_events_df() {
-  local t0 t1 out id
+  local t0 t1 out id cid
   t0=$(date +%s)
   id=$(dr -d --name pz busybox sleep 60) || return 1
   docker pause pz >/dev/null || return 1
@@ -472,9 +472,21 @@ check_pause_rename_update_events_df() {
   expect_match "events --since/--until/--filter" 'create .*start .*pause unpause rename update' "$out" || return 1
   out=$(timeout 10 docker events --since "$t0" --until "$t1" --filter event=rename --format '{{.Actor.Attributes.oldName}} {{.Actor.Attributes.name}}')
   expect_eq "events: rename attributes" "/pz pz2" "$out" || return 1
+  cid=$(docker commit pz2 dfimg:1) || return 1
   out=$(docker system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')
   expect_eq "system df: counts as berth's own" "$(B system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')" "$out" || return 1
   expect_match "system df: one running container" 'Containers 1 1' "$out" || return 1
+  # Created: the container's creation time, each image's as /images/json has it.
+  out=$(curl -sS --unix-socket "$SOCK" http://d/system/df | python3 -c 'import json,sys; d=json.load(sys.stdin); print(*[c["Created"] for c in d["Containers"]]); print(*sorted("%s %s" % (i["Id"], i["Created"]) for i in d["Images"]), sep="\n")') || return 1
+  local cc now ci
+  cc=$(printf '%s\n' "$out" | head -1) now=$(date +%s)
+  [ "$cc" -ge "$t0" ] && [ "$cc" -le "$now" ] || fail "system df: container Created $cc not within $t0..$now" || return 1
+  expect_eq "system df: images' Created as /images/json" \
+    "$(curl -sS --unix-socket "$SOCK" http://d/images/json | python3 -c 'import json,sys; print(*sorted("%s %s" % (i["Id"], i["Created"]) for i in json.load(sys.stdin)), sep="\n")')" \
+    "$(printf '%s\n' "$out" | tail -n +2)" || return 1
+  ci=$(printf '%s\n' "$out" | grep "^$cid " | cut -d' ' -f2)
+  [ -n "$ci" ] && [ "$ci" -ge "$t0" ] && [ "$ci" -le "$now" ] || fail "system df: committed image Created '$ci' not within $t0..$now" || return 1
+  docker rmi dfimg:1 >/dev/null
   docker rm -f pz2 >/dev/null
   # An endless `docker events` whose client leaves ends with it while nothing happens.
   timeout 1 docker events >/dev/null
@@ -554,6 +566,38 @@ check_push_save_load_history() {
   docker rmi saved/two:1 >/dev/null
 }
 
+check_image_filters() {
+  local ctx=$T/fctx out old
+  mkdir -p "$ctx"
+  printf 'FROM busybox\nLABEL stage=one\n' > "$ctx/Dockerfile"
+  sleep 1
+  old=$(DOCKER_BUILDKIT=0 docker build -q --network none -t flt/lab:1 "$ctx") || return 1
+  docker tag busybox flt/plain:x && docker tag busybox other/thing:y || return 1
+  ls_f() { docker images "$@" --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' '; }
+  expect_eq "reference=flt/*" "flt/lab:1 flt/plain:x " "$(ls_f --filter 'reference=flt/*')" || return 1
+  expect_eq "reference=busybox (name only)" "busybox:latest " "$(ls_f --filter reference=busybox)" || return 1
+  expect_eq "reference=*:y" "other/thing:y " "$(ls_f --filter 'reference=*/*:y')" || return 1
+  expect_eq "label=stage" "flt/lab:1 " "$(ls_f --filter label=stage)" || return 1
+  expect_eq "label=stage=one" "flt/lab:1 " "$(ls_f --filter label=stage=one)" || return 1
+  expect_eq "label=stage=two" "" "$(ls_f --filter label=stage=two)" || return 1
+  expect_eq "since=busybox" "flt/lab:1 " "$(ls_f --filter since=busybox)" || return 1
+  expect_eq "before=flt/lab:1" "busybox:latest flt/plain:x other/thing:y " "$(ls_f --filter before=flt/lab:1)" || return 1
+  # Rebuilt under the same tag: the first image is left dangling.
+  printf 'FROM busybox\nLABEL stage=two\n' > "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q --network none -t flt/lab:1 "$ctx" >/dev/null || return 1
+  expect_eq "dangling=true" "${old#sha256:}" "$(docker images --no-trunc -q --filter dangling=true | sed 's/^sha256://')" || return 1
+  out=$(docker images --no-trunc -q --filter dangling=false | tr '\n' ' ')
+  case $out in *"$old"*) fail "dangling=false lists the dangling image"; return 1;; esac
+  expect_eq "dangling=false with label=stage=two" "flt/lab:1 " "$(ls_f --filter dangling=false --filter label=stage=two)" || return 1
+  out=$(docker images --filter bogus=1 2>&1) && return 1
+  expect_match "an unknown filter refused" "invalid filter 'bogus'" "$out" || return 1
+  out=$(docker images --filter dangling=maybe 2>&1) && return 1
+  expect_match "a bad dangling value refused" "dangling=maybe" "$out" || return 1
+  out=$(docker images --filter since=no-such-image 2>&1) && return 1
+  expect_match "since= an unknown image" 'No such image' "$out" || return 1
+  docker rmi flt/lab:1 flt/plain:x other/thing:y "$old" >/dev/null
+}
+
 check_build() {
   local out id ctx=$T/ctx
   mkdir -p "$ctx/sub"
@@ -607,6 +651,7 @@ chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
 chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
 chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
+chk "images ls filters: reference, label, since/before, dangling; bad filters" check_image_filters
 chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
 chk "ordinary user: default socket \$XDG_RUNTIME_DIR/berth/docker.sock, the user's store" check_ordinary_user_socket
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
