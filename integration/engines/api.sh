@@ -414,6 +414,67 @@ check_service_options() {
   expect_match "tcp without TLS refused" '^berth: .*tcp' "$out"
 }
 
+check_tls_tcp() {
+  local d=$T/tls port p out ok
+  mkdir -p "$d"
+  mk_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+  mk_ca() {
+    mk_key "$d/$1.key" && openssl req -x509 -new -key "$d/$1.key" -out "$d/$1.pem" -days 1 -subj "/CN=$1" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  }
+  # mk_cert NAME CA EXTENSIONS
+  mk_cert() {
+    mk_key "$d/$1.key" && openssl req -new -key "$d/$1.key" -out "$d/$1.csr" -subj "/CN=$1" 2>/dev/null &&
+      printf '%b' "$3" > "$d/$1.ext" &&
+      openssl x509 -req -in "$d/$1.csr" -CA "$d/$2.pem" -CAkey "$d/$2.key" -CAcreateserial -days 1 \
+        -extfile "$d/$1.ext" -out "$d/$1.pem" 2>/dev/null
+  }
+  mk_ca ca && mk_ca rogue-ca || fail "openssl: no CA" || return 1
+  mk_cert server ca 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' || fail "openssl: no server cert" || return 1
+  mk_cert client ca 'extendedKeyUsage=clientAuth\n' && mk_cert rogue rogue-ca 'extendedKeyUsage=clientAuth\n' ||
+    fail "openssl: no client certs" || return 1
+  port=$(eng_free_port) || return 1
+  # Refused with one line: tcp without --tlsverify, without the files, a key not the cert's.
+  out=$(B system service --host "tcp://127.0.0.1:$port" --tlscacert "$d/ca.pem" --tlscert "$d/server.pem" --tlskey "$d/server.key" 2>&1) && return 1
+  expect_match "tcp without --tlsverify refused" '^berth: .*--tlsverify' "$out" || return 1
+  expect_eq "  in one line" 1 "$(printf '%s\n' "$out" | wc -l)" || return 1
+  out=$(B system service --host "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" 2>&1) && return 1
+  expect_match "tcp without --tlscert/--tlskey refused" '^berth: .*--tlscert' "$out" || return 1
+  out=$(B system service --host "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/server.pem" --tlskey "$d/client.key" 2>&1) && return 1
+  expect_match "a key that is not the certificate's refused" "^berth: .*client.key" "$out" || return 1
+  expect_eq "  in one line" 1 "$(printf '%s\n' "$out" | wc -l)" || return 1
+  B system service --host "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/server.pem" \
+    --tlskey "$d/server.key" > "$T/tls.log" 2>&1 &
+  p=$!
+  eng_wait_for 10 sh -c "ss -Htln 'sport = :$port' | grep -q ." || { kill "$p"; wait "$p"; cat "$T/tls.log"; return 1; }
+  dt() { docker --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/$1.pem" --tlskey "$d/$1.key" -H "tcp://127.0.0.1:$port" "${@:2}"; }
+  ok=0
+  while :; do
+    out=$(DOCKER_HOST= dt client version --format '{{.Server.APIVersion}}' 2>&1)
+    expect_eq "docker --tlsverify version over tcp" "1.44" "$out" || break
+    out=$(DOCKER_HOST= dt client run --rm --network none busybox true 2>&1)
+    expect_eq "docker --tlsverify run --rm busybox true" "" "$out" || break
+    out=$(DOCKER_HOST= dt client run --rm --network none busybox sh -c 'echo hi; echo err >&2; exit 3' 2>&1)
+    expect_eq "run: both streams and the exit code over TLS" "hi|err|3" "$(printf '%s|%s' "$out" "$?" | tr '\n' '|')" || break
+    out=$(DOCKER_HOST= docker --tlsverify --tlscacert "$d/ca.pem" -H "tcp://127.0.0.1:$port" version --format '{{.Server.APIVersion}}' 2>&1) &&
+      { fail "a client without a certificate was served: $out"; break; }
+    expect_match "a client without a certificate refused at the handshake" 'tls: .*certificate' "$out" || break
+    out=$(DOCKER_HOST= dt rogue version --format '{{.Server.APIVersion}}' 2>&1) &&
+      { fail "a client with a certificate of another CA was served: $out"; break; }
+    expect_match "a certificate of another CA refused at the handshake" 'tls: ' "$out" || break
+    out=$(curl -sS --cacert "$d/ca.pem" "https://127.0.0.1:$port/_ping" 2>&1) && { fail "curl without a certificate served: $out"; break; }
+    out=$(curl -sS --cacert "$d/ca.pem" --cert "$d/rogue.pem" --key "$d/rogue.key" "https://127.0.0.1:$port/_ping" 2>&1) &&
+      { fail "curl with a certificate of another CA served: $out"; break; }
+    expect_match "curl with a certificate of another CA refused" '(unknown ca|alert)' "$out" || break
+    out=$(curl -sS --cacert "$d/ca.pem" --cert "$d/client.pem" --key "$d/client.key" "https://127.0.0.1:$port/_ping" 2>&1)
+    expect_eq "curl with the client certificate" "OK" "$out" || break
+    ok=1
+    break
+  done
+  kill "$p"; wait "$p"
+  [ "$ok" = 1 ]
+}
+
 check_more_container_ops() {
   local id out
   id=$(dr -d --name ops busybox sh -c 'trap "exit 7" TERM; i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done') || return 1
@@ -658,6 +719,7 @@ chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
 chk "run -t and -it: raw stream through a terminal" check_run_tty
+chk "tcp with TLS: --tlsverify required, docker with a client certificate (version, run), clients without one refused" check_tls_tcp
 if start_registry; then
   chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
   chk "images: push (the registry has it), save of two names | load, history" check_push_save_load_history
