@@ -415,7 +415,7 @@ check_service_options() {
 }
 
 check_tls_tcp() {
-  local d=$T/tls port p out ok
+  local d=$T/tls port p out ok tp
   mkdir -p "$d"
   mk_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
   mk_ca() {
@@ -456,6 +456,9 @@ check_tls_tcp() {
     expect_eq "docker --tlsverify run --rm busybox true" "" "$out" || break
     out=$(DOCKER_HOST= dt client run --rm --network none busybox sh -c 'echo hi; echo err >&2; exit 3' 2>&1)
     expect_eq "run: both streams and the exit code over TLS" "hi|err|3" "$(printf '%s|%s' "$out" "$?" | tr '\n' '|')" || break
+    out=$(echo hello-stdin | DOCKER_HOST= timeout 20 docker --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/client.pem" \
+      --tlskey "$d/client.key" -H "tcp://127.0.0.1:$port" run -i --rm --network none busybox cat 2>&1)
+    expect_eq "run -i: stdin and its end through TLS" "hello-stdin" "$out" || break
     out=$(DOCKER_HOST= docker --tlsverify --tlscacert "$d/ca.pem" -H "tcp://127.0.0.1:$port" version --format '{{.Server.APIVersion}}' 2>&1) &&
       { fail "a client without a certificate was served: $out"; break; }
     expect_match "a client without a certificate refused at the handshake" 'tls: .*certificate' "$out" || break
@@ -468,6 +471,9 @@ check_tls_tcp() {
     expect_match "curl with a certificate of another CA refused" '(unknown ca|alert)' "$out" || break
     out=$(curl -sS --cacert "$d/ca.pem" --cert "$d/client.pem" --key "$d/client.key" "https://127.0.0.1:$port/_ping" 2>&1)
     expect_eq "curl with the client certificate" "OK" "$out" || break
+    tp=$p
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = berth ] || tp=$(pgrep -P "$p" -x berth)
+    eng_wait_for 5 sh -c "[ \$(ls /proc/$tp/task | wc -l) = 1 ]" || { fail "the TLS service keeps $(ls /proc/$tp/task | wc -l) threads after the clients left"; break; }
     ok=1
     break
   done
