@@ -659,7 +659,7 @@ check_image_filters() {
   out=$(docker images --filter bogus=1 2>&1) && return 1
   expect_match "an unknown filter refused" "invalid filter 'bogus'" "$out" || return 1
   out=$(docker images --filter dangling=maybe 2>&1) && return 1
-  expect_match "a bad dangling value refused" "dangling=maybe" "$out" || return 1
+  expect_match "a bad dangling value refused" "invalid filter 'dangling=maybe'" "$out" || return 1
   out=$(docker images --filter since=no-such-image 2>&1) && return 1
   expect_match "since= an unknown image" 'No such image' "$out" || return 1
   docker rmi flt/lab:1 flt/plain:x other/thing:y "$old" >/dev/null

@@ -45,7 +45,7 @@ impl ImageFilters {
                     f.dangling = Some(match v.to_ascii_lowercase().as_str() {
                         "true" | "1" => true,
                         "false" | "0" => false,
-                        _ => return Err(ApiError::bad(format!("Invalid filter 'dangling={v}'"))),
+                        _ => return Err(ApiError::bad(format!("invalid filter 'dangling={v}'"))),
                     })
                 }
                 "reference" => {
