@@ -444,10 +444,13 @@ enum SystemCmd {
         /// Require TLS with client certificates (tcp listeners).
         #[arg(long)]
         tlsverify: bool,
+        /// CA certificate (PEM) client certificates must be signed by.
         #[arg(long)]
         tlscacert: Option<PathBuf>,
+        /// The service's certificate (PEM).
         #[arg(long)]
         tlscert: Option<PathBuf>,
+        /// The service's private key (PEM).
         #[arg(long)]
         tlskey: Option<PathBuf>,
     },
@@ -647,9 +650,10 @@ fn main() {
             Ok(()) => std::process::exit(0),
             Err(err) => fail(&err.to_string(), 1),
         },
-        Cmd::System { cmd: SystemCmd::Service { host, timeout, group, tlsverify, .. } } => {
+        Cmd::System { cmd: SystemCmd::Service { host, timeout, group, tlsverify, tlscacert, tlscert, tlskey } } => {
             let e = engine::Engine::new(&data_root, &g.root, cli.systemd_cgroup, cli.debug);
-            match api::serve(e, api::ServiceOpts { hosts: host, timeout, group, tlsverify }) {
+            let o = api::ServiceOpts { hosts: host, timeout, group, tlsverify, tlscacert, tlscert, tlskey };
+            match api::serve(e, o) {
                 Ok(()) => std::process::exit(0),
                 Err(err) => fail(&err.to_string(), 1),
             }

@@ -414,6 +414,73 @@ check_service_options() {
   expect_match "tcp without TLS refused" '^berth: .*tcp' "$out"
 }
 
+check_tls_tcp() {
+  local d=$T/tls port p out ok tp
+  mkdir -p "$d"
+  mk_key() { openssl genpkey -algorithm EC -pkeyopt ec_paramgen_curve:P-256 -out "$1" 2>/dev/null; }
+  mk_ca() {
+    mk_key "$d/$1.key" && openssl req -x509 -new -key "$d/$1.key" -out "$d/$1.pem" -days 1 -subj "/CN=$1" \
+      -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
+  }
+  # mk_cert NAME CA EXTENSIONS
+  mk_cert() {
+    mk_key "$d/$1.key" && openssl req -new -key "$d/$1.key" -out "$d/$1.csr" -subj "/CN=$1" 2>/dev/null &&
+      printf '%b' "$3" > "$d/$1.ext" &&
+      openssl x509 -req -in "$d/$1.csr" -CA "$d/$2.pem" -CAkey "$d/$2.key" -CAcreateserial -days 1 \
+        -extfile "$d/$1.ext" -out "$d/$1.pem" 2>/dev/null
+  }
+  mk_ca ca && mk_ca rogue-ca || fail "openssl: no CA" || return 1
+  mk_cert server ca 'subjectAltName=IP:127.0.0.1\nextendedKeyUsage=serverAuth\n' || fail "openssl: no server cert" || return 1
+  mk_cert client ca 'extendedKeyUsage=clientAuth\n' && mk_cert rogue rogue-ca 'extendedKeyUsage=clientAuth\n' ||
+    fail "openssl: no client certs" || return 1
+  port=$(eng_free_port) || return 1
+  # Refused with one line: tcp without --tlsverify, without the files, a key not the cert's.
+  out=$(B system service --host "tcp://127.0.0.1:$port" --tlscacert "$d/ca.pem" --tlscert "$d/server.pem" --tlskey "$d/server.key" 2>&1) && return 1
+  expect_match "tcp without --tlsverify refused" '^berth: .*--tlsverify' "$out" || return 1
+  expect_eq "  in one line" 1 "$(printf '%s\n' "$out" | wc -l)" || return 1
+  out=$(B system service --host "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" 2>&1) && return 1
+  expect_match "tcp without --tlscert/--tlskey refused" '^berth: .*--tlscert' "$out" || return 1
+  out=$(B system service --host "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/server.pem" --tlskey "$d/client.key" 2>&1) && return 1
+  expect_match "a key that is not the certificate's refused" "^berth: .*client.key" "$out" || return 1
+  expect_eq "  in one line" 1 "$(printf '%s\n' "$out" | wc -l)" || return 1
+  B system service --host "tcp://127.0.0.1:$port" --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/server.pem" \
+    --tlskey "$d/server.key" > "$T/tls.log" 2>&1 &
+  p=$!
+  eng_wait_for 10 sh -c "ss -Htln 'sport = :$port' | grep -q ." || { kill "$p"; wait "$p"; cat "$T/tls.log"; return 1; }
+  dt() { docker --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/$1.pem" --tlskey "$d/$1.key" -H "tcp://127.0.0.1:$port" "${@:2}"; }
+  ok=0
+  while :; do
+    out=$(DOCKER_HOST= dt client version --format '{{.Server.APIVersion}}' 2>&1)
+    expect_eq "docker --tlsverify version over tcp" "1.44" "$out" || break
+    out=$(DOCKER_HOST= dt client run --rm --network none busybox true 2>&1)
+    expect_eq "docker --tlsverify run --rm busybox true" "" "$out" || break
+    out=$(DOCKER_HOST= dt client run --rm --network none busybox sh -c 'echo hi; echo err >&2; exit 3' 2>&1)
+    expect_eq "run: both streams and the exit code over TLS" "hi|err|3" "$(printf '%s|%s' "$out" "$?" | tr '\n' '|')" || break
+    out=$(echo hello-stdin | DOCKER_HOST= timeout 20 docker --tlsverify --tlscacert "$d/ca.pem" --tlscert "$d/client.pem" \
+      --tlskey "$d/client.key" -H "tcp://127.0.0.1:$port" run -i --rm --network none busybox cat 2>&1)
+    expect_eq "run -i: stdin and its end through TLS" "hello-stdin" "$out" || break
+    out=$(DOCKER_HOST= docker --tlsverify --tlscacert "$d/ca.pem" -H "tcp://127.0.0.1:$port" version --format '{{.Server.APIVersion}}' 2>&1) &&
+      { fail "a client without a certificate was served: $out"; break; }
+    expect_match "a client without a certificate refused at the handshake" 'tls: .*certificate' "$out" || break
+    out=$(DOCKER_HOST= dt rogue version --format '{{.Server.APIVersion}}' 2>&1) &&
+      { fail "a client with a certificate of another CA was served: $out"; break; }
+    expect_match "a certificate of another CA refused at the handshake" 'tls: ' "$out" || break
+    out=$(curl -sS --cacert "$d/ca.pem" "https://127.0.0.1:$port/_ping" 2>&1) && { fail "curl without a certificate served: $out"; break; }
+    out=$(curl -sS --cacert "$d/ca.pem" --cert "$d/rogue.pem" --key "$d/rogue.key" "https://127.0.0.1:$port/_ping" 2>&1) &&
+      { fail "curl with a certificate of another CA served: $out"; break; }
+    expect_match "curl with a certificate of another CA refused" '(unknown ca|alert)' "$out" || break
+    out=$(curl -sS --cacert "$d/ca.pem" --cert "$d/client.pem" --key "$d/client.key" "https://127.0.0.1:$port/_ping" 2>&1)
+    expect_eq "curl with the client certificate" "OK" "$out" || break
+    tp=$p
+    [ "$(cat /proc/$p/comm 2>/dev/null)" = berth ] || tp=$(pgrep -P "$p" -x berth)
+    eng_wait_for 5 sh -c "[ \$(ls /proc/$tp/task | wc -l) = 1 ]" || { fail "the TLS service keeps $(ls /proc/$tp/task | wc -l) threads after the clients left"; break; }
+    ok=1
+    break
+  done
+  kill "$p"; wait "$p"
+  [ "$ok" = 1 ]
+}
+
 check_more_container_ops() {
   local id out
   id=$(dr -d --name ops busybox sh -c 'trap "exit 7" TERM; i=0; while :; do i=$((i+1)); echo "line $i"; sleep 0.2; done') || return 1
@@ -450,7 +517,7 @@ check_more_container_ops() {
 }
 
 check_pause_rename_update_events_df() {
-  local t0 t1 out id
+  local t0 t1 out id cid
   t0=$(date +%s)
   id=$(dr -d --name pz busybox sleep 60) || return 1
   docker pause pz >/dev/null || return 1
@@ -472,9 +539,21 @@ check_pause_rename_update_events_df() {
   expect_match "events --since/--until/--filter" 'create .*start .*pause unpause rename update' "$out" || return 1
   out=$(timeout 10 docker events --since "$t0" --until "$t1" --filter event=rename --format '{{.Actor.Attributes.oldName}} {{.Actor.Attributes.name}}')
   expect_eq "events: rename attributes" "/pz pz2" "$out" || return 1
+  cid=$(docker commit pz2 dfimg:1) || return 1
   out=$(docker system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')
   expect_eq "system df: counts as berth's own" "$(B system df --format '{{.Type}} {{.TotalCount}} {{.Active}}' | tr '\n' '|')" "$out" || return 1
   expect_match "system df: one running container" 'Containers 1 1' "$out" || return 1
+  # Created: the container's creation time, each image's as /images/json has it.
+  out=$(curl -sS --unix-socket "$SOCK" http://d/system/df | python3 -c 'import json,sys; d=json.load(sys.stdin); print(*[c["Created"] for c in d["Containers"]]); print(*sorted("%s %s" % (i["Id"], i["Created"]) for i in d["Images"]), sep="\n")') || return 1
+  local cc now ci
+  cc=$(printf '%s\n' "$out" | head -1) now=$(date +%s)
+  [ "$cc" -ge "$t0" ] && [ "$cc" -le "$now" ] || fail "system df: container Created $cc not within $t0..$now" || return 1
+  expect_eq "system df: images' Created as /images/json" \
+    "$(curl -sS --unix-socket "$SOCK" http://d/images/json | python3 -c 'import json,sys; print(*sorted("%s %s" % (i["Id"], i["Created"]) for i in json.load(sys.stdin)), sep="\n")')" \
+    "$(printf '%s\n' "$out" | tail -n +2)" || return 1
+  ci=$(printf '%s\n' "$out" | grep "^$cid " | cut -d' ' -f2)
+  [ -n "$ci" ] && [ "$ci" -ge "$t0" ] && [ "$ci" -le "$now" ] || fail "system df: committed image Created '$ci' not within $t0..$now" || return 1
+  docker rmi dfimg:1 >/dev/null
   docker rm -f pz2 >/dev/null
   # An endless `docker events` whose client leaves ends with it while nothing happens.
   timeout 1 docker events >/dev/null
@@ -554,6 +633,38 @@ check_push_save_load_history() {
   docker rmi saved/two:1 >/dev/null
 }
 
+check_image_filters() {
+  local ctx=$T/fctx out old
+  mkdir -p "$ctx"
+  printf 'FROM busybox\nLABEL stage=one\n' > "$ctx/Dockerfile"
+  sleep 1
+  old=$(DOCKER_BUILDKIT=0 docker build -q --network none -t flt/lab:1 "$ctx") || return 1
+  docker tag busybox flt/plain:x && docker tag busybox other/thing:y || return 1
+  ls_f() { docker images "$@" --format '{{.Repository}}:{{.Tag}}' | sort | tr '\n' ' '; }
+  expect_eq "reference=flt/*" "flt/lab:1 flt/plain:x " "$(ls_f --filter 'reference=flt/*')" || return 1
+  expect_eq "reference=busybox (name only)" "busybox:latest " "$(ls_f --filter reference=busybox)" || return 1
+  expect_eq "reference=*:y" "other/thing:y " "$(ls_f --filter 'reference=*/*:y')" || return 1
+  expect_eq "label=stage" "flt/lab:1 " "$(ls_f --filter label=stage)" || return 1
+  expect_eq "label=stage=one" "flt/lab:1 " "$(ls_f --filter label=stage=one)" || return 1
+  expect_eq "label=stage=two" "" "$(ls_f --filter label=stage=two)" || return 1
+  expect_eq "since=busybox" "flt/lab:1 " "$(ls_f --filter since=busybox)" || return 1
+  expect_eq "before=flt/lab:1" "busybox:latest flt/plain:x other/thing:y " "$(ls_f --filter before=flt/lab:1)" || return 1
+  # Rebuilt under the same tag: the first image is left dangling.
+  printf 'FROM busybox\nLABEL stage=two\n' > "$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q --network none -t flt/lab:1 "$ctx" >/dev/null || return 1
+  expect_eq "dangling=true" "${old#sha256:}" "$(docker images --no-trunc -q --filter dangling=true | sed 's/^sha256://')" || return 1
+  out=$(docker images --no-trunc -q --filter dangling=false | tr '\n' ' ')
+  case $out in *"$old"*) fail "dangling=false lists the dangling image"; return 1;; esac
+  expect_eq "dangling=false with label=stage=two" "flt/lab:1 " "$(ls_f --filter dangling=false --filter label=stage=two)" || return 1
+  out=$(docker images --filter bogus=1 2>&1) && return 1
+  expect_match "an unknown filter refused" "invalid filter 'bogus'" "$out" || return 1
+  out=$(docker images --filter dangling=maybe 2>&1) && return 1
+  expect_match "a bad dangling value refused" "invalid filter 'dangling=maybe'" "$out" || return 1
+  out=$(docker images --filter since=no-such-image 2>&1) && return 1
+  expect_match "since= an unknown image" 'No such image' "$out" || return 1
+  docker rmi flt/lab:1 flt/plain:x other/thing:y "$old" >/dev/null
+}
+
 check_build() {
   local out id ctx=$T/ctx
   mkdir -p "$ctx/sub"
@@ -607,12 +718,14 @@ chk "run attached: exit code, streams, -i, --rm" check_run_attached_exit_code
 chk "logs --tail/-t/-f, top, stats, attach, restart, kill -s, wait, start twice, a wait and an attach whose clients leave" check_more_container_ops
 chk "pause, unpause, rename, update; events --since/--until/--filter; system df" check_pause_rename_update_events_df
 chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
+chk "images ls filters: reference, label, since/before, dangling; bad filters" check_image_filters
 chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
 chk "ordinary user: default socket \$XDG_RUNTIME_DIR/berth/docker.sock, the user's store" check_ordinary_user_socket
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
 chk "service: socket 0660 + group, --timeout idle exit, symlink and tcp refused" check_service_options
 chk "run -t and -it: raw stream through a terminal" check_run_tty
+chk "tcp with TLS: --tlsverify required, docker with a client certificate (version, run), clients without one refused" check_tls_tcp
 if start_registry; then
   chk "images: pull from a registry on 127.0.0.1, ls, run, tag, rmi" check_images_pull_tag_rmi
   chk "images: push (the registry has it), save of two names | load, history" check_push_save_load_history

@@ -22,30 +22,129 @@ fn open(s: &Service) -> Result<Store, ApiError> {
     Store::open(&s.e.data_root).map_err(store_err)
 }
 
-pub fn list(s: &Service, _req: &Request) -> ApiResult {
+/// `GET /images/json` `filters`, as docker's: `dangling` (true: untagged images only; false:
+/// tagged only), `reference` (a glob, `*` not crossing `/`, on the familiar `name:tag` or
+/// `name`; only the matching tags are listed), `label` (`KEY` or `KEY=VALUE` of the image's
+/// config, all must hold), `before`/`since` (an image: those created before/after it).
+#[derive(Default)]
+struct ImageFilters {
+    dangling: Option<bool>,
+    reference: Vec<String>,
+    label: Vec<String>,
+    before: Option<i64>,
+    since: Option<i64>,
+}
+
+impl ImageFilters {
+    fn parse(list: &[String], created_of: impl Fn(&str) -> Result<i64, ApiError>) -> Result<ImageFilters, ApiError> {
+        let mut f = ImageFilters::default();
+        for item in list {
+            let (k, v) = item.split_once('=').unwrap_or((item, ""));
+            match k {
+                "dangling" => {
+                    f.dangling = Some(match v.to_ascii_lowercase().as_str() {
+                        "true" | "1" => true,
+                        "false" | "0" => false,
+                        _ => return Err(ApiError::bad(format!("invalid filter 'dangling={v}'"))),
+                    })
+                }
+                "reference" => {
+                    crate::builder::ignore::glob(v, "").map_err(|_| {
+                        ApiError::bad(format!("invalid reference filter {v:?}: syntax error in pattern"))
+                    })?;
+                    f.reference.push(v.to_string())
+                }
+                "label" => f.label.push(v.to_string()),
+                "before" => f.before = Some(created_of(v)?),
+                "since" => f.since = Some(created_of(v)?),
+                _ => return Err(ApiError::bad(format!("invalid filter '{k}'"))),
+            }
+        }
+        Ok(f)
+    }
+
+    /// A familiar `name:tag` (or `name@digest`) of `repo` kept by the reference filter.
+    fn keeps_ref(&self, repo: &str, full: &str) -> bool {
+        self.reference.is_empty()
+            || self.reference.iter().any(|p| {
+                crate::builder::ignore::glob(p, full).unwrap_or(false)
+                    || crate::builder::ignore::glob(p, repo).unwrap_or(false)
+            })
+    }
+
+    fn keeps_labels(&self, labels: &serde_json::Map<String, Value>) -> bool {
+        self.label.iter().all(|l| match l.split_once('=') {
+            Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
+            None => labels.contains_key(l.as_str()),
+        })
+    }
+}
+
+pub fn list(s: &Service, req: &Request) -> ApiResult {
     let store = open(s)?;
     let index = store.read_index().map_err(store_err)?;
-    let mut by_id: BTreeMap<String, (Vec<String>, Vec<String>, i64, u64)> = BTreeMap::new();
-    for r in icli::rows(&index) {
-        let e =
-            by_id.entry(r.id.to_string()).or_insert_with(|| (Vec::new(), Vec::new(), r.created.unwrap_or(0), r.size));
-        if r.repo != "<none>" && r.tag != "<none>" {
-            e.0.push(format!("{}:{}", r.repo, r.tag));
+    let rows = icli::rows(&index);
+    let created_of = |q: &str| -> Result<i64, ApiError> {
+        let img = store.resolve_in(&index, q).map_err(store_err)?;
+        Ok(rows.iter().find(|r| r.id == img.config_digest).and_then(|r| r.created).unwrap_or(0))
+    };
+    let f = ImageFilters::parse(&super::containers::filters(req)?, created_of)?;
+    // id → (tags, digests, created, size, named at all)
+    type Entry = (Vec<String>, Vec<String>, i64, u64, bool);
+    let mut by_id: BTreeMap<String, Entry> = BTreeMap::new();
+    for r in &rows {
+        let e = by_id
+            .entry(r.id.to_string())
+            .or_insert_with(|| (Vec::new(), Vec::new(), r.created.unwrap_or(0), r.size, false));
+        if r.repo == "<none>" {
+            continue;
         }
-        if r.digest != "<none>" && r.repo != "<none>" {
+        e.4 = true;
+        if r.tag != "<none>" {
+            let t = format!("{}:{}", r.repo, r.tag);
+            if f.keeps_ref(&r.repo, &t) {
+                e.0.push(t);
+            }
+        }
+        if r.digest != "<none>" {
             let d = format!("{}@{}", r.repo, r.digest);
-            if !e.1.contains(&d) {
+            if !e.1.contains(&d) && f.keeps_ref(&r.repo, &d) {
                 e.1.push(d);
             }
         }
     }
-    let mut out: Vec<Value> = by_id
-        .into_iter()
-        .map(|(id, (tags, digests, created, size))| {
-            json!({"Id": id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests, "Created": created,
-                   "Size": size, "VirtualSize": size, "SharedSize": -1, "Labels": {}, "Containers": -1})
-        })
-        .collect();
+    let mut out = Vec::new();
+    for (id, (tags, digests, created, size, named)) in by_id {
+        // docker's: an image whose names all failed the reference filter is left out, an
+        // unnamed one too when a reference filter is given.
+        if !f.reference.is_empty() && tags.is_empty() && digests.is_empty() {
+            continue;
+        }
+        let dangling = !named;
+        match f.dangling {
+            Some(true) if !tags.is_empty() => continue,
+            Some(false) if dangling => continue,
+            _ => {}
+        }
+        if f.before.is_some_and(|b| created >= b) || f.since.is_some_and(|t| created <= t) {
+            continue;
+        }
+        let mut labels = serde_json::Map::new();
+        if let Ok(cfg) =
+            crate::image::digest::Digest::parse(&id).map_err(|_| ()).and_then(|d| store.read_blob(&d).map_err(|_| ()))
+        {
+            if let Ok(v) = serde_json::from_slice::<Value>(&cfg) {
+                if let Some(m) = v["config"]["Labels"].as_object() {
+                    labels = m.clone();
+                }
+            }
+        }
+        if !f.keeps_labels(&labels) {
+            continue;
+        }
+        out.push(json!({"Id": id, "ParentId": "", "RepoTags": tags, "RepoDigests": digests, "Created": created,
+                        "Size": size, "VirtualSize": size, "SharedSize": -1, "Labels": labels, "Containers": -1}));
+    }
     out.sort_by_key(|v| std::cmp::Reverse(v["Created"].as_i64().unwrap_or(0)));
     Ok(Response::json(200, &Value::Array(out)))
 }

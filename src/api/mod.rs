@@ -17,6 +17,7 @@ pub(crate) mod http;
 mod images;
 mod networks;
 mod system;
+mod tls;
 mod volumes;
 
 use crate::engine::{Engine, EngineError};
@@ -55,7 +56,11 @@ pub struct ServiceOpts {
     pub timeout: u64,
     /// Group owning the socket.
     pub group: Option<String>,
+    /// TLS with a client certificate signed by `tlscacert` (required for tcp listeners).
     pub tlsverify: bool,
+    pub tlscacert: Option<PathBuf>,
+    pub tlscert: Option<PathBuf>,
+    pub tlskey: Option<PathBuf>,
 }
 
 /// State shared by the connection threads.
@@ -320,20 +325,40 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
         vec![format!("unix://{}", run_dir.join("docker.sock").display())]
     };
     let mut paths = Vec::new();
+    let mut tcp = Vec::new();
     for h in &hosts {
         if let Some(p) = h.strip_prefix("unix://") {
             if !p.starts_with('/') {
                 return Err(ServiceError::Invalid(format!("--host {h}: the socket path must be absolute")));
             }
             paths.push(PathBuf::from(p));
-        } else if h.starts_with("tcp://") {
-            return Err(ServiceError::Invalid(format!(
-                "--host {h}: tcp listeners are refused{}: use a unix socket",
-                if o.tlsverify { " (TLS is not implemented)" } else { " without --tlsverify and a client CA" }
-            )));
+        } else if let Some(addr) = h.strip_prefix("tcp://") {
+            tcp.push((h.clone(), addr.to_string()));
         } else {
-            return Err(ServiceError::Invalid(format!("--host {h}: unix:///path is the only supported address")));
+            return Err(ServiceError::Invalid(format!(
+                "--host {h}: unix:///path and tcp://HOST:PORT are the supported addresses"
+            )));
         }
+    }
+    let tls_cfg = match (&o.tlscacert, &o.tlscert, &o.tlskey) {
+        _ if tcp.is_empty() => None,
+        (Some(ca), Some(cert), Some(key)) if o.tlsverify => Some(tls::server_config(ca, cert, key)?),
+        _ => {
+            return Err(ServiceError::Invalid(format!(
+                "--host {}: a tcp listener needs --tlsverify with --tlscacert, --tlscert and --tlskey (plain tcp is refused)",
+                tcp[0].0
+            )))
+        }
+    };
+    let mut tcp_listeners = Vec::new();
+    for (h, addr) in &tcp {
+        let l = std::net::TcpListener::bind(addr.as_str()).map_err(|err| ServiceError::Io {
+            op: "bind",
+            path: PathBuf::from(h),
+            err,
+        })?;
+        let _ = l.set_nonblocking(true);
+        tcp_listeners.push(l);
     }
     let gid = o.group.as_deref().map(group_id).transpose()?;
     // SIGTERM/SIGINT set a flag the accept loop reads (a handler, not a blocked mask: the
@@ -392,8 +417,12 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
     let mut last = Instant::now();
     let idle = (o.timeout > 0).then(|| Duration::from_secs(o.timeout));
     'outer: loop {
-        let mut fds: Vec<libc::pollfd> =
-            listeners.iter().map(|l| libc::pollfd { fd: l.as_raw_fd(), events: libc::POLLIN, revents: 0 }).collect();
+        let mut fds: Vec<libc::pollfd> = listeners
+            .iter()
+            .map(|l| l.as_raw_fd())
+            .chain(tcp_listeners.iter().map(|l| l.as_raw_fd()))
+            .map(|fd| libc::pollfd { fd, events: libc::POLLIN, revents: 0 })
+            .collect();
         crate::shim::sys::poll(&mut fds, 200);
         if STOP.load(Ordering::SeqCst) {
             break;
@@ -406,6 +435,22 @@ pub fn serve(e: Engine, o: ServiceOpts) -> Result<(), ServiceError> {
                 active.fetch_add(1, Ordering::SeqCst);
                 let spawned = std::thread::Builder::new().name("api-conn".into()).spawn(move || {
                     http::serve_conn(c, &|req, w, r| handle(&svc, req, w, r));
+                    mine.fetch_sub(1, Ordering::SeqCst);
+                });
+                if spawned.is_err() {
+                    active.fetch_sub(1, Ordering::SeqCst);
+                }
+            }
+        }
+        for l in &tcp_listeners {
+            let Some(cfg) = tls_cfg.clone() else { break };
+            while let Ok((c, _)) = l.accept() {
+                let _ = c.set_nonblocking(false);
+                last = Instant::now();
+                let (svc, mine, cfg) = (svc.clone(), active.clone(), cfg.clone());
+                active.fetch_add(1, Ordering::SeqCst);
+                let spawned = std::thread::Builder::new().name("api-tls".into()).spawn(move || {
+                    tls::serve_conn(c, cfg, move |u| http::serve_conn(u, &|req, w, r| handle(&svc, req, w, r)));
                     mine.fetch_sub(1, Ordering::SeqCst);
                 });
                 if spawned.is_err() {

@@ -161,6 +161,11 @@ pub fn events(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     Ok(Response::Done)
 }
 
+/// Seconds since the epoch of a container record's RFC 3339 creation time (0 when unset).
+fn created_secs(t: &str) -> i64 {
+    crate::image::cli::parse_rfc3339(t).unwrap_or(0)
+}
+
 /// `GET /system/df`: images, containers and volumes with their sizes, as docker's DiskUsage.
 pub fn df(s: &Service) -> ApiResult {
     use crate::engine::run::{self, State};
@@ -171,17 +176,18 @@ pub fn df(s: &Service) -> ApiResult {
     let recs = cs.all();
     let store = crate::image::store::Store::open(&s.e.data_root).map_err(|e| ApiError::new(500, e.to_string()))?;
     let index = store.read_index().map_err(|e| ApiError::new(500, e.to_string()))?;
-    let mut images: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+    let mut images: BTreeMap<String, (u64, Vec<String>, i64)> = BTreeMap::new();
     for (name, rec) in &index.images {
-        let e = images.entry(rec.config.to_string()).or_insert((rec.size, Vec::new()));
+        let created = rec.created.as_deref().and_then(crate::image::cli::parse_rfc3339).unwrap_or(0);
+        let e = images.entry(rec.config.to_string()).or_insert((rec.size, Vec::new(), created));
         e.1.push(name.to_string());
     }
     let uses = |id: &str| recs.iter().filter(|r| r.image_id == id).count();
-    let layers: u64 = images.values().map(|(s, _)| s).sum();
+    let layers: u64 = images.values().map(|(s, _, _)| s).sum();
     let images: Vec<Value> = images
         .iter()
-        .map(|(id, (size, tags))| {
-            json!({"Id": id, "ParentId": "", "RepoTags": tags, "RepoDigests": [], "Created": 0, "Size": size,
+        .map(|(id, (size, tags, created))| {
+            json!({"Id": id, "ParentId": "", "RepoTags": tags, "RepoDigests": [], "Created": created, "Size": size,
                    "SharedSize": 0, "VirtualSize": size, "Labels": {}, "Containers": uses(id)})
         })
         .collect();
@@ -196,7 +202,7 @@ pub fn df(s: &Service) -> ApiResult {
                 _ => "exited",
             };
             json!({"Id": r.id, "Names": [format!("/{}", r.name)], "Image": r.image, "ImageID": r.image_id,
-                   "Command": r.path, "Created": 0, "State": state, "Status": state,
+                   "Command": r.path, "Created": created_secs(&r.created), "State": state, "Status": state,
                    "SizeRw": disk_usage(&cs.path(&r.id).join("rw/upper")), "SizeRootFs": 0, "Labels": {},
                    "Mounts": [], "Ports": [], "HostConfig": {}, "NetworkSettings": {}})
         })
