@@ -443,7 +443,6 @@ pub fn start(e: &Engine, cs: &Containers, id: &str, attach: bool) -> Result<Star
             berth::faults::crash_point("engine.start.shim-spawned");
             undo.disarm();
             drop(lock);
-            super::events::container(e, &rec, "start");
             Ok(Started::Spawned { shim_pid, sock })
         }
         Err(err) => {

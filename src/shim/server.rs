@@ -482,6 +482,9 @@ impl Shim {
         self.st.error = None;
         self.st.started_at = Some(now_rfc3339());
         self.save();
+        // Recorded here, before the shim can see the process exit: `start` always comes
+        // before its `die`, however short the process lives.
+        self.event("start", None);
         Ok(())
     }
 
