@@ -193,8 +193,17 @@ fn relay_udp(listen: UdpSocket, to: SocketAddr) {
                 let (back, down, map) = (listen.clone(), u.clone(), clients.clone());
                 std::thread::spawn(move || {
                     let mut b = vec![0u8; 65536];
-                    while let Ok(k) = down.recv(&mut b) {
-                        let _ = back.send_to(&b[..k], from);
+                    loop {
+                        match down.recv(&mut b) {
+                            Ok(k) => {
+                                let _ = back.send_to(&b[..k], from);
+                            }
+                            // A datagram that reached the container before its server bound
+                            // the port: the client's next one goes through the same socket.
+                            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => continue,
+                            // Idle for the read timeout (or the socket failed): the client goes.
+                            Err(_) => break,
+                        }
                     }
                     if let Ok(mut m) = map.lock() {
                         m.remove(&from);
