@@ -242,29 +242,7 @@ pub fn parse_time(s: &str) -> Result<i64, EventsError> {
 
 /// Go's durations: 10s, 1.5h, 1h30m, 500ms.
 pub fn parse_duration(s: &str) -> Option<Duration> {
-    if s.is_empty() {
-        return None;
-    }
-    let mut total = 0f64;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let n = rest.find(|c: char| !c.is_ascii_digit() && c != '.')?;
-        let num: f64 = rest[..n].parse().ok()?;
-        rest = &rest[n..];
-        let u = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
-        let mult = match &rest[..u] {
-            "ns" => 1e-9,
-            "us" | "µs" => 1e-6,
-            "ms" => 1e-3,
-            "s" => 1.0,
-            "m" => 60.0,
-            "h" => 3600.0,
-            _ => return None,
-        };
-        total += num * mult;
-        rest = &rest[u..];
-    }
-    Some(Duration::from_secs_f64(total))
+    crate::shim::parse_go_duration(s)
 }
 
 /// `--filter KEY=VALUE`s: the same key ORs, different keys AND (docker's rule).

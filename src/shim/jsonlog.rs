@@ -164,7 +164,15 @@ pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
         }
         return Some(UNIX_EPOCH + Duration::new(secs, nanos));
     }
-    // Go-style durations: a sequence of <number><unit>.
+    let d = parse_go_duration(s).filter(|d| !d.is_zero())?;
+    now.checked_sub(d)
+}
+
+/// Go's durations: a sequence of <number><unit> (10s, 1.5h, 1h30m, 500ms).
+pub fn parse_go_duration(s: &str) -> Option<Duration> {
+    if s.is_empty() {
+        return None;
+    }
     let mut total = 0f64;
     let mut rest = s;
     while !rest.is_empty() {
@@ -184,10 +192,7 @@ pub fn parse_since(s: &str, now: SystemTime) -> Option<SystemTime> {
         rest = &rest[u..];
         total += v * mult;
     }
-    if total <= 0.0 || !total.is_finite() {
-        return None;
-    }
-    now.checked_sub(Duration::from_secs_f64(total))
+    Duration::try_from_secs_f64(total).ok()
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -25,7 +25,7 @@ pub(crate) mod sys;
 
 pub use client::{attach, attach_with, parse_detach_keys, relay, relay_with, RelayEnd};
 #[allow(unused_imports)] // API of the container layer
-pub use jsonlog::{logs, now_rfc3339, parse_rfc3339, parse_since, LogConfig, LogSink, LogStream};
+pub use jsonlog::{logs, now_rfc3339, parse_go_duration, parse_rfc3339, parse_since, LogConfig, LogSink, LogStream};
 
 use serde::{Deserialize, Serialize};
 use std::ffi::{CString, OsString};
