@@ -488,6 +488,34 @@ fn running(data_root: &Path, network: &str) -> Option<fs::File> {
     }
 }
 
+/// The line a daemonizing helper (this binary's `dns-serve`, `proxy6`) reports on its stdout
+/// pipe ("ready ..." or "error: ..."): the first child exits at once after forking the daemon,
+/// which holds the pipe until it reports. Empty when it closed the pipe or 10 s passed.
+pub(super) fn ready_line(
+    child: &mut std::process::Child,
+    err: &dyn Fn(String) -> NetError,
+) -> Result<String, NetError> {
+    let mut out = child.stdout.take().ok_or_else(|| err("no stdout pipe".into()))?;
+    let _ = child.wait();
+    let mut line = String::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut b = [0u8; 256];
+    while !line.contains('\n') && Instant::now() < deadline {
+        let mut fds = [nix::poll::PollFd::new(out.as_fd(), nix::poll::PollFlags::POLLIN)];
+        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)) {
+            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => return Err(err(format!("poll: {e}"))),
+            Ok(_) => {}
+        }
+        match out.read(&mut b) {
+            Ok(0) => break,
+            Ok(n) => line.push_str(&String::from_utf8_lossy(&b[..n])),
+            Err(e) => return Err(err(format!("read: {e}"))),
+        }
+    }
+    Ok(line)
+}
+
 /// Starts the network's DNS server unless one runs; returns once it listens.
 pub fn ensure_server(data_root: &Path, network: &str) -> Result<(), NetError> {
     if running(data_root, network).is_some() {
@@ -510,27 +538,7 @@ pub fn ensure_server(data_root: &Path, network: &str) -> Result<(), NetError> {
         .current_dir("/")
         .spawn()
         .map_err(|e| err(format!("exec {}: {e}", exe.display())))?;
-    let mut out = child.stdout.take().ok_or_else(|| err("no stdout pipe".into()))?;
-    // The first child exits at once after forking the daemon; the daemon holds the pipe until
-    // it reports.
-    let _ = child.wait();
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut b = [0u8; 256];
-    while !line.contains('\n') && Instant::now() < deadline {
-        let mut fds = [nix::poll::PollFd::new(out.as_fd(), nix::poll::PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)) {
-            Ok(0) => continue,
-            Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(err(format!("poll: {e}"))),
-            Ok(_) => {}
-        }
-        match out.read(&mut b) {
-            Ok(0) => break,
-            Ok(n) => line.push_str(&String::from_utf8_lossy(&b[..n])),
-            Err(e) => return Err(err(format!("read: {e}"))),
-        }
-    }
+    let line = ready_line(&mut child, &err)?;
     let line = line.trim();
     if line == "ready" {
         return Ok(());

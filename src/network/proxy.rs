@@ -9,12 +9,11 @@
 
 use super::{config, NetError, PortMapping, Proto};
 use std::collections::HashMap;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::net::{IpAddr, Ipv6Addr, Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 /// One relayed port: (host port, container port, protocol: tcp or udp).
 pub type Relay = (u16, u16, Proto);
@@ -73,25 +72,8 @@ pub fn start(target: Ipv6Addr, maps: &[Relay]) -> Result<u32, NetError> {
         .current_dir("/")
         .spawn()
         .map_err(|e| err(format!("exec {}: {e}", exe.display())))?;
-    let mut out = child.stdout.take().ok_or_else(|| err("no stdout pipe".into()))?;
-    // The first child exits at once after forking the daemon, which reports "ready PID".
-    let _ = child.wait();
-    let mut line = String::new();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    let mut b = [0u8; 256];
-    while !line.contains('\n') && Instant::now() < deadline {
-        let mut fds = [nix::poll::PollFd::new(out.as_fd(), nix::poll::PollFlags::POLLIN)];
-        match nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16)) {
-            Ok(0) | Err(nix::errno::Errno::EINTR) => continue,
-            Err(e) => return Err(err(format!("poll: {e}"))),
-            Ok(_) => {}
-        }
-        match out.read(&mut b) {
-            Ok(0) => break,
-            Ok(n) => line.push_str(&String::from_utf8_lossy(&b[..n])),
-            Err(e) => return Err(err(format!("read: {e}"))),
-        }
-    }
+    // The daemon reports "ready PID".
+    let line = super::dns::ready_line(&mut child, &err)?;
     let line = line.trim();
     if let Some(pid) = line.strip_prefix("ready ").and_then(|p| p.parse::<u32>().ok()) {
         return Ok(pid);
