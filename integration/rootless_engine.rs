@@ -25,6 +25,7 @@ const SUB_COUNT: u32 = 65536;
 /// Guards /etc/subuid and /etc/subgid, and counts this process's tests that use each user's
 /// ranges: the last one removes them.
 static SUBID_LOCK: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
+static SERIAL: Mutex<()> = Mutex::new(());
 
 fn id_of(flag: &str, user: &str) -> Option<u32> {
     Command::new("id")
@@ -74,6 +75,9 @@ struct User {
     uid: u32,
     home: PathBuf,
     xdg: PathBuf,
+    /// The tests share the test users and count their helpers (slirp4netns) by uid: one at a
+    /// time. Last, so it is released after the session's clean-up.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
 fn chown(p: &Path, uid: u32, gid: u32) {
@@ -93,6 +97,7 @@ fn tun_usable() -> bool {
 
 impl User {
     fn new(test: &str, name: &'static str, range: Option<(u32, u32)>) -> Option<User> {
+        let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
         if Command::new("newuidmap").arg("--help").output().is_err() || !Path::new("/usr/bin/slirp4netns").exists() {
             eprintln!("SKIPPED: needs newuidmap (uidmap) and slirp4netns");
             return None;
@@ -110,7 +115,7 @@ impl User {
             chown(d, uid, gid);
             fs::set_permissions(d, fs::Permissions::from_mode(0o700)).unwrap();
         }
-        Some(User { ctx, name, uid, home, xdg })
+        Some(User { ctx, name, uid, home, xdg, _serial })
     }
 
     fn command(&self, args: &[&str]) -> Command {
