@@ -10,7 +10,7 @@ use crate::common::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::os::unix::fs::{MetadataExt, PermissionsExt};
+use std::os::unix::fs::{FileTypeExt, MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
@@ -747,4 +747,132 @@ fn rootless_engine_build_cp_save_push() {
     let o = u.cmd(&["logout", &reg.host]);
     assert_eq!(o.ok().stdout, format!("Removing login credentials for {}\n", reg.host));
     assert!(!fs::read_to_string(&auth).unwrap().contains(&reg.host));
+}
+
+/// The processes in the user namespace of the test user's keeper (the shims, containers and
+/// slirp4netns of this session; not another session's of the same user).
+fn session_procs(keeper: i32) -> Vec<i32> {
+    let Ok(ns) = fs::read_link(format!("/proc/{keeper}/ns/user")) else { return Vec::new() };
+    let mut v = Vec::new();
+    for e in fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
+        let zombie = status.lines().any(|l| l.starts_with("State:") && l.contains('Z'));
+        if !zombie && fs::read_link(e.path().join("ns/user")).ok().as_ref() == Some(&ns) {
+            v.push(pid);
+        }
+    }
+    v
+}
+
+/// Runtime and shim state are under $XDG_RUNTIME_DIR (the runtime's in `berth/`, the shims'
+/// sockets in `berth-engine/shims/ID/`); the data root keeps the records, shim.json and the
+/// log, and no socket or pid file. A reboot-like loss (every process of the session killed,
+/// $XDG_RUNTIME_DIR emptied, the records kept) leaves `ls -a` showing the containers exited,
+/// `rm -f` and `system prune` removing them, and `run` working again.
+#[test]
+fn rootless_engine_runtime_state_after_reboot() {
+    let Some(u) = User::new("rle-reboot", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let run = u.c(&["run", "-d", "--name", "rb-run", "--network", "none", "busybox", "sleep", "300"]);
+    let id = run.ok().stdout.trim().to_string();
+    let slirp = u.c(&["run", "-d", "--name", "rb-slirp", "busybox", "sleep", "300"]);
+    let slirp_id = slirp.ok().stdout.trim().to_string();
+    u.c(&["run", "-d", "--name", "rb-exit", "--network", "none", "busybox", "sh", "-c", "exit 3"]).ok();
+    let state_of = |name: &str| {
+        let o = u.c(&["inspect", "--format", "{{.State.Status}} {{.State.ExitCode}}", name]);
+        o.ok().stdout.trim().to_string()
+    };
+    assert!(wait_until(Duration::from_secs(10), || state_of("rb-exit") == "exited 3"), "{}", state_of("rb-exit"));
+    let sock = u.xdg.join("berth-engine/shims").join(&id).join("attach.sock");
+    assert!(fs::symlink_metadata(&sock).is_ok_and(|m| m.file_type().is_socket()), "no {}", sock.display());
+    let state = u.xdg.join("berth").join(&id).join("state.json");
+    assert!(state.exists(), "no runtime state {}", state.display());
+    let dir = u.data_root().join("containers").join(&id);
+    assert!(dir.join("shim.json").exists() && dir.join("container.log").exists(), "{}", dir.display());
+    for e in fs::read_dir(&dir).unwrap().flatten() {
+        let t = e.file_type().unwrap();
+        assert!(
+            !t.is_socket() && !e.file_name().to_string_lossy().ends_with(".pid"),
+            "{:?} in the data root",
+            e.path()
+        );
+    }
+    // With a terminal: the console socket is in the shim's run dir too.
+    let o = u.c(&["run", "--rm", "-t", "--network", "none", "busybox", "tty"]);
+    assert!(o.ok().stdout.starts_with("/dev/pts/"), "{o}");
+    // The exited container's shim is gone, and so is its run dir.
+    let exited = u.c(&["inspect", "--format", "{{.Id}}", "rb-exit"]).ok().stdout.trim().to_string();
+    assert!(!u.xdg.join("berth-engine/shims").join(&exited).exists(), "the exited container's shim dir is left");
+
+    // "Reboot": every process of the session gone, $XDG_RUNTIME_DIR emptied.
+    let keeper = u.keeper().expect("keeper pid");
+    let procs = session_procs(keeper);
+    assert!(procs.len() >= 5, "keeper, shims, containers, slirp4netns: {procs:?}");
+    for p in &procs {
+        // SAFETY: killing processes of this test's user session (in its keeper's user namespace).
+        unsafe { libc::kill(*p, libc::SIGKILL) };
+    }
+    assert!(wait_until(Duration::from_secs(10), || procs.iter().all(|p| !Path::new(&format!("/proc/{p}")).exists()
+        || fs::read_to_string(format!("/proc/{p}/status")).is_ok_and(|s| s.contains("State:\tZ")))));
+    for e in fs::read_dir(&u.xdg).unwrap().flatten() {
+        fs::remove_dir_all(e.path()).unwrap_or_else(|err| panic!("empty {}: {err}", e.path().display()));
+    }
+
+    let o = u.c(&["ls", "-a", "--format", "{{.Names}} {{.State}}"]);
+    let mut got = o.ok().lines();
+    got.sort();
+    assert_eq!(got, ["rb-exit exited", "rb-run exited", "rb-slirp exited"], "{o}");
+    assert_eq!(state_of("rb-exit"), "exited 3");
+    u.c(&["rm", "-f", "rb-run"]).ok();
+    let o = u.cmd(&["system", "prune", "-f"]);
+    o.ok();
+    assert!(o.stdout.contains(&slirp_id), "prune: {o}");
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "containers left");
+    let left: Vec<_> = fs::read_dir(u.data_root().join("containers"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .filter(|n| n != "names")
+        .collect();
+    assert!(left.is_empty(), "left in the data root: {left:?}");
+    // The engine works again (a new keeper, new namespaces).
+    let o = u.c(&["run", "--rm", "busybox", "echo", "again"]);
+    assert_eq!(o.ok().stdout, "again\n");
+}
+
+/// Without $XDG_RUNTIME_DIR, as podman: `$TMPDIR/berth-run-UID` (made 0700) with one warning
+/// line; when that path is not the user's, one error line and nothing made.
+#[test]
+fn rootless_engine_without_xdg_runtime_dir() {
+    let Some(u) = User::new("rle-noxdg", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    let tmp = u.ctx.tempdir("tmp");
+    chown(&tmp, u.uid, id_of("-g", USER).unwrap());
+    let cmd = |args: &[&str]| {
+        let mut c = u.command(args);
+        c.env_remove("XDG_RUNTIME_DIR").env("TMPDIR", &tmp);
+        u.ctx.exec_cmd(c, Duration::from_secs(60))
+    };
+    let run_dir = tmp.join(format!("berth-run-{}", u.uid));
+    let o = cmd(&["container", "run", "--rm", "--network", "none", "busybox", "echo", "ok"]);
+    assert_eq!(o.ok().stdout, "ok\n");
+    let warn: Vec<&str> = o.stderr.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert_eq!(warn.len(), 1, "{o}");
+    assert!(warn[0].contains("$XDG_RUNTIME_DIR is not set") && warn[0].contains(&*run_dir.to_string_lossy()), "{o}");
+    let m = fs::symlink_metadata(&run_dir).unwrap();
+    assert!(m.is_dir() && m.uid() == u.uid && m.mode() & 0o777 == 0o700, "{m:?}");
+    let keeper = fs::read_to_string(run_dir.join("berth-engine/keeper.pid")).unwrap();
+    let keeper: i32 = keeper.split_whitespace().next().unwrap().parse().unwrap();
+    // SAFETY: killing the keeper this test's command made (its pid from the test's dir).
+    unsafe { libc::kill(keeper, libc::SIGKILL) };
+
+    // Another user's directory in its place: refused, nothing made below it.
+    fs::remove_dir_all(&run_dir).unwrap();
+    fs::create_dir(&run_dir).unwrap();
+    fs::set_permissions(&run_dir, fs::Permissions::from_mode(0o777)).unwrap();
+    let o = cmd(&["container", "ls"]);
+    o.one_line_error(&["$XDG_RUNTIME_DIR is not set", "not a directory of yours"]);
+    assert_eq!(o.code, 125, "{o}");
+    assert_eq!(fs::read_dir(&run_dir).unwrap().count(), 0, "made in another user's directory");
 }

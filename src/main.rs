@@ -540,6 +540,29 @@ fn main() {
     let Some(cmd) = cmd else {
         fail("no command given (see berth --help)", 2);
     };
+    // An ordinary user's engine commands: the user's own store, in the user's namespaces.
+    let unprivileged = matches!(
+        cmd,
+        Cmd::Image { .. }
+            | Cmd::Container { .. }
+            | Cmd::Volume { .. }
+            | Cmd::Network { .. }
+            | Cmd::Builder { .. }
+            | Cmd::System { .. }
+            | Cmd::Info { .. }
+            | Cmd::Login { .. }
+            | Cmd::Logout { .. }
+    ) && unprivileged::needed();
+    if unprivileged {
+        // Before the runtime's state root is chosen: it goes below $XDG_RUNTIME_DIR.
+        match unprivileged::default_runtime_dir() {
+            Ok(Some(w)) => {
+                let _ = writeln!(std::io::stderr(), "berth: warning: {w}");
+            }
+            Ok(None) => {}
+            Err(e) => fail(&e.to_string(), 125),
+        }
+    }
     let root = match &cli.root {
         Some(r) => r.clone(),
         None => {
@@ -558,19 +581,6 @@ fn main() {
         debug: cli.debug,
         rootless: berth::rootless::use_rootless_cgroups(rootless_flag, cli.systemd_cgroup),
     };
-    // An ordinary user's engine commands: the user's own store, in the user's namespaces.
-    let unprivileged = matches!(
-        cmd,
-        Cmd::Image { .. }
-            | Cmd::Container { .. }
-            | Cmd::Volume { .. }
-            | Cmd::Network { .. }
-            | Cmd::Builder { .. }
-            | Cmd::System { .. }
-            | Cmd::Info { .. }
-            | Cmd::Login { .. }
-            | Cmd::Logout { .. }
-    ) && unprivileged::needed();
     let data_root = cli
         .data_root
         .clone()

@@ -507,7 +507,7 @@ fn next_exit(s: &Service, cs: &Containers, rec: &crate::engine::store::Record, w
             }
         }
     }
-    if let Ok(c) = crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)) {
+    if let Ok(c) = crate::shim::sys::connect(&crate::shim::attach_sock(&dir)) {
         if let Some(code) = read_exit(&c, w) {
             return Some(code);
         }
@@ -721,7 +721,7 @@ pub fn attach(s: &Service, req: &Request, key: &str, w: &mut UnixStream, r: &mut
         }
         match rx.recv() {
             Ok(c) => c,
-            Err(_) => match crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)) {
+            Err(_) => match crate::shim::sys::connect(&crate::shim::attach_sock(&dir)) {
                 Ok(c) => c,
                 Err(_) => return Ok(Response::Done),
             },
@@ -730,9 +730,8 @@ pub fn attach(s: &Service, req: &Request, key: &str, w: &mut UnixStream, r: &mut
         if st.state != State::Running {
             return Err(ApiError::new(409, "You cannot attach to a stopped container, start it first"));
         }
-        let c = crate::shim::sys::connect(&dir.join(crate::shim::ATTACH_SOCK)).map_err(|e| {
-            ApiError::new(500, format!("connect to {}: {e}", dir.join(crate::shim::ATTACH_SOCK).display()))
-        })?;
+        let c = crate::shim::sys::connect(&crate::shim::attach_sock(&dir))
+            .map_err(|e| ApiError::new(500, format!("connect to {}: {e}", crate::shim::attach_sock(&dir).display())))?;
         if http::upgrade(w, req, ctype(rec.spec.tty)).is_err() {
             return Ok(Response::Done);
         }
@@ -766,7 +765,7 @@ pub fn resize(s: &Service, req: &Request, key: &str) -> ApiResult {
     if run::status(&s.e, &cs, &rec.id).state != State::Running {
         return Err(ApiError::new(409, format!("Container {key} is not running")));
     }
-    let path = cs.path(&rec.id).join(crate::shim::ATTACH_SOCK);
+    let path = crate::shim::attach_sock(&cs.path(&rec.id));
     let mut c = crate::shim::sys::connect(&path)
         .map_err(|e| ApiError::new(500, format!("connect to {}: {e}", path.display())))?;
     let _ = c.write_all(&resize_frame(h, wd));

@@ -514,6 +514,7 @@ pub fn shim_config(e: &Engine, rec: &Record, dir: &Path) -> Result<crate::shim::
         bundle: dir.join("bundle"),
         runtime_root: other.as_ref().map(|o| o.1.clone()).unwrap_or_else(|| e.root.clone()),
         state_dir: dir.to_path_buf(),
+        run_dir: crate::unprivileged::shim_dir(&rec.id),
         tty: rec.spec.tty,
         stdin: rec.spec.stdin_open,
         log_path: dir.join(crate::shim::LOG_FILE),

@@ -583,6 +583,10 @@ pub fn remove_files(e: &Engine, cs: &Containers, rec: &Record, anon_volumes: boo
             }
         }
     }
+    if let Some(r) = crate::unprivileged::shim_dir(&rec.id) {
+        // The shim removes it when it ends; not when it was killed.
+        let _ = fs::remove_dir_all(r);
+    }
     fs::remove_dir_all(&trash).map_err(|err| EngineError::Io { op: "remove", path: trash, err })
 }
 

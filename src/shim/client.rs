@@ -3,7 +3,7 @@
 //! its size follows SIGWINCH; SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGUSR1 and SIGUSR2 received
 //! by the caller are forwarded to the container (docker's sig-proxy).
 
-use super::{proto, read_state, shim_alive, sys, ShimError, Status, ATTACH_SOCK};
+use super::{proto, read_state, shim_alive, sys, ShimError, Status};
 use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
@@ -30,7 +30,7 @@ pub fn attach_with(
     sig_proxy: bool,
     detach_keys: Option<&[u8]>,
 ) -> Result<RelayEnd, ShimError> {
-    let path = state_dir.join(ATTACH_SOCK);
+    let path = super::attach_sock(state_dir);
     let sock = match sys::connect(&path) {
         Ok(s) => s,
         Err(e) => {

@@ -12,6 +12,11 @@
 //!   restart-policy  a new restart policy (`update --restart`), applied from the next exit
 //!   container.pid   the runtime's --pid-file; console.sock briefly with a tty
 //!
+//! The sockets and the pid file (attach.sock, console.sock, container.pid) go to the run dir
+//! instead when one is given (an ordinary user's engine: under $XDG_RUNTIME_DIR, which a
+//! reboot empties, while shim.json and the log stay with the container's record); shim.json
+//! names it, so clients find the attach socket through [`attach_sock`].
+//!
 //! The shim is the same binary: [`spawn`] double-forks and execs `/proc/self/exe shim serve ...`
 //! (setsid, own process group, stdio on /dev/null) and waits on a sync pipe for
 //! "ok <container-pid> <shim-pid>" or the runtime's one-line error.
@@ -31,6 +36,7 @@ use serde::{Deserialize, Serialize};
 use std::ffi::{CString, OsString};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::DirBuilderExt;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 
@@ -131,6 +137,9 @@ pub struct ShimConfig {
     pub runtime_root: PathBuf,
     /// Where shim.json, attach.sock (and by default the log) live; created if missing.
     pub state_dir: PathBuf,
+    /// Where the sockets and the runtime's pid file live instead of `state_dir` (created if
+    /// missing, removed when the shim ends).
+    pub run_dir: Option<PathBuf>,
     /// The config asks for a terminal (process.terminal): the pty comes over a console socket.
     pub tty: bool,
     /// Keep the container's stdin open (docker -i).
@@ -187,6 +196,22 @@ pub struct ShimState {
     /// Why the container could not be started.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The shim's run dir (its sockets), when not the state dir.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_dir: Option<PathBuf>,
+}
+
+impl ShimConfig {
+    /// Where the sockets and the runtime's pid file live.
+    pub fn sock_dir(&self) -> &Path {
+        self.run_dir.as_deref().unwrap_or(&self.state_dir)
+    }
+}
+
+/// The attach socket of the shim whose state is in `state_dir` (in its run dir when shim.json
+/// names one).
+pub fn attach_sock(state_dir: &Path) -> PathBuf {
+    read_state(state_dir).ok().and_then(|s| s.run_dir).unwrap_or_else(|| state_dir.to_path_buf()).join(ATTACH_SOCK)
 }
 
 pub fn read_state(state_dir: &Path) -> Result<ShimState, ShimError> {
@@ -214,7 +239,7 @@ pub fn shim_alive(state: &ShimState) -> bool {
 pub fn request_stop(state_dir: &Path) -> Result<(), ShimError> {
     let p = state_dir.join(STOP_FILE);
     std::fs::write(&p, b"").map_err(|e| ShimError::io("write", &p, e))?;
-    if let Ok(s) = sys::connect(&state_dir.join(ATTACH_SOCK)) {
+    if let Ok(s) = sys::connect(&attach_sock(state_dir)) {
         sys::write_all(s.as_raw_fd(), &proto::frame(proto::STOP, b""));
     }
     Ok(())
@@ -262,6 +287,9 @@ impl ShimConfig {
         kv("--bundle", self.bundle.as_os_str());
         kv("--root", self.runtime_root.as_os_str());
         kv("--state-dir", self.state_dir.as_os_str());
+        if let Some(r) = &self.run_dir {
+            kv("--run-dir", r.as_os_str());
+        }
         kv("--log", self.log_path.as_os_str());
         kv("--runtime", self.runtime_binary.as_os_str());
         kv("--restart", self.restart.to_string().as_ref());
@@ -311,6 +339,9 @@ pub fn spawn_attached(cfg: &ShimConfig) -> Result<(StartInfo, UnixStream), ShimE
 fn spawn_inner(cfg: &ShimConfig, attach_fd: Option<RawFd>) -> Result<StartInfo, ShimError> {
     berth::validate_id(&cfg.id).map_err(|e| ShimError::Msg(e.to_string()))?;
     std::fs::create_dir_all(&cfg.state_dir).map_err(|e| ShimError::io("create", &cfg.state_dir, e))?;
+    if let Some(r) = &cfg.run_dir {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(r).map_err(|e| ShimError::io("create", r, e))?;
+    }
     // A stop asked of an earlier run of this container does not apply to this one.
     let _ = std::fs::remove_file(cfg.state_dir.join(STOP_FILE));
 
@@ -491,6 +522,7 @@ fn parse_config(
         bundle: PathBuf::new(),
         runtime_root: PathBuf::from("/run/berth"),
         state_dir: PathBuf::new(),
+        run_dir: None,
         tty: false,
         stdin: false,
         log_path: PathBuf::new(),
@@ -509,6 +541,7 @@ fn parse_config(
             "--bundle" | "-b" => c.bundle = a.value(&f)?.into(),
             "--root" => c.runtime_root = a.value(&f)?.into(),
             "--state-dir" => c.state_dir = a.value(&f)?.into(),
+            "--run-dir" => c.run_dir = Some(a.value(&f)?.into()),
             "--log" => c.log_path = a.value(&f)?.into(),
             "--runtime" => c.runtime_binary = a.value(&f)?.into(),
             "--restart" => c.restart = RestartPolicy::parse(&a.value(&f)?.to_string_lossy())?,
@@ -729,6 +762,7 @@ mod tests {
             bundle: "/b".into(),
             runtime_root: "/r".into(),
             state_dir: "/s".into(),
+            run_dir: Some("/run/s".into()),
             tty: true,
             stdin: false,
             log_path: "/s/l".into(),

@@ -154,7 +154,7 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
             return 1;
         }
     };
-    let sock_path = cfg.state_dir.join(super::ATTACH_SOCK);
+    let sock_path = cfg.sock_dir().join(super::ATTACH_SOCK);
     let listener = match sys::listen(&sock_path) {
         Ok(l) => l,
         Err(e) => {
@@ -172,7 +172,12 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         }
     };
     let me = std::process::id() as i32;
-    let st = ShimState { shim_pid: me, shim_start: sys::start_time(me).unwrap_or(0), ..Default::default() };
+    let st = ShimState {
+        shim_pid: me,
+        shim_start: sys::start_time(me).unwrap_or(0),
+        run_dir: cfg.run_dir.clone(),
+        ..Default::default()
+    };
     let mut sh = Shim {
         cfg,
         st,
@@ -254,6 +259,10 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
     berth::faults::crash_point("shim.exit-recorded");
     sh.goodbye(code);
     let _ = std::fs::remove_file(&sock_path);
+    if let Some(r) = &sh.cfg.run_dir {
+        // Empty by now (the pid file and console socket go right after create).
+        let _ = std::fs::remove_dir(r);
+    }
     reap_all();
     0
 }
@@ -364,7 +373,8 @@ impl Shim {
     fn runtime(&self, sub: &str) -> Command {
         let mut c = command(&self.cfg.runtime_binary);
         c.arg("--root").arg(&self.cfg.runtime_root).arg(sub);
-        c.current_dir(&self.cfg.state_dir);
+        // The pid file and console socket are given relative to the run dir (short paths).
+        c.current_dir(self.cfg.sock_dir());
         c
     }
 
@@ -379,7 +389,7 @@ impl Shim {
 
     /// `create` (with our pipes / console socket) then `start`; Err is the runtime's one line.
     fn start_container(&mut self) -> Result<(), String> {
-        let dir = self.cfg.state_dir.clone();
+        let dir = self.cfg.sock_dir().to_path_buf();
         let _ = std::fs::remove_file(dir.join(super::PID_FILE));
         let perr = |what: &str, e: std::io::Error| format!("shim: {what}: {e}");
         let (err_r, err_w) = sys::pipe().map_err(|e| perr("pipe", e))?;
@@ -390,7 +400,7 @@ impl Shim {
         if self.cfg.tty {
             let p = dir.join(super::CONSOLE_SOCK);
             console = Some(sys::listen(&p).map_err(|e| perr(&format!("listen on {}", p.display()), e))?);
-            // Relative: the runtime runs in the state dir (socket paths are short).
+            // Relative: the runtime runs in the run dir (socket paths are short).
             c.arg("--console-socket").arg(super::CONSOLE_SOCK);
             c.stdin(Stdio::null()).stdout(Stdio::null());
         } else {

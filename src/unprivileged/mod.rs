@@ -70,6 +70,57 @@ pub fn run_dir() -> Result<PathBuf, UnprivError> {
     })
 }
 
+/// When `$XDG_RUNTIME_DIR` is unset, does what podman does: `/run/user/UID` when it is the
+/// user's (mode 0700), else `$TMPDIR/berth-run-UID` (made 0700; it must be the user's, not a
+/// symlink), and sets the variable for this command and its children (the runtime's state
+/// root, the shims). Returns the line to print when the temporary directory is used, which a
+/// reboot empties as it does a session's.
+pub fn default_runtime_dir() -> Result<Option<String>, UnprivError> {
+    use std::os::unix::fs::MetadataExt;
+    if env_dir("XDG_RUNTIME_DIR").is_some() {
+        return Ok(None);
+    }
+    // SAFETY: getuid cannot fail.
+    let uid = unsafe { libc::getuid() };
+    let own =
+        |p: &Path| fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid && m.mode() & 0o777 == 0o700);
+    let session = PathBuf::from(format!("/run/user/{uid}"));
+    let (dir, line) = if own(&session) {
+        (session, None)
+    } else {
+        let tmp = std::env::temp_dir().join(format!("berth-run-{uid}"));
+        match fs::DirBuilder::new().mode(0o700).create(&tmp) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(io("create", &tmp, e)),
+        }
+        if !own(&tmp) {
+            return Err(UnprivError::Msg(format!(
+                "$XDG_RUNTIME_DIR is not set and {} is not a directory of yours with mode 0700: set XDG_RUNTIME_DIR",
+                tmp.display()
+            )));
+        }
+        let line = format!(
+            "$XDG_RUNTIME_DIR is not set: runtime state goes to {} (set it to a directory of yours, as a login session's /run/user/{uid})",
+            tmp.display()
+        );
+        (tmp, Some(line))
+    };
+    // SAFETY: single-threaded: nothing reads the environment concurrently.
+    std::env::set_var("XDG_RUNTIME_DIR", &dir);
+    Ok(line)
+}
+
+/// The run dir of a container's shim in an ordinary user's engine (its sockets and the
+/// runtime's pid file): `$XDG_RUNTIME_DIR/berth-engine/shims/ID`, which a reboot empties; the
+/// shim's state (shim.json) and the log stay in the data root. None for root's engine.
+pub fn shim_dir(id: &str) -> Option<PathBuf> {
+    if !active() {
+        return None;
+    }
+    run_dir().ok().map(|d| d.join("shims").join(id))
+}
+
 /// The Engine API service's directory for an ordinary user: `$XDG_RUNTIME_DIR/berth` (its
 /// default socket `docker.sock` there, as rootless docker's `$XDG_RUNTIME_DIR/docker.sock`).
 pub fn api_dir() -> Result<PathBuf, UnprivError> {
