@@ -876,3 +876,95 @@ fn rootless_engine_without_xdg_runtime_dir() {
     assert_eq!(o.code, 125, "{o}");
     assert_eq!(fs::read_dir(&run_dir).unwrap().count(), 0, "made in another user's directory");
 }
+
+/// `--network pasta` (Debian's passt): the container has the host's address on eth0, a
+/// published port is reached from the host's 127.0.0.1, and `rm` stops pasta and closes the
+/// port; `default-rootless-network-cmd` in the data root's daemon.json makes it the default.
+/// Root's engine refuses it in one line.
+#[test]
+fn rootless_engine_pasta_published_port() {
+    if !Path::new("/usr/bin/pasta").exists() {
+        eprintln!("SKIPPED: needs pasta (package passt)");
+        return;
+    }
+    let Some(u) = User::new("rle-pasta", USER, Some((SUB_START, SUB_COUNT))) else { return };
+    u.load_busybox();
+    // Debian runs passt.avx2 (named so) where the CPU has it; pasta may change to nobody of the user's
+    // namespace (a subordinate id).
+    let pastas = || {
+        let mut v = Vec::new();
+        for e in fs::read_dir("/proc").unwrap().flatten() {
+            let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+            let comm = fs::read_to_string(e.path().join("comm")).unwrap_or_default();
+            let status = fs::read_to_string(e.path().join("status")).unwrap_or_default();
+            let ruid = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next());
+            let ruid: u32 = ruid.and_then(|r| r.parse().ok()).unwrap_or(0);
+            let ours = ruid == u.uid || (SUB_START..SUB_START + SUB_COUNT).contains(&ruid);
+            let named = comm.starts_with("pasta") || comm.starts_with("passt");
+            if ours && named && !status.contains("State:\tZ") {
+                v.push(pid);
+            }
+        }
+        v
+    };
+    let before = pastas().len();
+    let port = free_port();
+    let publish = format!("127.0.0.1:{port}:80");
+    let o = u.c(&[
+        "run",
+        "-d",
+        "--network",
+        "pasta",
+        "-p",
+        &publish,
+        "busybox",
+        "sh",
+        "-c",
+        "hostname > /tmp/h; ip -4 addr show eth0 > /tmp/a; httpd -f -p 80 -h /tmp",
+    ]);
+    let id = o.ok().stdout.trim().to_string();
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().unwrap();
+    let page = http_get(addr, "/h").unwrap_or_else(|e| panic!("GET from the host: {e}"));
+    assert!(page.ends_with(&format!("{}\n", &id[..12])), "{page}");
+    // The host's address on the interface with the default route.
+    let route = fs::read_to_string("/proc/net/route").unwrap();
+    let dev = route.lines().skip(1).find(|l| l.split_whitespace().nth(1) == Some("00000000"));
+    if let Some(dev) = dev.and_then(|l| l.split_whitespace().next()) {
+        let host = Command::new("ip").args(["-4", "-o", "addr", "show", "dev", dev]).output().unwrap();
+        let host = String::from_utf8_lossy(&host.stdout);
+        let want = host.split_whitespace().skip_while(|w| *w != "inet").nth(1).unwrap().to_string();
+        let a = http_get(addr, "/a").unwrap();
+        assert!(a.contains(&format!("inet {want}")), "{a} (host: {host})");
+        let o = u.c(&["inspect", "--format", "{{.NetworkSettings.IPAddress}}", &id]);
+        assert_eq!(o.ok().stdout.trim(), want.split('/').next().unwrap());
+    }
+    let ls = u.c(&["ls"]).ok().stdout.clone();
+    assert!(ls.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ls}");
+    assert_eq!(pastas().len(), before + 1, "one pasta for the container");
+    assert!(procs_named("slirp4netns", u.uid).is_empty(), "slirp4netns with --network pasta");
+    u.c(&["rm", "-f", &id]).ok();
+    assert!(wait_until(Duration::from_secs(3), || pastas().len() == before), "pasta left: {:?}", pastas());
+    assert!(
+        wait_until(Duration::from_secs(3), || TcpStream::connect_timeout(&addr, Duration::from_secs(1)).is_err()),
+        "port {port} still open"
+    );
+    let netns = u.xdg.join("berth-engine/netns");
+    assert_eq!(fs::read_dir(&netns).map(|d| d.count()).unwrap_or(0), 0, "left in {}", netns.display());
+
+    // The default setting: no --network, pasta's interface.
+    fs::write(u.data_root().join("daemon.json"), r#"{"default-rootless-network-cmd": "pasta"}"#).unwrap();
+    let o = u.c(&["run", "--rm", "busybox", "sh", "-c", "ls /sys/class/net | grep -v lo"]);
+    assert_eq!(o.ok().stdout, "eth0\n", "{o}");
+    fs::write(u.data_root().join("daemon.json"), r#"{"default-rootless-network-cmd": "vpnkit"}"#).unwrap();
+    let o = u.c(&["run", "--rm", "busybox", "true"]);
+    o.one_line_error(&["default-rootless-network-cmd"]);
+    assert!(u.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "a container was left");
+    fs::remove_file(u.data_root().join("daemon.json")).unwrap();
+    assert_eq!(pastas().len(), before);
+
+    // Root's engine: one line, no container left.
+    let e = crate::container::Eng::new("rle-pasta-root");
+    let o = e.c(&["run", "--rm", "--network", "pasta", "busybox", "true"]);
+    o.one_line_error(&["ordinary user"]);
+    assert!(e.c(&["ls", "-aq"]).ok().stdout.trim().is_empty(), "a container was left");
+}

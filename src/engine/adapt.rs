@@ -228,6 +228,8 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     let mode = match s.network.as_str() {
         "none" => NetMode::None,
         "host" => NetMode::Host,
+        "pasta" => NetMode::Pasta,
+        "slirp4netns" => NetMode::Slirp4netns,
         "bridge" | "default" => {
             if pinned {
                 networks.push(static_net("bridge"));

@@ -611,6 +611,28 @@ pub fn default_options(data_root: &Path) -> Result<CreateOptions, NetError> {
     Ok(o)
 }
 
+/// The network of an ordinary user's container that names none: slirp4netns, or what
+/// `"default-rootless-network-cmd"` in `<data-root>/daemon.json` says (`"pasta"` or
+/// `"slirp4netns"`, as podman's containers.conf key of that name).
+pub fn default_user_network(data_root: &Path) -> Result<super::NetMode, NetError> {
+    let p = data_root.join("daemon.json");
+    let data = match fs::read(&p) {
+        Ok(d) => d,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(super::NetMode::Slirp4netns),
+        Err(e) => return Err(NetError::io("read", &p, e)),
+    };
+    let v: Value = serde_json::from_slice(&data).map_err(|e| NetError::Msg(format!("{}: {e}", p.display())))?;
+    match &v["default-rootless-network-cmd"] {
+        Value::Null => Ok(super::NetMode::Slirp4netns),
+        Value::String(s) if s == "slirp4netns" => Ok(super::NetMode::Slirp4netns),
+        Value::String(s) if s == "pasta" => Ok(super::NetMode::Pasta),
+        x => Err(NetError::Msg(format!(
+            "{}: \"default-rootless-network-cmd\" must be \"pasta\" or \"slirp4netns\", not {x}",
+            p.display()
+        ))),
+    }
+}
+
 /// Removes what a network left on the host and its files (the lock must be held, and no
 /// container may use it): the DNS server, the bridge, host-local's reservations, the config.
 pub fn remove_files(data_root: &Path, net: &Network) -> Result<(), NetError> {

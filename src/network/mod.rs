@@ -17,6 +17,7 @@ pub mod etc;
 pub mod ipnet;
 pub mod lan;
 pub mod netns;
+pub mod pasta;
 pub mod ports;
 pub mod proxy;
 pub mod slirp;
@@ -77,6 +78,17 @@ pub enum NetMode {
     Bridge,
     /// The namespace of another attached container (by container id).
     Container(String),
+    /// Own namespace connected by slirp4netns (an ordinary user's; its default).
+    Slirp4netns,
+    /// Own namespace connected by pasta (an ordinary user's).
+    Pasta,
+}
+
+impl NetMode {
+    /// The user-mode helper modes, which only an ordinary user's engine has.
+    pub fn user_mode(&self) -> bool {
+        matches!(self, NetMode::Slirp4netns | NetMode::Pasta)
+    }
 }
 
 #[derive(Clone, Debug, Default)]
@@ -272,7 +284,7 @@ pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
             return Err(NetError::Msg(format!("invalid --add-host {h}:{ip}")));
         }
     }
-    if req.mode != NetMode::Bridge {
+    if req.mode != NetMode::Bridge && !req.mode.user_mode() {
         if !req.ports.is_empty() {
             return Err(NetError::Msg("published ports need a bridge network (not none, host or container:)".into()));
         }
@@ -286,10 +298,15 @@ pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     }
     // An ordinary user cannot make bridges or rules in the host's namespace: the default
     // network is slirp4netns.
-    if req.mode == NetMode::Bridge && crate::unprivileged::active() {
+    if (req.mode == NetMode::Bridge || req.mode.user_mode()) && crate::unprivileged::active() {
         slirp::check_ports(&req.ports)?;
-        if req.networks.is_empty() {
-            return attach_slirp(data_root, req);
+        if req.mode.user_mode() || req.networks.is_empty() {
+            let pasta = match req.mode {
+                NetMode::Pasta => true,
+                NetMode::Slirp4netns => false,
+                _ => config::default_user_network(data_root)? == NetMode::Pasta,
+            };
+            return attach_slirp(data_root, req, pasta);
         }
         // User-defined networks: bridges in the user's shared namespace (its slirp4netns
         // reaches out; published ports go through it to CNI's portmap there).
@@ -317,6 +334,10 @@ pub fn attach(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     match &req.mode {
         NetMode::Host | NetMode::Container(_) => attach_shared(data_root, req),
         NetMode::None | NetMode::Bridge => attach_own(data_root, req),
+        NetMode::Slirp4netns | NetMode::Pasta => Err(NetError::Msg(format!(
+            "--network {}: for an ordinary user's containers (root's have bridge networks)",
+            if req.mode == NetMode::Pasta { "pasta" } else { "slirp4netns" }
+        ))),
     }
 }
 
@@ -551,8 +572,10 @@ fn attach_own(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetEr
     }
 }
 
-fn attach_slirp(data_root: &Path, req: &AttachRequest) -> Result<Attachment, NetError> {
-    let mut rec = new_record(req, "slirp4netns");
+/// An ordinary user's container in a namespace of its own, connected by a user-mode helper:
+/// slirp4netns, or pasta when `pasta`.
+fn attach_slirp(data_root: &Path, req: &AttachRequest, pasta: bool) -> Result<Attachment, NetError> {
+    let mut rec = new_record(req, if pasta { "pasta" } else { "slirp4netns" });
     {
         let _l = config::lock(data_root)?;
         claim(data_root, &req.container_id)?;
@@ -561,7 +584,8 @@ fn attach_slirp(data_root: &Path, req: &AttachRequest) -> Result<Attachment, Net
         rec.attachment.netns_path = Some(netns::dir().join(&req.container_id));
         save_record(data_root, &rec)?;
     }
-    match setup_slirp(data_root, &mut rec, req) {
+    let set_up = if pasta { setup_pasta(data_root, &mut rec, req) } else { setup_slirp(data_root, &mut rec, req) };
+    match set_up {
         Ok(()) => Ok(rec.attachment),
         Err(e) => {
             let _ = detach(data_root, &req.container_id);
@@ -605,6 +629,50 @@ fn setup_slirp(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Resul
         .map(|(h, ip)| (h.clone(), if ip == "host-gateway" { slirp::GATEWAY.to_string() } else { ip.clone() }))
         .collect();
     rec.attachment.hosts = etc::hosts_file(&[slirp::GUEST_IP.into()], &names, &extra);
+    rec.ready = true;
+    save_record(data_root, rec)
+}
+
+/// The namespace, pasta in it with the published ports, /etc/resolv.conf and hosts: the
+/// container has the address and gateway of the host's interface with the default route.
+fn setup_pasta(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Result<(), NetError> {
+    let ns = rec.attachment.netns_path.clone().unwrap_or_default();
+    let (ip, prefix, gateway) = pasta::host_template().ok_or_else(|| {
+        NetError::Msg("--network pasta: the host has no interface with an IPv4 default route to copy".into())
+    })?;
+    netns::create(&ns)?;
+    let h = pasta::start(&ns, &rec.attachment.ports)?;
+    rec.helper = Some((h.pid, h.start));
+    save_record(data_root, rec)?;
+    rec.attachment.interfaces.push(Interface {
+        network: "pasta".into(),
+        ifname: pasta::IFNAME.into(),
+        ip,
+        prefix,
+        gateway,
+        mac: String::new(),
+        ip6: None,
+        prefix6: 0,
+        gateway6: None,
+    });
+    let host = etc::host_resolv();
+    rec.attachment.resolv_conf = etc::resolv_conf(
+        &pick(&req.dns.servers, || vec![pasta::DNS.to_string()]),
+        &pick(&req.dns.search, || host.search.clone()),
+        &pick(&req.dns.options, || host.options.clone()),
+    );
+    let hostname = rec.attachment.hostname.clone();
+    let mut names: Vec<&str> = vec![&hostname];
+    if !req.name.is_empty() {
+        names.push(&req.name);
+    }
+    let gw = gateway.map(|g| g.to_string()).unwrap_or_default();
+    let extra: Vec<(String, String)> = req
+        .extra_hosts
+        .iter()
+        .map(|(h, a)| (h.clone(), if a == "host-gateway" { gw.clone() } else { a.clone() }))
+        .collect();
+    rec.attachment.hosts = etc::hosts_file(&[ip.into()], &names, &extra);
     rec.ready = true;
     save_record(data_root, rec)
 }
@@ -890,6 +958,7 @@ fn detach_record(data_root: &Path, mut rec: Record) -> Result<(), NetError> {
     if let Some(p) = &ns {
         netns::remove(p);
         slirp::remove_files(p);
+        pasta::remove_files(p);
     }
     let p = record_path(data_root, &rec.container_id);
     match fs::remove_file(&p) {
