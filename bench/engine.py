@@ -24,7 +24,7 @@ Sections (--sections, default all):
               one 50 MB file: a cold build (--no-cache), a rebuild with nothing changed, a
               rebuild after one source file changed; and the cost of one `RUN true` step
   rootless    `container run --rm busybox true` as an ordinary user the bench makes (subordinate
-              ranges it writes and removes), default networks: berth (user namespace, overlayfs,
+              ranges it writes and removes, XDG_RUNTIME_DIR /run/user/UID), default networks: berth (user namespace, overlayfs,
               slirp4netns) vs rootless `podman run --rm` (podman 4.3 with runc and its default
               rootless network, slirp4netns), interleaved; the target is berth at most 0.5x
 
@@ -1163,7 +1163,15 @@ def section_rootless(berth, iters, warmup):
     set_subids(user, ROOTLESS_RANGE)
     base = tempfile.mkdtemp(prefix="berth-rootless-bench-", dir=os.environ.get("BENCH_TMP", "/dev/shm"))
     os.chmod(base, 0o755)
-    home, xdg = os.path.join(base, "home"), os.path.join(base, "xdg")
+    # XDG_RUNTIME_DIR where a login session has it (pam_systemd's /run/user/UID, 0700, the
+    # user's), not in the temp dir: with a runtime dir of 42 bytes (/dev/shm/berth-rootless-
+    # bench-XXXXXXXX/xdg) podman's conmon outlives every container by its 20 s timeout ("Exceeded
+    # conmon timeout waiting for container to exit"), which a 25-byte one does not; the bench user
+    # is the bench's own, so a directory left by an interrupted run is removed first.
+    home, xdg = os.path.join(base, "home"), "/run/user/%d" % uid
+    if os.path.isdir(xdg) and os.stat(xdg).st_uid == uid:
+        shutil.rmtree(xdg, ignore_errors=True)
+    os.makedirs("/run/user", mode=0o755, exist_ok=True)
     for d in (home, xdg):
         os.mkdir(d, 0o700)
         os.chown(d, uid, gid)
@@ -1175,8 +1183,7 @@ def section_rootless(berth, iters, warmup):
     os.chmod(arch, 0o644)
     env = {"PATH": ENV["PATH"], "LC_ALL": "C", "HOME": home, "USER": user, "XDG_RUNTIME_DIR": xdg}
     as_user = ["setpriv", "--reuid", user, "--regid", user, "--init-groups", "--"]
-    # The user's environment set by env(1) after setpriv, as a login would: when it is given to
-    # setpriv itself, podman's conmon waits out its 20 s timeout for every container's exit.
+    # The user's environment set by env(1) after setpriv, as a login would.
     as_user = as_user + ["env", "-i"] + ["%s=%s" % kv for kv in sorted(env.items())]
     out = {}
     try:
@@ -1220,6 +1227,7 @@ def section_rootless(berth, iters, warmup):
                 pass
         time.sleep(0.2)
         shutil.rmtree(base, ignore_errors=True)
+        shutil.rmtree(xdg, ignore_errors=True)
         set_subids(user, None)
     return out
 
