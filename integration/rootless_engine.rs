@@ -769,7 +769,7 @@ fn session_procs(keeper: i32) -> Vec<i32> {
 /// sockets in `berth-engine/shims/ID/`); the data root keeps the records, shim.json and the
 /// log, and no socket or pid file. A reboot-like loss (every process of the session killed,
 /// $XDG_RUNTIME_DIR emptied, the records kept) leaves `ls -a` showing the containers exited,
-/// `rm -f` and `system prune` removing them, and `run` working again.
+/// `start` working on them, `rm -f` and `system prune` removing them, and `run` working again.
 #[test]
 fn rootless_engine_runtime_state_after_reboot() {
     let Some(u) = User::new("rle-reboot", USER, Some((SUB_START, SUB_COUNT))) else { return };
@@ -824,6 +824,11 @@ fn rootless_engine_runtime_state_after_reboot() {
     got.sort();
     assert_eq!(got, ["rb-exit exited", "rb-run exited", "rb-slirp exited"], "{o}");
     assert_eq!(state_of("rb-exit"), "exited 3");
+    // Started again: a new keeper, overlay, network namespace and slirp4netns.
+    u.c(&["start", "rb-slirp"]).ok();
+    assert_eq!(state_of("rb-slirp"), "running 0");
+    u.c(&["exec", "rb-slirp", "true"]).ok();
+    u.c(&["stop", "-t", "0", "rb-slirp"]).ok();
     u.c(&["rm", "-f", "rb-run"]).ok();
     let o = u.cmd(&["system", "prune", "-f"]);
     o.ok();
