@@ -513,6 +513,16 @@ check_more_container_ops() {
   dr -d --name quiet busybox sleep 300 >/dev/null || return 1
   timeout -s KILL 1 docker attach --no-stdin quiet >/dev/null
   eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left attach keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+  # A logs -f of the silent container whose client leaves ends at once (not at the next line,
+  # which never comes): the service is back to one thread within 2 s.
+  docker logs -f quiet >/dev/null &
+  local lp=$!
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 2 ]" || fail "no thread serves the logs -f"
+  kill -9 $lp; wait $lp 2>/dev/null
+  eng_wait_for 2 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left logs -f keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+  # berth's own logs -f ends when the reader of its stdout leaves.
+  timeout 5 sh -c "'$BERTH' --root '$T/run' --data-root '$T/data' container logs -f quiet | true"
+  expect_eq "berth container logs -f ends with its reader" 0 "$?" || return 1
   docker rm -f ops quiet >/dev/null
 }
 

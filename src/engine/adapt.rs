@@ -610,8 +610,12 @@ pub fn shim_logs(
     timestamps: bool,
 ) -> Result<(), EngineError> {
     use std::io::Write;
+    use std::os::fd::AsFd;
     let (mut o, mut er) = (std::io::stdout().lock(), std::io::stderr().lock());
-    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps }, &mut |stderr: bool, b: &[u8]| {
+    let stdout = std::io::stdout();
+    // The reader of stdout leaving (a closed pipe, a hung-up terminal) ends a follow.
+    let reader = Some(stdout.as_fd());
+    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps, reader }, &mut |stderr: bool, b: &[u8]| {
         if stderr {
             er.write_all(b)
         } else {
@@ -629,6 +633,9 @@ pub struct LogsOpts<'a> {
     /// As `since`: entries after it are left out (and `follow` stops there).
     pub until: Option<&'a str>,
     pub timestamps: bool,
+    /// The reader's end (a client's socket, the pipe or terminal printed to): its hang-up ends
+    /// a follow at once, also while the container writes nothing.
+    pub reader: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Passes the container's json-file log entries to `sink` (true: from stderr).
@@ -649,7 +656,7 @@ pub fn logs_to(
     let path = dir.join(crate::shim::LOG_FILE);
     let follow = o.follow && until.is_none_or(|u| u > std::time::SystemTime::now());
     let mut last_ok = true;
-    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, &mut |s: LogStream, b: &[u8]| {
+    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, o.reader, &mut |s: LogStream, b: &[u8]| {
         if let Some(u) = until {
             if std::time::SystemTime::now() > u {
                 last_ok = false;
