@@ -397,6 +397,48 @@ check_network_connect() {
   docker network rm apinet-a apinet-b >/dev/null
 }
 
+# The first network (the one a container was created with) disconnected, as docker allows:
+# running (the interface goes at once, the other network stays, a restart does not bring it
+# back) and stopped (started with only its loopback), then joined again; API and berth CLI.
+check_network_disconnect_first() {
+  local sa sb out ifs
+  sa=$(eng_free_subnet 234) || return 1
+  sb=$(eng_free_subnet 235) || return 1
+  ifs() { docker exec "$1" ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' '; }
+  docker network create --subnet "$sa" apifirst-a >/dev/null || return 1
+  docker network create --subnet "$sb" apifirst-b >/dev/null || return 1
+  docker run -d --name nf-srv --network apifirst-a busybox httpd -f -p 8080 -h /var/www >/dev/null || return 1
+  docker run -d --name nf-cli --network apifirst-b busybox sleep 300 >/dev/null || return 1
+  docker network connect apifirst-b nf-srv || return 1
+  docker network disconnect apifirst-a nf-srv || return 1
+  expect_eq "running: the first interface gone" "eth1 lo " "$(ifs nf-srv)" || return 1
+  out=$(docker exec nf-cli timeout 10 wget -qO- http://nf-srv:8080/index.html)
+  expect_eq "still reached on the other network" "hello from busybox" "$out" || return 1
+  out=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}{{.HostConfig.NetworkMode}}' nf-srv)
+  expect_eq "inspect: the other network only, the mode kept" "apifirst-b apifirst-a" "$out" || return 1
+  out=$(docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' apifirst-a)
+  expect_eq "the first network lists no container" "" "$out" || return 1
+  docker restart -t 1 nf-srv >/dev/null || return 1
+  expect_eq "after a restart: the other network only" "eth0 lo " "$(ifs nf-srv)" || return 1
+  out=$(docker exec nf-cli timeout 10 wget -qO- http://nf-srv:8080/index.html)
+  expect_eq "reached after the restart" "hello from busybox" "$out" || return 1
+  out=$(docker network disconnect apifirst-a nf-srv 2>&1) && return 1
+  expect_match "disconnect twice" 'not connected' "$out" || return 1
+  # A stopped container: it starts with only its loopback, then joins the network again.
+  docker create --name nf-st --network apifirst-a busybox sleep 300 >/dev/null || return 1
+  docker network disconnect apifirst-a nf-st || return 1
+  docker start nf-st >/dev/null || return 1
+  expect_eq "stopped, then started: loopback only" "lo " "$(ifs nf-st)" || return 1
+  docker network connect apifirst-a nf-st || return 1
+  expect_eq "joined again" "eth0 lo " "$(ifs nf-st)" || return 1
+  out=$(docker exec nf-st ip route | grep -c '^default')
+  expect_eq "the joined network has the default route" 1 "$out" || return 1
+  B network disconnect apifirst-a nf-st || return 1
+  expect_eq "berth network disconnect of the first network" "lo " "$(ifs nf-st)" || return 1
+  docker rm -f nf-srv nf-cli nf-st >/dev/null || return 1
+  docker network rm apifirst-a apifirst-b >/dev/null
+}
+
 check_service_options() {
   local s2=$T/opt/docker.sock p out
   B system service --host "unix://$s2" --timeout 2 --group root > "$T/opt.log" 2>&1 &
@@ -749,6 +791,7 @@ else
 fi
 chk "network create, reach by name, volume, rm" check_network_and_volume
 chk "network connect/disconnect of a running container (API and berth CLI)" check_network_connect
+chk "network disconnect of the first network: running, restarted, stopped, joined again" check_network_disconnect_first
 chk "$API_N concurrent docker run -d, none lost" check_concurrent_runs
 chk "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
 chk "python docker SDK: run, exec, list, stop, volumes" check_python_sdk

@@ -226,6 +226,9 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     };
     let pinned = ip.is_some() || ip6.is_some() || s.mac_address.is_some();
     let mode = match s.network.as_str() {
+        // The first network was disconnected: the others only, or none at all.
+        _ if s.network_left && s.connected.is_empty() => NetMode::None,
+        _ if s.network_left => NetMode::Bridge,
         "none" => NetMode::None,
         "host" => NetMode::Host,
         "bridge" | "default" => {
@@ -243,7 +246,7 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         },
     };
     if mode == NetMode::Bridge && !s.connected.is_empty() {
-        if networks.is_empty() {
+        if networks.is_empty() && !s.network_left {
             networks.push(NetRequest { network: network::config::DEFAULT_NETWORK.into(), ..Default::default() });
         }
         for c in &s.connected {
@@ -261,7 +264,8 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         name: rec.name.clone(),
         mode: mode.clone(),
         networks,
-        ports: ports_of(rec)?,
+        // Published ports went with the first network when it was left and none remains.
+        ports: if s.network_left && mode == NetMode::None { Vec::new() } else { ports_of(rec)? },
         dns: DnsOptions { servers: s.dns.clone(), search: s.dns_search.clone(), options: s.dns_options.clone() },
         extra_hosts: s.extra_hosts.clone(),
         hostname: hostname_of(rec),
@@ -272,8 +276,16 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         (NetMode::Host, None) => NetworkNs::Host,
         (_, None) => NetworkNs::New,
     };
+    let info = net_info(&a);
+    let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
+    Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })
+}
+
+/// What the container record keeps of an attachment: the first interface's addresses, the
+/// networks in order, the published ports.
+fn net_info(a: &network::Attachment) -> NetInfo {
     let first = a.interfaces.first();
-    let info = NetInfo {
+    NetInfo {
         ports: a.published(),
         ip: first.map(|i| i.ip.to_string()),
         prefix: first.map(|i| i.prefix),
@@ -284,9 +296,16 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         ip6: first.and_then(|i| i.ip6.map(|a| a.to_string())),
         prefix6: first.map_or(0, |i| i.prefix6),
         gateway6: first.and_then(|i| i.gateway6.map(|g| g.to_string())),
-    };
-    let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
-    Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })
+    }
+}
+
+/// A running container's network details as its attachment now is (after an interface was
+/// added or removed); `was` when it cannot be read.
+pub fn net_info_now(e: &Engine, id: &str, was: &NetInfo) -> NetInfo {
+    match network::attachment(&e.data_root, id) {
+        Ok(Some(a)) => net_info(&a),
+        _ => was.clone(),
+    }
 }
 
 /// Joins a running container to one more network; the network's name and the address.
