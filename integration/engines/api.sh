@@ -240,6 +240,56 @@ check_images_pull_tag_rmi() {
   expect_eq "nothing made" "" "$(B container ls -aq)"
 }
 
+# docker import through the API (fromSrc=-: the tar in the body), with -c and -m; then
+# /distribution/{name}/json against the registry (digest and size checked against skopeo's
+# raw manifest, the platform against the config), with X-Registry-Auth for the auth registry.
+check_import_distribution() {
+  local out id n0 raw want
+  docker create --name imp-src busybox >/dev/null || return 1
+  docker export imp-src > "$T/rootfs.tar" || return 1
+  docker rm imp-src >/dev/null
+  id=$(docker import -c 'CMD ["sh", "-c", "echo imported $X"]' -c 'ENV X=yes' -c 'WORKDIR /tmp' -m 'from a tar' "$T/rootfs.tar" imp/box:1) || return 1
+  expect_match "import prints the id" '^sha256:[0-9a-f]{64}$' "$id" || return 1
+  expect_eq "the image under its name" "$id" "$(docker inspect -f '{{.Id}}' imp/box:1)" || return 1
+  expect_eq "run it (CMD and ENV from -c)" "imported yes" "$(docker run --rm --network none imp/box:1)" || return 1
+  out=$(docker inspect -f '{{.Comment}}|{{.Config.WorkingDir}}|{{len .RootFS.Layers}}' imp/box:1)
+  expect_eq "inspect: comment, workdir, one layer" "from a tar|/tmp|1" "$out" || return 1
+  expect_match "history has the message" 'from a tar' "$(docker history --format '{{.Comment}}' imp/box:1)" || return 1
+  out=$(gzip -c "$T/rootfs.tar" | docker import - imp/box:2) || return 1
+  expect_eq "a gzip tar from stdin: the same layer" \
+    "$(docker inspect -f '{{.RootFS.Layers}}' imp/box:1)" "$(docker inspect -f '{{.RootFS.Layers}}' "$out")" || return 1
+  n0=$(B image ls -q | wc -l)
+  out=$(docker import -c 'FROM busybox' "$T/rootfs.tar" imp/bad:1 2>&1) && return 1
+  expect_match "a change docker refuses" 'FROM' "$out" || return 1
+  out=$(head -c 5000 /dev/urandom | docker import - imp/bad:2 2>&1) && return 1
+  expect_match "not a tar" 'Error' "$out" || return 1
+  expect_eq "nothing made by the bad imports" "$n0" "$(B image ls -q | wc -l)" || return 1
+  [ -z "$(ls "$T/data/image/tmp" 2>/dev/null)" ] || fail "the bad imports left $(ls "$T/data/image/tmp")"
+  docker rmi imp/box:1 imp/box:2 >/dev/null || return 1
+  n0=$(B image ls -q | wc -l)
+  # /distribution: what the registry holds, nothing pulled.
+  eng_busybox_archive "$T/dist.tar" "dist/box:1" sh -c true || return 1
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$T/dist.tar" "docker://$REG/dist/box:1" || fail "skopeo push failed"
+  skopeo inspect --tls-verify=false --raw "docker://$REG/dist/box:1" > "$T/dist.raw" || return 1
+  want=$(python3 -c 'import hashlib, json, sys; b = open(sys.argv[1], "rb").read(); print(json.loads(b)["mediaType"], "sha256:" + hashlib.sha256(b).hexdigest(), len(b))' "$T/dist.raw")
+  out=$(curl -sS --unix-socket "$SOCK" "http://d/v1.44/distribution/$REG/dist/box:1/json") || return 1
+  raw=$(printf '%s' "$out" | python3 -c 'import json, sys; d = json.load(sys.stdin); e = d["Descriptor"]; print(e["mediaType"], e["digest"], e["size"]); print(json.dumps(d["Platforms"], sort_keys=True))') || { echo "$out"; return 1; }
+  expect_eq "distribution: the descriptor" "$want" "$(printf '%s' "$raw" | head -1)" || return 1
+  expect_eq "distribution: the platform from the config" '[{"architecture": "amd64", "os": "linux"}]' "$(printf '%s' "$raw" | tail -1)" || return 1
+  expect_eq "nothing pulled" "$n0" "$(B image ls -q | wc -l)" || return 1
+  out=$(curl -sS -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" "http://d/v1.44/distribution/$REG/dist/nosuch:1/json")
+  expect_eq "distribution of a missing image: 404" 404 "$out" || return 1
+  if [ -n "${AREG:-}" ]; then
+    skopeo copy -q --dest-tls-verify=false --dest-creds api:secret "docker-archive:$T/dist.tar" "docker://$AREG/dist/box:1" || fail "skopeo push failed"
+    out=$(curl -sS -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" "http://d/v1.44/distribution/$AREG/dist/box:1/json")
+    expect_eq "distribution without credentials: 401" 401 "$out" || return 1
+    local hdr
+    hdr=$(printf '{"username":"api","password":"secret","serveraddress":"%s"}' "$AREG" | base64 -w0 | tr '+/' '-_')
+    out=$(curl -sS --unix-socket "$SOCK" -H "X-Registry-Auth: $hdr" "http://d/v1.44/distribution/$AREG/dist/box:1/json")
+    expect_match "distribution with X-Registry-Auth" "\"digest\": ?\"$(echo "$want" | cut -d' ' -f2)\"" "$out" || return 1
+  fi
+}
+
 check_network_and_volume() {
   local sub out
   sub=$(eng_free_subnet 231) || return 1
@@ -786,6 +836,7 @@ else
 fi
 if start_registry auth; then
   chk "registry with basic auth: pull refused, docker login (wrong, right), pull with X-Registry-Auth" check_pull_with_auth
+  [ -n "${REG:-}" ] && chk "import (fromSrc=-: -c, -m, gzip from stdin, bad input), distribution (descriptor, platforms, X-Registry-Auth)" check_import_distribution
 else
   echo "not ok - pull with auth: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi

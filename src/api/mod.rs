@@ -203,8 +203,10 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         (_, ["plugins", ..]) => Err(ApiError::new(501, "berth does not do plugins")),
         ("POST", ["auth"]) => images::auth(req),
         ("POST", ["build"]) => build::build(s, req, w),
-        (_, ["session"] | ["build"] | ["distribution", ..]) => {
-            Err(ApiError::new(501, format!("berth's API service does not serve {path} yet")))
+        ("GET", ["distribution", rest @ .., "json"]) if !rest.is_empty() => images::distribution(req, &rest.join("/")),
+        (_, ["session"]) => Err(ApiError::new(501, format!("berth's API service does not serve {path} yet"))),
+        (_, ["build"] | ["distribution", ..]) => {
+            Err(ApiError::new(405, format!("{} {path}: method not allowed", req.method)))
         }
         _ => Err(ApiError::new(404, format!("page not found: {} {}", req.method, req.path))),
     }
