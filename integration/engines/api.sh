@@ -797,6 +797,38 @@ check_build() {
   expect_eq "prune: nothing unnamed left" "busybox" "$(docker images --format '{{.Repository}}')"
 }
 
+# BuildKit is not served: /_ping says Builder-Version 1, so docker CLI 28 without buildx builds
+# with the classic builder (its own deprecation notice); DOCKER_BUILDKIT=1 stops in the CLI;
+# /session and a version=2 build are refused with a line that says so.
+check_buildkit_fallback() {
+  local ctx=$T/bkctx out
+  mkdir -p "$ctx" && printf 'FROM busybox\nRUN echo bk-fallback\n' > "$ctx/Dockerfile"
+  out=$(curl -sS -I --unix-socket "$SOCK" http://d/_ping | tr -d '\r')
+  expect_match "_ping: Builder-Version 1 (classic)" '^Builder-Version: 1$' "$out" || return 1
+  out=$(env -u DOCKER_BUILDKIT docker build --network none -t bk/one:1 "$ctx" 2>&1) || { echo "$out"; return 1; }
+  expect_match "docker build: the classic builder" 'Successfully tagged bk/one:1' "$out" || return 1
+  expect_match "docker build: the RUN step's output" 'bk-fallback' "$out" || return 1
+  expect_match "docker build: the CLI's notice for the classic builder" 'legacy builder is deprecated' "$out" || return 1
+  out=$(DOCKER_BUILDKIT=1 docker build --network none "$ctx" 2>&1) && { echo "$out"; fail "a BuildKit build succeeded"; }
+  expect_match "DOCKER_BUILDKIT=1: the CLI's own message" 'BuildKit is enabled but the buildx component is missing' "$out" || return 1
+  out=$(curl -sS -X POST --unix-socket "$SOCK" -H 'Upgrade: h2c' -H 'Connection: Upgrade' -w ' %{http_code}' http://d/v1.44/session | tr -d '\n')
+  expect_match "/session: 501 naming BuildKit" 'BuildKit sessions.* 501$' "$out" || return 1
+  out=$(tar -C "$ctx" -c Dockerfile | curl -sS --unix-socket "$SOCK" -X POST --data-binary @- -w ' %{http_code}' 'http://d/v1.44/build?version=2&session=x' | tr -d '\n')
+  expect_match "a version=2 build: 400 naming BuildKit" 'BuildKit builds.* 400$' "$out" || return 1
+  docker rmi bk/one:1 >/dev/null
+  # A service that has run a build still stops on SIGTERM (the builder leaves its handlers).
+  local s3=$T/bk-svc.sock p
+  "$BERTH" --root "$T/run" --data-root "$T/data" system service --host "unix://$s3" > "$T/bk-svc.log" 2>&1 &
+  p=$!
+  eng_wait_for 10 test -S "$s3" || return 1
+  DOCKER_HOST=unix://$s3 DOCKER_BUILDKIT=0 docker build -q --network none "$ctx" >/dev/null || { kill -9 $p; return 1; }
+  kill -TERM $p
+  eng_wait_for 5 sh -c "! kill -0 $p" || { kill -9 $p; fail "the service ignores SIGTERM after a build"; }
+  wait $p 2>/dev/null
+  [ ! -e "$s3" ] || fail "the socket is left after SIGTERM"
+  docker image prune -f >/dev/null
+}
+
 check_ordinary_user_socket() {
   local u=$T/user pid out
   command -v setpriv >/dev/null || { echo "setpriv missing"; return 1; }
@@ -822,6 +854,7 @@ chk "pause, unpause, rename, update; events --since/--until/--filter; system df"
 chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
 chk "images ls filters: reference, label, since/before, dangling; bad filters" check_image_filters
 chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
+chk "BuildKit not served: docker build falls back to the classic builder, DOCKER_BUILDKIT=1, /session and version=2 refused" check_buildkit_fallback
 chk "ordinary user: default socket \$XDG_RUNTIME_DIR/berth/docker.sock, the user's store" check_ordinary_user_socket
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input

@@ -204,7 +204,10 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         ("POST", ["auth"]) => images::auth(req),
         ("POST", ["build"]) => build::build(s, req, w),
         ("GET", ["distribution", rest @ .., "json"]) if !rest.is_empty() => images::distribution(req, &rest.join("/")),
-        (_, ["session"]) => Err(ApiError::new(501, format!("berth's API service does not serve {path} yet"))),
+        (_, ["session"] | ["grpc", ..]) => Err(ApiError::new(
+            501,
+            "berth does not serve BuildKit sessions (/session, /grpc): it builds with docker's classic builder (DOCKER_BUILDKIT=0, or a docker CLI without buildx)",
+        )),
         (_, ["build"] | ["distribution", ..]) => {
             Err(ApiError::new(405, format!("{} {path}: method not allowed", req.method)))
         }
