@@ -256,6 +256,7 @@ check_import_distribution() {
   expect_eq "inspect: comment, workdir, one layer" "from a tar|/tmp|1" "$out" || return 1
   expect_match "history has the message" 'from a tar' "$(docker history --format '{{.Comment}}' imp/box:1)" || return 1
   out=$(gzip -c "$T/rootfs.tar" | docker import - imp/box:2) || return 1
+  expect_eq "no -m: docker's comment" "Imported from -" "$(docker inspect -f '{{.Comment}}' imp/box:2)" || return 1
   expect_eq "a gzip tar from stdin: the same layer" \
     "$(docker inspect -f '{{.RootFS.Layers}}' imp/box:1)" "$(docker inspect -f '{{.RootFS.Layers}}' "$out")" || return 1
   n0=$(B image ls -q | wc -l)
@@ -266,6 +267,8 @@ check_import_distribution() {
   expect_eq "nothing made by the bad imports" "$n0" "$(B image ls -q | wc -l)" || return 1
   [ -z "$(ls "$T/data/image/tmp" 2>/dev/null)" ] || fail "the bad imports left $(ls "$T/data/image/tmp")"
   docker rmi imp/box:1 imp/box:2 >/dev/null || return 1
+  out=$(docker inspect imp/box:1 2>&1) && return 1
+  expect_match "inspect of a removed name with a slash (the CLI asks for a plugin too)" 'No such object: imp/box:1' "$out" || return 1
   n0=$(B image ls -q | wc -l)
   # /distribution: what the registry holds, nothing pulled.
   eng_busybox_archive "$T/dist.tar" "dist/box:1" sh -c true || return 1

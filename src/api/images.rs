@@ -303,7 +303,8 @@ pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
 /// `POST /images/create?fromSrc=-` (`docker import`): the request body (a root filesystem tar,
 /// plain or compressed, spooled to an unnamed file) imported as `image import` does, named
 /// `repo` (with `tag`), configured by the `changes` lines (Dockerfile instructions) and with
-/// `message` as its comment; docker's `{"status": "sha256:..."}` answer.
+/// `message` as its comment (docker's "Imported from -" without one); docker's
+/// `{"status": "sha256:..."}` answer.
 fn import(s: &Service, req: &Request, src: &str) -> ApiResult {
     use crate::image::import::ImportError;
     use std::os::fd::AsRawFd;
@@ -317,11 +318,12 @@ fn import(s: &Service, req: &Request, src: &str) -> ApiResult {
         (None, _) => None,
     };
     let changes: Vec<String> = req.query.get("changes").cloned().unwrap_or_default();
-    let message = req.q("message").filter(|m| !m.is_empty());
+    // docker's default message (the image's Comment and its history's).
+    let message = req.q("message").filter(|m| !m.is_empty()).unwrap_or("Imported from -");
     let store = open(s)?;
     // The importer reads a path: the unnamed file through this process's descriptor of it.
     let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
-    let id = crate::image::import::import(&store, &path, name.as_deref(), &changes, message).map_err(|e| {
+    let id = crate::image::import::import(&store, &path, name.as_deref(), &changes, Some(message)).map_err(|e| {
         let status = match &e {
             ImportError::Io { .. } => 500,
             _ => 400,
