@@ -454,17 +454,21 @@ check_network_connect() {
 # running (the interface goes at once, the other network stays, a restart does not bring it
 # back) and stopped (started with only its loopback), then joined again; API and berth CLI.
 check_network_disconnect_first() {
-  local sa sb out ifs
+  local sa sb out ifs port
   sa=$(eng_free_subnet 234) || return 1
   sb=$(eng_free_subnet 235) || return 1
   ifs() { docker exec "$1" ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' '; }
   docker network create --subnet "$sa" apifirst-a >/dev/null || return 1
   docker network create --subnet "$sb" apifirst-b >/dev/null || return 1
-  docker run -d --name nf-srv --network apifirst-a busybox httpd -f -p 8080 -h /var/www >/dev/null || return 1
+  port=$(eng_free_port) || return 1
+  docker run -d --name nf-srv --network apifirst-a -p "127.0.0.1:$port:8080" busybox httpd -f -p 8080 -h /var/www >/dev/null || return 1
   docker run -d --name nf-cli --network apifirst-b busybox sleep 300 >/dev/null || return 1
   docker network connect apifirst-b nf-srv || return 1
+  eng_wait_for 5 curl -sf "http://127.0.0.1:$port/index.html" || fail "the published port does not answer"
   docker network disconnect apifirst-a nf-srv || return 1
   expect_eq "running: the first interface gone" "eth1 lo " "$(ifs nf-srv)" || return 1
+  curl -sf -m 3 "http://127.0.0.1:$port/index.html" >/dev/null && fail "the published port still answers"
+  expect_eq "the published port went with the network" "" "$(docker port nf-srv)" || return 1
   out=$(docker exec nf-cli timeout 10 wget -qO- http://nf-srv:8080/index.html)
   expect_eq "still reached on the other network" "hello from busybox" "$out" || return 1
   out=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}{{.HostConfig.NetworkMode}}' nf-srv)
