@@ -641,6 +641,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn a_reader_that_leaves_ends_the_wait() {
+        use std::os::fd::AsFd;
+        let (r, w) = std::io::pipe().unwrap();
+        let t = std::time::Instant::now();
+        assert!(!reader_left(Some(w.as_fd()), Duration::from_millis(50)), "the reader is still there");
+        assert!(t.elapsed() >= Duration::from_millis(50), "the whole wait passes");
+        drop(r);
+        let t = std::time::Instant::now();
+        assert!(reader_left(Some(w.as_fd()), Duration::from_secs(5)), "the pipe's reader closed");
+        assert!(t.elapsed() < Duration::from_secs(1), "at once, not after the wait");
+        assert!(!reader_left(None, Duration::from_millis(1)));
+    }
+
+    #[test]
     fn time_round_trip() {
         assert_eq!(&format_time(0, 0), b"1970-01-01T00:00:00.000000000Z");
         // 2026-11-23T14:00:00Z
