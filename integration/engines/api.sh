@@ -240,6 +240,59 @@ check_images_pull_tag_rmi() {
   expect_eq "nothing made" "" "$(B container ls -aq)"
 }
 
+# docker import through the API (fromSrc=-: the tar in the body), with -c and -m; then
+# /distribution/{name}/json against the registry (digest and size checked against skopeo's
+# raw manifest, the platform against the config), with X-Registry-Auth for the auth registry.
+check_import_distribution() {
+  local out id n0 raw want
+  docker create --name imp-src busybox >/dev/null || return 1
+  docker export imp-src > "$T/rootfs.tar" || return 1
+  docker rm imp-src >/dev/null
+  id=$(docker import -c 'CMD ["sh", "-c", "echo imported $X"]' -c 'ENV X=yes' -c 'WORKDIR /tmp' -m 'from a tar' "$T/rootfs.tar" imp/box:1) || return 1
+  expect_match "import prints the id" '^sha256:[0-9a-f]{64}$' "$id" || return 1
+  expect_eq "the image under its name" "$id" "$(docker inspect -f '{{.Id}}' imp/box:1)" || return 1
+  expect_eq "run it (CMD and ENV from -c)" "imported yes" "$(docker run --rm --network none imp/box:1)" || return 1
+  out=$(docker inspect -f '{{.Comment}}|{{.Config.WorkingDir}}|{{len .RootFS.Layers}}' imp/box:1)
+  expect_eq "inspect: comment, workdir, one layer" "from a tar|/tmp|1" "$out" || return 1
+  expect_match "history has the message" 'from a tar' "$(docker history --format '{{.Comment}}' imp/box:1)" || return 1
+  out=$(gzip -c "$T/rootfs.tar" | docker import - imp/box:2) || return 1
+  expect_eq "no -m: docker's comment" "Imported from -" "$(docker inspect -f '{{.Comment}}' imp/box:2)" || return 1
+  expect_eq "a gzip tar from stdin: the same layer" \
+    "$(docker inspect -f '{{.RootFS.Layers}}' imp/box:1)" "$(docker inspect -f '{{.RootFS.Layers}}' "$out")" || return 1
+  n0=$(B image ls -q | wc -l)
+  out=$(docker import -c 'FROM busybox' "$T/rootfs.tar" imp/bad:1 2>&1) && return 1
+  expect_match "a change docker refuses" 'FROM' "$out" || return 1
+  out=$(head -c 5000 /dev/urandom | docker import - imp/bad:2 2>&1) && return 1
+  expect_match "not a tar" 'Error' "$out" || return 1
+  expect_eq "nothing made by the bad imports" "$n0" "$(B image ls -q | wc -l)" || return 1
+  [ -z "$(ls "$T/data/image/tmp" 2>/dev/null)" ] || fail "the bad imports left $(ls "$T/data/image/tmp")"
+  docker rmi imp/box:1 imp/box:2 >/dev/null || return 1
+  out=$(docker inspect imp/box:1 2>&1) && return 1
+  expect_match "inspect of a removed name with a slash (the CLI asks for a plugin too)" 'No such object: imp/box:1' "$out" || return 1
+  n0=$(B image ls -q | wc -l)
+  # /distribution: what the registry holds, nothing pulled.
+  eng_busybox_archive "$T/dist.tar" "dist/box:1" sh -c true || return 1
+  skopeo copy -q --dest-tls-verify=false "docker-archive:$T/dist.tar" "docker://$REG/dist/box:1" || fail "skopeo push failed"
+  skopeo inspect --tls-verify=false --raw "docker://$REG/dist/box:1" > "$T/dist.raw" || return 1
+  want=$(python3 -c 'import hashlib, json, sys; b = open(sys.argv[1], "rb").read(); print(json.loads(b)["mediaType"], "sha256:" + hashlib.sha256(b).hexdigest(), len(b))' "$T/dist.raw")
+  out=$(curl -sS --unix-socket "$SOCK" "http://d/v1.44/distribution/$REG/dist/box:1/json") || return 1
+  raw=$(printf '%s' "$out" | python3 -c 'import json, sys; d = json.load(sys.stdin); e = d["Descriptor"]; print(e["mediaType"], e["digest"], e["size"]); print(json.dumps(d["Platforms"], sort_keys=True))') || { echo "$out"; return 1; }
+  expect_eq "distribution: the descriptor" "$want" "$(printf '%s' "$raw" | head -1)" || return 1
+  expect_eq "distribution: the platform from the config" '[{"architecture": "amd64", "os": "linux"}]' "$(printf '%s' "$raw" | tail -1)" || return 1
+  expect_eq "nothing pulled" "$n0" "$(B image ls -q | wc -l)" || return 1
+  out=$(curl -sS -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" "http://d/v1.44/distribution/$REG/dist/nosuch:1/json")
+  expect_eq "distribution of a missing image: 404" 404 "$out" || return 1
+  if [ -n "${AREG:-}" ]; then
+    skopeo copy -q --dest-tls-verify=false --dest-creds api:secret "docker-archive:$T/dist.tar" "docker://$AREG/dist/box:1" || fail "skopeo push failed"
+    out=$(curl -sS -o /dev/null -w '%{http_code}' --unix-socket "$SOCK" "http://d/v1.44/distribution/$AREG/dist/box:1/json")
+    expect_eq "distribution without credentials: 401" 401 "$out" || return 1
+    local hdr
+    hdr=$(printf '{"username":"api","password":"secret","serveraddress":"%s"}' "$AREG" | base64 -w0 | tr '+/' '-_')
+    out=$(curl -sS --unix-socket "$SOCK" -H "X-Registry-Auth: $hdr" "http://d/v1.44/distribution/$AREG/dist/box:1/json")
+    expect_match "distribution with X-Registry-Auth" "\"digest\": ?\"$(echo "$want" | cut -d' ' -f2)\"" "$out" || return 1
+  fi
+}
+
 check_network_and_volume() {
   local sub out
   sub=$(eng_free_subnet 231) || return 1
@@ -397,6 +450,52 @@ check_network_connect() {
   docker network rm apinet-a apinet-b >/dev/null
 }
 
+# The first network (the one a container was created with) disconnected, as docker allows:
+# running (the interface goes at once, the other network stays, a restart does not bring it
+# back) and stopped (started with only its loopback), then joined again; API and berth CLI.
+check_network_disconnect_first() {
+  local sa sb out ifs port
+  sa=$(eng_free_subnet 234) || return 1
+  sb=$(eng_free_subnet 235) || return 1
+  ifs() { docker exec "$1" ip -o -4 addr show | awk '{print $2}' | sort | tr '\n' ' '; }
+  docker network create --subnet "$sa" apifirst-a >/dev/null || return 1
+  docker network create --subnet "$sb" apifirst-b >/dev/null || return 1
+  port=$(eng_free_port) || return 1
+  docker run -d --name nf-srv --network apifirst-a -p "127.0.0.1:$port:8080" busybox httpd -f -p 8080 -h /var/www >/dev/null || return 1
+  docker run -d --name nf-cli --network apifirst-b busybox sleep 300 >/dev/null || return 1
+  docker network connect apifirst-b nf-srv || return 1
+  eng_wait_for 5 curl -sf "http://127.0.0.1:$port/index.html" || fail "the published port does not answer"
+  docker network disconnect apifirst-a nf-srv || return 1
+  expect_eq "running: the first interface gone" "eth1 lo " "$(ifs nf-srv)" || return 1
+  curl -sf -m 3 "http://127.0.0.1:$port/index.html" >/dev/null && fail "the published port still answers"
+  expect_eq "the published port went with the network" "" "$(docker port nf-srv)" || return 1
+  out=$(docker exec nf-cli timeout 10 wget -qO- http://nf-srv:8080/index.html)
+  expect_eq "still reached on the other network" "hello from busybox" "$out" || return 1
+  out=$(docker inspect -f '{{range $k, $v := .NetworkSettings.Networks}}{{$k}} {{end}}{{.HostConfig.NetworkMode}}' nf-srv)
+  expect_eq "inspect: the other network only, the mode kept" "apifirst-b apifirst-a" "$out" || return 1
+  out=$(docker network inspect -f '{{range .Containers}}{{.Name}} {{end}}' apifirst-a)
+  expect_eq "the first network lists no container" "" "$out" || return 1
+  docker restart -t 1 nf-srv >/dev/null || return 1
+  expect_eq "after a restart: the other network only" "eth0 lo " "$(ifs nf-srv)" || return 1
+  out=$(docker exec nf-cli timeout 10 wget -qO- http://nf-srv:8080/index.html)
+  expect_eq "reached after the restart" "hello from busybox" "$out" || return 1
+  out=$(docker network disconnect apifirst-a nf-srv 2>&1) && return 1
+  expect_match "disconnect twice" 'not connected' "$out" || return 1
+  # A stopped container: it starts with only its loopback, then joins the network again.
+  docker create --name nf-st --network apifirst-a busybox sleep 300 >/dev/null || return 1
+  docker network disconnect apifirst-a nf-st || return 1
+  docker start nf-st >/dev/null || return 1
+  expect_eq "stopped, then started: loopback only" "lo " "$(ifs nf-st)" || return 1
+  docker network connect apifirst-a nf-st || return 1
+  expect_eq "joined again" "eth0 lo " "$(ifs nf-st)" || return 1
+  out=$(docker exec nf-st ip route | grep -c '^default')
+  expect_eq "the joined network has the default route" 1 "$out" || return 1
+  B network disconnect apifirst-a nf-st || return 1
+  expect_eq "berth network disconnect of the first network" "lo " "$(ifs nf-st)" || return 1
+  docker rm -f nf-srv nf-cli nf-st >/dev/null || return 1
+  docker network rm apifirst-a apifirst-b >/dev/null
+}
+
 check_service_options() {
   local s2=$T/opt/docker.sock p out
   B system service --host "unix://$s2" --timeout 2 --group root > "$T/opt.log" 2>&1 &
@@ -513,6 +612,16 @@ check_more_container_ops() {
   dr -d --name quiet busybox sleep 300 >/dev/null || return 1
   timeout -s KILL 1 docker attach --no-stdin quiet >/dev/null
   eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left attach keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+  # A logs -f of the silent container whose client leaves ends at once (not at the next line,
+  # which never comes): the service is back to one thread within 2 s.
+  docker logs -f quiet >/dev/null &
+  local lp=$!
+  eng_wait_for 5 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 2 ]" || fail "no thread serves the logs -f"
+  kill -9 $lp; wait $lp 2>/dev/null
+  eng_wait_for 2 sh -c "[ \$(ls /proc/$(svc_pid)/task | wc -l) = 1 ]" || fail "a left logs -f keeps $(ls /proc/$(svc_pid)/task | wc -l) threads"
+  # berth's own logs -f ends when the reader of its stdout leaves.
+  timeout 5 sh -c "'$BERTH' --root '$T/run' --data-root '$T/data' container logs -f quiet | true"
+  expect_eq "berth container logs -f ends with its reader" 0 "$?" || return 1
   docker rm -f ops quiet >/dev/null
 }
 
@@ -695,6 +804,38 @@ check_build() {
   expect_eq "prune: nothing unnamed left" "busybox" "$(docker images --format '{{.Repository}}')"
 }
 
+# BuildKit is not served: /_ping says Builder-Version 1, so docker CLI 28 without buildx builds
+# with the classic builder (its own deprecation notice); DOCKER_BUILDKIT=1 stops in the CLI;
+# /session and a version=2 build are refused with a line that says so.
+check_buildkit_fallback() {
+  local ctx=$T/bkctx out
+  mkdir -p "$ctx" && printf 'FROM busybox\nRUN echo bk-fallback\n' > "$ctx/Dockerfile"
+  out=$(curl -sS -I --unix-socket "$SOCK" http://d/_ping | tr -d '\r')
+  expect_match "_ping: Builder-Version 1 (classic)" '^Builder-Version: 1$' "$out" || return 1
+  out=$(env -u DOCKER_BUILDKIT docker build --network none -t bk/one:1 "$ctx" 2>&1) || { echo "$out"; return 1; }
+  expect_match "docker build: the classic builder" 'Successfully tagged bk/one:1' "$out" || return 1
+  expect_match "docker build: the RUN step's output" 'bk-fallback' "$out" || return 1
+  expect_match "docker build: the CLI's notice for the classic builder" 'legacy builder is deprecated' "$out" || return 1
+  out=$(DOCKER_BUILDKIT=1 docker build --network none "$ctx" 2>&1) && { echo "$out"; fail "a BuildKit build succeeded"; }
+  expect_match "DOCKER_BUILDKIT=1: the CLI's own message" 'BuildKit is enabled but the buildx component is missing' "$out" || return 1
+  out=$(curl -sS -X POST --unix-socket "$SOCK" -H 'Upgrade: h2c' -H 'Connection: Upgrade' -w ' %{http_code}' http://d/v1.44/session | tr -d '\n')
+  expect_match "/session: 501 naming BuildKit" 'BuildKit sessions.* 501$' "$out" || return 1
+  out=$(tar -C "$ctx" -c Dockerfile | curl -sS --unix-socket "$SOCK" -X POST --data-binary @- -w ' %{http_code}' 'http://d/v1.44/build?version=2&session=x' | tr -d '\n')
+  expect_match "a version=2 build: 400 naming BuildKit" 'BuildKit builds.* 400$' "$out" || return 1
+  docker rmi bk/one:1 >/dev/null
+  # A service that has run a build still stops on SIGTERM (the builder leaves its handlers).
+  local s3=$T/bk-svc.sock p
+  "$BERTH" --root "$T/run" --data-root "$T/data" system service --host "unix://$s3" > "$T/bk-svc.log" 2>&1 &
+  p=$!
+  eng_wait_for 10 test -S "$s3" || return 1
+  DOCKER_HOST=unix://$s3 DOCKER_BUILDKIT=0 docker build -q --network none "$ctx" >/dev/null || { kill -9 $p; return 1; }
+  kill -TERM $p
+  eng_wait_for 5 sh -c "! kill -0 $p" || { kill -9 $p; fail "the service ignores SIGTERM after a build"; }
+  wait $p 2>/dev/null
+  [ ! -e "$s3" ] || fail "the socket is left after SIGTERM"
+  docker image prune -f >/dev/null
+}
+
 check_ordinary_user_socket() {
   local u=$T/user pid out
   command -v setpriv >/dev/null || { echo "setpriv missing"; return 1; }
@@ -720,6 +861,7 @@ chk "pause, unpause, rename, update; events --since/--until/--filter; system df"
 chk "diff, export, cp both ways (a 12 MB upload), commit" check_diff_export_cp_commit
 chk "images ls filters: reference, label, since/before, dangling; bad filters" check_image_filters
 chk "build (classic): -f, --build-arg, --target, --label, -t, -q, a 9 MB context, failures" check_build
+chk "BuildKit not served: docker build falls back to the classic builder, DOCKER_BUILDKIT=1, /session and version=2 refused" check_buildkit_fallback
 chk "ordinary user: default socket \$XDG_RUNTIME_DIR/berth/docker.sock, the user's store" check_ordinary_user_socket
 chk "exec: code, streams, -i, env, workdir, -t" check_exec
 chk "bad input: 400/413/404, service alive, nothing made" check_bad_input
@@ -734,11 +876,13 @@ else
 fi
 if start_registry auth; then
   chk "registry with basic auth: pull refused, docker login (wrong, right), pull with X-Registry-Auth" check_pull_with_auth
+  [ -n "${REG:-}" ] && chk "import (fromSrc=-: -c, -m, gzip from stdin, bad input), distribution (descriptor, platforms, X-Registry-Auth)" check_import_distribution
 else
   echo "not ok - pull with auth: the docker-registry did not start"; ENG_FAIL=$((ENG_FAIL + 1))
 fi
 chk "network create, reach by name, volume, rm" check_network_and_volume
 chk "network connect/disconnect of a running container (API and berth CLI)" check_network_connect
+chk "network disconnect of the first network: running, restarted, stopped, joined again" check_network_disconnect_first
 chk "$API_N concurrent docker run -d, none lost" check_concurrent_runs
 chk "docker-compose: up -d, ps, logs, exec by name, published port, down -v" check_compose
 chk "python docker SDK: run, exec, list, stop, volumes" check_python_sdk

@@ -28,6 +28,11 @@ fn json_map(req: &Request, k: &str) -> Result<BTreeMap<String, Option<String>>, 
 /// The typed request the query and body ask for.
 fn request(s: &Service, req: &Request) -> Result<BuildRequest, ApiError> {
     let Some(f) = req.body_file.as_ref() else { return Err(ApiError::bad("no build context in the request body")) };
+    if req.q("version") == Some("2") {
+        return Err(ApiError::bad(
+            "BuildKit builds (version=2) are not served by berth: it builds with docker's classic builder (DOCKER_BUILDKIT=0, or a docker CLI without buildx)",
+        ));
+    }
     if req.q("remote").is_some_and(|r| !r.is_empty()) {
         return Err(ApiError::bad("remote build contexts are not supported: send the context as a tar"));
     }
@@ -54,6 +59,8 @@ fn request(s: &Service, req: &Request) -> Result<BuildRequest, ApiError> {
         progress: if req.flag("q") { Progress::Quiet } else { Progress::Plain },
         data_root: s.e.data_root.clone(),
         runtime_root: s.e.root.clone(),
+        // SIGTERM/SIGINT stop the service (its handlers), not the build's steps.
+        keep_signal_handlers: true,
         ..Default::default()
     })
 }

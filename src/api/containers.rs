@@ -596,12 +596,21 @@ pub fn logs(s: &Service, req: &Request, key: &str, w: &mut UnixStream) -> ApiRes
     };
     let since = req.q("since").filter(|x| !x.is_empty() && *x != "0");
     let until = req.q("until").filter(|x| !x.is_empty() && *x != "0");
-    let o = adapt::LogsOpts { follow: req.flag("follow"), tail, since, until, timestamps: req.flag("timestamps") };
     let tty = rec.spec.tty;
     let ctype = if tty { "application/vnd.docker.raw-stream" } else { "application/vnd.docker.multiplexed-stream" };
     if http::start_stream(w, 200, ctype).is_err() {
         return Ok(Response::Done);
     }
+    // The client's socket, watched while the log is silent: a client that leaves ends a follow.
+    let watch = w.try_clone().ok();
+    let o = adapt::LogsOpts {
+        follow: req.flag("follow"),
+        tail,
+        since,
+        until,
+        timestamps: req.flag("timestamps"),
+        reader: watch.as_ref().map(std::os::fd::AsFd::as_fd),
+    };
     let mut c = Chunked(w);
     let _ = adapt::logs_to(&cs.path(&rec.id), &o, &mut |is_err: bool, b: &[u8]| {
         if (is_err && !err) || (!is_err && !out) {

@@ -125,10 +125,10 @@ fn strip_version(p: &str) -> (Option<String>, String) {
 }
 
 /// Whether a request's body is an archive streamed to a temporary file (a build context, an
-/// image archive to load, a `cp` upload) rather than held in memory under [`MAX_BODY`].
+/// image archive to load, a root filesystem to import, a `cp` upload) rather than held in memory under [`MAX_BODY`].
 pub fn spools_body(method: &str, path: &str) -> bool {
     let p = path.trim_end_matches('/');
-    (method == "POST" && (p == "/build" || p == "/images/load"))
+    (method == "POST" && (p == "/build" || p == "/images/load" || p == "/images/create"))
         || (method == "PUT" && p.starts_with("/containers/") && p.ends_with("/archive"))
 }
 

@@ -262,8 +262,8 @@ fn registry_auth(req: &Request) -> Result<Option<(String, String)>, ApiError> {
 /// `POST /images/create?fromImage=NAME&tag=TAG`: a pull, answered as docker's JSON progress
 /// stream (errors inside the stream, as docker sends them once the stream has begun).
 pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
-    if req.q("fromSrc").is_some() {
-        return Err(ApiError::new(501, "berth's API service does not import images (fromSrc) yet"));
+    if let Some(src) = req.q("fromSrc") {
+        return import(s, req, src);
     }
     let from = req.q("fromImage").filter(|f| !f.is_empty()).ok_or_else(|| ApiError::bad("fromImage is required"))?;
     let reference = match req.q("tag").filter(|t| !t.is_empty()) {
@@ -298,6 +298,67 @@ pub fn create(s: &Service, req: &Request, w: &mut UnixStream) -> ApiResult {
     let _ = c.send(format!("{line}\n").as_bytes());
     let _ = c.finish();
     Ok(Response::Done)
+}
+
+/// `POST /images/create?fromSrc=-` (`docker import`): the request body (a root filesystem tar,
+/// plain or compressed, spooled to an unnamed file) imported as `image import` does, named
+/// `repo` (with `tag`), configured by the `changes` lines (Dockerfile instructions) and with
+/// `message` as its comment (docker's "Imported from -" without one); docker's
+/// `{"status": "sha256:..."}` answer.
+fn import(s: &Service, req: &Request, src: &str) -> ApiResult {
+    use crate::image::import::ImportError;
+    use std::os::fd::AsRawFd;
+    if src != "-" {
+        return Err(ApiError::new(501, format!("fromSrc {src:?}: berth imports the request body only (fromSrc=-)")));
+    }
+    let Some(f) = req.body_file.as_ref() else { return Err(ApiError::bad("no archive in the request body")) };
+    let name = match (req.q("repo").filter(|r| !r.is_empty()), req.q("tag").filter(|t| !t.is_empty())) {
+        (Some(r), Some(t)) => Some(format!("{r}:{t}")),
+        (Some(r), None) => Some(r.to_string()),
+        (None, _) => None,
+    };
+    let changes: Vec<String> = req.query.get("changes").cloned().unwrap_or_default();
+    // docker's default message (the image's Comment and its history's).
+    let message = req.q("message").filter(|m| !m.is_empty()).unwrap_or("Imported from -");
+    let store = open(s)?;
+    // The importer reads a path: the unnamed file through this process's descriptor of it.
+    let path = std::path::PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd()));
+    let id = crate::image::import::import(&store, &path, name.as_deref(), &changes, Some(message)).map_err(|e| {
+        let status = match &e {
+            ImportError::Io { .. } => 500,
+            _ => 400,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    let body = format!("{}\n", json!({ "status": id.to_string() })).into_bytes();
+    Ok(Response::Full { status: 200, content_type: "application/json", body, headers: Vec::new() })
+}
+
+/// `GET /distribution/{name}/json`: the descriptor of the manifest (or index) `name` names in
+/// its registry and the platforms it serves, with the `X-Registry-Auth` credentials (else the
+/// service's own auth file); nothing is pulled.
+pub fn distribution(req: &Request, name: &str) -> ApiResult {
+    use crate::image::distribution::{self, DistributionError};
+    use crate::image::registry::RegistryError;
+    let (r, _) = normalise(name).map_err(|e| ApiError::bad(e.to_string()))?;
+    let credentials = registry_auth(req)?;
+    let client = Client::new(ClientOptions { insecure: false, tls_ca: None, auth_file: None, credentials })
+        .map_err(|e| ApiError::new(500, e.to_string()))?;
+    let found = distribution::inspect(&client, &r).map_err(|e| {
+        let status = match &e {
+            DistributionError::Registry(RegistryError::ManifestNotFound { .. }) => 404,
+            DistributionError::Registry(RegistryError::AuthRefused { .. } | RegistryError::AuthRequired { .. }) => 401,
+            _ => 500,
+        };
+        ApiError::new(status, e.to_string())
+    })?;
+    Ok(Response::json(
+        200,
+        &json!({
+            "Descriptor": {"mediaType": found.media_type, "digest": found.digest.to_string(), "size": found.size},
+            "Platforms": found.platforms,
+        }),
+    ))
 }
 
 /// `POST /auth` (`docker login`): the credentials are tried against the registry (a manifest

@@ -199,12 +199,20 @@ fn route(s: &Service, req: &Request, w: &mut UnixStream, r: &mut BufReader<UnixS
         (_, ["swarm" | "nodes" | "services" | "tasks" | "secrets" | "configs", ..]) => {
             Err(ApiError::new(503, "This node is not a swarm manager: berth does not do swarm mode"))
         }
-        ("GET", ["plugins", name, "json"]) => Err(ApiError::new(404, format!("plugin \"{name}\" not found"))),
+        // Names keep their slashes (`docker inspect a/b:1` asks for a plugin too).
+        ("GET", ["plugins", rest @ .., "json"]) if !rest.is_empty() => {
+            Err(ApiError::new(404, format!("plugin \"{}\" not found", rest.join("/"))))
+        }
         (_, ["plugins", ..]) => Err(ApiError::new(501, "berth does not do plugins")),
         ("POST", ["auth"]) => images::auth(req),
         ("POST", ["build"]) => build::build(s, req, w),
-        (_, ["session"] | ["build"] | ["distribution", ..]) => {
-            Err(ApiError::new(501, format!("berth's API service does not serve {path} yet")))
+        ("GET", ["distribution", rest @ .., "json"]) if !rest.is_empty() => images::distribution(req, &rest.join("/")),
+        (_, ["session"] | ["grpc", ..]) => Err(ApiError::new(
+            501,
+            "berth does not serve BuildKit sessions (/session, /grpc): it builds with docker's classic builder (DOCKER_BUILDKIT=0, or a docker CLI without buildx)",
+        )),
+        (_, ["build"] | ["distribution", ..]) => {
+            Err(ApiError::new(405, format!("{} {path}: method not allowed", req.method)))
         }
         _ => Err(ApiError::new(404, format!("page not found: {} {}", req.method, req.path))),
     }

@@ -220,7 +220,9 @@ impl<'a> Builder<'a> {
         if INTERRUPTED.load(Ordering::SeqCst) {
             return Err(BuildError::Interrupted);
         }
-        catch_signals();
+        if !req.keep_signal_handlers {
+            catch_signals();
+        }
         let store = Store::open(&req.data_root)?;
         let builder_dir = req.data_root.join("builder");
         let tmp = builder_dir.join("tmp");

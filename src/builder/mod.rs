@@ -102,6 +102,10 @@ pub struct BuildRequest {
     /// The image store's data root and the runtime's state root.
     pub data_root: PathBuf,
     pub runtime_root: PathBuf,
+    /// Leave the process's SIGINT/SIGTERM/SIGHUP handlers as they are (the API service: its
+    /// own handlers stop the service, and a build there ends with its client). The command
+    /// line's builds take them over, to stop at the next step and clean up.
+    pub keep_signal_handlers: bool,
 }
 
 /// What a build made.

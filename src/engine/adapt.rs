@@ -226,6 +226,9 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
     };
     let pinned = ip.is_some() || ip6.is_some() || s.mac_address.is_some();
     let mode = match s.network.as_str() {
+        // The first network was disconnected: the others only, or none at all.
+        _ if s.network_left && s.connected.is_empty() => NetMode::None,
+        _ if s.network_left => NetMode::Bridge,
         "none" => NetMode::None,
         "host" => NetMode::Host,
         "pasta" => NetMode::Pasta,
@@ -245,7 +248,7 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         },
     };
     if mode == NetMode::Bridge && !s.connected.is_empty() {
-        if networks.is_empty() {
+        if networks.is_empty() && !s.network_left {
             networks.push(NetRequest { network: network::config::DEFAULT_NETWORK.into(), ..Default::default() });
         }
         for c in &s.connected {
@@ -263,7 +266,8 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         name: rec.name.clone(),
         mode: mode.clone(),
         networks,
-        ports: ports_of(rec)?,
+        // Published ports went with the first network when it was left and none remains.
+        ports: if s.network_left && mode == NetMode::None { Vec::new() } else { ports_of(rec)? },
         dns: DnsOptions { servers: s.dns.clone(), search: s.dns_search.clone(), options: s.dns_options.clone() },
         extra_hosts: s.extra_hosts.clone(),
         hostname: hostname_of(rec),
@@ -274,8 +278,16 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         (NetMode::Host, None) => NetworkNs::Host,
         (_, None) => NetworkNs::New,
     };
+    let info = net_info(&a);
+    let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
+    Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })
+}
+
+/// What the container record keeps of an attachment: the first interface's addresses, the
+/// networks in order, the published ports.
+fn net_info(a: &network::Attachment) -> NetInfo {
     let first = a.interfaces.first();
-    let info = NetInfo {
+    NetInfo {
         ports: a.published(),
         ip: first.map(|i| i.ip.to_string()),
         prefix: first.map(|i| i.prefix),
@@ -286,9 +298,16 @@ pub fn net_attach(e: &Engine, rec: &Record) -> Result<NetSetup, EngineError> {
         ip6: first.and_then(|i| i.ip6.map(|a| a.to_string())),
         prefix6: first.map_or(0, |i| i.prefix6),
         gateway6: first.and_then(|i| i.gateway6.map(|g| g.to_string())),
-    };
-    let hostname = if a.hostname.is_empty() { hostname_of(rec) } else { a.hostname.clone() };
-    Ok(NetSetup { netns, hosts: a.hosts, resolv_conf: a.resolv_conf, hostname, info })
+    }
+}
+
+/// A running container's network details as its attachment now is (after an interface was
+/// added or removed); `was` when it cannot be read.
+pub fn net_info_now(e: &Engine, id: &str, was: &NetInfo) -> NetInfo {
+    match network::attachment(&e.data_root, id) {
+        Ok(Some(a)) => net_info(&a),
+        _ => was.clone(),
+    }
 }
 
 /// Joins a running container to one more network; the network's name and the address.
@@ -613,8 +632,12 @@ pub fn shim_logs(
     timestamps: bool,
 ) -> Result<(), EngineError> {
     use std::io::Write;
+    use std::os::fd::AsFd;
     let (mut o, mut er) = (std::io::stdout().lock(), std::io::stderr().lock());
-    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps }, &mut |stderr: bool, b: &[u8]| {
+    let stdout = std::io::stdout();
+    // The reader of stdout leaving (a closed pipe, a hung-up terminal) ends a follow.
+    let reader = Some(stdout.as_fd());
+    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps, reader }, &mut |stderr: bool, b: &[u8]| {
         if stderr {
             er.write_all(b)
         } else {
@@ -632,6 +655,9 @@ pub struct LogsOpts<'a> {
     /// As `since`: entries after it are left out (and `follow` stops there).
     pub until: Option<&'a str>,
     pub timestamps: bool,
+    /// The reader's end (a client's socket, the pipe or terminal printed to): its hang-up ends
+    /// a follow at once, also while the container writes nothing.
+    pub reader: Option<std::os::fd::BorrowedFd<'a>>,
 }
 
 /// Passes the container's json-file log entries to `sink` (true: from stderr).
@@ -652,7 +678,7 @@ pub fn logs_to(
     let path = dir.join(crate::shim::LOG_FILE);
     let follow = o.follow && until.is_none_or(|u| u > std::time::SystemTime::now());
     let mut last_ok = true;
-    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, &mut |s: LogStream, b: &[u8]| {
+    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, o.reader, &mut |s: LogStream, b: &[u8]| {
         if let Some(u) = until {
             if std::time::SystemTime::now() > u {
                 last_ok = false;

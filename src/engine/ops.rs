@@ -287,9 +287,10 @@ pub fn network_connect(
         )));
     }
     let primary = if matches!(s.network.as_str(), "bridge" | "default") { "bridge" } else { s.network.as_str() };
-    if primary == network || s.connected.iter().any(|c| c.network == network) {
+    if (primary == network && !s.network_left) || s.connected.iter().any(|c| c.network == network) {
         return Err(EngineError::Conflict(format!("container {key} is already connected to network {network}")));
     }
+    let rejoin = primary == network;
     if !crate::network::config::list(&e.data_root).iter().any(|n| n.name == network) && network != "bridge" {
         return Err(EngineError::NoSuchNetwork(network.to_string()));
     }
@@ -300,28 +301,49 @@ pub fn network_connect(
             rec.net.ip = Some(ip);
         }
     }
-    rec.spec.connected.push(super::opts::Connected {
-        network: network.to_string(),
-        aliases: aliases.to_vec(),
-        ip: ip.map(str::to_string),
-    });
+    if rejoin && aliases.is_empty() && ip.is_none() {
+        // The first network, left before, joined again as it was.
+        rec.spec.network_left = false;
+    } else {
+        rec.spec.connected.push(super::opts::Connected {
+            network: network.to_string(),
+            aliases: aliases.to_vec(),
+            ip: ip.map(str::to_string),
+        });
+    }
     cs.save(&rec)
 }
 
-/// `network disconnect`: the container leaves a network joined by `network connect`.
+/// `network disconnect`: the container leaves a network, its first one (the one it was created
+/// with) included, as docker's: a running container loses that interface at once, and the
+/// network is not joined at the next starts (with no network left, the container has only its
+/// loopback; the network mode shown stays as it was, as docker's).
 pub fn network_disconnect(e: &Engine, cs: &Containers, network: &str, key: &str) -> Result<(), EngineError> {
     let rec = cs.find(key)?;
     let _lock = cs.lock(&rec.id)?;
     let mut rec = cs.load(&rec.id)?;
-    let Some(i) = rec.spec.connected.iter().position(|c| c.network == network) else {
+    let s = &rec.spec;
+    if matches!(s.network.as_str(), "none" | "host") || s.network.starts_with("container:") {
         return Err(EngineError::Invalid(format!(
-            "container {key} is not connected to network {network} (or it is its first network, which stays)"
+            "container {key} uses network mode {}: it has no network to leave",
+            s.network
         )));
-    };
+    }
+    let primary = if matches!(s.network.as_str(), "bridge" | "default") { "bridge" } else { s.network.as_str() };
+    let joined = s.connected.iter().position(|c| c.network == network);
+    if joined.is_none() && (primary != network || s.network_left) {
+        return Err(EngineError::Invalid(format!("container {key} is not connected to network {network}")));
+    }
     if run::status(e, cs, &rec.id).state == State::Running {
         adapt::net_disconnect(e, &rec.id, network)?;
+        rec.net = adapt::net_info_now(e, &rec.id, &rec.net);
     }
-    rec.spec.connected.remove(i);
+    match joined {
+        Some(i) => {
+            rec.spec.connected.remove(i);
+        }
+        None => rec.spec.network_left = true,
+    }
     rec.net.networks.retain(|n| n != network);
     cs.save(&rec)
 }

@@ -89,6 +89,11 @@ pub struct RunSpec {
     /// first one.
     #[serde(default)]
     pub connected: Vec<Connected>,
+    /// The first network (`network`) was disconnected: it is not joined at start any more (as
+    /// docker, the network mode stays as it was; with no other network the container gets
+    /// only its loopback).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub network_left: bool,
     #[serde(default)]
     pub resources: super::resources::Resources,
     /// `--cgroup-parent`.

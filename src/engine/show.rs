@@ -300,8 +300,9 @@ pub fn inspect_json(e: &Engine, cs: &Containers, r: &Record, st: &Status) -> Val
     // A container not started yet shows the network it will join (docker does; compose reads
     // it). On user-defined networks docker adds the short id to the aliases.
     let planned = [s.network.clone()];
-    let named =
-        !matches!(s.network.as_str(), "bridge" | "none" | "host" | "default") && !s.network.starts_with("container:");
+    let named = !matches!(s.network.as_str(), "bridge" | "none" | "host" | "default")
+        && !s.network.starts_with("container:")
+        && !s.network_left;
     let nets: &[String] = if r.net.networks.is_empty() && named { &planned } else { &r.net.networks };
     let ifaces =
         crate::network::attachment(&e.data_root, &r.id).ok().flatten().map(|a| a.interfaces).unwrap_or_default();

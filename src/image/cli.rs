@@ -303,6 +303,7 @@ pub fn build_request(
         source_date_epoch,
         data_root: data_root.to_path_buf(),
         runtime_root: runtime_root.to_path_buf(),
+        keep_signal_handlers: false,
     })
 }
 

@@ -180,7 +180,10 @@ pub fn import(
     let g = store.write_guard()?;
     let tmp_root = store.root().join("tmp");
     fs::create_dir_all(&tmp_root).map_err(io_err("create", &tmp_root))?;
-    let layout = TmpDir(tmp_root.join(format!("import-{}", std::process::id())));
+    // Per call, not only per process: the API service imports on several threads at once.
+    static SEQ: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let seq = SEQ.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let layout = TmpDir(tmp_root.join(format!("import-{}-{seq}", std::process::id())));
     let _ = fs::remove_dir_all(&layout.0);
     let blobs = layout.0.join("blobs/sha256");
     fs::create_dir_all(&blobs).map_err(io_err("create", &blobs))?;
@@ -232,6 +235,10 @@ pub fn import(
     }
     let mut extra = BTreeMap::new();
     extra.insert("history".to_string(), json!([history]));
+    if let Some(m) = message {
+        // docker keeps the message as the image's Comment too.
+        extra.insert("comment".to_string(), json!(m));
+    }
     let config = ImageConfig {
         created: Some(created),
         author: None,

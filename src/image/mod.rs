@@ -8,6 +8,7 @@ pub mod chunks;
 pub mod cli;
 pub mod commit;
 pub mod digest;
+pub mod distribution;
 pub mod history;
 pub mod import;
 pub mod login;

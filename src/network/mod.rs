@@ -982,7 +982,9 @@ pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Resul
     let (mut rec, net, ifname) = {
         let _l = config::lock(data_root)?;
         let rec = load_record(data_root, container_id)?
-            .filter(|r| r.ready && r.owns_netns && r.mode == "bridge")
+            // "none": a namespace of its own with no network (the first one left by
+            // `disconnect` before the start); the engine refuses `--network none` containers.
+            .filter(|r| r.ready && r.owns_netns && (r.mode == "bridge" || r.mode == "none"))
             .ok_or_else(|| {
                 NetError::Msg(format!("container {container_id} is not running on a bridge network of its own"))
             })?;
@@ -1011,11 +1013,14 @@ pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Resul
         cni.check(&net.name, &net.conflist)?;
         config::ensure_masquerade(&net)?;
         let n = (0..).find(|i| !rec.nets.iter().any(|x| x.ifname == format!("eth{i}"))).unwrap_or(0);
+        let mut rec = rec;
+        rec.mode = "bridge".into();
         (rec, net, format!("eth{n}"))
     };
     let mut list = net.conflist.clone();
-    // The first network keeps the default route.
-    if let Some(routes) = list["plugins"][0]["ipam"]["routes"].as_array_mut() {
+    // The first network keeps the default route (a network joined when no other is left, the
+    // first one disconnected, takes it).
+    if let (Some(routes), false) = (list["plugins"][0]["ipam"]["routes"].as_array_mut(), rec.nets.is_empty()) {
         routes.retain(|r| r["dst"] != "0.0.0.0/0" && r["dst"] != "::/0");
     }
     let mut rc = json!({});
@@ -1108,6 +1113,18 @@ pub fn disconnect(data_root: &Path, container_id: &str, network: &str) -> Result
     cni.del(&rn.conflist, &call, rn.result.as_ref())?;
     rec.nets.remove(i);
     rec.attachment.interfaces.retain(|x| x.network != network);
+    if rn.runtime_config.get("portMappings").is_some() {
+        // The published ports were this network's (CNI DEL took their rules): they go, and
+        // the IPv6 loopback proxy relaying to them with them.
+        rec.attachment.ports.clear();
+        if let Some((pid, start)) = rec.proxy.take() {
+            proxy::stop(pid, start);
+        }
+        if !rec.proxy_ports.is_empty() {
+            proxy::remove_rules(&rec.container_id, &rec.proxy_ports);
+            rec.proxy_ports.clear();
+        }
+    }
     save_record(data_root, &rec)
 }
 

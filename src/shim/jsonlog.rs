@@ -9,6 +9,7 @@
 use super::ShimError;
 use std::fs::File;
 use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::fd::BorrowedFd;
 use std::path::Path;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -514,13 +515,16 @@ pub type LogSink<'a> = dyn FnMut(LogStream, &[u8]) -> io::Result<()> + 'a;
 /// Prints the entries of a json-file log. `tail`: only the last N entries; `since`: only
 /// entries at or after that time; `timestamps`: prefix each with its time and a space;
 /// `follow`: keep printing new entries until the shim that writes the log (whose state is in
-/// the log's directory) has exited.
+/// the log's directory) has exited, or until the reader behind `reader` (the client's socket,
+/// or the pipe or terminal the entries are printed to) hangs up: that is watched while the log
+/// is silent, so a reader that leaves ends a follow at once, not at the next entry.
 pub fn logs(
     log_path: &Path,
     follow: bool,
     tail: Option<usize>,
     since: Option<SystemTime>,
     timestamps: bool,
+    reader: Option<BorrowedFd<'_>>,
     out: &mut LogSink<'_>,
 ) -> Result<(), ShimError> {
     let state_dir = log_path.parent().unwrap_or(Path::new("."));
@@ -604,16 +608,51 @@ pub fn logs(
         // The writer is done when its shim has exited (or died): read once more, then stop.
         match super::read_state(state_dir) {
             Ok(st) if st.status != super::Status::Exited && super::shim_alive(&st) => {
-                std::thread::sleep(Duration::from_millis(100));
+                if reader_left(reader, Duration::from_millis(100)) {
+                    return Ok(());
+                }
             }
             _ => last_round = true,
         }
     }
 }
 
+/// Waits `d`, or less when the reader behind `fd` hangs up or fails (a socket closed or
+/// half-closed by its peer, a pipe whose reading end is closed, a terminal hung up): true then.
+fn reader_left(fd: Option<BorrowedFd<'_>>, d: Duration) -> bool {
+    use std::os::fd::AsRawFd;
+    let Some(fd) = fd else {
+        std::thread::sleep(d);
+        return false;
+    };
+    let end = std::time::Instant::now() + d;
+    let mut p = [libc::pollfd { fd: fd.as_raw_fd(), events: libc::POLLRDHUP, revents: 0 }];
+    let gone = libc::POLLHUP | libc::POLLERR | libc::POLLRDHUP | libc::POLLNVAL;
+    if super::sys::poll(&mut p, d.as_millis() as i32) > 0 && p[0].revents & gone != 0 {
+        return true;
+    }
+    // Woken for something else: the rest of the wait still passes.
+    std::thread::sleep(end.saturating_duration_since(std::time::Instant::now()));
+    false
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_reader_that_leaves_ends_the_wait() {
+        use std::os::fd::AsFd;
+        let (r, w) = std::io::pipe().unwrap();
+        let t = std::time::Instant::now();
+        assert!(!reader_left(Some(w.as_fd()), Duration::from_millis(50)), "the reader is still there");
+        assert!(t.elapsed() >= Duration::from_millis(50), "the whole wait passes");
+        drop(r);
+        let t = std::time::Instant::now();
+        assert!(reader_left(Some(w.as_fd()), Duration::from_secs(5)), "the pipe's reader closed");
+        assert!(t.elapsed() < Duration::from_secs(1), "at once, not after the wait");
+        assert!(!reader_left(None, Duration::from_millis(1)));
+    }
 
     #[test]
     fn time_round_trip() {
@@ -725,7 +764,7 @@ mod tests {
         std::fs::write(&p, &o).unwrap();
         let run = |tail, since, ts| {
             let mut got = Vec::new();
-            logs(&p, false, tail, since, ts, &mut |s: LogStream, b: &[u8]| {
+            logs(&p, false, tail, since, ts, None, &mut |s: LogStream, b: &[u8]| {
                 got.push(format!("{}:{}", s.as_str(), String::from_utf8_lossy(b)));
                 Ok(())
             })

@@ -697,7 +697,10 @@ fn tool_main(sub: &str, a: &mut Args) -> Result<i32, ShimError> {
             use std::io::Write;
             let (mut o, mut e) = (std::io::stdout().lock(), std::io::stderr().lock());
             let path = log.unwrap_or_else(|| dir.join(LOG_FILE));
-            logs(&path, follow, tail, since, ts, &mut |s: LogStream, b: &[u8]| match s {
+            // The reader of stdout leaving (a closed pipe) ends a follow.
+            // SAFETY: fd 1 stays open for the whole call.
+            let stdout = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
+            logs(&path, follow, tail, since, ts, Some(stdout), &mut |s: LogStream, b: &[u8]| match s {
                 LogStream::Stdout => o.write_all(b).and_then(|_| o.flush()),
                 LogStream::Stderr => e.write_all(b),
             })?;
