@@ -98,7 +98,6 @@ fn ship_push_pull_back_and_mount() {
             &format!("The push refers to repository [{}]\n", reg.reference("ship/one")),
             &format!("{}: Pushed\n", &layers[0].diff_id[7..19]),
             &format!("{}: Pushed\n", &layers[1].diff_id[7..19]),
-            &format!("v1: digest: {} size: {}\n", m.digest, m.size),
         ],
         "push",
     );
@@ -108,15 +107,26 @@ fn ship_push_pull_back_and_mount() {
     let puts = requests(&reg, "PUT", "/ship/one/blobs/uploads/");
     assert_eq!(puts.len(), 3, "one closing PUT per blob (2 layers + config): {puts:#?}");
 
-    // What the registry holds is the stored manifest, byte for byte.
+    // What the registry holds is the stored manifest, its plain layer replaced by that
+    // layer's gzip blob (docker's push compresses what it stores uncompressed).
     let raw = skopeo_inspect(&reg, "ship/one:v1", true);
-    assert_eq!(sha256_bytes(raw.as_bytes()), m.hex(), "manifest in the registry: {raw}");
+    let pushed = format!("sha256:{}", sha256_bytes(raw.as_bytes()));
+    assert_contains(&o.stdout, &[&format!("v1: digest: {pushed} size: {}\n", raw.len())], "push");
+    let mut want: Value =
+        serde_json::from_slice(&fs::read(eng.data.join("image/blobs/sha256").join(m.hex())).unwrap()).unwrap();
+    let mut doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["layers"][1]["mediaType"], json!("application/vnd.oci.image.layer.v1.tar+gzip"), "{raw}");
+    let gz = doc["layers"][1]["digest"].as_str().unwrap().to_string();
+    assert_ne!(gz, layers[1].desc.digest, "{raw}");
+    want["layers"][1] = doc["layers"][1].clone();
+    doc.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+    assert_eq!(doc, want, "pushed manifest: the stored one with the gzip layer");
     let info: Value = serde_json::from_str(&skopeo_inspect(&reg, "ship/one:v1", false)).unwrap();
-    assert_eq!(info["Digest"], json!(m.digest), "{info:#}");
-    assert_eq!(info["Layers"], json!(layers.iter().map(|l| l.desc.digest.clone()).collect::<Vec<_>>()), "{info:#}");
+    assert_eq!(info["Digest"], json!(pushed), "{info:#}");
+    assert_eq!(info["Layers"], json!([layers[0].desc.digest.clone(), gz]), "{info:#}");
     let insp = eng.inspect(&one);
     assert!(
-        insp["RepoDigests"].as_array().unwrap().contains(&json!(format!("{}@{}", reg.reference("ship/one"), m.digest))),
+        insp["RepoDigests"].as_array().unwrap().contains(&json!(format!("{}@{pushed}", reg.reference("ship/one")))),
         "push records the repo digest: {insp:#}"
     );
 
@@ -136,6 +146,7 @@ fn ship_push_pull_back_and_mount() {
     let o = eng.image(&["push", &one]);
     o.ok();
     assert_eq!(o.stdout.matches(": Layer already exists\n").count(), 2, "{o}");
+    assert_contains(&o.stdout, &[&format!("v1: digest: {pushed} ")], "second push");
     assert_eq!(requests(&reg, "POST", "/blobs/uploads/").len(), before, "second push started uploads");
 
     // Another repository of the same registry: mounted from the first.
@@ -149,7 +160,7 @@ fn ship_push_pull_back_and_mount() {
     assert!(mounts.iter().all(|l| l.contains("from=ship/one") && l.contains("\" 201 ")), "{mounts:#?}");
     assert!(requests(&reg, "PATCH", "/ship/two/").is_empty() && requests(&reg, "PUT", "/ship/two/blobs/").is_empty());
     let info: Value = serde_json::from_str(&skopeo_inspect(&reg, "ship/two:v2", false)).unwrap();
-    assert_eq!(info["Digest"], json!(m.digest), "{info:#}");
+    assert_eq!(info["Digest"], json!(pushed), "{info:#}");
 
     // On a terminal (script(1) gives it a pty): lines redrawn in place with the bytes sent.
     // (Another registry: nothing there to mount from.)
@@ -165,6 +176,107 @@ fn ship_push_pull_back_and_mount() {
     let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"]));
     assert!(tty.contains("\x1b[1A") || tty.contains("\x1b[2A"), "no redraw on a terminal: {tty:?}");
     assert!(tty.contains(" MB/") && tty.contains(": Pushed"), "no progress on a terminal: {tty:?}");
+}
+
+/// Layers berth made itself (an `image build` COPY and RUN step: plain tars in the store) go
+/// gzip-compressed with the gzip media type, as docker pushes them; the image id stays the
+/// same. skopeo copies the pushed image (every digest verified) and its layers gunzip to the
+/// diff ids; podman (private root) and a private dockerd 20.10 pull it with the same id, and
+/// docker runs it. A second push sends nothing and gives the same manifest digest; removing
+/// the image removes the gzip blobs with it.
+#[test]
+fn ship_push_compresses_built_layers() {
+    let ctx = Ctx::new("ship-gzip");
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-test/gzbase:v1";
+    let lay = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &lay, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&lay)]).ok();
+    let bctx = ctx.tempdir("bctx");
+    // Compressible: 1 MB of text.
+    let text: String = (0..20_000).map(|i| format!("line {i:08} of the built layer\n")).collect();
+    fs::write(bctx.join("data.txt"), &text).unwrap();
+    fs::write(
+        bctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY data.txt /opt/data.txt\nRUN echo built > /built.txt\n"),
+    )
+    .unwrap();
+    let name = reg.reference("gz/built:v1");
+    eng.image(&["build", "-q", "--network", "none", "-t", &name, s(&bctx)]).ok();
+    let id = eng.inspect(&name)["Id"].as_str().unwrap().to_string();
+    let cfg: Value =
+        serde_json::from_slice(&fs::read(eng.data.join("image/blobs/sha256").join(&id[7..])).unwrap()).unwrap();
+    let diff_ids: Vec<String> =
+        cfg["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    assert_eq!(diff_ids.len(), 3, "{cfg:#}");
+
+    let o = eng.image(&["push", &name]);
+    o.ok();
+    let raw = skopeo_inspect(&reg, "gz/built:v1", true);
+    let digest = format!("sha256:{}", sha256_bytes(raw.as_bytes()));
+    assert_contains(&o.stdout, &[&format!("v1: digest: {digest} size: {}\n", raw.len())], "push");
+    assert_eq!(o.stdout.matches(": Pushed\n").count(), 3, "{o}");
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.oci.image.manifest.v1+json"), "{raw}");
+    assert_eq!(doc["config"]["digest"], json!(id), "{raw}");
+    let layers = doc["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "{raw}");
+    for l in layers {
+        assert_eq!(l["mediaType"], json!("application/vnd.oci.image.layer.v1.tar+gzip"), "{raw}");
+    }
+    // The registry's blobs (skopeo verifies each digest as it copies) gunzip to the diff ids;
+    // the COPY layer is smaller compressed.
+    let out = ctx.dir.join("copied");
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--quiet", "--src-tls-verify=false"]).arg(format!("docker://{name}"));
+    c.arg(format!("dir:{}", out.display())).env("HOME", &reg.dir).env("TMPDIR", &reg.dir);
+    tool(&mut c);
+    for (l, want) in layers.iter().zip(&diff_ids) {
+        let blob = fs::read(out.join(&l["digest"].as_str().unwrap()[7..])).unwrap();
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut plain).unwrap();
+        assert_eq!(format!("sha256:{}", sha256_bytes(&plain)), *want, "a pushed layer does not gunzip to its diff id");
+    }
+    let copy_layer = layers[1]["size"].as_u64().unwrap();
+    assert!(copy_layer < text.len() as u64 / 4, "the COPY layer was not compressed: {copy_layer} bytes");
+
+    // podman (private root) pulls it: the same id.
+    let pd = ctx.tempdir("podman");
+    podman(&pd, &["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(podman(&pd, &["image", "inspect", "--format", "{{.Id}}", &name]).trim(), &id[7..]);
+    // A private dockerd 20.10 pulls it (127.0.0.0/8 is an insecure registry by default) and runs it.
+    let d = crate::layers::Dockerd::start(&ctx);
+    let run = |args: &[&str]| {
+        let o =
+            d.docker(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&["pull", "-q", &name]);
+    assert_eq!(run(&["image", "inspect", "--format", "{{.Id}}", &name]).trim(), id);
+    assert!(run(&["image", "inspect", "--format", "{{.RepoDigests}}", &name]).contains(&digest));
+    let o = run(&["run", "--rm", "--network", "none", &name, "sh", "-c", "md5sum < /opt/data.txt; cat /built.txt"]);
+    let md5 = tool(Command::new("md5sum").arg(bctx.join("data.txt")));
+    assert_eq!(o, format!("{}  -\nbuilt\n", md5.split_whitespace().next().unwrap()));
+    drop(d);
+
+    // Again: the same gzip blobs, all already there, the same manifest digest.
+    let before = requests(&reg, "POST", "/blobs/uploads/").len();
+    let o = eng.image(&["push", &name]);
+    o.ok();
+    assert_eq!(o.stdout.matches(": Layer already exists\n").count(), 3, "{o}");
+    assert_contains(&o.stdout, &[&format!("v1: digest: {digest} ")], "second push");
+    assert_eq!(requests(&reg, "POST", "/blobs/uploads/").len(), before, "second push started uploads");
+    assert!(eng.inspect(&name)["RepoDigests"].to_string().contains(&digest));
+
+    // The gzip blobs are the image's: `image check` clean; gone with it.
+    eng.image(&["check"]).ok();
+    eng.image(&["rm", &name, base]).ok();
+    eng.cmd(&["builder", "prune", "-a", "-f"]).ok();
+    eng.image(&["prune", "-a", "-f"]).ok();
+    let left = dir_entries_sorted(&eng.data.join("image/blobs/sha256"));
+    assert!(left.is_empty(), "blobs left after rm and prune: {left:?}");
 }
 
 /// Pushes the registry refuses say why, in one line, and leave the store as it was; with
@@ -235,7 +347,8 @@ fn ship_push_refused_and_auth() {
     c.arg(format!("docker://{name}")).env("HOME", &tls.dir).env("TMPDIR", &tls.dir);
     assert_eq!(sha256_bytes(tool(&mut c).as_bytes()), m.hex());
 
-    // A docker schema2 image (loaded from a classic docker save archive): pushed as stored.
+    // A docker schema2 image (loaded from a classic docker save archive, its layer a plain
+    // tar): pushed as docker schema2 with the layer gzip-compressed.
     let arch = ctx.dir.join("classic.tar");
     let classic = backend.reference("schema2/img:v1");
     docker_save_archive(&ctx, &arch, &bb, &[classic.as_str()], &ImageSpec::new(&["true"]));
@@ -245,6 +358,7 @@ fn ship_push_refused_and_auth() {
     let raw = skopeo_inspect(&backend, "schema2/img:v1", true);
     let doc: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(doc["mediaType"], json!("application/vnd.docker.distribution.manifest.v2+json"), "{raw}");
+    assert_eq!(doc["layers"][0]["mediaType"], json!("application/vnd.docker.image.rootfs.diff.tar.gzip"), "{raw}");
     assert!(
         o.stdout.contains(&format!("v1: digest: sha256:{} size: {}", sha256_bytes(raw.as_bytes()), raw.len())),
         "{o}"

@@ -1,5 +1,11 @@
 //! `berth image push`: an image of the store to a registry (distribution API v2), its
-//! manifest as stored (docker schema2 or OCI, byte for byte, so its digest stays the same).
+//! manifest as stored (docker schema2 or OCI, byte for byte, so its digest stays the same)
+//! when its layers are compressed. Layers stored as plain tars (made by `container commit`
+//! and `image build`, or loaded from a `docker save` archive) go gzip-compressed, as docker
+//! pushes them, under a manifest naming the gzip blobs with the gzip media types (the config,
+//! and so the image id, unchanged). Each gzip blob is made once and kept in the store with
+//! the layer (`StoreIndex::compressed`), so a second push finds it already in the registry
+//! and the manifest digest is the same every time.
 //!
 //! Each blob (the layers, up to 3 at a time, then the config) is first looked for in the
 //! repository (HEAD); one the registry has in another repository of the same registry (known
@@ -13,7 +19,7 @@ use super::digest::Digest;
 use super::pull::{progress_size, Progress};
 use super::reference::Reference;
 use super::registry::{Client, Mount, RegistryError};
-use super::store::{normalise, Store, StoreError, StoreIndex};
+use super::store::{normalise, CompressedBlob, Store, StoreError, StoreIndex, WriteGuard};
 use super::types::{self, Descriptor};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -22,6 +28,8 @@ use std::sync::Mutex;
 const PARALLEL: usize = 3;
 /// Largest blob sent in one PUT; larger ones go in PATCHes of this size.
 pub const CHUNK: u64 = 16 << 20;
+/// gzip level of layers compressed for a push (see the design notes in README.md).
+const GZIP_LEVEL: u32 = 6;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
@@ -79,15 +87,17 @@ pub fn push(store: &Store, client: &Client, name: &str, opts: &PushOptions) -> R
     let mut last = None;
     for tag in &tags {
         let mdigest = index.refs[&format!("{}/{}:{tag}", r.registry, r.repository)].clone();
-        last = Some(push_tag(store, client, &r, &index, &mdigest, tag, opts.quiet)?);
+        last = Some(push_tag(store, &g, client, &r, &index, &mdigest, tag, opts.quiet)?);
     }
     drop(g);
     last.ok_or_else(missing)
 }
 
 /// Pushes the image of manifest `mdigest` under `tag`.
+#[allow(clippy::too_many_arguments)]
 fn push_tag(
     store: &Store,
+    g: &WriteGuard,
     client: &Client,
     r: &Reference,
     index: &StoreIndex,
@@ -119,6 +129,9 @@ fn push_tag(
             line
         })
         .collect();
+    // What is sent for each layer: the stored blob, or for a layer stored uncompressed (made
+    // by commit or build, or loaded from a docker-save archive) its gzip form, as docker sends.
+    let sent: Vec<Mutex<Option<Descriptor>>> = manifest.layers.iter().map(|_| Mutex::new(None)).collect();
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_err: Mutex<Option<PushError>> = Mutex::new(None);
@@ -132,8 +145,13 @@ fn push_tag(
                 if k >= order.len() {
                     break;
                 }
-                let l = &manifest.layers[order[k]];
-                if let Err(e) = push_blob(store, client, r, index, l, Some((&prog, lines[k]))) {
+                let i = order[k];
+                let res = distributable(store, g, index, &manifest.layers[i]).and_then(|d| {
+                    push_blob(store, client, r, index, &d, Some((&prog, lines[k])))?;
+                    *sent[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+                    Ok(())
+                });
+                if let Err(e) = res {
                     failed.store(true, Ordering::Relaxed);
                     first_err.lock().unwrap_or_else(|p| p.into_inner()).get_or_insert(e);
                 }
@@ -143,6 +161,20 @@ fn push_tag(
     if let Some(e) = first_err.into_inner().unwrap_or_else(|p| p.into_inner()) {
         return Err(e);
     }
+    let sent: Vec<Descriptor> = sent
+        .into_iter()
+        .zip(&manifest.layers)
+        .map(|(m, l)| m.into_inner().unwrap_or_else(|p| p.into_inner()).unwrap_or_else(|| l.clone()))
+        .collect();
+    // The manifest as stored when every layer goes as stored (its digest stays the image's);
+    // else the same manifest naming the compressed layers.
+    let mdata = if sent.iter().zip(&manifest.layers).all(|(a, b)| a.digest == b.digest) {
+        mdata
+    } else {
+        let mut m = manifest.clone();
+        m.layers = sent;
+        serde_json::to_vec(&m).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?
+    };
     push_blob(store, client, r, index, &manifest.config, None)?;
     berth::faults::crash_point("image.push.blobs-uploaded");
     let got = client.put_manifest(r, tag, &media_type, &mdata)?;
@@ -172,13 +204,63 @@ fn is_foreign(d: &Descriptor) -> bool {
     )
 }
 
+/// The layer as it is distributed: a layer stored uncompressed becomes its gzip blob (made
+/// once, kept in the store and recorded in the index, so that every later push sends the same
+/// blob), with the gzip media type of its kind; any other layer as stored.
+fn distributable(store: &Store, g: &WriteGuard, index: &StoreIndex, l: &Descriptor) -> Result<Descriptor, PushError> {
+    let gzip_type = match l.media_type.as_str() {
+        types::DOCKER_LAYER => types::DOCKER_LAYER_GZIP,
+        types::OCI_LAYER => types::OCI_LAYER_GZIP,
+        _ => return Ok(l.clone()),
+    };
+    let known = index.compressed.get(&l.digest).filter(|c| store.has_blob(&c.digest, Some(c.size))).cloned();
+    let c = match known {
+        Some(c) => c,
+        None => {
+            let c = compress(store, g, &l.digest)?;
+            let mut il = store.lock_index()?;
+            il.index.compressed.insert(l.digest.clone(), c.clone());
+            il.save()?;
+            c
+        }
+    };
+    let size = i64::try_from(c.size).unwrap_or(i64::MAX);
+    Ok(Descriptor { media_type: gzip_type.to_string(), digest: c.digest, size, ..l.clone() })
+}
+
+/// Writes the gzip form of blob `plain` into the store (hashed as it is written).
+fn compress(store: &Store, g: &WriteGuard, plain: &Digest) -> Result<CompressedBlob, PushError> {
+    let path = store.blob_path(plain);
+    let mut src = store.open_blob(plain)?;
+    let w = store.stage(g)?;
+    let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(GZIP_LEVEL));
+    let copied = std::io::copy(&mut src, &mut gz).and_then(|_| gz.try_finish());
+    let w = gz.finish().map_err(|source| StoreError::Io { op: "compress", path: path.clone(), source });
+    let w = match (copied, w) {
+        (Ok(_), Ok(w)) => w,
+        (Err(source), Ok(w)) => {
+            return Err(w.write_error().unwrap_or(StoreError::Io { op: "compress", path, source }).into())
+        }
+        (_, Err(e)) => return Err(e.into()),
+    };
+    let staged = w.finish()?;
+    let c = CompressedBlob { digest: staged.digest.clone(), size: staged.size };
+    store.adopt(g, staged)?;
+    Ok(c)
+}
+
 /// A repository of the same registry that holds blob `digest`, by the `repo@digest` names
 /// of the images in the store that have it.
 fn mount_source(index: &StoreIndex, r: &Reference, digest: &Digest) -> Option<String> {
     index
         .images
         .values()
-        .filter(|rec| rec.config == *digest || rec.layers.iter().any(|l| l.digest == *digest))
+        .filter(|rec| {
+            rec.config == *digest
+                || rec.layers.iter().any(|l| {
+                    l.digest == *digest || index.compressed.get(&l.digest).is_some_and(|c| c.digest == *digest)
+                })
+        })
         .flat_map(|rec| rec.repo_digests.iter())
         .filter_map(|rd| rd.split_once('@').map(|(name, _)| name))
         .filter_map(|name| name.strip_prefix(&format!("{}/", r.registry)))
