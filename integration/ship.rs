@@ -279,6 +279,113 @@ fn ship_push_compresses_built_layers() {
     assert!(left.is_empty(), "blobs left after rm and prune: {left:?}");
 }
 
+/// An OCI layout of a two-platform index (a shared gzip layer and a plain-tar layer of each
+/// platform's own), tagged `name`. Returns the index and [(arch, config)].
+fn two_platform_layout(ctx: &Ctx, dir: &Path, name: &str) -> (Desc, Vec<(String, Desc)>) {
+    let lay = Layout::create(dir);
+    let shared = lay.add_layer(&busybox_layer_tar(ctx, "two-platforms"), true);
+    let other = if host_arch() == "arm64" { "amd64" } else { "arm64" };
+    let mut per = Vec::new();
+    for arch in [host_arch(), other] {
+        let d = ctx.tempdir("plat");
+        fs::write(d.join("arch.txt"), format!("{arch}\n")).unwrap();
+        let tar = ctx.dir.join(format!("plat-{arch}.tar"));
+        tar_dir(&d, &tar);
+        let own = lay.add_layer(&tar, false);
+        let spec = ImageSpec::new(&["cat", "/arch.txt"]).arch(arch).label("berth.test.arch", arch);
+        let (m, c) = lay.add_image(&[shared.clone(), own], &spec);
+        per.push((arch.to_string(), m, c));
+    }
+    let idx = lay.add_index(&per.iter().map(|(a, m, _)| (m, a.as_str())).collect::<Vec<_>>());
+    lay.tag(&idx, "multi", Some(name));
+    (idx, per.into_iter().map(|(a, _, c)| (a, c)).collect())
+}
+
+/// Platforms of an index with the config digest and layer media types of each manifest, read
+/// from a registry with skopeo.
+fn index_summary(reg: &Registry, repo: &str, raw_index: &str) -> Vec<(String, String, Vec<String>)> {
+    let idx: Value = serde_json::from_str(raw_index).unwrap();
+    let mut out: Vec<(String, String, Vec<String>)> = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let raw = skopeo_inspect(reg, &format!("{repo}@{}", d["digest"].as_str().unwrap()), true);
+            assert_eq!(format!("sha256:{}", sha256_bytes(raw.as_bytes())), d["digest"].as_str().unwrap());
+            let m: Value = serde_json::from_str(&raw).unwrap();
+            let types = m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap().to_string());
+            (
+                d["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["config"]["digest"].to_string(),
+                types.collect(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A multi-platform image loaded from an OCI layout is pushed whole, as docker's containerd
+/// image store and `skopeo copy --all` push it: every platform's manifest (its plain layer
+/// gzip-compressed) and the index under the tag, the same platforms, configs and layer types
+/// as skopeo's copy; a fresh data root pulls either platform back by id. When the layout
+/// lacks one platform's blobs, only the host's manifest goes (docker's rule).
+#[test]
+fn ship_push_multi_platform_index() {
+    let ctx = Ctx::new("ship-index");
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let eng = Eng::new(&ctx);
+    let name = reg.reference("multi/berth:v1");
+    let dir = ctx.tempdir("layout");
+    let (idx, per) = two_platform_layout(&ctx, &dir, &name);
+    eng.image(&["load", "-i", s(&dir)]).ok();
+    let o = eng.image(&["push", &name]);
+    o.ok();
+    let raw = skopeo_inspect(&reg, "multi/berth:v1", true);
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.oci.image.index.v1+json"), "{raw}");
+    assert_contains(
+        &o.stdout,
+        &[&format!("v1: digest: sha256:{} size: {}\n", sha256_bytes(raw.as_bytes()), raw.len())],
+        "push",
+    );
+    assert_ne!(format!("sha256:{}", sha256_bytes(raw.as_bytes())), idx.digest, "plain layers must be compressed");
+    let ours = index_summary(&reg, "multi/berth", &raw);
+    let gz = "application/vnd.oci.image.layer.v1.tar+gzip".to_string();
+    let mut want: Vec<(String, String, Vec<String>)> =
+        per.iter().map(|(a, c)| (a.clone(), json!(c.digest).to_string(), vec![gz.clone(), gz.clone()])).collect();
+    want.sort();
+    assert_eq!(ours, want, "{raw}");
+    // skopeo copy --all of the same layout: the same platforms, configs and layer types.
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]).arg(format!("oci:{}:multi", dir.display()));
+    c.arg(format!("docker://{}", reg.reference("multi/skopeo:v1"))).env("HOME", &reg.dir).env("TMPDIR", &reg.dir);
+    tool(&mut c);
+    let theirs = skopeo_inspect(&reg, "multi/skopeo:v1", true);
+    assert_eq!(index_summary(&reg, "multi/skopeo", &theirs), ours, "skopeo's index: {theirs}");
+    // Either platform pulls back (config digests: the same image ids).
+    for (arch, c) in &per {
+        let fresh = Eng::new(&ctx);
+        fresh.image(&["pull", "-q", "--platform", &format!("linux/{arch}"), &name]).ok();
+        assert_eq!(fresh.inspect(&name)["Id"], json!(c.digest), "{arch}");
+    }
+
+    // The layout without the other platform's config: only the host's manifest is pushed.
+    let dir2 = ctx.tempdir("layout-partial");
+    let partial = reg.reference("multi/partial:v1");
+    let (_, per2) = two_platform_layout(&ctx, &dir2, &partial);
+    fs::remove_file(dir2.join("blobs/sha256").join(&per2[1].1.digest[7..])).unwrap();
+    let eng2 = Eng::new(&ctx);
+    eng2.image(&["load", "-i", s(&dir2)]).ok();
+    eng2.image(&["push", &partial]).ok();
+    let raw = skopeo_inspect(&reg, "multi/partial:v1", true);
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.oci.image.manifest.v1+json"), "{raw}");
+    assert_eq!(doc["config"]["digest"], json!(per2[0].1.digest), "the host's manifest: {raw}");
+    eng.image(&["check"]).ok();
+    eng2.image(&["check"]).ok();
+}
+
 /// Pushes the registry refuses say why, in one line, and leave the store as it was; with
 /// credentials (basic, and a bearer token from a token server) the same pushes work.
 #[test]

@@ -93,7 +93,10 @@ pub fn push(store: &Store, client: &Client, name: &str, opts: &PushOptions) -> R
     last.ok_or_else(missing)
 }
 
-/// Pushes the image of manifest `mdigest` under `tag`.
+/// Pushes the image of manifest `mdigest` under `tag`. An image loaded from a multi-platform
+/// index goes as docker 25+ (containerd image store) pushes one: the whole index, every
+/// platform's manifest put by digest first, when the store has every platform's blobs; the
+/// image's own manifest alone when some platform's are missing (a pull keeps only one).
 #[allow(clippy::too_many_arguments)]
 fn push_tag(
     store: &Store,
@@ -105,20 +108,104 @@ fn push_tag(
     tag: &str,
     quiet: bool,
 ) -> Result<Digest, PushError> {
-    let img = store.image(index, mdigest)?;
+    let image = format!("{}/{}:{tag}", r.registry, r.repository);
+    let prog = Progress::new(quiet);
+    let (got, size) = match complete_index(store, index, mdigest) {
+        Some((idx_digest, mut idx)) => {
+            let mut changed = false;
+            for d in idx.manifests.iter_mut().filter(|d| d.media_type.is_empty() || types::is_manifest(&d.media_type)) {
+                let (mt, data) = push_image(store, g, client, r, index, &d.digest, &image, &prog)?;
+                let got = client.put_manifest(r, &Digest::of(&data).to_string(), &mt, &data)?;
+                if got != d.digest {
+                    changed = true;
+                    d.digest = got;
+                    d.size = i64::try_from(data.len()).unwrap_or(i64::MAX);
+                    d.media_type = mt;
+                }
+            }
+            let data = if changed {
+                serde_json::to_vec(&idx).map_err(|source| PushError::Manifest { digest: idx_digest.clone(), source })?
+            } else {
+                store.read_blob(&idx_digest)?
+            };
+            let mt = super::pull::manifest_media_type("", &data);
+            berth::faults::crash_point("image.push.blobs-uploaded");
+            (client.put_manifest(r, tag, &mt, &data)?, data.len())
+        }
+        None => {
+            let (mt, data) = push_image(store, g, client, r, index, mdigest, &image, &prog)?;
+            berth::faults::crash_point("image.push.blobs-uploaded");
+            (client.put_manifest(r, tag, &mt, &data)?, data.len())
+        }
+    };
+    if !quiet {
+        println!("{tag}: digest: {got} size: {size}");
+    }
+    // Record where the image now is (also a source for later cross-repository mounts).
+    let repo_digest = format!("{}/{}@{got}", r.registry, r.repository);
+    let mut il = store.lock_index()?;
+    if let Some(rec) = il.index.images.get_mut(mdigest) {
+        if !rec.repo_digests.contains(&repo_digest) {
+            rec.repo_digests.push(repo_digest);
+            il.save()?;
+        }
+    }
+    Ok(got)
+}
+
+/// The multi-platform index image `mdigest` was loaded from, when the store holds every
+/// blob of every manifest it lists (the index kept among the image's extra blobs).
+fn complete_index(store: &Store, index: &StoreIndex, mdigest: &Digest) -> Option<(Digest, types::Index)> {
+    let rec = index.images.get(mdigest)?;
+    let (d, idx) = rec.extra_blobs.iter().find_map(|b| {
+        let data = store.read_blob(b).ok()?;
+        if !types::is_index(&super::pull::manifest_media_type("", &data)) {
+            return None;
+        }
+        let idx: types::Index = serde_json::from_slice(&data).ok()?;
+        idx.manifests.iter().any(|m| m.digest == *mdigest).then(|| (b.clone(), idx))
+    })?;
+    let manifests: Vec<&Descriptor> =
+        idx.manifests.iter().filter(|m| m.media_type.is_empty() || types::is_manifest(&m.media_type)).collect();
+    if manifests.len() < 2 || manifests.len() != idx.manifests.len() {
+        return None;
+    }
+    let complete = manifests.iter().all(|m| {
+        let Ok(data) = store.read_blob(&m.digest) else { return false };
+        let Ok(man) = serde_json::from_slice::<types::Manifest>(&data) else { return false };
+        man.layers
+            .iter()
+            .chain(std::iter::once(&man.config))
+            .all(|l| is_foreign(l) || store.has_blob(&l.digest, u64::try_from(l.size).ok()))
+    });
+    complete.then_some((d, idx))
+}
+
+/// Sends the layers and config of the image of manifest `mdigest`; returns the manifest to
+/// put (media type, bytes): the stored one, or the same naming the compressed layers.
+#[allow(clippy::too_many_arguments)]
+fn push_image(
+    store: &Store,
+    g: &WriteGuard,
+    client: &Client,
+    r: &Reference,
+    index: &StoreIndex,
+    mdigest: &Digest,
+    image: &str,
+    prog: &Progress,
+) -> Result<(String, Vec<u8>), PushError> {
     let mdata = store.read_blob(mdigest)?;
     let media_type = super::pull::manifest_media_type("", &mdata);
     let manifest: types::Manifest =
         serde_json::from_slice(&mdata).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?;
     for d in manifest.layers.iter().chain(std::iter::once(&manifest.config)) {
         if !is_foreign(d) && !store.has_blob(&d.digest, u64::try_from(d.size).ok()) {
-            let image = format!("{}/{}:{tag}", r.registry, r.repository);
-            return Err(PushError::MissingBlob { image, digest: d.digest.clone() });
+            return Err(PushError::MissingBlob { image: image.to_string(), digest: d.digest.clone() });
         }
     }
-    let prog = Progress::new(quiet);
+    let cdata = store.read_blob(&manifest.config.digest)?;
+    let diff_ids = serde_json::from_slice::<types::ImageConfig>(&cdata).map(|c| c.rootfs.diff_ids).unwrap_or_default();
     // Docker lists the layers top first, named by their diff ids.
-    let diff_ids = &img.config.rootfs.diff_ids;
     let order: Vec<usize> = (0..manifest.layers.len()).rev().collect();
     let lines: Vec<usize> = order
         .iter()
@@ -147,7 +234,7 @@ fn push_tag(
                 }
                 let i = order[k];
                 let res = distributable(store, g, index, &manifest.layers[i]).and_then(|d| {
-                    push_blob(store, client, r, index, &d, Some((&prog, lines[k])))?;
+                    push_blob(store, client, r, index, &d, Some((prog, lines[k])))?;
                     *sent[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
                     Ok(())
                 });
@@ -176,21 +263,7 @@ fn push_tag(
         serde_json::to_vec(&m).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?
     };
     push_blob(store, client, r, index, &manifest.config, None)?;
-    berth::faults::crash_point("image.push.blobs-uploaded");
-    let got = client.put_manifest(r, tag, &media_type, &mdata)?;
-    if !quiet {
-        println!("{tag}: digest: {got} size: {}", mdata.len());
-    }
-    // Record where the image now is (also a source for later cross-repository mounts).
-    let repo_digest = format!("{}/{}@{got}", r.registry, r.repository);
-    let mut il = store.lock_index()?;
-    if let Some(rec) = il.index.images.get_mut(mdigest) {
-        if !rec.repo_digests.contains(&repo_digest) {
-            rec.repo_digests.push(repo_digest);
-            il.save()?;
-        }
-    }
-    Ok(got)
+    Ok((media_type, mdata))
 }
 
 /// A layer that is not distributed with the image (its `urls` say where it is): not pushed.
@@ -228,21 +301,15 @@ fn distributable(store: &Store, g: &WriteGuard, index: &StoreIndex, l: &Descript
     Ok(Descriptor { media_type: gzip_type.to_string(), digest: c.digest, size, ..l.clone() })
 }
 
-/// Writes the gzip form of blob `plain` into the store (hashed as it is written).
+/// Writes the gzip form of blob `plain` into the store (hashed as it is written), compressed
+/// on every core.
 fn compress(store: &Store, g: &WriteGuard, plain: &Digest) -> Result<CompressedBlob, PushError> {
     let path = store.blob_path(plain);
     let mut src = store.open_blob(plain)?;
-    let w = store.stage(g)?;
-    let mut gz = flate2::write::GzEncoder::new(w, flate2::Compression::new(GZIP_LEVEL));
-    let copied = std::io::copy(&mut src, &mut gz).and_then(|_| gz.try_finish());
-    let w = gz.finish().map_err(|source| StoreError::Io { op: "compress", path: path.clone(), source });
-    let w = match (copied, w) {
-        (Ok(_), Ok(w)) => w,
-        (Err(source), Ok(w)) => {
-            return Err(w.write_error().unwrap_or(StoreError::Io { op: "compress", path, source }).into())
-        }
-        (_, Err(e)) => return Err(e.into()),
-    };
+    let mut w = store.stage(g)?;
+    if let Err(source) = super::pgzip::compress(&mut src, &mut w, GZIP_LEVEL) {
+        return Err(w.write_error().unwrap_or(StoreError::Io { op: "compress", path, source }).into());
+    }
     let staged = w.finish()?;
     let c = CompressedBlob { digest: staged.digest.clone(), size: staged.size };
     store.adopt(g, staged)?;
