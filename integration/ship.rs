@@ -899,6 +899,122 @@ impl Drop for Containers<'_> {
     }
 }
 
+/// `container cp` into and out of a container's volumes as a private dockerd 20.10 does it
+/// (docker resolves the path in the container's mount view): twin containers, each with a
+/// named volume at /data, a bind mount at /bind and a read-only volume at /ro; files copied in
+/// land in the volume and the bound host directory (seen by the container and on the host),
+/// copies out read them (the mount point itself copied as a directory), a copy into the
+/// read-only volume is refused by both; a volume's symlink climbing out with `..` resolves in
+/// the container, as docker's does, never on the host.
+#[test]
+fn ship_cp_volumes_like_docker() {
+    let ctx = Ctx::new("ship-cpvol");
+    let eng = Eng::new(&ctx);
+    let _c = Containers(&eng);
+    let image = "localhost/berth-test/cpvol:v1";
+    let lay = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &lay, "v1", Some(image), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&lay)]).ok();
+    let d = crate::layers::Dockerd::start(&ctx);
+    let run = |args: &[&str]| {
+        let o =
+            d.docker(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let base = ctx.dir.join("docker-base.tar");
+    tar_dir(&ctx.bundle().rootfs, &base);
+    run(&["import", s(&base), image]);
+    let hsrc = ctx.tempdir("hsrc");
+    fs::write(hsrc.join("file"), "a file\n").unwrap();
+    fs::create_dir_all(hsrc.join("tree/sub")).unwrap();
+    fs::write(hsrc.join("tree/sub/x"), "x\n").unwrap();
+    let name = format!("ship-cpvol-{}", std::process::id());
+    let mut binds = Vec::new();
+    for who in ["docker", "berth"] {
+        let bind = ctx.dir.join(format!("bind-{who}"));
+        fs::create_dir_all(bind.join("sub")).unwrap();
+        fs::write(bind.join("sub/old"), "old\n").unwrap();
+        let vols = [format!("{name}-data:/data"), format!("{}:/bind", bind.display()), format!("{name}-ro:/ro:ro")];
+        let mut args = vec!["run", "-d", "--name", &name, "--network", "none"];
+        for v in &vols {
+            args.extend(["-v", v.as_str()]);
+        }
+        args.extend([image, "sleep", "1000"]);
+        if who == "docker" {
+            run(&args);
+        } else {
+            let mut a = vec!["container"];
+            a.extend(&args);
+            eng.cmd(&a).ok();
+        }
+        binds.push(bind);
+    }
+    let cp = |who: &str, a: &str, b: &str| -> bool {
+        if who == "docker" {
+            d.docker(&["cp", a, b]).status().unwrap().success()
+        } else {
+            eng.cmd(&["container", "cp", a, b]).code == 0
+        }
+    };
+    let c = |p: &str| format!("{name}:{p}");
+    let h = |p: &str| format!("{}/{p}", hsrc.display());
+    // In: a file into the volume and into a directory of the bind mount, a tree into the volume.
+    for who in ["docker", "berth"] {
+        assert!(cp(who, &h("file"), &c("/data/")), "{who}: cp into the volume");
+        assert!(cp(who, &h("file"), &c("/bind/sub/")), "{who}: cp into the bind mount");
+        assert!(cp(who, &h("tree"), &c("/data/tree")), "{who}: cp a tree into the volume");
+        assert!(!cp(who, &h("file"), &c("/ro/")), "{who}: cp into a read-only volume must fail");
+    }
+    // The container sees them through its mounts; the bound host dirs hold them.
+    let script = "cat /data/file /bind/sub/file /data/tree/sub/x; ls /ro | wc -l";
+    let theirs = run(&["exec", &name, "sh", "-c", script]);
+    let o = eng.cmd(&["container", "exec", &name, "sh", "-c", script]);
+    o.ok();
+    assert_eq!(o.stdout, theirs);
+    assert_eq!(theirs, "a file\na file\nx\n0\n");
+    let d_tree = walk_tree(&binds[0]);
+    let b_tree = walk_tree(&binds[1]);
+    let diff = tree_diff("docker", &d_tree, "berth", &b_tree);
+    assert!(diff.is_empty(), "bind mount contents: {diff:#?}");
+    assert_eq!(fs::read_to_string(binds[1].join("sub/file")).unwrap(), "a file\n");
+    // Out: the volume's mount point (as a directory), a file of it, the bind mount's dir.
+    let outs: &[(&str, &str)] = &[("/data", "data"), ("/data/file", "f"), ("/bind/sub", "sub"), ("/bind", "b")];
+    for (src, dst) in outs {
+        let mut trees = Vec::new();
+        for who in ["docker", "berth"] {
+            let dir = ctx.dir.join(format!("cpvol-out-{}-{who}", dst));
+            fs::create_dir_all(&dir).unwrap();
+            let ok = cp(who, &c(src), &format!("{}/{dst}", dir.display()));
+            trees.push((ok, walk_tree(&dir)));
+        }
+        assert!(trees[0].0 && trees[1].0, "cp {src} out: docker {}, berth {}", trees[0].0, trees[1].0);
+        let diff = tree_diff("docker", &trees[0].1, "berth", &trees[1].1);
+        assert!(diff.is_empty(), "cp {src} out: {diff:#?}");
+    }
+    assert_eq!(fs::read_to_string(ctx.dir.join("cpvol-out-data-berth/data/tree/sub/x")).unwrap(), "x\n");
+    // A symlink in the volume climbing out of it: followed in the container's view, as docker
+    // does (to the container's /etc), never to the host's.
+    let hostfile = Path::new("/etc/file").exists();
+    run(&["exec", &name, "ln", "-s", "/../../../../etc", "/data/out"]);
+    eng.cmd(&["container", "exec", &name, "ln", "-s", "/../../../../etc", "/data/out"]).ok();
+    for who in ["docker", "berth"] {
+        assert!(cp(who, &h("file"), &c("/data/out/")), "{who}: cp through the volume's symlink");
+    }
+    let theirs = run(&["exec", &name, "cat", "/etc/file"]);
+    let o = eng.cmd(&["container", "exec", &name, "cat", "/etc/file"]);
+    o.ok();
+    assert_eq!(o.stdout, theirs);
+    assert_eq!(Path::new("/etc/file").exists(), hostfile, "a copy reached the host's /etc");
+    run(&["rm", "-f", "-v", &name]);
+    let _ = d.docker(&["volume", "rm", &format!("{name}-data"), &format!("{name}-ro")]).status();
+    drop(d);
+    eng.cmd(&["container", "rm", "-f", "-v", &name]).ok();
+    for v in ["data", "ro"] {
+        let _ = eng.cmd(&["volume", "rm", &format!("{name}-{v}")]);
+    }
+}
+
 /// `container diff` lists docker's A/C/D lines for a container's changes (a file added,
 /// one changed, one deleted, a directory replaced, a symlink; the engine's own mount points
 /// left out); `container commit` makes an image of them (whiteouts and an opaque directory in

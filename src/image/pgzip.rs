@@ -6,7 +6,9 @@
 //! always compresses to the same digest.
 
 use flate2::{Compress, Compression, Crc, FlushCompress};
+use std::collections::BTreeMap;
 use std::io::{self, Read, Write};
+use std::sync::{mpsc, Mutex};
 
 /// Bytes compressed by one thread at a time.
 const BLOCK: usize = 1 << 20;
@@ -14,33 +16,71 @@ const BLOCK: usize = 1 << 20;
 /// gzip header: deflate, no flags, no mtime, no extra flags, OS unknown (as Go's writer).
 const HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 0xff];
 
-/// Compresses `src` into `out` at `level` (0-9); returns the bytes read.
-pub fn compress(src: &mut impl Read, out: &mut impl Write, level: u32) -> io::Result<u64> {
+/// Compresses `src` into `out` at `level` (0-9); returns the bytes read. One thread reads
+/// (and sums the CRC), one per core deflates, the caller's writes the blocks in order: reading,
+/// compressing and writing (with the hashing a store writer does) overlap.
+pub fn compress(src: &mut (impl Read + Send), out: &mut impl Write, level: u32) -> io::Result<u64> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, 8);
-    let mut crc = Crc::new();
     out.write_all(&HEADER)?;
-    loop {
-        let mut blocks = Vec::with_capacity(threads * 2);
-        let mut eof = false;
-        while blocks.len() < threads * 2 {
-            let b = read_block(src)?;
-            eof = b.len() < BLOCK;
-            if !b.is_empty() {
-                crc.update(&b);
-                blocks.push(b);
+    let (btx, brx) = mpsc::sync_channel::<(usize, Vec<u8>)>(threads * 2);
+    let brx = Mutex::new(brx);
+    let crc = std::thread::scope(|s| -> io::Result<Crc> {
+        let (otx, orx) = mpsc::sync_channel::<(usize, io::Result<Vec<u8>>)>(threads * 2);
+        let reader = s.spawn(move || -> io::Result<Crc> {
+            let mut crc = Crc::new();
+            for i in 0.. {
+                let b = read_block(src)?;
+                let last = b.len() < BLOCK;
+                if !b.is_empty() {
+                    crc.update(&b);
+                    if btx.send((i, b)).is_err() {
+                        break;
+                    }
+                }
+                if last {
+                    break;
+                }
             }
-            if eof {
-                break;
+            Ok(crc)
+        });
+        for _ in 0..threads {
+            let (otx, brx) = (otx.clone(), &brx);
+            s.spawn(move || loop {
+                let next = brx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                let Ok((i, b)) = next else { break };
+                if otx.send((i, deflate_block(&b, level))).is_err() {
+                    break;
+                }
+            });
+        }
+        drop(otx);
+        let mut pending = BTreeMap::new();
+        let mut want = 0;
+        let mut err: Option<io::Error> = None;
+        // Ends when every deflating thread is done (the reader's channel closed).
+        for (i, r) in orx.iter() {
+            pending.insert(i, r);
+            while let Some(r) = pending.remove(&want) {
+                want += 1;
+                match r {
+                    Ok(o) if err.is_none() => {
+                        if let Err(e) = out.write_all(&o) {
+                            err = Some(e);
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        err.get_or_insert(e);
+                    }
+                }
             }
         }
-        let outs = deflate_blocks(&blocks, level, threads)?;
-        for o in outs {
-            out.write_all(&o)?;
+        let crc = reader.join().map_err(|_| io::Error::other("the compression reader panicked"))??;
+        match err {
+            Some(e) => Err(e),
+            None => Ok(crc),
         }
-        if eof {
-            break;
-        }
-    }
+    })?;
     // An empty final block closes the deflate stream: 0b011 (BFINAL, fixed Huffman), then
     // the end-of-block code, padded to a byte.
     out.write_all(&[0x03, 0x00])?;
@@ -54,28 +94,6 @@ fn read_block(src: &mut impl Read) -> io::Result<Vec<u8>> {
     let mut b = Vec::with_capacity(BLOCK);
     src.take(BLOCK as u64).read_to_end(&mut b)?;
     Ok(b)
-}
-
-/// The blocks deflated on up to `threads` threads, in their order.
-fn deflate_blocks(blocks: &[Vec<u8>], level: u32, threads: usize) -> io::Result<Vec<Vec<u8>>> {
-    if blocks.len() <= 1 || threads == 1 {
-        return blocks.iter().map(|b| deflate_block(b, level)).collect();
-    }
-    let per = blocks.len().div_ceil(threads);
-    std::thread::scope(|s| {
-        let handles: Vec<_> = blocks
-            .chunks(per)
-            .map(|group| s.spawn(move || group.iter().map(|b| deflate_block(b, level)).collect::<Vec<_>>()))
-            .collect();
-        let mut outs = Vec::with_capacity(blocks.len());
-        for h in handles {
-            let group = h.join().map_err(|_| io::Error::other("a compression thread panicked"))?;
-            for o in group {
-                outs.push(o?);
-            }
-        }
-        Ok(outs)
-    })
 }
 
 /// One block as raw deflate ending in a sync flush (byte-aligned, not final).

@@ -29,7 +29,7 @@ const PARALLEL: usize = 3;
 /// Largest blob sent in one PUT; larger ones go in PATCHes of this size.
 pub const CHUNK: u64 = 16 << 20;
 /// gzip level of layers compressed for a push (see the design notes in README.md).
-const GZIP_LEVEL: u32 = 6;
+const GZIP_LEVEL: u32 = 2;
 
 #[derive(Debug, thiserror::Error)]
 pub enum PushError {
