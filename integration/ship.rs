@@ -182,7 +182,7 @@ fn ship_push_pull_back_and_mount() {
 /// gzip-compressed with the gzip media type, as docker pushes them; the image id stays the
 /// same. skopeo copies the pushed image (every digest verified) and its layers gunzip to the
 /// diff ids; podman (private root) and a private dockerd 20.10 pull it with the same id, and
-/// docker runs it. A second push sends nothing and gives the same manifest digest; removing
+/// docker runs it. A push the registry refuses keeps no gzip blob. A second push sends nothing and gives the same manifest digest; removing
 /// the image removes the gzip blobs with it.
 #[test]
 fn ship_push_compresses_built_layers() {
@@ -210,6 +210,15 @@ fn ship_push_compresses_built_layers() {
     let diff_ids: Vec<String> =
         cfg["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
     assert_eq!(diff_ids.len(), 3, "{cfg:#}");
+
+    // Refused by a read-only registry: the gzip blobs made for it are not kept.
+    let ro = Registry::start(&ctx, RegistryOpts { readonly: true, ..Default::default() });
+    let ro_name = ro.reference("gz/ro:v1");
+    eng.image(&["tag", &name, &ro_name]).ok();
+    let before = eng.store_snapshot();
+    eng.image(&["push", &ro_name]).one_line_error(&["405", "UNSUPPORTED"]);
+    eng.assert_store_unchanged(&before, "refused push of a built image");
+    eng.image(&["rm", &ro_name]).ok();
 
     let o = eng.image(&["push", &name]);
     o.ok();

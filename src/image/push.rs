@@ -4,8 +4,9 @@
 //! and `image build`, or loaded from a `docker save` archive) go gzip-compressed, as docker
 //! pushes them, under a manifest naming the gzip blobs with the gzip media types (the config,
 //! and so the image id, unchanged). Each gzip blob is made once and kept in the store with
-//! the layer (`StoreIndex::compressed`), so a second push finds it already in the registry
-//! and the manifest digest is the same every time.
+//! the layer (`StoreIndex::compressed`) once a manifest naming it is accepted (until then it
+//! waits under tmp/, and a failed push leaves nothing), so a second push finds it already in
+//! the registry and the manifest digest is the same every time.
 //!
 //! Each blob (the layers, up to 3 at a time, then the config) is first looked for in the
 //! repository (HEAD); one the registry has in another repository of the same registry (known
@@ -19,7 +20,7 @@ use super::digest::Digest;
 use super::pull::{progress_size, Progress};
 use super::reference::Reference;
 use super::registry::{Client, Mount, RegistryError};
-use super::store::{normalise, CompressedBlob, Store, StoreError, StoreIndex, WriteGuard};
+use super::store::{normalise, CompressedBlob, StagedBlob, Store, StoreError, StoreIndex, WriteGuard};
 use super::types::{self, Descriptor};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -110,11 +111,12 @@ fn push_tag(
 ) -> Result<Digest, PushError> {
     let image = format!("{}/{}:{tag}", r.registry, r.repository);
     let prog = Progress::new(quiet);
+    let mut made = Vec::new();
     let (got, size) = match complete_index(store, index, mdigest) {
         Some((idx_digest, mut idx)) => {
             let mut changed = false;
             for d in idx.manifests.iter_mut().filter(|d| d.media_type.is_empty() || types::is_manifest(&d.media_type)) {
-                let (mt, data) = push_image(store, g, client, r, index, &d.digest, &image, &prog)?;
+                let (mt, data) = push_image(store, g, client, r, index, &d.digest, &image, &prog, &mut made)?;
                 let got = client.put_manifest(r, &Digest::of(&data).to_string(), &mt, &data)?;
                 if got != d.digest {
                     changed = true;
@@ -133,11 +135,12 @@ fn push_tag(
             (client.put_manifest(r, tag, &mt, &data)?, data.len())
         }
         None => {
-            let (mt, data) = push_image(store, g, client, r, index, mdigest, &image, &prog)?;
+            let (mt, data) = push_image(store, g, client, r, index, mdigest, &image, &prog, &mut made)?;
             berth::faults::crash_point("image.push.blobs-uploaded");
             (client.put_manifest(r, tag, &mt, &data)?, data.len())
         }
     };
+    keep_made(store, g, made)?;
     if !quiet {
         println!("{tag}: digest: {got} size: {size}");
     }
@@ -182,7 +185,8 @@ fn complete_index(store: &Store, index: &StoreIndex, mdigest: &Digest) -> Option
 }
 
 /// Sends the layers and config of the image of manifest `mdigest`; returns the manifest to
-/// put (media type, bytes): the stored one, or the same naming the compressed layers.
+/// put (media type, bytes): the stored one, or the same naming the compressed layers. The
+/// gzip blobs it made are added to `all_made`.
 #[allow(clippy::too_many_arguments)]
 fn push_image(
     store: &Store,
@@ -193,6 +197,7 @@ fn push_image(
     mdigest: &Digest,
     image: &str,
     prog: &Progress,
+    all_made: &mut Vec<Made>,
 ) -> Result<(String, Vec<u8>), PushError> {
     let mdata = store.read_blob(mdigest)?;
     let media_type = super::pull::manifest_media_type("", &mdata);
@@ -219,6 +224,7 @@ fn push_image(
     // What is sent for each layer: the stored blob, or for a layer stored uncompressed (made
     // by commit or build, or loaded from a docker-save archive) its gzip form, as docker sends.
     let sent: Vec<Mutex<Option<Descriptor>>> = manifest.layers.iter().map(|_| Mutex::new(None)).collect();
+    let made: Mutex<Vec<Made>> = Mutex::new(Vec::new());
     let next = AtomicUsize::new(0);
     let failed = AtomicBool::new(false);
     let first_err: Mutex<Option<PushError>> = Mutex::new(None);
@@ -233,9 +239,13 @@ fn push_image(
                     break;
                 }
                 let i = order[k];
-                let res = distributable(store, g, index, &manifest.layers[i]).and_then(|d| {
-                    push_blob(store, client, r, index, &d, Some((prog, lines[k])))?;
+                let res = distributable(store, g, index, &manifest.layers[i]).and_then(|(d, m)| {
+                    let path = m.as_ref().map(|(_, st)| st.path().to_path_buf());
+                    push_blob(store, client, r, index, &d, path.as_deref(), Some((prog, lines[k])))?;
                     *sent[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
+                    if let Some(m) = m {
+                        made.lock().unwrap_or_else(|p| p.into_inner()).push(m);
+                    }
                     Ok(())
                 });
                 if let Err(e) = res {
@@ -262,7 +272,8 @@ fn push_image(
         m.layers = sent;
         serde_json::to_vec(&m).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?
     };
-    push_blob(store, client, r, index, &manifest.config, None)?;
+    push_blob(store, client, r, index, &manifest.config, None, None)?;
+    all_made.extend(made.into_inner().unwrap_or_else(|p| p.into_inner()));
     Ok((media_type, mdata))
 }
 
@@ -277,43 +288,63 @@ fn is_foreign(d: &Descriptor) -> bool {
     )
 }
 
-/// The layer as it is distributed: a layer stored uncompressed becomes its gzip blob (made
-/// once, kept in the store and recorded in the index, so that every later push sends the same
-/// blob), with the gzip media type of its kind; any other layer as stored.
-fn distributable(store: &Store, g: &WriteGuard, index: &StoreIndex, l: &Descriptor) -> Result<Descriptor, PushError> {
+/// A gzip blob made during this push, kept under tmp/ until the manifest is accepted.
+type Made = (Digest, StagedBlob);
+
+/// The layer as it is distributed: a layer stored uncompressed becomes its gzip blob, with the
+/// gzip media type of its kind; any other layer as stored. The gzip blob is the one the store
+/// already keeps for the layer (made by an earlier push), or one made now and returned, to be
+/// kept (and recorded) only once the manifest is accepted.
+fn distributable(
+    store: &Store,
+    g: &WriteGuard,
+    index: &StoreIndex,
+    l: &Descriptor,
+) -> Result<(Descriptor, Option<Made>), PushError> {
     let gzip_type = match l.media_type.as_str() {
         types::DOCKER_LAYER => types::DOCKER_LAYER_GZIP,
         types::OCI_LAYER => types::OCI_LAYER_GZIP,
-        _ => return Ok(l.clone()),
+        _ => return Ok((l.clone(), None)),
     };
     let known = index.compressed.get(&l.digest).filter(|c| store.has_blob(&c.digest, Some(c.size))).cloned();
-    let c = match known {
-        Some(c) => c,
+    let (c, made) = match known {
+        Some(c) => (c, None),
         None => {
-            let c = compress(store, g, &l.digest)?;
-            let mut il = store.lock_index()?;
-            il.index.compressed.insert(l.digest.clone(), c.clone());
-            il.save()?;
-            c
+            let staged = compress(store, g, &l.digest)?;
+            (CompressedBlob { digest: staged.digest.clone(), size: staged.size }, Some((l.digest.clone(), staged)))
         }
     };
     let size = i64::try_from(c.size).unwrap_or(i64::MAX);
-    Ok(Descriptor { media_type: gzip_type.to_string(), digest: c.digest, size, ..l.clone() })
+    Ok((Descriptor { media_type: gzip_type.to_string(), digest: c.digest, size, ..l.clone() }, made))
 }
 
-/// Writes the gzip form of blob `plain` into the store (hashed as it is written), compressed
-/// on every core.
-fn compress(store: &Store, g: &WriteGuard, plain: &Digest) -> Result<CompressedBlob, PushError> {
+/// The gzip form of blob `plain`, written under the store's tmp/ (hashed as it is written),
+/// compressed on every core.
+fn compress(store: &Store, g: &WriteGuard, plain: &Digest) -> Result<StagedBlob, PushError> {
     let path = store.blob_path(plain);
     let mut src = store.open_blob(plain)?;
     let mut w = store.stage(g)?;
     if let Err(source) = super::pgzip::compress(&mut src, &mut w, GZIP_LEVEL) {
         return Err(w.write_error().unwrap_or(StoreError::Io { op: "compress", path, source }).into());
     }
-    let staged = w.finish()?;
-    let c = CompressedBlob { digest: staged.digest.clone(), size: staged.size };
-    store.adopt(g, staged)?;
-    Ok(c)
+    Ok(w.finish()?)
+}
+
+/// Keeps the gzip blobs made by a push whose manifest was accepted, each recorded as its
+/// layer's compressed form.
+fn keep_made(store: &Store, g: &WriteGuard, made: Vec<Made>) -> Result<(), PushError> {
+    if made.is_empty() {
+        return Ok(());
+    }
+    let mut rec = Vec::new();
+    for (plain, staged) in made {
+        rec.push((plain, CompressedBlob { digest: staged.digest.clone(), size: staged.size }));
+        store.adopt(g, staged)?;
+    }
+    let mut il = store.lock_index()?;
+    il.index.compressed.extend(rec);
+    il.save()?;
+    Ok(())
 }
 
 /// A repository of the same registry that holds blob `digest`, by the `repo@digest` names
@@ -342,6 +373,7 @@ fn push_blob(
     r: &Reference,
     index: &StoreIndex,
     d: &Descriptor,
+    file: Option<&std::path::Path>,
     line: Option<(&Progress, usize)>,
 ) -> Result<(), PushError> {
     let say = |status: String, force: bool| {
@@ -370,7 +402,7 @@ fn push_blob(
     };
     let size = u64::try_from(d.size).unwrap_or(0);
     let show = |n: u64| say(format!("Pushing {}/{}", progress_size(n), progress_size(size)), false);
-    let path = store.blob_path(&d.digest);
+    let path = file.map_or_else(|| store.blob_path(&d.digest), std::path::Path::to_path_buf);
     if let Err(e) = client.upload_blob(r, &location, &d.digest, &path, size, CHUNK, &show) {
         client.cancel_upload(r, &location);
         return Err(e.into());
