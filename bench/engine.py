@@ -17,6 +17,8 @@ Sections (--sections, default all):
   push        push that image to a local docker-registry: berth `image push` (from its store) vs
               `skopeo copy` from the OCI layout; each iteration on a fresh registry (no blob there,
               nothing to mount from) with a fresh berth data root, the order alternating
+  push-plain  the same push of the image stored with plain-tar layers (as `container commit` and
+              `image build` store them): both tools gzip each layer on the way
   rss         memory of berth's shim vs podman's conmon per running container
   build       `berth image build` vs `buildah bud --layers` (runc, overlay storage; both with
               --network host) of one
@@ -348,7 +350,33 @@ def section_pull(berth, work, layout, gz_mb, raw_mb, iters, baseline=None):
         reg.stop()
 
 
-def section_push(berth, work, layout, gz_mb, iters):
+def plain_layout(work, layout):
+    """The same image with its layers stored as plain tars (what `container commit` and
+    `image build` make, or a `docker save` archive holds): `work/debian-plain`, tag `bench`."""
+    plain = os.path.join(work, "debian-plain")
+    os.makedirs(os.path.join(plain, "blobs", "sha256"))
+    shutil.copy(os.path.join(layout, "oci-layout"), plain)
+    index = json.load(open(os.path.join(layout, "index.json")))
+    mdesc = index["manifests"][0]
+    manifest = json.load(open(os.path.join(layout, "blobs", "sha256", mdesc["digest"][7:])))
+    shutil.copy(os.path.join(layout, "blobs", "sha256", manifest["config"]["digest"][7:]),
+                os.path.join(plain, "blobs", "sha256"))
+    raw = 0
+    for l in manifest["layers"]:
+        tmp = os.path.join(work, "plain-layer.tar")
+        with gzip.open(os.path.join(layout, "blobs", "sha256", l["digest"][7:]), "rb") as fi, open(tmp, "wb") as fo:
+            shutil.copyfileobj(fi, fo, 1 << 20)
+        dg, size = add_blob(plain, data_path=tmp)
+        l.update({"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": dg, "size": size})
+        raw += size
+    mdg, msize = add_blob(plain, data=json.dumps(manifest).encode())
+    mdesc.update({"digest": mdg, "size": msize})
+    with open(os.path.join(plain, "index.json"), "w") as f:
+        json.dump(index, f)
+    return plain, raw
+
+
+def section_push(berth, work, layout, gz_mb, iters, what="compressed", mb_label="compressed"):
     """berth `image push` of the loaded Debian image vs `skopeo copy oci:LAYOUT docker://...`:
     the same blobs (gzip layers as stored) to a registry that has none of them. A fresh
     registry per iteration keeps both tools from mounting or skipping anything (skopeo's blob
@@ -356,11 +384,12 @@ def section_push(berth, work, layout, gz_mb, iters):
     (loaded untimed) so it knows no other repository either."""
     res = {"berth": [], "skopeo": []}
     cpu = {"berth": [], "skopeo": []}
+    sent = {}
     for i in range(iters):
-        reg = Registry(work, "registry-push-%d" % i)
+        reg = Registry(work, "registry-push-%s-%d" % (what, i))
         try:
             host = "127.0.0.1:%d" % reg.port
-            data = os.path.join(work, "data-push-%d" % i)
+            data = os.path.join(work, "data-push-%s-%d" % (what, i))
             run([berth, "--data-root", data, "image", "load", "-q", "-i", layout])
             order = ("berth", "skopeo") if i % 2 == 0 else ("skopeo", "berth")
             for who in order:
@@ -373,13 +402,22 @@ def section_push(berth, work, layout, gz_mb, iters):
                                       "oci:%s:bench" % layout, "docker://%s/bench/skopeo:v1" % host])
                 res[who].append(t)
                 cpu[who].append(c)
+            if i == 0:
+                # What each tool sent for the layers (both compress plain layers for a registry).
+                for who in ("berth", "skopeo"):
+                    raw = subprocess.run(["skopeo", "inspect", "--raw", "--tls-verify=false",
+                                          "docker://%s/bench/%s:v1" % (host, who)],
+                                         stdout=subprocess.PIPE, check=True, env=ENV).stdout
+                    sent[who] = sorted(set(l["mediaType"] for l in json.loads(raw)["layers"]))
             shutil.rmtree(data, ignore_errors=True)
         finally:
             reg.stop()
             shutil.rmtree(reg.dir, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in res.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
-    print("push to docker-registry on 127.0.0.1 (%.1f MB compressed, every blob sent), %d iterations:" % (gz_mb, iters))
+    print("push of the image stored %s to docker-registry on 127.0.0.1 (%.1f MB %s, every blob sent), %d iterations:"
+          % (what, gz_mb, mb_label, iters))
+    print("  layers sent: berth %s, skopeo %s" % (", ".join(sent.get("berth", [])), ", ".join(sent.get("skopeo", []))))
     for name, k in (("berth image push", "berth"), ("skopeo copy oci: to docker:", "skopeo")):
         xs = res[k]
         print("  %-28s median %8.1f ms  (min %7.1f, max %7.1f)  cpu %7.1f ms  %7.1f MB/s" % (
@@ -1397,7 +1435,7 @@ def main():
     ap.add_argument("--cells", default="", help="only the containers cells whose name contains one of these (comma list)")
     ap.add_argument("--rss-containers", type=int, default=3, help="detached containers per engine for rss")
     ap.add_argument("--build-iterations", type=int, default=3, help="iterations of the build section (default 3)")
-    ap.add_argument("--sections", default="unpack,pull,push,containers,dualstack,rss,build,rootless")
+    ap.add_argument("--sections", default="unpack,pull,push,push-plain,containers,dualstack,rss,build,rootless")
     ap.add_argument("--json", help="write the medians to this file")
     ap.add_argument("--baseline", help="another berth binary (e.g. a build of the previous commit) to time too")
     a = ap.parse_args()
@@ -1409,9 +1447,9 @@ def main():
         die("no berth binary at %s (cargo build --release)" % berth)
     sections = [x.strip() for x in a.sections.split(",") if x.strip()]
     for s in sections:
-        if s not in ("unpack", "pull", "push", "containers", "dualstack", "rss", "build", "rootless"):
+        if s not in ("unpack", "pull", "push", "push-plain", "containers", "dualstack", "rss", "build", "rootless"):
             die("unknown section %r" % s)
-    need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"], "push": ["skopeo", "docker-registry"],
+    need = {"unpack": ["umoci"], "pull": ["skopeo", "docker-registry", "umoci"], "push": ["skopeo", "docker-registry"], "push-plain": ["skopeo", "docker-registry"],
             "containers": ["podman", "conmon", "runc", "crun", "iptables", "unshare"], "rss": ["podman", "conmon", "runc"],
             "dualstack": ["podman", "conmon", "runc", "ip6tables"], "build": ["buildah", "runc", "busybox"],
             "rootless": ["podman", "runc", "slirp4netns", "newuidmap", "setpriv"]}
@@ -1452,7 +1490,7 @@ def main():
             (berth, os.cpu_count()) + os.getloadavg() + (open("/proc/self/cgroup").read().splitlines()[0].split(":", 2)[2],)))
         layout = None
         for s in sections:
-            if s in ("unpack", "pull", "push") and layout is None:
+            if s in ("unpack", "pull", "push", "push-plain") and layout is None:
                 layout, raw, gz = debian_layout(work)
             if s in ("containers", "dualstack", "rss") and eng is None:
                 eng = Engines(berth, work)
@@ -1465,6 +1503,9 @@ def main():
                                       os.path.abspath(a.baseline) if a.baseline else None)
             elif s == "push":
                 out[s] = section_push(berth, work, layout, gz / 1e6, a.iterations)
+            elif s == "push-plain":
+                plain, praw = plain_layout(work, layout)
+                out[s] = section_push(berth, work, plain, praw / 1e6, a.iterations, "plain", "plain tars, gzip-compressed on the way")
             elif s == "containers":
                 out[s] = section_containers(eng, berth, work, a.container_iterations, a.warmup, a.seed,
                                             [x for x in a.cells.split(",") if x])

@@ -852,3 +852,53 @@ fn build_locked_cache_mount_serialises_parallel_stages() {
     assert_eq!(run_in(&eng, "locked:1", &["cat", "/a", "/b"]), "a\nb\n");
     nothing_left(&eng);
 }
+
+/// `COPY --parents` (dockerfile 1.7 labs, docker's rules): each source keeps its path below
+/// the context under the destination directory, or its path below a `/./` pivot; a directory
+/// source keeps its own name; a destination that is not a directory is refused in one line.
+#[test]
+fn build_copy_parents() {
+    let ctx = Ctx::new("build-parents");
+    let eng = Eng::new(&ctx);
+    let files = [
+        ("x/a.txt", "xa\n"),
+        ("y/a.txt", "ya\n"),
+        ("x/sub/b.txt", "xb\n"),
+        ("p/q/r.txt", "r\n"),
+        (
+            "Dockerfile",
+            "# syntax=docker/dockerfile:1.7-labs\nFROM scratch\nCOPY --parents ./x/a.txt y/*.txt /out/\n\
+             COPY --parents x/sub /dirs/\nCOPY --parents ./p/./q/r.txt /pivot/\nCOPY x/a.txt /plain/\n",
+        ),
+    ];
+    let d = context(&ctx, &files);
+    build(&eng, &["-q", "-t", "localhost/berth-test/parents:v1", s(&d)]).ok();
+    let out = ctx.dir.join("parents-flat");
+    eng.image(&["unpack", "localhost/berth-test/parents:v1", s(&out)]).ok();
+    let r = out.join("rootfs");
+    let got: Vec<String> = walk_tree(&r).0.keys().cloned().collect();
+    let want = [
+        "dirs",
+        "dirs/x",
+        "dirs/x/sub",
+        "dirs/x/sub/b.txt",
+        "out",
+        "out/x",
+        "out/x/a.txt",
+        "out/y",
+        "out/y/a.txt",
+        "pivot",
+        "pivot/q",
+        "pivot/q/r.txt",
+        "plain",
+        "plain/a.txt",
+    ];
+    assert_eq!(got, want, "the tree --parents made");
+    assert_eq!(fs::read_to_string(r.join("out/y/a.txt")).unwrap(), "ya\n");
+    assert_eq!(fs::read_to_string(r.join("dirs/x/sub/b.txt")).unwrap(), "xb\n");
+    // The destination must be a directory.
+    let bad = context(&ctx, &[("a.txt", "a\n"), ("Dockerfile", "FROM scratch\nCOPY --parents a.txt /file\n")]);
+    let before = eng.store_snapshot();
+    build(&eng, &["-q", s(&bad)]).one_line_error(&["Dockerfile:2", "--parents", "directory"]);
+    eng.assert_store_unchanged(&before, "refused COPY --parents");
+}

@@ -98,7 +98,6 @@ fn ship_push_pull_back_and_mount() {
             &format!("The push refers to repository [{}]\n", reg.reference("ship/one")),
             &format!("{}: Pushed\n", &layers[0].diff_id[7..19]),
             &format!("{}: Pushed\n", &layers[1].diff_id[7..19]),
-            &format!("v1: digest: {} size: {}\n", m.digest, m.size),
         ],
         "push",
     );
@@ -108,15 +107,26 @@ fn ship_push_pull_back_and_mount() {
     let puts = requests(&reg, "PUT", "/ship/one/blobs/uploads/");
     assert_eq!(puts.len(), 3, "one closing PUT per blob (2 layers + config): {puts:#?}");
 
-    // What the registry holds is the stored manifest, byte for byte.
+    // What the registry holds is the stored manifest, its plain layer replaced by that
+    // layer's gzip blob (docker's push compresses what it stores uncompressed).
     let raw = skopeo_inspect(&reg, "ship/one:v1", true);
-    assert_eq!(sha256_bytes(raw.as_bytes()), m.hex(), "manifest in the registry: {raw}");
+    let pushed = format!("sha256:{}", sha256_bytes(raw.as_bytes()));
+    assert_contains(&o.stdout, &[&format!("v1: digest: {pushed} size: {}\n", raw.len())], "push");
+    let mut want: Value =
+        serde_json::from_slice(&fs::read(eng.data.join("image/blobs/sha256").join(m.hex())).unwrap()).unwrap();
+    let mut doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["layers"][1]["mediaType"], json!("application/vnd.oci.image.layer.v1.tar+gzip"), "{raw}");
+    let gz = doc["layers"][1]["digest"].as_str().unwrap().to_string();
+    assert_ne!(gz, layers[1].desc.digest, "{raw}");
+    want["layers"][1] = doc["layers"][1].clone();
+    doc.as_object_mut().unwrap().retain(|_, v| !v.is_null());
+    assert_eq!(doc, want, "pushed manifest: the stored one with the gzip layer");
     let info: Value = serde_json::from_str(&skopeo_inspect(&reg, "ship/one:v1", false)).unwrap();
-    assert_eq!(info["Digest"], json!(m.digest), "{info:#}");
-    assert_eq!(info["Layers"], json!(layers.iter().map(|l| l.desc.digest.clone()).collect::<Vec<_>>()), "{info:#}");
+    assert_eq!(info["Digest"], json!(pushed), "{info:#}");
+    assert_eq!(info["Layers"], json!([layers[0].desc.digest.clone(), gz]), "{info:#}");
     let insp = eng.inspect(&one);
     assert!(
-        insp["RepoDigests"].as_array().unwrap().contains(&json!(format!("{}@{}", reg.reference("ship/one"), m.digest))),
+        insp["RepoDigests"].as_array().unwrap().contains(&json!(format!("{}@{pushed}", reg.reference("ship/one")))),
         "push records the repo digest: {insp:#}"
     );
 
@@ -136,6 +146,7 @@ fn ship_push_pull_back_and_mount() {
     let o = eng.image(&["push", &one]);
     o.ok();
     assert_eq!(o.stdout.matches(": Layer already exists\n").count(), 2, "{o}");
+    assert_contains(&o.stdout, &[&format!("v1: digest: {pushed} ")], "second push");
     assert_eq!(requests(&reg, "POST", "/blobs/uploads/").len(), before, "second push started uploads");
 
     // Another repository of the same registry: mounted from the first.
@@ -149,7 +160,7 @@ fn ship_push_pull_back_and_mount() {
     assert!(mounts.iter().all(|l| l.contains("from=ship/one") && l.contains("\" 201 ")), "{mounts:#?}");
     assert!(requests(&reg, "PATCH", "/ship/two/").is_empty() && requests(&reg, "PUT", "/ship/two/blobs/").is_empty());
     let info: Value = serde_json::from_str(&skopeo_inspect(&reg, "ship/two:v2", false)).unwrap();
-    assert_eq!(info["Digest"], json!(m.digest), "{info:#}");
+    assert_eq!(info["Digest"], json!(pushed), "{info:#}");
 
     // On a terminal (script(1) gives it a pty): lines redrawn in place with the bytes sent.
     // (Another registry: nothing there to mount from.)
@@ -165,6 +176,223 @@ fn ship_push_pull_back_and_mount() {
     let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"]));
     assert!(tty.contains("\x1b[1A") || tty.contains("\x1b[2A"), "no redraw on a terminal: {tty:?}");
     assert!(tty.contains(" MB/") && tty.contains(": Pushed"), "no progress on a terminal: {tty:?}");
+}
+
+/// Layers berth made itself (an `image build` COPY and RUN step: plain tars in the store) go
+/// gzip-compressed with the gzip media type, as docker pushes them; the image id stays the
+/// same. skopeo copies the pushed image (every digest verified) and its layers gunzip to the
+/// diff ids; podman (private root) and a private dockerd 20.10 pull it with the same id, and
+/// docker runs it. A push the registry refuses keeps no gzip blob. A second push sends nothing and gives the same manifest digest; removing
+/// the image removes the gzip blobs with it.
+#[test]
+fn ship_push_compresses_built_layers() {
+    let ctx = Ctx::new("ship-gzip");
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let eng = Eng::new(&ctx);
+    let base = "localhost/berth-test/gzbase:v1";
+    let lay = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &lay, "v1", Some(base), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&lay)]).ok();
+    let bctx = ctx.tempdir("bctx");
+    // Compressible: 1 MB of text.
+    let text: String = (0..20_000).map(|i| format!("line {i:08} of the built layer\n")).collect();
+    fs::write(bctx.join("data.txt"), &text).unwrap();
+    fs::write(
+        bctx.join("Dockerfile"),
+        format!("FROM {base}\nCOPY data.txt /opt/data.txt\nRUN echo built > /built.txt\n"),
+    )
+    .unwrap();
+    let name = reg.reference("gz/built:v1");
+    eng.image(&["build", "-q", "--network", "none", "-t", &name, s(&bctx)]).ok();
+    let id = eng.inspect(&name)["Id"].as_str().unwrap().to_string();
+    let cfg: Value =
+        serde_json::from_slice(&fs::read(eng.data.join("image/blobs/sha256").join(&id[7..])).unwrap()).unwrap();
+    let diff_ids: Vec<String> =
+        cfg["rootfs"]["diff_ids"].as_array().unwrap().iter().map(|d| d.as_str().unwrap().to_string()).collect();
+    assert_eq!(diff_ids.len(), 3, "{cfg:#}");
+
+    // Refused by a read-only registry: the gzip blobs made for it are not kept.
+    let ro = Registry::start(&ctx, RegistryOpts { readonly: true, ..Default::default() });
+    let ro_name = ro.reference("gz/ro:v1");
+    eng.image(&["tag", &name, &ro_name]).ok();
+    let before = eng.store_snapshot();
+    eng.image(&["push", &ro_name]).one_line_error(&["405", "UNSUPPORTED"]);
+    eng.assert_store_unchanged(&before, "refused push of a built image");
+    eng.image(&["rm", &ro_name]).ok();
+
+    let o = eng.image(&["push", &name]);
+    o.ok();
+    let raw = skopeo_inspect(&reg, "gz/built:v1", true);
+    let digest = format!("sha256:{}", sha256_bytes(raw.as_bytes()));
+    assert_contains(&o.stdout, &[&format!("v1: digest: {digest} size: {}\n", raw.len())], "push");
+    assert_eq!(o.stdout.matches(": Pushed\n").count(), 3, "{o}");
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.oci.image.manifest.v1+json"), "{raw}");
+    assert_eq!(doc["config"]["digest"], json!(id), "{raw}");
+    let layers = doc["layers"].as_array().unwrap();
+    assert_eq!(layers.len(), 3, "{raw}");
+    for l in layers {
+        assert_eq!(l["mediaType"], json!("application/vnd.oci.image.layer.v1.tar+gzip"), "{raw}");
+    }
+    // The registry's blobs (skopeo verifies each digest as it copies) gunzip to the diff ids;
+    // the COPY layer is smaller compressed.
+    let out = ctx.dir.join("copied");
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--quiet", "--src-tls-verify=false"]).arg(format!("docker://{name}"));
+    c.arg(format!("dir:{}", out.display())).env("HOME", &reg.dir).env("TMPDIR", &reg.dir);
+    tool(&mut c);
+    for (l, want) in layers.iter().zip(&diff_ids) {
+        let blob = fs::read(out.join(&l["digest"].as_str().unwrap()[7..])).unwrap();
+        let mut plain = Vec::new();
+        std::io::Read::read_to_end(&mut flate2::read::GzDecoder::new(&blob[..]), &mut plain).unwrap();
+        assert_eq!(format!("sha256:{}", sha256_bytes(&plain)), *want, "a pushed layer does not gunzip to its diff id");
+    }
+    let copy_layer = layers[1]["size"].as_u64().unwrap();
+    assert!(copy_layer < text.len() as u64 / 4, "the COPY layer was not compressed: {copy_layer} bytes");
+
+    // podman (private root) pulls it: the same id.
+    let pd = ctx.tempdir("podman");
+    podman(&pd, &["pull", "-q", "--tls-verify=false", &name]);
+    assert_eq!(podman(&pd, &["image", "inspect", "--format", "{{.Id}}", &name]).trim(), &id[7..]);
+    // A private dockerd 20.10 pulls it (127.0.0.0/8 is an insecure registry by default) and runs it.
+    let d = crate::layers::Dockerd::start(&ctx);
+    let run = |args: &[&str]| {
+        let o =
+            d.docker(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    run(&["pull", "-q", &name]);
+    assert_eq!(run(&["image", "inspect", "--format", "{{.Id}}", &name]).trim(), id);
+    assert!(run(&["image", "inspect", "--format", "{{.RepoDigests}}", &name]).contains(&digest));
+    let o = run(&["run", "--rm", "--network", "none", &name, "sh", "-c", "md5sum < /opt/data.txt; cat /built.txt"]);
+    let md5 = tool(Command::new("md5sum").arg(bctx.join("data.txt")));
+    assert_eq!(o, format!("{}  -\nbuilt\n", md5.split_whitespace().next().unwrap()));
+    drop(d);
+
+    // Again: the same gzip blobs, all already there, the same manifest digest.
+    let before = requests(&reg, "POST", "/blobs/uploads/").len();
+    let o = eng.image(&["push", &name]);
+    o.ok();
+    assert_eq!(o.stdout.matches(": Layer already exists\n").count(), 3, "{o}");
+    assert_contains(&o.stdout, &[&format!("v1: digest: {digest} ")], "second push");
+    assert_eq!(requests(&reg, "POST", "/blobs/uploads/").len(), before, "second push started uploads");
+    assert!(eng.inspect(&name)["RepoDigests"].to_string().contains(&digest));
+
+    // The gzip blobs are the image's: `image check` clean; gone with it.
+    eng.image(&["check"]).ok();
+    eng.image(&["rm", &name, base]).ok();
+    eng.cmd(&["builder", "prune", "-a", "-f"]).ok();
+    eng.image(&["prune", "-a", "-f"]).ok();
+    let left = dir_entries_sorted(&eng.data.join("image/blobs/sha256"));
+    assert!(left.is_empty(), "blobs left after rm and prune: {left:?}");
+}
+
+/// An OCI layout of a two-platform index (a shared gzip layer and a plain-tar layer of each
+/// platform's own), tagged `name`. Returns the index and [(arch, config)].
+fn two_platform_layout(ctx: &Ctx, dir: &Path, name: &str) -> (Desc, Vec<(String, Desc)>) {
+    let lay = Layout::create(dir);
+    let shared = lay.add_layer(&busybox_layer_tar(ctx, "two-platforms"), true);
+    let other = if host_arch() == "arm64" { "amd64" } else { "arm64" };
+    let mut per = Vec::new();
+    for arch in [host_arch(), other] {
+        let d = ctx.tempdir("plat");
+        fs::write(d.join("arch.txt"), format!("{arch}\n")).unwrap();
+        let tar = ctx.dir.join(format!("plat-{arch}.tar"));
+        tar_dir(&d, &tar);
+        let own = lay.add_layer(&tar, false);
+        let spec = ImageSpec::new(&["cat", "/arch.txt"]).arch(arch).label("berth.test.arch", arch);
+        let (m, c) = lay.add_image(&[shared.clone(), own], &spec);
+        per.push((arch.to_string(), m, c));
+    }
+    let idx = lay.add_index(&per.iter().map(|(a, m, _)| (m, a.as_str())).collect::<Vec<_>>());
+    lay.tag(&idx, "multi", Some(name));
+    (idx, per.into_iter().map(|(a, _, c)| (a, c)).collect())
+}
+
+/// Platforms of an index with the config digest and layer media types of each manifest, read
+/// from a registry with skopeo.
+fn index_summary(reg: &Registry, repo: &str, raw_index: &str) -> Vec<(String, String, Vec<String>)> {
+    let idx: Value = serde_json::from_str(raw_index).unwrap();
+    let mut out: Vec<(String, String, Vec<String>)> = idx["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            let raw = skopeo_inspect(reg, &format!("{repo}@{}", d["digest"].as_str().unwrap()), true);
+            assert_eq!(format!("sha256:{}", sha256_bytes(raw.as_bytes())), d["digest"].as_str().unwrap());
+            let m: Value = serde_json::from_str(&raw).unwrap();
+            let types = m["layers"].as_array().unwrap().iter().map(|l| l["mediaType"].as_str().unwrap().to_string());
+            (
+                d["platform"]["architecture"].as_str().unwrap().to_string(),
+                m["config"]["digest"].to_string(),
+                types.collect(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A multi-platform image loaded from an OCI layout is pushed whole, as docker's containerd
+/// image store and `skopeo copy --all` push it: every platform's manifest (its plain layer
+/// gzip-compressed) and the index under the tag, the same platforms, configs and layer types
+/// as skopeo's copy; a fresh data root pulls either platform back by id. When the layout
+/// lacks one platform's blobs, only the host's manifest goes (docker's rule).
+#[test]
+fn ship_push_multi_platform_index() {
+    let ctx = Ctx::new("ship-index");
+    let reg = Registry::start(&ctx, RegistryOpts::default());
+    let eng = Eng::new(&ctx);
+    let name = reg.reference("multi/berth:v1");
+    let dir = ctx.tempdir("layout");
+    let (idx, per) = two_platform_layout(&ctx, &dir, &name);
+    eng.image(&["load", "-i", s(&dir)]).ok();
+    let o = eng.image(&["push", &name]);
+    o.ok();
+    let raw = skopeo_inspect(&reg, "multi/berth:v1", true);
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.oci.image.index.v1+json"), "{raw}");
+    assert_contains(
+        &o.stdout,
+        &[&format!("v1: digest: sha256:{} size: {}\n", sha256_bytes(raw.as_bytes()), raw.len())],
+        "push",
+    );
+    assert_ne!(format!("sha256:{}", sha256_bytes(raw.as_bytes())), idx.digest, "plain layers must be compressed");
+    let ours = index_summary(&reg, "multi/berth", &raw);
+    let gz = "application/vnd.oci.image.layer.v1.tar+gzip".to_string();
+    let mut want: Vec<(String, String, Vec<String>)> =
+        per.iter().map(|(a, c)| (a.clone(), json!(c.digest).to_string(), vec![gz.clone(), gz.clone()])).collect();
+    want.sort();
+    assert_eq!(ours, want, "{raw}");
+    // skopeo copy --all of the same layout: the same platforms, configs and layer types.
+    let mut c = Command::new("skopeo");
+    c.args(["copy", "--all", "--quiet", "--dest-tls-verify=false"]).arg(format!("oci:{}:multi", dir.display()));
+    c.arg(format!("docker://{}", reg.reference("multi/skopeo:v1"))).env("HOME", &reg.dir).env("TMPDIR", &reg.dir);
+    tool(&mut c);
+    let theirs = skopeo_inspect(&reg, "multi/skopeo:v1", true);
+    assert_eq!(index_summary(&reg, "multi/skopeo", &theirs), ours, "skopeo's index: {theirs}");
+    // Either platform pulls back (config digests: the same image ids).
+    for (arch, c) in &per {
+        let fresh = Eng::new(&ctx);
+        fresh.image(&["pull", "-q", "--platform", &format!("linux/{arch}"), &name]).ok();
+        assert_eq!(fresh.inspect(&name)["Id"], json!(c.digest), "{arch}");
+    }
+
+    // The layout without the other platform's config: only the host's manifest is pushed.
+    let dir2 = ctx.tempdir("layout-partial");
+    let partial = reg.reference("multi/partial:v1");
+    let (_, per2) = two_platform_layout(&ctx, &dir2, &partial);
+    fs::remove_file(dir2.join("blobs/sha256").join(&per2[1].1.digest[7..])).unwrap();
+    let eng2 = Eng::new(&ctx);
+    eng2.image(&["load", "-i", s(&dir2)]).ok();
+    eng2.image(&["push", &partial]).ok();
+    let raw = skopeo_inspect(&reg, "multi/partial:v1", true);
+    let doc: Value = serde_json::from_str(&raw).unwrap();
+    assert_eq!(doc["mediaType"], json!("application/vnd.oci.image.manifest.v1+json"), "{raw}");
+    assert_eq!(doc["config"]["digest"], json!(per2[0].1.digest), "the host's manifest: {raw}");
+    eng.image(&["check"]).ok();
+    eng2.image(&["check"]).ok();
 }
 
 /// Pushes the registry refuses say why, in one line, and leave the store as it was; with
@@ -235,7 +463,8 @@ fn ship_push_refused_and_auth() {
     c.arg(format!("docker://{name}")).env("HOME", &tls.dir).env("TMPDIR", &tls.dir);
     assert_eq!(sha256_bytes(tool(&mut c).as_bytes()), m.hex());
 
-    // A docker schema2 image (loaded from a classic docker save archive): pushed as stored.
+    // A docker schema2 image (loaded from a classic docker save archive, its layer a plain
+    // tar): pushed as docker schema2 with the layer gzip-compressed.
     let arch = ctx.dir.join("classic.tar");
     let classic = backend.reference("schema2/img:v1");
     docker_save_archive(&ctx, &arch, &bb, &[classic.as_str()], &ImageSpec::new(&["true"]));
@@ -245,6 +474,7 @@ fn ship_push_refused_and_auth() {
     let raw = skopeo_inspect(&backend, "schema2/img:v1", true);
     let doc: Value = serde_json::from_str(&raw).unwrap();
     assert_eq!(doc["mediaType"], json!("application/vnd.docker.distribution.manifest.v2+json"), "{raw}");
+    assert_eq!(doc["layers"][0]["mediaType"], json!("application/vnd.docker.image.rootfs.diff.tar.gzip"), "{raw}");
     assert!(
         o.stdout.contains(&format!("v1: digest: sha256:{} size: {}", sha256_bytes(raw.as_bytes()), raw.len())),
         "{o}"
@@ -675,6 +905,122 @@ impl Drop for Containers<'_> {
         for id in o.lines() {
             let _ = self.0.cmd(&["container", "rm", "-f", "-v", id.trim()]);
         }
+    }
+}
+
+/// `container cp` into and out of a container's volumes as a private dockerd 20.10 does it
+/// (docker resolves the path in the container's mount view): twin containers, each with a
+/// named volume at /data, a bind mount at /bind and a read-only volume at /ro; files copied in
+/// land in the volume and the bound host directory (seen by the container and on the host),
+/// copies out read them (the mount point itself copied as a directory), a copy into the
+/// read-only volume is refused by both; a volume's symlink climbing out with `..` resolves in
+/// the container, as docker's does, never on the host.
+#[test]
+fn ship_cp_volumes_like_docker() {
+    let ctx = Ctx::new("ship-cpvol");
+    let eng = Eng::new(&ctx);
+    let _c = Containers(&eng);
+    let image = "localhost/berth-test/cpvol:v1";
+    let lay = ctx.tempdir("layout");
+    busybox_oci_layout(&ctx, &lay, "v1", Some(image), &ImageSpec::new(&["sh"]));
+    eng.image(&["load", "-i", s(&lay)]).ok();
+    let d = crate::layers::Dockerd::start(&ctx);
+    let run = |args: &[&str]| {
+        let o =
+            d.docker(args).stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {args:?}: {}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let base = ctx.dir.join("docker-base.tar");
+    tar_dir(&ctx.bundle().rootfs, &base);
+    run(&["import", s(&base), image]);
+    let hsrc = ctx.tempdir("hsrc");
+    fs::write(hsrc.join("file"), "a file\n").unwrap();
+    fs::create_dir_all(hsrc.join("tree/sub")).unwrap();
+    fs::write(hsrc.join("tree/sub/x"), "x\n").unwrap();
+    let name = format!("ship-cpvol-{}", std::process::id());
+    let mut binds = Vec::new();
+    for who in ["docker", "berth"] {
+        let bind = ctx.dir.join(format!("bind-{who}"));
+        fs::create_dir_all(bind.join("sub")).unwrap();
+        fs::write(bind.join("sub/old"), "old\n").unwrap();
+        let vols = [format!("{name}-data:/data"), format!("{}:/bind", bind.display()), format!("{name}-ro:/ro:ro")];
+        let mut args = vec!["run", "-d", "--name", &name, "--network", "none"];
+        for v in &vols {
+            args.extend(["-v", v.as_str()]);
+        }
+        args.extend([image, "sleep", "1000"]);
+        if who == "docker" {
+            run(&args);
+        } else {
+            let mut a = vec!["container"];
+            a.extend(&args);
+            eng.cmd(&a).ok();
+        }
+        binds.push(bind);
+    }
+    let cp = |who: &str, a: &str, b: &str| -> bool {
+        if who == "docker" {
+            d.docker(&["cp", a, b]).status().unwrap().success()
+        } else {
+            eng.cmd(&["container", "cp", a, b]).code == 0
+        }
+    };
+    let c = |p: &str| format!("{name}:{p}");
+    let h = |p: &str| format!("{}/{p}", hsrc.display());
+    // In: a file into the volume and into a directory of the bind mount, a tree into the volume.
+    for who in ["docker", "berth"] {
+        assert!(cp(who, &h("file"), &c("/data/")), "{who}: cp into the volume");
+        assert!(cp(who, &h("file"), &c("/bind/sub/")), "{who}: cp into the bind mount");
+        assert!(cp(who, &h("tree"), &c("/data/tree")), "{who}: cp a tree into the volume");
+        assert!(!cp(who, &h("file"), &c("/ro/")), "{who}: cp into a read-only volume must fail");
+    }
+    // The container sees them through its mounts; the bound host dirs hold them.
+    let script = "cat /data/file /bind/sub/file /data/tree/sub/x; ls /ro | wc -l";
+    let theirs = run(&["exec", &name, "sh", "-c", script]);
+    let o = eng.cmd(&["container", "exec", &name, "sh", "-c", script]);
+    o.ok();
+    assert_eq!(o.stdout, theirs);
+    assert_eq!(theirs, "a file\na file\nx\n0\n");
+    let d_tree = walk_tree(&binds[0]);
+    let b_tree = walk_tree(&binds[1]);
+    let diff = tree_diff("docker", &d_tree, "berth", &b_tree);
+    assert!(diff.is_empty(), "bind mount contents: {diff:#?}");
+    assert_eq!(fs::read_to_string(binds[1].join("sub/file")).unwrap(), "a file\n");
+    // Out: the volume's mount point (as a directory), a file of it, the bind mount's dir.
+    let outs: &[(&str, &str)] = &[("/data", "data"), ("/data/file", "f"), ("/bind/sub", "sub"), ("/bind", "b")];
+    for (src, dst) in outs {
+        let mut trees = Vec::new();
+        for who in ["docker", "berth"] {
+            let dir = ctx.dir.join(format!("cpvol-out-{}-{who}", dst));
+            fs::create_dir_all(&dir).unwrap();
+            let ok = cp(who, &c(src), &format!("{}/{dst}", dir.display()));
+            trees.push((ok, walk_tree(&dir)));
+        }
+        assert!(trees[0].0 && trees[1].0, "cp {src} out: docker {}, berth {}", trees[0].0, trees[1].0);
+        let diff = tree_diff("docker", &trees[0].1, "berth", &trees[1].1);
+        assert!(diff.is_empty(), "cp {src} out: {diff:#?}");
+    }
+    assert_eq!(fs::read_to_string(ctx.dir.join("cpvol-out-data-berth/data/tree/sub/x")).unwrap(), "x\n");
+    // A symlink in the volume climbing out of it: followed in the container's view, as docker
+    // does (to the container's /etc), never to the host's.
+    let hostfile = Path::new("/etc/file").exists();
+    run(&["exec", &name, "ln", "-s", "/../../../../etc", "/data/out"]);
+    eng.cmd(&["container", "exec", &name, "ln", "-s", "/../../../../etc", "/data/out"]).ok();
+    for who in ["docker", "berth"] {
+        assert!(cp(who, &h("file"), &c("/data/out/")), "{who}: cp through the volume's symlink");
+    }
+    let theirs = run(&["exec", &name, "cat", "/etc/file"]);
+    let o = eng.cmd(&["container", "exec", &name, "cat", "/etc/file"]);
+    o.ok();
+    assert_eq!(o.stdout, theirs);
+    assert_eq!(Path::new("/etc/file").exists(), hostfile, "a copy reached the host's /etc");
+    run(&["rm", "-f", "-v", &name]);
+    let _ = d.docker(&["volume", "rm", &format!("{name}-data"), &format!("{name}-ro")]).status();
+    drop(d);
+    eng.cmd(&["container", "rm", "-f", "-v", &name]).ok();
+    for v in ["data", "ro"] {
+        let _ = eng.cmd(&["volume", "rm", &format!("{name}-{v}")]);
     }
 }
 

@@ -1502,10 +1502,18 @@ impl<'a> Builder<'a> {
         let word = |s: &str| lex.process_word(s, &env).map_err(|e| self.err(n, e.to_string()));
         let name = if add { "ADD" } else { "COPY" };
         let (mut from, mut chown, mut chmod, mut checksum_flag) = (None, None, None, None);
+        let mut parents = false;
         for f in &n.flags {
             let (k, v) = f.split_once('=').unwrap_or((f, ""));
             match k {
                 "--from" if !add => from = Some(word(v)?),
+                "--parents" if !add => {
+                    parents = match v {
+                        "" | "true" => true,
+                        "false" => false,
+                        _ => return Err(self.err(n, format!("invalid --parents value {v:?}: true or false"))),
+                    }
+                }
                 "--chown" => chown = Some(word(v)?),
                 "--chmod" => chmod = Some(word(v)?),
                 "--link" => {}
@@ -1573,15 +1581,35 @@ impl<'a> Builder<'a> {
         if checksum_flag.is_some() && !paths.iter().all(|p| is_url(p)) {
             return Err(self.err(n, "--checksum can only be used with a URL source"));
         }
+        // --parents: each source keeps its path below the context (or below a `/./` pivot in
+        // the argument) under the destination directory.
+        let mut kept: Vec<String> = Vec::new();
         for p in &paths {
             if add && is_url(p) {
                 let (path, name) =
                     self.download(p, checksum_flag.as_deref(), step, remote.len()).map_err(|e| self.err(n, e))?;
                 remote.insert(path.clone());
+                kept.push(String::new());
                 sources.push(context::Source { rel: name, host: path, is_dir: false });
                 continue;
             }
-            sources.extend(root.resolve(p).map_err(|e| self.err(n, e))?);
+            let found = root.resolve(p).map_err(|e| self.err(n, e))?;
+            let pivot = p.trim_start_matches("./").rsplit_once("/./").map(|(a, _)| a).unwrap_or("");
+            let pivot = fsops::clean_rel(pivot).unwrap_or_default();
+            for s in &found {
+                let rest = if pivot.is_empty() {
+                    Some(s.rel.as_str())
+                } else if s.rel == pivot {
+                    Some("")
+                } else {
+                    s.rel.strip_prefix(&format!("{pivot}/"))
+                };
+                kept.push(rest.unwrap_or(&s.rel).to_string());
+            }
+            sources.extend(found);
+        }
+        if parents && !dest_is_dir {
+            return Err(self.err(n, format!("{name} --parents: the destination must be a directory and end with a /")));
         }
         let count = sources.len() + heredocs.len();
         if count > 1 && !dest_is_dir {
@@ -1589,6 +1617,9 @@ impl<'a> Builder<'a> {
         }
         let sum = context::checksum(&root, &sources)?;
         let mut msg = String::from(name);
+        if parents {
+            msg.push_str(" --parents");
+        }
         if let Some(c) = &chown {
             msg.push_str(&format!(" --chown={c}"));
         }
@@ -1621,8 +1652,28 @@ impl<'a> Builder<'a> {
                     berth::faults::crash_point("build.copy.mid");
                 }
                 let is_archive = add && !s.is_dir && !remote.contains(&s.host) && is_archive(&s.host);
+                // Under --parents, the directory (or the file's parent) the source keeps.
+                let keep = |sub: &str| -> String {
+                    match (dest_rel.is_empty(), sub.is_empty()) {
+                        (_, true) => dest_rel.clone(),
+                        (true, false) => sub.to_string(),
+                        (false, false) => format!("{dest_rel}/{sub}"),
+                    }
+                };
+                if parents && !s.is_dir {
+                    let k = kept.get(k).map(String::as_str).unwrap_or("");
+                    let (sub, fname) = k.rsplit_once('/').unwrap_or(("", k));
+                    let dir_rel = keep(sub);
+                    let d = droot.ensure_dir(&dir_rel, 0, 0).map_err(|e| format!("mkdir /{dir_rel}: {e}"))?;
+                    let skip = |_: &str| false;
+                    fsops::copy_into(&s.host, &d, std::ffi::OsStr::new(fname), &attrs, &s.rel, &skip)
+                        .map_err(|e| format!("copy {}: {e}", s.rel))?;
+                    continue;
+                }
                 if s.is_dir || is_archive {
-                    let d = droot.ensure_dir(&dest_rel, uid, gid).map_err(|e| format!("mkdir {dest}: {e}"))?;
+                    let into =
+                        if parents { keep(kept.get(k).map(String::as_str).unwrap_or("")) } else { dest_rel.clone() };
+                    let d = droot.ensure_dir(&into, uid, gid).map_err(|e| format!("mkdir {dest}: {e}"))?;
                     if is_archive {
                         let f = fs::File::open(&s.host).map_err(|e| format!("{}: {e}", s.rel))?;
                         crate::image::unpack::unpack_layer(

@@ -94,17 +94,95 @@ fn open_in_root(root: BorrowedFd<'_>, rel: &str, shown: &str) -> Result<OwnedFd,
     openat2(root, rel, how).map_err(|e| sys("open", shown, e))
 }
 
-/// The entry a container path names: its parent resolved inside the root. With `follow`, a
-/// symlink there is followed (inside the root too) until it is not one.
-fn container_loc(root: BorrowedFd<'_>, path: &str, follow: bool) -> Result<Loc, EngineError> {
+/// A container's volumes and bind mounts as `cp` sees them: a path under a mount's
+/// destination is resolved in the mount's source, as docker resolves it in the container's
+/// mount namespace (the longest destination wins).
+struct CpMounts {
+    /// (destination without its leading `/`, source dir or file, read-write).
+    list: Vec<(String, PathBuf, bool)>,
+}
+
+impl CpMounts {
+    fn of(rec: &Record) -> CpMounts {
+        let mut list: Vec<(String, PathBuf, bool)> = rec
+            .mounts
+            .iter()
+            .map(|m| {
+                let (parent, name) = split_container_path(&m.destination);
+                let dest = if parent.is_empty() { name } else { format!("{parent}/{name}") };
+                (dest, m.source.clone(), m.rw)
+            })
+            .filter(|(d, _, _)| d != ".")
+            .collect();
+        list.sort_by_key(|(d, _, _)| std::cmp::Reverse(d.len()));
+        CpMounts { list }
+    }
+
+    /// The mount holding the clean container path `rel` (no leading `/`) and the rest of the
+    /// path inside it.
+    fn find<'a>(&'a self, rel: &'a str) -> Option<(&'a Path, bool, &'a str)> {
+        self.list.iter().find_map(|(d, src, rw)| {
+            let rest = if rel == d { Some("") } else { rel.strip_prefix(d.as_str()).and_then(|r| r.strip_prefix('/')) };
+            rest.map(|r| (src.as_path(), *rw, r))
+        })
+    }
+}
+
+fn open_host_dir(p: &Path) -> Result<OwnedFd, EngineError> {
+    nix::fcntl::open(p, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+        .map_err(|e| sys("open", &p.display().to_string(), e))
+}
+
+/// The entry a container path names: its parent resolved inside the root, or inside the
+/// source of the volume or bind mount whose destination holds it (a volume's own symlinks
+/// then resolve inside the volume). With `follow`, a symlink there is followed (inside the
+/// root too) until it is not one. With `write`, a path in a read-only mount is refused.
+fn container_loc(
+    root: BorrowedFd<'_>,
+    mounts: &CpMounts,
+    path: &str,
+    follow: bool,
+    write: bool,
+) -> Result<Loc, EngineError> {
     let mut p = path.to_string();
     let bad = || EngineError::Invalid(format!("invalid path {path:?}"));
     let as_name = CString::new(split_container_path(path).1).map_err(|_| bad())?;
     for _ in 0..40 {
         let (parent, name) = split_container_path(&p);
-        let dir = open_in_root(root, &parent, path)?;
-        let cname = CString::new(name.clone()).map_err(|_| bad())?;
-        let loc = Loc { dir, name: cname, as_name: as_name.clone(), shown: path.to_string() };
+        let full = if parent.is_empty() { name.clone() } else { format!("{parent}/{name}") };
+        let loc = match mounts.find(&full) {
+            Some((_, false, _)) if write => {
+                return Err(EngineError::Invalid("mounted volume is marked read-only".into()));
+            }
+            // The mount point itself: the source directory (or bound file).
+            Some((src, _, "")) => {
+                if src.is_dir() {
+                    let dir = open_host_dir(src)?;
+                    let name = CString::new(".").map_err(|_| bad())?;
+                    Loc { dir, name, as_name: as_name.clone(), shown: path.to_string() }
+                } else {
+                    let mut l = host_loc(src, false)?;
+                    l.as_name = as_name.clone();
+                    l.shown = path.to_string();
+                    l
+                }
+            }
+            Some((src, _, rest)) => {
+                let (rparent, rname) = match rest.rsplit_once('/') {
+                    Some((a, b)) => (a, b),
+                    None => ("", rest),
+                };
+                let base = open_host_dir(src)?;
+                let dir = open_in_root(base.as_fd(), rparent, path)?;
+                let cname = CString::new(rname).map_err(|_| bad())?;
+                Loc { dir, name: cname, as_name: as_name.clone(), shown: path.to_string() }
+            }
+            None => {
+                let dir = open_in_root(root, &parent, path)?;
+                let cname = CString::new(name.clone()).map_err(|_| bad())?;
+                Loc { dir, name: cname, as_name: as_name.clone(), shown: path.to_string() }
+            }
+        };
         if follow {
             if let Ok(st) = loc.stat() {
                 if is(&st, SFlag::S_IFLNK) {
@@ -422,7 +500,8 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                 if o.archive { Own::Keep } else { Own::Set(Uid::effective().as_raw(), Gid::effective().as_raw()) };
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
-                let sloc = container_loc(rfd.as_fd(), path, o.follow || trailing_slash(path))?;
+                let sloc =
+                    container_loc(rfd.as_fd(), &CpMounts::of(&rec), path, o.follow || trailing_slash(path), false)?;
                 if dst == "-" {
                     let w = io::BufWriter::new(io::stdout().lock());
                     tar_of(e, &sloc, path, w)?.flush().map_err(|err| EngineError::Io {
@@ -452,7 +531,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
             let own = if src == "-" && !o.archive { Own::Set(0, 0) } else { own };
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
-                let dloc = container_loc(rfd.as_fd(), path, true)?;
+                let dloc = container_loc(rfd.as_fd(), &CpMounts::of(&rec), path, true, true)?;
                 if src == "-" {
                     match dloc.stat() {
                         Ok(st) if is(&st, SFlag::S_IFDIR) => {}
@@ -520,10 +599,13 @@ pub fn stat_path(cs: &Containers, key: &str, path: &str) -> Result<PathStat, Eng
             .map_err(|err| sys("open", &root.display().to_string(), err))?;
         let missing = || EngineError::NoSuchPath(format!("Could not find the file {path} in container {key}"));
         // A parent that cannot be opened (missing, not a directory) is a path not found.
-        let loc = container_loc(rfd.as_fd(), path, trailing_slash(path)).map_err(|e| match e {
-            EngineError::Msg(_) => missing(),
-            e => e,
-        })?;
+        let loc =
+            container_loc(rfd.as_fd(), &CpMounts::of(&rec), path, trailing_slash(path), false).map_err(
+                |e| match e {
+                    EngineError::Msg(_) => missing(),
+                    e => e,
+                },
+            )?;
         let st = loc.stat().map_err(|_| missing())?;
         let kind = st.st_mode & SFlag::S_IFMT.bits();
         let type_bits = match SFlag::from_bits_truncate(kind) {
@@ -562,7 +644,7 @@ pub fn archive_out<W: Write>(e: &Engine, cs: &Containers, key: &str, path: &str,
     with_rootfs(cs, &rec, |root| {
         let rfd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|err| sys("open", &root.display().to_string(), err))?;
-        let sloc = container_loc(rfd.as_fd(), path, trailing_slash(path))?;
+        let sloc = container_loc(rfd.as_fd(), &CpMounts::of(&rec), path, trailing_slash(path), false)?;
         tar_of(e, &sloc, path, w)
     })
 }
@@ -584,7 +666,7 @@ pub fn archive_in(
     with_rootfs(cs, &rec, |root| {
         let rfd = nix::fcntl::open(root, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
             .map_err(|err| sys("open", &root.display().to_string(), err))?;
-        let dloc = container_loc(rfd.as_fd(), path, true)?;
+        let dloc = container_loc(rfd.as_fd(), &CpMounts::of(&rec), path, true, true)?;
         match dloc.stat() {
             Ok(st) if is(&st, SFlag::S_IFDIR) => {}
             Ok(_) => return Err(EngineError::Invalid(format!("extraction point is not a directory: {path}"))),

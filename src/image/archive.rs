@@ -572,7 +572,13 @@ fn oci_candidates(src: &mut Source) -> Result<Vec<Candidate>, ArchiveError> {
             let nested: Index = json(src, &entry, &nd)?;
             let m = select_manifest(&nested, &host)
                 .map_err(|source| ArchiveError::Pull { path: src.input.clone(), source })?;
-            (m.clone(), vec![(d.digest.clone(), entry)])
+            let mut extra = vec![(d.digest.clone(), entry)];
+            // The other platforms whose every blob the layout holds are kept with the image
+            // (not unpacked), so that a push can send the whole index.
+            for o in nested.manifests.iter().filter(|o| o.digest != m.digest) {
+                extra.extend(platform_blobs(src, o)?);
+            }
+            (m.clone(), extra)
         } else if d.media_type.is_empty() || types::is_manifest(&d.media_type) {
             (d.clone(), Vec::new())
         } else {
@@ -600,6 +606,28 @@ fn oci_candidates(src: &mut Source) -> Result<Vec<Candidate>, ArchiveError> {
         }
         c.names.sort();
         c.names.dedup();
+    }
+    Ok(out)
+}
+
+/// The blobs (manifest, config, layers) of one platform's manifest `d` of an index, each
+/// checked against its digest: none when the layout lacks any of them or `d` is not an image
+/// manifest.
+fn platform_blobs(src: &mut Source, d: &Descriptor) -> Result<Vec<(Digest, String)>, ArchiveError> {
+    let entry = |d: &Digest| format!("blobs/sha256/{}", d.hex());
+    if !(d.media_type.is_empty() || types::is_manifest(&d.media_type)) || !src.has(&entry(&d.digest)) {
+        return Ok(Vec::new());
+    }
+    src.blob(&d.digest, u64::try_from(d.size).ok())?;
+    let data = src.read_small(&entry(&d.digest))?;
+    let m: types::Manifest = json(src, &entry(&d.digest), &data)?;
+    let mut out = vec![(d.digest.clone(), entry(&d.digest))];
+    for b in std::iter::once(&m.config).chain(m.layers.iter()) {
+        if !src.has(&entry(&b.digest)) {
+            return Ok(Vec::new());
+        }
+        src.blob(&b.digest, u64::try_from(b.size).ok())?;
+        out.push((b.digest.clone(), entry(&b.digest)));
     }
     Ok(out)
 }

@@ -13,6 +13,7 @@ pub mod history;
 pub mod import;
 pub mod login;
 pub mod passwd;
+pub mod pgzip;
 pub mod pull;
 pub mod push;
 pub mod reference;

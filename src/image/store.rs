@@ -91,6 +91,19 @@ pub struct StoreIndex {
     /// Manifest digest → image.
     #[serde(default)]
     pub images: BTreeMap<Digest, ImageRecord>,
+    /// A layer stored uncompressed → the gzip blob made of it when it was first pushed, as
+    /// docker's distribution metadata remembers one: later pushes send (or find already
+    /// there) the same blob, so the pushed manifest keeps its digest. Kept while an image
+    /// uses the layer.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub compressed: BTreeMap<Digest, CompressedBlob>,
+}
+
+/// A gzip blob of an uncompressed layer (see `StoreIndex::compressed`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CompressedBlob {
+    pub digest: Digest,
+    pub size: u64,
 }
 
 impl StoreIndex {
@@ -190,6 +203,9 @@ impl StoreIndex {
             blobs.insert(r.config.hex().to_string());
             for l in &r.layers {
                 blobs.insert(l.digest.hex().to_string());
+                if let Some(c) = self.compressed.get(&l.digest) {
+                    blobs.insert(c.digest.hex().to_string());
+                }
             }
             for b in &r.extra_blobs {
                 blobs.insert(b.hex().to_string());
@@ -199,6 +215,16 @@ impl StoreIndex {
             }
         }
         (blobs, snaps)
+    }
+
+    /// Forgets the compressed forms of layers no image uses any more; true if any was.
+    pub fn drop_unused_compressed(&mut self) -> bool {
+        let used: BTreeSet<&Digest> = self.images.values().flat_map(|r| r.layers.iter().map(|l| &l.digest)).collect();
+        let stale: Vec<Digest> = self.compressed.keys().filter(|k| !used.contains(k)).cloned().collect();
+        for k in &stale {
+            self.compressed.remove(k);
+        }
+        !stale.is_empty()
     }
 }
 
@@ -1091,7 +1117,10 @@ impl Store {
             return Ok(GcStats::default());
         }
         let _act = lock_blocking(&self.root.join("activity.lock"), true)?;
-        let il = self.lock_index()?;
+        let mut il = self.lock_index()?;
+        if il.index.drop_unused_compressed() {
+            il.save()?;
+        }
         let (blobs, snaps) = il.index.referenced();
         let mut st = GcStats::default();
         self.ensure_dirs()?;
@@ -1254,6 +1283,31 @@ mod tests {
         let j = serde_json::to_string(&ix).unwrap();
         let back: StoreIndex = serde_json::from_str(&j).unwrap();
         assert_eq!(serde_json::to_string(&back).unwrap(), j);
+    }
+
+    #[test]
+    fn compressed_forms_live_with_their_layer() {
+        let mut ix = StoreIndex::default();
+        let (plain, gz, other) = (d("plain"), d("gz"), d("other-gz"));
+        let mut r = rec(&d("cfg"), 1);
+        r.layers = vec![Descriptor {
+            media_type: "application/vnd.oci.image.layer.v1.tar".into(),
+            digest: plain.clone(),
+            size: 1,
+            platform: None,
+            annotations: None,
+            urls: None,
+        }];
+        ix.add_image(&d("m"), r);
+        ix.compressed.insert(plain.clone(), CompressedBlob { digest: gz.clone(), size: 1 });
+        ix.compressed.insert(d("gone"), CompressedBlob { digest: other.clone(), size: 1 });
+        let (blobs, _) = ix.referenced();
+        assert!(blobs.contains(gz.hex()) && !blobs.contains(other.hex()));
+        assert!(ix.drop_unused_compressed());
+        assert_eq!(ix.compressed.keys().collect::<Vec<_>>(), vec![&plain]);
+        assert!(!ix.drop_unused_compressed());
+        ix.images.clear();
+        assert!(ix.drop_unused_compressed() && ix.compressed.is_empty());
     }
 
     #[test]
