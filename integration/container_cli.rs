@@ -1018,3 +1018,27 @@ fn formats_match_docker() {
     let t = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}";
     assert_eq!(e.cmd(&["system", "df", "--format", t]).stdout, out(d.docker(&["system", "df", "--format", t])));
 }
+
+/// `ls`'s NETWORKS column follows `network connect` and `disconnect` (the first network
+/// too), running and stopped, as docker's `ps` does.
+#[test]
+fn ls_networks_follow_connect_and_disconnect() {
+    let e = Eng::new("cli-lsnet");
+    let subnet = format!("10.215.{}.0/24", std::process::id() % 250);
+    e.cmd(&["network", "create", "--subnet", &subnet, "lsnet"]).ok();
+    let id = e.run_d(&["--name", "lsn", "busybox", "sleep", "1000"]);
+    let nets = || {
+        let o = e.c(&["ls", "-a", "--filter", "name=lsn", "--format", "{{.Networks}}"]);
+        o.ok();
+        o.stdout.trim().to_string()
+    };
+    assert_eq!(nets(), "bridge");
+    e.cmd(&["network", "connect", "lsnet", "lsn"]).ok();
+    assert_eq!(nets(), "bridge,lsnet");
+    e.cmd(&["network", "disconnect", "bridge", "lsn"]).ok();
+    assert_eq!(nets(), "lsnet");
+    e.c(&["stop", "-t", "0", "lsn"]).ok();
+    assert_eq!(nets(), "lsnet", "a stopped container keeps its networks");
+    e.c(&["rm", "-f", &id]).ok();
+    e.cmd(&["network", "rm", "lsnet"]).ok();
+}

@@ -218,6 +218,18 @@ fn ls_headers() -> std::collections::BTreeMap<&'static str, &'static str> {
     .collect()
 }
 
+/// The networks `ls` lists for a container, as docker's NETWORKS column: every network it is
+/// attached to (those joined with `network connect` too, a disconnected one no more), else the
+/// network it will join when it starts.
+fn ls_networks(r: &Record) -> String {
+    if !r.net.networks.is_empty() {
+        r.net.networks.join(",")
+    } else {
+        let first = (!r.spec.network_left).then(|| r.spec.network.clone());
+        first.into_iter().chain(r.spec.connected.iter().map(|c| c.network.clone())).collect::<Vec<_>>().join(",")
+    }
+}
+
 /// What `ls --format` shows of a container (docker's `ps --format` fields).
 fn ls_view(r: &Record, st: &Status, no_trunc: bool) -> Value {
     json!({
@@ -229,7 +241,7 @@ fn ls_view(r: &Record, st: &Status, no_trunc: bool) -> Value {
         "LocalVolumes": r.mounts.iter().filter(|m| m.kind == "volume").count().to_string(),
         "Mounts": r.mounts.iter().map(|m| m.name.clone().unwrap_or_else(|| m.source.to_string_lossy().into_owned())).collect::<Vec<_>>().join(","),
         "Names": r.name,
-        "Networks": r.spec.network,
+        "Networks": ls_networks(r),
         "Ports": if st.state == State::Running { displayable_ports(&r.net.ports) } else { String::new() },
         "RunningFor": format!("{} ago", human_duration(since(Some(&r.created)))),
         "Size": "0B",
