@@ -563,6 +563,168 @@ fn entries(p: &std::path::Path) -> Vec<serde_json::Value> {
     data.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
 }
 
+/// One entry of docker's `local` log format, read with a protobuf reader of the test's own.
+#[derive(Debug, Clone, PartialEq)]
+struct LocalEntry {
+    source: String,
+    time_nano: i64,
+    line: Vec<u8>,
+    partial: bool,
+    /// (last, id, ordinal)
+    meta: Option<(bool, String, i64)>,
+}
+
+fn varint(b: &mut &[u8]) -> u64 {
+    let mut v = 0;
+    for i in 0.. {
+        let c = b[0];
+        *b = &b[1..];
+        v |= ((c & 0x7f) as u64) << (7 * i);
+        if c < 0x80 {
+            break;
+        }
+    }
+    v
+}
+
+/// (field, wire type, varint value or bytes) of each field of a message.
+fn fields(mut b: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+    let mut v = Vec::new();
+    while !b.is_empty() {
+        let k = varint(&mut b);
+        match k & 7 {
+            0 => v.push((k >> 3, 0, varint(&mut b).to_le_bytes().to_vec())),
+            2 => {
+                let n = varint(&mut b) as usize;
+                v.push((k >> 3, 2, b[..n].to_vec()));
+                b = &b[n..];
+            }
+            w => panic!("wire type {w}"),
+        }
+    }
+    v
+}
+
+/// The entries of a local log file: [len BE u32][LogEntry][len BE u32]...
+fn local_entries(mut data: &[u8]) -> Vec<LocalEntry> {
+    let mut v = Vec::new();
+    while !data.is_empty() {
+        let n = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        assert_eq!(data[4 + n..8 + n], data[..4], "length suffix");
+        let mut e = LocalEntry { source: String::new(), time_nano: 0, line: vec![], partial: false, meta: None };
+        let num = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
+        for (f, _, b) in fields(&data[4..4 + n]) {
+            match f {
+                1 => e.source = String::from_utf8(b).unwrap(),
+                2 => e.time_nano = num(&b) as i64,
+                3 => e.line = b,
+                4 => e.partial = num(&b) != 0,
+                5 => {
+                    let mut m = (false, String::new(), 0);
+                    for (f, _, b) in fields(&b) {
+                        match f {
+                            1 => m.0 = num(&b) != 0,
+                            2 => m.1 = String::from_utf8(b).unwrap(),
+                            3 => m.2 = num(&b) as i64,
+                            _ => panic!("meta field {f}"),
+                        }
+                    }
+                    e.meta = Some(m);
+                }
+                _ => panic!("field {f}"),
+            }
+        }
+        v.push(e);
+        data = &data[8 + n..];
+    }
+    v
+}
+
+/// The same output logged by a private dockerd 20.10 with `--log-driver local` and by berth:
+/// the files hold the same entries but for times and partial-line ids (lines without their
+/// newline, a 40000-byte line in 16 KiB pieces sharing an id and a time, an unfinished last
+/// line); berth's `logs` reads dockerd's file as `docker logs` does (with timestamps, --tail,
+/// --until) and dockerd reads berth's file as berth does.
+#[test]
+fn local_log_files_match_dockerd() {
+    let e = Eng::new("cli-locallog");
+    let d = crate::layers::Dockerd::start(&e.ctx);
+    let (archive, _) = crate::container::archives();
+    let both = |mut c: std::process::Command| {
+        let o = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    both(d.docker(&["load", "-i", archive.to_str().unwrap()]));
+    let script =
+        "echo one; echo; echo err >&2; head -c 40000 /dev/zero | tr '\\0' x; echo; echo 'a\\tb <&>'; printf tail";
+    let run = ["--network", "none", "--log-driver", "local", "busybox", "sh", "-c", script];
+    let mut dargs = vec!["run", "-d"];
+    dargs.extend_from_slice(&run);
+    let did = both(d.docker(&dargs)).0.trim().to_string();
+    both(d.docker(&["wait", &did]));
+    let bid = e.run_d(&run);
+    e.wait_status(&bid, "exited", Duration::from_secs(20));
+    let dlog = d.data_root().join("containers").join(&did).join("local-logs/container.log");
+    let blog = e.data.join("containers").join(&bid).join("container.log");
+    let (dbytes, bbytes) = (fs::read(&dlog).unwrap(), fs::read(&blog).unwrap());
+    let (dents, bents) = (local_entries(&dbytes), local_entries(&bbytes));
+    // Per stream (the two streams' order between each other is the scheduler's).
+    // (line length, its start, partial, (last, id length, ordinal))
+    type View = (usize, String, bool, Option<(bool, usize, i64)>);
+    let view = |v: &[LocalEntry], s: &str| -> Vec<View> {
+        v.iter()
+            .filter(|x| x.source == s)
+            .map(|x| {
+                let start = String::from_utf8_lossy(&x.line[..x.line.len().min(16)]).into_owned();
+                (x.line.len(), start, x.partial, x.meta.as_ref().map(|m| (m.0, m.1.len(), m.2)))
+            })
+            .collect()
+    };
+    for s in ["stdout", "stderr"] {
+        assert_eq!(view(&bents, s), view(&dents, s), "{s} entries: berth's vs dockerd's");
+    }
+    assert!(view(&dents, "stdout").iter().any(|x| x.2), "dockerd wrote partial entries");
+    for v in [&dents, &bents] {
+        let pieces: Vec<&LocalEntry> = v.iter().filter(|x| x.partial).collect();
+        assert!(pieces.windows(2).all(|w| w[0].time_nano == w[1].time_nano || w[1].meta.as_ref().unwrap().2 == 1));
+        assert!(v.iter().all(|x| x.time_nano > 1_700_000_000_000_000_000));
+    }
+
+    let dlogs = |args: &[&str]| {
+        let mut a = vec!["logs"];
+        a.extend_from_slice(args);
+        a.push(&did);
+        both(d.docker(&a))
+    };
+    let blogs = |args: &[&str]| {
+        let mut a = vec!["logs"];
+        a.extend_from_slice(args);
+        a.push(&bid);
+        let o = e.c(&a);
+        o.ok();
+        (o.stdout.clone(), o.stderr.clone())
+    };
+    // Long runs of x shortened in messages.
+    let short = |(o, e): (String, String)| (o.replace(&"x".repeat(1000), "<x1000>"), e);
+    // Each reads its own file to the same text.
+    let (dplain, bplain) = (dlogs(&[]), blogs(&[]));
+    assert_eq!(short(bplain), short(dplain), "logs of the same output");
+    let (dstamped, bstamped) = (dlogs(&["-t"]), blogs(&["-t"]));
+    // berth reads dockerd's file, dockerd reads berth's: byte for byte, times included.
+    fs::write(&blog, &dbytes).unwrap();
+    assert_eq!(short(blogs(&["-t"])), short(dstamped), "berth reading dockerd's file");
+    for tail in ["1", "3", "5"] {
+        assert_eq!(short(blogs(&["--tail", tail])), short(dlogs(&["--tail", tail])), "--tail {tail} of dockerd's file");
+    }
+    let third = dents.iter().filter(|x| x.source == "stdout").nth(2).unwrap().time_nano;
+    let until = format!("{}.{:09}", third / 1_000_000_000, third % 1_000_000_000);
+    assert_eq!(short(blogs(&["--until", &until])), short(dlogs(&["--until", &until])), "--until {until}");
+    fs::write(&dlog, &bbytes).unwrap();
+    assert_eq!(short(dlogs(&["-t"])), short(bstamped), "dockerd reading berth's file");
+    both(d.docker(&["rm", &did]));
+}
+
 #[test]
 fn log_drivers_rotate_compress_and_tag() {
     let e = Eng::new("cli-logs");
@@ -619,6 +781,37 @@ fn log_drivers_rotate_compress_and_tag() {
     e.wait_status(&local, "exited", Duration::from_secs(10));
     assert_eq!(e.c(&["logs", &local]).stdout, "kept\n");
     assert_eq!(e.inspect(&local)["HostConfig"]["LogConfig"]["Type"], "local");
+    // local rotates too: docker's frames in every file, the rotated ones gzipped.
+    let local = e.run_d(&[
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=4k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-padding-padding-padding-padding-padding-padding-padding-padding-padding-pad; i=$((i+1)); done",
+    ]);
+    e.wait_status(&local, "exited", Duration::from_secs(20));
+    let log = e.data.join("containers").join(&local).join("container.log");
+    assert!(fs::metadata(&log).unwrap().len() <= 4096);
+    let mut z = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&fs::read(log.with_extension("log.2.gz")).unwrap()[..]),
+        &mut z,
+    )
+    .unwrap();
+    let first = &local_entries(&z)[0];
+    assert_eq!(first.source, "stdout");
+    assert!(first.line.starts_with(b"line-") && !first.line.ends_with(b"\n"));
+    assert!(!log.with_extension("log.3.gz").exists());
+    let lines = e.c(&["logs", &local]).lines();
+    assert!(lines.len() > 60 && lines.last().unwrap().starts_with("line-299-"), "{lines:?}");
+    let n: Vec<usize> = lines.iter().map(|l| l.split('-').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gaps");
+    assert_eq!(e.c(&["logs", "--tail", "40", &local]).lines(), lines[lines.len() - 40..].to_vec());
 
     let before = e.container_dirs();
     assert_one_line(

@@ -564,6 +564,11 @@ impl Dockerd {
         d
     }
 
+    /// The daemon's --data-root.
+    pub(crate) fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
+    }
+
     /// Debian's docker 20.10 CLI (its BuildKit client is built in; a newer CLI elsewhere on
     /// PATH wants a buildx plugin).
     pub(crate) fn docker(&self, args: &[&str]) -> Command {

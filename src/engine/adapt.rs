@@ -601,17 +601,17 @@ pub fn shim_request_stop(dir: &Path) {
     let _ = crate::shim::request_stop(dir);
 }
 
-/// Prints the container's json-file log.
+/// Prints the container's json-file or local log.
 pub fn shim_logs(
     dir: &Path,
     follow: bool,
     tail: Option<usize>,
-    since: Option<&str>,
+    (since, until): (Option<&str>, Option<&str>),
     timestamps: bool,
 ) -> Result<(), EngineError> {
     use std::io::Write;
     let (mut o, mut er) = (std::io::stdout().lock(), std::io::stderr().lock());
-    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps }, &mut |stderr: bool, b: &[u8]| {
+    logs_to(dir, &LogsOpts { follow, tail, since, until, timestamps }, &mut |stderr: bool, b: &[u8]| {
         if stderr {
             er.write_all(b)
         } else {
@@ -649,8 +649,9 @@ pub fn logs_to(
     let path = dir.join(crate::shim::LOG_FILE);
     let follow = o.follow && until.is_none_or(|u| u > std::time::SystemTime::now());
     let mut last_ok = true;
-    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, &mut |s: LogStream, b: &[u8]| {
-        if let Some(u) = until {
+    crate::shim::logs(&path, follow, o.tail, (since, until), o.timestamps, &mut |s: LogStream, b: &[u8]| {
+        // Entries after `until` are left out by the reader; a follow ends when it is passed.
+        if let (Some(u), true) = (until, follow) {
             if std::time::SystemTime::now() > u {
                 last_ok = false;
                 return Err(std::io::Error::other("until"));

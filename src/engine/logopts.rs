@@ -6,8 +6,8 @@ use super::EngineError;
 use crate::shim::LogConfig;
 use std::collections::BTreeMap;
 
-/// The drivers berth has: json-file, and `local` and `none`. `local` writes json-file
-/// entries (so `logs` reads it) with docker's local defaults: 20 MB files, 5 kept, compressed.
+/// The drivers berth has: json-file, `local` (docker's protobuf-framed entries, with its
+/// defaults: 20 MiB files, 5 kept, compressed) and `none`.
 pub const DRIVERS: &[&str] = &["json-file", "local", "none"];
 
 fn allowed(driver: &str) -> &'static [&'static str] {
@@ -50,7 +50,7 @@ fn config_of(
     let local = driver == "local";
     let mut c = LogConfig {
         driver: driver.to_string(),
-        max_size: if local { 20_000_000 } else { 0 },
+        max_size: if local { 20 * 1024 * 1024 } else { 0 },
         max_file: if local { 5 } else { 1 },
         compress: local,
         attrs: BTreeMap::new(),

@@ -6,7 +6,7 @@
 //!
 //! Files in the container's state dir:
 //!   shim.json       [`ShimState`], rewritten atomically on every change
-//!   container.log   json-file log (default log path)
+//!   container.log   the log: json-file or docker's local format (default log path)
 //!   attach.sock     attach socket while the shim runs (framing in `proto`)
 //!   stop-requested  written by [`request_stop`]: no restart after the next exit
 //!   restart-policy  a new restart policy (`update --restart`), applied from the next exit
@@ -19,6 +19,7 @@
 mod client;
 pub mod health;
 mod jsonlog;
+pub mod locallog;
 pub(crate) mod proto;
 mod server;
 pub(crate) mod sys;
@@ -664,7 +665,7 @@ fn tool_main(sub: &str, a: &mut Args) -> Result<i32, ShimError> {
             use std::io::Write;
             let (mut o, mut e) = (std::io::stdout().lock(), std::io::stderr().lock());
             let path = log.unwrap_or_else(|| dir.join(LOG_FILE));
-            logs(&path, follow, tail, since, ts, &mut |s: LogStream, b: &[u8]| match s {
+            logs(&path, follow, tail, (since, None), ts, &mut |s: LogStream, b: &[u8]| match s {
                 LogStream::Stdout => o.write_all(b).and_then(|_| o.flush()),
                 LogStream::Stderr => e.write_all(b),
             })?;
