@@ -725,6 +725,78 @@ fn local_log_files_match_dockerd() {
     both(d.docker(&["rm", &did]));
 }
 
+/// json-file's `attrs` for `labels`, `labels-regex`, `env`, `env-regex` and `tag`, against a
+/// private dockerd 20.10 running the same container with the same options (image labels and
+/// env count, keys listed but unset are left out, a later match of a key wins); options
+/// dockerd refuses for `local` are refused by berth too; a bad regex is one line and nothing.
+#[test]
+fn json_file_attrs_match_dockerd() {
+    let e = Eng::new("cli-logattrs");
+    e.load_extra();
+    let d = crate::layers::Dockerd::start(&e.ctx);
+    let (archive, extra) = crate::container::archives();
+    for a in [archive, extra] {
+        let o = d.docker(&["load", "-i", a.to_str().unwrap()]).status().unwrap();
+        assert!(o.success());
+    }
+    let first_attrs = |p: &std::path::Path| -> serde_json::Value {
+        let v = entries(p);
+        assert!(!v.is_empty(), "{}", p.display());
+        v[0].get("attrs").cloned().unwrap_or(serde_json::Value::Null)
+    };
+    let cases: &[&[&str]] = &[
+        &["--log-opt", "labels=tier,missing,org.example.kind", "--log-opt", "env=FOO,NOPE,PATH"],
+        &["--log-opt", "labels-regex=^t"],
+        &["--log-opt", "labels=tier", "--log-opt", "labels-regex=^(t|org)"],
+        &["--log-opt", "env-regex=^BA", "--log-opt", "env=FOO"],
+        &["--log-opt", "env-regex=O$", "--log-opt", "tag={{.Name}}|{{.ImageName}}"],
+        &["--log-opt", "labels=tier", "--log-opt", "env=tier", "--log-opt", "tag=x"],
+        &["--log-opt", "labels-regex=", "--log-opt", "env-regex="],
+    ];
+    for (i, opts) in cases.iter().enumerate() {
+        let name = format!("lattr-{}-{i}", std::process::id());
+        let mut args = vec!["--name", name.as_str(), "--network", "none", "--label", "tier=web", "--label", "team=a"];
+        args.extend_from_slice(&["-e", "FOO=1", "-e", "BAR=2", "-e", "BAZ=3", "-e", "tier=env"]);
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["berth-test/extra:latest", "echo", "hi"]);
+        let mut dargs = vec!["run", "-d"];
+        dargs.extend_from_slice(&args);
+        let o = d.docker(&dargs).stdout(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {dargs:?}");
+        let did = String::from_utf8(o.stdout).unwrap().trim().to_string();
+        assert!(d.docker(&["wait", &did]).status().unwrap().success());
+        let bid = e.run_d(&args);
+        e.wait_status(&bid, "exited", Duration::from_secs(20));
+        let theirs = first_attrs(&d.data_root().join("containers").join(&did).join(format!("{did}-json.log")));
+        let ours = first_attrs(&e.data.join("containers").join(&bid).join("container.log"));
+        assert_eq!(ours, theirs, "attrs for {opts:?}");
+        // Every case but the empty regexes gives dockerd attrs to compare.
+        assert_eq!(theirs.as_object().is_some_and(|m| !m.is_empty()), i + 1 < cases.len(), "{theirs}");
+        let ours_raw = fs::read_to_string(e.data.join("containers").join(&bid).join("container.log")).unwrap();
+        let theirs_raw =
+            fs::read_to_string(d.data_root().join("containers").join(&did).join(format!("{did}-json.log"))).unwrap();
+        let cut = |s: &str| s.split("\"time\"").next().unwrap_or("").to_string();
+        assert_eq!(cut(&ours_raw), cut(&theirs_raw), "entry bytes up to the time for {opts:?}");
+    }
+    // What dockerd refuses for local, berth refuses (one line, nothing made).
+    let before = e.container_dirs();
+    for opt in ["labels=tier", "labels-regex=x", "env=FOO", "env-regex=x", "tag=x"] {
+        let run = ["run", "--network", "none", "--log-driver", "local", "--log-opt", opt, "busybox", "true"];
+        let theirs = d.docker(&run).status().unwrap().success();
+        let o = e.c(&run);
+        assert!(!theirs, "dockerd 20.10's local driver has only max-size, max-file, compress");
+        assert_eq!(o.code == 0, theirs, "local --log-opt {opt}: {o}");
+        if !theirs {
+            let key = opt.split('=').next().unwrap();
+            assert_one_line(&o, 125, &[&format!("unknown log opt '{key}'")]);
+        }
+    }
+    for opt in ["labels-regex=(", "env-regex=[a-"] {
+        assert_one_line(&e.c(&["run", "--log-opt", opt, "busybox", "true"]), 125, &["invalid log opt", opt]);
+    }
+    assert_eq!(e.container_dirs(), before);
+}
+
 #[test]
 fn log_drivers_rotate_compress_and_tag() {
     let e = Eng::new("cli-logs");
