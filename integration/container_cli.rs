@@ -1283,3 +1283,131 @@ fn formats_match_docker() {
     let t = "{{.Type}}\t{{.TotalCount}}\t{{.Active}}";
     assert_eq!(e.cmd(&["system", "df", "--format", t]).stdout, out(d.docker(&["system", "df", "--format", t])));
 }
+
+/// A system user (and its group) made for a test, with a range of 65536 subordinate uids and
+/// gids from `start` (or none); the user, group and lines are removed on drop.
+struct RemapUser {
+    name: String,
+    line: Option<String>,
+}
+
+impl RemapUser {
+    fn new(name: &str, start: Option<u32>) -> RemapUser {
+        use std::process::{Command, Stdio};
+        let _ = Command::new("userdel").arg(name).stderr(Stdio::null()).status();
+        let _ = Command::new("groupdel").arg(name).stderr(Stdio::null()).status();
+        let ok = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home", "--shell", "/bin/false", name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {name}");
+        let line = start.map(|s| format!("{name}:{s}:65536"));
+        if let Some(l) = &line {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                let mut h = fs::OpenOptions::new().append(true).create(true).open(f).unwrap();
+                std::io::Write::write_all(&mut h, format!("{l}\n").as_bytes()).unwrap();
+            }
+        }
+        RemapUser { name: name.to_string(), line }
+    }
+}
+
+impl Drop for RemapUser {
+    fn drop(&mut self) {
+        if let Some(l) = &self.line {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                if let Ok(t) = fs::read_to_string(f) {
+                    let kept: String = t.lines().filter(|x| x.trim() != l).map(|x| format!("{x}\n")).collect();
+                    let _ = fs::write(f, kept);
+                }
+            }
+        }
+        let _ = std::process::Command::new("userdel").arg(&self.name).status();
+        let _ = std::process::Command::new("groupdel").arg(&self.name).stderr(std::process::Stdio::null()).status();
+    }
+}
+
+/// The files named `name` under `dir` (not following symlinks).
+fn find_named(dir: &std::path::Path, name: &str, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            find_named(&p, name, out);
+        } else if e.file_name() == name {
+            out.push(p);
+        }
+    }
+}
+
+/// docker's `userns-remap` in `<data-root>/daemon.json` naming a user with subordinate ranges
+/// the test adds: the store in `<data-root>/<uid>.<gid>` with image layer files owned by the
+/// shifted ids, a container's /proc/self/uid_map and gid_map mapping 0 to the range, a file it
+/// makes on a named volume owned by the mapped root on the host, `--userns host` without the
+/// mapping; a user without ranges is refused in dockerd's words with nothing made.
+#[test]
+fn userns_remap_maps_containers_and_shifts_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let e = Eng::new("cli-remap");
+    let pid = std::process::id();
+    let start = 3_000_000 + (pid % 1000) * 65_536;
+    let name = format!("berth-rm{}", pid % 100_000);
+    let _user = RemapUser::new(&name, Some(start));
+    let daemon = e.data.join("daemon.json");
+    fs::write(&daemon, serde_json::json!({ "userns-remap": name }).to_string()).unwrap();
+    let (archive, _) = crate::container::archives();
+    e.cmd(&["image", "load", "-i", archive.to_str().unwrap()]).ok();
+    let sub = e.data.join(format!("{start}.{start}"));
+    let mut bins = Vec::new();
+    find_named(&sub, "busybox", &mut bins);
+    assert!(!bins.is_empty(), "busybox unpacked under {}", sub.display());
+    for b in &bins {
+        let m = fs::symlink_metadata(b).unwrap();
+        assert_eq!((m.uid(), m.gid()), (start, start), "{}", b.display());
+    }
+    let vol = format!("rmv-{pid}");
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/v"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; touch /v/made; id -u",
+    ]);
+    o.ok();
+    let words: Vec<Vec<String>> =
+        o.stdout.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let want = vec!["0".to_string(), start.to_string(), "65536".to_string()];
+    assert_eq!(words, vec![want.clone(), want, vec!["0".to_string()]], "{o}");
+    let made = sub.join("volumes").join(&vol).join("_data/made");
+    let m = fs::metadata(&made).unwrap();
+    assert_eq!((m.uid(), m.gid()), (start, start), "{}", made.display());
+    let o = e.c(&["run", "--rm", "--network", "none", "--userns", "host", "busybox", "cat", "/proc/self/uid_map"]);
+    o.ok();
+    assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{o}");
+    e.cmd(&["volume", "rm", &vol]).ok();
+
+    // A user with no subordinate ranges: one line, no store made for it.
+    let bare = format!("berth-rn{}", pid % 100_000);
+    let _bare = RemapUser::new(&bare, None);
+    fs::write(&daemon, serde_json::json!({ "userns-remap": bare }).to_string()).unwrap();
+    let listing = || {
+        let mut v: Vec<String> =
+            fs::read_dir(&e.data).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    assert_one_line(
+        &e.c(&["run", "--rm", "busybox", "true"]),
+        125,
+        &[&format!("Can't create ID mappings: No subuid ranges found for user \"{bare}\"")],
+    );
+    assert_eq!(listing(), before);
+    fs::remove_file(&daemon).unwrap();
+}

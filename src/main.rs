@@ -12,6 +12,7 @@ mod events;
 mod help;
 mod image;
 mod network;
+mod remap;
 mod shim;
 mod template;
 
@@ -559,7 +560,7 @@ fn main() {
         rootless: berth::rootless::use_rootless_cgroups(rootless_flag, cli.systemd_cgroup),
     };
     // An ordinary user's engine commands: the user's own store, in the user's namespaces.
-    let unprivileged = matches!(
+    let engine_cmd = matches!(
         cmd,
         Cmd::Image { .. }
             | Cmd::Container { .. }
@@ -570,7 +571,8 @@ fn main() {
             | Cmd::Info { .. }
             | Cmd::Login { .. }
             | Cmd::Logout { .. }
-    ) && unprivileged::needed();
+    );
+    let unprivileged = engine_cmd && unprivileged::needed();
     let data_root = cli
         .data_root
         .clone()
@@ -590,6 +592,12 @@ fn main() {
         // Children (the shim, its clean-up command) find the same store.
         std::env::set_var("BERTH_DATA_ROOT", &data_root);
     }
+    // docker's userns-remap (daemon.json): the store moves to <data-root>/<uid>.<gid>.
+    let data_root = match (engine_cmd && !unprivileged).then(|| remap::setup(&data_root)) {
+        Some(Ok(Some(d))) => d,
+        Some(Err(e)) => fail(&e.to_string(), 125),
+        _ => data_root,
+    };
     let cmd = match cmd {
         Cmd::Image { cmd: image::cli::ImageCmd::Build(args) } => {
             let quiet = args.quiet;

@@ -325,6 +325,12 @@ pub fn net_check_container(e: &Engine, id: &str) -> Result<(), EngineError> {
 // Bundle
 
 pub fn mount_rootfs(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<bool, EngineError> {
+    if crate::remap::active().is_some() {
+        // The writable layer's root is the remapped root's, as its image layers are.
+        std::fs::create_dir_all(upper)
+            .and_then(|_| crate::remap::chown_to_root(upper))
+            .map_err(|err| EngineError::Io { op: "chown", path: upper.to_path_buf(), err })?;
+    }
     match bundle::mount_rootfs(lowers, upper, work, target) {
         Ok(bundle::RootfsKind::Overlay) => Ok(true),
         Ok(bundle::RootfsKind::Copy) => Ok(false),
@@ -449,6 +455,9 @@ pub fn write_spec(
                 }
             }
         }
+    }
+    if let (Some(m), false) = (crate::remap::active(), s.userns_host) {
+        m.apply(&mut spec);
     }
     if crate::unprivileged::active() {
         if s.userns_keep_id {

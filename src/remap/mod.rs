@@ -1,0 +1,272 @@
+//! docker's `userns-remap` daemon setting, read from `<data-root>/daemon.json`: containers run
+//! in a user namespace whose root is a subordinate id of a host user, and the engine keeps its
+//! store in `<data-root>/<uid>.<gid>` (the mapped root's host ids), where image layers are
+//! unpacked with their owners shifted into the range, as dockerd does.
+//!
+//! `"userns-remap": "default"` uses the user and group `dockremap`, made (with a free range of
+//! 65536 ids in /etc/subuid and /etc/subgid) when missing; `"USER[:GROUP]"` uses that user's
+//! subordinate uids and the group's (the user's name when no group) subordinate gids.
+//! `--userns host` runs one container without it.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+/// One subordinate range: (first host id, count).
+pub type Range = (u32, u32);
+
+/// Why the remapping could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum RemapError {
+    #[error("read {path}: {err}")]
+    Read { path: PathBuf, err: std::io::Error },
+    #[error("{path}: invalid userns-remap value: {err}")]
+    Json { path: PathBuf, err: serde_json::Error },
+    /// dockerd's wording.
+    #[error("Can't create ID mappings: No subuid ranges found for user {0:?}")]
+    NoSubuid(String),
+    #[error("Can't create ID mappings: No subgid ranges found for group {0:?}")]
+    NoSubgid(String),
+    #[error("Can't create ID mappings: user {0:?} does not exist")]
+    NoUser(String),
+    #[error("Can't create ID mappings: group {0:?} does not exist")]
+    NoGroup(String),
+    #[error("userns-remap: {cmd}: {msg}")]
+    Command { cmd: String, msg: String },
+    #[error("create {path}: {err}")]
+    Create { path: PathBuf, err: std::io::Error },
+}
+
+/// The mapping of the remapped containers: container ids from 0 up, range after range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdMap {
+    pub uids: Vec<Range>,
+    pub gids: Vec<Range>,
+}
+
+fn to_host(ranges: &[Range], id: u32) -> Option<u32> {
+    let mut base = 0u64;
+    for &(start, count) in ranges {
+        let id = u64::from(id);
+        if id < base + u64::from(count) {
+            return u32::try_from(u64::from(start) + id - base).ok();
+        }
+        base += u64::from(count);
+    }
+    None
+}
+
+fn spec_maps(ranges: &[Range]) -> serde_json::Value {
+    let mut v = Vec::new();
+    let mut base = 0u64;
+    for &(start, count) in ranges {
+        v.push(serde_json::json!({"containerID": base, "hostID": start, "size": count}));
+        base += u64::from(count);
+    }
+    serde_json::Value::Array(v)
+}
+
+impl IdMap {
+    /// The host uid of container uid `id` (None: outside the ranges).
+    pub fn uid(&self, id: u32) -> Option<u32> {
+        to_host(&self.uids, id)
+    }
+
+    pub fn gid(&self, id: u32) -> Option<u32> {
+        to_host(&self.gids, id)
+    }
+
+    /// The host ids of the container's root.
+    pub fn root(&self) -> (u32, u32) {
+        (self.uids[0].0, self.gids[0].0)
+    }
+
+    /// Adds a user namespace with the mappings to an OCI config.
+    pub fn apply(&self, spec: &mut serde_json::Value) {
+        let Some(linux) = spec.get_mut("linux").and_then(|l| l.as_object_mut()) else { return };
+        let ns = linux.entry("namespaces").or_insert_with(|| serde_json::json!([]));
+        if let Some(a) = ns.as_array_mut() {
+            if !a.iter().any(|n| n["type"] == "user") {
+                a.push(serde_json::json!({"type": "user"}));
+            }
+        }
+        linux.insert("uidMappings".into(), spec_maps(&self.uids));
+        linux.insert("gidMappings".into(), spec_maps(&self.gids));
+    }
+}
+
+static ACTIVE: OnceLock<IdMap> = OnceLock::new();
+
+/// The remapping this process's engine uses, if `setup` found one.
+pub fn active() -> Option<&'static IdMap> {
+    ACTIVE.get()
+}
+
+/// The ranges of `name` (or numeric `id`) in an /etc/subuid-style text, in file order.
+fn sub_ranges(text: &str, name: &str, id: u32) -> Vec<Range> {
+    text.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.trim().split(':').collect();
+            if f.len() != 3 || !(f[0] == name || f[0].parse::<u32>().ok() == Some(id)) {
+                return None;
+            }
+            Some((f[1].parse().ok()?, f[2].parse().ok().filter(|c: &u32| *c > 0)?))
+        })
+        .collect()
+}
+
+fn read(path: &Path) -> Result<String, RemapError> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(s),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(String::new()),
+        Err(err) => Err(RemapError::Read { path: path.to_path_buf(), err }),
+    }
+}
+
+fn run(cmd: &str, args: &[&str]) -> Result<(), RemapError> {
+    let o = std::process::Command::new(cmd)
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .output()
+        .map_err(|e| RemapError::Command { cmd: cmd.to_string(), msg: e.to_string() })?;
+    if !o.status.success() {
+        let msg = String::from_utf8_lossy(&o.stderr).trim().lines().next().unwrap_or("failed").to_string();
+        return Err(RemapError::Command { cmd: format!("{cmd} {}", args.join(" ")), msg });
+    }
+    Ok(())
+}
+
+/// The first id from 100000 after every range in both files, as dockerd picks one.
+fn free_start(subuid: &str, subgid: &str) -> u32 {
+    let mut start = 100_000u64;
+    for text in [subuid, subgid] {
+        for l in text.lines() {
+            let f: Vec<&str> = l.trim().split(':').collect();
+            if let (Some(Ok(s)), Some(Ok(c))) = (f.get(1).map(|s| s.parse::<u64>()), f.get(2).map(|c| c.parse::<u64>()))
+            {
+                start = start.max(s + c);
+            }
+        }
+    }
+    start.min(u64::from(u32::MAX - 65_536)) as u32
+}
+
+/// Makes the `dockremap` user and group and its ranges when missing (dockerd's "default").
+fn ensure_dockremap() -> Result<(), RemapError> {
+    if nix::unistd::User::from_name("dockremap").ok().flatten().is_none() {
+        run("useradd", &["--system", "--user-group", "--shell", "/bin/false", "--no-create-home", "dockremap"])?;
+    }
+    let (su, sg) = (read(Path::new("/etc/subuid"))?, read(Path::new("/etc/subgid"))?);
+    if sub_ranges(&su, "dockremap", u32::MAX).is_empty() || sub_ranges(&sg, "dockremap", u32::MAX).is_empty() {
+        let s = free_start(&su, &sg);
+        let r = format!("{s}-{}", s + 65_535);
+        run("usermod", &["--add-subuids", &r, "--add-subgids", &r, "dockremap"])?;
+    }
+    Ok(())
+}
+
+/// The mapping for a `userns-remap` value.
+pub fn resolve(value: &str) -> Result<IdMap, RemapError> {
+    let value = if value == "default" {
+        ensure_dockremap()?;
+        "dockremap"
+    } else {
+        value
+    };
+    let (user, group) = value.split_once(':').unwrap_or((value, ""));
+    let u = match user.parse::<u32>() {
+        Ok(n) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(n)).ok().flatten(),
+        Err(_) => nix::unistd::User::from_name(user).ok().flatten(),
+    }
+    .ok_or_else(|| RemapError::NoUser(user.to_string()))?;
+    let g = if group.is_empty() {
+        nix::unistd::Group::from_name(&u.name)
+            .ok()
+            .flatten()
+            .or_else(|| nix::unistd::Group::from_gid(u.gid).ok().flatten())
+    } else {
+        match group.parse::<u32>() {
+            Ok(n) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(n)).ok().flatten(),
+            Err(_) => nix::unistd::Group::from_name(group).ok().flatten(),
+        }
+    }
+    .ok_or_else(|| RemapError::NoGroup(if group.is_empty() { u.name.clone() } else { group.to_string() }))?;
+    let uids = sub_ranges(&read(Path::new("/etc/subuid"))?, &u.name, u.uid.as_raw());
+    if uids.is_empty() {
+        return Err(RemapError::NoSubuid(u.name));
+    }
+    let gids = sub_ranges(&read(Path::new("/etc/subgid"))?, &g.name, g.gid.as_raw());
+    if gids.is_empty() {
+        return Err(RemapError::NoSubgid(g.name));
+    }
+    Ok(IdMap { uids, gids })
+}
+
+/// Reads `<data_root>/daemon.json`; with `userns-remap` set, makes it this process's mapping
+/// and returns the data root to use: `<data_root>/<uid>.<gid>` (made, traversable by the
+/// mapped root).
+pub fn setup(data_root: &Path) -> Result<Option<PathBuf>, RemapError> {
+    #[derive(serde::Deserialize)]
+    struct Daemon {
+        #[serde(rename = "userns-remap", default)]
+        userns_remap: Option<String>,
+    }
+    let path = data_root.join("daemon.json");
+    let text = read(&path)?;
+    if text.trim().is_empty() {
+        return Ok(None);
+    }
+    let d: Daemon = serde_json::from_str(&text).map_err(|err| RemapError::Json { path: path.clone(), err })?;
+    let Some(value) = d.userns_remap.filter(|v| !v.is_empty()) else { return Ok(None) };
+    let map = resolve(&value)?;
+    let (uid, gid) = map.root();
+    let dir = data_root.join(format!("{uid}.{gid}"));
+    if !dir.is_dir() {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o711)
+            .create(&dir)
+            .map_err(|err| RemapError::Create { path: dir.clone(), err })?;
+    }
+    let _ = ACTIVE.set(map);
+    Ok(Some(dir))
+}
+
+/// Gives `path` to the container's root when remapping (an upper dir, a volume's data).
+pub fn chown_to_root(path: &Path) -> std::io::Result<()> {
+    match active() {
+        Some(m) => {
+            let (u, g) = m.root();
+            std::os::unix::fs::chown(path, Some(u), Some(g))
+        }
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ranges_and_ids() {
+        let t = "a:100000:65536\nb:200000:10\n# x\n1001:300000:5\nb:400000:20\nb:1:0\n";
+        assert_eq!(sub_ranges(t, "b", 1001), vec![(200_000, 10), (300_000, 5), (400_000, 20)]);
+        let m = IdMap { uids: sub_ranges(t, "b", 1001), gids: vec![(7, 1)] };
+        assert_eq!(m.uid(0), Some(200_000));
+        assert_eq!(m.uid(9), Some(200_009));
+        assert_eq!(m.uid(10), Some(300_000));
+        assert_eq!(m.uid(15), Some(400_000));
+        assert_eq!(m.uid(35), None);
+        assert_eq!(m.gid(1), None);
+        assert_eq!(m.root(), (200_000, 7));
+        let mut spec = serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}});
+        m.apply(&mut spec);
+        assert_eq!(spec["linux"]["namespaces"][1]["type"], "user");
+        assert_eq!(
+            spec["linux"]["uidMappings"][1],
+            serde_json::json!({"containerID": 10, "hostID": 300000, "size": 5})
+        );
+        assert_eq!(free_start(t, "c:500000:100\n"), 500_100);
+        assert_eq!(free_start("", ""), 100_000);
+    }
+}
