@@ -1387,10 +1387,17 @@ fn userns_remap_maps_containers_and_shifts_the_store() {
     let made = sub.join("volumes").join(&vol).join("_data/made");
     let m = fs::metadata(&made).unwrap();
     assert_eq!((m.uid(), m.gid()), (start, start), "{}", made.display());
+    // On the default network too (its netns made by the engine, outside the user namespace).
+    let o = e.c(&["run", "--rm", "busybox", "sh", "-c", "cat /proc/self/uid_map; ls /sys/class/net"]);
+    o.ok();
+    assert!(o.stdout.starts_with(&format!("{:>10} {:>10} {:>10}\n", 0, start, 65536)), "{o}");
+    assert!(o.stdout.lines().any(|l| l == "eth0"), "{o}");
     let o = e.c(&["run", "--rm", "--network", "none", "--userns", "host", "busybox", "cat", "/proc/self/uid_map"]);
     o.ok();
     assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{o}");
     e.cmd(&["volume", "rm", &vol]).ok();
+    // The remapped store's default network (and its bridge) goes with the test.
+    e.cmd(&["network", "rm", "bridge"]).ok();
 
     // A user with no subordinate ranges: one line, no store made for it.
     let bare = format!("berth-rn{}", pid % 100_000);

@@ -95,6 +95,13 @@ impl IdMap {
 }
 
 static ACTIVE: OnceLock<IdMap> = OnceLock::new();
+/// The data root named on the command line when the store moved to `<uid>.<gid>`.
+static DAEMON_ROOT: OnceLock<PathBuf> = OnceLock::new();
+
+/// The daemon.json of the engine using `data_root`: the one the remapping was read from.
+pub fn daemon_json(data_root: &Path) -> PathBuf {
+    DAEMON_ROOT.get().map(|d| d.as_path()).unwrap_or(data_root).join("daemon.json")
+}
 
 /// The remapping this process's engine uses, if `setup` found one.
 pub fn active() -> Option<&'static IdMap> {
@@ -229,6 +236,7 @@ pub fn setup(data_root: &Path) -> Result<Option<PathBuf>, RemapError> {
             .map_err(|err| RemapError::Create { path: dir.clone(), err })?;
     }
     let _ = ACTIVE.set(map);
+    let _ = DAEMON_ROOT.set(data_root.to_path_buf());
     Ok(Some(dir))
 }
 
