@@ -1418,3 +1418,69 @@ fn userns_remap_maps_containers_and_shifts_the_store() {
     assert_eq!(listing(), before);
     fs::remove_file(&daemon).unwrap();
 }
+
+/// Removes the `dockremap` user and group and their ranges (made by a test) on drop.
+struct Dockremap;
+
+impl Dockremap {
+    /// The (uid, gid) range starts of dockremap, when it has both.
+    fn ranges() -> Option<(u32, u32)> {
+        let start = |f: &str| {
+            fs::read_to_string(f).ok()?.lines().find_map(|l| {
+                let v: Vec<&str> = l.split(':').collect();
+                (v.len() == 3 && v[0] == "dockremap" && v[2] == "65536").then(|| v[1].parse().ok()).flatten()
+            })
+        };
+        Some((start("/etc/subuid")?, start("/etc/subgid")?))
+    }
+
+    fn remove() {
+        let _ = std::process::Command::new("userdel").arg("dockremap").status();
+        let _ = std::process::Command::new("groupdel").arg("dockremap").stderr(std::process::Stdio::null()).status();
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(t) = fs::read_to_string(f) {
+                let kept: String =
+                    t.lines().filter(|x| !x.starts_with("dockremap:")).map(|x| format!("{x}\n")).collect();
+                let _ = fs::write(f, kept);
+            }
+        }
+    }
+}
+
+impl Drop for Dockremap {
+    fn drop(&mut self) {
+        Dockremap::remove();
+    }
+}
+
+/// `"userns-remap": "default"`: dockerd 20.10 makes `dockremap` with ranges; with the same
+/// files berth makes the same user with the same ranges, its store in `<uid>.<gid>` as
+/// dockerd's, and maps its containers' root to them. Skipped when dockremap already exists
+/// (the host's own; the test only handles a dockremap it made).
+#[test]
+fn userns_remap_default_makes_dockremap_as_dockerd_does() {
+    let exists = fs::read_to_string("/etc/passwd").unwrap().lines().any(|l| l.starts_with("dockremap:"));
+    if exists {
+        eprintln!("SKIPPED: a dockremap user exists on this host");
+        return;
+    }
+    let _guard = Dockremap;
+    let e = Eng::new("cli-remapdef");
+    let theirs = {
+        let d = crate::layers::Dockerd::start_with(&e.ctx, &["--userns-remap", "default"]);
+        let r = Dockremap::ranges().expect("dockerd made dockremap's ranges");
+        assert!(d.data_root().join(format!("{}.{}", r.0, r.1)).is_dir(), "dockerd's remapped root");
+        r
+    };
+    Dockremap::remove();
+    fs::write(e.data.join("daemon.json"), r#"{"userns-remap": "default"}"#).unwrap();
+    let (archive, _) = crate::container::archives();
+    e.cmd(&["image", "load", "-i", archive.to_str().unwrap()]).ok();
+    assert_eq!(Dockremap::ranges(), Some(theirs), "berth's dockremap ranges vs dockerd's");
+    assert!(e.data.join(format!("{}.{}", theirs.0, theirs.1)).is_dir());
+    let o = e.c(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/self/uid_map", "/proc/self/gid_map"]);
+    o.ok();
+    let w: Vec<&str> = o.stdout.split_whitespace().collect();
+    assert_eq!(w, ["0", &theirs.0.to_string(), "65536", "0", &theirs.1.to_string(), "65536"], "{o}");
+    fs::remove_file(e.data.join("daemon.json")).unwrap();
+}

@@ -530,6 +530,11 @@ const DOCKER_KEY: &str = "/etc/docker/key.json";
 
 impl Dockerd {
     pub(crate) fn start(ctx: &Ctx) -> Dockerd {
+        Dockerd::start_with(ctx, &[])
+    }
+
+    /// With more daemon flags.
+    pub(crate) fn start_with(ctx: &Ctx, extra: &[&str]) -> Dockerd {
         let dir = ctx.tempdir("dockerd");
         let cgroup = format!("berth-layers-{}", std::process::id());
         let log = fs::File::create(dir.join("dockerd.log")).unwrap();
@@ -546,6 +551,7 @@ impl Dockerd {
             .arg(dir.join("docker.pid"))
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--storage-driver", "overlay2"])
             .args(["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", &format!("/{cgroup}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

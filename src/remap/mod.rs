@@ -4,7 +4,7 @@
 //! unpacked with their owners shifted into the range, as dockerd does.
 //!
 //! `"userns-remap": "default"` uses the user and group `dockremap`, made (with a free range of
-//! 65536 ids in /etc/subuid and /etc/subgid) when missing; `"USER[:GROUP]"` uses that user's
+//! 65536 ids in /etc/subuid and /etc/subgid, where dockerd would put it) when missing; `"USER[:GROUP]"` uses that user's
 //! subordinate uids and the group's (the user's name when no group) subordinate gids.
 //! `--userns host` runs one container without it.
 
@@ -142,33 +142,57 @@ fn run(cmd: &str, args: &[&str]) -> Result<(), RemapError> {
     Ok(())
 }
 
-/// The first id from 100000 after every range in both files, as dockerd picks one.
-fn free_start(subuid: &str, subgid: &str) -> u32 {
-    let mut start = 100_000u64;
-    for text in [subuid, subgid] {
-        for l in text.lines() {
+/// Where dockerd puts a new range of 65536 ids in an /etc/subuid-style file: from 100000, past
+/// every range (in start order) that the candidate would overlap (idtools' findNextRangeStart,
+/// its inclusive bounds kept).
+fn free_start(text: &str) -> u64 {
+    const LEN: u64 = 65_536;
+    let mut ranges: Vec<(u64, u64)> = text
+        .lines()
+        .filter_map(|l| {
             let f: Vec<&str> = l.trim().split(':').collect();
-            if let (Some(Ok(s)), Some(Ok(c))) = (f.get(1).map(|s| s.parse::<u64>()), f.get(2).map(|c| c.parse::<u64>()))
-            {
-                start = start.max(s + c);
-            }
+            Some((f.get(1)?.parse().ok()?, f.get(2)?.parse().ok()?))
+        })
+        .collect();
+    ranges.sort();
+    let mut start = 100_000u64;
+    for (s, c) in ranges {
+        let (low, high) = (start, start + LEN);
+        if (low >= s && low <= s + c) || (high <= s + c && high >= s) {
+            start = s + c;
         }
     }
-    start.min(u64::from(u32::MAX - 65_536)) as u32
+    start
 }
 
 /// Makes the `dockremap` user and group and its ranges when missing (dockerd's "default").
 fn ensure_dockremap() -> Result<(), RemapError> {
-    if nix::unistd::User::from_name("dockremap").ok().flatten().is_none() {
+    if lookup("/etc/passwd", "dockremap")?.is_none() {
         run("useradd", &["--system", "--user-group", "--shell", "/bin/false", "--no-create-home", "dockremap"])?;
     }
     let (su, sg) = (read(Path::new("/etc/subuid"))?, read(Path::new("/etc/subgid"))?);
     if sub_ranges(&su, "dockremap", u32::MAX).is_empty() || sub_ranges(&sg, "dockremap", u32::MAX).is_empty() {
-        let s = free_start(&su, &sg);
-        let r = format!("{s}-{}", s + 65_535);
-        run("usermod", &["--add-subuids", &r, "--add-subgids", &r, "dockremap"])?;
+        let (u, g) = (free_start(&su), free_start(&sg));
+        let (ur, gr) = (format!("{u}-{}", u + 65_535), format!("{g}-{}", g + 65_535));
+        run("usermod", &["-v", &ur, "-w", &gr, "dockremap"])?;
     }
     Ok(())
+}
+
+/// (name, id, primary gid) of a user in /etc/passwd (or a group in /etc/group) named `key`, or
+/// numbered so when `key` is a number. The files are read directly, as shadow's tools do: the
+/// NSS modules of a host without their services cannot be relied on for a missing name.
+fn lookup(file: &str, key: &str) -> Result<Option<(String, u32, u32)>, RemapError> {
+    let num = key.parse::<u32>().ok();
+    Ok(read(Path::new(file))?.lines().find_map(|l| {
+        let f: Vec<&str> = l.split(':').collect();
+        let id = f.get(2)?.parse::<u32>().ok()?;
+        let matches = match num {
+            Some(n) => id == n,
+            None => f[0] == key,
+        };
+        matches.then(|| (f[0].to_string(), id, f.get(3).and_then(|g| g.parse().ok()).unwrap_or(id)))
+    }))
 }
 
 /// The mapping for a `userns-remap` value.
@@ -180,30 +204,23 @@ pub fn resolve(value: &str) -> Result<IdMap, RemapError> {
         value
     };
     let (user, group) = value.split_once(':').unwrap_or((value, ""));
-    let u = match user.parse::<u32>() {
-        Ok(n) => nix::unistd::User::from_uid(nix::unistd::Uid::from_raw(n)).ok().flatten(),
-        Err(_) => nix::unistd::User::from_name(user).ok().flatten(),
-    }
-    .ok_or_else(|| RemapError::NoUser(user.to_string()))?;
-    let g = if group.is_empty() {
-        nix::unistd::Group::from_name(&u.name)
-            .ok()
-            .flatten()
-            .or_else(|| nix::unistd::Group::from_gid(u.gid).ok().flatten())
-    } else {
-        match group.parse::<u32>() {
-            Ok(n) => nix::unistd::Group::from_gid(nix::unistd::Gid::from_raw(n)).ok().flatten(),
-            Err(_) => nix::unistd::Group::from_name(group).ok().flatten(),
+    let (uname, uid, ugid) = lookup("/etc/passwd", user)?.ok_or_else(|| RemapError::NoUser(user.to_string()))?;
+    let (gname, gid, _) = if group.is_empty() {
+        match lookup("/etc/group", &uname)? {
+            Some(g) => Some(g),
+            None => lookup("/etc/group", &ugid.to_string())?,
         }
+    } else {
+        lookup("/etc/group", group)?
     }
-    .ok_or_else(|| RemapError::NoGroup(if group.is_empty() { u.name.clone() } else { group.to_string() }))?;
-    let uids = sub_ranges(&read(Path::new("/etc/subuid"))?, &u.name, u.uid.as_raw());
+    .ok_or_else(|| RemapError::NoGroup(if group.is_empty() { uname.clone() } else { group.to_string() }))?;
+    let uids = sub_ranges(&read(Path::new("/etc/subuid"))?, &uname, uid);
     if uids.is_empty() {
-        return Err(RemapError::NoSubuid(u.name));
+        return Err(RemapError::NoSubuid(uname));
     }
-    let gids = sub_ranges(&read(Path::new("/etc/subgid"))?, &g.name, g.gid.as_raw());
+    let gids = sub_ranges(&read(Path::new("/etc/subgid"))?, &gname, gid);
     if gids.is_empty() {
-        return Err(RemapError::NoSubgid(g.name));
+        return Err(RemapError::NoSubgid(gname));
     }
     Ok(IdMap { uids, gids })
 }
@@ -274,7 +291,19 @@ mod tests {
             spec["linux"]["uidMappings"][1],
             serde_json::json!({"containerID": 10, "hostID": 300000, "size": 5})
         );
-        assert_eq!(free_start(t, "c:500000:100\n"), 500_100);
-        assert_eq!(free_start("", ""), 100_000);
+        assert_eq!(free_start(""), 100_000);
+        assert_eq!(free_start("a:100000:65536\n"), 165_536);
+        // A gap wide enough is taken; ranges are looked at in start order.
+        assert_eq!(free_start("b:400000:10\na:100000:65536\n"), 165_536);
+        // dockerd's overlap test misses a small range inside the candidate; so does this.
+        assert_eq!(free_start("b:200000:10\na:100000:65536\n"), 165_536);
+        assert_eq!(free_start("x:1:5\n"), 100_000);
+        let d = std::env::temp_dir().join(format!("berth-remap-{}", std::process::id()));
+        std::fs::write(&d, "root:x:0:0::/root:/bin/sh\nbob:x:1001:1002::/h:/bin/sh\n# c\n").unwrap();
+        let f = d.to_str().unwrap();
+        assert_eq!(lookup(f, "bob").unwrap(), Some(("bob".into(), 1001, 1002)));
+        assert_eq!(lookup(f, "0").unwrap(), Some(("root".into(), 0, 0)));
+        assert_eq!(lookup(f, "nobody").unwrap(), None);
+        std::fs::remove_file(&d).unwrap();
     }
 }
