@@ -8,6 +8,9 @@
 //! subordinate uids and the group's (the user's name when no group) subordinate gids.
 //! `--userns host` runs one container without it.
 
+// The ordinary-user engine's reader of /etc/subuid-style ranges (by name or number, in file
+// order).
+use crate::unprivileged::sub_ranges;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -106,19 +109,6 @@ pub fn daemon_json(data_root: &Path) -> PathBuf {
 /// The remapping this process's engine uses, if `setup` found one.
 pub fn active() -> Option<&'static IdMap> {
     ACTIVE.get()
-}
-
-/// The ranges of `name` (or numeric `id`) in an /etc/subuid-style text, in file order.
-fn sub_ranges(text: &str, name: &str, id: u32) -> Vec<Range> {
-    text.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.trim().split(':').collect();
-            if f.len() != 3 || !(f[0] == name || f[0].parse::<u32>().ok() == Some(id)) {
-                return None;
-            }
-            Some((f[1].parse().ok()?, f[2].parse().ok().filter(|c: &u32| *c > 0)?))
-        })
-        .collect()
 }
 
 fn read(path: &Path) -> Result<String, RemapError> {
