@@ -884,6 +884,11 @@ fn log_drivers_rotate_compress_and_tag() {
     let n: Vec<usize> = lines.iter().map(|l| l.split('-').nth(1).unwrap().parse().unwrap()).collect();
     assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gaps");
     assert_eq!(e.c(&["logs", "--tail", "40", &local]).lines(), lines[lines.len() - 40..].to_vec());
+    // -f follows a local log until the container ends.
+    let local = e.run_d(&["--log-driver", "local", "busybox", "sh", "-c", "echo a; sleep 1; printf 'b\\nc'"]);
+    let f = e.c(&["logs", "-f", &local]);
+    f.ok();
+    assert_eq!(f.stdout, "a\nb\nc", "{f}");
 
     let before = e.container_dirs();
     assert_one_line(
