@@ -1401,6 +1401,14 @@ fn userns_remap_maps_containers_and_shifts_the_store() {
     o.ok();
     assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{o}");
     e.cmd(&["volume", "rm", &vol]).ok();
+    // commit writes the owners the container saw: its image runs with them.
+    let c = format!("rmc-{pid}");
+    e.c(&["run", "--name", &c, "--network", "none", "busybox", "sh", "-c", "echo x > /made; chown 7:8 /made"]).ok();
+    e.c(&["commit", &c, &format!("rmimg-{pid}")]).ok();
+    let o = e.c(&["run", "--rm", "--network", "none", &format!("rmimg-{pid}"), "stat", "-c", "%u:%g", "/made"]);
+    o.ok();
+    assert_eq!(o.stdout, "7:8\n");
+    e.c(&["rm", &c]).ok();
     // The remapped store's default network (and its bridge) goes with the test.
     e.cmd(&["network", "rm", "bridge"]).ok();
 

@@ -97,6 +97,29 @@ impl IdMap {
     }
 }
 
+fn from_host(ranges: &[Range], host: u32) -> Option<u32> {
+    let mut base = 0u64;
+    for &(start, count) in ranges {
+        if host >= start && u64::from(host) < u64::from(start) + u64::from(count) {
+            return u32::try_from(base + u64::from(host - start)).ok();
+        }
+        base += u64::from(count);
+    }
+    None
+}
+
+/// The kernel's overflow id: what a container sees for an owner outside its mapping.
+const OVERFLOW_ID: u32 = 65_534;
+
+/// The container's view of host owner `uid:gid` under the active remapping (the overflow id
+/// for one outside the ranges); unchanged without one.
+pub fn to_container(uid: u32, gid: u32) -> (u32, u32) {
+    match active() {
+        Some(m) => (from_host(&m.uids, uid).unwrap_or(OVERFLOW_ID), from_host(&m.gids, gid).unwrap_or(OVERFLOW_ID)),
+        None => (uid, gid),
+    }
+}
+
 static ACTIVE: OnceLock<IdMap> = OnceLock::new();
 /// The data root named on the command line when the store moved to `<uid>.<gid>`.
 static DAEMON_ROOT: OnceLock<PathBuf> = OnceLock::new();
@@ -274,6 +297,9 @@ mod tests {
         assert_eq!(m.uid(35), None);
         assert_eq!(m.gid(1), None);
         assert_eq!(m.root(), (200_000, 7));
+        assert_eq!(from_host(&m.uids, 300_004), Some(14));
+        assert_eq!(from_host(&m.uids, 200_010), None);
+        assert_eq!(from_host(&m.uids, 0), None);
         let mut spec = serde_json::json!({"linux": {"namespaces": [{"type": "pid"}]}});
         m.apply(&mut spec);
         assert_eq!(spec["linux"]["namespaces"][1]["type"], "user");
