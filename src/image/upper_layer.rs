@@ -87,8 +87,11 @@ pub struct LayerOptions<'a> {
     pub clamp_mtime: Option<u64>,
     /// The owners written for the files' (uid, gid) on disk (a remapped container's shifted
     /// ids back to the container's). None: as on disk.
-    pub owners: Option<fn(u32, u32) -> (u32, u32)>,
+    pub owners: Option<OwnerMap>,
 }
+
+/// Maps a file's (uid, gid) on disk to the (uid, gid) written for it.
+pub type OwnerMap = fn(u32, u32) -> (u32, u32);
 
 /// What was written.
 #[derive(Debug, Clone)]
