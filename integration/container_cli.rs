@@ -1401,6 +1401,9 @@ fn userns_remap_maps_containers_and_shifts_the_store() {
     o.ok();
     assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{o}");
     e.cmd(&["volume", "rm", &vol]).ok();
+    let o = e.cmd(&["system", "info", "--format", "{{json .SecurityOptions}} {{.DockerRootDir}}"]);
+    o.ok();
+    assert_eq!(o.stdout, format!("[\"name=seccomp,profile=builtin\",\"name=userns\"] {}\n", sub.display()));
     // commit writes the owners the container saw: its image runs with them.
     let c = format!("rmc-{pid}");
     e.c(&["run", "--name", &c, "--network", "none", "busybox", "sh", "-c", "echo x > /made; chown 7:8 /made"]).ok();
