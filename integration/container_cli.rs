@@ -1411,6 +1411,14 @@ fn userns_remap_maps_containers_and_shifts_the_store() {
     let o = e.c(&["run", "--rm", "--network", "none", &format!("rmimg-{pid}"), "stat", "-c", "%u:%g", "/made"]);
     o.ok();
     assert_eq!(o.stdout, "7:8\n");
+    // cp into it: owned by the container's root (the mapped uid on the host), as docker cp.
+    let host_file = e.ctx.dir.join("cp-in");
+    fs::write(&host_file, "x").unwrap();
+    e.c(&["cp", host_file.to_str().unwrap(), &format!("{c}:/copied")]).ok();
+    e.c(&["commit", &c, &format!("rmimg2-{pid}")]).ok();
+    let o = e.c(&["run", "--rm", "--network", "none", &format!("rmimg2-{pid}"), "stat", "-c", "%u:%g", "/copied"]);
+    o.ok();
+    assert_eq!(o.stdout, "0:0\n");
     e.c(&["rm", &c]).ok();
     // The remapped store's default network (and its bridge) goes with the test.
     e.cmd(&["network", "rm", "bridge"]).ok();

@@ -61,7 +61,34 @@ fn is(st: &FileStat, k: SFlag) -> bool {
 enum Own {
     /// The source's owner (`-a`).
     Keep,
+    /// The source's owner, moved by `f` (in or out of a remapped container's ids).
+    KeepMapped(fn(u32, u32) -> (u32, u32)),
     Set(u32, u32),
+}
+
+/// The host owner of a remapped container's `uid:gid` (unchanged outside the ranges).
+fn to_host(uid: u32, gid: u32) -> (u32, u32) {
+    match crate::remap::active() {
+        Some(m) => (m.uid(uid).unwrap_or(uid), m.gid(gid).unwrap_or(gid)),
+        None => (uid, gid),
+    }
+}
+
+/// `own` for a copy into (`into`) or out of container `rec`: with userns-remap (and not
+/// `--userns host`) the container's ids are shifted on the host, as docker cp does.
+fn remapped(rec: &super::store::Record, own: Own, into: bool) -> Own {
+    if crate::remap::active().is_none() || rec.spec.userns_host {
+        return own;
+    }
+    match (own, into) {
+        (Own::Keep, true) => Own::KeepMapped(to_host),
+        (Own::Keep, false) => Own::KeepMapped(crate::remap::to_container),
+        (Own::Set(u, g), true) => {
+            let (u, g) = to_host(u, g);
+            Own::Set(u, g)
+        }
+        (o, _) => o,
+    }
 }
 
 /// A container path split into (cleaned parent components, last name). `/` gives ("", ".").
@@ -160,6 +187,10 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &str) -> Resu
 fn owner(st: &FileStat, own: Own) -> (Option<Uid>, Option<Gid>) {
     match own {
         Own::Keep => (Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))),
+        Own::KeepMapped(f) => {
+            let (u, g) = f(st.st_uid, st.st_gid);
+            (Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
+        }
         Own::Set(u, g) => (Some(Uid::from_raw(u)), Some(Gid::from_raw(g))),
     }
 }
@@ -420,6 +451,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
             let rec = cs.find(c)?;
             let own =
                 if o.archive { Own::Keep } else { Own::Set(Uid::effective().as_raw(), Gid::effective().as_raw()) };
+            let own = remapped(&rec, own, false);
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
                 let sloc = container_loc(rfd.as_fd(), path, o.follow || trailing_slash(path))?;
@@ -450,6 +482,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                 (host_loc(Path::new(src), o.follow || trailing_slash(src))?, src.to_string())
             };
             let own = if src == "-" && !o.archive { Own::Set(0, 0) } else { own };
+            let own = remapped(&rec, own, true);
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
                 let dloc = container_loc(rfd.as_fd(), path, true)?;
