@@ -1420,6 +1420,28 @@ fn userns_remap_maps_containers_and_shifts_the_store() {
     o.ok();
     assert_eq!(o.stdout, "0:0\n");
     e.c(&["rm", &c]).ok();
+    // A build: RUN in the user namespace, COPY's owners shifted; the image shows them unshifted.
+    let ctxdir = e.ctx.tempdir("remap-build");
+    fs::write(ctxdir.join("x"), "x").unwrap();
+    fs::write(
+        ctxdir.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/self/uid_map > /map && echo hi > /f && chown 5:6 /f\nCOPY x /x\nCOPY --chown=7:8 x /y\n",
+    )
+    .unwrap();
+    e.cmd(&["image", "build", "-q", "--network", "none", "-t", &format!("rmbuild-{pid}"), ctxdir.to_str().unwrap()])
+        .ok();
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("rmbuild-{pid}"),
+        "sh",
+        "-c",
+        "cat /map; stat -c %u:%g /f /x /y",
+    ]);
+    o.ok();
+    assert_eq!(o.stdout, format!("{:>10} {:>10} {:>10}\n5:6\n0:0\n7:8\n", 0, start, 65536), "{o}");
     // The remapped store's default network (and its bridge) goes with the test.
     e.cmd(&["network", "rm", "bridge"]).ok();
 

@@ -66,14 +66,6 @@ enum Own {
     Set(u32, u32),
 }
 
-/// The host owner of a remapped container's `uid:gid` (unchanged outside the ranges).
-fn to_host(uid: u32, gid: u32) -> (u32, u32) {
-    match crate::remap::active() {
-        Some(m) => (m.uid(uid).unwrap_or(uid), m.gid(gid).unwrap_or(gid)),
-        None => (uid, gid),
-    }
-}
-
 /// `own` for a copy into (`into`) or out of container `rec`: with userns-remap (and not
 /// `--userns host`) the container's ids are shifted on the host, as docker cp does.
 fn remapped(rec: &super::store::Record, own: Own, into: bool) -> Own {
@@ -81,10 +73,10 @@ fn remapped(rec: &super::store::Record, own: Own, into: bool) -> Own {
         return own;
     }
     match (own, into) {
-        (Own::Keep, true) => Own::KeepMapped(to_host),
+        (Own::Keep, true) => Own::KeepMapped(crate::remap::to_host),
         (Own::Keep, false) => Own::KeepMapped(crate::remap::to_container),
         (Own::Set(u, g), true) => {
-            let (u, g) = to_host(u, g);
+            let (u, g) = crate::remap::to_host(u, g);
             Own::Set(u, g)
         }
         (o, _) => o,

@@ -46,7 +46,7 @@ pub struct IdMap {
     pub gids: Vec<Range>,
 }
 
-fn to_host(ranges: &[Range], id: u32) -> Option<u32> {
+fn in_ranges(ranges: &[Range], id: u32) -> Option<u32> {
     let mut base = 0u64;
     for &(start, count) in ranges {
         let id = u64::from(id);
@@ -71,11 +71,11 @@ fn spec_maps(ranges: &[Range]) -> serde_json::Value {
 impl IdMap {
     /// The host uid of container uid `id` (None: outside the ranges).
     pub fn uid(&self, id: u32) -> Option<u32> {
-        to_host(&self.uids, id)
+        in_ranges(&self.uids, id)
     }
 
     pub fn gid(&self, id: u32) -> Option<u32> {
-        to_host(&self.gids, id)
+        in_ranges(&self.gids, id)
     }
 
     /// The host ids of the container's root.
@@ -116,6 +116,15 @@ const OVERFLOW_ID: u32 = 65_534;
 pub fn to_container(uid: u32, gid: u32) -> (u32, u32) {
     match active() {
         Some(m) => (from_host(&m.uids, uid).unwrap_or(OVERFLOW_ID), from_host(&m.gids, gid).unwrap_or(OVERFLOW_ID)),
+        None => (uid, gid),
+    }
+}
+
+/// The host owner of container owner `uid:gid` under the active remapping (unchanged outside
+/// the ranges, or without one).
+pub fn to_host(uid: u32, gid: u32) -> (u32, u32) {
+    match active() {
+        Some(m) => (m.uid(uid).unwrap_or(uid), m.gid(gid).unwrap_or(gid)),
         None => (uid, gid),
     }
 }
