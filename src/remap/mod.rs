@@ -22,7 +22,7 @@ pub type Range = (u32, u32);
 pub enum RemapError {
     #[error("read {path}: {err}")]
     Read { path: PathBuf, err: std::io::Error },
-    #[error("{path}: invalid userns-remap value: {err}")]
+    #[error("{path}: {err}")]
     Json { path: PathBuf, err: serde_json::Error },
     /// dockerd's wording.
     #[error("Can't create ID mappings: No subuid ranges found for user {0:?}")]
