@@ -563,6 +563,240 @@ fn entries(p: &std::path::Path) -> Vec<serde_json::Value> {
     data.split(|&c| c == b'\n').filter(|l| !l.is_empty()).map(|l| serde_json::from_slice(l).unwrap()).collect()
 }
 
+/// One entry of docker's `local` log format, read with a protobuf reader of the test's own.
+#[derive(Debug, Clone, PartialEq)]
+struct LocalEntry {
+    source: String,
+    time_nano: i64,
+    line: Vec<u8>,
+    partial: bool,
+    /// (last, id, ordinal)
+    meta: Option<(bool, String, i64)>,
+}
+
+fn varint(b: &mut &[u8]) -> u64 {
+    let mut v = 0;
+    for i in 0.. {
+        let c = b[0];
+        *b = &b[1..];
+        v |= ((c & 0x7f) as u64) << (7 * i);
+        if c < 0x80 {
+            break;
+        }
+    }
+    v
+}
+
+/// (field, wire type, varint value or bytes) of each field of a message.
+fn fields(mut b: &[u8]) -> Vec<(u64, u64, Vec<u8>)> {
+    let mut v = Vec::new();
+    while !b.is_empty() {
+        let k = varint(&mut b);
+        match k & 7 {
+            0 => v.push((k >> 3, 0, varint(&mut b).to_le_bytes().to_vec())),
+            2 => {
+                let n = varint(&mut b) as usize;
+                v.push((k >> 3, 2, b[..n].to_vec()));
+                b = &b[n..];
+            }
+            w => panic!("wire type {w}"),
+        }
+    }
+    v
+}
+
+/// The entries of a local log file: [len BE u32][LogEntry][len BE u32]...
+fn local_entries(mut data: &[u8]) -> Vec<LocalEntry> {
+    let mut v = Vec::new();
+    while !data.is_empty() {
+        let n = u32::from_be_bytes(data[..4].try_into().unwrap()) as usize;
+        assert_eq!(data[4 + n..8 + n], data[..4], "length suffix");
+        let mut e = LocalEntry { source: String::new(), time_nano: 0, line: vec![], partial: false, meta: None };
+        let num = |b: &[u8]| u64::from_le_bytes(b.try_into().unwrap());
+        for (f, _, b) in fields(&data[4..4 + n]) {
+            match f {
+                1 => e.source = String::from_utf8(b).unwrap(),
+                2 => e.time_nano = num(&b) as i64,
+                3 => e.line = b,
+                4 => e.partial = num(&b) != 0,
+                5 => {
+                    let mut m = (false, String::new(), 0);
+                    for (f, _, b) in fields(&b) {
+                        match f {
+                            1 => m.0 = num(&b) != 0,
+                            2 => m.1 = String::from_utf8(b).unwrap(),
+                            3 => m.2 = num(&b) as i64,
+                            _ => panic!("meta field {f}"),
+                        }
+                    }
+                    e.meta = Some(m);
+                }
+                _ => panic!("field {f}"),
+            }
+        }
+        v.push(e);
+        data = &data[8 + n..];
+    }
+    v
+}
+
+/// The same output logged by a private dockerd 20.10 with `--log-driver local` and by berth:
+/// the files hold the same entries but for times and partial-line ids (lines without their
+/// newline, a 40000-byte line in 16 KiB pieces sharing an id and a time, an unfinished last
+/// line); berth's `logs` reads dockerd's file as `docker logs` does (with timestamps, --tail,
+/// --until) and dockerd reads berth's file as berth does.
+#[test]
+fn local_log_files_match_dockerd() {
+    let e = Eng::new("cli-locallog");
+    let d = crate::layers::Dockerd::start(&e.ctx);
+    let (archive, _) = crate::container::archives();
+    let both = |mut c: std::process::Command| {
+        let o = c.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "{c:?}: {}", String::from_utf8_lossy(&o.stderr));
+        (String::from_utf8(o.stdout).unwrap(), String::from_utf8(o.stderr).unwrap())
+    };
+    both(d.docker(&["load", "-i", archive.to_str().unwrap()]));
+    let script =
+        "echo one; echo; echo err >&2; head -c 40000 /dev/zero | tr '\\0' x; echo; echo 'a\\tb <&>'; printf tail";
+    let run = ["--network", "none", "--log-driver", "local", "busybox", "sh", "-c", script];
+    let mut dargs = vec!["run", "-d"];
+    dargs.extend_from_slice(&run);
+    let did = both(d.docker(&dargs)).0.trim().to_string();
+    both(d.docker(&["wait", &did]));
+    let bid = e.run_d(&run);
+    e.wait_status(&bid, "exited", Duration::from_secs(20));
+    let dlog = d.data_root().join("containers").join(&did).join("local-logs/container.log");
+    let blog = e.data.join("containers").join(&bid).join("container.log");
+    let (dbytes, bbytes) = (fs::read(&dlog).unwrap(), fs::read(&blog).unwrap());
+    let (dents, bents) = (local_entries(&dbytes), local_entries(&bbytes));
+    // Per stream (the two streams' order between each other is the scheduler's).
+    // (line length, its start, partial, (last, id length, ordinal))
+    type View = (usize, String, bool, Option<(bool, usize, i64)>);
+    let view = |v: &[LocalEntry], s: &str| -> Vec<View> {
+        v.iter()
+            .filter(|x| x.source == s)
+            .map(|x| {
+                let start = String::from_utf8_lossy(&x.line[..x.line.len().min(16)]).into_owned();
+                (x.line.len(), start, x.partial, x.meta.as_ref().map(|m| (m.0, m.1.len(), m.2)))
+            })
+            .collect()
+    };
+    for s in ["stdout", "stderr"] {
+        assert_eq!(view(&bents, s), view(&dents, s), "{s} entries: berth's vs dockerd's");
+    }
+    assert!(view(&dents, "stdout").iter().any(|x| x.2), "dockerd wrote partial entries");
+    for v in [&dents, &bents] {
+        let pieces: Vec<&LocalEntry> = v.iter().filter(|x| x.partial).collect();
+        assert!(pieces.windows(2).all(|w| w[0].time_nano == w[1].time_nano || w[1].meta.as_ref().unwrap().2 == 1));
+        assert!(v.iter().all(|x| x.time_nano > 1_700_000_000_000_000_000));
+    }
+
+    let dlogs = |args: &[&str]| {
+        let mut a = vec!["logs"];
+        a.extend_from_slice(args);
+        a.push(&did);
+        both(d.docker(&a))
+    };
+    let blogs = |args: &[&str]| {
+        let mut a = vec!["logs"];
+        a.extend_from_slice(args);
+        a.push(&bid);
+        let o = e.c(&a);
+        o.ok();
+        (o.stdout.clone(), o.stderr.clone())
+    };
+    // Long runs of x shortened in messages.
+    let short = |(o, e): (String, String)| (o.replace(&"x".repeat(1000), "<x1000>"), e);
+    // Each reads its own file to the same text.
+    let (dplain, bplain) = (dlogs(&[]), blogs(&[]));
+    assert_eq!(short(bplain), short(dplain), "logs of the same output");
+    let (dstamped, bstamped) = (dlogs(&["-t"]), blogs(&["-t"]));
+    // berth reads dockerd's file, dockerd reads berth's: byte for byte, times included.
+    fs::write(&blog, &dbytes).unwrap();
+    assert_eq!(short(blogs(&["-t"])), short(dstamped), "berth reading dockerd's file");
+    for tail in ["1", "3", "5"] {
+        assert_eq!(short(blogs(&["--tail", tail])), short(dlogs(&["--tail", tail])), "--tail {tail} of dockerd's file");
+    }
+    let third = dents.iter().filter(|x| x.source == "stdout").nth(2).unwrap().time_nano;
+    let until = format!("{}.{:09}", third / 1_000_000_000, third % 1_000_000_000);
+    assert_eq!(short(blogs(&["--until", &until])), short(dlogs(&["--until", &until])), "--until {until}");
+    fs::write(&dlog, &bbytes).unwrap();
+    assert_eq!(short(dlogs(&["-t"])), short(bstamped), "dockerd reading berth's file");
+    both(d.docker(&["rm", &did]));
+}
+
+/// json-file's `attrs` for `labels`, `labels-regex`, `env`, `env-regex` and `tag`, against a
+/// private dockerd 20.10 running the same container with the same options (image labels and
+/// env count, keys listed but unset are left out, a later match of a key wins); options
+/// dockerd refuses for `local` are refused by berth too; a bad regex is one line and nothing.
+#[test]
+fn json_file_attrs_match_dockerd() {
+    let e = Eng::new("cli-logattrs");
+    e.load_extra();
+    let d = crate::layers::Dockerd::start(&e.ctx);
+    let (archive, extra) = crate::container::archives();
+    for a in [archive, extra] {
+        let o = d.docker(&["load", "-i", a.to_str().unwrap()]).status().unwrap();
+        assert!(o.success());
+    }
+    let first_attrs = |p: &std::path::Path| -> serde_json::Value {
+        let v = entries(p);
+        assert!(!v.is_empty(), "{}", p.display());
+        v[0].get("attrs").cloned().unwrap_or(serde_json::Value::Null)
+    };
+    let cases: &[&[&str]] = &[
+        &["--log-opt", "labels=tier,missing,org.example.kind", "--log-opt", "env=FOO,NOPE,PATH"],
+        &["--log-opt", "labels-regex=^t"],
+        &["--log-opt", "labels=tier", "--log-opt", "labels-regex=^(t|org)"],
+        &["--log-opt", "env-regex=^BA", "--log-opt", "env=FOO"],
+        &["--log-opt", "env-regex=O$", "--log-opt", "tag={{.Name}}|{{.ImageName}}"],
+        &["--log-opt", "labels=tier", "--log-opt", "env=tier", "--log-opt", "tag=x"],
+        &["--log-opt", "labels-regex=", "--log-opt", "env-regex="],
+    ];
+    for (i, opts) in cases.iter().enumerate() {
+        let name = format!("lattr-{}-{i}", std::process::id());
+        let mut args = vec!["--name", name.as_str(), "--network", "none", "--label", "tier=web", "--label", "team=a"];
+        args.extend_from_slice(&["-e", "FOO=1", "-e", "BAR=2", "-e", "BAZ=3", "-e", "tier=env"]);
+        args.extend_from_slice(opts);
+        args.extend_from_slice(&["berth-test/extra:latest", "echo", "hi"]);
+        let mut dargs = vec!["run", "-d"];
+        dargs.extend_from_slice(&args);
+        let o = d.docker(&dargs).stdout(std::process::Stdio::piped()).output().unwrap();
+        assert!(o.status.success(), "docker {dargs:?}");
+        let did = String::from_utf8(o.stdout).unwrap().trim().to_string();
+        assert!(d.docker(&["wait", &did]).status().unwrap().success());
+        let bid = e.run_d(&args);
+        e.wait_status(&bid, "exited", Duration::from_secs(20));
+        let theirs = first_attrs(&d.data_root().join("containers").join(&did).join(format!("{did}-json.log")));
+        let ours = first_attrs(&e.data.join("containers").join(&bid).join("container.log"));
+        assert_eq!(ours, theirs, "attrs for {opts:?}");
+        // Every case but the empty regexes gives dockerd attrs to compare.
+        assert_eq!(theirs.as_object().is_some_and(|m| !m.is_empty()), i + 1 < cases.len(), "{theirs}");
+        let ours_raw = fs::read_to_string(e.data.join("containers").join(&bid).join("container.log")).unwrap();
+        let theirs_raw =
+            fs::read_to_string(d.data_root().join("containers").join(&did).join(format!("{did}-json.log"))).unwrap();
+        let cut = |s: &str| s.split("\"time\"").next().unwrap_or("").to_string();
+        assert_eq!(cut(&ours_raw), cut(&theirs_raw), "entry bytes up to the time for {opts:?}");
+    }
+    // What dockerd refuses for local, berth refuses (one line, nothing made).
+    let before = e.container_dirs();
+    for opt in ["labels=tier", "labels-regex=x", "env=FOO", "env-regex=x", "tag=x"] {
+        let run = ["run", "--network", "none", "--log-driver", "local", "--log-opt", opt, "busybox", "true"];
+        let theirs = d.docker(&run).status().unwrap().success();
+        let o = e.c(&run);
+        assert!(!theirs, "dockerd 20.10's local driver has only max-size, max-file, compress");
+        assert_eq!(o.code == 0, theirs, "local --log-opt {opt}: {o}");
+        if !theirs {
+            let key = opt.split('=').next().unwrap();
+            assert_one_line(&o, 125, &[&format!("unknown log opt '{key}'")]);
+        }
+    }
+    for opt in ["labels-regex=(", "env-regex=[a-"] {
+        assert_one_line(&e.c(&["run", "--log-opt", opt, "busybox", "true"]), 125, &["invalid log opt", opt]);
+    }
+    assert_eq!(e.container_dirs(), before);
+}
+
 #[test]
 fn log_drivers_rotate_compress_and_tag() {
     let e = Eng::new("cli-logs");
@@ -619,6 +853,42 @@ fn log_drivers_rotate_compress_and_tag() {
     e.wait_status(&local, "exited", Duration::from_secs(10));
     assert_eq!(e.c(&["logs", &local]).stdout, "kept\n");
     assert_eq!(e.inspect(&local)["HostConfig"]["LogConfig"]["Type"], "local");
+    // local rotates too: docker's frames in every file, the rotated ones gzipped.
+    let local = e.run_d(&[
+        "--log-driver",
+        "local",
+        "--log-opt",
+        "max-size=4k",
+        "--log-opt",
+        "max-file=3",
+        "busybox",
+        "sh",
+        "-c",
+        "i=0; while [ $i -lt 300 ]; do echo line-$i-padding-padding-padding-padding-padding-padding-padding-padding-padding-pad; i=$((i+1)); done",
+    ]);
+    e.wait_status(&local, "exited", Duration::from_secs(20));
+    let log = e.data.join("containers").join(&local).join("container.log");
+    assert!(fs::metadata(&log).unwrap().len() <= 4096);
+    let mut z = Vec::new();
+    std::io::Read::read_to_end(
+        &mut flate2::read::GzDecoder::new(&fs::read(log.with_extension("log.2.gz")).unwrap()[..]),
+        &mut z,
+    )
+    .unwrap();
+    let first = &local_entries(&z)[0];
+    assert_eq!(first.source, "stdout");
+    assert!(first.line.starts_with(b"line-") && !first.line.ends_with(b"\n"));
+    assert!(!log.with_extension("log.3.gz").exists());
+    let lines = e.c(&["logs", &local]).lines();
+    assert!(lines.len() > 60 && lines.last().unwrap().starts_with("line-299-"), "{lines:?}");
+    let n: Vec<usize> = lines.iter().map(|l| l.split('-').nth(1).unwrap().parse().unwrap()).collect();
+    assert!(n.windows(2).all(|w| w[1] == w[0] + 1), "in order, no gaps");
+    assert_eq!(e.c(&["logs", "--tail", "40", &local]).lines(), lines[lines.len() - 40..].to_vec());
+    // -f follows a local log until the container ends.
+    let local = e.run_d(&["--log-driver", "local", "busybox", "sh", "-c", "echo a; sleep 1; printf 'b\\nc'"]);
+    let f = e.c(&["logs", "-f", &local]);
+    f.ok();
+    assert_eq!(f.stdout, "a\nb\nc", "{f}");
 
     let before = e.container_dirs();
     assert_one_line(
@@ -1041,4 +1311,246 @@ fn ls_networks_follow_connect_and_disconnect() {
     assert_eq!(nets(), "lsnet", "a stopped container keeps its networks");
     e.c(&["rm", "-f", &id]).ok();
     e.cmd(&["network", "rm", "lsnet"]).ok();
+}
+
+/// A system user (and its group) made for a test, with a range of 65536 subordinate uids and
+/// gids from `start` (or none); the user, group and lines are removed on drop.
+struct RemapUser {
+    name: String,
+    line: Option<String>,
+}
+
+impl RemapUser {
+    fn new(name: &str, start: Option<u32>) -> RemapUser {
+        use std::process::{Command, Stdio};
+        let _ = Command::new("userdel").arg(name).stderr(Stdio::null()).status();
+        let _ = Command::new("groupdel").arg(name).stderr(Stdio::null()).status();
+        let ok = Command::new("useradd")
+            .args(["--system", "--user-group", "--no-create-home", "--shell", "/bin/false", name])
+            .status()
+            .unwrap()
+            .success();
+        assert!(ok, "useradd {name}");
+        let line = start.map(|s| format!("{name}:{s}:65536"));
+        if let Some(l) = &line {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                let mut h = fs::OpenOptions::new().append(true).create(true).open(f).unwrap();
+                std::io::Write::write_all(&mut h, format!("{l}\n").as_bytes()).unwrap();
+            }
+        }
+        RemapUser { name: name.to_string(), line }
+    }
+}
+
+impl Drop for RemapUser {
+    fn drop(&mut self) {
+        if let Some(l) = &self.line {
+            for f in ["/etc/subuid", "/etc/subgid"] {
+                if let Ok(t) = fs::read_to_string(f) {
+                    let kept: String = t.lines().filter(|x| x.trim() != l).map(|x| format!("{x}\n")).collect();
+                    let _ = fs::write(f, kept);
+                }
+            }
+        }
+        let _ = std::process::Command::new("userdel").arg(&self.name).status();
+        let _ = std::process::Command::new("groupdel").arg(&self.name).stderr(std::process::Stdio::null()).status();
+    }
+}
+
+/// The files named `name` under `dir` (not following symlinks).
+fn find_named(dir: &std::path::Path, name: &str, out: &mut Vec<std::path::PathBuf>) {
+    for e in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        let ft = e.file_type().unwrap();
+        if ft.is_dir() {
+            find_named(&p, name, out);
+        } else if e.file_name() == name {
+            out.push(p);
+        }
+    }
+}
+
+/// docker's `userns-remap` in `<data-root>/daemon.json` naming a user with subordinate ranges
+/// the test adds: the store in `<data-root>/<uid>.<gid>` with image layer files owned by the
+/// shifted ids, a container's /proc/self/uid_map and gid_map mapping 0 to the range, a file it
+/// makes on a named volume owned by the mapped root on the host, `--userns host` without the
+/// mapping; a user without ranges is refused in dockerd's words with nothing made.
+#[test]
+fn userns_remap_maps_containers_and_shifts_the_store() {
+    use std::os::unix::fs::MetadataExt;
+    let e = Eng::new("cli-remap");
+    let pid = std::process::id();
+    let start = 3_000_000 + (pid % 1000) * 65_536;
+    let name = format!("berth-rm{}", pid % 100_000);
+    let _user = RemapUser::new(&name, Some(start));
+    let daemon = e.data.join("daemon.json");
+    fs::write(&daemon, serde_json::json!({ "userns-remap": name }).to_string()).unwrap();
+    let (archive, _) = crate::container::archives();
+    e.cmd(&["image", "load", "-i", archive.to_str().unwrap()]).ok();
+    let sub = e.data.join(format!("{start}.{start}"));
+    let mut bins = Vec::new();
+    find_named(&sub, "busybox", &mut bins);
+    assert!(!bins.is_empty(), "busybox unpacked under {}", sub.display());
+    for b in &bins {
+        let m = fs::symlink_metadata(b).unwrap();
+        assert_eq!((m.uid(), m.gid()), (start, start), "{}", b.display());
+    }
+    let vol = format!("rmv-{pid}");
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        "-v",
+        &format!("{vol}:/v"),
+        "busybox",
+        "sh",
+        "-c",
+        "cat /proc/self/uid_map /proc/self/gid_map; touch /v/made; id -u",
+    ]);
+    o.ok();
+    let words: Vec<Vec<String>> =
+        o.stdout.lines().map(|l| l.split_whitespace().map(str::to_string).collect()).collect();
+    let want = vec!["0".to_string(), start.to_string(), "65536".to_string()];
+    assert_eq!(words, vec![want.clone(), want, vec!["0".to_string()]], "{o}");
+    let made = sub.join("volumes").join(&vol).join("_data/made");
+    let m = fs::metadata(&made).unwrap();
+    assert_eq!((m.uid(), m.gid()), (start, start), "{}", made.display());
+    // On the default network too (its netns made by the engine, outside the user namespace).
+    let o = e.c(&["run", "--rm", "busybox", "sh", "-c", "cat /proc/self/uid_map; ls /sys/class/net"]);
+    o.ok();
+    assert!(o.stdout.starts_with(&format!("{:>10} {:>10} {:>10}\n", 0, start, 65536)), "{o}");
+    assert!(o.stdout.lines().any(|l| l == "eth0"), "{o}");
+    let o = e.c(&["run", "--rm", "--network", "none", "--userns", "host", "busybox", "cat", "/proc/self/uid_map"]);
+    o.ok();
+    assert_eq!(o.stdout.split_whitespace().collect::<Vec<_>>(), ["0", "0", "4294967295"], "{o}");
+    e.cmd(&["volume", "rm", &vol]).ok();
+    let o = e.cmd(&["system", "info", "--format", "{{json .SecurityOptions}} {{.DockerRootDir}}"]);
+    o.ok();
+    assert_eq!(o.stdout, format!("[\"name=seccomp,profile=builtin\",\"name=userns\"] {}\n", sub.display()));
+    // commit writes the owners the container saw: its image runs with them.
+    let c = format!("rmc-{pid}");
+    e.c(&["run", "--name", &c, "--network", "none", "busybox", "sh", "-c", "echo x > /made; chown 7:8 /made"]).ok();
+    e.c(&["commit", &c, &format!("rmimg-{pid}")]).ok();
+    let o = e.c(&["run", "--rm", "--network", "none", &format!("rmimg-{pid}"), "stat", "-c", "%u:%g", "/made"]);
+    o.ok();
+    assert_eq!(o.stdout, "7:8\n");
+    // cp into it: owned by the container's root (the mapped uid on the host), as docker cp.
+    let host_file = e.ctx.dir.join("cp-in");
+    fs::write(&host_file, "x").unwrap();
+    e.c(&["cp", host_file.to_str().unwrap(), &format!("{c}:/copied")]).ok();
+    e.c(&["commit", &c, &format!("rmimg2-{pid}")]).ok();
+    let o = e.c(&["run", "--rm", "--network", "none", &format!("rmimg2-{pid}"), "stat", "-c", "%u:%g", "/copied"]);
+    o.ok();
+    assert_eq!(o.stdout, "0:0\n");
+    e.c(&["rm", &c]).ok();
+    // A build: RUN in the user namespace, COPY's owners shifted; the image shows them unshifted.
+    let ctxdir = e.ctx.tempdir("remap-build");
+    fs::write(ctxdir.join("x"), "x").unwrap();
+    fs::write(
+        ctxdir.join("Dockerfile"),
+        "FROM busybox\nRUN cat /proc/self/uid_map > /map && echo hi > /f && chown 5:6 /f\nCOPY x /x\nCOPY --chown=7:8 x /y\n",
+    )
+    .unwrap();
+    e.cmd(&["image", "build", "-q", "--network", "none", "-t", &format!("rmbuild-{pid}"), ctxdir.to_str().unwrap()])
+        .ok();
+    let o = e.c(&[
+        "run",
+        "--rm",
+        "--network",
+        "none",
+        &format!("rmbuild-{pid}"),
+        "sh",
+        "-c",
+        "cat /map; stat -c %u:%g /f /x /y",
+    ]);
+    o.ok();
+    assert_eq!(o.stdout, format!("{:>10} {:>10} {:>10}\n5:6\n0:0\n7:8\n", 0, start, 65536), "{o}");
+    // The remapped store's default network (and its bridge) goes with the test.
+    e.cmd(&["network", "rm", "bridge"]).ok();
+
+    // A user with no subordinate ranges: one line, no store made for it.
+    let bare = format!("berth-rn{}", pid % 100_000);
+    let _bare = RemapUser::new(&bare, None);
+    fs::write(&daemon, serde_json::json!({ "userns-remap": bare }).to_string()).unwrap();
+    let listing = || {
+        let mut v: Vec<String> =
+            fs::read_dir(&e.data).unwrap().map(|d| d.unwrap().file_name().to_string_lossy().into_owned()).collect();
+        v.sort();
+        v
+    };
+    let before = listing();
+    assert_one_line(
+        &e.c(&["run", "--rm", "busybox", "true"]),
+        125,
+        &[&format!("Can't create ID mappings: No subuid ranges found for user \"{bare}\"")],
+    );
+    assert_eq!(listing(), before);
+    fs::remove_file(&daemon).unwrap();
+}
+
+/// Removes the `dockremap` user and group and their ranges (made by a test) on drop.
+struct Dockremap;
+
+impl Dockremap {
+    /// The (uid, gid) range starts of dockremap, when it has both.
+    fn ranges() -> Option<(u32, u32)> {
+        let start = |f: &str| {
+            fs::read_to_string(f).ok()?.lines().find_map(|l| {
+                let v: Vec<&str> = l.split(':').collect();
+                (v.len() == 3 && v[0] == "dockremap" && v[2] == "65536").then(|| v[1].parse().ok()).flatten()
+            })
+        };
+        Some((start("/etc/subuid")?, start("/etc/subgid")?))
+    }
+
+    fn remove() {
+        let _ = std::process::Command::new("userdel").arg("dockremap").status();
+        let _ = std::process::Command::new("groupdel").arg("dockremap").stderr(std::process::Stdio::null()).status();
+        for f in ["/etc/subuid", "/etc/subgid"] {
+            if let Ok(t) = fs::read_to_string(f) {
+                let kept: String =
+                    t.lines().filter(|x| !x.starts_with("dockremap:")).map(|x| format!("{x}\n")).collect();
+                let _ = fs::write(f, kept);
+            }
+        }
+    }
+}
+
+impl Drop for Dockremap {
+    fn drop(&mut self) {
+        Dockremap::remove();
+    }
+}
+
+/// `"userns-remap": "default"`: dockerd 20.10 makes `dockremap` with ranges; with the same
+/// files berth makes the same user with the same ranges, its store in `<uid>.<gid>` as
+/// dockerd's, and maps its containers' root to them. Skipped when dockremap already exists
+/// (the host's own; the test only handles a dockremap it made).
+#[test]
+fn userns_remap_default_makes_dockremap_as_dockerd_does() {
+    let exists = fs::read_to_string("/etc/passwd").unwrap().lines().any(|l| l.starts_with("dockremap:"));
+    if exists {
+        eprintln!("SKIPPED: a dockremap user exists on this host");
+        return;
+    }
+    let _guard = Dockremap;
+    let e = Eng::new("cli-remapdef");
+    let theirs = {
+        let d = crate::layers::Dockerd::start_with(&e.ctx, &["--userns-remap", "default"]);
+        let r = Dockremap::ranges().expect("dockerd made dockremap's ranges");
+        assert!(d.data_root().join(format!("{}.{}", r.0, r.1)).is_dir(), "dockerd's remapped root");
+        r
+    };
+    Dockremap::remove();
+    fs::write(e.data.join("daemon.json"), r#"{"userns-remap": "default"}"#).unwrap();
+    let (archive, _) = crate::container::archives();
+    e.cmd(&["image", "load", "-i", archive.to_str().unwrap()]).ok();
+    assert_eq!(Dockremap::ranges(), Some(theirs), "berth's dockremap ranges vs dockerd's");
+    assert!(e.data.join(format!("{}.{}", theirs.0, theirs.1)).is_dir());
+    let o = e.c(&["run", "--rm", "--network", "none", "busybox", "cat", "/proc/self/uid_map", "/proc/self/gid_map"]);
+    o.ok();
+    let w: Vec<&str> = o.stdout.split_whitespace().collect();
+    assert_eq!(w, ["0", &theirs.0.to_string(), "65536", "0", &theirs.1.to_string(), "65536"], "{o}");
+    fs::remove_file(e.data.join("daemon.json")).unwrap();
 }

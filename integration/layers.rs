@@ -530,6 +530,11 @@ const DOCKER_KEY: &str = "/etc/docker/key.json";
 
 impl Dockerd {
     pub(crate) fn start(ctx: &Ctx) -> Dockerd {
+        Dockerd::start_with(ctx, &[])
+    }
+
+    /// With more daemon flags.
+    pub(crate) fn start_with(ctx: &Ctx, extra: &[&str]) -> Dockerd {
         let dir = ctx.tempdir("dockerd");
         let cgroup = format!("berth-layers-{}", std::process::id());
         let log = fs::File::create(dir.join("dockerd.log")).unwrap();
@@ -546,6 +551,7 @@ impl Dockerd {
             .arg(dir.join("docker.pid"))
             .args(["--bridge=none", "--iptables=false", "--ip-masq=false", "--storage-driver", "overlay2"])
             .args(["--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", &format!("/{cgroup}")])
+            .args(extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -562,6 +568,11 @@ impl Dockerd {
             std::thread::sleep(Duration::from_millis(200));
         }
         d
+    }
+
+    /// The daemon's --data-root.
+    pub(crate) fn data_root(&self) -> PathBuf {
+        self.dir.join("data")
     }
 
     /// Debian's docker 20.10 CLI (its BuildKit client is built in; a newer CLI elsewhere on

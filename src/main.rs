@@ -12,6 +12,7 @@ mod events;
 mod help;
 mod image;
 mod network;
+mod remap;
 mod shim;
 mod template;
 
@@ -541,7 +542,7 @@ fn main() {
         fail("no command given (see berth --help)", 2);
     };
     // An ordinary user's engine commands: the user's own store, in the user's namespaces.
-    let unprivileged = matches!(
+    let engine_cmd = matches!(
         cmd,
         Cmd::Image { .. }
             | Cmd::Container { .. }
@@ -552,7 +553,8 @@ fn main() {
             | Cmd::Info { .. }
             | Cmd::Login { .. }
             | Cmd::Logout { .. }
-    ) && unprivileged::needed();
+    );
+    let unprivileged = engine_cmd && unprivileged::needed();
     if unprivileged {
         // Before the runtime's state root is chosen: it goes below $XDG_RUNTIME_DIR.
         match unprivileged::default_runtime_dir() {
@@ -600,6 +602,12 @@ fn main() {
         // Children (the shim, its clean-up command) find the same store.
         std::env::set_var("BERTH_DATA_ROOT", &data_root);
     }
+    // docker's userns-remap (daemon.json): the store moves to <data-root>/<uid>.<gid>.
+    let data_root = match (engine_cmd && !unprivileged).then(|| remap::setup(&data_root)) {
+        Some(Ok(Some(d))) => d,
+        Some(Err(e)) => fail(&e.to_string(), 125),
+        _ => data_root,
+    };
     let cmd = match cmd {
         Cmd::Image { cmd: image::cli::ImageCmd::Build(args) } => {
             let quiet = args.quiet;

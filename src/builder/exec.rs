@@ -1060,6 +1060,7 @@ impl<'a> Builder<'a> {
         for d in [&upper, &work, &merged] {
             fs::create_dir_all(d).map_err(io_err("create", d))?;
         }
+        crate::remap::chown_to_root(&upper).map_err(io_err("chown", &upper))?;
         let mut lowers: Vec<PathBuf> = st.chain.iter().rev().map(|c| self.store.snapshot_dir(c).join("fs")).collect();
         if lowers.is_empty() {
             let empty = self.shared.scratch.0.join("empty");
@@ -1110,8 +1111,13 @@ impl<'a> Builder<'a> {
     /// Writes the layer of an upper dir into the store (blob and snapshot).
     fn commit_layer(&self, upper: &Path) -> Result<(Digest, u64, u64), BuildError> {
         let mut w = self.store.stage(&self.shared.guard)?;
-        let opts =
-            LayerOptions { clamp_mtime: self.req.source_date_epoch.map(|e| e.max(0) as u64), ..Default::default() };
+        // With userns-remap the files' shifted owners go into the layer as the build saw them.
+        let owners = crate::remap::active().map(|_| crate::remap::to_container as upper_layer::OwnerMap);
+        let opts = LayerOptions {
+            clamp_mtime: self.req.source_date_epoch.map(|e| e.max(0) as u64),
+            owners,
+            ..Default::default()
+        };
         let info =
             upper_layer::write_layer_info(upper, &opts, &mut w).map_err(|e| BuildError::Invalid(e.to_string()))?;
         let staged = w.finish()?;
@@ -1642,6 +1648,8 @@ impl<'a> Builder<'a> {
                 Some(c) => resolve_owner(merged, c)?,
                 None => (0, 0),
             };
+            // With userns-remap the files are the shifted owners' on disk.
+            let (uid, gid) = crate::remap::to_host(uid, gid);
             let attrs = Attrs { uid, gid, mode, clamp };
             let droot = DestRoot::open(merged).map_err(|e| format!("open root: {e}"))?;
             let dest_rel = fsops::clean_rel(&dest).unwrap_or_default();

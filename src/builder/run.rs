@@ -176,7 +176,11 @@ pub fn run(c: &RunContainer) -> Result<(i32, Vec<String>), BuildError> {
     // The image's Env is replaced by the full environment given.
     let mut img = c.config.clone();
     img.config.env = Some(Vec::new());
-    let spec = bundle::build_spec(&img, c.rootfs, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    let mut spec = bundle::build_spec(&img, c.rootfs, &opts).map_err(|e| BuildError::Invalid(e.to_string()))?;
+    // With userns-remap a RUN step runs in the user namespace containers get.
+    if let Some(m) = crate::remap::active() {
+        m.apply(&mut spec);
+    }
     let made: Vec<String> = mount_points(&spec)
         .into_iter()
         .filter(|d| fs::symlink_metadata(c.rootfs.join(d.trim_start_matches('/'))).is_err())

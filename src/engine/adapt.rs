@@ -346,6 +346,12 @@ pub fn net_check_container(e: &Engine, id: &str) -> Result<(), EngineError> {
 // Bundle
 
 pub fn mount_rootfs(lowers: &[PathBuf], upper: &Path, work: &Path, target: &Path) -> Result<bool, EngineError> {
+    if crate::remap::active().is_some() {
+        // The writable layer's root is the remapped root's, as its image layers are.
+        std::fs::create_dir_all(upper)
+            .and_then(|_| crate::remap::chown_to_root(upper))
+            .map_err(|err| EngineError::Io { op: "chown", path: upper.to_path_buf(), err })?;
+    }
     match bundle::mount_rootfs(lowers, upper, work, target) {
         Ok(bundle::RootfsKind::Overlay) => Ok(true),
         Ok(bundle::RootfsKind::Copy) => Ok(false),
@@ -470,6 +476,9 @@ pub fn write_spec(
                 }
             }
         }
+    }
+    if let (Some(m), false) = (crate::remap::active(), s.userns_host) {
+        m.apply(&mut spec);
     }
     if crate::unprivileged::active() {
         if s.userns_keep_id {
@@ -623,12 +632,12 @@ pub fn shim_request_stop(dir: &Path) {
     let _ = crate::shim::request_stop(dir);
 }
 
-/// Prints the container's json-file log.
+/// Prints the container's json-file or local log.
 pub fn shim_logs(
     dir: &Path,
     follow: bool,
     tail: Option<usize>,
-    since: Option<&str>,
+    (since, until): (Option<&str>, Option<&str>),
     timestamps: bool,
 ) -> Result<(), EngineError> {
     use std::io::Write;
@@ -637,7 +646,7 @@ pub fn shim_logs(
     let stdout = std::io::stdout();
     // The reader of stdout leaving (a closed pipe, a hung-up terminal) ends a follow.
     let reader = Some(stdout.as_fd());
-    logs_to(dir, &LogsOpts { follow, tail, since, until: None, timestamps, reader }, &mut |stderr: bool, b: &[u8]| {
+    logs_to(dir, &LogsOpts { follow, tail, since, until, timestamps, reader }, &mut |stderr: bool, b: &[u8]| {
         if stderr {
             er.write_all(b)
         } else {
@@ -678,8 +687,9 @@ pub fn logs_to(
     let path = dir.join(crate::shim::LOG_FILE);
     let follow = o.follow && until.is_none_or(|u| u > std::time::SystemTime::now());
     let mut last_ok = true;
-    crate::shim::logs(&path, follow, o.tail, since, o.timestamps, o.reader, &mut |s: LogStream, b: &[u8]| {
-        if let Some(u) = until {
+    crate::shim::logs(&path, follow, o.tail, (since, until), o.timestamps, o.reader, &mut |s: LogStream, b: &[u8]| {
+        // Entries after `until` are left out by the reader; a follow ends when it is passed.
+        if let (Some(u), true) = (until, follow) {
             if std::time::SystemTime::now() > u {
                 last_ok = false;
                 return Err(std::io::Error::other("until"));

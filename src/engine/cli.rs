@@ -356,6 +356,9 @@ pub enum ContainerCmd {
         /// Since a time (RFC 3339, unix seconds or a duration like 10m).
         #[arg(long)]
         since: Option<String>,
+        /// Until a time (as --since): later entries are left out.
+        #[arg(long)]
+        until: Option<String>,
         /// Show timestamps.
         #[arg(short = 't', long)]
         timestamps: bool,

@@ -144,7 +144,9 @@ pub fn commit_image_of(
     let paused =
         o.pause && run::status(e, cs, &rec.id).state == State::Running && adapt::runtime_pause(e, &rec.id).is_ok();
     let res = commit_image(&store, req, |w| {
-        let opts = upper_layer::LayerOptions { lowers: &lowers, exclude: Some(&exclude), clamp_mtime: None };
+        // A remapped container's files are written with the owners it saw.
+        let owners = crate::remap::active().map(|_| crate::remap::to_container as upper_layer::OwnerMap);
+        let opts = upper_layer::LayerOptions { lowers: &lowers, exclude: Some(&exclude), clamp_mtime: None, owners };
         upper_layer::write_layer(&upper, &opts, w).map(|_| ()).map_err(|e| e.to_string())
     });
     if paused {

@@ -61,7 +61,26 @@ fn is(st: &FileStat, k: SFlag) -> bool {
 enum Own {
     /// The source's owner (`-a`).
     Keep,
+    /// The source's owner, moved by `f` (in or out of a remapped container's ids).
+    KeepMapped(fn(u32, u32) -> (u32, u32)),
     Set(u32, u32),
+}
+
+/// `own` for a copy into (`into`) or out of container `rec`: with userns-remap (and not
+/// `--userns host`) the container's ids are shifted on the host, as docker cp does.
+fn remapped(rec: &super::store::Record, own: Own, into: bool) -> Own {
+    if crate::remap::active().is_none() || rec.spec.userns_host {
+        return own;
+    }
+    match (own, into) {
+        (Own::Keep, true) => Own::KeepMapped(crate::remap::to_host),
+        (Own::Keep, false) => Own::KeepMapped(crate::remap::to_container),
+        (Own::Set(u, g), true) => {
+            let (u, g) = crate::remap::to_host(u, g);
+            Own::Set(u, g)
+        }
+        (o, _) => o,
+    }
 }
 
 /// A container path split into (cleaned parent components, last name). `/` gives ("", ".").
@@ -238,6 +257,10 @@ fn remove_entry(dir: BorrowedFd<'_>, name: &std::ffi::CStr, shown: &str) -> Resu
 fn owner(st: &FileStat, own: Own) -> (Option<Uid>, Option<Gid>) {
     match own {
         Own::Keep => (Some(Uid::from_raw(st.st_uid)), Some(Gid::from_raw(st.st_gid))),
+        Own::KeepMapped(f) => {
+            let (u, g) = f(st.st_uid, st.st_gid);
+            (Some(Uid::from_raw(u)), Some(Gid::from_raw(g)))
+        }
         Own::Set(u, g) => (Some(Uid::from_raw(u)), Some(Gid::from_raw(g))),
     }
 }
@@ -498,6 +521,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
             let rec = cs.find(c)?;
             let own =
                 if o.archive { Own::Keep } else { Own::Set(Uid::effective().as_raw(), Gid::effective().as_raw()) };
+            let own = remapped(&rec, own, false);
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
                 let sloc =
@@ -529,6 +553,7 @@ pub fn cp(e: &Engine, cs: &Containers, src: &str, dst: &str, o: CpOpts) -> Resul
                 (host_loc(Path::new(src), o.follow || trailing_slash(src))?, src.to_string())
             };
             let own = if src == "-" && !o.archive { Own::Set(0, 0) } else { own };
+            let own = remapped(&rec, own, true);
             with_rootfs(cs, &rec, |root| {
                 let rfd = container_root(root)?;
                 let dloc = container_loc(rfd.as_fd(), &CpMounts::of(&rec), path, true, true)?;

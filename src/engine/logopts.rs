@@ -6,13 +6,13 @@ use super::EngineError;
 use crate::shim::LogConfig;
 use std::collections::BTreeMap;
 
-/// The drivers berth has: json-file, and `local` and `none`. `local` writes json-file
-/// entries (so `logs` reads it) with docker's local defaults: 20 MB files, 5 kept, compressed.
+/// The drivers berth has: json-file, `local` (docker's protobuf-framed entries, with its
+/// defaults: 20 MiB files, 5 kept, compressed) and `none`.
 pub const DRIVERS: &[&str] = &["json-file", "local", "none"];
 
 fn allowed(driver: &str) -> &'static [&'static str] {
     match driver {
-        "json-file" => &["max-size", "max-file", "compress", "labels", "env", "tag"],
+        "json-file" => &["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"],
         "local" => &["max-size", "max-file", "compress"],
         _ => &[],
     }
@@ -50,7 +50,7 @@ fn config_of(
     let local = driver == "local";
     let mut c = LogConfig {
         driver: driver.to_string(),
-        max_size: if local { 20_000_000 } else { 0 },
+        max_size: if local { 20 * 1024 * 1024 } else { 0 },
         max_file: if local { 5 } else { 1 },
         compress: local,
         attrs: BTreeMap::new(),
@@ -78,17 +78,37 @@ fn config_of(
             return Err(EngineError::Invalid("compress cannot be set when max-size is not set".into()));
         }
     }
-    let wanted = |k: &str, list: Option<&String>| list.is_some_and(|l| l.split(',').any(|x| x == k));
-    for (k, v) in labels {
-        if wanted(k, opts.get("labels")) {
+    // docker's order (loginfo.ExtraAttributes): labels, labels-regex, env, env-regex; a later
+    // match of the same key wins. Keys listed but not set are left out.
+    let list = |k: &str| opts.get(k).map(|l| l.split(',').collect::<Vec<_>>()).unwrap_or_default();
+    let regex = |k: &str| -> Result<Option<regex::Regex>, EngineError> {
+        match opts.get(k).filter(|v| !v.is_empty()) {
+            Some(v) => regex::Regex::new(v).map(Some).map_err(|e| {
+                let first = e.to_string().lines().last().unwrap_or("").trim().to_string();
+                bad(k, v, &first)
+            }),
+            None => Ok(None),
+        }
+    };
+    for k in list("labels") {
+        if let Some(v) = labels.get(k) {
+            c.attrs.insert(k.to_string(), v.clone());
+        }
+    }
+    if let Some(re) = regex("labels-regex")? {
+        for (k, v) in labels.iter().filter(|(k, _)| re.is_match(k)) {
             c.attrs.insert(k.clone(), v.clone());
         }
     }
-    for kv in env {
-        if let Some((k, v)) = kv.split_once('=') {
-            if wanted(k, opts.get("env")) {
-                c.attrs.insert(k.to_string(), v.to_string());
-            }
+    let env: BTreeMap<&str, &str> = env.iter().filter_map(|kv| kv.split_once('=')).collect();
+    for k in list("env") {
+        if let Some(v) = env.get(k) {
+            c.attrs.insert(k.to_string(), v.to_string());
+        }
+    }
+    if let Some(re) = regex("env-regex")? {
+        for (k, v) in env.iter().filter(|(k, _)| re.is_match(k)) {
+            c.attrs.insert(k.to_string(), v.to_string());
         }
     }
     if let Some(t) = opts.get("tag") {

@@ -87,7 +87,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
             show::ls(e, &cs, &show::LsOpts { all, quiet, format, no_trunc, last, filter })?;
             Ok(0)
         }
-        ContainerCmd::Logs { follow, tail, since, timestamps, container } => {
+        ContainerCmd::Logs { follow, tail, since, until, timestamps, container } => {
             let rec = cs.find(&container)?;
             if rec.spec.log_driver.as_deref() == Some("none") {
                 return Err(EngineError::Invalid("configured logging driver does not support reading".into()));
@@ -98,7 +98,7 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
                     .filter(|n| *n >= 0)
                     .map(|n| n as usize),
             };
-            adapt::shim_logs(&cs.path(&rec.id), follow, tail, since.as_deref(), timestamps)?;
+            adapt::shim_logs(&cs.path(&rec.id), follow, tail, (since.as_deref(), until.as_deref()), timestamps)?;
             Ok(0)
         }
         ContainerCmd::Exec {

@@ -120,6 +120,9 @@ pub struct RunSpec {
     /// the same id as on the host.
     #[serde(default)]
     pub userns_keep_id: bool,
+    /// `--userns host`: no user namespace even when the daemon remaps (`userns-remap`).
+    #[serde(default)]
+    pub userns_host: bool,
 }
 
 /// A network joined by `network connect`.
@@ -481,6 +484,7 @@ pub fn parse(c: &CreateOpts) -> Result<RunSpec, EngineError> {
             Some("keep-id") => return Err(invalid("--userns keep-id is for an ordinary user's containers".into())),
             Some(o) => return Err(invalid(format!("invalid --userns {o:?} (keep-id or host)"))),
         },
+        userns_host: c.userns.as_deref() == Some("host"),
         pid_host: host_mode("--pid", &c.pid)?,
         ipc_host: host_mode("--ipc", &c.ipc)?,
         uts_host: host_mode("--uts", &c.uts)?,

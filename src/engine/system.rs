@@ -233,8 +233,17 @@ pub fn info_json(e: &Engine) -> Value {
         "ServerVersion": env!("CARGO_PKG_VERSION"),
         "Runtimes": runtimes,
         "DefaultRuntime": "berth",
-        "SecurityOptions": ["name=seccomp,profile=builtin"],
+        "SecurityOptions": security_options(),
     })
+}
+
+/// docker's list: seccomp, and `name=userns` while remapping.
+fn security_options() -> Vec<&'static str> {
+    let mut v = vec!["name=seccomp,profile=builtin"];
+    if crate::remap::active().is_some() {
+        v.push("name=userns");
+    }
+    v
 }
 
 /// `system info [--format F]`.

@@ -75,6 +75,8 @@ impl Volumes {
         let made = (|| {
             let data = self.data_path(name);
             fs::create_dir(&data).map_err(io("create", &data))?;
+            // With userns-remap a new volume belongs to the remapped root, as in docker.
+            crate::remap::chown_to_root(&data).map_err(io("chown", &data))?;
             let meta = Meta { created: crate::shim::now_rfc3339(), labels, anonymous };
             let tmp = vdir.join(".meta.json.tmp");
             let mut f = fs::File::create(&tmp).map_err(io("create", &tmp))?;

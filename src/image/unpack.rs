@@ -958,12 +958,28 @@ fn unlinkat(dfd: RawFd, name: &CStr, flags: libc::c_int) -> io::Result<()> {
     cvt(unsafe { libc::unlinkat(dfd, name.as_ptr(), flags) })
 }
 
+/// The host owner of a layer's `uid:gid`: shifted into the ranges with `userns-remap`.
+fn host_owner(uid: u32, gid: u32) -> io::Result<(u32, u32)> {
+    match crate::remap::active() {
+        None => Ok((uid, gid)),
+        Some(m) => match (m.uid(uid), m.gid(gid)) {
+            (Some(u), Some(g)) => Ok((u, g)),
+            _ => Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("owner {uid}:{gid} is outside the userns-remap ranges of /etc/subuid and /etc/subgid"),
+            )),
+        },
+    }
+}
+
 fn fchown(fd: RawFd, uid: u32, gid: u32) -> io::Result<()> {
+    let (uid, gid) = host_owner(uid, gid)?;
     // SAFETY: plain syscall on an fd we own.
     cvt(unsafe { libc::fchown(fd, uid, gid) }).map_err(|e| unmapped_owner(e, uid, gid))
 }
 
 fn fchownat(dfd: RawFd, name: &CStr, uid: u32, gid: u32) -> io::Result<()> {
+    let (uid, gid) = host_owner(uid, gid)?;
     // SAFETY: name is NUL-terminated; AT_SYMLINK_NOFOLLOW changes a symlink itself.
     cvt(unsafe { libc::fchownat(dfd, name.as_ptr(), uid, gid, libc::AT_SYMLINK_NOFOLLOW) })
         .map_err(|e| unmapped_owner(e, uid, gid))

@@ -85,7 +85,13 @@ pub struct LayerOptions<'a> {
     pub exclude: Option<&'a BTreeSet<String>>,
     /// No entry's time is written later than this (SOURCE_DATE_EPOCH).
     pub clamp_mtime: Option<u64>,
+    /// The owners written for the files' (uid, gid) on disk (a remapped container's shifted
+    /// ids back to the container's). None: as on disk.
+    pub owners: Option<OwnerMap>,
 }
+
+/// Maps a file's (uid, gid) on disk to the (uid, gid) written for it.
+pub type OwnerMap = fn(u32, u32) -> (u32, u32);
 
 /// What was written.
 #[derive(Debug, Clone)]
@@ -407,8 +413,9 @@ pub fn write_layer<W: Write>(upper: &Path, opts: &LayerOptions<'_>, out: W) -> R
         let mut h = tar::Header::new_gnu();
         h.set_entry_type(kind);
         h.set_mode(st.st_mode & 0o7777);
-        h.set_uid(u64::from(st.st_uid));
-        h.set_gid(u64::from(st.st_gid));
+        let (uid, gid) = opts.owners.map_or((st.st_uid, st.st_gid), |f| f(st.st_uid, st.st_gid));
+        h.set_uid(u64::from(uid));
+        h.set_gid(u64::from(gid));
         h.set_mtime(mtime(st));
         h.set_size(0);
         h

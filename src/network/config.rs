@@ -587,7 +587,7 @@ pub fn ensure_default(data_root: &Path) -> Result<Network, NetError> {
 /// /64). They apply when the default network is made: at its first use, or after
 /// `network rm bridge`.
 pub fn default_options(data_root: &Path) -> Result<CreateOptions, NetError> {
-    let p = data_root.join("daemon.json");
+    let p = crate::remap::daemon_json(data_root);
     let data = match fs::read(&p) {
         Ok(d) => d,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(CreateOptions::default()),

@@ -288,18 +288,80 @@ pub fn rotated_path(path: &Path, i: u32, gz: bool) -> std::path::PathBuf {
 pub struct LogWriter {
     file: Option<File>,
     partial: [Vec<u8>; 2],
-    out: Vec<u8>,
+    enc: Encoder,
     path: std::path::PathBuf,
     cfg: LogConfig,
     size: u64,
+}
+
+/// A line cut into pieces (docker's partial messages): the id, first piece's time and the
+/// next piece's number, per stream.
+#[derive(Default)]
+struct Pieces {
+    id: String,
+    time: (i64, u32),
+    next: i32,
+}
+
+/// Turns lines into entries of the configured format, appended to `out`.
+struct Encoder {
+    out: Vec<u8>,
+    local: bool,
+    /// The pre-encoded `"attrs":{...},` member of json-file entries, or empty.
     attrs: Vec<u8>,
+    pieces: [Pieces; 2],
+}
+
+/// 64 hex digits of randomness (docker's id of a partial line).
+fn random_id() -> String {
+    let mut b = [0u8; 32];
+    // SAFETY: getrandom into a live 32-byte buffer; a short read only weakens the id.
+    unsafe { libc::getrandom(b.as_mut_ptr().cast(), b.len(), 0) };
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+impl Encoder {
+    /// One entry of `stream` for `text`: a whole line (ending in '\n'), or a piece of one
+    /// (`more`: the line goes on in the next entry).
+    fn emit(&mut self, stream: LogStream, text: &[u8], more: bool, now: (i64, u32)) {
+        let k = stream as usize;
+        if !self.local {
+            push_entry(&mut self.out, text, stream, &format_time(now.0, now.1), &self.attrs);
+            return;
+        }
+        let line = text.strip_suffix(b"\n").unwrap_or(text);
+        let p = &mut self.pieces[k];
+        let (meta, time) = if more {
+            if p.next == 0 {
+                *p = Pieces { id: random_id(), time: now, next: 1 };
+            }
+            let m = super::locallog::PartialMeta { last: false, id: p.id.clone(), ordinal: p.next };
+            p.next += 1;
+            (Some(m), p.time)
+        } else if p.next > 0 {
+            let m = super::locallog::PartialMeta { last: true, id: std::mem::take(&mut p.id), ordinal: p.next };
+            let t = p.time;
+            *p = Pieces::default();
+            (Some(m), t)
+        } else {
+            (None, now)
+        };
+        let e = super::locallog::Entry {
+            source: stream.as_str().to_string(),
+            time_nano: time.0.saturating_mul(1_000_000_000).saturating_add(time.1 as i64),
+            line: line.to_vec(),
+            partial: meta.is_some(),
+            partial_meta: meta,
+        };
+        super::locallog::push_entry(&mut self.out, &e);
+    }
 }
 
 impl LogWriter {
     pub fn open(path: &Path, cfg: &LogConfig) -> io::Result<LogWriter> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut attrs = Vec::new();
-        if !cfg.attrs.is_empty() {
+        if !cfg.attrs.is_empty() && cfg.driver != "local" {
             attrs.extend_from_slice(b"\"attrs\":");
             attrs.extend_from_slice(&serde_json::to_vec(&cfg.attrs).unwrap_or_default());
             attrs.push(b',');
@@ -313,25 +375,23 @@ impl LogWriter {
         Ok(LogWriter {
             file,
             partial: [Vec::new(), Vec::new()],
-            out: Vec::new(),
+            enc: Encoder { out: Vec::new(), local: cfg.driver == "local", attrs, pieces: Default::default() },
             path: path.to_path_buf(),
             cfg: cfg.clone(),
             size,
-            attrs,
         })
     }
 
     /// A writer that keeps entries in memory (tests).
     #[cfg(test)]
-    fn memory() -> LogWriter {
+    fn memory(local: bool) -> LogWriter {
         LogWriter {
             file: None,
             partial: [Vec::new(), Vec::new()],
-            out: Vec::new(),
+            enc: Encoder { out: Vec::new(), local, attrs: Vec::new(), pieces: Default::default() },
             path: Default::default(),
             cfg: LogConfig::default(),
             size: 0,
-            attrs: Vec::new(),
         }
     }
 
@@ -371,15 +431,14 @@ impl LogWriter {
 
     /// Logs output of `stream`: every complete line, and runs of MAX_LINE bytes.
     pub fn write(&mut self, stream: LogStream, mut data: &[u8]) {
-        let (s, n) = super::sys::now();
-        let ts = format_time(s, n);
+        let now = super::sys::now();
         let k = stream as usize;
         while !data.is_empty() {
             let room = MAX_LINE - self.partial[k].len();
-            let (take, complete) = match data.iter().take(room).position(|&c| c == b'\n') {
-                Some(i) => (i + 1, true),
-                None if data.len() >= room => (room, true),
-                None => (data.len(), false),
+            let (take, complete, more) = match data.iter().take(room).position(|&c| c == b'\n') {
+                Some(i) => (i + 1, true, false),
+                None if data.len() >= room => (room, true, true),
+                None => (data.len(), false, false),
             };
             let (chunk, rest) = data.split_at(take);
             data = rest;
@@ -388,13 +447,11 @@ impl LogWriter {
                 break;
             }
             if self.partial[k].is_empty() {
-                push_entry(&mut self.out, chunk, stream, &ts, &self.attrs);
+                self.enc.emit(stream, chunk, more, now);
             } else {
-                let mut line = std::mem::take(&mut self.partial[k]);
-                line.extend_from_slice(chunk);
-                push_entry(&mut self.out, &line, stream, &ts, &self.attrs);
-                line.clear();
-                self.partial[k] = line;
+                self.partial[k].extend_from_slice(chunk);
+                self.enc.emit(stream, &self.partial[k], more, now);
+                self.partial[k].clear();
             }
         }
         self.flush_out();
@@ -402,36 +459,36 @@ impl LogWriter {
 
     /// Writes what is buffered of partial lines (end of the container's output).
     pub fn finish(&mut self) {
-        let (s, n) = super::sys::now();
-        let ts = format_time(s, n);
+        let now = super::sys::now();
         for (k, stream) in [(0, LogStream::Stdout), (1, LogStream::Stderr)] {
             if !self.partial[k].is_empty() {
+                // docker's local driver keeps an unfinished last line as a piece (not the last).
                 let line = std::mem::take(&mut self.partial[k]);
-                push_entry(&mut self.out, &line, stream, &ts, &self.attrs);
+                self.enc.emit(stream, &line, true, now);
             }
         }
         self.flush_out();
     }
 
     fn flush_out(&mut self) {
-        if self.out.is_empty() {
+        if self.enc.out.is_empty() {
             return;
         }
         if self.cfg.driver == "none" {
-            self.out.clear();
+            self.enc.out.clear();
             return;
         }
         let max = self.cfg.max_size;
-        if max > 0 && self.size > 0 && self.size + self.out.len() as u64 > max {
+        if max > 0 && self.size > 0 && self.size + self.enc.out.len() as u64 > max {
             self.rotate();
         }
         if let Some(f) = self.file.as_mut() {
             // A full disk loses log lines, never the container.
-            let _ = f.write_all(&self.out);
-            self.size += self.out.len() as u64;
-            self.out.clear();
-            if self.out.capacity() > 4 * MAX_LINE {
-                self.out.shrink_to(MAX_LINE);
+            let _ = f.write_all(&self.enc.out);
+            self.size += self.enc.out.len() as u64;
+            self.enc.out.clear();
+            if self.enc.out.capacity() > 4 * MAX_LINE {
+                self.enc.out.shrink_to(MAX_LINE);
             }
         }
     }
@@ -447,7 +504,34 @@ struct Entry {
     time: String,
 }
 
-/// Offset where the last `n` lines of `f` start.
+/// How a log file is written: json-file lines, or docker's `local` frames (see `locallog`).
+/// Told apart by the first byte: a json-file entry starts with '{', a local frame with its
+/// length's high byte (0: entries are at most 16 MiB).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Json,
+    Local,
+}
+
+fn format_of(first: u8) -> Format {
+    if first == b'{' {
+        Format::Json
+    } else {
+        Format::Local
+    }
+}
+
+/// The format of the file at `f` (json-file when it is empty).
+fn file_format(f: &File) -> Format {
+    use std::os::unix::fs::FileExt;
+    let mut b = [0u8; 1];
+    match f.read_at(&mut b, 0) {
+        Ok(1) => format_of(b[0]),
+        _ => Format::Json,
+    }
+}
+
+/// Offset where the last `n` lines of json-file `f` start.
 fn tail_offset(f: &mut File, n: usize) -> io::Result<u64> {
     let len = f.metadata()?.len();
     if n == 0 {
@@ -475,32 +559,94 @@ fn tail_offset(f: &mut File, n: usize) -> io::Result<u64> {
     Ok(0)
 }
 
+/// The whole records of `data` (json-file lines with their newline, or local frames).
+fn records(data: &[u8], fmt: Format) -> Vec<&[u8]> {
+    match fmt {
+        Format::Json => data.split_inclusive(|&c| c == b'\n').filter(|l| l.len() > 1 && l.ends_with(b"\n")).collect(),
+        Format::Local => {
+            let mut v = Vec::new();
+            let mut pos = 0;
+            while let Ok(Some((_, n))) = super::locallog::next_entry(&data[pos..]) {
+                v.push(&data[pos..pos + n]);
+                pos += n;
+            }
+            v
+        }
+    }
+}
+
+/// One entry as `logs` prints it.
+struct Line<'a> {
+    stream: LogStream,
+    time: Option<SystemTime>,
+    /// The time as printed by `--timestamps`.
+    stamp: std::borrow::Cow<'a, [u8]>,
+    text: std::borrow::Cow<'a, [u8]>,
+}
+
+/// The next entry of `pending` from `start`: (entry, bytes taken); None when it holds no
+/// whole entry. An entry that does not parse is taken with no line.
+#[allow(clippy::type_complexity)]
+fn next_line(pending: &[u8], fmt: Format) -> Option<(Option<Line<'_>>, usize)> {
+    match fmt {
+        Format::Json => {
+            let i = pending.iter().position(|&c| c == b'\n')?;
+            let Ok(e) = serde_json::from_slice::<Entry>(&pending[..i]) else { return Some((None, i + 1)) };
+            let stream = if e.stream == "stderr" { LogStream::Stderr } else { LogStream::Stdout };
+            let time = parse_rfc3339(&e.time);
+            let l = Line { stream, time, stamp: e.time.into_bytes().into(), text: e.log.into_bytes().into() };
+            Some((Some(l), i + 1))
+        }
+        Format::Local => match super::locallog::next_entry(pending) {
+            Ok(None) => None,
+            // A corrupt frame: the rest cannot be framed again.
+            Err(_) => Some((None, pending.len())),
+            Ok(Some((e, n))) => {
+                let stream = if e.source == "stderr" { LogStream::Stderr } else { LogStream::Stdout };
+                let (s, ns) = (e.time_nano.div_euclid(1_000_000_000), e.time_nano.rem_euclid(1_000_000_000) as u32);
+                let time = u64::try_from(s).ok().map(|s| UNIX_EPOCH + Duration::new(s, ns));
+                let mut text = e.line;
+                // docker's reader gives back the newline of whole lines only: a long line's
+                // pieces, its last included, are printed as they are (as `docker logs` does).
+                if !e.partial {
+                    text.push(b'\n');
+                }
+                Some((Some(Line { stream, time, stamp: format_time(s, ns).to_vec().into(), text: text.into() }), n))
+            }
+        },
+    }
+}
+
 /// Prints the complete entries in `pending` (and drops them); false when the sink failed.
 fn print_lines(
     pending: &mut Vec<u8>,
-    since: Option<SystemTime>,
+    fmt: Format,
+    (since, until): (Option<SystemTime>, Option<SystemTime>),
     timestamps: bool,
     line_out: &mut Vec<u8>,
     out: &mut LogSink<'_>,
 ) -> bool {
     let mut start = 0;
-    while let Some(i) = pending[start..].iter().position(|&c| c == b'\n') {
-        let line = &pending[start..start + i];
-        start += i + 1;
-        let Ok(e) = serde_json::from_slice::<Entry>(line) else { continue };
+    while let Some((line, n)) = next_line(&pending[start..], fmt) {
+        start += n;
+        let Some(e) = line else { continue };
         if let Some(s) = since {
-            if parse_rfc3339(&e.time).is_some_and(|t| t < s) {
+            if e.time.is_some_and(|t| t < s) {
                 continue;
             }
         }
-        let stream = if e.stream == "stderr" { LogStream::Stderr } else { LogStream::Stdout };
+        if let Some(u) = until {
+            if e.time.is_some_and(|t| t > u) {
+                continue;
+            }
+        }
         line_out.clear();
         if timestamps {
-            line_out.extend_from_slice(e.time.as_bytes());
+            line_out.extend_from_slice(&e.stamp);
             line_out.push(b' ');
         }
-        line_out.extend_from_slice(e.log.as_bytes());
-        if out(stream, line_out).is_err() {
+        line_out.extend_from_slice(&e.text);
+        if out(e.stream, line_out).is_err() {
             return false;
         }
     }
@@ -512,8 +658,8 @@ fn print_lines(
 /// asked). An error (e.g. a closed pipe) ends `logs` quietly.
 pub type LogSink<'a> = dyn FnMut(LogStream, &[u8]) -> io::Result<()> + 'a;
 
-/// Prints the entries of a json-file log. `tail`: only the last N entries; `since`: only
-/// entries at or after that time; `timestamps`: prefix each with its time and a space;
+/// Prints the entries of a json-file or local log. `tail`: only the last N entries; `window`:
+/// only entries at or after its start and not after its end; `timestamps`: prefix each with its time and a space;
 /// `follow`: keep printing new entries until the shim that writes the log (whose state is in
 /// the log's directory) has exited, or until the reader behind `reader` (the client's socket,
 /// or the pipe or terminal the entries are printed to) hangs up: that is watched while the log
@@ -522,7 +668,7 @@ pub fn logs(
     log_path: &Path,
     follow: bool,
     tail: Option<usize>,
-    since: Option<SystemTime>,
+    window: (Option<SystemTime>, Option<SystemTime>),
     timestamps: bool,
     reader: Option<BorrowedFd<'_>>,
     out: &mut LogSink<'_>,
@@ -533,9 +679,16 @@ pub fn logs(
         Err(e) if e.kind() == io::ErrorKind::NotFound && !follow => return Ok(()),
         Err(e) => return Err(ShimError::io("open log", log_path, e)),
     };
-    let mut pos = match tail {
-        Some(n) => tail_offset(&mut f, n).map_err(|e| ShimError::io("read log", log_path, e))?,
-        None => 0,
+    let mut fmt = file_format(&f);
+    let mut pos = match (tail, fmt) {
+        (Some(n), Format::Json) => tail_offset(&mut f, n).map_err(|e| ShimError::io("read log", log_path, e))?,
+        (Some(n), Format::Local) => {
+            use std::os::unix::fs::FileExt;
+            let len = f.metadata().map_err(|e| ShimError::io("read log", log_path, e))?.len();
+            super::locallog::tail_offset(len, n, &mut |o, b| f.read_exact_at(b, o))
+                .map_err(|e| ShimError::io("read log", log_path, e))?
+        }
+        (None, _) => 0,
     };
     let mut pending: Vec<u8> = Vec::new();
     let mut line_out: Vec<u8> = Vec::new();
@@ -543,10 +696,10 @@ pub fn logs(
     // entries as the tail still wants.
     if pos == 0 {
         let mut want = tail.map(|n| {
-            let cur = std::fs::read(log_path).map(|d| d.iter().filter(|&&c| c == b'\n').count()).unwrap_or(0);
+            let cur = std::fs::read(log_path).map(|d| records(&d, fmt).len()).unwrap_or(0);
             n.saturating_sub(cur)
         });
-        let mut older: Vec<Vec<u8>> = Vec::new();
+        let mut older: Vec<(Format, Vec<u8>)> = Vec::new();
         for i in 1.. {
             let plain = rotated_path(log_path, i, false);
             let gz = rotated_path(log_path, i, true);
@@ -562,27 +715,23 @@ pub fn logs(
             if want == Some(0) {
                 break;
             }
-            let lines: Vec<&[u8]> = data.split(|&c| c == b'\n').filter(|l| !l.is_empty()).collect();
+            let Some(&first) = data.first() else { continue };
+            let rfmt = format_of(first);
+            let recs = records(&data, rfmt);
             let keep = match want.as_mut() {
                 Some(w) => {
-                    let k = (*w).min(lines.len());
+                    let k = (*w).min(recs.len());
                     *w -= k;
                     k
                 }
-                None => lines.len(),
+                None => recs.len(),
             };
-            let mut buf = Vec::new();
-            for l in &lines[lines.len() - keep..] {
-                buf.extend_from_slice(l);
-                buf.push(b'\n');
+            older.push((rfmt, recs[recs.len() - keep..].concat()));
+        }
+        for (rfmt, mut b) in older.into_iter().rev() {
+            if !print_lines(&mut b, rfmt, window, timestamps, &mut line_out, out) {
+                return Ok(());
             }
-            older.push(buf);
-        }
-        for b in older.into_iter().rev() {
-            pending.extend_from_slice(&b);
-        }
-        if !print_lines(&mut pending, since, timestamps, &mut line_out, out) {
-            return Ok(());
         }
     }
     let mut buf = vec![0u8; 64 * 1024];
@@ -596,9 +745,13 @@ pub fn logs(
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(ShimError::io("read log", log_path, e)),
             };
+            if pos == 0 {
+                // An empty file when opened: its format is known from its first byte.
+                fmt = format_of(buf[0]);
+            }
             pos += n as u64;
             pending.extend_from_slice(&buf[..n]);
-            if !print_lines(&mut pending, since, timestamps, &mut line_out, out) {
+            if !print_lines(&mut pending, fmt, window, timestamps, &mut line_out, out) {
                 return Ok(());
             }
         }
@@ -716,7 +869,7 @@ mod tests {
     }
 
     fn entries(w: &LogWriter) -> Vec<(String, String)> {
-        String::from_utf8_lossy(&w.out)
+        String::from_utf8_lossy(&w.enc.out)
             .lines()
             .map(|l| {
                 let v: serde_json::Value = serde_json::from_str(l).unwrap();
@@ -727,7 +880,7 @@ mod tests {
 
     #[test]
     fn writer_splits_lines() {
-        let mut w = LogWriter::memory();
+        let mut w = LogWriter::memory(false);
         w.write(LogStream::Stdout, b"one\ntw");
         w.write(LogStream::Stderr, b"err\n");
         w.write(LogStream::Stdout, b"o\nthree");
@@ -741,7 +894,7 @@ mod tests {
                 ("stdout".into(), "three".into())
             ]
         );
-        let mut w = LogWriter::memory();
+        let mut w = LogWriter::memory(false);
         let big = vec![b'x'; MAX_LINE * 2 + 10];
         w.write(LogStream::Stdout, &big[..100]);
         w.write(LogStream::Stdout, &big[100..]);
@@ -764,7 +917,7 @@ mod tests {
         std::fs::write(&p, &o).unwrap();
         let run = |tail, since, ts| {
             let mut got = Vec::new();
-            logs(&p, false, tail, since, ts, None, &mut |s: LogStream, b: &[u8]| {
+            logs(&p, false, tail, (since, None), ts, None, &mut |s: LogStream, b: &[u8]| {
                 got.push(format!("{}:{}", s.as_str(), String::from_utf8_lossy(b)));
                 Ok(())
             })
@@ -777,6 +930,87 @@ mod tests {
         assert_eq!(run(Some(10), None, false).len(), 3);
         assert_eq!(run(None, Some(UNIX_EPOCH + Duration::from_secs(2_000)), false), vec!["stderr:l1\n", "stdout:l2\n"]);
         assert_eq!(run(Some(2), None, true), vec!["stdout:1970-01-01T00:50:00.000000000Z l2\n"]);
+        std::fs::remove_dir_all(&d).unwrap();
+    }
+
+    #[test]
+    fn local_writer_pieces_and_reader() {
+        use super::super::locallog;
+        let mut w = LogWriter::memory(true);
+        w.write(LogStream::Stdout, b"one\n\n");
+        w.write(LogStream::Stderr, b"err\n");
+        let big = vec![b'x'; MAX_LINE * 2 + 10];
+        w.write(LogStream::Stdout, &big);
+        w.write(LogStream::Stdout, b"\nend");
+        w.finish();
+        let e = locallog::entries(&w.enc.out);
+        type Seen<'a> = (&'a str, usize, bool, Option<(bool, i32)>);
+        let got: Vec<Seen> = e
+            .iter()
+            .map(|e| (e.source.as_str(), e.line.len(), e.partial, e.partial_meta.as_ref().map(|m| (m.last, m.ordinal))))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                ("stdout", 3, false, None),
+                ("stdout", 0, false, None),
+                ("stderr", 3, false, None),
+                ("stdout", MAX_LINE, true, Some((false, 1))),
+                ("stdout", MAX_LINE, true, Some((false, 2))),
+                ("stdout", 10, true, Some((true, 3))),
+                ("stdout", 3, true, Some((false, 1))),
+            ]
+        );
+        // The pieces share one id (64 hex digits) and the first piece's time.
+        let id = &e[3].partial_meta.as_ref().unwrap().id;
+        assert_eq!(id.len(), 64);
+        assert!(e[4..6].iter().all(|x| &x.partial_meta.as_ref().unwrap().id == id && x.time_nano == e[3].time_nano));
+        assert!(e[0].time_nano > 1_700_000_000_000_000_000);
+
+        let d = std::env::temp_dir().join(format!("berth-locallog-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        let p = d.join("container.log");
+        let mut o = Vec::new();
+        for (i, t) in [1_000i64, 2_000, 3_000].iter().enumerate() {
+            let source = if i == 1 { "stderr" } else { "stdout" };
+            let line = format!("l{i}").into_bytes();
+            locallog::push_entry(
+                &mut o,
+                &locallog::Entry { source: source.into(), time_nano: t * 1_000_000_000, line, ..Default::default() },
+            );
+        }
+        std::fs::write(&p, &o).unwrap();
+        // An older rotated file, gzipped.
+        let mut old = Vec::new();
+        locallog::push_entry(
+            &mut old,
+            &locallog::Entry {
+                source: "stdout".into(),
+                time_nano: 500_000_000_000,
+                line: b"old".to_vec(),
+                ..Default::default()
+            },
+        );
+        let mut z = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        z.write_all(&old).unwrap();
+        std::fs::write(rotated_path(&p, 1, true), z.finish().unwrap()).unwrap();
+        let run = |tail, window, ts| {
+            let mut got = Vec::new();
+            logs(&p, false, tail, window, ts, None, &mut |s: LogStream, b: &[u8]| {
+                got.push(format!("{}:{}", s.as_str(), String::from_utf8_lossy(b)));
+                Ok(())
+            })
+            .unwrap();
+            got
+        };
+        let at = |s: u64| Some(UNIX_EPOCH + Duration::from_secs(s));
+        assert_eq!(run(None, (None, None), false), vec!["stdout:old\n", "stdout:l0\n", "stderr:l1\n", "stdout:l2\n"]);
+        assert_eq!(run(Some(2), (None, None), false), vec!["stderr:l1\n", "stdout:l2\n"]);
+        assert_eq!(run(Some(4), (None, None), false).len(), 4);
+        assert_eq!(run(Some(0), (None, None), false), Vec::<String>::new());
+        assert_eq!(run(None, (at(2_000), None), false), vec!["stderr:l1\n", "stdout:l2\n"]);
+        assert_eq!(run(None, (None, at(2_000)), false), vec!["stdout:old\n", "stdout:l0\n", "stderr:l1\n"]);
+        assert_eq!(run(Some(1), (None, None), true), vec!["stdout:1970-01-01T00:50:00.000000000Z l2\n"]);
         std::fs::remove_dir_all(&d).unwrap();
     }
 }

@@ -6,7 +6,7 @@
 //!
 //! Files in the container's state dir:
 //!   shim.json       [`ShimState`], rewritten atomically on every change
-//!   container.log   json-file log (default log path)
+//!   container.log   the log: json-file or docker's local format (default log path)
 //!   attach.sock     attach socket while the shim runs (framing in `proto`)
 //!   stop-requested  written by [`request_stop`]: no restart after the next exit
 //!   restart-policy  a new restart policy (`update --restart`), applied from the next exit
@@ -24,6 +24,7 @@
 mod client;
 pub mod health;
 mod jsonlog;
+pub mod locallog;
 pub(crate) mod proto;
 mod server;
 pub(crate) mod sys;
@@ -700,7 +701,7 @@ fn tool_main(sub: &str, a: &mut Args) -> Result<i32, ShimError> {
             // The reader of stdout leaving (a closed pipe) ends a follow.
             // SAFETY: fd 1 stays open for the whole call.
             let stdout = unsafe { std::os::fd::BorrowedFd::borrow_raw(1) };
-            logs(&path, follow, tail, since, ts, Some(stdout), &mut |s: LogStream, b: &[u8]| match s {
+            logs(&path, follow, tail, (since, None), ts, Some(stdout), &mut |s: LogStream, b: &[u8]| match s {
                 LogStream::Stdout => o.write_all(b).and_then(|_| o.flush()),
                 LogStream::Stderr => e.write_all(b),
             })?;

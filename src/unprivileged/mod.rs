@@ -133,7 +133,7 @@ pub fn api_dir() -> Result<PathBuf, UnprivError> {
 type Range = (u32, u32);
 
 /// The user's ranges in an /etc/subuid-style file (by name or by number).
-fn sub_ranges(text: &str, name: &str, id: u32) -> Vec<Range> {
+pub(crate) fn sub_ranges(text: &str, name: &str, id: u32) -> Vec<Range> {
     let mut v = Vec::new();
     for line in text.lines() {
         let f: Vec<&str> = line.trim().split(':').collect();
