@@ -40,13 +40,17 @@ fn source(words: &str) -> String {
     )
 }
 
-/// buildah with storage of its own (overlay) under `dir`.
+/// buildah with storage of its own (overlay) under `dir`, and its temporary dir there too:
+/// buildah keeps `RUN --mount=type=cache` dirs in `$TMPDIR/buildah-cache`, otherwise shared by
+/// every build on the host.
 struct Buildah {
     dir: PathBuf,
 }
 
 impl Buildah {
-    fn run(&self, args: &[&str]) -> String {
+    fn command(&self) -> Command {
+        let tmp = self.dir.join("tmp");
+        mkdir(&tmp, 0o755);
         let mut c = Command::new("buildah");
         c.args([
             "--root",
@@ -56,7 +60,13 @@ impl Buildah {
             "--storage-driver",
             "overlay",
         ])
-        .args(args);
+        .env("TMPDIR", &tmp);
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> String {
+        let mut c = self.command();
+        c.args(args);
         let o = c.output().unwrap_or_else(|e| panic!("buildah: {e} (apt-get install -y buildah)"));
         assert!(o.status.success(), "buildah {args:?}: {}", String::from_utf8_lossy(&o.stderr));
         String::from_utf8_lossy(&o.stdout).into_owned()
@@ -65,17 +75,7 @@ impl Buildah {
 
 impl Drop for Buildah {
     fn drop(&mut self) {
-        let _ = Command::new("buildah")
-            .args([
-                "--root",
-                s(&self.dir.join("root")),
-                "--runroot",
-                s(&self.dir.join("run")),
-                "--storage-driver",
-                "overlay",
-            ])
-            .args(["rm", "--all"])
-            .output();
+        let _ = self.command().args(["rm", "--all"]).output();
         for m in mounts_under(&self.dir).into_iter().rev() {
             let _ = nix::mount::umount2(std::path::Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
         }
