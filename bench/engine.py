@@ -14,9 +14,11 @@ Sections (--sections, default all):
   dualstack   dual-stack (IPv4 + IPv6) network set-up + teardown per container: `container run
               --rm` on a user network made with --ipv6 (name resolution on) minus --network none,
               berth vs podman 4.3 (netavark + aardvark-dns, the same kind of network), ratio
-  push        push that image to a local docker-registry: berth `image push` (from its store) vs
-              `skopeo copy` from the OCI layout; each iteration on a fresh registry (no blob there,
-              nothing to mount from) with a fresh berth data root, the order alternating
+  push        push that image, and the Debian image with gcc the build tests use (debootstrap
+              minbase + gcc, libc6-dev: one ~150 MB gzip layer), to a local docker-registry: berth
+              `image push` (from its store) vs `skopeo copy` from the OCI layout; each iteration
+              on a fresh registry (no blob there, nothing to mount from) with a fresh berth data
+              root, the order alternating
   push-plain  the same push of the image stored with plain-tar layers (as `container commit` and
               `image build` store them): both tools gzip each layer on the way
   rss         memory of berth's shim vs podman's conmon per running container
@@ -191,6 +193,79 @@ def debian_layout(work):
     with open(os.path.join(layout, "index.json"), "w") as f:
         json.dump(index, f)
     return layout, raw_bytes, sum(l["size"] for l in layers)
+
+
+# The Debian compiler image, shared with the integration tests (integration/common/images.rs,
+# debian_gcc_layout): a debootstrap'd bookworm minbase with these packages, one gzip layer in an
+# OCI layout under CACHE keyed by the package list, built once per machine under a flock.
+GCC_INCLUDE = ["gcc", "libc6-dev"]
+GCC_TAG = "gcc"
+GCC_NAME = "localhost/berth-test/debian-gcc:bookworm"
+
+
+def debian_gcc_layout():
+    import fcntl
+    key = hashlib.sha256(("bookworm minbase " + ",".join(GCC_INCLUDE)).encode()).hexdigest()[:12]
+    out = os.path.join(CACHE, "debian-gcc-%s.oci" % key)
+    os.makedirs(CACHE, exist_ok=True)
+    with open(os.path.join(CACHE, "debian-gcc.lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if os.path.exists(os.path.join(out, "index.json")):
+            return out
+        if not shutil.which("debootstrap"):
+            die("debootstrap is not installed (apt-get install -y debootstrap)")
+        build = os.path.join(CACHE, "build-gcc.%d" % os.getpid())
+        shutil.rmtree(build, ignore_errors=True)
+        root, lay = os.path.join(build, "root"), os.path.join(build, "layout")
+        os.makedirs(os.path.join(lay, "blobs", "sha256"))
+        os.makedirs(os.path.join(CACHE, "debs"), exist_ok=True)
+        print("bench: debootstrap --variant=minbase --include=%s bookworm (once per machine) ..."
+              % ",".join(GCC_INCLUDE), flush=True)
+        try:
+            run(["debootstrap", "--variant=minbase", "--include=" + ",".join(GCC_INCLUDE),
+                 "--cache-dir=" + os.path.join(CACHE, "debs"), "bookworm", root, MIRROR])
+            tar = os.path.join(build, "rootfs.tar")
+            names = sorted(os.listdir(root))
+            run(["tar", "--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=*", "-C", root,
+                 "-cf", tar, "--"] + names)
+            shutil.rmtree(root)
+            diff = "sha256:" + sha256_file(tar)
+            gz = os.path.join(build, "rootfs.tar.gz")
+            with open(gz, "wb") as f:
+                subprocess.run(["gzip", "-n", "-c", "-6", tar], stdout=f, check=True)
+            os.unlink(tar)
+            with open(os.path.join(lay, "oci-layout"), "w") as f:
+                f.write('{"imageLayoutVersion":"1.0.0"}')
+            ldg, lsize = add_blob(lay, data_path=gz)
+            config = {"created": "2024-01-01T00:00:00Z", "architecture": "amd64", "os": "linux",
+                      "config": {"Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"],
+                                 "Cmd": ["bash"], "WorkingDir": "/", "Labels": {}},
+                      "rootfs": {"type": "layers", "diff_ids": [diff]},
+                      "history": [{"created": "2024-01-01T00:00:00Z", "created_by": "berth-itest layer " + diff}]}
+            cdg, csize = add_blob(lay, data=json.dumps(config).encode())
+            manifest = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+                        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cdg, "size": csize},
+                        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": ldg, "size": lsize}]}
+            mdg, msize = add_blob(lay, data=json.dumps(manifest).encode())
+            index = {"schemaVersion": 2, "manifests": [{
+                "mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": mdg, "size": msize,
+                "annotations": {"org.opencontainers.image.ref.name": GCC_TAG, "io.containerd.image.name": GCC_NAME}}]}
+            with open(os.path.join(lay, "index.json"), "w") as f:
+                json.dump(index, f)
+            shutil.rmtree(out, ignore_errors=True)
+            os.rename(lay, out)
+        finally:
+            shutil.rmtree(build, ignore_errors=True)
+    return out
+
+
+def layout_gz_bytes(layout, tag):
+    """Bytes of the layers of the image tagged `tag` in an OCI layout."""
+    with open(os.path.join(layout, "index.json")) as f:
+        idx = json.load(f)
+    m = next(m for m in idx["manifests"] if m.get("annotations", {}).get("org.opencontainers.image.ref.name") == tag)
+    with open(os.path.join(layout, "blobs", "sha256", m["digest"].split(":", 1)[1])) as f:
+        return sum(l["size"] for l in json.load(f)["layers"])
 
 
 # ------------------------------------------------------------------ registry
@@ -376,8 +451,9 @@ def plain_layout(work, layout):
     return plain, raw
 
 
-def section_push(berth, work, layout, gz_mb, iters, what="compressed", mb_label="compressed"):
-    """berth `image push` of the loaded Debian image vs `skopeo copy oci:LAYOUT docker://...`:
+def section_push(berth, work, layout, gz_mb, iters, what="compressed", mb_label="compressed",
+                 tag="bench", name="debian-bench", title=None):
+    """berth `image push` of an image loaded from `layout` (tag, name) vs `skopeo copy oci:LAYOUT docker://...`:
     the same blobs (gzip layers as stored) to a registry that has none of them. A fresh
     registry per iteration keeps both tools from mounting or skipping anything (skopeo's blob
     info cache knows blob locations per registry host:port); berth gets a fresh data root
@@ -395,11 +471,11 @@ def section_push(berth, work, layout, gz_mb, iters, what="compressed", mb_label=
             for who in order:
                 if who == "berth":
                     ref = "%s/bench/berth:v1" % host
-                    run([berth, "--data-root", data, "image", "tag", "debian-bench", ref])
+                    run([berth, "--data-root", data, "image", "tag", name, ref])
                     t, c = timed_cpu([berth, "--data-root", data, "image", "push", "-q", ref])
                 else:
                     t, c = timed_cpu(["skopeo", "copy", "--quiet", "--dest-tls-verify=false",
-                                      "oci:%s:bench" % layout, "docker://%s/bench/skopeo:v1" % host])
+                                      "oci:%s:%s" % (layout, tag), "docker://%s/bench/skopeo:v1" % host])
                 res[who].append(t)
                 cpu[who].append(c)
             if i == 0:
@@ -415,8 +491,8 @@ def section_push(berth, work, layout, gz_mb, iters, what="compressed", mb_label=
             shutil.rmtree(reg.dir, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in res.items()}
     cmed = {k: statistics.median(v) for k, v in cpu.items()}
-    print("push of the image stored %s to docker-registry on 127.0.0.1 (%.1f MB %s, every blob sent), %d iterations:"
-          % (what, gz_mb, mb_label, iters))
+    print("push of %s to docker-registry on 127.0.0.1 (%.1f MB %s, every blob sent), %d iterations:"
+          % (title or ("the image stored " + what), gz_mb, mb_label, iters))
     print("  layers sent: berth %s, skopeo %s" % (", ".join(sent.get("berth", [])), ", ".join(sent.get("skopeo", []))))
     for name, k in (("berth image push", "berth"), ("skopeo copy oci: to docker:", "skopeo")):
         xs = res[k]
@@ -1503,6 +1579,13 @@ def main():
                                       os.path.abspath(a.baseline) if a.baseline else None)
             elif s == "push":
                 out[s] = section_push(berth, work, layout, gz / 1e6, a.iterations)
+                # The Debian compiler image the build tests use as a base (one ~150 MB layer),
+                # copied to the work dir so that both tools read it from the same tmpfs.
+                gcc = os.path.join(work, "debian-gcc")
+                shutil.copytree(debian_gcc_layout(), gcc)
+                out["push_gcc"] = section_push(berth, work, gcc, layout_gz_bytes(gcc, GCC_TAG) / 1e6, a.iterations,
+                                               what="gcc", tag=GCC_TAG, name=GCC_NAME,
+                                               title="the Debian image with gcc (debootstrap minbase + gcc, libc6-dev)")
             elif s == "push-plain":
                 plain, praw = plain_layout(work, layout)
                 out[s] = section_push(berth, work, plain, praw / 1e6, a.iterations, "plain", "plain tars, gzip-compressed on the way")

@@ -11,14 +11,14 @@ use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-const BASE: &str = "localhost/berth-build/bb:v1";
+pub(crate) const BASE: &str = "localhost/berth-build/bb:v1";
 
-fn s(p: &Path) -> &str {
+pub(crate) fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
 /// An engine with the busybox base image loaded as BASE; returns it and the OCI layout dir.
-fn engine(ctx: &Ctx) -> (Eng<'_>, PathBuf) {
+pub(crate) fn engine(ctx: &Ctx) -> (Eng<'_>, PathBuf) {
     let eng = Eng::new(ctx);
     let dir = ctx.tempdir("layout");
     busybox_oci_layout(ctx, &dir, "v1", Some(BASE), &ImageSpec::new(&["sh"]));
@@ -36,7 +36,7 @@ impl Drop for NetPrune<'_> {
 }
 
 /// A build context dir with these files (path, content).
-fn context(ctx: &Ctx, files: &[(&str, &str)]) -> PathBuf {
+pub(crate) fn context(ctx: &Ctx, files: &[(&str, &str)]) -> PathBuf {
     let d = ctx.tempdir("ctx");
     for (p, c) in files {
         let f = d.join(p);
@@ -46,7 +46,7 @@ fn context(ctx: &Ctx, files: &[(&str, &str)]) -> PathBuf {
     d
 }
 
-fn build(eng: &Eng, args: &[&str]) -> Out {
+pub(crate) fn build(eng: &Eng, args: &[&str]) -> Out {
     let mut v = vec!["build"];
     v.extend_from_slice(args);
     eng.image(&v)
@@ -54,7 +54,7 @@ fn build(eng: &Eng, args: &[&str]) -> Out {
 
 /// `container run --rm --network none IMAGE ARGS...` stdout.
 #[track_caller]
-fn run_in(eng: &Eng, image: &str, args: &[&str]) -> String {
+pub(crate) fn run_in(eng: &Eng, image: &str, args: &[&str]) -> String {
     let mut v = vec!["container", "run", "--rm", "--network", "none", image];
     v.extend_from_slice(args);
     let o = eng.cmd(&v);
@@ -64,7 +64,7 @@ fn run_in(eng: &Eng, image: &str, args: &[&str]) -> String {
 
 /// The image's config blob (history, created) from the store.
 #[track_caller]
-fn config_of(eng: &Eng, r: &str) -> Value {
+pub(crate) fn config_of(eng: &Eng, r: &str) -> Value {
     let id = eng.inspect(r)["Id"].as_str().unwrap().to_string();
     let p = eng.data.join("image/blobs/sha256").join(id.trim_start_matches("sha256:"));
     serde_json::from_slice(&fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))).unwrap()
@@ -81,7 +81,7 @@ fn history(cfg: &Value) -> Vec<String> {
 /// Nothing of a build left behind: no mounts under the data root, no scratch dirs, no
 /// runtime state.
 #[track_caller]
-fn nothing_left(eng: &Eng) {
+pub(crate) fn nothing_left(eng: &Eng) {
     let m = mounts_under(&eng.data);
     assert!(m.is_empty(), "the build left mounts: {m:?}");
     let tmp = eng.data.join("builder/tmp");
@@ -525,7 +525,7 @@ fn xattrs(p: &Path) -> Vec<String> {
 }
 
 /// (type, mode, uid, gid, size, content or link target, xattrs) of every path under `root`.
-fn tree(root: &Path) -> BTreeMap<String, String> {
+pub(crate) fn tree(root: &Path) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut stack = vec![root.to_path_buf()];
     while let Some(d) = stack.pop() {

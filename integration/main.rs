@@ -7,6 +7,7 @@ mod apparmor;
 mod badinput;
 mod breakouts;
 mod build;
+mod build_debian;
 mod cgroups;
 mod cgroups_v2;
 mod cli;

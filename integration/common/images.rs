@@ -399,75 +399,108 @@ with tarfile.open(out, "w", format=tarfile.PAX_FORMAT) as t:
 
 pub const DEBIAN_CACHE: &str = "/var/cache/berth-tests";
 
+/// The mirror debootstrap reads: `$DEBIAN_MIRROR`, else the one this machine's apt uses
+/// (deb.debian.org, /etc/apt/sources.list.d/debian.sources; no apt proxy is configured here).
+pub fn debian_mirror() -> String {
+    std::env::var("DEBIAN_MIRROR").unwrap_or_else(|_| "http://deb.debian.org/debian".into())
+}
+
+/// An exclusive flock on DEBIAN_CACHE/`name`, held while the returned file is open.
+fn cache_lock(name: &str) -> File {
+    let cache = Path::new(DEBIAN_CACHE);
+    mkdir(cache, 0o755);
+    let lockf = File::create(cache.join(name)).unwrap();
+    // SAFETY: flock(2) on an fd this function owns; released when the file is closed.
+    let rc = unsafe { libc::flock(lockf.as_raw_fd(), libc::LOCK_EX) };
+    assert_eq!(rc, 0, "flock {DEBIAN_CACHE}/{name}: {}", std::io::Error::last_os_error());
+    lockf
+}
+
+/// `debootstrap --variant=minbase [--include=...] bookworm` into `build`/root (the .debs kept in
+/// DEBIAN_CACHE/debs for the next build), then the rootfs as `build`/rootfs.tar (numeric
+/// owners, name order, xattrs) and the root removed. Returns (tar, hex sha256 of the tar).
+fn debootstrap_tar(build: &Path, include: &[&str]) -> (PathBuf, String) {
+    let root = build.join("root");
+    let log = build.join("debootstrap.log");
+    let debs = Path::new(DEBIAN_CACHE).join("debs");
+    mkdir(&debs, 0o755);
+    let mut c = Command::new("debootstrap");
+    c.arg("--variant=minbase");
+    if !include.is_empty() {
+        c.arg(format!("--include={}", include.join(",")));
+    }
+    c.arg(format!("--cache-dir={}", debs.display())).arg("bookworm").arg(&root).arg(debian_mirror());
+    let shown = format!("{c:?}");
+    eprintln!("building a Debian test image rootfs: {shown} (once per machine; log {})", log.display());
+    let started = Instant::now();
+    let st = c
+        .stdin(Stdio::null())
+        .stdout(File::create(&log).unwrap())
+        .stderr(File::create(build.join("debootstrap.err")).unwrap())
+        .status();
+    if !matches!(st, Ok(s) if s.success()) {
+        let tail: Vec<String> = format!("{}{}", read(&log), read(build.join("debootstrap.err")))
+            .lines()
+            .rev()
+            .take(15)
+            .map(str::to_string)
+            .collect();
+        // debootstrap may leave proc/sys mounted in the target on failure.
+        for m in mounts_under(&root).into_iter().rev() {
+            let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
+        }
+        panic!(
+            "Debian test image: {shown} failed ({st:?}); these tests need apt access to the Debian mirror \
+             (apt-get install -y debootstrap; DEBIAN_MIRROR=URL for another). Last lines:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    eprintln!("debootstrap took {:.1} s", started.elapsed().as_secs_f64());
+    assert!(mounts_under(&root).is_empty(), "debootstrap left mounts under {}", root.display());
+    let tar = build.join("rootfs.tar");
+    let mut names: Vec<String> =
+        fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
+    names.sort();
+    tool(
+        Command::new("tar")
+            .args(["--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=*", "-C"])
+            .arg(&root)
+            .arg("-cf")
+            .arg(&tar)
+            .arg("--")
+            .args(&names),
+    );
+    let _ = fs::remove_dir_all(&root);
+    let (d, _) = sha256_file(&tar);
+    (tar, d)
+}
+
+/// `gzip -n -6` of `src` into `dst`.
+fn gzip_file(src: &Path, dst: &Path) {
+    let st = Command::new("gzip")
+        .args(["-n", "-c", "-6"])
+        .arg(src)
+        .stdout(File::create(dst).unwrap())
+        .status()
+        .expect("spawn gzip");
+    assert!(st.success(), "gzip {}", src.display());
+}
+
 /// (tar, tar.gz, diff id) of a debootstrap'd Debian bookworm minbase rootfs, built once per
 /// machine under /var/cache/berth-tests (flock'd: parallel tests wait for one build).
 pub fn debian_rootfs() -> (PathBuf, PathBuf, String) {
     let cache = Path::new(DEBIAN_CACHE);
-    mkdir(cache, 0o755);
     let tar = cache.join("debian-rootfs.tar");
     let gz = cache.join("debian-rootfs.tar.gz");
     let diff = cache.join("debian-rootfs.diffid");
-    let lockf = File::create(cache.join("debian.lock")).unwrap();
-    // SAFETY: flock(2) on an fd this function owns; released when `lockf` is closed.
-    let rc = unsafe { libc::flock(lockf.as_raw_fd(), libc::LOCK_EX) };
-    assert_eq!(rc, 0, "flock {}/debian.lock: {}", DEBIAN_CACHE, std::io::Error::last_os_error());
+    let lockf = cache_lock("debian.lock");
     if !(tar.exists() && gz.exists() && diff.exists()) {
         let build = cache.join(format!("build.{}", std::process::id()));
         let _ = fs::remove_dir_all(&build);
         mkdir(&build, 0o755);
-        let root = build.join("root");
-        let log = build.join("debootstrap.log");
-        eprintln!("building the Debian test image rootfs with debootstrap (once per machine; log {})", log.display());
-        let st = Command::new("debootstrap")
-            .args(["--variant=minbase", "bookworm"])
-            .arg(&root)
-            .arg("http://deb.debian.org/debian")
-            .stdin(Stdio::null())
-            .stdout(File::create(&log).unwrap())
-            .stderr(File::create(build.join("debootstrap.err")).unwrap())
-            .status();
-        let ok = matches!(st, Ok(s) if s.success());
-        if !ok {
-            let tail: Vec<String> = format!("{}{}", read(&log), read(build.join("debootstrap.err")))
-                .lines()
-                .rev()
-                .take(15)
-                .map(str::to_string)
-                .collect();
-            // debootstrap may leave proc/sys mounted in the target on failure.
-            for m in mounts_under(&root).into_iter().rev() {
-                let _ = nix::mount::umount2(Path::new(&m), nix::mount::MntFlags::MNT_DETACH);
-            }
-            panic!(
-                "Debian test image: `debootstrap --variant=minbase bookworm {} http://deb.debian.org/debian` failed ({st:?}); \
-                 these tests need apt access to deb.debian.org (apt-get install -y debootstrap). Last lines:\n{}",
-                root.display(),
-                tail.into_iter().rev().collect::<Vec<_>>().join("\n")
-            );
-        }
-        assert!(mounts_under(&root).is_empty(), "debootstrap left mounts under {}", root.display());
-        let tmp_tar = build.join("rootfs.tar");
-        let mut names: Vec<String> =
-            fs::read_dir(&root).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect();
-        names.sort();
-        tool(
-            Command::new("tar")
-                .args(["--numeric-owner", "--sort=name", "--xattrs", "--xattrs-include=*", "-C"])
-                .arg(&root)
-                .arg("-cf")
-                .arg(&tmp_tar)
-                .arg("--")
-                .args(&names),
-        );
+        let (tmp_tar, d) = debootstrap_tar(&build, &[]);
         let tmp_gz = build.join("rootfs.tar.gz");
-        let st = Command::new("gzip")
-            .args(["-n", "-c", "-6"])
-            .arg(&tmp_tar)
-            .stdout(File::create(&tmp_gz).unwrap())
-            .status()
-            .expect("spawn gzip");
-        assert!(st.success(), "gzip {}", tmp_tar.display());
-        let (d, _) = sha256_file(&tmp_tar);
+        gzip_file(&tmp_tar, &tmp_gz);
         fs::rename(&tmp_tar, &tar).unwrap();
         fs::rename(&tmp_gz, &gz).unwrap();
         fs::write(&diff, format!("sha256:{d}")).unwrap();
@@ -476,6 +509,47 @@ pub fn debian_rootfs() -> (PathBuf, PathBuf, String) {
     let d = fs::read_to_string(&diff).unwrap().trim().to_string();
     drop(lockf);
     (tar, gz, d)
+}
+
+/// What the Debian compiler image adds to minbase (`debootstrap --include`): a C compiler and
+/// the C library's headers and static archives (`gcc -static` works).
+pub const DEBIAN_GCC_INCLUDE: &[&str] = &["gcc", "libc6-dev"];
+
+/// The name the Debian compiler image has in the layout (and so after `image load`).
+pub const DEBIAN_GCC_NAME: &str = "localhost/berth-test/debian-gcc:bookworm";
+
+/// The tag of the Debian compiler image in its layout: `oci:DIR:gcc` for buildah and skopeo.
+pub const DEBIAN_GCC_TAG: &str = "gcc";
+
+/// An OCI image layout holding the Debian compiler image: one gzip layer, a debootstrap'd
+/// bookworm minbase rootfs with DEBIAN_GCC_INCLUDE; config Cmd `bash`, the usual PATH. Built
+/// once per machine (debootstrap takes minutes) under /var/cache/berth-tests, keyed by the
+/// suite and package list (`debian-gcc-KEY.oci`), under a flock so that parallel tests wait
+/// for one build; the .debs are kept there too. Read-only: `image load -i DIR` for berth,
+/// `oci:DIR:gcc` for buildah and skopeo.
+pub fn debian_gcc_layout() -> PathBuf {
+    let key = &sha256_bytes(format!("bookworm minbase {}", DEBIAN_GCC_INCLUDE.join(",")).as_bytes())[..12];
+    let cache = Path::new(DEBIAN_CACHE);
+    let out = cache.join(format!("debian-gcc-{key}.oci"));
+    let lockf = cache_lock("debian-gcc.lock");
+    if !out.join("index.json").exists() {
+        let build = cache.join(format!("build-gcc.{}", std::process::id()));
+        let _ = fs::remove_dir_all(&build);
+        mkdir(&build, 0o755);
+        let (tar, diff) = debootstrap_tar(&build, DEBIAN_GCC_INCLUDE);
+        let lay = Layout::create(&build.join("layout"));
+        let gz = build.join("rootfs.tar.gz");
+        gzip_file(&tar, &gz);
+        let _ = fs::remove_file(&tar);
+        let layer = Layer { desc: lay.add_blob_file(OCI_LAYER_GZIP, &gz), diff_id: format!("sha256:{diff}") };
+        let (m, _) = lay.add_image(&[layer], &ImageSpec::new(&["bash"]));
+        lay.tag(&m, DEBIAN_GCC_TAG, Some(DEBIAN_GCC_NAME));
+        let _ = fs::remove_dir_all(&out);
+        fs::rename(&lay.dir, &out).unwrap();
+        let _ = fs::remove_dir_all(&build);
+    }
+    drop(lockf);
+    out
 }
 
 /// The second layer of the Debian test image: whiteouts (a file, a directory), an opaque

@@ -11,8 +11,8 @@
 //! Each blob (the layers, up to 3 at a time, then the config) is first looked for in the
 //! repository (HEAD); one the registry has in another repository of the same registry (known
 //! from the `repo@digest` names the store recorded for images pulled from or pushed there)
-//! is mounted from it; anything else is uploaded: in one PUT up to CHUNK bytes, in PATCHes of
-//! CHUNK bytes and a closing PUT above. The manifest goes last, under the tag. A failed
+//! is mounted from it; anything else is uploaded: in one PUT up to PUT_MAX bytes, above that in
+//! one PATCH of the whole blob and a closing PUT. The manifest goes last, under the tag. A failed
 //! upload session is cancelled; the store is changed only after the manifest is accepted (the
 //! new `repo@digest` is recorded, as docker does).
 
@@ -27,8 +27,8 @@ use std::sync::Mutex;
 
 /// Blobs sent at the same time.
 const PARALLEL: usize = 3;
-/// Largest blob sent in one PUT; larger ones go in PATCHes of this size.
-pub const CHUNK: u64 = 16 << 20;
+/// Largest blob sent in one PUT; a larger one goes in one PATCH and a closing PUT.
+pub const PUT_MAX: u64 = 16 << 20;
 /// gzip level of layers compressed for a push (see the design notes in README.md).
 const GZIP_LEVEL: u32 = 2;
 
@@ -403,7 +403,7 @@ fn push_blob(
     let size = u64::try_from(d.size).unwrap_or(0);
     let show = |n: u64| say(format!("Pushing {}/{}", progress_size(n), progress_size(size)), false);
     let path = file.map_or_else(|| store.blob_path(&d.digest), std::path::Path::to_path_buf);
-    if let Err(e) = client.upload_blob(r, &location, &d.digest, &path, size, CHUNK, &show) {
+    if let Err(e) = client.upload_blob(r, &location, &d.digest, &path, size, PUT_MAX, &show) {
         client.cancel_upload(r, &location);
         return Err(e.into());
     }
