@@ -761,6 +761,15 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
         "-c",
         echo,
     ]);
+    // The network's bridge is new: its gateway address went through duplicate address detection
+    // when the container's veth joined. `run` returns only once the gateway is usable (a
+    // tentative address is no source and answers no neighbour solicitation).
+    let gw6: std::net::Ipv6Addr = format!("fd00:247:{n:x}::1").parse().unwrap();
+    let hex: String = gw6.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap();
+    let line = inet6.lines().find(|l| l.starts_with(&hex)).unwrap_or_else(|| panic!("{gw6} not on the host"));
+    let flags = u32::from_str_radix(line.split_whitespace().nth(4).unwrap(), 16).unwrap();
+    assert_eq!(flags & 0x48, 0, "gateway {gw6} tentative or failed when run returned: {line}");
     for host in ["::1", "127.0.0.1"] {
         let addr = SocketAddr::new(host.parse().unwrap(), p);
         let s = std::net::UdpSocket::bind(if host.contains(':') { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
@@ -785,6 +794,15 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
             );
         }
     }
+    // The loopback proxy's socket for this client sends from the gateway, whatever other
+    // addresses the host has.
+    let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", &id]).stdout.trim().to_string();
+    let socks = sh("ss -H -u -n -a");
+    let relay: Vec<&str> = socks.lines().filter(|l| l.contains(&format!("[{ip6}]:5353"))).collect();
+    assert!(
+        !relay.is_empty() && relay.iter().all(|l| l.contains(&format!("[{gw6}]:"))),
+        "relay sockets to [{ip6}]:5353 not from [{gw6}]: {relay:#?}"
+    );
     let id12 = &id[..12];
     assert!(rules_naming(&[&format!("loopback proxy {id12}")]).iter().any(|l| l.contains("-p udp")));
     e.c(&["rm", "-f", &id]).ok();

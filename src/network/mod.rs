@@ -215,6 +215,10 @@ fn all_records(data_root: &Path) -> Vec<Record> {
         .collect()
 }
 
+/// How long an attach waits for a bridge's IPv6 gateway address to pass duplicate address
+/// detection (it takes 1-2 s).
+const GATEWAY6_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Start time (clock ticks after boot) of a process, None when gone.
 fn proc_start(pid: u32) -> Option<u64> {
     let s = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -696,15 +700,23 @@ fn setup(
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))?;
         rec.attachment.interfaces.push(iface);
     }
+    // A dual-stack bridge's gateway address is usable (duplicate address detection done) before
+    // the container runs, the loopback proxy relays or `run` returns.
+    for g6 in nets.iter().filter(|(n, _)| n.is_bridge()).filter_map(|(n, _)| n.gateway6) {
+        netns::settle_addr6(g6, GATEWAY6_SETTLE)?;
+    }
     // Ports published on the host's [::1] of a dual-stack network: the loopback proxy.
     let port_iface = rec.nets.iter().position(|n| n.runtime_config.get("portMappings").is_some());
-    if let Some(ip6) = port_iface.and_then(|i| rec.attachment.interfaces.get(i)).and_then(|i| i.ip6) {
+    let port_if = port_iface.and_then(|i| rec.attachment.interfaces.get(i));
+    if let Some((ip6, gw6)) = port_if.and_then(|i| Some((i.ip6?, i.gateway6))) {
         let maps = proxy::loopback6(&rec.attachment.ports);
         if !maps.is_empty() {
             rec.proxy_ports = maps.clone();
             save_record(data_root, rec)?;
             proxy::add_rules(&req.container_id, &maps)?;
-            let pid = proxy::start(ip6, &maps)?;
+            // The gateway as the relays' source when it is an address of the host's.
+            let source = gw6.filter(|g| netns::addr6_state(*g) != netns::Addr6State::Absent);
+            let pid = proxy::start(ip6, source, &maps)?;
             rec.proxy = Some((pid, proc_start(pid).unwrap_or(0)));
             save_record(data_root, rec)?;
         }
@@ -982,6 +994,11 @@ pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Resul
     let iface = added.and_then(|result| {
         interface_of(&rn.network, &rn.ifname, &ns_str, &result)
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))
+    });
+    // As at attach: the bridge's IPv6 gateway usable before the connection is reported.
+    let iface = iface.and_then(|i| match net.gateway6.filter(|_| net.is_bridge()) {
+        Some(g6) => netns::settle_addr6(g6, GATEWAY6_SETTLE).map(|()| i),
+        None => Ok(i),
     });
     let iface = match iface {
         Ok(i) => i,
