@@ -726,7 +726,8 @@ fn setup(
     let dns_net = nets.iter().position(|(n, _)| n.has_dns());
     let resolv = match dns_net {
         Some(i) => {
-            let mut servers = vec![nets[i].0.gateway.to_string()];
+            let at = if nets[i].0.dns_in_container() { dns::IN_CONTAINER } else { nets[i].0.gateway };
+            let mut servers = vec![at.to_string()];
             servers.extend(req.dns.servers.iter().cloned());
             etc::resolv_conf(
                 &servers,
@@ -768,7 +769,7 @@ fn setup(
     rec.attachment.hosts = etc::hosts_file(&own, &names, &extra);
     // Names on user-defined networks, then their DNS servers.
     let _l = config::lock(data_root)?;
-    for (rn, iface) in rec.nets.iter().zip(&rec.attachment.interfaces) {
+    for (i, (rn, iface)) in rec.nets.iter().zip(&rec.attachment.interfaces).enumerate() {
         if !rn.dns {
             continue;
         }
@@ -780,6 +781,12 @@ fn setup(
         let ips: Vec<IpAddr> = std::iter::once(iface.ip.into()).chain(iface.ip6.map(IpAddr::from)).collect();
         dns::set_record(data_root, &rn.network, &req.container_id, Some((&ips, &nm)))?;
         dns::ensure_server(data_root, &rn.network)?;
+        // macvlan, ipvlan: the server answers at 127.0.0.11 inside the container, for the
+        // network its resolv.conf names.
+        if dns_net == Some(i) && nets.get(i).is_some_and(|(n, _)| n.dns_in_container()) {
+            let (udp, tcp) = dns::bind_in_netns(&ns)?;
+            dns::hand_over(data_root, &rn.network, &req.container_id, &udp, &tcp)?;
+        }
     }
     rec.ready = true;
     save_record(data_root, rec)
