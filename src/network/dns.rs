@@ -714,6 +714,26 @@ mod tests {
     }
 
     #[test]
+    fn sockets_handed_to_the_server() {
+        let root = std::env::temp_dir().join(format!("berth-dns-handover-{}", std::process::id()));
+        let dir = config::state_dir(&root, "lan");
+        fs::create_dir_all(&dir).unwrap();
+        let ctl = UnixDatagram::bind(ctl_path(&root, "lan")).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        hand_over(&root, "lan", "c0ffee", &udp, &tcp).unwrap();
+        let l = receive(&ctl).unwrap();
+        assert_eq!(l.container, "c0ffee");
+        assert_eq!(l.udp.local_addr().unwrap(), udp.local_addr().unwrap());
+        assert_eq!(l.tcp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        // Without a server listening: one error naming the socket.
+        drop(ctl);
+        let e = hand_over(&root, "lan", "c0ffee", &udp, &tcp).unwrap_err().to_string();
+        assert!(e.contains("dns.sock") && e.contains("sendmsg"), "{e}");
+        let _ = fs::remove_dir_all(&root);
+    }
+
+    #[test]
     fn records() {
         let m = parse_records("10.89.0.2 web Alias # c1\n10.89.0.3 db # c2\nbad line\n10.89.0.4 web # c3\n");
         let ip = |s: &str| s.parse::<IpAddr>().unwrap();
