@@ -550,6 +550,19 @@ fn macvlan_and_ipvlan_on_a_lan() {
     let o = e.c(&["exec", "mv1", "nslookup", "mv2"]);
     o.ok();
     assert!(o.stdout.contains(&format!("Address: {ip2}")), "{o}");
+    // The DNS server killed: the next container start brings one back, which answers in the
+    // running containers again.
+    let lock = e.data.join("network/mvnet/dns.lock");
+    let pid: i32 = std::fs::read_to_string(&lock).unwrap().trim().parse().unwrap();
+    // SAFETY: kill(2) of the DNS server this test's network started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    e.run_d(&["--name", "mv3", "--network", "mvnet", "busybox", "sleep", "1000"]);
+    let ip3 = ip("mv3");
+    let o = e.c(&["exec", "mv2", "sh", "-c", "nslookup mv3; nslookup mv1"]);
+    o.ok();
+    assert!(o.stdout.contains(&format!("Address: {ip3}")) && o.stdout.contains(&format!("Address: {ip1}")), "{o}");
+    e.c(&["rm", "-f", "mv3"]).ok();
     // Published ports are a bridge network's: refused with one line on the LAN.
     let o = e.c(&["run", "-d", "--network", "mvnet", "-p", "8080:80", "busybox", "true"]);
     o.one_line_error(&["ports cannot be published"]);

@@ -457,6 +457,20 @@ fn run(
             ls.retain(|l| l.container.is_empty() || ids.contains(&l.container));
         }
     };
+    // A server started again (the last one was killed) answers the running containers again:
+    // it binds 127.0.0.11 in the namespace of each set-up container the record file names (one
+    // being attached now is not set up yet: its attach hands its sockets over).
+    if ctl.is_some() {
+        let text = fs::read_to_string(&rec_path).unwrap_or_default();
+        let mut ids: Vec<&str> = text.lines().filter_map(|l| l.rsplit_once("# ").map(|(_, id)| id.trim())).collect();
+        ids.dedup();
+        for id in ids {
+            let Some(ns) = super::resolver_netns(data_root, &net.name, id) else { continue };
+            if let Ok((udp, tcp)) = bind_in_netns(&ns) {
+                listeners.push(Listener { container: id.to_string(), udp, tcp });
+            }
+        }
+    }
     loop {
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();

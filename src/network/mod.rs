@@ -189,6 +189,14 @@ fn record_path(data_root: &Path, id: &str) -> PathBuf {
     records_dir(data_root).join(format!("{id}.json"))
 }
 
+/// The namespace of a set-up container whose resolv.conf names `network`'s DNS server (its
+/// first network with names): where a restarted macvlan/ipvlan server binds 127.0.0.11 again.
+pub(crate) fn resolver_netns(data_root: &Path, network: &str, container_id: &str) -> Option<PathBuf> {
+    let rec = load_record(data_root, container_id).ok()??;
+    let first = rec.nets.iter().find(|n| n.dns)?;
+    (rec.ready && first.network == network).then_some(rec.attachment.netns_path?)
+}
+
 fn load_record(data_root: &Path, id: &str) -> Result<Option<Record>, NetError> {
     let p = record_path(data_root, id);
     match fs::read(&p) {
