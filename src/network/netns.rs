@@ -143,7 +143,7 @@ pub fn delete_bridge(name: &str) -> Result<(), NetError> {
     Ok(())
 }
 
-/// The state of an IPv6 address of this namespace, from /proc/net/if_inet6.
+/// The state of an IPv6 address of the calling thread's network namespace (/proc/net/if_inet6).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Addr6State {
     /// Not an address of any interface here.
@@ -181,7 +181,7 @@ pub fn addr6_state_in(text: &str, addr: std::net::Ipv6Addr) -> Addr6State {
 }
 
 pub fn addr6_state(addr: std::net::Ipv6Addr) -> Addr6State {
-    addr6_state_in(&fs::read_to_string("/proc/net/if_inet6").unwrap_or_default(), addr)
+    addr6_state_in(&fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap_or_default(), addr)
 }
 
 /// Waits (up to `limit`) until the host's IPv6 address `addr` has passed duplicate address
