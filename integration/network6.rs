@@ -758,7 +758,9 @@ fn nat66_and_routed_ipv6_out() {
         "for i in $(seq 30); do nc -w 2 {peer} 9000 </dev/null | grep -q hello && exit 0; sleep 0.3; done; exit 1"
     );
     let client = |net: &str| {
-        let o = e.c(&["run", "-d", "--network", net, "busybox", "sh", "-c", &format!("{script}; sleep 100")]);
+        // The loop in a subshell: its `exit` must not end the container before inspect reads
+        // its address (the gateway is usable at start, so the first try connects at once).
+        let o = e.c(&["run", "-d", "--network", net, "busybox", "sh", "-c", &format!("({script}); sleep 100")]);
         o.ok();
         let id = o.stdout.trim().to_string();
         let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", &id]).stdout.trim().to_string();
