@@ -513,7 +513,8 @@ fn macvlan_and_ipvlan_on_a_lan() {
     .ok();
     let ls = e.cmd(&["network", "ls"]);
     assert!(ls.lines().iter().any(|l| l.contains("mvnet") && l.contains("macvlan")), "{ls}");
-    e.run_d(&["--name", "mv1", "--network", "mvnet", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]);
+    let mv1 = ["--name", "mv1", "--network", "mvnet", "--network-alias", "web"];
+    e.run_d(&[&mv1[..], &["busybox", "httpd", "-f", "-p", "80", "-h", "/etc"]].concat());
     e.run_d(&["--name", "mv2", "--network", "mvnet", "busybox", "sleep", "1000"]);
     let ip = |c: &str| e.c(&["inspect", "-f", "{{.NetworkSettings.IPAddress}}", c]).stdout.trim().to_string();
     let (ip1, ip2) = (ip("mv1"), ip("mv2"));
@@ -533,6 +534,35 @@ fn macvlan_and_ipvlan_on_a_lan() {
     ]);
     o.ok();
     assert!(o.stdout.contains(FIXTURE_MARK.trim()), "{o}");
+    // Names resolve as on docker's macvlan networks: the network's DNS server answers at
+    // 127.0.0.11 inside each container (the host has no address the containers can reach).
+    let o = e.c(&[
+        "exec",
+        "mv2",
+        "sh",
+        "-c",
+        "cat /etc/resolv.conf; nslookup mv1; nslookup web; wget -q -O- http://mv1/berth-fixture",
+    ]);
+    o.ok();
+    assert!(o.stdout.lines().any(|l| l.trim() == "nameserver 127.0.0.11"), "{o}");
+    assert_eq!(o.stdout.matches(&format!("Address: {ip1}")).count(), 2, "mv1 and its alias: {o}");
+    assert!(o.stdout.contains(FIXTURE_MARK.trim()), "GET by name: {o}");
+    let o = e.c(&["exec", "mv1", "nslookup", "mv2"]);
+    o.ok();
+    assert!(o.stdout.contains(&format!("Address: {ip2}")), "{o}");
+    // The DNS server killed: the next container start brings one back, which answers in the
+    // running containers again.
+    let lock = e.data.join("network/mvnet/dns.lock");
+    let pid: i32 = std::fs::read_to_string(&lock).unwrap().trim().parse().unwrap();
+    // SAFETY: kill(2) of the DNS server this test's network started.
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(wait_until(Duration::from_secs(5), || !std::path::Path::new(&format!("/proc/{pid}")).exists()));
+    e.run_d(&["--name", "mv3", "--network", "mvnet", "busybox", "sleep", "1000"]);
+    let ip3 = ip("mv3");
+    let o = e.c(&["exec", "mv2", "sh", "-c", "nslookup mv3; nslookup mv1"]);
+    o.ok();
+    assert!(o.stdout.contains(&format!("Address: {ip3}")) && o.stdout.contains(&format!("Address: {ip1}")), "{o}");
+    e.c(&["rm", "-f", "mv3"]).ok();
     // Published ports are a bridge network's: refused with one line on the LAN.
     let o = e.c(&["run", "-d", "--network", "mvnet", "-p", "8080:80", "busybox", "true"]);
     o.one_line_error(&["ports cannot be published"]);
@@ -562,6 +592,10 @@ fn macvlan_and_ipvlan_on_a_lan() {
         let parent_mac = std::fs::read_to_string(format!("/sys/class/net/{iv_parent}/address")).unwrap();
         let mac = e.c(&["inspect", "-f", "{{.NetworkSettings.MacAddress}}", "iv1"]).stdout;
         assert_eq!(mac.trim(), parent_mac.trim(), "an ipvlan interface has its parent's MAC");
+        // The resolver at 127.0.0.11 answers on ipvlan too.
+        let o = e.c(&["exec", "iv1", "nslookup", "iv1"]);
+        o.ok();
+        assert!(o.stdout.contains(&format!("Address: {ivip}")), "{o}");
     } else {
         // This kernel has no ipvlan: the plugin's failure is one line and nothing is left.
         let mut a = vec!["run", "-d"];
@@ -574,8 +608,23 @@ fn macvlan_and_ipvlan_on_a_lan() {
         let res = std::fs::read_dir(e.data.join("network/ipam/ivnet")).map(|d| d.count()).unwrap_or(0);
         assert!(res <= 1, "only host-local's last-reserved marker may stay: {res} files");
     }
+    // A removed container's name is gone; with the last one the network's DNS server goes.
+    e.c(&["rm", "-f", "mv1"]).ok();
+    let o = e.c(&["exec", "mv2", "nslookup", "mv1"]);
+    assert!(!o.stdout.contains(&format!("Address: {ip1}")), "{o}");
     // Teardown: nothing new on the host's links, the addresses released.
-    e.c(&["rm", "-f", "mv1", "mv2"]).ok();
+    e.c(&["rm", "-f", "mv2"]).ok();
+    let data = e.data.to_string_lossy().into_owned();
+    let dns_left = || {
+        std::fs::read_dir("/proc")
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.ok())
+            .filter_map(|e| std::fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .any(|c| c.contains("dns-serve mvnet") && c.contains(&data))
+    };
+    assert!(wait_until(Duration::from_secs(5), || !dns_left()), "the DNS server of mvnet still runs");
     e.c(&["rm", "-f", "iv1"]);
     e.cmd(&["network", "rm", "mvnet", "ivnet"]).ok();
     assert_eq!(host_links(), links_before, "links changed");
@@ -709,7 +758,9 @@ fn nat66_and_routed_ipv6_out() {
         "for i in $(seq 30); do nc -w 2 {peer} 9000 </dev/null | grep -q hello && exit 0; sleep 0.3; done; exit 1"
     );
     let client = |net: &str| {
-        let o = e.c(&["run", "-d", "--network", net, "busybox", "sh", "-c", &format!("{script}; sleep 100")]);
+        // The loop in a subshell: its `exit` must not end the container before inspect reads
+        // its address (the gateway is usable at start, so the first try connects at once).
+        let o = e.c(&["run", "-d", "--network", net, "busybox", "sh", "-c", &format!("({script}); sleep 100")]);
         o.ok();
         let id = o.stdout.trim().to_string();
         let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", &id]).stdout.trim().to_string();
@@ -761,6 +812,15 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
         "-c",
         echo,
     ]);
+    // The network's bridge is new: its gateway address went through duplicate address detection
+    // when the container's veth joined. `run` returns only once the gateway is usable (a
+    // tentative address is no source and answers no neighbour solicitation).
+    let gw6: std::net::Ipv6Addr = format!("fd00:247:{n:x}::1").parse().unwrap();
+    let hex: String = gw6.octets().iter().map(|b| format!("{b:02x}")).collect();
+    let inet6 = std::fs::read_to_string("/proc/net/if_inet6").unwrap();
+    let line = inet6.lines().find(|l| l.starts_with(&hex)).unwrap_or_else(|| panic!("{gw6} not on the host"));
+    let flags = u32::from_str_radix(line.split_whitespace().nth(4).unwrap(), 16).unwrap();
+    assert_eq!(flags & 0x48, 0, "gateway {gw6} tentative or failed when run returned: {line}");
     for host in ["::1", "127.0.0.1"] {
         let addr = SocketAddr::new(host.parse().unwrap(), p);
         let s = std::net::UdpSocket::bind(if host.contains(':') { "[::1]:0" } else { "127.0.0.1:0" }).unwrap();
@@ -785,6 +845,15 @@ fn udp_published_on_both_families_and_ipv6_loopback() {
             );
         }
     }
+    // The loopback proxy's socket for this client sends from the gateway, whatever other
+    // addresses the host has.
+    let ip6 = e.c(&["inspect", "-f", "{{.NetworkSettings.GlobalIPv6Address}}", &id]).stdout.trim().to_string();
+    let socks = sh("ss -H -u -n -a");
+    let relay: Vec<&str> = socks.lines().filter(|l| l.contains(&format!("[{ip6}]:5353"))).collect();
+    assert!(
+        !relay.is_empty() && relay.iter().all(|l| l.contains(&format!("[{gw6}]:"))),
+        "relay sockets to [{ip6}]:5353 not from [{gw6}]: {relay:#?}"
+    );
     let id12 = &id[..12];
     assert!(rules_naming(&[&format!("loopback proxy {id12}")]).iter().any(|l| l.contains("-p udp")));
     e.c(&["rm", "-f", &id]).ok();

@@ -90,6 +90,9 @@ pub enum NetworkCmd {
     Proxy6 {
         #[arg(long)]
         target: std::net::Ipv6Addr,
+        /// The host's address the UDP relays send from (the network's gateway).
+        #[arg(long)]
+        source: Option<std::net::Ipv6Addr>,
         /// HOSTPORT:CONTAINERPORT pairs.
         maps: Vec<String>,
     },
@@ -262,9 +265,9 @@ pub fn run(data_root: &Path, cmd: NetworkCmd) -> Result<(), NetError> {
                     writeln!(out, "{}", att.netns_path.as_deref().map(|p| p.display().to_string()).unwrap_or_default());
             }
         }
-        NetworkCmd::Proxy6 { target, maps } => {
+        NetworkCmd::Proxy6 { target, source, maps } => {
             drop(out);
-            super::proxy::serve(target, &maps)?;
+            super::proxy::serve(target, source, &maps)?;
         }
         NetworkCmd::Detach { container_id } => super::detach(data_root, &container_id)?,
     }

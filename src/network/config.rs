@@ -76,10 +76,17 @@ impl Network {
         self.name == DEFAULT_NETWORK
     }
 
-    /// User-defined bridge networks resolve container names (a DNS server on the gateway, an
-    /// address of the host: a macvlan or ipvlan gateway is a router of the LAN).
+    /// User-defined networks resolve container names: a bridge's through a DNS server on its
+    /// gateway (an address of the host), a macvlan or ipvlan network's (whose gateway is a
+    /// router of the LAN) through the same server reached at 127.0.0.11 inside each container.
     pub fn has_dns(&self) -> bool {
-        !self.is_default() && self.is_bridge()
+        !self.is_default()
+    }
+
+    /// The network's DNS server listens in each container's namespace (at [`super::dns::IN_CONTAINER`]),
+    /// not on a host address.
+    pub fn dns_in_container(&self) -> bool {
+        self.has_dns() && !self.is_bridge()
     }
 
     pub fn is_bridge(&self) -> bool {

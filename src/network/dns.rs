@@ -3,14 +3,24 @@
 //! the network's record file <data-root>/network/<name>/hosts (re-read when it changes) and
 //! forwards other queries to the host's upstream nameservers. It exits when the network has no
 //! attachment left or is removed.
+//!
+//! A macvlan or ipvlan network has no address on the host that its containers can reach (the
+//! gateway is the LAN's router; the kernel keeps a macvlan's traffic away from its parent). Its
+//! server answers where docker's embedded resolver does: 127.0.0.11:53 inside each container's
+//! network namespace. The attach binds those two sockets from a thread that entered the
+//! container's namespace and hands them to the server over a unix datagram socket
+//! (<state>/dns.sock, SCM_RIGHTS, the container id as the message): the sockets exist, and
+//! queue queries, before the container runs. The server closes a container's pair when its
+//! records leave the record file.
 
 use super::{config, etc, NetError};
 use std::collections::HashMap;
 use std::fs;
 use std::io::{Read, Write};
-use std::net::{IpAddr, SocketAddr, TcpListener, TcpStream, UdpSocket};
-use std::os::fd::AsFd;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
+use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, RwLock};
@@ -30,6 +40,14 @@ pub fn records_path(data_root: &Path, network: &str) -> PathBuf {
 fn lock_path(data_root: &Path, network: &str) -> PathBuf {
     config::state_dir(data_root, network).join("dns.lock")
 }
+
+/// Where a macvlan or ipvlan network's server takes the sockets of new containers.
+fn ctl_path(data_root: &Path, network: &str) -> PathBuf {
+    config::state_dir(data_root, network).join("dns.sock")
+}
+
+/// The resolver address inside a container of a macvlan or ipvlan network (docker's).
+pub const IN_CONTAINER: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 11);
 
 /// Replaces the lines of `container_id` by `entry` (None: removes them); returns how many
 /// containers are left. The metadata lock must be held.
@@ -288,11 +306,11 @@ pub fn serve(data_root: &Path, network: &str) -> Result<(), NetError> {
     let _ = nix::unistd::setsid();
     let _ = std::env::set_current_dir("/");
     match setup(data_root, &net) {
-        Ok(Some((udp, tcp, lockf))) => {
+        Ok(Some((host, ctl, lockf))) => {
             println!("ready");
             let _ = std::io::stdout().flush();
             redirect_stdio_to_null();
-            run(data_root, &net, udp, tcp, lockf);
+            run(data_root, &net, host, ctl, lockf);
             Ok(())
         }
         Ok(None) => {
@@ -306,7 +324,8 @@ pub fn serve(data_root: &Path, network: &str) -> Result<(), NetError> {
     }
 }
 
-type Sockets = (UdpSocket, TcpListener, fs::File);
+/// The gateway's sockets (a bridge), the control socket (macvlan, ipvlan), the server lock.
+type Sockets = (Option<(UdpSocket, TcpListener)>, Option<UnixDatagram>, fs::File);
 
 /// Takes the server lock (None: another server runs) and binds the sockets.
 fn setup(data_root: &Path, net: &config::Network) -> Result<Option<Sockets>, NetError> {
@@ -327,11 +346,18 @@ fn setup(data_root: &Path, net: &config::Network) -> Result<Option<Sockets>, Net
     }
     lockf.set_len(0).map_err(|e| NetError::io("truncate", &lp, e))?;
     lockf.write_all(std::process::id().to_string().as_bytes()).map_err(|e| NetError::io("write", &lp, e))?;
+    if net.dns_in_container() {
+        let sp = ctl_path(data_root, &net.name);
+        // A socket file left by a server that was killed.
+        let _ = fs::remove_file(&sp);
+        let ctl = UnixDatagram::bind(&sp).map_err(|e| NetError::io("bind", &sp, e))?;
+        return Ok(Some((None, Some(ctl), lockf)));
+    }
     let addr = SocketAddr::new(IpAddr::V4(net.gateway), 53);
     let bind_err = |e: std::io::Error| NetError::Msg(format!("dns server for network {}: bind {addr}: {e}", net.name));
     let udp = UdpSocket::bind(addr).map_err(bind_err)?;
     let tcp = TcpListener::bind(addr).map_err(bind_err)?;
-    Ok(Some((udp, tcp, lockf)))
+    Ok(Some((Some((udp, tcp)), None, lockf)))
 }
 
 fn redirect_stdio_to_null() {
@@ -349,11 +375,12 @@ fn file_key(p: &Path) -> FileKey {
 
 type FileKey = Option<(u64, i64, i64)>;
 
-/// Re-reads the record file when it changed (new inode or mtime: it is replaced by rename).
-fn reload(p: &Path, key: &mut FileKey, count: &mut usize, sh: &Shared) {
+/// Re-reads the record file when it changed (new inode or mtime: it is replaced by rename);
+/// then the ids of the containers it names.
+fn reload(p: &Path, key: &mut FileKey, count: &mut usize, sh: &Shared) -> Option<Vec<String>> {
     let k = file_key(p);
     if k == *key {
-        return;
+        return None;
     }
     *key = k;
     let text = fs::read_to_string(p).unwrap_or_default();
@@ -361,9 +388,54 @@ fn reload(p: &Path, key: &mut FileKey, count: &mut usize, sh: &Shared) {
     if let Ok(mut w) = sh.records.write() {
         *w = parse_records(&text);
     }
+    Some(text.lines().filter_map(|l| l.rsplit_once("# ").map(|(_, id)| id.trim().to_string())).collect())
 }
 
-fn run(data_root: &Path, net: &config::Network, udp: UdpSocket, tcp: TcpListener, _lock: fs::File) {
+/// One container's resolver sockets (bridge: the gateway's, with an empty id).
+struct Listener {
+    container: String,
+    udp: UdpSocket,
+    tcp: TcpListener,
+}
+
+/// Takes one container's sockets from the control socket: the message is the container id,
+/// the rights are its UDP socket then its TCP listener.
+fn receive(ctl: &UnixDatagram) -> Option<Listener> {
+    use nix::sys::socket::{recvmsg, ControlMessageOwned, MsgFlags};
+    let mut buf = [0u8; 128];
+    let mut cmsg = nix::cmsg_space!([std::os::fd::RawFd; 2]);
+    let (n, raw) = {
+        let mut iov = [std::io::IoSliceMut::new(&mut buf)];
+        let msg = recvmsg::<()>(ctl.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC).ok()?;
+        let mut raw = Vec::new();
+        if let Ok(cmsgs) = msg.cmsgs() {
+            for c in cmsgs {
+                if let ControlMessageOwned::ScmRights(v) = c {
+                    raw.extend(v);
+                }
+            }
+        }
+        (msg.bytes, raw)
+    };
+    // SAFETY: the descriptors were just received with SCM_RIGHTS: this process owns them and
+    // nothing else refers to them.
+    let mut fds: Vec<OwnedFd> = raw.into_iter().map(|fd| unsafe { OwnedFd::from_raw_fd(fd) }).collect();
+    let container = std::str::from_utf8(&buf[..n]).ok()?.to_string();
+    if fds.len() != 2 || container.is_empty() {
+        return None;
+    }
+    let tcp = TcpListener::from(fds.pop()?);
+    let udp = UdpSocket::from(fds.pop()?);
+    Some(Listener { container, udp, tcp })
+}
+
+fn run(
+    data_root: &Path,
+    net: &config::Network,
+    host: Option<(UdpSocket, TcpListener)>,
+    ctl: Option<UnixDatagram>,
+    _lock: fs::File,
+) {
     use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
     let rec_path = records_path(data_root, &net.name);
     let shared = Arc::new(Shared {
@@ -377,10 +449,32 @@ fn run(data_root: &Path, net: &config::Network, udp: UdpSocket, tcp: TcpListener
     let started = Instant::now();
     let mut last_check = Instant::now() - Duration::from_secs(10);
     let mut buf = vec![0u8; 4096];
+    let mut listeners: Vec<Listener> =
+        host.into_iter().map(|(udp, tcp)| Listener { container: String::new(), udp, tcp }).collect();
+    // A container's sockets go when its records do.
+    let keep = |ids: Option<Vec<String>>, ls: &mut Vec<Listener>| {
+        if let Some(ids) = ids {
+            ls.retain(|l| l.container.is_empty() || ids.contains(&l.container));
+        }
+    };
+    // A server started again (the last one was killed) answers the running containers again:
+    // it binds 127.0.0.11 in the namespace of each set-up container the record file names (one
+    // being attached now is not set up yet: its attach hands its sockets over).
+    if ctl.is_some() {
+        let text = fs::read_to_string(&rec_path).unwrap_or_default();
+        let mut ids: Vec<&str> = text.lines().filter_map(|l| l.rsplit_once("# ").map(|(_, id)| id.trim())).collect();
+        ids.dedup();
+        for id in ids {
+            let Some(ns) = super::resolver_netns(data_root, &net.name, id) else { continue };
+            if let Ok((udp, tcp)) = bind_in_netns(&ns) {
+                listeners.push(Listener { container: id.to_string(), udp, tcp });
+            }
+        }
+    }
     loop {
         if last_check.elapsed() >= Duration::from_millis(500) {
             last_check = Instant::now();
-            reload(&rec_path, &mut key, &mut count, &shared);
+            keep(reload(&rec_path, &mut key, &mut count, &shared), &mut listeners);
             if (count == 0 && started.elapsed() > Duration::from_secs(2))
                 || config::load(data_root, &net.name).map(|n| n.id != net.id).unwrap_or(true)
             {
@@ -396,31 +490,46 @@ fn run(data_root: &Path, net: &config::Network, udp: UdpSocket, tcp: TcpListener
                 continue;
             }
         }
-        let mut fds = [PollFd::new(udp.as_fd(), PollFlags::POLLIN), PollFd::new(tcp.as_fd(), PollFlags::POLLIN)];
+        let mut fds: Vec<PollFd> = Vec::new();
+        for l in &listeners {
+            fds.push(PollFd::new(l.udp.as_fd(), PollFlags::POLLIN));
+            fds.push(PollFd::new(l.tcp.as_fd(), PollFlags::POLLIN));
+        }
+        if let Some(c) = &ctl {
+            fds.push(PollFd::new(c.as_fd(), PollFlags::POLLIN));
+        }
         match poll(&mut fds, PollTimeout::from(500u16)) {
             Ok(0) | Err(_) => continue,
             Ok(_) => {}
         }
+        let ready: Vec<bool> = fds.iter().map(|f| f.revents().is_some_and(|r| r.contains(PollFlags::POLLIN))).collect();
+        drop(fds);
         // A container attached a moment ago must resolve at once: re-read a changed file.
-        reload(&rec_path, &mut key, &mut count, &shared);
-        let udp_ready = fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
-        let tcp_ready = fds[1].revents().is_some_and(|r| r.contains(PollFlags::POLLIN));
-        if udp_ready {
-            if let Ok((n, from)) = udp.recv_from(&mut buf) {
-                handle_udp(&shared, &udp, &buf[..n], from);
+        keep(reload(&rec_path, &mut key, &mut count, &shared), &mut listeners);
+        for (i, l) in listeners.iter().enumerate() {
+            if ready.get(2 * i).copied().unwrap_or(false) {
+                if let Ok((n, from)) = l.udp.recv_from(&mut buf) {
+                    handle_udp(&shared, &l.udp, &buf[..n], from);
+                }
+            }
+            if ready.get(2 * i + 1).copied().unwrap_or(false) {
+                if let Ok((s, _)) = l.tcp.accept() {
+                    if shared.inflight.fetch_add(1, Ordering::SeqCst) < MAX_INFLIGHT {
+                        let sh = shared.clone();
+                        std::thread::spawn(move || {
+                            handle_tcp(&sh, s);
+                            sh.inflight.fetch_sub(1, Ordering::SeqCst);
+                        });
+                    } else {
+                        shared.inflight.fetch_sub(1, Ordering::SeqCst);
+                    }
+                }
             }
         }
-        if tcp_ready {
-            if let Ok((s, _)) = tcp.accept() {
-                if shared.inflight.fetch_add(1, Ordering::SeqCst) < MAX_INFLIGHT {
-                    let sh = shared.clone();
-                    std::thread::spawn(move || {
-                        handle_tcp(&sh, s);
-                        sh.inflight.fetch_sub(1, Ordering::SeqCst);
-                    });
-                } else {
-                    shared.inflight.fetch_sub(1, Ordering::SeqCst);
-                }
+        if let (Some(c), true) = (&ctl, ready.last().copied().unwrap_or(false)) {
+            if let Some(l) = receive(c) {
+                listeners.retain(|x| x.container != l.container);
+                listeners.push(l);
             }
         }
     }
@@ -551,6 +660,45 @@ pub fn ensure_server(data_root: &Path, network: &str) -> Result<(), NetError> {
     })
 }
 
+/// Binds the resolver's UDP and TCP sockets at 127.0.0.11:53 inside the network namespace
+/// `netns` (from a thread that enters it and ends).
+pub fn bind_in_netns(netns: &Path) -> Result<(UdpSocket, TcpListener), NetError> {
+    let ns = netns.to_path_buf();
+    std::thread::spawn(move || -> Result<(UdpSocket, TcpListener), NetError> {
+        let f = fs::File::open(&ns).map_err(|e| NetError::io("open", &ns, e))?;
+        nix::sched::setns(&f, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| NetError::Msg(format!("setns {}: {e}", ns.display())))?;
+        let addr = SocketAddr::new(IpAddr::V4(IN_CONTAINER), 53);
+        let bind_err = |e: std::io::Error| NetError::Msg(format!("dns resolver in {}: bind {addr}: {e}", ns.display()));
+        let udp = UdpSocket::bind(addr).map_err(bind_err)?;
+        let tcp = TcpListener::bind(addr).map_err(bind_err)?;
+        Ok((udp, tcp))
+    })
+    .join()
+    .unwrap_or_else(|_| Err(NetError::Msg("dns resolver: netns thread panicked".into())))
+}
+
+/// Gives a container's resolver sockets to the network's running server (the metadata lock is
+/// held: the server cannot decide to exit meanwhile).
+pub fn hand_over(
+    data_root: &Path,
+    network: &str,
+    container_id: &str,
+    udp: &UdpSocket,
+    tcp: &TcpListener,
+) -> Result<(), NetError> {
+    use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags, UnixAddr};
+    let sp = ctl_path(data_root, network);
+    let err = |e: String| NetError::Msg(format!("network {network}: dns server {}: {e}", sp.display()));
+    let addr = UnixAddr::new(&sp).map_err(|e| err(e.to_string()))?;
+    let s = UnixDatagram::unbound().map_err(|e| err(format!("socket: {e}")))?;
+    let fds = [udp.as_raw_fd(), tcp.as_raw_fd()];
+    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let iov = [std::io::IoSlice::new(container_id.as_bytes())];
+    sendmsg(s.as_raw_fd(), &iov, &cmsg, MsgFlags::empty(), Some(&addr)).map_err(|e| err(format!("sendmsg: {e}")))?;
+    Ok(())
+}
+
 /// Stops the network's DNS server if one runs.
 pub fn stop_server(data_root: &Path, network: &str) {
     let Some(mut f) = running(data_root, network) else { return };
@@ -577,6 +725,26 @@ mod tests {
         q.extend_from_slice(&qtype.to_be_bytes());
         q.extend_from_slice(&1u16.to_be_bytes());
         q
+    }
+
+    #[test]
+    fn sockets_handed_to_the_server() {
+        let root = std::env::temp_dir().join(format!("berth-dns-handover-{}", std::process::id()));
+        let dir = config::state_dir(&root, "lan");
+        fs::create_dir_all(&dir).unwrap();
+        let ctl = UnixDatagram::bind(ctl_path(&root, "lan")).unwrap();
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tcp = TcpListener::bind("127.0.0.1:0").unwrap();
+        hand_over(&root, "lan", "c0ffee", &udp, &tcp).unwrap();
+        let l = receive(&ctl).unwrap();
+        assert_eq!(l.container, "c0ffee");
+        assert_eq!(l.udp.local_addr().unwrap(), udp.local_addr().unwrap());
+        assert_eq!(l.tcp.local_addr().unwrap(), tcp.local_addr().unwrap());
+        // Without a server listening: one error naming the socket.
+        drop(ctl);
+        let e = hand_over(&root, "lan", "c0ffee", &udp, &tcp).unwrap_err().to_string();
+        assert!(e.contains("dns.sock") && e.contains("sendmsg"), "{e}");
+        let _ = fs::remove_dir_all(&root);
     }
 
     #[test]

@@ -201,6 +201,14 @@ fn record_path(data_root: &Path, id: &str) -> PathBuf {
     records_dir(data_root).join(format!("{id}.json"))
 }
 
+/// The namespace of a set-up container whose resolv.conf names `network`'s DNS server (its
+/// first network with names): where a restarted macvlan/ipvlan server binds 127.0.0.11 again.
+pub(crate) fn resolver_netns(data_root: &Path, network: &str, container_id: &str) -> Option<PathBuf> {
+    let rec = load_record(data_root, container_id).ok()??;
+    let first = rec.nets.iter().find(|n| n.dns)?;
+    (rec.ready && first.network == network).then_some(rec.attachment.netns_path?)
+}
+
 fn load_record(data_root: &Path, id: &str) -> Result<Option<Record>, NetError> {
     let p = record_path(data_root, id);
     match fs::read(&p) {
@@ -226,6 +234,10 @@ fn all_records(data_root: &Path) -> Vec<Record> {
         .filter_map(|id| load_record(data_root, &id).ok().flatten())
         .collect()
 }
+
+/// How long an attach waits for a bridge's IPv6 gateway address to pass duplicate address
+/// detection (it takes 1-2 s).
+const GATEWAY6_SETTLE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Start time (clock ticks after boot) of a process, None when gone.
 fn proc_start(pid: u32) -> Option<u64> {
@@ -764,15 +776,23 @@ fn setup(
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))?;
         rec.attachment.interfaces.push(iface);
     }
+    // A dual-stack bridge's gateway address is usable (duplicate address detection done) before
+    // the container runs, the loopback proxy relays or `run` returns.
+    for g6 in nets.iter().filter(|(n, _)| n.is_bridge()).filter_map(|(n, _)| n.gateway6) {
+        netns::settle_addr6(g6, GATEWAY6_SETTLE)?;
+    }
     // Ports published on the host's [::1] of a dual-stack network: the loopback proxy.
     let port_iface = rec.nets.iter().position(|n| n.runtime_config.get("portMappings").is_some());
-    if let Some(ip6) = port_iface.and_then(|i| rec.attachment.interfaces.get(i)).and_then(|i| i.ip6) {
+    let port_if = port_iface.and_then(|i| rec.attachment.interfaces.get(i));
+    if let Some((ip6, gw6)) = port_if.and_then(|i| Some((i.ip6?, i.gateway6))) {
         let maps = proxy::loopback6(&rec.attachment.ports);
         if !maps.is_empty() {
             rec.proxy_ports = maps.clone();
             save_record(data_root, rec)?;
             proxy::add_rules(&req.container_id, &maps)?;
-            let pid = proxy::start(ip6, &maps)?;
+            // The gateway as the relays' source when it is an address of the host's.
+            let source = gw6.filter(|g| netns::addr6_state(*g) != netns::Addr6State::Absent);
+            let pid = proxy::start(ip6, source, &maps)?;
             rec.proxy = Some((pid, proc_start(pid).unwrap_or(0)));
             save_record(data_root, rec)?;
         }
@@ -782,7 +802,8 @@ fn setup(
     let dns_net = nets.iter().position(|(n, _)| n.has_dns());
     let resolv = match dns_net {
         Some(i) => {
-            let mut servers = vec![nets[i].0.gateway.to_string()];
+            let at = if nets[i].0.dns_in_container() { dns::IN_CONTAINER } else { nets[i].0.gateway };
+            let mut servers = vec![at.to_string()];
             servers.extend(req.dns.servers.iter().cloned());
             etc::resolv_conf(
                 &servers,
@@ -824,7 +845,7 @@ fn setup(
     rec.attachment.hosts = etc::hosts_file(&own, &names, &extra);
     // Names on user-defined networks, then their DNS servers.
     let _l = config::lock(data_root)?;
-    for (rn, iface) in rec.nets.iter().zip(&rec.attachment.interfaces) {
+    for (i, (rn, iface)) in rec.nets.iter().zip(&rec.attachment.interfaces).enumerate() {
         if !rn.dns {
             continue;
         }
@@ -836,6 +857,12 @@ fn setup(
         let ips: Vec<IpAddr> = std::iter::once(iface.ip.into()).chain(iface.ip6.map(IpAddr::from)).collect();
         dns::set_record(data_root, &rn.network, &req.container_id, Some((&ips, &nm)))?;
         dns::ensure_server(data_root, &rn.network)?;
+        // macvlan, ipvlan: the server answers at 127.0.0.11 inside the container, for the
+        // network its resolv.conf names.
+        if dns_net == Some(i) && nets.get(i).is_some_and(|(n, _)| n.dns_in_container()) {
+            let (udp, tcp) = dns::bind_in_netns(&ns)?;
+            dns::hand_over(data_root, &rn.network, &req.container_id, &udp, &tcp)?;
+        }
     }
     rec.ready = true;
     save_record(data_root, rec)
@@ -1056,6 +1083,11 @@ pub fn connect(data_root: &Path, container_id: &str, want: &NetRequest) -> Resul
     let iface = added.and_then(|result| {
         interface_of(&rn.network, &rn.ifname, &ns_str, &result)
             .ok_or_else(|| NetError::Msg(format!("network {}: no IPv4 address in the plugin result", rn.network)))
+    });
+    // As at attach: the bridge's IPv6 gateway usable before the connection is reported.
+    let iface = iface.and_then(|i| match net.gateway6.filter(|_| net.is_bridge()) {
+        Some(g6) => netns::settle_addr6(g6, GATEWAY6_SETTLE).map(|()| i),
+        None => Ok(i),
     });
     let iface = match iface {
         Ok(i) => i,

@@ -142,3 +142,89 @@ pub fn delete_bridge(name: &str) -> Result<(), NetError> {
     }
     Ok(())
 }
+
+/// The state of an IPv6 address of the calling thread's network namespace (/proc/net/if_inet6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Addr6State {
+    /// Not an address of any interface here.
+    Absent,
+    /// Still in duplicate address detection: not usable as a source, and neighbours get no
+    /// answer for it.
+    Tentative,
+    /// Duplicate address detection found another holder.
+    DadFailed,
+    Usable,
+}
+
+/// linux/if_addr.h
+const IFA_F_DADFAILED: u32 = 0x08;
+const IFA_F_TENTATIVE: u32 = 0x40;
+
+/// The state of `addr` in the text of /proc/net/if_inet6 ("ADDR IFINDEX PLEN SCOPE FLAGS DEV").
+pub fn addr6_state_in(text: &str, addr: std::net::Ipv6Addr) -> Addr6State {
+    let want: String = addr.octets().iter().map(|b| format!("{b:02x}")).collect();
+    for l in text.lines() {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        if f.len() < 5 || f[0] != want {
+            continue;
+        }
+        let flags = u32::from_str_radix(f[4], 16).unwrap_or(0);
+        return if flags & IFA_F_DADFAILED != 0 {
+            Addr6State::DadFailed
+        } else if flags & IFA_F_TENTATIVE != 0 {
+            Addr6State::Tentative
+        } else {
+            Addr6State::Usable
+        };
+    }
+    Addr6State::Absent
+}
+
+pub fn addr6_state(addr: std::net::Ipv6Addr) -> Addr6State {
+    addr6_state_in(&fs::read_to_string("/proc/thread-self/net/if_inet6").unwrap_or_default(), addr)
+}
+
+/// Waits (up to `limit`) until the host's IPv6 address `addr` has passed duplicate address
+/// detection. A bridge's gateway address goes through it whenever the bridge gets its first
+/// port (a new bridge, or one whose containers had all gone): about 1-2 s during which the
+/// containers' default route is dead and a socket connected from the host to a container picks
+/// another interface's address as its source and keeps it. Absent: nothing to wait for.
+pub fn settle_addr6(addr: std::net::Ipv6Addr, limit: std::time::Duration) -> Result<(), NetError> {
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        match addr6_state(addr) {
+            Addr6State::Absent | Addr6State::Usable => return Ok(()),
+            Addr6State::DadFailed => {
+                return Err(NetError::Msg(format!(
+                    "gateway address {addr}: duplicate address detection failed (another host has it)"
+                )))
+            }
+            Addr6State::Tentative if std::time::Instant::now() >= deadline => {
+                return Err(NetError::Msg(format!(
+                    "gateway address {addr}: still tentative (duplicate address detection) after {}s",
+                    limit.as_secs()
+                )))
+            }
+            Addr6State::Tentative => std::thread::sleep(std::time::Duration::from_millis(20)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn if_inet6_states() {
+        let t = "fd00024500c000000000000000000001 1e9a 40 00 c0 br-8d5b26e42c60\n\
+                 fd00024400c000000000000000000001 1e97 40 00 82 n6n28692p1\n\
+                 fd00024300c000000000000000000001 1e97 40 00 48 n6n28692p2\n\
+                 00000000000000000000000000000001 01 80 10 80 lo\n";
+        let a = |s: &str| s.parse::<std::net::Ipv6Addr>().unwrap();
+        assert_eq!(addr6_state_in(t, a("fd00:245:c0::1")), Addr6State::Tentative);
+        assert_eq!(addr6_state_in(t, a("fd00:244:c0::1")), Addr6State::Usable);
+        assert_eq!(addr6_state_in(t, a("fd00:243:c0::1")), Addr6State::DadFailed);
+        assert_eq!(addr6_state_in(t, a("::1")), Addr6State::Usable);
+        assert_eq!(addr6_state_in(t, a("fd00:245:c0::2")), Addr6State::Absent);
+    }
+}

@@ -57,11 +57,16 @@ pub fn rule_args(op: &str, port: u16, proto: Proto, container_id: &str) -> Vec<S
 }
 
 /// Starts the proxy for `maps` to `target`; returns its pid once it listens on every port.
-pub fn start(target: Ipv6Addr, maps: &[Relay]) -> Result<u32, NetError> {
+/// `source`: the host's address on the container's network (the bridge's gateway), the source
+/// of the relayed UDP datagrams.
+pub fn start(target: Ipv6Addr, source: Option<Ipv6Addr>, maps: &[Relay]) -> Result<u32, NetError> {
     let err = |m: String| NetError::Msg(format!("ipv6 loopback proxy: {m}"));
     let exe = std::env::current_exe().unwrap_or_else(|_| PathBuf::from("/proc/self/exe"));
     let mut cmd = std::process::Command::new(&exe);
     cmd.args(["network", "proxy6", "--target", &target.to_string()]);
+    if let Some(s) = source {
+        cmd.args(["--source", &s.to_string()]);
+    }
     for r in maps {
         cmd.arg(relay_arg(r));
     }
@@ -88,9 +93,9 @@ pub fn stop(pid: u32, start: u64) {
     }
 }
 
-/// `berth network proxy6 --target ADDR HOST:CONT/PROTO...`: daemonizes, binds [::1]:HOST for
-/// each, reports "ready PID" (or "error: ...") on stdout and relays until killed.
-pub fn serve(target: Ipv6Addr, maps: &[String]) -> Result<(), NetError> {
+/// `berth network proxy6 --target ADDR [--source ADDR] HOST:CONT/PROTO...`: daemonizes, binds
+/// [::1]:HOST for each, reports "ready PID" (or "error: ...") on stdout and relays until killed.
+pub fn serve(target: Ipv6Addr, source: Option<Ipv6Addr>, maps: &[String]) -> Result<(), NetError> {
     let mut relays: Vec<Relay> = Vec::new();
     for m in maps {
         let (pair, proto) = m.split_once('/').unwrap_or((m.as_str(), "tcp"));
@@ -143,7 +148,7 @@ pub fn serve(target: Ipv6Addr, maps: &[String]) -> Result<(), NetError> {
                     std::thread::spawn(move || relay(s, to));
                 }
             }),
-            Sock::Udp(u) => std::thread::spawn(move || relay_udp(u, to)),
+            Sock::Udp(u) => std::thread::spawn(move || relay_udp(u, source, to)),
         });
     }
     for t in threads {
@@ -154,7 +159,14 @@ pub fn serve(target: Ipv6Addr, maps: &[String]) -> Result<(), NetError> {
 
 /// UDP: datagrams from each client go out of a socket of its own connected to the container;
 /// that socket's replies go back to the client from [::1]:HOST. Idle clients are dropped.
-fn relay_udp(listen: UdpSocket, to: SocketAddr) {
+///
+/// The client's socket is bound to `source` (the network's gateway) rather than letting
+/// connect() pick one: a connected socket keeps the source it got at connect() for the whole
+/// session, and while the gateway is still tentative (duplicate address detection) the kernel
+/// would pick another interface's address, one the container may have no route back to. A
+/// client that keeps its port (every retry of a resolver or a test) would then never get an
+/// answer. While the gateway cannot be bound the datagram is dropped and the next one tries again.
+fn relay_udp(listen: UdpSocket, source: Option<Ipv6Addr>, to: SocketAddr) {
     let Ok(listen) = listen.try_clone().map(Arc::new) else { return };
     let clients: Arc<Mutex<HashMap<SocketAddr, Arc<UdpSocket>>>> = Arc::default();
     let mut buf = vec![0u8; 65536];
@@ -164,7 +176,8 @@ fn relay_udp(listen: UdpSocket, to: SocketAddr) {
         let up = match existing {
             Some(u) => u,
             None => {
-                let Ok(u) = UdpSocket::bind(SocketAddr::new(IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)) else { continue };
+                let src = IpAddr::V6(source.unwrap_or(Ipv6Addr::UNSPECIFIED));
+                let Ok(u) = UdpSocket::bind(SocketAddr::new(src, 0)) else { continue };
                 if u.connect(to).is_err() || u.set_read_timeout(Some(Duration::from_secs(120))).is_err() {
                     continue;
                 }
