@@ -433,14 +433,31 @@ impl Pattern {
         Ok(Pattern(out))
     }
 
-    /// Whether the pattern matches all of `s`.
+    /// Whether the pattern matches all of `s`. Iterative, keeping only the last `*`'s
+    /// position to go back to: O(len(toks) * len(s)) whatever the pattern (a recursive try of
+    /// every split per `*` took exponential time on `${A%*****...}`).
     fn full(toks: &[Tok], s: &[char]) -> bool {
-        match toks.split_first() {
-            None => s.is_empty(),
-            Some((Tok::Any, rest)) => (0..=s.len()).any(|i| Self::full(rest, &s[i..])),
-            Some((Tok::One, rest)) => !s.is_empty() && Self::full(rest, &s[1..]),
-            Some((Tok::Lit(c), rest)) => s.first() == Some(c) && Self::full(rest, &s[1..]),
+        let (mut t, mut i) = (0, 0);
+        // The token after the last `*` seen, and where in `s` that `*`'s match ends so far.
+        let mut star: Option<(usize, usize)> = None;
+        while i < s.len() {
+            match toks.get(t) {
+                Some(Tok::Any) => {
+                    t += 1;
+                    star = Some((t, i));
+                }
+                Some(Tok::One) => (t, i) = (t + 1, i + 1),
+                Some(Tok::Lit(c)) if *c == s[i] => (t, i) = (t + 1, i + 1),
+                _ => match star {
+                    Some((after, end)) => {
+                        star = Some((after, end + 1));
+                        (t, i) = (after, end + 1);
+                    }
+                    None => return false,
+                },
+            }
         }
+        toks[t..].iter().all(|x| *x == Tok::Any)
     }
 
     fn trim_prefix(&self, v: &str, greedy: bool) -> String {
@@ -578,6 +595,51 @@ mod tests {
     }
 
     /// Prefix/suffix trimming and replacement (buildkit's lex_test cases).
+    /// Found by the coverage-guided fuzzer (fuzz/fuzz_targets/word_expansion.rs): many `*` in a
+    /// pattern took exponential time (a Dockerfile's `${A%****...}` hung the build).
+    #[test]
+    fn many_stars_match_in_polynomial_time() {
+        let e = env(&["A=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b"]);
+        let stars = "*".repeat(60);
+        let lex = Lex::new('\\');
+        assert_eq!(
+            lex.process_word(&format!("${{A%{stars}x}}"), &e).unwrap(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b"
+        );
+        assert_eq!(
+            lex.process_word(&format!("${{A%{stars}.b}}"), &e).unwrap(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_eq!(lex.process_word(&format!("${{A##{stars}a}}"), &e).unwrap(), ".b");
+        assert_eq!(lex.process_word(&format!("${{A/{stars}?b/x}}"), &e).unwrap(), "x");
+        // The matcher against the obvious definition, on every short pattern and string.
+        let alphabet = ['a', 'b', '*', '?'];
+        fn slow(toks: &[Tok], s: &[char]) -> bool {
+            match toks.split_first() {
+                None => s.is_empty(),
+                Some((Tok::Any, rest)) => (0..=s.len()).any(|i| slow(rest, &s[i..])),
+                Some((Tok::One, rest)) => !s.is_empty() && slow(rest, &s[1..]),
+                Some((Tok::Lit(c), rest)) => s.first() == Some(c) && slow(rest, &s[1..]),
+            }
+        }
+        let all = |n: usize, of: &[char]| -> Vec<String> {
+            let mut v = vec![String::new()];
+            for _ in 0..n {
+                v = v.iter().flat_map(|w| of.iter().map(move |c| format!("{w}{c}"))).chain(v.clone()).collect();
+                v.sort();
+                v.dedup();
+            }
+            v
+        };
+        for p in all(4, &alphabet) {
+            let toks = Pattern::parse(&p).unwrap().0;
+            for w in all(4, &['a', 'b']) {
+                let w: Vec<char> = w.chars().collect();
+                assert_eq!(Pattern::full(&toks, &w), slow(&toks, &w), "{p:?} against {w:?}");
+            }
+        }
+    }
+
     #[test]
     fn patterns() {
         let lex = Lex::new('\\');
