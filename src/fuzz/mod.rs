@@ -71,7 +71,7 @@ pub fn config_target(data: &[u8]) -> String {
 }
 
 /// A seccomp profile compiled to the BPF program the container's init loads, as `create` does
-/// (through the program cache, in a private directory emptied after each input): the program
+/// (through the program cache, in a private directory removed after each input): the program
 /// read back from the cache and from the init's boot format must be the one compiled.
 pub fn seccomp_target(s: &oci_spec::runtime::LinuxSeccomp) -> String {
     let parent = std::env::temp_dir().join(format!("berth-fuzz-seccomp-{}", std::process::id()));
@@ -90,7 +90,7 @@ pub fn seccomp_target(s: &oci_spec::runtime::LinuxSeccomp) -> String {
         }
         Err(e) => outcome::<(), _>(&Err(e)),
     };
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::fs::remove_dir_all(&parent);
     out
 }
 
