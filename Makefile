@@ -66,15 +66,33 @@ faults: deps
 	$(CARGO) build --bin berth
 	BERTH_BIN=$(CURDIR)/$(BERTH_DEBUG) $(CARGO) test --release --test integration -- breakouts:: crash:: image_crash_at crash_points_of_ fulldisk:: --test-threads=2
 
-# fuzz: every fuzz target (src/fuzz/: config.json, seccomp cache, docker seccomp profiles, image references, manifests
-# and indexes, layer tars unpacked for real, pax records, registry auth challenges, CNI results,
-# Dockerfiles, build word expansion, .dockerignore, --format templates, Engine API requests and
-# create bodies)
-# for FUZZ_SECS seconds each, with the outcome-guided mutation fuzzer (see src/fuzz/mutator.rs;
-# CI runs 2 s each). A crash saves its input under target/fuzz-crashes/.
+# fuzz: berth's coverage-guided fuzz targets (fuzz/: libFuzzer through the libfuzzer-sys crate)
+# for FUZZ_SECONDS each: config.json, docker seccomp profiles compiled, image references,
+# manifests and indexes, layer tars unpacked for real (as root), Dockerfiles, word expansion,
+# .dockerignore, CNI results, registry auth headers. Built on stable Rust: sanitizer coverage
+# through -Cpasses/-Cllvm-args (no -Z flag, no cargo-fuzz), in fuzz/'s own workspace and target
+# dir. One line of figures per target; a crash saves its input under fuzz/artifacts/TARGET/
+# and fails. Not in CI (building the fuzz crate alone is over CI's budget, see README's design
+# notes): CI's fuzz smoke pass is the in-binary fuzzer below, inside `make test`'s unit tests.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= config_json seccomp_profile image_reference manifest_index layer_unpack dockerfile \
+	word_expansion dockerignore cni_result registry_auth
+FUZZ_RUSTFLAGS := --cfg fuzzing -Cpasses=sancov-module -Cllvm-args=-sanitizer-coverage-level=4 \
+	-Cllvm-args=-sanitizer-coverage-inline-8bit-counters -Cllvm-args=-sanitizer-coverage-pc-table \
+	-Cllvm-args=-sanitizer-coverage-trace-compares -Cdebug-assertions -Coverflow-checks
+.PHONY: fuzz fuzz-build fuzz-outcome
+fuzz: fuzz-build
+	fuzz/run.sh $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+fuzz-build: deps
+	@scripts/deps.sh fuzz
+	cd fuzz && RUSTFLAGS="$(FUZZ_RUSTFLAGS)" $(CARGO) build --release --bins
+
+# fuzz-outcome: the in-binary outcome-guided mutation fuzzer (src/fuzz/; its targets also cover
+# --format templates and the Engine API's request reader and create bodies), FUZZ_SECS each
+# (`make test` runs it for 2 s per target with the unit tests).
 FUZZ_SECS ?= 300
-.PHONY: fuzz
-fuzz:
+fuzz-outcome:
 	BERTH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --lib fuzz_ -- --test-threads=1 --nocapture
 	BERTH_FUZZ_SECS=$(FUZZ_SECS) $(CARGO) test --release --bin berth fuzz_ -- --test-threads=1 --nocapture
 

@@ -7,8 +7,11 @@
 mod capabilities;
 mod cgroups;
 mod container;
-#[cfg(test)]
-mod fuzz;
+/// Fuzz targets: the in-crate mutation fuzzer's (tests), and the entry points of the
+/// coverage-guided libFuzzer targets of fuzz/ (built with `--cfg fuzzing` only).
+#[cfg(any(test, fuzzing))]
+#[doc(hidden)]
+pub mod fuzz;
 mod hooks;
 mod namespaces;
 mod process;

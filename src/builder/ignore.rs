@@ -205,33 +205,110 @@ fn class_match(p: &[char], start: usize, c: char) -> (bool, usize) {
 }
 
 fn glob_at(p: &[char], n: &[char]) -> bool {
-    if p.is_empty() {
-        return n.is_empty();
+    // Memoised on (pattern index, name index): O(len(p) * len(n)^2) at worst, where trying every
+    // split for every `*` took exponential time on `*a*a*a*...b`.
+    let mut memo = vec![None; (p.len() + 1) * (n.len() + 1)];
+    glob_from(p, 0, n, 0, &mut memo)
+}
+
+/// Whether `p[pi..]` matches `n[ni..]`.
+fn glob_from(p: &[char], pi: usize, n: &[char], ni: usize, memo: &mut [Option<bool>]) -> bool {
+    let key = pi * (n.len() + 1) + ni;
+    if let Some(r) = memo[key] {
+        return r;
     }
-    match p[0] {
-        '*' => {
-            let mut k = 0;
+    let r = match p.get(pi) {
+        None => ni == n.len(),
+        Some('*') => {
+            let mut k = pi;
             while k < p.len() && p[k] == '*' {
                 k += 1;
             }
-            (0..=n.len()).any(|i| n[..i].iter().all(|&c| c != '/') && glob_at(&p[k..], &n[i..]))
-        }
-        '?' => !n.is_empty() && n[0] != '/' && glob_at(&p[1..], &n[1..]),
-        '[' => {
-            if n.is_empty() || n[0] == '/' {
-                return false;
+            // The star takes n[ni..i], never a '/'.
+            let mut i = ni;
+            loop {
+                if glob_from(p, k, n, i, memo) {
+                    break true;
+                }
+                if i == n.len() || n[i] == '/' {
+                    break false;
+                }
+                i += 1;
             }
-            let (ok, end) = class_match(p, 0, n[0]);
-            ok && glob_at(&p[end..], &n[1..])
         }
-        '\\' => p.len() > 1 && !n.is_empty() && n[0] == p[1] && glob_at(&p[2..], &n[1..]),
-        c => !n.is_empty() && n[0] == c && glob_at(&p[1..], &n[1..]),
-    }
+        Some('?') => ni < n.len() && n[ni] != '/' && glob_from(p, pi + 1, n, ni + 1, memo),
+        Some('[') => {
+            if ni >= n.len() || n[ni] == '/' {
+                false
+            } else {
+                let (ok, end) = class_match(p, pi, n[ni]);
+                ok && glob_from(p, end, n, ni + 1, memo)
+            }
+        }
+        Some('\\') => pi + 1 < p.len() && ni < n.len() && n[ni] == p[pi + 1] && glob_from(p, pi + 2, n, ni + 1, memo),
+        Some(&c) => ni < n.len() && n[ni] == c && glob_from(p, pi + 1, n, ni + 1, memo),
+    };
+    memo[key] = Some(r);
+    r
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the coverage-guided fuzzer (fuzz/fuzz_targets/dockerignore.rs): a pattern with
+    /// many `*` took exponential time against a long name (a `.dockerignore` hung a build).
+    #[test]
+    fn many_stars_match_in_polynomial_time() {
+        let name = "a".repeat(80);
+        let pat = "*a".repeat(30) + "*b";
+        assert_eq!(glob(&pat, &name), Ok(false));
+        assert_eq!(glob(&("*a".repeat(30) + "*"), &name), Ok(true));
+        assert!(!ig(&format!("{pat}\n")).excluded(&name));
+        // Against the plain recursive definition, on every short pattern and name.
+        fn slow(p: &[char], n: &[char]) -> bool {
+            if p.is_empty() {
+                return n.is_empty();
+            }
+            match p[0] {
+                '*' => {
+                    let mut k = 0;
+                    while k < p.len() && p[k] == '*' {
+                        k += 1;
+                    }
+                    (0..=n.len()).any(|i| n[..i].iter().all(|&c| c != '/') && slow(&p[k..], &n[i..]))
+                }
+                '?' => !n.is_empty() && n[0] != '/' && slow(&p[1..], &n[1..]),
+                '[' => {
+                    if n.is_empty() || n[0] == '/' {
+                        return false;
+                    }
+                    let (ok, end) = class_match(p, 0, n[0]);
+                    ok && slow(&p[end..], &n[1..])
+                }
+                '\\' => p.len() > 1 && !n.is_empty() && n[0] == p[1] && slow(&p[2..], &n[1..]),
+                c => !n.is_empty() && n[0] == c && slow(&p[1..], &n[1..]),
+            }
+        }
+        let all = |len: usize, of: &[&str]| -> Vec<String> {
+            let mut v = vec![String::new()];
+            for _ in 0..len {
+                let mut next: Vec<String> = v.iter().flat_map(|w| of.iter().map(move |c| format!("{w}{c}"))).collect();
+                next.extend(v);
+                next.sort();
+                next.dedup();
+                v = next;
+            }
+            v
+        };
+        for pat in all(3, &["a", "*", "?", "/", "[a]", "\\b"]) {
+            let p: Vec<char> = pat.chars().collect();
+            for name in all(4, &["a", "b", "/"]) {
+                let n: Vec<char> = name.chars().collect();
+                assert_eq!(glob_at(&p, &n), slow(&p, &n), "{pat:?} against {name:?}");
+            }
+        }
+    }
 
     fn ig(s: &str) -> Ignore {
         Ignore::parse(".dockerignore", s).unwrap()

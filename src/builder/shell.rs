@@ -317,7 +317,11 @@ impl Word<'_> {
                             None => (false, word),
                         };
                         let pat = Pattern::parse(&pat)?;
-                        Ok(if ch == '#' { pat.trim_prefix(&value, greedy) } else { pat.trim_suffix(&value, greedy) })
+                        if ch == '#' {
+                            pat.trim_prefix(&value, greedy)
+                        } else {
+                            pat.trim_suffix(&value, greedy)
+                        }
                     }
                 }
             }
@@ -341,7 +345,7 @@ impl Word<'_> {
                     return Ok(format!("${{{name}/{pattern}/{repl}}}"));
                 }
                 let pat = Pattern::parse_replace(&pattern)?;
-                Ok(pat.replace(&value.unwrap_or_default(), &repl, all))
+                pat.replace(&value.unwrap_or_default(), &repl, all)
             }
             _ => Err(format!("unsupported modifier ({chs}) in substitution")),
         }
@@ -433,49 +437,91 @@ impl Pattern {
         Ok(Pattern(out))
     }
 
-    /// Whether the pattern matches all of `s`.
+    /// Whether the pattern matches all of `s`. Iterative, keeping only the last `*`'s
+    /// position to go back to: O(len(toks) * len(s)) whatever the pattern (a recursive try of
+    /// every split per `*` took exponential time on `${A%*****...}`).
     fn full(toks: &[Tok], s: &[char]) -> bool {
-        match toks.split_first() {
-            None => s.is_empty(),
-            Some((Tok::Any, rest)) => (0..=s.len()).any(|i| Self::full(rest, &s[i..])),
-            Some((Tok::One, rest)) => !s.is_empty() && Self::full(rest, &s[1..]),
-            Some((Tok::Lit(c), rest)) => s.first() == Some(c) && Self::full(rest, &s[1..]),
+        let (mut t, mut i) = (0, 0);
+        // The token after the last `*` seen, and where in `s` that `*`'s match ends so far.
+        let mut star: Option<(usize, usize)> = None;
+        while i < s.len() {
+            match toks.get(t) {
+                Some(Tok::Any) => {
+                    t += 1;
+                    star = Some((t, i));
+                }
+                Some(Tok::One) => (t, i) = (t + 1, i + 1),
+                Some(Tok::Lit(c)) if *c == s[i] => (t, i) = (t + 1, i + 1),
+                _ => match star {
+                    Some((after, end)) => {
+                        star = Some((after, end + 1));
+                        (t, i) = (after, end + 1);
+                    }
+                    None => return false,
+                },
+            }
         }
+        toks[t..].iter().all(|x| *x == Tok::Any)
     }
 
-    fn trim_prefix(&self, v: &str, greedy: bool) -> String {
+    /// [`Pattern::full`] within the budget of one substitution: `steps` counts the characters
+    /// compared so far, and past [`MAX_MATCH_STEPS`] the substitution fails rather than run
+    /// for hours (replacing in a long value tries every start and every length).
+    fn full_within(&self, s: &[char], steps: &mut u64) -> Res<bool> {
+        *steps += (s.len() as u64 + 1) * (self.0.len() as u64 + 1);
+        if *steps > MAX_MATCH_STEPS {
+            return Err("pattern too costly to match in substitution".into());
+        }
+        Ok(Self::full(&self.0, s))
+    }
+
+    fn trim_prefix(&self, v: &str, greedy: bool) -> Res<String> {
         let cs: Vec<char> = v.chars().collect();
         let lens: Box<dyn Iterator<Item = usize>> =
             if greedy { Box::new((0..=cs.len()).rev()) } else { Box::new(0..=cs.len()) };
+        let mut steps = 0;
         for n in lens {
-            if Self::full(&self.0, &cs[..n]) {
-                return cs[n..].iter().collect();
+            if self.full_within(&cs[..n], &mut steps)? {
+                return Ok(cs[n..].iter().collect());
             }
         }
-        v.to_string()
+        Ok(v.to_string())
     }
 
-    fn trim_suffix(&self, v: &str, greedy: bool) -> String {
+    fn trim_suffix(&self, v: &str, greedy: bool) -> Res<String> {
         let cs: Vec<char> = v.chars().collect();
         let starts: Box<dyn Iterator<Item = usize>> =
             if greedy { Box::new(0..=cs.len()) } else { Box::new((0..=cs.len()).rev()) };
+        let mut steps = 0;
         for s in starts {
-            if Self::full(&self.0, &cs[s..]) {
-                return cs[..s].iter().collect();
+            if self.full_within(&cs[s..], &mut steps)? {
+                return Ok(cs[..s].iter().collect());
             }
         }
-        v.to_string()
+        Ok(v.to_string())
     }
 
-    /// First (or every) leftmost-longest match replaced.
-    fn replace(&self, v: &str, repl: &str, all: bool) -> String {
+    /// First (or every) leftmost-longest match replaced. The result may not grow past
+    /// [`MAX_EXPANSION`] (nested replacements multiply lengths).
+    fn replace(&self, v: &str, repl: &str, all: bool) -> Res<String> {
         let cs: Vec<char> = v.chars().collect();
         let mut out = String::new();
         let mut i = 0;
         let mut done = false;
+        let mut steps = 0;
         while i <= cs.len() {
+            if out.len() > MAX_EXPANSION {
+                return Err(format!("substitution result longer than {MAX_EXPANSION} bytes"));
+            }
             if !done {
-                if let Some(n) = (0..=cs.len() - i).rev().find(|&n| Self::full(&self.0, &cs[i..i + n])) {
+                let mut found = None;
+                for n in (0..=cs.len() - i).rev() {
+                    if self.full_within(&cs[i..i + n], &mut steps)? {
+                        found = Some(n);
+                        break;
+                    }
+                }
+                if let Some(n) = found {
                     out.push_str(repl);
                     if !all {
                         done = true;
@@ -491,9 +537,15 @@ impl Pattern {
             }
             i += 1;
         }
-        out
+        Ok(out)
     }
 }
+
+/// The longest result of one `${VAR/pattern/replacement}`: 1 MiB, eight times what the kernel
+/// takes as one argument or environment string (MAX_ARG_STRLEN, 128 KiB).
+const MAX_EXPANSION: usize = 1 << 20;
+/// Characters compared for one substitution's pattern, at most (about a second of work).
+const MAX_MATCH_STEPS: u64 = 200_000_000;
 
 #[cfg(test)]
 mod tests {
@@ -578,6 +630,79 @@ mod tests {
     }
 
     /// Prefix/suffix trimming and replacement (buildkit's lex_test cases).
+    /// Found by the coverage-guided fuzzer (fuzz/fuzz_targets/word_expansion.rs): many `*` in a
+    /// pattern took exponential time (a Dockerfile's `${A%****...}` hung the build).
+    #[test]
+    fn many_stars_match_in_polynomial_time() {
+        let e = env(&["A=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b"]);
+        let stars = "*".repeat(60);
+        let lex = Lex::new('\\');
+        assert_eq!(
+            lex.process_word(&format!("${{A%{stars}x}}"), &e).unwrap(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.b"
+        );
+        assert_eq!(
+            lex.process_word(&format!("${{A%{stars}.b}}"), &e).unwrap(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+        assert_eq!(lex.process_word(&format!("${{A##{stars}a}}"), &e).unwrap(), ".b");
+        assert_eq!(lex.process_word(&format!("${{A/{stars}?b/x}}"), &e).unwrap(), "x");
+        // The matcher against the obvious definition, on every short pattern and string.
+        let alphabet = ['a', 'b', '*', '?'];
+        fn slow(toks: &[Tok], s: &[char]) -> bool {
+            match toks.split_first() {
+                None => s.is_empty(),
+                Some((Tok::Any, rest)) => (0..=s.len()).any(|i| slow(rest, &s[i..])),
+                Some((Tok::One, rest)) => !s.is_empty() && slow(rest, &s[1..]),
+                Some((Tok::Lit(c), rest)) => s.first() == Some(c) && slow(rest, &s[1..]),
+            }
+        }
+        let all = |n: usize, of: &[char]| -> Vec<String> {
+            let mut v = vec![String::new()];
+            for _ in 0..n {
+                v = v.iter().flat_map(|w| of.iter().map(move |c| format!("{w}{c}"))).chain(v.clone()).collect();
+                v.sort();
+                v.dedup();
+            }
+            v
+        };
+        for p in all(4, &alphabet) {
+            let toks = Pattern::parse(&p).unwrap().0;
+            for w in all(4, &['a', 'b']) {
+                let w: Vec<char> = w.chars().collect();
+                assert_eq!(Pattern::full(&toks, &w), slow(&toks, &w), "{p:?} against {w:?}");
+            }
+        }
+    }
+
+    /// Found by the coverage-guided fuzzer (fuzz/fuzz_targets/word_expansion.rs): nested
+    /// replacements multiply lengths (`${A//x/${A//y/...}}` grew past gigabytes), and replacing
+    /// in a long value tried every start and length: both now fail with one error.
+    #[test]
+    fn runaway_replacements_fail() {
+        let e = env(&["A=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"]);
+        let lex = Lex::new('\\');
+        let mut w = "x".to_string();
+        for _ in 0..8 {
+            w = format!("${{A//a/{w}}}");
+        }
+        let err = lex.process_word(&w, &e).unwrap_err();
+        assert!(err.msg.contains("substitution result longer than 1048576 bytes"), "{err}");
+        let long = env(&[&format!("A={}", "ab".repeat(100_000))]);
+        let err = lex.process_word("${A//*c/x}", &long).unwrap_err();
+        assert!(err.msg.contains("pattern too costly"), "{err}");
+        // Short values still work, nested or not.
+        assert_eq!(
+            lex.process_word("${A//a/${A#aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa}}", &e)
+                .unwrap(),
+            "a".repeat(66)
+        );
+        assert_eq!(
+            lex.process_word("${A/%a/b}", &e).unwrap(),
+            "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"
+        );
+    }
+
     #[test]
     fn patterns() {
         let lex = Lex::new('\\');

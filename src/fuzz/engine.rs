@@ -124,10 +124,18 @@ fn fuzz_layer_tar_unpack() {
         tar_of(&[("evil", T::Symlink, &p), ("evil/escaped", T::Regular, "x")]),
         tar_of(&[("rel", T::Symlink, "../.."), ("rel/escaped", T::Regular, "x")]),
         tar_of(&[("hard", T::Link, "../escaped"), ("hard2", T::Link, "/etc/passwd")]),
+        tar_of(&[("c", T::Link, &format!("{p}-canary")), ("c", T::Regular, "x")]),
         tar_of(&[("d/", T::Directory, ""), ("d", T::Symlink, "/"), ("d/escaped", T::Regular, "x")]),
     ];
     let dict: &[&[u8]] = &[b"../", b".wh.", b".wh..wh..opq", b"ustar\x0000", b"ustar  \x00", p.as_bytes()];
-    let passwd = std::fs::read("/etc/passwd").unwrap_or_default();
+    // A canary outside the root that seeds link to and write through (not the host's
+    // /etc/passwd: other users of the machine may change it meanwhile; of that, only its single
+    // link is checked).
+    use std::os::unix::fs::MetadataExt;
+    let canary = format!("{p}-canary");
+    let content = b"the unpack must not reach this file\n";
+    let _ = std::fs::write(&canary, content);
+    let links = |f: &str| std::fs::symlink_metadata(f).map(|m| (m.nlink(), m.file_type().is_file())).ok();
     run("layer-tar-unpack", &seeds, dict, |data| {
         let _ = std::fs::remove_dir_all(&root);
         let _ = std::fs::create_dir_all(&root);
@@ -138,10 +146,16 @@ fn fuzz_layer_tar_unpack() {
             })
             .unwrap_or_default();
         assert!(beside.is_empty(), "the unpack wrote outside its root: {beside:?}");
-        assert!(std::fs::read("/etc/passwd").unwrap_or_default() == passwd, "the host's /etc/passwd changed");
+        assert!(
+            std::fs::read(&canary).ok().as_deref() == Some(&content[..]),
+            "the canary outside the root was written"
+        );
+        assert_eq!(links(&canary), Some((1, true)), "the canary outside the root was linked or replaced");
+        assert_eq!(links("/etc/passwd"), Some((1, true)), "the host's /etc/passwd was linked or replaced");
         outcome(&r)
     });
     let _ = std::fs::remove_dir_all(&parent);
+    let _ = std::fs::remove_file(&canary);
 }
 
 fn unsafe_euid() -> u32 {

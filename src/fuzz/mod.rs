@@ -2,12 +2,26 @@
 //! compiled-filter cache format), run by the mutation fuzzer of mutator.rs as unit tests:
 //! `cargo test --lib fuzz_` (CI: 2 s per target; `make fuzz`: `BERTH_FUZZ_SECS` each). The
 //! engine's targets (images, registries, CNI) are in the binary's tests (src/fuzz/engine.rs).
+//!
+//! Built with `--cfg fuzzing` (the coverage-guided libFuzzer targets of fuzz/), this module is
+//! also the library's door for them: [`config_target`] and [`seccomp_target`] reach the
+//! runtime's private modules, and nothing else is exported.
 
+#[cfg(test)]
 pub(crate) mod mutator;
 
+#[cfg(test)]
 use mutator::{outcome, run};
 use std::path::Path;
 
+/// Outside the mutation fuzzer (which is guided by these descriptions) a result is only
+/// "ok" or "error": libFuzzer is guided by coverage.
+#[cfg(not(test))]
+fn outcome<T, E>(r: &Result<T, E>) -> String {
+    if r.is_ok() { "ok" } else { "error" }.into()
+}
+
+#[cfg(test)]
 const JSON_DICT: &[&[u8]] = &[
     b"\"linux\":{",
     b"\"seccomp\":{\"defaultAction\":\"SCMP_ACT_ERRNO\",\"syscalls\":[{\"names\":[\"read\"],\"action\":\"SCMP_ACT_ALLOW\"}]}",
@@ -29,7 +43,7 @@ const JSON_DICT: &[&[u8]] = &[
 
 /// What the runtime does with a config before touching the host: parse, the refusals of
 /// unsupported fields, the namespace plan, sysctls, capabilities and the seccomp program.
-fn config_target(data: &[u8]) -> String {
+pub fn config_target(data: &[u8]) -> String {
     let spec = match crate::container::parse_config(data, Path::new("config.json")) {
         Ok(s) => s,
         Err(e) => return format!("parse: {}", outcome::<(), _>(&Err(e))),
@@ -51,15 +65,46 @@ fn config_target(data: &[u8]) -> String {
         }
     }
     if let Some(s) = linux.and_then(|l| l.seccomp().as_ref()) {
-        return format!("seccomp: {}", outcome(&crate::seccomp::prepare(s)));
+        return format!("seccomp: {}", seccomp_target(s));
     }
     "ok".into()
 }
 
+/// A seccomp profile compiled to the BPF program the container's init loads, as `create` does
+/// (through the program cache, in a private directory removed after each input): the program
+/// read back from the cache and from the init's boot format must be the one compiled.
+pub fn seccomp_target(s: &oci_spec::runtime::LinuxSeccomp) -> String {
+    let parent = std::env::temp_dir().join(format!("berth-fuzz-seccomp-{}", std::process::id()));
+    let dir = parent.join("cache");
+    let _ = std::fs::remove_dir_all(&dir);
+    let _ = std::os::unix::fs::DirBuilderExt::mode(std::fs::DirBuilder::new().recursive(true), 0o700).create(&parent);
+    let first = crate::seccomp::prepare_cached(s, &dir);
+    let out = match &first {
+        Ok(p) => {
+            let bytes = p.to_bytes();
+            let again = crate::seccomp::prepare_cached(s, &dir).map(|c| c.to_bytes());
+            assert!(again.as_ref().is_ok_and(|b| *b == bytes), "the cached program differs from the compiled one");
+            let back = crate::seccomp::Prepared::from_bytes(&bytes).map(|b| b.to_bytes());
+            assert!(back.as_ref().is_ok_and(|b| *b == bytes), "a compiled filter does not read back the same");
+            format!("ok {}", p.uses_notify())
+        }
+        Err(e) => outcome::<(), _>(&Err(e)),
+    };
+    let _ = std::fs::remove_dir_all(&parent);
+    out
+}
+
+/// The seccomp cache file (`Prepared::to_bytes`) read back: refused or taken, never a panic.
+pub fn seccomp_cache_target(data: &[u8]) -> String {
+    outcome(&crate::seccomp::Prepared::from_bytes(data).map(|p| p.uses_notify()))
+}
+
+#[cfg(test)]
 fn default_config() -> Vec<u8> {
     serde_json::to_vec_pretty(&crate::default_spec(false)).unwrap_or_default()
 }
 
+#[cfg(test)]
 #[test]
 fn fuzz_config_json_parse_and_validate() {
     let mut with_seccomp: serde_json::Value = serde_json::from_slice(&default_config()).unwrap_or_default();
@@ -77,6 +122,7 @@ fn fuzz_config_json_parse_and_validate() {
 
 /// The seccomp cache file (`Prepared::to_bytes`) read back: a corrupt or hostile cache entry
 /// must be refused, never trusted.
+#[cfg(test)]
 #[test]
 fn fuzz_seccomp_cache_format() {
     let sec: oci_spec::runtime::LinuxSeccomp = serde_json::from_value(serde_json::json!({

@@ -328,7 +328,12 @@ pub fn convert_profile(v: &Value, caps: &[String]) -> Result<Value, String> {
         rules.push(Value::Object(rule));
     }
     out.insert("syscalls".into(), Value::Array(rules));
-    Ok(Value::Object(out))
+    let out = Value::Object(out);
+    // What goes into config.json must be a seccomp section the runtime reads (known actions,
+    // operators, flags and architectures; numbers in range): refused here, naming the file,
+    // rather than by the runtime once the container is being created.
+    serde_json::from_value::<oci_spec::runtime::LinuxSeccomp>(out.clone()).map_err(|e| e.to_string())?;
+    Ok(out)
 }
 
 #[cfg(test)]
@@ -356,6 +361,24 @@ mod tests {
         query_module quotactl reboot request_key set_mempolicy setns settimeofday stime swapon \
         swapoff sysfs _sysctl umount umount2 unshare uselib userfaultfd ustat vm86 vm86old \
         io_uring_setup io_uring_enter chroot sethostname";
+
+    /// Found by the coverage-guided fuzzer (fuzz/fuzz_targets/seccomp_profile.rs): a rule's
+    /// unknown action was passed through to config.json.
+    #[test]
+    fn a_profile_the_runtime_cannot_read_is_refused() {
+        let c = caps(&["CAP_SYS_ADMIN"]);
+        let p = |rule: Value| json!({"defaultAction": "SCMP_ACT_ERRNO", "syscalls": [rule]});
+        let bad = convert_profile(&p(json!({"names": ["mount"], "action": "PCSM_ACT_ALLOW"})), &c).unwrap_err();
+        assert!(bad.contains("unknown variant `PCSM_ACT_ALLOW`"), "{bad}");
+        let op = json!({"names": ["personality"], "action": "SCMP_ACT_ALLOW", "args": [{"index": 0, "value": 8, "op": "EQ"}]});
+        assert!(convert_profile(&p(op), &c).is_err());
+        assert!(convert_profile(&json!({"defaultAction": "SCMP_ACT_KILL", "defaultErrnoRet": -1}), &c).is_err());
+        assert!(convert_profile(&json!({"defaultAction": "SCMP_ACT_NOPE"}), &c).is_err());
+        // A rule left out for the capabilities is not checked, like docker.
+        let skipped = json!({"names": ["mount"], "action": "NOPE", "includes": {"caps": ["CAP_SYSLOG"]}});
+        assert!(convert_profile(&p(skipped), &c).is_ok());
+        assert!(convert_profile(&p(json!({"names": ["read"], "action": "SCMP_ACT_ALLOW"})), &c).is_ok());
+    }
 
     #[test]
     fn default_blocks_dangerous() {
