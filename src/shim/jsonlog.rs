@@ -453,6 +453,12 @@ impl LogWriter {
                 self.enc.emit(stream, &self.partial[k], more, now);
                 self.partial[k].clear();
             }
+            // With a size limit each entry is written on its own, so that the file rotates
+            // before the entry that would take it over the limit (as docker's writer), however
+            // many lines one read of the container's output brought.
+            if self.cfg.max_size > 0 {
+                self.flush_out();
+            }
         }
         self.flush_out();
     }
@@ -792,6 +798,27 @@ fn reader_left(fd: Option<BorrowedFd<'_>>, d: Duration) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn many_lines_in_one_read_rotate_per_entry() {
+        let d = std::env::temp_dir().join(format!("berth-jsonlog-rotate-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&d);
+        std::fs::create_dir_all(&d).unwrap();
+        let path = d.join("container.log");
+        let cfg = LogConfig { max_size: 400, max_file: 3, ..LogConfig::default() };
+        let mut w = LogWriter::open(&path, &cfg).unwrap();
+        // 20 lines of 40 bytes arrive in one read: about 2.5 kB of entries for 400-byte files.
+        let chunk: Vec<u8> = (0..20).flat_map(|i| format!("line-{i:02}-{}\n", "x".repeat(31)).into_bytes()).collect();
+        w.write(LogStream::Stdout, &chunk);
+        w.finish();
+        for p in [path.clone(), rotated_path(&path, 1, false), rotated_path(&path, 2, false)] {
+            let n = std::fs::metadata(&p).map(|m| m.len()).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+            assert!(n > 0 && n <= 400, "{}: {n} bytes", p.display());
+        }
+        let last = std::fs::read_to_string(&path).unwrap();
+        assert!(last.contains("line-19-"), "{last}");
+        std::fs::remove_dir_all(&d).unwrap();
+    }
 
     #[test]
     fn a_reader_that_leaves_ends_the_wait() {
