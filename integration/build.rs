@@ -902,3 +902,181 @@ fn build_copy_parents() {
     build(&eng, &["-q", s(&bad)]).one_line_error(&["Dockerfile:2", "--parents", "directory"]);
     eng.assert_store_unchanged(&before, "refused COPY --parents");
 }
+
+/// A foreground `ssh-agent -D -a SOCK`, killed by pid when dropped.
+struct Agent {
+    child: std::process::Child,
+    sock: PathBuf,
+}
+
+impl Agent {
+    fn start(ctx: &Ctx, name: &str) -> Agent {
+        let sock = ctx.dir.join(format!("{name}.sock"));
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client)");
+        for _ in 0..200 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(sock.exists(), "ssh-agent made no socket at {}", sock.display());
+        Agent { child, sock }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // By the pid this test spawned.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A static program that asks the agent at $SSH_AUTH_SOCK for its identities (the agent
+/// protocol's REQUEST_IDENTITIES) and prints their count and comments.
+fn agent_query_helper(ctx: &Ctx, out: &Path) {
+    let src = ctx.dir.join("agentq.c");
+    fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+static int rd(int s, unsigned char *b, size_t n) {
+    size_t got = 0;
+    while (got < n) { ssize_t r = read(s, b + got, n - got); if (r <= 0) return -1; got += r; }
+    return 0;
+}
+static unsigned u32(const unsigned char *p) { return (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
+int main(void) {
+    const char *path = getenv("SSH_AUTH_SOCK");
+    if (!path) { printf("no SSH_AUTH_SOCK\n"); return 1; }
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+    unsigned char req[5] = {0, 0, 0, 1, 11};
+    if (write(s, req, 5) != 5) { perror("write"); return 1; }
+    unsigned char h[4];
+    if (rd(s, h, 4)) { printf("short answer\n"); return 1; }
+    unsigned n = u32(h);
+    unsigned char *b = malloc(n);
+    if (!b || rd(s, b, n) || b[0] != 12) { printf("bad answer\n"); return 1; }
+    unsigned keys = u32(b + 1), off = 5;
+    printf("keys %u\n", keys);
+    for (unsigned i = 0; i < keys; i++) {
+        off += 4 + u32(b + off);
+        unsigned cl = u32(b + off);
+        printf("%.*s\n", (int)cl, (char *)b + off + 4);
+        off += 4 + cl;
+    }
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    tool(Command::new("gcc").args(["-static", "-O2", "-o"]).arg(out).arg(&src));
+}
+
+#[test]
+fn build_ssh_mount_forwards_the_agent() {
+    let ctx = Ctx::new("build-ssh");
+    let (eng, _) = engine(&ctx);
+    let key = ctx.dir.join("id_test");
+    tool(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "berth-ssh-test-key", "-f"]).arg(&key),
+    );
+    let agent = Agent::start(&ctx, "agent");
+    tool(Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &agent.sock));
+    let empty = Agent::start(&ctx, "empty");
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/berth-build/bb:v1\n\
+             RUN --mount=type=ssh --mount=type=bind,source=agentq,target=/agentq /agentq > /keys && echo \"$SSH_AUTH_SOCK\" > /sock && ls -ln \"$SSH_AUTH_SOCK\" | cut -c1-10 > /sockmode\n\
+             RUN --mount=type=ssh,id=work,target=/tmp/a.sock,uid=1000,gid=1001,mode=0660 --mount=type=bind,source=agentq,target=/agentq stat -c '%u %g %a' /tmp/a.sock > /st2 && echo \"$SSH_AUTH_SOCK\" > /sock2 && /agentq > /keys2\n\
+             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /sock3\n",
+        )],
+    );
+    agent_query_helper(&ctx, &dir.join("agentq"));
+    // `--ssh default` takes $SSH_AUTH_SOCK; `work` names a socket.
+    let work = format!("work={}", s(&empty.sock));
+    let mut c2 = eng.command(&[
+        "image",
+        "build",
+        "--network",
+        "none",
+        "--ssh",
+        "default",
+        "--ssh",
+        &work,
+        "-q",
+        "-t",
+        "ssh:1",
+        s(&dir),
+    ]);
+    c2.env("SSH_AUTH_SOCK", &agent.sock);
+    let o = ctx.exec_cmd(c2, std::time::Duration::from_secs(120));
+    o.ok();
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys"]), "keys 1\nberth-ssh-test-key\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock"]), "/run/buildkit/ssh_agent.0\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sockmode"]), "srw-------\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/st2"]), "1000 1001 660\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock2"]), "/tmp/a.sock\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys2"]), "keys 0\n", "id=work must reach the second agent");
+    // An optional mount of an id not given: no socket, no SSH_AUTH_SOCK.
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock3"]), "unset\n");
+    assert_eq!(
+        run_in(
+            &eng,
+            "ssh:1",
+            &["sh", "-c", "ls -a /run/buildkit /tmp/a.sock 2>&1; test -e /run/buildkit && echo left || echo absent"]
+        )
+        .lines()
+        .last(),
+        Some("absent"),
+        "the ssh mount's socket must not be in the layer"
+    );
+    // The agent is not in the cache key: another agent gives every step from the cache.
+    let id1 = eng.inspect("ssh:1")["Id"].as_str().unwrap().to_string();
+    let mut c3 = eng.command(&[
+        "image",
+        "build",
+        "--network",
+        "none",
+        "--ssh",
+        &format!("default={}", s(&empty.sock)),
+        "--ssh",
+        &work,
+        "-q",
+        "-t",
+        "ssh:2",
+        s(&dir),
+    ]);
+    c3.env_remove("SSH_AUTH_SOCK");
+    ctx.exec_cmd(c3, std::time::Duration::from_secs(120)).ok();
+    assert_eq!(eng.inspect("ssh:2")["Id"].as_str().unwrap(), id1);
+    // A required mount whose id is not given: one line naming the id, nothing left.
+    let d2 = context(
+        &ctx,
+        &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN --mount=type=ssh,id=deploykey,required=true true\n")],
+    );
+    build(&eng, &["--network", "none", "-q", s(&d2)]).one_line_error(&["deploykey"]);
+    // `--ssh default` without SSH_AUTH_SOCK, and a socket that is not one.
+    let mut c4 = eng.command(&["image", "build", "--ssh", "default", "-q", s(&d2)]);
+    c4.env_remove("SSH_AUTH_SOCK");
+    ctx.exec_cmd(c4, std::time::Duration::from_secs(60)).one_line_error(&["SSH_AUTH_SOCK"]);
+    build(&eng, &["--ssh", &format!("default={}", s(&key)), "-q", s(&d2)]).one_line_error(&["not a socket"]);
+    nothing_left(&eng);
+}

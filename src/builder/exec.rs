@@ -6,6 +6,7 @@ use super::ignore::Ignore;
 use super::parser::{self, Args, Node};
 use super::run::{self, RunContainer};
 use super::shell::Lex;
+use super::ssh;
 use super::{io_err, BuildError, BuildRequest, Built, ContextSource, DockerfileSource, Network, Progress};
 use crate::image::bundle::{self, MountSpec};
 use crate::image::digest::{Digest, Hasher};
@@ -151,6 +152,18 @@ fn go_quoted(v: &[String]) -> String {
 
 /// Unmounts and removes a step's scratch mount when dropped.
 struct Mounted(PathBuf);
+
+/// What a RUN step's mounts hold until the step ends: `sharing=locked` cache locks, the
+/// forwarded ssh agents.
+#[derive(Default)]
+struct Held {
+    files: Vec<fs::File>,
+    ssh: Vec<ssh::Forward>,
+    /// The ssh mounts of the step so far (for their default targets).
+    ssh_mounts: usize,
+    /// The first forwarded agent's target: SSH_AUTH_SOCK.
+    ssh_target: Option<String>,
+}
 
 impl Drop for Mounted {
     fn drop(&mut self) {
@@ -1313,10 +1326,15 @@ impl<'a> Builder<'a> {
         let mut mounts_spec = Vec::new();
         let mut tmpfs = Vec::new();
         let mut keep: Vec<Mounted> = Vec::new();
-        let mut locks: Vec<fs::File> = Vec::new();
+        let mut locks = Held::default();
         let mut mount_keys = Vec::new();
         for m in &mount_args {
             mount_keys.push(self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep, &mut locks)?);
+        }
+        // As buildkit: SSH_AUTH_SOCK names the first ssh mount's target.
+        if let Some(t) = &locks.ssh_target {
+            penv.retain(|e| !e.starts_with("SSH_AUTH_SOCK="));
+            penv.push(format!("SSH_AUTH_SOCK={t}"));
         }
         // The cache key: the command with its build args, the mounts (a bind mount's source by
         // its content), the network.
@@ -1376,7 +1394,7 @@ impl<'a> Builder<'a> {
         mounts: &mut Vec<MountSpec>,
         tmpfs: &mut Vec<(String, String)>,
         keep: &mut Vec<Mounted>,
-        locks: &mut Vec<fs::File>,
+        locks: &mut Held,
     ) -> Result<String, BuildError> {
         let mut key = spec.to_string();
         let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -1408,7 +1426,7 @@ impl<'a> Builder<'a> {
                     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
                         return Err(io_err("lock", &lp)(io::Error::last_os_error()));
                     }
-                    locks.push(f);
+                    locks.files.push(f);
                 }
                 mounts.push(MountSpec {
                     source: dir.to_string_lossy().into_owned(),
@@ -1489,8 +1507,47 @@ impl<'a> Builder<'a> {
                     None => {}
                 }
             }
+            "ssh" => {
+                let id = kv.get("id").cloned().unwrap_or_else(|| "default".into());
+                let nth = locks.ssh_mounts;
+                locks.ssh_mounts += 1;
+                let target = target.unwrap_or_else(|| ssh::default_target(nth));
+                let required = kv.get("required").is_some_and(|v| v != "false");
+                let num = |k: &str, radix: u32, def: u32| -> Result<u32, BuildError> {
+                    match kv.get(k) {
+                        Some(v) => u32::from_str_radix(v, radix)
+                            .map_err(|_| self.err(n, format!("invalid ssh mount {k} {v:?}"))),
+                        None => Ok(def),
+                    }
+                };
+                let (uid, gid, mode) = (num("uid", 10, 0)?, num("gid", 10, 0)?, num("mode", 8, 0o600)?);
+                match self.req.ssh.get(&id) {
+                    Some(agent) => {
+                        let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
+                        let dir = self.shared.scratch.0.join(format!("ssh-{k}"));
+                        let f = ssh::Forward::start(agent, &dir, uid, gid, mode)?;
+                        mounts.push(MountSpec {
+                            source: f.socket.to_string_lossy().into_owned(),
+                            destination: target.clone(),
+                            readonly: false,
+                            options: Vec::new(),
+                        });
+                        locks.ssh.push(f);
+                        if locks.ssh_target.is_none() {
+                            locks.ssh_target = Some(target);
+                        }
+                    }
+                    None if required => {
+                        return Err(self.err(
+                            n,
+                            format!("no SSH key {id:?} forwarded from the client (give it with --ssh {id}=SOCKET)"),
+                        ))
+                    }
+                    None => {}
+                }
+            }
             other => {
-                return Err(self.err(n, format!("unsupported mount type {other:?} (bind, cache, tmpfs or secret)")))
+                return Err(self.err(n, format!("unsupported mount type {other:?} (bind, cache, tmpfs, secret or ssh)")))
             }
         }
         Ok(key)
