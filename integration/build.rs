@@ -1080,3 +1080,128 @@ fn build_ssh_mount_forwards_the_agent() {
     build(&eng, &["--ssh", &format!("default={}", s(&key)), "-q", s(&d2)]).one_line_error(&["not a socket"]);
     nothing_left(&eng);
 }
+
+/// `git daemon` serving the bare repositories under `base` on 127.0.0.1, killed by pid when
+/// dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", s(base)))
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let d = GitDaemon { child, port };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("git daemon did not listen on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `git -C dir args...` (an identity of the test's own), its stdout trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    tool(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=berth", "-c", "user.email=berth@test", "-c", "init.defaultBranch=main"])
+            .args(args),
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn build_add_git_repository() {
+    let ctx = Ctx::new("build-git");
+    let (eng, _) = engine(&ctx);
+    // A work tree pushed to a bare repository: main (two commits, tag v1 on the first) and a
+    // branch `feature` with a subdir.
+    let base = ctx.tempdir("repos");
+    let bare = base.join("proj.git");
+    tool(Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&bare));
+    let wt = ctx.tempdir("wt");
+    git(&wt, &["init", "-q", "-b", "main"]);
+    fs::create_dir_all(wt.join("sub")).unwrap();
+    fs::write(wt.join("a.txt"), "one\n").unwrap();
+    fs::write(wt.join("sub/b.txt"), "b\n").unwrap();
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "one"]);
+    let first = git(&wt, &["rev-parse", "HEAD"]);
+    git(&wt, &["tag", "v1"]);
+    fs::write(wt.join("a.txt"), "two\n").unwrap();
+    git(&wt, &["commit", "-q", "-am", "two"]);
+    git(&wt, &["checkout", "-q", "-b", "feature"]);
+    fs::write(wt.join("sub/c.txt"), "feature\n").unwrap();
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "feature"]);
+    git(&wt, &["checkout", "-q", "main"]);
+    git(&wt, &["push", "-q", s(&bare), "main", "feature", "v1"]);
+    let d = GitDaemon::start(&base);
+    let url = format!("git://127.0.0.1:{}/proj.git", d.port);
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM localhost/berth-build/bb:v1\n\
+                 ADD {url} /src\n\
+                 ADD {url}#v1 /v1\n\
+                 ADD {url}#feature:sub /feat\n\
+                 ADD --keep-git-dir=true {url}#{first} /kept\n"
+            ),
+        )],
+    );
+    build(&eng, &["-q", "-t", "g:1", s(&dir)]).ok();
+    let show = |img: &str| {
+        run_in(
+            &eng,
+            img,
+            &[
+                "sh",
+                "-c",
+                "cat /src/a.txt /src/sub/b.txt /v1/a.txt; ls /feat; cat /kept/a.txt; \
+                 test -e /src/.git && echo src-git; test -e /kept/.git/HEAD && echo kept-git; test -e /src/sub/c.txt && echo c; true",
+            ],
+        )
+    };
+    assert_eq!(show("g:1"), "two\nb\none\nb.txt\nc.txt\none\nkept-git\n");
+    // Nothing changed: the same image from the cache.
+    let id1 = eng.inspect("g:1")["Id"].as_str().unwrap().to_string();
+    build(&eng, &["-q", "-t", "g:2", s(&dir)]).ok();
+    assert_eq!(eng.inspect("g:2")["Id"].as_str().unwrap(), id1);
+    // A new commit on main: the key follows the resolved commit.
+    fs::write(wt.join("a.txt"), "three\n").unwrap();
+    git(&wt, &["commit", "-q", "-am", "three"]);
+    git(&wt, &["push", "-q", s(&bare), "main"]);
+    build(&eng, &["-q", "-t", "g:3", s(&dir)]).ok();
+    assert_ne!(eng.inspect("g:3")["Id"].as_str().unwrap(), id1);
+    assert!(show("g:3").starts_with("three\n"), "{}", show("g:3"));
+    // A ref that is not there: one line naming it, the store unchanged, nothing left.
+    let d2 = context(&ctx, &[("Dockerfile", &format!("FROM localhost/berth-build/bb:v1\nADD {url}#nope /x\n"))]);
+    let before = dir_entries_sorted(&eng.data.join("image/blobs/sha256"));
+    build(&eng, &["-q", s(&d2)]).one_line_error(&["\"nope\""]);
+    assert_eq!(dir_entries_sorted(&eng.data.join("image/blobs/sha256")), before);
+    nothing_left(&eng);
+}

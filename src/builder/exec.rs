@@ -2,6 +2,7 @@
 
 use super::context::{self, SourceRoot};
 use super::fsops::{self, Attrs, DestRoot};
+use super::git;
 use super::ignore::Ignore;
 use super::parser::{self, Args, Node};
 use super::run::{self, RunContainer};
@@ -1560,6 +1561,7 @@ impl<'a> Builder<'a> {
         let name = if add { "ADD" } else { "COPY" };
         let (mut from, mut chown, mut chmod, mut checksum_flag) = (None, None, None, None);
         let mut parents = false;
+        let mut keep_git_dir = false;
         for f in &n.flags {
             let (k, v) = f.split_once('=').unwrap_or((f, ""));
             match k {
@@ -1575,6 +1577,13 @@ impl<'a> Builder<'a> {
                 "--chmod" => chmod = Some(word(v)?),
                 "--link" => {}
                 "--checksum" if add => checksum_flag = Some(word(v)?),
+                "--keep-git-dir" if add => {
+                    keep_git_dir = match v {
+                        "" | "true" => true,
+                        "false" => false,
+                        _ => return Err(self.err(n, format!("invalid --keep-git-dir value {v:?}: true or false"))),
+                    }
+                }
                 _ => return Err(self.err(n, format!("unknown flag: {k}"))),
             }
         }
@@ -1641,7 +1650,31 @@ impl<'a> Builder<'a> {
         // --parents: each source keeps its path below the context (or below a `/./` pivot in
         // the argument) under the destination directory.
         let mut kept: Vec<String> = Vec::new();
+        // ADD of git repositories: each checkout's root (or subdir), copied as a directory;
+        // the key holds the resolved commits.
+        let mut git_trees: Vec<PathBuf> = Vec::new();
+        let mut git_key = String::new();
         for p in &paths {
+            if add && git::is_git_url(p) {
+                let src = git::parse(p);
+                let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
+                let dir = self.shared.scratch.0.join(format!("git-{k}"));
+                let (tree, commit) = git::checkout(&src, &dir, keep_git_dir).map_err(|e| self.err(n, e))?;
+                let host = match &src.subdir {
+                    None => tree,
+                    Some(sub) => {
+                        let r = SourceRoot::stage(&tree)?;
+                        let s = r.resolve(sub).map_err(|e| self.err(n, format!("{}: {e}", src.url)))?;
+                        match s.into_iter().next() {
+                            Some(s) if s.is_dir => s.host,
+                            _ => return Err(self.err(n, format!("{}: {sub:?} is not a directory", src.url))),
+                        }
+                    }
+                };
+                git_key.push_str(&format!("{}\0{commit}\0{:?}\0{keep_git_dir}\0", src.url, src.subdir));
+                git_trees.push(host);
+                continue;
+            }
             if add && is_url(p) {
                 let (path, name) =
                     self.download(p, checksum_flag.as_deref(), step, remote.len()).map_err(|e| self.err(n, e))?;
@@ -1668,7 +1701,7 @@ impl<'a> Builder<'a> {
         if parents && !dest_is_dir {
             return Err(self.err(n, format!("{name} --parents: the destination must be a directory and end with a /")));
         }
-        let count = sources.len() + heredocs.len();
+        let count = sources.len() + heredocs.len() + git_trees.len();
         if count > 1 && !dest_is_dir {
             return Err(self.err(n, format!("When using {name} with more than one source file, the destination must be a directory and end with a /")));
         }
@@ -1691,7 +1724,7 @@ impl<'a> Builder<'a> {
         }
         msg.push_str(&format!(" {dest_raw} # buildkit"));
         let hd: Vec<String> = heredocs.iter().map(|(a, b)| format!("{a}\0{b}")).collect();
-        let key = key_of(&[st.key.hex(), &msg, &workdir, &from_key, sum.hex(), &hd.join("\0")]);
+        let key = key_of(&[st.key.hex(), &msg, &workdir, &from_key, sum.hex(), &hd.join("\0"), &git_key]);
         let clamp = self.req.source_date_epoch;
         let mtime_now = self.req.source_date_epoch.unwrap_or(now_secs() as i64);
         let res = self.layer_step(st, key, msg, n, step, &mut |_, merged, _| {
@@ -1775,6 +1808,21 @@ impl<'a> Builder<'a> {
                 let skip = |_: &str| false;
                 fsops::copy_into(&s.host, &d, std::ffi::OsStr::new(&fname), &attrs, &s.rel, &skip)
                     .map_err(|e| format!("copy {}: {e}", s.rel))?;
+            }
+            for tree in &git_trees {
+                let d = droot.ensure_dir(&dest_rel, uid, gid).map_err(|e| format!("mkdir {dest}: {e}"))?;
+                let mut names: Vec<std::ffi::OsString> = fs::read_dir(tree)
+                    .map_err(|e| format!("{}: {e}", tree.display()))?
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: {e}", tree.display()))?;
+                names.sort();
+                let skip = |_: &str| false;
+                for c in names {
+                    let crel = c.to_string_lossy().into_owned();
+                    fsops::copy_into(&tree.join(&c), &d, &c, &attrs, &crel, &skip)
+                        .map_err(|e| format!("copy {crel}: {e}"))?;
+                }
             }
             for (name, content) in &heredocs {
                 if name.contains('/') || name == ".." || name == "." {

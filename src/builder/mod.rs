@@ -11,6 +11,7 @@
 pub mod context;
 pub mod exec;
 pub mod fsops;
+pub mod git;
 pub mod ignore;
 pub mod parser;
 pub mod run;
