@@ -1205,3 +1205,58 @@ fn build_add_git_repository() {
     assert_eq!(dir_entries_sorted(&eng.data.join("image/blobs/sha256")), before);
     nothing_left(&eng);
 }
+
+#[test]
+fn build_progress_tty_redraws_in_place() {
+    let ctx = Ctx::new("build-tty");
+    let (eng, _) = engine(&ctx);
+    let dir = context(
+        &ctx,
+        &[
+            ("a.txt", "a\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/berth-build/bb:v1\n\
+                 COPY a.txt /a.txt\n\
+                 RUN for i in 1 2 3 4 5 6 7 8 9 10; do echo out-line-$i; sleep 0.1; done\n\
+                 ENV X=1\n",
+            ),
+        ],
+    );
+    let iid = ctx.dir.join("iid");
+    // On a terminal (script(1) gives it a pty).
+    let line = format!(
+        "{} --root {} --data-root {} image build --network none --progress tty --iidfile {} {}",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display(),
+        s(&iid),
+        s(&dir)
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    let id = fs::read_to_string(&iid).unwrap();
+    assert!(id.starts_with("sha256:"), "{id:?}");
+    assert!(tty.contains("\x1b[J") && tty.contains("A\r\x1b[J"), "no redraw in place: {tty:?}");
+    assert!(tty.contains("[+] Building ") && tty.contains("FINISHED"), "no header: {tty:?}");
+    // The running RUN step with the last lines of its output, then finished with its time.
+    assert!(tty.contains(" => => # out-line-"), "no output of the running step: {tty:?}");
+    let last_frame = tty.rsplit("\x1b[J").next().unwrap().replace('\r', "");
+    assert!(!last_frame.contains(" => => # "), "a finished step keeps no output lines: {last_frame}");
+    assert!(
+        last_frame.lines().any(|l| l.starts_with(" => [stage-0 3/4] RUN for i in") && l.ends_with('s')),
+        "the finished RUN with its time: {last_frame}"
+    );
+    assert_eq!(
+        last_frame.lines().rfind(|l| !l.trim().is_empty()),
+        Some(format!(" => => writing image {id} done").as_str()),
+        "{last_frame}"
+    );
+    // Not a terminal: plain lines, `auto` and `tty` alike.
+    for p in ["auto", "tty"] {
+        let o = build(&eng, &["--network", "none", "--progress", p, s(&dir)]);
+        o.ok();
+        assert!(!o.stderr.contains('\x1b'), "escapes without a terminal: {o}");
+        assert!(o.stderr.contains("#3 CACHED") && o.stderr.contains(&format!("writing image {id} done")), "{o}");
+    }
+    nothing_left(&eng);
+}

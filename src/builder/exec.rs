@@ -5,6 +5,7 @@ use super::fsops::{self, Attrs, DestRoot};
 use super::git;
 use super::ignore::Ignore;
 use super::parser::{self, Args, Node};
+use super::progress;
 use super::run::{self, RunContainer};
 use super::shell::Lex;
 use super::ssh;
@@ -379,6 +380,10 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| BuildError::Invalid(format!("failed to reach build target {t} in Dockerfile")))?,
             None => b.stages.len() - 1,
         };
+        // On a terminal (`--progress tty`, or `auto`), a live view: the progress and the
+        // containers' output go to it through a pipe; plain lines otherwise.
+        let live = matches!(req.progress, Progress::Tty | Progress::Auto) && progress::stderr_is_tty();
+        let _view = if live { progress::TtyView::start() } else { None };
         // From here RUN containers get no stdin and write to stderr (nothing with -q).
         let _stdio = run::Redirect::new(req.progress == Progress::Quiet);
         b.build_needed(target)?;

@@ -14,6 +14,7 @@ pub mod fsops;
 pub mod git;
 pub mod ignore;
 pub mod parser;
+pub mod progress;
 pub mod run;
 pub mod shell;
 pub mod ssh;
