@@ -1006,9 +1006,12 @@ fn build_ssh_mount_forwards_the_agent() {
             "FROM localhost/berth-build/bb:v1\n\
              RUN --mount=type=ssh --mount=type=bind,source=agentq,target=/agentq /agentq > /keys && echo \"$SSH_AUTH_SOCK\" > /sock && ls -ln \"$SSH_AUTH_SOCK\" | cut -c1-10 > /sockmode\n\
              RUN --mount=type=ssh,id=work,target=/tmp/a.sock,uid=1000,gid=1001,mode=0660 --mount=type=bind,source=agentq,target=/agentq stat -c '%u %g %a' /tmp/a.sock > /st2 && echo \"$SSH_AUTH_SOCK\" > /sock2 && /agentq > /keys2\n\
-             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /sock3\n",
+             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /sock3\n\
+             RUN --mount=type=ssh,id=keyed --mount=type=bind,source=agentq,target=/agentq /agentq > /keys4\n",
         )],
     );
+    // `--ssh keyed=KEYFILE`: an agent of the build's own holding that key.
+    let keyed = format!("keyed={}", s(&key));
     agent_query_helper(&ctx, &dir.join("agentq"));
     // `--ssh default` takes $SSH_AUTH_SOCK; `work` names a socket.
     let work = format!("work={}", s(&empty.sock));
@@ -1021,6 +1024,8 @@ fn build_ssh_mount_forwards_the_agent() {
         "default",
         "--ssh",
         &work,
+        "--ssh",
+        &keyed,
         "-q",
         "-t",
         "ssh:1",
@@ -1035,6 +1040,7 @@ fn build_ssh_mount_forwards_the_agent() {
     assert_eq!(run_in(&eng, "ssh:1", &["cat", "/st2"]), "1000 1001 660\n");
     assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock2"]), "/tmp/a.sock\n");
     assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys2"]), "keys 0\n", "id=work must reach the second agent");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys4"]), "keys 1\nberth-ssh-test-key\n", "the key file's agent");
     // An optional mount of an id not given: no socket, no SSH_AUTH_SOCK.
     assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock3"]), "unset\n");
     assert_eq!(
@@ -1059,6 +1065,8 @@ fn build_ssh_mount_forwards_the_agent() {
         &format!("default={}", s(&empty.sock)),
         "--ssh",
         &work,
+        "--ssh",
+        &keyed,
         "-q",
         "-t",
         "ssh:2",
@@ -1077,7 +1085,21 @@ fn build_ssh_mount_forwards_the_agent() {
     let mut c4 = eng.command(&["image", "build", "--ssh", "default", "-q", s(&d2)]);
     c4.env_remove("SSH_AUTH_SOCK");
     ctx.exec_cmd(c4, std::time::Duration::from_secs(60)).one_line_error(&["SSH_AUTH_SOCK"]);
-    build(&eng, &["--ssh", &format!("default={}", s(&key)), "-q", s(&d2)]).one_line_error(&["not a socket"]);
+    build(&eng, &["--ssh", &format!("default={}", s(&ctx.dir)), "-q", s(&d2)]).one_line_error(&["not a socket"]);
+    // A key with a passphrase: nothing can ask for it.
+    let locked = ctx.dir.join("id_locked");
+    tool(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "secret-pass", "-f"]).arg(&locked));
+    build(&eng, &["--ssh", &format!("deploykey={}", s(&locked)), "-q", s(&d2)]).one_line_error(&["ssh-add"]);
+    // No agent of the build's own is left running.
+    let data = eng.data.to_string_lossy().into_owned();
+    let agents: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("ssh-agent") && c.contains(&data))
+        .collect();
+    assert!(agents.is_empty(), "agents left: {agents:?}");
     nothing_left(&eng);
 }
 

@@ -209,6 +209,11 @@ struct Shared {
     /// The default network's sandbox, made by the first RUN that needs it (dropped, and so
     /// detached, before the scratch dir goes).
     net: std::sync::Mutex<Option<Arc<run::Sandbox>>>,
+    /// `--ssh` ids and their agents' sockets (a key file's: its agent's, below).
+    ssh: BTreeMap<String, PathBuf>,
+    /// The agents of the build's own for `--ssh ID=KEYFILE` (stopped before the scratch
+    /// dir goes).
+    _key_agents: Vec<ssh::KeyAgent>,
     guard: WriteGuard,
     scratch: Scratch,
     step: AtomicUsize,
@@ -352,12 +357,26 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        // `--ssh ID=KEYFILE`: an agent of the build's own holding the key.
+        let mut ssh_socks = BTreeMap::new();
+        let mut key_agents = Vec::new();
+        for (id, p) in &req.ssh {
+            if p.is_file() {
+                let a = ssh::KeyAgent::start(id, p, &scratch.0, key_agents.len()).map_err(BuildError::Invalid)?;
+                ssh_socks.insert(id.clone(), a.socket.clone());
+                key_agents.push(a);
+            } else {
+                ssh_socks.insert(id.clone(), p.clone());
+            }
+        }
         let cache_dir = builder_dir.join("cache");
         let mut b = Builder {
             req,
             store,
             shared: Arc::new(Shared {
                 net: std::sync::Mutex::new(None),
+                ssh: ssh_socks,
+                _key_agents: key_agents,
                 guard,
                 scratch,
                 step: AtomicUsize::new(0),
@@ -1527,7 +1546,7 @@ impl<'a> Builder<'a> {
                     }
                 };
                 let (uid, gid, mode) = (num("uid", 10, 0)?, num("gid", 10, 0)?, num("mode", 8, 0o600)?);
-                match self.req.ssh.get(&id) {
+                match self.shared.ssh.get(&id) {
                     Some(agent) => {
                         let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
                         let dir = self.shared.scratch.0.join(format!("ssh-{k}"));

@@ -3,6 +3,7 @@
 //! mount's `uid`, `gid`, `mode`), bound into the container at the mount's target, each
 //! connection to it relayed to the agent's socket on the host. The agent's socket itself is
 //! never bound into the container, and nothing of it is in the layer or the cache key.
+//! `--ssh ID=KEYFILE` gets an agent of the build's own holding that key ([`KeyAgent`]).
 
 use super::{io_err, BuildError};
 use std::fs;
@@ -19,14 +20,16 @@ pub fn default_target(n: usize) -> String {
     format!("/run/buildkit/ssh_agent.{n}")
 }
 
-/// Checks that `path` is a socket that accepts a connection (an agent's).
+/// Checks that `path` is a socket that accepts a connection (an agent's), or a readable
+/// file (a key, loaded into an agent of the build's own).
 pub fn check_agent(path: &Path) -> Result<(), String> {
-    let m = fs::metadata(path).map_err(|e| format!("ssh agent socket {}: {e}", path.display()))?;
+    let m = fs::metadata(path).map_err(|e| format!("ssh agent socket or key {}: {e}", path.display()))?;
+    if m.is_file() {
+        fs::File::open(path).map_err(|e| format!("ssh key {}: {e}", path.display()))?;
+        return Ok(());
+    }
     if !m.file_type().is_socket() {
-        return Err(format!(
-            "{} is not a socket: berth forwards ssh agent sockets (key files are not loaded into an agent of its own)",
-            path.display()
-        ));
+        return Err(format!("{} is not a socket or a key file", path.display()));
     }
     UnixStream::connect(path).map_err(|e| format!("connect to ssh agent socket {}: {e}", path.display()))?;
     Ok(())
@@ -88,5 +91,68 @@ impl Drop for Forward {
             let _ = t.join();
         }
         let _ = fs::remove_file(&self.socket);
+    }
+}
+
+/// An agent of the build's own for `--ssh ID=KEYFILE`: the host's `ssh-agent -D` on a socket
+/// in the build's scratch dir with the key added by `ssh-add` (a key with a passphrase is
+/// refused: nothing can ask for it); killed by its pid when dropped.
+pub struct KeyAgent {
+    child: std::process::Child,
+    pub socket: PathBuf,
+}
+
+impl KeyAgent {
+    pub fn start(id: &str, key: &Path, dir: &Path, n: usize) -> Result<KeyAgent, String> {
+        use std::process::{Command, Stdio};
+        let socket = dir.join(format!("key-agent-{n}.sock"));
+        let mut cmd = Command::new("ssh-agent");
+        cmd.arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
+        // SAFETY: prctl between fork and exec touches no memory of the parent: the agent
+        // ends with the build even when the build is killed outright.
+        unsafe {
+            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
+                Ok(())
+            });
+        }
+        let child = cmd.spawn().map_err(|e| format!("--ssh {id}={}: run ssh-agent: {e}", key.display()))?;
+        let mut a = KeyAgent { child, socket };
+        let t0 = std::time::Instant::now();
+        while UnixStream::connect(&a.socket).is_err() {
+            if t0.elapsed() > std::time::Duration::from_secs(5) || a.child.try_wait().ok().flatten().is_some() {
+                return Err(format!("--ssh {id}={}: ssh-agent made no socket", key.display()));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        let o = Command::new("ssh-add")
+            .arg("-q")
+            .arg("--")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &a.socket)
+            .env_remove("SSH_ASKPASS")
+            .env_remove("DISPLAY")
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| format!("--ssh {id}={}: run ssh-add: {e}", key.display()))?;
+        if !o.status.success() {
+            let err = String::from_utf8_lossy(&o.stderr);
+            let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            a.stop();
+            return Err(format!("--ssh {id}={}: ssh-add: {last}", key.display()));
+        }
+        Ok(a)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let _ = fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for KeyAgent {
+    fn drop(&mut self) {
+        self.stop();
     }
 }
