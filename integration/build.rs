@@ -1092,14 +1092,44 @@ fn build_ssh_mount_forwards_the_agent() {
     build(&eng, &["--ssh", &format!("deploykey={}", s(&locked)), "-q", s(&d2)]).one_line_error(&["ssh-add"]);
     // No agent of the build's own is left running.
     let data = eng.data.to_string_lossy().into_owned();
-    let agents: Vec<String> = fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
-        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
-        .filter(|c| c.starts_with("ssh-agent") && c.contains(&data))
-        .collect();
-    assert!(agents.is_empty(), "agents left: {agents:?}");
+    let agents = || -> Vec<String> {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.starts_with("ssh-agent") && c.contains(&data))
+            .collect()
+    };
+    assert!(agents().is_empty(), "agents left: {:?}", agents());
+    // A build killed outright (SIGKILL) mid-RUN leaves its agent: the next build ends it.
+    let d3 = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN --mount=type=ssh,id=k sleep 30\n")]);
+    let mut bg = ctx.spawn_cmd(eng.command(&[
+        "image",
+        "build",
+        "--network",
+        "none",
+        "--ssh",
+        &format!("k={}", s(&key)),
+        "-q",
+        s(&d3),
+    ]));
+    let t0 = std::time::Instant::now();
+    let running = || dir_entries_sorted(&ctx.root).iter().any(|n| n.starts_with("berth-build-"));
+    while !(running() && !agents().is_empty()) {
+        assert!(t0.elapsed().as_secs() < 60 && !bg.exited(), "the build did not reach its RUN");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: a signal to the pid of the build this test spawned.
+    unsafe { libc::kill(bg.pid(), libc::SIGKILL) };
+    let _ = bg.wait(std::time::Duration::from_secs(10));
+    assert_eq!(agents().len(), 1, "the killed build's agent runs on");
+    build(&eng, &["--network", "none", "-q", s(&d2)]).one_line_error(&["deploykey"]);
+    let t0 = std::time::Instant::now();
+    while !agents().is_empty() && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(agents().is_empty(), "the next build did not end the agent: {:?}", agents());
     nothing_left(&eng);
 }
 

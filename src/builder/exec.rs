@@ -1996,6 +1996,7 @@ fn clean_stale(tmp: &Path, req: &BuildRequest) {
             }
         }
         let _ = crate::network::detach(&req.data_root, &format!("{prefix}net"));
+        ssh::kill_stale(&e.path());
         drop(Scratch(e.path()));
     }
 }

@@ -108,15 +108,10 @@ impl KeyAgent {
         let socket = dir.join(format!("key-agent-{n}.sock"));
         let mut cmd = Command::new("ssh-agent");
         cmd.arg("-D").arg("-a").arg(&socket).stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::null());
-        // SAFETY: prctl between fork and exec touches no memory of the parent: the agent
-        // ends with the build even when the build is killed outright.
-        unsafe {
-            std::os::unix::process::CommandExt::pre_exec(&mut cmd, || {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM);
-                Ok(())
-            });
-        }
         let child = cmd.spawn().map_err(|e| format!("--ssh {id}={}: run ssh-agent: {e}", key.display()))?;
+        // Its pid, for the next build to end it when this one is killed outright (ssh-agent is
+        // setgid: a parent-death signal does not survive its exec).
+        let _ = fs::write(dir.join(format!("key-agent-{n}.pid")), child.id().to_string());
         let mut a = KeyAgent { child, socket };
         let t0 = std::time::Instant::now();
         while UnixStream::connect(&a.socket).is_err() {
@@ -154,5 +149,23 @@ impl KeyAgent {
 impl Drop for KeyAgent {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// Ends the agents of a build that was killed outright (its scratch dir `dir`): each pid
+/// recorded there whose process is still the `ssh-agent` of that dir's socket.
+pub fn kill_stale(dir: &Path) {
+    let Ok(rd) = fs::read_dir(dir) else { return };
+    for e in rd.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        let Some(n) = name.strip_prefix("key-agent-").and_then(|r| r.strip_suffix(".pid")) else { continue };
+        let Some(pid) = fs::read_to_string(e.path()).ok().and_then(|p| p.trim().parse::<i32>().ok()) else { continue };
+        let sock = dir.join(format!("key-agent-{n}.sock"));
+        let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let cmdline = String::from_utf8_lossy(&cmdline);
+        if pid > 1 && cmdline.starts_with("ssh-agent") && cmdline.contains(&*sock.to_string_lossy()) {
+            // SAFETY: a signal to the pid checked just above to be that agent.
+            unsafe { libc::kill(pid, libc::SIGTERM) };
+        }
     }
 }
