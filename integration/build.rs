@@ -1250,6 +1250,32 @@ fn build_add_git_repository() {
     build(&eng, &["-q", "-t", "g:3", s(&dir)]).ok();
     assert_ne!(eng.inspect("g:3")["Id"].as_str().unwrap(), id1);
     assert!(show("g:3").starts_with("three\n"), "{}", show("g:3"));
+    // Over http (git's dumb http protocol: the bare repository served as files by python's
+    // http.server on 127.0.0.1): an http URL ending in .git is a repository, not a download.
+    git(&bare, &["update-server-info"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut web = ctx.spawn_cmd({
+        let mut c = Command::new("python3");
+        c.args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", s(&base)]);
+        c
+    });
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed().as_secs() < 20 && !web.exited(), "http.server did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dh = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/berth-build/bb:v1\nADD http://127.0.0.1:{port}/proj.git#v1:sub /h\n"),
+        )],
+    );
+    build(&eng, &["-q", "-t", "g:http", s(&dh)]).ok();
+    assert_eq!(run_in(&eng, "g:http", &["sh", "-c", "ls -A /h; cat /h/b.txt"]), "b.txt\nb\n");
+    // SAFETY: a signal to the pid of the server this test spawned.
+    unsafe { libc::kill(web.pid(), libc::SIGTERM) };
+    let _ = web.wait(std::time::Duration::from_secs(10));
     // A ref that is not there: one line naming it, the store unchanged, nothing left.
     let d2 = context(&ctx, &[("Dockerfile", &format!("FROM localhost/berth-build/bb:v1\nADD {url}#nope /x\n"))]);
     let before = dir_entries_sorted(&eng.data.join("image/blobs/sha256"));
