@@ -1329,6 +1329,21 @@ fn build_progress_tty_redraws_in_place() {
         Some(format!(" => => writing image {id} done").as_str()),
         "{last_frame}"
     );
+    // A failing step: shown ERROR in the last frame, the build's error line after it.
+    let bad = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN echo failing-step; exit 3\n")]);
+    let line = format!(
+        "{} --root {} --data-root {} image build --network none --progress tty {}; echo rc=$?",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display(),
+        s(&bad)
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"])).replace('\r', "");
+    let last_frame = tty.rsplit("\x1b[J").next().unwrap();
+    let lines: Vec<&str> = last_frame.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.iter().any(|l| l.starts_with(" => ERROR [stage-0 2/2] RUN echo failing-step")), "{last_frame}");
+    assert_eq!(lines[lines.len() - 1], "rc=1", "{last_frame}");
+    assert!(lines[lines.len() - 2].contains("exit code: 3"), "{last_frame}");
     // Not a terminal: plain lines, `auto` and `tty` alike.
     for p in ["auto", "tty"] {
         let o = build(&eng, &["--network", "none", "--progress", p, s(&dir)]);

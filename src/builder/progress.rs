@@ -207,7 +207,7 @@ fn take(steps: &mut Vec<Step>, other: &mut Vec<String>, l: String) {
 }
 
 fn render(steps: &[Step], other: &[String], elapsed: Duration, finished: bool) -> Vec<String> {
-    let done = steps.iter().filter(|s| s.done.is_some()).count();
+    let done = steps.iter().filter(|s| s.done.as_deref().is_some_and(|d| !d.starts_with("ERROR"))).count();
     let mut v = vec![format!(
         "[+] Building {:.1}s ({done}/{}){}",
         elapsed.as_secs_f64(),
@@ -218,6 +218,9 @@ fn render(steps: &[Step], other: &[String], elapsed: Duration, finished: bool) -
     for s in steps {
         match &s.done {
             Some(d) if d == "CACHED" => v.push(format!(" => CACHED {}", s.title)),
+            Some(d) if d.starts_with("ERROR") => {
+                v.push(format!(" => ERROR {}  {}", s.title, d.trim_start_matches("ERROR").trim()))
+            }
             Some(d) => {
                 let t = d.strip_prefix("DONE ").unwrap_or(d);
                 v.push(format!(" => {}  {t}", s.title));
