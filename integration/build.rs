@@ -1304,7 +1304,7 @@ fn build_progress_tty_redraws_in_place() {
     let iid = ctx.dir.join("iid");
     // On a terminal (script(1) gives it a pty).
     let line = format!(
-        "{} --root {} --data-root {} image build --network none --progress tty --iidfile {} {}",
+        "stty cols 200 rows 50; {} --root {} --data-root {} image build --network none --progress tty --iidfile {} {}",
         ctx.bin.display(),
         ctx.root.display(),
         eng.data.display(),
@@ -1329,10 +1329,24 @@ fn build_progress_tty_redraws_in_place() {
         Some(format!(" => => writing image {id} done").as_str()),
         "{last_frame}"
     );
+    // A small terminal: every line cut to its width, the frame no taller than it, the
+    // header kept.
+    let line = format!(
+        "stty cols 60 rows 5; {} --root {} --data-root {} image build --network none --progress tty {}",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display(),
+        s(&dir)
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"])).replace('\r', "");
+    let last_frame = tty.rsplit("\x1b[J").next().unwrap();
+    let lines: Vec<&str> = last_frame.lines().collect();
+    assert!(lines.len() <= 4 && lines[0].starts_with("[+] Building "), "{last_frame}");
+    assert!(lines.iter().all(|l| l.chars().count() < 60), "{last_frame}");
     // A failing step: shown ERROR in the last frame, the build's error line after it.
     let bad = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN echo failing-step; exit 3\n")]);
     let line = format!(
-        "{} --root {} --data-root {} image build --network none --progress tty {}; echo rc=$?",
+        "stty cols 200 rows 50; {} --root {} --data-root {} image build --network none --progress tty {}; echo rc=$?",
         ctx.bin.display(),
         ctx.root.display(),
         eng.data.display(),

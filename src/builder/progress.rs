@@ -89,6 +89,17 @@ impl Drop for TtyView {
     }
 }
 
+/// The terminal's rows and columns (80x24 when it does not say).
+fn size(f: &File) -> (usize, usize) {
+    let mut ws = libc::winsize { ws_row: 0, ws_col: 0, ws_xpixel: 0, ws_ypixel: 0 };
+    // SAFETY: TIOCGWINSZ fills the winsize it is given; the descriptor is open.
+    let r = unsafe { libc::ioctl(f.as_raw_fd(), libc::TIOCGWINSZ, &mut ws) };
+    if r != 0 || ws.ws_row == 0 || ws.ws_col == 0 {
+        return (24, 80);
+    }
+    (ws.ws_row as usize, ws.ws_col as usize)
+}
+
 /// `#N rest` → (N, rest).
 fn step_line(l: &str) -> Option<(usize, &str)> {
     let rest = l.strip_prefix('#')?;
@@ -134,7 +145,20 @@ fn draw(input: File, mut out: File, stop: &AtomicBool) {
             }
         }
         if ended || last_draw.elapsed() >= Duration::from_millis(100) {
-            let frame = render(&steps, &other, start.elapsed(), ended);
+            let mut frame = render(&steps, &other, start.elapsed(), ended);
+            // Fitted to the terminal: a wrapped line or a frame taller than the screen would
+            // break the redraw (cursor up counts lines). The oldest lines after the header go
+            // first, as buildkit's view drops its oldest finished steps.
+            let (rows, cols) = size(&out);
+            for l in frame.iter_mut() {
+                if l.chars().count() >= cols {
+                    *l = l.chars().take(cols.saturating_sub(1)).collect();
+                }
+            }
+            if frame.len() >= rows && rows > 2 {
+                let cut = frame.len() - (rows - 1);
+                frame.drain(1..=cut);
+            }
             let mut buf = String::new();
             if drawn > 0 {
                 buf.push_str(&format!("\x1b[{drawn}A\r"));
