@@ -902,3 +902,468 @@ fn build_copy_parents() {
     build(&eng, &["-q", s(&bad)]).one_line_error(&["Dockerfile:2", "--parents", "directory"]);
     eng.assert_store_unchanged(&before, "refused COPY --parents");
 }
+
+/// A foreground `ssh-agent -D -a SOCK`, killed by pid when dropped.
+struct Agent {
+    child: std::process::Child,
+    sock: PathBuf,
+}
+
+impl Agent {
+    fn start(ctx: &Ctx, name: &str) -> Agent {
+        let sock = ctx.dir.join(format!("{name}.sock"));
+        let child = Command::new("ssh-agent")
+            .arg("-D")
+            .arg("-a")
+            .arg(&sock)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("ssh-agent (openssh-client)");
+        for _ in 0..200 {
+            if sock.exists() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(sock.exists(), "ssh-agent made no socket at {}", sock.display());
+        Agent { child, sock }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        // By the pid this test spawned.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A static program that asks the agent at $SSH_AUTH_SOCK for its identities (the agent
+/// protocol's REQUEST_IDENTITIES) and prints their count and comments.
+fn agent_query_helper(ctx: &Ctx, out: &Path) {
+    let src = ctx.dir.join("agentq.c");
+    fs::write(
+        &src,
+        r#"#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+static int rd(int s, unsigned char *b, size_t n) {
+    size_t got = 0;
+    while (got < n) { ssize_t r = read(s, b + got, n - got); if (r <= 0) return -1; got += r; }
+    return 0;
+}
+static unsigned u32(const unsigned char *p) { return (p[0] << 24) | (p[1] << 16) | (p[2] << 8) | p[3]; }
+int main(void) {
+    const char *path = getenv("SSH_AUTH_SOCK");
+    if (!path) { printf("no SSH_AUTH_SOCK\n"); return 1; }
+    int s = socket(AF_UNIX, SOCK_STREAM, 0);
+    struct sockaddr_un a = {.sun_family = AF_UNIX};
+    strncpy(a.sun_path, path, sizeof a.sun_path - 1);
+    if (connect(s, (struct sockaddr *)&a, sizeof a) != 0) { perror("connect"); return 1; }
+    unsigned char req[5] = {0, 0, 0, 1, 11};
+    if (write(s, req, 5) != 5) { perror("write"); return 1; }
+    unsigned char h[4];
+    if (rd(s, h, 4)) { printf("short answer\n"); return 1; }
+    unsigned n = u32(h);
+    unsigned char *b = malloc(n);
+    if (!b || rd(s, b, n) || b[0] != 12) { printf("bad answer\n"); return 1; }
+    unsigned keys = u32(b + 1), off = 5;
+    printf("keys %u\n", keys);
+    for (unsigned i = 0; i < keys; i++) {
+        off += 4 + u32(b + off);
+        unsigned cl = u32(b + off);
+        printf("%.*s\n", (int)cl, (char *)b + off + 4);
+        off += 4 + cl;
+    }
+    return 0;
+}
+"#,
+    )
+    .unwrap();
+    tool(Command::new("gcc").args(["-static", "-O2", "-o"]).arg(out).arg(&src));
+}
+
+#[test]
+fn build_ssh_mount_forwards_the_agent() {
+    let ctx = Ctx::new("build-ssh");
+    let (eng, _) = engine(&ctx);
+    let key = ctx.dir.join("id_test");
+    tool(
+        Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-C", "berth-ssh-test-key", "-f"]).arg(&key),
+    );
+    let agent = Agent::start(&ctx, "agent");
+    tool(Command::new("ssh-add").arg(&key).env("SSH_AUTH_SOCK", &agent.sock));
+    let empty = Agent::start(&ctx, "empty");
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            "FROM localhost/berth-build/bb:v1\n\
+             RUN --mount=type=ssh --mount=type=bind,source=agentq,target=/agentq /agentq > /keys && echo \"$SSH_AUTH_SOCK\" > /sock && ls -ln \"$SSH_AUTH_SOCK\" | cut -c1-10 > /sockmode\n\
+             RUN --mount=type=ssh,id=work,target=/tmp/a.sock,uid=1000,gid=1001,mode=0660 --mount=type=bind,source=agentq,target=/agentq stat -c '%u %g %a' /tmp/a.sock > /st2 && echo \"$SSH_AUTH_SOCK\" > /sock2 && /agentq > /keys2\n\
+             RUN --mount=type=ssh,id=absent echo \"${SSH_AUTH_SOCK:-unset}\" > /sock3\n\
+             RUN --mount=type=ssh,id=keyed --mount=type=bind,source=agentq,target=/agentq /agentq > /keys4\n",
+        )],
+    );
+    // `--ssh keyed=KEYFILE`: an agent of the build's own holding that key.
+    let keyed = format!("keyed={}", s(&key));
+    agent_query_helper(&ctx, &dir.join("agentq"));
+    // `--ssh default` takes $SSH_AUTH_SOCK; `work` names a socket.
+    let work = format!("work={}", s(&empty.sock));
+    let mut c2 = eng.command(&[
+        "image",
+        "build",
+        "--network",
+        "none",
+        "--ssh",
+        "default",
+        "--ssh",
+        &work,
+        "--ssh",
+        &keyed,
+        "-q",
+        "-t",
+        "ssh:1",
+        s(&dir),
+    ]);
+    c2.env("SSH_AUTH_SOCK", &agent.sock);
+    let o = ctx.exec_cmd(c2, std::time::Duration::from_secs(120));
+    o.ok();
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys"]), "keys 1\nberth-ssh-test-key\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock"]), "/run/buildkit/ssh_agent.0\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sockmode"]), "srw-------\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/st2"]), "1000 1001 660\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock2"]), "/tmp/a.sock\n");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys2"]), "keys 0\n", "id=work must reach the second agent");
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/keys4"]), "keys 1\nberth-ssh-test-key\n", "the key file's agent");
+    // An optional mount of an id not given: no socket, no SSH_AUTH_SOCK.
+    assert_eq!(run_in(&eng, "ssh:1", &["cat", "/sock3"]), "unset\n");
+    assert_eq!(
+        run_in(
+            &eng,
+            "ssh:1",
+            &["sh", "-c", "ls -a /run/buildkit /tmp/a.sock 2>&1; test -e /run/buildkit && echo left || echo absent"]
+        )
+        .lines()
+        .last(),
+        Some("absent"),
+        "the ssh mount's socket must not be in the layer"
+    );
+    // The agent is not in the cache key: another agent gives every step from the cache.
+    let id1 = eng.inspect("ssh:1")["Id"].as_str().unwrap().to_string();
+    let mut c3 = eng.command(&[
+        "image",
+        "build",
+        "--network",
+        "none",
+        "--ssh",
+        &format!("default={}", s(&empty.sock)),
+        "--ssh",
+        &work,
+        "--ssh",
+        &keyed,
+        "-q",
+        "-t",
+        "ssh:2",
+        s(&dir),
+    ]);
+    c3.env_remove("SSH_AUTH_SOCK");
+    ctx.exec_cmd(c3, std::time::Duration::from_secs(120)).ok();
+    assert_eq!(eng.inspect("ssh:2")["Id"].as_str().unwrap(), id1);
+    // A required mount whose id is not given: one line naming the id, nothing left.
+    let d2 = context(
+        &ctx,
+        &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN --mount=type=ssh,id=deploykey,required=true true\n")],
+    );
+    build(&eng, &["--network", "none", "-q", s(&d2)]).one_line_error(&["deploykey"]);
+    // `--ssh default` without SSH_AUTH_SOCK, and a socket that is not one.
+    let mut c4 = eng.command(&["image", "build", "--ssh", "default", "-q", s(&d2)]);
+    c4.env_remove("SSH_AUTH_SOCK");
+    ctx.exec_cmd(c4, std::time::Duration::from_secs(60)).one_line_error(&["SSH_AUTH_SOCK"]);
+    build(&eng, &["--ssh", &format!("default={}", s(&ctx.dir)), "-q", s(&d2)]).one_line_error(&["not a socket"]);
+    // A key with a passphrase: nothing can ask for it.
+    let locked = ctx.dir.join("id_locked");
+    tool(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "secret-pass", "-f"]).arg(&locked));
+    build(&eng, &["--ssh", &format!("deploykey={}", s(&locked)), "-q", s(&d2)]).one_line_error(&["ssh-add"]);
+    // No agent of the build's own is left running.
+    let data = eng.data.to_string_lossy().into_owned();
+    let agents = || -> Vec<String> {
+        fs::read_dir("/proc")
+            .unwrap()
+            .flatten()
+            .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+            .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+            .filter(|c| c.starts_with("ssh-agent") && c.contains(&data))
+            .collect()
+    };
+    assert!(agents().is_empty(), "agents left: {:?}", agents());
+    // A build killed outright (SIGKILL) mid-RUN leaves its agent: the next build ends it.
+    let d3 = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN --mount=type=ssh,id=k sleep 30\n")]);
+    let mut bg = ctx.spawn_cmd(eng.command(&[
+        "image",
+        "build",
+        "--network",
+        "none",
+        "--ssh",
+        &format!("k={}", s(&key)),
+        "-q",
+        s(&d3),
+    ]));
+    let t0 = std::time::Instant::now();
+    let running = || dir_entries_sorted(&ctx.root).iter().any(|n| n.starts_with("berth-build-"));
+    while !running() || agents().is_empty() {
+        assert!(t0.elapsed().as_secs() < 60 && !bg.exited(), "the build did not reach its RUN");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // SAFETY: a signal to the pid of the build this test spawned.
+    unsafe { libc::kill(bg.pid(), libc::SIGKILL) };
+    let _ = bg.wait(std::time::Duration::from_secs(10));
+    assert_eq!(agents().len(), 1, "the killed build's agent runs on");
+    build(&eng, &["--network", "none", "-q", s(&d2)]).one_line_error(&["deploykey"]);
+    let t0 = std::time::Instant::now();
+    while !agents().is_empty() && t0.elapsed().as_secs() < 5 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(agents().is_empty(), "the next build did not end the agent: {:?}", agents());
+    nothing_left(&eng);
+}
+
+/// `git daemon` serving the bare repositories under `base` on 127.0.0.1, killed by pid when
+/// dropped.
+struct GitDaemon {
+    child: std::process::Child,
+    port: u16,
+}
+
+impl GitDaemon {
+    fn start(base: &Path) -> GitDaemon {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = Command::new("git")
+            .args(["daemon", "--reuseaddr", "--export-all", "--listen=127.0.0.1"])
+            .arg(format!("--port={port}"))
+            .arg(format!("--base-path={}", s(base)))
+            .arg(base)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("git daemon");
+        let d = GitDaemon { child, port };
+        for _ in 0..300 {
+            if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+                return d;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        panic!("git daemon did not listen on 127.0.0.1:{port}");
+    }
+}
+
+impl Drop for GitDaemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `git -C dir args...` (an identity of the test's own), its stdout trimmed.
+fn git(dir: &Path, args: &[&str]) -> String {
+    tool(
+        Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=berth", "-c", "user.email=berth@test", "-c", "init.defaultBranch=main"])
+            .args(args),
+    )
+    .trim()
+    .to_string()
+}
+
+#[test]
+fn build_add_git_repository() {
+    let ctx = Ctx::new("build-git");
+    let (eng, _) = engine(&ctx);
+    // A work tree pushed to a bare repository: main (two commits, tag v1 on the first) and a
+    // branch `feature` with a subdir.
+    let base = ctx.tempdir("repos");
+    let bare = base.join("proj.git");
+    tool(Command::new("git").args(["init", "-q", "--bare", "-b", "main"]).arg(&bare));
+    let wt = ctx.tempdir("wt");
+    git(&wt, &["init", "-q", "-b", "main"]);
+    fs::create_dir_all(wt.join("sub")).unwrap();
+    fs::write(wt.join("a.txt"), "one\n").unwrap();
+    fs::write(wt.join("sub/b.txt"), "b\n").unwrap();
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "one"]);
+    let first = git(&wt, &["rev-parse", "HEAD"]);
+    git(&wt, &["tag", "v1"]);
+    fs::write(wt.join("a.txt"), "two\n").unwrap();
+    git(&wt, &["commit", "-q", "-am", "two"]);
+    git(&wt, &["checkout", "-q", "-b", "feature"]);
+    fs::write(wt.join("sub/c.txt"), "feature\n").unwrap();
+    git(&wt, &["add", "-A"]);
+    git(&wt, &["commit", "-q", "-m", "feature"]);
+    git(&wt, &["checkout", "-q", "main"]);
+    git(&wt, &["push", "-q", s(&bare), "main", "feature", "v1"]);
+    let d = GitDaemon::start(&base);
+    let url = format!("git://127.0.0.1:{}/proj.git", d.port);
+    let dir = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM localhost/berth-build/bb:v1\n\
+                 ADD {url} /src\n\
+                 ADD {url}#v1 /v1\n\
+                 ADD {url}#feature:sub /feat\n\
+                 ADD --keep-git-dir=true {url}#{first} /kept\n"
+            ),
+        )],
+    );
+    build(&eng, &["-q", "-t", "g:1", s(&dir)]).ok();
+    let show = |img: &str| {
+        run_in(
+            &eng,
+            img,
+            &[
+                "sh",
+                "-c",
+                "cat /src/a.txt /src/sub/b.txt /v1/a.txt; ls /feat; cat /kept/a.txt; \
+                 test -e /src/.git && echo src-git; test -e /kept/.git/HEAD && echo kept-git; test -e /src/sub/c.txt && echo c; true",
+            ],
+        )
+    };
+    assert_eq!(show("g:1"), "two\nb\none\nb.txt\nc.txt\none\nkept-git\n");
+    // Nothing changed: the same image from the cache.
+    let id1 = eng.inspect("g:1")["Id"].as_str().unwrap().to_string();
+    build(&eng, &["-q", "-t", "g:2", s(&dir)]).ok();
+    assert_eq!(eng.inspect("g:2")["Id"].as_str().unwrap(), id1);
+    // A new commit on main: the key follows the resolved commit.
+    fs::write(wt.join("a.txt"), "three\n").unwrap();
+    git(&wt, &["commit", "-q", "-am", "three"]);
+    git(&wt, &["push", "-q", s(&bare), "main"]);
+    build(&eng, &["-q", "-t", "g:3", s(&dir)]).ok();
+    assert_ne!(eng.inspect("g:3")["Id"].as_str().unwrap(), id1);
+    assert!(show("g:3").starts_with("three\n"), "{}", show("g:3"));
+    // Over http (git's dumb http protocol: the bare repository served as files by python's
+    // http.server on 127.0.0.1): an http URL ending in .git is a repository, not a download.
+    git(&bare, &["update-server-info"]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut web = ctx.spawn_cmd({
+        let mut c = Command::new("python3");
+        c.args(["-m", "http.server", "--bind", "127.0.0.1", &port.to_string(), "--directory", s(&base)]);
+        c
+    });
+    let t0 = std::time::Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(t0.elapsed().as_secs() < 20 && !web.exited(), "http.server did not listen");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let dh = context(
+        &ctx,
+        &[(
+            "Dockerfile",
+            &format!("FROM localhost/berth-build/bb:v1\nADD http://127.0.0.1:{port}/proj.git#v1:sub /h\n"),
+        )],
+    );
+    build(&eng, &["-q", "-t", "g:http", s(&dh)]).ok();
+    assert_eq!(run_in(&eng, "g:http", &["sh", "-c", "ls -A /h; cat /h/b.txt"]), "b.txt\nb\n");
+    // SAFETY: a signal to the pid of the server this test spawned.
+    unsafe { libc::kill(web.pid(), libc::SIGTERM) };
+    let _ = web.wait(std::time::Duration::from_secs(10));
+    // A ref that is not there: one line naming it, the store unchanged, nothing left.
+    let d2 = context(&ctx, &[("Dockerfile", &format!("FROM localhost/berth-build/bb:v1\nADD {url}#nope /x\n"))]);
+    let before = dir_entries_sorted(&eng.data.join("image/blobs/sha256"));
+    build(&eng, &["-q", s(&d2)]).one_line_error(&["\"nope\""]);
+    assert_eq!(dir_entries_sorted(&eng.data.join("image/blobs/sha256")), before);
+    nothing_left(&eng);
+}
+
+#[test]
+fn build_progress_tty_redraws_in_place() {
+    let ctx = Ctx::new("build-tty");
+    let (eng, _) = engine(&ctx);
+    let dir = context(
+        &ctx,
+        &[
+            ("a.txt", "a\n"),
+            (
+                "Dockerfile",
+                "FROM localhost/berth-build/bb:v1\n\
+                 COPY a.txt /a.txt\n\
+                 RUN for i in 1 2 3 4 5 6 7 8 9 10; do echo out-line-$i; sleep 0.1; done\n\
+                 ENV X=1\n",
+            ),
+        ],
+    );
+    let iid = ctx.dir.join("iid");
+    // On a terminal (script(1) gives it a pty).
+    let line = format!(
+        "stty cols 200 rows 50; {} --root {} --data-root {} image build --network none --progress tty --iidfile {} {}",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display(),
+        s(&iid),
+        s(&dir)
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    let id = fs::read_to_string(&iid).unwrap();
+    assert!(id.starts_with("sha256:"), "{id:?}");
+    assert!(tty.contains("\x1b[J") && tty.contains("A\r\x1b[J"), "no redraw in place: {tty:?}");
+    assert!(tty.contains("[+] Building ") && tty.contains("FINISHED"), "no header: {tty:?}");
+    // The running RUN step with the last lines of its output, then finished with its time.
+    assert!(tty.contains(" => => # out-line-"), "no output of the running step: {tty:?}");
+    let last_frame = tty.rsplit("\x1b[J").next().unwrap().replace('\r', "");
+    assert!(!last_frame.contains(" => => # "), "a finished step keeps no output lines: {last_frame}");
+    assert!(
+        last_frame.lines().any(|l| l.starts_with(" => [stage-0 3/4] RUN for i in") && l.ends_with('s')),
+        "the finished RUN with its time: {last_frame}"
+    );
+    assert_eq!(
+        last_frame.lines().rfind(|l| !l.trim().is_empty()),
+        Some(format!(" => => writing image {id} done").as_str()),
+        "{last_frame}"
+    );
+    // A small terminal: every line cut to its width, the frame no taller than it, the
+    // header kept.
+    let line = format!(
+        "stty cols 60 rows 5; {} --root {} --data-root {} image build --network none --progress tty {}",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display(),
+        s(&dir)
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"])).replace('\r', "");
+    let last_frame = tty.rsplit("\x1b[J").next().unwrap();
+    let lines: Vec<&str> = last_frame.lines().collect();
+    assert!(lines.len() <= 4 && lines[0].starts_with("[+] Building "), "{last_frame}");
+    assert!(lines.iter().all(|l| l.chars().count() < 60), "{last_frame}");
+    // A failing step: shown ERROR in the last frame, the build's error line after it.
+    let bad = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN echo failing-step; exit 3\n")]);
+    let line = format!(
+        "stty cols 200 rows 50; {} --root {} --data-root {} image build --network none --progress tty {}; echo rc=$?",
+        ctx.bin.display(),
+        ctx.root.display(),
+        eng.data.display(),
+        s(&bad)
+    );
+    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"])).replace('\r', "");
+    let last_frame = tty.rsplit("\x1b[J").next().unwrap();
+    let lines: Vec<&str> = last_frame.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.iter().any(|l| l.starts_with(" => ERROR [stage-0 2/2] RUN echo failing-step")), "{last_frame}");
+    assert_eq!(lines[lines.len() - 1], "rc=1", "{last_frame}");
+    assert!(lines[lines.len() - 2].contains("exit code: 3"), "{last_frame}");
+    // Not a terminal: plain lines, `auto` and `tty` alike.
+    for p in ["auto", "tty"] {
+        let o = build(&eng, &["--network", "none", "--progress", p, s(&dir)]);
+        o.ok();
+        assert!(!o.stderr.contains('\x1b'), "escapes without a terminal: {o}");
+        assert!(o.stderr.contains("#3 CACHED") && o.stderr.contains(&format!("writing image {id} done")), "{o}");
+    }
+    nothing_left(&eng);
+}

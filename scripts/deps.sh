@@ -6,7 +6,7 @@ want=(busybox-static libseccomp-dev pkg-config gcc make iproute2)
 case "${1:-build}" in
   # api.sh (the Engine API service): the docker CLI from docker.io, docker-compose, a venv for
   # the Python docker SDK (pip), curl, busybox-static
-  test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap curl podman bsdutils runc docker-compose python3-venv busybox-static slirp4netns passt) ;;
+  test) want+=(python3 docker-registry skopeo umoci buildah libcap2-bin docker.io apache2-utils debootstrap openssl containernetworking-plugins iptables uidmap curl podman bsdutils runc docker-compose python3-venv busybox-static slirp4netns passt openssh-client git) ;;
   # fuzz/ (`make fuzz`): libfuzzer-sys compiles libFuzzer's C++ sources
   fuzz) want+=(g++) ;;
   demo) want+=(containernetworking-plugins iptables) ;;

@@ -2,10 +2,13 @@
 
 use super::context::{self, SourceRoot};
 use super::fsops::{self, Attrs, DestRoot};
+use super::git;
 use super::ignore::Ignore;
 use super::parser::{self, Args, Node};
+use super::progress;
 use super::run::{self, RunContainer};
 use super::shell::Lex;
+use super::ssh;
 use super::{io_err, BuildError, BuildRequest, Built, ContextSource, DockerfileSource, Network, Progress};
 use crate::image::bundle::{self, MountSpec};
 use crate::image::digest::{Digest, Hasher};
@@ -152,6 +155,18 @@ fn go_quoted(v: &[String]) -> String {
 /// Unmounts and removes a step's scratch mount when dropped.
 struct Mounted(PathBuf);
 
+/// What a RUN step's mounts hold until the step ends: `sharing=locked` cache locks, the
+/// forwarded ssh agents.
+#[derive(Default)]
+struct Held {
+    files: Vec<fs::File>,
+    ssh: Vec<ssh::Forward>,
+    /// The ssh mounts of the step so far (for their default targets).
+    ssh_mounts: usize,
+    /// The first forwarded agent's target: SSH_AUTH_SOCK.
+    ssh_target: Option<String>,
+}
+
 impl Drop for Mounted {
     fn drop(&mut self) {
         let _ = bundle::unmount_rootfs(&self.0);
@@ -194,6 +209,11 @@ struct Shared {
     /// The default network's sandbox, made by the first RUN that needs it (dropped, and so
     /// detached, before the scratch dir goes).
     net: std::sync::Mutex<Option<Arc<run::Sandbox>>>,
+    /// `--ssh` ids and their agents' sockets (a key file's: its agent's, below).
+    ssh: BTreeMap<String, PathBuf>,
+    /// The agents of the build's own for `--ssh ID=KEYFILE` (stopped before the scratch
+    /// dir goes).
+    _key_agents: Vec<ssh::KeyAgent>,
     guard: WriteGuard,
     scratch: Scratch,
     step: AtomicUsize,
@@ -337,12 +357,26 @@ impl<'a> Builder<'a> {
                 }
             }
         }
+        // `--ssh ID=KEYFILE`: an agent of the build's own holding the key.
+        let mut ssh_socks = BTreeMap::new();
+        let mut key_agents = Vec::new();
+        for (id, p) in &req.ssh {
+            if p.is_file() {
+                let a = ssh::KeyAgent::start(id, p, &scratch.0, key_agents.len()).map_err(BuildError::Invalid)?;
+                ssh_socks.insert(id.clone(), a.socket.clone());
+                key_agents.push(a);
+            } else {
+                ssh_socks.insert(id.clone(), p.clone());
+            }
+        }
         let cache_dir = builder_dir.join("cache");
         let mut b = Builder {
             req,
             store,
             shared: Arc::new(Shared {
                 net: std::sync::Mutex::new(None),
+                ssh: ssh_socks,
+                _key_agents: key_agents,
                 guard,
                 scratch,
                 step: AtomicUsize::new(0),
@@ -365,6 +399,10 @@ impl<'a> Builder<'a> {
                 .ok_or_else(|| BuildError::Invalid(format!("failed to reach build target {t} in Dockerfile")))?,
             None => b.stages.len() - 1,
         };
+        // On a terminal (`--progress tty`, or `auto`), a live view: the progress and the
+        // containers' output go to it through a pipe; plain lines otherwise.
+        let live = matches!(req.progress, Progress::Tty | Progress::Auto) && progress::stderr_is_tty();
+        let _view = if live { progress::TtyView::start() } else { None };
         // From here RUN containers get no stdin and write to stderr (nothing with -q).
         let _stdio = run::Redirect::new(req.progress == Progress::Quiet);
         b.build_needed(target)?;
@@ -1319,10 +1357,15 @@ impl<'a> Builder<'a> {
         let mut mounts_spec = Vec::new();
         let mut tmpfs = Vec::new();
         let mut keep: Vec<Mounted> = Vec::new();
-        let mut locks: Vec<fs::File> = Vec::new();
+        let mut locks = Held::default();
         let mut mount_keys = Vec::new();
         for m in &mount_args {
             mount_keys.push(self.run_mount(n, m, &mut mounts_spec, &mut tmpfs, &mut keep, &mut locks)?);
+        }
+        // As buildkit: SSH_AUTH_SOCK names the first ssh mount's target.
+        if let Some(t) = &locks.ssh_target {
+            penv.retain(|e| !e.starts_with("SSH_AUTH_SOCK="));
+            penv.push(format!("SSH_AUTH_SOCK={t}"));
         }
         // The cache key: the command with its build args, the mounts (a bind mount's source by
         // its content), the network.
@@ -1382,7 +1425,7 @@ impl<'a> Builder<'a> {
         mounts: &mut Vec<MountSpec>,
         tmpfs: &mut Vec<(String, String)>,
         keep: &mut Vec<Mounted>,
-        locks: &mut Vec<fs::File>,
+        locks: &mut Held,
     ) -> Result<String, BuildError> {
         let mut key = spec.to_string();
         let mut kv: BTreeMap<String, String> = BTreeMap::new();
@@ -1414,7 +1457,7 @@ impl<'a> Builder<'a> {
                     if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
                         return Err(io_err("lock", &lp)(io::Error::last_os_error()));
                     }
-                    locks.push(f);
+                    locks.files.push(f);
                 }
                 mounts.push(MountSpec {
                     source: dir.to_string_lossy().into_owned(),
@@ -1495,8 +1538,47 @@ impl<'a> Builder<'a> {
                     None => {}
                 }
             }
+            "ssh" => {
+                let id = kv.get("id").cloned().unwrap_or_else(|| "default".into());
+                let nth = locks.ssh_mounts;
+                locks.ssh_mounts += 1;
+                let target = target.unwrap_or_else(|| ssh::default_target(nth));
+                let required = kv.get("required").is_some_and(|v| v != "false");
+                let num = |k: &str, radix: u32, def: u32| -> Result<u32, BuildError> {
+                    match kv.get(k) {
+                        Some(v) => u32::from_str_radix(v, radix)
+                            .map_err(|_| self.err(n, format!("invalid ssh mount {k} {v:?}"))),
+                        None => Ok(def),
+                    }
+                };
+                let (uid, gid, mode) = (num("uid", 10, 0)?, num("gid", 10, 0)?, num("mode", 8, 0o600)?);
+                match self.shared.ssh.get(&id) {
+                    Some(agent) => {
+                        let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
+                        let dir = self.shared.scratch.0.join(format!("ssh-{k}"));
+                        let f = ssh::Forward::start(agent, &dir, uid, gid, mode)?;
+                        mounts.push(MountSpec {
+                            source: f.socket.to_string_lossy().into_owned(),
+                            destination: target.clone(),
+                            readonly: false,
+                            options: Vec::new(),
+                        });
+                        locks.ssh.push(f);
+                        if locks.ssh_target.is_none() {
+                            locks.ssh_target = Some(target);
+                        }
+                    }
+                    None if required => {
+                        return Err(self.err(
+                            n,
+                            format!("no SSH key {id:?} forwarded from the client (give it with --ssh {id}=SOCKET)"),
+                        ))
+                    }
+                    None => {}
+                }
+            }
             other => {
-                return Err(self.err(n, format!("unsupported mount type {other:?} (bind, cache, tmpfs or secret)")))
+                return Err(self.err(n, format!("unsupported mount type {other:?} (bind, cache, tmpfs, secret or ssh)")))
             }
         }
         Ok(key)
@@ -1509,6 +1591,7 @@ impl<'a> Builder<'a> {
         let name = if add { "ADD" } else { "COPY" };
         let (mut from, mut chown, mut chmod, mut checksum_flag) = (None, None, None, None);
         let mut parents = false;
+        let mut keep_git_dir = false;
         for f in &n.flags {
             let (k, v) = f.split_once('=').unwrap_or((f, ""));
             match k {
@@ -1524,6 +1607,13 @@ impl<'a> Builder<'a> {
                 "--chmod" => chmod = Some(word(v)?),
                 "--link" => {}
                 "--checksum" if add => checksum_flag = Some(word(v)?),
+                "--keep-git-dir" if add => {
+                    keep_git_dir = match v {
+                        "" | "true" => true,
+                        "false" => false,
+                        _ => return Err(self.err(n, format!("invalid --keep-git-dir value {v:?}: true or false"))),
+                    }
+                }
                 _ => return Err(self.err(n, format!("unknown flag: {k}"))),
             }
         }
@@ -1590,7 +1680,31 @@ impl<'a> Builder<'a> {
         // --parents: each source keeps its path below the context (or below a `/./` pivot in
         // the argument) under the destination directory.
         let mut kept: Vec<String> = Vec::new();
+        // ADD of git repositories: each checkout's root (or subdir), copied as a directory;
+        // the key holds the resolved commits.
+        let mut git_trees: Vec<PathBuf> = Vec::new();
+        let mut git_key = String::new();
         for p in &paths {
+            if add && git::is_git_url(p) {
+                let src = git::parse(p);
+                let k = self.shared.mounts.fetch_add(1, Ordering::SeqCst) + 1;
+                let dir = self.shared.scratch.0.join(format!("git-{k}"));
+                let (tree, commit) = git::checkout(&src, &dir, keep_git_dir).map_err(|e| self.err(n, e))?;
+                let host = match &src.subdir {
+                    None => tree,
+                    Some(sub) => {
+                        let r = SourceRoot::stage(&tree)?;
+                        let s = r.resolve(sub).map_err(|e| self.err(n, format!("{}: {e}", src.url)))?;
+                        match s.into_iter().next() {
+                            Some(s) if s.is_dir => s.host,
+                            _ => return Err(self.err(n, format!("{}: {sub:?} is not a directory", src.url))),
+                        }
+                    }
+                };
+                git_key.push_str(&format!("{}\0{commit}\0{:?}\0{keep_git_dir}\0", src.url, src.subdir));
+                git_trees.push(host);
+                continue;
+            }
             if add && is_url(p) {
                 let (path, name) =
                     self.download(p, checksum_flag.as_deref(), step, remote.len()).map_err(|e| self.err(n, e))?;
@@ -1617,7 +1731,7 @@ impl<'a> Builder<'a> {
         if parents && !dest_is_dir {
             return Err(self.err(n, format!("{name} --parents: the destination must be a directory and end with a /")));
         }
-        let count = sources.len() + heredocs.len();
+        let count = sources.len() + heredocs.len() + git_trees.len();
         if count > 1 && !dest_is_dir {
             return Err(self.err(n, format!("When using {name} with more than one source file, the destination must be a directory and end with a /")));
         }
@@ -1640,7 +1754,7 @@ impl<'a> Builder<'a> {
         }
         msg.push_str(&format!(" {dest_raw} # buildkit"));
         let hd: Vec<String> = heredocs.iter().map(|(a, b)| format!("{a}\0{b}")).collect();
-        let key = key_of(&[st.key.hex(), &msg, &workdir, &from_key, sum.hex(), &hd.join("\0")]);
+        let key = key_of(&[st.key.hex(), &msg, &workdir, &from_key, sum.hex(), &hd.join("\0"), &git_key]);
         let clamp = self.req.source_date_epoch;
         let mtime_now = self.req.source_date_epoch.unwrap_or(now_secs() as i64);
         let res = self.layer_step(st, key, msg, n, step, &mut |_, merged, _| {
@@ -1726,6 +1840,21 @@ impl<'a> Builder<'a> {
                 let skip = |_: &str| false;
                 fsops::copy_into(&s.host, &d, std::ffi::OsStr::new(&fname), &attrs, &s.rel, &skip)
                     .map_err(|e| format!("copy {}: {e}", s.rel))?;
+            }
+            for tree in &git_trees {
+                let d = droot.ensure_dir(&dest_rel, uid, gid).map_err(|e| format!("mkdir {dest}: {e}"))?;
+                let mut names: Vec<std::ffi::OsString> = fs::read_dir(tree)
+                    .map_err(|e| format!("{}: {e}", tree.display()))?
+                    .map(|e| e.map(|e| e.file_name()))
+                    .collect::<Result<_, _>>()
+                    .map_err(|e| format!("{}: {e}", tree.display()))?;
+                names.sort();
+                let skip = |_: &str| false;
+                for c in names {
+                    let crel = c.to_string_lossy().into_owned();
+                    fsops::copy_into(&tree.join(&c), &d, &c, &attrs, &crel, &skip)
+                        .map_err(|e| format!("copy {crel}: {e}"))?;
+                }
             }
             for (name, content) in &heredocs {
                 if name.contains('/') || name == ".." || name == "." {
@@ -1875,6 +2004,7 @@ fn clean_stale(tmp: &Path, req: &BuildRequest) {
             }
         }
         let _ = crate::network::detach(&req.data_root, &format!("{prefix}net"));
+        ssh::kill_stale(&e.path());
         drop(Scratch(e.path()));
     }
 }

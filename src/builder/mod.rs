@@ -11,10 +11,13 @@
 pub mod context;
 pub mod exec;
 pub mod fsops;
+pub mod git;
 pub mod ignore;
 pub mod parser;
+pub mod progress;
 pub mod run;
 pub mod shell;
+pub mod ssh;
 
 use crate::image::digest::Digest;
 use crate::image::store::StoreError;
@@ -94,6 +97,8 @@ pub struct BuildRequest {
     pub network: Network,
     /// `--secret id=ID,src=PATH`.
     pub secrets: BTreeMap<String, PathBuf>,
+    /// `--ssh ID=SOCKET`: the ssh agents RUN `--mount=type=ssh` forwards, by id.
+    pub ssh: BTreeMap<String, PathBuf>,
     pub labels: BTreeMap<String, String>,
     pub iidfile: Option<PathBuf>,
     pub progress: Progress,

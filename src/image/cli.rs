@@ -185,6 +185,9 @@ pub struct BuildArgs {
     /// A secret for RUN --mount=type=secret: id=ID,src=PATH.
     #[arg(long)]
     pub secret: Vec<String>,
+    /// An ssh agent for RUN --mount=type=ssh: default|ID[=SOCKET] (default: $SSH_AUTH_SOCK).
+    #[arg(long)]
+    pub ssh: Vec<String>,
     /// Labels of the image: KEY=VALUE.
     #[arg(long)]
     pub label: Vec<String>,
@@ -269,6 +272,27 @@ pub fn build_request(
         }
         secrets.insert(id, src);
     }
+    let mut ssh = std::collections::BTreeMap::new();
+    for s in &a.ssh {
+        let (id, paths) = s.split_once('=').unwrap_or((s, ""));
+        if id.is_empty() {
+            return Err(CliError::Usage(format!("invalid --ssh {s:?}: default|ID[=SOCKET]")));
+        }
+        // As docker: several paths may be given; berth forwards one agent socket.
+        let path = match paths.split(',').find(|p| !p.is_empty()) {
+            Some(p) => PathBuf::from(p),
+            None => match std::env::var_os("SSH_AUTH_SOCK").filter(|v| !v.is_empty()) {
+                Some(v) => PathBuf::from(v),
+                None => {
+                    return Err(CliError::Usage(format!(
+                        "--ssh {s}: invalid empty ssh agent socket: make sure SSH_AUTH_SOCK is set"
+                    )))
+                }
+            },
+        };
+        crate::builder::ssh::check_agent(&path).map_err(|e| CliError::Usage(format!("--ssh {s}: {e}")))?;
+        ssh.insert(id.to_string(), path);
+    }
     let mut labels = std::collections::BTreeMap::new();
     for l in &a.label {
         let (k, v) = l.split_once('=').unwrap_or((l, ""));
@@ -297,6 +321,7 @@ pub fn build_request(
         pull: a.pull,
         network,
         secrets,
+        ssh,
         labels,
         iidfile: a.iidfile,
         progress,
