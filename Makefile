@@ -29,6 +29,7 @@ test: deps
 	$(CARGO) test --release -- --test-threads=2
 	$(MAKE) --no-print-directory faults
 	$(MAKE) --no-print-directory engines
+	$(MAKE) --no-print-directory fuzz FUZZ_SECONDS=3
 
 unit:
 	$(CARGO) test --release --lib --bins
@@ -72,8 +73,8 @@ faults: deps
 # .dockerignore, CNI results, registry auth headers. Built on stable Rust: sanitizer coverage
 # through -Cpasses/-Cllvm-args (no -Z flag, no cargo-fuzz), in fuzz/'s own workspace and target
 # dir. One line of figures per target; a crash saves its input under fuzz/artifacts/TARGET/
-# and fails. Not in CI (building the fuzz crate alone is over CI's budget, see README's design
-# notes): CI's fuzz smoke pass is the in-binary fuzzer below, inside `make test`'s unit tests.
+# and fails. `make test` runs each for 3 s (CI's smoke pass); the in-binary fuzzer below runs
+# inside `make test`'s unit tests too.
 FUZZ_SECONDS ?= 60
 FUZZ_TARGETS ?= config_json seccomp_profile image_reference manifest_index layer_unpack dockerfile \
 	word_expansion dockerignore cni_result registry_auth
