@@ -599,36 +599,15 @@ fn setup_slirp(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Resul
     let h = slirp::start(&ns, &rec.attachment.ports)?;
     rec.helper = Some((h.pid, h.start));
     save_record(data_root, rec)?;
-    rec.attachment.interfaces.push(Interface {
-        network: "slirp4netns".into(),
-        ifname: slirp::IFNAME.into(),
+    let helper = UserModeNet {
+        network: "slirp4netns",
+        ifname: slirp::IFNAME,
         ip: slirp::GUEST_IP,
         prefix: slirp::PREFIX,
         gateway: Some(slirp::GATEWAY),
-        mac: String::new(),
-        ip6: None,
-        prefix6: 0,
-        gateway6: None,
-    });
-    let host = etc::host_resolv();
-    rec.attachment.resolv_conf = etc::resolv_conf(
-        &pick(&req.dns.servers, || vec![slirp::DNS.to_string()]),
-        &pick(&req.dns.search, || host.search.clone()),
-        &pick(&req.dns.options, || host.options.clone()),
-    );
-    let hostname = rec.attachment.hostname.clone();
-    let mut names: Vec<&str> = vec![&hostname];
-    if !req.name.is_empty() {
-        names.push(&req.name);
-    }
-    let extra: Vec<(String, String)> = req
-        .extra_hosts
-        .iter()
-        .map(|(h, ip)| (h.clone(), if ip == "host-gateway" { slirp::GATEWAY.to_string() } else { ip.clone() }))
-        .collect();
-    rec.attachment.hosts = etc::hosts_file(&[slirp::GUEST_IP.into()], &names, &extra);
-    rec.ready = true;
-    save_record(data_root, rec)
+        dns: slirp::DNS.to_string(),
+    };
+    finish_user_mode(data_root, rec, req, helper)
 }
 
 /// The namespace, pasta in it with the published ports, /etc/resolv.conf and hosts: the
@@ -642,12 +621,32 @@ fn setup_pasta(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Resul
     let h = pasta::start(&ns, &rec.attachment.ports)?;
     rec.helper = Some((h.pid, h.start));
     save_record(data_root, rec)?;
+    let helper =
+        UserModeNet { network: "pasta", ifname: pasta::IFNAME, ip, prefix, gateway, dns: pasta::DNS.to_string() };
+    finish_user_mode(data_root, rec, req, helper)
+}
+
+/// What a user-mode helper (slirp4netns, pasta) gives the container.
+struct UserModeNet {
+    network: &'static str,
+    ifname: &'static str,
+    ip: Ipv4Addr,
+    prefix: u8,
+    gateway: Option<Ipv4Addr>,
+    /// The resolver the container is told of unless --dns names others.
+    dns: String,
+}
+
+/// The rest of a user-mode attachment once its helper runs: the interface record,
+/// /etc/resolv.conf (the helper's resolver, the host's search and options) and /etc/hosts
+/// (`host-gateway` naming the helper's gateway); the record is then saved ready.
+fn finish_user_mode(data_root: &Path, rec: &mut Record, req: &AttachRequest, net: UserModeNet) -> Result<(), NetError> {
     rec.attachment.interfaces.push(Interface {
-        network: "pasta".into(),
-        ifname: pasta::IFNAME.into(),
-        ip,
-        prefix,
-        gateway,
+        network: net.network.into(),
+        ifname: net.ifname.into(),
+        ip: net.ip,
+        prefix: net.prefix,
+        gateway: net.gateway,
         mac: String::new(),
         ip6: None,
         prefix6: 0,
@@ -655,7 +654,7 @@ fn setup_pasta(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Resul
     });
     let host = etc::host_resolv();
     rec.attachment.resolv_conf = etc::resolv_conf(
-        &pick(&req.dns.servers, || vec![pasta::DNS.to_string()]),
+        &pick(&req.dns.servers, || vec![net.dns.clone()]),
         &pick(&req.dns.search, || host.search.clone()),
         &pick(&req.dns.options, || host.options.clone()),
     );
@@ -664,13 +663,13 @@ fn setup_pasta(data_root: &Path, rec: &mut Record, req: &AttachRequest) -> Resul
     if !req.name.is_empty() {
         names.push(&req.name);
     }
-    let gw = gateway.map(|g| g.to_string()).unwrap_or_default();
+    let gw = net.gateway.map(|g| g.to_string()).unwrap_or_default();
     let extra: Vec<(String, String)> = req
         .extra_hosts
         .iter()
         .map(|(h, a)| (h.clone(), if a == "host-gateway" { gw.clone() } else { a.clone() }))
         .collect();
-    rec.attachment.hosts = etc::hosts_file(&[ip.into()], &names, &extra);
+    rec.attachment.hosts = etc::hosts_file(&[net.ip.into()], &names, &extra);
     rec.ready = true;
     save_record(data_root, rec)
 }
