@@ -62,21 +62,22 @@ impl Listener {
     }
 }
 
-/// The message with its time, hostname and pid replaced; `id` (the short id) as `ID`.
+/// The message with its time and pid replaced (the hostname kept: both send the host's name);
+/// `id` (the short id) as `ID`.
 fn normal(m: &str, id: &str) -> String {
     let bsd = regex::Regex::new(r"^(<\d+>)[A-Z][a-z]{2} [ \d]\d \d\d:\d\d:\d\d (\S+ )?(\S+)\[\d+\]: ").unwrap();
     let r5424 = regex::Regex::new(
-        r"^(<\d+>)1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?(Z|[+-]\d\d:\d\d) \S* (\S+) \d+ (\S+) - ",
+        r"^(<\d+>)1 \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{6})?(Z|[+-]\d\d:\d\d) (\S*) (\S+) \d+ (\S+) - ",
     )
     .unwrap();
     let m = m.replace(id, "ID");
     if let Some(c) = bsd.captures(&m) {
-        let host = if c.get(2).is_some() { "HOST " } else { "" };
+        let host = c.get(2).map(|h| h.as_str()).unwrap_or("");
         return format!("{}TIME {host}{}[PID]: {}", &c[1], &c[3], &m[c[0].len()..]);
     }
     if let Some(c) = r5424.captures(&m) {
         let micro = if c.get(2).is_some() { ".micro" } else { "" };
-        return format!("{}1 TIME{micro} HOST {} PID {} - {}", &c[1], &c[4], &c[5], &m[c[0].len()..]);
+        return format!("{}1 TIME{micro} {} {} PID {} - {}", &c[1], &c[4], &c[5], &c[6], &m[c[0].len()..]);
     }
     panic!("not a syslog message docker sends: {m:?}");
 }

@@ -226,12 +226,24 @@ fn dial(proto: &str, addr: &str) -> io::Result<(Conn, String)> {
     })
 }
 
+/// The host's name, which dockerd puts in rfc3164 and rfc5424 messages whatever the transport.
+fn hostname() -> String {
+    let mut b = [0u8; 256];
+    // SAFETY: gethostname writes at most b.len() bytes into the live buffer.
+    let r = unsafe { libc::gethostname(b.as_mut_ptr().cast(), b.len()) };
+    if r != 0 {
+        return String::new();
+    }
+    let n = b.iter().position(|&c| c == 0).unwrap_or(b.len());
+    String::from_utf8_lossy(&b[..n]).into_owned()
+}
+
 impl Sender {
     /// Connects to the target (the container's start fails when this does, as in docker).
     pub fn connect(target: &SyslogTarget) -> io::Result<Sender> {
-        let (conn, hostname) =
+        let (conn, _) =
             dial(&target.proto, &target.addr).map_err(|e| io::Error::new(e.kind(), DialError(e.to_string())))?;
-        Ok(Sender { target: target.clone(), conn: Some(conn), hostname, pid: std::process::id() })
+        Ok(Sender { target: target.clone(), conn: Some(conn), hostname: hostname(), pid: std::process::id() })
     }
 
     /// Sends one line (without its newline); empty lines are not sent. A failed send is retried
