@@ -4,8 +4,10 @@
 //! refused as dockerd refuses them; `logs` as docker's CLI shows it.
 
 use crate::container::{assert_one_line, Eng};
+use std::fs;
 use std::io::Read;
 use std::net::{TcpListener, UdpSocket};
+use std::os::unix::fs::FileTypeExt;
 use std::os::unix::net::UnixDatagram;
 use std::os::unix::net::UnixListener;
 use std::process::{Command, Stdio};
@@ -197,6 +199,15 @@ fn syslog_options_and_unreachable_servers_fail_as_in_dockerd() {
         format!("syslog-address=unixgram://{}", dead.display()),
         format!("syslog-address=tcp://127.0.0.1:{port}"),
     ];
+    let mut cases = cases.to_vec();
+    // No local syslog socket on the host (here /var/run/log is a directory): the default
+    // address fails the start.
+    if ["/dev/log", "/var/run/syslog", "/var/run/log"]
+        .iter()
+        .all(|p| !fs::metadata(p).is_ok_and(|m| m.file_type().is_socket()))
+    {
+        cases.push("syslog-facility=daemon".into());
+    }
     let before = e.container_dirs();
     for opt in &cases {
         let args = ["run", "--network", "none", "--log-driver", "syslog", "--log-opt", opt, "busybox", "true"];
