@@ -226,15 +226,35 @@ fn syslog_options_and_unreachable_servers_fail_as_in_dockerd() {
             want = vec!["unknown log opt 'nosuch' for syslog log driver"];
         }
         assert_one_line(&o, 125, &want);
-        // A start that failed leaves the made container (as in docker); run's own leftovers go.
-        let left: Vec<String> = e.container_dirs().into_iter().filter(|c| !before.contains(c)).collect();
-        for c in &left {
-            e.c(&["rm", "-f", c]);
+        // A refused create makes nothing. After a failed start docker's `run` leaves the created
+        // container; berth's `run` removes what it made (as for every failed run).
+        let (_, dleft, _) = output(d.docker(&["ps", "-aq", "--filter", "status=created"]));
+        let (_, bleft, _) = output(e.command(&["container", "ls", "-aq"]));
+        assert_eq!(bleft.lines().count(), 0, "{opt}: berth's run left {bleft}");
+        assert_eq!(dleft.lines().count(), usize::from(what.contains("failed to initialize logging driver")), "{opt}");
+        for c in dleft.lines() {
+            assert!(d.docker(&["rm", "-f", c]).status().unwrap().success());
         }
-        if !what.contains("failed to initialize logging driver") {
-            assert!(left.is_empty(), "{opt}: create refused makes nothing");
+        for c in bleft.lines() {
+            assert_eq!(e.c(&["rm", "-f", c]).code, 0);
         }
     }
+    assert_eq!(e.container_dirs(), before);
+    // create, then start: the start fails with dockerd's words and the container stays created.
+    let opt = format!("syslog-address=tcp://127.0.0.1:{port}");
+    let create = ["create", "--network", "none", "--log-driver", "syslog", "--log-opt", &opt, "busybox", "true"];
+    let (ok, did, _) = output(d.docker(&create));
+    assert!(ok);
+    let (ok, _, derr) = output(d.docker(&["start", did.trim()]));
+    assert!(!ok);
+    let what = derr.lines().next().unwrap_or("").trim_start_matches("Error response from daemon: ").to_string();
+    assert!(what.starts_with("failed to initialize logging driver: dial tcp"), "{derr}");
+    let o = e.c(&create);
+    assert_eq!(o.code, 0, "{o}");
+    let bid = o.stdout.trim().to_string();
+    assert_one_line(&e.c(&["start", &bid]), 125, &[what.trim_end_matches('.')]);
+    e.wait_status(&bid, "created", Duration::from_secs(5));
+    assert_eq!(e.c(&["rm", &bid]).code, 0);
     assert_eq!(e.container_dirs(), before);
     // journald stays refused.
     assert_one_line(&e.c(&["run", "--log-driver", "journald", "busybox", "true"]), 125, &["journald"]);
