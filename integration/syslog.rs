@@ -258,6 +258,11 @@ fn syslog_options_and_unreachable_servers_fail_as_in_dockerd() {
     e.wait_status(&bid, "created", Duration::from_secs(5));
     assert_eq!(e.c(&["rm", &bid]).code, 0);
     assert_eq!(e.container_dirs(), before);
+    // No TLS client: tcp+tls is refused at create in one line, nothing made.
+    let tls =
+        ["run", "--log-driver", "syslog", "--log-opt", "syslog-address=tcp+tls://127.0.0.1:6514", "busybox", "true"];
+    assert_one_line(&e.c(&tls), 125, &["tcp+tls", "not supported"]);
+    assert_eq!(e.container_dirs(), before);
     // journald stays refused.
     assert_one_line(&e.c(&["run", "--log-driver", "journald", "busybox", "true"]), 125, &["journald"]);
 }
