@@ -575,6 +575,11 @@ impl Dockerd {
         self.dir.join("data")
     }
 
+    /// The daemon's socket, for another docker CLI's -H.
+    pub(crate) fn host(&self) -> String {
+        format!("unix://{}", self.dir.join("docker.sock").display())
+    }
+
     /// Debian's docker 20.10 CLI (its BuildKit client is built in; a newer CLI elsewhere on
     /// PATH wants a buildx plugin).
     pub(crate) fn docker(&self, args: &[&str]) -> Command {

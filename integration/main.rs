@@ -34,4 +34,5 @@ mod shim;
 mod ship;
 pub mod soak;
 mod state;
+mod syslog;
 mod tty;

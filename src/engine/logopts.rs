@@ -3,17 +3,37 @@
 
 use super::store::Record;
 use super::EngineError;
+use crate::shim::syslog as berth_syslog;
 use crate::shim::LogConfig;
 use std::collections::BTreeMap;
 
 /// The drivers berth has: json-file, `local` (docker's protobuf-framed entries, with its
-/// defaults: 20 MiB files, 5 kept, compressed) and `none`.
-pub const DRIVERS: &[&str] = &["json-file", "local", "none"];
+/// defaults: 20 MiB files, 5 kept, compressed), `syslog` (each line sent to a syslog server,
+/// and kept in docker's local cache for `logs`) and `none`.
+pub const DRIVERS: &[&str] = &["json-file", "local", "syslog", "none"];
 
 fn allowed(driver: &str) -> &'static [&'static str] {
     match driver {
         "json-file" => &["max-size", "max-file", "compress", "labels", "labels-regex", "env", "env-regex", "tag"],
         "local" => &["max-size", "max-file", "compress"],
+        "syslog" => &[
+            "env",
+            "env-regex",
+            "labels",
+            "labels-regex",
+            "syslog-address",
+            "syslog-facility",
+            "syslog-tls-ca-cert",
+            "syslog-tls-cert",
+            "syslog-tls-key",
+            "syslog-tls-skip-verify",
+            "tag",
+            "syslog-format",
+            "cache-disabled",
+            "cache-max-size",
+            "cache-max-file",
+            "cache-compress",
+        ],
         _ => &[],
     }
 }
@@ -47,14 +67,49 @@ fn config_of(
     tag_view: &BTreeMap<&str, String>,
 ) -> Result<LogConfig, EngineError> {
     let bad = |k: &str, v: &str, why: &str| EngineError::Invalid(format!("invalid log opt {k}={v}: {why}"));
-    let local = driver == "local";
+    let syslog = driver == "syslog";
+    let local = driver == "local" || syslog;
     let mut c = LogConfig {
         driver: driver.to_string(),
         max_size: if local { 20 * 1024 * 1024 } else { 0 },
         max_file: if local { 5 } else { 1 },
         compress: local,
         attrs: BTreeMap::new(),
+        syslog: None,
+        no_file: false,
     };
+    // syslog's local cache (docker's dual logging) takes the cache-* options.
+    let opts: BTreeMap<String, String> = if syslog {
+        let mut o = BTreeMap::new();
+        for (k, v) in opts {
+            if let Some(rest) = k.strip_prefix("cache-").filter(|r| *r != "disabled") {
+                o.insert(rest.to_string(), v.clone());
+            }
+        }
+        if let Some(v) = opts.get("cache-disabled") {
+            c.no_file = match v.as_str() {
+                "true" | "1" => true,
+                "false" | "0" | "" => false,
+                _ => return Err(bad("cache-disabled", v, "true or false")),
+            };
+        }
+        let syslog_err = |e: String| EngineError::Invalid(e);
+        let (proto, addr) = berth_syslog::parse_address(opts.get("syslog-address").map(String::as_str).unwrap_or(""))
+            .map_err(syslog_err)?;
+        let facility = berth_syslog::parse_facility(opts.get("syslog-facility").map(String::as_str).unwrap_or(""))
+            .map_err(syslog_err)?;
+        let format = berth_syslog::parse_format(opts.get("syslog-format").map(String::as_str).unwrap_or(""))
+            .map_err(syslog_err)?;
+        let t = opts.get("tag").map(String::as_str).filter(|t| !t.is_empty()).unwrap_or("{{.ID}}");
+        let tmpl = crate::template::Template::parse(t).map_err(|e| bad("tag", t, &e.to_string()))?;
+        let view = serde_json::to_value(tag_view).unwrap_or_default();
+        let tag = tmpl.render(&view).map_err(|e| bad("tag", t, &e.to_string()))?;
+        c.syslog = Some(berth_syslog::SyslogTarget { proto, addr, facility, format, tag });
+        o
+    } else {
+        opts.clone()
+    };
+    let opts = &opts;
     if let Some(v) = opts.get("max-size") {
         let n =
             berth::units::ram_in_bytes(v).filter(|n| *n > 0).ok_or_else(|| bad("max-size", v, "a size such as 10m"))?;

@@ -89,7 +89,9 @@ pub fn dispatch(e: &Engine, cmd: ContainerCmd) -> Result<i32, EngineError> {
         }
         ContainerCmd::Logs { follow, tail, since, until, timestamps, container } => {
             let rec = cs.find(&container)?;
-            if rec.spec.log_driver.as_deref() == Some("none") {
+            let no_cache = rec.spec.log_driver.as_deref() == Some("syslog")
+                && matches!(rec.spec.log_opts.get("cache-disabled").map(String::as_str), Some("true" | "1"));
+            if rec.spec.log_driver.as_deref() == Some("none") || no_cache {
                 return Err(EngineError::Invalid("configured logging driver does not support reading".into()));
             }
             let tail = match tail.as_deref() {

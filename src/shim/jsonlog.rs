@@ -269,11 +269,25 @@ pub struct LogConfig {
     pub compress: bool,
     /// `attrs` of every entry (the labels asked for, the tag).
     pub attrs: std::collections::BTreeMap<String, String>,
+    /// The syslog driver's server: every line is also sent there.
+    #[serde(default)]
+    pub syslog: Option<super::syslog::SyslogTarget>,
+    /// No file is written (`none`, syslog with `cache-disabled=true`).
+    #[serde(default)]
+    pub no_file: bool,
 }
 
 impl Default for LogConfig {
     fn default() -> LogConfig {
-        LogConfig { driver: "json-file".into(), max_size: 0, max_file: 1, compress: false, attrs: Default::default() }
+        LogConfig {
+            driver: "json-file".into(),
+            max_size: 0,
+            max_file: 1,
+            compress: false,
+            attrs: Default::default(),
+            syslog: None,
+            no_file: false,
+        }
     }
 }
 
@@ -310,6 +324,8 @@ struct Encoder {
     /// The pre-encoded `"attrs":{...},` member of json-file entries, or empty.
     attrs: Vec<u8>,
     pieces: [Pieces; 2],
+    /// The syslog driver's connection: each line is sent as one message.
+    syslog: Option<super::syslog::Sender>,
 }
 
 /// 64 hex digits of randomness (docker's id of a partial line).
@@ -325,6 +341,9 @@ impl Encoder {
     /// (`more`: the line goes on in the next entry).
     fn emit(&mut self, stream: LogStream, text: &[u8], more: bool, now: (i64, u32)) {
         let k = stream as usize;
+        if let Some(s) = self.syslog.as_mut() {
+            s.send(stream == LogStream::Stderr, text.strip_suffix(b"\n").unwrap_or(text), now);
+        }
         if !self.local {
             push_entry(&mut self.out, text, stream, &format_time(now.0, now.1), &self.attrs);
             return;
@@ -361,12 +380,17 @@ impl LogWriter {
     pub fn open(path: &Path, cfg: &LogConfig) -> io::Result<LogWriter> {
         use std::os::unix::fs::OpenOptionsExt;
         let mut attrs = Vec::new();
-        if !cfg.attrs.is_empty() && cfg.driver != "local" {
+        if !cfg.attrs.is_empty() && cfg.driver == "json-file" {
             attrs.extend_from_slice(b"\"attrs\":");
             attrs.extend_from_slice(&serde_json::to_vec(&cfg.attrs).unwrap_or_default());
             attrs.push(b',');
         }
-        let file = if cfg.driver == "none" {
+        // The syslog driver connects first: the start fails when the server cannot be reached.
+        let syslog = match &cfg.syslog {
+            Some(t) => Some(super::syslog::Sender::connect(t)?),
+            None => None,
+        };
+        let file = if cfg.driver == "none" || cfg.no_file {
             None
         } else {
             Some(std::fs::OpenOptions::new().create(true).append(true).mode(0o640).open(path)?)
@@ -375,7 +399,14 @@ impl LogWriter {
         Ok(LogWriter {
             file,
             partial: [Vec::new(), Vec::new()],
-            enc: Encoder { out: Vec::new(), local: cfg.driver == "local", attrs, pieces: Default::default() },
+            // syslog keeps docker's local cache (dual logging) in the local format.
+            enc: Encoder {
+                out: Vec::new(),
+                local: cfg.driver != "json-file",
+                attrs,
+                pieces: Default::default(),
+                syslog,
+            },
             path: path.to_path_buf(),
             cfg: cfg.clone(),
             size,
@@ -388,7 +419,7 @@ impl LogWriter {
         LogWriter {
             file: None,
             partial: [Vec::new(), Vec::new()],
-            enc: Encoder { out: Vec::new(), local, attrs: Vec::new(), pieces: Default::default() },
+            enc: Encoder { out: Vec::new(), local, attrs: Vec::new(), pieces: Default::default(), syslog: None },
             path: Default::default(),
             cfg: LogConfig::default(),
             size: 0,
@@ -480,7 +511,7 @@ impl LogWriter {
         if self.enc.out.is_empty() {
             return;
         }
-        if self.cfg.driver == "none" {
+        if self.cfg.driver == "none" || self.cfg.no_file {
             self.enc.out.clear();
             return;
         }

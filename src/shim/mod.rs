@@ -28,6 +28,7 @@ pub mod locallog;
 pub(crate) mod proto;
 mod server;
 pub(crate) mod sys;
+pub mod syslog;
 
 pub use client::{attach, attach_with, parse_detach_keys, relay, relay_with, RelayEnd};
 #[allow(unused_imports)] // API of the container layer
@@ -786,6 +787,14 @@ mod tests {
                 max_file: 3,
                 compress: true,
                 attrs: Default::default(),
+                syslog: Some(syslog::SyslogTarget {
+                    proto: "udp".into(),
+                    addr: "127.0.0.1:514".into(),
+                    facility: 24,
+                    format: "rfc5424".into(),
+                    tag: "web".into(),
+                }),
+                no_file: false,
             },
         };
         let mut a = Args { v: c.to_args(), i: 0 };

@@ -167,7 +167,10 @@ pub(super) fn run(cfg: ShimConfig, mut sync: Option<OwnedFd>, attach: Option<Own
         Ok(l) => l,
         Err(e) => {
             let _ = std::fs::remove_file(&sock_path);
-            reply(&mut sync, &format!("shim: open log {}: {e}", cfg.log_path.display()));
+            match e.get_ref().and_then(|i| i.downcast_ref::<super::syslog::DialError>()) {
+                Some(d) => reply(&mut sync, &d.to_string()),
+                None => reply(&mut sync, &format!("shim: open log {}: {e}", cfg.log_path.display())),
+            }
             return 1;
         }
     };
