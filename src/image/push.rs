@@ -88,27 +88,30 @@ pub fn push(store: &Store, client: &Client, name: &str, opts: &PushOptions) -> R
     let mut last = None;
     for tag in &tags {
         let mdigest = index.refs[&format!("{}/{}:{tag}", r.registry, r.repository)].clone();
-        last = Some(push_tag(store, &g, client, &r, &index, &mdigest, tag, opts.quiet)?);
+        let t = Target { store, g: &g, client, r: &r, index: &index };
+        last = Some(push_tag(&t, &mdigest, tag, opts.quiet)?);
     }
     drop(g);
     last.ok_or_else(missing)
+}
+
+/// Where one push goes and what it reads: the store (write-locked by `g`) and its index, the
+/// registry client and the repository.
+#[derive(Clone, Copy)]
+struct Target<'a> {
+    store: &'a Store,
+    g: &'a WriteGuard,
+    client: &'a Client,
+    r: &'a Reference,
+    index: &'a StoreIndex,
 }
 
 /// Pushes the image of manifest `mdigest` under `tag`. An image loaded from a multi-platform
 /// index goes as docker 25+ (containerd image store) pushes one: the whole index, every
 /// platform's manifest put by digest first, when the store has every platform's blobs; the
 /// image's own manifest alone when some platform's are missing (a pull keeps only one).
-#[allow(clippy::too_many_arguments)]
-fn push_tag(
-    store: &Store,
-    g: &WriteGuard,
-    client: &Client,
-    r: &Reference,
-    index: &StoreIndex,
-    mdigest: &Digest,
-    tag: &str,
-    quiet: bool,
-) -> Result<Digest, PushError> {
+fn push_tag(t: &Target, mdigest: &Digest, tag: &str, quiet: bool) -> Result<Digest, PushError> {
+    let Target { store, g, client, r, index } = *t;
     let image = format!("{}/{}:{tag}", r.registry, r.repository);
     let prog = Progress::new(quiet);
     let mut made = Vec::new();
@@ -116,7 +119,7 @@ fn push_tag(
         Some((idx_digest, mut idx)) => {
             let mut changed = false;
             for d in idx.manifests.iter_mut().filter(|d| d.media_type.is_empty() || types::is_manifest(&d.media_type)) {
-                let (mt, data) = push_image(store, g, client, r, index, &d.digest, &image, &prog, &mut made)?;
+                let (mt, data) = push_image(t, &d.digest, &image, &prog, &mut made)?;
                 let got = client.put_manifest(r, &Digest::of(&data).to_string(), &mt, &data)?;
                 if got != d.digest {
                     changed = true;
@@ -135,7 +138,7 @@ fn push_tag(
             (client.put_manifest(r, tag, &mt, &data)?, data.len())
         }
         None => {
-            let (mt, data) = push_image(store, g, client, r, index, mdigest, &image, &prog, &mut made)?;
+            let (mt, data) = push_image(t, mdigest, &image, &prog, &mut made)?;
             berth::faults::crash_point("image.push.blobs-uploaded");
             (client.put_manifest(r, tag, &mt, &data)?, data.len())
         }
@@ -187,18 +190,14 @@ fn complete_index(store: &Store, index: &StoreIndex, mdigest: &Digest) -> Option
 /// Sends the layers and config of the image of manifest `mdigest`; returns the manifest to
 /// put (media type, bytes): the stored one, or the same naming the compressed layers. The
 /// gzip blobs it made are added to `all_made`.
-#[allow(clippy::too_many_arguments)]
 fn push_image(
-    store: &Store,
-    g: &WriteGuard,
-    client: &Client,
-    r: &Reference,
-    index: &StoreIndex,
+    t: &Target,
     mdigest: &Digest,
     image: &str,
     prog: &Progress,
     all_made: &mut Vec<Made>,
 ) -> Result<(String, Vec<u8>), PushError> {
+    let Target { store, g, index, .. } = *t;
     let mdata = store.read_blob(mdigest)?;
     let media_type = super::pull::manifest_media_type("", &mdata);
     let manifest: types::Manifest =
@@ -241,7 +240,7 @@ fn push_image(
                 let i = order[k];
                 let res = distributable(store, g, index, &manifest.layers[i]).and_then(|(d, m)| {
                     let path = m.as_ref().map(|(_, st)| st.path().to_path_buf());
-                    push_blob(store, client, r, index, &d, path.as_deref(), Some((prog, lines[k])))?;
+                    push_blob(t, &d, path.as_deref(), Some((prog, lines[k])))?;
                     *sent[i].lock().unwrap_or_else(|p| p.into_inner()) = Some(d);
                     if let Some(m) = m {
                         made.lock().unwrap_or_else(|p| p.into_inner()).push(m);
@@ -272,7 +271,7 @@ fn push_image(
         m.layers = sent;
         serde_json::to_vec(&m).map_err(|source| PushError::Manifest { digest: mdigest.clone(), source })?
     };
-    push_blob(store, client, r, index, &manifest.config, None, None)?;
+    push_blob(t, &manifest.config, None, None)?;
     all_made.extend(made.into_inner().unwrap_or_else(|p| p.into_inner()));
     Ok((media_type, mdata))
 }
@@ -368,14 +367,12 @@ fn mount_source(index: &StoreIndex, r: &Reference, digest: &Digest) -> Option<St
 
 /// One blob: present, mounted or uploaded. `line` is the progress line of a layer.
 fn push_blob(
-    store: &Store,
-    client: &Client,
-    r: &Reference,
-    index: &StoreIndex,
+    t: &Target,
     d: &Descriptor,
     file: Option<&std::path::Path>,
     line: Option<(&Progress, usize)>,
 ) -> Result<(), PushError> {
+    let Target { store, client, r, index, .. } = *t;
     let say = |status: String, force: bool| {
         if let Some((p, i)) = line {
             let plain = force.then(|| status.clone());
