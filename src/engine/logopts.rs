@@ -145,24 +145,13 @@ fn config_of(
             None => Ok(None),
         }
     };
-    for k in list("labels") {
-        if let Some(v) = labels.get(k) {
-            c.attrs.insert(k.to_string(), v.clone());
-        }
-    }
-    if let Some(re) = regex("labels-regex")? {
-        for (k, v) in labels.iter().filter(|(k, _)| re.is_match(k)) {
-            c.attrs.insert(k.clone(), v.clone());
-        }
-    }
+    let labels: BTreeMap<&str, &str> = labels.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let env: BTreeMap<&str, &str> = env.iter().filter_map(|kv| kv.split_once('=')).collect();
-    for k in list("env") {
-        if let Some(v) = env.get(k) {
-            c.attrs.insert(k.to_string(), v.to_string());
-        }
-    }
-    if let Some(re) = regex("env-regex")? {
-        for (k, v) in env.iter().filter(|(k, _)| re.is_match(k)) {
+    for (values, named, pattern) in [(&labels, "labels", "labels-regex"), (&env, "env", "env-regex")] {
+        let re = regex(pattern)?;
+        let picked = list(named).into_iter().filter_map(|k| values.get_key_value(k));
+        let matched = values.iter().filter(|(k, _)| re.as_ref().is_some_and(|re| re.is_match(k)));
+        for (k, v) in picked.chain(matched) {
             c.attrs.insert(k.to_string(), v.to_string());
         }
     }
