@@ -1302,16 +1302,18 @@ fn build_progress_tty_redraws_in_place() {
         ],
     );
     let iid = ctx.dir.join("iid");
-    // On a terminal (script(1) gives it a pty).
-    let line = format!(
-        "stty cols 200 rows 50; {} --root {} --data-root {} image build --network none --progress tty --iidfile {} {}",
-        ctx.bin.display(),
-        ctx.root.display(),
-        eng.data.display(),
-        s(&iid),
-        s(&dir)
-    );
-    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"]));
+    // `image build --progress tty ARGS` on a terminal of `size` (script(1) gives it a pty),
+    // then the shell line `after`: everything the terminal showed.
+    let on_tty = |size: &str, args: &str, after: &str| {
+        let line = format!(
+            "stty {size}; {} --root {} --data-root {} image build --network none --progress tty {args}{after}",
+            ctx.bin.display(),
+            ctx.root.display(),
+            eng.data.display(),
+        );
+        tool(Command::new("script").args(["-qec", &line, "/dev/null"]))
+    };
+    let tty = on_tty("cols 200 rows 50", &format!("--iidfile {} {}", s(&iid), s(&dir)), "");
     let id = fs::read_to_string(&iid).unwrap();
     assert!(id.starts_with("sha256:"), "{id:?}");
     assert!(tty.contains("\x1b[J") && tty.contains("A\r\x1b[J"), "no redraw in place: {tty:?}");
@@ -1331,28 +1333,14 @@ fn build_progress_tty_redraws_in_place() {
     );
     // A small terminal: every line cut to its width, the frame no taller than it, the
     // header kept.
-    let line = format!(
-        "stty cols 60 rows 5; {} --root {} --data-root {} image build --network none --progress tty {}",
-        ctx.bin.display(),
-        ctx.root.display(),
-        eng.data.display(),
-        s(&dir)
-    );
-    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"])).replace('\r', "");
+    let tty = on_tty("cols 60 rows 5", s(&dir), "").replace('\r', "");
     let last_frame = tty.rsplit("\x1b[J").next().unwrap();
     let lines: Vec<&str> = last_frame.lines().collect();
     assert!(lines.len() <= 4 && lines[0].starts_with("[+] Building "), "{last_frame}");
     assert!(lines.iter().all(|l| l.chars().count() < 60), "{last_frame}");
     // A failing step: shown ERROR in the last frame, the build's error line after it.
     let bad = context(&ctx, &[("Dockerfile", "FROM localhost/berth-build/bb:v1\nRUN echo failing-step; exit 3\n")]);
-    let line = format!(
-        "stty cols 200 rows 50; {} --root {} --data-root {} image build --network none --progress tty {}; echo rc=$?",
-        ctx.bin.display(),
-        ctx.root.display(),
-        eng.data.display(),
-        s(&bad)
-    );
-    let tty = tool(Command::new("script").args(["-qec", &line, "/dev/null"])).replace('\r', "");
+    let tty = on_tty("cols 200 rows 50", s(&bad), "; echo rc=$?").replace('\r', "");
     let last_frame = tty.rsplit("\x1b[J").next().unwrap();
     let lines: Vec<&str> = last_frame.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(lines.iter().any(|l| l.starts_with(" => ERROR [stage-0 2/2] RUN echo failing-step")), "{last_frame}");
